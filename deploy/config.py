@@ -1,0 +1,413 @@
+"""The typed model of deploy.yaml: every key, its type, its default, and what a valid value is.
+
+Values that reach a config file (domains, paths, sizes, header values) are validated here, so
+templates never see a value that could break out of a directive or a line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+# --- value types -------------------------------------------------------------------------------
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+_UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
+_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_REL_PATH = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$")
+_ABS_PATH = re.compile(r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._@+/-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
+_WSGI = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\([^\n\r;`$]*\))?$"
+)
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"expected {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def _no_control(value: str) -> str:
+    if any(ord(c) < 32 and c != "\t" for c in value):
+        raise ValueError("must not contain newlines or control characters")
+    return value
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower()
+    if not _DOMAIN.match(value) or len(value) > 253:
+        raise ValueError(
+            f"expected a domain name (letters, digits, hyphens and dots, such as app.example.com), got {value!r}"
+        )
+    return value
+
+
+def _host_address(value: str) -> str:
+    m = _IPV4.match(value)
+    if m:
+        if all(0 <= int(g) <= 255 for g in m.groups()):
+            return value
+        raise ValueError(f"expected an IPv4 address or a host name, got {value!r}")
+    if value.startswith("[") and value.endswith("]") and re.match(r"^[0-9a-fA-F:.]+$", value[1:-1]):
+        return value
+    return _domain(value)
+
+
+AppName = Annotated[
+    str,
+    AfterValidator(
+        _matches(_APP_NAME, "a short lower-case name: letters, digits and hyphens, starting with a letter")
+    ),
+]
+UnixName = Annotated[str, AfterValidator(_matches(_UNIX_NAME, "a Unix user name such as 'deploy'"))]
+Domain = Annotated[str, AfterValidator(_domain)]
+UrlPath = Annotated[
+    str, AfterValidator(_matches(_URL_PATH, "a URL path starting with '/' (letters, digits, . _ ~ - /)"))
+]
+RelPath = Annotated[
+    str,
+    AfterValidator(_matches(_REL_PATH, "a relative path inside the project (no '..', no spaces or quotes)")),
+]
+AbsPath = Annotated[
+    str, AfterValidator(_matches(_ABS_PATH, "an absolute path (no '..', no spaces or quotes)"))
+]
+EnvName = Annotated[
+    str, AfterValidator(_matches(_ENV_NAME, "an environment variable name such as LOG_LEVEL"))
+]
+Size = Annotated[str, AfterValidator(_matches(_SIZE, "an Nginx size such as 16m, 512k or 1g"))]
+SafeText = Annotated[str, AfterValidator(_no_control)]
+Version = Annotated[str, AfterValidator(_matches(_VERSION, "a version such as 1.22 or 1.25.1"))]
+
+
+def _header_value(value: str) -> str:
+    _no_control(value)
+    if '"' in value or "\\" in value or "$" in value:
+        raise ValueError('a header value must not contain double quotes, backslashes or "$"')
+    return value
+
+
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
+
+
+class Model(BaseModel):
+    """Base for every section: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- app ---------------------------------------------------------------------------------------
+
+
+class Static(Model):
+    """Static files that Nginx serves directly, with long caching."""
+
+    url: UrlPath = "/static"
+    dir: RelPath = "static"
+    max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+
+
+class App(Model):
+    """The application: what to run, what it needs, and what it keeps across releases."""
+
+    name: AppName
+    wsgi: Annotated[
+        str,
+        AfterValidator(
+            _matches(_WSGI, "'module:app' or a factory call such as 'flaskr:create_app()'")
+        ),
+    ]
+    requirements: RelPath = "requirements.txt"
+    python: Version | None = None
+    static: Static | None = None
+    health: UrlPath = "/health"
+    env: dict[EnvName, SafeText] = Field(default_factory=dict)
+    secrets: list[EnvName] = Field(default_factory=list)
+    shared: list[RelPath] = Field(default_factory=list)
+    release: list[SafeText] = Field(default_factory=list)
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8000
+
+    @field_validator("env")
+    @classmethod
+    def _no_debug_in_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in ("FLASK_DEBUG", "DEBUG"):
+            if key in env and env[key].strip().lower() not in ("", "0", "false", "no", "off"):
+                raise ValueError(f"{key}={env[key]!r} turns on the debugger in production; remove it")
+        if env.get("FLASK_ENV", "").strip().lower() == "development":
+            raise ValueError("FLASK_ENV=development turns on the debugger in production; remove it")
+        return env
+
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> App:
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is listed in both app.env and app.secrets: "
+                "secret values must come from the environment or .env at push time, never deploy.yaml"
+            )
+        return self
+
+
+# --- server ------------------------------------------------------------------------------------
+
+
+class Host(Model):
+    """One server: an address, and optionally its own SSH user and port."""
+
+    address: Annotated[str, AfterValidator(_host_address)]
+    user: UnixName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        """Accept 'host', 'user@host' and 'user@host:port'."""
+        if isinstance(data, str):
+            user, _, rest = data.rpartition("@")
+            address, port = rest, None
+            if rest.count(":") == 1:
+                address, _, port_text = rest.partition(":")
+                if not port_text.isdigit():
+                    raise ValueError(f"expected 'host', 'user@host' or 'user@host:port', got {data!r}")
+                port = int(port_text)
+            out: dict[str, Any] = {"address": address}
+            if user:
+                out["user"] = user
+            if port is not None:
+                out["port"] = port
+            return out
+        return data
+
+
+class SSH(Model):
+    """How deploy reaches the hosts. Host keys are always verified against known_hosts."""
+
+    user: UnixName = "root"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    key: SafeText | None = None
+    known_hosts: SafeText | None = None
+    proxy_jump: SafeText | None = None
+    sudo: bool = False
+    connect_timeout: Annotated[int, Field(ge=1, le=300)] = 10
+
+
+class TLS(Model):
+    """HTTPS: a certificate from an ACME server (email), or the user's own (cert and key)."""
+
+    email: Annotated[str, AfterValidator(_matches(re.compile(r"^[^@\s;]+@[^@\s;]+$"), "an email address"))] | None = None
+    cert: SafeText | None = None
+    key: SafeText | None = None
+    acme_server: Annotated[
+        str, AfterValidator(_matches(re.compile(r"^https://[^\s;\"']+$"), "an https:// ACME directory URL"))
+    ] | None = None
+    ca_bundle: SafeText | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together: give both or neither")
+        if self.cert is None and self.email is None:
+            raise ValueError("tls needs either email (certificates from an ACME server) or cert and key")
+        if self.cert is not None and self.email is not None:
+            raise ValueError("tls takes either email (ACME) or cert and key, not both")
+        return self
+
+    @property
+    def acme(self) -> bool:
+        return self.cert is None
+
+
+class Server(Model):
+    """Where the app runs: its names, its hosts, and the account it runs as."""
+
+    domains: Annotated[list[Domain], Field(min_length=1)]
+    hosts: list[Host] = Field(default_factory=list)
+    user: UnixName = "deploy"
+    base_dir: AbsPath | None = None
+    ssh: SSH = Field(default_factory=SSH)
+    tls: TLS | Literal[False] = False
+    cores: Annotated[int, Field(ge=1, le=1024)] | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user == "root":
+            raise ValueError("the app must not run as root; use a dedicated user such as 'deploy'")
+        return user
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_true(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError("tls: true is not enough; give {email: you@example.com} or {cert: ..., key: ...}")
+        return value
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+class Gunicorn(Model):
+    """Gunicorn settings; 'auto' workers means (2 x the target host's cores) + 1."""
+
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"
+    worker_class: Literal["sync", "gthread", "gevent", "eventlet", "uvicorn.workers.UvicornWorker"] = "sync"
+    threads: Annotated[int, Field(ge=1, le=256)] = 1
+    timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    keepalive: Annotated[int, Field(ge=0, le=300)] = 5
+    max_requests: Annotated[int, Field(ge=0)] = 1000
+    max_requests_jitter: Annotated[int, Field(ge=0)] = 100
+    backlog: Annotated[int, Field(ge=16, le=65535)] = 2048
+    preload_app: bool = False
+
+
+class Nginx(Model):
+    """The Nginx site in front of Gunicorn."""
+
+    version: Version = "1.22"
+    client_max_body_size: Size = "16m"
+    gzip: bool = True
+    content_security_policy: HeaderValue = (
+        "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"
+    )
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 63072000
+    proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+    extra_headers: dict[
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[A-Za-z][A-Za-z0-9-]*$"), "a header name"))],
+        HeaderValue,
+    ] = Field(default_factory=dict)
+
+
+_SYSTEMD_OVERRIDABLE = {
+    "MemoryDenyWriteExecute",
+    "PrivateDevices",
+    "PrivateUsers",
+    "PrivateTmp",
+    "ProtectHome",
+    "ProtectSystem",
+    "ProtectProc",
+    "ProcSubset",
+    "RestrictAddressFamilies",
+    "SystemCallFilter",
+    "IPAddressDeny",
+    "IPAddressAllow",
+    "RestrictNamespaces",
+    "LimitNOFILE",
+    "MemoryMax",
+    "CPUQuota",
+    "TasksMax",
+    "ReadWritePaths",
+    "UMask",
+}
+
+
+class Systemd(Model):
+    """Hardening of the app's unit; any directive in `overrides` replaces the default."""
+
+    overrides: dict[str, Annotated[str, AfterValidator(_no_control)]] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _known(cls, overrides: dict[str, str]) -> dict[str, str]:
+        for key in overrides:
+            if key not in _SYSTEMD_OVERRIDABLE:
+                raise ValueError(
+                    f"{key!r} cannot be overridden; expected one of: {', '.join(sorted(_SYSTEMD_OVERRIDABLE))}"
+                )
+        return overrides
+
+
+class Docker(Model):
+    """The container image: a pinned base image and the user it runs as."""
+
+    base_image: Annotated[
+        str, AfterValidator(_matches(_IMAGE, "an image reference such as python:3.11-slim-bookworm"))
+    ] = "python:3.11-slim-bookworm"
+    user: UnixName = "app"
+
+
+class Hook(Model):
+    """A command run before or after a push or rollback, locally or on every host."""
+
+    run: SafeText
+    on: Literal["local", "hosts"] = "local"
+
+
+class Hooks(Model):
+    """Commands around pushes and rollbacks (notifications, cache warm-up)."""
+
+    pre_push: list[Hook] = Field(default_factory=list)
+    post_push: list[Hook] = Field(default_factory=list)
+    pre_rollback: list[Hook] = Field(default_factory=list)
+    post_rollback: list[Hook] = Field(default_factory=list)
+
+    @field_validator("pre_push", "post_push", "pre_rollback", "post_rollback", mode="before")
+    @classmethod
+    def _strings(cls, hooks: Any) -> Any:
+        if isinstance(hooks, list):
+            return [{"run": h} if isinstance(h, str) else h for h in hooks]
+        return hooks
+
+
+class Push(Model):
+    """How releases are rolled out."""
+
+    keep_releases: Annotated[int, Field(ge=2, le=100)] = 5
+    batch: Annotated[str, AfterValidator(_matches(re.compile(r"^(\d+%?)$"), "a count such as 2 or a share such as 25%"))] | None = None
+    max_failures: Annotated[int, Field(ge=0)] = 0
+    health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
+
+
+class Config(Model):
+    """The whole of deploy.yaml, after the chosen environment has been overlaid."""
+
+    app: App
+    server: Server
+    gunicorn: Gunicorn = Field(default_factory=Gunicorn)
+    nginx: Nginx = Field(default_factory=Nginx)
+    systemd: Systemd = Field(default_factory=Systemd)
+    docker: Docker = Field(default_factory=Docker)
+    hooks: Hooks = Field(default_factory=Hooks)
+    push: Push = Field(default_factory=Push)
+    environments: dict[Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))], dict[str, Any]] = Field(default_factory=dict)
+    environment: str | None = Field(default=None, exclude=True)
+
+    @property
+    def base_dir(self) -> str:
+        """Where releases, shared data and the `current` link live on each host."""
+        return self.server.base_dir or f"/srv/{self.app.name}"
+
+    @property
+    def service(self) -> str:
+        """The systemd unit name (without .service)."""
+        return self.app.name
+
+    @property
+    def primary_domain(self) -> str:
+        return self.server.domains[0]
+
+    def workers_for(self, cores: int | None) -> int | None:
+        """The Gunicorn worker count for a host with `cores` cores (None: decided on the host)."""
+        if self.gunicorn.workers != "auto":
+            return int(self.gunicorn.workers)
+        cores = cores or self.server.cores
+        return None if cores is None else 2 * cores + 1

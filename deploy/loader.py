@@ -1,0 +1,366 @@
+"""Load deploy.yaml once: parse YAML keeping line numbers, overlay an environment, validate.
+
+This is the only module that reads YAML or the process environment. Every problem becomes a
+`Problem` that names the file, the line, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deploy.config import Config
+
+KeyPath = tuple[str | int, ...]
+
+#: Where `deploy sandbox up` writes the environment that `-e sandbox` uses.
+SANDBOX_ENV_NAME = "sandbox"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a configuration file."""
+
+    file: str
+    line: int | None
+    path: KeyPath
+    message: str
+
+    @property
+    def key(self) -> str:
+        return format_path(self.path)
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.key}:" if self.path else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def format_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class Document:
+    """Parsed YAML plus the line of every key path in it."""
+
+    file: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+
+def _construct(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(
+                    [Problem(doc.file, key_node.start_mark.line + 1, path, "YAML merge keys (<<) are not supported")]
+                )
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    [Problem(doc.file, key_node.start_mark.line + 1, path, "a key must be a plain string")]
+                )
+            # Keys are taken as written: YAML 1.1 would turn 'on', 'yes' or 'no' into booleans.
+            key = str(key_node.value)
+            if key in out:
+                raise ConfigError(
+                    [Problem(doc.file, key_node.start_mark.line + 1, (*path, key), "this key is given twice")]
+                )
+            doc.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*path, key), doc)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, i), doc) for i, item in enumerate(node.value)]
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> Document:
+    """Parse YAML text into plain data, remembering the line of each key path."""
+    doc = Document(file=file, data=None)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError([Problem(file, line, (), f"this is not valid YAML: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(file, None, (), f"this is not valid YAML: {exc}")]) from None
+    if node is None:
+        doc.data = {}
+        return doc
+    try:
+        doc.data = _construct(node, (), doc)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            [Problem(file, mark.line + 1 if mark else None, (), f"this is not valid YAML: {exc.problem}")]
+        ) from None
+    return doc
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Overlay `over` onto `base`: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base[key], value) if key in base else value
+        return out
+    return over
+
+
+def _model_keys(model: type[BaseModel], path: KeyPath) -> list[str]:
+    """The keys allowed at `path` of the model, for "did you mean" hints."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _submodel(fields[part].annotation)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _submodel(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _expected(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "missing":
+        return "this key is required"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind in ("string_type",):
+        return f"expected a string, got {_show(error.get('input'))}"
+    if kind in ("int_type", "int_parsing"):
+        return f"expected a whole number, got {_show(error.get('input'))}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_show(error.get('input'))}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping of keys to values, got {_show(error.get('input'))}"
+    if kind == "list_type":
+        return f"expected a list, got {_show(error.get('input'))}"
+    if kind == "literal_error":
+        return f"expected {msg.removeprefix('Input should be ')}, got {_show(error.get('input'))}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{msg.replace('Input should be', 'expected a value')}, got {_show(error.get('input'))}"
+    if kind == "too_short":
+        return "expected at least one item"
+    return msg
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+_TAG = re.compile(r"^(function-[a-z]+\[.*\]|[a-z]+(-[a-z]+)+|[a-z]+\[.*\]|str|int|bool|float|dict|list|none)$")
+
+
+def _clean_path(loc: tuple[Any, ...], doc: Document) -> KeyPath:
+    """Drop pydantic's union branch names (such as 'constrained-int' or 'literal[False]')."""
+    path: KeyPath = ()
+    for part in loc:
+        if isinstance(part, str) and (*path, part) not in doc.lines and _TAG.match(part):
+            continue
+        path = (*path, part)
+    return path
+
+
+def _problems(exc: ValidationError, doc: Document) -> list[Problem]:
+    messages: dict[KeyPath, list[str]] = {}
+    for error in exc.errors():
+        path = _clean_path(tuple(error["loc"]), doc)
+        if error["type"] == "literal_error" and path and path[-1] == "tls":
+            continue  # the TLS model's own error says more than "expected False"
+        if error["type"] == "extra_forbidden":
+            allowed = _model_keys(Config, path[:-1])
+            hint = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+            message = f"unknown key {str(path[-1])!r}"
+            message += f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(allowed)}"
+        else:
+            message = _expected(error)
+        if message not in messages.setdefault(path, []):
+            messages[path].append(message)
+    problems: list[Problem] = []
+    for path, texts in messages.items():
+        line = None
+        for n in range(len(path), -1, -1):
+            if path[:n] in doc.lines:
+                line = doc.lines[path[:n]]
+                break
+        problems.append(Problem(doc.file, line, path, _join_alternatives(texts)))
+    return problems
+
+
+def _join_alternatives(texts: list[str]) -> str:
+    """Merge the errors of a union's branches: "expected A, got X" + "expected B, got X"."""
+    if len(texts) > 1 and all(t.startswith("expected ") and ", got " in t for t in texts):
+        got = texts[0].rsplit(", got ", 1)[1]
+        wanted = [t.removeprefix("expected ").rsplit(", got ", 1)[0] for t in texts]
+        return f"expected {' or '.join(wanted)}, got {got}"
+    return "; ".join(texts)
+
+
+def sandbox_environment_file() -> Path:
+    """Where `deploy sandbox up` writes the overlay that `-e sandbox` uses."""
+    state = os.environ.get("DEPLOY_SANDBOX_DIR")
+    if state:
+        return Path(state) / "environment.yaml"
+    return Path(os.environ.get("XDG_STATE_HOME", str(Path.home() / ".local/state"))) / "deploy/sandbox/environment.yaml"
+
+
+def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None) -> Config:
+    """Read, overlay and validate a deploy.yaml; raise ConfigError naming every problem."""
+    file = Path(path)
+    name = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [Problem(name, None, (), "no such file; run 'deploy init' to write one, or name another with -c FILE")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(name, None, (), f"cannot read this file: {exc}")]) from None
+    return load_text(text, name, environment)
+
+
+def load_text(text: str, file: str = "deploy.yaml", environment: str | None = None) -> Config:
+    """Validate deploy.yaml given as text (see `load`)."""
+    doc = parse_yaml(text, file)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Problem(file, 1, (), "expected a mapping with the sections app: and server:")])
+    data = doc.data
+    if environment is not None:
+        envs = data.get("environments") or {}
+        if not isinstance(envs, dict):
+            envs = {}
+        if environment in envs:
+            overlay = envs[environment]
+            if not isinstance(overlay, dict):
+                raise ConfigError(
+                    [
+                        Problem(
+                            file,
+                            doc.lines.get(("environments", environment)),
+                            ("environments", environment),
+                            "expected a mapping that overlays deploy.yaml's keys",
+                        )
+                    ]
+                )
+            # Errors inside the overlay point at the overlay's own lines.
+            for key_path, line in list(doc.lines.items()):
+                if key_path[:2] == ("environments", environment) and len(key_path) > 2:
+                    doc.lines[key_path[2:]] = line
+            data = _merge(data, overlay)
+        elif environment == SANDBOX_ENV_NAME and sandbox_environment_file().is_file():
+            sandbox_file = sandbox_environment_file()
+            sandbox = parse_yaml(sandbox_file.read_text(encoding="utf-8"), str(sandbox_file))
+            data = _merge(data, sandbox.data or {})
+        else:
+            known = sorted(envs)
+            hint = difflib.get_close_matches(environment, known, n=1)
+            message = f"no environment {environment!r} in environments:"
+            if hint:
+                message += f"; did you mean {hint[0]!r}?"
+            elif known:
+                message += f"; defined: {', '.join(known)}"
+            if environment == SANDBOX_ENV_NAME:
+                message += "; run 'deploy sandbox up' first"
+            raise ConfigError([Problem(file, doc.lines.get(("environments",)), ("environments",), message)])
+    try:
+        config = Config.model_validate({**data, "environment": environment})
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, doc)) from None
+    return config
+
+
+def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
+    """Resolve the values of `app.secrets` from the process environment, then the project's .env."""
+    dotenv = parse_dotenv(Path(project_dir) / ".env")
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name in config.app.secrets:
+        value = os.environ.get(name, dotenv.get(name))
+        if value is None:
+            missing.append(name)
+        else:
+            values[name] = value
+    if missing:
+        raise ConfigError(
+            [
+                Problem(
+                    "deploy.yaml",
+                    None,
+                    ("app", "secrets"),
+                    f"no value for {', '.join(missing)}: set it in the environment or in .env (never in deploy.yaml)",
+                )
+            ]
+        )
+    return values
+
+
+def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
+    """For each secret name: '(set)' or '(missing)' — never the value."""
+    dotenv = parse_dotenv(Path(project_dir) / ".env")
+    return {
+        name: "(set)" if name in os.environ or name in dotenv else "(missing)" for name in config.app.secrets
+    }
+
+
+def parse_dotenv(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines from a .env file (quotes stripped, comments ignored)."""
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
