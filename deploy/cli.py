@@ -37,11 +37,20 @@ def handles_config_errors(func: F) -> F:
 
 
 config_option = click.option(
-    "-c", "--config", "config_path", default="deploy.yaml", show_default=True, metavar="FILE",
+    "-c",
+    "--config",
+    "config_path",
+    default="deploy.yaml",
+    show_default=True,
+    metavar="FILE",
     help="The deploy.yaml to read.",
 )
 env_option = click.option(
-    "-e", "--env", "environment", default=None, metavar="ENV",
+    "-e",
+    "--env",
+    "environment",
+    default=None,
+    metavar="ENV",
     help="Overlay this entry of environments: (or 'sandbox' after 'deploy sandbox up').",
 )
 

@@ -87,17 +87,29 @@ def schema() -> None:
 @config_option
 @env_option
 @click.option(
-    "--out", "out_dir", default="deploy-out", show_default=True, type=click.Path(path_type=Path),
+    "--out",
+    "out_dir",
+    default="deploy-out",
+    show_default=True,
+    type=click.Path(path_type=Path),
     help="Folder to write the rendered files into.",
 )
-@click.option("--cores", type=click.IntRange(1, 1024), default=None,
-              help="The target host's cores (for workers: auto); default: decided on the host.")
+@click.option(
+    "--cores",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="The target host's cores (for workers: auto); default: decided on the host.",
+)
 @click.option("--nginx-version", default=None, help="The target's nginx version (default 1.22.1, Debian 12).")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the files instead of writing them.")
 @handles_config_errors
 def render(
-    config_path: str, environment: str | None, out_dir: Path, cores: int | None,
-    nginx_version: str | None, to_stdout: bool,
+    config_path: str,
+    environment: str | None,
+    out_dir: Path,
+    cores: int | None,
+    nginx_version: str | None,
+    to_stdout: bool,
 ) -> None:
     """Render gunicorn.conf.py, the Nginx site, the systemd unit, Dockerfile, .dockerignore and compose.yaml.
 
@@ -110,7 +122,13 @@ def render(
     from deploy.render import render as render_files
 
     if nginx_version is not None and not all(p.isdigit() for p in nginx_version.split(".")):
-        raise ConfigError([Problem("--nginx-version", None, (), f"expected a version such as 1.22.1, got {nginx_version!r}")])
+        raise ConfigError(
+            [
+                Problem(
+                    "--nginx-version", None, (), f"expected a version such as 1.22.1, got {nginx_version!r}"
+                )
+            ]
+        )
     config = load(config_path, environment)
     facts = HostFacts(cores=cores, nginx_version=nginx_version)
     files = render_files(config, facts, project_dir=Path(config_path).resolve().parent)

@@ -57,7 +57,8 @@ def _domain(value: str) -> str:
     value = value.strip().lower()
     if not _DOMAIN.match(value) or len(value) > 253:
         raise ValueError(
-            f"expected a domain name (letters, digits, hyphens and dots, such as app.example.com), got {value!r}"
+            "expected a domain name (letters, digits, hyphens and dots, such as app.example.com), "
+            f"got {value!r}"
         )
     return value
 
@@ -132,9 +133,7 @@ class App(Model):
     name: AppName
     wsgi: Annotated[
         str,
-        AfterValidator(
-            _matches(_WSGI, "'module:app' or a factory call such as 'flaskr:create_app()'")
-        ),
+        AfterValidator(_matches(_WSGI, "'module:app' or a factory call such as 'flaskr:create_app()'")),
     ]
     requirements: RelPath = "requirements.txt"
     python: Version | None = None
@@ -213,12 +212,19 @@ class SSH(Model):
 class TLS(Model):
     """HTTPS: a certificate from an ACME server (email), or the user's own (cert and key)."""
 
-    email: Annotated[str, AfterValidator(_matches(re.compile(r"^[^@\s;]+@[^@\s;]+$"), "an email address"))] | None = None
+    email: (
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[^@\s;]+@[^@\s;]+$"), "an email address"))]
+        | None
+    ) = None
     cert: SafeText | None = None
     key: SafeText | None = None
-    acme_server: Annotated[
-        str, AfterValidator(_matches(re.compile(r"^https://[^\s;\"']+$"), "an https:// ACME directory URL"))
-    ] | None = None
+    acme_server: (
+        Annotated[
+            str,
+            AfterValidator(_matches(re.compile(r"^https://[^\s;\"']+$"), "an https:// ACME directory URL")),
+        ]
+        | None
+    ) = None
     ca_bundle: SafeText | None = None
 
     @model_validator(mode="after")
@@ -258,7 +264,9 @@ class Server(Model):
     @classmethod
     def _tls_true(cls, value: Any) -> Any:
         if value is True:
-            raise ValueError("tls: true is not enough; give {email: you@example.com} or {cert: ..., key: ...}")
+            raise ValueError(
+                "tls: true is not enough; give {email: you@example.com} or {cert: ..., key: ...}"
+            )
         return value
 
 
@@ -330,9 +338,8 @@ class Systemd(Model):
     def _known(cls, overrides: dict[str, str]) -> dict[str, str]:
         for key in overrides:
             if key not in _SYSTEMD_OVERRIDABLE:
-                raise ValueError(
-                    f"{key!r} cannot be overridden; expected one of: {', '.join(sorted(_SYSTEMD_OVERRIDABLE))}"
-                )
+                allowed = ", ".join(sorted(_SYSTEMD_OVERRIDABLE))
+                raise ValueError(f"{key!r} cannot be overridden; expected one of: {allowed}")
         return overrides
 
 
@@ -343,6 +350,24 @@ class Docker(Model):
         str, AfterValidator(_matches(_IMAGE, "an image reference such as python:3.11-slim-bookworm"))
     ] = "python:3.11-slim-bookworm"
     user: UnixName = "app"
+
+    @field_validator("base_image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        name, _, tag = image.split("@")[0].rpartition(":")
+        if "@" not in image and (not name or "/" in tag or tag == "latest"):
+            raise ValueError(
+                f"{image!r} is not pinned: give a tag such as python:3.11-slim-bookworm "
+                "(not 'latest') or a digest (@sha256:...)"
+            )
+        return image
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user == "root":
+            raise ValueError("the container must not run as root; use a dedicated user such as 'app'")
+        return user
 
 
 class Hook(Model):
@@ -372,7 +397,13 @@ class Push(Model):
     """How releases are rolled out."""
 
     keep_releases: Annotated[int, Field(ge=2, le=100)] = 5
-    batch: Annotated[str, AfterValidator(_matches(re.compile(r"^(\d+%?)$"), "a count such as 2 or a share such as 25%"))] | None = None
+    batch: (
+        Annotated[
+            str,
+            AfterValidator(_matches(re.compile(r"^(\d+%?)$"), "a count such as 2 or a share such as 25%")),
+        ]
+        | None
+    ) = None
     max_failures: Annotated[int, Field(ge=0)] = 0
     health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
 
@@ -388,7 +419,10 @@ class Config(Model):
     docker: Docker = Field(default_factory=Docker)
     hooks: Hooks = Field(default_factory=Hooks)
     push: Push = Field(default_factory=Push)
-    environments: dict[Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))], dict[str, Any]] = Field(default_factory=dict)
+    environments: dict[
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
+        dict[str, Any],
+    ] = Field(default_factory=dict)
     environment: str | None = Field(default=None, exclude=True)
 
     @property

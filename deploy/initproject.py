@@ -7,8 +7,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKIP_DIRS = {".git", ".hg", ".venv", "venv", "env", "node_modules", "__pycache__", "build", "dist",
-             ".tox", ".nox", ".mypy_cache", ".pytest_cache", "site-packages", "migrations"}
+SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    "site-packages",
+    "migrations",
+}
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE|DSN|DATABASE_URL|CREDENTIALS)", re.I)
 HEALTH_PATHS = ("/health", "/healthz", "/_health", "/health/")
 
@@ -37,7 +52,11 @@ def _python_files(root: Path) -> list[Path]:
         parts = path.relative_to(root).parts
         if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
             continue
-        if parts[0] in ("tests", "test", "docs") or path.name.startswith("test_") or path.name == "conftest.py":
+        if (
+            parts[0] in ("tests", "test", "docs")
+            or path.name.startswith("test_")
+            or path.name == "conftest.py"
+        ):
             continue
         files.append(path)
     return files
@@ -64,13 +83,17 @@ def _env_names(tree: ast.AST) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
         key: ast.AST | None = None
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "environ":
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "environ"
+        ):
             key = node.slice
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
             func = node.func
-            if (func.attr == "get" and isinstance(func.value, ast.Attribute) and func.value.attr == "environ") or (
-                func.attr == "getenv"
-            ):
+            if (
+                func.attr == "get" and isinstance(func.value, ast.Attribute) and func.value.attr == "environ"
+            ) or (func.attr == "getenv"):
                 key = node.args[0]
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
             names.add(key.value)
@@ -80,9 +103,22 @@ def _env_names(tree: ast.AST) -> set[str]:
 def _routes(tree: ast.AST) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
-            "route", "get", "post", "put", "delete", "patch",
-        ) and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr
+            in (
+                "route",
+                "get",
+                "post",
+                "put",
+                "delete",
+                "patch",
+            )
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             out.add(node.args[0].value)
     return out
 
@@ -112,7 +148,6 @@ def inspect_project(root: Path) -> Project:
         depth = module.count(".")
         env_names |= _env_names(tree)
         routes |= _routes(tree)
-        text_has_migrate = False
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name in ("create_app", "make_app", "app_factory"):
                 factories.append((depth, f"{module}:{node.name}()", path))
@@ -120,38 +155,53 @@ def inspect_project(root: Path) -> Project:
                 for target in node.targets:
                     if isinstance(target, ast.Name):
                         apps.append((depth, f"{module}:{target.id}", path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.keyword) and node.arg == "instance_relative_config":
+        for any_node in ast.walk(tree):
+            if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
                 project.instance = True
-            if isinstance(node, ast.ImportFrom) and node.module == "flask_migrate":
-                text_has_migrate = True
-        project.migrations = project.migrations or text_has_migrate
+            if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
+                project.migrations = True
     chosen = sorted(factories)[0] if factories else (sorted(apps)[0] if apps else None)
     if chosen:
         _, project.wsgi, path = chosen
-        module_dir = path.parent if path.name == "__init__.py" else path.parent
+        module_dir = path.parent
         project.module_dir = str(module_dir.relative_to(root)) if module_dir != root else ""
         static = module_dir / "static"
         if static.is_dir():
             project.static_dir = str(static.relative_to(root))
-    for candidate in ("requirements.txt", "requirements/production.txt", "requirements/prod.txt", "pyproject.toml"):
+    for candidate in (
+        "requirements.txt",
+        "requirements/production.txt",
+        "requirements/prod.txt",
+        "pyproject.toml",
+    ):
         if (root / candidate).is_file():
             project.requirements = candidate
             break
     if project.requirements is None:
-        project.notes.append("no requirements.txt found: add one with pinned versions (pip freeze > requirements.txt)")
+        project.notes.append(
+            "no requirements.txt found: add one with pinned versions (pip freeze > requirements.txt)"
+        )
     elif project.requirements == "pyproject.toml":
-        project.notes.append("dependencies come from pyproject.toml; pinned requirements.txt deploys more reproducibly")
+        project.notes.append(
+            "dependencies come from pyproject.toml; pinned requirements.txt deploys more reproducibly"
+        )
     health = next((p for p in HEALTH_PATHS if p in routes), None)
     project.health = health
     if health is None:
-        project.notes.append("no /health route found: add one that returns 200, deploy's health gate probes it")
+        project.notes.append(
+            "no /health route found: add one that returns 200, deploy's health gate probes it"
+        )
     if (root / "instance").is_dir():
         project.instance = True
     project.secrets = sorted(n for n in env_names if SECRET_NAME.search(n))
-    project.env = sorted(n for n in env_names if not SECRET_NAME.search(n) and n not in ("FLASK_DEBUG", "FLASK_ENV"))
+    project.env = sorted(
+        n for n in env_names if not SECRET_NAME.search(n) and n not in ("FLASK_DEBUG", "FLASK_ENV")
+    )
     if project.secrets:
-        project.notes.append(f"secrets read from the environment: {', '.join(project.secrets)} (values go in .env, never deploy.yaml)")
+        names = ", ".join(project.secrets)
+        project.notes.append(
+            f"secrets read from the environment: {names} (values go in .env, never deploy.yaml)"
+        )
     if project.migrations:
         project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
     return project
@@ -160,38 +210,52 @@ def inspect_project(root: Path) -> Project:
 def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[str] | None = None) -> str:
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
-    lines = [
-        f"# deploy.yaml for {project.name}, written by 'deploy init'. Every key: see playbooks/full.yaml",
-        "# in the deploy repository, or 'deploy schema'. Check it with 'deploy config' and 'deploy check'.",
-        "app:",
-        f"  name: {project.name}",
-        f'  wsgi: "{project.wsgi}"          # module:app, or a factory call',
-        f"  requirements: {project.requirements or 'requirements.txt'}",
+    secrets = ", ".join(project.secrets) if project.secrets else "SECRET_KEY"
+    rows: list[tuple[str, str]] = [
+        ("app:", ""),
+        (f"  name: {project.name}", "names the service, the user's folders and the unit"),
+        (f'  wsgi: "{project.wsgi}"', "module:app, or a factory call"),
+        (
+            f"  requirements: {project.requirements or 'requirements.txt'}",
+            "pinned versions deploy reproducibly",
+        ),
     ]
     if project.static_dir:
-        lines.append(f"  static: {{url: /static, dir: {project.static_dir}}}   # served by Nginx, cached for a year")
-    lines.append(f"  health: {project.health or '/health'}                 # must answer 200 before a release takes traffic")
-    lines.append("  env: {LOG_LEVEL: info}          # plain settings; never secrets here")
-    secrets = ", ".join(project.secrets) if project.secrets else "SECRET_KEY"
-    lines.append(f"  secrets: [{secrets}]   # names only: values come from the environment or .env at push time")
-    if project.instance:
-        lines.append("  shared: [instance]              # kept across releases and rollbacks")
-    if project.migrations:
-        lines.append(f'  release: ["flask --app {module} db upgrade"]   # once per push, before the switch')
-    lines += [
-        "",
-        "server:",
-        f"  domains: [{domain or project.name + '.example.com'}]",
-        f"  hosts: [{', '.join(hosts) if hosts else 'web1.example.com'}]",
-        f"  user: {project.name.replace('-', '_')[:32]}                  # the app runs as this system user, never root",
-        "  tls: {email: ops@example.com}   # certificates from Let's Encrypt; or {cert: ..., key: ...}, or false",
-        "",
-        "gunicorn: {workers: auto, worker_class: sync, timeout: 30}   # auto = 2 x the host's cores + 1",
-        "nginx: {client_max_body_size: 16m}",
-        "",
-        "environments:",
-        "  staging:",
-        "    server: {hosts: [staging1.example.com]}",
-        "",
+        rows.append(
+            (f"  static: {{url: /static, dir: {project.static_dir}}}", "served by Nginx, cached for a year")
+        )
+    rows += [
+        (f"  health: {project.health or '/health'}", "must answer 200 before a release takes traffic"),
+        ("  env: {LOG_LEVEL: info}", "plain settings; never secrets here"),
+        (f"  secrets: [{secrets}]", "names only: values come from the environment or .env"),
     ]
-    return "\n".join(lines)
+    if project.instance:
+        rows.append(("  shared: [instance]", "kept across releases and rollbacks"))
+    if project.migrations:
+        rows.append((f'  release: ["flask --app {module} db upgrade"]', "once per push, before the switch"))
+    rows += [
+        ("", ""),
+        ("server:", ""),
+        (f"  domains: [{domain or project.name + '.example.com'}]", "the first one names the certificate"),
+        (
+            f"  hosts: [{', '.join(hosts) if hosts else 'web1.example.com'}]",
+            "'host', 'user@host' or 'user@host:port'",
+        ),
+        (f"  user: {project.name}", "the app runs as this system user, never root"),
+        ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false"),
+        ("", ""),
+        ("gunicorn: {workers: auto, worker_class: sync, timeout: 30}", "auto = 2 x the host's cores + 1"),
+        ("nginx: {client_max_body_size: 16m}", "keep >= the app's MAX_CONTENT_LENGTH"),
+        ("", ""),
+        ("environments:", "overlays: deploy push -e staging"),
+        ("  staging:", ""),
+        ("    server: {hosts: [staging1.example.com]}", ""),
+    ]
+    width = max(len(text) for text, _ in rows) + 2
+    lines = [
+        f"# deploy.yaml for {project.name}, written by 'deploy init'. Every key: 'deploy schema', or",
+        "# playbooks/full.yaml in deploy's repository.",
+        "# Then: 'deploy config', 'deploy render', 'deploy check'.",
+    ]
+    lines += [f"{text:<{width}}# {comment}" if comment else text for text, comment in rows]
+    return "\n".join(lines) + "\n"

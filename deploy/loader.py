@@ -78,7 +78,14 @@ def _construct(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise ConfigError(
-                    [Problem(doc.file, key_node.start_mark.line + 1, path, "YAML merge keys (<<) are not supported")]
+                    [
+                        Problem(
+                            doc.file,
+                            key_node.start_mark.line + 1,
+                            path,
+                            "YAML merge keys (<<) are not supported",
+                        )
+                    ]
                 )
             if not isinstance(key_node, yaml.ScalarNode):
                 raise ConfigError(
@@ -193,7 +200,9 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-_TAG = re.compile(r"^(function-[a-z]+\[.*\]|[a-z]+(-[a-z]+)+|[a-z]+\[.*\]|str|int|bool|float|dict|list|none)$")
+_TAG = re.compile(
+    r"^(function-[a-z]+\[.*\]|[a-z]+(-[a-z]+)+|[a-z]+\[.*\]|str|int|bool|float|dict|list|none)$"
+)
 
 
 def _clean_path(loc: tuple[Any, ...], doc: Document) -> KeyPath:
@@ -246,7 +255,10 @@ def sandbox_environment_file() -> Path:
     state = os.environ.get("DEPLOY_SANDBOX_DIR")
     if state:
         return Path(state) / "environment.yaml"
-    return Path(os.environ.get("XDG_STATE_HOME", str(Path.home() / ".local/state"))) / "deploy/sandbox/environment.yaml"
+    return (
+        Path(os.environ.get("XDG_STATE_HOME", str(Path.home() / ".local/state")))
+        / "deploy/sandbox/environment.yaml"
+    )
 
 
 def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None) -> Config:
@@ -257,7 +269,14 @@ def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None =
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [Problem(name, None, (), "no such file; run 'deploy init' to write one, or name another with -c FILE")]
+            [
+                Problem(
+                    name,
+                    None,
+                    (),
+                    "no such file; run 'deploy init' to write one, or name another with -c FILE",
+                )
+            ]
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(name, None, (), f"cannot read this file: {exc}")]) from None
@@ -332,7 +351,8 @@ def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> d
                     "deploy.yaml",
                     None,
                     ("app", "secrets"),
-                    f"no value for {', '.join(missing)}: set it in the environment or in .env (never in deploy.yaml)",
+                    f"no value for {', '.join(missing)}: "
+                    "set it in the environment or in .env (never in deploy.yaml)",
                 )
             ]
         )

@@ -83,7 +83,9 @@ def test_values_that_would_break_a_config_file_are_rejected(yaml_line: str, key:
 
 
 def test_static_dir_cannot_escape_the_project() -> None:
-    out = problems(BASE.replace("  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  static: {dir: ../etc}\n"))
+    out = problems(
+        BASE.replace("  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  static: {dir: ../etc}\n")
+    )
     assert out[0].startswith("deploy.yaml:5: app.static.dir: expected a relative path inside the project")
 
 
@@ -105,7 +107,9 @@ def test_secret_named_in_env_is_refused() -> None:
 
 def test_app_user_root_is_refused() -> None:
     out = problems(BASE + "  user: root\n")
-    assert out == ["deploy.yaml:8: server.user: the app must not run as root; use a dedicated user such as 'deploy'"]
+    assert out == [
+        "deploy.yaml:8: server.user: the app must not run as root; use a dedicated user such as 'deploy'"
+    ]
 
 
 def test_tls_forms() -> None:
@@ -122,7 +126,10 @@ def test_host_strings() -> None:
     first = config.server.hosts[0]
     assert (first.user, first.address, first.port) == ("admin", "10.0.0.5", 2222)
     assert config.server.hosts[1].address == "[::1]"
-    assert "expected an IPv4 address or a host name" in problems(BASE.replace("[web1.example.com]", "[999.1.1.1]"))[0]
+    assert (
+        "expected an IPv4 address or a host name"
+        in problems(BASE.replace("[web1.example.com]", "[999.1.1.1]"))[0]
+    )
 
 
 def test_yaml_keys_are_taken_as_written() -> None:
@@ -148,13 +155,18 @@ def test_several_problems_are_all_reported() -> None:
 
 
 def test_environment_overlay_merges_and_points_at_its_own_lines() -> None:
-    text = BASE + "environments:\n  staging:\n    server: {hosts: [s1.example.com]}\n    gunicorn: {workers: 0}\n"
+    text = (
+        BASE
+        + "environments:\n  staging:\n    server: {hosts: [s1.example.com]}\n    gunicorn: {workers: 0}\n"
+    )
     config = load_text(text.replace("{workers: 0}", "{workers: 2}"), environment="staging")
     assert [h.address for h in config.server.hosts] == ["s1.example.com"]
     assert config.server.domains == ["shop.example.com"]
     assert config.gunicorn.workers == 2
     out = problems(text, environment="staging")
-    assert out == ["deploy.yaml:11: gunicorn.workers: expected 'auto' or a value greater than or equal to 1, got 0"]
+    assert out == [
+        "deploy.yaml:11: gunicorn.workers: expected 'auto' or a value greater than or equal to 1, got 0"
+    ]
 
 
 def test_unknown_environment_suggests() -> None:

@@ -1,0 +1,122 @@
+"""The command line as a user meets it: exit codes, one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+FLASKR = REPO / "playbooks" / "flaskr"
+
+
+def deploy(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = deploy("--help")
+    assert out.returncode == 0
+    for command in ("init", "config", "schema", "render", "templates"):
+        assert f"  {command}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("app: [\n", "deploy.yaml:2: this is not valid YAML"),
+        ("app: {name: x, wsgi: 'a:b', colour: red}\nserver: {domains: [x.com]}\n", "app.colour: unknown key"),
+        (
+            "app: {name: x, wsgi: 'a:b'}\nserver: {domains: ['x.com;']}\n",
+            "server.domains[0]: expected a domain",
+        ),
+    ],
+)
+def test_bad_config_exits_2_without_traceback(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "deploy.yaml").write_text(text)
+    for command in (["config"], ["render", "--out", str(tmp_path / "out")]):
+        out = deploy(*command, cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr
+        assert "Traceback" not in out.stderr + out.stdout
+        assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    out = deploy("render", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "deploy.yaml: no such file" in out.stderr
+
+
+def test_config_redacts_secrets(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text((FLASKR / "deploy.yaml").read_text())
+    (tmp_path / ".env").write_text("SECRET_KEY=super-secret-value-123\n")
+    out = deploy("config", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["app"]["secrets"] == {"SECRET_KEY": "(set)"}
+    assert "super-secret-value-123" not in out.stdout + out.stderr
+
+
+def test_config_with_environment(tmp_path: Path) -> None:
+    out = deploy("config", "-c", str(FLASKR / "deploy.yaml"), "-e", "staging", "--json")
+    assert json.loads(out.stdout)["server"]["domains"] == ["staging.flaskr.example.com"]
+
+
+def test_schema_is_json_schema_for_every_section() -> None:
+    out = deploy("schema")
+    schema = json.loads(out.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert {
+        "app",
+        "server",
+        "gunicorn",
+        "nginx",
+        "systemd",
+        "docker",
+        "hooks",
+        "push",
+        "environments",
+    } <= set(schema["properties"])
+    assert "environment" not in schema["properties"]
+    assert schema["required"] == ["app", "server"]
+
+
+def test_render_writes_files(tmp_path: Path) -> None:
+    out = deploy("render", "-c", str(FLASKR / "deploy.yaml"), "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    written = {
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()
+    }
+    assert {
+        "gunicorn.conf.py",
+        "nginx/flaskr.conf",
+        "systemd/flaskr@.service",
+        "Dockerfile",
+        ".dockerignore",
+        "compose.yaml",
+    } <= written
+
+
+def test_render_rejects_a_bad_nginx_version(tmp_path: Path) -> None:
+    out = deploy("render", "-c", str(FLASKR / "deploy.yaml"), "--nginx-version", "1.22; evil", "--stdout")
+    assert out.returncode == 2
+    assert "expected a version" in out.stderr
+
+
+def test_templates_lists_and_prints() -> None:
+    listing = deploy("templates")
+    assert "nginx-site.conf.j2" in listing.stdout.split()
+    shown = deploy("templates", "nginx-site.conf.j2")
+    assert shown.returncode == 0 and "server" in shown.stdout
+    missing = deploy("templates", "nope.j2")
+    assert missing.returncode == 2 and "no template 'nope.j2'" in missing.stderr
