@@ -325,7 +325,15 @@ class Sandbox:
         environment = {
             "server": {
                 "hosts": [h.address for h in hosts],
-                "ssh": {"user": SSH_USER, "key": str(self.key), "known_hosts": str(self.known_hosts)},
+                # Every SSH setting that could lead elsewhere is set: a deploy.yaml's own port or
+                # jump host must not apply to the sandbox.
+                "ssh": {
+                    "user": SSH_USER,
+                    "port": 22,
+                    "key": str(self.key),
+                    "known_hosts": str(self.known_hosts),
+                    "proxy_jump": None,
+                },
             }
         }
         self.environment_file.write_text(
