@@ -1,0 +1,36 @@
+# Gunicorn settings for shop, rendered by deploy: edit deploy.yaml, not this file.
+# No secrets here: they reach the app through the environment (/etc/shop/env under systemd).
+# The socket is given on the command line (one per slot: /run/shop/<slot>.sock).
+import os
+
+# Workers: 2 x the host's cores + 1.
+workers = 5
+worker_class = "gthread"
+threads = 4
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+backlog = 2048
+# Recycle workers now and then (leaks), at staggered times so they never restart together.
+max_requests = 1000
+max_requests_jitter = 100
+preload_app = False
+# Heartbeat files in memory: a disk-backed /tmp can stall workers into timeouts.
+worker_tmp_dir = "/dev/shm"
+# Sockets Gunicorn creates are group-accessible (rwxrwx---): Nginx reaches them through the group.
+umask = 0o007
+
+# Nginx is the only client, over a unix socket, and Gunicorn trusts unix-socket peers (only the
+# app's group can connect). No TCP peer is trusted with X-Forwarded-*; only X-Forwarded-Proto
+# marks a request as HTTPS (Nginx always sets it), and no header may set SCRIPT_NAME/PATH_INFO.
+forwarded_allow_ips = ""
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""
+
+# Logs go to stdout/stderr, which systemd sends to the journal.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+# client, status, request, bytes, time in ms, request id (set by Nginx), referrer, user agent.
+access_log_format = '%({x-forwarded-for}i)s %(s)s "%(r)s" %(B)s %(M)sms id=%({x-request-id}i)s "%(f)s" "%(a)s"'
+proc_name = "shop"
