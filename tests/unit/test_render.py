@@ -74,7 +74,11 @@ def test_every_playbook_renders_the_same_bytes_twice(path: Path) -> None:
 @pytest.mark.parametrize("path", PLAYBOOKS, ids=playbook_id)
 @pytest.mark.parametrize(
     "facts",
-    [HostFacts(has_certificate=False), HostFacts(cores=4, nginx_version="1.26.2"), HostFacts(nginx_version="1.18.0")],
+    [
+        HostFacts(has_certificate=False),
+        HostFacts(cores=4, nginx_version="1.26.2"),
+        HostFacts(nginx_version="1.18.0"),
+    ],
     ids=["no-certificate", "nginx-1.26", "nginx-1.18"],
 )
 def test_every_playbook_renders_for_other_hosts(path: Path, facts: HostFacts) -> None:
@@ -86,7 +90,8 @@ def test_every_playbook_renders_for_other_hosts(path: Path, facts: HostFacts) ->
 def test_golden_files(path: Path) -> None:
     """Render output equals tests/unit/golden/<playbook>/; UPDATE_GOLDEN=1 rewrites them."""
     files = {
-        name: text for name, text in render(load(path, None), None, path.parent).items()
+        name: text
+        for name, text in render(load(path, None), None, path.parent).items()
         if name.startswith(GOLDEN_PREFIXES)
     }
     folder = GOLDEN / playbook_id(path)
@@ -104,7 +109,8 @@ def test_golden_files(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "http2_on"), [("1.22.1", False), ("1.24.0", False), ("1.25.0", False), ("1.25.1", True), ("1.27.3", True)]
+    ("version", "http2_on"),
+    [("1.22.1", False), ("1.24.0", False), ("1.25.0", False), ("1.25.1", True), ("1.27.3", True)],
 )
 def test_http2_directive_fits_the_nginx_version(version: str, http2_on: bool) -> None:
     text = site(config(), HostFacts(nginx_version=version))
@@ -120,7 +126,9 @@ def test_http2_directive_fits_the_nginx_version(version: str, http2_on: bool) ->
 
 def test_https_site_tls_settings_and_redirect() -> None:
     text = site(config())
-    https = [b for b in blocks(text, "server") if "server_name flaskr.example.com" in b and "ssl_certificate" in b]
+    https = [
+        b for b in blocks(text, "server") if "server_name flaskr.example.com" in b and "ssl_certificate" in b
+    ]
     assert len(https) == 1
     body = https[0]
     assert "ssl_certificate /etc/letsencrypt/live/flaskr.example.com/fullchain.pem;" in body
@@ -129,7 +137,9 @@ def test_https_site_tls_settings_and_redirect() -> None:
     assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in body
     assert "ssl_session_tickets off;" in body and "ssl_session_cache shared:" in body
     ciphers = re.search(r"ssl_ciphers ([^;]+);", body)
-    assert ciphers and all(c.startswith("ECDHE-") and ("GCM" in c or "POLY1305" in c) for c in ciphers[1].split(":"))
+    assert ciphers and all(
+        c.startswith("ECDHE-") and ("GCM" in c or "POLY1305" in c) for c in ciphers[1].split(":")
+    )
     assert "ssl_dhparam" not in text and "ssl_stapling" not in text
     assert "server_name flaskr.example.com www.flaskr.example.com;" in body
     redirect = [b for b in blocks(text, "server") if "return 301 https://$host$request_uri;" in b]
@@ -157,14 +167,18 @@ def test_every_block_that_adds_headers_includes_the_security_headers() -> None:
             own = re.sub(r"location[^{]*\{[^}]*\}", "", body)  # the block itself, not nested locations
             if "add_header" in own:
                 assert f"include {headers_file};" in own, body
-    app_server = [b for b in blocks(text, "server") if "proxy_pass" in b][0]
+    app_server = next(b for b in blocks(text, "server") if "proxy_pass" in b)
     assert f"include {headers_file};" in re.sub(r"location[^{]*\{[^}]*\}", "", app_server)
     headers = files["nginx/snippets/flaskr-security-headers.conf"]
     lines = [line for line in headers.splitlines() if line.startswith("add_header")]
     assert all(line.endswith(" always;") for line in lines)
     assert [line.split()[1] for line in lines] == [
-        "Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options",
-        "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy",
+        "Strict-Transport-Security",
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Referrer-Policy",
+        "Cross-Origin-Opener-Policy",
     ]
     assert 'Strict-Transport-Security "max-age=63072000; includeSubDomains"' in headers
     assert 'Referrer-Policy "strict-origin-when-cross-origin"' in headers
@@ -199,11 +213,20 @@ def test_config_values_reach_nginx() -> None:
     assert 'add_header Permissions-Policy "camera=()" always;' in headers
     proxy = files["nginx/snippets/flaskr-proxy.conf"]
     assert "proxy_read_timeout 55s;" in proxy  # longer than Gunicorn's 50 s
-    for line in ("proxy_buffering on;", "proxy_set_header Host $host;", "proxy_set_header X-Forwarded-Proto $scheme;",
-                 "proxy_set_header X-Forwarded-For $remote_addr;", "proxy_set_header X-Forwarded-Host $host;",
-                 "proxy_set_header X-Request-ID $request_id;", 'proxy_set_header X-Forwarded-Ssl "";'):
+    for line in (
+        "proxy_buffering on;",
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Host $host;",
+        "proxy_set_header X-Request-ID $request_id;",
+        'proxy_set_header X-Forwarded-Ssl "";',
+    ):
         assert line in proxy
-    assert "upstream flaskr_app {\n    server unix:/srv/flaskr/live.sock fail_timeout=0;\n}" in files["nginx/flaskr.conf"]
+    assert (
+        "upstream flaskr_app {\n    server unix:/srv/flaskr/live.sock fail_timeout=0;\n}"
+        in files["nginx/flaskr.conf"]
+    )
 
 
 def test_no_certificate_yet_serves_http_with_the_acme_path() -> None:
@@ -219,11 +242,16 @@ def test_tls_false_is_http_only_without_acme_or_hsts() -> None:
     text = files["nginx/flaskr.conf"]
     assert "443" not in text and "acme-challenge" not in text and "return 301" not in text
     assert "Strict-Transport-Security" not in files["nginx/snippets/flaskr-security-headers.conf"]
-    assert paths_for(config(FLASKR.replace("tls: {email: ops@example.com}", "tls: false"))).tls_certificate is None
+    assert (
+        paths_for(config(FLASKR.replace("tls: {email: ops@example.com}", "tls: false"))).tls_certificate
+        is None
+    )
 
 
 def test_own_certificate_is_read_from_the_app_folder() -> None:
-    cfg = config(FLASKR.replace("tls: {email: ops@example.com}", "tls: {cert: certs/full.pem, key: certs/key.pem}"))
+    cfg = config(
+        FLASKR.replace("tls: {email: ops@example.com}", "tls: {cert: certs/full.pem, key: certs/key.pem}")
+    )
     text = site(cfg)
     assert "ssl_certificate /etc/flaskr/tls/fullchain.pem;" in text
     assert "ssl_certificate_key /etc/flaskr/tls/privkey.pem;" in text
@@ -264,7 +292,10 @@ def test_workers_literal_when_known(extra: str, facts: HostFacts, workers: int) 
 
 
 def test_gunicorn_settings_follow_the_config() -> None:
-    cfg = config(extra="gunicorn: {timeout: 45, graceful_timeout: 20, preload_app: true, max_requests: 500, max_requests_jitter: 50}\n")
+    cfg = config(
+        extra="gunicorn: {timeout: 45, graceful_timeout: 20, preload_app: true,"
+        " max_requests: 500, max_requests_jitter: 50}\n"
+    )
     settings = gunicorn_settings(render(cfg)["gunicorn.conf.py"])
     assert settings["timeout"] == 45 and settings["graceful_timeout"] == 20
     assert settings["preload_app"] is True
@@ -321,7 +352,12 @@ def test_hardening_overrides_replace_defaults() -> None:
 
 
 def test_environment_values_are_quoted_for_systemd() -> None:
-    cfg = config(FLASKR.replace("  secrets:", '  env: {GREETING: "hello \\"world\\"", RATIO: "50%", HOME_REF: "$HOME"}\n  secrets:'))
+    cfg = config(
+        FLASKR.replace(
+            "  secrets:",
+            '  env: {GREETING: "hello \\"world\\"", RATIO: "50%", HOME_REF: "$HOME"}\n  secrets:',
+        )
+    )
     found = directives(unit(cfg))
     assert ("Environment", '"GREETING=hello \\"world\\""') in found
     assert ("Environment", '"RATIO=50%%"') in found
@@ -347,12 +383,24 @@ def test_project_template_overrides_the_shipped_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        (FLASKR.replace("[flaskr.example.com, www.flaskr.example.com]", '["a.example.com; evil"]'), "server.domains"),
-        (FLASKR.replace("[flaskr.example.com, www.flaskr.example.com]", '["a.example.com\\nreturn 200"]'), "server.domains"),
-        (FLASKR + 'nginx: {content_security_policy: "default-src \\"self\\""}\n', "nginx.content_security_policy"),
+        (
+            FLASKR.replace("[flaskr.example.com, www.flaskr.example.com]", '["a.example.com; evil"]'),
+            "server.domains",
+        ),
+        (
+            FLASKR.replace("[flaskr.example.com, www.flaskr.example.com]", '["a.example.com\\nreturn 200"]'),
+            "server.domains",
+        ),
+        (
+            FLASKR + 'nginx: {content_security_policy: "default-src \\"self\\""}\n',
+            "nginx.content_security_policy",
+        ),
         (FLASKR + 'nginx: {extra_headers: {X-Test: "a\\" always; return 200; #"}}\n', "nginx.extra_headers"),
         (FLASKR.replace("dir: flaskr/static", 'dir: "my static"'), "app.static.dir"),
-        (FLASKR.replace("  user: flaskr\n", '  user: flaskr\n  base_dir: "/srv/my app"\n'), "server.base_dir"),
+        (
+            FLASKR.replace("  user: flaskr\n", '  user: flaskr\n  base_dir: "/srv/my app"\n'),
+            "server.base_dir",
+        ),
         (FLASKR + 'nginx: {client_max_body_size: "1m; return 200"}\n', "nginx.client_max_body_size"),
         (FLASKR.replace("  secrets:", '  env: {A: "x\\ny"}\n  secrets:'), "app.env"),
     ],
