@@ -33,6 +33,10 @@ class Paths:
     nginx_site: str
     nginx_snippets: str
     log_dir: str
+    #: The TLS certificate chain and key Nginx serves (None when tls is false): Let's Encrypt's
+    #: live folder for ACME, or the user's own files uploaded under /etc/<app>/tls/.
+    tls_certificate: str | None = None
+    tls_certificate_key: str | None = None
 
     def slot_socket(self, slot: str) -> str:
         """The unix socket Gunicorn of one slot ('blue' or 'green') binds to."""
@@ -57,7 +61,17 @@ def paths_for(config: Config) -> Paths:
         nginx_site=f"/etc/nginx/sites-available/{name}.conf",
         nginx_snippets="/etc/nginx/snippets",
         log_dir=f"/var/log/{name}",
+        tls_certificate=_tls_files(config)[0],
+        tls_certificate_key=_tls_files(config)[1],
     )
+
+
+def _tls_files(config: Config) -> tuple[str | None, str | None]:
+    tls = config.server.tls
+    if tls is False:
+        return None, None
+    folder = f"/etc/letsencrypt/live/{config.primary_domain}" if tls.acme else f"/etc/{config.app.name}/tls"
+    return f"{folder}/fullchain.pem", f"{folder}/privkey.pem"
 
 
 def output_files(config: Config) -> dict[str, str]:
@@ -79,6 +93,62 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
+def systemd_quote(value: str, command: bool = False) -> str:
+    """One systemd unit-file word, double-quoted, with specifiers (%) kept literal.
+
+    In a command line (ExecStart=) `$` starts a variable, so it is doubled there too.
+    """
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if command:
+        escaped = escaped.replace("$", "$$")
+    return f'"{escaped}"'
+
+
+#: The app unit's hardening; `systemd.overrides` in deploy.yaml replaces any of them.
+_SYSTEMD_HARDENING = (
+    ("NoNewPrivileges", "yes"),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("PrivateDevices", "yes"),
+    ("PrivateUsers", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("ProcSubset", "pid"),
+    ("CapabilityBoundingSet", ""),
+    ("AmbientCapabilities", ""),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("MemoryDenyWriteExecute", "yes"),
+    ("RemoveIPC", "yes"),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallErrorNumber", "EPERM"),
+    ("DevicePolicy", "closed"),
+    ("KeyringMode", "private"),
+    ("UMask", "0027"),
+)
+
+
+def systemd_hardening(config: Config) -> list[tuple[str, str]]:
+    """The hardening directives of the app's unit, in a stable order, with overrides applied."""
+    overrides = config.systemd.overrides
+    out = [(k, v) for k, v in _SYSTEMD_HARDENING if k not in overrides]
+    out.append(("ReadWritePaths", paths_for(config).shared))
+    out = [(k, v) for k, v in out if k not in overrides]
+    out.extend(sorted(overrides.items()))
+    return out
+
+
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     """Everything a template may use: the config, the layout, and values derived in Python."""
     nginx_version = facts.nginx_version or config.nginx.version or DEFAULT_NGINX_VERSION
@@ -95,6 +165,18 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "workers": config.workers_for(facts.cores),
         "nginx_version": nginx_version,
         "nginx_http2_directive": _version_tuple(nginx_version) >= (1, 25, 1),
+        # ssl_reject_handshake exists from 1.19.4; older versions close the catch-all with a cert.
+        "nginx_reject_handshake": _version_tuple(nginx_version) >= (1, 19, 4),
+        # HTTPS once a certificate exists; tls: false (or no certificate yet) serves HTTP only.
+        "serve_https": config.server.tls is not False and facts.has_certificate is not False,
+        # Nginx waits a little longer than Gunicorn, so a hung request ends in Gunicorn's timeout.
+        "proxy_read_timeout": config.nginx.proxy_read_timeout or config.gunicorn.timeout + 5,
+        "static_location": config.app.static.url.rstrip("/") + "/" if config.app.static else None,
+        "systemd_hardening": systemd_hardening(config),
+        "systemd_environment": [systemd_quote(f"{k}={v}") for k, v in sorted(config.app.env.items())],
+        "systemd_wsgi": systemd_quote(config.app.wsgi, command=True),
+        # systemd must not kill requests still draining: stop timeout > graceful_timeout.
+        "systemd_stop_timeout": config.gunicorn.graceful_timeout + 15,
     }
 
 
@@ -119,9 +201,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
     )
 
 
-def render(
-    config: Config, facts: HostFacts | None = None, project_dir: Path | None = None
-) -> dict[str, str]:
+def render(config: Config, facts: HostFacts | None = None, project_dir: Path | None = None) -> dict[str, str]:
     """Render every config file for `config`; the same input always gives byte-identical output.
 
     A project overrides one shipped template by placing a file of the same name in its own
