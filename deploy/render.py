@@ -112,6 +112,7 @@ _SYSTEMD_HARDENING = (
     ("PrivateTmp", "yes"),
     ("PrivateDevices", "yes"),
     ("PrivateUsers", "yes"),
+    ("PrivateMounts", "yes"),
     ("ProtectKernelTunables", "yes"),
     ("ProtectKernelModules", "yes"),
     ("ProtectKernelLogs", "yes"),
