@@ -1,0 +1,212 @@
+"""Cross-layer checks: what no single linter sees, comparing the app's code with deploy.yaml and rendered files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from deploy.checkctx import Context
+from deploy.checkrun import Finding, check
+
+from ._helpers import last_setting
+from .pitfalls import _SQLITE
+from .rendered import nginx_headers
+
+_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+_IN_PROCESS_CACHES = {"simple", "simplecache", "null", "nullcache", "flask_caching.backends.simplecache"}
+
+
+def nginx_bytes(size: str) -> int:
+    """Nginx size syntax (`16m`, `512k`, `1g`, `0`) in bytes."""
+    match = _SIZE.match(size)
+    if not match:
+        raise ValueError(f"not an nginx size: {size!r}")
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+
+
+def _workers(ctx: Context) -> int | None:
+    """How many worker processes the config runs (auto is at least three)."""
+    assert ctx.config is not None
+    if ctx.config.gunicorn.workers == "auto":
+        return ctx.config.workers_for(None) or 3
+    return int(ctx.config.gunicorn.workers)
+
+
+@check(
+    "XL001",
+    area="security",
+    severity="high",
+    title="Secure cookies without HTTPS",
+    why="""SESSION_COOKIE_SECURE=True while deploy.yaml serves plain HTTP: browsers never send the cookie
+    back, so every login and every form with a CSRF token silently fails.""",
+    fix="""Turn on HTTPS (`server.tls`); only for a deliberate HTTP-only site, set SESSION_COOKIE_SECURE
+    from the environment and turn it off there.""",
+    layers=("source", "config"),
+    references=("https://flask.palletsprojects.com/en/stable/config/#SESSION_COOKIE_SECURE",),
+)
+def secure_cookie_without_tls(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    if ctx.config.server.tls is not False:
+        return
+    s = last_setting(ctx, "SESSION_COOKIE_SECURE")
+    on = s is not None and (
+        s.value.is_true or (s.value.kind == "env" and s.value.default not in ("", "false", "0"))
+    )
+    if s is not None and on:
+        yield Finding(
+            "SESSION_COOKIE_SECURE is on but server.tls is off: the cookie never comes back", s.file, s.line
+        )
+
+
+@check(
+    "XL002",
+    area="security",
+    severity="low",
+    title="MAX_CONTENT_LENGTH exceeds client_max_body_size",
+    why="""Nginx rejects bodies above client_max_body_size with its own bare 413 page before Flask sees
+    them, so the app's larger MAX_CONTENT_LENGTH (and its error handling) never applies: uploads between
+    the two limits fail with a page the app does not control.""",
+    fix="""Make `nginx.client_max_body_size` at least MAX_CONTENT_LENGTH (or lower MAX_CONTENT_LENGTH).""",
+    layers=("source", "config"),
+    references=(
+        "https://nginx.org/en/docs/http/ngx_http_core_module.html#client_max_body_size",
+        "https://flask.palletsprojects.com/en/stable/config/#MAX_CONTENT_LENGTH",
+    ),
+)
+def body_limits(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    s = last_setting(ctx, "MAX_CONTENT_LENGTH")
+    if s is None or s.value.kind != "literal" or not isinstance(s.value.literal, int):
+        return
+    limit = nginx_bytes(ctx.config.nginx.client_max_body_size)
+    if limit != 0 and s.value.literal > limit:
+        yield Finding(
+            f"MAX_CONTENT_LENGTH is {s.value.literal} bytes but nginx.client_max_body_size is "
+            f"{ctx.config.nginx.client_max_body_size} ({limit} bytes)",
+            s.file,
+            s.line,
+        )
+
+
+@check(
+    "XL003",
+    area="performance",
+    severity="high",
+    title="Per-process state with several workers",
+    why="""Each Gunicorn worker is its own process: an in-process cache (Flask-Caching SimpleCache) holds a
+    different copy per worker (stale, inconsistent pages) and SQLite takes one writer at a time ("database
+    is locked" under concurrent writes).""",
+    fix="""Use a shared cache (`CACHE_TYPE="RedisCache"`) and a database server (PostgreSQL); or run a
+    single worker with threads (`workers: 1`, `worker_class: gthread`).""",
+    layers=("source", "config"),
+    references=(
+        "https://flask-caching.readthedocs.io/en/latest/#simplecache",
+        "https://www.sqlite.org/lockingv3.html",
+    ),
+)
+def per_process_state(ctx: Context) -> Iterator[Finding]:
+    workers = _workers(ctx)
+    if workers is None or workers < 2:
+        return
+    for s in ctx.project.setting("CACHE_TYPE"):
+        if s.value.kind == "literal" and str(s.value.literal).lower() in _IN_PROCESS_CACHES:
+            yield Finding(
+                f"CACHE_TYPE={s.value.literal!r} is per process, with {workers} workers", s.file, s.line
+            )
+    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL"):
+        for s in ctx.project.setting(key):
+            literal = s.value.literal if s.value.kind == "literal" else s.value.default
+            if isinstance(literal, str) and _SQLITE.match(literal):
+                yield Finding(f"SQLite ({key}) with {workers} workers writing to it", s.file, s.line)
+    for call in ctx.project.calls_named("sqlite3.connect"):
+        yield Finding(f"SQLite with {workers} workers writing to it", call.file, call.line)
+
+
+_DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}
+
+
+def _debug_value(key: str, value: str) -> bool:
+    value = value.strip().strip("\"'").lower()
+    if key == "FLASK_ENV":
+        return value == "development"
+    return value not in ("", "0", "false", "no", "off")
+
+
+@check(
+    "XL004",
+    area="security",
+    severity="critical",
+    title="Debug mode switched on by the environment",
+    why="""FLASK_DEBUG=1 (or FLASK_ENV=development) in a Dockerfile, a .env file, a systemd unit or a
+    compose file turns on the interactive debugger in production even when the code is clean.""",
+    fix="""Remove FLASK_DEBUG / FLASK_ENV from every file that reaches production; use `flask run --debug`
+    locally.""",
+    layers=("project",),
+    references=("https://flask.palletsprojects.com/en/stable/config/#DEBUG",),
+)
+def debug_in_environment(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    for path, instructions in project.dockerfiles.items():
+        for ins in instructions:
+            if ins.keyword == "ENV":
+                from deploy.project import dockerfile_env
+
+                for key, value in dockerfile_env(ins):
+                    if key in _DEBUG_VARS and _debug_value(key, value):
+                        yield Finding(f"{key}={value} in the image", path, ins.line)
+            if ins.keyword in ("CMD", "ENTRYPOINT") and "--debug" in ins.args:
+                yield Finding("the command passes --debug", path, ins.line)
+    for env in project.dotenv:
+        if env.key in _DEBUG_VARS and _debug_value(env.key, env.value):
+            yield Finding(f"{env.key} turns on debug mode", env.file, env.line)
+    for path, text in project.glob(
+        ".service", "compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml", "Procfile"
+    ):
+        for number, line in enumerate(text.splitlines(), start=1):
+            for key in _DEBUG_VARS:
+                match = re.search(rf"\b{key}\s*[=:]\s*\"?([^\s\"]+)", line)
+                if match and _debug_value(key, match.group(1)):
+                    yield Finding(f"{key}={match.group(1)} in {PurePosixPath(path).name}", path, number)
+            if "flask" in line and "--debug" in line:
+                yield Finding("the command passes --debug", path, number)
+
+
+_TALISMAN_HEADERS = (
+    "content-security-policy",
+    "strict-transport-security",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+)
+
+
+@check(
+    "XL005",
+    area="security",
+    severity="low",
+    title="The same header is set by the app and by Nginx",
+    why="""With `add_header` in Nginx and the same header from the app, responses carry it twice: browsers
+    combine two Content-Security-Policy headers (the strictest wins, pages break), and disagreeing
+    X-Frame-Options values are ignored altogether.""",
+    fix="""Set each security header in one place: leave them to the rendered Nginx site, and remove them from
+    the app (or drop Flask-Talisman's copies, `Talisman(app, content_security_policy=None, ...)`).""",
+    layers=("source", "rendered"),
+    references=(
+        "https://www.w3.org/TR/CSP3/#multiple-policies",
+        "https://nginx.org/en/docs/http/ngx_http_headers_module.html#add_header",
+    ),
+)
+def duplicate_headers(ctx: Context) -> Iterator[Finding]:
+    nginx = {name.lower() for name in nginx_headers(ctx)}
+    seen: set[str] = set()
+    for header, file, line in ctx.project.after_request_headers:
+        if header.lower() in nginx and header.lower() not in seen:
+            seen.add(header.lower())
+            yield Finding(f"the app sets {header}, and so does the Nginx site", file, line)
+    for call in ctx.project.calls_named("Talisman"):
+        both = sorted(h for h in _TALISMAN_HEADERS if h in nginx and h not in seen)
+        if both:
+            yield Finding(
+                f"Flask-Talisman and the Nginx site both set: {', '.join(both)}", call.file, call.line
+            )

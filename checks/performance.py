@@ -1,0 +1,147 @@
+"""Performance checks: Gunicorn workers for the target host, static files, caching, connection pools."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from deploy.checkctx import Context
+from deploy.checkrun import Finding, Severity, check
+
+from ._helpers import app_site, config_file
+
+GUNICORN_DESIGN = "https://docs.gunicorn.org/en/stable/design.html#how-many-workers"
+
+
+@check(
+    "PERF001",
+    area="performance",
+    severity="medium",
+    title="Worker count does not fit the target host",
+    why="""Gunicorn's sync workers serve one request each; the documented starting point is
+    (2 x cores) + 1 of the host the app runs on. A fixed count copied from a laptop leaves a big server
+    idle or overloads a small one.""",
+    fix="""Use `gunicorn.workers: auto` (deploy computes (2 x cores) + 1 from each host's cores), or set
+    `server.cores` to the hosts' real core count and a matching number.""",
+    layers=("config",),
+    references=(GUNICORN_DESIGN,),
+)
+def workers_for_host(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    workers = ctx.config.gunicorn.workers
+    if workers == "auto":
+        return
+    cores = ctx.config.server.cores
+    if cores is None:
+        yield Finding(
+            f"gunicorn.workers is fixed at {workers} and server.cores is unknown: use 'auto'",
+            config_file(ctx),
+            severity=Severity.LOW,
+        )
+    elif int(workers) != 2 * cores + 1:
+        yield Finding(
+            f"gunicorn.workers is {workers}; for {cores} cores (2 x {cores}) + 1 = {2 * cores + 1}",
+            config_file(ctx),
+        )
+
+
+@check(
+    "PERF002",
+    area="performance",
+    severity="medium",
+    title="Static files are not served by Nginx",
+    why="""Without an `app.static` entry every CSS, JS and image request goes through a Gunicorn worker,
+    which is then busy for slow clients instead of serving the app. Nginx serves files from disk with
+    caching headers at a fraction of the cost.""",
+    fix="""Add `app.static: {url: /static, dir: <your static folder>}` to deploy.yaml.""",
+    layers=("config", "project"),
+    references=(
+        "https://flask.palletsprojects.com/en/stable/deploying/nginx/",
+        "https://nginx.org/en/docs/http/ngx_http_core_module.html#alias",
+    ),
+)
+def static_by_nginx(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    folders = sorted(
+        p.rstrip("/")
+        for p in ctx.project.files
+        if p.endswith("/") and PurePosixPath(p.rstrip("/")).name == "static"
+    )
+    static = ctx.config.app.static
+    if static is None:
+        if folders:
+            yield Finding(
+                f"{folders[0]}/ exists but deploy.yaml has no app.static: Gunicorn serves it",
+                config_file(ctx),
+            )
+    elif folders and static.dir.rstrip("/") not in folders:
+        yield Finding(
+            f"app.static.dir is {static.dir!r} but the static folder is {folders[0]!r}", config_file(ctx)
+        )
+
+
+@check(
+    "PERF003",
+    area="performance",
+    severity="low",
+    title="No caching configured",
+    why="""Without a cache, repeated work (the same query, the same rendered fragment, the same API call)
+    is redone on every request and the workers saturate early.""",
+    fix="""Configure Flask-Caching with a shared backend (`CACHE_TYPE="RedisCache"`), or cache pure
+    functions with `functools.lru_cache`/`cachetools`; suppress this check with a reason if nothing is
+    worth caching.""",
+    references=("https://flask-caching.readthedocs.io/en/latest/",),
+)
+def caching(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    if project.uses("flask_caching", "cachetools", "redis", "pymemcache", "dogpile", "cachelib", "diskcache"):
+        return
+    if project.calls_named("lru_cache", "cache", "cached", "memoize"):
+        return
+    file, line = app_site(ctx)
+    if file:
+        yield Finding("no cache (Flask-Caching, Redis, lru_cache) is used anywhere", file, line)
+
+
+_DRIVERS = (
+    "psycopg2.connect",
+    "psycopg.connect",
+    "pymysql.connect",
+    "MySQLdb.connect",
+    "mysql.connector.connect",
+    "pymongo.MongoClient",
+    "MongoClient",
+)
+
+
+@check(
+    "PERF004",
+    area="performance",
+    severity="medium",
+    title="No database connection pooling",
+    why="""Opening a database connection costs a TCP and TLS handshake and authentication, often more than
+    the query; a connection per request also exhausts the server's connection limit under load.""",
+    fix="""Use SQLAlchemy's engine (pooled by default; tune `SQLALCHEMY_ENGINE_OPTIONS={"pool_size": ...,
+    "pool_pre_ping": True}`), or psycopg_pool / psycopg2.pool; never `NullPool` in production.""",
+    references=(
+        "https://docs.sqlalchemy.org/en/20/core/pooling.html",
+        "https://www.psycopg.org/psycopg3/docs/advanced/pool.html",
+    ),
+)
+def connection_pooling(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    for call in project.calls:
+        pool = call.keywords.get("poolclass")
+        if pool is not None and (pool.ref or "").endswith("NullPool"):
+            yield Finding(
+                "poolclass=NullPool opens a new database connection for every checkout", call.file, call.line
+            )
+    if project.uses("psycopg2.pool", "psycopg_pool", "sqlalchemy", "flask_sqlalchemy", "peewee"):
+        return
+    for call in project.calls:
+        if call.name in _DRIVERS and call.function:
+            yield Finding(
+                f"{call.name}() inside {call.function}() opens a connection without a pool",
+                call.file,
+                call.line,
+            )

@@ -1,0 +1,190 @@
+"""Common Flask deployment pitfalls: the development server, no factory, no Flask-WTF, one worker, SQLite."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+
+from deploy.checkctx import Context
+from deploy.checkrun import Finding, check
+
+from ._helpers import app_site, config_file, unguarded
+
+_SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
+
+
+def _commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
+    """(file, line, command) for every process the project starts: Dockerfile CMD/ENTRYPOINT, Procfile."""
+    for path, instructions in ctx.project.dockerfiles.items():
+        for ins in instructions:
+            if ins.keyword in ("CMD", "ENTRYPOINT"):
+                args = ins.args
+                if args.startswith("["):
+                    args = " ".join(re.findall(r'"([^"]*)"', args))
+                yield path, ins.line, args
+    for path, text in ctx.project.glob("Procfile"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if ":" in line and not line.lstrip().startswith("#"):
+                yield path, number, line.split(":", 1)[1].strip()
+    for path, text in ctx.project.glob(".service"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.startswith("ExecStart="):
+                yield path, number, line.split("=", 1)[1].lstrip("-@+!")
+
+
+@check(
+    "PIT001",
+    area="pitfalls",
+    severity="high",
+    title="The development server runs in production",
+    why="""`flask run` and `app.run()` start Werkzeug's development server: single process, not hardened,
+    not meant for traffic ("Do not use it in a production deployment").""",
+    fix="""Serve the app with Gunicorn (deploy renders its config and systemd unit) and keep `app.run()`
+    only under `if __name__ == "__main__":` for local use; add gunicorn to the pinned requirements.""",
+    layers=("source", "project"),
+    references=(
+        "https://flask.palletsprojects.com/en/stable/deploying/",
+        "https://werkzeug.palletsprojects.com/en/stable/serving/",
+    ),
+)
+def development_server(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    app_modules = {
+        c.file for c in project.calls_named("run") if c.name.endswith(".run") and c.name.count(".") == 1
+    }
+    for call in unguarded(project.calls_named("run")):
+        if (
+            call.name.count(".") == 1
+            and not call.name.startswith(("subprocess.", "asyncio.", "os."))
+            and (call.function == "" or call.function in ("create_app", "make_app"))
+            and project.apps
+        ):
+            yield Finding(
+                f"{call.name}() runs at import time, outside `if __name__ == '__main__':`",
+                call.file,
+                call.line,
+            )
+    for path, line, command in _commands(ctx):
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        if "flask" in [w.rsplit("/", 1)[-1] for w in words] and "run" in words:
+            yield Finding(f"`{command}` starts the development server", path, line)
+        elif (
+            words
+            and words[0].rsplit("/", 1)[-1].startswith("python")
+            and any(w in app_modules for w in words)
+        ):
+            yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
+    if (
+        project.apps
+        and (project.requirements or "pyproject.toml" in project.files)
+        and not project.depends_on(*_SERVERS)
+    ):
+        file, line = app_site(ctx)
+        yield Finding(
+            "no production WSGI server (gunicorn, uwsgi, waitress) among the requirements", file, line
+        )
+
+
+@check(
+    "PIT002",
+    area="pitfalls",
+    severity="low",
+    title="No app factory",
+    why="""A module-level `app = Flask(__name__)` is configured at import time: tests cannot build an app with
+    other settings, extensions bind to one global app, and circular imports follow.""",
+    fix="""Move the setup into `def create_app(test_config=None):` and point Gunicorn at
+    `yourapp:create_app()` (deploy.yaml `app.wsgi`).""",
+    references=("https://flask.palletsprojects.com/en/stable/patterns/appfactories/",),
+)
+def app_factory(ctx: Context) -> Iterator[Finding]:
+    apps = ctx.project.apps
+    if apps and all(not c.function for c in apps):
+        yield Finding(
+            "the Flask app is created at module level, not in a factory", apps[0].file, apps[0].line
+        )
+
+
+@check(
+    "PIT003",
+    area="pitfalls",
+    severity="medium",
+    title="Forms without Flask-WTF",
+    why="""Hand-written forms read request.form directly: no CSRF token, no validation, no escaping
+    helpers; every view re-invents them, and usually forgets one.""",
+    fix="""Add Flask-WTF (pinned) to the requirements, define forms as `FlaskForm` classes with validators,
+    and render `{{ form.hidden_tag() }}` in every `<form method="post">`.""",
+    layers=("source", "project"),
+    references=(
+        "https://flask-wtf.readthedocs.io/en/stable/",
+        "https://flask.palletsprojects.com/en/stable/patterns/wtforms/",
+    ),
+)
+def flask_wtf_missing(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    if project.uses("flask_wtf") or project.depends_on("flask-wtf", "flask-seasurf"):
+        return
+    for form in project.html_forms:
+        if not form.has_csrf_token:
+            yield Finding("a POST form without Flask-WTF or a CSRF token", form.file, form.line)
+
+
+_WORKERS_FLAG = re.compile(r"(?:-w|--workers)(?:\s+|=)(\d+)")
+
+
+@check(
+    "PIT004",
+    area="pitfalls",
+    severity="high",
+    title="A single blocking worker",
+    why="""One sync worker serves one request at a time: a slow client or a slow query makes every other
+    visitor wait, and a crash takes the whole site down until the master respawns it.""",
+    fix="""Use several workers: `gunicorn.workers: auto` in deploy.yaml ((2 x cores) + 1), or
+    `worker_class: gthread` with threads if memory is tight.""",
+    layers=("project",),
+    references=("https://docs.gunicorn.org/en/stable/design.html",),
+)
+def single_worker(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is not None:
+        g = ctx.config.gunicorn
+        if g.workers == 1 and g.threads == 1 and g.worker_class == "sync":
+            yield Finding("gunicorn.workers is 1 with sync workers and one thread", config_file(ctx))
+    for path, line, command in _commands(ctx):
+        match = _WORKERS_FLAG.search(command)
+        if "gunicorn" in command and match and match.group(1) == "1" and "--threads" not in command:
+            yield Finding(f"`{command}` starts one sync worker", path, line)
+    for module in ctx.project.python:
+        if module.path.rsplit("/", 1)[-1].startswith("gunicorn") and module.path.endswith(".py"):
+            for number, text in enumerate(module.lines, start=1):
+                if re.match(r"^workers\s*=\s*1\s*(#.*)?$", text.strip()):
+                    yield Finding("workers = 1 in the Gunicorn config", module.path, number)
+
+
+_SQLITE = re.compile(r"^sqlite(\+\w+)?://", re.I)
+
+
+@check(
+    "PIT005",
+    area="pitfalls",
+    severity="medium",
+    title="SQLite in production",
+    why="""SQLite allows one writer at a time ("database is locked" under concurrent requests), lives on one
+    host's disk (no second server, no managed backups), and is easily lost when a release folder is
+    replaced.""",
+    fix="""Use PostgreSQL or MySQL for production (`SQLALCHEMY_DATABASE_URI=os.environ["DATABASE_URL"]`);
+    if SQLite is a deliberate choice, keep it under a shared path, run one worker, and suppress this
+    check with the reason.""",
+    references=("https://www.sqlite.org/whentouse.html",),
+)
+def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
+    project = ctx.project
+    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI"):
+        for s in project.setting(key):
+            literal = s.value.literal if s.value.kind == "literal" else s.value.default
+            if isinstance(literal, str) and _SQLITE.match(literal):
+                yield Finding(f"{key} points to SQLite", s.file, s.line)
+    for call in project.calls_named("sqlite3.connect"):
+        yield Finding("sqlite3.connect() is the app's database", call.file, call.line)

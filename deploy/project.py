@@ -1,0 +1,963 @@
+"""Static facts about a Flask project, read once: Python sources (by `ast`), templates and files.
+
+Nothing here imports or runs the user's code. `scan(root)` reads the files; everything else is pure
+functions of their text, so checks can be tested on small inline projects.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+#: Folders never scanned: virtual environments, caches, tests and generated files.
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "env",
+        ".env",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "build",
+        "dist",
+        "site-packages",
+        "tests",
+        "test",
+        ".deploy",
+        "deploy_checks",
+    }
+)
+MAX_FILE_BYTES = 1_000_000
+
+#: `# deploy: ignore[SEC001, SEC002] why this is fine`
+INLINE_IGNORE = re.compile(r"#\s*deploy:\s*ignore\[([A-Za-z0-9_, ]+)\]\s*(.*)$")
+
+_SQL_WORDS = re.compile(
+    r"\b(select|insert|update|delete|drop|create|alter|replace)\b.*\b(from|into|set|table|where|values)\b",
+    re.I | re.S,
+)
+_SECRET_NAME = re.compile(
+    r"(?i)(passw(or)?d|secret|token|api_?key|private_?key|access_?key|auth_?key|credential|dsn)"
+)
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]+:[^@/\s]+@", re.I)
+_NON_PRODUCTION_SCOPE = re.compile(r"(?i)(dev|test|local|debug)")
+_FORM_TAG = re.compile(r"<form\b[^>]*>", re.I)
+_POST_METHOD = re.compile(r"""method\s*=\s*["']?post""", re.I)
+
+RequestPart = Literal["form", "args", "json", "values", "data", "files", "cookies"]
+_REQUEST_ATTRS: dict[str, RequestPart] = {
+    "form": "form",
+    "args": "args",
+    "json": "json",
+    "get_json": "json",
+    "values": "values",
+    "data": "data",
+    "get_data": "data",
+    "files": "files",
+    "cookies": "cookies",
+}
+_VALIDATING_CALLS = frozenset(
+    {
+        "validate_on_submit",
+        "validate",
+        "load",
+        "loads",
+        "model_validate",
+        "model_validate_json",
+        "parse_obj",
+        "parse_raw",
+        "parse_args",
+        "is_valid",
+        "full_clean",
+        "check_schema",
+    }
+)
+_VALIDATING_DECORATORS = frozenset(
+    {"use_args", "use_kwargs", "input", "expects_json", "validate", "arguments", "body", "doc"}
+)
+
+
+# --- values --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    """What an expression in the source evaluates to, as far as can be told without running it."""
+
+    kind: Literal["literal", "env", "other"]
+    literal: object = None
+    env_name: str | None = None
+    #: For an environment read with a fallback (`os.environ.get("X", "dev")`): the fallback literal.
+    default: object = None
+    has_default: bool = False
+    #: For a bare name or attribute (`NullPool`, `config.X`): its dotted name.
+    ref: str | None = None
+
+    @property
+    def is_true(self) -> bool:
+        return self.kind == "literal" and self.literal is True
+
+    @property
+    def is_false(self) -> bool:
+        return self.kind == "literal" and self.literal is False
+
+
+def _dotted(node: ast.AST) -> str:
+    """`a.b.c` for attribute chains and names; '' for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    if isinstance(node, ast.Call):
+        inner = _dotted(node.func)
+        if inner:
+            parts.append(inner + "()")
+            return ".".join(reversed(parts))
+    return ""
+
+
+def _env_read(node: ast.AST) -> tuple[str, bool, object] | None:
+    """(name, has_default, default) if `node` reads an environment variable."""
+    if isinstance(node, ast.Subscript) and _dotted(node.value) in ("os.environ", "environ"):
+        key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            return key.value, False, None
+    if isinstance(node, ast.Call):
+        name = _dotted(node.func)
+        if name in ("os.environ.get", "environ.get", "os.getenv", "getenv", "os.environ.setdefault"):
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                if len(node.args) > 1:
+                    default = node.args[1]
+                    literal = default.value if isinstance(default, ast.Constant) else ...
+                    return node.args[0].value, literal is not None, literal
+                return node.args[0].value, False, None
+    return None
+
+
+def evaluate(node: ast.AST) -> Value:
+    """Classify an expression: a literal, an environment read (maybe with a fallback), or other."""
+    env = _env_read(node)
+    if env is not None:
+        return Value("env", env_name=env[0], has_default=env[1], default=env[2])
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2:
+        left = _env_read(node.values[0])
+        right = node.values[1]
+        if left is not None and isinstance(right, ast.Constant):
+            return Value("env", env_name=left[0], has_default=right.value is not None, default=right.value)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        # `os.environ.get("X", "true") == "true"` is a flag read from the environment.
+        env = _env_read(node.left)
+        if env is not None:
+            return Value("env", env_name=env[0])
+    try:
+        return Value("literal", literal=ast.literal_eval(node))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    number = _arithmetic(node)
+    if number is not None:
+        return Value("literal", literal=number)
+    if isinstance(node, ast.Name | ast.Attribute):
+        return Value("other", ref=_dotted(node) or None)
+    return Value("other")
+
+
+def _arithmetic(node: ast.AST, depth: int = 0) -> int | None:
+    """The value of small integer arithmetic such as `16 * 1024 * 1024` (no evaluation of code)."""
+    if depth > 10:
+        return None
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Add | ast.Sub | ast.Pow):
+        left, right = _arithmetic(node.left, depth + 1), _arithmetic(node.right, depth + 1)
+        if left is None or right is None:
+            return None
+        if isinstance(node.op, ast.Pow):
+            return left**right if 0 <= right <= 64 and abs(left) <= 1024 else None
+        result = (
+            left * right
+            if isinstance(node.op, ast.Mult)
+            else left + right
+            if isinstance(node.op, ast.Add)
+            else left - right
+        )
+        return result if abs(result) < 2**63 else None
+    return None
+
+
+# --- facts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A Flask config key given a value in the source (`app.config[...]`, `from_mapping`, a config class)."""
+
+    key: str
+    value: Value
+    file: str
+    line: int
+    #: The config class it sits in ('' when set on the app directly).
+    scope: str = ""
+
+    @property
+    def production(self) -> bool:
+        """False for keys set in a config class meant for development or tests."""
+        return not (self.scope and _NON_PRODUCTION_SCOPE.search(self.scope))
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call in the source: its dotted name (`sentry_sdk.init`, `CSRFProtect`), file, line, keywords."""
+
+    name: str
+    file: str
+    line: int
+    keywords: dict[str, Value]
+    args: tuple[Value, ...]
+    #: True inside `if __name__ == "__main__":`.
+    main_guarded: bool = False
+    function: str = ""
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A view function and the URL rule(s) it serves."""
+
+    rule: str
+    methods: tuple[str, ...]
+    function: str
+    file: str
+    line: int
+    reads: frozenset[str]
+    validates: bool
+    uses_form_class: bool
+    csrf_exempt: bool
+
+    @property
+    def changes_state(self) -> bool:
+        return any(m in ("POST", "PUT", "PATCH", "DELETE") for m in self.methods)
+
+
+@dataclass(frozen=True)
+class SqlBuild:
+    """A SQL statement built from strings and passed to execute()."""
+
+    file: str
+    line: int
+    how: str
+
+
+@dataclass(frozen=True)
+class Literal_:
+    """A string literal bound to a name that looks like a credential."""
+
+    name: str
+    file: str
+    line: int
+    scope: str
+
+
+@dataclass(frozen=True)
+class HtmlForm:
+    """A `<form method="post">` in a template."""
+
+    file: str
+    line: int
+    has_csrf_token: bool
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction (continuation lines joined)."""
+
+    keyword: str
+    args: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One line of a requirements file."""
+
+    name: str
+    spec: str
+    file: str
+    line: int
+
+    @property
+    def pinned(self) -> bool:
+        return bool(re.search(r"===?\s*[^\s,;*]+$", self.spec.split(";")[0].strip())) or "@" in self.spec
+
+
+@dataclass(frozen=True)
+class EnvLine:
+    """A KEY=VALUE line of a .env file (the value is kept only to compare, never printed)."""
+
+    key: str
+    value: str
+    file: str
+    line: int
+
+
+@dataclass
+class PythonFile:
+    """One parsed module and what the scan found in it."""
+
+    path: str
+    text: str
+    tree: ast.Module | None
+    syntax_error: str | None = None
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+@dataclass
+class Project:
+    """Everything the static checks know about a project, with lazily computed views."""
+
+    root: Path
+    python: list[PythonFile] = field(default_factory=list)
+    #: Other text files by relative path (templates, Dockerfile, requirements, .env, ...).
+    files: dict[str, str] = field(default_factory=dict)
+
+    # -- python views
+
+    @cached_property
+    def _facts(self) -> _Facts:
+        facts = _Facts()
+        for module in self.python:
+            if module.tree is not None:
+                _Visitor(module.path, facts).visit(module.tree)
+        return facts
+
+    @property
+    def settings(self) -> list[Setting]:
+        return self._facts.settings
+
+    @property
+    def calls(self) -> list[CallSite]:
+        return self._facts.calls
+
+    @property
+    def routes(self) -> list[Route]:
+        return self._facts.routes
+
+    @property
+    def sql_builds(self) -> list[SqlBuild]:
+        return self._facts.sql
+
+    @property
+    def secret_literals(self) -> list[Literal_]:
+        return self._facts.secrets
+
+    @property
+    def imports(self) -> set[str]:
+        return self._facts.imports
+
+    @property
+    def form_classes(self) -> set[str]:
+        return self._facts.form_classes
+
+    @property
+    def functions(self) -> set[str]:
+        return self._facts.functions
+
+    @property
+    def apps(self) -> list[CallSite]:
+        """Where `Flask(...)` is called."""
+        return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask")]
+
+    @property
+    def after_request_headers(self) -> list[tuple[str, str, int]]:
+        """(header, file, line) for headers the app sets on every response itself."""
+        return self._facts.headers
+
+    def setting(self, key: str) -> list[Setting]:
+        """Every production assignment of a config key, in source order."""
+        return [s for s in self.settings if s.key == key and s.production]
+
+    def calls_named(self, *names: str) -> list[CallSite]:
+        """Calls whose dotted name, or its last part, is one of `names`."""
+        wanted = set(names)
+        return [c for c in self.calls if c.name in wanted or c.leaf in wanted]
+
+    def uses(self, *modules: str) -> bool:
+        """Whether any module imports one of `modules` (or a submodule of it)."""
+        return any(i == m or i.startswith(m + ".") for i in self.imports for m in modules)
+
+    # -- other files
+
+    def glob(self, *suffixes: str) -> Iterator[tuple[str, str]]:
+        for path, text in sorted(self.files.items()):
+            if path.endswith(suffixes):
+                yield path, text
+
+    @cached_property
+    def html_forms(self) -> list[HtmlForm]:
+        forms: list[HtmlForm] = []
+        for path, text in self.glob(".html", ".jinja", ".jinja2", ".j2", ".htm"):
+            for match in _FORM_TAG.finditer(text):
+                if not _POST_METHOD.search(match.group(0)):
+                    continue
+                end = text.find("</form", match.end())
+                body = text[match.end() : end if end != -1 else len(text)]
+                has_token = "csrf_token" in body or "hidden_tag" in body
+                forms.append(HtmlForm(path, text.count("\n", 0, match.start()) + 1, has_token))
+        return forms
+
+    @cached_property
+    def dockerfiles(self) -> dict[str, list[Instruction]]:
+        return {
+            path: parse_dockerfile(text)
+            for path, text in sorted(self.files.items())
+            if Path(path).name == "Dockerfile"
+            or Path(path).name.startswith("Dockerfile.")
+            or path.endswith(".dockerfile")
+        }
+
+    @cached_property
+    def dotenv(self) -> list[EnvLine]:
+        out: list[EnvLine] = []
+        for path, text in sorted(self.files.items()):
+            name = Path(path).name
+            if name == ".env" or (
+                name.startswith(".env.") and name not in (".env.example", ".env.sample", ".env.template")
+            ):
+                out.extend(parse_env_lines(text, path))
+        return out
+
+    @cached_property
+    def requirements(self) -> list[Requirement]:
+        out: list[Requirement] = []
+        for path, text in sorted(self.files.items()):
+            if _is_requirements(path):
+                out.extend(parse_requirements(text, path))
+        return out
+
+    @cached_property
+    def dependencies(self) -> set[str]:
+        """Normalised names of every declared dependency (requirements files and pyproject.toml)."""
+        names = {_norm(r.name) for r in self.requirements}
+        pyproject = self.files.get("pyproject.toml")
+        if pyproject:
+            try:
+                data = tomllib.loads(pyproject)
+            except tomllib.TOMLDecodeError:
+                data = {}
+            project = data.get("project", {})
+            for dep in project.get("dependencies", []) or []:
+                match = re.match(r"^\s*([A-Za-z0-9_.-]+)", str(dep))
+                if match:
+                    names.add(_norm(match.group(1)))
+            poetry = data.get("tool", {}).get("poetry", {}).get("dependencies", {}) or {}
+            names.update(_norm(n) for n in poetry)
+        return names
+
+    def depends_on(self, *names: str) -> bool:
+        return any(_norm(n) in self.dependencies for n in names)
+
+    def inline_ignores(self, path: str, line: int) -> dict[str, str]:
+        """{check id: reason} from `# deploy: ignore[...] reason` on `line` or the comment line above."""
+        text = self.files.get(path)
+        if text is None:
+            module = next((m for m in self.python if m.path == path), None)
+            text = module.text if module else None
+        if text is None or line < 1:
+            return {}
+        lines = text.splitlines()
+        out: dict[str, str] = {}
+        for n in (line - 1, line - 2):
+            if 0 <= n < len(lines):
+                if n == line - 2 and not lines[n].lstrip().startswith("#"):
+                    continue
+                match = INLINE_IGNORE.search(lines[n])
+                if match:
+                    for check_id in match.group(1).split(","):
+                        out.setdefault(check_id.strip().upper(), match.group(2).strip())
+        return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _is_requirements(path: str) -> bool:
+    name = Path(path).name
+    return (
+        (name.endswith(".txt")
+        and name.startswith("requirements"))
+        or ("requirements" in Path(path).parts[:-1] and name.endswith(".txt"))
+    )
+
+
+# --- parsing of other files ----------------------------------------------------------------------
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Split a Dockerfile into instructions, joining `\\` continuations and skipping comments."""
+    out: list[Instruction] = []
+    buffer = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not buffer and (not stripped or stripped.startswith("#")):
+            continue
+        if buffer and stripped.startswith("#"):
+            continue
+        if not buffer:
+            start = number
+        if stripped.endswith("\\"):
+            buffer += stripped[:-1] + " "
+            continue
+        buffer += stripped
+        keyword, _, args = buffer.partition(" ")
+        out.append(Instruction(keyword.upper(), args.strip(), start))
+        buffer = ""
+    if buffer:
+        keyword, _, args = buffer.partition(" ")
+        out.append(Instruction(keyword.upper(), args.strip(), start))
+    return out
+
+
+def dockerfile_env(instruction: Instruction) -> list[tuple[str, str]]:
+    """(key, value) pairs of an ENV or ARG instruction (both `K=V K2=V2` and legacy `K V`)."""
+    args = instruction.args
+    if "=" not in args.split(" ", 1)[0]:
+        key, _, value = args.partition(" ")
+        return [(key, value.strip().strip("\"'"))]
+    pairs = []
+    for match in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)(?:=(\"[^\"]*\"|'[^']*'|\S*))?", args):
+        pairs.append((match.group(1), (match.group(2) or "").strip("\"'")))
+    return pairs
+
+
+def parse_env_lines(text: str, path: str) -> list[EnvLine]:
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out.append(EnvLine(key.strip(), value, path, number))
+    return out
+
+
+def parse_requirements(text: str, path: str) -> list[Requirement]:
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-", "git+", "http:", "https:", "file:", ".")):
+            continue
+        line = line.split("\\")[0].strip()
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)(\[[^\]]*\])?\s*(.*)$", line)
+        if match:
+            out.append(Requirement(match.group(1), match.group(3).strip(), path, number))
+    return out
+
+
+# --- the AST walk --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Facts:
+    settings: list[Setting] = field(default_factory=list)
+    calls: list[CallSite] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    sql: list[SqlBuild] = field(default_factory=list)
+    secrets: list[Literal_] = field(default_factory=list)
+    imports: set[str] = field(default_factory=set)
+    form_classes: set[str] = field(default_factory=set)
+    functions: set[str] = field(default_factory=set)
+    headers: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+_ROUTE_METHODS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH", "delete": "DELETE"}
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SQL_CALLS = frozenset(
+    {"execute", "executemany", "executescript", "text", "raw", "exec_driver_sql", "from_statement"}
+)
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    test = node.test
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def _string_build(node: ast.AST) -> str | None:
+    """How a string expression is built from pieces ('f-string', '%', '+', '.format()'), if it is."""
+    if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
+        text = "".join(
+            v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+        )
+        return "an f-string" if _SQL_WORDS.search(text) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
+        text = " ".join(
+            n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        )
+        if _SQL_WORDS.search(text) and not all(isinstance(n, ast.Constant) for n in (node.left, node.right)):
+            return "'%' formatting" if isinstance(node.op, ast.Mod) else "string concatenation"
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and isinstance(node.func.value, ast.Constant)
+        and isinstance(node.func.value.value, str)
+        and _SQL_WORDS.search(node.func.value.value)
+    ):
+        return "str.format()"
+    return None
+
+
+class _Visitor(ast.NodeVisitor):
+    """One pass over a module collecting settings, calls, routes, SQL builds and literals."""
+
+    def __init__(self, path: str, facts: _Facts):
+        self.path = path
+        self.facts = facts
+        self.scope: list[str] = []  # class names
+        self.function: list[str] = []
+        self.main_guard = 0
+        self.built: dict[str, str] = {}  # variable -> how its SQL string was built (per function)
+
+    # scopes
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
+        if bases & {"FlaskForm", "Form"} or node.name in self.facts.form_classes:
+            self.facts.form_classes.add(node.name)
+        self.scope.append(node.name)
+        for stmt in node.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for target in targets:
+                    if (
+                        isinstance(target, ast.Name)
+                        and _CONFIG_KEY.match(target.id)
+                        and stmt.value is not None
+                    ):
+                        self._setting(target.id, stmt.value, stmt.lineno)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.facts.functions.add(node.name)
+        self._route(node)
+        self.function.append(node.name)
+        saved, self.built = self.built, {}
+        self.generic_visit(node)
+        self.built = saved
+        self.function.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_main_guard(node):
+            self.main_guard += 1
+            self.generic_visit(node)
+            self.main_guard -= 1
+        else:
+            self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.facts.imports.add(alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module and node.level == 0:
+            self.facts.imports.add(node.module)
+            for alias in node.names:
+                self.facts.imports.add(f"{node.module}.{alias.name}")
+
+    # assignments
+
+    def _setting(self, key: str, value: ast.AST, line: int) -> None:
+        scope = self.scope[-1] if self.scope else ""
+        self.facts.settings.append(Setting(key, evaluate(value), self.path, line, scope))
+        self._secret_literal(key, value, line)
+
+    def _secret_literal(self, name: str, value: ast.AST, line: int) -> None:
+        if not isinstance(value, ast.Constant) or not isinstance(value.value, str):
+            if isinstance(value, ast.BoolOp):  # os.environ.get("X") or "fallback"
+                for part in value.values[1:]:
+                    self._secret_literal(name, part, line)
+            elif isinstance(value, ast.Call) and _env_read(value):
+                default = value.args[1] if len(value.args) > 1 else None
+                if default is not None:
+                    self._secret_literal(name, default, line)
+            return
+        text = value.value
+        scope = self.scope[-1] if self.scope else ""
+        if _URL_CREDENTIALS.match(text) or (
+            _SECRET_NAME.search(name) and len(text) >= 3 and " " not in text.strip()
+        ):
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", text):  # the name of an env variable, not a value
+                self.facts.secrets.append(Literal_(name, self.path, line, scope))
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._assign_target(target, node.value, node.lineno)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self._assign_target(node.target, node.value, node.lineno)
+        self.generic_visit(node)
+
+    def _assign_target(self, target: ast.AST, value: ast.AST, line: int) -> None:
+        if isinstance(target, ast.Subscript) and _dotted(target.value).endswith("config"):
+            key = target.slice
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                self._setting(key.value, value, line)
+        elif isinstance(target, ast.Attribute) and target.attr in ("secret_key", "debug", "testing"):
+            self._setting(
+                {"secret_key": "SECRET_KEY", "debug": "DEBUG", "testing": "TESTING"}[target.attr], value, line
+            )
+        elif isinstance(target, ast.Subscript) and _dotted(target.value).endswith("headers"):
+            key = target.slice
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                self.facts.headers.append((key.value, self.path, line))
+        elif isinstance(target, ast.Name):
+            how = _string_build(value)
+            if how and self.function:
+                self.built[target.id] = how
+            if not self.scope:
+                if (
+                    _CONFIG_KEY.match(target.id)
+                    and not self.function
+                    and self.path.rsplit("/", 1)[-1]
+                    in ("config.py", "settings.py", "default_settings.py", "production.py", "prod.py")
+                ):
+                    self._setting(target.id, value, line)
+                else:
+                    self._secret_literal(target.id, value, line)
+
+    # calls
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _dotted(node.func)
+        if name:
+            keywords = {k.arg: evaluate(k.value) for k in node.keywords if k.arg}
+            self.facts.calls.append(
+                CallSite(
+                    name,
+                    self.path,
+                    node.lineno,
+                    keywords,
+                    tuple(evaluate(a) for a in node.args),
+                    self.main_guard > 0,
+                    self.function[-1] if self.function else "",
+                )
+            )
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("from_mapping", "update") and name.split(".")[-2:-1] == ["config"]:
+                for k in node.keywords:
+                    if k.arg and _CONFIG_KEY.match(k.arg):
+                        self._setting(k.arg, k.value, k.value.lineno)
+                if node.args and isinstance(node.args[0], ast.Dict):
+                    for key_node, value_node in zip(node.args[0].keys, node.args[0].values, strict=True):
+                        if isinstance(key_node, ast.Constant) and isinstance(key_node.value, str):
+                            self._setting(key_node.value, value_node, value_node.lineno)
+            if leaf in _SQL_CALLS and node.args:
+                first = node.args[0]
+                how = _string_build(first)
+                if how is None and isinstance(first, ast.Name):
+                    how = self.built.get(first.id)
+                if how:
+                    self.facts.sql.append(SqlBuild(self.path, node.lineno, how))
+            for k in node.keywords:
+                if k.arg and _SECRET_NAME.search(k.arg):
+                    self._secret_literal(k.arg, k.value, k.value.lineno)
+            if leaf in ("setdefault", "set", "add", "extend") and _dotted(node.func).endswith(
+                ("headers.setdefault", "headers.set", "headers.add")
+            ):
+                if (
+                    node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                ):
+                    self.facts.headers.append((node.args[0].value, self.path, node.lineno))
+        self.generic_visit(node)
+
+    # routes
+
+    def _route(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        rules: list[tuple[str, tuple[str, ...]]] = []
+        validates = False
+        exempt = False
+        for decorator in node.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            name = _dotted(call.func if call else decorator)
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "exempt":
+                exempt = True
+            if leaf in _VALIDATING_DECORATORS and leaf not in ("route",):
+                validates = True
+            if call is None or "." not in name:
+                continue
+            if leaf == "route" or leaf in _ROUTE_METHODS:
+                rule = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else "?"
+                methods: tuple[str, ...] = ("GET",)
+                if leaf in _ROUTE_METHODS:
+                    methods = (_ROUTE_METHODS[leaf],)
+                for k in call.keywords:
+                    if k.arg == "methods":
+                        value = evaluate(k.value)
+                        if value.kind == "literal" and isinstance(value.literal, list | tuple | set):
+                            methods = tuple(str(m).upper() for m in value.literal)
+                rules.append((str(rule), methods))
+        if not rules:
+            return
+        reads: set[str] = set()
+        uses_form = False
+        for child in ast.walk(node):
+            if isinstance(child, ast.Attribute) and _dotted(child.value) in ("request", "flask.request"):
+                part = _REQUEST_ATTRS.get(child.attr)
+                if part:
+                    reads.add(part)
+            if isinstance(child, ast.Call):
+                leaf = _dotted(child.func).rsplit(".", 1)[-1]
+                if leaf in _VALIDATING_CALLS:
+                    validates = True
+                if leaf in self.facts.form_classes or leaf.endswith("Form"):
+                    uses_form = True
+                if leaf.endswith("Schema"):
+                    validates = True
+        for rule, methods in rules:
+            self.facts.routes.append(
+                Route(
+                    rule,
+                    methods,
+                    node.name,
+                    self.path,
+                    node.lineno,
+                    frozenset(reads),
+                    validates,
+                    uses_form,
+                    exempt,
+                )
+            )
+
+
+# --- reading a project from disk -----------------------------------------------------------------
+
+_TEXT_NAMES = (
+    ".html",
+    ".htm",
+    ".jinja",
+    ".jinja2",
+    ".j2",
+    ".txt",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".yaml",
+    ".yml",
+    ".service",
+    ".conf",
+    ".dockerfile",
+    ".lock",
+)
+_TEXT_EXACT = ("Dockerfile", "Procfile", ".env", ".dockerignore", ".gitignore", "Pipfile")
+
+
+def _wanted(name: str) -> bool:
+    return name.endswith(_TEXT_NAMES) or name in _TEXT_EXACT or name.startswith(("Dockerfile.", ".env."))
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Every file of the project worth reading, skipping virtualenvs, caches and tests."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_dir():
+                if entry.name in SKIP_DIRS or (entry / "pyvenv.cfg").exists():
+                    continue
+                if entry.name.startswith(".") and entry.name not in (".github",):
+                    continue
+                stack.append(entry)
+            elif entry.is_file():
+                yield entry
+
+
+def _is_test_module(path: Path) -> bool:
+    return path.name.startswith("test_") or path.name.endswith("_test.py") or path.name == "conftest.py"
+
+
+def scan(root: Path) -> Project:
+    """Read and parse every relevant file under `root` (the only I/O of this module)."""
+    project = Project(root=root)
+    for path in walk(root):
+        rel = path.relative_to(root).as_posix()
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                continue
+        except OSError:
+            continue
+        if path.suffix == ".py":
+            if _is_test_module(path) or "/migrations/versions/" in f"/{rel}":
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            try:
+                tree: ast.Module | None = ast.parse(text, filename=rel)
+                error = None
+            except SyntaxError as exc:
+                tree, error = None, f"line {exc.lineno}: {exc.msg}"
+            project.python.append(PythonFile(rel, text, tree, error))
+        elif _wanted(path.name):
+            project.files[rel] = path.read_text(encoding="utf-8", errors="replace")
+    # The folders of a project are facts too (static/, migrations/), recorded as empty entries.
+    for name in ("migrations", "alembic", "static"):
+        for found in root.glob(f"**/{name}"):
+            if found.is_dir() and not any(part in SKIP_DIRS for part in found.relative_to(root).parts):
+                project.files.setdefault(found.relative_to(root).as_posix() + "/", "")
+    return project
+
+
+def from_files(root: Path, files: dict[str, str]) -> Project:
+    """Build a Project from in-memory files (for tests and for rendered configs)."""
+    project = Project(root=root)
+    for rel, text in sorted(files.items()):
+        if rel.endswith(".py"):
+            try:
+                project.python.append(PythonFile(rel, text, ast.parse(text, filename=rel)))
+            except SyntaxError as exc:
+                project.python.append(PythonFile(rel, text, None, f"line {exc.lineno}: {exc.msg}"))
+        else:
+            project.files[rel] = text
+    return project

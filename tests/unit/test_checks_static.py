@@ -1,0 +1,348 @@
+"""Every source, project and config check: one failing and one passing fixture, on a real project on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from deploy.checkrun import Layer, load_checks
+
+from .test_check_support import CLEAN_APP, CONFIG, check, found, project
+
+pytestmark = pytest.mark.unit
+
+NO_TLS = CONFIG.replace("  tls: {email: ops@example.com}\n", "")
+
+
+def app_with(old: str, new: str) -> dict[str, str | None]:
+    assert old in CLEAN_APP, old
+    return {"app.py": CLEAN_APP.replace(old, new)}
+
+
+@dataclass
+class Case:
+    bad: dict[str, str | None]
+    good: dict[str, str | None] = field(default_factory=dict)
+    config: str | None = CONFIG
+    good_config: str | None = None
+    #: A fragment the failing finding's message must contain.
+    says: str = ""
+
+
+SINGLE = """\
+import os
+from flask import Flask
+app = Flask(__name__)
+app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+
+@app.get("/health")
+def health():
+    return "ok"
+"""
+
+CASES: dict[str, Case] = {
+    "SEC001": Case(
+        bad=app_with("SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, DEBUG=True,"),
+        good=app_with("SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, DEBUG=False,"),
+        says="DEBUG is set to True",
+    ),
+    "SEC002": Case(
+        bad=app_with('SECRET_KEY=os.environ["SECRET_KEY"]', 'SECRET_KEY=os.environ.get("SECRET_KEY", "dev")'),
+        says="falls back to a literal",
+    ),
+    "SEC003": Case(
+        bad=app_with('SECRET_KEY=os.environ["SECRET_KEY"],', ""),
+        good=app_with('SECRET_KEY=os.environ["SECRET_KEY"],', "")
+        | {"extra.py": "def x(app):\n    app.config.from_prefixed_env()\n"},
+        says="never set",
+    ),
+    "SEC004": Case(bad={}, config=NO_TLS, good_config=CONFIG, says="plain HTTP"),
+    "SEC005": Case(
+        bad=app_with("    csrf.init_app(app)\n", "")
+        | {
+            "views.py": (
+                "from flask import Blueprint, request\nbp = Blueprint('v', __name__)\n\n"
+                "@bp.post('/comment')\ndef comment():\n    return request.form['text']\n"
+            )
+        },
+        good=app_with("    csrf.init_app(app)\n", "")
+        | {
+            "views.py": (
+                "from flask import Blueprint\nfrom app import NoteForm\nbp = Blueprint('v', __name__)\n\n"
+                "@bp.post('/comment')\ndef comment():\n    form = NoteForm()\n    form.validate_on_submit()\n    return ''\n"
+            )
+        },
+        says="POST /comment (comment) reads request.form",
+    ),
+    "SEC006": Case(
+        bad={},
+        config=None,
+        good={
+            "headers.py": (
+                "def secure(app):\n    @app.after_request\n    def h(response):\n"
+                "        response.headers['Content-Security-Policy'] = \"default-src 'self'\"\n"
+                "        response.headers['X-Content-Type-Options'] = 'nosniff'\n"
+                "        response.headers['X-Frame-Options'] = 'DENY'\n"
+                "        response.headers['Strict-Transport-Security'] = 'max-age=63072000'\n        return response\n"
+            )
+        },
+        says="does not set",
+    ),
+    "SEC007": Case(
+        bad={
+            "api.py": "from flask import Blueprint, request\nbp = Blueprint('a', __name__)\n\n@bp.put('/item')\ndef put():\n    data = request.get_json()\n    return data\n"
+        },
+        good={
+            "api.py": (
+                "from flask import Blueprint, request\nfrom schemas import ItemSchema\nbp = Blueprint('a', __name__)\n\n"
+                "@bp.put('/item')\ndef put():\n    data = ItemSchema().load(request.get_json())\n    return data\n"
+            )
+        },
+        says="request.json with no validation",
+    ),
+    "SEC008": Case(
+        bad={"mail.py": 'SMTP_PASSWORD = "hunter2hunter2"\n'},
+        good={"mail.py": 'import os\nSMTP_PASSWORD = os.environ["SMTP_PASSWORD"]\n'},
+        says="SMTP_PASSWORD",
+    ),
+    "SEC009": Case(
+        bad={
+            "db.py": "def find(db, name):\n    return db.execute(f\"SELECT * FROM user WHERE name = '{name}'\")\n"
+        },
+        good={
+            "db.py": "def find(db, name):\n    return db.execute('SELECT * FROM user WHERE name = ?', (name,))\n"
+        },
+        says="f-string",
+    ),
+    "SEC010": Case(
+        bad=app_with("SESSION_COOKIE_SECURE=True,", ""),
+        good=app_with(
+            "SESSION_COOKIE_SECURE=True,",
+            'SESSION_COOKIE_SECURE=os.environ.get("COOKIE_SECURE", "1") == "1",',
+        ),
+        says="not set",
+    ),
+    "SEC011": Case(
+        bad=app_with(
+            "SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=False,"
+        ),
+        good=app_with(
+            "SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True,"
+        ),
+    ),
+    "SEC012": Case(
+        bad=app_with('SESSION_COOKIE_SAMESITE="Lax",', "SESSION_COOKIE_SAMESITE=None,"),
+        good=app_with('SESSION_COOKIE_SAMESITE="Lax",', 'SESSION_COOKIE_SAMESITE="Strict",'),
+        says="None",
+    ),
+    "SEC013": Case(
+        bad=app_with('TRUSTED_HOSTS=["demo.example.com"],', ""),
+        config=None,
+        good={},
+        says="Host header",
+    ),
+    "SEC014": Case(
+        bad=app_with(
+            "SESSION_COOKIE_SECURE=True,",
+            'SESSION_COOKIE_SECURE=True, SECRET_KEY_FALLBACKS=["old-key-1234"],',
+        ),
+        good=app_with(
+            "SESSION_COOKIE_SECURE=True,",
+            'SESSION_COOKIE_SECURE=True, SECRET_KEY_FALLBACKS=os.environ.get("OLD", "").split(),',
+        ),
+    ),
+    "SEC015": Case(bad=app_with("MAX_CONTENT_LENGTH=1024 * 1024,", ""), config=None, good={}),
+    "PERF001": Case(
+        bad={},
+        config=CONFIG + "  cores: 2\ngunicorn: {workers: 4}\n",
+        good_config=CONFIG + "  cores: 2\ngunicorn: {workers: 5}\n",
+        says="(2 x 2) + 1 = 5",
+    ),
+    "PERF002": Case(
+        bad={},
+        config=CONFIG.replace("  static: {url: /static, dir: static}\n", ""),
+        good_config=CONFIG,
+        says="static/ exists",
+    ),
+    "PERF003": Case(
+        bad=app_with("from flask_caching import Cache\n", "").__or__({})
+        | {
+            "app.py": CLEAN_APP.replace("from flask_caching import Cache\n", "")
+            .replace("cache = Cache()\n", "")
+            .replace("    cache.init_app(app)\n", "")
+        },
+        good={},
+    ),
+    "PERF004": Case(
+        bad={"db.py": "import psycopg2\n\ndef get_db():\n    return psycopg2.connect('dbname=app')\n"},
+        good={
+            "db.py": "from psycopg2.pool import ThreadedConnectionPool\nimport psycopg2\n\ndef get_db():\n    return psycopg2.connect('dbname=app')\n"
+        },
+        says="without a pool",
+    ),
+    "OBS001": Case(
+        bad=app_with('    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))\n', ""),
+        good=app_with(
+            '    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))\n',
+            "    logging.config.dictConfig({})\n",
+        ),
+    ),
+    "OBS002": Case(bad=app_with('@app.get("/health")', '@app.get("/status")'), good={}, says="/health"),
+    "OBS003": Case(bad=app_with('    sentry_sdk.init(dsn=os.environ.get("SENTRY_DSN"))\n', ""), good={}),
+    "OBS004": Case(
+        bad=app_with(
+            'sentry_sdk.init(dsn=os.environ.get("SENTRY_DSN"))',
+            'sentry_sdk.init(dsn="https://abc@o1.ingest.sentry.io/1")',
+        ),
+        good={},
+    ),
+    "DEP001": Case(bad={"Dockerfile": None}, config=None, good={}),
+    "DEP002": Case(
+        bad={"requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn\n"},
+        good={"requirements.txt": "Flask==3.1.3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"},
+        says="Flask is not pinned",
+    ),
+    "DEP003": Case(
+        bad={"Dockerfile": "FROM python:3.11.9-slim\nENV SECRET_KEY=abc123abc123\nCOPY . .\n"},
+        good={
+            "Dockerfile": "FROM python:3.11.9-slim\nENV LOG_LEVEL=info\nCOPY . .\n",
+            ".env": "SECRET_KEY=x\n",
+        },
+        says="SECRET_KEY is baked into the image",
+    ),
+    "DEP004": Case(
+        bad={".env": "SECRET_KEY=abc\n", ".gitignore": "__pycache__/\n"}, good={".env": "SECRET_KEY=abc\n"}
+    ),
+    "DEP005": Case(
+        bad={
+            "models.py": "from flask_sqlalchemy import SQLAlchemy\ndb = SQLAlchemy()\n\ndef init(app):\n    db.create_all()\n"
+        },
+        good={
+            "models.py": "from flask_sqlalchemy import SQLAlchemy\ndb = SQLAlchemy()\n",
+            "migrations/env.py": "# alembic env\n",
+        },
+        config=None,
+        says="no migrations",
+    ),
+    "PIT001": Case(
+        bad={"Dockerfile": "FROM python:3.11.9-slim\nCOPY . .\nCMD flask --app app run --host 0.0.0.0\n"},
+        good={},
+        says="development server",
+    ),
+    "PIT002": Case(bad={"app.py": SINGLE}, good={}, says="module level"),
+    "PIT003": Case(
+        bad={
+            "requirements.txt": "Flask==3.1.3\ngunicorn==23.0.0\n",
+            "app.py": CLEAN_APP.replace(
+                "from flask_wtf import FlaskForm\nfrom flask_wtf.csrf import CSRFProtect\n", ""
+            ).replace("class NoteForm(FlaskForm):", "class NoteForm:"),
+            "templates/notes.html": '<form method="POST"><input name="text"></form>\n',
+        },
+        good={},
+        says="POST form",
+    ),
+    "PIT004": Case(
+        bad={},
+        config=CONFIG + "gunicorn: {workers: 1}\n",
+        good_config=CONFIG + "gunicorn: {workers: 1, worker_class: gthread, threads: 8}\n",
+    ),
+    "PIT005": Case(
+        bad=app_with(
+            'CACHE_TYPE="RedisCache",', 'CACHE_TYPE="RedisCache", SQLALCHEMY_DATABASE_URI="sqlite:///app.db",'
+        ),
+        good=app_with(
+            'CACHE_TYPE="RedisCache",',
+            'CACHE_TYPE="RedisCache", SQLALCHEMY_DATABASE_URI=os.environ["DATABASE_URL"],',
+        ),
+        says="SQLite",
+    ),
+    "XL001": Case(
+        bad={},
+        config=NO_TLS,
+        good_config=CONFIG,
+        says="never comes back",
+    ),
+    "XL002": Case(
+        bad=app_with("MAX_CONTENT_LENGTH=1024 * 1024,", "MAX_CONTENT_LENGTH=64 * 1024 * 1024,"),
+        good=app_with("MAX_CONTENT_LENGTH=1024 * 1024,", "MAX_CONTENT_LENGTH=16 * 1024 * 1024,"),
+        says="16m",
+    ),
+    "XL003": Case(
+        bad=app_with('CACHE_TYPE="RedisCache",', 'CACHE_TYPE="SimpleCache",'),
+        good=app_with('CACHE_TYPE="RedisCache",', 'CACHE_TYPE="SimpleCache",'),
+        good_config=CONFIG + "gunicorn: {workers: 1, worker_class: gthread, threads: 8}\n",
+        says="3 workers",
+    ),
+    "XL004": Case(
+        bad={".env": "FLASK_DEBUG=1\n"},
+        good={".env": "FLASK_DEBUG=0\n"},
+        says="FLASK_DEBUG",
+    ),
+    "XL005": Case(
+        bad={
+            "headers.py": "def secure(app):\n    @app.after_request\n    def h(response):\n"
+            "        response.headers['X-Frame-Options'] = 'SAMEORIGIN'\n        return response\n"
+        },
+        good={
+            "headers.py": "def secure(app):\n    @app.after_request\n    def h(response):\n"
+            "        response.headers['X-Request-Id'] = '1'\n        return response\n"
+        },
+        says="X-Frame-Options",
+    ),
+    "RND001": Case(bad={"templates/nginx-security-headers.conf.j2": "# nothing\n"}, good={}, says="sends no"),
+    "RND002": Case(
+        bad={
+            "templates/nginx-site.conf.j2": "server {\n  listen 443 ssl;\n  server_name {{ server.domains[0] }};\n"
+            "  server_tokens off;\n  ssl_protocols TLSv1 TLSv1.2;\n  location / { proxy_pass http://x; }\n}\n"
+        },
+        good={},
+        says="TLSv1",
+    ),
+    "RND003": Case(
+        bad={
+            "templates/nginx-site.conf.j2": "server {\n  listen 80;\n  server_name {{ server.domains[0] }};\n"
+            "  location / { proxy_pass http://x; }\n}\n"
+        },
+        good={},
+    ),
+}
+
+TOOL_CASES = {"RND004", "RND005", "RND006"}
+
+
+def _run(
+    tmp_path: Path, check_id: str, files: dict[str, str | None], config: str | None
+) -> dict[str, list[str]]:
+    root = project(tmp_path, files)
+    report = check(root, [check_id], config=config)
+    assert not report.skipped, report.skipped
+    return found(report)
+
+
+@pytest.mark.parametrize("check_id", sorted(CASES))
+def test_failing_fixture_fires(tmp_path: Path, check_id: str) -> None:
+    case = CASES[check_id]
+    result = _run(tmp_path, check_id, case.bad, case.config)
+    assert check_id in result, f"{check_id} did not fire"
+    assert case.says in " ".join(result[check_id])
+
+
+@pytest.mark.parametrize("check_id", sorted(CASES))
+def test_passing_fixture_is_clean(tmp_path: Path, check_id: str) -> None:
+    case = CASES[check_id]
+    result = _run(tmp_path, check_id, case.good, case.good_config or case.config)
+    assert check_id not in result, result.get(check_id)
+
+
+def test_every_check_without_hosts_or_import_has_cases() -> None:
+    needs_more = {Layer.EFFECTIVE, Layer.IMPORT, Layer.LIVE}
+    ids = {c.id for c in load_checks(plugins=False) if not needs_more & set(c.layers)}
+    assert ids - set(CASES) - TOOL_CASES == set()
+
+
+def test_clean_project_has_no_findings_with_config(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    report = check(root, config=CONFIG)
+    assert found(report) == {}
