@@ -304,6 +304,27 @@ class Nginx(Model):
         HeaderValue,
     ] = Field(default_factory=dict)
 
+    @field_validator("extra_headers")
+    @classmethod
+    def _not_a_standard_header(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in _MANAGED_HEADERS:
+                raise ValueError(
+                    f"{name} is set by deploy already; change it with its own key "
+                    "(content_security_policy, hsts_max_age) instead of extra_headers"
+                )
+        return headers
+
+
+_MANAGED_HEADERS = {
+    "strict-transport-security",
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "server",
+}
 
 _SYSTEMD_OVERRIDABLE = {
     "MemoryDenyWriteExecute",
@@ -332,6 +353,21 @@ class Systemd(Model):
     """Hardening of the app's unit; any directive in `overrides` replaces the default."""
 
     overrides: dict[str, Annotated[str, AfterValidator(_no_control)]] = Field(default_factory=dict)
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _yaml_scalars(cls, overrides: Any) -> Any:
+        """Accept YAML's true/false and numbers as systemd's yes/no and digits."""
+        if isinstance(overrides, dict):
+            return {
+                key: ("yes" if value else "no")
+                if isinstance(value, bool)
+                else str(value)
+                if isinstance(value, int | float)
+                else value
+                for key, value in overrides.items()
+            }
+        return overrides
 
     @field_validator("overrides")
     @classmethod

@@ -199,3 +199,14 @@ def test_secrets_come_from_environment_then_dotenv(tmp_path, monkeypatch) -> Non
         read_secrets(config, tmp_path)
     assert "no value for SECRET_KEY" in str(info.value)
     assert parse_dotenv(tmp_path / "nope") == {}
+
+
+def test_systemd_overrides_accept_yaml_booleans() -> None:
+    config = load_text(BASE + "systemd:\n  overrides: {MemoryDenyWriteExecute: false, PrivateDevices: true}\n")
+    assert config.systemd.overrides == {"MemoryDenyWriteExecute": "no", "PrivateDevices": "yes"}
+    assert "cannot be overridden" in problems(BASE + "systemd:\n  overrides: {User: root}\n")[0]
+
+
+def test_extra_headers_cannot_redefine_managed_headers() -> None:
+    out = problems(BASE + "nginx:\n  extra_headers: {x-frame-options: SAMEORIGIN}\n")
+    assert out[0].startswith("deploy.yaml:9: nginx.extra_headers: x-frame-options is set by deploy already")
