@@ -140,7 +140,7 @@ def _rule(c: Check) -> dict[str, Any]:
         **({"helpUri": c.references[0]} if c.references else {}),
         "defaultConfiguration": {"level": _SARIF_LEVEL[c.severity]},
         "properties": {
-            "tags": [c.area, *(["security"] if c.area == "security" else [])],
+            "tags": sorted({c.area, "security"} if c.area == "security" or c.id.startswith("SEC") else {c.area}),
             "security-severity": c.security_severity,
             "precision": "high",
             "problem.severity": {
