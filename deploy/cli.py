@@ -66,9 +66,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from deploy import cli_check, cli_config, cli_push, cli_sandbox
+    from deploy import cli_check, cli_config, cli_push, cli_sandbox, cli_tls
 
-    for module in (cli_config, cli_check, cli_sandbox, cli_push):
+    for module in (cli_config, cli_check, cli_sandbox, cli_push, cli_tls):
         for command in module.COMMANDS:
             main.add_command(command)
 

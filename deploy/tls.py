@@ -21,11 +21,16 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from deploy.commands import layout_for
 from deploy.config import TLS, Config
 from deploy.plan import Action, Command, Step, Upload
 from deploy.render import paths_for
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 #: Let's Encrypt's production directory: the ACME server when `tls.acme_server` is not set.
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -148,7 +153,7 @@ def deploy_hook_script(config: Config) -> str:
 def certbot_dropin(config: Config) -> str:
     """certbot.service drop-in that points renewals at the uploaded CA bundle."""
     return (
-        f"# Written by deploy for {config.app.name}: the ACME server's certificate is issued by a private CA.\n"
+        f"# Written by deploy for {config.app.name}: a private CA issued the ACME server's certificate.\n"
         "[Service]\n"
         f"Environment=REQUESTS_CA_BUNDLE={ca_bundle_path(config)}\n"
     )
@@ -355,6 +360,11 @@ def acme_prepare_step(config: Config, host: str, tls: TLS, files: TLSFiles) -> S
                 group="root",
                 description="the CA bundle of the ACME server",
             ),
+            Command(
+                ("install", "-d", "-m", "0755", certbot_dropin_path(config).rsplit("/", 1)[0]),
+                description="certbot.service drop-in folder",
+                sudo=True,
+            ),
             Upload(
                 certbot_dropin_path(config),
                 certbot_dropin(config).encode(),
@@ -411,6 +421,7 @@ def share_account_step(config: Config, host: str, account: AcmeAccount) -> Step:
             description="answer ACME challenges on this host",
         )
     )
+    actions += reload_nginx_commands()
     return Step("tls: share the ACME account", host, tuple(actions))
 
 
@@ -458,7 +469,7 @@ def reload_step(host: str, name: str = "tls: reload Nginx") -> Step:
 # --- certificates ------------------------------------------------------------------------------
 
 
-def _load_certificates(data: bytes) -> list[object]:
+def _load_certificates(data: bytes) -> list[x509.Certificate]:
     from cryptography import x509
 
     if b"-----BEGIN CERTIFICATE-----" in data:
@@ -474,10 +485,8 @@ def _load_certificates(data: bytes) -> list[object]:
 
 def certificate_days_left(pem_or_der: bytes, now: datetime.datetime) -> int:
     """Whole days from `now` until the (first) certificate expires; negative once it has expired."""
-    from cryptography import x509
 
     certificate = _load_certificates(pem_or_der)[0]
-    assert isinstance(certificate, x509.Certificate)
     if now.tzinfo is None:
         raise TLSError("`now` must be timezone-aware")
     return (certificate.not_valid_after_utc - now).days
@@ -499,7 +508,6 @@ def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetim
     """Problems with the user's own certificate and key: unreadable, mismatched, expired, wrong names."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    from cryptography.x509.oid import ExtensionOID
 
     assert files.cert is not None and files.key is not None
     problems = []
@@ -508,7 +516,6 @@ def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetim
     except TLSError as exc:
         return [f"tls.cert: {exc}"]
     leaf = chain[0]
-    assert isinstance(leaf, x509.Certificate)
     try:
         key = serialization.load_pem_private_key(files.key, password=None)
     except (ValueError, TypeError) as exc:
@@ -520,7 +527,7 @@ def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetim
     if days < 0:
         problems.append(f"tls.cert expired {-days} day(s) ago")
     try:
-        names = leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = [n.lower() for n in names.get_values_for_type(x509.DNSName)]
     except x509.ExtensionNotFound:
         dns_names = []
@@ -531,3 +538,45 @@ def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetim
                 f"tls.cert does not cover {domain} (it names: {', '.join(dns_names) or 'nothing'})"
             )
     return problems
+
+
+def site_files(config: Config, rendered: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(path on the host, text) of the Nginx site and its snippets, from `render()`'s output."""
+    paths = paths_for(config)
+    name = config.app.name
+    return [
+        (paths.nginx_site, rendered[f"nginx/{name}.conf"]),
+        (
+            f"{paths.nginx_snippets}/{name}-security-headers.conf",
+            rendered[f"nginx/snippets/{name}-security-headers.conf"],
+        ),
+        (f"{paths.nginx_snippets}/{name}-proxy.conf", rendered[f"nginx/snippets/{name}-proxy.conf"]),
+    ]
+
+
+def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str) -> Step:
+    """Install the rendered Nginx site (HTTP-only or HTTPS, as rendered), enable it, test and reload."""
+    actions: list[Action] = [
+        Upload(path, text.encode(), mode=0o644, owner="root", group="root", description=path)
+        for path, text in site_files(config, rendered)
+    ]
+    actions += [
+        Command(
+            ("ln", "-sfn", paths_for(config).nginx_site, layout_for(config).sites_enabled),
+            description="enable the site",
+            sudo=True,
+        ),
+        # Debian's own default site claims default_server on port 80, as the rendered site does.
+        Command(
+            ("rm", "-f", "/etc/nginx/sites-enabled/default"),
+            description="disable Debian's default site",
+            sudo=True,
+        ),
+        *reload_nginx_commands(),
+    ]
+    return Step(name, host, tuple(actions))
+
+
+def read_certificate_command(config: Config) -> Command:
+    """Print the certificate chain Nginx serves (public data) to read its expiry."""
+    return Command(("cat", certificate_files(config)[0]), description="read the certificate", sudo=True)

@@ -1,0 +1,153 @@
+"""Commands of the `deploy` CLI for HTTPS: `deploy certs`; also reads the local files `tls` names."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from deploy.cli import config_option, env_option, fail, handles_config_errors
+from deploy.config import Config
+from deploy.loader import ConfigError, Problem, load, parse_yaml
+
+if TYPE_CHECKING:
+    from deploy.tls import TLSFiles
+
+
+def _line_of(config_path: Path, environment: str | None, key: str) -> tuple[int | None, tuple[str, ...]]:
+    """The line where `server.tls.<key>` is written (in the environment's overlay if it is there)."""
+    path: tuple[str, ...] = ("server", "tls", key)
+    try:
+        doc = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
+    except (OSError, ConfigError):
+        return None, path
+    if environment:
+        overlay = ("environments", environment, *path)
+        if overlay in doc.lines:
+            return doc.lines[overlay], overlay
+    return doc.lines.get(path), path
+
+
+def read_tls_files(config: Config, config_path: str | Path) -> TLSFiles:
+    """Read the files `tls.cert`, `tls.key` and `tls.ca_bundle` name (relative to deploy.yaml's folder).
+
+    A missing or unusable file is a ConfigError naming the file, line and key (exit code 2).
+    """
+    from deploy import tls
+
+    settings = tls.tls_settings(config)
+    if settings is None:
+        return tls.TLSFiles()
+    config_file = Path(config_path)
+    project = config_file.resolve().parent
+    problems: list[Problem] = []
+    contents: dict[str, bytes | None] = {"cert": None, "key": None, "ca_bundle": None}
+    for key in contents:
+        name = getattr(settings, key)
+        if name is None:
+            continue
+        file = Path(name).expanduser()
+        file = file if file.is_absolute() else project / file
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            line, path = _line_of(config_file, config.environment, key)
+            problems.append(Problem(str(config_file), line, path, f"cannot read {file}: {exc.strerror}"))
+            continue
+        if key != "key" and b"-----BEGIN CERTIFICATE-----" not in data:
+            line, path = _line_of(config_file, config.environment, key)
+            problems.append(Problem(str(config_file), line, path, f"{file} holds no PEM certificate"))
+        contents[key] = data
+    if problems:
+        raise ConfigError(problems)
+    files = tls.TLSFiles(cert=contents["cert"], key=contents["key"], ca_bundle=contents["ca_bundle"])
+    if files.cert is not None and files.key is not None:
+        found = tls.check_own_certificate(config, files, datetime.datetime.now(datetime.UTC))
+        if found:
+            line, path = _line_of(config_file, config.environment, "cert")
+            raise ConfigError([Problem(str(config_file), line, path, message) for message in found])
+    return files
+
+
+@click.command()
+@config_option
+@env_option
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust hosts seen for the first time and add their keys to known_hosts.",
+)
+@handles_config_errors
+def certs(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
+    """Obtain or upload the TLS certificates and serve HTTPS on every host.
+
+    With tls.email: certbot certonly --webroot against the ACME server (Let's Encrypt unless
+    tls.acme_server says otherwise) on each host, the HTTP site with the challenge path first, the
+    HTTPS site once the certificate exists, renewal by certbot's systemd timer with a hook that
+    reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600). Safe to run again: a
+    certificate far from expiry is kept.
+    """
+    from deploy import certs as certs_flow
+    from deploy import tls
+    from deploy.executor import ConnectError, Event, SSHExecutor, host_name
+    from deploy.facts import FactError, parse_state
+    from deploy.pushplan import probe_command
+    from deploy.render import render
+
+    config = load(config_path, environment)
+    if tls.tls_settings(config) is None:
+        click.echo("tls is false in deploy.yaml: the site is served over plain HTTP; no certificate to get.")
+        return
+    if not config.server.hosts:
+        fail(
+            "server.hosts is empty: nothing to set up (use -e ENV, or -e sandbox after 'deploy sandbox up')",
+            2,
+        )
+    files = read_tls_files(config, config_path)
+    project = Path(config_path).resolve().parent
+
+    def show(event: Event) -> None:
+        if event.status == "start":
+            return
+        mark = click.style("ok", fg="green") if event.status == "ok" else click.style("FAILED", fg="red")
+        seconds = f" ({event.seconds:.1f}s)" if event.seconds is not None else ""
+        click.echo(f"  {event.host}: {event.step} {mark}{seconds}")
+
+    hosts = [host_name(h) for h in config.server.hosts]
+    executor = SSHExecutor(
+        config, config.server.hosts, accept_new_host_keys=accept_new_host_keys, on_event=show
+    )
+    try:
+        try:
+            states = {h: parse_state(h, executor.gather(h, probe_command(config))) for h in hosts}
+        except (ConnectError, FactError) as exc:
+            fail(str(exc))
+            return
+        facts = {h: state.facts for h, state in states.items()}
+        try:
+            certs_flow.install_certificates(
+                config,
+                executor,
+                hosts,
+                files,
+                facts,
+                lambda host_facts: render(config, host_facts, project),
+                say=lambda message: click.echo(message),
+            )
+        except (certs_flow.CertsError, tls.TLSError, ConnectError) as exc:
+            fail(f"HTTPS setup stopped: {exc}")
+        now = datetime.datetime.now(datetime.UTC)
+        cert_path, _ = tls.certificate_files(config)
+        for host in hosts:
+            code, pem = executor.run(host, tls.read_certificate_command(config), timeout=30)
+            if code == 0:
+                days = tls.certificate_days_left(pem.encode(), now)
+                click.echo(f"{host}: serving {cert_path}, valid for {days} more days")
+    finally:
+        executor.close()
+    click.echo(f"HTTPS is set up for {', '.join(config.server.domains)} on {len(hosts)} host(s).")
+
+
+COMMANDS: list[click.Command] = [certs]
