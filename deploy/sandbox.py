@@ -46,6 +46,8 @@ DEFAULT_SUBNET = "10.87.0.0/16"
 #: The account `deploy` uses on sandbox hosts.
 SSH_USER = "root"
 STATE_VERSION = 1
+#: Held while an `up` picks and claims its networks.
+NETWORK_LOCK = Path("/run/lock/deploy-sandbox-network.lock")
 
 #: Tool -> Debian package that provides it.
 TOOLS = {
@@ -154,6 +156,7 @@ class Sandbox:
         subnet: str | None = None,
         cache: str | os.PathLike[str] | None = None,
         progress: Progress | None = None,
+        copy: bool = False,
     ):
         self.state_dir = Path(state_dir) if state_dir else sandbox_environment_file().parent
         self.state_dir = self.state_dir.absolute()
@@ -162,6 +165,8 @@ class Sandbox:
             subnet or os.environ.get("DEPLOY_SANDBOX_SUBNET") or DEFAULT_SUBNET
         )
         self.cache = Path(cache) if cache else None
+        # Copy the root filesystem for each host instead of mounting an overlay on it.
+        self.copy = copy or os.environ.get("DEPLOY_SANDBOX_COPY") == "1"
         self.say: Callable[[str], None] = progress or (lambda _message: None)
         # Kernel object names carry a tag of the state directory, so two sandboxes never collide and
         # a scan for leftovers finds only this one's.
@@ -271,26 +276,30 @@ class Sandbox:
         started = time.monotonic()
         self._remove_files()
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-sandbox", "-f", str(self.key)])
-        networks = self._free_networks(count)
-        hosts = []
-        for index, network in enumerate(networks, start=1):
-            name = f"sandbox-{index}"
-            hosts.append(
-                SandboxHost(
-                    name=name,
-                    address=str(network.network_address + 2),
-                    gateway=str(network.network_address + 1),
-                    netns=f"deploy-{self.tag}-{name}",
-                    veth=f"dsb{self.tag}-{index}",
-                    machine_dir=str(self.machines_dir / name),
-                    mode="overlay",
-                    key=str(self.key),
-                    known_hosts=str(self.known_hosts),
-                    environment_file=str(self.environment_file),
+        # One lock for every sandbox on this machine: two `up`s must not pick the same free network.
+        with locked(NETWORK_LOCK):
+            networks = self._free_networks(count)
+            hosts = []
+            for index, network in enumerate(networks, start=1):
+                name = f"sandbox-{index}"
+                hosts.append(
+                    SandboxHost(
+                        name=name,
+                        address=str(network.network_address + 2),
+                        gateway=str(network.network_address + 1),
+                        netns=f"deploy-{self.tag}-{name}",
+                        veth=f"dsb{self.tag}-{index}",
+                        machine_dir=str(self.machines_dir / name),
+                        mode="overlay",
+                        key=str(self.key),
+                        known_hosts=str(self.known_hosts),
+                        environment_file=str(self.environment_file),
+                    )
                 )
-            )
-        state = _State(rootfs=str(rootfs), hosts=[asdict(h) for h in hosts])
-        self._write_state(state)  # before anything exists, so that a killed `up` can be undone
+            state = _State(rootfs=str(rootfs), hosts=[asdict(h) for h in hosts])
+            self._write_state(state)  # before anything exists, so that a killed `up` can be undone
+            for host in hosts:
+                self._make_network(host)
 
         known_lines = []
         hosts_lines = [f"{h.address}\t{h.name}" for h in hosts]
@@ -298,7 +307,6 @@ class Sandbox:
             host = self._prepare_machine(host, rootfs)
             known_lines.append(f"{host.name},{host.address} {self._host_key(host)}")
             self._write_host_identity(host, hosts_lines)
-            self._make_network(host)
             host = self._start(host)
             hosts[number] = host
             state.hosts[number] = asdict(host)
@@ -388,7 +396,7 @@ class Sandbox:
         for sub in ("upper", "work", "root"):
             (machine / sub).mkdir(parents=True, exist_ok=True)
         options = f"lowerdir={rootfs},upperdir={machine / 'upper'},workdir={machine / 'work'}"
-        if not any(c in str(path) for path in (rootfs, machine) for c in ",:"):
+        if not self.copy and not any(c in str(path) for path in (rootfs, machine) for c in ",:"):
             result = subprocess.run(
                 ["mount", "-t", "overlay", "overlay", "-o", options, str(root)],
                 capture_output=True,
@@ -549,9 +557,10 @@ class Sandbox:
     def down(self, timeout: float = 20.0) -> None:
         """Stop every host and remove every process, namespace, link, mount and file `up` made."""
         check_prerequisites(("ip", "umount"))
-        if not self.state_dir.exists():
+        if not self.state_dir.exists() and not self.leftovers():
             self.say("sandbox: nothing to remove")
             return
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with locked(self.state_dir / ".lock"):
             self._teardown(timeout=timeout)
             left = self.leftovers()

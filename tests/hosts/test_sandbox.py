@@ -104,10 +104,9 @@ def test_nginx_answers_on_port_80_from_this_machine(sandbox_hosts: list[SandboxH
 @pytest.mark.hosts
 def test_python_creates_a_venv_with_pip(sandbox: Sandbox, sandbox_hosts: list[SandboxHost]) -> None:
     host = sandbox_hosts[0]
-    script = (
-        "python3 -m venv /tmp/venv-test && /tmp/venv-test/bin/python -m pip --version; rm -rf /tmp/venv-test"
-    )
+    script = "python3 -m venv /tmp/venv-test && /tmp/venv-test/bin/python -m pip --version"
     result = sandbox.run(host, ["sh", "-c", script], timeout=120)
+    sandbox.run(host, ["rm", "-rf", "/tmp/venv-test"])
     assert result.returncode == 0, result.stderr
     assert "/tmp/venv-test/lib/python3.11/site-packages/pip" in result.stdout
 
@@ -274,6 +273,20 @@ def test_down_leaves_nothing_behind(sandbox: Sandbox, tmp_path: Path) -> None:
     assert not state.exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{host.address}/", timeout=2)
+
+
+@pytest.mark.hosts
+def test_hosts_can_boot_from_a_copy_instead_of_an_overlay(sandbox: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "copy"
+    box = Sandbox(state, copy=True)
+    try:
+        (host,) = box.up(1)
+        assert host.mode == "copy"
+        assert not [t for t in traces(state) if t.startswith("mount") and "overlay" in t]
+        assert box.run(host, ["systemctl", "is-system-running"]).stdout.strip() == "running"
+    finally:
+        box.down()
+    assert traces(state) == []
 
 
 @pytest.mark.hosts
