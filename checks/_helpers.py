@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+from collections.abc import Iterator
+
 from deploy.checkctx import Context
 from deploy.project import CallSite, Setting
 
@@ -36,3 +40,38 @@ def unguarded(calls: list[CallSite]) -> list[CallSite]:
 
 def is_flask_app(ctx: Context) -> bool:
     return bool(ctx.project.apps) or ctx.project.uses("flask")
+
+
+def commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
+    """(file, line, command) for every process the project starts: Dockerfile CMD/ENTRYPOINT, Procfile, units."""
+    for path, instructions in ctx.project.dockerfiles.items():
+        for ins in instructions:
+            if ins.keyword in ("CMD", "ENTRYPOINT"):
+                args = ins.args
+                if args.startswith("["):
+                    args = " ".join(re.findall(r'"([^"]*)"', args))
+                yield path, ins.line, args
+    for path, text in ctx.project.glob("Procfile"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if ":" in line and not line.lstrip().startswith("#"):
+                yield path, number, line.split(":", 1)[1].strip()
+    for path, text in ctx.project.glob(".service"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.startswith("ExecStart="):
+                yield path, number, line.split("=", 1)[1].lstrip("-@+!")
+
+
+def script_modules(ctx: Context) -> dict[str, dict[str, str]]:
+    """{file that starts it: {module run as a script: command}} for `python app.py` style commands."""
+    modules = {c.file for c in ctx.project.calls_named("run") if c.name.count(".") == 1}
+    out: dict[str, dict[str, str]] = {}
+    for path, _line, command in commands(ctx):
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        if words and words[0].rsplit("/", 1)[-1].startswith("python"):
+            for word in words[1:]:
+                if word in modules:
+                    out.setdefault(path, {})[word] = command
+    return out

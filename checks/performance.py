@@ -130,12 +130,9 @@ _DRIVERS = (
 )
 def connection_pooling(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
-    for call in project.calls:
-        pool = call.keywords.get("poolclass")
-        if pool is not None and (pool.ref or "").endswith("NullPool"):
-            yield Finding(
-                "poolclass=NullPool opens a new database connection for every checkout", call.file, call.line
-            )
+    for name, file, line in project.pool_classes:
+        if name.endswith("NullPool"):
+            yield Finding("poolclass=NullPool opens a new database connection for every checkout", file, line)
     if project.uses("psycopg2.pool", "psycopg_pool", "sqlalchemy", "flask_sqlalchemy", "peewee"):
         return
     for call in project.calls:

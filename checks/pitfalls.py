@@ -9,28 +9,9 @@ from collections.abc import Iterator
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
 
-from ._helpers import app_site, config_file, unguarded
+from ._helpers import app_site, commands, config_file, script_modules, unguarded
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
-
-
-def _commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
-    """(file, line, command) for every process the project starts: Dockerfile CMD/ENTRYPOINT, Procfile."""
-    for path, instructions in ctx.project.dockerfiles.items():
-        for ins in instructions:
-            if ins.keyword in ("CMD", "ENTRYPOINT"):
-                args = ins.args
-                if args.startswith("["):
-                    args = " ".join(re.findall(r'"([^"]*)"', args))
-                yield path, ins.line, args
-    for path, text in ctx.project.glob("Procfile"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if ":" in line and not line.lstrip().startswith("#"):
-                yield path, number, line.split(":", 1)[1].strip()
-    for path, text in ctx.project.glob(".service"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.startswith("ExecStart="):
-                yield path, number, line.split("=", 1)[1].lstrip("-@+!")
 
 
 @check(
@@ -50,9 +31,6 @@ def _commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
 )
 def development_server(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
-    app_modules = {
-        c.file for c in project.calls_named("run") if c.name.endswith(".run") and c.name.count(".") == 1
-    }
     for call in unguarded(project.calls_named("run")):
         if (
             call.name.count(".") == 1
@@ -65,18 +43,14 @@ def development_server(ctx: Context) -> Iterator[Finding]:
                 call.file,
                 call.line,
             )
-    for path, line, command in _commands(ctx):
+    for path, line, command in commands(ctx):
         try:
             words = shlex.split(command)
         except ValueError:
             words = command.split()
         if "flask" in [w.rsplit("/", 1)[-1] for w in words] and "run" in words:
             yield Finding(f"`{command}` starts the development server", path, line)
-        elif (
-            words
-            and words[0].rsplit("/", 1)[-1].startswith("python")
-            and any(w in app_modules for w in words)
-        ):
+        elif command in script_modules(ctx).get(path, {}).values():
             yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
     if (
         project.apps
@@ -152,7 +126,7 @@ def single_worker(ctx: Context) -> Iterator[Finding]:
         g = ctx.config.gunicorn
         if g.workers == 1 and g.threads == 1 and g.worker_class == "sync":
             yield Finding("gunicorn.workers is 1 with sync workers and one thread", config_file(ctx))
-    for path, line, command in _commands(ctx):
+    for path, line, command in commands(ctx):
         match = _WORKERS_FLAG.search(command)
         if "gunicorn" in command and match and match.group(1) == "1" and "--threads" not in command:
             yield Finding(f"`{command}` starts one sync worker", path, line)

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
 
-from ._helpers import app_site, config_file, last_setting, loads_config_from_environment, unguarded
+from ._helpers import (
+    app_site,
+    config_file,
+    last_setting,
+    loads_config_from_environment,
+    script_modules,
+    unguarded,
+)
 
 FLASK_CONFIG = "https://flask.palletsprojects.com/en/stable/config/"
 FLASK_SECURITY = "https://flask.palletsprojects.com/en/stable/web-security/"
@@ -51,6 +58,14 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
             yield Finding(
                 "app.run(debug=True) runs outside `if __name__ == '__main__':`", call.file, call.line
             )
+    run_as_script = {
+        module: (path, command) for path, found in script_modules(ctx).items() for module, command in found.items()
+    }
+    for call in ctx.project.calls_named("run"):
+        debug = call.keywords.get("debug")
+        if call.main_guarded and debug is not None and debug.is_true and call.file in run_as_script:
+            path, command = run_as_script[call.file]
+            yield Finding(f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line)
     for call in ctx.project.calls_named("DebuggedApplication"):
         yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 

@@ -50,7 +50,7 @@ _SQL_WORDS = re.compile(
     re.I | re.S,
 )
 _SECRET_NAME = re.compile(
-    r"(?i)(passw(or)?d|secret|token|api_?key|private_?key|access_?key|auth_?key|credential|dsn)"
+    r"(?i)(passw(or)?d|secret|token|api_?key|private_?key|access_?key|auth_?key|credential)"
 )
 _URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]+:[^@/\s]+@", re.I)
 _NON_PRODUCTION_SCOPE = re.compile(r"(?i)(dev|test|local|debug)")
@@ -389,6 +389,11 @@ class Project:
         return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask")]
 
     @property
+    def pool_classes(self) -> list[tuple[str, str, int]]:
+        """(class name, file, line) for every `poolclass=` keyword or `"poolclass":` dict entry."""
+        return self._facts.pool_classes
+
+    @property
     def after_request_headers(self) -> list[tuple[str, str, int]]:
         """(header, file, line) for headers the app sets on every response itself."""
         return self._facts.headers
@@ -593,6 +598,7 @@ class _Facts:
     form_classes: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
     headers: list[tuple[str, str, int]] = field(default_factory=list)
+    pool_classes: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 _ROUTE_METHODS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH", "delete": "DELETE"}
@@ -760,6 +766,12 @@ class _Visitor(ast.NodeVisitor):
                 else:
                     self._secret_literal(target.id, value, line)
 
+    def visit_Dict(self, node: ast.Dict) -> None:
+        for key, value in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value == "poolclass":
+                self.facts.pool_classes.append((_dotted(value), self.path, value.lineno))
+        self.generic_visit(node)
+
     # calls
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -794,6 +806,8 @@ class _Visitor(ast.NodeVisitor):
                 if how:
                     self.facts.sql.append(SqlBuild(self.path, node.lineno, how))
             for k in node.keywords:
+                if k.arg == "poolclass":
+                    self.facts.pool_classes.append((_dotted(k.value), self.path, k.value.lineno))
                 if k.arg and _SECRET_NAME.search(k.arg):
                     self._secret_literal(k.arg, k.value, k.value.lineno)
             if leaf in ("setdefault", "set", "add", "extend") and _dotted(node.func).endswith(
