@@ -1,0 +1,103 @@
+"""Checks that run real linters on rendered and project files: systemd-analyze, hadolint, gixy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .test_check_support import CONFIG, check, found, project
+
+pytestmark = pytest.mark.tools
+
+
+def needs(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed (the CI installs it; see .ci/run)")
+
+
+BARE_UNIT = """\
+[Unit]
+Description={{ app.name }}
+
+[Service]
+User=root
+Environment=SECRET_KEY=hunter2hunter2
+ExecStart=/usr/bin/gunicorn app:app
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_rnd004_passes_on_the_shipped_hardened_unit(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    report = check(project(tmp_path), ["RND004"], config=CONFIG)
+    assert report.skipped == []
+    assert found(report) == {}
+
+
+def test_rnd004_fires_on_an_unhardened_unit_with_a_secret_in_environment(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    root = project(tmp_path, {"templates/app.service.j2": BARE_UNIT})
+    result = found(check(root, ["RND004"], config=CONFIG))
+    messages = " ".join(result["RND004"])
+    assert "a secret is passed with Environment=" in messages
+    assert "exposure 9." in messages and "UNSAFE" in messages
+
+
+def test_rnd005_runs_hadolint_on_the_project_dockerfile(tmp_path: Path) -> None:
+    needs("hadolint")
+    root = project(tmp_path, {"Dockerfile": "FROM python\nRUN pip install flask\nCMD python app.py\n"})
+    result = found(check(root, ["RND005"]))
+    codes = {m.split(" ", 1)[1].split(":", 1)[0] for m in result["RND005"]}
+    assert {"DL3006", "DL3013", "DL3025"} <= codes
+    assert any(m.startswith("Dockerfile:3 DL3025") for m in result["RND005"])
+
+
+def test_rnd005_passes_on_a_clean_dockerfile_and_on_the_rendered_one(tmp_path: Path) -> None:
+    needs("hadolint")
+    assert found(check(project(tmp_path), ["RND005"])) == {}
+    bare = tmp_path / "bare"
+    project(bare, {"Dockerfile": None})
+    report = check(bare, ["RND005"], config=CONFIG)
+    assert report.skipped == [] and found(report) == {}
+
+
+def test_rnd005_is_skipped_without_any_dockerfile(tmp_path: Path) -> None:
+    report = check(project(tmp_path, {"Dockerfile": None}), ["RND005"])
+    assert [(c.id, reason) for c, reason in report.skipped] == [("RND005", "no Dockerfile in the project and none rendered")]
+
+
+REDEFINING_SITE = """\
+server {
+    listen 80;
+    server_name {{ server.domains[0] }};
+    server_tokens off;
+    add_header X-Frame-Options "DENY" always;
+    add_header X-Content-Type-Options "nosniff" always;
+    location /static {
+        alias /srv/static/;
+        add_header Cache-Control "public";
+    }
+    location / {
+        proxy_pass http://127.0.0.1:8000;
+    }
+}
+"""
+
+
+def test_rnd006_runs_gixy_on_the_rendered_site(tmp_path: Path) -> None:
+    needs("gixy")
+    root = project(tmp_path, {"templates/nginx-site.conf.j2": REDEFINING_SITE})
+    result = found(check(root, ["RND006"], config=CONFIG))
+    plugins = {m.split(" ", 1)[1].split(":", 1)[0] for m in result["RND006"]}
+    assert {"add_header_redefinition", "alias_traversal"} <= plugins
+
+
+def test_rnd006_passes_on_the_shipped_site(tmp_path: Path) -> None:
+    needs("gixy")
+    report = check(project(tmp_path), ["RND006"], config=CONFIG)
+    assert report.skipped == []
+    assert found(report) == {}
