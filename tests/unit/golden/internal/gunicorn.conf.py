@@ -21,9 +21,10 @@ worker_tmp_dir = "/dev/shm"
 umask = 0o007
 
 # Nginx is the only client, over a unix socket, and Gunicorn trusts unix-socket peers (only the
-# app's group can connect). No TCP peer is trusted with X-Forwarded-*; only X-Forwarded-Proto
-# marks a request as HTTPS (Nginx always sets it), and no header may set SCRIPT_NAME/PATH_INFO.
-forwarded_allow_ips = ""
+# app's group can connect). No TCP peer is trusted with X-Forwarded-* unless FORWARDED_ALLOW_IPS
+# names it (a container behind a proxy on the Docker network); only X-Forwarded-Proto marks a
+# request as HTTPS (Nginx always sets it), and no header may set SCRIPT_NAME/PATH_INFO.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 forwarder_headers = ""
 
