@@ -266,7 +266,8 @@ class Sandbox:
                 return self._up(count, timeout)
             except BaseException:
                 self.say("up failed: removing what it made")
-                self._teardown(quiet=True)
+                # A host still booting may not act on the halt signal yet: do not wait long for it.
+                self._teardown(timeout=5, quiet=True)
                 self._remove_files()
                 raise
 

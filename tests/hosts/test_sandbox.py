@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.loader import load
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox import Sandbox, SandboxError, SandboxHost
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))
@@ -287,6 +287,21 @@ def test_hosts_can_boot_from_a_copy_instead_of_an_overlay(sandbox: Sandbox, tmp_
     finally:
         box.down()
     assert traces(state) == []
+
+
+@pytest.mark.hosts
+def test_a_host_that_does_not_boot_in_time_is_a_clear_error_and_up_cleans_up(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "slow"
+    box = Sandbox(state)
+    with pytest.raises(SandboxError) as caught:
+        box.up(1, timeout=0.001)
+    message = str(caught.value)
+    assert message.startswith("host sandbox-1: SSH did not answer on 10.87.")
+    assert "its console:" in message
+    assert traces(state) == []
+    assert not (state / "environment.yaml").exists()
 
 
 @pytest.mark.hosts
