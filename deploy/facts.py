@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,282 @@ class HostFacts:
     #: Whether the TLS certificate already exists on the host; None (unknown) renders the full
     #: HTTPS site, False renders the HTTP-only site that serves the ACME challenge first.
     has_certificate: bool | None = None
+
+
+# --- gathering facts from a host ------------------------------------------------------------------
+#
+# One command (a Python program run by the host's python3) reports every fact a setup, push,
+# rollback or status needs, as JSON, in one round trip; `parse_state` turns it into `HostState`.
+# The program reads files and links only: it never changes the host.
+
+#: The fact-gathering program; its one argument is a JSON object naming what to look at.
+PROBE = r"""
+import fcntl, glob, hashlib, json, os, platform, pwd, grp, subprocess, sys
+want = json.loads(sys.argv[1])
+out = {}
+def run(*argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        return r.returncode, (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, ""
+def link(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+def read(path, limit=1000000):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+def owner(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    kind = "link" if os.path.islink(path) else "dir" if os.path.isdir(path) else "file"
+    return {"owner": user, "group": group, "mode": st.st_mode & 0o7777, "kind": kind}
+out["cores"] = os.cpu_count()
+libc = platform.libc_ver()
+out["python"] = {"version": platform.python_version(), "machine": platform.machine(),
+                 "libc": libc[0], "libc_version": libc[1], "executable": "/usr/bin/python3"}
+wheels = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
+out["pip_wheel"] = wheels[-1] if wheels else None
+rc, text = run("nginx", "-v")
+out["nginx_version"] = text.rsplit("/", 1)[-1].split()[0] if rc == 0 and "/" in text else None
+out["nginx_ok"] = run("nginx", "-t", "-q")[0] == 0 if want.get("nginx_test") else None
+rc, text = run("systemctl", "--version")
+out["systemd_version"] = int(text.split()[1]) if rc == 0 and len(text.split()) > 1 and text.split()[1].isdigit() else None
+rc, text = run("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *want.get("packages", []))
+out["packages"] = {line.split()[0]: line.split()[1] == "installed" for line in text.splitlines() if len(line.split()) == 2}
+try:
+    pwd.getpwnam(want["user"])
+    out["user_exists"] = True
+except KeyError:
+    out["user_exists"] = False
+out["links"] = {name: link(path) for name, path in want.get("links", {}).items()}
+out["owners"] = {path: owner(path) for path in want.get("owners", [])}
+out["files"] = {path: read(path) for path in want.get("files", [])}
+out["secret_files"] = {}
+for path in want.get("secret_files", []):
+    data = read(path)
+    out["secret_files"][path] = None if data is None else hashlib.sha256(data.encode()).hexdigest()
+releases = []
+base = want["releases"]
+for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+    info = read(os.path.join(base, name, ".deploy", "release.json"))
+    try:
+        info = json.loads(info) if info else None
+    except ValueError:
+        info = None
+    served = os.path.exists(os.path.join(base, name, ".deploy", "served"))
+    releases.append({"id": name, "info": info, "served": served})
+out["releases"] = releases
+venvs = want["venvs"]
+out["venvs"] = sorted(n for n in (os.listdir(venvs) if os.path.isdir(venvs) else [])
+                      if os.path.exists(os.path.join(venvs, n, ".deploy-complete")))
+out["wheels"] = sorted(os.listdir(want["wheels"])) if os.path.isdir(want["wheels"]) else []
+current = link(want["links"]["current"]) if "current" in want.get("links", {}) else None
+manifest = read(os.path.join(base, os.path.basename(current), ".deploy", "manifest.json")) if current else None
+try:
+    out["manifest"] = json.loads(manifest) if manifest else None
+except ValueError:
+    out["manifest"] = None
+out["services"] = {}
+for unit in want.get("units", []):
+    out["services"][unit] = run("systemctl", "is-active", unit)[1] or "unknown"
+lock_info = read(want["lock_info"])
+held = None
+if os.path.exists(want["lock_file"]):
+    try:
+        with open(want["lock_file"], "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False
+    except OSError:
+        held = True
+try:
+    age = os.stat(want["lock_info"]).st_mtime
+except OSError:
+    age = None
+import time
+out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": None if age is None else time.time() - age}
+out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """A release directory on a host; `info` is its release.json (None: unfinished, safe to remove)."""
+
+    id: str
+    info: dict[str, object] | None = None
+    #: The release took traffic at some point (a failed release never did).
+    served: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.info is not None
+
+
+@dataclass(frozen=True)
+class LockState:
+    """The deploy lock as found on a host."""
+
+    held: bool = False
+    #: The record the last holder wrote (JSON text), or None.
+    record: str | None = None
+    #: Seconds since the holder's last heartbeat.
+    heartbeat_age: float | None = None
+
+    def holder(self) -> dict[str, object] | None:
+        if not self.record:
+            return None
+        try:
+            data = json.loads(self.record)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class HostState:
+    """Everything a setup, push or rollback plan needs to know about one host."""
+
+    host: str
+    cores: int | None = None
+    python_version: str | None = None
+    machine: str | None = None
+    libc: str | None = None
+    libc_version: str | None = None
+    pip_wheel: str | None = None
+    nginx_version: str | None = None
+    systemd_version: int | None = None
+    packages: dict[str, bool] = field(default_factory=dict)
+    user_exists: bool = False
+    links: dict[str, str | None] = field(default_factory=dict)
+    owners: dict[str, dict[str, object] | None] = field(default_factory=dict)
+    files: dict[str, str | None] = field(default_factory=dict)
+    secret_files: dict[str, str | None] = field(default_factory=dict)
+    releases: tuple[ReleaseInfo, ...] = ()
+    venvs: tuple[str, ...] = ()
+    wheels: tuple[str, ...] = ()
+    manifest: dict[str, list[object]] | None = None
+    services: dict[str, str] = field(default_factory=dict)
+    lock: LockState = field(default_factory=LockState)
+    has_certificate: bool | None = None
+    #: Whether `nginx -t` passed (None: not tested).
+    nginx_ok: bool | None = None
+
+    @property
+    def facts(self) -> HostFacts:
+        """The facts that rendering uses."""
+        return HostFacts(
+            cores=self.cores,
+            nginx_version=self.nginx_version,
+            python_version=self.python_version,
+            systemd_version=self.systemd_version,
+            has_certificate=self.has_certificate,
+        )
+
+    @property
+    def current(self) -> str | None:
+        """The id of the release the host serves (from the `current` link)."""
+        target = self.links.get("current")
+        return target.rstrip("/").rsplit("/", 1)[-1] if target else None
+
+    @property
+    def live_slot(self) -> str | None:
+        """'blue' or 'green': the slot `live.sock` points at, or None before the first push."""
+        target = self.links.get("live")
+        if not target:
+            return None
+        name = target.rsplit("/", 1)[-1].removesuffix(".sock")
+        return name if name in ("blue", "green") else None
+
+    def slot_release(self, slot: str) -> str | None:
+        target = self.links.get(slot)
+        return target.rstrip("/").rsplit("/", 1)[-1] if target else None
+
+    @property
+    def complete_releases(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.releases if r.complete)
+
+
+def probe_request(
+    *,
+    user: str,
+    links: dict[str, str],
+    owners: list[str],
+    files: list[str],
+    secret_files: list[str],
+    releases: str,
+    venvs: str,
+    wheels: str,
+    units: list[str],
+    lock_file: str,
+    lock_info: str,
+    packages: list[str],
+    certificate: str | None,
+    nginx_test: bool = False,
+) -> str:
+    """The JSON argument of `PROBE`: what to look at on the host."""
+    return json.dumps(
+        {
+            "user": user, "links": links, "owners": owners, "files": files, "secret_files": secret_files,
+            "releases": releases, "venvs": venvs, "wheels": wheels, "units": units,
+            "lock_file": lock_file, "lock_info": lock_info, "packages": packages, "certificate": certificate,
+            "nginx_test": nginx_test,
+        },
+        sort_keys=True,
+    )
+
+
+class FactError(Exception):
+    """The host's answer to the fact probe could not be read."""
+
+
+def parse_state(host: str, text: str) -> HostState:
+    """Turn the probe's JSON output into a `HostState`."""
+    try:
+        data = json.loads(text.strip().splitlines()[-1] if text.strip() else "")
+    except (ValueError, IndexError):
+        raise FactError(f"{host}: the fact probe printed something unexpected: {text.strip()[:300]!r}") from None
+    python = data.get("python") or {}
+    lock = data.get("lock") or {}
+    return HostState(
+        host=host,
+        cores=data.get("cores"),
+        python_version=python.get("version"),
+        machine=python.get("machine"),
+        libc=python.get("libc"),
+        libc_version=python.get("libc_version"),
+        pip_wheel=data.get("pip_wheel"),
+        nginx_version=data.get("nginx_version"),
+        systemd_version=data.get("systemd_version"),
+        packages=dict(data.get("packages") or {}),
+        user_exists=bool(data.get("user_exists")),
+        links=dict(data.get("links") or {}),
+        owners=dict(data.get("owners") or {}),
+        files=dict(data.get("files") or {}),
+        secret_files=dict(data.get("secret_files") or {}),
+        releases=tuple(ReleaseInfo(r["id"], r.get("info"), bool(r.get("served")))
+                       for r in data.get("releases") or []),
+        venvs=tuple(data.get("venvs") or ()),
+        wheels=tuple(data.get("wheels") or ()),
+        manifest=data.get("manifest"),
+        services=dict(data.get("services") or {}),
+        lock=LockState(bool(lock.get("held")), lock.get("record"), lock.get("heartbeat_age")),
+        has_certificate=data.get("has_certificate"),
+        nginx_ok=data.get("nginx_ok"),
+    )

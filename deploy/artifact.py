@@ -1,0 +1,286 @@
+"""The artifact of a push: the project at its committed HEAD, content hashes, and wheels per host platform.
+
+Files come from `git archive` (or, with --allow-dirty, from the working tree as git sees it). Every
+file gets a SHA-256, so a host is sent only the files that differ from its current release. Wheels
+are downloaded on this machine for each host's Python version and platform, so hosts need no index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Never shipped, even when untracked files go out with --allow-dirty: local secrets and tooling.
+EXCLUDED = (".env", ".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache",
+            ".ruff_cache")
+
+#: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
+VENV_RECIPE = "1"
+
+
+class ArtifactError(Exception):
+    """The project cannot be packed (not a git repository, dirty tree, wheels unavailable)."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the artifact: its bytes and mode, or the target of a symbolic link."""
+
+    data: bytes
+    mode: int = 0o644
+    link: str | None = None
+
+    @property
+    def digest(self) -> str:
+        payload = b"link:" + self.link.encode() if self.link is not None else self.data
+        return hashlib.sha256(payload).hexdigest()
+
+    @property
+    def manifest_entry(self) -> list[object]:
+        return [self.digest, "link" if self.link is not None else f"{self.mode:o}"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a push ships: files keyed by relative path, the commit, and the requirements."""
+
+    commit: str
+    dirty: bool
+    files: dict[str, FileEntry]
+    requirements_path: str
+    #: Modification time of every shipped file (the commit's time): Nginx derives ETags from it.
+    timestamp: int = 0
+
+    @property
+    def manifest(self) -> dict[str, list[object]]:
+        return {path: entry.manifest_entry for path, entry in sorted(self.files.items())}
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def requirements(self) -> bytes:
+        entry = self.files.get(self.requirements_path)
+        return entry.data if entry is not None else b""
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7] + ("-dirty" if self.dirty else "")
+
+
+def requirements_hash(requirements: bytes, python_version: str, platform_tag: str) -> str:
+    """The key of a virtualenv: the same requirements on the same Python and platform share one."""
+    minor = ".".join(python_version.split(".")[:2])
+    digest = hashlib.sha256()
+    for part in (VENV_RECIPE.encode(), minor.encode(), platform_tag.encode(), requirements):
+        digest.update(part + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _git(project: Path, *args: str) -> bytes:
+    try:
+        result = subprocess.run(["git", *args], cwd=project, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise ArtifactError("git is not installed on this machine") from None
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip()
+        if "not a git repository" in message:
+            raise ArtifactError(
+                f"{project} is not in a git repository: deploy ships the committed HEAD "
+                "(run 'git init' and commit, or push from the repository)"
+            )
+        raise ArtifactError(f"git {' '.join(args)} failed: {message}")
+    return result.stdout
+
+
+def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
+    parts = path.split("/")
+    if any(path == e or path.startswith(e.rstrip("/") + "/") for e in extra):
+        return True
+    return any(part in EXCLUDED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
+
+
+def pack(project: Path, requirements_path: str, allow_dirty: bool = False, exclude: tuple[str, ...] = ()) -> Artifact:
+    """Read the project's files at HEAD (or the working tree with `allow_dirty`), refusing a dirty tree.
+
+    `exclude` names paths never shipped (the app's shared paths: they live on the host).
+    """
+    top = Path(_git(project, "rev-parse", "--show-toplevel").decode().strip())
+    prefix = _git(project, "rev-parse", "--show-prefix").decode().strip()
+    try:
+        commit = _git(project, "rev-parse", "HEAD").decode().strip()
+    except ArtifactError:
+        raise ArtifactError(f"{project}: the git repository has no commit yet; commit the project first") from None
+    status = _git(project, "status", "--porcelain", "--untracked-files=normal", "--", ".").decode()
+    changed = [line[3:] for line in status.splitlines() if line.strip() and not _excluded(line[3:].strip('"'), exclude)]
+    dirty = bool(changed)
+    if dirty and not allow_dirty:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ArtifactError(
+            f"the working tree has uncommitted changes ({shown}): deploy ships the committed HEAD; "
+            "commit them, or pass --allow-dirty to ship the working tree as it is"
+        )
+    files = _working_tree(project, exclude) if dirty else _archive(top, prefix, exclude)
+    if requirements_path not in files:
+        raise ArtifactError(
+            f"{requirements_path} (app.requirements) is not in the "
+            f"{'working tree' if dirty else 'commit'}: add and commit it"
+        )
+    timestamp = int(_git(project, "log", "-1", "--format=%ct").decode().strip() or 0)
+    if dirty:
+        import time
+
+        timestamp = int(time.time())
+    return Artifact(commit=commit, dirty=dirty, files=files, requirements_path=requirements_path,
+                    timestamp=timestamp)
+
+
+def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
+    raw = _git(top, "archive", "--format=tar", f"HEAD:{prefix}")
+    files: dict[str, FileEntry] = {}
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            if _excluded(name, exclude) or member.isdir():
+                continue
+            if member.issym():
+                files[name] = FileEntry(b"", 0o777, link=member.linkname)
+            elif member.isfile():
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                files[name] = FileEntry(data, 0o755 if member.mode & 0o111 else 0o644)
+    return files
+
+
+def _working_tree(project: Path, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
+    listing = _git(project, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
+    files: dict[str, FileEntry] = {}
+    for raw in listing.split(b"\0"):
+        name = raw.decode()
+        if not name or _excluded(name, exclude):
+            continue
+        path = project / name
+        if path.is_symlink():
+            files[name] = FileEntry(b"", 0o777, link=os.readlink(path))
+        elif path.is_file():
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            files[name] = FileEntry(path.read_bytes(), mode)
+    return files
+
+
+def changes(artifact: Artifact, remote: dict[str, list[object]] | None) -> tuple[list[str], list[str]]:
+    """(files to send, files to delete) for a host whose current release has manifest `remote`."""
+    if remote is None:
+        return sorted(artifact.files), []
+    new = artifact.manifest
+    send = sorted(path for path, entry in new.items() if remote.get(path) != entry)
+    delete = sorted(path for path in remote if path not in new)
+    return send, delete
+
+
+def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0) -> bytes:
+    """A tar of the named files, byte-stable (one fixed time, root owner)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            entry = files[name]
+            info = tarfile.TarInfo(name)
+            info.mtime = mtime
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if entry.link is not None:
+                info.type = tarfile.SYMTYPE
+                info.linkname = entry.link
+                tar.addfile(info)
+            else:
+                info.mode = entry.mode
+                info.size = len(entry.data)
+                tar.addfile(info, io.BytesIO(entry.data))
+    return buffer.getvalue()
+
+
+# --- wheels -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A host's Python and platform, as the fact probe reports them."""
+
+    python_version: str
+    machine: str
+    libc: str
+    libc_version: str
+
+    @property
+    def tag(self) -> str:
+        minor = "".join(self.python_version.split(".")[:2])
+        return f"cp{minor}-{self.libc or 'unknown'}{self.libc_version}-{self.machine}"
+
+    def pip_platforms(self) -> list[str]:
+        """Every platform tag a wheel for this host may carry, newest first."""
+        tags: list[str] = []
+        if self.libc == "glibc" and self.libc_version:
+            major, _, minor = self.libc_version.partition(".")
+            if major == "2" and minor.isdigit():
+                tags += [f"manylinux_2_{m}_{self.machine}" for m in range(int(minor), 4, -1)]
+                legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+                tags += [f"{name}_{self.machine}" for m, name in legacy.items() if int(minor) >= m]
+        tags.append(f"linux_{self.machine}")
+        return tags
+
+
+def download_command(platform: Platform, requirements: Path, dest: Path) -> list[str]:
+    """`pip download` of binary wheels for another interpreter and platform than this one."""
+    minor = "".join(platform.python_version.split(".")[:2])
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--python-version", minor, "--implementation", "cp",
+               "--abi", f"cp{minor}", "--abi", "abi3", "--abi", "none"]
+    for tag in platform.pip_platforms():
+        command += ["--platform", tag]
+    return [*command, "--dest", str(dest), "-r", str(requirements)]
+
+
+def wheelhouse(requirements: bytes, platform: Platform, cache: Path) -> dict[str, Path]:
+    """The wheels that install `requirements` on `platform`: downloaded once, then kept in `cache`."""
+    key = requirements_hash(requirements, platform.python_version, platform.tag)
+    folder = cache / key
+    marker = folder / ".complete"
+    if not marker.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        req_file = folder / "requirements.txt"
+        req_file.write_bytes(requirements)
+        result = subprocess.run(download_command(platform, req_file, folder), capture_output=True,
+                                text=True, check=False)
+        if result.returncode != 0:
+            lines = (result.stdout + result.stderr).strip().splitlines()[-8:]
+            raise ArtifactError(
+                f"could not get wheels for Python {platform.python_version} on {platform.machine} "
+                f"({platform.libc} {platform.libc_version}); hosts have no package index, so every "
+                "requirement needs a binary wheel (or build one with 'pip wheel' for that platform):\n  "
+                + "\n  ".join(lines)
+            )
+        marker.write_text(key)
+    return {path.name: path for path in sorted(folder.glob("*.whl"))}
+
+
+def default_cache() -> Path:
+    """Where wheels are kept between pushes: $DEPLOY_WHEEL_CACHE or ~/.cache/deploy/wheels."""
+    configured = os.environ.get("DEPLOY_WHEEL_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deploy" / "wheels"
+
+
+def wheel_tarball(wheels: dict[str, Path], names: list[str]) -> bytes:
+    """A tar of the named wheel files (flat)."""
+    files = {name: FileEntry(wheels[name].read_bytes()) for name in names}
+    return tarball(files, names)

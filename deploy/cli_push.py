@@ -1,0 +1,708 @@
+"""The `deploy` commands that act on hosts: setup, push, rollback, status, logs, exec, lock, history."""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from deploy.cli import config_option, env_option, fail, handles_config_errors
+
+if TYPE_CHECKING:
+    from deploy.config import Config
+    from deploy.executor import Event, SSHExecutor
+    from deploy.facts import HostState
+    from deploy.plan import Step
+    from deploy.pushplan import PushPlan
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+class Printer:
+    """Progress as one line per host per step (text), or one JSON event a line (--json)."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.started = time.monotonic()
+
+    def event(self, event: Event) -> None:
+        if self.as_json:
+            click.echo(json.dumps(event.as_dict()))
+            return
+        if event.status == "start":
+            return
+        mark = click.style("ok", fg="green") if event.status == "ok" else click.style(event.status, fg="red")
+        seconds = f"{event.seconds:6.2f}s" if event.seconds is not None else " " * 7
+        detail = f"  {event.detail}" if event.detail and event.status != "ok" else ""
+        click.echo(f"  {event.host:<18} {event.step:<14}{seconds}  {mark}{detail}")
+
+    def say(self, message: str, **fields: object) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"event": "message", "message": message, **fields}))
+        else:
+            click.echo(message)
+
+    def result(self, payload: dict[str, object], text: str) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"event": "result", **payload}))
+        else:
+            click.echo(text)
+
+
+def _who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+
+
+def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
+    from deploy.loader import load
+
+    config = load(config_path, environment)
+    if not config.server.hosts:
+        fail(f"{config_path}: server.hosts is empty: name at least one host (or use -e sandbox)", 2)
+    return config, Path(config_path).resolve().parent
+
+
+@contextmanager
+def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[SSHExecutor]:
+    from deploy.executor import SSHExecutor
+
+    executor = SSHExecutor(config, config.server.hosts, accept_new_host_keys=accept_new, on_event=printer.event)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def _host_names(config: Config) -> list[str]:
+    from deploy.executor import host_name
+
+    return [host_name(h) for h in config.server.hosts]
+
+
+def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> dict[str, HostState]:
+    from deploy.executor import each
+    from deploy.facts import parse_state
+    from deploy.pushplan import probe_command
+
+    command = probe_command(config, nginx_test)
+    results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)))
+    errors = [str(r) for r in results.values() if isinstance(r, BaseException)]
+    if errors:
+        fail("cannot reach every host; nothing was changed:\n  " + "\n  ".join(errors), 1)
+    return {h: r for h, r in results.items() if not isinstance(r, BaseException)}
+
+
+def _render(config: Config, states: Mapping[str, HostState], project: Path) -> dict[str, dict[str, str]]:
+    from deploy.render import render
+
+    return {host: render(config, state.facts, project) for host, state in states.items()}
+
+
+def _secrets(config: Config, project: Path) -> dict[str, str]:
+    from deploy.loader import read_secrets
+
+    return read_secrets(config, project)
+
+
+def _short(arg: str) -> str:
+    if "\n" in arg and len(arg) > 120:
+        return f"<program: {arg.count(chr(10))} lines>"
+    return arg
+
+
+def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    from deploy.plan import Command
+
+    printer.say(f"  [{step.name}]")
+    for action in step.actions:
+        if isinstance(action, Command):
+            printer.say("    $ " + shlex.join(_short(a) for a in action.argv))
+            continue
+        owner = f"{action.owner or 'root'}:{action.group or 'root'}"
+        old = None if state is None else state.files.get(action.remote_path)
+        if action.sensitive:
+            before = None if state is None else state.secret_files.get(action.remote_path)
+            import hashlib
+
+            same = before == hashlib.sha256(action.content).hexdigest()
+            keys = sum(1 for line in action.content.decode().splitlines() if line and not line.startswith("#"))
+            printer.say(f"    write {action.remote_path} ({action.mode:04o} {owner}) "
+                        f"(secret, {keys} keys, {'unchanged' if same else 'changed'})")
+            continue
+        printer.say(f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
+                    + (f": {action.description})" if action.description else ")"))
+        if state is not None and (old is not None or action.remote_path in state.files):
+            new_text = action.content.decode("utf-8", "replace")
+            diff = list(difflib.unified_diff((old or "").splitlines(), new_text.splitlines(),
+                                             f"{action.remote_path} (on host)", f"{action.remote_path} (new)",
+                                             lineterm="", n=2))
+            for line in diff or ["      (no change)"]:
+                printer.say("      " + line)
+
+
+def _show_plan(steps: list[Step], states: Mapping[str, HostState], printer: Printer, title: str) -> None:
+    printer.say(title)
+    hosts: dict[str, list[Step]] = {}
+    for step in steps:
+        hosts.setdefault(step.host, []).append(step)
+    for host, host_steps in hosts.items():
+        state = states.get(host)
+        serving = f"serves {state.current}" if state and state.current else "no release yet"
+        printer.say(f"{host} ({serving}):")
+        for step in host_steps:
+            _show_step(step, state, printer)
+
+
+def _lock_record(record: str | None) -> str:
+    if not record:
+        return "an unknown holder"
+    try:
+        data = json.loads(record.strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return record.strip()[:200]
+    return (f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {data.get('action', 'push')} of release "
+            f"{data.get('release', '?')}, since {data.get('since', '?')})")
+
+
+def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action: str, release: str) -> None:
+    from deploy.commands import layout_for, lock_holder
+    from deploy.executor import each
+    from deploy.pushplan import LOCK_LEASE_SECONDS
+
+    layout = layout_for(config)
+    record: dict[str, object] = {"by": _who(), "pid": os.getpid(), "since": _now(), "action": action,
+                                 "release": release, "lease_seconds": LOCK_LEASE_SECONDS}
+    command = lock_holder(layout, record, LOCK_LEASE_SECONDS)
+    # The first host first, alone: of two concurrent pushes only one gets past it, so the loser never
+    # holds a lock on another host that would make the winner fail too.
+    names = _host_names(config)
+    results = each(names[:1], lambda h: executor.acquire_lock(h, command))
+    first = results[names[0]]
+    if not isinstance(first, BaseException) and first.acquired:
+        results.update(each(names[1:], lambda h: executor.acquire_lock(h, command)))
+    problems: list[str] = []
+    for host, result in results.items():
+        if isinstance(result, BaseException):
+            text = str(result)
+            if "exit 70" in text:
+                text = f"{host}: cannot open the lock file {layout.lock_file}: run 'deploy setup' first"
+            problems.append(text)
+        elif not result.acquired:
+            problems.append(f"{host}: the deploy lock is held by {_lock_record(result.record)}; "
+                            "wait for it to finish, or see 'deploy lock status'")
+        elif result.record:
+            printer.say(f"note: {host}: an earlier push did not finish: {_lock_record(result.record)} was "
+                        "interrupted (its process ended without releasing the lock, which freed itself); "
+                        "taking the lock over. The host kept serving its live release.")
+    if problems:
+        for host, result in results.items():
+            if not isinstance(result, BaseException) and result.acquired:
+                executor.release_lock(host)
+        fail("\n  ".join(["nothing was changed:", *problems]), 1)
+
+
+def _run_hooks(config: Config, executor: SSHExecutor | None, hooks: list[Any], env: Mapping[str, str],
+               printer: Printer, stage: str) -> bool:
+    """Run hooks in order; False (after saying why) when one fails."""
+    from deploy.commands import layout_for
+    from deploy.executor import each, run_local
+    from deploy.rollout import remote_hook
+
+    layout = layout_for(config)
+    for hook in hooks:
+        started = time.monotonic()
+        if hook.on == "local":
+            code, output = run_local(hook.run, env)
+            failures = {"local": output} if code != 0 else {}
+        else:
+            assert executor is not None
+            command = remote_hook(layout, hook.run, env)
+            results = each(_host_names(config), lambda h: executor.run(h, command, timeout=600))
+            failures = {}
+            for host, result in results.items():
+                if isinstance(result, BaseException):
+                    failures[host] = str(result)
+                elif result[0] != 0:
+                    failures[host] = result[1]
+        seconds = time.monotonic() - started
+        if failures:
+            for where, output in failures.items():
+                printer.say(f"{stage} hook failed on {where}: {hook.run}\n    "
+                            + "\n    ".join(output.strip().splitlines()[-10:]))
+            return False
+        printer.say(f"  {stage} hook ({hook.on}) {seconds:.2f}s ok: {hook.run}")
+    return True
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+@click.command()
+@config_option
+@env_option
+@click.option("--dry-run", is_flag=True, help="Print what would change on each host; change nothing.")
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line.")
+@handles_config_errors
+def setup(config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool,
+          as_json: bool) -> None:
+    """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site.
+
+    Idempotent: only what differs from the host is changed, and a second run changes nothing.
+    """
+    from deploy.executor import each
+    from deploy.pushplan import setup_plan
+
+    config, project = _load(config_path, environment)
+    printer = Printer(as_json)
+    secrets = _secrets(config, project)
+    with _connected(config, accept_new_host_keys, printer) as executor:
+        states = _gather(executor, config, nginx_test=True)
+        plan = setup_plan(config, states, _render(config, states, project), secrets)
+        if dry_run:
+            if not plan.steps:
+                printer.say("dry run: every host is already set up; nothing would change")
+            else:
+                _show_plan(list(plan.steps), states, printer, "dry run: nothing is changed. Setup would:")
+            return
+        started = time.monotonic()
+
+        def run(host: str) -> str | None:
+            for step in plan.for_host(host):
+                result = executor.run_step(host, step)
+                if not result.ok:
+                    return f"{host}: {step.name} failed: {result.failed} (exit {result.exit_code})\n    " + \
+                        "\n    ".join(result.output.strip().splitlines()[-10:])
+            return None
+
+        results = each(list(states), run)
+        problems = [str(r) for r in results.values() if r is not None]
+        if problems:
+            fail("setup failed:\n  " + "\n  ".join(problems), 1)
+        for host in states:
+            changed = [s.name for s in plan.for_host(host)]
+            printer.result({"host": host, "changed": changed},
+                           f"{host}: " + (f"changed {', '.join(changed)}" if changed
+                                          else "already set up; nothing changed"))
+        if config.server.tls is not False:
+            printer.say("HTTPS: the site serves HTTP until a certificate exists ('deploy tls' obtains it)")
+        printer.say(f"setup done in {time.monotonic() - started:.2f}s")
+
+
+# --- push ----------------------------------------------------------------------------------------
+
+
+def _release_id(short: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + short
+
+
+def _wheels_for(config: Config, states: Mapping[str, HostState], requirements: bytes,
+                printer: Printer) -> dict[str, dict[str, bytes]]:
+    from deploy.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
+    from deploy.pushplan import platform_tag
+
+    out: dict[str, dict[str, bytes]] = {}
+    cache: dict[str, dict[str, bytes]] = {}
+    for host, state in states.items():
+        tag = platform_tag(state)
+        if requirements_hash(requirements, state.python_version or "", tag) in state.venvs:
+            continue
+        if tag not in cache:
+            platform = Platform(state.python_version or "", state.machine or "", state.libc or "",
+                                state.libc_version or "")
+            started = time.monotonic()
+            try:
+                files = wheelhouse(requirements, platform, default_cache())
+            except ArtifactError as exc:
+                fail(f"{host}: {exc}", 1)
+            cache[tag] = {name: path.read_bytes() for name, path in files.items()}
+            printer.say(f"  wheels for {tag}: {len(files)} ({time.monotonic() - started:.2f}s)")
+        out[host] = cache[tag]
+    return out
+
+
+def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Printer, environment: str,
+            started: float, batch: str | None, max_failures: int) -> None:
+    """Run the rollout with hooks, write the audit log, report, exit non-zero on failure."""
+    from deploy.commands import layout_for
+    from deploy.executor import each
+    from deploy.rollout import Rollout, history_commands, hook_environment
+
+    layout = layout_for(config)
+    hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
+    post = config.hooks.post_push if plan.action == "push" else config.hooks.post_rollback
+    env = hook_environment(plan, environment, config.app.name)
+    if not _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}"):
+        fail(f"a pre-{plan.action} hook failed: nothing was changed", 1)
+    rollout = Rollout(executor, plan, layout, batch=batch, max_failures=max_failures, say=printer.say)
+    interrupted = False
+    try:
+        outcome = rollout.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        outcome = rollout.outcome
+    entries = history_commands(layout, outcome, plan, time=_now(), who=_who(), environment=environment)
+    each(list(entries), lambda h: executor.run(h, entries[h], timeout=30))
+    result = "ok" if outcome.ok else "failed"
+    _run_hooks(config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}")
+    elapsed = time.monotonic() - started
+    payload: dict[str, object] = {
+        "action": plan.action, "release": plan.release, "ok": outcome.ok, "seconds": round(elapsed, 3),
+        "switched": outcome.switched, "reverted": outcome.reverted, "unchanged": outcome.unchanged,
+        "failures": [{"host": f.host, "step": f.step, "reason": f.reason, "log": f.log} for f in outcome.failures],
+    }
+    if interrupted:
+        printer.result(payload, "interrupted: every host serves the release it served before the push")
+        sys.exit(130)
+    if outcome.ok:
+        verb = "is live on" if plan.action == "push" else "serves again on"
+        printer.result(payload, f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)")
+        return
+    lines = []
+    for failure in outcome.failures:
+        lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
+        if failure.log:
+            lines.append("  last lines of the app's log:\n    " + "\n    ".join(failure.log.splitlines()[-15:]))
+    if outcome.completed:
+        lines.append(f"release {plan.release} is live on {', '.join(outcome.switched)}; "
+                     f"{len(outcome.failures)} host(s) failed within the allowed {max_failures}")
+    else:
+        back = ", ".join(h.host for h in plan.changed_hosts)
+        lines.append(f"nothing switched for good: {back} serve(s) the previous release")
+    payload["message"] = "\n".join(lines)
+    if printer.as_json:
+        printer.result(payload, "")
+        sys.exit(1)
+    fail(f"{plan.action} of {plan.release} failed ({elapsed:.2f}s):\n" + "\n".join(lines), 1)
+
+
+def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        config_option,
+        env_option,
+        click.option("--dry-run", is_flag=True, help="Print every command and config diff per host; change nothing."),
+        click.option("--batch", default=None, metavar="N|P%",
+                     help="Roll out N hosts (or P% of them) at a time instead of all at once."),
+        click.option("--max-failures", type=click.IntRange(0), default=None,
+                     help="Hosts allowed to fail before every host goes back (default: push.max_failures, 0)."),
+        click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet."),
+        click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line."),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.command()
+@_rollout_options
+@click.option("--allow-dirty", is_flag=True, help="Ship the working tree even if it has uncommitted changes.")
+@handles_config_errors
+def push(config_path: str, environment: str | None, dry_run: bool, batch: str | None, max_failures: int | None,
+         accept_new_host_keys: bool, as_json: bool, allow_dirty: bool) -> None:
+    """Ship the committed HEAD to every host with zero downtime, behind a health gate.
+
+    Each host starts the new release beside the live one, probes app.health, and switches Nginx to
+    it atomically; if any host fails, every host goes back to its previous release.
+    """
+    from deploy.artifact import ArtifactError, pack
+    from deploy.pushplan import Build, PlanError, push_plan
+    from deploy.rollout import BatchError, batches
+
+    started = time.monotonic()
+    config, project = _load(config_path, environment)
+    printer = Printer(as_json)
+    batch = batch or config.push.batch
+    failures_allowed = config.push.max_failures if max_failures is None else max_failures
+    try:
+        batches(["x"], batch)
+    except BatchError as exc:
+        fail(str(exc), 2)
+    try:
+        artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
+    except ArtifactError as exc:
+        fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
+    secrets = _secrets(config, project)
+    release = _release_id(artifact.short)
+    env_name = environment or "default"
+    with _connected(config, accept_new_host_keys, printer) as executor:
+        if not dry_run:
+            _take_locks(executor, config, printer, "push", release)
+        states = _gather(executor, config)
+        wheels = _wheels_for(config, states, artifact.requirements, printer)
+        build = Build(artifact, release, wheels, _who(), env_name)
+        try:
+            plan = push_plan(config, states, _render(config, states, project), secrets, build)
+        except PlanError as exc:
+            fail(f"nothing was changed: {exc}", 1)
+        if dry_run:
+            if not plan.changed_hosts:
+                printer.say("dry run: every host already serves this build; a push would change nothing")
+                return
+            _show_plan(list(plan.as_plan().steps), states, printer,
+                       f"dry run: nothing is changed. A push of {release} would run:")
+            return
+        if not plan.changed_hosts:
+            serving = ", ".join(f"{h.host} ({h.release})" for h in plan.hosts)
+            printer.result({"action": "push", "ok": True, "unchanged": [h.host for h in plan.hosts]},
+                           f"nothing to push: every host already serves this build: {serving}")
+            return
+        for host_push in plan.changed_hosts:
+            venv = "reused" if host_push.venv_reused else f"new, {host_push.wheels_sent} wheel(s) sent"
+            printer.say(f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
+                        f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})")
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed)
+
+
+@click.command()
+@_rollout_options
+@click.argument("release", required=False)
+@handles_config_errors
+def rollback(config_path: str, environment: str | None, dry_run: bool, batch: str | None,
+             max_failures: int | None, accept_new_host_keys: bool, as_json: bool, release: str | None) -> None:
+    """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
+    from deploy.pushplan import PlanError, rollback_plan
+
+    started = time.monotonic()
+    config, _project = _load(config_path, environment)
+    printer = Printer(as_json)
+    batch = batch or config.push.batch
+    failures_allowed = config.push.max_failures if max_failures is None else max_failures
+    env_name = environment or "default"
+    with _connected(config, accept_new_host_keys, printer) as executor:
+        if not dry_run:
+            _take_locks(executor, config, printer, "rollback", release or "(previous)")
+        states = _gather(executor, config)
+        try:
+            plan = rollback_plan(config, states, release)
+        except PlanError as exc:
+            fail(f"nothing was changed: {exc}", 1)
+        if dry_run:
+            _show_plan(list(plan.as_plan().steps), states, printer, "dry run: nothing is changed. A rollback would run:")
+            return
+        if not plan.changed_hosts:
+            printer.result({"action": "rollback", "ok": True}, f"every host already serves {plan.release}")
+            return
+        for host_push in plan.changed_hosts:
+            printer.say(f"{host_push.host}: {host_push.previous} -> {host_push.release}")
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed)
+
+
+# --- status, logs, exec, history, lock ---------------------------------------------------------
+
+
+@click.command()
+@config_option
+@env_option
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handles_config_errors
+def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
+    """Per host: the current release, its service state, health, and the deploy lock's holder."""
+    from deploy import commands as cmd
+    from deploy.executor import each
+
+    config, _project = _load(config_path, environment)
+    printer = Printer(as_json)
+    layout = cmd.layout_for(config)
+    with _connected(config, accept_new_host_keys, printer) as executor:
+        states = _gather(executor, config)
+
+        def health(host: str) -> str:
+            slot = states[host].live_slot
+            if slot is None:
+                return "no release"
+            probe = cmd.health_probe(layout, slot, config.primary_domain, config.app.health, 3, "")
+            code, output = executor.run(host, probe, timeout=20)
+            return "healthy" if code == 0 else output.strip().splitlines()[-1] if output.strip() else f"exit {code}"
+
+        healths = each(list(states), health)
+        rows = []
+        for host, state in states.items():
+            slot = state.live_slot
+            service = state.services.get(layout.unit(slot), "unknown") if slot else "-"
+            lock = state.lock
+            holder = ("held by " + _lock_record(lock.record)) if lock.held else (
+                "free (an interrupted push left " + _lock_record(lock.record) + ")" if lock.record else "free")
+            result = healths[host]
+            rows.append({"host": host, "release": state.current, "slot": slot, "service": service,
+                         "health": str(result), "lock": holder, "releases": list(state.complete_releases)})
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f"{row['host']}:\n  release  {row['release'] or '(none)'} (slot {row['slot'] or '-'})\n"
+                       f"  service  {row['service']}\n  health   {row['health']}\n  lock     {row['lock']}\n"
+                       f"  releases {', '.join(row['releases']) or '(none)'}")  # type: ignore[arg-type]
+
+
+@click.command()
+@config_option
+@env_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many recent lines.")
+@click.option("--host", "only", default=None, help="Only this host (default: the first).")
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@handles_config_errors
+def logs(config_path: str, environment: str | None, follow: bool, lines: int, only: str | None,
+         accept_new_host_keys: bool) -> None:
+    """The app's journal (both slots) on a host."""
+    from deploy.commands import SLOTS, layout_for
+    from deploy.plan import Command
+
+    config, _project = _load(config_path, environment)
+    layout = layout_for(config)
+    host = only or _host_names(config)[0]
+    argv = ["journalctl", "--no-pager", "-n", str(lines), *(a for s in SLOTS for a in ("-u", layout.unit(s)))]
+    if follow:
+        argv.append("-f")
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        try:
+            code = executor.stream(host, Command(tuple(argv), "app log", sudo=True),
+                                   lambda text: click.echo(text, nl=False))
+        except KeyboardInterrupt:
+            code = 0
+    sys.exit(code)
+
+
+@click.command(name="exec", context_settings={"ignore_unknown_options": True})
+@config_option
+@env_option
+@click.option("--host", "only", default=None, help="Run on this host (default: the first).")
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@handles_config_errors
+def exec_command(config_path: str, environment: str | None, only: str | None, accept_new_host_keys: bool,
+                 argv: tuple[str, ...]) -> None:
+    """Run a one-off command in the current release's environment: deploy exec -- flask init-db."""
+    from deploy.commands import layout_for, run_in_release
+
+    config, _project = _load(config_path, environment)
+    layout = layout_for(config)
+    host = only or _host_names(config)[0]
+    printer = Printer(False)
+    with _connected(config, accept_new_host_keys, printer) as executor:
+        states = _gather(executor, config)
+        state = states[host]
+        if state.current is None:
+            fail(f"{host}: no release yet; run 'deploy push' first", 1)
+        command = run_in_release(layout, layout.paths.current, shlex.join(argv), state.current or "",
+                                 environment or "default", dict(config.app.env), "deploy exec")
+        code = executor.stream(host, command, lambda text: click.echo(text, nl=False))
+    sys.exit(code)
+
+
+@click.command()
+@config_option
+@env_option
+@click.option("-n", "--lines", default=20, show_default=True, help="How many entries per host.")
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handles_config_errors
+def history(config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool,
+            as_json: bool) -> None:
+    """The audit log of every host: who pushed or rolled back which release, when, and the result."""
+    from deploy.commands import layout_for
+    from deploy.executor import each
+    from deploy.plan import Command
+
+    config, _project = _load(config_path, environment)
+    layout = layout_for(config)
+    command = Command(("sh", "-c", 'test ! -e "$1" || tail -n "$2" -- "$1"', "history", layout.history,
+                       str(lines)), "read the audit log", sudo=True)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        results = each(_host_names(config), lambda h: executor.run(h, command, timeout=30))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for host, result in results.items():
+        if isinstance(result, BaseException):
+            fail(str(result), 1)
+            return
+        entries = []
+        for line in result[1].splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        out[host] = entries
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for host, entries in out.items():
+        click.echo(f"{host}:")
+        if not entries:
+            click.echo("  (no pushes yet)")
+        for e in entries:
+            reason = f"  ({e['reason']})" if e.get("reason") else ""
+            click.echo(f"  {e.get('time', '?'):<21} {e.get('action', '?'):<9} {e.get('release', '?'):<28} "
+                       f"{e.get('result', '?'):<12} by {e.get('by', '?')}{reason}")
+
+
+@click.group(name="lock")
+def lock_group() -> None:
+    """The deploy lock on the hosts: who holds it, and releasing a stuck one."""
+
+
+@lock_group.command(name="status")
+@config_option
+@env_option
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@handles_config_errors
+def lock_status(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
+    """Who holds the deploy lock on each host (and since when)."""
+    config, _project = _load(config_path, environment)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        states = _gather(executor, config)
+    for host, state in states.items():
+        lock = state.lock
+        if lock.held:
+            age = f"; last heartbeat {lock.heartbeat_age:.0f}s ago" if lock.heartbeat_age is not None else ""
+            click.echo(f"{host}: held by {_lock_record(lock.record)}{age}")
+        elif lock.record:
+            click.echo(f"{host}: free; the last holder, {_lock_record(lock.record)}, was interrupted "
+                       "before it finished (the next push takes over and says so)")
+        else:
+            click.echo(f"{host}: free")
+
+
+@lock_group.command(name="release")
+@config_option
+@env_option
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
+@handles_config_errors
+def lock_release(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
+    """End whatever holds the deploy lock and remove its record (use only when that push is gone)."""
+    from deploy.commands import layout_for, lock_release_forced
+    from deploy.executor import each
+
+    config, _project = _load(config_path, environment)
+    command = lock_release_forced(layout_for(config))
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        states = _gather(executor, config)
+        results = each(list(states), lambda h: executor.run(h, command, timeout=30))
+    for host, result in results.items():
+        before = states[host].lock
+        if isinstance(result, BaseException) or result[0] != 0:
+            fail(f"{host}: could not release the lock: {result}", 1)
+        what = ("released (was held by " + _lock_record(before.record) + ")") if before.held else (
+            "was free" + ("; removed the record of an interrupted push" if before.record else ""))
+        click.echo(f"{host}: {what}")
+
+
+COMMANDS: list[click.Command] = [setup, push, rollback, status, logs, exec_command, history, lock_group]

