@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import ssl
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -232,11 +233,13 @@ def _legacy_context(version: ssl.TLSVersion | None, ciphers: str) -> ssl.SSLCont
     except ssl.SSLError:
         pass
     if version is not None:
-        try:
-            context.minimum_version = version
-            context.maximum_version = version
-        except (ValueError, ssl.SSLError):
-            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # asking for old versions is the point
+            try:
+                context.minimum_version = version
+                context.maximum_version = version
+            except (ValueError, ssl.SSLError):
+                pass
     return context
 
 
