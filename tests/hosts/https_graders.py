@@ -125,7 +125,8 @@ def observatory_summary(result: dict[str, Any]) -> str:
     """One line per test that cost or earned points, for messages and the docs."""
     scan = result["scan"]
     lines = [
-        f"grade {scan['grade']}, score {scan['score']}, tests passed {scan['testsPassed']}/{scan['testsQuantity']}"
+        f"grade {scan['grade']}, score {scan['score']}, "
+        f"tests passed {scan['testsPassed']}/{scan['testsQuantity']}"
     ]
     for test_name, test in sorted(result["tests"].items()):
         lines.append(f"  {test_name}: {test['result']} ({test['scoreModifier']:+d})")
@@ -218,10 +219,11 @@ class HttpsLoad:
     def _one(self) -> None:
         connection = _PinnedHTTPSConnection(self.name, self.address, self.context)
         try:
+            connection.connect()
+            certificate = connection.sock.getpeercert(binary_form=True) if connection.sock else None
             connection.request("GET", self.path, headers={"Host": self.name, "Connection": "close"})
             response = connection.getresponse()
             response.read()
-            certificate = connection.sock.getpeercert(binary_form=True) if connection.sock else None
             with self._lock:
                 self.result.statuses[response.status] = self.result.statuses.get(response.status, 0) + 1
                 if response.status < 500:
