@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Never shipped, even when untracked files go out with --allow-dirty: local secrets and tooling.
-EXCLUDED = (".env", ".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache",
-            ".ruff_cache")
+EXCLUDED = (
+    ".env",
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".deploy",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+)
 
 #: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
 VENV_RECIPE = "1"
@@ -108,7 +117,9 @@ def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
     return any(part in EXCLUDED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
 
 
-def pack(project: Path, requirements_path: str, allow_dirty: bool = False, exclude: tuple[str, ...] = ()) -> Artifact:
+def pack(
+    project: Path, requirements_path: str, allow_dirty: bool = False, exclude: tuple[str, ...] = ()
+) -> Artifact:
     """Read the project's files at HEAD (or the working tree with `allow_dirty`), refusing a dirty tree.
 
     `exclude` names paths never shipped (the app's shared paths: they live on the host).
@@ -118,9 +129,15 @@ def pack(project: Path, requirements_path: str, allow_dirty: bool = False, exclu
     try:
         commit = _git(project, "rev-parse", "HEAD").decode().strip()
     except ArtifactError:
-        raise ArtifactError(f"{project}: the git repository has no commit yet; commit the project first") from None
+        raise ArtifactError(
+            f"{project}: the git repository has no commit yet; commit the project first"
+        ) from None
     status = _git(project, "status", "--porcelain", "--untracked-files=normal", "--", ".").decode()
-    changed = [line[3:] for line in status.splitlines() if line.strip() and not _excluded(line[3:].strip('"'), exclude)]
+    changed = [
+        line[3:]
+        for line in status.splitlines()
+        if line.strip() and not _excluded(line[3:].strip('"'), exclude)
+    ]
     dirty = bool(changed)
     if dirty and not allow_dirty:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -139,8 +156,9 @@ def pack(project: Path, requirements_path: str, allow_dirty: bool = False, exclu
         import time
 
         timestamp = int(time.time())
-    return Artifact(commit=commit, dirty=dirty, files=files, requirements_path=requirements_path,
-                    timestamp=timestamp)
+    return Artifact(
+        commit=commit, dirty=dirty, files=files, requirements_path=requirements_path, timestamp=timestamp
+    )
 
 
 def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
@@ -240,9 +258,25 @@ class Platform:
 def download_command(platform: Platform, requirements: Path, dest: Path) -> list[str]:
     """`pip download` of binary wheels for another interpreter and platform than this one."""
     minor = "".join(platform.python_version.split(".")[:2])
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--only-binary=:all:", "--python-version", minor, "--implementation", "cp",
-               "--abi", f"cp{minor}", "--abi", "abi3", "--abi", "none"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--python-version",
+        minor,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{minor}",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
     for tag in platform.pip_platforms():
         command += ["--platform", tag]
     return [*command, "--dest", str(dest), "-r", str(requirements)]
@@ -257,8 +291,9 @@ def wheelhouse(requirements: bytes, platform: Platform, cache: Path) -> dict[str
         folder.mkdir(parents=True, exist_ok=True)
         req_file = folder / "requirements.txt"
         req_file.write_bytes(requirements)
-        result = subprocess.run(download_command(platform, req_file, folder), capture_output=True,
-                                text=True, check=False)
+        result = subprocess.run(
+            download_command(platform, req_file, folder), capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             lines = (result.stdout + result.stderr).strip().splitlines()[-8:]
             raise ArtifactError(

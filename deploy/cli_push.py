@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from deploy.config import Config
     from deploy.executor import Event, SSHExecutor
     from deploy.facts import HostState
-    from deploy.plan import Step
+    from deploy.plan import Command, Step
     from deploy.pushplan import PushPlan
 
 
@@ -85,7 +85,9 @@ def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
 def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[SSHExecutor]:
     from deploy.executor import SSHExecutor
 
-    executor = SSHExecutor(config, config.server.hosts, accept_new_host_keys=accept_new, on_event=printer.event)
+    executor = SSHExecutor(
+        config, config.server.hosts, accept_new_host_keys=accept_new, on_event=printer.event
+    )
     try:
         yield executor
     finally:
@@ -144,17 +146,30 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             import hashlib
 
             same = before == hashlib.sha256(action.content).hexdigest()
-            keys = sum(1 for line in action.content.decode().splitlines() if line and not line.startswith("#"))
-            printer.say(f"    write {action.remote_path} ({action.mode:04o} {owner}) "
-                        f"(secret, {keys} keys, {'unchanged' if same else 'changed'})")
+            keys = sum(
+                1 for line in action.content.decode().splitlines() if line and not line.startswith("#")
+            )
+            printer.say(
+                f"    write {action.remote_path} ({action.mode:04o} {owner}) "
+                f"(secret, {keys} keys, {'unchanged' if same else 'changed'})"
+            )
             continue
-        printer.say(f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
-                    + (f": {action.description})" if action.description else ")"))
+        printer.say(
+            f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
+            + (f": {action.description})" if action.description else ")")
+        )
         if state is not None and (old is not None or action.remote_path in state.files):
             new_text = action.content.decode("utf-8", "replace")
-            diff = list(difflib.unified_diff((old or "").splitlines(), new_text.splitlines(),
-                                             f"{action.remote_path} (on host)", f"{action.remote_path} (new)",
-                                             lineterm="", n=2))
+            diff = list(
+                difflib.unified_diff(
+                    (old or "").splitlines(),
+                    new_text.splitlines(),
+                    f"{action.remote_path} (on host)",
+                    f"{action.remote_path} (new)",
+                    lineterm="",
+                    n=2,
+                )
+            )
             for line in diff or ["      (no change)"]:
                 printer.say("      " + line)
 
@@ -179,8 +194,10 @@ def _lock_record(record: str | None) -> str:
         data = json.loads(record.strip().splitlines()[0])
     except (ValueError, IndexError):
         return record.strip()[:200]
-    return (f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {data.get('action', 'push')} of release "
-            f"{data.get('release', '?')}, since {data.get('since', '?')})")
+    return (
+        f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {data.get('action', 'push')} of release "
+        f"{data.get('release', '?')}, since {data.get('since', '?')})"
+    )
 
 
 def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action: str, release: str) -> None:
@@ -189,8 +206,14 @@ def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action:
     from deploy.pushplan import LOCK_LEASE_SECONDS
 
     layout = layout_for(config)
-    record: dict[str, object] = {"by": _who(), "pid": os.getpid(), "since": _now(), "action": action,
-                                 "release": release, "lease_seconds": LOCK_LEASE_SECONDS}
+    record: dict[str, object] = {
+        "by": _who(),
+        "pid": os.getpid(),
+        "since": _now(),
+        "action": action,
+        "release": release,
+        "lease_seconds": LOCK_LEASE_SECONDS,
+    }
     command = lock_holder(layout, record, LOCK_LEASE_SECONDS)
     # The first host first, alone: of two concurrent pushes only one gets past it, so the loser never
     # holds a lock on another host that would make the winner fail too.
@@ -207,12 +230,16 @@ def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action:
                 text = f"{host}: cannot open the lock file {layout.lock_file}: run 'deploy setup' first"
             problems.append(text)
         elif not result.acquired:
-            problems.append(f"{host}: the deploy lock is held by {_lock_record(result.record)}; "
-                            "wait for it to finish, or see 'deploy lock status'")
+            problems.append(
+                f"{host}: the deploy lock is held by {_lock_record(result.record)}; "
+                "wait for it to finish, or see 'deploy lock status'"
+            )
         elif result.record:
-            printer.say(f"note: {host}: an earlier push did not finish: {_lock_record(result.record)} was "
-                        "interrupted (its process ended without releasing the lock, which freed itself); "
-                        "taking the lock over. The host kept serving its live release.")
+            printer.say(
+                f"note: {host}: an earlier push did not finish: {_lock_record(result.record)} was "
+                "interrupted (its process ended without releasing the lock, which freed itself); "
+                "taking the lock over. The host kept serving its live release."
+            )
     if problems:
         for host, result in results.items():
             if not isinstance(result, BaseException) and result.acquired:
@@ -220,8 +247,18 @@ def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action:
         fail("\n  ".join(["nothing was changed:", *problems]), 1)
 
 
-def _run_hooks(config: Config, executor: SSHExecutor | None, hooks: list[Any], env: Mapping[str, str],
-               printer: Printer, stage: str) -> bool:
+def _runner(executor: SSHExecutor, command: Command, timeout: float) -> Callable[[str], tuple[int, str]]:
+    return lambda host: executor.run(host, command, timeout=timeout)
+
+
+def _run_hooks(
+    config: Config,
+    executor: SSHExecutor | None,
+    hooks: list[Any],
+    env: Mapping[str, str],
+    printer: Printer,
+    stage: str,
+) -> bool:
     """Run hooks in order; False (after saying why) when one fails."""
     from deploy.commands import layout_for
     from deploy.executor import each, run_local
@@ -236,7 +273,7 @@ def _run_hooks(config: Config, executor: SSHExecutor | None, hooks: list[Any], e
         else:
             assert executor is not None
             command = remote_hook(layout, hook.run, env)
-            results = each(_host_names(config), lambda h: executor.run(h, command, timeout=600))
+            results = each(_host_names(config), _runner(executor, command, 600))
             failures = {}
             for host, result in results.items():
                 if isinstance(result, BaseException):
@@ -246,8 +283,10 @@ def _run_hooks(config: Config, executor: SSHExecutor | None, hooks: list[Any], e
         seconds = time.monotonic() - started
         if failures:
             for where, output in failures.items():
-                printer.say(f"{stage} hook failed on {where}: {hook.run}\n    "
-                            + "\n    ".join(output.strip().splitlines()[-10:]))
+                printer.say(
+                    f"{stage} hook failed on {where}: {hook.run}\n    "
+                    + "\n    ".join(output.strip().splitlines()[-10:])
+                )
             return False
         printer.say(f"  {stage} hook ({hook.on}) {seconds:.2f}s ok: {hook.run}")
     return True
@@ -263,8 +302,9 @@ def _run_hooks(config: Config, executor: SSHExecutor | None, hooks: list[Any], e
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line.")
 @handles_config_errors
-def setup(config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool,
-          as_json: bool) -> None:
+def setup(
+    config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool, as_json: bool
+) -> None:
     """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site.
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
@@ -290,8 +330,10 @@ def setup(config_path: str, environment: str | None, dry_run: bool, accept_new_h
             for step in plan.for_host(host):
                 result = executor.run_step(host, step)
                 if not result.ok:
-                    return f"{host}: {step.name} failed: {result.failed} (exit {result.exit_code})\n    " + \
-                        "\n    ".join(result.output.strip().splitlines()[-10:])
+                    return (
+                        f"{host}: {step.name} failed: {result.failed} (exit {result.exit_code})\n    "
+                        + "\n    ".join(result.output.strip().splitlines()[-10:])
+                    )
             return None
 
         results = each(list(states), run)
@@ -300,11 +342,17 @@ def setup(config_path: str, environment: str | None, dry_run: bool, accept_new_h
             fail("setup failed:\n  " + "\n  ".join(problems), 1)
         for host in states:
             changed = [s.name for s in plan.for_host(host)]
-            printer.result({"host": host, "changed": changed},
-                           f"{host}: " + (f"changed {', '.join(changed)}" if changed
-                                          else "already set up; nothing changed"))
+            printer.result(
+                {"host": host, "changed": changed},
+                f"{host}: "
+                + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
+            )
         if config.server.tls is not False:
-            printer.say("HTTPS: the site serves HTTP until a certificate exists ('deploy tls' obtains it)")
+            from deploy.cli_tls import https_on_hosts, read_tls_files
+
+            printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
+            https_on_hosts(config, executor, {h: s.facts for h, s in states.items()},
+                           read_tls_files(config, config_path), project, printer.say)
         printer.say(f"setup done in {time.monotonic() - started:.2f}s")
 
 
@@ -315,8 +363,9 @@ def _release_id(short: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + short
 
 
-def _wheels_for(config: Config, states: Mapping[str, HostState], requirements: bytes,
-                printer: Printer) -> dict[str, dict[str, bytes]]:
+def _wheels_for(
+    config: Config, states: Mapping[str, HostState], requirements: bytes, printer: Printer
+) -> dict[str, dict[str, bytes]]:
     from deploy.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
     from deploy.pushplan import platform_tag
 
@@ -327,8 +376,9 @@ def _wheels_for(config: Config, states: Mapping[str, HostState], requirements: b
         if requirements_hash(requirements, state.python_version or "", tag) in state.venvs:
             continue
         if tag not in cache:
-            platform = Platform(state.python_version or "", state.machine or "", state.libc or "",
-                                state.libc_version or "")
+            platform = Platform(
+                state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
+            )
             started = time.monotonic()
             try:
                 files = wheelhouse(requirements, platform, default_cache())
@@ -340,8 +390,16 @@ def _wheels_for(config: Config, states: Mapping[str, HostState], requirements: b
     return out
 
 
-def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Printer, environment: str,
-            started: float, batch: str | None, max_failures: int) -> None:
+def _finish(
+    config: Config,
+    executor: SSHExecutor,
+    plan: PushPlan,
+    printer: Printer,
+    environment: str,
+    started: float,
+    batch: str | None,
+    max_failures: int,
+) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure."""
     from deploy.commands import layout_for
     from deploy.executor import each
@@ -366,25 +424,38 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
     _run_hooks(config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}")
     elapsed = time.monotonic() - started
     payload: dict[str, object] = {
-        "action": plan.action, "release": plan.release, "ok": outcome.ok, "seconds": round(elapsed, 3),
-        "switched": outcome.switched, "reverted": outcome.reverted, "unchanged": outcome.unchanged,
-        "failures": [{"host": f.host, "step": f.step, "reason": f.reason, "log": f.log} for f in outcome.failures],
+        "action": plan.action,
+        "release": plan.release,
+        "ok": outcome.ok,
+        "seconds": round(elapsed, 3),
+        "switched": outcome.switched,
+        "reverted": outcome.reverted,
+        "unchanged": outcome.unchanged,
+        "failures": [
+            {"host": f.host, "step": f.step, "reason": f.reason, "log": f.log} for f in outcome.failures
+        ],
     }
     if interrupted:
         printer.result(payload, "interrupted: every host serves the release it served before the push")
         sys.exit(130)
     if outcome.ok:
         verb = "is live on" if plan.action == "push" else "serves again on"
-        printer.result(payload, f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)")
+        printer.result(
+            payload, f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)"
+        )
         return
     lines = []
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
         if failure.log:
-            lines.append("  last lines of the app's log:\n    " + "\n    ".join(failure.log.splitlines()[-15:]))
+            lines.append(
+                "  last lines of the app's log:\n    " + "\n    ".join(failure.log.splitlines()[-15:])
+            )
     if outcome.completed:
-        lines.append(f"release {plan.release} is live on {', '.join(outcome.switched)}; "
-                     f"{len(outcome.failures)} host(s) failed within the allowed {max_failures}")
+        lines.append(
+            f"release {plan.release} is live on {', '.join(outcome.switched)}; "
+            f"{len(outcome.failures)} host(s) failed within the allowed {max_failures}"
+        )
     else:
         back = ", ".join(h.host for h in plan.changed_hosts)
         lines.append(f"nothing switched for good: {back} serve(s) the previous release")
@@ -396,17 +467,37 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
 
 
 def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed([
-        config_option,
-        env_option,
-        click.option("--dry-run", is_flag=True, help="Print every command and config diff per host; change nothing."),
-        click.option("--batch", default=None, metavar="N|P%",
-                     help="Roll out N hosts (or P% of them) at a time instead of all at once."),
-        click.option("--max-failures", type=click.IntRange(0), default=None,
-                     help="Hosts allowed to fail before every host goes back (default: push.max_failures, 0)."),
-        click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet."),
-        click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line."),
-    ]):
+    for option in reversed(
+        [
+            config_option,
+            env_option,
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Print every command and config diff per host; change nothing.",
+            ),
+            click.option(
+                "--batch",
+                default=None,
+                metavar="N|P%",
+                help="Roll out N hosts (or P% of them) at a time instead of all at once.",
+            ),
+            click.option(
+                "--max-failures",
+                type=click.IntRange(0),
+                default=None,
+                help="Hosts allowed to fail before every host goes back (default: push.max_failures, 0).",
+            ),
+            click.option(
+                "--accept-new-host-keys",
+                is_flag=True,
+                help="Trust hosts whose key is not in known_hosts yet.",
+            ),
+            click.option(
+                "--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line."
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -415,8 +506,16 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_rollout_options
 @click.option("--allow-dirty", is_flag=True, help="Ship the working tree even if it has uncommitted changes.")
 @handles_config_errors
-def push(config_path: str, environment: str | None, dry_run: bool, batch: str | None, max_failures: int | None,
-         accept_new_host_keys: bool, as_json: bool, allow_dirty: bool) -> None:
+def push(
+    config_path: str,
+    environment: str | None,
+    dry_run: bool,
+    batch: str | None,
+    max_failures: int | None,
+    accept_new_host_keys: bool,
+    as_json: bool,
+    allow_dirty: bool,
+) -> None:
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
 
     Each host starts the new release beside the live one, probes app.health, and switches Nginx to
@@ -456,18 +555,26 @@ def push(config_path: str, environment: str | None, dry_run: bool, batch: str | 
             if not plan.changed_hosts:
                 printer.say("dry run: every host already serves this build; a push would change nothing")
                 return
-            _show_plan(list(plan.as_plan().steps), states, printer,
-                       f"dry run: nothing is changed. A push of {release} would run:")
+            _show_plan(
+                list(plan.as_plan().steps),
+                states,
+                printer,
+                f"dry run: nothing is changed. A push of {release} would run:",
+            )
             return
         if not plan.changed_hosts:
             serving = ", ".join(f"{h.host} ({h.release})" for h in plan.hosts)
-            printer.result({"action": "push", "ok": True, "unchanged": [h.host for h in plan.hosts]},
-                           f"nothing to push: every host already serves this build: {serving}")
+            printer.result(
+                {"action": "push", "ok": True, "unchanged": [h.host for h in plan.hosts]},
+                f"nothing to push: every host already serves this build: {serving}",
+            )
             return
         for host_push in plan.changed_hosts:
             venv = "reused" if host_push.venv_reused else f"new, {host_push.wheels_sent} wheel(s) sent"
-            printer.say(f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
-                        f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})")
+            printer.say(
+                f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
+                f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
+            )
         _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed)
 
 
@@ -475,8 +582,16 @@ def push(config_path: str, environment: str | None, dry_run: bool, batch: str | 
 @_rollout_options
 @click.argument("release", required=False)
 @handles_config_errors
-def rollback(config_path: str, environment: str | None, dry_run: bool, batch: str | None,
-             max_failures: int | None, accept_new_host_keys: bool, as_json: bool, release: str | None) -> None:
+def rollback(
+    config_path: str,
+    environment: str | None,
+    dry_run: bool,
+    batch: str | None,
+    max_failures: int | None,
+    accept_new_host_keys: bool,
+    as_json: bool,
+    release: str | None,
+) -> None:
     """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
     from deploy.pushplan import PlanError, rollback_plan
 
@@ -495,7 +610,12 @@ def rollback(config_path: str, environment: str | None, dry_run: bool, batch: st
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         if dry_run:
-            _show_plan(list(plan.as_plan().steps), states, printer, "dry run: nothing is changed. A rollback would run:")
+            _show_plan(
+                list(plan.as_plan().steps),
+                states,
+                printer,
+                "dry run: nothing is changed. A rollback would run:",
+            )
             return
         if not plan.changed_hosts:
             printer.result({"action": "rollback", "ok": True}, f"every host already serves {plan.release}")
@@ -531,7 +651,13 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
                 return "no release"
             probe = cmd.health_probe(layout, slot, config.primary_domain, config.app.health, 3, "")
             code, output = executor.run(host, probe, timeout=20)
-            return "healthy" if code == 0 else output.strip().splitlines()[-1] if output.strip() else f"exit {code}"
+            return (
+                "healthy"
+                if code == 0
+                else output.strip().splitlines()[-1]
+                if output.strip()
+                else f"exit {code}"
+            )
 
         healths = each(list(states), health)
         rows = []
@@ -539,18 +665,36 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
             slot = state.live_slot
             service = state.services.get(layout.unit(slot), "unknown") if slot else "-"
             lock = state.lock
-            holder = ("held by " + _lock_record(lock.record)) if lock.held else (
-                "free (an interrupted push left " + _lock_record(lock.record) + ")" if lock.record else "free")
+            holder = (
+                ("held by " + _lock_record(lock.record))
+                if lock.held
+                else (
+                    "free (an interrupted push left " + _lock_record(lock.record) + ")"
+                    if lock.record
+                    else "free"
+                )
+            )
             result = healths[host]
-            rows.append({"host": host, "release": state.current, "slot": slot, "service": service,
-                         "health": str(result), "lock": holder, "releases": list(state.complete_releases)})
+            rows.append(
+                {
+                    "host": host,
+                    "release": state.current,
+                    "slot": slot,
+                    "service": service,
+                    "health": str(result),
+                    "lock": holder,
+                    "releases": list(state.complete_releases),
+                }
+            )
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
         for row in rows:
-            click.echo(f"{row['host']}:\n  release  {row['release'] or '(none)'} (slot {row['slot'] or '-'})\n"
-                       f"  service  {row['service']}\n  health   {row['health']}\n  lock     {row['lock']}\n"
-                       f"  releases {', '.join(row['releases']) or '(none)'}")  # type: ignore[arg-type]
+            click.echo(
+                f"{row['host']}:\n  release  {row['release'] or '(none)'} (slot {row['slot'] or '-'})\n"
+                f"  service  {row['service']}\n  health   {row['health']}\n  lock     {row['lock']}\n"
+                f"  releases {', '.join(row['releases'] or []) or '(none)'}"
+            )
 
 
 @click.command()
@@ -561,8 +705,14 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 @click.option("--host", "only", default=None, help="Only this host (default: the first).")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
-def logs(config_path: str, environment: str | None, follow: bool, lines: int, only: str | None,
-         accept_new_host_keys: bool) -> None:
+def logs(
+    config_path: str,
+    environment: str | None,
+    follow: bool,
+    lines: int,
+    only: str | None,
+    accept_new_host_keys: bool,
+) -> None:
     """The app's journal (both slots) on a host."""
     from deploy.commands import SLOTS, layout_for
     from deploy.plan import Command
@@ -575,8 +725,9 @@ def logs(config_path: str, environment: str | None, follow: bool, lines: int, on
         argv.append("-f")
     with _connected(config, accept_new_host_keys, Printer(False)) as executor:
         try:
-            code = executor.stream(host, Command(tuple(argv), "app log", sudo=True),
-                                   lambda text: click.echo(text, nl=False))
+            code = executor.stream(
+                host, Command(tuple(argv), "app log", sudo=True), lambda text: click.echo(text, nl=False)
+            )
         except KeyboardInterrupt:
             code = 0
     sys.exit(code)
@@ -589,8 +740,13 @@ def logs(config_path: str, environment: str | None, follow: bool, lines: int, on
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @handles_config_errors
-def exec_command(config_path: str, environment: str | None, only: str | None, accept_new_host_keys: bool,
-                 argv: tuple[str, ...]) -> None:
+def exec_command(
+    config_path: str,
+    environment: str | None,
+    only: str | None,
+    accept_new_host_keys: bool,
+    argv: tuple[str, ...],
+) -> None:
     """Run a one-off command in the current release's environment: deploy exec -- flask init-db."""
     from deploy.commands import layout_for, run_in_release
 
@@ -603,8 +759,15 @@ def exec_command(config_path: str, environment: str | None, only: str | None, ac
         state = states[host]
         if state.current is None:
             fail(f"{host}: no release yet; run 'deploy push' first", 1)
-        command = run_in_release(layout, layout.paths.current, shlex.join(argv), state.current or "",
-                                 environment or "default", dict(config.app.env), "deploy exec")
+        command = run_in_release(
+            layout,
+            layout.paths.current,
+            shlex.join(argv),
+            state.current or "",
+            environment or "default",
+            dict(config.app.env),
+            "deploy exec",
+        )
         code = executor.stream(host, command, lambda text: click.echo(text, nl=False))
     sys.exit(code)
 
@@ -616,8 +779,9 @@ def exec_command(config_path: str, environment: str | None, only: str | None, ac
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handles_config_errors
-def history(config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool,
-            as_json: bool) -> None:
+def history(
+    config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
+) -> None:
     """The audit log of every host: who pushed or rolled back which release, when, and the result."""
     from deploy.commands import layout_for
     from deploy.executor import each
@@ -625,8 +789,11 @@ def history(config_path: str, environment: str | None, lines: int, accept_new_ho
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
-    command = Command(("sh", "-c", 'test ! -e "$1" || tail -n "$2" -- "$1"', "history", layout.history,
-                       str(lines)), "read the audit log", sudo=True)
+    command = Command(
+        ("sh", "-c", 'test ! -e "$1" || tail -n "$2" -- "$1"', "history", layout.history, str(lines)),
+        "read the audit log",
+        sudo=True,
+    )
     with _connected(config, accept_new_host_keys, Printer(False)) as executor:
         results = each(_host_names(config), lambda h: executor.run(h, command, timeout=30))
     out: dict[str, list[dict[str, Any]]] = {}
@@ -650,8 +817,10 @@ def history(config_path: str, environment: str | None, lines: int, accept_new_ho
             click.echo("  (no pushes yet)")
         for e in entries:
             reason = f"  ({e['reason']})" if e.get("reason") else ""
-            click.echo(f"  {e.get('time', '?'):<21} {e.get('action', '?'):<9} {e.get('release', '?'):<28} "
-                       f"{e.get('result', '?'):<12} by {e.get('by', '?')}{reason}")
+            click.echo(
+                f"  {e.get('time', '?'):<21} {e.get('action', '?'):<9} {e.get('release', '?'):<28} "
+                f"{e.get('result', '?'):<12} by {e.get('by', '?')}{reason}"
+            )
 
 
 @click.group(name="lock")
@@ -675,8 +844,10 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
             age = f"; last heartbeat {lock.heartbeat_age:.0f}s ago" if lock.heartbeat_age is not None else ""
             click.echo(f"{host}: held by {_lock_record(lock.record)}{age}")
         elif lock.record:
-            click.echo(f"{host}: free; the last holder, {_lock_record(lock.record)}, was interrupted "
-                       "before it finished (the next push takes over and says so)")
+            click.echo(
+                f"{host}: free; the last holder, {_lock_record(lock.record)}, was interrupted "
+                "before it finished (the next push takes over and says so)"
+            )
         else:
             click.echo(f"{host}: free")
 
@@ -700,8 +871,11 @@ def lock_release(config_path: str, environment: str | None, accept_new_host_keys
         before = states[host].lock
         if isinstance(result, BaseException) or result[0] != 0:
             fail(f"{host}: could not release the lock: {result}", 1)
-        what = ("released (was held by " + _lock_record(before.record) + ")") if before.held else (
-            "was free" + ("; removed the record of an interrupted push" if before.record else ""))
+        what = (
+            ("released (was held by " + _lock_record(before.record) + ")")
+            if before.held
+            else ("was free" + ("; removed the record of an interrupted push" if before.record else ""))
+        )
         click.echo(f"{host}: {what}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ from deploy.config import Config
 from deploy.loader import ConfigError, Problem, load, parse_yaml
 
 if TYPE_CHECKING:
+    from deploy.executor import Executor
+    from deploy.facts import HostFacts
     from deploy.tls import TLSFiles
 
 
@@ -71,6 +74,49 @@ def read_tls_files(config: Config, config_path: str | Path) -> TLSFiles:
     return files
 
 
+def https_on_hosts(
+    config: Config,
+    executor: Executor,
+    facts: Mapping[str, HostFacts],
+    files: TLSFiles,
+    project: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Obtain or upload the certificates and serve HTTPS on `facts`' hosts; print days left on each.
+
+    `deploy certs` and `deploy setup` (after the hosts are prepared) both end here. Exits 1 with the
+    failing host and step when a step fails.
+    """
+    from deploy import certs as certs_flow
+    from deploy import tls
+    from deploy.executor import ConnectError
+    from deploy.render import render
+
+    hosts = list(facts)
+    try:
+        certs_flow.install_certificates(
+            config,
+            executor,
+            hosts,
+            files,
+            facts,
+            lambda host_facts: render(config, host_facts, project),
+            say=say,
+        )
+    except (certs_flow.CertsError, tls.TLSError, ConnectError) as exc:
+        fail(f"HTTPS setup stopped: {exc}")
+    if tls.tls_settings(config) is None:
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    cert_path, _ = tls.certificate_files(config)
+    for host in hosts:
+        code, pem = executor.run(host, tls.read_certificate_command(config), timeout=30)
+        if code == 0:
+            days = tls.certificate_days_left(pem.encode(), now)
+            say(f"{host}: serving {cert_path}, valid for {days} more days")
+    say(f"HTTPS is set up for {', '.join(config.server.domains)} on {len(hosts)} host(s).")
+
+
 @click.command()
 @config_option
 @env_option
@@ -89,12 +135,10 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
     reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600). Safe to run again: a
     certificate far from expiry is kept.
     """
-    from deploy import certs as certs_flow
     from deploy import tls
     from deploy.executor import ConnectError, Event, SSHExecutor, host_name
     from deploy.facts import FactError, parse_state
     from deploy.pushplan import probe_command
-    from deploy.render import render
 
     config = load(config_path, environment)
     if tls.tls_settings(config) is None:
@@ -115,39 +159,19 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
         seconds = f" ({event.seconds:.1f}s)" if event.seconds is not None else ""
         click.echo(f"  {event.host}: {event.step} {mark}{seconds}")
 
-    hosts = [host_name(h) for h in config.server.hosts]
     executor = SSHExecutor(
         config, config.server.hosts, accept_new_host_keys=accept_new_host_keys, on_event=show
     )
     try:
         try:
+            hosts = [host_name(h) for h in config.server.hosts]
             states = {h: parse_state(h, executor.gather(h, probe_command(config))) for h in hosts}
         except (ConnectError, FactError) as exc:
             fail(str(exc))
             return
-        facts = {h: state.facts for h, state in states.items()}
-        try:
-            certs_flow.install_certificates(
-                config,
-                executor,
-                hosts,
-                files,
-                facts,
-                lambda host_facts: render(config, host_facts, project),
-                say=lambda message: click.echo(message),
-            )
-        except (certs_flow.CertsError, tls.TLSError, ConnectError) as exc:
-            fail(f"HTTPS setup stopped: {exc}")
-        now = datetime.datetime.now(datetime.UTC)
-        cert_path, _ = tls.certificate_files(config)
-        for host in hosts:
-            code, pem = executor.run(host, tls.read_certificate_command(config), timeout=30)
-            if code == 0:
-                days = tls.certificate_days_left(pem.encode(), now)
-                click.echo(f"{host}: serving {cert_path}, valid for {days} more days")
+        https_on_hosts(config, executor, {h: s.facts for h, s in states.items()}, files, project, click.echo)
     finally:
         executor.close()
-    click.echo(f"HTTPS is set up for {', '.join(config.server.domains)} on {len(hosts)} host(s).")
 
 
 COMMANDS: list[click.Command] = [certs]

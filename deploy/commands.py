@@ -103,7 +103,8 @@ def write_stdin_argv(path: str, mode: int, owner: str, group: str, decode: bool 
     """The command that writes its standard input (base64 if `decode`) to `path` atomically."""
     reader = "base64 -d" if decode else "cat"
     script = (
-        f'umask 077 && {reader} > "$1$5" && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
+        f'umask 077 && {reader} > "$1$5" && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" '
+        '&& mv -fT -- "$1$5" "$1"'
     )
     return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP)
 
@@ -128,16 +129,21 @@ def remove_paths(release: str, relative: list[str], description: str) -> Command
 def extract_tar(archive: str, directory: str, description: str) -> Command:
     """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed)."""
     return Command(
-        ("sh", "-c", 'tar -x -U --no-same-owner -f "$1" -C "$2" && rm -f -- "$1"', "untar", archive, directory),
+        (
+            "sh",
+            "-c",
+            'tar -x -U --no-same-owner -f "$1" -C "$2" && rm -f -- "$1"',
+            "untar",
+            archive,
+            directory,
+        ),
         description,
         sudo=True,
     )
 
 
 def append_line(path: str, line: str, description: str) -> Command:
-    return Command(
-        ("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line), description, sudo=True
-    )
+    return Command(("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line), description, sudo=True)
 
 
 # --- packages and users ---------------------------------------------------------------------------
@@ -146,10 +152,12 @@ def append_line(path: str, line: str, description: str) -> Command:
 def apt_install(packages: list[str]) -> Command:
     return Command(
         (
-            "sh", "-c",
-            'export DEBIAN_FRONTEND=noninteractive && apt-get update -q && '
+            "sh",
+            "-c",
+            "export DEBIAN_FRONTEND=noninteractive && apt-get update -q && "
             'apt-get install -y -q --no-install-recommends -- "$@"',
-            "apt", *packages,
+            "apt",
+            *packages,
         ),
         f"install Debian packages: {' '.join(packages)}",
         sudo=True,
@@ -158,8 +166,17 @@ def apt_install(packages: list[str]) -> Command:
 
 def create_system_user(user: str, home: str) -> Command:
     return Command(
-        ("useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
-         "--shell", "/usr/sbin/nologin", user),
+        (
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            home,
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ),
         f"system user {user}",
         sudo=True,
     )
@@ -170,8 +187,19 @@ def create_system_user(user: str, home: str) -> Command:
 
 def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Command:
     return Command(
-        (f"{venv}/bin/python", f"{pip_wheel}/pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-cache-dir", "--no-index", "--find-links", wheels, "-r", requirements),
+        (
+            f"{venv}/bin/python",
+            f"{pip_wheel}/pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--no-index",
+            "--find-links",
+            wheels,
+            "-r",
+            requirements,
+        ),
         "install the requirements from the shipped wheels",
         sudo=True,
     )
@@ -208,20 +236,43 @@ def nginx_test_and_reload() -> Command:
     )
 
 
-def run_in_release(layout: Layout, directory: str, command: str, release_id: str, environment: str,
-                   env: Mapping[str, str], description: str) -> Command:
+def run_in_release(
+    layout: Layout,
+    directory: str,
+    command: str,
+    release_id: str,
+    environment: str,
+    env: Mapping[str, str],
+    description: str,
+) -> Command:
     """Run a shell command as the app user in a release, with the app's environment (systemd-run)."""
     setenv = [f"--setenv={key}={value}" for key, value in sorted(env.items())]
     return Command(
-        ("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
-         "--property", f"User={layout.user}", "--property", f"Group={layout.user}",
-         "--property", f"WorkingDirectory={directory}",
-         "--property", f"EnvironmentFile=-{layout.paths.env_file}",
-         f"--setenv=PATH={directory}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
-         f"--setenv=VIRTUAL_ENV={directory}/.venv",
-         f"--setenv=DEPLOY_RELEASE={release_id}", f"--setenv=DEPLOY_ENVIRONMENT={environment}",
-         *setenv,
-         "--", "/bin/sh", "-c", command),
+        (
+            "systemd-run",
+            "--quiet",
+            "--wait",
+            "--pipe",
+            "--collect",
+            "--service-type=exec",
+            "--property",
+            f"User={layout.user}",
+            "--property",
+            f"Group={layout.user}",
+            "--property",
+            f"WorkingDirectory={directory}",
+            "--property",
+            f"EnvironmentFile=-{layout.paths.env_file}",
+            f"--setenv=PATH={directory}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+            f"--setenv=VIRTUAL_ENV={directory}/.venv",
+            f"--setenv=DEPLOY_RELEASE={release_id}",
+            f"--setenv=DEPLOY_ENVIRONMENT={environment}",
+            *setenv,
+            "--",
+            "/bin/sh",
+            "-c",
+            command,
+        ),
         description,
         sudo=True,
     )
@@ -246,7 +297,8 @@ while True:
         sys.exit(3)
     try:
         c = Conn(host, timeout=5)
-        c.request("GET", path, headers={"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"})
+        headers = {"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"}
+        c.request("GET", path, headers=headers)
         r = c.getresponse()
         body = r.read(300).decode("utf-8", "replace").strip()
         if r.status == 200:
@@ -258,7 +310,8 @@ while True:
         print(f"not healthy after {timeout}s: {last}")
         sys.exit(4)
     time.sleep(0.05)
-pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True, text=True).stdout.strip()
+show = ["systemctl", "show", "-p", "MainPID", "--value", unit]
+pid = subprocess.run(show, capture_output=True, text=True).stdout.strip()
 cwd = os.path.realpath(f"/proc/{pid}/cwd") if pid and pid != "0" else ""
 if release and not cwd.endswith("/" + release):
     print(f"{unit} answers but runs {cwd or 'an unknown directory'}, not release {release}")
@@ -267,11 +320,21 @@ print(f"healthy: GET {path} answered 200 from {unit} running {cwd}")
 """
 
 
-def health_probe(layout: Layout, slot: str, domain: str, health_path: str, timeout: int,
-                 release_id: str) -> Command:
+def health_probe(
+    layout: Layout, slot: str, domain: str, health_path: str, timeout: int, release_id: str
+) -> Command:
     return Command(
-        ("python3", "-c", HEALTH_PROBE, layout.paths.slot_socket(slot), domain, health_path, str(timeout),
-         layout.unit(slot), release_id),
+        (
+            "python3",
+            "-c",
+            HEALTH_PROBE,
+            layout.paths.slot_socket(slot),
+            domain,
+            health_path,
+            str(timeout),
+            layout.unit(slot),
+            release_id,
+        ),
         f"wait until {layout.unit(slot)} answers {health_path} with 200 (up to {timeout}s)",
         sudo=True,
     )
@@ -300,10 +363,21 @@ def stop_after_drain(layout: Layout, slot: str, drain_seconds: float) -> Command
     unit = drain_unit(layout, slot)
     stop = 'test "$(readlink -- "$1")" = "$2" || exec systemctl stop -- "$3"'
     return Command(
-        ("systemd-run", "--quiet", "--collect", f"--unit={unit}", f"--on-active={drain_seconds:g}s",
-         "--timer-property=AccuracySec=100ms",
-         "/bin/sh", "-c", stop, "drain", layout.paths.upstream_socket, layout.paths.slot_socket(slot),
-         layout.unit(slot)),
+        (
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={unit}",
+            f"--on-active={drain_seconds:g}s",
+            "--timer-property=AccuracySec=100ms",
+            "/bin/sh",
+            "-c",
+            stop,
+            "drain",
+            layout.paths.upstream_socket,
+            layout.paths.slot_socket(slot),
+            layout.unit(slot),
+        ),
         f"stop {layout.unit(slot)} {drain_seconds:g}s from now (connections already queued are served first)",
         sudo=True,
     )
@@ -312,8 +386,12 @@ def stop_after_drain(layout: Layout, slot: str, drain_seconds: float) -> Command
 def cancel_drain(layout: Layout, slot: str) -> Command:
     """Cancel a pending stop of `slot` (it is about to serve again)."""
     unit = drain_unit(layout, slot)
-    return Command(("systemctl", "stop", f"{unit}.timer", f"{unit}.service"),
-                   f"cancel any pending stop of {layout.unit(slot)}", sudo=True, check=False)
+    return Command(
+        ("systemctl", "stop", f"{unit}.timer", f"{unit}.service"),
+        f"cancel any pending stop of {layout.unit(slot)}",
+        sudo=True,
+        check=False,
+    )
 
 
 # --- audit, pruning ------------------------------------------------------------------------------
@@ -360,8 +438,16 @@ exit 0
 
 def lock_holder(layout: Layout, record: dict[str, object], lease_seconds: int) -> Command:
     return Command(
-        ("bash", "-c", LOCK_HOLDER, "lock", layout.lock_file, layout.lock_info,
-         json.dumps(record, sort_keys=True), str(lease_seconds)),
+        (
+            "bash",
+            "-c",
+            LOCK_HOLDER,
+            "lock",
+            layout.lock_file,
+            layout.lock_info,
+            json.dumps(record, sort_keys=True),
+            str(lease_seconds),
+        ),
         "take the deploy lock (held while this push runs)",
         sudo=True,
     )
@@ -374,5 +460,8 @@ def lock_release_forced(layout: Layout) -> Command:
         'if [ -n "$pid" ] && [ "$pid" != 0 ]; then kill "$pid" 2>/dev/null; fi; '
         'rm -f -- "$2"; flock -w 5 "$1" true'
     )
-    return Command(("sh", "-c", script, "unlock", layout.lock_file, layout.lock_info),
-                   "end the lock holder and remove the lock record", sudo=True)
+    return Command(
+        ("sh", "-c", script, "unlock", layout.lock_file, layout.lock_info),
+        "end the lock holder and remove the lock record",
+        sudo=True,
+    )

@@ -9,6 +9,7 @@ secrets never appear in a process list. `Recorder` runs nothing and records what
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -25,7 +26,7 @@ from deploy.plan import Command, Step, Upload
 
 if TYPE_CHECKING:
     import paramiko
-    from fabric import Connection
+    from fabric import Connection  # type: ignore[import-untyped]
 
 T = TypeVar("T")
 
@@ -66,7 +67,12 @@ class Event:
     detail: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"event": self.event, "host": self.host, "step": self.step, "status": self.status}
+        out: dict[str, object] = {
+            "event": self.event,
+            "host": self.host,
+            "step": self.step,
+            "status": self.status,
+        }
         if self.seconds is not None:
             out["seconds"] = round(self.seconds, 3)
         if self.detail:
@@ -111,7 +117,9 @@ def host_name(host: Host) -> str:
     return host.address if host.port is None else f"{host.address}:{host.port}"
 
 
-def each(hosts: Iterable[str], work: Callable[[str], T], parallel: bool = True) -> dict[str, T | BaseException]:
+def each(
+    hosts: Iterable[str], work: Callable[[str], T], parallel: bool = True
+) -> dict[str, T | BaseException]:
     """Run `work` for every host (in threads when `parallel`); collect each result or exception."""
     names = list(hosts)
     results: dict[str, T | BaseException] = {}
@@ -119,7 +127,7 @@ def each(hosts: Iterable[str], work: Callable[[str], T], parallel: bool = True) 
     def one(name: str) -> None:
         try:
             results[name] = work(name)
-        except Exception as exc:  # noqa: BLE001 - reported per host by the caller
+        except Exception as exc:
             results[name] = exc
 
     if not parallel or len(names) <= 1:
@@ -144,14 +152,24 @@ def step_script(commands: list[Command | Upload]) -> str:
     lines = ["exec 2>&1"]
     for index, command in enumerate(commands):
         if isinstance(command, Upload):
-            argv = write_stdin_argv(command.remote_path, command.mode, command.owner or "root",
-                                    command.group or "root", decode=True)
+            argv = write_stdin_argv(
+                command.remote_path,
+                command.mode,
+                command.owner or "root",
+                command.group or "root",
+                decode=True,
+            )
             data = base64.encodebytes(command.content).decode()
-            lines.append(f"{Command(argv).line()} <<'{_EOF}' || {{ rc=$?; echo \"{_FAILED} {index} $rc\"; exit \"$rc\"; }}")
+            lines.append(
+                f"{Command(argv).line()} <<'{_EOF}' "
+                f'|| {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}'
+            )
             lines.append(data.rstrip("\n"))
             lines.append(_EOF)
         elif command.check:
-            lines.append(f'{command.line()} </dev/null || {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}')
+            lines.append(
+                f'{command.line()} </dev/null || {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}'
+            )
         else:
             lines.append(f"{command.line()} </dev/null || true")
     return "\n".join(lines) + "\n"
@@ -218,8 +236,14 @@ class _Lock:
 class SSHExecutor:
     """Runs commands, steps and uploads on hosts over one Fabric connection per host."""
 
-    def __init__(self, config: Config, hosts: Iterable[Host], accept_new_host_keys: bool = False,
-                 on_event: EventSink | None = None, heartbeat: float = 10.0):
+    def __init__(
+        self,
+        config: Config,
+        hosts: Iterable[Host],
+        accept_new_host_keys: bool = False,
+        on_event: EventSink | None = None,
+        heartbeat: float = 10.0,
+    ):
         self.config = config
         self.hosts = {host_name(h): h for h in hosts}
         self.accept_new = accept_new_host_keys
@@ -247,8 +271,12 @@ class SSHExecutor:
             jump_address, _, jump_port = jump_host.partition(":")
             gateway = self._new_connection(jump_address, jump_user or user, int(jump_port or 22))
         connection = Connection(
-            host=address, user=user, port=port, connect_timeout=ssh.connect_timeout,
-            connect_kwargs=connect_kwargs, gateway=gateway,
+            host=address,
+            user=user,
+            port=port,
+            connect_timeout=ssh.connect_timeout,
+            connect_kwargs=connect_kwargs,
+            gateway=gateway,
             config=FabricConfig(overrides={"load_ssh_configs": False}),
         )
         client = connection.client
@@ -273,7 +301,9 @@ class SSHExecutor:
             if connection.gateway is None:
                 # Our own socket, without Nagle's algorithm: each command is a small exchange, and
                 # delayed ACKs would otherwise add ~40 ms to every one of them.
-                sock = socket.create_connection((entry.address.strip("[]"), port), timeout=ssh.connect_timeout)
+                sock = socket.create_connection(
+                    (entry.address.strip("[]"), port), timeout=ssh.connect_timeout
+                )
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.connect_kwargs["sock"] = sock
             connection.open()
@@ -287,10 +317,14 @@ class SSHExecutor:
                 "change is expected, remove the old key (ssh-keygen -R) and connect again"
             ) from None
         except paramiko.AuthenticationException as exc:
-            raise ConnectError(f"{host}: SSH authentication as {user} failed ({exc}); check server.ssh.key, "
-                               "the agent, and the host's authorized_keys") from None
+            raise ConnectError(
+                f"{host}: SSH authentication as {user} failed ({exc}); check server.ssh.key, "
+                "the agent, and the host's authorized_keys"
+            ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise ConnectError(f"{host}: cannot connect to port {port}: {exc or type(exc).__name__}") from None
+            raise ConnectError(
+                f"{host}: cannot connect to port {port}: {exc or type(exc).__name__}"
+            ) from None
         transport = connection.client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
@@ -305,8 +339,14 @@ class SSHExecutor:
             argv = ("sudo", "-n", "--", *argv)
         return shlex.join(argv)
 
-    def _exec(self, host: str, line: str, stdin: bytes | None = None, timeout: float | None = None,
-              sink: Callable[[str], None] | None = None) -> tuple[int, str]:
+    def _exec(
+        self,
+        host: str,
+        line: str,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        sink: Callable[[str], None] | None = None,
+    ) -> tuple[int, str]:
         transport = self.connection(host).client.get_transport()
         if transport is None:
             raise ConnectError(f"{host}: the SSH connection closed")
@@ -323,7 +363,7 @@ class SSHExecutor:
             while True:
                 try:
                     data = channel.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     raise ConnectError(f"{host}: no answer within {timeout:g}s") from None
                 if not data:
                     break
@@ -360,12 +400,21 @@ class SSHExecutor:
                 if isinstance(group, Upload):
                     code, output = self._upload(host, group)
                     if code != 0:
-                        result = StepResult(host, step.name, False, time.monotonic() - started, output,
-                                            f"write {group.remote_path}", code)
+                        result = StepResult(
+                            host,
+                            step.name,
+                            False,
+                            time.monotonic() - started,
+                            output,
+                            f"write {group.remote_path}",
+                            code,
+                        )
                         break
                     continue
                 sudo = any(isinstance(c, Upload) or c.sudo for c in group)
-                code, output = self._exec(host, self._wrap(("sh", "-s"), sudo), stdin=step_script(group).encode())
+                code, output = self._exec(
+                    host, self._wrap(("sh", "-s"), sudo), stdin=step_script(group).encode()
+                )
                 match = _FAILED_LINE.search(output)
                 clean = _FAILED_LINE.sub("", output).strip()
                 if any(isinstance(c, Upload) and c.sensitive for c in group):
@@ -378,21 +427,34 @@ class SSHExecutor:
                         what = f"write {failed.remote_path}"
                     else:
                         what = f"{failed.description}: {failed.line()}" if failed else "the step's script"
-                    result = StepResult(host, step.name, False, time.monotonic() - started, "\n".join(outputs),
-                                        what, code)
+                    result = StepResult(
+                        host, step.name, False, time.monotonic() - started, "\n".join(outputs), what, code
+                    )
                     break
         except ConnectError as exc:
-            result = StepResult(host, step.name, False, time.monotonic() - started, str(exc), "the connection", 255)
+            result = StepResult(
+                host, step.name, False, time.monotonic() - started, str(exc), "the connection", 255
+            )
         if result is None:
             result = StepResult(host, step.name, True, time.monotonic() - started, "\n".join(outputs))
-        self.on_event(Event("step", host, step.name, "ok" if result.ok else "failed", result.seconds,
-                            "" if result.ok else (result.failed or "")))
+        self.on_event(
+            Event(
+                "step",
+                host,
+                step.name,
+                "ok" if result.ok else "failed",
+                result.seconds,
+                "" if result.ok else (result.failed or ""),
+            )
+        )
         return result
 
     def _upload(self, host: str, upload: Upload) -> tuple[int, str]:
         from deploy.commands import write_stdin_argv
 
-        argv = write_stdin_argv(upload.remote_path, upload.mode, upload.owner or "root", upload.group or "root")
+        argv = write_stdin_argv(
+            upload.remote_path, upload.mode, upload.owner or "root", upload.group or "root"
+        )
         code, output = self._exec(host, self._wrap(argv, True), stdin=upload.content or b"")
         if upload.sensitive:
             output = "(output hidden: sensitive file)"
@@ -417,7 +479,7 @@ class SSHExecutor:
                 raise ConnectError(f"{host}: could not take the deploy lock (exit {code}) {rest}".strip())
             line = line.rstrip("\n")
             if line.startswith("STALE "):
-                stale = line[len("STALE "):]
+                stale = line[len("STALE ") :]
             elif line.startswith("LOCKED"):
                 break
             elif line == "BUSY":
@@ -463,10 +525,8 @@ class SSHExecutor:
             connections = list(self._connections.values())
             self._connections.clear()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError, EOFError):
                 connection.close()
-            except (OSError, EOFError):
-                pass
 
 
 # --- recording ------------------------------------------------------------------------------------
@@ -478,8 +538,12 @@ class Recorder:
     Used by --dry-run (with facts gathered by a real executor) and by tests.
     """
 
-    def __init__(self, facts: Mapping[str, str] | None = None, fail: Mapping[tuple[str, str], str] | None = None,
-                 on_event: EventSink | None = None):
+    def __init__(
+        self,
+        facts: Mapping[str, str] | None = None,
+        fail: Mapping[tuple[str, str], str] | None = None,
+        on_event: EventSink | None = None,
+    ):
         self.facts = dict(facts or {})
         #: (host, step name) -> output of a failure to simulate.
         self.fail = dict(fail or {})
@@ -534,6 +598,13 @@ def run_local(command: str, env: Mapping[str, str]) -> tuple[int, str]:
     """Run a local hook command (a shell line from deploy.yaml) with the hook environment."""
     import subprocess
 
-    result = subprocess.run(command, shell=True, env={**os.environ, **env}, capture_output=True, text=True,  # noqa: S602
-                            check=False)
+    # A hook is a shell line the user wrote in deploy.yaml.
+    result = subprocess.run(  # noqa: S602
+        command,
+        shell=True,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return result.returncode, result.stdout + result.stderr

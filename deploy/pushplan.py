@@ -48,11 +48,23 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
 
     layout = layout_for(config)
     paths = layout.paths
-    links = {"current": paths.current, "live": paths.upstream_socket, "enabled": layout.sites_enabled,
-             "debian_default": DEBIAN_DEFAULT_SITE}
+    links = {
+        "current": paths.current,
+        "live": paths.upstream_socket,
+        "enabled": layout.sites_enabled,
+        "debian_default": DEBIAN_DEFAULT_SITE,
+    }
     links.update({slot: layout.slot(slot) for slot in cmd.SLOTS})
-    dirs = [paths.base, paths.releases, paths.shared, paths.slots, layout.venvs, layout.wheels, layout.state,
-            f"/etc/{config.app.name}"]
+    dirs = [
+        paths.base,
+        paths.releases,
+        paths.shared,
+        paths.slots,
+        layout.venvs,
+        layout.wheels,
+        layout.state,
+        f"/etc/{config.app.name}",
+    ]
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
     files = [path for path, _ in _managed_targets(config)] + [f"{paths.current}/gunicorn.conf.py"]
     certificate = None
@@ -101,7 +113,9 @@ def env_file_content(secrets: Mapping[str, str]) -> bytes:
     for key in sorted(secrets):
         value = secrets[key]
         if "\n" in value or "\r" in value or "\0" in value:
-            raise PlanError(f"the value of {key} has a line break or NUL, which an environment file cannot hold")
+            raise PlanError(
+                f"the value of {key} has a line break or NUL, which an environment file cannot hold"
+            )
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'{key}="{escaped}"')
     return ("\n".join(lines) + "\n").encode()
@@ -111,38 +125,67 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def config_steps(config: Config, state: HostState, rendered: Mapping[str, str],
-                 secrets: Mapping[str, str]) -> tuple[Step, ...]:
+def config_steps(
+    config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str]
+) -> tuple[Step, ...]:
     """Install the env file, the systemd unit and the Nginx site where they differ from the host's."""
     layout = layout_for(config)
     host = state.host
     steps: list[Step] = []
     env = env_file_content(secrets)
     env_owner = state.owners.get(layout.paths.env_file) or {}
-    env_ok = (state.secret_files.get(layout.paths.env_file) == _sha(env)
-              and env_owner.get("owner") == layout.user and env_owner.get("mode") == 0o600)
+    env_ok = (
+        state.secret_files.get(layout.paths.env_file) == _sha(env)
+        and env_owner.get("owner") == layout.user
+        and env_owner.get("mode") == 0o600
+    )
     if not env_ok:
-        steps.append(Step("env file", host, (
-            Upload(layout.paths.env_file, env, 0o600, layout.user, layout.user, sensitive=True,
-                   description=f"secrets ({len(secrets)} keys)"),
-        )))
+        steps.append(
+            Step(
+                "env file",
+                host,
+                (
+                    Upload(
+                        layout.paths.env_file,
+                        env,
+                        0o600,
+                        layout.user,
+                        layout.user,
+                        sensitive=True,
+                        description=f"secrets ({len(secrets)} keys)",
+                    ),
+                ),
+            )
+        )
     unit_path, unit_key = _managed_targets(config)[0]
     unit = rendered[unit_key].encode()
     if state.files.get(unit_path) != rendered[unit_key]:
-        steps.append(Step("systemd unit", host, (
-            Upload(unit_path, unit, 0o644, "root", "root", description="systemd unit template"),
-            cmd.daemon_reload(),
-        )))
+        steps.append(
+            Step(
+                "systemd unit",
+                host,
+                (
+                    Upload(unit_path, unit, 0o644, "root", "root", description="systemd unit template"),
+                    cmd.daemon_reload(),
+                ),
+            )
+        )
     nginx_actions: list[Action] = []
     for path, key in _managed_targets(config)[1:]:
         if state.files.get(path) != rendered[key]:
             nginx_actions.append(Upload(path, rendered[key].encode(), 0o644, "root", "root", description=key))
     if state.links.get("enabled") != layout.paths.nginx_site:
-        nginx_actions.append(cmd.symlink(layout.paths.nginx_site, layout.sites_enabled, "enable the Nginx site"))
+        nginx_actions.append(
+            cmd.symlink(layout.paths.nginx_site, layout.sites_enabled, "enable the Nginx site")
+        )
     if state.links.get("debian_default") is not None:
-        nginx_actions.append(Command(("rm", "-f", "--", DEBIAN_DEFAULT_SITE),
-                                     "disable Debian's default site (the app's site is the default server)",
-                                     sudo=True))
+        nginx_actions.append(
+            Command(
+                ("rm", "-f", "--", DEBIAN_DEFAULT_SITE),
+                "disable Debian's default site (the app's site is the default server)",
+                sudo=True,
+            )
+        )
     if nginx_actions or state.nginx_ok is False:
         steps.append(Step("nginx", host, (*nginx_actions, cmd.nginx_test_and_reload())))
     return tuple(steps)
@@ -169,8 +212,9 @@ def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
     return out
 
 
-def setup_steps(config: Config, state: HostState, rendered: Mapping[str, str],
-                secrets: Mapping[str, str]) -> tuple[Step, ...]:
+def setup_steps(
+    config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str]
+) -> tuple[Step, ...]:
     """Only what differs from the host: packages, the app user, directories, env file, unit, site."""
     host = state.host
     layout = layout_for(config)
@@ -181,12 +225,21 @@ def setup_steps(config: Config, state: HostState, rendered: Mapping[str, str],
     if missing:
         steps.append(Step("packages", host, (cmd.apt_install(missing),)))
     if not state.user_exists:
-        steps.append(Step("user", host, (
-            cmd.create_system_user(layout.user, layout.paths.base),
-            # Nginx reaches the slot sockets through the app's group.
-            Command(("usermod", "-a", "-G", layout.user, "www-data"), "let Nginx (www-data) reach the app's sockets",
-                    sudo=True),
-        )))
+        steps.append(
+            Step(
+                "user",
+                host,
+                (
+                    cmd.create_system_user(layout.user, layout.paths.base),
+                    # Nginx reaches the slot sockets through the app's group.
+                    Command(
+                        ("usermod", "-a", "-G", layout.user, "www-data"),
+                        "let Nginx (www-data) reach the app's sockets",
+                        sudo=True,
+                    ),
+                ),
+            )
+        )
     dir_actions = [
         cmd.make_dir(path, owner, group, mode)
         for path, owner, group, mode in _dirs(config)
@@ -198,8 +251,12 @@ def setup_steps(config: Config, state: HostState, rendered: Mapping[str, str],
     return tuple(steps)
 
 
-def setup_plan(config: Config, states: Mapping[str, HostState], rendered: Mapping[str, Mapping[str, str]],
-               secrets: Mapping[str, str]) -> Plan:
+def setup_plan(
+    config: Config,
+    states: Mapping[str, HostState],
+    rendered: Mapping[str, Mapping[str, str]],
+    secrets: Mapping[str, str],
+) -> Plan:
     """Prepare every host; an empty plan means every host is already set up."""
     steps: list[Step] = []
     for host, state in states.items():
@@ -222,7 +279,9 @@ def require_setup(config: Config, state: HostState) -> None:
         missing.append("python3-venv")
     if missing:
         env = f" -e {config.environment}" if config.environment else ""
-        raise PlanError(f"{state.host} is not set up ({', '.join(missing)} missing): run 'deploy setup{env}' first")
+        raise PlanError(
+            f"{state.host} is not set up ({', '.join(missing)} missing): run 'deploy setup{env}' first"
+        )
 
 
 # --- push ----------------------------------------------------------------------------------------
@@ -300,13 +359,19 @@ def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: 
 def platform_tag(state: HostState) -> str:
     from deploy.artifact import Platform
 
-    return Platform(state.python_version or "", state.machine or "", state.libc or "", state.libc_version or "").tag
+    return Platform(
+        state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
+    ).tag
 
 
 def _keep(config: Config, state: HostState, new: str | None) -> set[str]:
     """Releases pruning never removes: the newest N, the current, the rollback target, both slots'."""
     complete = sorted(state.complete_releases)
-    keep = set(complete[-(config.push.keep_releases - (1 if new else 0)):]) if config.push.keep_releases > 1 else set()
+    keep = (
+        set(complete[-(config.push.keep_releases - (1 if new else 0)) :])
+        if config.push.keep_releases > 1
+        else set()
+    )
     current = state.current
     for release in (new, current, rollback_target(state), *(state.slot_release(s) for s in cmd.SLOTS)):
         if release:
@@ -329,53 +394,103 @@ def rollback_target(state: HostState) -> str | None:
 
 def _start_steps(config: Config, layout: Layout, host: str, slot: str, release: str) -> tuple[Step, ...]:
     return (
-        Step("start", host, (
-            cmd.cancel_drain(layout, slot),
-            cmd.symlink(layout.release(release), layout.slot(slot), f"slot {slot} -> release {release}"),
-            cmd.systemctl("restart", layout.unit(slot), description=f"start {layout.unit(slot)} (release {release})"),
-        )),
-        Step("health", host, (
-            cmd.health_probe(layout, slot, config.primary_domain, config.app.health, config.push.health_timeout,
-                             release),
-        )),
+        Step(
+            "start",
+            host,
+            (
+                cmd.cancel_drain(layout, slot),
+                cmd.symlink(layout.release(release), layout.slot(slot), f"slot {slot} -> release {release}"),
+                cmd.systemctl(
+                    "restart", layout.unit(slot), description=f"start {layout.unit(slot)} (release {release})"
+                ),
+            ),
+        ),
+        Step(
+            "health",
+            host,
+            (
+                cmd.health_probe(
+                    layout,
+                    slot,
+                    config.primary_domain,
+                    config.app.health,
+                    config.push.health_timeout,
+                    release,
+                ),
+            ),
+        ),
     )
 
 
 def _switch_step(layout: Layout, host: str, slot: str, release: str) -> Step:
-    return Step("switch", host, (
-        cmd.symlink(layout.paths.slot_socket(slot), layout.paths.upstream_socket,
-                    f"new connections go to slot {slot} (atomic rename of live.sock)"),
-        cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
-        Command(("touch", f"{layout.release(release)}/.deploy/served"), "mark the release as served", sudo=True),
-    ))
-
-
-def _revert_steps(config: Config, layout: Layout, host: str, old_slot: str | None, previous: str | None,
-                  new_slot: str) -> tuple[Step, ...]:
-    if old_slot is None or previous is None:
-        # First release on this host: nothing to go back to; stop serving the failed one.
-        return (Step("revert", host, (
-            cmd.remove_tree(layout.paths.upstream_socket, "remove live.sock (no earlier release)"),
-            cmd.remove_tree(layout.paths.current, "remove current (no earlier release)"),
-            cmd.systemctl("stop", layout.unit(new_slot), check=False),
-        )),)
-    return (
-        Step("revert", host, (
-            # The old slot kept running until the whole push succeeded; start it if it is not.
-            cmd.cancel_drain(layout, old_slot),
-            cmd.systemctl("start", layout.unit(old_slot), description=f"make sure {layout.unit(old_slot)} runs"),
-            cmd.health_probe(layout, old_slot, config.primary_domain, config.app.health,
-                             config.push.health_timeout, previous),
-            cmd.symlink(layout.paths.slot_socket(old_slot), layout.paths.upstream_socket,
-                        f"new connections go back to slot {old_slot}"),
-            cmd.symlink(layout.release(previous), layout.paths.current, f"current -> {previous}"),
-            cmd.stop_after_drain(layout, new_slot, DRAIN_SECONDS),
-        )),
+    return Step(
+        "switch",
+        host,
+        (
+            cmd.symlink(
+                layout.paths.slot_socket(slot),
+                layout.paths.upstream_socket,
+                f"new connections go to slot {slot} (atomic rename of live.sock)",
+            ),
+            cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
+            Command(
+                ("touch", f"{layout.release(release)}/.deploy/served"),
+                "mark the release as served",
+                sudo=True,
+            ),
+        ),
     )
 
 
-def _finish_steps(config: Config, layout: Layout, state: HostState, old_slot: str | None,
-                  new: str | None) -> tuple[Step, ...]:
+def _revert_steps(
+    config: Config, layout: Layout, host: str, old_slot: str | None, previous: str | None, new_slot: str
+) -> tuple[Step, ...]:
+    if old_slot is None or previous is None:
+        # First release on this host: nothing to go back to; stop serving the failed one.
+        return (
+            Step(
+                "revert",
+                host,
+                (
+                    cmd.remove_tree(layout.paths.upstream_socket, "remove live.sock (no earlier release)"),
+                    cmd.remove_tree(layout.paths.current, "remove current (no earlier release)"),
+                    cmd.systemctl("stop", layout.unit(new_slot), check=False),
+                ),
+            ),
+        )
+    return (
+        Step(
+            "revert",
+            host,
+            (
+                # The old slot kept running until the whole push succeeded; start it if it is not.
+                cmd.cancel_drain(layout, old_slot),
+                cmd.systemctl(
+                    "start", layout.unit(old_slot), description=f"make sure {layout.unit(old_slot)} runs"
+                ),
+                cmd.health_probe(
+                    layout,
+                    old_slot,
+                    config.primary_domain,
+                    config.app.health,
+                    config.push.health_timeout,
+                    previous,
+                ),
+                cmd.symlink(
+                    layout.paths.slot_socket(old_slot),
+                    layout.paths.upstream_socket,
+                    f"new connections go back to slot {old_slot}",
+                ),
+                cmd.symlink(layout.release(previous), layout.paths.current, f"current -> {previous}"),
+                cmd.stop_after_drain(layout, new_slot, DRAIN_SECONDS),
+            ),
+        ),
+    )
+
+
+def _finish_steps(
+    config: Config, layout: Layout, state: HostState, old_slot: str | None, new: str | None
+) -> tuple[Step, ...]:
     actions: list[Action] = []
     if old_slot is not None:
         actions.append(cmd.stop_after_drain(layout, old_slot, DRAIN_SECONDS))
@@ -398,8 +513,9 @@ def _release_json(build: Build, req_hash: str, fingerprint: str) -> bytes:
     return (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
 
 
-def host_push(config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str],
-              build: Build) -> HostPush:
+def host_push(
+    config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str], build: Build
+) -> HostPush:
     """One host's part of a push: prepare the new release beside the live one, start, probe, switch."""
     require_setup(config, state)
     layout = layout_for(config)
@@ -429,19 +545,42 @@ def host_push(config: Config, state: HostState, rendered: Mapping[str, str], sec
     send, delete = changes(artifact, remote_manifest)
     stale = sorted(set(delete) | {".deploy"})
     if remote_manifest is not None:
-        prepare.append(cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s) and old metadata"))
+        prepare.append(
+            cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s) and old metadata")
+        )
     if send:
         archive = f"{target}/.deploy-files.tar"
-        prepare.append(Upload(archive, tarball(artifact.files, send, artifact.timestamp), 0o600, "root", "root",
-                              description=f"{len(send)} changed file(s)"))
+        prepare.append(
+            Upload(
+                archive,
+                tarball(artifact.files, send, artifact.timestamp),
+                0o600,
+                "root",
+                "root",
+                description=f"{len(send)} changed file(s)",
+            )
+        )
         prepare.append(cmd.extract_tar(archive, target, f"unpack {len(send)} file(s)"))
-    prepare.append(Upload(f"{target}/gunicorn.conf.py", gunicorn_conf.encode(), 0o644, "root", "root",
-                          description="gunicorn.conf.py"))
+    prepare.append(
+        Upload(
+            f"{target}/gunicorn.conf.py",
+            gunicorn_conf.encode(),
+            0o644,
+            "root",
+            "root",
+            description="gunicorn.conf.py",
+        )
+    )
     for shared in config.app.shared:
         prepare.append(cmd.make_dir(f"{layout.paths.shared}/{shared}", layout.user, layout.user, 0o750))
         prepare.append(cmd.remove_tree(f"{target}/{shared}", f"no {shared} of its own in the release"))
-        prepare.append(cmd.symlink(f"{layout.paths.shared}/{shared}", f"{target}/{shared}",
-                                   f"{shared} -> shared/{shared} (kept across releases)"))
+        prepare.append(
+            cmd.symlink(
+                f"{layout.paths.shared}/{shared}",
+                f"{target}/{shared}",
+                f"{shared} -> shared/{shared} (kept across releases)",
+            )
+        )
     venv = layout.venv(req_hash)
     wheels_sent = 0
     reuse = req_hash in state.venvs
@@ -452,23 +591,51 @@ def host_push(config: Config, state: HostState, rendered: Mapping[str, str], sec
         if missing:
             archive = f"{layout.wheels}/.incoming-{release}.tar"
             files = {name: _file(wheels[name]) for name in missing}
-            prepare.append(Upload(archive, tarball(files, missing), 0o600, "root", "root",
-                                  description=f"{len(missing)} wheel(s)"))
+            prepare.append(
+                Upload(
+                    archive,
+                    tarball(files, missing),
+                    0o600,
+                    "root",
+                    "root",
+                    description=f"{len(missing)} wheel(s)",
+                )
+            )
             prepare.append(cmd.extract_tar(archive, layout.wheels, f"unpack {len(missing)} wheel(s)"))
         prepare += [
             cmd.new_venv(venv),
-            cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, f"{target}/{artifact.requirements_path}"),
+            cmd.pip_install(
+                venv, state.pip_wheel or "", layout.wheels, f"{target}/{artifact.requirements_path}"
+            ),
             cmd.mark_complete(venv),
         ]
-    prepare.append(cmd.symlink(venv, f"{target}/.venv", f".venv -> venvs/{req_hash}"
-                               + (" (reused)" if reuse else " (new)")))
+    prepare.append(
+        cmd.symlink(
+            venv, f"{target}/.venv", f".venv -> venvs/{req_hash}" + (" (reused)" if reuse else " (new)")
+        )
+    )
     prepare.append(cmd.make_dir(f"{target}/.deploy", "root", "root", 0o755))
-    prepare.append(Upload(f"{target}/.deploy/manifest.json",
-                          (json.dumps(artifact.manifest, sort_keys=True) + "\n").encode(), 0o644, "root", "root",
-                          description="file manifest"))
+    prepare.append(
+        Upload(
+            f"{target}/.deploy/manifest.json",
+            (json.dumps(artifact.manifest, sort_keys=True) + "\n").encode(),
+            0o644,
+            "root",
+            "root",
+            description="file manifest",
+        )
+    )
     # Written last: a release without release.json is unfinished, and pruning removes it.
-    prepare.append(Upload(f"{target}/.deploy/release.json", _release_json(build, req_hash, fingerprint), 0o644,
-                          "root", "root", description="release.json (marks the release complete)"))
+    prepare.append(
+        Upload(
+            f"{target}/.deploy/release.json",
+            _release_json(build, req_hash, fingerprint),
+            0o644,
+            "root",
+            "root",
+            description="release.json (marks the release complete)",
+        )
+    )
 
     after = _with_new(state, release)
     return HostPush(
@@ -506,8 +673,13 @@ def _with_new(state: HostState, release: str) -> HostState:
     return replace(state, releases=(*state.releases, ReleaseInfo(release, {"id": release})), links=links)
 
 
-def push_plan(config: Config, states: Mapping[str, HostState], rendered: Mapping[str, Mapping[str, str]],
-              secrets: Mapping[str, str], build: Build) -> PushPlan:
+def push_plan(
+    config: Config,
+    states: Mapping[str, HostState],
+    rendered: Mapping[str, Mapping[str, str]],
+    secrets: Mapping[str, str],
+    build: Build,
+) -> PushPlan:
     """The whole push: each host's part, and the release commands on the first changed host."""
     hosts = tuple(host_push(config, state, rendered[host], secrets, build) for host, state in states.items())
     changed = [h for h in hosts if not h.unchanged]
@@ -515,11 +687,24 @@ def push_plan(config: Config, states: Mapping[str, HostState], rendered: Mapping
     if changed and config.app.release:
         layout = layout_for(config)
         first = changed[0]
-        release_steps = (Step("release", first.host, tuple(
-            cmd.run_in_release(layout, layout.release(build.release), command, build.release,
-                               build.environment, dict(config.app.env), f"release command: {command}")
-            for command in config.app.release
-        )),)
+        release_steps = (
+            Step(
+                "release",
+                first.host,
+                tuple(
+                    cmd.run_in_release(
+                        layout,
+                        layout.release(build.release),
+                        command,
+                        build.release,
+                        build.environment,
+                        dict(config.app.env),
+                        f"release command: {command}",
+                    )
+                    for command in config.app.release
+                ),
+            ),
+        )
     return PushPlan("push", build.release, hosts, release_steps)
 
 
@@ -534,11 +719,15 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
     current = state.current
     wanted = target or rollback_target(state)
     if wanted is None:
-        raise PlanError(f"{host}: no earlier release to roll back to (releases: "
-                        f"{', '.join(state.complete_releases) or 'none'})")
+        raise PlanError(
+            f"{host}: no earlier release to roll back to (releases: "
+            f"{', '.join(state.complete_releases) or 'none'})"
+        )
     if wanted not in state.complete_releases:
-        raise PlanError(f"{host}: no complete release {wanted!r}; releases there: "
-                        f"{', '.join(state.complete_releases) or 'none'}")
+        raise PlanError(
+            f"{host}: no complete release {wanted!r}; releases there: "
+            f"{', '.join(state.complete_releases) or 'none'}"
+        )
     old_slot = state.live_slot
     if wanted == current:
         return HostPush(host, wanted, current, old_slot, old_slot or "blue", unchanged=True)

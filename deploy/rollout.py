@@ -42,7 +42,7 @@ def batches(hosts: list[str], batch: str | None) -> list[list[str]]:
                 raise ValueError
     except ValueError:
         raise BatchError(f"--batch expects a count such as 2 or a share such as 25%, got {batch!r}") from None
-    return [hosts[i:i + size] for i in range(0, len(hosts), size)]
+    return [hosts[i : i + size] for i in range(0, len(hosts), size)]
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,17 @@ Say = Callable[[str], None]
 class Rollout:
     """Runs a `PushPlan` through an executor in the safe order."""
 
-    def __init__(self, executor: Executor, plan: PushPlan, layout: Layout, *, batch: str | None = None,
-                 max_failures: int = 0, parallel: bool = True, say: Say | None = None):
+    def __init__(
+        self,
+        executor: Executor,
+        plan: PushPlan,
+        layout: Layout,
+        *,
+        batch: str | None = None,
+        max_failures: int = 0,
+        parallel: bool = True,
+        say: Say | None = None,
+    ):
         self.executor = executor
         self.plan = plan
         self.layout = layout
@@ -89,7 +98,9 @@ class Rollout:
         self.parallel = parallel
         self.say = say or (lambda _message: None)
         self.by_host: dict[str, HostPush] = {h.host: h for h in plan.hosts}
-        self.outcome = Outcome(plan.action, plan.release, unchanged=[h.host for h in plan.hosts if h.unchanged])
+        self.outcome = Outcome(
+            plan.action, plan.release, unchanged=[h.host for h in plan.hosts if h.unchanged]
+        )
         self._started: set[str] = set()
 
     # helpers
@@ -120,7 +131,7 @@ class Rollout:
             if push is not None and push.diagnose is not None and failure.step in ("start", "health"):
                 try:
                     _code, log = self.executor.run(host, push.diagnose, timeout=20)
-                except Exception as exc:  # noqa: BLE001 - a missing log must not hide the failure
+                except Exception as exc:
                     log = f"(could not read the log: {exc})"
             out[host] = Failure(host, failure.step, failure.reason, log.strip())
         return out
@@ -200,8 +211,9 @@ def _reason(result: StepResult) -> str:
     return f"{what} (exit {result.exit_code})" + (f":\n{tail}" if tail else "")
 
 
-def history_commands(layout: Layout, outcome: Outcome, plan: PushPlan, *, time: str, who: str,
-                     environment: str) -> dict[str, Command]:
+def history_commands(
+    layout: Layout, outcome: Outcome, plan: PushPlan, *, time: str, who: str, environment: str
+) -> dict[str, Command]:
     """The audit-log line each changed host gets at the end of a push or rollback."""
     failed = {f.host: f for f in outcome.failures}
     out: dict[str, Command] = {}
@@ -218,8 +230,13 @@ def history_commands(layout: Layout, outcome: Outcome, plan: PushPlan, *, time: 
             reason = _first_line(outcome.failures[0].reason) if outcome.failures else ""
             reason = (f"{outcome.failures[0].host}: " + reason) if outcome.failures else reason
         entry: dict[str, object] = {
-            "time": time, "by": who, "action": plan.action, "release": push.release,
-            "previous": push.previous, "environment": environment, "result": result,
+            "time": time,
+            "by": who,
+            "action": plan.action,
+            "release": push.release,
+            "previous": push.previous,
+            "environment": environment,
+            "result": result,
         }
         if reason:
             entry["reason"] = reason
@@ -231,7 +248,9 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def hook_environment(plan: PushPlan, environment: str, app: str, result: str | None = None) -> Mapping[str, str]:
+def hook_environment(
+    plan: PushPlan, environment: str, app: str, result: str | None = None
+) -> Mapping[str, str]:
     env = {
         "DEPLOY_ACTION": plan.action,
         "DEPLOY_RELEASE": plan.release,

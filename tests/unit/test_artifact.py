@@ -1,0 +1,89 @@
+"""The artifact: committed HEAD only (dirty trees refused), content hashes, changed-file sets, wheel tags."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from deploy.artifact import ArtifactError, Platform, changes, pack, requirements_hash, tarball
+
+pytestmark = pytest.mark.unit
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("v = 1\n")
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    (tmp_path / ".gitignore").write_text(".env\n")
+    (tmp_path / ".env").write_text("SECRET_KEY=never-shipped\n")
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "data.txt").write_text("host data\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "one")
+    return tmp_path
+
+
+def test_pack_ships_the_commit_without_secrets_or_shared_paths(repo: Path) -> None:
+    artifact = pack(repo, "requirements.txt", exclude=("instance",))
+    assert sorted(artifact.files) == [".gitignore", "app/__init__.py", "requirements.txt"]
+    assert not artifact.dirty and len(artifact.commit) == 40 and artifact.timestamp > 0
+
+
+def test_a_dirty_tree_is_refused_unless_allowed(repo: Path) -> None:
+    (repo / "app" / "__init__.py").write_text("v = 2\n")
+    with pytest.raises(ArtifactError, match=r"uncommitted changes \(app/__init__.py\).*--allow-dirty"):
+        pack(repo, "requirements.txt")
+    artifact = pack(repo, "requirements.txt", allow_dirty=True, exclude=("instance",))
+    assert artifact.dirty and artifact.files["app/__init__.py"].data == b"v = 2\n"
+    assert artifact.short.endswith("-dirty") and ".env" not in artifact.files
+
+
+def test_not_a_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="not in a git repository"):
+        pack(tmp_path, "requirements.txt")
+
+
+def test_only_changed_files_are_sent(repo: Path) -> None:
+    before = pack(repo, "requirements.txt", exclude=("instance",))
+    (repo / "app" / "__init__.py").write_text("v = 2\n")
+    (repo / "requirements.txt").unlink()
+    (repo / "requirements-prod.txt").write_text("flask\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "two")
+    after = pack(repo, "requirements-prod.txt", exclude=("instance",))
+    send, delete = changes(after, before.manifest)
+    assert send == ["app/__init__.py", "requirements-prod.txt"] and delete == ["requirements.txt"]
+    assert changes(after, after.manifest) == ([], [])
+    with tarfile.open(fileobj=io.BytesIO(tarball(after.files, send, 1700000000))) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == send and {m.mtime for m in members} == {1700000000}
+
+
+def test_venv_key_follows_requirements_python_and_platform() -> None:
+    base = requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64")
+    assert base == requirements_hash(b"flask==3.1.3\n", "3.11.9", "cp311-glibc2.36-x86_64")
+    assert base != requirements_hash(b"flask==3.1.4\n", "3.11.2", "cp311-glibc2.36-x86_64")
+    assert base != requirements_hash(b"flask==3.1.3\n", "3.12.1", "cp312-glibc2.36-x86_64")
+
+
+def test_platform_tags_for_pip_download() -> None:
+    tags = Platform("3.11.2", "x86_64", "glibc", "2.36").pip_platforms()
+    assert (
+        tags[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in tags and tags[-1] == "linux_x86_64"
+    )
+    assert Platform("3.11.2", "aarch64", "musl", "1.2").pip_platforms() == ["linux_aarch64"]

@@ -1,0 +1,367 @@
+"""Push, rollback and setup plans, and the rollout order, built from fixture host states (no hosts)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import pytest
+
+from deploy import commands as cmd
+from deploy.artifact import Artifact, FileEntry
+from deploy.executor import Recorder, step_script
+from deploy.facts import HostState, ReleaseInfo, parse_state
+from deploy.loader import load_text
+from deploy.plan import Command, Upload
+from deploy.pushplan import (
+    Build,
+    HostPush,
+    PlanError,
+    env_file_content,
+    prune_list,
+    push_plan,
+    rollback_plan,
+    rollback_target,
+    setup_plan,
+)
+from deploy.render import render
+from deploy.rollout import Rollout, batches
+
+pytestmark = pytest.mark.unit
+
+YAML = """\
+app:
+  name: shop
+  wsgi: "shop:create_app()"
+  secrets: [SECRET_KEY]
+  shared: [instance]
+  release: ["flask --app shop init-db"]
+server:
+  domains: [shop.example.com]
+  hosts: [web1, web2, web3]
+  user: shop
+  tls: false
+"""
+CONFIG = load_text(YAML)
+LAYOUT = cmd.layout_for(CONFIG)
+SECRETS = {"SECRET_KEY": "s3cret-value"}
+UNIT = "/etc/systemd/system/shop@.service"
+
+
+def artifact(code: bytes = b"print('v1')\n") -> Artifact:
+    files = {"shop/__init__.py": FileEntry(code), "requirements.txt": FileEntry(b"flask==3.1.3\n")}
+    return Artifact("a" * 40, False, files, "requirements.txt", 1700000000)
+
+
+def state(host: str, rendered: dict[str, str], **changes: object) -> HostState:
+    """A host that `deploy setup` prepared, with no release yet."""
+    files = {
+        UNIT: rendered["systemd/shop@.service"],
+        "/etc/nginx/sites-available/shop.conf": rendered["nginx/shop.conf"],
+        "/etc/nginx/snippets/shop-security-headers.conf": rendered[
+            "nginx/snippets/shop-security-headers.conf"
+        ],
+        "/etc/nginx/snippets/shop-proxy.conf": rendered["nginx/snippets/shop-proxy.conf"],
+    }
+    env_sha = hashlib.sha256(env_file_content(SECRETS)).hexdigest()
+    base = HostState(
+        host=host,
+        cores=2,
+        python_version="3.11.2",
+        machine="x86_64",
+        libc="glibc",
+        libc_version="2.36",
+        pip_wheel="/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl",
+        nginx_version="1.22.1",
+        systemd_version=252,
+        packages={"python3": True, "python3-venv": True, "nginx-light": True},
+        user_exists=True,
+        links={"enabled": "/etc/nginx/sites-available/shop.conf"},
+        owners={
+            "/srv/shop": {"owner": "root", "group": "root", "mode": 0o755, "kind": "dir"},
+            "/srv/shop/.deploy": {"owner": "root", "group": "root", "mode": 0o700, "kind": "dir"},
+            "/etc/shop/env": {"owner": "shop", "group": "shop", "mode": 0o600, "kind": "file"},
+        },
+        files=files,
+        secret_files={"/etc/shop/env": env_sha},
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def build(release: str = "20250101-000000-aaaaaaa", code: bytes = b"print('v1')\n") -> Build:
+    return Build(
+        artifact(code),
+        release,
+        {h: {"flask-3.1.3-py3-none-any.whl": b"wheel"} for h in ("web1",)},
+        "ann@laptop",
+        "production",
+    )
+
+
+def states(**changes: object) -> dict[str, HostState]:
+    """web1, set up by `deploy setup` (its config files match what render() makes), no release yet."""
+    rendered = render(CONFIG, state("x", _blank()).facts)
+    return {h: state(h, rendered, **changes) for h in ("web1",)}
+
+
+def _blank() -> dict[str, str]:
+    return {
+        k: ""
+        for k in (
+            "systemd/shop@.service",
+            "nginx/shop.conf",
+            "nginx/snippets/shop-security-headers.conf",
+            "nginx/snippets/shop-proxy.conf",
+        )
+    }
+
+
+def lines(plan_steps: object) -> list[str]:
+    out = []
+    for step in plan_steps:  # type: ignore[attr-defined]
+        for action in step.actions:
+            out.append(action.line() if isinstance(action, Command) else f"write {action.remote_path}")
+    return out
+
+
+def rendered_map(host_states: dict[str, HostState]) -> dict[str, dict[str, str]]:
+    return {h: render(CONFIG, s.facts) for h, s in host_states.items()}
+
+
+def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
+    hosts = states()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build())
+    (web1,) = plan.hosts
+    assert (web1.old_slot, web1.new_slot, web1.previous) == (None, "blue", None)
+    assert web1.files_sent == 2 and not web1.venv_reused and web1.wheels_sent == 1
+    prepare = lines(web1.prepare)
+    release = "/srv/shop/releases/20250101-000000-aaaaaaa"
+    assert prepare[0] == f"install -d -m 0755 -o root -g root {release}"
+    assert not any(line.startswith("cp -al") for line in prepare)
+    venv = [line for line in prepare if "/venvs/" in line]
+    assert venv[0].startswith(
+        'sh -c \'rm -rf -- "$1" && "$2" -m venv --without-pip "$1"\' venv /srv/shop/venvs/'
+    )
+    assert any(
+        "--no-index --find-links /srv/shop/wheels -r " + release + "/requirements.txt" in v for v in venv
+    )
+    assert prepare[-1] == f"write {release}/.deploy/release.json"  # written last: marks it complete
+    assert lines(web1.start) == [
+        "systemctl stop shop-drain-blue.timer shop-drain-blue.service",
+        f'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink {release} /srv/shop/slots/blue '
+        ".deploy-tmp",
+        "systemctl restart shop@blue.service",
+        lines(web1.start)[3],
+    ]
+    assert lines(web1.start)[3].endswith(
+        "/run/shop/blue.sock shop.example.com /health 30 shop@blue.service 20250101-000000-aaaaaaa"
+    )
+    assert lines(web1.switch)[0] == (
+        'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink /run/shop/blue.sock '
+        "/srv/shop/live.sock .deploy-tmp"
+    )
+    assert lines(plan.release_steps)[0].startswith("systemd-run --quiet --wait --pipe --collect")
+    assert lines(plan.release_steps)[0].endswith("-- /bin/sh -c 'flask --app shop init-db'")
+
+
+def served_state(**changes: object) -> dict[str, HostState]:
+    """web1 serving release r2 from the blue slot, with r1 before it and an unfinished r0."""
+    a = artifact()
+    releases = (
+        ReleaseInfo("20240101-000000-r0", None),
+        ReleaseInfo("20240102-000000-r1", {"id": "r1"}, True),
+        ReleaseInfo("20240103-000000-r2", {"id": "r2"}, True),
+    )
+    from deploy.artifact import requirements_hash
+
+    req = requirements_hash(a.requirements, "3.11.2", "cp311-glibc2.36-x86_64")
+    links = {
+        "enabled": "/etc/nginx/sites-available/shop.conf",
+        "current": "/srv/shop/releases/20240103-000000-r2",
+        "live": "/run/shop/blue.sock",
+        "blue": "/srv/shop/releases/20240103-000000-r2",
+        "green": "/srv/shop/releases/20240102-000000-r1",
+    }
+    base = states()["web1"]
+    return {
+        "web1": replace(
+            base,
+            releases=releases,
+            links=links,
+            venvs=(req,),
+            manifest=a.manifest,
+            services={"shop@blue.service": "active"},
+            **changes,
+        )
+    }  # type: ignore[arg-type]
+
+
+def test_code_push_sends_only_changed_files_and_reuses_the_venv() -> None:
+    hosts = served_state()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"print('v2')\n"))
+    (web1,) = plan.hosts
+    assert (web1.old_slot, web1.new_slot, web1.previous) == ("blue", "green", "20240103-000000-r2")
+    assert web1.files_sent == 1 and web1.venv_reused and web1.wheels_sent == 0
+    prepare = lines(web1.prepare)
+    assert (
+        "cp -al -- /srv/shop/releases/20240103-000000-r2/. /srv/shop/releases/20250101-000000-aaaaaaa"
+        in prepare
+    )
+    assert not any("pip" in line for line in prepare)
+    # The old slot stops after the switch, by a timer on the host; r0 (unfinished) is pruned.
+    finish = lines(web1.finish)
+    assert finish[0].startswith("systemd-run --quiet --collect --unit=shop-drain-blue --on-active=1s")
+    assert finish[1].endswith("prune /srv/shop/releases 20240101-000000-r0")
+
+
+def test_a_host_that_serves_this_exact_build_is_unchanged() -> None:
+    hosts = served_state()
+    first = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build())
+    fingerprint = json_fingerprint(first.hosts[0])
+    releases = tuple(
+        replace(r, info={**(r.info or {}), "fingerprint": fingerprint}) if r.id.endswith("r2") else r
+        for r in hosts["web1"].releases
+    )
+    same = {"web1": replace(hosts["web1"], releases=releases)}
+    plan = push_plan(CONFIG, same, rendered_map(same), SECRETS, build())
+    assert plan.hosts[0].unchanged and not plan.changed_hosts and plan.as_plan().steps == ()
+
+
+def json_fingerprint(host_push: HostPush) -> str:
+    import json
+
+    uploads = (a for s in host_push.prepare for a in s.actions if isinstance(a, Upload))
+    upload = next(a for a in uploads if a.remote_path.endswith("release.json"))
+    return str(json.loads(upload.content)["fingerprint"])
+
+
+def test_push_refuses_a_host_that_was_not_set_up() -> None:
+    hosts = states(user_exists=False)
+    with pytest.raises(
+        PlanError, match=r"web1 is not set up \(the user shop missing\): run 'deploy setup' first"
+    ):
+        push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build())
+
+
+def test_rollback_goes_to_the_release_that_served_before_and_never_prunes_it() -> None:
+    hosts = served_state()
+    assert rollback_target(hosts["web1"]) == "20240102-000000-r1"
+    plan = rollback_plan(CONFIG, hosts, None)
+    (web1,) = plan.hosts
+    assert (web1.release, web1.new_slot, web1.previous) == (
+        "20240102-000000-r1",
+        "green",
+        "20240103-000000-r2",
+    )
+    assert plan.release_steps == ()  # release commands never run on rollback
+    assert "20240102-000000-r1" not in prune_list(CONFIG, hosts["web1"], None)
+    with pytest.raises(PlanError, match="no complete release 'nope'"):
+        rollback_plan(CONFIG, hosts, "nope")
+
+
+def test_prune_keeps_the_newest_current_and_rollback_target() -> None:
+    many = tuple(ReleaseInfo(f"2024010{i}-000000-r{i}", {"id": i}, True) for i in range(1, 9))
+    host = replace(
+        served_state()["web1"],
+        releases=many,
+        links={"current": "/srv/shop/releases/20240102-000000-r2", "blue": None, "green": None},
+    )
+    doomed = prune_list(CONFIG, host, "20250101-000000-new")
+    assert "20240102-000000-r2" not in doomed and "20240101-000000-r1" not in doomed  # current, target
+    assert doomed == ["20240103-000000-r3", "20240104-000000-r4"]
+
+
+def test_setup_on_a_prepared_host_changes_nothing_and_never_shows_secrets() -> None:
+    hosts = served_state()
+    owners = dict(hosts["web1"].owners)
+    from deploy.pushplan import _dirs
+
+    for path, owner, group, mode in _dirs(CONFIG):
+        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
+    ready = {"web1": replace(hosts["web1"], owners=owners)}
+    assert setup_plan(CONFIG, ready, rendered_map(ready), SECRETS).steps == ()
+    fresh = {"web1": replace(ready["web1"], user_exists=False, secret_files={})}
+    plan = setup_plan(CONFIG, fresh, rendered_map(fresh), SECRETS)
+    assert [s.name for s in plan.steps] == ["user", "env file"]
+    upload = plan.steps[1].actions[0]
+    assert isinstance(upload, Upload) and upload.sensitive and upload.mode == 0o600 and upload.owner == "shop"
+    recorder = Recorder()
+    recorder.run_step("web1", plan.steps[1])
+    assert "s3cret" not in " ".join(recorder.lines()) and "(secret)" in recorder.lines()[0]
+
+
+def test_env_file_escapes_values_and_refuses_line_breaks() -> None:
+    assert env_file_content({"A": 'x"y\\z'}).endswith(b'A="x\\"y\\\\z"\n')
+    with pytest.raises(PlanError, match="line break"):
+        env_file_content({"A": "x\ny"})
+
+
+def test_batches() -> None:
+    hosts = ["a", "b", "c", "d"]
+    assert batches(hosts, None) == [hosts]
+    assert batches(hosts, "1") == [["a"], ["b"], ["c"], ["d"]]
+    assert batches(hosts, "50%") == [["a", "b"], ["c", "d"]]
+    assert batches(hosts, "10%") == [["a"], ["b"], ["c"], ["d"]]
+    with pytest.raises(ValueError, match="--batch expects"):
+        batches(hosts, "0")
+
+
+def three_hosts() -> dict[str, HostState]:
+    one = served_state()["web1"]
+    return {h: replace(one, host=h) for h in ("web1", "web2", "web3")}
+
+
+def test_rollout_health_failure_in_a_later_batch_reverts_switched_hosts() -> None:
+    hosts = three_hosts()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2"))
+    recorder = Recorder(fail={("web2", "health"): "GET /health answered 500"})
+    outcome = Rollout(recorder, plan, LAYOUT, batch="1").run()
+    assert not outcome.ok and outcome.reverted == ["web1"]
+    assert [f.host for f in outcome.failures] == ["web2"]
+    steps = [(h, s) for h, s, _ in recorder.log]
+    assert ("web1", "revert") in steps and ("web2", "abort") in steps
+    assert not any(h == "web3" and s in ("start", "switch") for h, s in steps)
+    assert not any(s == "finish" for _, s in steps)
+
+
+def test_rollout_release_command_failure_starts_nothing() -> None:
+    hosts = three_hosts()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2"))
+    recorder = Recorder(fail={("web1", "release"): "migration failed"})
+    outcome = Rollout(recorder, plan, LAYOUT).run()
+    assert not outcome.ok and outcome.failures[0].step == "release"
+    assert not any(s in ("start", "switch") for _, s, _ in recorder.log)
+
+
+def test_rollout_within_the_failure_threshold_goes_ahead() -> None:
+    hosts = three_hosts()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2"))
+    recorder = Recorder(fail={("web3", "health"): "down"})
+    outcome = Rollout(recorder, plan, LAYOUT, max_failures=1).run()
+    assert outcome.completed and not outcome.ok and outcome.switched == ["web1", "web2"]
+
+
+def test_step_script_stops_at_the_first_failure_and_keeps_uploads_off_command_lines() -> None:
+    script = step_script(
+        [
+            Command(("echo", "a b")),
+            Upload("/etc/x", b"secret", 0o600, "app", "app", True),
+            Command(("false",), check=False),
+        ]
+    )
+    assert 'echo \'a b\' </dev/null || { rc=$?; echo "@@deploy-failed 0 $rc"; exit "$rc"; }' in script
+    assert "c2VjcmV0" in script and "secret" not in script.replace("c2VjcmV0", "")
+    assert script.rstrip().endswith("false </dev/null || true")
+
+
+def test_probe_output_parses_into_host_state() -> None:
+    text = (
+        '{"cores": 2, "python": {"version": "3.11.2", "machine": "x86_64", "libc": "glibc", '
+        '"libc_version": "2.36"}, '
+        '"links": {"current": "/srv/shop/releases/r2", "live": "/run/shop/green.sock"}, '
+        '"releases": [{"id": "r1", "info": {"id": "r1"}, "served": true}, {"id": "r2", "info": null}], '
+        '"lock": {"held": true, "record": "{\\"by\\": \\"ann\\"}", "heartbeat_age": 3.0}}'
+    )
+    host = parse_state("web1", text)
+    assert (host.current, host.live_slot, host.complete_releases) == ("r2", "green", ("r1",))
+    assert host.lock.held and host.lock.holder() == {"by": "ann"}
