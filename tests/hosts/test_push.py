@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -176,7 +175,8 @@ def test_zero_failed_requests_during_push_and_rollback(project: Project) -> None
         pushed = dict(load.counts)
         project.deploy("rollback", check=True)
     print(
-        f"requests during push: {pushed}; during push and rollback: {dict(load.counts)}; errors: {load.errors}"
+        f"requests during push: {pushed}; during push and rollback: {dict(load.counts)}; "
+        f"errors: {load.errors}"
     )
     assert load.counts["ok"] > 100
     assert load.failed == 0, load.errors
