@@ -127,14 +127,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def issued(site: Site) -> str:
-    """`deploy setup`, then `deploy certs` have run once; the output of certs."""
-    site.deploy("setup")
-    out = site.deploy("certs")
+    """`deploy setup` has run once (which obtains the certificates); its output."""
+    out = site.deploy("setup")
     print(out.stdout)
     return out.stdout
 
 
-def test_certs_obtains_a_certificate_that_every_host_serves(site: Site, issued: str) -> None:
+def test_setup_obtains_a_certificate_that_every_host_serves(site: Site, issued: str) -> None:
     assert "HTTPS is set up for flaskr.test, www.flaskr.test on 2 host(s)." in issued
     now = datetime.datetime.now(datetime.UTC)
     for host in site.hosts:
@@ -171,7 +170,7 @@ def test_the_challenge_is_really_validated(site: Site, issued: str) -> None:
     assert "Some challenges have failed" in out.stdout + out.stderr
 
 
-def test_certs_again_keeps_the_certificate(site: Site, issued: str) -> None:
+def test_deploy_certs_again_keeps_the_certificate(site: Site, issued: str) -> None:
     before = [graders.served_certificate(NAMES[0], h.address, site.pebble.root_file) for h in site.hosts]
     out = site.deploy("certs")
     after = [graders.served_certificate(NAMES[0], h.address, site.pebble.root_file) for h in site.hosts]
