@@ -9,6 +9,7 @@ behind-one-name case. Pebble really validates every challenge (no always-valid m
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import secrets
 import shutil
@@ -113,7 +114,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             (project / "deploy.yaml").write_text(
                 DEPLOY_YAML.format(names=", ".join(NAMES), acme=pebble.directory), encoding="utf-8"
             )
-            shutil.copy(pebble.api_ca, project / "pebble-api-ca.pem")
+            # tls.ca_bundle: certbot trusts pebble's API with it; `deploy check --live` verifies the site
+            # with it. A private CA does both; pebble uses two, so the bundle holds both.
+            (project / "pebble-api-ca.pem").write_bytes(pebble.api_ca.read_bytes() + pebble.root_pem)
             for argv in (
                 ["init", "-q"],
                 ["add", "-A"],
@@ -259,3 +262,12 @@ def test_observatory_grades_the_deployed_example_app_a_plus(site: Site, app_depl
     print(summary)
     assert result["scan"]["grade"] == "A+", summary
     assert result["scan"]["score"] >= 100, summary
+
+
+def test_check_live_reads_the_certificate_and_the_renewal_timer(site: Site, issued: str) -> None:
+    out = site.deploy(
+        "check", "--live", "--select", "LIVE005", "--select", "LIVE016", "--format", "json", check=False
+    )
+    report = json.loads(out.stdout)
+    print(json.dumps(report, indent=1)[:3000])
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import ssl
 import subprocess
@@ -32,7 +33,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         sandbox.down()
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path, days: int = 90) -> tuple[Path, Path]:
     """A self-signed certificate for NAME made with openssl, as a user might bring their own."""
     cert, key = directory / "fullchain.pem", directory / "privkey.pem"
     subprocess.run(
@@ -50,7 +51,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             "-out",
             str(cert),
             "-days",
-            "90",
+            str(days),
             "-subj",
             f"/CN={NAME}",
             "-addext",
@@ -138,3 +139,54 @@ def test_tls_false_gets_no_certificate(box: Sandbox, tmp_path: Path) -> None:
         check=False,
     )
     assert untouched.returncode == 0, "deploy certs changed the host of a tls: false app"
+
+
+def test_check_live_warns_weeks_before_the_certificate_expires(box: Sandbox, tmp_path: Path) -> None:
+    """A certificate with 10 days left is served; `deploy check --live` reports it (LIVE016)."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    self_signed(certs, days=10)
+    (tmp_path / "deploy.yaml").write_text(
+        "app: {name: own, wsgi: 'own:app'}\n"
+        f"server:\n  domains: [{NAME}]\n  user: own\n"
+        # ca_bundle: what `deploy check --live` verifies the site with (here: the self-signed cert).
+        "  tls: {cert: certs/fullchain.pem, key: certs/privkey.pem, ca_bundle: certs/fullchain.pem}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "DEPLOY_SANDBOX_DIR": str(box.state_dir), "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy", "certs", "-e", "sandbox"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid for 9 more days" in out.stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploy",
+            "check",
+            "--live",
+            "-e",
+            "sandbox",
+            "--select",
+            "LIVE016",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    report = json.loads(out.stdout)
+    messages = [f["message"] for f in report["findings"] if f["id"] == "LIVE016"]
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert messages == ["the certificate expires in 9 days"], report
