@@ -9,6 +9,7 @@ import os
 import shlex
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -125,19 +126,14 @@ def _secrets(config: Config, project: Path) -> dict[str, str]:
     return read_secrets(config, project)
 
 
-def _short(arg: str) -> str:
-    if "\n" in arg and len(arg) > 120:
-        return f"<program: {arg.count(chr(10))} lines>"
-    return arg
-
-
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    from deploy.executor import display_line
     from deploy.plan import Command
 
     printer.say(f"  [{step.name}]")
     for action in step.actions:
         if isinstance(action, Command):
-            printer.say("    $ " + shlex.join(_short(a) for a in action.argv))
+            printer.say("    $ " + display_line(action))
             continue
         owner = f"{action.owner or 'root'}:{action.group or 'root'}"
         old = None if state is None else state.files.get(action.remote_path)
@@ -522,6 +518,7 @@ def push(
     it atomically; if any host fails, every host goes back to its previous release.
     """
     from deploy.artifact import ArtifactError, pack
+    from deploy.executor import each
     from deploy.pushplan import Build, PlanError, push_plan
     from deploy.rollout import BatchError, batches
 
@@ -534,14 +531,18 @@ def push(
         batches(["x"], batch)
     except BatchError as exc:
         fail(str(exc), 2)
-    try:
-        artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
-    except ArtifactError as exc:
-        fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
-    secrets = _secrets(config, project)
-    release = _release_id(artifact.short)
     env_name = environment or "default"
     with _connected(config, accept_new_host_keys, printer) as executor:
+        # Connect to the hosts while git packs the artifact (errors surface again on first use).
+        warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
+        warmup.start()
+        try:
+            artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
+        except ArtifactError as exc:
+            fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
+        secrets = _secrets(config, project)
+        release = _release_id(artifact.short)
+        warmup.join()
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)
         states = _gather(executor, config)

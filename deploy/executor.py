@@ -139,6 +139,15 @@ def each(
     return {name: results[name] for name in names}
 
 
+def display_line(command: Command) -> str:
+    """The command line as shown to people: embedded programs are abbreviated."""
+    import shlex
+
+    return shlex.join(
+        f"<program: {a.count(chr(10))} lines>" if "\n" in a and len(a) > 120 else a for a in command.argv
+    )
+
+
 def step_script(commands: list[Command | Upload]) -> str:
     """One POSIX shell script that runs `commands` in order and stops at the first failure, naming it.
 
@@ -426,7 +435,9 @@ class SSHExecutor:
                     if isinstance(failed, Upload):
                         what = f"write {failed.remote_path}"
                     else:
-                        what = f"{failed.description}: {failed.line()}" if failed else "the step's script"
+                        what = (
+                            f"{failed.description}: {display_line(failed)}" if failed else "the step's script"
+                        )
                     result = StepResult(
                         host, step.name, False, time.monotonic() - started, "\n".join(outputs), what, code
                     )
