@@ -66,7 +66,8 @@ from app.models import db
 
 class Service{n}:
     def list(self, page):
-        return db.session.execute(text("SELECT id, name FROM item{n} LIMIT 20 OFFSET :o"), {{"o": page * 20}}).all()
+        query = text("SELECT id, name FROM item{n} LIMIT 20 OFFSET :o")
+        return db.session.execute(query, {{"o": page * 20}}).all()
 
     def get(self, item_id):
         return db.session.execute(text("SELECT name FROM item{n} WHERE id = :id"), {{"id": item_id}}).scalar()
@@ -120,7 +121,8 @@ def make_app(root: Path, files: int) -> int:
         (pkg / "views" / f"v{n}.py").write_text(VIEW.format(n=n))
         (pkg / "services" / f"s{n}.py").write_text(SERVICE.format(n=n))
         (pkg / "templates" / f"part{n}.html").write_text(
-            '<form method="post">{{ form.hidden_tag() }}{{ form.name() }}</form>\n')
+            '<form method="post">{{ form.hidden_tag() }}{{ form.name() }}</form>\n'
+        )
         registrations.append(f"    from app.views.v{n} import bp as bp{n}\n    app.register_blueprint(bp{n})")
         forms.append(f"class Form{n}(FlaskForm):\n    name = StringField('name')\n")
     (pkg / "__init__.py").write_text(FACTORY.format(registrations="\n".join(registrations)))
@@ -128,7 +130,9 @@ def make_app(root: Path, files: int) -> int:
     (pkg / "models.py").write_text("from flask_sqlalchemy import SQLAlchemy\n\ndb = SQLAlchemy()\n")
     (pkg / "views" / "__init__.py").write_text("")
     (pkg / "services" / "__init__.py").write_text("")
-    (root / "requirements.txt").write_text("Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-SQLAlchemy==3.1.1\ngunicorn==23.0.0\n")
+    (root / "requirements.txt").write_text(
+        "Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-SQLAlchemy==3.1.1\ngunicorn==23.0.0\n"
+    )
     return len(list(root.rglob("*.py")))
 
 
@@ -140,8 +144,12 @@ def in_process(root: Path) -> tuple[float, int]:
 
 def as_command(root: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "deploy", "check", str(root), "--format", "json"], capture_output=True,
-                   check=False, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    subprocess.run(
+        [sys.executable, "-m", "deploy", "check", str(root), "--format", "json"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
     return time.perf_counter() - started
 
 
@@ -157,18 +165,25 @@ def main() -> None:
             in_process(root)  # warm-up: imports the check modules once, as a long-lived process would have
             timings = [in_process(root) for _ in range(args.runs)]
             commands = [as_command(root) for _ in range(max(3, args.runs // 2))]
-            rows.append({
-                "files": size, "python_files": py_files,
-                "lines": sum(len(p.read_text().splitlines()) for p in root.rglob("*.py")),
-                "findings": timings[0][1],
-                "in_process_median_s": round(statistics.median(t for t, _ in timings), 4),
-                "in_process_max_s": round(max(t for t, _ in timings), 4),
-                "command_median_s": round(statistics.median(commands), 4),
-            })
+            rows.append(
+                {
+                    "files": size,
+                    "python_files": py_files,
+                    "lines": sum(len(p.read_text().splitlines()) for p in root.rglob("*.py")),
+                    "findings": timings[0][1],
+                    "in_process_median_s": round(statistics.median(t for t, _ in timings), 4),
+                    "in_process_max_s": round(max(t for t, _ in timings), 4),
+                    "command_median_s": round(statistics.median(commands), 4),
+                }
+            )
     result = {
         "benchmark": "static deploy check (source and project layers, no deploy.yaml)",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "target": "a 50-file app in under a second",
         "runs": args.runs,
         "results": rows,
@@ -179,8 +194,10 @@ def main() -> None:
     print("| files | .py | lines | in process (median) | `deploy check` command (median) |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['files']} | {r['python_files']} | {r['lines']} | {r['in_process_median_s']:.3f} s | "
-              f"{r['command_median_s']:.3f} s |")
+        print(
+            f"| {r['files']} | {r['python_files']} | {r['lines']} | {r['in_process_median_s']:.3f} s | "
+            f"{r['command_median_s']:.3f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def is_flask_app(ctx: Context) -> bool:
 
 
 def commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
-    """(file, line, command) for every process the project starts: Dockerfile CMD/ENTRYPOINT, Procfile, units."""
+    """(file, line, command) of every process the project starts (Dockerfile CMD, Procfile, units)."""
     for path, instructions in ctx.project.dockerfiles.items():
         for ins in instructions:
             if ins.keyword in ("CMD", "ENTRYPOINT"):

@@ -1,4 +1,4 @@
-"""Cross-layer checks: what no single linter sees, comparing the app's code with deploy.yaml and rendered files."""
+"""Cross-layer checks: what no single linter sees (the code against deploy.yaml and rendered files)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of the effective configuration: the app factory imported under the production environment (--import)."""
+"""Checks of the effective configuration: the app factory imported under production settings."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def secret_key_strength(ctx: Context) -> Iterator[Finding]:
         yield Finding("SECRET_KEY is a well-known placeholder word", file, line)
     elif facts.get("length", 0) < 32 or facts.get("distinct", 0) < 8:
         yield Finding(
-            f"SECRET_KEY has {facts.get('length')} characters ({facts.get('distinct')} distinct); use 32 random bytes or more",
+            f"SECRET_KEY has {facts.get('length')} characters ({facts.get('distinct')} distinct); "
+            "use 32 random bytes or more",
             file,
             line,
         )

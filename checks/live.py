@@ -35,14 +35,18 @@ def _unit(ctx: Context, slot: str) -> str:
 
 
 @check(
-    "LIVE001", area="deployment", severity="critical",
+    "LIVE001",
+    area="deployment",
+    severity="critical",
     title="Hosts unreachable or the app's service is not running",
     why="""The live slot's Gunicorn unit must be active on every host; a failed or stopped unit means Nginx
     answers 502 for every request to that host.""",
     fix="""`deploy push` again, or look at the unit with `journalctl -u APP@SLOT` on the host; a host that
     cannot be reached over SSH needs its address, key and known_hosts entry checked.""",
     layers=LIVE,
-    references=("https://www.freedesktop.org/software/systemd/man/latest/systemctl.html#is-active%20PATTERN%E2%80%A6",),
+    references=(
+        "https://www.freedesktop.org/software/systemd/man/latest/systemctl.html#is-active%20PATTERN%E2%80%A6",
+    ),
 )
 def service_active(ctx: Context) -> Iterator[Finding]:
     for host in ctx.live_facts.hosts:
@@ -59,7 +63,9 @@ def service_active(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE002", area="performance", severity="medium",
+    "LIVE002",
+    area="performance",
+    severity="medium",
     title="Live worker count does not fit the host",
     why="""The running Gunicorn master should have (2 x cores) + 1 workers of the host it runs on (or the
     fixed number deploy.yaml asks for); fewer means requests queue, more means memory pressure.""",
@@ -81,7 +87,9 @@ def live_workers(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE003", area="deployment", severity="high",
+    "LIVE003",
+    area="deployment",
+    severity="high",
     title="nginx -t fails on the host",
     why="""With a configuration Nginx rejects, the next reload or restart (a certificate renewal, a reboot)
     fails and the site goes down.""",
@@ -97,7 +105,9 @@ def nginx_test(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE004", area="deployment", severity="medium",
+    "LIVE004",
+    area="deployment",
+    severity="medium",
     title="Live configs drifted from the rendered ones",
     why="""A config edited by hand on a host (or left from an older deploy) differs from what deploy.yaml
     renders: the next push overwrites the hand edit, and until then hosts behave differently.""",
@@ -119,7 +129,9 @@ def drift(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE005", area="security", severity="high",
+    "LIVE005",
+    area="security",
+    severity="high",
     title="Certificate renewal timer is not active",
     why="""Let's Encrypt certificates last 90 days; without certbot's timer the site breaks with a
     certificate error on the day it expires.""",
@@ -138,13 +150,17 @@ def certbot_timer(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE006", area="security", severity="high",
+    "LIVE006",
+    area="security",
+    severity="high",
     title="The environment file is readable by others",
     why="""The environment file holds the app's secrets; readable by other users of the host, any
     compromised service can read SECRET_KEY and the database password.""",
     fix="""`chmod 600` and `chown root:APPUSER` it (deploy push writes it that way).""",
     layers=LIVE,
-    references=("https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#EnvironmentFile=",),
+    references=(
+        "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#EnvironmentFile=",
+    ),
 )
 def env_file_mode(ctx: Context) -> Iterator[Finding]:
     from deploy.render import paths_for
@@ -155,19 +171,26 @@ def env_file_mode(ctx: Context) -> Iterator[Finding]:
         info = host.state.owners.get(path) if host.state else None
         if info is None:
             if ctx.config.app.secrets:
-                yield Finding(f"{path} is missing but app.secrets lists {len(ctx.config.app.secrets)}", host=host.host)
+                yield Finding(
+                    f"{path} is missing but app.secrets lists {len(ctx.config.app.secrets)}", host=host.host
+                )
             continue
         mode = int(str(info.get("mode", 0)))
         if mode & 0o077:
-            yield Finding(f"{path} has mode {mode:04o} (owner {info.get('owner')}:{info.get('group')})", host=host.host)
+            yield Finding(
+                f"{path} has mode {mode:04o} (owner {info.get('owner')}:{info.get('group')})", host=host.host
+            )
 
 
 @check(
-    "LIVE007", area="deployment", severity="medium",
+    "LIVE007",
+    area="deployment",
+    severity="medium",
     title="Little free disk space",
     why="""Releases, virtualenvs, logs and the journal grow; a full disk fails the next push half-way and
     makes the running app fail on writes.""",
-    fix="""Lower `push.keep_releases`, vacuum the journal (`journalctl --vacuum-size=200M`), or grow the disk.""",
+    fix="""Lower `push.keep_releases`, vacuum the journal (`journalctl --vacuum-size=200M`), or grow
+    the disk.""",
     layers=LIVE,
     references=("https://www.freedesktop.org/software/systemd/man/latest/journald.conf.html",),
 )
@@ -198,7 +221,9 @@ def _where(site: SiteLive) -> str:
 
 
 @check(
-    "LIVE008", area="security", severity="high",
+    "LIVE008",
+    area="security",
+    severity="high",
     title="HTTP does not redirect to HTTPS",
     why="""Visitors who type the bare name arrive over HTTP; without a permanent redirect they stay on an
     unencrypted page that anyone on the path can read or change.""",
@@ -218,7 +243,9 @@ def http_redirect(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE009", area="security", severity="medium",
+    "LIVE009",
+    area="security",
+    severity="medium",
     title="No HSTS on the live site",
     why="""Without Strict-Transport-Security a browser tries HTTP first on every visit, and an attacker on
     the path can keep it there (SSL stripping).""",
@@ -243,7 +270,9 @@ _LIVE_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-o
 
 
 @check(
-    "LIVE010", area="security", severity="medium",
+    "LIVE010",
+    area="security",
+    severity="medium",
     title="Security headers missing on the live site",
     why="""What counts is what browsers receive: a proxy in front, a hand-edited site or an error page can
     drop headers the rendered config sets.""",
@@ -276,7 +305,9 @@ def _cookie_problems(cookie: str, tls: bool) -> list[str]:
 
 
 @check(
-    "LIVE011", area="security", severity="high",
+    "LIVE011",
+    area="security",
+    severity="high",
     title="Live cookies lack Secure, HttpOnly or SameSite",
     why="""The cookies the site really sets (session, remember-me, CSRF) must be Secure, HttpOnly and
     SameSite, or they leak over HTTP, to scripts, or to other sites.""",
@@ -286,14 +317,18 @@ def _cookie_problems(cookie: str, tls: bool) -> list[str]:
 )
 def live_cookies(ctx: Context) -> Iterator[Finding]:
     for site in _sites(ctx):
-        cookies = [c for answer in (site.root, site.health) if answer is not None for c in answer.all("set-cookie")]
+        cookies = [
+            c for answer in (site.root, site.health) if answer is not None for c in answer.all("set-cookie")
+        ]
         for cookie in cookies:
             for problem in _cookie_problems(cookie, site.tls):
                 yield Finding(problem, host=_where(site))
 
 
 @check(
-    "LIVE012", area="observability", severity="high",
+    "LIVE012",
+    area="observability",
+    severity="high",
     title="The live health endpoint does not answer 200",
     why="""Pushes, load balancers and monitors ask the health URL; on a live host it must answer 200 through
     Nginx, exactly as users reach the app.""",
@@ -305,7 +340,9 @@ def live_health(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None
     for site in _sites(ctx):
         if site.health is None:
-            yield Finding(f"{ctx.config.app.health} gave no answer: {'; '.join(site.errors)[:300]}", host=_where(site))
+            yield Finding(
+                f"{ctx.config.app.health} gave no answer: {'; '.join(site.errors)[:300]}", host=_where(site)
+            )
         elif site.health.status != 200:
             yield Finding(f"{ctx.config.app.health} answered {site.health.status}", host=_where(site))
 
@@ -318,7 +355,9 @@ def _debugger(answer: Response | None) -> bool:
 
 
 @check(
-    "LIVE013", area="security", severity="critical",
+    "LIVE013",
+    area="security",
+    severity="critical",
     title="The Werkzeug debugger or console is reachable",
     why="""A reachable debugger console runs any Python on the server for anyone who finds it.""",
     fix="""Turn debug mode off in production (SEC001, SEC017, XL004) and push again.""",
@@ -333,7 +372,9 @@ def live_debugger(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE014", area="security", severity="low",
+    "LIVE014",
+    area="security",
+    severity="low",
     title="The live site discloses software versions",
     why="""A Server header such as `nginx/1.22.1` or an X-Powered-By header tells attackers which known
     vulnerabilities to try.""",
@@ -356,7 +397,9 @@ def version_disclosure(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE015", area="security", severity="high",
+    "LIVE015",
+    area="security",
+    severity="high",
     title="The live site accepts old TLS protocols or weak ciphers",
     why="""TLS 1.0 and 1.1 are deprecated (RFC 8996) and non-ECDHE or CBC-SHA1 suites lack forward secrecy;
     scanners and compliance rules fail the site for them.""",
@@ -374,7 +417,9 @@ def live_tls(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "LIVE016", area="security", severity="high",
+    "LIVE016",
+    area="security",
+    severity="high",
     title="The live certificate is invalid or expires soon",
     why="""A certificate that does not verify, or that expires in days, shows every visitor a full-page
     browser warning; renewal problems surface weeks before expiry if someone looks.""",
@@ -391,4 +436,6 @@ def certificate(ctx: Context) -> Iterator[Finding]:
             yield Finding(failed[0], host=_where(site), severity=Severity.CRITICAL)
         elif site.cert_days_left is not None and site.cert_days_left < 30:
             severity = Severity.CRITICAL if site.cert_days_left < 7 else Severity.HIGH
-            yield Finding(f"the certificate expires in {site.cert_days_left} days", host=_where(site), severity=severity)
+            yield Finding(
+                f"the certificate expires in {site.cert_days_left} days", host=_where(site), severity=severity
+            )

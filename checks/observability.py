@@ -1,4 +1,4 @@
-"""Observability checks: logging configured, a health endpoint, error tracking with its DSN from the environment."""
+"""Observability checks: logging, a health endpoint, error tracking with its DSN from the environment."""
 
 from __future__ import annotations
 

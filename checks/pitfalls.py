@@ -57,9 +57,9 @@ def development_server(ctx: Context) -> Iterator[Finding]:
         and (project.requirements or "pyproject.toml" in project.files)
         and not project.depends_on(*_SERVERS)
     ):
-        file, line = app_site(ctx)
+        where, at = app_site(ctx)
         yield Finding(
-            "no production WSGI server (gunicorn, uwsgi, waitress) among the requirements", file, line
+            "no production WSGI server (gunicorn, uwsgi, waitress) among the requirements", where, at
         )
 
 

@@ -62,20 +62,20 @@ def _parse_block(tokens: _Tokens, file: str) -> list[Directive]:
     out: list[Directive] = []
     words: list[tuple[str, int]] = []
     while tokens.pos < len(tokens.items):
-        token, line = tokens.items[tokens.pos]
+        word, line = tokens.items[tokens.pos]
         tokens.pos += 1
-        if token == ";":
+        if word == ";":
             if words:
                 out.append(Directive(words[0][0], [w for w, _ in words[1:]], words[0][1], None, file))
             words = []
-        elif token == "{":
+        elif word == "{":
             name, first = (words[0][0], words[0][1]) if words else ("", line)
             out.append(Directive(name, [w for w, _ in words[1:]], first, _parse_block(tokens, file), file))
             words = []
-        elif token == "}":
+        elif word == "}":
             return out
         else:
-            words.append((token, line))
+            words.append((word, line))
     return out
 
 
@@ -115,14 +115,11 @@ def site(ctx: Context) -> tuple[str, list[Directive]] | None:
 def app_servers(directives: list[Directive]) -> list[Directive]:
     """Server blocks that pass requests to the app (not the catch-all `return 444` ones)."""
     servers = [d for d in directives if d.name == "server" and d.block is not None]
-    return [s for s in servers if any(_mentions(s, "proxy_pass") for _ in [0])]
+    return [s for s in servers if _mentions(s, "proxy_pass")]
 
 
 def _mentions(block: Directive, name: str) -> bool:
-    for d in block.block or []:
-        if d.name == name or (d.block is not None and _mentions(d, name)):
-            return True
-    return False
+    return any(d.name == name or (d.block is not None and _mentions(d, name)) for d in block.block or [])
 
 
 def _headers(block: list[Directive]) -> dict[str, Directive]:
@@ -234,9 +231,7 @@ def nginx_tls(ctx: Context) -> Iterator[Finding]:
                 [
                     c
                     for c in d.args[0].split(":")
-                    if (c
-                    and not c.startswith("ECDHE")
-                    and not c.startswith("TLS_"))
+                    if (c and not c.startswith("ECDHE") and not c.startswith("TLS_"))
                     or re.search(r"CBC|SHA$|RC4|3DES|NULL", c)
                 ]
                 if d.args

@@ -59,13 +59,17 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
                 "app.run(debug=True) runs outside `if __name__ == '__main__':`", call.file, call.line
             )
     run_as_script = {
-        module: (path, command) for path, found in script_modules(ctx).items() for module, command in found.items()
+        module: (path, command)
+        for path, found in script_modules(ctx).items()
+        for module, command in found.items()
     }
     for call in ctx.project.calls_named("run"):
         debug = call.keywords.get("debug")
         if call.main_guarded and debug is not None and debug.is_true and call.file in run_as_script:
             path, command = run_as_script[call.file]
-            yield Finding(f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line)
+            yield Finding(
+                f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line
+            )
     for call in ctx.project.calls_named("DebuggedApplication"):
         yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
@@ -79,7 +83,8 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
     backup) can forge sessions and log in as any user. A hardcoded fallback (`os.environ.get("SECRET_KEY",
     "dev")`) silently becomes the production key the day the variable is missing.""",
     fix="""Read it from the environment with no fallback: `SECRET_KEY=os.environ["SECRET_KEY"]`, list it in
-    deploy.yaml `app.secrets`, and generate it with `python -c 'import secrets; print(secrets.token_hex(32))'`.""",
+    deploy.yaml `app.secrets`, and generate it with
+    `python -c 'import secrets; print(secrets.token_hex(32))'`.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", "https://cwe.mitre.org/data/definitions/798.html"),
 )
 def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
@@ -183,7 +188,8 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
             and not route.csrf_exempt
         ):
             yield Finding(
-                f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form without CSRF protection",
+                f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form "
+                "without CSRF protection",
                 route.file,
                 route.line,
             )
@@ -344,7 +350,8 @@ def cookie_httponly(ctx: Context) -> Iterator[Finding]:
     title="Session cookie has no SameSite",
     why="""Without SameSite the browser sends the session cookie on requests started by other sites, the
     basis of CSRF and of cross-site leaks.""",
-    fix="""Set `SESSION_COOKIE_SAMESITE="Lax"` (or "Strict" when no other site links into logged-in pages).""",
+    fix="""Set `SESSION_COOKIE_SAMESITE="Lax"` (or "Strict" when no other site links into logged-in
+    pages).""",
     references=(
         FLASK_CONFIG + "#SESSION_COOKIE_SAMESITE",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Set-Cookie#samesitesamesite-value",

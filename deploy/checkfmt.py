@@ -1,4 +1,4 @@
-"""Output formats of `deploy check`: text for people; JSON, SARIF 2.1.0, JUnit XML and GitHub annotations for machines."""
+"""Formats of `deploy check`: text for people; JSON, SARIF 2.1.0, JUnit XML, GitHub annotations."""
 
 from __future__ import annotations
 
@@ -140,7 +140,9 @@ def _rule(c: Check) -> dict[str, Any]:
         **({"helpUri": c.references[0]} if c.references else {}),
         "defaultConfiguration": {"level": _SARIF_LEVEL[c.severity]},
         "properties": {
-            "tags": sorted({c.area, "security"} if c.area == "security" or c.id.startswith("SEC") else {c.area}),
+            "tags": sorted(
+                {c.area, "security"} if c.area == "security" or c.id.startswith("SEC") else {c.area}
+            ),
             "security-severity": c.security_severity,
             "precision": "high",
             "problem.severity": {

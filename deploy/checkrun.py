@@ -120,7 +120,10 @@ class Check:
         except (ModuleNotFoundError, TypeError):
             pass
         refs = "".join(f"- {r}\n" for r in self.references)
-        return f"# {self.id}: {self.title}\n\n{self.why}\n\n## How to fix\n\n{self.fix}\n\n## References\n\n{refs}"
+        return (
+            f"# {self.id}: {self.title}\n\n{self.why}\n\n## How to fix\n\n{self.fix}\n\n"
+            f"## References\n\n{refs}"
+        )
 
     @property
     def doc_path(self) -> str:

@@ -1,4 +1,4 @@
-"""The effective configuration of the app: import its factory in a subprocess under the production environment.
+"""The effective configuration: import the app factory in a subprocess under the production environment.
 
 Opt-in (`deploy check --import`), because it runs the user's code. The child process (this module run
 with `python -m deploy.inspect_app`) prints one JSON document: safe config values (never a secret,

@@ -7,6 +7,7 @@ address with the app's domain as Host header and TLS server name (the names need
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -167,15 +168,24 @@ def probe_hosts(ctx: Context) -> tuple[HostLive, ...]:
         rendered = render(config, state.facts, ctx.root)
         files = {key: (path, rendered[key]) for path, key in managed_files(config) if key in rendered}
         disk = data.get("disk", {})
-        return HostLive(host, state, data.get("workers", {}), data.get("certbot_timer"), disk.get("free"),
-                        disk.get("total"), files)
+        return HostLive(
+            host,
+            state,
+            data.get("workers", {}),
+            data.get("certbot_timer"),
+            disk.get("free"),
+            disk.get("total"),
+            files,
+        )
 
     try:
         results = each([host_name(h) for h in config.server.hosts], one)
     finally:
         executor.close()
-    return tuple(r if isinstance(r, HostLive) else HostLive(h, error=_first_line(str(r)) or type(r).__name__)
-                 for h, r in results.items())
+    return tuple(
+        r if isinstance(r, HostLive) else HostLive(h, error=_first_line(str(r)) or type(r).__name__)
+        for h, r in results.items()
+    )
 
 
 def _first_line(text: str) -> str:
@@ -216,8 +226,9 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 def _try_handshake(address: str, port: int, domain: str, context: ssl.SSLContext, timeout: float) -> bool:
     try:
-        with socket.create_connection((address, port), timeout) as sock, context.wrap_socket(
-            sock, server_hostname=domain
+        with (
+            socket.create_connection((address, port), timeout) as sock,
+            context.wrap_socket(sock, server_hostname=domain),
         ):
             return True
     except (OSError, ssl.SSLError):
@@ -228,10 +239,8 @@ def _legacy_context(version: ssl.TLSVersion | None, ciphers: str) -> ssl.SSLCont
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    try:
+    with contextlib.suppress(ssl.SSLError):
         context.set_ciphers(ciphers)
-    except ssl.SSLError:
-        pass
     if version is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # asking for old versions is the point
@@ -244,8 +253,15 @@ def _legacy_context(version: ssl.TLSVersion | None, ciphers: str) -> ssl.SSLCont
 
 
 def probe_site(
-    address: str, domain: str, *, tls: bool, health: str, ca_bundle: str | None = None,
-    http_port: int = 80, https_port: int = 443, timeout: float = HTTP_TIMEOUT,
+    address: str,
+    domain: str,
+    *,
+    tls: bool,
+    health: str,
+    ca_bundle: str | None = None,
+    http_port: int = 80,
+    https_port: int = 443,
+    timeout: float = HTTP_TIMEOUT,
 ) -> SiteLive:
     """Visit the site on one host: HTTP, HTTPS, health, debugger paths, TLS protocols and certificate."""
     errors: list[str] = []
@@ -270,14 +286,17 @@ def probe_site(
         try:
             found[key] = _request(make(), path, domain)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-            errors.append(f"GET {'https' if make is secure else 'http'}://{domain}{path} via {address}: {exc}")
+            errors.append(
+                f"GET {'https' if make is secure else 'http'}://{domain}{path} via {address}: {exc}"
+            )
     if not tls:
         found["http_root"] = found.get("root")
     if tls:
         try:
-            with socket.create_connection((address, https_port), timeout) as sock, tls_context(ca_bundle).wrap_socket(
-                sock, server_hostname=domain
-            ) as conn:
+            with (
+                socket.create_connection((address, https_port), timeout) as sock,
+                tls_context(ca_bundle).wrap_socket(sock, server_hostname=domain) as conn,
+            ):
                 found["tls_version"] = conn.version()
                 cipher = conn.cipher()
                 found["cipher"] = cipher[0] if cipher else None
@@ -289,10 +308,14 @@ def probe_site(
             errors.append(f"TLS handshake with {domain} via {address}: {exc}")
         old = []
         for name, version in (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1)):
-            if _try_handshake(address, https_port, domain, _legacy_context(version, "ALL:@SECLEVEL=0"), timeout):
+            if _try_handshake(
+                address, https_port, domain, _legacy_context(version, "ALL:@SECLEVEL=0"), timeout
+            ):
                 old.append(name)
         found["old_protocols"] = tuple(old)
-        weak = _legacy_context(ssl.TLSVersion.TLSv1_2, "AES128-SHA:AES256-SHA:DES-CBC3-SHA:DHE-RSA-AES128-SHA:@SECLEVEL=0")
+        weak = _legacy_context(
+            ssl.TLSVersion.TLSv1_2, "AES128-SHA:AES256-SHA:DES-CBC3-SHA:DHE-RSA-AES128-SHA:@SECLEVEL=0"
+        )
         found["weak_ciphers"] = _try_handshake(address, https_port, domain, weak, timeout)
     return SiteLive(address, domain, tls, errors=tuple(errors), **found)
 
@@ -302,13 +325,20 @@ def probe(ctx: Context, site_prober: Callable[..., SiteLive] = probe_site) -> Li
     config = ctx.config
     assert config is not None
     if not config.server.hosts:
-        return LiveFacts(error=f"deploy.yaml{' -e ' + ctx.environment if ctx.environment else ''} names no hosts")
+        return LiveFacts(
+            error=f"deploy.yaml{' -e ' + ctx.environment if ctx.environment else ''} names no hosts"
+        )
     hosts = probe_hosts(ctx)
     tls = config.server.tls is not False
     ca_bundle = config.server.tls.ca_bundle if config.server.tls is not False else None
     sites = tuple(
-        site_prober(h.address.strip("[]"), config.primary_domain, tls=tls, health=config.app.health, ca_bundle=ca_bundle)
+        site_prober(
+            h.address.strip("[]"),
+            config.primary_domain,
+            tls=tls,
+            health=config.app.health,
+            ca_bundle=ca_bundle,
+        )
         for h in config.server.hosts
     )
     return LiveFacts(hosts, sites)
-

@@ -135,18 +135,21 @@ def _dotted(node: ast.AST) -> str:
 def _env_read(node: ast.AST) -> tuple[str, bool, object] | None:
     """(name, has_default, default) if `node` reads an environment variable."""
     if isinstance(node, ast.Subscript) and _dotted(node.value) in ("os.environ", "environ"):
-        key = node.slice
-        if isinstance(key, ast.Constant) and isinstance(key.value, str):
-            return key.value, False, None
+        index = node.slice
+        if isinstance(index, ast.Constant) and isinstance(index.value, str):
+            return index.value, False, None
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
-        if name in ("os.environ.get", "environ.get", "os.getenv", "getenv", "os.environ.setdefault"):
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                if len(node.args) > 1:
-                    default = node.args[1]
-                    literal = default.value if isinstance(default, ast.Constant) else ...
-                    return node.args[0].value, literal is not None, literal
-                return node.args[0].value, False, None
+        key = node.args[0] if node.args else None
+        if (
+            name in ("os.environ.get", "environ.get", "os.getenv", "getenv", "os.environ.setdefault")
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
+            default = node.args[1] if len(node.args) > 1 else None
+            if isinstance(default, ast.Constant) and default.value is not None:
+                return key.value, True, default.value
+            return key.value, False, None
     return None
 
 
@@ -509,10 +512,8 @@ def _norm(name: str) -> str:
 
 def _is_requirements(path: str) -> bool:
     name = Path(path).name
-    return (
-        (name.endswith(".txt")
-        and name.startswith("requirements"))
-        or ("requirements" in Path(path).parts[:-1] and name.endswith(".txt"))
+    return (name.endswith(".txt") and name.startswith("requirements")) or (
+        "requirements" in Path(path).parts[:-1] and name.endswith(".txt")
     )
 
 
@@ -722,11 +723,12 @@ class _Visitor(ast.NodeVisitor):
             return
         text = value.value
         scope = self.scope[-1] if self.scope else ""
-        if _URL_CREDENTIALS.match(text) or (
+        looks_secret = _URL_CREDENTIALS.match(text) or (
             _SECRET_NAME.search(name) and len(text) >= 3 and " " not in text.strip()
-        ):
-            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", text):  # the name of an env variable, not a value
-                self.facts.secrets.append(Literal_(name, self.path, line, scope))
+        )
+        # An upper-case word is the name of an environment variable, not a value.
+        if looks_secret and not re.fullmatch(r"[A-Z][A-Z0-9_]*", text):
+            self.facts.secrets.append(Literal_(name, self.path, line, scope))
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
@@ -810,15 +812,13 @@ class _Visitor(ast.NodeVisitor):
                     self.facts.pool_classes.append((_dotted(k.value), self.path, k.value.lineno))
                 if k.arg and _SECRET_NAME.search(k.arg):
                     self._secret_literal(k.arg, k.value, k.value.lineno)
-            if leaf in ("setdefault", "set", "add", "extend") and _dotted(node.func).endswith(
-                ("headers.setdefault", "headers.set", "headers.add")
+            if (
+                _dotted(node.func).endswith(("headers.setdefault", "headers.set", "headers.add"))
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
             ):
-                if (
-                    node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)
-                ):
-                    self.facts.headers.append((node.args[0].value, self.path, node.lineno))
+                self.facts.headers.append((node.args[0].value, self.path, node.lineno))
         self.generic_visit(node)
 
     # routes

@@ -42,7 +42,9 @@ def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 
 def live(project: Project) -> tuple[int, dict[str, list[str]], dict[str, str]]:
-    out = project.deploy("check", ".", "--live", "-e", ENVIRONMENT, "--select", "LIVE", "--format", "json", timeout=240)
+    out = project.deploy(
+        "check", ".", "--live", "-e", ENVIRONMENT, "--select", "LIVE", "--format", "json", timeout=240
+    )
     assert out.returncode in (0, 1), out.stderr
     doc = json.loads(out.stdout)
     found: dict[str, list[str]] = {}

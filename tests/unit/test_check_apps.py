@@ -1,4 +1,4 @@
-"""Realistic example apps with known defects get exactly the findings they should, and none they should not."""
+"""Realistic example apps with known defects get exactly the findings they should, and no others."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ TOOLS = "RND004,RND005,RND006"
 def findings(app: Path, *args: str) -> tuple[int, dict[str, list[str]]]:
     out = subprocess.run(
         [sys.executable, "-m", "deploy", "check", str(app), "--format", "json", "--ignore", TOOLS, *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode in (0, 1), out.stderr
     result: dict[str, list[str]] = {}

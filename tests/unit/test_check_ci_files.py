@@ -22,7 +22,9 @@ HOOKS = REPO / ".pre-commit-hooks.yaml"
 
 @pytest.mark.unit
 def test_workflow_validates_against_the_github_workflow_schema() -> None:
-    schema_file = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "github-workflows.json"
+    schema_file = (
+        importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "github-workflows.json"
+    )
     schema = json.loads(schema_file.read_text(encoding="utf-8"))
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     workflow["on"] = workflow.pop(True)  # YAML 1.1 reads the key `on` as true; GitHub reads YAML 1.2
@@ -37,13 +39,19 @@ def test_workflow_commands_run_here(tmp_path: Path) -> None:
     """Run the workflow's deploy commands as written, on the example app (our own CI gate)."""
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     env = {**os.environ, **workflow["env"], "PYTHONPATH": str(REPO)}
-    commands = [s["run"] for s in workflow["jobs"]["deploy-check"]["steps"] if s.get("run", "").startswith("deploy check")]
+    commands = [
+        s["run"]
+        for s in workflow["jobs"]["deploy-check"]["steps"]
+        if s.get("run", "").startswith("deploy check")
+    ]
     assert len(commands) == 2
     for command in commands:
         line = command.removesuffix(" || true").replace('"$PROJECT"', str(REPO / env["PROJECT"]))
         line = line.replace('"$FAIL_ON"', env["FAIL_ON"])
         argv = [sys.executable, "-m", "deploy", *shlex.split(line)[1:]]
-        out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env, check=False)
+        out = subprocess.run(
+            argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env, check=False
+        )
         assert out.returncode == 0, out.stdout + out.stderr
     sarif = json.loads((tmp_path / "deploy-check.sarif").read_text())
     assert sarif["version"] == "2.1.0"
@@ -70,8 +78,15 @@ def test_pre_commit_hook_runs_from_this_repository(tmp_path: Path) -> None:
     subprocess.run([*git, "init", "-q"], cwd=app, check=True)
     subprocess.run([*git, "add", "-A"], cwd=app, check=True)
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "deploy-check", "--all-files"],
-                         cwd=app, capture_output=True, text=True, timeout=600, env=env, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "deploy-check", "--all-files"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "deploy check" in out.stdout and "Failed" in out.stdout
     assert "critical SEC002 app.py:6: SECRET_KEY is a string literal in the source" in out.stdout

@@ -1,4 +1,4 @@
-"""`deploy check` and `deploy explain` as a user runs them: exit codes 0/1/2, formats, plugins, no tracebacks."""
+"""`deploy check` and `deploy explain` as a user runs them: exit codes, formats, plugins, no tracebacks."""
 
 from __future__ import annotations
 
@@ -17,10 +17,18 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def deploy(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def deploy(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "deploy", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=full_env,
+    )
 
 
 def no_traceback(out: subprocess.CompletedProcess[str]) -> None:
@@ -36,7 +44,10 @@ def test_clean_project_exits_0(tmp_path: Path) -> None:
 
 
 def test_findings_at_the_threshold_exit_1_and_below_exit_0(tmp_path: Path) -> None:
-    project(tmp_path, {"deploy.yaml": CONFIG, "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"})
+    project(
+        tmp_path,
+        {"deploy.yaml": CONFIG, "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"},
+    )
     out = deploy("check", str(tmp_path), "--ignore", "RND")
     assert out.returncode == 1
     assert "DEP002 requirements.txt:1: Flask is not pinned (>=3)" in out.stdout
@@ -49,7 +60,10 @@ def test_no_deploy_yaml_runs_static_checks_and_names_what_it_skipped(tmp_path: P
     assert out.returncode == 1  # without a proxy in front, the app itself sets no security headers
     assert "medium   SEC006 app.py:22: no reverse proxy config and the app does not set" in out.stdout
     assert "SEC004 HTTPS is off: no deploy.yaml" in out.stdout
-    assert "RND001 Rendered Nginx site lacks security headers: no deploy.yaml to render configs from" in out.stdout
+    assert (
+        "RND001 Rendered Nginx site lacks security headers: no deploy.yaml to render configs from"
+        in out.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,8 +100,15 @@ def test_invalid_suppressions_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_suppressions_file_is_read_from_the_project(tmp_path: Path) -> None:
-    project(tmp_path, {"deploy.yaml": CONFIG, "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n",
-                       "deploy-check.yaml": "suppressions:\n  - id: DEP002\n    reason: bot pins weekly\n    expires: 2999-01-01\n"})
+    project(
+        tmp_path,
+        {
+            "deploy.yaml": CONFIG,
+            "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n",
+            "deploy-check.yaml": "suppressions:\n  - id: DEP002\n    reason: bot pins weekly\n    "
+            "expires: 2999-01-01\n",
+        },
+    )
     out = deploy("check", str(tmp_path), "--ignore", "RND", "-v")
     assert out.returncode == 0, out.stdout
     assert "DEP002 requirements.txt:1: bot pins weekly (deploy-check.yaml:2, until 2999-01-01)" in out.stdout
@@ -117,7 +138,7 @@ def test_output_file_and_select(tmp_path: Path) -> None:
     assert sorted({r["ruleId"] for r in doc["runs"][0]["results"]}) == ["SEC001", "SEC010"]
 
 
-LOCAL_CHECK = '''\
+LOCAL_CHECK = """\
 from deploy.checkrun import Finding, check
 
 
@@ -126,7 +147,7 @@ from deploy.checkrun import Finding, check
 def changelog(ctx):
     if "CHANGELOG.md" not in ctx.project.files:
         yield Finding("no CHANGELOG.md")
-'''
+"""
 
 
 def test_local_checks_folder(tmp_path: Path) -> None:
@@ -141,8 +162,12 @@ def test_entry_point_plugin(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "acme_checks-1.0.dist-info").mkdir(parents=True)
     (site / "acme_checks.py").write_text(LOCAL_CHECK)
-    (site / "acme_checks-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-checks\nVersion: 1.0\n")
-    (site / "acme_checks-1.0.dist-info" / "entry_points.txt").write_text("[deploy.checks]\nacme = acme_checks\n")
+    (site / "acme_checks-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: acme-checks\nVersion: 1.0\n"
+    )
+    (site / "acme_checks-1.0.dist-info" / "entry_points.txt").write_text(
+        "[deploy.checks]\nacme = acme_checks\n"
+    )
     app = project(tmp_path / "app")
     env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
     out = deploy("check", str(app), "--select", "ACME", env=env)
@@ -150,7 +175,8 @@ def test_entry_point_plugin(tmp_path: Path) -> None:
     assert "ACME001" in out.stdout
     listing = deploy("check", "--list", "--format", "json", env=env)
     assert {"id": "ACME001", "origin": "plugin acme"}.items() <= next(
-        c for c in json.loads(listing.stdout) if c["id"] == "ACME001").items()
+        c for c in json.loads(listing.stdout) if c["id"] == "ACME001"
+    ).items()
 
 
 def test_broken_plugin_is_a_usage_error(tmp_path: Path) -> None:

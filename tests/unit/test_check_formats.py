@@ -1,4 +1,4 @@
-"""Output formats: SARIF validated against the official 2.1.0 schema, JUnit parsed, GitHub annotations, JSON."""
+"""Formats: SARIF validated against the official 2.1.0 schema, JUnit parsed, GitHub annotations, JSON."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def sarif_schema() -> dict[str, object]:
 @pytest.fixture
 def report(tmp_path: Path) -> Report:
     bad = CLEAN_APP.replace("SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, DEBUG=True,")
-    root = project(tmp_path, {"app.py": bad, "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"})
+    root = project(
+        tmp_path, {"app.py": bad, "requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"}
+    )
     return check(root)
 
 
@@ -67,7 +69,9 @@ def test_sarif_marks_suppressed_results_and_still_validates(tmp_path: Path) -> N
     doc = json.loads(checkfmt.sarif(rep, Severity.MEDIUM))
     jsonschema.Draft4Validator(sarif_schema()).validate(doc)
     suppressed = [r for r in doc["runs"][0]["results"] if r["ruleId"] == "DEP002"]
-    assert suppressed and suppressed[0]["suppressions"] == [{"kind": "external", "justification": "upgraded weekly by a bot"}]
+    assert suppressed and suppressed[0]["suppressions"] == [
+        {"kind": "external", "justification": "upgraded weekly by a bot"}
+    ]
 
 
 def test_junit_has_a_suite_per_area_and_failures_at_the_threshold(report: Report) -> None:
@@ -91,7 +95,9 @@ def test_github_annotations(report: Report) -> None:
 def test_json_lists_findings_skipped_and_passed(report: Report) -> None:
     doc = json.loads(checkfmt.as_json(report, Severity.MEDIUM))
     assert {f["id"] for f in doc["findings"]} >= {"SEC001", "DEP002"}
-    assert {"id": "SEC016", "reason": "needs --import (runs the app factory in a subprocess)"} in doc["skipped"]
+    assert {"id": "SEC016", "reason": "needs --import (runs the app factory in a subprocess)"} in doc[
+        "skipped"
+    ]
     assert "SEC002" in doc["passed"]
     assert doc["failing"] == len([f for f in doc["findings"] if f["severity"] != "low"])
 

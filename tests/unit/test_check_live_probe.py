@@ -36,8 +36,12 @@ def make_cert(folder: Path, days: int) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(DOMAIN)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -45,8 +49,11 @@ def make_cert(folder: Path, days: int) -> tuple[Path, Path]:
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -56,7 +63,7 @@ class Site(http.server.BaseHTTPRequestHandler):
     debug = False
     redirect = False
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self.redirect:
             self.send_response(301)
             self.send_header("Location", f"https://{DOMAIN}{self.path}")
@@ -116,8 +123,16 @@ def servers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Servers]
 
 
 def probe(s: Servers, ca: Path | None = None):  # type: ignore[no-untyped-def]
-    return probe_site("127.0.0.1", DOMAIN, tls=True, health="/health", ca_bundle=str(ca or s.ca),
-                      http_port=s.http_port, https_port=s.https_port, timeout=5)
+    return probe_site(
+        "127.0.0.1",
+        DOMAIN,
+        tls=True,
+        health="/health",
+        ca_bundle=str(ca or s.ca),
+        http_port=s.http_port,
+        https_port=s.https_port,
+        timeout=5,
+    )
 
 
 def test_probe_reads_redirect_headers_cookies_health_and_certificate(servers: Servers) -> None:
@@ -133,7 +148,9 @@ def test_probe_reads_redirect_headers_cookies_health_and_certificate(servers: Se
     assert site.cert_days_left in (88, 89)
     assert site.old_protocols == ()
     assert site.weak_ciphers is False
-    assert site.root.header("server") is not None and "BaseHTTP" in site.root.header("server")  # version disclosed
+    assert site.root.header("server") is not None and "BaseHTTP" in site.root.header(
+        "server"
+    )  # version disclosed
 
 
 @pytest.mark.parametrize("servers", [(5, True, False)], indirect=True)
@@ -148,8 +165,10 @@ def test_probe_reports_a_certificate_that_does_not_verify(servers: Servers, tmp_
     other.mkdir()
     other_ca, _ = make_cert(other, 90)
     site = probe(servers, other_ca)
-    assert any(e.startswith("TLS handshake with demo.test via 127.0.0.1:") and "CERTIFICATE_VERIFY_FAILED" in e
-               for e in site.errors)
+    assert any(
+        e.startswith("TLS handshake with demo.test via 127.0.0.1:") and "CERTIFICATE_VERIFY_FAILED" in e
+        for e in site.errors
+    )
     assert site.root is None
 
 

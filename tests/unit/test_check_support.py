@@ -65,7 +65,8 @@ def create_app():
 
 CLEAN_FILES: dict[str, str] = {
     "app.py": CLEAN_APP,
-    "requirements.txt": "Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-Caching==2.3.1\nsentry-sdk==2.19.0\ngunicorn==23.0.0\n",
+    "requirements.txt": "Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-Caching==2.3.1\nsentry-sdk==2.19.0\n"
+    "gunicorn==23.0.0\n",
     ".gitignore": ".env\n__pycache__/\n",
     "Dockerfile": (
         "FROM python:3.11.9-slim-bookworm\nWORKDIR /app\nCOPY requirements.txt .\n"

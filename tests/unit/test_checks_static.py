@@ -71,7 +71,8 @@ CASES: dict[str, Case] = {
         | {
             "views.py": (
                 "from flask import Blueprint\nfrom app import NoteForm\nbp = Blueprint('v', __name__)\n\n"
-                "@bp.post('/comment')\ndef comment():\n    form = NoteForm()\n    form.validate_on_submit()\n    return ''\n"
+                "@bp.post('/comment')\ndef comment():\n    form = NoteForm()\n    "
+                "form.validate_on_submit()\n    return ''\n"
             )
         },
         says="POST /comment (comment) reads request.form",
@@ -85,19 +86,23 @@ CASES: dict[str, Case] = {
                 "        response.headers['Content-Security-Policy'] = \"default-src 'self'\"\n"
                 "        response.headers['X-Content-Type-Options'] = 'nosniff'\n"
                 "        response.headers['X-Frame-Options'] = 'DENY'\n"
-                "        response.headers['Strict-Transport-Security'] = 'max-age=63072000'\n        return response\n"
+                "        response.headers['Strict-Transport-Security'] = 'max-age=63072000'\n      "
+                "  return response\n"
             )
         },
         says="does not set",
     ),
     "SEC007": Case(
         bad={
-            "api.py": "from flask import Blueprint, request\nbp = Blueprint('a', __name__)\n\n@bp.put('/item')\ndef put():\n    data = request.get_json()\n    return data\n"
+            "api.py": "from flask import Blueprint, request\nbp = Blueprint('a', __name__)\n\n"
+            "@bp.put('/item')\ndef put():\n    data = request.get_json()\n    return data\n"
         },
         good={
             "api.py": (
-                "from flask import Blueprint, request\nfrom schemas import ItemSchema\nbp = Blueprint('a', __name__)\n\n"
-                "@bp.put('/item')\ndef put():\n    data = ItemSchema().load(request.get_json())\n    return data\n"
+                "from flask import Blueprint, request\nfrom schemas import ItemSchema\nbp = "
+                "Blueprint('a', __name__)\n\n"
+                "@bp.put('/item')\ndef put():\n    data = ItemSchema().load(request.get_json())\n  "
+                "  return data\n"
             )
         },
         says="request.json with no validation",
@@ -109,10 +114,12 @@ CASES: dict[str, Case] = {
     ),
     "SEC009": Case(
         bad={
-            "db.py": "def find(db, name):\n    return db.execute(f\"SELECT * FROM user WHERE name = '{name}'\")\n"
+            "db.py": 'def find(db, name):\n    return db.execute(f"SELECT * FROM user WHERE name '
+            "= '{name}'\")\n"
         },
         good={
-            "db.py": "def find(db, name):\n    return db.execute('SELECT * FROM user WHERE name = ?', (name,))\n"
+            "db.py": "def find(db, name):\n    return db.execute('SELECT * FROM user WHERE name = "
+            "?', (name,))\n"
         },
         says="f-string",
     ),
@@ -178,7 +185,8 @@ CASES: dict[str, Case] = {
     "PERF004": Case(
         bad={"db.py": "import psycopg2\n\ndef get_db():\n    return psycopg2.connect('dbname=app')\n"},
         good={
-            "db.py": "from psycopg2.pool import ThreadedConnectionPool\nimport psycopg2\n\ndef get_db():\n    return psycopg2.connect('dbname=app')\n"
+            "db.py": "from psycopg2.pool import ThreadedConnectionPool\nimport psycopg2\n\ndef "
+            "get_db():\n    return psycopg2.connect('dbname=app')\n"
         },
         says="without a pool",
     ),
@@ -217,7 +225,8 @@ CASES: dict[str, Case] = {
     ),
     "DEP005": Case(
         bad={
-            "models.py": "from flask_sqlalchemy import SQLAlchemy\ndb = SQLAlchemy()\n\ndef init(app):\n    db.create_all()\n"
+            "models.py": "from flask_sqlalchemy import SQLAlchemy\ndb = SQLAlchemy()\n\ndef "
+            "init(app):\n    db.create_all()\n"
         },
         good={
             "models.py": "from flask_sqlalchemy import SQLAlchemy\ndb = SQLAlchemy()\n",
@@ -294,7 +303,8 @@ CASES: dict[str, Case] = {
     "RND001": Case(bad={"templates/nginx-security-headers.conf.j2": "# nothing\n"}, good={}, says="sends no"),
     "RND002": Case(
         bad={
-            "templates/nginx-site.conf.j2": "server {\n  listen 443 ssl;\n  server_name {{ server.domains[0] }};\n"
+            "templates/nginx-site.conf.j2": "server {\n  listen 443 ssl;\n  server_name {{ "
+            "server.domains[0] }};\n"
             "  server_tokens off;\n  ssl_protocols TLSv1 TLSv1.2;\n  location / { proxy_pass http://x; }\n}\n"
         },
         good={},

@@ -67,7 +67,9 @@ def test_rnd005_passes_on_a_clean_dockerfile_and_on_the_rendered_one(tmp_path: P
 
 def test_rnd005_is_skipped_without_any_dockerfile(tmp_path: Path) -> None:
     report = check(project(tmp_path, {"Dockerfile": None}), ["RND005"])
-    assert [(c.id, reason) for c, reason in report.skipped] == [("RND005", "no Dockerfile in the project and none rendered")]
+    assert [(c.id, reason) for c, reason in report.skipped] == [
+        ("RND005", "no Dockerfile in the project and none rendered")
+    ]
 
 
 REDEFINING_SITE = """\
