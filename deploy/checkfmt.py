@@ -166,7 +166,10 @@ def sarif(report: Report, threshold: Severity) -> str:
         f = r.finding
         location: dict[str, Any] = {
             "physicalLocation": {
-                "artifactLocation": {"uri": f.file or "deploy.yaml", "uriBaseId": "%SRCROOT%"}
+                "artifactLocation": {
+                    "uri": report.prefix + (f.file or report.anchor),
+                    "uriBaseId": "%SRCROOT%",
+                }
             }
         }
         if f.line:
@@ -199,9 +202,7 @@ def sarif(report: Report, threshold: Severity) -> str:
                         "rules": [_rule(c) for c in rules],
                     }
                 },
-                "originalUriBaseIds": {
-                    "%SRCROOT%": {"uri": "file:///" if report.root == "/" else _file_uri(report.root)}
-                },
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": _file_uri(report.base)}},
                 "results": results,
                 "invocations": [
                     {
@@ -221,7 +222,7 @@ def sarif(report: Report, threshold: Severity) -> str:
 def _file_uri(root: str) -> str:
     from pathlib import Path
 
-    return Path(root).resolve().as_uri() + "/"
+    return Path(root).resolve().as_uri().rstrip("/") + "/"
 
 
 def junit(report: Report, threshold: Severity) -> str:
@@ -276,7 +277,7 @@ def github(report: Report, threshold: Severity) -> str:
         )
         props = [f"title={_escape(f'{r.check.id} {r.check.title}', prop=True)}"]
         if r.finding.file:
-            props.insert(0, f"file={_escape(r.finding.file, prop=True)}")
+            props.insert(0, f"file={_escape(report.prefix + r.finding.file, prop=True)}")
             if r.finding.line:
                 props.insert(1, f"line={r.finding.line}")
         lines.append(f"::{kind} {','.join(props)}::{_escape(r.finding.message)}")

@@ -243,6 +243,12 @@ class Report:
     notes: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     root: str = "."
+    #: Where file paths are relative to in SARIF and GitHub output (the repository, usually the
+    #: current directory), and the project's path from there ("" or "playbooks/app/").
+    base: str = "."
+    prefix: str = ""
+    #: The file that findings without a file of their own point at (deploy.yaml, or the app module).
+    anchor: str = "."
 
     @property
     def active(self) -> list[Result]:
@@ -280,7 +286,9 @@ def run(
     from deploy.checkctx import Skip
     from deploy.suppress import apply
 
-    report = Report(checks=list(checks), root=str(ctx.root))
+    apps = ctx.project.apps
+    anchor = ctx.config_file if ctx.config is not None and ctx.config_file else apps[0].file if apps else "."
+    report = Report(checks=list(checks), root=str(ctx.root), base=str(ctx.root), anchor=anchor or ".")
     for c in checks:
         missing = [reason for layer in c.layers if (reason := ctx.unavailable(layer))]
         if missing:
@@ -297,8 +305,14 @@ def run(
             report.passed.append(c)
         for f in findings:
             report.results.append(Result(c, f, f.severity or c.severity))
-    report.results, notes = apply(report.results, suppressions, ctx.project, today or date.today())
+    ran = {c.id for c in checks} - {c.id for c, _ in report.skipped}
+    report.results, notes = apply(report.results, suppressions, ctx.project, today or date.today(), ran)
     report.notes.extend(notes)
+    report.notes.extend(
+        f"{m.path}: cannot be parsed ({m.syntax_error}); the source checks could not read it"
+        for m in ctx.project.python
+        if m.syntax_error
+    )
     report.notes.extend(ctx.notes)
     report.results.sort(
         key=lambda r: (AREAS.index(r.check.area), r.check.id, r.finding.file or "", r.finding.line or 0)

@@ -153,6 +153,11 @@ def check(
         environment=environment,
     )
     report = run(checks, ctx, suppress.load(root, suppressions))
+    cwd = Path.cwd().resolve()
+    if root.is_relative_to(cwd):
+        # CI runs from the repository's root: SARIF and annotations name files from there.
+        report.base = str(cwd)
+        report.prefix = "" if root == cwd else root.relative_to(cwd).as_posix() + "/"
     colour = fmt == "text" and output is None and sys.stdout.isatty()
     _emit(checkfmt.render(report, fmt, threshold, colour=colour, verbose=verbose), output)
     sys.exit(EXIT_FINDINGS if report.failing(threshold) else EXIT_CLEAN)

@@ -141,7 +141,11 @@ def load(project_dir: Path, file: str | None = None) -> list[Suppression]:
 
 
 def apply(
-    results: list[Result], suppressions: Sequence[Suppression], project: Project, today: date
+    results: list[Result],
+    suppressions: Sequence[Suppression],
+    project: Project,
+    today: date,
+    ran: set[str] | None = None,
 ) -> tuple[list[Result], list[str]]:
     """Mark results suppressed (file entries that have not expired, inline comments with a reason)."""
     notes: list[str] = []
@@ -169,6 +173,6 @@ def apply(
                     note = "inline ignore without a reason is not honoured; add one after the brackets"
         out.append(replace(result, suppressed_by=matched, note=None if matched else note))
     for index, s in enumerate(suppressions):
-        if index not in used:
+        if index not in used and (ran is None or s.id in ran):
             notes.append(f"{s.where()}: suppression of {s.id} matched nothing; remove it")
     return out, notes

@@ -185,3 +185,19 @@ def test_broken_plugin_is_a_usage_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "broken.py: cannot be loaded: ModuleNotFoundError" in out.stderr
     no_traceback(out)
+
+
+def test_machine_formats_name_files_from_the_directory_ci_runs_in(tmp_path: Path) -> None:
+    app = tmp_path / "services" / "web"
+    project(app, {"app.py": CLEAN_APP.replace("SESSION_COOKIE_SECURE=True,", "DEBUG=True,")})
+    annotations = deploy("check", "services/web", "--select", "SEC001", "--format", "github", cwd=tmp_path)
+    assert annotations.stdout.startswith("::error file=services/web/app.py,line=")
+    sarif = json.loads(
+        deploy("check", "services/web", "--select", "SEC001", "--format", "sarif", cwd=tmp_path).stdout
+    )
+    run = sarif["runs"][0]
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == tmp_path.resolve().as_uri() + "/"
+    assert (
+        run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        == "services/web/app.py"
+    )

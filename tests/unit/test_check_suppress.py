@@ -142,3 +142,19 @@ def test_requirements_lines_take_inline_suppressions(tmp_path: Path) -> None:
         },
     )
     assert run_with(root, None).active == []
+
+
+def test_suppression_of_a_check_that_did_not_run_is_not_called_unused(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    report = run_with(
+        root, "suppressions:\n  - id: SEC016\n    reason: checked by hand\n    expires: 2026-12-31\n"
+    )
+    assert report.notes == []
+
+
+def test_a_file_that_does_not_parse_is_named(tmp_path: Path) -> None:
+    root = project(tmp_path, {"broken.py": "def f(:\n    pass\n"})
+    report = run_with(root, None)
+    assert report.notes == [
+        "broken.py: cannot be parsed (line 1: invalid syntax); the source checks could not read it"
+    ]
