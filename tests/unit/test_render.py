@@ -327,8 +327,10 @@ def test_unit_runs_one_slot_as_the_app_user() -> None:
     assert found["WorkingDirectory"] == "/srv/flaskr/slots/%i"
     assert found["ExecStart"] == (
         "/srv/flaskr/slots/%i/.venv/bin/gunicorn -c /srv/flaskr/slots/%i/gunicorn.conf.py"
-        ' --bind unix:/run/flaskr/%i.sock --control-socket /run/flaskr/%i.ctl "flaskr:create_app()"'
+        ' --bind unix:/run/flaskr/%i.sock "flaskr:create_app()"'
     )
+    # No --control-socket flag: Gunicorn before 25.1 would refuse to start with it.
+    assert "--control-socket" not in text
     assert ("Environment", "DEPLOY_SLOT=%i") in directives(text)
     assert found["EnvironmentFile"] == "/etc/flaskr/env"
     assert found["RuntimeDirectory"] == "flaskr" and found["RuntimeDirectoryPreserve"] == "yes"
@@ -409,3 +411,15 @@ def test_hostile_values_never_reach_a_file(text: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_text(text, "deploy.yaml", None)
     assert any(p.key.startswith(key) for p in info.value.problems), info.value.problems
+
+
+def test_control_socket_is_set_in_the_conf_file_only_under_the_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = render(config())["gunicorn.conf.py"]
+    monkeypatch.setenv("DEPLOY_SLOT", "green")
+    under_unit: dict[str, object] = {}
+    exec(compile(text, "gunicorn.conf.py", "exec"), under_unit)
+    assert under_unit["control_socket"] == "/run/flaskr/green.ctl"
+    monkeypatch.delenv("DEPLOY_SLOT")
+    elsewhere: dict[str, object] = {}
+    exec(compile(text, "gunicorn.conf.py", "exec"), elsewhere)
+    assert "control_socket" not in elsewhere

@@ -18,6 +18,11 @@ max_requests_jitter = 100
 preload_app = False
 # Heartbeat files in memory: a disk-backed /tmp can stall workers into timeouts.
 worker_tmp_dir = "/dev/shm"
+
+# Gunicorn 25.1+ opens a control socket; under the hardened unit it goes beside the slot's
+# socket (older Gunicorn ignores this setting, so no version pin is forced on the app).
+if os.environ.get("DEPLOY_SLOT"):
+    control_socket = "/run/hello/" + os.environ["DEPLOY_SLOT"] + ".ctl"
 # Sockets Gunicorn creates are group-accessible (rwxrwx---): Nginx reaches them through the group.
 umask = 0o007
 
