@@ -62,7 +62,9 @@ def text(report: Report, threshold: Severity, colour: bool = False, verbose: boo
             for c, reason in report.skipped:
                 by_reason.setdefault(reason, []).append(c.id)
             for reason, ids in by_reason.items():
-                lines.append(f"  {len(ids)} check{'s' if len(ids) > 1 else ''} ({', '.join(ids)}): {reason}")
+                lines.append(
+                    f"  {len(ids)} check{'s' if len(ids) > 1 else ''} ({', '.join(sorted(ids))}): {reason}"
+                )
         lines.append("")
     for note in report.notes:
         lines.append(style("note: ", fg="magenta") + note)
@@ -73,7 +75,8 @@ def text(report: Report, threshold: Severity, colour: bool = False, verbose: boo
     failing = len(report.failing(threshold))
     ran = len(report.checks) - len(report.skipped)
     summary = (
-        f"{found}; {ran} checks ran, {len(report.skipped)} skipped, {len(report.suppressed)} suppressed. "
+        f"{found}; {ran} check{'s' if ran != 1 else ''} ran, {len(report.skipped)} skipped, "
+        f"{len(report.suppressed)} suppressed. "
         + (
             f"{failing} at or above {threshold.label}: failing."
             if failing

@@ -106,7 +106,7 @@ def test_text_groups_by_area_and_summarises(report: Report) -> None:
     out = checkfmt.text(report, Severity.MEDIUM)
     assert out.index("Security\n") < out.index("Deployment\n")
     assert "  critical SEC001 app.py:" in out
-    assert "checks (SEC016, SEC017, SEC018, OBS005, DEP006): needs --import" in out
+    assert "checks (DEP006, OBS005, SEC016, SEC017, SEC018): needs --import" in out
     assert out.rstrip().endswith("failing.")
     assert "\x1b[" not in out
     assert "\x1b[" in checkfmt.text(report, Severity.MEDIUM, colour=True)
