@@ -53,6 +53,15 @@ def _no_control(value: str) -> str:
     return value
 
 
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice")
+        seen.add(item)
+    return items
+
+
 def _domain(value: str) -> str:
     value = value.strip().lower()
     if not _DOMAIN.match(value) or len(value) > 253:
@@ -74,11 +83,29 @@ def _host_address(value: str) -> str:
     return _domain(value)
 
 
+#: Names of system services and accounts an app must not take over: the app's name becomes a
+#: systemd unit, /etc/<name>, /run/<name> and a Unix user.
+RESERVED_NAMES = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody "
+    "systemd systemd-network systemd-resolve systemd-timesync systemd-journal messagebus dbus polkitd "
+    "ssh sshd nginx apache2 httpd certbot letsencrypt postgres postgresql mysql mysqld mariadb redis "
+    "redis-server memcached docker containerd cron rsyslog syslog ntp chrony ufw snapd sudo "
+    "network networking getty login init kernel udev".split()
+)
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_NAMES or value.startswith("systemd-"):
+        raise ValueError(f"{value!r} is the name of a system service or account; choose another name")
+    return value
+
+
 AppName = Annotated[
     str,
     AfterValidator(
         _matches(_APP_NAME, "a short lower-case name: letters, digits and hyphens, starting with a letter")
     ),
+    AfterValidator(_not_reserved),
 ]
 UnixName = Annotated[str, AfterValidator(_matches(_UNIX_NAME, "a Unix user name such as 'deploy'"))]
 Domain = Annotated[str, AfterValidator(_domain)]
@@ -113,7 +140,7 @@ HeaderValue = Annotated[str, AfterValidator(_header_value)]
 class Model(BaseModel):
     """Base for every section: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 # --- app ---------------------------------------------------------------------------------------
@@ -125,6 +152,15 @@ class Static(Model):
     url: UrlPath = "/static"
     dir: RelPath = "static"
     max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+
+    @field_validator("url")
+    @classmethod
+    def _a_prefix_of_its_own(cls, url: str) -> str:
+        if url.strip("/") == "":
+            raise ValueError("static.url must be a prefix such as /static, not '/': it would hide the app")
+        if url.rstrip("/") == "/.well-known" or url.startswith("/.well-known/"):
+            raise ValueError("static.url must not be under /.well-known (certificates are validated there)")
+        return url
 
 
 class App(Model):
@@ -154,6 +190,11 @@ class App(Model):
         if env.get("FLASK_ENV", "").strip().lower() == "development":
             raise ValueError("FLASK_ENV=development turns on the debugger in production; remove it")
         return env
+
+    @field_validator("secrets", "shared", "release")
+    @classmethod
+    def _no_duplicates(cls, items: list[str]) -> list[str]:
+        return _unique(items)
 
     @model_validator(mode="after")
     def _secrets_not_in_env(self) -> App:
@@ -258,7 +299,18 @@ class Server(Model):
     def _not_root(cls, user: str) -> str:
         if user == "root":
             raise ValueError("the app must not run as root; use a dedicated user such as 'deploy'")
-        return user
+        return _not_reserved(user)
+
+    @field_validator("domains")
+    @classmethod
+    def _unique_domains(cls, domains: list[str]) -> list[str]:
+        return _unique(domains)
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_hosts(cls, hosts: list[Host]) -> list[Host]:
+        _unique([f"{h.address}:{h.port or ''}" for h in hosts])
+        return hosts
 
     @field_validator("tls", mode="before")
     @classmethod

@@ -69,9 +69,26 @@ class Document:
     file: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    nodes: int = 0
+
+
+#: More values than this after aliases are expanded is not a deploy.yaml but an alias bomb.
+MAX_NODES = 20000
 
 
 def _construct(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
+    doc.nodes += 1
+    if doc.nodes > MAX_NODES:
+        raise ConfigError(
+            [
+                Problem(
+                    doc.file,
+                    node.start_mark.line + 1,
+                    path,
+                    f"this file expands to more than {MAX_NODES} values (YAML aliases?); refusing to read it",
+                )
+            ]
+        )
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -172,7 +189,10 @@ def _expected(error: Mapping[str, Any]) -> str:
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     if kind in ("string_type",):
-        return f"expected a string, got {_show(error.get('input'))}"
+        value = error.get("input")
+        if isinstance(value, bool | int | float):
+            return f'expected a string, got {_show(value)}; quote it: "{_show(value)}"'
+        return f"expected a string, got {_show(value)}"
     if kind in ("int_type", "int_parsing"):
         return f"expected a whole number, got {_show(error.get('input'))}"
     if kind in ("bool_type", "bool_parsing"):
@@ -191,6 +211,9 @@ def _expected(error: Mapping[str, Any]) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as it is written in YAML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -266,7 +289,13 @@ def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None =
     file = Path(path)
     name = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [Problem(name, line, (), "this file is not UTF-8 text; save it as UTF-8")]
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -278,8 +307,10 @@ def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None =
                 )
             ]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(name, None, (), f"cannot read this file: {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
+        ) from None
     return load_text(text, name, environment)
 
 
