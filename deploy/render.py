@@ -133,6 +133,8 @@ _SYSTEMD_HARDENING = (
     ("SystemCallArchitectures", "native"),
     ("SystemCallFilter", "@system-service"),
     ("SystemCallFilter", "~@privileged @resources"),
+    # Gunicorn chowns its unix socket to itself after binding it; @privileged includes chown.
+    ("SystemCallFilter", "@chown"),
     ("SystemCallErrorNumber", "EPERM"),
     ("DevicePolicy", "closed"),
     ("KeyringMode", "private"),

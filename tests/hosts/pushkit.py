@@ -36,9 +36,6 @@ server:
   ssh: {{key: {key}, known_hosts: {known_hosts}}}
 push: {{health_timeout: 8}}
 hooks: {hooks}
-# The shipped unit's "SystemCallFilter=~@privileged" forbids chown(2), which Gunicorn calls on its
-# socket; keep this override until the template allows @chown.
-systemd: {{overrides: {{SystemCallFilter: "@system-service"}}}}
 """
 
 HEALTH_MARK = '"status": "ok"'

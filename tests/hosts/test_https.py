@@ -49,8 +49,6 @@ server:
     email: ops@flaskr.test
     acme_server: {acme}
     ca_bundle: pebble-api-ca.pem
-# The shipped unit's "SystemCallFilter=~@privileged" forbids chown(2), which Gunicorn calls on its socket.
-systemd: {{overrides: {{SystemCallFilter: "@system-service"}}}}
 """
 
 
