@@ -413,7 +413,10 @@ def live_tls(ctx: Context) -> Iterator[Finding]:
         if site.old_protocols:
             yield Finding(f"accepts {', '.join(site.old_protocols)}", host=_where(site))
         if site.weak_ciphers:
-            yield Finding("accepts non-ECDHE or CBC-SHA1 cipher suites", host=_where(site))
+            yield Finding(
+                "accepts cipher suites outside Mozilla intermediate (CBC-SHA1, RSA or DHE key exchange)",
+                host=_where(site),
+            )
 
 
 @check(

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from deploy.facts import HostState
 
 HTTP_TIMEOUT = 10.0
+#: Suites outside Mozilla's intermediate profile: RSA key exchange, finite-field DHE, CBC with SHA-1,
+#: 3DES; for RSA and ECDSA certificates alike. A server that agrees to any of them is reported.
+WEAK_SUITES = (
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:"
+    "AES128-SHA:AES256-SHA:AES128-GCM-SHA256:DES-CBC3-SHA:DHE-RSA-AES128-SHA:DHE-RSA-AES128-GCM-SHA256:"
+    "@SECLEVEL=0"
+)
 
 #: Facts the push probe does not gather: worker processes per unit, the certbot timer, free disk.
 EXTRA_PROBE = r"""
@@ -313,9 +320,7 @@ def probe_site(
             ):
                 old.append(name)
         found["old_protocols"] = tuple(old)
-        weak = _legacy_context(
-            ssl.TLSVersion.TLSv1_2, "AES128-SHA:AES256-SHA:DES-CBC3-SHA:DHE-RSA-AES128-SHA:@SECLEVEL=0"
-        )
+        weak = _legacy_context(ssl.TLSVersion.TLSv1_2, WEAK_SUITES)
         found["weak_ciphers"] = _try_handshake(address, https_port, domain, weak, timeout)
     return SiteLive(address, domain, tls, errors=tuple(errors), **found)
 

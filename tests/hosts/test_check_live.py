@@ -1,7 +1,8 @@
-"""`deploy check --live` against a real sandbox host running the example app (systemd, Nginx, SSH).
+"""`deploy check --live` against real sandbox hosts running the example app (systemd, Nginx, SSH).
 
-One private host: set it up, push the example app, check it (clean), then break it the ways the live
-checks look for (a hand edit, a readable secrets file, a stopped service) and check again.
+One private host over HTTP: set it up, push the example app, check it (clean), then break it the ways
+the live checks look for (a hand edit, a readable secrets file, a stopped service) and check again.
+Then two hosts with certificates from pebble (the fixtures of test_https.py): clean, then weakened TLS.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from deploy.sandbox import Sandbox, check_prerequisites
 from tests.hosts.pushkit import Project, make_project
+from tests.hosts.test_https import Site, app_deployed, issued, site  # noqa: F401 - shared HTTPS fixtures
 
 pytestmark = pytest.mark.hosts
 
@@ -63,8 +65,8 @@ def test_freshly_pushed_host_passes_the_live_checks(project: Project) -> None:
 
 def test_broken_host_gets_exactly_the_live_findings(project: Project, box: Sandbox) -> None:
     host = box.hosts()[0]
-    site = "/etc/nginx/sites-available/flaskr.conf"
-    box.run(host, ["sh", "-c", f"echo '# edited by hand' >> {site}"], check=True)
+    site_file = "/etc/nginx/sites-available/flaskr.conf"
+    box.run(host, ["sh", "-c", f"echo '# edited by hand' >> {site_file}"], check=True)
     box.run(host, ["chmod", "0644", "/etc/flaskr/env"], check=True)
     status = box.run(host, ["sh", "-c", "readlink /srv/flaskr/live.sock"], check=True).stdout.strip()
     slot = "blue" if status.endswith("blue.sock") else "green"
@@ -72,7 +74,45 @@ def test_broken_host_gets_exactly_the_live_findings(project: Project, box: Sandb
     code, found, _ = live(project)
     assert code == 1
     assert found["LIVE001"] == [f"flaskr@{slot}.service is inactive"]
-    assert found["LIVE004"] == [f"{site} differs from the rendered nginx/flaskr.conf"]
+    assert found["LIVE004"] == [f"{site_file} differs from the rendered nginx/flaskr.conf"]
     assert found["LIVE006"][0].startswith("/etc/flaskr/env has mode 0644")
     assert found["LIVE012"] == ["/health answered 502"]
     assert set(found) == {"LIVE001", "LIVE004", "LIVE006", "LIVE012"}
+
+
+# --- HTTPS: two hosts with certificates from a real ACME server (pebble), as in test_https.py -------
+
+
+def live_https(site: Site) -> tuple[int, dict[str, list[str]]]:  # noqa: F811
+    out = site.deploy("check", "--live", "--select", "LIVE", "--format", "json", check=False)
+    assert out.returncode in (0, 1), out.stderr
+    found: dict[str, list[str]] = {}
+    for f in json.loads(out.stdout)["findings"]:
+        found.setdefault(f["id"], []).append(f"{f.get('host')}: {f['message']}")
+    return out.returncode, found
+
+
+def test_https_site_passes_every_live_check(site: Site, app_deployed: None) -> None:  # noqa: F811
+    code, found = live_https(site)
+    assert found == {}
+    assert code == 0
+
+
+def test_weakened_tls_and_headers_are_found_on_the_live_site(site: Site, app_deployed: None) -> None:  # noqa: F811
+    host = site.hosts[0]
+    site.ssh(
+        host,
+        "sed -i 's/ssl_protocols TLSv1.2 TLSv1.3;/ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;/; "
+        "s/ssl_ciphers [^;]*;/ssl_ciphers ALL:@SECLEVEL=0;/; s/server_tokens off;/server_tokens on;/' "
+        "/etc/nginx/sites-available/flaskr.conf && "
+        "sed -i '/Strict-Transport-Security/d' /etc/nginx/snippets/flaskr-security-headers.conf && "
+        "nginx -t && systemctl reload nginx",
+    )
+    code, found = live_https(site)
+    where = f"flaskr.test via {host.address}"
+    assert code == 1
+    assert found["LIVE009"] == [f"{where}: no Strict-Transport-Security header"]
+    assert found["LIVE014"] == [f"{where}: Server: nginx/1.22.1"]
+    assert f"{where}: accepts TLSv1, TLSv1.1" in found["LIVE015"]
+    assert len(found["LIVE004"]) == 2  # the site and the headers snippet differ from the rendered ones
+    assert set(found) == {"LIVE004", "LIVE009", "LIVE014", "LIVE015"}
