@@ -1,4 +1,4 @@
-"""The static reading of a project: what `deploy.project` finds in sources and files without importing them."""
+"""The static reading of a project: what `deploy.project` finds in sources and files, never importing."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_settings_with_scope_and_values() -> None:
     assert settings[("MAX_CONTENT_LENGTH", "")].value.literal == 16 * 1024 * 1024
     assert settings[("SESSION_COOKIE_SAMESITE", "")].value.literal == "Lax"
     assert settings[("TRUSTED_HOSTS", "")].value.literal == ["a.example"]
-    key = [s for s in p.setting("SECRET_KEY") if s.scope == ""][0]
+    key = next(s for s in p.setting("SECRET_KEY") if s.scope == "")
     assert (key.value.kind, key.value.env_name, key.value.default) == ("env", "KEY", "fallback")
     assert [s.scope for s in p.setting("DEBUG")] == ["Config"]  # the development class is not production
 
@@ -72,7 +72,7 @@ def test_routes_methods_and_request_reads() -> None:
 
 def test_calls_know_the_main_guard_and_the_function() -> None:
     p = from_files(Path("."), {"app.py": SOURCE})
-    run = [c for c in p.calls if c.leaf == "run"][0]
+    run = next(c for c in p.calls if c.leaf == "run")
     assert run.main_guarded and run.keywords["debug"].is_true
     (flask,) = p.apps
     assert flask.function == "create_app"
