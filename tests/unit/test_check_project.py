@@ -84,7 +84,10 @@ def test_a_syntax_error_is_kept_not_raised() -> None:
 
 
 def test_dockerfile_continuations_and_comments() -> None:
-    text = 'FROM python:3.11\n# a comment\nRUN apt-get update \\\n    && apt-get install -y curl\nCMD ["gunicorn"]\n'
+    text = (
+        'FROM python:3.11\n# a comment\nRUN apt-get update \\\n'
+        '    && apt-get install -y curl\nCMD ["gunicorn"]\n'
+    )
     assert [(i.keyword, i.line) for i in parse_dockerfile(text)] == [("FROM", 1), ("RUN", 3), ("CMD", 5)]
     assert parse_dockerfile(text)[1].args == "apt-get update && apt-get install -y curl"
 
