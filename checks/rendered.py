@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
+from deploy import linters
 from deploy.checkctx import Context, Skip
 from deploy.checkrun import Finding, Severity, check
 
 MOZILLA_TLS = "https://ssl-config.mozilla.org/"
-TOOL_TIMEOUT = 60
 
 
 # --- a small Nginx parser ------------------------------------------------------------------------
@@ -273,14 +269,6 @@ def nginx_server_tokens(ctx: Context) -> Iterator[Finding]:
             yield Finding("server block without `server_tokens off`", path, server.line)
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise Skip(f"{name} is not installed")
-    return path
-
-
-_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)\s+(\S+)")
 EXPOSURE_LIMIT = 5.0
 
 
@@ -304,32 +292,16 @@ def systemd_exposure(ctx: Context) -> Iterator[Finding]:
     rendered = ctx.rendered
     assert not isinstance(rendered, str)
     units = {p: t for p, t in rendered.items() if p.endswith(".service")}
-    if not units:
-        return
-    tool = _tool("systemd-analyze")
     for path, text in sorted(units.items()):
         for number, line in enumerate(text.splitlines(), start=1):
             if line.startswith("Environment=") and re.search(r"(?i)(secret|passw|token|api_?key)", line):
                 yield Finding("a secret is passed with Environment= (readable by every user)", path, number)
-        name = PurePosixPath(path).name.replace("@.service", "@check.service")
-        with tempfile.TemporaryDirectory() as tmp:
-            unit = Path(tmp) / name
-            unit.write_text(text, encoding="utf-8")
-            proc = subprocess.run(
-                [tool, "security", "--offline=true", "--no-pager", str(unit)],
-                capture_output=True,
-                text=True,
-                timeout=TOOL_TIMEOUT,
-                check=False,
-            )
-        match = _EXPOSURE.search(proc.stdout + proc.stderr)
-        if match is None:
-            raise Skip(
-                f"systemd-analyze security gave no score: {(proc.stderr or proc.stdout).strip()[:200]}"
-            )
-        score = float(match.group(1))
-        if score > EXPOSURE_LIMIT:
-            yield Finding(f"exposure {score} {match.group(2)} (limit {EXPOSURE_LIMIT})", path)
+        try:
+            exposure = linters.systemd_exposure(PurePosixPath(path).name, text)
+        except linters.LinterUnavailable as exc:
+            raise Skip(str(exc)) from None
+        if exposure.score > EXPOSURE_LIMIT:
+            yield Finding(f"exposure {exposure.score} {exposure.level} (limit {EXPOSURE_LIMIT})", path)
 
 
 @check(
@@ -350,20 +322,11 @@ def hadolint(ctx: Context) -> Iterator[Finding]:
         dockerfiles = {p: t for p, t in rendered.items() if PurePosixPath(p).name == "Dockerfile"}
     if not dockerfiles:
         raise Skip("no Dockerfile in the project and none rendered")
-    tool = _tool("hadolint")
     for path, text in sorted(dockerfiles.items()):
-        proc = subprocess.run(
-            [tool, "-f", "json", "--no-fail", "-"],
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT,
-            check=False,
-        )
         try:
-            issues = json.loads(proc.stdout or "[]")
-        except json.JSONDecodeError:
-            raise Skip(f"hadolint failed: {proc.stderr.strip()[:200]}") from None
+            issues = linters.hadolint(text)
+        except linters.LinterUnavailable as exc:
+            raise Skip(str(exc)) from None
         for issue in issues:
             level = issue.get("level")
             if level in ("error", "warning"):
@@ -385,33 +348,13 @@ def hadolint(ctx: Context) -> Iterator[Finding]:
     references=("https://github.com/dvershinin/gixy",),
 )
 def gixy(ctx: Context) -> Iterator[Finding]:
-    files = _nginx_files(ctx)
     found = site(ctx)
     if found is None:
         return
-    tool = _tool("gixy")
-    site_path = found[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for path, text in files.items():
-            target = root / PurePosixPath(path).name
-            text = re.sub(r"include\s+/etc/nginx/snippets/", f"include {root}/", text)
-            target.write_text(text, encoding="utf-8")
-        (root / "nginx.conf").write_text(
-            f"events {{}}\nhttp {{\n    include {root / PurePosixPath(site_path).name};\n}}\n",
-            encoding="utf-8",
-        )
-        proc = subprocess.run(
-            [tool, "-f", "json", str(root / "nginx.conf")],
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT,
-            check=False,
-        )
     try:
-        issues = json.loads(proc.stdout or "[]")
-    except json.JSONDecodeError:
-        raise Skip(f"gixy failed: {(proc.stderr or proc.stdout).strip()[:200]}") from None
+        issues = linters.gixy(_nginx_files(ctx), found[0])
+    except linters.LinterUnavailable as exc:
+        raise Skip(str(exc)) from None
     for issue in issues:
         severity = {"HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}.get(
             str(issue.get("severity")).upper(), Severity.LOW
@@ -419,6 +362,6 @@ def gixy(ctx: Context) -> Iterator[Finding]:
         reason = str(issue.get("reason") or "").strip()
         yield Finding(
             f"{issue.get('plugin')}: {issue.get('summary')}" + (f" ({reason})" if reason else ""),
-            site_path,
+            found[0],
             severity=severity,
         )

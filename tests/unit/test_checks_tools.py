@@ -103,3 +103,17 @@ def test_rnd006_passes_on_the_shipped_site(tmp_path: Path) -> None:
     report = check(project(tmp_path), ["RND006"], config=CONFIG)
     assert report.skipped == []
     assert found(report) == {}
+
+
+def test_a_missing_linter_skips_its_check_and_says_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    report = check(project(tmp_path / "app"), ["RND004", "RND005", "RND006"], config=CONFIG)
+    assert {c.id: reason for c, reason in report.skipped} == {
+        "RND004": "systemd-analyze is not installed",
+        "RND005": "hadolint is not installed",
+        "RND006": "gixy is not installed",
+    }
