@@ -201,3 +201,16 @@ def test_machine_formats_name_files_from_the_directory_ci_runs_in(tmp_path: Path
         run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
         == "services/web/app.py"
     )
+
+
+def test_a_check_that_crashes_is_reported_not_hidden(tmp_path: Path) -> None:
+    crashing = (
+        "from deploy.checkrun import check\n\n"
+        '@check("ACME002", area="pitfalls", severity="low", title="t", why="w", fix="f", references=("x",))\n'
+        "def boom(ctx):\n    raise RuntimeError('oops')\n"
+    )
+    project(tmp_path, {"deploy_checks/boom.py": crashing})
+    out = deploy("check", str(tmp_path), "--select", "ACME")
+    assert out.returncode == 1
+    assert "ACME002" in out.stdout and "the check itself failed (RuntimeError: oops)" in out.stdout
+    no_traceback(out)
