@@ -17,6 +17,7 @@ from deploy.cli import config_option, env_option, fail, handles_config_errors
 @click.option("--force", is_flag=True, help="Overwrite an existing deploy.yaml.")
 @click.option("--domain", default=None, help="The domain the app is served on (default: a placeholder).")
 @click.option("--host", "hosts", multiple=True, help="A server to deploy to (repeatable).")
+@handles_config_errors
 def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...]) -> None:
     """Inspect a Flask project and write a commented deploy.yaml for it.
 
@@ -24,6 +25,7 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     static folder and the secrets the code reads from the environment.
     """
     from deploy.initproject import inspect_project, write_deploy_yaml
+    from deploy.loader import load_text
 
     if not directory.is_dir():
         fail(f"{directory}: no such directory", 2)
@@ -34,10 +36,12 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     if found.wsgi is None:
         fail(
             f"{directory}: found no Flask app (an 'app = Flask(...)' or a 'create_app' factory); "
-            "write deploy.yaml by hand from playbooks/full.yaml",
+            "write deploy.yaml by hand: 'deploy schema' lists every key",
             2,
         )
     text = write_deploy_yaml(found, domain=domain, hosts=list(hosts))
+    # What init writes must load: a bad --domain or --host is refused before anything is written.
+    load_text(text, str(target))
     target.write_text(text, encoding="utf-8")
     click.echo(f"wrote {target}")
     for note in found.notes:

@@ -59,7 +59,7 @@ def test_single_file_app(tmp_path: Path) -> None:
     assert load(tmp_path / "deploy.yaml").app.health == "/healthz"
 
 
-def test_factory_preferred_over_instance_and_tests_ignored(tmp_path: Path) -> None:
+def test_entry_module_preferred_and_tests_ignored(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "wsgi.py").write_text("from web import create_app\napp = create_app()\n")
     (tmp_path / "web.py").write_text(
@@ -68,7 +68,7 @@ def test_factory_preferred_over_instance_and_tests_ignored(tmp_path: Path) -> No
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("from flask import Flask\napp = Flask('t')\n")
     found = inspect_project(tmp_path)
-    assert found.wsgi == "web:create_app()"
+    assert found.wsgi == "wsgi:app"  # what the project itself serves, built by its factory
     assert any("no /health route" in n for n in found.notes)
     assert any("no requirements.txt" in n for n in found.notes)
 
@@ -78,3 +78,119 @@ def test_no_flask_app_is_a_clear_error(tmp_path: Path) -> None:
     out = run_init(tmp_path)
     assert out.returncode == 2
     assert "found no Flask app" in out.stderr and "Traceback" not in out.stderr
+
+
+def _flask_project(tmp_path: Path) -> Path:
+    shutil.copytree(FLASKR / "flaskr", tmp_path / "flaskr")
+    shutil.copy(FLASKR / "requirements.txt", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--domain", "x]", "server.domains[0]: expected a domain name"),
+        ("--domain", "a.com, b.com", "server.domains[0]: expected a domain name"),
+        ("--host", "-oProxyCommand=touch /tmp/pwned", "server.hosts[0]"),
+        ("--host", "web 1", "server.hosts[0]"),
+    ],
+)
+def test_bad_domain_or_host_is_refused_before_writing(
+    tmp_path: Path, option: str, value: str, expected: str
+) -> None:
+    project = _flask_project(tmp_path)
+    out = run_init(project, option, value)
+    assert out.returncode == 2, out.stdout
+    assert expected in out.stderr and "Traceback" not in out.stderr
+    assert not (project / "deploy.yaml").exists()
+
+
+def test_wildcard_domain_is_written_quoted(tmp_path: Path) -> None:
+    project = _flask_project(tmp_path)
+    assert run_init(project, "--domain", "*.example.com").returncode == 0
+    assert load(project / "deploy.yaml").server.domains == ["*.example.com"]
+
+
+def test_procfile_names_the_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "serve.py").write_text("from pkg import create_app\nweb = create_app()\n")
+    (tmp_path / "Procfile").write_text(
+        "release: flask db upgrade\nweb: gunicorn -w 3 -b 0.0.0.0:$PORT serve:web\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "serve:web"
+
+
+def test_factory_with_required_arguments_is_not_called_bare(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app(config_name):\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "flasky.py").write_text(
+        "import os\nfrom app import create_app\napp = create_app(os.getenv('FLASK_CONFIG') or 'default')\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "flasky:app"
+    (tmp_path / "flasky.py").unlink()
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "app:create_app()"
+    assert any("needs config_name" in note for note in found.notes)
+
+
+def test_src_layout_imports_from_src(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "shop"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    (package / "static").mkdir()
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "shop:create_app()"
+    assert found.static_dir == "src/shop/static"
+    assert any("src/ layout" in note for note in found.notes)
+
+
+def test_static_folder_and_url_from_the_flask_call(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "from flask import Flask\napp = Flask(__name__, static_folder='assets', static_url_path='/s')\n"
+    )
+    (tmp_path / "assets").mkdir()
+    found = inspect_project(tmp_path)
+    assert (found.static_dir, found.static_url) == ("assets", "/s")
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__, static_folder=None)\n")
+    assert inspect_project(tmp_path).static_dir is None
+
+
+def test_uncommitted_static_folder_is_pointed_out(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "bundle.js").write_text("x")
+    (tmp_path / ".gitignore").write_text("static/\n")
+    sp.run(["git", "init", "-q", str(tmp_path)], check=True)
+    sp.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    found = inspect_project(tmp_path)
+    assert any("static holds no committed files" in note for note in found.notes)
+
+
+def test_secret_detection(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os\nfrom environs import Env\nfrom decouple import config\nfrom flask import Flask\n"
+        "env = Env()\napp = Flask(__name__)\n"
+        "STRIPE = os.environ['STRIPE_KEY']\nTR = os.environ.get('MS_TRANSLATOR_KEY')\n"
+        "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\nSENTRY = config('SENTRY_DSN')\n"
+        "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "SENTRY_DSN", "STRIPE_KEY"]
+    assert found.env == ["FLASK_CONFIG", "SEND_FILE_MAX_AGE_DEFAULT"]
+
+
+def test_no_secret_is_invented(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.secrets == []
