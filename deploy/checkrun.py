@@ -300,7 +300,12 @@ def run(
             report.skipped.append((c, str(exc)))
             continue
         except Exception as exc:
-            findings = [Finding(f"the check itself failed ({type(exc).__name__}: {exc}); please report this")]
+            findings = [
+                Finding(
+                    f"the check itself failed ({type(exc).__name__}: {exc}); please report this",
+                    severity=max(c.severity, Severity.HIGH),
+                )
+            ]
         if not findings:
             report.passed.append(c)
         for f in findings:
