@@ -253,10 +253,9 @@ def _scan_module(
                     if _is_factory_call(node.value) and depth > 0:
                         rank = 6
                     candidates.append(_Candidate(rank, depth, f"{module}:{target.id}", path))
-    for node in ast.walk(tree):
-        if _is_flask_call(node):
-            assert isinstance(node, ast.Call)
-            kwargs = {k.arg: k.value for k in node.keywords if k.arg}
+    for any_node in ast.walk(tree):
+        if isinstance(any_node, ast.Call) and _is_flask_call(any_node):
+            kwargs = {k.arg: k.value for k in any_node.keywords if k.arg}
             folder: str | None = "static"
             if "static_folder" in kwargs:
                 value = kwargs["static_folder"]
@@ -266,9 +265,9 @@ def _scan_module(
                     else None
                 )
             flask_calls.append(_FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path"))))
-        if isinstance(node, ast.keyword) and node.arg == "instance_relative_config":
+        if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
             project.instance = True
-        if isinstance(node, ast.ImportFrom) and node.module == "flask_migrate":
+        if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
             project.migrations = True
 
 

@@ -182,7 +182,8 @@ def test_secret_detection(tmp_path: Path) -> None:
         "import os\nfrom environs import Env\nfrom decouple import config\nfrom flask import Flask\n"
         "env = Env()\napp = Flask(__name__)\n"
         "STRIPE = os.environ['STRIPE_KEY']\nTR = os.environ.get('MS_TRANSLATOR_KEY')\n"
-        "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\nSENTRY = config('SENTRY_DSN')\n"
+        "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\n"
+        "SENTRY = config('SENTRY_DSN')\n"
         "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
     )
     found = inspect_project(tmp_path)
