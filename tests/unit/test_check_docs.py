@@ -35,3 +35,44 @@ def test_ids_are_stable_and_well_formed() -> None:
 def test_no_orphan_pages() -> None:
     ids = {c.id for c in load_checks(plugins=False)}
     assert {p.stem for p in CHECKS_DIR.glob("*.md")} == ids
+
+
+_BLOCK = re.compile(r'```\w+ title="([^"]+)"\n(.*?)```\n', re.S)
+_STATIC = {"source", "project", "config"}
+
+
+def examples(page: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The files of the page's failing and passing example, or None if it has none."""
+    if "## Example\n" not in page:
+        return None
+    section = page.split("## Example\n", 1)[1].split("\n## ", 1)[0]
+    fails, passes = section.split("This passes:", 1)
+    return dict(_BLOCK.findall(fails)), dict(_BLOCK.findall(passes))
+
+
+def _fires(root: Path, check_id: str, files: dict[str, str]) -> bool:
+    from deploy.checkctx import Context
+    from deploy.checkrun import run, select
+    from deploy.loader import load
+
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    config = load(root / "deploy.yaml") if (root / "deploy.yaml").exists() else None
+    report = run(select(load_checks(plugins=False), [check_id]), Context(root=root, config=config))
+    assert report.skipped == [], report.skipped
+    return any(r.check.id == check_id for r in report.active)
+
+
+@pytest.mark.parametrize(
+    "c",
+    [c for c in load_checks(plugins=False) if {x.value for x in c.layers} <= _STATIC and c.id != "RND005"],
+    ids=lambda c: c.id,
+)
+def test_the_examples_on_the_page_do_what_it_says(c, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    found = examples((CHECKS_DIR / f"{c.id}.md").read_text(encoding="utf-8"))
+    assert found is not None, f"{c.id}.md has no example"
+    fails, passes = found
+    assert fails and passes
+    assert _fires(tmp_path / "fails", c.id, fails), "the failing example does not fire"
+    assert not _fires(tmp_path / "passes", c.id, passes), "the passing example fires"
