@@ -86,11 +86,65 @@ def _host_address(value: str) -> str:
 #: Names of system services and accounts an app must not take over: the app's name becomes a
 #: systemd unit, /etc/<name>, /run/<name> and a Unix user.
 RESERVED_NAMES = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody "
-    "systemd systemd-network systemd-resolve systemd-timesync systemd-journal messagebus dbus polkitd "
-    "ssh sshd nginx apache2 httpd certbot letsencrypt postgres postgresql mysql mysqld mariadb redis "
-    "redis-server memcached docker containerd cron rsyslog syslog ntp chrony ufw snapd sudo "
-    "network networking getty login init kernel udev".split()
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "nobody",
+        "systemd",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "systemd-journal",
+        "messagebus",
+        "dbus",
+        "polkitd",
+        "ssh",
+        "sshd",
+        "nginx",
+        "apache2",
+        "httpd",
+        "certbot",
+        "letsencrypt",
+        "postgres",
+        "postgresql",
+        "mysql",
+        "mysqld",
+        "mariadb",
+        "redis",
+        "redis-server",
+        "memcached",
+        "docker",
+        "containerd",
+        "cron",
+        "rsyslog",
+        "syslog",
+        "ntp",
+        "chrony",
+        "ufw",
+        "snapd",
+        "sudo",
+        "network",
+        "networking",
+        "getty",
+        "login",
+        "init",
+        "kernel",
+        "udev",
+    }
 )
 
 

@@ -202,7 +202,8 @@ def test_secrets_come_from_environment_then_dotenv(tmp_path, monkeypatch) -> Non
 
 
 def test_systemd_overrides_accept_yaml_booleans() -> None:
-    config = load_text(BASE + "systemd:\n  overrides: {MemoryDenyWriteExecute: false, PrivateDevices: true}\n")
+    overrides = "{MemoryDenyWriteExecute: false, PrivateDevices: true}"
+    config = load_text(BASE + f"systemd:\n  overrides: {overrides}\n")
     assert config.systemd.overrides == {"MemoryDenyWriteExecute": "no", "PrivateDevices": "yes"}
     assert "cannot be overridden" in problems(BASE + "systemd:\n  overrides: {User: root}\n")[0]
 
@@ -210,3 +211,43 @@ def test_systemd_overrides_accept_yaml_booleans() -> None:
 def test_extra_headers_cannot_redefine_managed_headers() -> None:
     out = problems(BASE + "nginx:\n  extra_headers: {x-frame-options: SAMEORIGIN}\n")
     assert out[0].startswith("deploy.yaml:9: nginx.extra_headers: x-frame-options is set by deploy already")
+
+
+@pytest.mark.parametrize("name", ["nginx", "postgresql", "sshd", "systemd-logind", "www-data"])
+def test_system_names_are_reserved(name: str) -> None:
+    out = problems(BASE.replace("name: shop", f"name: {name}"))
+    assert "is the name of a system service or account" in out[0]
+
+
+def test_strict_types_and_duplicates() -> None:
+    assert "expected a whole number, got true" in problems(BASE + "gunicorn: {timeout: true}\n")[0]
+    assert (
+        "'shop.example.com' is listed twice"
+        in problems(BASE.replace("[shop.example.com]", "[shop.example.com, shop.example.com]"))[0]
+    )
+    out = problems(BASE.replace("  secrets:", "  env: {WORKERS: 5}\n  secrets:"))
+    assert out == ['deploy.yaml:4: app.env.WORKERS: expected a string, got 5; quote it: "5"']
+
+
+@pytest.mark.parametrize("url", ["/", "/.well-known/static"])
+def test_static_url_must_be_its_own_prefix(url: str) -> None:
+    out = problems(BASE.replace("  secrets:", f"  static: {{url: '{url}'}}\n  secrets:"))
+    assert "app.static.url" in out[0]
+
+
+def test_alias_bomb_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    out = problems("\n".join(lines) + "\n")
+    assert "expands to more than" in out[0]
+
+
+def test_non_utf8_file_names_the_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "deploy.yaml").write_bytes(b"app:\n  name: caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "deploy.yaml")
+    assert str(info.value.problems[0]).endswith(
+        "deploy.yaml:2: this file is not UTF-8 text; save it as UTF-8"
+    )
