@@ -44,6 +44,10 @@ class Layout:
     def slot(self, slot: str) -> str:
         return f"{self.paths.slots}/{slot}"
 
+    def slot_env(self, slot: str) -> str:
+        """The environment file the slot's unit reads when it starts (DEPLOY_RELEASE, ...)."""
+        return f"{self.paths.slots}/{slot}.env"
+
     def unit(self, slot: str) -> str:
         return f"{self.app}@{slot}.service"
 
@@ -380,6 +384,31 @@ def stop_after_drain(layout: Layout, slot: str, drain_seconds: float) -> Command
         ),
         f"stop {layout.unit(slot)} {drain_seconds:g}s from now (connections already queued are served first)",
         sudo=True,
+    )
+
+
+def start_at_boot(layout: Layout, slot: str) -> tuple[Command, Command]:
+    """Start `slot` when the host boots, and not the other one (the live slot must come back by itself).
+
+    `--no-reload`: only the boot-time links change, nothing needs the running manager to know.
+    """
+    other = other_slot(slot)
+    return (
+        systemctl(
+            "enable",
+            "--quiet",
+            "--no-reload",
+            layout.unit(slot),
+            description=f"start {layout.unit(slot)} at boot",
+        ),
+        systemctl(
+            "disable",
+            "--quiet",
+            "--no-reload",
+            layout.unit(other),
+            description=f"do not start {layout.unit(other)} at boot",
+            check=False,
+        ),
     )
 
 
