@@ -248,6 +248,24 @@ class Sandbox:
         """Whether the host's systemd-nspawn process is still there."""
         return host.pid is not None and host.pid in self._nspawn_processes()
 
+    def restart(self, name: str, timeout: float = 120.0) -> SandboxHost:
+        """Boot a host again after it halted or rebooted (`systemctl reboot` ends its systemd-nspawn).
+
+        Its root filesystem, network and keys are the same; whatever was in its /run is gone, as after
+        a real reboot. Waits until systemd has finished booting and SSH answers.
+        """
+        with locked(self.state_dir / ".lock"):
+            state = self._read_state()
+            host = self.host(name)
+            if state is None or self.is_running(host):
+                raise SandboxError(f"host {name} is still running (pid {host.pid})", code=2)
+            started = time.monotonic()
+            host = self._start(host)
+            state.hosts = [asdict(host) if h["name"] == name else h for h in state.hosts]
+            self._write_state(state)
+        self._wait_booted(host, started, timeout)
+        return host
+
     # Up ------------------------------------------------------------------------------------------
     def up(self, count: int = 1, timeout: float = 120.0) -> list[SandboxHost]:
         """Boot `count` hosts and wait until systemd has finished booting and SSH answers on each."""
