@@ -44,10 +44,6 @@ class Layout:
     def slot(self, slot: str) -> str:
         return f"{self.paths.slots}/{slot}"
 
-    def slot_env(self, slot: str) -> str:
-        """The environment file the slot's unit reads when it starts (DEPLOY_RELEASE, ...)."""
-        return f"{self.paths.slots}/{slot}.env"
-
     def unit(self, slot: str) -> str:
         return f"{self.app}@{slot}.service"
 
