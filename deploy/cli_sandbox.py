@@ -47,17 +47,38 @@ def sandbox_group() -> None:
     show_default=True,
     help="Seconds to wait for every host to finish booting.",
 )
-def up_command(count: int, timeout: float) -> None:
-    """Boot N hosts (the first run builds the root filesystem with debootstrap, about a minute)."""
+@click.option(
+    "--no-acme",
+    is_flag=True,
+    help="Start no local ACME server (pebble): -e sandbox then serves tls: {email} sites over plain HTTP.",
+)
+def up_command(count: int, timeout: float, no_acme: bool) -> None:
+    """Boot N hosts (the first run builds the root filesystem with debootstrap, about a minute).
+
+    With Debian's pebble installed, also start a local ACME server: under -e sandbox, tls: {email: ...}
+    gets real certificates from it, validated on the hosts' port 80, as Let's Encrypt would.
+    """
     from deploy.sandbox import SandboxError
 
     sandbox = _sandbox()
     try:
-        hosts = sandbox.up(count, timeout=timeout)
+        hosts = sandbox.up(count, timeout=timeout, acme=not no_acme)
     except SandboxError as exc:
         fail(str(exc), exc.code)
     except KeyboardInterrupt:
         fail("interrupted; what 'up' had made is removed", 130)
+    acme = sandbox.acme()
+    if acme is not None:
+        _progress(
+            f"HTTPS: pebble, a local ACME server at {acme.directory}, issues the certificates for "
+            f"-e sandbox; it validates every name on {hosts[0].name} ({acme.default_address})"
+        )
+        _progress(
+            f"  verify a site with its root: curl --cacert {acme.root_file} "
+            f"--resolve DOMAIN:443:{acme.default_address} https://DOMAIN/"
+        )
+    elif no_acme:
+        _progress("HTTPS: --no-acme: no ACME server; -e sandbox serves tls: {email} sites over plain HTTP")
     for host in hosts:
         click.echo(f"{host.name}\t{host.address}")
 
@@ -81,9 +102,20 @@ def list_command(as_json: bool) -> None:
             }
             for h in hosts
         ]
+        acme = sandbox.acme()
+        about = (
+            {"directory": acme.directory, "root": str(acme.root_file), "ca_bundle": str(acme.bundle_file)}
+            if acme
+            else None
+        )
         click.echo(
             json.dumps(
-                {"environment": str(sandbox.environment_file) if hosts else None, "hosts": rows}, indent=2
+                {
+                    "environment": str(sandbox.environment_file) if hosts else None,
+                    "hosts": rows,
+                    "acme": about,
+                },
+                indent=2,
             )
         )
         return

@@ -284,6 +284,45 @@ def sandbox_environment_file() -> Path:
     )
 
 
+def _sandbox_acme(data: dict[str, Any], acme: Any, sandbox: Document) -> dict[str, Any]:
+    """Apply the sandbox's `acme` section to an ACME tls (one with `email`), and only to that.
+
+    `{server, ca_bundle}` (pebble, started by `deploy sandbox up`) replaces tls.acme_server and
+    tls.ca_bundle; `false` (no ACME server in the sandbox) turns an ACME tls into `false`, since no
+    sandbox host can reach Let's Encrypt. `tls: false` and an own cert and key are left alone.
+    """
+    if acme is None:
+        return data
+    valid = acme is False or (
+        isinstance(acme, dict)
+        and set(acme) == {"server", "ca_bundle"}
+        and all(isinstance(v, str) and v for v in acme.values())
+    )
+    if not valid:
+        raise ConfigError(
+            [
+                Problem(
+                    sandbox.file,
+                    sandbox.lines.get(("acme",)),
+                    ("acme",),
+                    "expected false or a mapping with server and ca_bundle; "
+                    "run 'deploy sandbox up' again to rewrite this file",
+                )
+            ]
+        )
+    server = data.get("server")
+    if not isinstance(server, dict):
+        return data
+    tls = server.get("tls")
+    if not isinstance(tls, dict) or "email" not in tls or "cert" in tls or "key" in tls:
+        return data
+    if acme is False:
+        new_tls: dict[str, Any] | bool = False
+    else:
+        new_tls = {**tls, "acme_server": acme["server"], "ca_bundle": acme["ca_bundle"]}
+    return {**data, "server": {**server, "tls": new_tls}}
+
+
 def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None) -> Config:
     """Read, overlay and validate a deploy.yaml; raise ConfigError naming every problem."""
     file = Path(path)
@@ -345,7 +384,9 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
         elif environment == SANDBOX_ENV_NAME and sandbox_environment_file().is_file():
             sandbox_file = sandbox_environment_file()
             sandbox = parse_yaml(sandbox_file.read_text(encoding="utf-8"), str(sandbox_file))
-            data = _merge(data, sandbox.data or {})
+            overlay = dict(sandbox.data) if isinstance(sandbox.data, dict) else {}
+            acme = overlay.pop("acme", None)
+            data = _sandbox_acme(_merge(data, overlay), acme, sandbox)
         else:
             known = sorted(envs)
             hint = difflib.get_close_matches(environment, known, n=1)

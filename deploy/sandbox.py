@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from deploy import sandbox_acme
 from deploy.loader import sandbox_environment_file
 from deploy.sandbox_rootfs import (
     PACKAGES,
@@ -143,6 +144,8 @@ class _State:
     status: str = "starting"
     rootfs: str = ""
     hosts: list[dict[str, Any]] = field(default_factory=list)
+    #: The ACME server (pebble) `up` started: `sandbox_acme.AcmeServer` fields, pids included.
+    acme: dict[str, Any] | None = None
 
 
 class Sandbox:
@@ -199,6 +202,11 @@ class Sandbox:
         return self.state_dir / "machines"
 
     @property
+    def acme_dir(self) -> Path:
+        """Pebble's files: config, API certificate, logs, its issuing root (`root.pem`), the CA bundle."""
+        return self.state_dir / "acme"
+
+    @property
     def _cgroup_name(self) -> str:
         return f"deploy-sandbox-{self.tag}"
 
@@ -235,6 +243,13 @@ class Sandbox:
             return []
         return [SandboxHost(**h) for h in state.hosts]
 
+    def acme(self) -> sandbox_acme.AcmeServer | None:
+        """The ACME server (pebble) `up` started for -e sandbox, or None (not installed, --no-acme, down)."""
+        state = self._read_state()
+        if state is None or state.status != "up" or not state.acme:
+            return None
+        return sandbox_acme.AcmeServer(**state.acme)
+
     def host(self, name: str) -> SandboxHost:
         """The host called `name`; SandboxError naming the known ones if there is none."""
         hosts = self.hosts()
@@ -267,8 +282,12 @@ class Sandbox:
         return host
 
     # Up ------------------------------------------------------------------------------------------
-    def up(self, count: int = 1, timeout: float = 120.0) -> list[SandboxHost]:
-        """Boot `count` hosts and wait until systemd has finished booting and SSH answers on each."""
+    def up(self, count: int = 1, timeout: float = 120.0, acme: bool = True) -> list[SandboxHost]:
+        """Boot `count` hosts and wait until systemd has finished booting and SSH answers on each.
+
+        With `acme` (and Debian's pebble installed), also start a local ACME server that -e sandbox
+        uses for `tls: {email: ...}`, so certbot on the hosts gets real certificates (see `acme()`).
+        """
         if not 1 <= count <= 50:
             raise SandboxError(f"--hosts must be between 1 and 50, got {count}", code=2)
         check_prerequisites()
@@ -281,7 +300,7 @@ class Sandbox:
                 )
             self._teardown(quiet=True)
             try:
-                return self._up(count, timeout)
+                return self._up(count, timeout, acme)
             except BaseException:
                 self.say("up failed: removing what it made")
                 # A host still booting may not act on the halt signal yet: do not wait long for it.
@@ -289,7 +308,7 @@ class Sandbox:
                 self._remove_files()
                 raise
 
-    def _up(self, count: int, timeout: float) -> list[SandboxHost]:
+    def _up(self, count: int, timeout: float, acme: bool) -> list[SandboxHost]:
         began = time.monotonic()
         rootfs = ensure_rootfs(self.packages, self.cache, self.say)
         started = time.monotonic()
@@ -320,6 +339,65 @@ class Sandbox:
             for host in hosts:
                 self._make_network(host)
 
+        # Pebble starts while the hosts boot; it must be up (or have failed) before `up` goes on.
+        acme_result: list[sandbox_acme.AcmeServer | BaseException] = []
+        acme_thread = self._start_acme(hosts, acme_result) if acme else None
+        try:
+            hosts = self._boot(hosts, state, rootfs, started, timeout)
+        finally:
+            if acme_thread is not None:
+                acme_thread.join()
+        server = None
+        if acme_result:
+            if isinstance(acme_result[0], BaseException):
+                raise SandboxError(
+                    f"the ACME server (pebble) did not start: {acme_result[0]}\n"
+                    "start the sandbox without it with 'deploy sandbox up --no-acme'"
+                ) from acme_result[0]
+            server = acme_result[0]
+            state.acme = asdict(server)
+            self._write_state(state)
+
+        self.environment_file.write_text(environment_text(hosts, self.key, self.known_hosts, server), "utf-8")
+        state.status = "up"
+        self._write_state(state)
+        self.say(
+            f"sandbox up: {count} host(s) in {time.monotonic() - began:.1f}s; "
+            f"-e sandbox reads {self.environment_file}"
+        )
+        return hosts
+
+    def _start_acme(
+        self, hosts: list[SandboxHost], result: list[sandbox_acme.AcmeServer | BaseException]
+    ) -> threading.Thread | None:
+        """Start pebble in a thread, on the first host's gateway; the other hosts get a route to it."""
+        missing = sandbox_acme.missing_tools()
+        if missing:
+            self.say(
+                f"HTTPS: no certificates in this sandbox: {', '.join(missing)} not installed "
+                f"({sandbox_acme.install_hint(missing)}); -e sandbox serves tls: {{email}} sites over HTTP"
+            )
+            return None
+        first = hosts[0]
+        for host in hosts[1:]:
+            # This machine's address on the first link, reached through the host's own link.
+            _run(["ip", "-n", host.netns, "route", "replace", f"{first.gateway}/32", "via", host.gateway])
+
+        def start() -> None:
+            try:
+                result.append(sandbox_acme.start(self.acme_dir, first.gateway, first.address))
+            except BaseException as exc:
+                result.append(exc)
+
+        thread = threading.Thread(target=start, daemon=True)
+        thread.start()
+        return thread
+
+    def _boot(
+        self, hosts: list[SandboxHost], state: _State, rootfs: Path, started: float, timeout: float
+    ) -> list[SandboxHost]:
+        """Prepare each host's root, start it, and wait until every one has booted."""
+        hosts = list(hosts)
         known_lines = []
         hosts_lines = [f"{h.address}\t{h.name}" for h in hosts]
         for number, host in enumerate(hosts):
@@ -348,35 +426,6 @@ class Sandbox:
             thread.join()
         if errors:
             raise SandboxError("\n".join(f"host {name}: {exc}" for name, exc in sorted(errors.items())))
-
-        environment = {
-            "server": {
-                "hosts": [h.address for h in hosts],
-                # Every SSH setting that could lead elsewhere is set: a deploy.yaml's own port or
-                # jump host must not apply to the sandbox.
-                "ssh": {
-                    "user": SSH_USER,
-                    "port": 22,
-                    "key": str(self.key),
-                    "known_hosts": str(self.known_hosts),
-                    "proxy_jump": None,
-                },
-            }
-        }
-        self.environment_file.write_text(
-            "# Written by 'deploy sandbox up' for '-e sandbox'; 'deploy sandbox down' removes it.\n"
-            + "# Hosts: "
-            + ", ".join(f"{h.name}={h.address}" for h in hosts)
-            + "\n"
-            + yaml.safe_dump(environment, sort_keys=False),
-            encoding="utf-8",
-        )
-        state.status = "up"
-        self._write_state(state)
-        self.say(
-            f"sandbox up: {count} host(s) in {time.monotonic() - began:.1f}s; "
-            f"-e sandbox reads {self.environment_file}"
-        )
         return hosts
 
     def _free_networks(self, count: int) -> list[ipaddress.IPv4Network]:
@@ -594,6 +643,8 @@ class Sandbox:
     def _remove_files(self) -> None:
         for path in self._files():
             path.unlink(missing_ok=True)
+        if self.acme_dir.exists() and not sandbox_acme.processes(self.acme_dir):
+            shutil.rmtree(self.acme_dir)
         self.state_file.with_suffix(".tmp").unlink(missing_ok=True)
 
     def _teardown(self, timeout: float = 20.0, quiet: bool = False) -> None:
@@ -601,6 +652,11 @@ class Sandbox:
         say = (lambda _m: None) if quiet else self.say
         state = self._read_state()
         known = [SandboxHost(**h) for h in state.hosts] if state else []
+        recorded = list((state.acme or {}).get("pids", [])) if state else []
+        if recorded or sandbox_acme.processes(self.acme_dir):
+            stopped = sandbox_acme.stop(self.acme_dir, recorded)
+            if stopped:
+                say(f"ACME server: stopped pebble (pids {', '.join(map(str, stopped))})")
         pids = set(self._nspawn_processes())
         if pids:
             names = {h.pid: h.name for h in known}
@@ -653,6 +709,7 @@ class Sandbox:
     def leftovers(self) -> list[str]:
         """Everything of this sandbox that still exists on this machine, described (empty when down)."""
         out = [f"process {pid} (systemd-nspawn)" for pid in self._nspawn_processes()]
+        out += [f"process {pid} (the ACME server)" for pid in sandbox_acme.processes(self.acme_dir)]
         out += [f"process {pid} (in the sandbox's cgroup)" for pid in self._cgroup_processes()]
         out += [f"cgroup {group}" for group in self._cgroups()]
         out += [f"network namespace {n}" for n in self._netns()]
@@ -717,6 +774,53 @@ class Sandbox:
             if point.startswith(prefixes) or point == str(self.machines_dir):
                 found.append(point)
         return found
+
+
+def environment_text(
+    hosts: Sequence[SandboxHost],
+    key: Path,
+    known_hosts: Path,
+    acme: sandbox_acme.AcmeServer | None,
+) -> str:
+    """The overlay `-e sandbox` lays over deploy.yaml: the hosts, SSH settings, and the ACME server.
+
+    The `acme` section is not a deploy.yaml key: the loader moves it into `server.tls` only when the
+    effective tls is ACME (`email`), so `tls: false` and an own cert and key stay as they are.
+    """
+    environment = {
+        "server": {
+            "hosts": [h.address for h in hosts],
+            # Every SSH setting that could lead elsewhere is set: a deploy.yaml's own port or
+            # jump host must not apply to the sandbox.
+            "ssh": {
+                "user": SSH_USER,
+                "port": 22,
+                "key": str(key),
+                "known_hosts": str(known_hosts),
+                "proxy_jump": None,
+            },
+        },
+        "acme": sandbox_acme.overlay_section(acme),
+    }
+    if acme is not None:
+        about = (
+            f"# acme: tls: {{email: ...}} gets its certificates from pebble, a local ACME server at\n"
+            f"# {acme.directory} (every name resolves to {acme.default_address} for it); its issuing\n"
+            f"# root is {acme.root_file}. tls: false and your own cert and key stay as they are.\n"
+        )
+    else:
+        about = (
+            "# acme: false: no ACME server in this sandbox (pebble not installed, or --no-acme), so\n"
+            "# tls: {email: ...} becomes tls: false here (plain HTTP, no certbot). Own certs stay.\n"
+        )
+    return (
+        "# Written by 'deploy sandbox up' for '-e sandbox'; 'deploy sandbox down' removes it.\n"
+        + "# Hosts: "
+        + ", ".join(f"{h.name}={h.address}" for h in hosts)
+        + "\n"
+        + about
+        + yaml.safe_dump(environment, sort_keys=False)
+    )
 
 
 def _cgroup_roots() -> list[Path]:
