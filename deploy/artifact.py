@@ -17,6 +17,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.requirements import RequirementsError, RequirementSet, resolve
+
 #: Never shipped, even when untracked files go out with --allow-dirty: local secrets and tooling.
 EXCLUDED = (
     ".env",
@@ -75,10 +77,26 @@ class Artifact:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()
 
+    def read(self, path: str) -> bytes | None:
+        """A shipped file's bytes (a symbolic link inside the project is followed once)."""
+        entry = self.files.get(path)
+        if entry is not None and entry.link is not None:
+            target = os.path.normpath(os.path.join(os.path.dirname(path), entry.link))
+            entry = self.files.get(target)
+        return entry.data if entry is not None and entry.link is None else None
+
+    @property
+    def requirement_set(self) -> RequirementSet:
+        """The requirements files (with includes) or pyproject.toml dependencies the venv installs."""
+        try:
+            return resolve(self.requirements_path, self.read)
+        except RequirementsError as exc:
+            raise ArtifactError(str(exc)) from None
+
     @property
     def requirements(self) -> bytes:
-        entry = self.files.get(self.requirements_path)
-        return entry.data if entry is not None else b""
+        """What the virtualenv's key covers (every requirements file involved, or the dependency list)."""
+        return self.requirement_set.key
 
     @property
     def short(self) -> str:
@@ -156,9 +174,11 @@ def pack(
         import time
 
         timestamp = int(time.time())
-    return Artifact(
+    artifact = Artifact(
         commit=commit, dirty=dirty, files=files, requirements_path=requirements_path, timestamp=timestamp
     )
+    _ = artifact.requirement_set  # an unreadable requirements file stops here, before any host
+    return artifact
 
 
 def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
@@ -282,20 +302,48 @@ def download_command(platform: Platform, requirements: Path, dest: Path) -> list
     return [*command, "--dest", str(dest), "-r", str(requirements)]
 
 
-def wheelhouse(requirements: bytes, platform: Platform, cache: Path) -> dict[str, Path]:
-    """The wheels that install `requirements` on `platform`: downloaded once, then kept in `cache`."""
-    key = requirements_hash(requirements, platform.python_version, platform.tag)
+def wheelhouse(requirements: RequirementSet, platform: Platform, cache: Path) -> dict[str, Path]:
+    """The wheels that install `requirements` on `platform`: downloaded once, then kept in `cache`.
+
+    The requirements files are written under the cache folder with the project's layout, so pip
+    follows includes exactly as it will on the host.
+    """
+    key = requirements_hash(requirements.key, platform.python_version, platform.tag)
     folder = cache / key
     marker = folder / ".complete"
     if not marker.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        req_file = folder / "requirements.txt"
-        req_file.write_bytes(requirements)
+        source = folder / "requirements-source"
+        shown: dict[str, str] = {}
+        if requirements.generated is not None:
+            source.mkdir(exist_ok=True)
+            (source / "requirements.txt").write_bytes(requirements.generated)
+            shown[str(source / "requirements.txt")] = f"{requirements.entry} [project].dependencies"
+        else:
+            for path, data in requirements.files.items():
+                target = source / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                shown[str(target)] = path
         result = subprocess.run(
-            download_command(platform, req_file, folder), capture_output=True, text=True, check=False
+            download_command(platform, source / requirements.install_file, folder),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
-            lines = (result.stdout + result.stderr).strip().splitlines()[-8:]
+            output = result.stdout + result.stderr
+            for written, name in shown.items():
+                output = output.replace(written, name)
+            lines = output.strip().splitlines()[-8:]
+            if "Invalid requirement" in output or "Could not open requirements file" in output:
+                also = ", ".join(requirements.included)
+                raise ArtifactError(
+                    f"pip cannot read {requirements.entry}"
+                    + (f" (or what it includes: {also})" if also else "")
+                    + ":\n  "
+                    + "\n  ".join(lines)
+                )
             raise ArtifactError(
                 f"could not get wheels for Python {platform.python_version} on {platform.machine} "
                 f"({platform.libc} {platform.libc_version}); hosts have no package index, so every "

@@ -44,6 +44,10 @@ class Layout:
     def slot(self, slot: str) -> str:
         return f"{self.paths.slots}/{slot}"
 
+    def slot_env(self, slot: str) -> str:
+        """The environment file the slot's unit reads when it starts (DEPLOY_RELEASE, ...)."""
+        return f"{self.paths.slots}/{slot}.env"
+
     def unit(self, slot: str) -> str:
         return f"{self.app}@{slot}.service"
 
@@ -244,9 +248,18 @@ def run_in_release(
     environment: str,
     env: Mapping[str, str],
     description: str,
+    python_path: str | None = None,
+    slot_env: str | None = None,
 ) -> Command:
-    """Run a shell command as the app user in a release, with the app's environment (systemd-run)."""
+    """Run a shell command as the app user in a release, with the app's environment (systemd-run).
+
+    `python_path` is put on PYTHONPATH (a src/ layout); `slot_env` is a slot's environment file to
+    read as well (what the serving slot was started with).
+    """
     setenv = [f"--setenv={key}={value}" for key, value in sorted(env.items())]
+    if python_path:
+        setenv.append(f"--setenv=PYTHONPATH={python_path}")
+    extra = ["--property", f"EnvironmentFile=-{slot_env}"] if slot_env else []
     return Command(
         (
             "systemd-run",
@@ -263,6 +276,7 @@ def run_in_release(
             f"WorkingDirectory={directory}",
             "--property",
             f"EnvironmentFile=-{layout.paths.env_file}",
+            *extra,
             f"--setenv=PATH={directory}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
             f"--setenv=VIRTUAL_ENV={directory}/.venv",
             f"--setenv=DEPLOY_RELEASE={release_id}",
@@ -442,6 +456,7 @@ def prune(layout: Layout, releases: list[str]) -> Command:
 #: process was killed, or its network is gone), the flock is released and the record stays behind, so
 #: the next push can say which push was interrupted.
 LOCK_HOLDER = r"""
+if [ "$5" = create ]; then mkdir -p -- "${1%/*}" && chmod 0700 -- "${1%/*}" || exit 70; fi
 exec 9>>"$1" || exit 70
 if ! flock -n 9; then
   echo BUSY
@@ -461,7 +476,10 @@ exit 0
 """
 
 
-def lock_holder(layout: Layout, record: dict[str, object], lease_seconds: int) -> Command:
+def lock_holder(
+    layout: Layout, record: dict[str, object], lease_seconds: int, create: bool = False
+) -> Command:
+    """Take the deploy lock; `create` makes its directory first (setup, on a host not set up yet)."""
     return Command(
         (
             "bash",
@@ -472,6 +490,7 @@ def lock_holder(layout: Layout, record: dict[str, object], lease_seconds: int) -
             layout.lock_info,
             json.dumps(record, sort_keys=True),
             str(lease_seconds),
+            "create" if create else "exists",
         ),
         "take the deploy lock (held while this push runs)",
         sudo=True,

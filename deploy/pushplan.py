@@ -19,6 +19,7 @@ from deploy.commands import Layout, layout_for
 from deploy.config import Config
 from deploy.facts import HostState, probe_request
 from deploy.plan import Action, Command, Plan, Step, Upload
+from deploy.requirements import src_root
 
 #: Debian packages a host needs; apt installs only the missing ones.
 REQUIRED_PACKAGES = ("python3", "python3-venv", "nginx-light")
@@ -392,7 +393,22 @@ def rollback_target(state: HostState) -> str | None:
     return earlier[-1] if earlier else None
 
 
-def _start_steps(config: Config, layout: Layout, host: str, slot: str, release: str) -> tuple[Step, ...]:
+def slot_env_content(config: Config, layout: Layout, release: str, python_root: str | None) -> bytes:
+    """The slot's environment file (the unit reads it at start): which release runs, and where."""
+    lines = [
+        "# Written by deploy when this slot starts a release.",
+        f"DEPLOY_RELEASE={release}",
+        f"DEPLOY_ENVIRONMENT={config.environment or 'default'}",
+    ]
+    if python_root:
+        # A src/ layout: the app's package is imported from the release's src/ folder.
+        lines.append(f"PYTHONPATH={layout.release(release)}/{python_root}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _start_steps(
+    config: Config, layout: Layout, host: str, slot: str, release: str, python_root: str | None = None
+) -> tuple[Step, ...]:
     return (
         Step(
             "start",
@@ -400,6 +416,14 @@ def _start_steps(config: Config, layout: Layout, host: str, slot: str, release: 
             (
                 cmd.cancel_drain(layout, slot),
                 cmd.symlink(layout.release(release), layout.slot(slot), f"slot {slot} -> release {release}"),
+                Upload(
+                    layout.slot_env(slot),
+                    slot_env_content(config, layout, release, python_root),
+                    0o644,
+                    "root",
+                    "root",
+                    description=f"DEPLOY_RELEASE={release} for slot {slot}",
+                ),
                 cmd.systemctl(
                     "restart", layout.unit(slot), description=f"start {layout.unit(slot)} (release {release})"
                 ),
@@ -503,8 +527,9 @@ def _finish_steps(
     return (Step("finish", state.host, tuple(actions)),) if actions else ()
 
 
-def _release_json(build: Build, req_hash: str, fingerprint: str) -> bytes:
+def _release_json(build: Build, req_hash: str, fingerprint: str, python_root: str | None) -> bytes:
     info = {
+        "python_root": python_root,
         "id": build.release,
         "commit": build.artifact.commit,
         "dirty": build.artifact.dirty,
@@ -541,6 +566,7 @@ def host_push(
         return HostPush(host, previous or release, previous, old_slot, old_slot or new_slot, unchanged=True)
 
     target = layout.release(release)
+    python_root = src_root(frozenset(artifact.files), config.app.wsgi)
     prepare: list[Action] = [cmd.make_dir(target, "root", "root", 0o755)]
     remote_manifest = state.manifest if previous else None
     if remote_manifest is not None and previous:
@@ -605,11 +631,26 @@ def host_push(
                 )
             )
             prepare.append(cmd.extract_tar(archive, layout.wheels, f"unpack {len(missing)} wheel(s)"))
+        requirements = artifact.requirement_set
+        prepare.append(cmd.new_venv(venv))
+        if requirements.generated is not None:
+            # pyproject.toml: its dependency list, kept in the venv it built.
+            install_from = f"{venv}/requirements.txt"
+            prepare.append(
+                Upload(
+                    install_from,
+                    requirements.generated,
+                    0o644,
+                    "root",
+                    "root",
+                    description=f"the dependencies listed in {requirements.entry}",
+                )
+            )
+        else:
+            # pip follows -r/-c includes relative to this file, inside the release.
+            install_from = f"{target}/{requirements.entry}"
         prepare += [
-            cmd.new_venv(venv),
-            cmd.pip_install(
-                venv, state.pip_wheel or "", layout.wheels, f"{target}/{artifact.requirements_path}"
-            ),
+            cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from),
             cmd.mark_complete(venv),
         ]
     prepare.append(
@@ -632,7 +673,7 @@ def host_push(
     prepare.append(
         Upload(
             f"{target}/.deploy/release.json",
-            _release_json(build, req_hash, fingerprint),
+            _release_json(build, req_hash, fingerprint, python_root),
             0o644,
             "root",
             "root",
@@ -648,7 +689,7 @@ def host_push(
         old_slot=old_slot,
         new_slot=new_slot,
         prepare=(*settings, Step("upload", host, tuple(prepare))),
-        start=_start_steps(config, layout, host, new_slot, release),
+        start=_start_steps(config, layout, host, new_slot, release, python_root),
         switch=(_switch_step(layout, host, new_slot, release),),
         finish=_finish_steps(config, layout, after, old_slot, release),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
@@ -690,6 +731,8 @@ def push_plan(
     if changed and config.app.release:
         layout = layout_for(config)
         first = changed[0]
+        python_root = src_root(frozenset(build.artifact.files), config.app.wsgi)
+        python_path = f"{layout.release(build.release)}/{python_root}" if python_root else None
         release_steps = (
             Step(
                 "release",
@@ -703,6 +746,7 @@ def push_plan(
                         build.environment,
                         dict(config.app.env),
                         f"release command: {command}",
+                        python_path,
                     )
                     for command in config.app.release
                 ),
@@ -735,13 +779,17 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
     if wanted == current:
         return HostPush(host, wanted, current, old_slot, old_slot or "blue", unchanged=True)
     new_slot = cmd.other_slot(old_slot)
+    info = next((r.info for r in state.releases if r.id == wanted), None) or {}
+    python_root = info.get("python_root")
     return HostPush(
         host=host,
         release=wanted,
         previous=current,
         old_slot=old_slot,
         new_slot=new_slot,
-        start=_start_steps(config, layout, host, new_slot, wanted),
+        start=_start_steps(
+            config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
+        ),
         switch=(_switch_step(layout, host, new_slot, wanted),),
         finish=_finish_steps(config, layout, state, old_slot, None),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),

@@ -204,6 +204,19 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
     )
 
 
+def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
+    """app.requirements and the files it includes (-r/-c), which the Docker build copies."""
+    from deploy.requirements import files_to_copy
+
+    def read(path: str) -> bytes | None:
+        try:
+            return (project_dir / path).read_bytes() if project_dir is not None else None
+        except OSError:
+            return None
+
+    return files_to_copy(config.app.requirements, read)
+
+
 def render(config: Config, facts: HostFacts | None = None, project_dir: Path | None = None) -> dict[str, str]:
     """Render every config file for `config`; the same input always gives byte-identical output.
 
@@ -212,4 +225,5 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     """
     env = _environment(project_dir)
     ctx = context(config, facts or HostFacts())
+    ctx["requirement_files"] = _requirement_files(config, project_dir)
     return {path: env.get_template(template).render(ctx) for path, template in output_files(config).items()}

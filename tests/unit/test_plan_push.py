@@ -150,10 +150,16 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
         "systemctl stop shop-drain-blue.timer shop-drain-blue.service",
         f'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink {release} /srv/shop/slots/blue '
         ".deploy-tmp",
+        "write /srv/shop/slots/blue.env",
         "systemctl restart shop@blue.service",
-        lines(web1.start)[3],
+        lines(web1.start)[4],
     ]
-    assert lines(web1.start)[3].endswith(
+    slot_env = next(a for a in web1.start[0].actions if isinstance(a, Upload))
+    assert slot_env.content == (
+        b"# Written by deploy when this slot starts a release.\n"
+        b"DEPLOY_RELEASE=20250101-000000-aaaaaaa\nDEPLOY_ENVIRONMENT=default\n"
+    )
+    assert lines(web1.start)[4].endswith(
         "/run/shop/blue.sock shop.example.com /health 30 shop@blue.service 20250101-000000-aaaaaaa"
     )
     assert lines(web1.switch)[0] == (
