@@ -26,7 +26,7 @@ from deploy import tls
 from deploy.sandbox import Sandbox, SandboxHost
 
 from . import https_graders as graders
-from .pebble import Pebble, running_pebble
+from .pebble import AcmeServer, require_pebble, sandbox_pebble
 
 pytestmark = pytest.mark.hosts
 
@@ -56,7 +56,7 @@ server:
 class Site:
     box: Sandbox
     hosts: list[SandboxHost]
-    pebble: Pebble
+    pebble: AcmeServer
     project: Path
 
     def deploy(
@@ -99,29 +99,31 @@ SECRET = secrets.token_hex(32)
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """Two private sandbox hosts, pebble reachable from both, the example app's project; names -> host 2."""
+    """Two private sandbox hosts with the sandbox's pebble, the example app's project; names -> host 2."""
+    require_pebble()
     box = Sandbox(tmp_path_factory.mktemp("https-sandbox"), progress=lambda m: print(f"[sandbox] {m}"))
     box.up(2)
     try:
         hosts = box.hosts()
-        with running_pebble(tmp_path_factory.mktemp("pebble"), hosts) as pebble:
-            for name in NAMES:
-                pebble.point(name, hosts[1].address)
-            project = tmp_path_factory.mktemp("project")
-            shutil.copytree(REPO / "playbooks" / "flaskr", project, dirs_exist_ok=True)
-            (project / "deploy.yaml").write_text(
-                DEPLOY_YAML.format(names=", ".join(NAMES), acme=pebble.directory), encoding="utf-8"
-            )
-            # tls.ca_bundle: certbot trusts pebble's API with it; `deploy check --live` verifies the site
-            # with it. A private CA does both; pebble uses two, so the bundle holds both.
-            (project / "pebble-api-ca.pem").write_bytes(pebble.api_ca.read_bytes() + pebble.root_pem)
-            for argv in (
-                ["init", "-q"],
-                ["add", "-A"],
-                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "example app"],
-            ):
-                subprocess.run(["git", *argv], cwd=project, check=True, capture_output=True)
-            yield Site(box, hosts, pebble, project)
+        pebble = sandbox_pebble(box)
+        for name in NAMES:
+            pebble.point(name, hosts[1].address)
+        project = tmp_path_factory.mktemp("project")
+        shutil.copytree(REPO / "playbooks" / "flaskr", project, dirs_exist_ok=True)
+        (project / "deploy.yaml").write_text(
+            DEPLOY_YAML.format(names=", ".join(NAMES), acme=pebble.directory), encoding="utf-8"
+        )
+        # tls.ca_bundle: certbot trusts pebble's API with it; `deploy check --live` verifies the site
+        # with it. A private CA does both; pebble uses two, so the bundle holds both. (-e sandbox sets
+        # the same server and an equal bundle of its own: this file shows the form a user writes.)
+        (project / "pebble-api-ca.pem").write_bytes(pebble.bundle_file.read_bytes())
+        for argv in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "example app"],
+        ):
+            subprocess.run(["git", *argv], cwd=project, check=True, capture_output=True)
+        yield Site(box, hosts, pebble, project)
     finally:
         box.down()
 
