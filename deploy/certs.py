@@ -18,7 +18,7 @@ from deploy import tls
 from deploy.config import Config
 from deploy.executor import Executor, each
 from deploy.facts import HostFacts
-from deploy.plan import Step
+from deploy.plan import Command, Step
 
 #: Renders the site for a host given its facts: `render(config, facts, project_dir)`.
 Render = Callable[[HostFacts], Mapping[str, str]]
@@ -129,3 +129,53 @@ def install_certificates(
     for host in hosts:
         outcome.results[host] = None
     return outcome
+
+
+def planned_steps(
+    config: Config,
+    hosts: Sequence[str],
+    files: tls.TLSFiles,
+    facts: Mapping[str, HostFacts],
+    render: Callable[[HostFacts], Mapping[str, str]],
+) -> list[Step]:
+    """The steps `install_certificates` takes, in its order, for `deploy setup --dry-run` to show.
+
+    The ACME account is not known before it is registered: sharing it shows as a plain step that
+    names the files copied from the first host.
+    """
+    settings = tls.tls_settings(config)
+    if settings is None or not hosts:
+        return []
+
+    def with_certificate(host: str, present: bool | None) -> HostFacts:
+        return dataclasses.replace(facts.get(host, HostFacts()), has_certificate=present)
+
+    steps: list[Step] = []
+    if settings.acme:
+        present = {h: bool(facts.get(h, HostFacts()).has_certificate) for h in hosts}
+        steps += [
+            tls.site_step(config, h, render(with_certificate(h, present[h])), "tls: site before certbot")
+            for h in hosts
+        ]
+        steps += [tls.acme_prepare_step(config, h, settings, files) for h in hosts]
+        steps.append(tls.register_step(config, hosts[0], settings))
+        folder = tls.account_dir(tls.acme_server(settings))
+        steps += [
+            Step(
+                "tls: share the ACME account",
+                h,
+                (
+                    Command(
+                        ("true",),
+                        f"copy meta.json, regr.json, private_key.json (0400) of the account in {folder} "
+                        f"from {hosts[0]}",
+                    ),
+                ),
+            )
+            for h in hosts
+        ]
+        steps += [tls.obtain_step(config, h, settings, None) for h in hosts]
+    else:
+        steps += [tls.own_certificate_step(config, h, files) for h in hosts]
+    steps += [tls.site_step(config, h, render(with_certificate(h, True)), "tls: HTTPS site") for h in hosts]
+    return steps

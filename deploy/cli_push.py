@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from deploy.facts import HostState
     from deploy.plan import Command, Step
     from deploy.pushplan import PushPlan
+    from deploy.requirements import RequirementSet
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -133,7 +134,9 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
     printer.say(f"  [{step.name}]")
     for action in step.actions:
         if isinstance(action, Command):
-            printer.say("    $ " + display_line(action))
+            # ("true",) stands for work that cannot be shown before it happens; its description says it.
+            shown = f"({action.description})" if action.argv == ("true",) else "$ " + display_line(action)
+            printer.say("    " + shown)
             continue
         owner = f"{action.owner or 'root'}:{action.group or 'root'}"
         old = None if state is None else state.files.get(action.remote_path)
@@ -142,13 +145,16 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             import hashlib
 
             same = before == hashlib.sha256(action.content).hexdigest()
-            keys = sum(
-                1 for line in action.content.decode().splitlines() if line and not line.startswith("#")
-            )
-            printer.say(
-                f"    write {action.remote_path} ({action.mode:04o} {owner}) "
-                f"(secret, {keys} keys, {'unchanged' if same else 'changed'})"
-            )
+            if b"-----BEGIN" in action.content:
+                what = "secret, not shown"
+            else:
+                keys = sum(
+                    1
+                    for line in action.content.decode("utf-8", "replace").splitlines()
+                    if line and not line.startswith("#")
+                )
+                what = f"secret, {keys} keys, {'unchanged' if same else 'changed'}"
+            printer.say(f"    write {action.remote_path} ({action.mode:04o} {owner}) ({what})")
             continue
         printer.say(
             f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
@@ -190,13 +196,19 @@ def _lock_record(record: str | None) -> str:
         data = json.loads(record.strip().splitlines()[0])
     except (ValueError, IndexError):
         return record.strip()[:200]
-    return (
-        f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {data.get('action', 'push')} of release "
-        f"{data.get('release', '?')}, since {data.get('since', '?')})"
-    )
+    action = data.get("action", "push")
+    what = "setup" if action == "setup" else f"{action} of release {data.get('release', '?')}"
+    return f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {what}, since {data.get('since', '?')})"
 
 
-def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action: str, release: str) -> None:
+def _take_locks(
+    executor: SSHExecutor,
+    config: Config,
+    printer: Printer,
+    action: str,
+    release: str,
+    create: bool = False,
+) -> None:
     from deploy.commands import layout_for, lock_holder
     from deploy.executor import each
     from deploy.pushplan import LOCK_LEASE_SECONDS
@@ -210,7 +222,7 @@ def _take_locks(executor: SSHExecutor, config: Config, printer: Printer, action:
         "release": release,
         "lease_seconds": LOCK_LEASE_SECONDS,
     }
-    command = lock_holder(layout, record, LOCK_LEASE_SECONDS)
+    command = lock_holder(layout, record, LOCK_LEASE_SECONDS, create)
     # The first host first, alone: of two concurrent pushes only one gets past it, so the loser never
     # holds a lock on another host that would make the winner fail too.
     names = _host_names(config)
@@ -311,7 +323,15 @@ def setup(
     config, project = _load(config_path, environment)
     printer = Printer(as_json)
     secrets = _secrets(config, project)
+    tls_files = None
+    if config.server.tls is not False:
+        from deploy.cli_tls import read_tls_files
+
+        # Own certificate files are checked before any host is touched (a ConfigError exits 2).
+        tls_files = read_tls_files(config, config_path)
     with _connected(config, accept_new_host_keys, printer) as executor:
+        if not dry_run:
+            _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
         plan = setup_plan(config, states, _render(config, states, project), secrets)
         if dry_run:
@@ -319,6 +339,18 @@ def setup(
                 printer.say("dry run: every host is already set up; nothing would change")
             else:
                 _show_plan(list(plan.steps), states, printer, "dry run: nothing is changed. Setup would:")
+            if tls_files is not None:
+                from deploy.certs import planned_steps
+                from deploy.render import render
+
+                steps = planned_steps(
+                    config,
+                    list(states),
+                    tls_files,
+                    {h: s.facts for h, s in states.items()},
+                    lambda facts: render(config, facts, project),
+                )
+                _show_plan(steps, states, printer, "then HTTPS (certificates), in this order:")
             return
         started = time.monotonic()
 
@@ -343,12 +375,13 @@ def setup(
                 f"{host}: "
                 + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
             )
-        if config.server.tls is not False:
-            from deploy.cli_tls import https_on_hosts, read_tls_files
+        if tls_files is not None:
+            from deploy.cli_tls import https_on_hosts
 
             printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
-            https_on_hosts(config, executor, {h: s.facts for h, s in states.items()},
-                           read_tls_files(config, config_path), project, printer.say)
+            https_on_hosts(
+                config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
+            )
         printer.say(f"setup done in {time.monotonic() - started:.2f}s")
 
 
@@ -360,7 +393,7 @@ def _release_id(short: str) -> str:
 
 
 def _wheels_for(
-    config: Config, states: Mapping[str, HostState], requirements: bytes, printer: Printer
+    config: Config, states: Mapping[str, HostState], requirements: RequirementSet, printer: Printer
 ) -> dict[str, dict[str, bytes]]:
     from deploy.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
     from deploy.pushplan import platform_tag
@@ -369,7 +402,7 @@ def _wheels_for(
     cache: dict[str, dict[str, bytes]] = {}
     for host, state in states.items():
         tag = platform_tag(state)
-        if requirements_hash(requirements, state.python_version or "", tag) in state.venvs:
+        if requirements_hash(requirements.key, state.python_version or "", tag) in state.venvs:
             continue
         if tag not in cache:
             platform = Platform(
@@ -546,7 +579,7 @@ def push(
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)
         states = _gather(executor, config)
-        wheels = _wheels_for(config, states, artifact.requirements, printer)
+        wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name)
         try:
             plan = push_plan(config, states, _render(config, states, project), secrets, build)
@@ -768,6 +801,7 @@ def exec_command(
             environment or "default",
             dict(config.app.env),
             "deploy exec",
+            slot_env=layout.slot_env(state.live_slot) if state.live_slot else None,
         )
         code = executor.stream(host, command, lambda text: click.echo(text, nl=False))
     sys.exit(code)
@@ -856,10 +890,14 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
 @lock_group.command(name="release")
 @config_option
 @env_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
-def lock_release(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
-    """End whatever holds the deploy lock and remove its record (use only when that push is gone)."""
+def lock_release(config_path: str, environment: str | None, yes: bool, accept_new_host_keys: bool) -> None:
+    """End whatever holds the deploy lock and remove its record (use only when that push is gone).
+
+    Asks first when a push holds the lock (--yes skips the question).
+    """
     from deploy.commands import layout_for, lock_release_forced
     from deploy.executor import each
 
@@ -867,6 +905,24 @@ def lock_release(config_path: str, environment: str | None, accept_new_host_keys
     command = lock_release_forced(layout_for(config))
     with _connected(config, accept_new_host_keys, Printer(False)) as executor:
         states = _gather(executor, config)
+        held = {h: s.lock for h, s in states.items() if s.lock.held}
+        if not held and not any(s.lock.record for s in states.values()):
+            for host in states:
+                click.echo(f"{host}: free; nothing to release")
+            return
+        if held and not yes:
+            for host, lock in held.items():
+                beat = lock.heartbeat_age
+                age = f", last heartbeat {beat:.0f}s ago" if beat is not None else ""
+                click.echo(f"{host}: held by {_lock_record(lock.record)}{age}")
+            try:
+                sure = click.confirm(
+                    "End the push that holds the lock? Do this only if that push is gone", default=False
+                )
+            except click.Abort:
+                sure = False
+            if not sure:
+                fail("nothing was changed (pass --yes to release without this question)", 1)
         results = each(list(states), lambda h: executor.run(h, command, timeout=30))
     for host, result in results.items():
         before = states[host].lock

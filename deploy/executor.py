@@ -235,6 +235,21 @@ def _policies(known_hosts: Path, accept_new: bool) -> paramiko.MissingHostKeyPol
 # --- SSH -----------------------------------------------------------------------------------------
 
 
+def parse_jump(text: str) -> tuple[str, str, int]:
+    """`[user@]host[:port]` (an IPv6 address in brackets) -> (user or "", address, port)."""
+    user, _, rest = text.strip().rpartition("@")
+    if rest.startswith("["):
+        address, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":")
+    else:
+        address, _, port = rest.partition(":")
+    if not address or (port and not port.isdigit()) or not 0 < int(port or 22) < 65536:
+        raise ConnectError(
+            f"server.ssh.proxy_jump {text!r}: expected [user@]host[:port], e.g. deploy@bastion.example.com:22"
+        )
+    return user, address, int(port or 22)
+
+
 @dataclass
 class _Lock:
     channel: Any
@@ -266,7 +281,7 @@ class SSHExecutor:
 
     # connections
 
-    def _new_connection(self, address: str, user: str, port: int) -> Connection:
+    def _new_connection(self, address: str, user: str, port: int, jump: bool = True) -> Connection:
         from fabric import Config as FabricConfig
         from fabric import Connection
 
@@ -275,10 +290,10 @@ class SSHExecutor:
         if ssh.key:
             connect_kwargs["key_filename"] = os.path.expanduser(ssh.key)
         gateway: Connection | None = None
-        if ssh.proxy_jump:
-            jump_user, _, jump_host = ssh.proxy_jump.rpartition("@")
-            jump_address, _, jump_port = jump_host.partition(":")
-            gateway = self._new_connection(jump_address, jump_user or user, int(jump_port or 22))
+        if ssh.proxy_jump and jump:
+            jump_user, jump_address, jump_port = parse_jump(ssh.proxy_jump)
+            # The bastion itself is reached directly (one hop), its host key checked like any other.
+            gateway = self._new_connection(jump_address, jump_user or user, jump_port, jump=False)
         connection = Connection(
             host=address,
             user=user,
@@ -386,10 +401,22 @@ class SSHExecutor:
 
     # the Executor protocol
 
+    def _sudo_problem(self, host: str, output: str) -> str | None:
+        """The reason, when sudo refused to run without a password."""
+        if not self.sudo or "a password is required" not in output:
+            return None
+        user = self.hosts[host].user or self.config.server.ssh.user
+        return (
+            f"{host}: {user} needs passwordless sudo (sudo -n asked for a password); allow it, e.g. "
+            f"'{user} ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/{user}, or connect as root"
+        )
+
     def gather(self, host: str, command: Command) -> str:
         code, output = self._exec(host, self._wrap(command.argv, command.sudo), timeout=60)
         if code != 0:
-            raise ConnectError(f"{host}: gathering facts failed (exit {code}): {output.strip()[-500:]}")
+            problem = self._sudo_problem(host, output)
+            tail = output.strip()[-500:]
+            raise ConnectError(problem or f"{host}: gathering facts failed (exit {code}): {tail}")
         return output
 
     def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
@@ -480,14 +507,18 @@ class SSHExecutor:
         channel.exec_command(self._wrap(command.argv, command.sudo))
         reader = channel.makefile("r")
         stale: str | None = None
+        said: list[str] = []
         while True:
             raw = reader.readline()
             line = raw.decode() if isinstance(raw, bytes) else raw
             if not line:
-                rest = ""
+                rest = "\n".join(said[-5:])
                 code = channel.recv_exit_status()
                 channel.close()
-                raise ConnectError(f"{host}: could not take the deploy lock (exit {code}) {rest}".strip())
+                problem = self._sudo_problem(host, rest)
+                failed = f"{host}: could not take the deploy lock (exit {code}) {rest}".strip()
+                raise ConnectError(problem or failed)
+            said.append(line.rstrip("\n"))
             line = line.rstrip("\n")
             if line.startswith("STALE "):
                 stale = line[len("STALE ") :]

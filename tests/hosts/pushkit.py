@@ -28,13 +28,13 @@ app:
   secrets: [SECRET_KEY]
   shared: [instance]
   release: {release}
-server:
+{app_extra}server:
   domains: [{domain}]
   hosts: {hosts}
   user: flaskr
   tls: false
-  ssh: {{key: {key}, known_hosts: {known_hosts}}}
-push: {{health_timeout: 8}}
+  ssh: {{key: {key}, known_hosts: {known_hosts}{ssh}}}
+push: {{health_timeout: 8{push}}}
 hooks: {hooks}
 """
 
@@ -48,7 +48,16 @@ class Project:
     path: Path
     hosts: list[SandboxHost]
 
-    def write_config(self, release: str = '["flask --app flaskr init-db"]', hooks: str = "{}") -> None:
+    def write_config(
+        self,
+        release: str = '["flask --app flaskr init-db"]',
+        hooks: str = "{}",
+        app_extra: str = "",
+        ssh: str = "",
+        push: str = "",
+    ) -> None:
+        """deploy.yaml for the project's hosts; `app_extra`, `ssh` and `push` add keys (YAML lines
+        under app:, inside server.ssh and inside push)."""
         first = self.hosts[0]
         text = DEPLOY_YAML.format(
             release=release,
@@ -57,6 +66,9 @@ class Project:
             key=first.key,
             known_hosts=first.known_hosts,
             hooks=hooks,
+            app_extra="".join(f"  {line}\n" for line in app_extra.splitlines()),
+            ssh=f", {ssh}" if ssh else "",
+            push=f", {push}" if push else "",
         )
         (self.path / "deploy.yaml").write_text(text, encoding="utf-8")
 
