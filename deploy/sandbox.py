@@ -806,7 +806,8 @@ def environment_text(
         about = (
             f"# acme: tls: {{email: ...}} gets its certificates from pebble, a local ACME server at\n"
             f"# {acme.directory} (every name resolves to {acme.default_address} for it); its issuing\n"
-            f"# root is {acme.root_file}. tls: false and your own cert and key stay as they are.\n"
+            f"# root is {acme.root_file}.\n"
+            "# tls: false and your own cert and key stay as they are.\n"
         )
     else:
         about = (

@@ -4,7 +4,8 @@ Fixtures:
 - `sandbox` (session): a `deploy.sandbox.Sandbox` with $DEPLOY_TEST_SANDBOX_HOSTS hosts (default 3),
   booted once and shared by every test module of the session; torn down at the end. While it is up,
   $DEPLOY_SANDBOX_DIR points at its state, so `deploy ... -e sandbox` (in this process or in a
-  subprocess) reaches its hosts.
+  subprocess) reaches its hosts. As for users, `up` also starts the sandbox's ACME server when pebble
+  is installed (`sandbox.acme()`), so `tls: {email: ...}` gets real certificates under -e sandbox.
 - `sandbox_hosts` (session): its hosts, a list of `SandboxHost` (name, address, user, port, key,
   known_hosts, environment_file, ssh_argv(cmd)). Use `sandbox.run(host, [...])` to run a command.
 - `make_sandbox` (function): `make_sandbox(n)` boots a separate sandbox of n hosts that only this
