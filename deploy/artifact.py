@@ -142,14 +142,22 @@ def pack(
 
     `exclude` names paths never shipped (the app's shared paths: they live on the host).
     """
-    top = Path(_git(project, "rev-parse", "--show-toplevel").decode().strip())
-    prefix = _git(project, "rev-parse", "--show-prefix").decode().strip()
     try:
-        commit = _git(project, "rev-parse", "HEAD").decode().strip()
-    except ArtifactError:
-        raise ArtifactError(
-            f"{project}: the git repository has no commit yet; commit the project first"
-        ) from None
+        # One git process for all three (each process costs time on every push).
+        top_line, prefix, commit = (
+            _git(project, "rev-parse", "--show-toplevel", "--show-prefix", "HEAD").decode().split("\n")[:3]
+        )
+        top = Path(top_line)
+    except (ArtifactError, ValueError):
+        # Not a repository, or no commit yet: ask one question at a time to say which.
+        top = Path(_git(project, "rev-parse", "--show-toplevel").decode().strip())
+        prefix = _git(project, "rev-parse", "--show-prefix").decode().strip()
+        try:
+            commit = _git(project, "rev-parse", "HEAD").decode().strip()
+        except ArtifactError:
+            raise ArtifactError(
+                f"{project}: the git repository has no commit yet; commit the project first"
+            ) from None
     status = _git(project, "status", "--porcelain", "--untracked-files=normal", "--", ".").decode()
     changed = [
         line[3:]

@@ -72,9 +72,13 @@ rc, text = run("nginx", "-v")
 out["nginx_version"] = text.rsplit("/", 1)[-1].split()[0] if rc == 0 and "/" in text else None
 out["nginx_ok"] = run("nginx", "-t", "-q")[0] == 0 if want.get("nginx_test") else None
 rc, text = run("systemctl", "--version")
-out["systemd_version"] = int(text.split()[1]) if rc == 0 and len(text.split()) > 1 and text.split()[1].isdigit() else None
-rc, text = run("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *want.get("packages", []))
-out["packages"] = {line.split()[0]: line.split()[1] == "installed" for line in text.splitlines() if len(line.split()) == 2}
+words = text.split()
+out["systemd_version"] = int(words[1]) if rc == 0 and len(words) > 1 and words[1].isdigit() else None
+packages = want.get("packages") or []
+query = ("dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *packages)
+rc, text = run(*query) if packages else (0, "")
+pairs = [line.split() for line in text.splitlines()]
+out["packages"] = {p[0]: p[1] == "installed" for p in pairs if len(p) == 2}
 try:
     pwd.getpwnam(want["user"])
     out["user_exists"] = True
@@ -103,14 +107,15 @@ out["venvs"] = sorted(n for n in (os.listdir(venvs) if os.path.isdir(venvs) else
                       if os.path.exists(os.path.join(venvs, n, ".deploy-complete")))
 out["wheels"] = sorted(os.listdir(want["wheels"])) if os.path.isdir(want["wheels"]) else []
 current = link(want["links"]["current"]) if "current" in want.get("links", {}) else None
-manifest = read(os.path.join(base, os.path.basename(current), ".deploy", "manifest.json")) if current else None
+manifest_path = os.path.join(base, os.path.basename(current or "-"), ".deploy", "manifest.json")
+manifest = read(manifest_path) if current else None
 try:
     out["manifest"] = json.loads(manifest) if manifest else None
 except ValueError:
     out["manifest"] = None
-out["services"] = {}
-for unit in want.get("units", []):
-    out["services"][unit] = run("systemctl", "is-active", unit)[1] or "unknown"
+units = want.get("units", [])
+states = run("systemctl", "is-active", *units)[1].splitlines() if units else []
+out["services"] = {u: (states[i] if i < len(states) else "") or "unknown" for i, u in enumerate(units)}
 lock_info = read(want["lock_info"])
 held = None
 if os.path.exists(want["lock_file"]):
@@ -125,7 +130,8 @@ try:
 except OSError:
     age = None
 import time
-out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": None if age is None else time.time() - age}
+beat = None if age is None else time.time() - age
+out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat}
 out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
 print(json.dumps(out))
 """
@@ -267,7 +273,8 @@ def parse_state(host: str, text: str) -> HostState:
     try:
         data = json.loads(text.strip().splitlines()[-1] if text.strip() else "")
     except (ValueError, IndexError):
-        raise FactError(f"{host}: the fact probe printed something unexpected: {text.strip()[:300]!r}") from None
+        shown = text.strip()[:300]
+        raise FactError(f"{host}: the fact probe printed something unexpected: {shown!r}") from None
     python = data.get("python") or {}
     lock = data.get("lock") or {}
     return HostState(

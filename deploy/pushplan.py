@@ -85,7 +85,8 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         units=[layout.unit(slot) for slot in cmd.SLOTS],
         lock_file=layout.lock_file,
         lock_info=layout.lock_info,
-        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES],
+        # Only setup (which tests Nginx too) installs packages; a push skips the dpkg query.
+        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
         certificate=certificate,
         nginx_test=nginx_test,
     )

@@ -207,17 +207,17 @@ def test_logs_prints_the_journal_and_follows_until_interrupted(project: Project)
     assert f'"GET {marker} HTTP/1.1"' in result.stdout
     follow = project.popen("logs", "-f", "-n", "0", "--host", addresses(project)[1])
     try:
-        time.sleep(2)
         later = f"/followed-{os.getpid()}"
-        get(addresses(project)[1], later)
         stream = follow.stdout
         assert stream is not None
         seen: list[str] = []
         reader = threading.Thread(target=lambda: seen.extend(stream), daemon=True)
         reader.start()
         deadline = time.monotonic() + 20
+        # Requests until one shows up: the follower may take a moment to connect and start.
         while not any(later in line for line in list(seen)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            get(addresses(project)[1], later)
+            time.sleep(0.5)
         assert any(later in line for line in list(seen)), seen
         follow.send_signal(signal.SIGINT)
         assert follow.wait(timeout=15) == 0
@@ -323,3 +323,37 @@ def project_env() -> dict[str, str]:
     from tests.hosts.pushkit import _env
 
     return _env()
+
+
+def test_setup_takes_the_lock_and_its_dry_run_lists_the_https_steps(box: Sandbox, project: Project) -> None:
+    project.write_config(
+        app_extra="requirements: pyproject.toml", hooks="{pre_push: [{run: 'sleep 8', on: local}]}"
+    )
+    project.set_version("v13")
+    pushing = project.popen("push")
+    try:
+        deadline = time.monotonic() + 30
+        while "held by" not in project.deploy("lock", "status").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        blocked = project.deploy("setup")
+        assert blocked.returncode == 1
+        assert "the deploy lock is held by" in blocked.stderr and "push of release" in blocked.stderr
+    finally:
+        pushing.communicate(timeout=120)
+    assert pushing.returncode == 0
+    project.write_config(app_extra="requirements: pyproject.toml")
+    config = project.path / "deploy.yaml"
+    config.write_text(config.read_text().replace("tls: false", "tls: {email: ops@flaskr.test}"))
+    project.commit("https")
+    listing = ["ls", "/etc/nginx/sites-enabled", "/etc/letsencrypt"]
+    before = box.run(project.hosts[0], listing).stdout
+    dry = project.deploy("setup", "--dry-run", check=True)
+    out = dry.stdout
+    assert "then HTTPS (certificates), in this order:" in out
+    for step in ("tls: site before certbot", "tls: prepare certbot", "tls: ACME account", "tls: certificate"):
+        assert f"  [{step}]" in out
+    assert "certbot certonly" in out or "certonly" in out
+    assert box.run(project.hosts[0], listing).stdout == before
+    project.write_config(app_extra="requirements: pyproject.toml")
+    project.commit("http again")
