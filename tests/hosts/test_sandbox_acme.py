@@ -25,6 +25,7 @@ import pytest
 from cryptography import x509
 
 from deploy import sandbox_acme
+from deploy.loader import load
 from deploy.sandbox import Sandbox
 
 from . import https_graders as graders
@@ -227,6 +228,20 @@ def test_down_stops_pebble_and_leaves_nothing(rehearsal: Rehearsal) -> None:
     assert not rehearsal.state.exists()
     # (Its ports are not probed: another sandbox may already have claimed the freed network.)
     assert listeners(acme.pids) == set()
+
+
+def test_the_session_sandbox_gives_acme_setups_its_pebble(sandbox: Sandbox) -> None:
+    """The shared fixture's -e sandbox behaves as a user's: the example app's tls gets the ACME server."""
+    require_pebble()
+    acme = sandbox.acme()
+    assert acme is not None
+    config = load(REPO / "playbooks" / "flaskr" / "deploy.yaml", "sandbox")
+    assert config.server.tls is not False
+    assert (config.server.tls.acme_server, config.server.tls.ca_bundle) == (
+        acme.directory,
+        str(acme.bundle_file),
+    )
+    assert acme.bundle_file.read_bytes().endswith(acme.root_file.read_bytes())
 
 
 # --- Without pebble, with --no-acme, and after a crash -------------------------------------------------
