@@ -75,3 +75,23 @@ def script_modules(ctx: Context) -> dict[str, dict[str, str]]:
                 if word in modules:
                     out.setdefault(path, {})[word] = command
     return out
+
+
+def wsgi_site(ctx: Context) -> tuple[str | None, int | None]:
+    """The module the WSGI target (deploy.yaml app.wsgi, --app) imports, and the line defining its
+    object; the config file when the module is not in the project; else the Flask app's site."""
+    spec = ctx.wsgi_spec
+    if spec:
+        module, _, target = spec.partition(":")
+        name = (target or "app").split("(", 1)[0].split(".", 1)[0].strip()
+        wanted = module.replace(".", "/")
+        for m in ctx.project.python:
+            if m.path in (f"{wanted}.py", f"{wanted}/__init__.py") or m.path.endswith(
+                (f"/{wanted}.py", f"/{wanted}/__init__.py")
+            ):
+                pattern = re.compile(rf"^(def\s+{re.escape(name)}\b|{re.escape(name)}\s*[:=])")
+                line = next((n for n, text in enumerate(m.lines, start=1) if pattern.match(text)), 1)
+                return m.path, line
+        if ctx.config is not None and not ctx.app_spec:
+            return config_file(ctx), None
+    return app_site(ctx)

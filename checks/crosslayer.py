@@ -109,18 +109,19 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
     workers = _workers(ctx)
     if workers is None or workers < 2:
         return
+    assert ctx.config is not None
+    auto = ctx.config.gunicorn.workers == "auto" and ctx.config.workers_for(None) is None
+    count = "2 × cores + 1 workers (auto)" if auto else f"{workers} workers"
     for s in ctx.project.setting("CACHE_TYPE"):
         if s.value.kind == "literal" and str(s.value.literal).lower() in _IN_PROCESS_CACHES:
-            yield Finding(
-                f"CACHE_TYPE={s.value.literal!r} is per process, with {workers} workers", s.file, s.line
-            )
+            yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
     for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL"):
         for s in ctx.project.setting(key):
             literal = s.value.literal if s.value.kind == "literal" else s.value.default
             if isinstance(literal, str) and _SQLITE.match(literal):
-                yield Finding(f"SQLite ({key}) with {workers} workers writing to it", s.file, s.line)
+                yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
     for call in ctx.project.calls_named("sqlite3.connect"):
-        yield Finding(f"SQLite with {workers} workers writing to it", call.file, call.line)
+        yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
 
 
 _DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checkctx import Context
+from deploy.checkctx import Context, Skip
 from deploy.checkrun import Finding, Severity, check
 from deploy.project import dockerfile_env
 
@@ -202,3 +202,24 @@ def migrations(ctx: Context) -> Iterator[Finding]:
         return
     if ctx.config is not None and not any(_MIGRATION_COMMANDS.search(cmd) for cmd in ctx.config.app.release):
         yield Finding("migrations exist but deploy.yaml app.release does not run them", config_file(ctx))
+
+
+@check(
+    "DEP007",
+    area="deployment",
+    severity="medium",
+    title="hadolint finds problems in the project's Dockerfile",
+    why="""hadolint checks a Dockerfile against Docker's best practices: unpinned base images and packages,
+    running as root, shell-form commands that swallow signals, caches left in layers. This is the
+    project's own Dockerfile; the one deploy renders is RND005.""",
+    fix="""Fix what hadolint names (each rule links to its wiki page), or suppress a rule with a reason.""",
+    layers=("project",),
+    references=("https://github.com/hadolint/hadolint#rules",),
+)
+def project_hadolint(ctx: Context) -> Iterator[Finding]:
+    from .rendered import lint_dockerfiles
+
+    dockerfiles = {p: ctx.project.files[p] for p in ctx.project.dockerfiles}
+    if not dockerfiles:
+        raise Skip("no Dockerfile in the project")
+    yield from lint_dockerfiles(dockerfiles)

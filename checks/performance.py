@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -114,6 +115,25 @@ _DRIVERS = (
 )
 
 
+def _alembic_env(ctx: Context, file: str) -> bool:
+    """Alembic's env.py: NullPool there is the standard recipe for a one-off migration run."""
+    parts = PurePosixPath(file).parts
+    if "migrations" in parts or "alembic" in parts:
+        return True
+    module = next((m for m in ctx.project.python if m.path == file), None)
+    return (
+        module is not None
+        and module.tree is not None
+        and any(
+            (isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[0] == "alembic")
+            or (isinstance(node, ast.Import)
+            and any(a.name.split(".")[0] == "alembic" for a in node.names))
+            for node in ast.walk(module.tree)
+        )
+    )
+
+
 @check(
     "PERF004",
     area="performance",
@@ -131,7 +151,7 @@ _DRIVERS = (
 def connection_pooling(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
     for name, file, line in project.pool_classes:
-        if name.endswith("NullPool"):
+        if name.endswith("NullPool") and not _alembic_env(ctx, file):
             yield Finding("poolclass=NullPool opens a new database connection for every checkout", file, line)
     if project.uses("psycopg2.pool", "psycopg_pool", "sqlalchemy", "flask_sqlalchemy", "peewee"):
         return

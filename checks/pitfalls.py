@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
@@ -155,10 +156,107 @@ _SQLITE = re.compile(r"^sqlite(\+\w+)?://", re.I)
 )
 def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
+    # Without deploy.yaml, PIT006 (which knows app.shared) cannot say where the file goes: say it here.
+    lost = (
+        "; its file is lost on every release unless it lives in a shared folder (deploy.yaml app.shared)"
+        if ctx.config is None
+        else ""
+    )
+    seen: set[tuple[str, int]] = set()
     for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI"):
         for s in project.setting(key):
             literal = s.value.literal if s.value.kind == "literal" else s.value.default
             if isinstance(literal, str) and _SQLITE.match(literal):
-                yield Finding(f"{key} points to SQLite", s.file, s.line)
+                seen.add((s.file, s.line))
+                yield Finding(f"{key} points to SQLite{lost}", s.file, s.line)
+    for w in project.writes:
+        db_key = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
+        if w.production and db_key and (w.file, w.line) not in seen:
+            seen.add((w.file, w.line))
+            yield Finding(f"{w.what} points to SQLite ({w.path}){lost}", w.file, w.line)
     for call in project.calls_named("sqlite3.connect"):
-        yield Finding("sqlite3.connect() is the app's database", call.file, call.line)
+        yield Finding(f"sqlite3.connect() is the app's database{lost}", call.file, call.line)
+
+
+#: Writable under the rendered unit besides the shared folder: PrivateTmp and the runtime folder.
+_WRITABLE = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/")  # noqa: S108 - paths compared, never used
+
+
+def _covered(path: str, base: str, shared: list[str]) -> bool:
+    """Whether a relative path lands in one of app.shared (symlinks into shared/ in every release)."""
+    path = path.strip("/")
+    candidates = [path]
+    if base == "instance":
+        candidates = [f"instance/{path}"]
+    for entry in (s.strip("/") for s in shared):
+        for c in candidates:
+            if c == entry or c.startswith(entry + "/"):
+                return True
+            # `basedir` is some folder of the project: match the folder's own name.
+            if base == "project" and PurePosixPath(entry).name == c.split("/", 1)[0]:
+                return True
+    return False
+
+
+@check(
+    "PIT006",
+    area="pitfalls",
+    severity="high",
+    title="The app writes inside the release",
+    why="""deploy runs the app under a hardened systemd unit (ProtectSystem=strict): the whole file system
+    is read-only except the app's shared folder and a private /tmp. A folder the app creates at start
+    (`os.mkdir("logs")`), a log file, an SQLite file or an upload folder inside the release fails with
+    "Read-only file system" and the workers do not boot; and even where writes succeed, every push
+    starts a fresh release folder, so the data is gone after the next release.""",
+    fix="""List the folder in deploy.yaml `app.shared` (for example `shared: [logs, uploads, instance]`): each
+    entry is a symbolic link from every release into /srv/APP/shared, kept across releases and writable by
+    the service. Log to stderr instead of files (journald keeps it); keep an SQLite file in a shared
+    folder such as instance/.""",
+    layers=("source", "config"),
+    references=(
+        "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#ProtectSystem=",
+        "https://flask.palletsprojects.com/en/stable/config/#instance-folders",
+        "https://12factor.net/logs",
+    ),
+)
+def writes_in_release(ctx: Context) -> Iterator[Finding]:
+    from deploy.render import paths_for
+
+    assert ctx.config is not None
+    shared = list(ctx.config.app.shared)
+    overrides = ctx.config.systemd.overrides
+    strict = overrides.get("ProtectSystem", "strict") == "strict"
+    writable = [paths_for(ctx.config).shared.rstrip("/") + "/", *_WRITABLE]
+    writable += [p.rstrip("/") + "/" for p in overrides.get("ReadWritePaths", "").split()]
+    for w in ctx.project.writes:
+        if not w.production:
+            continue
+        if w.base == "absolute":
+            if strict and not any((w.path.rstrip("/") + "/").startswith(p) for p in writable):
+                yield Finding(
+                    f"{w.what} writes {w.path}, read-only under ProtectSystem=strict "
+                    f"(writable: {writable[0]}, /tmp)",
+                    w.file,
+                    w.line,
+                )
+            continue
+        if _covered(w.path, w.base, shared):
+            continue
+        parts = w.path.strip("/").split("/")
+        is_file = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+        is_log = w.what.endswith("Handler()") or bool(re.search(r"(^|_)LOG_(FILE|DIR|FOLDER|PATH)$", w.what))
+        is_file = is_file or (is_log and not w.what.endswith(("_DIR", "_FOLDER")))
+        shown = f"instance/{w.path}" if w.base == "instance" else w.path
+        folder = "instance" if w.base == "instance" else parts[0] if len(parts) > 1 or not is_file else None
+        share = (
+            f"add '{folder}' to deploy.yaml app.shared"
+            if folder
+            else "move it into a folder listed in deploy.yaml app.shared (such as instance/)"
+        )
+        advice = f"log to stderr (journald keeps it), or {share}" if is_log else share
+        ro = "read-only under ProtectSystem=strict and " if strict else ""
+        yield Finding(
+            f"{w.what} writes {shown} inside the release: {ro}lost on every push; {advice}",
+            w.file,
+            w.line,
+        )

@@ -304,24 +304,8 @@ def systemd_exposure(ctx: Context) -> Iterator[Finding]:
             yield Finding(f"exposure {exposure.score} {exposure.level} (limit {EXPOSURE_LIMIT})", path)
 
 
-@check(
-    "RND005",
-    area="deployment",
-    severity="medium",
-    title="hadolint finds problems in the Dockerfile",
-    why="""hadolint checks a Dockerfile against Docker's best practices: unpinned base images and packages,
-    running as root, shell-form commands that swallow signals, caches left in layers.""",
-    fix="""Fix what hadolint names (each rule links to its wiki page), or suppress a rule with a reason.""",
-    layers=("project",),
-    references=("https://github.com/hadolint/hadolint#rules",),
-)
-def hadolint(ctx: Context) -> Iterator[Finding]:
-    dockerfiles: dict[str, str] = {p: ctx.project.files[p] for p in ctx.project.dockerfiles}
-    rendered = ctx.rendered if ctx.config is not None else None
-    if not dockerfiles and isinstance(rendered, dict):
-        dockerfiles = {p: t for p, t in rendered.items() if PurePosixPath(p).name == "Dockerfile"}
-    if not dockerfiles:
-        raise Skip("no Dockerfile in the project and none rendered")
+def lint_dockerfiles(dockerfiles: dict[str, str]) -> Iterator[Finding]:
+    """hadolint's errors (medium) and warnings (low) for each Dockerfile, by path."""
     for path, text in sorted(dockerfiles.items()):
         try:
             issues = linters.hadolint(text)
@@ -334,6 +318,29 @@ def hadolint(ctx: Context) -> Iterator[Finding]:
                 yield Finding(
                     f"{issue.get('code')}: {issue.get('message')}", path, issue.get("line"), severity=severity
                 )
+
+
+@check(
+    "RND005",
+    area="deployment",
+    severity="medium",
+    title="hadolint finds problems in the rendered Dockerfile",
+    why="""hadolint checks a Dockerfile against Docker's best practices: unpinned base images and packages,
+    running as root, shell-form commands that swallow signals, caches left in layers. This is the
+    Dockerfile deploy renders from deploy.yaml (your templates/Dockerfile.j2 if you override it); the
+    project's own Dockerfile is DEP007.""",
+    fix="""Fix what hadolint names in your template override (each rule links to its wiki page), or suppress
+    a rule with a reason.""",
+    layers=("rendered",),
+    references=("https://github.com/hadolint/hadolint#rules",),
+)
+def hadolint(ctx: Context) -> Iterator[Finding]:
+    rendered = ctx.rendered
+    assert not isinstance(rendered, str)
+    dockerfiles = {p: t for p, t in rendered.items() if PurePosixPath(p).name == "Dockerfile"}
+    if not dockerfiles:
+        raise Skip("no Dockerfile rendered")
+    yield from lint_dockerfiles(dockerfiles)
 
 
 @check(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from deploy.checkctx import Context
@@ -259,6 +260,47 @@ def input_validation(ctx: Context) -> Iterator[Finding]:
             )
 
 
+#: Modules that make up sample data by convention (run by hand or from a CLI command, never per request).
+_GENERATOR_STEMS = (
+    "fake",
+    "fakes",
+    "fake_data",
+    "seed",
+    "seeds",
+    "seed_data",
+    "seeder",
+    "factories",
+    "populate",
+)
+_FAKE_DATA_LIBRARIES = ("faker", "factory", "mimesis", "polyfactory")
+
+
+def _data_generators(ctx: Context) -> set[str]:
+    """Files that generate fake or seed data: named so (fake.py, seed.py) or built on Faker/factory_boy."""
+    out: set[str] = set()
+    local = {m.path.split("/", 1)[0].removesuffix(".py") for m in ctx.project.python}
+    libraries = set(_FAKE_DATA_LIBRARIES) - local
+    for module in ctx.project.python:
+        stem = module.path.rsplit("/", 1)[-1].removesuffix(".py")
+        if stem in _GENERATOR_STEMS or stem.startswith(("fake_", "seed_", "populate_")):
+            out.add(module.path)
+            continue
+        if module.tree is None:
+            continue
+        for node in ast.walk(module.tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            if any(n.split(".")[0] in libraries for n in names):
+                out.add(module.path)
+                break
+    return out
+
+
 @check(
     "SEC008",
     area="security",
@@ -271,10 +313,13 @@ def input_validation(ctx: Context) -> Iterator[Finding]:
     references=("https://cwe.mitre.org/data/definitions/798.html", "https://12factor.net/config"),
 )
 def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
+    generators = _data_generators(ctx)
     for lit in ctx.project.secret_literals:
         if lit.name.upper() == "SECRET_KEY":
             continue  # SEC002
         if lit.scope and any(w in lit.scope.lower() for w in ("dev", "test", "local")):
+            continue
+        if lit.file in generators:
             continue
         yield Finding(f"{lit.name} is given a literal credential value", lit.file, lit.line)
 
@@ -425,3 +470,35 @@ def max_content_length(ctx: Context) -> Iterator[Finding]:
         file, line = (s.file, s.line) if s else app_site(ctx)
         if file:
             yield Finding("MAX_CONTENT_LENGTH is not set and no proxy limits request bodies", file, line)
+
+
+@check(
+    "SEC019",
+    area="security",
+    severity="critical",
+    title="Template built from request data (server-side template injection)",
+    why="""`render_template_string()` compiles its first argument as a Jinja template. When that string is
+    assembled from request data (`"<p>" + request.args["q"] + "</p>"`, an f-string, `%` or `.format()`),
+    a visitor sends `{{ config }}` to read the secret key, or a longer expression that runs commands on
+    the server: template injection is remote code execution.""",
+    fix="""Keep the template constant and pass the data as a variable, which Jinja escapes:
+    `render_template_string("<p>{{ q }}</p>", q=request.args.get("q", ""))`, or better a template
+    file with `render_template("search.html", q=q)`.""",
+    references=(
+        "https://portswigger.net/web-security/server-side-template-injection",
+        "https://semgrep.dev/r?q=python.flask.security.audit.render-template-string",
+        "https://cwe.mitre.org/data/definitions/1336.html",
+    ),
+)
+def template_injection(ctx: Context) -> Iterator[Finding]:
+    for build in ctx.project.template_builds:
+        how = (
+            "is the template itself"
+            if build.how == "passed as the template"
+            else f"is put into it by {build.how}"
+        )
+        yield Finding(
+            f"{build.call}() compiles a template from the request: {build.source} {how}",
+            build.file,
+            build.line,
+        )

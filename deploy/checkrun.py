@@ -103,6 +103,9 @@ class Check:
     #: The package that ships the doc page (`deploy.checks` for built-ins).
     package: str = "deploy.checks"
     origin: str = "builtin"
+    #: Ids of checks this one replaces when it runs: a more precise layer (the imported app) looking
+    #: at the same thing as a cruder one (the source). The runner drops their findings and says so.
+    supersedes: tuple[str, ...] = ()
 
     @property
     def security_severity(self) -> str:
@@ -140,6 +143,7 @@ def check(
     fix: str,
     layers: Sequence[str] = ("source",),
     references: Sequence[str] = (),
+    supersedes: Sequence[str] = (),
 ) -> Callable[[CheckFunc], Check]:
     """Register a function as a check (the decorator used by built-in and third-party checks)."""
     if area not in AREAS:
@@ -157,6 +161,7 @@ def check(
             func=func,
             references=tuple(references),
             package=func.__module__.rpartition(".")[0] or func.__module__,
+            supersedes=tuple(supersedes),
         )
 
     return wrap
@@ -310,6 +315,7 @@ def run(
             report.passed.append(c)
         for f in findings:
             report.results.append(Result(c, f, f.severity or c.severity))
+    _apply_supersedes(report)
     ran = {c.id for c in checks} - {c.id for c, _ in report.skipped}
     report.results, notes = apply(report.results, suppressions, ctx.project, today or date.today(), ran)
     report.notes.extend(notes)
@@ -325,6 +331,30 @@ def run(
     return report
 
 
+def _apply_supersedes(report: Report) -> None:
+    """Drop the findings of checks that a check which ran replaces; report those checks as skipped.
+
+    Whether the precise check confirmed the problem (it reports it itself) or refuted it (the imported
+    app sets what the source seemed to miss), one finding per problem remains.
+    """
+    crashed = {r.check.id for r in report.results if r.finding.message.startswith("the check itself failed")}
+    skipped = {c.id for c, _ in report.skipped}
+    by: dict[str, Check] = {}
+    for c in report.checks:
+        if c.id in skipped or c.id in crashed:
+            continue
+        for old in c.supersedes:
+            by.setdefault(old, c)
+    if not by:
+        return
+    for c in report.checks:
+        if c.id in by and c.id not in skipped:
+            newer = by[c.id]
+            report.skipped.append((c, f"superseded by {newer.id} ({newer.title})"))
+    report.results = [r for r in report.results if r.check.id not in by]
+    report.passed = [c for c in report.passed if c.id not in by]
+
+
 def describe(c: Check) -> dict[str, Any]:
     """The metadata of a check as plain data (for --list --format json)."""
     return {
@@ -338,4 +368,5 @@ def describe(c: Check) -> dict[str, Any]:
         "references": list(c.references),
         "doc": c.doc_path,
         "origin": c.origin,
+        "supersedes": list(c.supersedes),
     }

@@ -270,6 +270,36 @@ class SqlBuild:
 
 
 @dataclass(frozen=True)
+class TemplateBuild:
+    """A Jinja template compiled from a string that carries request data (server-side template injection)."""
+
+    file: str
+    line: int
+    #: The call that compiles it (`render_template_string`, `from_string`, `Template`).
+    call: str
+    #: Where the request data comes from (`request.args`) and how it got into the template.
+    source: str
+    how: str
+
+
+@dataclass(frozen=True)
+class WritePath:
+    """A place on disk the app writes to (a folder it creates, a log file, an SQLite file, uploads)."""
+
+    file: str
+    line: int
+    #: What writes there: `os.mkdir()`, `RotatingFileHandler()`, `SQLALCHEMY_DATABASE_URI`, ...
+    what: str
+    #: The path as written, relative to the project (`logs/app.log`) or absolute (`/var/log/app`).
+    path: str
+    #: "absolute"; "relative" (to the working directory, the release); "project" (joined to a folder
+    #: of the project such as `basedir`; which folder is not known); "instance" (app.instance_path).
+    base: str
+    #: True for config keys set in a development or test config class.
+    production: bool = True
+
+
+@dataclass(frozen=True)
 class Literal_:
     """A string literal bound to a name that looks like a credential."""
 
@@ -369,6 +399,15 @@ class Project:
     @property
     def sql_builds(self) -> list[SqlBuild]:
         return self._facts.sql
+
+    @property
+    def writes(self) -> list[WritePath]:
+        """Folders created, log files, SQLite files and upload folders the source names."""
+        return self._facts.writes
+
+    @property
+    def template_builds(self) -> list[TemplateBuild]:
+        return self._facts.templates
 
     @property
     def secret_literals(self) -> list[Literal_]:
@@ -594,6 +633,8 @@ class _Facts:
     calls: list[CallSite] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     sql: list[SqlBuild] = field(default_factory=list)
+    templates: list[TemplateBuild] = field(default_factory=list)
+    writes: list[WritePath] = field(default_factory=list)
     secrets: list[Literal_] = field(default_factory=list)
     imports: set[str] = field(default_factory=set)
     form_classes: set[str] = field(default_factory=set)
@@ -607,6 +648,158 @@ _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SQL_CALLS = frozenset(
     {"execute", "executemany", "executescript", "text", "raw", "exec_driver_sql", "from_statement"}
 )
+
+
+#: Calls that compile their first argument as a Jinja template.
+_TEMPLATE_CALLS = frozenset({"render_template_string", "stream_template_string", "from_string"})
+_JINJA_TEMPLATE = frozenset({"Template", "jinja2.Template"})
+#: Parts of `request` that carry what the client sent (headers and cookies included).
+_REQUEST_DATA = frozenset(
+    {
+        "args",
+        "form",
+        "values",
+        "json",
+        "get_json",
+        "data",
+        "get_data",
+        "cookies",
+        "headers",
+        "files",
+        "view_args",
+    }
+)
+
+
+def _request_read(node: ast.AST, tainted: dict[str, str]) -> str | None:
+    """`request.args` (or the tainted variable's source) if `node` contains data from the request."""
+    for child in ast.walk(node):
+        if (
+            isinstance(child, ast.Attribute)
+            and child.attr in _REQUEST_DATA
+            and _dotted(child.value) in ("request", "flask.request")
+        ):
+            return f"request.{child.attr.removeprefix('get_')}"
+        if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id in tainted:
+            return tainted[child.id]
+    return None
+
+
+def _build_kind(node: ast.AST) -> str | None:
+    """How a string is assembled from pieces: an f-string, `+`, `%` or `.format()`; None otherwise."""
+    if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
+        return "an f-string"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return "string concatenation"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return "'%' formatting"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return "str.format()"
+    return None
+
+
+#: Calls that create a folder or open a file for writing: {dotted name or leaf: what it is}.
+_WRITING_CALLS = {
+    "os.mkdir": "os.mkdir()",
+    "os.makedirs": "os.makedirs()",
+    "makedirs": "os.makedirs()",
+    "FileHandler": "logging.FileHandler()",
+    "RotatingFileHandler": "RotatingFileHandler()",
+    "TimedRotatingFileHandler": "TimedRotatingFileHandler()",
+    "WatchedFileHandler": "WatchedFileHandler()",
+    "sqlite3.connect": "sqlite3.connect()",
+}
+#: Config keys naming a folder the app writes into (uploads, logs).
+_WRITE_KEYS = re.compile(
+    r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH))$"
+)
+_DB_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
+_BASE_HINTS = re.compile(r"(?i)(__file__|dir|base|root|path|here|folder)")
+
+
+def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
+    """(path, base) of an expression naming a file or folder, as far as the source tells; None if unknown."""
+    if depth > 8:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value.strip()
+        if not text or "://" in text or text.startswith((":", "~", "$")):
+            return None
+        return (text, "absolute") if text.startswith("/") else (text.removeprefix("./"), "relative")
+    env = _env_read(node)
+    if env is not None:
+        return _path_of(ast.Constant(env[2]), depth + 1) if env[1] and isinstance(env[2], str) else None
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return _path_of(node.values[-1], depth + 1)
+    if (
+        isinstance(node, ast.Call)
+        and _dotted(node.func) in ("os.path.join", "path.join", "join")
+        and node.args
+    ):
+        tail = [a.value for a in node.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if len(tail) != len(node.args) - 1:
+            return None
+        head = node.args[0]
+        if isinstance(head, ast.Constant) and isinstance(head.value, str):
+            found = _path_of(ast.Constant("/".join([head.value, *tail])), depth + 1)
+            return found
+        return _based(head, "/".join(tail))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        right = node.right
+        if isinstance(right, ast.Constant) and isinstance(right.value, str):
+            left = _path_of(node.left, depth + 1)
+            if left is not None:
+                return f"{left[0].rstrip('/')}/{right.value}", left[1]
+            return _based(node.left, right.value)
+    if (
+        isinstance(node, ast.Call)
+        and _dotted(node.func) in ("Path", "pathlib.Path", "PurePath")
+        and len(node.args) == 1
+    ):
+        return _path_of(node.args[0], depth + 1)
+    return None
+
+
+def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
+    """`tail` joined to a folder given by an expression (`basedir`, `app.instance_path`)."""
+    name = _dotted(head) or ast.unparse(head)
+    if name.endswith("instance_path"):
+        return tail, "instance"
+    if _BASE_HINTS.search(name):
+        return tail, "project"
+    return None
+
+
+def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
+    """(path, base) of the file an SQLite URL names (`sqlite:///app.db`, `'sqlite:///' + join(...)`)."""
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return _sqlite_path(node.values[-1])
+    env = _env_read(node)
+    if env is not None:
+        return _sqlite_path(ast.Constant(env[2])) if env[1] and isinstance(env[2], str) else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        match = re.match(r"^sqlite(\+\w+)?:///(.*)$", node.value.strip(), re.I)
+        if not match or match.group(2) in ("", ":memory:") or match.group(2).startswith("file::memory"):
+            return None
+        rest = match.group(2).split("?", 1)[0]
+        return (rest, "absolute") if rest.startswith("/") else (rest, "relative")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left = node.left
+        if (
+            isinstance(left, ast.Constant)
+            and isinstance(left.value, str)
+            and left.value.lower().startswith("sqlite")
+        ):
+            if re.match(r"^sqlite(\+\w+)?:////", left.value, re.I):
+                return _path_of(ast.Constant("/" + left.value.split("////", 1)[1]))
+            return _path_of(node.right)
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        if isinstance(first, ast.Constant) and str(first.value).lower().startswith("sqlite"):
+            tail = node.values[-1]
+            if isinstance(tail, ast.Constant) and isinstance(tail.value, str) and len(node.values) > 1:
+                return tail.value.strip("/"), "project"
+    return None
 
 
 def _is_main_guard(node: ast.If) -> bool:
@@ -654,6 +847,8 @@ class _Visitor(ast.NodeVisitor):
         self.function: list[str] = []
         self.main_guard = 0
         self.built: dict[str, str] = {}  # variable -> how its SQL string was built (per function)
+        self.tainted: dict[str, str] = {}  # variable -> the request data it holds (per function)
+        self.templated: dict[str, tuple[str, str]] = {}  # variable -> (source, how) of a built string
 
     # scopes
 
@@ -680,8 +875,10 @@ class _Visitor(ast.NodeVisitor):
         self._route(node)
         self.function.append(node.name)
         saved, self.built = self.built, {}
+        saved_taint, self.tainted, self.templated = (self.tainted, self.templated), {}, {}
         self.generic_visit(node)
         self.built = saved
+        self.tainted, self.templated = saved_taint
         self.function.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -708,8 +905,16 @@ class _Visitor(ast.NodeVisitor):
 
     def _setting(self, key: str, value: ast.AST, line: int) -> None:
         scope = self.scope[-1] if self.scope else ""
-        self.facts.settings.append(Setting(key, evaluate(value), self.path, line, scope))
+        setting = Setting(key, evaluate(value), self.path, line, scope)
+        self.facts.settings.append(setting)
         self._secret_literal(key, value, line)
+        found = (
+            _sqlite_path(value) if key in _DB_KEYS else _path_of(value) if _WRITE_KEYS.match(key) else None
+        )
+        if found is not None:
+            self.facts.writes.append(
+                WritePath(self.path, line, key, found[0], found[1], production=setting.production)
+            )
 
     def _secret_literal(self, name: str, value: ast.AST, line: int) -> None:
         if not isinstance(value, ast.Constant) or not isinstance(value.value, str):
@@ -757,6 +962,7 @@ class _Visitor(ast.NodeVisitor):
             how = _string_build(value)
             if how and self.function:
                 self.built[target.id] = how
+            self._track_request_data(target.id, value)
             if not self.scope:
                 if (
                     _CONFIG_KEY.match(target.id)
@@ -767,6 +973,66 @@ class _Visitor(ast.NodeVisitor):
                     self._setting(target.id, value, line)
                 else:
                     self._secret_literal(target.id, value, line)
+
+    def _track_request_data(self, name: str, value: ast.AST) -> None:
+        """Remember variables that hold request data, or strings assembled from it."""
+        source = _request_read(value, self.tainted)
+        kind = _build_kind(value)
+        self.tainted.pop(name, None)
+        self.templated.pop(name, None)
+        if source is None:
+            if isinstance(value, ast.Name) and value.id in self.templated:
+                self.templated[name] = self.templated[value.id]
+            return
+        if kind is not None:
+            self.templated[name] = (source, kind)
+        self.tainted[name] = source
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name) and isinstance(node.op, ast.Add | ast.Mod):
+            source = _request_read(node.value, self.tainted)
+            if source is not None:
+                self.templated[node.target.id] = (source, "string concatenation")
+                self.tainted[node.target.id] = source
+        self.generic_visit(node)
+
+    def _write_call(self, name: str, node: ast.Call) -> None:
+        leaf = name.rsplit(".", 1)[-1]
+        what = _WRITING_CALLS.get(name) or (_WRITING_CALLS.get(leaf) if leaf.endswith("Handler") else None)
+        target: ast.AST | None = None
+        if what is not None:
+            target = (
+                node.args[0]
+                if node.args
+                else next(
+                    (k.value for k in node.keywords if k.arg in ("filename", "name", "path", "database")),
+                    None,
+                )
+            )
+        elif leaf == "mkdir" and isinstance(node.func, ast.Attribute):
+            what, target = "Path.mkdir()", node.func.value
+        if target is None or what is None:
+            return
+        found = _path_of(target)
+        if found is not None and found[0] not in (":memory:",):
+            self.facts.writes.append(WritePath(self.path, node.lineno, what, found[0], found[1]))
+
+    def _template_call(self, name: str, node: ast.Call) -> None:
+        leaf = name.rsplit(".", 1)[-1]
+        if not node.args or not (leaf in _TEMPLATE_CALLS or name in _JINJA_TEMPLATE):
+            return
+        first = node.args[0]
+        found: tuple[str, str] | None = None
+        if isinstance(first, ast.Name) and first.id in self.templated:
+            found = self.templated[first.id]
+        elif isinstance(first, ast.Name) and first.id in self.tainted:
+            found = (self.tainted[first.id], "passed as the template")
+        else:
+            source = _request_read(first, self.tainted)
+            if source is not None:
+                found = (source, _build_kind(first) or "passed as the template")
+        if found is not None:
+            self.facts.templates.append(TemplateBuild(self.path, node.lineno, name, found[0], found[1]))
 
     def visit_Dict(self, node: ast.Dict) -> None:
         for key, value in zip(node.keys, node.values, strict=True):
@@ -800,6 +1066,8 @@ class _Visitor(ast.NodeVisitor):
                     for key_node, value_node in zip(node.args[0].keys, node.args[0].values, strict=True):
                         if isinstance(key_node, ast.Constant) and isinstance(key_node.value, str):
                             self._setting(key_node.value, value_node, value_node.lineno)
+            self._template_call(name, node)
+            self._write_call(name, node)
             if leaf in _SQL_CALLS and node.args:
                 first = node.args[0]
                 how = _string_build(first)

@@ -282,7 +282,37 @@ CASES: dict[str, Case] = {
         bad=app_with('CACHE_TYPE="RedisCache",', 'CACHE_TYPE="SimpleCache",'),
         good=app_with('CACHE_TYPE="RedisCache",', 'CACHE_TYPE="SimpleCache",'),
         good_config=CONFIG + "gunicorn: {workers: 1, worker_class: gthread, threads: 8}\n",
-        says="3 workers",
+        # workers: auto is decided on each host; the message must not invent a number.
+        says="with 2 × cores + 1 workers (auto)",
+    ),
+    "SEC019": Case(
+        bad={
+            "views.py": "from flask import Blueprint, render_template_string, request\n"
+            "bp = Blueprint('v', __name__)\n\n@bp.get('/hello')\ndef hello():\n"
+            "    name = request.args.get('name', '')\n"
+            "    return render_template_string('<h1>' + name + '</h1>')\n"
+        },
+        good={
+            "views.py": "from flask import Blueprint, render_template_string, request\n"
+            "bp = Blueprint('v', __name__)\n\n@bp.get('/hello')\ndef hello():\n"
+            "    name = request.args.get('name', '')\n"
+            "    return render_template_string('<h1>{{ name }}</h1>', name=name)\n"
+        },
+        says="request.args is put into it by string concatenation",
+    ),
+    "PIT006": Case(
+        bad={
+            "logs.py": "import logging, os\nos.makedirs('logs', exist_ok=True)\n"
+            "handler = logging.FileHandler('logs/app.log')\n"
+        },
+        good={
+            "logs.py": "import logging, os\nos.makedirs('logs', exist_ok=True)\n"
+            "handler = logging.FileHandler('logs/app.log')\n"
+        },
+        good_config=CONFIG.replace(
+            "  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  shared: [logs]\n"
+        ),
+        says="writes logs inside the release",
     ),
     "XL004": Case(
         bad={".env": "FLASK_DEBUG=1\n"},
@@ -319,7 +349,7 @@ CASES: dict[str, Case] = {
     ),
 }
 
-TOOL_CASES = {"RND004", "RND005", "RND006"}
+TOOL_CASES = {"RND004", "RND005", "RND006", "DEP007"}
 
 
 def _run(

@@ -47,29 +47,38 @@ def test_rnd004_fires_on_an_unhardened_unit_with_a_secret_in_environment(tmp_pat
     assert "exposure 9." in messages and "UNSAFE" in messages
 
 
-def test_rnd005_runs_hadolint_on_the_project_dockerfile(tmp_path: Path) -> None:
+def test_dep007_runs_hadolint_on_the_project_dockerfile(tmp_path: Path) -> None:
     needs("hadolint")
     root = project(tmp_path, {"Dockerfile": "FROM python\nRUN pip install flask\nCMD python app.py\n"})
-    result = found(check(root, ["RND005"]))
-    codes = {m.split(" ", 1)[1].split(":", 1)[0] for m in result["RND005"]}
+    result = found(check(root, ["DEP007", "RND005"], config=CONFIG))
+    codes = {m.split(" ", 1)[1].split(":", 1)[0] for m in result["DEP007"]}
     assert {"DL3006", "DL3013", "DL3025"} <= codes
-    assert any(m.startswith("Dockerfile:3 DL3025") for m in result["RND005"])
+    assert any(m.startswith("Dockerfile:3 DL3025") for m in result["DEP007"])
+    # The project's own Dockerfile is not "rendered": RND005 lints only what deploy renders.
+    assert "RND005" not in result
 
 
-def test_rnd005_passes_on_a_clean_dockerfile_and_on_the_rendered_one(tmp_path: Path) -> None:
+def test_dep007_passes_on_a_clean_dockerfile_and_rnd005_on_the_rendered_one(tmp_path: Path) -> None:
     needs("hadolint")
-    assert found(check(project(tmp_path), ["RND005"])) == {}
+    assert found(check(project(tmp_path), ["DEP007"])) == {}
     bare = tmp_path / "bare"
     project(bare, {"Dockerfile": None})
     report = check(bare, ["RND005"], config=CONFIG)
     assert report.skipped == [] and found(report) == {}
 
 
-def test_rnd005_is_skipped_without_any_dockerfile(tmp_path: Path) -> None:
-    report = check(project(tmp_path, {"Dockerfile": None}), ["RND005"])
-    assert [(c.id, reason) for c, reason in report.skipped] == [
-        ("RND005", "no Dockerfile in the project and none rendered")
-    ]
+def test_rnd005_lints_a_dockerfile_template_override(tmp_path: Path) -> None:
+    needs("hadolint")
+    root = project(
+        tmp_path, {"Dockerfile": None, "templates/Dockerfile.j2": "FROM python\nCMD python app.py\n"}
+    )
+    result = found(check(root, ["RND005"], config=CONFIG))
+    assert any(m.startswith("Dockerfile:2 DL3025") for m in result["RND005"]), result
+
+
+def test_dep007_is_skipped_without_a_dockerfile(tmp_path: Path) -> None:
+    report = check(project(tmp_path, {"Dockerfile": None}), ["DEP007"])
+    assert [(c.id, reason) for c, reason in report.skipped] == [("DEP007", "no Dockerfile in the project")]
 
 
 REDEFINING_SITE = """\
@@ -111,8 +120,9 @@ def test_a_missing_linter_skips_its_check_and_says_which(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    report = check(project(tmp_path / "app"), ["RND004", "RND005", "RND006"], config=CONFIG)
+    report = check(project(tmp_path / "app"), ["RND004", "RND005", "RND006", "DEP007"], config=CONFIG)
     assert {c.id: reason for c, reason in report.skipped} == {
+        "DEP007": "hadolint is not installed",
         "RND004": "systemd-analyze is not installed",
         "RND005": "hadolint is not installed",
         "RND006": "gixy is not installed",
