@@ -10,6 +10,7 @@ secrets never appear in a process list. `Recorder` runs nothing and records what
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -278,6 +279,10 @@ class SSHExecutor:
         self._locks: dict[str, _Lock] = {}
         self._guard = threading.Lock()
         self.sudo = config.server.ssh.user != "root" or config.server.ssh.sudo
+        # Paramiko logs failures of its transport thread with a traceback; ConnectError says it.
+        quiet = logging.getLogger("paramiko")
+        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+            quiet.addHandler(logging.NullHandler())
 
     # connections
 
