@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -225,3 +226,38 @@ def configure(project: Project, release: str = '["flask --app flaskr init-db"]')
 def write_note(box: Sandbox, host: SandboxHost) -> None:
     script = f'printf "%s\\n" "$1" > "$2" && chown {APP}:{APP} "$2"'
     box.run(host, ["sh", "-c", script, "note", NOTE, NOTES_FILE], check=True)
+
+
+_numbers = itertools.count(2)
+
+
+def fresh() -> str:
+    return f"v{next(_numbers)}"
+
+
+def served(project: Project) -> str:
+    (only,) = set(versions(project))
+    assert only is not None
+    return only
+
+
+def recover(box: Sandbox, project: Project, expected: str, interrupted: bool | None = True) -> None:
+    """What must hold after any fault, then the next push.
+
+    `interrupted`: True when the push held the lock on every host and died, False when it ended
+    cleanly, None when it depends on the host.
+    """
+    assert_serves(box, project, expected)
+    status = lock_status_after_interruption(project)
+    assert "held by" not in status, status
+    if interrupted:
+        for host in project.hosts:
+            assert f"{host.address}: free; the last holder" in status, status
+        assert status.count("was interrupted before it finished") == len(project.hosts), status
+    new = fresh()
+    project.set_version(new)
+    result = project.deploy("push", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if interrupted is not None:
+        assert ("an earlier push did not finish" in result.stdout) == interrupted
+    assert_serves(box, project, new)

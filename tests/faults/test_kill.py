@@ -9,7 +9,6 @@ The tests run in file order on one sandbox; each starts from the release the pre
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import pytest
@@ -17,44 +16,17 @@ import pytest
 from deploy.sandbox import Sandbox
 from tests.faults.faultkit import (
     Push,
-    assert_serves,
     configure,
+    fresh,
     is_step,
-    lock_status_after_interruption,
+    recover,
+    served,
     serving,
-    versions,
     wait_on_host,
 )
 from tests.hosts.pushkit import Project
 
 pytestmark = pytest.mark.faults
-
-_numbers = itertools.count(2)
-
-
-def fresh() -> str:
-    return f"v{next(_numbers)}"
-
-
-def served(project: Project) -> str:
-    (only,) = set(versions(project))
-    assert only is not None
-    return only
-
-
-def recover(box: Sandbox, project: Project, expected: str) -> None:
-    """What must hold after any fault, then the next push."""
-    assert_serves(box, project, expected)
-    status = lock_status_after_interruption(project)
-    for host in project.hosts:
-        assert f"{host.address}: free; the last holder" in status, status
-    assert status.count("was interrupted before it finished") == len(project.hosts), status
-    new = fresh()
-    project.set_version(new)
-    result = project.deploy("push", timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "an earlier push did not finish" in result.stdout
-    assert_serves(box, project, new)
 
 
 def test_kill_with_half_the_upload_script_sent(fault_box: Sandbox, live_project: Project) -> None:
