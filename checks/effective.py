@@ -56,11 +56,17 @@ def secret_key_strength(ctx: Context) -> Iterator[Finding]:
     if facts.get("placeholder"):
         ctx.notes.append("SEC016: SECRET_KEY was not in the environment; its strength was not checked")
         return
+    source = ctx.effective.sources.get("SECRET_KEY")
+    name = (
+        f"SECRET_KEY (from {'the environment' if source == 'environment' else source})"
+        if source
+        else "SECRET_KEY"
+    )
     if facts.get("weak_word"):
-        yield Finding("SECRET_KEY is a well-known placeholder word", file, line)
+        yield Finding(f"{name} is a well-known placeholder word", file, line)
     elif facts.get("length", 0) < 32 or facts.get("distinct", 0) < 8:
         yield Finding(
-            f"SECRET_KEY has {facts.get('length')} characters ({facts.get('distinct')} distinct); "
+            f"{name} has {facts.get('length')} characters ({facts.get('distinct')} distinct); "
             "use 32 random bytes or more",
             file,
             line,

@@ -36,6 +36,8 @@ class Context:
     import_app: bool = False
     #: The WSGI target to import when there is no deploy.yaml (`pkg:create_app()`).
     app_spec: str | None = None
+    #: The interpreter for --import (the project's virtualenv); None: .venv/venv of the project, or ours.
+    python: str | None = None
     #: --live: the environment whose hosts to visit.
     live: bool = False
     environment: str | None = None
@@ -61,7 +63,23 @@ class Context:
             return Effective(
                 error="no app to import: no deploy.yaml app.wsgi, no --app, and no Flask app found"
             )
-        return inspect(self.root, spec, self.config)
+        python = self.python
+        if python is None:
+            from deploy.inspect_app import project_python
+
+            found = project_python(self.root)
+            python = str(found) if found is not None else None
+            if found is not None:
+                self.notes.append(f"--import used the project's virtualenv: {found}")
+        else:
+            self.notes.append(f"--import used {python}")
+        loaders = self.project.calls_named("load_dotenv", "read_env", "find_dotenv")
+        if loaders and (self.root / ".env").is_file():
+            self.notes.append(
+                f"the app loads .env itself ({loaders[0].file}:{loaders[0].line}); push never ships "
+                ".env, so --import ran on a copy of the project without it"
+            )
+        return inspect(self.root, spec, self.config, python)
 
     @cached_property
     def wsgi_spec(self) -> str | None:
@@ -128,8 +146,12 @@ class Context:
         if layer is Layer.EFFECTIVE:
             if not self.import_app:
                 return "needs --import (runs the app factory in a subprocess)"
-            error = self.effective.error
-            return f"the app could not be imported ({error.splitlines()[0][:200]})" if error else None
+            effective = self.effective
+            error = effective.error
+            if not error:
+                return None
+            hint = f"; hint: {effective.hint}" if effective.hint else ""
+            return f"the app could not be imported, see DEP006 ({error.splitlines()[0][:200]}){hint}"
         if layer in (Layer.RENDERED, Layer.TOOLS):
             if self.config is None:
                 return "no deploy.yaml to render configs from"

@@ -5,10 +5,14 @@ from __future__ import annotations
 import difflib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
+
+if TYPE_CHECKING:
+    from deploy.checkrun import Check
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -47,6 +51,13 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "app_spec",
     metavar="MODULE:APP",
     help="The app to import without deploy.yaml (pkg:create_app()).",
+)
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="The interpreter for --import (the project's virtualenv); default: PATH/.venv or PATH/venv if "
+    "present, else deploy's own.",
 )
 @click.option(
     "--live", is_flag=True, help="Also check the hosts over SSH and the site over HTTPS (needs -e ENV)."
@@ -94,6 +105,7 @@ def check(
     fail_on: str,
     import_app: bool,
     app_spec: str | None,
+    python: str | None,
     live: bool,
     list_checks: bool,
     output: Path | None,
@@ -125,6 +137,14 @@ def check(
     except RegistryError as exc:
         fail(str(exc), EXIT_USAGE)
         return
+    for option, values in (("--select", select), ("--ignore", ignore)):
+        unknown = _unknown_ids(checks, _split(values))
+        if unknown:
+            fail(f"{option}: {unknown}", EXIT_USAGE)
+    if (app_spec or python) and not import_app:
+        fail(f"{'--app' if app_spec else '--python'} is only used with --import", EXIT_USAGE)
+    if python and not Path(python).is_file():
+        fail(f"--python {python}: no such file", EXIT_USAGE)
     checks = select_checks(checks, _split(select), _split(ignore))
     if list_checks:
         _emit(checkfmt.listing(checks, "json" if fmt == "json" else "text"), output)
@@ -149,6 +169,7 @@ def check(
         config_file=shown,
         import_app=import_app,
         app_spec=app_spec,
+        python=python,
         live=live,
         environment=environment,
     )
@@ -161,6 +182,22 @@ def check(
     colour = fmt == "text" and output is None and sys.stdout.isatty()
     _emit(checkfmt.render(report, fmt, threshold, colour=colour, verbose=verbose), output)
     sys.exit(EXIT_FINDINGS if report.failing(threshold) else EXIT_CLEAN)
+
+
+def _unknown_ids(checks: list[Check], patterns: list[str]) -> str | None:
+    """A message for the first pattern that names no check, id prefix or area; None if all do."""
+    from deploy.checkrun import AREAS
+
+    ids = [c.id for c in checks]
+    for raw in patterns:
+        pattern = raw.strip().upper()
+        if pattern.lower() in AREAS or any(i.startswith(pattern) for i in ids):
+            continue
+        hint = difflib.get_close_matches(pattern, ids, n=3)
+        return f"unknown check id {raw.strip()}" + (
+            f"; did you mean {', '.join(hint)}?" if hint else "; see 'deploy check --list'"
+        )
+    return None
 
 
 def _emit(text: str, output: Path | None) -> None:

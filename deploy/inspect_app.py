@@ -1,68 +1,55 @@
 """The effective configuration: import the app factory in a subprocess under the production environment.
 
-Opt-in (`deploy check --import`), because it runs the user's code. The child process (this module run
-with `python -m deploy.inspect_app`) prints one JSON document: safe config values (never a secret,
-only facts such as the secret key's length), the URL rules, and the answer of the health endpoint
-through Flask's test client.
+Opt-in (`deploy check --import`), because it runs the user's code. The child is `inspect_child.py`, a
+standalone script run with the project's own interpreter (`--python`, or the project's .venv/venv),
+in a temporary copy of the project without `.env` (push never ships it, and whatever the import
+writes, such as a logs/ folder, lands in the copy). It prints one JSON document of safe facts.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 import json
-import math
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
-from collections import Counter
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.inspect_child import MARKER, PLACEHOLDER_PREFIX
+
 if TYPE_CHECKING:
     from deploy.config import Config
 
-MARKER = "--deploy-inspect-json--"
-PLACEHOLDER_PREFIX = "deploy-check-placeholder-"
 TIMEOUT = 60
-_SAFE_KEYS = (
-    "DEBUG",
-    "TESTING",
-    "PROPAGATE_EXCEPTIONS",
-    "SESSION_COOKIE_SECURE",
-    "SESSION_COOKIE_HTTPONLY",
-    "SESSION_COOKIE_SAMESITE",
-    "SESSION_COOKIE_NAME",
-    "MAX_CONTENT_LENGTH",
-    "TRUSTED_HOSTS",
-    "SERVER_NAME",
-    "PREFERRED_URL_SCHEME",
-    "WTF_CSRF_ENABLED",
-    "CACHE_TYPE",
-    "TEMPLATES_AUTO_RELOAD",
-    "EXPLAIN_TEMPLATE_LOADING",
-    "SEND_FILE_MAX_AGE_DEFAULT",
-    "REMEMBER_COOKIE_SECURE",
-    "REMEMBER_COOKIE_HTTPONLY",
+CHILD = Path(__file__).with_name("inspect_child.py")
+#: Never copied for the import, as push never ships them (deploy.artifact.EXCLUDED, plus caches).
+_NOT_COPIED = frozenset(
+    {
+        ".env",
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "env",
+        "__pycache__",
+        ".deploy",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        "node_modules",
+    }
 )
-_WEAK = {
-    "dev",
-    "development",
-    "secret",
-    "changeme",
-    "change-me",
-    "default",
-    "test",
-    "key",
-    "secret-key",
-    "secretkey",
-    "your-secret-key",
-    "super-secret",
-    "supersecret",
-    "password",
-}
+_MAX_COPY_BYTES = 200 * 1024**2
+#: Variables removed from the import's environment: they switch on debug mode on a laptop.
+DEBUG_VARIABLES = ("FLASK_DEBUG", "FLASK_ENV", "DEBUG", "WERKZEUG_RUN_MAIN")
 
 
 @dataclass(frozen=True)
@@ -75,156 +62,192 @@ class Effective:
     routes: list[dict[str, Any]] = field(default_factory=list)
     health: dict[str, Any] = field(default_factory=dict)
     placeholders: tuple[str, ...] = ()
+    #: Where each app.secrets value came from: "environment", ".env" or "placeholder".
+    sources: dict[str, str] = field(default_factory=dict)
+    #: What to try when the import failed.
+    hint: str | None = None
 
 
-def production_environment(root: Path, config: Config | None) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The process environment for the import: ours, then .env, then deploy.yaml app.env; no debug.
+def placeholder(name: str) -> str:
+    """A stand-in for a missing secret, shaped so that libraries parsing it at import time accept it.
 
-    Secrets listed in app.secrets that have no value get a random placeholder (named in the result), so
-    an app that insists on them still imports; checks of the secret's strength then skip.
+    Database URLs become an in-memory SQLite database and Redis URLs a local address (never connected
+    at import); a Sentry DSN stays empty (the SDK is then off and sends nothing); anything else is
+    random text that the strength checks recognise as a placeholder.
+    """
+    upper = name.upper()
+    if re.search(r"(DATABASE|DB|SQLALCHEMY).*(URL|URI)$", upper) or upper.endswith("_URI"):
+        return "sqlite://"
+    if "REDIS" in upper and upper.endswith(("URL", "URI")):
+        return "redis://localhost:6379/0"
+    if upper.endswith("DSN"):
+        return ""
+    return PLACEHOLDER_PREFIX + secrets.token_hex(16)
+
+
+def production_environment(
+    root: Path, config: Config | None
+) -> tuple[dict[str, str], tuple[str, ...], dict[str, str]]:
+    """The environment of the import: (variables, placeholders used, source of each app.secrets value).
+
+    With deploy.yaml it is what push gives the service: your environment (so CI can export production
+    values), app.env, and each app.secrets value from the environment or else .env (as push reads them);
+    other .env lines stay out, as on the server. Without deploy.yaml there is no list of secrets, so the
+    whole .env is used. Missing secrets get a placeholder; FLASK_DEBUG and friends are removed.
     """
     from deploy.loader import parse_dotenv
 
+    dotenv = parse_dotenv(root / ".env")
     env = dict(os.environ)
-    env.update(parse_dotenv(root / ".env"))
     placeholders: list[str] = []
-    if config is not None:
+    sources: dict[str, str] = {}
+    if config is None:
+        env.update(dotenv)
+    else:
         env.update(config.app.env)
         for name in config.app.secrets:
-            if not env.get(name):
-                env[name] = PLACEHOLDER_PREFIX + secrets.token_hex(16)
+            if os.environ.get(name) is not None:
+                sources[name] = "environment"
+            elif name in dotenv:
+                env[name] = dotenv[name]
+                sources[name] = ".env"
+            else:
+                env[name] = placeholder(name)
+                sources[name] = "placeholder"
                 placeholders.append(name)
-    for name in ("FLASK_DEBUG", "FLASK_ENV", "DEBUG", "WERKZEUG_RUN_MAIN"):
+    for name in DEBUG_VARIABLES:
         env.pop(name, None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env, tuple(placeholders)
+    return env, tuple(placeholders), sources
+
+
+def project_python(root: Path) -> Path | None:
+    """The interpreter of the project's own virtualenv (.venv or venv), if there is one."""
+    for folder in (".venv", "venv"):
+        for candidate in (root / folder / "bin" / "python", root / folder / "Scripts" / "python.exe"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _project_files(root: Path) -> Iterator[Path]:
+    """The files push would ship: git's tracked and untracked-but-not-ignored files, or a filtered walk."""
+    git = shutil.which("git")
+    if git and (root / ".git").exists():
+        proc = subprocess.run(
+            [git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode == 0:
+            for rel in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+                if rel and not _NOT_COPIED & set(Path(rel).parts):
+                    yield root / rel
+            return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name in _NOT_COPIED:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                if not (entry / "pyvenv.cfg").exists():
+                    stack.append(entry)
+            else:
+                yield entry
+
+
+def copy_project(root: Path, dest: Path) -> None:
+    """Copy what push would ship (no .env, no .git, no virtualenvs) into `dest`."""
+    total = 0
+    for path in _project_files(root):
+        rel = path.relative_to(root)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.is_symlink():
+                target.symlink_to(os.readlink(path))
+            elif path.is_file():
+                total += path.stat().st_size
+                if total > _MAX_COPY_BYTES:
+                    raise OSError(f"the project is larger than {_MAX_COPY_BYTES // 1024**2} MiB")
+                shutil.copy2(path, target)
+        except FileNotFoundError:
+            continue
 
 
 def inspect(root: Path, spec: str, config: Config | None, python: str | None = None) -> Effective:
     """Import `spec` (`pkg:create_app()` or `module:app`) in a child process and read what it reports."""
-    env, placeholders = production_environment(root, config)
+    env, placeholders, sources = production_environment(root, config)
     health = config.app.health if config is not None else "/health"
     host = config.primary_domain if config is not None else "localhost"
-    deploy_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), deploy_root, env.get("PYTHONPATH", "")) if p)
-    try:
-        proc = subprocess.run(
-            [python or sys.executable, "-m", "deploy.inspect_app", spec, health, host],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return Effective(error=f"importing {spec} took longer than {TIMEOUT} s")
-    except OSError as exc:
-        return Effective(error=f"cannot start Python: {exc}")
+    interpreter = python or sys.executable
+    with tempfile.TemporaryDirectory(prefix="deploy-check-import-") as tmp:
+        copy = Path(tmp) / root.name
+        try:
+            copy_project(root, copy)
+        except OSError as exc:
+            return Effective(error=f"cannot copy the project for the import: {exc}")
+        paths = [str(copy)] + ([str(copy / "src")] if (copy / "src").is_dir() else [])
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH", "")])])
+        try:
+            proc = subprocess.run(
+                [interpreter, str(CHILD), spec, health, host],
+                cwd=copy,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Effective(error=f"importing {spec} took longer than {TIMEOUT} s", sources=sources)
+        except OSError as exc:
+            return Effective(error=f"cannot start {interpreter}: {exc.strerror or exc}", sources=sources)
     _, found, payload = proc.stdout.rpartition(MARKER)
     if not found:
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        return Effective(error=f"importing {spec} failed: {tail[0]}")
+        return Effective(error=f"importing {spec} failed: {tail[0]}", sources=sources)
     data = json.loads(payload)
     if data.get("error"):
-        return Effective(error=str(data["error"]), placeholders=placeholders)
+        error = str(data["error"])
+        return Effective(
+            error=error,
+            placeholders=placeholders,
+            sources=sources,
+            hint=_hint(error, str(data.get("error_type", "")), placeholders, python),
+        )
     return Effective(
         config=data.get("config", {}),
         secret_key=data.get("secret_key", {}),
         routes=data.get("routes", []),
         health=data.get("health", {}),
         placeholders=placeholders,
+        sources=sources,
     )
 
 
-# --- the child process ----------------------------------------------------------------------------
-
-
-def _load(spec: str) -> Any:
-    module_name, _, target = spec.partition(":")
-    module = importlib.import_module(module_name)
-    target = target or "app"
-    call_args: tuple[Any, ...] = ()
-    call_kwargs: dict[str, Any] = {}
-    called = target.endswith(")")
-    if called:
-        name, _, rest = target.partition("(")
-        expr = ast.parse(f"f({rest}", mode="eval").body
-        assert isinstance(expr, ast.Call)
-        call_args = tuple(ast.literal_eval(a) for a in expr.args)
-        call_kwargs = {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg}
-        target = name
-    obj: Any = module
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    if called:
-        obj = obj(*call_args, **call_kwargs)
-    return obj
-
-
-def _secret_facts(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {"set": False}
-    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    counts = Counter(text)
-    entropy = (
-        -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values()) * len(text) if text else 0.0
-    )
-    return {
-        "set": bool(text),
-        "length": len(text),
-        "distinct": len(counts),
-        "entropy_bits": round(entropy, 1),
-        "placeholder": text.startswith(PLACEHOLDER_PREFIX),
-        "weak_word": text.strip().lower() in _WEAK,
-    }
-
-
-def _safe(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple | set):
-        return [_safe(v) for v in value]
-    if hasattr(value, "total_seconds"):
-        return value.total_seconds()
-    return repr(type(value).__name__)
-
-
-def main(argv: list[str]) -> int:
-    spec, health, host = argv[0], argv[1], argv[2]
-    out: dict[str, Any] = {}
-    try:
-        app = _load(spec)
-        if not hasattr(app, "config") or not hasattr(app, "url_map"):
-            raise TypeError(f"{spec} is a {type(app).__name__}, not a Flask app")
-        config = app.config
-        out["config"] = {k: _safe(config.get(k)) for k in _SAFE_KEYS if k in config}
-        uri = config.get("SQLALCHEMY_DATABASE_URI")
-        if isinstance(uri, str):
-            out["config"]["DATABASE_SCHEME"] = uri.split(":", 1)[0]
-        out["config"]["SECRET_KEY_FALLBACKS_COUNT"] = len(config.get("SECRET_KEY_FALLBACKS") or [])
-        out["secret_key"] = _secret_facts(config.get("SECRET_KEY"))
-        out["routes"] = [
-            {
-                "rule": r.rule,
-                "endpoint": r.endpoint,
-                "methods": sorted((r.methods or set()) - {"HEAD", "OPTIONS"}),
-            }
-            for r in app.url_map.iter_rules()
-        ]
-        try:
-            response = app.test_client().get(health, base_url=f"https://{host}")
-            out["health"] = {
-                "status": response.status_code,
-                "headers": sorted({h for h, _ in response.headers}),
-            }
-        except Exception as exc:
-            out["health"] = {"status": None, "error": f"{type(exc).__name__}: {exc}"}
-    except BaseException as exc:
-        out = {"error": f"importing {spec} failed: {type(exc).__name__}: {exc}"}
-    sys.stdout.write("\n" + MARKER + json.dumps(out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def _hint(error: str, kind: str, placeholders: tuple[str, ...], python: str | None) -> str:
+    if kind in ("ModuleNotFoundError", "ImportError") and python is None:
+        return (
+            "a package is missing from deploy's own Python: run with --python PATH/TO/VENV/bin/python "
+            "(or create the project's .venv)"
+        )
+    named = [p for p in placeholders if p in error]
+    if named:
+        return (
+            f"{', '.join(named)} had no value and got a placeholder; give the real value in the "
+            "environment or .env"
+        )
+    if kind == "KeyError" or "environment variable" in error.lower() or "not set" in error.lower():
+        return (
+            "a variable the app needs is missing: list it in deploy.yaml app.secrets (value in the "
+            "environment or .env) or app.env; push would start the app without it too"
+        )
+    return "run the app factory yourself with the production variables to see the whole traceback"

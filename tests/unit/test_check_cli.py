@@ -155,7 +155,9 @@ def test_local_checks_folder(tmp_path: Path) -> None:
     out = deploy("check", str(tmp_path), "--select", "ACME")
     assert out.returncode == 1
     assert "high     ACME001 (project): no CHANGELOG.md" in out.stdout
-    assert deploy("check", str(tmp_path), "--select", "ACME", "--no-plugins").returncode == 0
+    # Without plugins the local check does not exist: selecting it is a usage error.
+    alone = deploy("check", str(tmp_path), "--select", "ACME", "--no-plugins")
+    assert alone.returncode == 2 and "unknown check id ACME" in alone.stderr
 
 
 def test_entry_point_plugin(tmp_path: Path) -> None:
@@ -214,3 +216,32 @@ def test_a_check_that_crashes_is_reported_not_hidden(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "ACME002" in out.stdout and "the check itself failed (RuntimeError: oops)" in out.stdout
     no_traceback(out)
+
+
+def test_unknown_check_ids_are_usage_errors_with_a_suggestion(tmp_path: Path) -> None:
+    project(tmp_path)
+    out = deploy("check", str(tmp_path), "--select", "NOPE")
+    assert out.returncode == 2
+    assert "--select: unknown check id NOPE; see 'deploy check --list'" in out.stderr
+    out = deploy("check", str(tmp_path), "--ignore", "SEC001,PERF0004")
+    assert out.returncode == 2
+    assert "--ignore: unknown check id PERF0004; did you mean PERF004" in out.stderr
+    assert "Traceback" not in out.stderr
+    # Prefixes and area names are not unknown.
+    assert (
+        deploy("check", str(tmp_path), "--select", "SEC,performance", "--fail-on", "critical").returncode == 0
+    )
+
+
+def test_app_and_python_need_import(tmp_path: Path) -> None:
+    project(tmp_path)
+    out = deploy("check", str(tmp_path), "--app", "app:create_app()")
+    assert out.returncode == 2 and "--app is only used with --import" in out.stderr
+    out = deploy("check", str(tmp_path), "--import", "--python", str(tmp_path / "nope" / "python"))
+    assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_one_check_ran_is_singular(tmp_path: Path) -> None:
+    project(tmp_path)
+    assert "; 1 check ran, 0 skipped" in deploy("check", str(tmp_path), "--select", "SEC001").stdout
+    assert "; 2 checks ran, 0 skipped" in deploy("check", str(tmp_path), "--select", "SEC001,SEC002").stdout

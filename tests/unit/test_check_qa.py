@@ -140,3 +140,129 @@ def test_import_layer_supersedes_static_cookie_and_health_findings(
     both = found(check(root, ids, config=CONFIG, import_app=True))
     assert set(both) == {"SEC018"}
     assert any("SESSION_COOKIE_SECURE is False in the imported app" in m for m in both["SEC018"])
+
+
+# --- --import: the production view ----------------------------------------------------------------
+
+IMPORT_APP = """\
+import os
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+    app.config["SESSION_COOKIE_SECURE"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    EXTRA
+
+    @app.get("/health")
+    def health():
+        return "ok"
+
+    return app
+"""
+STRONG = "5f1c0a7e9b3d4c2a8e6f0b1d3c5a7e9f2b4d6c8a0e1f3b5d7c9a1e3f5b7d9c0a"
+IMPORT_IDS = ["SEC016", "SEC017", "SEC018", "OBS005", "DEP006"]
+
+
+def _import_app(extra: str) -> str:
+    return IMPORT_APP.replace("EXTRA", extra)
+
+
+def test_placeholders_have_the_shape_libraries_parse() -> None:
+    from deploy.inspect_app import PLACEHOLDER_PREFIX, placeholder
+
+    assert placeholder("DATABASE_URL") == "sqlite://"
+    assert placeholder("SQLALCHEMY_DATABASE_URI") == "sqlite://"
+    assert placeholder("REDIS_URL") == "redis://localhost:6379/0"
+    assert placeholder("SENTRY_DSN") == ""
+    assert placeholder("SECRET_KEY").startswith(PLACEHOLDER_PREFIX)
+
+
+def test_a_missing_database_url_does_not_break_the_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _import_app(
+        "from urllib.parse import urlsplit\n"
+        '    if not urlsplit(os.environ["DATABASE_URL"]).scheme:\n'
+        '        raise ValueError("Could not parse SQLAlchemy URL")'
+    )
+    root = project(tmp_path, {"app.py": app}, base=False)
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL]")
+    assert found(check(root, IMPORT_IDS, config=config, import_app=True)) == {}
+
+
+def test_a_failed_import_names_the_skipped_checks_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path, {"app.py": _import_app('os.environ["API_TOKEN"]')}, base=False)
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    report = check(root, IMPORT_IDS, config=CONFIG, import_app=True)
+    reasons = {reason for _, reason in report.skipped}
+    assert len(reasons) == 1
+    reason = reasons.pop()
+    assert "see DEP006" in reason and "KeyError: 'API_TOKEN'" in reason
+    assert "hint: a variable the app needs is missing: list it in deploy.yaml app.secrets" in reason
+
+
+def test_import_runs_on_a_copy_without_dotenv_and_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = (
+        'os.makedirs("logs", exist_ok=True)\n'
+        '    if os.path.exists(os.path.join(os.path.dirname(__file__), ".env")):\n'
+        '        app.config["DEBUG"] = True\n'
+        '    if os.environ.get("APP_DEBUG"):\n'
+        '        app.config["TESTING"] = True'
+    )
+    root = project(
+        tmp_path,
+        {"app.py": _import_app(extra), ".env": "SECRET_KEY=" + STRONG + "\nAPP_DEBUG=1\n"},
+        base=False,
+    )
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("APP_DEBUG", raising=False)
+    report = check(root, IMPORT_IDS, config=CONFIG, import_app=True)
+    # .env gives SECRET_KEY (an app.secrets entry, as push reads it) but not APP_DEBUG, and the app
+    # does not see the file itself: production has no .env.
+    assert found(report) == {}
+    assert not (root / "logs").exists()
+
+
+def test_import_uses_the_projects_virtualenv_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    root = project(tmp_path, {"app.py": _import_app("")}, base=False)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / ".venv")],
+        check=True,
+        timeout=120,
+    )
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    report = check(root, IMPORT_IDS, config=CONFIG, import_app=True)
+    assert found(report) == {}
+    assert f"--import used the project's virtualenv: {root / '.venv' / 'bin' / 'python'}" in report.notes
+
+
+def test_the_import_child_needs_only_the_standard_library_and_python_3_8() -> None:
+    import ast
+    import sys
+
+    from deploy import inspect_child
+
+    text = Path(inspect_child.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(text, feature_version=(3, 8))
+    imported = {
+        (a.name if isinstance(node, ast.Import) else node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for a in (node.names if isinstance(node, ast.Import) else [node])  # type: ignore[attr-defined]
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
