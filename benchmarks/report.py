@@ -1,0 +1,272 @@
+"""Write benchmarks/RESULTS.md from the raw JSON in benchmarks/results/ and the notes in findings.md."""
+
+# ruff: noqa: E501  (Markdown table rows and sentences read better unbroken)
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+NAMES = {
+    "flask_run": "`flask run` (dev server, threaded)",
+    "gunicorn_defaults": "Gunicorn defaults (1 sync worker)",
+    "handwritten": "hand-written, per Gunicorn's docs",
+    "deploy": "**deploy's stack**",
+}
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def machine(data: dict[str, Any]) -> str:
+    m = data.get("machine", {})
+    if "cpu" not in m:
+        return ", ".join(f"{k} {v}" for k, v in m.items())
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, kernel {m['kernel']}, Python {m['python']}; "
+        f"run {m['when']}"
+    )
+
+
+def loads(data: dict[str, Any]) -> str:
+    return f"load average (1/5/15 min) before {data.get('load_average_before')}, after {data.get('load_average_after')}"
+
+
+def serving(data: dict[str, Any]) -> list[str]:
+    method = data["method"]
+    res = data["results"]
+    out = [
+        "## 1. Serving",
+        "",
+        f"Machine: {machine(data)}; {loads(data)}.",
+        "",
+        f"Method: `wrk -t{method['threads']} -c{method['connections']} -d{method['duration_s']}s` from this machine "
+        f"to the sandbox host's address, {method['rounds']} rounds, every candidate in turn in each round (so a busy "
+        "moment on the machine hits all of them), after a 2 s warm-up each; the median of the rounds. Same host, "
+        "same release directory, same virtualenv, same app (`playbooks/flaskr`). "
+        f"Endpoints: page `{method['endpoints']['page']}` (Jinja template, CSRF token in a signed session cookie, "
+        f"a file read) and static `{method['endpoints']['static']}`. {method['note']}",
+        "",
+        "| candidate | page req/s | page p99 | static req/s | static p99 | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in NAMES.items():
+        if name not in res:
+            continue
+        page, static = res[name]["page"]["summary"], res[name]["static"]["summary"]
+        errors = sum(s["non_2xx_3xx"] + s["socket_errors"] for s in (page, static))
+        out.append(
+            f"| {label} | {page['rps_median']:,.0f} | {page['p99_ms_median']:.1f} ms | {static['rps_median']:,.0f} "
+            f"| {static['p99_ms_median']:.1f} ms | {errors} |"
+        )
+    if "deploy" in res:
+        ours = res["deploy"]
+        out += ["", "deploy's stack against each (median req/s ratio; above 1 = deploy is faster):", ""]
+        out += ["| against | page | static |", "|---|---:|---:|"]
+        for name in ("flask_run", "gunicorn_defaults", "handwritten"):
+            if name in res:
+                ratios = [
+                    ours[e]["summary"]["rps_median"] / res[name][e]["summary"]["rps_median"]
+                    for e in ("page", "static")
+                ]
+                out.append(f"| {NAMES[name]} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+    out += ["", "Raw runs (req/s per round; load average at the start of each run):", ""]
+    for name in NAMES:
+        if name not in res:
+            continue
+        for endpoint in ("page", "static"):
+            runs = res[name][endpoint]["runs"]
+            cells = ", ".join(
+                f"{r['rps']:,.0f} (p99 {r['p99_ms']} ms, load {r['load_before'][0]})" for r in runs
+            )
+            out.append(f"- {name} {endpoint}: {cells}")
+    return out
+
+
+def push(data: dict[str, Any]) -> list[str]:
+    one = data["one_host"]
+    tools = ("deploy", "ansible", "pyinfra")
+    out = [
+        "## 2. Push",
+        "",
+        f"Machine: {machine(data)}; {loads(data)}. Tools: {data['versions']['ansible-core']}, "
+        f"{data['versions']['pyinfra']}.",
+        "",
+        "Method: the same commits of the example app released by each tool on the same sandbox host, in turn "
+        "(deploy into /srv/flaskr, the playbook into /srv/flaskr-ansible, the pyinfra deploy into "
+        "/srv/flaskr-pyinfra). Wall time of the whole command, process start to exit; bytes counted on the "
+        "host's veth pair (sent = from this machine to the host, received = back). "
+        f"Median of {data['runs']} runs where there are several (first push and requirements change: one run each).",
+        "",
+        "| push | deploy | Ansible | pyinfra | deploy vs best other |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    labels = {
+        "first": "first push",
+        "no_change": "no change",
+        "code_change": "one-line code change",
+        "requirements_change": "requirements change",
+    }
+    for key, label in labels.items():
+        row = one[key]
+        best = min(row["ansible"]["seconds_median"], row["pyinfra"]["seconds_median"])
+        cells = [f"{row[t]['seconds_median']:.2f} s" for t in tools]
+        out.append(
+            f"| {label} | {' | '.join(cells)} | {best / row['deploy']['seconds_median']:.1f}x faster |"
+        )
+    three = data["three_hosts"]["code_change"]
+    best3 = min(three["ansible"]["seconds_median"], three["pyinfra"]["seconds_median"])
+    cells = [f"{three[t]['seconds_median']:.2f} s" for t in tools]
+    out.append(
+        f"| one-line change, 3 hosts | {' | '.join(cells)} | {best3 / three['deploy']['seconds_median']:.1f}x faster |"
+    )
+    ratio = data["three_over_one"]
+    out.append(f"| 3 hosts / 1 host | {ratio['deploy']}x | {ratio['ansible']}x | {ratio['pyinfra']}x | |")
+    out += [
+        "",
+        "Bytes sent to the host (median):",
+        "",
+        "| push | deploy | Ansible | pyinfra |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in labels.items():
+        row = one[key]
+        out.append(f"| {label} | " + " | ".join(f"{row[t]['bytes_sent_median']:,}" for t in tools) + " |")
+    out.append(
+        "| one-line change, 3 hosts | "
+        + " | ".join(f"{three[t]['bytes_sent_median']:,}" for t in tools)
+        + " |"
+    )
+    load = data.get("under_load")
+    if load:
+        out += [
+            "",
+            "Requests that failed while each tool released a one-line change under load (wrk, 8 connections, "
+            "the tool's own site on the same host, from 1 s before to 1 s after the command):",
+            "",
+            "| tool | push time | requests | failed | p99 | max |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for tool in tools:
+            r = load[tool]
+            out.append(
+                f"| {tool} | {r['push_seconds']:.2f} s | {r['requests']:,} | {r['failed']:,} | {r['p99_ms']} ms "
+                f"| {r['max_ms']} ms |"
+            )
+    out += ["", "Raw runs (seconds, load average at the start):", ""]
+    for key in labels:
+        for tool in tools:
+            runs = one[key][tool]["runs"]
+            cells = ", ".join(
+                f"{r['seconds']} s / {r['bytes_sent']:,} B (load {r['load_before'][0]})" for r in runs
+            )
+            out.append(f"- {key} {tool}: {cells}")
+    for tool in tools:
+        runs = three[tool]["runs"]
+        out.append(
+            f"- 3 hosts code_change {tool}: "
+            + ", ".join(f"{r['seconds']} s (load {r['load_before'][0]})" for r in runs)
+        )
+    return out
+
+
+def zero(data: dict[str, Any]) -> list[str]:
+    out = [
+        "## 3. Zero downtime",
+        "",
+        f"Machine: {machine(data)}; {loads(data)}.",
+        "",
+        "Method: one sandbox host serving the example app over HTTPS with a certificate from the sandbox's ACME "
+        "server (pebble, through certbot); wrk with 1 thread and 8 keep-alive connections on `https://flaskr.test/` "
+        "from 1 s before each operation to 1 s after it; baseline = the same window with no operation. "
+        f"{data['runs']} runs of each; failed = non-2xx/3xx answers plus connect, read, write errors and timeouts.",
+        "",
+        "| operation | operation time (median) | requests | failed | p99 (median) | worst latency |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in data["results"].items():
+        out.append(
+            f"| {name} | {r['operation_seconds_median']:.2f} s | {r['requests']:,} | {r['failed']} | "
+            f"{r['p99_ms_median']} ms | {r['max_ms_max']} ms |"
+        )
+    out += ["", "Raw runs:", ""]
+    for name, r in data["results"].items():
+        out.append(
+            f"- {name}: "
+            + ", ".join(
+                f"{x['requests']} req, {x['failed']} failed {dict((k, v) for k, v in x['errors'].items() if v)}, "
+                f"p99 {x['p99_ms']} ms (load {x['load_before'][0]})"
+                for x in r["runs"]
+            )
+        )
+    return out
+
+
+def check_cli(check: dict[str, Any] | None, cli: dict[str, Any] | None) -> list[str]:
+    out = ["## 4. Check and CLI", ""]
+    if cli:
+        r = cli["results"]
+        out += [
+            f"Machine: {machine(cli)}; {loads(cli)}.",
+            "",
+            "Method: hyperfine, 3 warm-up runs, then the runs counted; whole commands, interpreter start included.",
+            "",
+            "| command | median | min | max | runs |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        labels = {
+            "help": "`deploy --help`",
+            "python_baseline": "`python -c pass` (the interpreter alone)",
+            "check_example": "`deploy check playbooks/flaskr` (example app)",
+            "check_200_files": "`deploy check` on a generated 200-file app",
+        }
+        for key, label in labels.items():
+            if r.get(key):
+                x = r[key]
+                out.append(
+                    f"| {label} | {x['median_s']:.3f} s | {x['min_s']:.3f} s | {x['max_s']:.3f} s | {x['runs']} |"
+                )
+    if check:
+        out += [
+            "",
+            f"`benchmarks/bench_check.py` ({check['when']}, {check['runs']} runs; target: {check['target']}):",
+            "",
+        ]
+        out += ["| files | .py files | lines | in process (median) | `deploy check` command (median) |"]
+        out += ["|---:|---:|---:|---:|---:|"]
+        for row in check["results"]:
+            out.append(
+                f"| {row['files']} | {row['python_files']} | {row['lines']} | {row['in_process_median_s']:.3f} s | "
+                f"{row['command_median_s']:.3f} s |"
+            )
+    return out
+
+
+def main() -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python benchmarks/report.py` from the raw JSON in `benchmarks/results/` "
+        "(rerun everything with `sudo python benchmarks/run_all.py`). Every number below comes from a real run "
+        "on sandbox hosts (systemd-nspawn, Debian 12, Nginx 1.22) on the machine named in each section.",
+        "",
+    ]
+    findings = HERE / "findings.md"
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
+    for name, render in (("serving", serving), ("push_compare", push), ("zero_downtime", zero)):
+        data = load(name)
+        if data:
+            lines += [*render(data), ""]
+    lines += [*check_cli(load("check"), load("cli")), ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
