@@ -75,9 +75,9 @@ def sendall(self: paramiko.Channel, data: bytes) -> None:
     _sendall(self, data)
 
 
-cli_push.Printer.event = event  # type: ignore[method-assign]
+cli_push.Printer.event = event  # type: ignore[method-assign,assignment]
 SSHExecutor.run_step = run_step  # type: ignore[method-assign]
-paramiko.Channel.sendall = sendall  # type: ignore[method-assign]
+paramiko.Channel.sendall = sendall  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":
     sys.exit(cli.main())

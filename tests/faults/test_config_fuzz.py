@@ -85,7 +85,7 @@ DOMAIN = st.from_regex(r"[a-z][a-z0-9-]{0,10}\.(example\.com|test|org)", fullmat
 NAME = st.from_regex(r"[a-z][a-z0-9-]{1,12}", fullmatch=True)
 SIZE = st.from_regex(r"[1-9][0-9]{0,2}[km]", fullmatch=True)
 ENV_KEY = st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True)
-ENV_VALUE = st.text(st.characters(blacklist_categories=("Cs",)), max_size=16)
+ENV_VALUE = st.text(st.characters(exclude_categories=["Cs"]), max_size=16)
 
 #: Key path -> values a user could mean.
 VALID: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
