@@ -15,7 +15,15 @@ MIN_FREE_SHARE = 0.10
 MIN_HSTS = 15552000
 
 
+def _reachable(ctx: Context) -> None:
+    """Skip a check when no host could be reached (LIVE001 reports each unreachable host)."""
+    hosts = ctx.live_facts.hosts
+    if hosts and all(h.unreachable for h in hosts):
+        raise Skip("no host could be reached (see LIVE001)")
+
+
 def _hosts(ctx: Context) -> Iterator[HostLive]:
+    _reachable(ctx)
     for host in ctx.live_facts.hosts:
         if host.error:
             continue
@@ -50,6 +58,10 @@ def _unit(ctx: Context, slot: str) -> str:
 )
 def service_active(ctx: Context) -> Iterator[Finding]:
     for host in ctx.live_facts.hosts:
+        if host.unreachable:
+            ctx.notes.append(f"{host.host} is unreachable: the live checks did not look at it (LIVE001)")
+            yield Finding(f"unreachable: {host.error}", host=host.host)
+            continue
         if host.error:
             yield Finding(f"cannot gather facts: {host.error}", host=host.host)
             continue
@@ -207,7 +219,11 @@ def free_disk(ctx: Context) -> Iterator[Finding]:
 
 
 def _sites(ctx: Context) -> Iterator[SiteLive]:
-    yield from ctx.live_facts.sites
+    """The sites that were visited (not those on unreachable hosts, which LIVE001 reports)."""
+    _reachable(ctx)
+    for site in ctx.live_facts.sites:
+        if site.unreachable is None:
+            yield site
 
 
 def _need_tls(ctx: Context) -> None:

@@ -8,8 +8,9 @@ from pathlib import PurePosixPath
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, Severity, check
+from deploy.project import CallSite, Route
 
-from ._helpers import app_site, config_file
+from ._helpers import config_file
 
 GUNICORN_DESIGN = "https://docs.gunicorn.org/en/stable/design.html#how-many-workers"
 
@@ -87,7 +88,8 @@ def static_by_nginx(ctx: Context) -> Iterator[Finding]:
     severity="low",
     title="No caching configured",
     why="""Without a cache, repeated work (the same query, the same rendered fragment, the same API call)
-    is redone on every request and the workers saturate early.""",
+    is redone on every request and the workers saturate early. The check fires only where there is such
+    work: a view that runs a database query or an outside HTTP request (directly or through a helper).""",
     fix="""Configure Flask-Caching with a shared backend (`CACHE_TYPE="RedisCache"`), or cache pure
     functions with `functools.lru_cache`/`cachetools`; suppress this check with a reason if nothing is
     worth caching.""",
@@ -99,9 +101,56 @@ def caching(ctx: Context) -> Iterator[Finding]:
         return
     if project.calls_named("lru_cache", "cache", "cached", "memoize"):
         return
-    file, line = app_site(ctx)
-    if file:
-        yield Finding("no cache (Flask-Caching, Redis, lru_cache) is used anywhere", file, line)
+    # Only repeated expensive work is worth a cache: a query or an outside HTTP call per request.
+    work = sorted(repeated_work(ctx), key=lambda w: len(w[0].methods))  # GET-only views first
+    if work:
+        route, what = work[0]
+        more = f" (and {len(work) - 1} more view{'s' if len(work) > 2 else ''})" if len(work) > 1 else ""
+        yield Finding(
+            f"no cache, and {route.rule} ({route.function}) runs {what} on every request{more}",
+            route.file,
+            route.line,
+        )
+
+
+_QUERY_LEAVES = frozenset(
+    {"execute", "scalars", "scalar", "paginate", "get_or_404", "first_or_404", "one_or_404", "urlopen"}
+)
+_HTTP_CLIENTS = ("requests.", "httpx.", "urllib.request.", "aiohttp.")
+
+
+def _expensive(call: CallSite) -> str | None:
+    """'a database query' or 'an HTTP request' when a call is one, else None."""
+    if call.name.startswith(_HTTP_CLIENTS) or call.leaf == "urlopen":
+        return "an HTTP request"
+    if ".query" in call.name or call.leaf in _QUERY_LEAVES or call.name.startswith("db.session."):
+        return "a database query"
+    return None
+
+
+def repeated_work(ctx: Context) -> list[tuple[Route, str]]:
+    """GET views (what a cache can serve) that run a database query or an outside HTTP request, directly
+    or in a helper they call."""
+    by_function: dict[tuple[str, str], list[CallSite]] = {}
+    for call in ctx.project.calls:
+        by_function.setdefault((call.file, call.function), []).append(call)
+    helpers: dict[str, str] = {}
+    for (_, function), calls in by_function.items():
+        found = [w for w in map(_expensive, calls) if w]
+        if function and found:
+            helpers[function] = found[0]
+    out: list[tuple[Route, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for route in ctx.project.routes:
+        if (route.file, route.function) in seen or "GET" not in route.methods:
+            continue
+        calls = by_function.get((route.file, route.function), [])
+        found = [w for w in (_expensive(c) or helpers.get(c.leaf) for c in calls) if w]
+        what = found[0] if found else None
+        if what:
+            seen.add((route.file, route.function))
+            out.append((route, what))
+    return out
 
 
 _DRIVERS = (
@@ -125,10 +174,8 @@ def _alembic_env(ctx: Context, file: str) -> bool:
         module is not None
         and module.tree is not None
         and any(
-            (isinstance(node, ast.ImportFrom)
-            and (node.module or "").split(".")[0] == "alembic")
-            or (isinstance(node, ast.Import)
-            and any(a.name.split(".")[0] == "alembic" for a in node.names))
+            (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "alembic")
+            or (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "alembic" for a in node.names))
             for node in ast.walk(module.tree)
         )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 
 from deploy.checkctx import Context
@@ -502,3 +503,65 @@ def template_injection(ctx: Context) -> Iterator[Finding]:
             build.file,
             build.line,
         )
+
+
+_SECRET_KEY_LIKE = re.compile(r"(^|_)(SECRET|SALT|SIGNING_KEY)(_|$)|SECRET_KEY$")
+MIN_SECRET_LENGTH = 32
+MIN_DISTINCT = 8
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why a secret value is weak (a placeholder word, too short, too few distinct characters), or None."""
+    from deploy.inspect_child import WEAK
+
+    text = value.strip()
+    if text.lower() in WEAK or text.lower() in _PLACEHOLDERS:
+        return "is a well-known placeholder"
+    if len(text.encode()) < MIN_SECRET_LENGTH:
+        return f"has {len(text.encode())} bytes (at least {MIN_SECRET_LENGTH} random bytes are needed)"
+    if len(set(text)) < MIN_DISTINCT:
+        return f"has only {len(set(text))} distinct characters"
+    return None
+
+
+@check(
+    "SEC020",
+    area="security",
+    severity="high",
+    title="A secret that push would ship is weak",
+    why="""`deploy push` writes the values of deploy.yaml `app.secrets` to the hosts, taken from your
+    environment or else the project's .env. A .env written for development (`SECRET_KEY=dev`,
+    `not-so-secret`) then becomes the production key: sessions can be forged by anyone who guesses it.""",
+    fix="""Generate a real value (`python -c 'import secrets; print(secrets.token_hex(32))'`) and give it in
+    the environment of the push, or in a .env that is only on the machine you push from.""",
+    layers=("config",),
+    references=(
+        "https://flask.palletsprojects.com/en/stable/config/#SECRET_KEY",
+        "https://cwe.mitre.org/data/definitions/1391.html",
+    ),
+)
+def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
+    import os
+
+    from deploy.loader import parse_dotenv
+
+    assert ctx.config is not None
+    dotenv = parse_dotenv(ctx.root / ".env")
+    # With a successful --import, SEC016 judges the key the app really uses.
+    imported = ctx.import_app and ctx.effective.error is None
+    for name in ctx.config.app.secrets:
+        if not _SECRET_KEY_LIKE.search(name.upper()) or (imported and name == "SECRET_KEY"):
+            continue
+        value, source = os.environ.get(name), "the environment"
+        if value is None:
+            value, source = dotenv.get(name), ".env"
+        if value is None:
+            continue  # push refuses to run without it
+        weakness = secret_weakness(value)
+        if weakness:
+            line = next((e.line for e in ctx.project.dotenv if e.file == ".env" and e.key == name), None)
+            yield Finding(
+                f"{name} from {source} {weakness}; push would ship it to production",
+                ".env" if source == ".env" else config_file(ctx),
+                line if source == ".env" else None,
+            )

@@ -158,6 +158,12 @@ def check(
         config = load(config_file, environment)
     elif environment:
         fail(f"-e {environment}: there is no {config_file} to take the environment from", EXIT_USAGE)
+    if live and config is not None:
+        from deploy.live import placeholder_hosts, placeholder_message
+
+        placeholders = placeholder_hosts(config)
+        if placeholders:
+            fail(f"--live: {placeholder_message(placeholders, environment)}", EXIT_USAGE)
     shown = (
         config_file.relative_to(root).as_posix()
         if config_file.resolve().is_relative_to(root)

@@ -81,6 +81,8 @@ class HostLive:
     #: {rendered key: (host path, rendered text)} of every file deploy installs.
     rendered: dict[str, tuple[str, str]] = field(default_factory=dict)
     error: str | None = None
+    #: The host could not be reached at all (name does not resolve, connection refused, timeout).
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ class SiteLive:
     old_protocols: tuple[str, ...] = ()
     weak_ciphers: bool = False
     errors: tuple[str, ...] = ()
+    #: Why the site was not visited (its host is unreachable); None when it was.
+    unreachable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,36 @@ def probe_hosts(ctx: Context) -> tuple[HostLive, ...]:
     finally:
         executor.close()
     return tuple(
-        r if isinstance(r, HostLive) else HostLive(h, error=_first_line(str(r)) or type(r).__name__)
+        r
+        if isinstance(r, HostLive)
+        else HostLive(
+            h,
+            error=_first_line(str(r)) or type(r).__name__,
+            unreachable="cannot connect to port" in str(r) or isinstance(r, OSError),
+        )
         for h, r in results.items()
     )
+
+
+#: Names reserved for examples (RFC 2606, RFC 6761) that `deploy init` writes as placeholders; `.test`
+#: is not among them: the sandbox hosts use it.
+_PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def placeholder_hosts(config: Config) -> list[str]:
+    """The hosts of deploy.yaml that are documentation placeholders (web1.example.com, x.invalid)."""
+    from deploy.executor import host_name
+
+    out = []
+    for host in config.server.hosts:
+        address = host.address.strip("[]").rstrip(".").lower()
+        if (
+            address.endswith(".invalid")
+            or address == "invalid"
+            or any(address == d or address.endswith("." + d) for d in _PLACEHOLDER_DOMAINS)
+        ):
+            out.append(host_name(host))
+    return out
 
 
 def _first_line(text: str) -> str:
@@ -311,8 +342,10 @@ def probe_site(
                 if cert and "notAfter" in cert:
                     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(str(cert["notAfter"])), UTC)
                     found["cert_days_left"] = (expires - datetime.now(UTC)).days
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
             errors.append(f"TLS handshake with {domain} via {address}: {exc}")
+        except OSError as exc:
+            errors.append(f"cannot connect to {address}:{https_port}: {exc}")
         old = []
         for name, version in (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1)):
             if _try_handshake(
@@ -333,17 +366,30 @@ def probe(ctx: Context, site_prober: Callable[..., SiteLive] = probe_site) -> Li
         return LiveFacts(
             error=f"deploy.yaml{' -e ' + ctx.environment if ctx.environment else ''} names no hosts"
         )
+    placeholders = placeholder_hosts(config)
+    if placeholders:
+        return LiveFacts(error=placeholder_message(placeholders, ctx.environment))
     hosts = probe_hosts(ctx)
     tls = config.server.tls is not False
     ca_bundle = config.server.tls.ca_bundle if config.server.tls is not False else None
     sites = tuple(
-        site_prober(
+        SiteLive(h.address.strip("[]"), config.primary_domain, tls, unreachable=found.error)
+        if found.unreachable
+        else site_prober(
             h.address.strip("[]"),
             config.primary_domain,
             tls=tls,
             health=config.app.health,
             ca_bundle=ca_bundle,
         )
-        for h in config.server.hosts
+        for h, found in zip(config.server.hosts, hosts, strict=True)
     )
     return LiveFacts(hosts, sites)
+
+
+def placeholder_message(hosts: list[str], environment: str | None) -> str:
+    where = f"deploy.yaml{' -e ' + environment if environment else ''}"
+    return (
+        f"{where} names placeholder hosts ({', '.join(hosts)}): example.com, .net, .org and .invalid "
+        "names are reserved for documentation; put your servers' real addresses in server.hosts"
+    )

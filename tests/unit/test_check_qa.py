@@ -10,7 +10,7 @@ from deploy.checkctx import Context
 from deploy.checkrun import Finding, Report, run
 from deploy.checkrun import check as register
 
-from .test_check_support import CONFIG, check, found, project
+from .test_check_support import CLEAN_APP, CONFIG, check, found, project
 
 pytestmark = pytest.mark.unit
 
@@ -266,3 +266,69 @@ def test_the_import_child_needs_only_the_standard_library_and_python_3_8() -> No
         for a in (node.names if isinstance(node, ast.Import) else [node])  # type: ignore[attr-defined]
     }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+# --- --live: placeholder and unreachable hosts ---------------------------------------------------
+
+LIVE_CONFIG = CONFIG + "  hosts: [HOSTS]\n"
+
+
+def test_live_refuses_placeholder_hosts_before_any_lookup(tmp_path: Path) -> None:
+    from deploy.live import placeholder_hosts
+    from deploy.loader import load_text
+
+    config = load_text(LIVE_CONFIG.replace("HOSTS", "web1.example.com, b.example.org, c.invalid, web.test"))
+    assert placeholder_hosts(config) == ["web1.example.com", "b.example.org", "c.invalid"]
+    root = project(tmp_path)
+    report = check(
+        root, ["LIVE001", "LIVE016"], config=LIVE_CONFIG.replace("HOSTS", "web1.example.com"), live=True
+    )
+    assert report.active == []
+    assert all("placeholder hosts (web1.example.com)" in reason for _, reason in report.skipped)
+    (root / "deploy.yaml").write_text(
+        LIVE_CONFIG.replace("HOSTS", "10.0.0.5")
+        + "environments:\n  staging:\n    server: {hosts: [staging1.example.com]}\n"
+    )
+    from .test_check_cli import deploy
+
+    proc = deploy("check", str(root), "--live", "-e", "staging")
+    assert proc.returncode == 2
+    assert "--live: deploy.yaml -e staging names placeholder hosts (staging1.example.com)" in proc.stderr
+
+
+def test_an_unreachable_host_is_reported_as_unreachable_not_as_a_certificate(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = project(tmp_path)
+    (root / "known_hosts").write_text("")
+    config = LIVE_CONFIG.replace("HOSTS", f"deploy@127.0.0.1:{port}") + "  ssh: {known_hosts: known_hosts}\n"
+    report = check(root, ["LIVE001", "LIVE012", "LIVE016"], config=config, live=True)
+    messages = [(r.check.id, r.finding.message) for r in report.active]
+    assert len(messages) == 1 and messages[0][0] == "LIVE001", messages
+    assert messages[0][1].startswith("unreachable: ")
+    assert {c.id: reason for c, reason in report.skipped} == {
+        "LIVE012": "no host could be reached (see LIVE001)",
+        "LIVE016": "no host could be reached (see LIVE001)",
+    }
+
+
+def test_perf003_wants_a_cache_only_where_views_repeat_expensive_work(tmp_path: Path) -> None:
+    no_cache = {
+        "app.py": CLEAN_APP.replace("from flask_caching import Cache\n", "")
+        .replace("cache = Cache()\n", "")
+        .replace("    cache.init_app(app)\n", "")
+    }
+    # The clean app's views read a form and a query-string value: nothing worth caching.
+    assert "PERF003" not in found(check(project(tmp_path / "a", no_cache), ["PERF003"]))
+    http = {
+        "rates.py": "import requests\n\ndef rates():\n    return requests.get('https://api.example.com/rates').json()\n",
+        "views.py": "from flask import Blueprint\nfrom .rates import rates\nbp = Blueprint('v', __name__)\n\n"
+        "@bp.get('/rates')\ndef show():\n    return rates()\n",
+    }
+    result = found(check(project(tmp_path / "b", no_cache | http), ["PERF003"]))
+    assert result["PERF003"] == [
+        "views.py:6 no cache, and /rates (show) runs an HTTP request on every request"
+    ]

@@ -174,13 +174,15 @@ CASES: dict[str, Case] = {
         says="static/ exists",
     ),
     "PERF003": Case(
-        bad=app_with("from flask_caching import Cache\n", "").__or__({})
-        | {
+        bad={
             "app.py": CLEAN_APP.replace("from flask_caching import Cache\n", "")
             .replace("cache = Cache()\n", "")
-            .replace("    cache.init_app(app)\n", "")
+            .replace("    cache.init_app(app)\n", ""),
+            "views.py": "from flask import Blueprint\nfrom .models import Product\n"
+            "bp = Blueprint('v', __name__)\n\n@bp.get('/top')\ndef top():\n    return {'top': Product.query.limit(10).all()}\n",
         },
         good={},
+        says="/top (top) runs a database query on every request",
     ),
     "PERF004": Case(
         bad={"db.py": "import psycopg2\n\ndef get_db():\n    return psycopg2.connect('dbname=app')\n"},
@@ -314,6 +316,11 @@ CASES: dict[str, Case] = {
         ),
         says="writes logs inside the release",
     ),
+    "SEC020": Case(
+        bad={".env": "SECRET_KEY=not-so-secret\n"},
+        good={".env": "SECRET_KEY=5f1c0a7e9b3d4c2a8e6f0b1d3c5a7e9f2b4d6c8a0e1f3b5d7c9a1e3f5b7d9c0a\n"},
+        says="SECRET_KEY from .env is a well-known placeholder; push would ship it",
+    ),
     "XL004": Case(
         bad={".env": "FLASK_DEBUG=1\n"},
         good={".env": "FLASK_DEBUG=0\n"},
@@ -350,6 +357,12 @@ CASES: dict[str, Case] = {
 }
 
 TOOL_CASES = {"RND004", "RND005", "RND006", "DEP007"}
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEC020 reads app.secrets values from the environment before .env, as push does."""
+    monkeypatch.delenv("SECRET_KEY", raising=False)
 
 
 def _run(
