@@ -179,7 +179,8 @@ CASES: dict[str, Case] = {
             .replace("cache = Cache()\n", "")
             .replace("    cache.init_app(app)\n", ""),
             "views.py": "from flask import Blueprint\nfrom .models import Product\n"
-            "bp = Blueprint('v', __name__)\n\n@bp.get('/top')\ndef top():\n    return {'top': Product.query.limit(10).all()}\n",
+            "bp = Blueprint('v', __name__)\n\n@bp.get('/top')\ndef top():\n"
+            "    return {'top': Product.query.limit(10).all()}\n",
         },
         good={},
         says="/top (top) runs a database query on every request",
