@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import sentry_sdk
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
@@ -27,6 +28,11 @@ def create_app(test_config: dict[str, object] | None = None) -> Flask:
         app.config.update(test_config)
     if not app.config["SECRET_KEY"]:
         raise RuntimeError("SECRET_KEY is not set: put it in the environment (deploy.yaml app.secrets)")
+
+    # Error tracking when a DSN is configured on the host (never in the code).
+    dsn = os.environ.get("SENTRY_DSN")
+    if dsn:
+        sentry_sdk.init(dsn=dsn, send_default_pii=False)
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
