@@ -43,6 +43,13 @@ class Printer:
         if self.as_json:
             click.echo(json.dumps(event.as_dict()))
             return
+        if event.event == "lock":
+            what = "push" if event.status == "waiting" else "step"
+            click.echo(
+                f"{event.host}: waiting (up to {_lock_wait()}s) for an interrupted {what} to finish: "
+                + (_lock_record(event.detail) if event.status == "waiting" else f"step {event.detail}")
+            )
+            return
         if event.status == "start":
             return
         mark = click.style("ok", fg="green") if event.status == "ok" else click.style(event.status, fg="red")
@@ -189,6 +196,12 @@ def _show_plan(steps: list[Step], states: Mapping[str, HostState], printer: Prin
             _show_step(step, state, printer)
 
 
+def _lock_wait() -> int:
+    from deploy.pushplan import LOCK_WAIT_SECONDS
+
+    return LOCK_WAIT_SECONDS
+
+
 def _lock_record(record: str | None) -> str:
     if not record:
         return "an unknown holder"
@@ -198,7 +211,13 @@ def _lock_record(record: str | None) -> str:
         return record.strip()[:200]
     action = data.get("action", "push")
     what = "setup" if action == "setup" else f"{action} of release {data.get('release', '?')}"
-    return f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {what}, since {data.get('since', '?')})"
+    text = f"{data.get('by', '?')} (pid {data.get('pid', '?')}, {what}, since {data.get('since', '?')})"
+    if data.get("draining"):
+        text += (
+            f", which was interrupted: its last step ({data['draining']}) is still finishing on the "
+            "host, and the lock frees itself when it ends"
+        )
+    return text
 
 
 def _take_locks(
@@ -222,7 +241,7 @@ def _take_locks(
         "release": release,
         "lease_seconds": LOCK_LEASE_SECONDS,
     }
-    command = lock_holder(layout, record, LOCK_LEASE_SECONDS, create)
+    command = lock_holder(layout, record, LOCK_LEASE_SECONDS, _lock_wait(), create)
     # The first host first, alone: of two concurrent pushes only one gets past it, so the loser never
     # holds a lock on another host that would make the winner fail too.
     names = _host_names(config)
@@ -237,6 +256,12 @@ def _take_locks(
             if "exit 70" in text:
                 text = f"{host}: cannot open the lock file {layout.lock_file}: run 'deploy setup' first"
             problems.append(text)
+        elif result.still_running:
+            problems.append(
+                f"{host}: a step ({result.still_running}) of an earlier, interrupted push is still running "
+                f"on the host (its lock was released by hand); it did not end within {_lock_wait()}s. "
+                "Try again when it has finished; see 'deploy lock status'"
+            )
         elif not result.acquired:
             problems.append(
                 f"{host}: the deploy lock is held by {_lock_record(result.record)}; "
@@ -878,6 +903,11 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
         if lock.held:
             age = f"; last heartbeat {lock.heartbeat_age:.0f}s ago" if lock.heartbeat_age is not None else ""
             click.echo(f"{host}: held by {_lock_record(lock.record)}{age}")
+        elif lock.working:
+            click.echo(
+                f"{host}: free, but a step ({lock.working}) of an interrupted push still runs on the host "
+                f"(its lock was released by hand); the next push waits up to {_lock_wait()}s for it to end"
+            )
         elif lock.record:
             click.echo(
                 f"{host}: free; the last holder, {_lock_record(lock.record)}, was interrupted "

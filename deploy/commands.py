@@ -32,6 +32,9 @@ class Layout:
     state: str
     lock_file: str
     lock_info: str
+    #: Every step of a push holds a shared flock on this file while it runs (its children inherit
+    #: it); the deploy lock is freed only once an exclusive flock on it shows no step runs any more.
+    work_file: str
     history: str
     venvs: str
     wheels: str
@@ -54,6 +57,15 @@ class Layout:
     def venv(self, requirements_hash: str) -> str:
         return f"{self.venvs}/{requirements_hash}"
 
+    def release_unit(self, release_id: str, index: int) -> str:
+        """The transient unit of a push's `index`-th release command (named, so it can be waited for)."""
+        return f"{self.app}-release-{release_id}-{index}.service"
+
+    @property
+    def release_units(self) -> str:
+        """The pattern that matches every release command's unit of this app."""
+        return f"{self.app}-release-*"
+
 
 def layout_for(config: Config) -> Layout:
     """The layout of `config`'s app on a host."""
@@ -66,6 +78,7 @@ def layout_for(config: Config) -> Layout:
         state=state,
         lock_file=f"{state}/lock",
         lock_info=f"{state}/lock.json",
+        work_file=f"{state}/work",
         history=f"{state}/history.jsonl",
         venvs=f"{paths.base}/venvs",
         wheels=f"{paths.base}/wheels",
@@ -103,14 +116,22 @@ def symlink(target: str, link: str, description: str = "") -> Command:
     )
 
 
-def write_stdin_argv(path: str, mode: int, owner: str, group: str, decode: bool = False) -> tuple[str, ...]:
-    """The command that writes its standard input (base64 if `decode`) to `path` atomically."""
+def write_stdin_argv(
+    path: str, mode: int, owner: str, group: str, sha256: str, decode: bool = False
+) -> tuple[str, ...]:
+    """The command that writes its standard input (base64 if `decode`) to `path` atomically.
+
+    The bytes written must have the SHA-256 `sha256` (which also pins their length) before the
+    temporary file is renamed into place: input cut short (a connection lost while a script or an
+    upload was sent) never replaces a file, and the partial file is removed.
+    """
     reader = "base64 -d" if decode else "cat"
     script = (
-        f'umask 077 && {reader} > "$1$5" && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" '
-        '&& mv -fT -- "$1$5" "$1"'
+        f'umask 077 && if ! {{ {reader} > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }}; then '
+        'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
+        'exit 74; fi && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
     )
-    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP)
+    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP, sha256)
 
 
 def link_release_files(previous: str, release: str) -> Command:
@@ -250,11 +271,14 @@ def run_in_release(
     description: str,
     python_path: str | None = None,
     slot_env: str | None = None,
+    unit: str | None = None,
 ) -> Command:
     """Run a shell command as the app user in a release, with the app's environment (systemd-run).
 
     `python_path` is put on PYTHONPATH (a src/ layout); `slot_env` is a slot's environment file to
-    read as well (what the serving slot was started with).
+    read as well (what the serving slot was started with). `unit` names the transient unit: systemd
+    runs it outside the step's process tree, so a push's release commands are named units that the
+    deploy lock's holder can wait for even if the waiting `systemd-run` client is gone.
     """
     setenv = [f"--setenv={key}={value}" for key, value in sorted(env.items())]
     if python_path:
@@ -267,6 +291,7 @@ def run_in_release(
             "--wait",
             "--pipe",
             "--collect",
+            *([f"--unit={unit}"] if unit else []),
             "--service-type=exec",
             "--property",
             f"User={layout.user}",
@@ -453,33 +478,79 @@ def prune(layout: Layout, releases: list[str]) -> Command:
 #: Holds the deploy lock for as long as the pushing process keeps this command's input open: an `flock`
 #: on the lock file, plus a JSON record of the holder. The holder sends "beat" lines; "release" ends it
 #: cleanly and removes the record. If the input closes or no beat arrives within the lease (the pushing
-#: process was killed, or its network is gone), the flock is released and the record stays behind, so
-#: the next push can say which push was interrupted.
+#: process was killed, or its network is gone), the record stays behind, so the next push can say which
+#: push was interrupted.
+#:
+#: The lock is never free while work of its push still runs on the host. Every step holds a shared
+#: flock on the work file ($6) for its whole life, inherited by pip, release commands and every other
+#: child; release commands also run as transient units named after $7. Before it ends, however it
+#: ends, the holder takes an exclusive flock on the work file (so every step has exited) and waits
+#: until no release unit is active; meanwhile its record says "draining" and names the step that
+#: was running (the guard writes it into the work file). A push that finds the lock draining waits up
+#: to $8 seconds for it. A new holder also checks the work file (its previous holder may have been
+#: ended by `deploy lock release`) and waits up to $8 seconds before it takes over.
+#:
+#: It answers on its output: "WAITING <record>" (waiting for a draining holder), "BUSY" + the record
+#: (held), "WORKING <step>" (an earlier push's step still runs), "STILLWORKING <step>" (it still ran
+#: after the wait: nothing taken), "STALE <record>" (taken over from an interrupted push), "LOCKED <pid>".
 LOCK_HOLDER = r"""
 if [ "$5" = create ]; then mkdir -p -- "${1%/*}" && chmod 0700 -- "${1%/*}" || exit 70; fi
 exec 9>>"$1" || exit 70
+LOCKINFO=$2 REC=$3 WORK=$6 UNITS=$7
+step() { s=$(tr -cd 'A-Za-z0-9 _.:-' < "$WORK" 2>/dev/null | head -c 80); echo "${s:-unknown}"; }
+units() {
+  systemctl list-units --no-legend --plain --state=activating,active,deactivating -- "$UNITS" \
+    2>/dev/null 9>&- | grep -q .
+}
+record() {
+  printf '{%s"remote_pid": %s, %s\n' "$1" "$$" "${REC#\{}" > "$LOCKINFO.tmp" &&
+    mv -f -- "$LOCKINFO.tmp" "$LOCKINFO"
+}
+settle() {
+  exec 8>>"$WORK" || return 0
+  if flock -x -n 8 9>&- && ! units; then return 0; fi
+  record "\"draining\": \"$(step)\", "
+  flock -x 8 9>&-
+  while units; do sleep 1 9>&-; done
+}
 if ! flock -n 9; then
-  echo BUSY
-  cat "$2" 2>/dev/null
-  exit 75
+  case "$(cat -- "$2" 2>/dev/null)" in
+    *'"draining"'*) echo "WAITING $(tr -d '\n' < "$2")"; flock -w "$8" 9 ;;
+    *) false ;;
+  esac || { echo BUSY; cat -- "$2" 2>/dev/null; exit 75; }
 fi
+exec 8>>"$6" || exit 70
+if ! flock -x -n 8 || units; then
+  echo "WORKING $(step)"
+  waited=0
+  until flock -x -n 8 && ! units; do
+    if [ "$waited" -ge "$8" ]; then echo "STILLWORKING $(step)"; exit 75; fi
+    sleep 1; waited=$((waited + 1))
+  done
+fi
+exec 8>&-
 if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
-printf '{"remote_pid": %s, %s\n' "$$" "${3#\{}" > "$2.tmp" && mv -f "$2.tmp" "$2"
+record ""
 echo LOCKED $$
 while IFS= read -r -t "$4" line; do
   case "$line" in
-    release) rm -f "$2"; echo RELEASED; exit 0 ;;
-    beat) touch "$2" ;;
+    release) settle; rm -f -- "$2"; echo RELEASED; exit 0 ;;
+    beat) touch -- "$2" ;;
   esac
 done
+settle
+record ""
 exit 0
 """
 
 
 def lock_holder(
-    layout: Layout, record: dict[str, object], lease_seconds: int, create: bool = False
+    layout: Layout, record: dict[str, object], lease_seconds: int, wait_seconds: int, create: bool = False
 ) -> Command:
-    """Take the deploy lock; `create` makes its directory first (setup, on a host not set up yet)."""
+    """Take the deploy lock; `create` makes its directory first (setup, on a host not set up yet).
+
+    `wait_seconds`: how long to wait for an interrupted push's last step to finish before giving up.
+    """
     return Command(
         (
             "bash",
@@ -491,10 +562,47 @@ def lock_holder(
             json.dumps(record, sort_keys=True),
             str(lease_seconds),
             "create" if create else "exists",
+            layout.work_file,
+            layout.release_units,
+            str(wait_seconds),
         ),
         "take the deploy lock (held while this push runs)",
         sudo=True,
     )
+
+
+#: Runs before every step (and every command) of a push that holds the lock: a shared flock on the
+#: work file for the step's whole life (the command replaces this shell, so it and all its children
+#: inherit it), the step's name written into that file, and a check that the lock is still this push's:
+#: its holder ($3) runs, the record is its own and not draining (released by `deploy lock release`,
+#: or the lease ran out). Otherwise nothing of the step runs and it exits 75.
+STEP_GUARD = r"""
+exec 8>>"$1" || exit 75
+if ! flock -s -w 30 8; then
+  echo "deploy: the work lock $1 stayed taken for 30s; the push no longer owns this host"; exit 75
+fi
+case "$(cat -- "$2" 2>/dev/null)" in
+  *'"draining"'*) ok=no ;;
+  *"\"remote_pid\": $3,"*) ok=yes ;;
+  *) ok=no ;;
+esac
+if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null; then
+  echo "deploy: this push no longer holds the deploy lock (it was released with 'deploy lock release'," \
+    "or the lease ran out); nothing of '$4' ran"
+  exit 75
+fi
+printf '%s\n' "$4" > "$1"
+shift 4
+exec "$@"
+"""
+
+#: The exit code of a step that did not run because the push no longer holds the lock.
+LOST_LOCK = 75
+
+
+def guarded(layout: Layout, holder_pid: int, step: str, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """`argv` run under `STEP_GUARD`: only while holder `holder_pid` holds the lock, and never orphaned."""
+    return ("sh", "-c", STEP_GUARD, "guard", layout.work_file, layout.lock_info, str(holder_pid), step, *argv)
 
 
 def lock_release_forced(layout: Layout) -> Command:

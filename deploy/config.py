@@ -548,6 +548,8 @@ class Push(Model):
     ) = None
     max_failures: Annotated[int, Field(ge=0)] = 0
     health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
+    #: Seconds one step of a push may take on a host before the push gives up on it.
+    step_timeout: Annotated[int, Field(ge=10, le=86400)] = 600
 
 
 class Config(Model):

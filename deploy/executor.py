@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from deploy.commands import LOST_LOCK
 from deploy.config import Config, Host
 from deploy.plan import Command, Step, Upload
 
@@ -90,6 +91,9 @@ class LockResult:
     #: The record of the push that holds it (when not acquired), or of an interrupted push that left
     #: it behind (when acquired over a stale record).
     record: str | None = None
+    #: Not acquired because a step of an earlier push still runs on the host (its holder was ended
+    #: by `deploy lock release`): the step's name.
+    still_running: str | None = None
 
 
 EventSink = Callable[[Event], None]
@@ -156,6 +160,7 @@ def step_script(commands: list[Command | Upload]) -> str:
     input, so file contents never appear on a command line), decoded into place atomically.
     """
     import base64
+    import hashlib
 
     from deploy.commands import write_stdin_argv
 
@@ -167,6 +172,7 @@ def step_script(commands: list[Command | Upload]) -> str:
                 command.mode,
                 command.owner or "root",
                 command.group or "root",
+                hashlib.sha256(command.content).hexdigest(),
                 decode=True,
             )
             data = base64.encodebytes(command.content).decode()
@@ -254,6 +260,8 @@ def parse_jump(text: str) -> tuple[str, str, int]:
 @dataclass
 class _Lock:
     channel: Any
+    #: The holder's process id on the host (the step guard checks that it still runs).
+    pid: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -279,6 +287,8 @@ class SSHExecutor:
         self._locks: dict[str, _Lock] = {}
         self._guard = threading.Lock()
         self.sudo = config.server.ssh.user != "root" or config.server.ssh.sudo
+        #: A step that has not finished after this many seconds fails (push.step_timeout).
+        self.step_timeout: float = config.push.step_timeout
         # Paramiko logs failures of its transport thread with a traceback; ConnectError says it.
         quiet = logging.getLogger("paramiko")
         if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
@@ -293,7 +303,14 @@ class SSHExecutor:
         ssh = self.config.server.ssh
         connect_kwargs: dict[str, object] = {}
         if ssh.key:
-            connect_kwargs["key_filename"] = os.path.expanduser(ssh.key)
+            key = os.path.expanduser(ssh.key)
+            if not os.path.isfile(key):
+                raise ConnectError(
+                    f"{address}: server.ssh.key in deploy.yaml names {ssh.key}, but there is no such file"
+                    + (f" ({key})" if key != ssh.key else "")
+                    + "; correct the path, or remove the key to use the SSH agent"
+                )
+            connect_kwargs["key_filename"] = key
         gateway: Connection | None = None
         if ssh.proxy_jump and jump:
             jump_user, jump_address, jump_port = parse_jump(ssh.proxy_jump)
@@ -375,11 +392,14 @@ class SSHExecutor:
         stdin: bytes | None = None,
         timeout: float | None = None,
         sink: Callable[[str], None] | None = None,
+        late: str = "",
     ) -> tuple[int, str]:
+        """Run `line`; past `timeout` seconds in all (not only of silence), ConnectError with `late`."""
         transport = self.connection(host).client.get_transport()
         if transport is None:
             raise ConnectError(f"{host}: the SSH connection closed")
         channel = transport.open_session(timeout=30)
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             channel.set_combine_stderr(True)
             if timeout is not None:
@@ -391,9 +411,11 @@ class SSHExecutor:
             chunks: list[bytes] = []
             while True:
                 try:
+                    if deadline is not None:
+                        channel.settimeout(max(0.01, deadline - time.monotonic()))
                     data = channel.recv(65536)
                 except TimeoutError:
-                    raise ConnectError(f"{host}: no answer within {timeout:g}s") from None
+                    raise ConnectError(late or f"{host}: no answer within {timeout:g}s") from None
                 if not data:
                     break
                 chunks.append(data)
@@ -424,12 +446,31 @@ class SSHExecutor:
             raise ConnectError(problem or f"{host}: gathering facts failed (exit {code}): {tail}")
         return output
 
+    def _guarded(self, host: str, name: str, argv: tuple[str, ...], sudo: bool) -> str:
+        """The command line of `argv`, under the step guard when this executor holds the host's lock."""
+        with self._guard:
+            held = self._locks.get(host)
+        if held is None or not held.pid:
+            return self._wrap(argv, sudo)
+        from deploy.commands import guarded, layout_for
+
+        # The guard needs root (the lock's files): it runs under sudo, and so does the command.
+        return self._wrap(guarded(layout_for(self.config), held.pid, name, argv), True)
+
     def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
-        return self._exec(host, self._wrap(command.argv, command.sudo), timeout=timeout)
+        line = self._guarded(host, command.description[:60], command.argv, command.sudo)
+        return self._exec(host, line, timeout=timeout)
 
     def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int:
         code, _ = self._exec(host, self._wrap(command.argv, command.sudo), sink=sink)
         return code
+
+    def _late(self, host: str, step: str) -> str:
+        return (
+            f"{host}: the {step} step did not finish within {self.step_timeout:g}s (push.step_timeout): "
+            "the host stopped answering, or the step is slower than that (raise push.step_timeout). "
+            "Whatever it started on the host finishes there before the deploy lock frees"
+        )
 
     def run_step(self, host: str, step: Step) -> StepResult:
         started = time.monotonic()
@@ -438,8 +479,9 @@ class SSHExecutor:
         result: StepResult | None = None
         try:
             for group in _groups(step):
+                left = max(1.0, self.step_timeout - (time.monotonic() - started))
                 if isinstance(group, Upload):
-                    code, output = self._upload(host, group)
+                    code, output = self._upload(host, group, step.name, left)
                     if code != 0:
                         result = StepResult(
                             host,
@@ -454,7 +496,11 @@ class SSHExecutor:
                     continue
                 sudo = any(isinstance(c, Upload) or c.sudo for c in group)
                 code, output = self._exec(
-                    host, self._wrap(("sh", "-s"), sudo), stdin=step_script(group).encode()
+                    host,
+                    self._guarded(host, step.name, ("sh", "-s"), sudo),
+                    stdin=step_script(group).encode(),
+                    timeout=left,
+                    late=self._late(host, step.name),
                 )
                 match = _FAILED_LINE.search(output)
                 clean = _FAILED_LINE.sub("", output).strip()
@@ -466,6 +512,8 @@ class SSHExecutor:
                     failed = group[int(match.group(1))] if match else None
                     if isinstance(failed, Upload):
                         what = f"write {failed.remote_path}"
+                    elif failed is None and code == LOST_LOCK:
+                        what = "the deploy lock"
                     else:
                         what = (
                             f"{failed.description}: {display_line(failed)}" if failed else "the step's script"
@@ -492,13 +540,25 @@ class SSHExecutor:
         )
         return result
 
-    def _upload(self, host: str, upload: Upload) -> tuple[int, str]:
+    def _upload(self, host: str, upload: Upload, step: str, timeout: float) -> tuple[int, str]:
+        import hashlib
+
         from deploy.commands import write_stdin_argv
 
         argv = write_stdin_argv(
-            upload.remote_path, upload.mode, upload.owner or "root", upload.group or "root"
+            upload.remote_path,
+            upload.mode,
+            upload.owner or "root",
+            upload.group or "root",
+            hashlib.sha256(upload.content).hexdigest(),
         )
-        code, output = self._exec(host, self._wrap(argv, True), stdin=upload.content or b"")
+        code, output = self._exec(
+            host,
+            self._guarded(host, step, argv, True),
+            stdin=upload.content or b"",
+            timeout=timeout,
+            late=self._late(host, step),
+        )
         if upload.sensitive:
             output = "(output hidden: sensitive file)"
         return code, output
@@ -513,6 +573,7 @@ class SSHExecutor:
         reader = channel.makefile("r")
         stale: str | None = None
         said: list[str] = []
+        pid = 0
         while True:
             raw = reader.readline()
             line = raw.decode() if isinstance(raw, bytes) else raw
@@ -527,14 +588,24 @@ class SSHExecutor:
             line = line.rstrip("\n")
             if line.startswith("STALE "):
                 stale = line[len("STALE ") :]
+            elif line.startswith(("WAITING ", "WORKING ")):
+                # An interrupted push's last step still runs there: the holder waits for it (bounded).
+                kind, _, detail = line.partition(" ")
+                self.on_event(Event("lock", host, "lock", kind.lower(), detail=detail))
+            elif line.startswith("STILLWORKING "):
+                channel.recv_exit_status()
+                channel.close()
+                return LockResult(host, False, None, still_running=line.partition(" ")[2])
             elif line.startswith("LOCKED"):
+                word = line.partition(" ")[2].strip()
+                pid = int(word) if word.isdigit() else 0
                 break
             elif line == "BUSY":
                 record = "".join(r.decode() if isinstance(r, bytes) else r for r in reader.readlines())
                 channel.recv_exit_status()
                 channel.close()
                 return LockResult(host, False, record.strip() or None)
-        held = _Lock(channel)
+        held = _Lock(channel, pid)
 
         def beat() -> None:
             while not held.stop.wait(self.heartbeat):

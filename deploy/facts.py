@@ -131,7 +131,15 @@ except OSError:
     age = None
 import time
 beat = None if age is None else time.time() - age
-out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat}
+working = None
+if want.get("work_file") and os.path.exists(want["work_file"]):
+    with open(want["work_file"], "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            working = "".join(c for c in fh.read(200) if c.isalnum() or c in " _.:-")[:80] or "unknown"
+out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat, "working": working}
 out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
 print(json.dumps(out))
 """
@@ -160,6 +168,8 @@ class LockState:
     record: str | None = None
     #: Seconds since the holder's last heartbeat.
     heartbeat_age: float | None = None
+    #: A step of a push still runs on the host (it holds the work lock): the step's name.
+    working: str | None = None
 
     def holder(self) -> dict[str, object] | None:
         if not self.record:
@@ -249,6 +259,7 @@ def probe_request(
     lock_file: str,
     lock_info: str,
     packages: list[str],
+    work_file: str | None = None,
     certificate: str | None,
     nginx_test: bool = False,
 ) -> str:
@@ -258,7 +269,7 @@ def probe_request(
             "user": user, "links": links, "owners": owners, "files": files, "secret_files": secret_files,
             "releases": releases, "venvs": venvs, "wheels": wheels, "units": units,
             "lock_file": lock_file, "lock_info": lock_info, "packages": packages, "certificate": certificate,
-            "nginx_test": nginx_test,
+            "nginx_test": nginx_test, "work_file": work_file,
         },
         sort_keys=True,
     )
@@ -299,7 +310,9 @@ def parse_state(host: str, text: str) -> HostState:
         wheels=tuple(data.get("wheels") or ()),
         manifest=data.get("manifest"),
         services=dict(data.get("services") or {}),
-        lock=LockState(bool(lock.get("held")), lock.get("record"), lock.get("heartbeat_age")),
+        lock=LockState(
+            bool(lock.get("held")), lock.get("record"), lock.get("heartbeat_age"), lock.get("working")
+        ),
         has_certificate=data.get("has_certificate"),
         nginx_ok=data.get("nginx_ok"),
     )

@@ -30,6 +30,9 @@ NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-ext
 DRAIN_SECONDS = 1.0
 #: The deploy lock's lease: without a heartbeat for this long, the holder ends and the lock frees.
 LOCK_LEASE_SECONDS = 60
+#: How long a push waits for an interrupted push's last step (still running on a host) to finish
+#: before it gives up and says so. Long enough for pip or a short migration; a long one is named.
+LOCK_WAIT_SECONDS = 120
 
 
 class PlanError(Exception):
@@ -85,6 +88,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         units=[layout.unit(slot) for slot in cmd.SLOTS],
         lock_file=layout.lock_file,
         lock_info=layout.lock_info,
+        work_file=layout.work_file,
         # Only setup (which tests Nginx too) installs packages; a push skips the dpkg query.
         packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
         certificate=certificate,
@@ -748,8 +752,9 @@ def push_plan(
                         dict(config.app.env),
                         f"release command: {command}",
                         python_path,
+                        unit=layout.release_unit(build.release, index),
                     )
-                    for command in config.app.release
+                    for index, command in enumerate(config.app.release, 1)
                 ),
             ),
         )

@@ -215,6 +215,19 @@ def lock_status_after_interruption(project: Project, timeout: float = 30) -> str
         time.sleep(0.5)
 
 
+def lock_status_until(project: Project, text: str, timeout: float = 30) -> str:
+    """`deploy lock status` once it says `text` (polled for at most `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = project.deploy("lock", "status", timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        if text in result.stdout:
+            return result.stdout
+        if time.monotonic() > deadline:
+            raise AssertionError(f"lock status did not say {text!r} within {timeout:g}s:\n{result.stdout}")
+        time.sleep(0.5)
+
+
 def configure(project: Project, release: str = '["flask --app flaskr init-db"]') -> None:
     """pushkit's deploy.yaml with two Gunicorn workers (two hosts share two cores), committed."""
     project.write_config(release=release)

@@ -9,16 +9,17 @@ The tests run in file order on one sandbox; each starts from the release the pre
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from deploy.sandbox import Sandbox
 from tests.faults.faultkit import (
     Push,
+    assert_serves,
     configure,
     fresh,
     is_step,
+    lock_status_after_interruption,
+    lock_status_until,
     recover,
     served,
     serving,
@@ -27,6 +28,9 @@ from tests.faults.faultkit import (
 from tests.hosts.pushkit import Project
 
 pytestmark = pytest.mark.faults
+
+#: pip of the step script, as pgrep and pkill find it on the host.
+PIP = "pip [i]nstall"
 
 
 def test_kill_with_half_the_upload_script_sent(fault_box: Sandbox, live_project: Project) -> None:
@@ -42,40 +46,68 @@ def test_kill_while_pip_installs_a_new_virtualenv(fault_box: Sandbox, live_proje
     before = served(live_project)
     requirements = live_project.path / "requirements.txt"
     requirements.write_text(requirements.read_text() + "# new virtualenv (faults)\n")
-    live_project.set_version(fresh())
+    new = fresh()
+    live_project.set_version(new)
     push = Push(live_project)
     push.wait_for(is_step("upload", "start"))
     host = live_project.hosts[0]
-    wait_on_host(fault_box, host, "pgrep -f 'pip [i]nstall' >/dev/null")
+    wait_on_host(fault_box, host, f"pgrep -f '{PIP}' >/dev/null")
+    # pip is held still, so that what follows sees it running however fast this machine is.
+    fault_box.run(host, ["pkill", "-STOP", "-f", PIP], check=True)
     push.kill()
-    time.sleep(1)
-    orphaned = fault_box.run(host, ["pgrep", "-af", "pip [i]nstall"]).stdout.strip()
-    # Known bug (docs/faults.md): the step's script outlives the killed push and keeps installing
-    # while the lock is already free; a push started meanwhile fails ("rm: ... Directory not empty").
-    wait_on_host(fault_box, host, "! pgrep -f 'pip [i]nstall' >/dev/null", timeout=120)
-    recover(fault_box, live_project, before)
-    if orphaned:
-        pytest.xfail(f"the killed push's pip kept running on the host after its lock was freed: {orphaned}")
+    # The killed push's pip still runs: the lock stays held and says why, naming the step.
+    status = lock_status_until(live_project, "is still finishing")
+    assert f"{host.address}: held by" in status, status
+    assert "which was interrupted: its last step (upload) is still finishing on the host" in status, status
+    # The next push waits for it (and says so) instead of racing it.
+    second = Push(live_project)
+    waiting = second.wait_for(lambda e: e.get("event") == "lock" and e.get("host") == host.address)
+    assert waiting["status"] == "waiting" and '"draining": "upload"' in waiting["detail"], waiting
+    assert not any('"event": "step"' in line for line in second.lines), second.output
+    assert_serves(fault_box, live_project, before)
+    fault_box.run(host, ["pkill", "-CONT", "-f", PIP], check=True)
+    assert second.finish() == 0, second.output
+    assert "an earlier push did not finish" in second.output
+    # The orphaned pip completed the virtualenv before the next push looked: it was reused, not raced.
+    assert "venv reused" in second.output, second.output
+    assert_serves(fault_box, live_project, new)
+    assert "held by" not in lock_status_after_interruption(live_project)
 
 
 def test_kill_while_the_release_command_runs(fault_box: Sandbox, live_project: Project) -> None:
     before = served(live_project)
     host = live_project.hosts[0]
-    marker = "/tmp/faults-release-started"
-    fault_box.run(host, ["rm", "-f", marker], check=True)
-    release = f'["flask --app flaskr init-db", "touch {marker} && sleep 5 && echo migrated"]'
-    configure(live_project, release=release)
+    started, go = "/tmp/faults-release-started", "/tmp/faults-release-go"
+    fault_box.run(host, ["rm", "-f", started, go], check=True)
+    # A "migration" that runs until the test lets it end.
+    migration = f"touch {started} && while [ ! -e {go} ]; do sleep 0.2; done && echo migrated"
+    configure(live_project, release=f'["flask --app flaskr init-db", "{migration}"]')
     live_project.set_version(fresh())
     push = Push(live_project)
-    wait_on_host(fault_box, host, f"test -e {marker}")
+    wait_on_host(fault_box, host, f"test -e {started}")
     push.kill()
-    time.sleep(1)
-    orphaned = fault_box.run(host, ["pgrep", "-af", "echo [m]igrated"]).stdout.strip()
-    wait_on_host(fault_box, host, "! pgrep -f 'echo [m]igrated' >/dev/null", timeout=30)
+    status = lock_status_until(live_project, "is still finishing")
+    assert "its last step (release) is still finishing on the host" in status, status
+    # systemd runs the command as a transient unit, outside the step's processes: even when the
+    # waiting systemd-run client is gone too, the lock stays held while the unit runs.
+    fault_box.run(host, ["pkill", "-KILL", "-f", "[s]ystemd-run .*flaskr-release-"], check=True)
+    units = ["systemctl", "list-units", "--no-legend", "--plain", "--state=active", "flaskr-release-*"]
+    assert "flaskr-release-" in fault_box.run(host, units, check=True).stdout
+    assert "is still finishing" in lock_status_until(live_project, "is still finishing")
     configure(live_project)
-    recover(fault_box, live_project, before)
-    if orphaned:
-        pytest.xfail(f"the killed push's release command kept running after its lock was freed: {orphaned}")
+    new = fresh()
+    live_project.set_version(new)
+    second = Push(live_project)
+    waiting = second.wait_for(lambda e: e.get("event") == "lock" and e.get("host") == host.address)
+    assert '"draining": "release"' in waiting["detail"], waiting
+    assert not any('"event": "step"' in line for line in second.lines), second.output
+    assert_serves(fault_box, live_project, before)
+    fault_box.run(host, ["touch", go], check=True)
+    assert second.finish() == 0, second.output
+    assert "an earlier push did not finish" in second.output
+    assert fault_box.run(host, units, check=True).stdout.strip() == ""
+    assert_serves(fault_box, live_project, new)
+    assert "held by" not in lock_status_after_interruption(live_project)
 
 
 def test_kill_after_start_before_the_health_gate(fault_box: Sandbox, live_project: Project) -> None:
