@@ -51,6 +51,8 @@ class Project:
     static_url: str = "/static"
     health: str | None = None
     secrets: list[str] = field(default_factory=list)
+    #: Secret-like names the app reads with a default (an error tracker's DSN): not required to push.
+    optional_secrets: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     instance: bool = False
     migrations: bool = False
@@ -135,6 +137,18 @@ def _required_parameters(func: ast.FunctionDef) -> list[str]:
 
 def _constant(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _subscript_env_names(tree: ast.AST) -> set[str]:
+    """Names read as os.environ["NAME"]: the app fails without them."""
+    return {
+        name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "environ"
+        and (name := _constant(node.slice))
+    }
 
 
 def _env_names(tree: ast.AST) -> set[str]:
@@ -279,6 +293,7 @@ def inspect_project(root: Path) -> Project:
     flask_calls: list[_FlaskCall] = []
     factory_notes: dict[str, str] = {}
     env_names: set[str] = set()
+    required_names: set[str] = set()
     routes: set[str] = set()
     for path in _python_files(root):
         try:
@@ -287,6 +302,7 @@ def inspect_project(root: Path) -> Project:
             project.notes.append(f"skipped {path.relative_to(root)}: it does not parse")
             continue
         env_names |= _env_names(tree)
+        required_names |= _subscript_env_names(tree)
         routes |= _routes(tree)
         _scan_module(root, path, tree, project, candidates, flask_calls, factory_notes)
     procfile = _procfile_target(root)
@@ -316,7 +332,11 @@ def inspect_project(root: Path) -> Project:
     if (root / "instance").is_dir():
         project.instance = True
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
-    project.secrets = sorted(n for n in production if SECRET_NAME.search(n))
+    secret_like = {n for n in production if SECRET_NAME.search(n)}
+    # An error tracker's DSN read with a default is optional: the app runs without it.
+    optional = {n for n in secret_like if n.endswith("DSN") and n not in required_names}
+    project.secrets = sorted(secret_like - optional)
+    project.optional_secrets = sorted(optional)
     project.env = sorted(
         n for n in production if not SECRET_NAME.search(n) and n not in ("FLASK_DEBUG", "FLASK_ENV")
     )
@@ -324,6 +344,11 @@ def inspect_project(root: Path) -> Project:
         names = ", ".join(project.secrets)
         project.notes.append(
             f"secrets read from the environment: {names} (values go in .env, never deploy.yaml)"
+        )
+    if project.optional_secrets:
+        names = ", ".join(project.optional_secrets)
+        project.notes.append(
+            f"optional secrets (read with a default): {names}; add them to app.secrets to ship them"
         )
     if project.env:
         project.notes.append(
@@ -415,6 +440,14 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     ]
     if not project.secrets:
         rows[-1] = ("  secrets: []", "none read from the environment; SECRET_KEY belongs here for sessions")
+    if project.optional_secrets:
+        names = ", ".join(project.optional_secrets)
+        rows.append(
+            (
+                f"  # optional secrets the code reads with a default: {names} (add to secrets: to ship them)",
+                "",
+            )
+        )
     if project.env:
         rows.append(
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")

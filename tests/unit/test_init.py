@@ -34,7 +34,10 @@ def test_factory_package(tmp_path: Path) -> None:
     config = load(tmp_path / "deploy.yaml")
     assert config.app.wsgi == "flaskr:create_app()"
     assert config.app.static is not None and config.app.static.dir == "flaskr/static"
-    assert config.app.secrets == ["SECRET_KEY"]
+    assert config.app.secrets == ["SECRET_KEY"]  # SENTRY_DSN is read with a default: optional
+    assert (
+        "optional secrets the code reads with a default: SENTRY_DSN" in (tmp_path / "deploy.yaml").read_text()
+    )
     assert config.app.shared == ["instance"]
     assert config.server.domains == ["notes.example.org"]
     assert config.server.hosts[0].address == "10.0.0.5"
@@ -54,7 +57,8 @@ def test_single_file_app(tmp_path: Path) -> None:
     assert found.wsgi == "app:app"
     assert found.health == "/healthz"
     assert found.static_dir == "static"
-    assert found.secrets == ["SECRET_KEY", "SENTRY_DSN"]
+    assert found.secrets == ["SECRET_KEY"]
+    assert found.optional_secrets == ["SENTRY_DSN"]
     assert run_init(tmp_path).returncode == 0
     assert load(tmp_path / "deploy.yaml").app.health == "/healthz"
 
@@ -187,7 +191,8 @@ def test_secret_detection(tmp_path: Path) -> None:
         "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
     )
     found = inspect_project(tmp_path)
-    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "SENTRY_DSN", "STRIPE_KEY"]
+    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
+    assert found.optional_secrets == ["SENTRY_DSN"]
     assert found.env == ["FLASK_CONFIG", "SEND_FILE_MAX_AGE_DEFAULT"]
 
 
