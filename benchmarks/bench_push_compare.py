@@ -251,8 +251,11 @@ def main() -> None:
             project.deploy("setup", check=True)
             one = Runner(args.venv, project, hosts[:1], wheelhouse, work)
             scenarios: dict[str, Any] = {}
+            result["one_host"] = scenarios  # saved after every scenario: a failure keeps what was measured
             scenarios["first"] = scenario("first push", one, 1)
+            benchkit.save(args.out, result)
             scenarios["no_change"] = scenario("no change", one, args.runs)
+            benchkit.save(args.out, result)
             scenarios["code_change"] = scenario(
                 "code change", one, args.runs, lambda i: project.set_version(f"code-{i}")
             )
@@ -269,7 +272,7 @@ def main() -> None:
                 project.commit(f"requirements {index}")
 
             scenarios["requirements_change"] = scenario("requirements change", one, 1, requirements_change)
-            result["one_host"] = scenarios
+            benchkit.save(args.out, result)
 
             three_project = benchkit.make_project(work / "three", hosts)
             three_project.deploy("setup", check=True)
@@ -291,6 +294,7 @@ def main() -> None:
                 )
                 for tool in TOOLS
             }
+            benchkit.save(args.out, result)
             result["under_load"] = under_load(one, project, hosts[0].address)
         finally:
             box.down()
