@@ -65,6 +65,6 @@ def test_gunicorn_reads_the_settings(tmp_path: Path) -> None:
     assert found["worker_tmp_dir"] == "/dev/shm"
     assert found["forwarded_allow_ips"] == "[]" and found["forwarder_headers"] == "[]"
     assert found["secure_scheme_headers"] == "{'X-FORWARDED-PROTO': 'https'}"
-    assert found["umask"] == "7" and found["accesslog"] == "-" and found["errorlog"] == "-"
-    assert found["max_requests"] == "1000" and found["max_requests_jitter"] == "100"
+    assert found["umask"] == "7" and found["accesslog"] == "None" and found["errorlog"] == "-"
+    assert found["max_requests"] == "10000" and found["max_requests_jitter"] == "1000"
     assert settings(gunicorn(tmp_path, HostFacts(cores=4), "--print-config").stdout)["workers"] == "9"

@@ -301,7 +301,7 @@ def test_gunicorn_settings_follow_the_config() -> None:
     assert settings["preload_app"] is True
     assert settings["max_requests"] == 500 and settings["max_requests_jitter"] == 50
     assert settings["worker_tmp_dir"] == "/dev/shm" and settings["umask"] == 0o007
-    assert settings["accesslog"] == "-" and settings["errorlog"] == "-"
+    assert "accesslog" not in settings and settings["errorlog"] == "-"  # Nginx logs requests
     assert "%(M)s" in str(settings["access_log_format"])
     assert settings["forwarded_allow_ips"] == "" and settings["forwarder_headers"] == ""
     assert settings["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
@@ -423,3 +423,13 @@ def test_control_socket_is_set_in_the_conf_file_only_under_the_unit(monkeypatch:
     elsewhere: dict[str, object] = {}
     exec(compile(text, "gunicorn.conf.py", "exec"), elsewhere)
     assert "control_socket" not in elsewhere
+
+
+def test_requests_are_logged_by_nginx_with_timings_and_gunicorn_access_log_is_opt_in() -> None:
+    files = render(config())
+    site = files["nginx/flaskr.conf"]
+    assert "log_format flaskr_timing" in site and "$request_time $upstream_response_time id=$request_id" in site
+    assert "access_log /var/log/nginx/flaskr.access.log flaskr_timing;" in site
+    assert "accesslog" not in gunicorn_settings(files["gunicorn.conf.py"])
+    on = render(config(extra="gunicorn: {access_log: true}\n"))["gunicorn.conf.py"]
+    assert gunicorn_settings(on)["accesslog"] == "-"
