@@ -497,7 +497,12 @@ LOCK_HOLDER = r"""
 if [ "$5" = create ]; then mkdir -p -- "${1%/*}" && chmod 0700 -- "${1%/*}" || exit 70; fi
 exec 9>>"$1" || exit 70
 LOCKINFO=$2 REC=$3 WORK=$6 UNITS=$7
-step() { s=$(tr -cd 'A-Za-z0-9 _.:-' < "$WORK" 2>/dev/null | head -c 80); echo "${s:-unknown}"; }
+step() {  # the oldest step still running, else the last one started (lines "<pid> <step>")
+  s=$( { while read -r pid name; do if kill -0 "$pid" 2>/dev/null; then echo "$name"; fi; done < "$WORK"
+        tail -n 1 -- "$WORK" | cut -d ' ' -f 2-; } 2>/dev/null | head -n 1)
+  s=$(printf '%s' "$s" | tr -cd 'A-Za-z0-9 _.:-' | head -c 80)
+  echo "${s:-unknown}"
+}
 units() {
   systemctl list-units --no-legend --plain --state=activating,active,deactivating -- "$UNITS" \
     2>/dev/null 9>&- | grep -q .
@@ -528,6 +533,7 @@ if ! flock -x -n 8 || units; then
     sleep 1; waited=$((waited + 1))
   done
 fi
+: > "$6"
 exec 8>&-
 if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
 record ""
@@ -573,7 +579,8 @@ def lock_holder(
 
 #: Runs before every step (and every command) of a push that holds the lock: a shared flock on the
 #: work file for the step's whole life (the command replaces this shell, so it and all its children
-#: inherit it), the step's name written into that file, and a check that the lock is still this push's:
+#: inherit it), "<pid> <step>" appended to that file (the holder empties it when it takes the lock),
+#: and a check that the lock is still this push's:
 #: its holder ($3) runs, the record is its own and not draining (released by `deploy lock release`,
 #: or the lease ran out). Otherwise nothing of the step runs and it exits 75.
 STEP_GUARD = r"""
@@ -591,7 +598,7 @@ if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null; then
     "or the lease ran out); nothing of '$4' ran"
   exit 75
 fi
-printf '%s\n' "$4" > "$1"
+printf '%s %s\n' "$$" "$4" >> "$1"
 shift 4
 exec "$@"
 """

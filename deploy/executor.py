@@ -406,7 +406,10 @@ class SSHExecutor:
                 channel.settimeout(timeout)
             channel.exec_command(line)
             if stdin:
-                channel.sendall(stdin)
+                try:
+                    channel.sendall(stdin)
+                except TimeoutError:
+                    raise ConnectError(late or f"{host}: no answer within {timeout:g}s") from None
             channel.shutdown_write()
             chunks: list[bytes] = []
             while True:
@@ -629,8 +632,9 @@ class SSHExecutor:
         try:
             held.channel.sendall(b"release\n")
             held.channel.shutdown_write()
-            held.channel.settimeout(10)
-            held.channel.recv_exit_status()
+            # The holder ends once no step of this push runs on the host any more; normally at once.
+            # A step that outlived its timeout keeps the lock held there: do not wait for it.
+            held.channel.status_event.wait(10)
         except (OSError, EOFError):
             pass
         finally:

@@ -138,7 +138,10 @@ if want.get("work_file") and os.path.exists(want["work_file"]):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.seek(0)
-            working = "".join(c for c in fh.read(200) if c.isalnum() or c in " _.:-")[:80] or "unknown"
+            steps = [line.split(" ", 1) for line in fh.read(100000).splitlines() if " " in line]
+            alive = [name for pid, name in steps if pid.isdigit() and os.path.exists(f"/proc/{pid}")]
+            name = alive[0] if alive else steps[-1][1] if steps else "unknown"
+            working = "".join(c for c in name if c.isalnum() or c in " _.:-")[:80] or "unknown"
 out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat, "working": working}
 out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
 print(json.dumps(out))

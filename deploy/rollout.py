@@ -165,7 +165,9 @@ class Rollout:
             first = self.plan.release_steps[0].host
             result = self._steps(first, self.plan.release_steps)
             if result is not None:
-                self.outcome.failures.append(Failure(first, "release", _reason(result), result.output))
+                # The command's own output (a lost connection's message is already the reason).
+                log = result.output if result.failed != "the connection" else ""
+                self.outcome.failures.append(Failure(first, "release", _reason(result), log))
                 return self.outcome
         switched: list[str] = []
         started: list[str] = []

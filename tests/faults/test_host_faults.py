@@ -17,9 +17,11 @@ from deploy.sandbox import Sandbox, SandboxHost
 from tests.faults.faultkit import (
     Push,
     assert_serves,
+    configure,
     fresh,
     is_step,
     lock_status_after_interruption,
+    lock_status_until,
     recover,
     served,
 )
@@ -191,3 +193,34 @@ def test_full_disk_during_upload_fails_cleanly(fault_box: Sandbox, live_project:
     finally:
         fault_box.run(target, ["rm", "-f", "/srv/flaskr/releases/.faults-filler"])
         fault_box.run(target, ["sh", "-c", _BACK_ON_DISK], check=True, timeout=60)
+
+
+def test_a_step_past_push_step_timeout_fails_clearly_and_the_lock_waits_for_it(
+    fault_box: Sandbox, live_project: Project
+) -> None:
+    before = served(live_project)
+    host = live_project.hosts[0]
+    go = "/tmp/faults-slow-release-go"
+    fault_box.run(host, ["rm", "-f", go], check=True)
+    # A release command that outlives the step timeout (as a host whose link stays down would).
+    configure(live_project, release=f'["while [ ! -e {go} ]; do sleep 0.2; done"]')
+    config = variant(live_project, "step-timeout", "health_timeout: 8", "health_timeout: 8, step_timeout: 10")
+    live_project.set_version(fresh())
+    started = time.monotonic()
+    try:
+        result = live_project.deploy("push", "-c", config, timeout=120)
+        out = result.stdout + result.stderr
+        print(f"$ deploy push -c {config}  (exit {result.returncode})\n{out}")
+        assert result.returncode == 1, out
+        assert time.monotonic() - started < 60, out
+        assert "the release step did not finish within 10s (push.step_timeout)" in out, out
+        assert "nothing switched for good" in out, out
+        assert "Traceback" not in out
+        # The push has ended, but its release command has not: the lock stays held until it ends.
+        status = lock_status_until(live_project, "is still finishing")
+        print(f"$ deploy lock status\n{status}")
+        assert f"{host.address}: held by" in status and "its last step (release)" in status, status
+    finally:
+        fault_box.run(host, ["touch", go], check=True)
+    configure(live_project)
+    recover(fault_box, live_project, before, interrupted=False)

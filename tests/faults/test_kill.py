@@ -54,9 +54,18 @@ def test_kill_while_pip_installs_a_new_virtualenv(fault_box: Sandbox, live_proje
     wait_on_host(fault_box, host, f"pgrep -f '{PIP}' >/dev/null")
     # pip is held still, so that what follows sees it running however fast this machine is.
     fault_box.run(host, ["pkill", "-STOP", "-f", PIP], check=True)
-    push.kill()
+    try:
+        push.kill()
+        _pip_outlives_its_push(fault_box, live_project, before, new)
+    finally:
+        fault_box.run(host, ["pkill", "-CONT", "-f", PIP])
+
+
+def _pip_outlives_its_push(fault_box: Sandbox, live_project: Project, before: str, new: str) -> None:
+    host = live_project.hosts[0]
     # The killed push's pip still runs: the lock stays held and says why, naming the step.
     status = lock_status_until(live_project, "is still finishing")
+    print(f"$ deploy lock status\n{status}")
     assert f"{host.address}: held by" in status, status
     assert "which was interrupted: its last step (upload) is still finishing on the host" in status, status
     # The next push waits for it (and says so) instead of racing it.
@@ -86,7 +95,18 @@ def test_kill_while_the_release_command_runs(fault_box: Sandbox, live_project: P
     push = Push(live_project)
     wait_on_host(fault_box, host, f"test -e {started}")
     push.kill()
+    try:
+        _release_command_outlives_its_push(fault_box, live_project, before, go)
+    finally:
+        fault_box.run(host, ["touch", go], check=True)
+
+
+def _release_command_outlives_its_push(
+    fault_box: Sandbox, live_project: Project, before: str, go: str
+) -> None:
+    host = live_project.hosts[0]
     status = lock_status_until(live_project, "is still finishing")
+    print(f"$ deploy lock status\n{status}")
     assert "its last step (release) is still finishing on the host" in status, status
     # systemd runs the command as a transient unit, outside the step's processes: even when the
     # waiting systemd-run client is gone too, the lock stays held while the unit runs.

@@ -303,13 +303,21 @@ def test_lock_release_asks_first_and_frees_a_lock_held_by_a_frozen_push(project:
         released = project.deploy("lock", "release", "--yes", check=True)
         for address in addresses(project):
             assert f"{address}: released (was held by" in released.stdout
+        # The frozen push wakes up without its lock: it stops before its first step, changing nothing.
+        os.kill(frozen.pid, signal.SIGCONT)
+        woke = frozen.communicate(timeout=120)[0]
+        assert frozen.returncode == 1, woke
+        assert "this push no longer holds the deploy lock" in woke, woke
+        assert "nothing switched for good" in woke, woke
+        assert versions(project) == ["v10", "v10"]
         project.write_config(app_extra="requirements: pyproject.toml")
         project.set_version("v12")
         project.deploy("push", check=True)
         assert versions(project) == ["v12", "v12"]
     finally:
-        os.kill(frozen.pid, signal.SIGKILL)
-        os.kill(frozen.pid, signal.SIGCONT)
+        if frozen.poll() is None:
+            os.kill(frozen.pid, signal.SIGKILL)
+            os.kill(frozen.pid, signal.SIGCONT)
         frozen.wait(timeout=30)
 
 

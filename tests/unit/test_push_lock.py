@@ -172,7 +172,7 @@ def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: cmd.Layou
         text=True,
     )
     deadline = time.monotonic() + 10
-    while Path(layout.work_file).read_text() != "upload\n":
+    while not Path(layout.work_file).read_text().endswith(" upload\n"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert first.stdin is not None
