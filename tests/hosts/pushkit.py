@@ -36,7 +36,7 @@ app:
   ssh: {{key: {key}, known_hosts: {known_hosts}{ssh}}}
 push: {{health_timeout: 8{push}}}
 hooks: {hooks}
-"""
+{extra}"""
 
 HEALTH_MARK = '"status": "ok"'
 
@@ -55,9 +55,10 @@ class Project:
         app_extra: str = "",
         ssh: str = "",
         push: str = "",
+        extra: str = "",
     ) -> None:
         """deploy.yaml for the project's hosts; `app_extra`, `ssh` and `push` add keys (YAML lines
-        under app:, inside server.ssh and inside push)."""
+        under app:, inside server.ssh and inside push; `extra`, top-level sections)."""
         first = self.hosts[0]
         text = DEPLOY_YAML.format(
             release=release,
@@ -69,6 +70,7 @@ class Project:
             app_extra="".join(f"  {line}\n" for line in app_extra.splitlines()),
             ssh=f", {ssh}" if ssh else "",
             push=f", {push}" if push else "",
+            extra="".join(f"{line}\n" for line in extra.splitlines()),
         )
         (self.path / "deploy.yaml").write_text(text, encoding="utf-8")
 

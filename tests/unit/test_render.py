@@ -428,7 +428,8 @@ def test_control_socket_is_set_in_the_conf_file_only_under_the_unit(monkeypatch:
 def test_requests_are_logged_by_nginx_with_timings_and_gunicorn_access_log_is_opt_in() -> None:
     files = render(config())
     site = files["nginx/flaskr.conf"]
-    assert "log_format flaskr_timing" in site and "$request_time $upstream_response_time id=$request_id" in site
+    assert "log_format flaskr_timing" in site
+    assert "$request_time $upstream_response_time id=$request_id" in site
     assert "access_log /var/log/nginx/flaskr.access.log flaskr_timing buffer=32k flush=5s;" in site
     assert "accesslog" not in gunicorn_settings(files["gunicorn.conf.py"])
     on = render(config(extra="gunicorn: {access_log: true}\n"))["gunicorn.conf.py"]
