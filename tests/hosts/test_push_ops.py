@@ -202,7 +202,8 @@ def test_hooks_get_the_push_environment_and_a_failing_pre_hook_stops_everything(
 
 def test_logs_prints_the_journal_and_follows_until_interrupted(project: Project) -> None:
     # Gunicorn's access log is opt-in (Nginx logs requests): turn it on, so requests reach the journal.
-    project.write_config(extra="gunicorn: {access_log: true}")
+    # (The project ships pyproject.toml dependencies since the test before.)
+    project.write_config(app_extra="requirements: pyproject.toml", extra="gunicorn: {access_log: true}")
     project.set_version("v-logs")
     project.deploy("push", check=True)
     marker = f"/logs-marker-{os.getpid()}"

@@ -430,7 +430,7 @@ def test_requests_are_logged_by_nginx_with_timings_and_gunicorn_access_log_is_op
     site = files["nginx/flaskr.conf"]
     assert "log_format flaskr_timing" in site
     assert "$request_time $upstream_response_time id=$request_id" in site
-    assert "access_log /var/log/nginx/flaskr.access.log flaskr_timing buffer=32k flush=5s;" in site
+    assert "access_log /var/log/nginx/flaskr.access.log flaskr_timing;" in site
     assert "accesslog" not in gunicorn_settings(files["gunicorn.conf.py"])
     on = render(config(extra="gunicorn: {access_log: true}\n"))["gunicorn.conf.py"]
     assert gunicorn_settings(on)["accesslog"] == "-"
