@@ -202,7 +202,8 @@ def test_pebble_validated_the_challenges_on_the_first_hosts_port_80(rehearsal: R
     counts = []
     for name, _ in rehearsal.hosts:
         out = deploy(
-            "sandbox", "ssh", name, "--", "sh", "-c", "cat /var/log/nginx/*access.log | grep -c Pebble-VA || true",
+            "sandbox", "ssh", name, "--", "sh", "-c",
+            "cat /var/log/nginx/*access.log | grep -c Pebble-VA || true",
             state=rehearsal.state,
         )  # fmt: skip
         counts.append(int(out.stdout.strip() or 0))
