@@ -10,10 +10,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.sandbox import SandboxHost
+import pytest
+
+from deploy.sandbox import Sandbox, SandboxHost, check_prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "playbooks" / "flaskr"
@@ -160,6 +164,32 @@ def get(address: str, path: str = "/health", timeout: float = 5) -> tuple[int, s
         return response.status, response.read().decode("utf-8", "replace")
     finally:
         conn.close()
+
+
+@contextmanager
+def private_sandbox(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    hosts: int,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[Sandbox]:
+    """A sandbox of `hosts` hosts that only one test module uses (it may break them), always taken down."""
+    check_prerequisites()
+    sandbox = Sandbox(tmp_path_factory.mktemp(name), progress=progress or (lambda m: None))
+    try:
+        sandbox.up(hosts)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+def addresses(project: Project) -> list[str]:
+    return [h.address for h in project.hosts]
+
+
+def versions(project: Project) -> list[str | None]:
+    """The version each host's site answers, in host order."""
+    return [version(a) for a in addresses(project)]
 
 
 def version(address: str) -> str | None:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox, check_prerequisites
-from tests.hosts.pushkit import Project, make_project
+from deploy.sandbox import Sandbox
+from tests.hosts.pushkit import Project, make_project, private_sandbox
 from tests.hosts.test_https import Site, app_deployed, issued, site  # noqa: F401 - shared HTTPS fixtures
 
 pytestmark = pytest.mark.hosts
@@ -23,13 +23,8 @@ ENVIRONMENT = "live"
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    check_prerequisites()
-    sandbox = Sandbox(tmp_path_factory.mktemp("check-live-sandbox"), progress=lambda m: None)
-    try:
-        sandbox.up(1)
+    with private_sandbox(tmp_path_factory, "check-live-sandbox", 1) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 @pytest.fixture(scope="module")

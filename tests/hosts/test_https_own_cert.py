@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.sandbox import Sandbox
+from tests.hosts.pushkit import private_sandbox
 
 from . import https_graders as graders
 
@@ -25,12 +26,10 @@ NAME = "own.flaskr.test"
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path_factory.mktemp("own-cert-sandbox"), progress=lambda m: print(f"[sandbox] {m}"))
-    sandbox.up(1)
-    try:
+    with private_sandbox(
+        tmp_path_factory, "own-cert-sandbox", 1, progress=lambda m: print(f"[sandbox] {m}")
+    ) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def self_signed(directory: Path, days: int = 90) -> tuple[Path, Path]:

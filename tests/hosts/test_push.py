@@ -15,35 +15,29 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox, check_prerequisites
-from tests.hosts.pushkit import Load, Project, get, make_project, version
+from deploy.sandbox import Sandbox
+from tests.hosts.pushkit import (
+    Load,
+    Project,
+    addresses,
+    get,
+    make_project,
+    private_sandbox,
+    versions,
+)
 
 pytestmark = pytest.mark.hosts
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A private sandbox of three hosts: push tests own Nginx's default site on them."""
-    check_prerequisites()
-    sandbox = Sandbox(tmp_path_factory.mktemp("push-sandbox"), progress=lambda m: None)
-    try:
-        sandbox.up(3)
+    with private_sandbox(tmp_path_factory, "push-sandbox", 3) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 @pytest.fixture(scope="module")
 def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
     return make_project(tmp_path_factory.mktemp("push-project"), box.hosts())
-
-
-def addresses(project: Project) -> list[str]:
-    return [h.address for h in project.hosts]
-
-
-def versions(project: Project) -> list[str | None]:
-    return [version(a) for a in addresses(project)]
 
 
 def test_setup_prepares_hosts_and_second_run_changes_nothing(project: Project) -> None:

@@ -19,34 +19,21 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, check_prerequisites
-from tests.hosts.pushkit import Project, get, git, make_project, version
+from deploy.sandbox import Sandbox
+from tests.hosts.pushkit import Project, addresses, get, git, make_project, private_sandbox, versions
 
 pytestmark = pytest.mark.hosts
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    check_prerequisites()
-    sandbox = Sandbox(tmp_path_factory.mktemp("ops-sandbox"), progress=lambda m: None)
-    try:
-        sandbox.up(2)
+    with private_sandbox(tmp_path_factory, "ops-sandbox", 2) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 @pytest.fixture(scope="module")
 def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
     return make_project(tmp_path_factory.mktemp("ops-project"), box.hosts())
-
-
-def addresses(project: Project) -> list[str]:
-    return [h.address for h in project.hosts]
-
-
-def versions(project: Project) -> list[str | None]:
-    return [version(a) for a in addresses(project)]
 
 
 def live_release(output: str) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost, check_prerequisites
-from tests.hosts.pushkit import Project, make_project, version
+from deploy.sandbox import Sandbox, SandboxHost
+from tests.hosts.pushkit import Project, make_project, private_sandbox, version
 
 pytestmark = pytest.mark.hosts
 
@@ -22,13 +22,8 @@ USER = "deployer"
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    check_prerequisites()
-    sandbox = Sandbox(tmp_path_factory.mktemp("ssh-sandbox"), progress=lambda m: None)
-    try:
-        sandbox.up(2)
+    with private_sandbox(tmp_path_factory, "ssh-sandbox", 2) as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 @pytest.fixture(scope="module")
