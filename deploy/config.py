@@ -395,7 +395,16 @@ class Gunicorn(Model):
     #: Gunicorn's own access log (to the journal); Nginx logs every request with its timings anyway.
     access_log: bool = False
     backlog: Annotated[int, Field(ge=16, le=65535)] = 2048
-    preload_app: bool = False
+    #: Import the app once in the master and fork the workers from it. 'auto' = yes, except with
+    #: gevent/eventlet workers (they must patch the standard library before the app is imported).
+    preload_app: Literal["auto"] | bool = "auto"
+
+    @property
+    def preload(self) -> bool:
+        """Whether the app is imported before the workers are forked (preload_app resolved)."""
+        if self.preload_app == "auto":
+            return self.worker_class not in ("gevent", "eventlet")
+        return self.preload_app
 
 
 class Nginx(Model):

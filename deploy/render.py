@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.resources
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,16 +187,56 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     }
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates in the user's cache folder, keyed by each template's source (compiling
+    them took a tenth of a no-change push); a cache that cannot be read or written is skipped."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(root, "deploy", "templates")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.stat(folder)
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None  # code from a folder someone else can write is never loaded
+    return _BytecodeCache(folder)
+
+
 def _environment(project_dir: Path | None) -> jinja2.Environment:
+    own = project_dir / "templates" if project_dir is not None else None
+    return _cached_environment(str(own) if own is not None and own.is_dir() else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_environment(own_templates: str | None) -> jinja2.Environment:
+    """One environment per project templates folder: every host of a push reuses compiled templates
+    (a project's own templates are still reloaded when their files change)."""
     shipped = importlib.resources.files("deploy.templates")
 
-    def load_shipped(name: str) -> str | None:
+    def load_shipped(name: str) -> tuple[str, None, Callable[[], bool]] | None:
         resource = shipped / name
-        return resource.read_text(encoding="utf-8") if resource.is_file() else None
+        if not resource.is_file():
+            return None
+        # A shipped template stays compiled until the project adds its own file of that name.
+        override = os.path.join(own_templates, name) if own_templates else None
+        return resource.read_text(encoding="utf-8"), None, lambda: not (override and os.path.exists(override))
 
     loaders: list[jinja2.BaseLoader] = []
-    if project_dir is not None and (project_dir / "templates").is_dir():
-        loaders.append(jinja2.FileSystemLoader(str(project_dir / "templates")))
+    if own_templates is not None:
+        loaders.append(jinja2.FileSystemLoader(own_templates))
     loaders.append(jinja2.FunctionLoader(load_shipped))
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
@@ -201,6 +245,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        bytecode_cache=_bytecode_cache(),
     )
 
 

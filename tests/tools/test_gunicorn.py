@@ -68,3 +68,88 @@ def test_gunicorn_reads_the_settings(tmp_path: Path) -> None:
     assert found["umask"] == "7" and found["accesslog"] == "None" and found["errorlog"] == "-"
     assert found["max_requests"] == "10000" and found["max_requests_jitter"] == "1000"
     assert settings(gunicorn(tmp_path, HostFacts(cores=4), "--print-config").stdout)["workers"] == "9"
+
+
+# An app that opens a pooled connection while it is imported (as `db.create_all()` in a factory does)
+# and marks that connection with a TEMP table, which only the same SQLite connection can see.
+POOLED_APP = """
+import os
+import sqlalchemy as sa
+from flask import Flask
+
+engine = sa.create_engine("sqlite:///" + os.environ["POOLED_DB"])
+with engine.connect() as conn:
+    conn.execute(sa.text("CREATE TEMP TABLE opened_in_master (x)"))
+
+app = Flask(__name__)
+
+@app.get("/")
+def which():
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'opened_in_master'"
+        seen = conn.execute(sa.text(query))
+        return {"pid": os.getpid(), "inherited": bool(seen.scalar())}
+"""
+
+
+def serve_pooled(tmp_path: Path, conf_text: str) -> list[dict[str, object]]:
+    """Run the pooled app under real Gunicorn with `conf_text` (2 workers); what 20 requests saw."""
+    import http.client
+    import json
+    import socket
+    import time
+
+    (tmp_path / "pooled.py").write_text(POOLED_APP)
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(conf_text)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "POOLED_DB": str(tmp_path / "app.db")}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(conf),
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "pooled:app",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 20:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                assert response.status == 200, response.read()
+                seen.append(json.loads(response.read()))
+                conn.close()
+            except ConnectionRefusedError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return seen
+
+
+def test_preloaded_workers_never_share_the_masters_connections(tmp_path: Path) -> None:
+    conf = render(load(FLASKR / "deploy.yaml", None), HostFacts())["gunicorn.conf.py"]
+    assert "preload_app = True" in conf and "def post_fork" in conf
+    seen = serve_pooled(tmp_path, conf)
+    assert not any(answer["inherited"] for answer in seen), seen
+    # Without the hook, the same preloaded app does hand the master's connection to its workers.
+    unguarded = conf.replace("def post_fork(", "def _unused_post_fork(")
+    assert any(answer["inherited"] for answer in serve_pooled(tmp_path, unguarded))

@@ -15,7 +15,26 @@ backlog = 2048
 # Recycle workers now and then (leaks), at staggered times so they never restart together.
 max_requests = 10000
 max_requests_jitter = 1000
-preload_app = False
+# The app is imported once, in the master, and the workers are forked from it: a slot boots in the
+# time of one import instead of one per worker, and recycling a worker imports nothing. Code is
+# never stale: every release starts a master of its own. Connections the app opened while it was
+# imported belong to the master; each worker drops its copies of SQLAlchemy's pooled connections
+# and opens its own. (preload_app: false in deploy.yaml if the app starts threads at import.)
+preload_app = True
+
+
+def post_fork(server, worker):
+    import gc
+    import sys
+
+    if "sqlalchemy.engine.base" not in sys.modules:
+        return
+    base = sys.modules["sqlalchemy.engine.base"]
+    for engine in [o for o in gc.get_objects() if issubclass(type(o), base.Engine)]:
+        try:
+            engine.dispose(close=False)
+        except TypeError:  # SQLAlchemy before 1.4.33 has no close=False
+            engine.pool = engine.pool.recreate()
 # Heartbeat files in memory: a disk-backed /tmp can stall workers into timeouts.
 worker_tmp_dir = "/dev/shm"
 
