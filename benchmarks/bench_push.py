@@ -57,9 +57,8 @@ def main() -> None:
             one = make_project(Path(tmp) / "one", hosts[:1])
             one.deploy("setup", check=True)
             results["first_push_1_host"] = timed(one, "push")
-            results["no_change_push_1_host"] = statistics.median(
-                timed(one, "push") for _ in range(options.runs)
-            )
+            nothing = [timed(one, "push") for _ in range(options.runs)]
+            results["no_change_push_1_host"] = statistics.median(nothing)
             code = []
             for i in range(options.runs):
                 one.set_version(f"code-{i}")
@@ -92,10 +91,19 @@ def main() -> None:
             results["code_change_push_3_hosts_back_to_back"] = statistics.median(back3)
         finally:
             box.down()
+            results["raw"] = {
+                "no_change_push_1_host": nothing,
+                "code_change_push_1_host": code,
+                "code_change_push_1_host_back_to_back": back,
+                "code_change_push_3_hosts": code3,
+                "code_change_push_3_hosts_back_to_back": back3,
+            }
     results["load_average_after"] = os.getloadavg()[0]
     for key, value in results.items():
         if isinstance(value, float):
             results[key] = round(value, 3)
+        elif key == "raw" and isinstance(value, dict):
+            results[key] = {name: [round(v, 3) for v in runs] for name, runs in value.items()}
     out = ROOT / "benchmarks" / "results" / "push.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -175,6 +175,46 @@ def push(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def push_targets(data: dict[str, Any]) -> list[str]:
+    """deploy alone against the push issue's speed targets (benchmarks/bench_push.py)."""
+    raw = data.get("raw", {})
+
+    def spread(key: str) -> str:
+        runs = raw.get(key)
+        return f" ({min(runs):.2f} to {max(runs):.2f})" if runs else ""
+
+    rows = [
+        ("first push (new venv from the shipped wheels)", "first_push_1_host", "6 s"),
+        ("push with nothing changed", "no_change_push_1_host", "1 s"),
+        ("one-line code change", "code_change_push_1_host", "1.5 s"),
+        ("requirements change (new venv)", "requirements_change_push_1_host", ""),
+        ("one-line code change, 3 hosts", "code_change_push_3_hosts", ""),
+        ("one-line code change, right after the previous push", "code_change_push_1_host_back_to_back", ""),
+        ("same, 3 hosts", "code_change_push_3_hosts_back_to_back", ""),
+    ]
+    out = [
+        "## 2a. Push speed targets",
+        "",
+        f"Machine: {data['machine']}, {data['cores']} cores, Python {data['python']}, started {data['started']}; "
+        f"load average {data['load_average_before']} before, {data['load_average_after']} after.",
+        "",
+        "Method: `python benchmarks/bench_push.py --runs N` boots three sandbox hosts, releases the example app "
+        "with `deploy setup` + `deploy push`, and times the whole `deploy push` command (process start to exit). "
+        f"Median of {data['runs']} runs (first push and requirements change: one run each). A push stops the "
+        f"slot it replaced 1 s after its switch; each timed push starts {data.get('settle_seconds', 0):g} s after "
+        "the previous one, once that happened, as a user's next push does. The back-to-back rows start at once: "
+        "their new slot still runs the release before last and must be stopped first.",
+        "",
+        "| push | median (min to max), seconds | target |",
+        "|---|---:|---:|",
+    ]
+    for label, key, target in rows:
+        if key in data:
+            out.append(f"| {label} | {data[key]:.2f}{spread(key)} | {target} |")
+    out.append(f"| 3 hosts / 1 host | {data['three_over_one']}x | 1.3x |")
+    return out
+
+
 def zero(data: dict[str, Any]) -> list[str]:
     out = [
         "## 3. Zero downtime",
@@ -259,7 +299,8 @@ def main() -> None:
     findings = HERE / "findings.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
-    for name, render in (("serving", serving), ("push_compare", push), ("zero_downtime", zero)):
+    sections = (("serving", serving), ("push_compare", push), ("push", push_targets), ("zero_downtime", zero))
+    for name, render in sections:
         data = load(name)
         if data:
             lines += [*render(data), ""]

@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "serving": ["bench_serving.py", "--rounds", "3", "--duration", "10"],
     "push_compare": ["bench_push_compare.py", "--runs", "3"],
+    "push": ["bench_push.py", "--runs", "5"],
     "zero_downtime": ["bench_zero_downtime.py", "--runs", "3"],
     "check": ["bench_check.py", "--runs", "7"],
     "cli": ["bench_cli.py", "--runs", "20"],
