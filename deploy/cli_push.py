@@ -39,9 +39,13 @@ class Printer:
         self.as_json = as_json
         self.started = time.monotonic()
 
+    def _json(self, fields: dict[str, object]) -> None:
+        """One JSON event a line, with the seconds since the command started."""
+        click.echo(json.dumps({**fields, "elapsed": round(time.monotonic() - self.started, 3)}))
+
     def event(self, event: Event) -> None:
         if self.as_json:
-            click.echo(json.dumps(event.as_dict()))
+            self._json(event.as_dict())
             return
         if event.event == "lock":
             what = "push" if event.status == "waiting" else "step"
@@ -59,13 +63,13 @@ class Printer:
 
     def say(self, message: str, **fields: object) -> None:
         if self.as_json:
-            click.echo(json.dumps({"event": "message", "message": message, **fields}))
+            self._json({"event": "message", "message": message, **fields})
         else:
             click.echo(message)
 
     def result(self, payload: dict[str, object], text: str) -> None:
         if self.as_json:
-            click.echo(json.dumps({"event": "result", **payload}))
+            self._json({"event": "result", **payload})
         else:
             click.echo(text)
 

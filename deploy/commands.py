@@ -329,10 +329,19 @@ class Conn(http.client.HTTPConnection):
         self.sock.connect(sock)
 deadline = time.monotonic() + float(timeout)
 last = "no answer yet"
+def unit_state():
+    show = ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "Job", unit]
+    out = subprocess.run(show, capture_output=True, text=True).stdout
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return props.get("ActiveState", ""), props.get("SubState", ""), props.get("Job", "")
 while True:
-    state = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
-    if state in ("failed", "inactive"):
+    state, sub, job = unit_state()
+    # A start still queued (restart --no-block) shows the state before it; only a settled one counts.
+    if state in ("failed", "inactive") and not job:
         print(f"{unit} is {state}: the app did not start (see its log below)")
+        sys.exit(3)
+    if sub == "auto-restart":
+        print(f"{unit} exited while starting (systemd restarts it): see its log below")
         sys.exit(3)
     try:
         c = Conn(host, timeout=5)

@@ -269,10 +269,21 @@ def probe_request(
     """The JSON argument of `PROBE`: what to look at on the host."""
     return json.dumps(
         {
-            "user": user, "links": links, "owners": owners, "files": files, "secret_files": secret_files,
-            "releases": releases, "venvs": venvs, "wheels": wheels, "units": units,
-            "lock_file": lock_file, "lock_info": lock_info, "packages": packages, "certificate": certificate,
-            "nginx_test": nginx_test, "work_file": work_file,
+            "user": user,
+            "links": links,
+            "owners": owners,
+            "files": files,
+            "secret_files": secret_files,
+            "releases": releases,
+            "venvs": venvs,
+            "wheels": wheels,
+            "units": units,
+            "lock_file": lock_file,
+            "lock_info": lock_info,
+            "packages": packages,
+            "certificate": certificate,
+            "nginx_test": nginx_test,
+            "work_file": work_file,
         },
         sort_keys=True,
     )
@@ -307,8 +318,9 @@ def parse_state(host: str, text: str) -> HostState:
         owners=dict(data.get("owners") or {}),
         files=dict(data.get("files") or {}),
         secret_files=dict(data.get("secret_files") or {}),
-        releases=tuple(ReleaseInfo(r["id"], r.get("info"), bool(r.get("served")))
-                       for r in data.get("releases") or []),
+        releases=tuple(
+            ReleaseInfo(r["id"], r.get("info"), bool(r.get("served"))) for r in data.get("releases") or []
+        ),
         venvs=tuple(data.get("venvs") or ()),
         wheels=tuple(data.get("wheels") or ()),
         manifest=data.get("manifest"),

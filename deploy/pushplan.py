@@ -429,8 +429,13 @@ def _start_steps(
                     "root",
                     description=f"DEPLOY_RELEASE={release} for slot {slot}",
                 ),
+                # Queued, not awaited: the health gate waits for the boot (the app is imported before
+                # Gunicorn reports ready), bounded by push.health_timeout, and shows the log if it fails.
                 cmd.systemctl(
-                    "restart", layout.unit(slot), description=f"start {layout.unit(slot)} (release {release})"
+                    "restart",
+                    "--no-block",
+                    layout.unit(slot),
+                    description=f"start {layout.unit(slot)} (release {release})",
                 ),
             ),
         ),

@@ -184,6 +184,8 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "systemd_wsgi": systemd_quote(config.app.wsgi, command=True),
         # systemd must not kill requests still draining: stop timeout > graceful_timeout.
         "systemd_stop_timeout": config.gunicorn.graceful_timeout + 15,
+        # The app is imported before Gunicorn reports ready: give it the health gate's time, or more.
+        "systemd_start_timeout": max(90, config.push.health_timeout + 30),
     }
 
 

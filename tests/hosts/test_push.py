@@ -194,7 +194,7 @@ def test_dry_run_prints_commands_and_diffs_and_changes_nothing(project: Project)
     project.set_version("v10")
     before = versions(project)
     result = project.deploy("push", "--dry-run", check=True)
-    assert "$ systemctl restart flaskr@" in result.stdout
+    assert "$ systemctl restart --no-block flaskr@" in result.stdout
     assert (
         "+    client_max_body_size 2m;" in result.stdout and "-    client_max_body_size 16m;" in result.stdout
     )

@@ -151,7 +151,7 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
         f'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink {release} /srv/shop/slots/blue '
         ".deploy-tmp",
         "write /srv/shop/slots/blue.env",
-        "systemctl restart shop@blue.service",
+        "systemctl restart --no-block shop@blue.service",
         lines(web1.start)[4],
     ]
     slot_env = next(a for a in web1.start[0].actions if isinstance(a, Upload))
