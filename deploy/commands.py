@@ -329,20 +329,28 @@ class Conn(http.client.HTTPConnection):
         self.sock.connect(sock)
 deadline = time.monotonic() + float(timeout)
 last = "no answer yet"
-def unit_state():
+def stopped():
+    # Started, then gone (or restarting after a crash): no point in waiting longer.
     show = ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "Job", unit]
     out = subprocess.run(show, capture_output=True, text=True).stdout
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return props.get("ActiveState", ""), props.get("SubState", ""), props.get("Job", "")
+    state, sub = props.get("ActiveState", ""), props.get("SubState", "")
+    if sub == "auto-restart" or (state in ("failed", "inactive") and not props.get("Job")):
+        return f"{unit} is {state} ({sub}): the app stopped (see its log below)"
+    return ""
+# Wait for the start the push queued (restart --no-block): it ends once Gunicorn has imported the app
+# and bound its socket, or fails if the app exits first. One process waits; nothing polls.
+left = max(1.0, deadline - time.monotonic())
+try:
+    begun = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, timeout=left)
+except subprocess.TimeoutExpired:
+    print(f"not healthy after {timeout}s: {unit} is still starting (the app's import has not finished)")
+    sys.exit(4)
+if begun.returncode != 0:
+    print(f"{unit} did not start: the app exited while starting (see its log below)")
+    sys.exit(3)
+checked = time.monotonic()
 while True:
-    state, sub, job = unit_state()
-    # A start still queued (restart --no-block) shows the state before it; only a settled one counts.
-    if state in ("failed", "inactive") and not job:
-        print(f"{unit} is {state}: the app did not start (see its log below)")
-        sys.exit(3)
-    if sub == "auto-restart":
-        print(f"{unit} exited while starting (systemd restarts it): see its log below")
-        sys.exit(3)
     try:
         c = Conn(host, timeout=5)
         headers = {"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"}
@@ -357,6 +365,12 @@ while True:
     if time.monotonic() > deadline:
         print(f"not healthy after {timeout}s: {last}")
         sys.exit(4)
+    if time.monotonic() - checked > 0.5:
+        checked = time.monotonic()
+        gone = stopped()
+        if gone:
+            print(gone)
+            sys.exit(3)
     time.sleep(0.05)
 show = ["systemctl", "show", "-p", "MainPID", "--value", unit]
 pid = subprocess.run(show, capture_output=True, text=True).stdout.strip()
