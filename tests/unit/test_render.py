@@ -434,3 +434,26 @@ def test_requests_are_logged_by_nginx_with_timings_and_gunicorn_access_log_is_op
     assert "accesslog" not in gunicorn_settings(files["gunicorn.conf.py"])
     on = render(config(extra="gunicorn: {access_log: true}\n"))["gunicorn.conf.py"]
     assert gunicorn_settings(on)["accesslog"] == "-"
+
+
+def test_compiled_templates_are_cached_only_in_a_folder_of_ones_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy import render as render_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = render_module._bytecode_cache()
+    assert cache is not None
+    folder = tmp_path / "deploy" / "templates"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    render_module._cached_environment.cache_clear()
+    try:
+        first = render(load(PLAYBOOKS[0], None), None, PLAYBOOKS[0].parent)
+        assert list(folder.iterdir()), "compiled templates were not written"
+        render_module._cached_environment.cache_clear()
+        # A second process (a fresh environment) loads them and renders the same bytes.
+        assert render(load(PLAYBOOKS[0], None), None, PLAYBOOKS[0].parent) == first
+        folder.chmod(0o777)  # anyone may write there: never load code from it
+        assert render_module._bytecode_cache() is None
+    finally:
+        render_module._cached_environment.cache_clear()
