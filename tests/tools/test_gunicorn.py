@@ -93,55 +93,58 @@ def which():
 
 
 def serve_pooled(tmp_path: Path, conf_text: str) -> list[dict[str, object]]:
-    """Run the pooled app under real Gunicorn with `conf_text` (2 workers); what 20 requests saw."""
+    """Run the pooled app under real Gunicorn with `conf_text` (2 workers, a unix socket); what 20
+    requests saw."""
     import http.client
     import json
     import socket
     import time
 
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(str(path))
+
     (tmp_path / "pooled.py").write_text(POOLED_APP)
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(conf_text)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    path = tmp_path / "app.sock"
+    path.unlink(missing_ok=True)
+    log = tmp_path / "gunicorn.log"
     env = {**os.environ, "POOLED_DB": str(tmp_path / "app.db")}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(conf),
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-            "pooled:app",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv = ["-c", str(conf), "-w", "2", "--graceful-timeout", "2", "-b", f"unix:{path}", "pooled:app"]
+    with log.open("w") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", *argv],
+            cwd=tmp_path,
+            env=env,
+            stdout=errors,
+            stderr=subprocess.STDOUT,
+        )
     seen: list[dict[str, object]] = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while len(seen) < 20:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no answer in 60 s:\n{log.read_text()}"
+            conn = UnixConnection("localhost", timeout=10)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", "/")
                 response = conn.getresponse()
                 assert response.status == 200, response.read()
                 seen.append(json.loads(response.read()))
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.1)  # not listening yet
+            finally:
                 conn.close()
-            except ConnectionRefusedError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr
-                time.sleep(0.1)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
     return seen
 
 
