@@ -339,7 +339,8 @@ def stopped():
         return f"{unit} is {state} ({sub}): the app stopped (see its log below)"
     return ""
 # Wait for the start the push queued (restart --no-block): it ends once Gunicorn has imported the app
-# and bound its socket, or fails if the app exits first. One process waits; nothing polls.
+# and bound its socket, or fails if the app exits first. One process waits; nothing polls during the
+# import (the state is looked at again only every 0.5 s while the health path does not answer 200).
 left = max(1.0, deadline - time.monotonic())
 try:
     begun = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, timeout=left)
