@@ -20,7 +20,7 @@ import yaml
 
 from deploy.loader import load
 from deploy.render import render
-from tests.docker.engine import build, docker, docker_binary
+from tests.docker.engine import build, docker, docker_binary, proxy_build_args
 
 pytestmark = pytest.mark.docker
 
@@ -196,3 +196,34 @@ def test_container_without_its_secret_stops_and_says_why(image: str) -> None:
         assert "SECRET_KEY is not set" in _logs(name)
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_build_stops_when_the_dockerignore_was_left_out_of_the_context(
+    tmp_path: Path, base_image: str
+) -> None:
+    """`docker build -f deploy-out/Dockerfile .` skips deploy-out/.dockerignore: no image may be made."""
+    root = tmp_path / "flaskr"
+    shutil.copytree(PLAYBOOK, root, ignore=shutil.ignore_patterns("__pycache__", ".env"))
+    files = render(load(root / "deploy.yaml"), project_dir=root)
+    out = root / "deploy-out"
+    out.mkdir()
+    for name in ("Dockerfile", ".dockerignore", "compose.yaml", "gunicorn.conf.py"):
+        (out / name).write_text(files[name], encoding="utf-8")
+    (root / "gunicorn.conf.py").write_text(files["gunicorn.conf.py"], encoding="utf-8")
+    (root / ".env").write_text(f"SECRET_KEY={DECOY_SECRET}\n", encoding="utf-8")
+    tag = f"deploy-test/flaskr-leak:{uuid.uuid4().hex[:12]}"
+    dangling_before = set(docker("images", "-q", "--filter", "dangling=true").stdout.split())
+    # --force-rm: the failed step's container (which holds the copied .env) goes too.
+    result = docker(
+        "build", "--force-rm", "--build-arg", f"BASE_IMAGE={base_image}", *proxy_build_args(),
+        "-f", str(out / "Dockerfile"), "-t", tag, str(root), check=False, timeout=900,
+    )
+    leftovers = set(docker("images", "-q", "--filter", "dangling=true").stdout.split()) - dangling_before
+    try:
+        assert result.returncode != 0, "the image was built with .env in it"
+        output = result.stdout + result.stderr
+        assert ".env is in the build context" in output
+        assert "reads only from the context's root" in output
+        assert docker("image", "inspect", tag, check=False).returncode != 0
+    finally:
+        docker("image", "rm", "-f", tag, *leftovers, check=False)
