@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterator
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
+from deploy.secretstrength import key_weakness
 
 from ._helpers import (
     app_site,
@@ -33,7 +33,6 @@ _RANDOM_PER_PROCESS = (
     "uuid.uuid4",
     "uuid4",
 )
-_PLACEHOLDERS = {"dev", "development", "secret", "changeme", "change-me", "default", "test", "xxx", "key"}
 
 
 @check(
@@ -505,25 +504,6 @@ def template_injection(ctx: Context) -> Iterator[Finding]:
         )
 
 
-_SECRET_KEY_LIKE = re.compile(r"(^|_)(SECRET|SALT|SIGNING_KEY)(_|$)|SECRET_KEY$")
-MIN_SECRET_LENGTH = 32
-MIN_DISTINCT = 8
-
-
-def secret_weakness(value: str) -> str | None:
-    """Why a secret value is weak (a placeholder word, too short, too few distinct characters), or None."""
-    from deploy.inspect_child import WEAK
-
-    text = value.strip()
-    if text.lower() in WEAK or text.lower() in _PLACEHOLDERS:
-        return "is a well-known placeholder"
-    if len(text.encode()) < MIN_SECRET_LENGTH:
-        return f"has {len(text.encode())} bytes (at least {MIN_SECRET_LENGTH} random bytes are needed)"
-    if len(set(text)) < MIN_DISTINCT:
-        return f"has only {len(set(text))} distinct characters"
-    return None
-
-
 @check(
     "SEC020",
     area="security",
@@ -550,14 +530,14 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
     # With a successful --import, SEC016 judges the key the app really uses.
     imported = ctx.import_app and ctx.effective.error is None
     for name in ctx.config.app.secrets:
-        if not _SECRET_KEY_LIKE.search(name.upper()) or (imported and name == "SECRET_KEY"):
+        if imported and name == "SECRET_KEY":
             continue
         value, source = os.environ.get(name), "the environment"
         if value is None:
             value, source = dotenv.get(name), ".env"
         if value is None:
             continue  # push refuses to run without it
-        weakness = secret_weakness(value)
+        weakness = key_weakness(name, value)
         if weakness:
             line = next((e.line for e in ctx.project.dotenv if e.file == ".env" and e.key == name), None)
             yield Finding(

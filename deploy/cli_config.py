@@ -57,8 +57,8 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
 def show_config(config_path: str, environment: str | None, as_json: bool) -> None:
     """Print the effective configuration (environment overlaid, defaults filled in).
 
-    Secret values never appear: deploy.yaml only names secrets, and values found in the
-    environment or .env are shown as '(set)' or '(missing)'.
+    Secret values never appear: deploy.yaml only names secrets, and each is shown as set (in the
+    environment or in .env, and whether it is too weak to sign sessions) or missing.
     """
     import yaml
 

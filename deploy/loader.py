@@ -432,11 +432,22 @@ def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> d
 
 
 def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
-    """For each secret name: '(set)' or '(missing)' — never the value."""
+    """For each secret name: where push would take it from, or '(missing)'; never the value. A key
+    too weak for production (what `deploy check` reports as SEC020) says why."""
+    from deploy.secretstrength import key_weakness
+
     dotenv = parse_dotenv(Path(project_dir) / ".env")
-    return {
-        name: "(set)" if name in os.environ or name in dotenv else "(missing)" for name in config.app.secrets
-    }
+    status: dict[str, str] = {}
+    for name in config.app.secrets:
+        value, source = os.environ.get(name), "the environment"
+        if value is None:
+            value, source = dotenv.get(name), ".env"
+        if value is None:
+            status[name] = "(missing)"
+            continue
+        weakness = key_weakness(name, value)
+        status[name] = f"(set in {source}" + (f"; weak: it {weakness})" if weakness else ")")
+    return status
 
 
 def parse_dotenv(path: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,28 @@ def test_config_redacts_secrets(tmp_path: Path) -> None:
     out = deploy("config", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["app"]["secrets"] == {"SECRET_KEY": "(set)"}
+    # 22 bytes: set, and too short to sign sessions (what deploy check reports as SEC020).
+    assert data["app"]["secrets"] == {
+        "SECRET_KEY": "(set in .env; weak: it has 22 bytes (at least 32 random bytes are needed))"
+    }
     assert "super-secret-value-123" not in out.stdout + out.stderr
+
+
+def test_config_says_where_a_strong_secret_comes_from(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text((FLASKR / "deploy.yaml").read_text())
+    strong = "9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a8c1b4d"
+    (tmp_path / ".env").write_text(f"SECRET_KEY={strong}\n")
+    clean = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    data = json.loads(deploy("config", "--json", cwd=tmp_path, env=clean).stdout)
+    assert data["app"]["secrets"] == {"SECRET_KEY": "(set in .env)"}
+    # The environment wins over .env, as it does for push.
+    out = deploy("config", "--json", cwd=tmp_path, env={**clean, "SECRET_KEY": "dev"})
+    assert json.loads(out.stdout)["app"]["secrets"] == {
+        "SECRET_KEY": "(set in the environment; weak: it is a well-known placeholder)"
+    }
+    (tmp_path / ".env").unlink()
+    out = deploy("config", "--json", cwd=tmp_path, env=clean)
+    assert json.loads(out.stdout)["app"]["secrets"] == {"SECRET_KEY": "(missing)"}
 
 
 def test_config_with_environment(tmp_path: Path) -> None:
