@@ -38,6 +38,8 @@ class Printer:
     def __init__(self, as_json: bool):
         self.as_json = as_json
         self.started = time.monotonic()
+        #: push.lock_wait of the config in use, once the locks are being taken.
+        self.lock_wait: int | None = None
 
     def _json(self, fields: dict[str, object]) -> None:
         """One JSON event a line, with the seconds since the command started."""
@@ -50,7 +52,8 @@ class Printer:
         if event.event == "lock":
             what = "push" if event.status == "waiting" else "step"
             click.echo(
-                f"{event.host}: waiting (up to {_lock_wait()}s) for an interrupted {what} to finish: "
+                f"{event.host}: waiting (up to {self.lock_wait}s, push.lock_wait) for an interrupted {what} "
+                "to finish: "
                 + (_lock_record(event.detail) if event.status == "waiting" else f"step {event.detail}")
             )
             return
@@ -200,12 +203,6 @@ def _show_plan(steps: list[Step], states: Mapping[str, HostState], printer: Prin
             _show_step(step, state, printer)
 
 
-def _lock_wait() -> int:
-    from deploy.pushplan import LOCK_WAIT_SECONDS
-
-    return LOCK_WAIT_SECONDS
-
-
 def _lock_record(record: str | None) -> str:
     if not record:
         return "an unknown holder"
@@ -245,7 +242,8 @@ def _take_locks(
         "release": release,
         "lease_seconds": LOCK_LEASE_SECONDS,
     }
-    command = lock_holder(layout, record, LOCK_LEASE_SECONDS, _lock_wait(), create)
+    printer.lock_wait = config.push.lock_wait
+    command = lock_holder(layout, record, LOCK_LEASE_SECONDS, config.push.lock_wait, create)
     # The first host first, alone: of two concurrent pushes only one gets past it, so the loser never
     # holds a lock on another host that would make the winner fail too.
     names = _host_names(config)
@@ -263,8 +261,9 @@ def _take_locks(
         elif result.still_running:
             problems.append(
                 f"{host}: a step ({result.still_running}) of an earlier, interrupted push is still running "
-                f"on the host (its lock was released by hand); it did not end within {_lock_wait()}s. "
-                "Try again when it has finished; see 'deploy lock status'"
+                "on the host (its lock was released by hand); it did not end within "
+                f"{config.push.lock_wait}s (push.lock_wait). Try again when it has finished, or wait "
+                "longer with a higher push.lock_wait; see 'deploy lock status'"
             )
         elif not result.acquired:
             problems.append(
@@ -910,7 +909,8 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
         elif lock.working:
             click.echo(
                 f"{host}: free, but a step ({lock.working}) of an interrupted push still runs on the host "
-                f"(its lock was released by hand); the next push waits up to {_lock_wait()}s for it to end"
+                f"(its lock was released by hand); the next push waits up to {config.push.lock_wait}s for it "
+                "to end (push.lock_wait)"
             )
         elif lock.record:
             click.echo(

@@ -563,6 +563,9 @@ class Push(Model):
     health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
     #: Seconds one step of a push may take on a host before the push gives up on it.
     step_timeout: Annotated[int, Field(ge=10, le=86400)] = 600
+    #: Seconds a push waits for the last step of an interrupted push (pip, a migration) that still
+    #: runs on a host, before it gives up and says so.
+    lock_wait: Annotated[int, Field(ge=0, le=86400)] = 120
 
 
 class Config(Model):

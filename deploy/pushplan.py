@@ -30,9 +30,6 @@ NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-ext
 DRAIN_SECONDS = 1.0
 #: The deploy lock's lease: without a heartbeat for this long, the holder ends and the lock frees.
 LOCK_LEASE_SECONDS = 60
-#: How long a push waits for an interrupted push's last step (still running on a host) to finish
-#: before it gives up and says so. Long enough for pip or a short migration; a long one is named.
-LOCK_WAIT_SECONDS = 120
 
 
 class PlanError(Exception):

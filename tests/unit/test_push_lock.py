@@ -116,6 +116,14 @@ def test_step_timeout_is_a_push_setting() -> None:
         load_text(YAML + "push: {step_timeout: 5}\n")
 
 
+def test_lock_wait_is_a_push_setting() -> None:
+    assert CONFIG.push.lock_wait == 120
+    config = load_text(YAML + "push: {lock_wait: 900}\n")
+    assert config.push.lock_wait == 900
+    with pytest.raises(ConfigError, match="lock_wait"):
+        load_text(YAML + "push: {lock_wait: -1}\n")
+
+
 def test_a_missing_key_file_names_server_ssh_key(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     config = load_text(YAML + f"  ssh: {{key: {missing}}}\n")
