@@ -5,12 +5,16 @@ Boots one sandbox host, pushes the example app (playbooks/flaskr) with `deploy s
 (tls: false), then starts the other three candidates on the same host, from the same release
 directory and the same virtualenv:
   flask_run          `flask --app 'flaskr:create_app()' run --host 0.0.0.0 --port 5000` (no debug)
-  gunicorn_defaults  `gunicorn --bind 0.0.0.0:8000 'flaskr:create_app()'` (1 sync worker, nothing else)
+  gunicorn_defaults  `gunicorn -c <empty file> --bind 0.0.0.0:8000 'flaskr:create_app()'` (1 sync worker,
+                     nothing else). The empty config file matters: without -c, Gunicorn reads
+                     ./gunicorn.conf.py from its working directory, which in a release is deploy's.
   handwritten        benchmarks/handwritten/: Nginx on :8080 + Gunicorn on a unix socket, per their docs
   deploy             what `deploy` rendered: Nginx on :80 + the live slot's Gunicorn
-Each round runs wrk against every candidate in turn, for the dynamic page `/` (Jinja template, a
-CSRF token in a signed session cookie, a file read) and the static file `/static/style.css`.
-The medians over the rounds go to benchmarks/results/serving.json with every raw run.
+Each round runs wrk against every candidate in turn (each round starting with the next one), for the
+dynamic page `/` (Jinja template, a CSRF token in a signed session cookie, a file read) and the static
+file `/static/style.css`. Around every wrk run the CPU time of the candidate's systemd units (and
+journald's) is read from their cgroups on the host: the host CPU each request cost. The medians over
+the rounds go to benchmarks/results/serving.json with every raw run.
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ def start_candidates(box: Sandbox, host: SandboxHost) -> dict[str, str]:
     release = on_host(box, host, "readlink -f /srv/flaskr/current").strip()
     venv = f"{release}/.venv/bin"
     app = "flaskr:create_app()"
-    on_host(box, host, "mkdir -p /etc/handwritten", check=True)
+    on_host(box, host, "mkdir -p /etc/handwritten /etc/gunicorn-defaults", check=True)
+    # Gunicorn loads ./gunicorn.conf.py when no -c is given; the release has deploy's. An empty file
+    # keeps every default.
+    on_host(box, host, ": > /etc/gunicorn-defaults/empty.conf.py", check=True)
     for name in ("nginx.conf", "gunicorn.conf.py"):
         on_host(box, host, f"cat > /etc/handwritten/{name}", input=(HANDWRITTEN / name).read_text())
     on_host(
@@ -69,7 +76,9 @@ def start_candidates(box: Sandbox, host: SandboxHost) -> dict[str, str]:
             [f"{venv}/flask", "--app", app, "run", "--host", "0.0.0.0", "--port", "5000"],
         ),
         "gunicorn_defaults": _unit(
-            "bench-gunicorn-defaults", release, [f"{venv}/gunicorn", "--bind", "0.0.0.0:8000", app]
+            "bench-gunicorn-defaults",
+            release,
+            [f"{venv}/gunicorn", "-c", "/etc/gunicorn-defaults/empty.conf.py", "--bind", "0.0.0.0:8000", app],
         ),
         "handwritten": _unit(
             "bench-handwritten-gunicorn",
@@ -123,14 +132,48 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms_median": round(statistics.median(r["p50_ms"] for r in runs), 2),
         "rps_all": [r["rps"] for r in runs],
         "p99_ms_all": [r["p99_ms"] for r in runs],
+        "cpu_us_per_request_median": round(statistics.median(r["cpu_us_per_request_total"] for r in runs), 1),
         "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in runs),
         "socket_errors": sum(r["socket_errors"] for r in runs),
     }
 
 
+def units(box: Sandbox, host: SandboxHost) -> dict[str, list[str]]:
+    """The systemd units whose processes serve each candidate (their cgroups count its CPU time)."""
+    slot = on_host(box, host, "basename \"$(readlink /srv/flaskr/live.sock)\" .sock").strip()
+    return {
+        "flask_run": ["bench-flask-run.service"],
+        "gunicorn_defaults": ["bench-gunicorn-defaults.service"],
+        "handwritten": ["bench-handwritten-gunicorn.service", "bench-handwritten-nginx.service"],
+        "deploy": [f"flaskr@{slot}.service", "nginx.service"],
+        "logging": ["systemd-journald.service"],
+    }
+
+
+def cpu_usec(box: Sandbox, host: SandboxHost, names: list[str]) -> dict[str, int]:
+    """CPU time (user + system, microseconds) each unit's cgroup has used so far."""
+    # cgroup v2 is at /sys/fs/cgroup, or at /sys/fs/cgroup/unified on a host with the hybrid layout.
+    script = "; ".join(
+        f"cg=$(systemctl show -p ControlGroup --value {shlex.quote(n)}); "
+        'cat "/sys/fs/cgroup$cg/cpu.stat" "/sys/fs/cgroup/unified$cg/cpu.stat" 2>/dev/null '
+        "| awk '/^usage_usec/{u=$2} END{print u+0}'"
+        for n in names
+    )
+    values = on_host(box, host, script).split()
+    return {n: int(v) for n, v in zip(names, values, strict=True)}
+
+
 def measure(
-    address: str, rounds: int, duration: int, threads: int, connections: int, only: list[str]
+    box: Sandbox,
+    host: SandboxHost,
+    rounds: int,
+    duration: int,
+    threads: int,
+    connections: int,
+    only: list[str],
 ) -> dict[str, Any]:
+    address = host.address
+    served_by = units(box, host)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {e: [] for e in ENDPOINTS} for c in only}
     for candidate in only:  # warm-up: every worker has imported the app and compiled the template
         for path in ENDPOINTS.values():
@@ -141,19 +184,27 @@ def measure(
                 connections=connections,
             )
     for index in range(rounds):
-        for candidate in only:
+        # Each round starts with the next candidate, so none is always measured first or last.
+        order = only[index % len(only) :] + only[: index % len(only)]
+        for candidate in order:
+            names = served_by[candidate] + served_by["logging"]
             for endpoint, path in ENDPOINTS.items():
+                before = cpu_usec(box, host, names)
                 run = wrk(
                     f"http://{address}:{PORTS[candidate]}{path}",
                     duration=duration,
                     threads=threads,
                     connections=connections,
                 )
+                after = cpu_usec(box, host, names)
+                requests = max(run["requests"], 1)
+                run["cpu_us_per_request"] = {n: round((after[n] - before[n]) / requests, 1) for n in names}
+                run["cpu_us_per_request_total"] = round(sum(run["cpu_us_per_request"].values()), 1)
                 raw[candidate][endpoint].append(run)
                 print(
                     f"round {index + 1} {candidate:18} {endpoint:6} {run['rps']:9.1f} req/s  "
-                    f"p99 {run['p99_ms']:8.2f} ms  errors {run['non_2xx_3xx'] + run['socket_errors']}  "
-                    f"load {run['load_before'][0]}",
+                    f"p99 {run['p99_ms']:8.2f} ms  cpu {run['cpu_us_per_request_total']:7.1f} us/req  "
+                    f"errors {run['non_2xx_3xx'] + run['socket_errors']}  load {run['load_before'][0]}",
                     flush=True,
                 )
     return {
@@ -195,7 +246,7 @@ def main() -> None:
             result["candidates"] = start_candidates(box, host)
             result["host"] = describe(box, host)
             result["results"] = measure(
-                host.address, args.rounds, args.duration, args.threads, args.connections, args.only
+                box, host, args.rounds, args.duration, args.threads, args.connections, args.only
             )
         finally:
             box.down()

@@ -47,22 +47,30 @@ def serving(data: dict[str, Any]) -> list[str]:
         "",
         f"Method: `wrk -t{method['threads']} -c{method['connections']} -d{method['duration_s']}s` from this machine "
         f"to the sandbox host's address, {method['rounds']} rounds, every candidate in turn in each round (so a busy "
-        "moment on the machine hits all of them), after a 2 s warm-up each; the median of the rounds. Same host, "
+        "moment on the machine hits all of them; each round starts with the next candidate), after a 2 s warm-up "
+        "each; the median of the rounds. CPU/request: the CPU time of the candidate's systemd units on the host "
+        "(Gunicorn or Flask, Nginx, and journald for what they log) during the run, over its requests. Same host, "
         "same release directory, same virtualenv, same app (`playbooks/flaskr`). "
         f"Endpoints: page `{method['endpoints']['page']}` (Jinja template, CSRF token in a signed session cookie, "
         f"a file read) and static `{method['endpoints']['static']}`. {method['note']}",
         "",
-        "| candidate | page req/s | page p99 | static req/s | static p99 | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| candidate | page req/s | page p99 | page CPU/request | static req/s | static p99 | static CPU/request "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def cpu(summary: dict[str, Any]) -> str:
+        value = summary.get("cpu_us_per_request_median")
+        return "n/a" if value is None else f"{value:,.0f} us"
+
     for name, label in NAMES.items():
         if name not in res:
             continue
         page, static = res[name]["page"]["summary"], res[name]["static"]["summary"]
         errors = sum(s["non_2xx_3xx"] + s["socket_errors"] for s in (page, static))
         out.append(
-            f"| {label} | {page['rps_median']:,.0f} | {page['p99_ms_median']:.1f} ms | {static['rps_median']:,.0f} "
-            f"| {static['p99_ms_median']:.1f} ms | {errors} |"
+            f"| {label} | {page['rps_median']:,.0f} | {page['p99_ms_median']:.1f} ms | {cpu(page)} "
+            f"| {static['rps_median']:,.0f} | {static['p99_ms_median']:.1f} ms | {cpu(static)} | {errors} |"
         )
     if "deploy" in res:
         ours = res["deploy"]
@@ -82,7 +90,10 @@ def serving(data: dict[str, Any]) -> list[str]:
         for endpoint in ("page", "static"):
             runs = res[name][endpoint]["runs"]
             cells = ", ".join(
-                f"{r['rps']:,.0f} (p99 {r['p99_ms']} ms, load {r['load_before'][0]})" for r in runs
+                f"{r['rps']:,.0f} (p99 {r['p99_ms']} ms"
+                + (f", {r['cpu_us_per_request_total']:,.0f} us CPU" if "cpu_us_per_request_total" in r else "")
+                + f", load {r['load_before'][0]})"
+                for r in runs
             )
             out.append(f"- {name} {endpoint}: {cells}")
     return out
@@ -161,11 +172,11 @@ def push(data: dict[str, Any]) -> list[str]:
     out += ["", "Raw runs (seconds, load average at the start):", ""]
     for key in labels:
         for tool in tools:
-            runs = one[key][tool]["runs"]
-            cells = ", ".join(
-                f"{r['seconds']} s / {r['bytes_sent']:,} B (load {r['load_before'][0]})" for r in runs
+            listed = ", ".join(
+                f"{r['seconds']} s / {r['bytes_sent']:,} B (load {r['load_before'][0]})"
+                for r in one[key][tool]["runs"]
             )
-            out.append(f"- {key} {tool}: {cells}")
+            out.append(f"- {key} {tool}: {listed}")
     for tool in tools:
         runs = three[tool]["runs"]
         out.append(
