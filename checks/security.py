@@ -521,9 +521,7 @@ def template_injection(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
-    import os
-
-    from deploy.loader import parse_dotenv
+    from deploy.loader import find_secret, parse_dotenv
 
     assert ctx.config is not None
     dotenv = parse_dotenv(ctx.root / ".env")
@@ -532,11 +530,10 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
     for name in ctx.config.app.secrets:
         if imported and name == "SECRET_KEY":
             continue
-        value, source = os.environ.get(name), "the environment"
-        if value is None:
-            value, source = dotenv.get(name), ".env"
-        if value is None:
+        found = find_secret(name, dotenv)
+        if found is None:
             continue  # push refuses to run without it
+        value, source = found
         weakness = key_weakness(name, value)
         if weakness:
             line = next((e.line for e in ctx.project.dotenv if e.file == ".env" and e.key == name), None)

@@ -405,17 +405,27 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
     return config
 
 
+def find_secret(name: str, dotenv: Mapping[str, str]) -> tuple[str, str] | None:
+    """A secret's value and where push takes it from: the environment first, then the project's
+    .env (`dotenv`, from parse_dotenv); None if neither has it."""
+    if name in os.environ:
+        return os.environ[name], "the environment"
+    if name in dotenv:
+        return dotenv[name], ".env"
+    return None
+
+
 def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
     """Resolve the values of `app.secrets` from the process environment, then the project's .env."""
     dotenv = parse_dotenv(Path(project_dir) / ".env")
     values: dict[str, str] = {}
     missing: list[str] = []
     for name in config.app.secrets:
-        value = os.environ.get(name, dotenv.get(name))
-        if value is None:
+        found = find_secret(name, dotenv)
+        if found is None:
             missing.append(name)
         else:
-            values[name] = value
+            values[name] = found[0]
     if missing:
         raise ConfigError(
             [
@@ -439,12 +449,11 @@ def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> 
     dotenv = parse_dotenv(Path(project_dir) / ".env")
     status: dict[str, str] = {}
     for name in config.app.secrets:
-        value, source = os.environ.get(name), "the environment"
-        if value is None:
-            value, source = dotenv.get(name), ".env"
-        if value is None:
+        found = find_secret(name, dotenv)
+        if found is None:
             status[name] = "(missing)"
             continue
+        value, source = found
         weakness = key_weakness(name, value)
         status[name] = f"(set in {source}" + (f"; weak: it {weakness})" if weakness else ")")
     return status
