@@ -156,6 +156,27 @@ def systemd_hardening(config: Config) -> list[tuple[str, str]]:
     return out
 
 
+#: Names of files and folders that hold secrets: .dockerignore keeps them out of the build context,
+#: and the Dockerfile stops the build if one is in it anyway (a .dockerignore Docker did not read).
+DOCKER_SECRET_NAMES = (
+    ".env",
+    ".env.*",
+    "*.env",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".ssh",
+    ".aws",
+    ".netrc",
+    ".pypirc",
+    "secrets",
+)
+
+
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     """Everything a template may use: the config, the layout, and values derived in Python."""
     nginx_version = facts.nginx_version or config.nginx.version or DEFAULT_NGINX_VERSION
@@ -186,6 +207,7 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "systemd_stop_timeout": config.gunicorn.graceful_timeout + 15,
         # The app is imported before Gunicorn reports ready: give it the health gate's time, or more.
         "systemd_start_timeout": max(90, config.push.health_timeout + 30),
+        "docker_secret_names": DOCKER_SECRET_NAMES,
     }
 
 
