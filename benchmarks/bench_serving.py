@@ -10,7 +10,8 @@ directory and the same virtualenv:
                      ./gunicorn.conf.py from its working directory, which in a release is deploy's.
   handwritten        benchmarks/handwritten/: Nginx on :8080 + Gunicorn on a unix socket, per their docs
   deploy             what `deploy` rendered: Nginx on :80 + the live slot's Gunicorn
-Each round runs wrk against every candidate in turn (each round starting with the next one), for the
+Each round restarts every candidate (fresh processes, then a 2 s warm-up per endpoint) and runs wrk
+against it, candidates in turn (each round starting with the next one), for the
 dynamic page `/` (Jinja template, a CSRF token in a signed session cookie, a file read) and the static
 file `/static/style.css`. Around every wrk run the CPU time of the candidate's systemd units (and
 journald's) is read from their cgroups on the host: the host CPU each request cost. The medians over
@@ -100,18 +101,36 @@ def start_candidates(box: Sandbox, host: SandboxHost) -> dict[str, str]:
             ]
         ),
     }
-    for command in commands.values():
-        on_host(box, host, command)
-    for port in PORTS.values():
-        on_host(
-            box,
-            host,
-            f"for i in $(seq 100); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' "
-            f"-H 'Host: {benchkit.DOMAIN}' "
-            f'http://127.0.0.1:{port}/)" = 200 ] && exit 0; sleep 0.2; done; exit 1',
-        )
     commands["deploy"] = "deploy setup + deploy push (already serving)"
+    for candidate in commands:
+        start(box, host, candidate, commands)
     return commands
+
+
+#: The transient units each candidate runs in (deploy's own units are restarted instead).
+TRANSIENT = {
+    "flask_run": ["bench-flask-run"],
+    "gunicorn_defaults": ["bench-gunicorn-defaults"],
+    "handwritten": ["bench-handwritten-gunicorn", "bench-handwritten-nginx"],
+}
+
+
+def start(box: Sandbox, host: SandboxHost, candidate: str, commands: dict[str, str]) -> None:
+    """(Re)start one candidate with fresh processes and wait until its page answers 200."""
+    if candidate == "deploy":
+        slot = '"$(basename "$(readlink /srv/flaskr/live.sock)" .sock)"'
+        on_host(box, host, f"systemctl restart flaskr@{slot} nginx")
+    else:
+        units = " ".join(TRANSIENT[candidate])
+        on_host(box, host, f"systemctl stop {units}; systemctl reset-failed {units}", check=False)
+        on_host(box, host, commands[candidate])
+    on_host(
+        box,
+        host,
+        f"for i in $(seq 100); do [ \"$(curl -s -o /dev/null -w '%{{http_code}}' "
+        f"-H 'Host: {benchkit.DOMAIN}' "
+        f'http://127.0.0.1:{PORTS[candidate]}/)" = 200 ] && exit 0; sleep 0.2; done; exit 1',
+    )
 
 
 def describe(box: Sandbox, host: SandboxHost) -> dict[str, str]:
@@ -140,7 +159,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def units(box: Sandbox, host: SandboxHost) -> dict[str, list[str]]:
     """The systemd units whose processes serve each candidate (their cgroups count its CPU time)."""
-    slot = on_host(box, host, "basename \"$(readlink /srv/flaskr/live.sock)\" .sock").strip()
+    slot = on_host(box, host, 'basename "$(readlink /srv/flaskr/live.sock)" .sock').strip()
     return {
         "flask_run": ["bench-flask-run.service"],
         "gunicorn_defaults": ["bench-gunicorn-defaults.service"],
@@ -166,6 +185,7 @@ def cpu_usec(box: Sandbox, host: SandboxHost, names: list[str]) -> dict[str, int
 def measure(
     box: Sandbox,
     host: SandboxHost,
+    commands: dict[str, str],
     rounds: int,
     duration: int,
     threads: int,
@@ -175,18 +195,17 @@ def measure(
     address = host.address
     served_by = units(box, host)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {c: {e: [] for e in ENDPOINTS} for c in only}
-    for candidate in only:  # warm-up: every worker has imported the app and compiled the template
-        for path in ENDPOINTS.values():
-            wrk(
-                f"http://{address}:{PORTS[candidate]}{path}",
-                duration=2,
-                threads=threads,
-                connections=connections,
-            )
     for index in range(rounds):
         # Each round starts with the next candidate, so none is always measured first or last.
         order = only[index % len(only) :] + only[: index % len(only)]
         for candidate in order:
+            # Fresh processes for every candidate in every round: two identical Gunicorn processes
+            # can differ by ~5% in CPU per request for as long as their workers live (measured, see
+            # findings.md), so one process per candidate for the whole run would be one draw.
+            start(box, host, candidate, commands)
+            for path in ENDPOINTS.values():  # warm-up: every worker has imported the app
+                url = f"http://{address}:{PORTS[candidate]}{path}"
+                wrk(url, duration=2, threads=threads, connections=connections)
             names = served_by[candidate] + served_by["logging"]
             for endpoint, path in ENDPOINTS.items():
                 before = cpu_usec(box, host, names)
@@ -243,10 +262,10 @@ def main() -> None:
             project = benchkit.make_project(Path(tmp) / "project", [host])
             project.deploy("setup", check=True)
             project.deploy("push", check=True)
-            result["candidates"] = start_candidates(box, host)
+            result["candidates"] = commands = start_candidates(box, host)
             result["host"] = describe(box, host)
             result["results"] = measure(
-                box, host, args.rounds, args.duration, args.threads, args.connections, args.only
+                box, host, commands, args.rounds, args.duration, args.threads, args.connections, args.only
             )
         finally:
             box.down()

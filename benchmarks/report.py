@@ -47,8 +47,9 @@ def serving(data: dict[str, Any]) -> list[str]:
         "",
         f"Method: `wrk -t{method['threads']} -c{method['connections']} -d{method['duration_s']}s` from this machine "
         f"to the sandbox host's address, {method['rounds']} rounds, every candidate in turn in each round (so a busy "
-        "moment on the machine hits all of them; each round starts with the next candidate), after a 2 s warm-up "
-        "each; the median of the rounds. CPU/request: the CPU time of the candidate's systemd units on the host "
+        "moment on the machine hits all of them; each round starts with the next candidate); before its turn in "
+        "each round a candidate is restarted (fresh processes) and warmed up for 2 s per endpoint; the median of "
+        "the rounds. CPU/request: the CPU time of the candidate's systemd units on the host "
         "(Gunicorn or Flask, Nginx, and journald for what they log) during the run, over its requests. Same host, "
         "same release directory, same virtualenv, same app (`playbooks/flaskr`). "
         f"Endpoints: page `{method['endpoints']['page']}` (Jinja template, CSRF token in a signed session cookie, "
@@ -91,7 +92,11 @@ def serving(data: dict[str, Any]) -> list[str]:
             runs = res[name][endpoint]["runs"]
             cells = ", ".join(
                 f"{r['rps']:,.0f} (p99 {r['p99_ms']} ms"
-                + (f", {r['cpu_us_per_request_total']:,.0f} us CPU" if "cpu_us_per_request_total" in r else "")
+                + (
+                    f", {r['cpu_us_per_request_total']:,.0f} us CPU"
+                    if "cpu_us_per_request_total" in r
+                    else ""
+                )
                 + f", load {r['load_before'][0]})"
                 for r in runs
             )
