@@ -16,20 +16,31 @@ max_requests = 10000
 max_requests_jitter = 1000
 # The app is imported once, in the master, and the workers are forked from it: a slot boots in the
 # time of one import instead of one per worker, and recycling a worker imports nothing. Code is
-# never stale: every release starts a master of its own. Connections the app opened while it was
-# imported belong to the master; each worker drops its copies of SQLAlchemy's pooled connections
-# and opens its own. (preload_app: false in deploy.yaml if the app starts threads at import.)
+# never stale: every release starts a master of its own. (preload_app: false in deploy.yaml if the
+# app starts threads at import.)
 preload_app = True
+# SQLAlchemy engines the app created at import: their pooled connections belong to the master.
+_master_engines = []
 
 
-def post_fork(server, worker):
+def when_ready(server):
+    """In the master, once the app is imported and before the first worker is forked."""
     import gc
     import sys
 
-    if "sqlalchemy.engine.base" not in sys.modules:
-        return
-    base = sys.modules["sqlalchemy.engine.base"]
-    for engine in [o for o in gc.get_objects() if issubclass(type(o), base.Engine)]:
+    base = sys.modules.get("sqlalchemy.engine.base")
+    if base is not None:
+        _master_engines.extend(o for o in gc.get_objects() if issubclass(type(o), base.Engine))
+    # Everything imported so far (a model loaded at import included) moves to the garbage
+    # collector's permanent generation. Collections in the workers then never write to those
+    # objects, so their memory pages stay shared with the master instead of being copied into
+    # every worker.
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    """In each new worker: drop the copies of the master's pooled connections; open its own."""
+    for engine in _master_engines:
         try:
             engine.dispose(close=False)
         except TypeError:  # SQLAlchemy before 1.4.33 has no close=False
