@@ -29,9 +29,9 @@ def when_ready(server):
     import gc
     import sys
 
-    base = sys.modules.get("sqlalchemy.engine.base")
-    if base is not None:
-        _master_engines.extend(o for o in gc.get_objects() if issubclass(type(o), base.Engine))
+    if "sqlalchemy.engine.base" in sys.modules:
+        engine_class = sys.modules["sqlalchemy.engine.base"].Engine
+        _master_engines.extend(o for o in gc.get_objects() if issubclass(type(o), engine_class))
     # Everything imported so far (a model loaded at import included) moves to the garbage
     # collector's permanent generation. Collections in the workers then never write to those
     # objects, so their memory pages stay shared with the master instead of being copied into
