@@ -102,7 +102,12 @@ def _expand(directives: list[Directive], files: dict[str, str], depth: int = 0) 
 def site(ctx: Context) -> tuple[str, list[Directive]] | None:
     """The rendered Nginx site (path, directives with snippets expanded)."""
     files = _nginx_files(ctx)
-    sites = [p for p, t in sorted(files.items()) if "server_name" in t and "/snippets/" not in p]
+    # Not the snippets, nor the catch-all default servers under conf.d/ (shared by the host's apps).
+    sites = [
+        p
+        for p, t in sorted(files.items())
+        if "server_name" in t and "/snippets/" not in p and "/conf.d/" not in p
+    ]
     if not sites:
         return None
     return sites[0], _expand(parse_nginx(files[sites[0]], sites[0]), files)

@@ -145,27 +145,12 @@ def extra_command(config: Config) -> Command:
     return Command(("python3", "-c", EXTRA_PROBE, request), "gather live facts", sudo=True)
 
 
-def managed_files(config: Config) -> list[tuple[str, str]]:
-    """(host path, key in render()'s output) of the config files deploy installs on every host."""
-    from deploy.commands import layout_for
-
-    layout = layout_for(config)
-    name = config.app.name
-    snippets = layout.paths.nginx_snippets
-    return [
-        (f"{layout.unit_dir}/{layout.paths.unit_template}", f"systemd/{name}@.service"),
-        (layout.paths.nginx_site, f"nginx/{name}.conf"),
-        (f"{snippets}/{name}-security-headers.conf", f"nginx/snippets/{name}-security-headers.conf"),
-        (f"{snippets}/{name}-proxy.conf", f"nginx/snippets/{name}-proxy.conf"),
-    ]
-
-
 def probe_hosts(ctx: Context) -> tuple[HostLive, ...]:
     """Gather facts from every host over one SSH connection each (host keys verified)."""
     from deploy.executor import SSHExecutor, each, host_name
     from deploy.facts import parse_state
     from deploy.pushplan import probe_command
-    from deploy.render import render
+    from deploy.render import managed_files, render
 
     config = ctx.config
     assert config is not None

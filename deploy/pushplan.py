@@ -19,6 +19,7 @@ from deploy.commands import Layout, layout_for
 from deploy.config import Config
 from deploy.facts import HostState, probe_request
 from deploy.plan import Action, Command, Plan, Step, Upload
+from deploy.render import managed_files
 from deploy.requirements import src_root
 
 #: Debian packages a host needs; apt installs only the missing ones.
@@ -39,7 +40,7 @@ class PlanError(Exception):
 # --- what the probe should look at -------------------------------------------------------------
 
 
-#: Debian's own site claims the default server on port 80, as the app's site does.
+#: Debian's own site claims the default server on port 80, as deploy's catch-all does.
 DEBIAN_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 
 
@@ -67,7 +68,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         f"/etc/{config.app.name}",
     ]
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
-    files = [path for path, _ in _managed_targets(config)] + [f"{paths.current}/gunicorn.conf.py"]
+    files = [path for path, _ in managed_files(config)] + [f"{paths.current}/gunicorn.conf.py"]
     certificate = None
     if config.server.tls is not False:
         from deploy.tls import certificate_files
@@ -95,19 +96,6 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
 
 
 # --- managed files --------------------------------------------------------------------------------
-
-
-def _managed_targets(config: Config) -> list[tuple[str, str]]:
-    """(path on the host, key in render()'s output) of every config file setup and push install."""
-    layout = layout_for(config)
-    name = config.app.name
-    snippets = layout.paths.nginx_snippets
-    return [
-        (f"{layout.unit_dir}/{layout.paths.unit_template}", f"systemd/{name}@.service"),
-        (layout.paths.nginx_site, f"nginx/{name}.conf"),
-        (f"{snippets}/{name}-security-headers.conf", f"nginx/snippets/{name}-security-headers.conf"),
-        (f"{snippets}/{name}-proxy.conf", f"nginx/snippets/{name}-proxy.conf"),
-    ]
 
 
 def env_file_content(secrets: Mapping[str, str]) -> bytes:
@@ -160,7 +148,7 @@ def config_steps(
                 ),
             )
         )
-    unit_path, unit_key = _managed_targets(config)[0]
+    unit_path, unit_key = managed_files(config)[0]
     unit = rendered[unit_key].encode()
     if state.files.get(unit_path) != rendered[unit_key]:
         steps.append(
@@ -174,8 +162,8 @@ def config_steps(
             )
         )
     nginx_actions: list[Action] = []
-    for path, key in _managed_targets(config)[1:]:
-        if state.files.get(path) != rendered[key]:
+    for path, key in managed_files(config)[1:]:
+        if key in rendered and state.files.get(path) != rendered[key]:
             nginx_actions.append(Upload(path, rendered[key].encode(), 0o644, "root", "root", description=key))
     if state.links.get("enabled") != layout.paths.nginx_site:
         nginx_actions.append(
@@ -185,7 +173,7 @@ def config_steps(
         nginx_actions.append(
             Command(
                 ("rm", "-f", "--", DEBIAN_DEFAULT_SITE),
-                "disable Debian's default site (the app's site is the default server)",
+                "disable Debian's default site (deploy's catch-all is the default server)",
                 sudo=True,
             )
         )
@@ -270,7 +258,7 @@ def setup_plan(
 def require_setup(config: Config, state: HostState) -> None:
     """Raise PlanError if `deploy setup` has not prepared the host."""
     layout = layout_for(config)
-    unit_path = _managed_targets(config)[0][0]
+    unit_path = managed_files(config)[0][0]
     missing = []
     if not state.user_exists:
         missing.append(f"the user {layout.user}")

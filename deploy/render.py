@@ -37,6 +37,10 @@ class Paths:
     nginx_site: str
     nginx_snippets: str
     log_dir: str
+    #: The default servers that drop requests for names no app serves (ports 80 and 443). Shared by
+    #: every app on the host: no app's site claims default_server, so several apps can share a host.
+    nginx_catch_all: str = "/etc/nginx/conf.d/deploy-catch-all.conf"
+    nginx_catch_all_tls: str = "/etc/nginx/conf.d/deploy-catch-all-tls.conf"
     #: The TLS certificate chain and key Nginx serves (None when tls is false): Let's Encrypt's
     #: live folder for ACME, or the user's own files uploaded under /etc/<app>/tls/.
     tls_certificate: str | None = None
@@ -78,6 +82,11 @@ def _tls_files(config: Config) -> tuple[str | None, str | None]:
     return f"{folder}/fullchain.pem", f"{folder}/privkey.pem"
 
 
+#: The rendered default servers' keys in render()'s output (the TLS one only when HTTPS is served).
+CATCH_ALL = "nginx/conf.d/deploy-catch-all.conf"
+CATCH_ALL_TLS = "nginx/conf.d/deploy-catch-all-tls.conf"
+
+
 def output_files(config: Config) -> dict[str, str]:
     """Each rendered file's path (relative to the output folder) and the template that makes it."""
     name = config.app.name
@@ -86,11 +95,32 @@ def output_files(config: Config) -> dict[str, str]:
         f"nginx/{name}.conf": "nginx-site.conf.j2",
         f"nginx/snippets/{name}-security-headers.conf": "nginx-security-headers.conf.j2",
         f"nginx/snippets/{name}-proxy.conf": "nginx-proxy.conf.j2",
+        CATCH_ALL: "nginx-catch-all.conf.j2",
+        CATCH_ALL_TLS: "nginx-catch-all-tls.conf.j2",
         f"systemd/{name}@.service": "app.service.j2",
         "Dockerfile": "Dockerfile.j2",
         ".dockerignore": "dockerignore.j2",
         "compose.yaml": "compose.yaml.j2",
     }
+
+
+def managed_files(config: Config) -> list[tuple[str, str]]:
+    """(path on the host, key in render()'s output) of every config file setup and push install.
+
+    The systemd unit comes first, then the Nginx files. A key missing from a render's output (the
+    TLS default server while HTTPS is not served) is not installed, and an installed copy is kept.
+    """
+    paths = paths_for(config)
+    name = config.app.name
+    headers, proxy = f"{name}-security-headers.conf", f"{name}-proxy.conf"
+    return [
+        (f"/etc/systemd/system/{paths.unit_template}", f"systemd/{name}@.service"),
+        (paths.nginx_site, f"nginx/{name}.conf"),
+        (f"{paths.nginx_snippets}/{headers}", f"nginx/snippets/{headers}"),
+        (f"{paths.nginx_snippets}/{proxy}", f"nginx/snippets/{proxy}"),
+        (paths.nginx_catch_all, CATCH_ALL),
+        (paths.nginx_catch_all_tls, CATCH_ALL_TLS),
+    ]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -295,4 +325,7 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     env = _environment(project_dir)
     ctx = context(config, facts or HostFacts())
     ctx["requirement_files"] = _requirement_files(config, project_dir)
-    return {path: env.get_template(template).render(ctx) for path, template in output_files(config).items()}
+    templates = output_files(config)
+    if not ctx["serve_https"]:
+        del templates[CATCH_ALL_TLS]
+    return {path: env.get_template(template).render(ctx) for path, template in templates.items()}

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from deploy.commands import layout_for
 from deploy.config import TLS, Config
 from deploy.plan import Action, Command, Step, Upload
-from deploy.render import paths_for
+from deploy.render import managed_files, paths_for
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -541,17 +541,8 @@ def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetim
 
 
 def site_files(config: Config, rendered: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(path on the host, text) of the Nginx site and its snippets, from `render()`'s output."""
-    paths = paths_for(config)
-    name = config.app.name
-    return [
-        (paths.nginx_site, rendered[f"nginx/{name}.conf"]),
-        (
-            f"{paths.nginx_snippets}/{name}-security-headers.conf",
-            rendered[f"nginx/snippets/{name}-security-headers.conf"],
-        ),
-        (f"{paths.nginx_snippets}/{name}-proxy.conf", rendered[f"nginx/snippets/{name}-proxy.conf"]),
-    ]
+    """(path on the host, text) of the Nginx site, its snippets and the default servers (render's output)."""
+    return [(path, rendered[key]) for path, key in managed_files(config)[1:] if key in rendered]
 
 
 def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str) -> Step:
@@ -566,7 +557,7 @@ def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str)
             description="enable the site",
             sudo=True,
         ),
-        # Debian's own default site claims default_server on port 80, as the rendered site does.
+        # Debian's own default site claims default_server on port 80, as deploy's catch-all does.
         Command(
             ("rm", "-f", "/etc/nginx/sites-enabled/default"),
             description="disable Debian's default site",

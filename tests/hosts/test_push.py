@@ -7,6 +7,7 @@ failure, concurrent pushes, SIGKILL, zero failed requests.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -203,3 +204,44 @@ def test_dry_run_prints_commands_and_diffs_and_changes_nothing(project: Project)
     assert versions(project) == before
     status = project.deploy("status", check=True)
     assert "healthy" in status.stdout and "lock     free" in status.stdout
+
+
+def test_a_second_app_shares_the_hosts(project: Project, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Another app (its own name, user and domain) set up and pushed onto the same hosts: each name
+    reaches its own app, other names are still dropped, and neither app's setup or push undoes the
+    other's (the catch-all default servers they share render the same for both)."""
+    notes = make_project(tmp_path_factory.mktemp("notes-project"), project.hosts)
+    text = (notes.path / "deploy.yaml").read_text(encoding="utf-8")
+    text = text.replace("name: flaskr", "name: notes").replace("user: flaskr", "user: notes")
+    (notes.path / "deploy.yaml").write_text(text.replace("[flaskr.test]", "[notes.test]"), encoding="utf-8")
+    notes.set_version("n1")
+    flaskr_before = versions(project)
+    notes.deploy("setup", check=True)
+    assert "is live on" in notes.deploy("push", check=True).stdout
+
+    def answer(address: str, host: str) -> tuple[int, str] | str:
+        conn = http.client.HTTPConnection(address, 80, timeout=5)
+        try:
+            conn.request("GET", "/health", headers={"Host": host})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        except (http.client.HTTPException, OSError) as exc:
+            return type(exc).__name__
+        finally:
+            conn.close()
+
+    for address in addresses(project):
+        status, body = answer(address, "notes.test")
+        assert status == 200 and json.loads(body)["version"] == "n1"
+        assert answer(address, "unknown.test") == "RemoteDisconnected"  # 444 from the shared catch-all
+    assert versions(project) == flaskr_before
+    # The first app pushes again (its pending site change from the dry-run test included) ...
+    project.deploy("push", check=True)
+    assert versions(project) == ["v10"] * 3
+    for address in addresses(project):
+        status, body = answer(address, "notes.test")
+        assert status == 200 and json.loads(body)["version"] == "n1"
+    # ... and leaves nothing for the second app's setup to put back.
+    again = notes.deploy("setup", check=True)
+    for address in addresses(project):
+        assert f"{address}: already set up; nothing changed" in again.stdout

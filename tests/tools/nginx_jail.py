@@ -91,6 +91,7 @@ http {
     default_type application/octet-stream;
     sendfile on;
     access_log /var/log/nginx/access.log;
+    include /etc/nginx/conf.d/*.conf;
     include /etc/nginx/sites-enabled/*.conf;
 }
 """
@@ -98,16 +99,15 @@ http {
 
 def install(spec: dict[str, Any]) -> None:
     """Put the rendered files where deploy setup puts them on a Debian host."""
-    app = spec["app"]
     enabled = Path("/etc/nginx/sites-enabled")
     shutil.rmtree(enabled)  # only Debian's default site lives there (removed by deploy setup too)
     enabled.mkdir()
-    files: dict[str, str] = spec["files"]
-    (enabled / f"{app}.conf").write_text(files[f"nginx/{app}.conf"])
-    snippets = Path("/etc/nginx/snippets")
-    for path, text in files.items():
-        if path.startswith("nginx/snippets/"):
-            (snippets / Path(path).name).write_text(text)
+    # This app's files, then those of other apps on the same host ("others": [[name, files], ...]).
+    for app, files in [[spec["app"], spec["files"]], *spec.get("others", [])]:
+        (enabled / f"{app}.conf").write_text(files[f"nginx/{app}.conf"])
+        for path, text in files.items():
+            if path.startswith(("nginx/snippets/", "nginx/conf.d/")):
+                Path("/etc/nginx", *Path(path).parts[1:]).write_text(text)
     Path("/etc/nginx/deploy-test.conf").write_text(WRAPPER)
     if spec.get("certificate"):
         self_signed(spec["certificate"], spec["certificate_key"], spec["domains"])

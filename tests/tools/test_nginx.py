@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ def jail(
     *,
     live: bool = False,
     requests: dict[str, dict[str, Any]] | None = None,
+    others: Sequence[Config] = (),
 ) -> dict[str, Any]:
-    """Install the rendered site in a private namespace; nginx -t, gixy and optional requests."""
+    """Install the rendered site (and `others`' sites: more apps on the same host) in a private
+    namespace; nginx -t, gixy and optional requests."""
     paths = paths_for(cfg)
     https = cfg.server.tls is not False and facts.has_certificate is not False
     spec = {
@@ -63,6 +66,7 @@ def jail(
         "project": str(FLASKR),
         "wsgi": cfg.app.wsgi,
         "requests": requests or {},
+        "others": [[other.app.name, render(other, facts)] for other in others],
     }
     (tmp_path / "scratch").mkdir()
     (tmp_path / "spec.json").write_text(json.dumps(spec))
@@ -186,3 +190,30 @@ def test_nginx_1_25_rendering_passes_gixy(tmp_path: Path) -> None:
     result = jail(tmp_path, flaskr(), HostFacts(nginx_version="1.26.2"))
     assert "http2" in result["nginx_t"]["output"]  # 1.22 really does not know `http2 on;`
     assert_checks_pass(result, nginx_t=False)
+
+
+def test_two_apps_share_one_nginx(tmp_path: Path) -> None:
+    """A second app (HTTP only) beside the example (HTTPS): each name reaches its own site, the
+    shared catch-all servers still drop every other name, and nginx -t passes without a warning."""
+    notes = load_text(
+        "app: {name: notes, wsgi: 'notes:app'}\nserver: {domains: [notes.example.org], tls: false}\n",
+        "deploy.yaml",
+        None,
+    )
+    requests = {
+        "flaskr": {"port": 443, "path": "/", "host": "flaskr.example.com", "tls": True},
+        "flaskr_http": {"port": 80, "path": "/", "host": "flaskr.example.com", "tls": False},
+        # notes' Gunicorn is not running here: a 502 from its site shows the name reached it.
+        "notes": {"port": 80, "path": "/", "host": "notes.example.org", "tls": False},
+        "other_http": {"port": 80, "path": "/", "host": "evil.example", "tls": False},
+        "other_https": {"port": 443, "path": "/", "host": "evil.example", "tls": True},
+    }
+    result = jail(tmp_path, flaskr(), HostFacts(), live=True, requests=requests, others=[notes])
+    assert_checks_pass(result)
+    answers = result["requests"]
+    assert answers["flaskr"]["status"] == 200 and "flaskr" in answers["flaskr"]["body"].lower()
+    assert answers["flaskr_http"]["status"] == 301
+    assert answers["notes"]["status"] == 502
+    assert headers(answers["notes"]).keys() >= SECURITY_HEADERS
+    assert answers["other_http"]["error"] == "RemoteDisconnected"
+    assert answers["other_https"]["error"] == "SSLError"

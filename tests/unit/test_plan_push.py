@@ -24,7 +24,7 @@ from deploy.pushplan import (
     rollback_target,
     setup_plan,
 )
-from deploy.render import render
+from deploy.render import managed_files, render
 from deploy.rollout import Rollout, batches
 
 pytestmark = pytest.mark.unit
@@ -55,14 +55,7 @@ def artifact(code: bytes = b"print('v1')\n") -> Artifact:
 
 def state(host: str, rendered: dict[str, str], **changes: object) -> HostState:
     """A host that `deploy setup` prepared, with no release yet."""
-    files = {
-        UNIT: rendered["systemd/shop@.service"],
-        "/etc/nginx/sites-available/shop.conf": rendered["nginx/shop.conf"],
-        "/etc/nginx/snippets/shop-security-headers.conf": rendered[
-            "nginx/snippets/shop-security-headers.conf"
-        ],
-        "/etc/nginx/snippets/shop-proxy.conf": rendered["nginx/snippets/shop-proxy.conf"],
-    }
+    files = {path: rendered[key] for path, key in managed_files(CONFIG) if key in rendered}
     env_sha = hashlib.sha256(env_file_content(SECRETS)).hexdigest()
     base = HostState(
         host=host,
@@ -105,15 +98,7 @@ def states(**changes: object) -> dict[str, HostState]:
 
 
 def _blank() -> dict[str, str]:
-    return {
-        k: ""
-        for k in (
-            "systemd/shop@.service",
-            "nginx/shop.conf",
-            "nginx/snippets/shop-security-headers.conf",
-            "nginx/snippets/shop-proxy.conf",
-        )
-    }
+    return {key: "" for _, key in managed_files(CONFIG)}
 
 
 def lines(plan_steps: object) -> list[str]:
@@ -294,6 +279,32 @@ def test_setup_on_a_prepared_host_changes_nothing_and_never_shows_secrets() -> N
     recorder = Recorder()
     recorder.run_step("web1", plan.steps[1])
     assert "s3cret" not in " ".join(recorder.lines()) and "(secret)" in recorder.lines()[0]
+
+
+def test_a_host_set_up_before_the_shared_catch_all_gets_it_with_its_site_in_one_nginx_test() -> None:
+    """Older sites claimed default_server themselves: the new site and the catch-all that takes the
+    claim over are written in the same step, before one `nginx -t`, so no state between them is tested."""
+    hosts = served_state()
+    rendered = rendered_map(hosts)["web1"]
+    old_site = rendered["nginx/shop.conf"] + "server {\n    listen 80 default_server;\n    return 444;\n}\n"
+    files = dict(hosts["web1"].files)
+    files["/etc/nginx/sites-available/shop.conf"] = old_site
+    del files["/etc/nginx/conf.d/deploy-catch-all.conf"]
+    upgraded = {"web1": replace(hosts["web1"], files=files)}
+    owners = dict(upgraded["web1"].owners)
+    from deploy.pushplan import _dirs
+
+    for path, owner, group, mode in _dirs(CONFIG):
+        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
+    ready = {"web1": replace(upgraded["web1"], owners=owners)}
+    plan = setup_plan(CONFIG, ready, rendered_map(ready), SECRETS)
+    assert [s.name for s in plan.steps] == ["nginx"]
+    written, test = lines(plan.steps)[:-1], lines(plan.steps)[-1]
+    assert written == [
+        "write /etc/nginx/sites-available/shop.conf",
+        "write /etc/nginx/conf.d/deploy-catch-all.conf",
+    ]
+    assert "nginx -t" in test and "reload" in test
 
 
 def test_env_file_escapes_values_and_refuses_line_breaks() -> None:

@@ -12,7 +12,7 @@ import pytest
 from deploy.config import Config
 from deploy.facts import HostFacts
 from deploy.loader import ConfigError, load, load_text
-from deploy.render import paths_for, render
+from deploy.render import CATCH_ALL, CATCH_ALL_TLS, paths_for, render
 
 pytestmark = pytest.mark.unit
 
@@ -113,7 +113,8 @@ def test_golden_files(path: Path) -> None:
     [("1.22.1", False), ("1.24.0", False), ("1.25.0", False), ("1.25.1", True), ("1.27.3", True)],
 )
 def test_http2_directive_fits_the_nginx_version(version: str, http2_on: bool) -> None:
-    text = site(config(), HostFacts(nginx_version=version))
+    files = render(config(), HostFacts(nginx_version=version))
+    text = files["nginx/flaskr.conf"] + files[CATCH_ALL_TLS]
     listens = re.findall(r"^\s*listen\s+[^;]*443[^;]*;", text, re.M)
     assert len(listens) == 4  # catch-all and site, IPv4 and IPv6
     if http2_on:
@@ -148,13 +149,34 @@ def test_https_site_tls_settings_and_redirect() -> None:
 
 
 def test_catch_all_servers_answer_nothing() -> None:
-    text = site(config())
-    defaults = [b for b in blocks(text, "server") if "default_server" in b]
-    assert len(defaults) == 2
-    assert "return 444;" in defaults[0] and "listen 80 default_server;" in defaults[0]
-    assert "ssl_reject_handshake on;" in defaults[1] and "return 421;" in defaults[1]
-    old = site(config(), HostFacts(nginx_version="1.18.0"))  # no ssl_reject_handshake before 1.19.4
-    assert "ssl_reject_handshake" not in old and old.count("return 444;") == 2
+    files = render(config())
+    assert "default_server" not in files["nginx/flaskr.conf"]  # so that several apps can share a host
+    (http,) = blocks(files[CATCH_ALL], "server")
+    assert "return 444;" in http and "listen 80 default_server;" in http
+    assert "listen [::]:80 default_server;" in http
+    (https,) = blocks(files[CATCH_ALL_TLS], "server")
+    assert "listen 443 ssl http2 default_server;" in https
+    assert "ssl_reject_handshake on;" in https and "return 421;" in https and "ssl_certificate" not in https
+    old = render(config(), HostFacts(nginx_version="1.18.0"))  # no ssl_reject_handshake before 1.19.4
+    assert "ssl_reject_handshake" not in old[CATCH_ALL_TLS] and "return 444;" in old[CATCH_ALL_TLS]
+    assert "ssl_certificate /etc/letsencrypt/live/flaskr.example.com/fullchain.pem;" in old[CATCH_ALL_TLS]
+
+
+def test_the_tls_catch_all_comes_with_https_only() -> None:
+    before_certificate = render(config(), HostFacts(has_certificate=False))
+    assert CATCH_ALL in before_certificate and CATCH_ALL_TLS not in before_certificate
+    plain = render(config(FLASKR.replace("tls: {email: ops@example.com}", "tls: false")))
+    assert CATCH_ALL_TLS not in plain and "443" not in plain[CATCH_ALL]
+
+
+def test_every_app_renders_the_same_catch_all_files() -> None:
+    """Several apps on one host each install the shared default servers: the files must not differ."""
+    other = FLASKR.replace("name: flaskr", "name: notes").replace("user: flaskr", "user: notes")
+    other = other.replace("flaskr.example.com, www.flaskr.example.com", "notes.example.org")
+    mine, theirs = render(config()), render(config(other))
+    assert mine[CATCH_ALL] == theirs[CATCH_ALL] and mine[CATCH_ALL_TLS] == theirs[CATCH_ALL_TLS]
+    assert "flaskr" not in mine[CATCH_ALL] + mine[CATCH_ALL_TLS]
+    assert mine["nginx/flaskr.conf"] != theirs["nginx/notes.conf"]
 
 
 def test_every_block_that_adds_headers_includes_the_security_headers() -> None:
