@@ -36,7 +36,8 @@ class Context:
     import_app: bool = False
     #: The WSGI target to import when there is no deploy.yaml (`pkg:create_app()`).
     app_spec: str | None = None
-    #: The interpreter for --import (the project's virtualenv); None: .venv/venv of the project, or ours.
+    #: The interpreter for --import (the project's virtualenv); None: .venv/venv of the project, the
+    #: activated virtualenv, or ours.
     python: str | None = None
     #: --live: the environment whose hosts to visit.
     live: bool = False
@@ -65,12 +66,16 @@ class Context:
             )
         python = self.python
         if python is None:
-            from deploy.inspect_app import project_python
+            from deploy.inspect_app import active_python, project_python
 
             found = project_python(self.root)
-            python = str(found) if found is not None else None
+            active = active_python() if found is None else None
+            chosen = found or active
+            python = str(chosen) if chosen is not None else None
             if found is not None:
                 self.notes.append(f"--import used the project's virtualenv: {found}")
+            elif active is not None:
+                self.notes.append(f"--import used the activated virtualenv ($VIRTUAL_ENV): {active}")
         else:
             self.notes.append(f"--import used {python}")
         loaders = self.project.calls_named("load_dotenv", "read_env", "find_dotenv")

@@ -57,7 +57,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "python",
     metavar="PATH",
     help="The interpreter for --import (the project's virtualenv); default: PATH/.venv or PATH/venv if "
-    "present, else deploy's own.",
+    "present, else the activated virtualenv ($VIRTUAL_ENV), else deploy's own.",
 )
 @click.option(
     "--live", is_flag=True, help="Also check the hosts over SSH and the site over HTTPS (needs -e ENV)."

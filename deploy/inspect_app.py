@@ -124,9 +124,25 @@ def production_environment(
 def project_python(root: Path) -> Path | None:
     """The interpreter of the project's own virtualenv (.venv or venv), if there is one."""
     for folder in (".venv", "venv"):
-        for candidate in (root / folder / "bin" / "python", root / folder / "Scripts" / "python.exe"):
-            if candidate.is_file():
-                return candidate
+        found = _venv_python(root / folder)
+        if found is not None:
+            return found
+    return None
+
+
+def active_python() -> Path | None:
+    """The interpreter of the activated virtualenv ($VIRTUAL_ENV) when it is not deploy's own (deploy
+    installed with pipx or system-wide, the project's environment activated elsewhere)."""
+    active = os.environ.get("VIRTUAL_ENV")
+    if not active or Path(active).resolve() == Path(sys.prefix).resolve():
+        return None
+    return _venv_python(Path(active))
+
+
+def _venv_python(folder: Path) -> Path | None:
+    for candidate in (folder / "bin" / "python", folder / "Scripts" / "python.exe"):
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -237,7 +253,7 @@ def _hint(error: str, kind: str, placeholders: tuple[str, ...], python: str | No
     if kind in ("ModuleNotFoundError", "ImportError") and python is None:
         return (
             "a package is missing from deploy's own Python: run with --python PATH/TO/VENV/bin/python "
-            "(or create the project's .venv)"
+            "(or create the project's .venv, or activate its virtualenv)"
         )
     named = [p for p in placeholders if p in error]
     if named:

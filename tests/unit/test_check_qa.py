@@ -233,6 +233,36 @@ def test_import_runs_on_a_copy_without_dotenv_and_leaves_no_files(
     assert not (root / "logs").exists()
 
 
+def test_import_uses_the_activated_virtualenv_when_the_project_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy installed apart (pipx, system-wide) and the project's environment activated elsewhere."""
+    import subprocess
+    import sys
+
+    root = project(tmp_path / "app", {"app.py": _import_app("")}, base=False)
+    active = tmp_path / "envs" / "app"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(active)],
+        check=True,
+        timeout=120,
+    )
+    # A module only the activated environment has: the import fails with deploy's own Python.
+    site = next(active.glob("lib/python*/site-packages"))
+    (site / "only_in_active_env.py").write_text("VALUE = 1\n")
+    (root / "app.py").write_text("import only_in_active_env\n" + (root / "app.py").read_text())
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    without = check(root, IMPORT_IDS, config=CONFIG, import_app=True)
+    assert not any("virtualenv" in note for note in without.notes)
+    assert "No module named 'only_in_active_env'" in found(without)["DEP006"][0]
+    monkeypatch.setenv("VIRTUAL_ENV", str(active))
+    report = check(root, IMPORT_IDS, config=CONFIG, import_app=True)
+    assert found(report) == {}
+    python = active / "bin" / "python"
+    assert f"--import used the activated virtualenv ($VIRTUAL_ENV): {python}" in report.notes
+
+
 def test_import_uses_the_projects_virtualenv_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
