@@ -346,7 +346,7 @@ def setup(
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     from deploy.executor import each
-    from deploy.pushplan import setup_plan
+    from deploy.pushplan import PlanError, setup_plan
 
     config, project = _load(config_path, environment)
     printer = Printer(as_json)
@@ -361,7 +361,10 @@ def setup(
         if not dry_run:
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
-        plan = setup_plan(config, states, _render(config, states, project), secrets)
+        try:
+            plan = setup_plan(config, states, _render(config, states, project), secrets)
+        except PlanError as exc:
+            fail(f"nothing was changed: {exc}", 1)
         if dry_run:
             if not plan.steps:
                 printer.say("dry run: every host is already set up; nothing would change")

@@ -27,7 +27,7 @@ class HostFacts:
 
 #: The fact-gathering program; its one argument is a JSON object naming what to look at.
 PROBE = r"""
-import fcntl, glob, hashlib, json, os, platform, pwd, grp, subprocess, sys
+import fcntl, glob, hashlib, json, os, platform, pwd, grp, re, subprocess, sys
 want = json.loads(sys.argv[1])
 out = {}
 def run(*argv):
@@ -70,7 +70,22 @@ wheels = sorted(glob.glob("/usr/share/python-wheels/pip-*.whl"))
 out["pip_wheel"] = wheels[-1] if wheels else None
 rc, text = run("nginx", "-v")
 out["nginx_version"] = text.rsplit("/", 1)[-1].split()[0] if rc == 0 and "/" in text else None
-out["nginx_ok"] = run("nginx", "-t", "-q")[0] == 0 if want.get("nginx_test") else None
+out["nginx_ok"] = None
+if want.get("nginx_test"):
+    # nginx -T tests the configuration like -t and prints every file it read: the names each serves.
+    rc, text = run("nginx", "-T")
+    out["nginx_ok"] = rc == 0
+    names, source = {}, None
+    for part in re.split(r"^# configuration file (.+):$", text, flags=re.M)[1:]:
+        if source is None:
+            source = part
+            continue
+        body = re.sub(r"#[^\n]*", "", part)
+        found = [n for m in re.findall(r"\bserver_name\s+([^;]+);", body) for n in m.split()]
+        if found:
+            names[source] = sorted(set(names.get(source, []) + found))
+        source = None
+    out["nginx_server_names"] = names
 rc, text = run("systemctl", "--version")
 words = text.split()
 out["systemd_version"] = int(words[1]) if rc == 0 and len(words) > 1 and words[1].isdigit() else None
@@ -212,6 +227,8 @@ class HostState:
     has_certificate: bool | None = None
     #: Whether `nginx -t` passed (None: not tested).
     nginx_ok: bool | None = None
+    #: The names each Nginx configuration file serves (`server_name`), from `nginx -T` (setup only).
+    nginx_server_names: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def facts(self) -> HostFacts:
@@ -330,4 +347,5 @@ def parse_state(host: str, text: str) -> HostState:
         ),
         has_certificate=data.get("has_certificate"),
         nginx_ok=data.get("nginx_ok"),
+        nginx_server_names=dict(data.get("nginx_server_names") or {}),
     )

@@ -249,10 +249,29 @@ def setup_plan(
     secrets: Mapping[str, str],
 ) -> Plan:
     """Prepare every host; an empty plan means every host is already set up."""
+    clashes = [clash for state in states.values() for clash in domain_clashes(config, state)]
+    if clashes:
+        raise PlanError(
+            "another Nginx site serves this app's domains, and Nginx answers a name from one site only "
+            "(the first it reads). Give each app its own server.domains, or remove the other site:\n  "
+            + "\n  ".join(clashes)
+        )
     steps: list[Step] = []
     for host, state in states.items():
         steps += setup_steps(config, state, rendered[host], secrets)
     return Plan(tuple(steps))
+
+
+def domain_clashes(config: Config, state: HostState) -> list[str]:
+    """Another Nginx site on the host (another app, or one not made by deploy) serving our domains."""
+    layout = layout_for(config)
+    ours = {layout.sites_enabled, layout.paths.nginx_site}
+    out = []
+    for path, names in sorted(state.nginx_server_names.items()):
+        both = [d for d in config.server.domains if d in names]
+        if both and path not in ours:
+            out.append(f"{state.host}: {path} already serves {', '.join(both)}")
+    return out
 
 
 def require_setup(config: Config, state: HostState) -> None:

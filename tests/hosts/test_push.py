@@ -245,3 +245,13 @@ def test_a_second_app_shares_the_hosts(project: Project, tmp_path_factory: pytes
     again = notes.deploy("setup", check=True)
     for address in addresses(project):
         assert f"{address}: already set up; nothing changed" in again.stdout
+    # A third app that claims the example's domain is refused before anything changes.
+    (notes.path / "deploy.yaml").write_text(
+        text.replace("name: notes", "name: clash").replace("user: notes", "user: clash"), encoding="utf-8"
+    )
+    clash = notes.deploy("setup")
+    assert clash.returncode == 1 and "nothing was changed" in clash.stderr
+    first = project.hosts[0].address
+    assert f"{first}: /etc/nginx/sites-enabled/flaskr.conf already serves flaskr.test" in clash.stderr
+    assert "sites-enabled/notes.conf" not in clash.stderr  # notes serves notes.test only
+    assert versions(project) == ["v10"] * 3

@@ -307,6 +307,25 @@ def test_a_host_set_up_before_the_shared_catch_all_gets_it_with_its_site_in_one_
     assert "nginx -t" in test and "reload" in test
 
 
+def test_setup_refuses_a_domain_another_nginx_site_on_the_host_serves() -> None:
+    hosts = served_state()
+    names = {
+        "/etc/nginx/sites-enabled/shop.conf": ["shop.example.com"],  # this app's own site: fine
+        "/etc/nginx/conf.d/deploy-catch-all.conf": ["_"],
+        "/etc/nginx/sites-enabled/blog.conf": ["blog.example.com", "www.blog.example.com"],
+    }
+    ours = {"web1": replace(hosts["web1"], nginx_server_names=names)}
+    setup_plan(CONFIG, ours, rendered_map(ours), SECRETS)  # no clash: no error
+    names["/etc/nginx/sites-enabled/old-shop.conf"] = ["shop.example.com", "old.example.com"]
+    clash = {"web1": replace(hosts["web1"], nginx_server_names=names)}
+    with pytest.raises(PlanError) as error:
+        setup_plan(CONFIG, clash, rendered_map(clash), SECRETS)
+    assert str(error.value).startswith("another Nginx site serves this app's domains")
+    assert str(error.value).endswith(
+        ":\n  web1: /etc/nginx/sites-enabled/old-shop.conf already serves shop.example.com"
+    )
+
+
 def test_env_file_escapes_values_and_refuses_line_breaks() -> None:
     assert env_file_content({"A": 'x"y\\z'}).endswith(b'A="x\\"y\\\\z"\n')
     with pytest.raises(PlanError, match="line break"):
