@@ -458,9 +458,10 @@ def _finish(
     max_failures: int,
 ) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure."""
+    from deploy.applog import is_traceback
     from deploy.commands import layout_for
     from deploy.executor import each
-    from deploy.rollout import Rollout, history_commands, hook_environment
+    from deploy.rollout import DIAGNOSED_STEPS, Rollout, history_commands, hook_environment
 
     layout = layout_for(config)
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
@@ -505,9 +506,13 @@ def _finish(
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
         if failure.log:
-            lines.append(
-                "  last lines of the app's log:\n    " + "\n    ".join(failure.log.splitlines()[-15:])
-            )
+            shown = failure.log.splitlines()
+            if failure.step in DIAGNOSED_STEPS and is_traceback(failure.log):
+                title = "the app's traceback, from its log since the slot started"
+            else:
+                title = "last lines of the app's log"
+                shown = shown[-15:]
+            lines.append(f"  {title}:\n    " + "\n    ".join(shown))
     if outcome.completed:
         lines.append(
             f"release {plan.release} is live on {', '.join(outcome.switched)}; "
