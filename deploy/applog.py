@@ -11,6 +11,7 @@ gunicorn.conf.py of the project's own), the first Python traceback stands in for
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: The line templates/gunicorn.conf.py.j2 writes above the traceback of an app that cannot be imported.
@@ -20,6 +21,8 @@ TRACEBACK = "Traceback (most recent call last):"
 _SHORT_UNIX = re.compile(r"^\d+(?:\.\d+)? \S+ [^\s\[\]]+(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$")
 #: A log record of Gunicorn ("[2026-11-24 13:31:52 +0000] [273] [INFO] ...") or of Python's logging.
 _RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]")
+#: Secret values shorter than this are not searched for (they would match ordinary text).
+MIN_SECRET_LENGTH = 6
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,11 @@ def is_traceback(shown: str) -> bool:
     """Whether `excerpt` found a traceback (else it gave the last lines)."""
     first = shown.split("\n", 1)[0].strip()
     return bool(IMPORT_FAILED.match(first)) or first == TRACEBACK
+
+
+def redact(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with each secret's value (of MIN_SECRET_LENGTH characters or more) replaced by its name."""
+    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
+        if len(value) >= MIN_SECRET_LENGTH:
+            text = text.replace(value, f"<{name}>")
+    return text

@@ -1,10 +1,10 @@
-"""What a failed push shows of the slot's log: the app's traceback (deploy.applog)."""
+"""What a failed push shows of the slot's log: the app's traceback (deploy.applog), secrets redacted."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy.applog import excerpt, is_traceback
+from deploy.applog import excerpt, is_traceback, redact
 
 pytestmark = pytest.mark.unit
 
@@ -107,3 +107,10 @@ def test_a_long_traceback_keeps_its_start_and_its_end() -> None:
     assert len(shown) == 60
     assert shown[:2] == block[:2] and shown[-1] == "  RuntimeError: deep"
     assert shown[2] == "    ... (44 lines left out)" and shown[3:] == block[-57:]  # 103 = 2 + 44 + 57
+
+
+def test_redact_replaces_secret_values_with_their_names() -> None:
+    secrets = {"SECRET_KEY": "k3y-0123456789", "DB_PASSWORD": "hunter2-longer", "PIN": "12345"}
+    text = "RuntimeError: login failed with hunter2-longer (key k3y-0123456789), line 12345"
+    shown = redact(text, secrets)
+    assert shown == "RuntimeError: login failed with <DB_PASSWORD> (key <SECRET_KEY>), line 12345"
