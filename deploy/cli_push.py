@@ -459,11 +459,17 @@ def _finish(
     started: float,
     batch: str | None,
     max_failures: int,
+    secrets: Mapping[str, str],
 ) -> None:
-    """Run the rollout with hooks, write the audit log, report, exit non-zero on failure."""
+    """Run the rollout with hooks, write the audit log, report, exit non-zero on failure.
+
+    What a failure quotes from a host (a command's output, the app's log) is shown with the values
+    of `secrets` replaced by their names.
+    """
+    from deploy.applog import is_traceback, redact
     from deploy.commands import layout_for
     from deploy.executor import each
-    from deploy.rollout import Rollout, history_commands, hook_environment
+    from deploy.rollout import DIAGNOSED_STEPS, Failure, Rollout, history_commands, hook_environment
 
     layout = layout_for(config)
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
@@ -478,6 +484,9 @@ def _finish(
     except KeyboardInterrupt:
         interrupted = True
         outcome = rollout.outcome
+    outcome.failures = [
+        Failure(f.host, f.step, redact(f.reason, secrets), redact(f.log, secrets)) for f in outcome.failures
+    ]
     entries = history_commands(layout, outcome, plan, time=_now(), who=_who(), environment=environment)
     each(list(entries), lambda h: executor.run(h, entries[h], timeout=30))
     result = "ok" if outcome.ok else "failed"
@@ -508,9 +517,13 @@ def _finish(
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
         if failure.log:
-            lines.append(
-                "  last lines of the app's log:\n    " + "\n    ".join(failure.log.splitlines()[-15:])
-            )
+            shown = failure.log.splitlines()
+            if failure.step in DIAGNOSED_STEPS and is_traceback(failure.log):
+                title = "the app's traceback, from its log since the slot started"
+            else:
+                title = "last lines of the app's log"
+                shown = shown[-15:]
+            lines.append(f"  {title}:\n    " + "\n    ".join(shown))
     if outcome.completed:
         lines.append(
             f"release {plan.release} is live on {', '.join(outcome.switched)}; "
@@ -640,7 +653,7 @@ def push(
                 f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
                 f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
             )
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed)
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
 
 
 @click.command()
@@ -661,7 +674,7 @@ def rollback(
     from deploy.pushplan import PlanError, rollback_plan
 
     started = time.monotonic()
-    config, _project = _load(config_path, environment)
+    config, project = _load(config_path, environment)
     printer = Printer(as_json)
     batch = batch or config.push.batch
     failures_allowed = config.push.max_failures if max_failures is None else max_failures
@@ -687,7 +700,11 @@ def rollback(
             return
         for host_push in plan.changed_hosts:
             printer.say(f"{host_push.host}: {host_push.previous} -> {host_push.release}")
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed)
+        from deploy.loader import known_secrets
+
+        # A rollback needs no secret; those it can read are still kept out of what it prints.
+        secrets = known_secrets(config, project)
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
 
 
 # --- status, logs, exec, history, lock ---------------------------------------------------------

@@ -403,10 +403,19 @@ def health_probe(
     )
 
 
-def journal_tail(layout: Layout, slot: str, lines: int = 20) -> Command:
+#: Reads a slot's journal since the push last started it: the start step writes the slot's env file
+#: just before it restarts the unit, so earlier runs (and earlier pushes' errors) are left out.
+SLOT_LOG = (
+    'since=$(stat -c %Y -- "$1" 2>/dev/null) || since=0; '
+    'exec journalctl --no-pager --quiet -o short-unix -n "$3" --since "@$since" -u "$2"'
+)
+
+
+def slot_log(layout: Layout, slot: str, lines: int = 400) -> Command:
+    """The slot's log since its last start (each line naming its process, for `deploy.applog`)."""
     return Command(
-        ("journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", layout.unit(slot)),
-        f"the last {lines} lines of {layout.unit(slot)}'s log",
+        ("sh", "-c", SLOT_LOG, "sh", layout.slot_env(slot), layout.unit(slot), str(lines)),
+        f"{layout.unit(slot)}'s log since the push started it (at most {lines} lines)",
         sudo=True,
         check=False,
     )

@@ -441,6 +441,13 @@ def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> d
     return values
 
 
+def known_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
+    """The values of `app.secrets` that the environment or the project's .env holds; none required."""
+    dotenv = parse_dotenv(Path(project_dir) / ".env")
+    found = {name: find_secret(name, dotenv) for name in config.app.secrets}
+    return {name: value[0] for name, value in found.items() if value is not None}
+
+
 def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
     """For each secret name: where push would take it from, or '(missing)'; never the value. A key
     too weak for production (what `deploy check` reports as SEC020) says why."""

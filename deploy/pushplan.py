@@ -316,7 +316,7 @@ class HostPush:
     abort: tuple[Step, ...] = ()
     #: After a failure elsewhere, on a host that switched: back to the previous release.
     revert: tuple[Step, ...] = ()
-    #: Shown when the host fails: the last lines of the new slot's log.
+    #: Read when the host fails to start the new slot: its log since it started (see deploy.applog).
     diagnose: Command | None = None
     files_sent: int = 0
     files_deleted: int = 0
@@ -708,7 +708,7 @@ def host_push(
         finish=_finish_steps(config, layout, after, old_slot, release),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
         revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
-        diagnose=cmd.journal_tail(layout, new_slot),
+        diagnose=cmd.slot_log(layout, new_slot),
         files_sent=len(send),
         files_deleted=len(delete),
         wheels_sent=wheels_sent,
@@ -809,7 +809,7 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         finish=_finish_steps(config, layout, state, old_slot, None),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
         revert=_revert_steps(config, layout, host, old_slot, current, new_slot),
-        diagnose=cmd.journal_tail(layout, new_slot),
+        diagnose=cmd.slot_log(layout, new_slot),
     )
 
 

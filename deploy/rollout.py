@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from deploy import commands as cmd
+from deploy.applog import excerpt
 from deploy.commands import Layout
 from deploy.executor import Executor, StepResult, each
 from deploy.plan import Command, Step
@@ -45,9 +46,14 @@ def batches(hosts: list[str], batch: str | None) -> list[list[str]]:
     return [hosts[i : i + size] for i in range(0, len(hosts), size)]
 
 
+#: Steps whose failure reads the new slot's log: the app's traceback, or its last lines.
+DIAGNOSED_STEPS = ("start", "health")
+
+
 @dataclass(frozen=True)
 class Failure:
-    """Why a host failed: the step, the reason, and the last lines of the app's log."""
+    """Why a host failed: the step, the reason, and what the app's log says (see deploy.applog);
+    for a release command, its output."""
 
     host: str
     step: str
@@ -128,9 +134,10 @@ class Rollout:
         for host, failure in failures.items():
             push = self.by_host.get(host)
             log = ""
-            if push is not None and push.diagnose is not None and failure.step in ("start", "health"):
+            if push is not None and push.diagnose is not None and failure.step in DIAGNOSED_STEPS:
                 try:
                     _code, log = self.executor.run(host, push.diagnose, timeout=20)
+                    log = excerpt(log)
                 except Exception as exc:
                     log = f"(could not read the log: {exc})"
             out[host] = Failure(host, failure.step, failure.reason, log.strip())

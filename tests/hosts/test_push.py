@@ -2,7 +2,7 @@
 
 Each test continues from the state the previous one left (one sandbox for the module), so they
 run in file order: setup, first push, code push, shared data, rollback, health failure, release
-failure, concurrent pushes, SIGKILL, zero failed requests.
+failure, an app that cannot be imported, concurrent pushes, SIGKILL, zero failed requests.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -120,6 +121,33 @@ def test_failing_release_command_switches_nothing(project: Project) -> None:
     assert versions(project) == ["v3"] * 3
     project.write_config()
     project.commit("release commands fixed")
+
+
+def test_app_that_cannot_be_imported_shows_its_traceback(project: Project) -> None:
+    """The factory raises RuntimeError while Gunicorn imports it (preload_app): Gunicorn alone would
+    log only "Error: <message>". The push fails on every host, names the file and line that raised,
+    keeps the secret in the message out of its output, and the previous release keeps serving."""
+    project.write_config(release="[]")  # a release command would import the app first, and fail
+    raising = "    raise RuntimeError('model weights missing for key ' + os.environ['SECRET_KEY'])\n"
+    project.set_version("v5-unimportable", raising)
+    source = (project.path / "flaskr" / "__init__.py").read_text().splitlines()
+    line = source.index(raising.rstrip("\n")) + 1
+    result = project.deploy("push")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "the app's traceback, from its log since the slot started" in out
+    where = re.compile(
+        r'^ +File "/srv/flaskr/releases/\d{8}-\d{6}-[0-9a-f]{7}/flaskr/__init__\.py", '
+        rf"line {line}, in create_app\n {{6,}}{re.escape(raising.strip())}$",
+        re.M,
+    )
+    assert len(where.findall(out)) == 3, out  # one traceback per host
+    assert out.count("RuntimeError: model weights missing for key <SECRET_KEY>") == 3
+    assert "test-secret-key" not in out
+    assert "nothing switched for good" in out
+    assert versions(project) == ["v3"] * 3
+    project.write_config()
+    project.commit("importable again")
 
 
 def test_two_concurrent_pushes_exactly_one_proceeds(project: Project) -> None:

@@ -194,3 +194,55 @@ def test_preloaded_workers_share_the_apps_memory(tmp_path: Path) -> None:
     copied = max(int(str(a["private_kb"])) for a in serve_pooled(tmp_path, thawed, BIG_APP, count=6))
     assert copied > 30_000, copied
     assert frozen < copied / 3, (frozen, copied)
+
+
+# A factory that fails while Gunicorn imports the app. With preload_app, Gunicorn alone prints only
+# "Error: model weights missing" for a RuntimeError: no file, no line.
+BROKEN_APP = """\
+from flask import Flask
+
+
+def load_model():
+    raise RuntimeError("model weights missing")
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["MODEL"] = load_model()
+    return app
+"""
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
+def test_an_app_that_cannot_be_imported_shows_its_traceback(tmp_path: Path, preload: bool) -> None:
+    from deploy.applog import excerpt
+
+    conf = render(load(FLASKR / "deploy.yaml", None), HostFacts(cores=1))["gunicorn.conf.py"]
+    assert "preload_app = True" in conf
+    if not preload:
+        conf = conf.replace("preload_app = True", "preload_app = False")
+    (tmp_path / "gunicorn.conf.py").write_text(conf)
+    (tmp_path / "broken.py").write_text(BROKEN_APP)
+    argv = ["-c", "gunicorn.conf.py", "-b", f"unix:{tmp_path / 'app.sock'}", "broken:create_app()"]
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log
+    raising = f'    File "{tmp_path / "broken.py"}", line 5, in load_model\n'
+    assert raising + '      raise RuntimeError("model weights missing")\n' in log, log
+    assert f'    File "{tmp_path / "broken.py"}", line 10, in create_app\n' in log
+    shown = excerpt(log)
+    assert shown.startswith("deploy: the app broken:create_app() could not be loaded:\n")
+    assert raising in shown + "\n" and shown.endswith("\n  RuntimeError: model weights missing")
+    if preload:
+        # The master logs it once and stops (exit status 1), before it forks a worker.
+        assert done.returncode == 1 and log.count("Traceback") == 1 and "Booting worker" not in log
+    else:
+        # Each worker that tried logs it; the master stops with "App failed to load" (no respawns).
+        assert "App failed to load." in log

@@ -234,6 +234,23 @@ def test_push_refuses_a_host_that_was_not_set_up() -> None:
         push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build())
 
 
+def test_a_failed_start_reads_the_new_slots_log_since_the_start_step_wrote_its_env_file() -> None:
+    """Push and rollback: the log begins when the start step (re)wrote green.env, so an earlier
+    run's errors are never shown as this one's; each line names its process (short-unix)."""
+    hosts = served_state()
+    pushed = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2")).hosts[0]
+    rolled = rollback_plan(CONFIG, hosts, None).hosts[0]
+    expected = (
+        'sh -c \'since=$(stat -c %Y -- "$1" 2>/dev/null) || since=0; exec journalctl --no-pager '
+        '--quiet -o short-unix -n "$3" --since "@$since" -u "$2"\' sh /srv/shop/slots/green.env '
+        "shop@green.service 400"
+    )
+    for push in (pushed, rolled):
+        assert push.diagnose is not None and push.diagnose.line() == expected
+        assert push.diagnose.sudo and not push.diagnose.check
+        assert "write /srv/shop/slots/green.env" in lines(push.start)
+
+
 def test_rollback_goes_to_the_release_that_served_before_and_never_prunes_it() -> None:
     hosts = served_state()
     assert rollback_target(hosts["web1"]) == "20240102-000000-r1"

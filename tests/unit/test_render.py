@@ -435,6 +435,55 @@ def test_hostile_values_never_reach_a_file(text: str, key: str) -> None:
     assert any(p.key.startswith(key) for p in info.value.problems), info.value.problems
 
 
+FAILING_FACTORY = """\
+def load_model():
+    raise RuntimeError("model weights missing")
+
+
+def create_app():
+    return load_model()
+"""
+
+
+@pytest.mark.parametrize("preload", ["true", "false"])
+@pytest.mark.parametrize(("process", "status"), [("master", 1), ("worker", 4)])
+def test_an_app_that_cannot_be_imported_logs_its_traceback_then_stops(
+    preload: str,
+    process: str,
+    status: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The rendered file wraps Gunicorn's import of the app: a failure logs the whole traceback under
+    the line deploy.applog looks for, then exits (1 from the master; from a worker, Gunicorn's "App
+    failed to load", so the master stops instead of forking more workers)."""
+    import gunicorn.util
+
+    from deploy.applog import excerpt, is_traceback
+
+    monkeypatch.setattr(gunicorn.util, "import_app", gunicorn.util.import_app)  # restored afterwards
+    module = f"failing_{preload}_{process}"
+    (tmp_path / f"{module}.py").write_text(FAILING_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = render(config(extra=f"gunicorn: {{preload_app: {preload}}}\n"))["gunicorn.conf.py"]
+    namespace = gunicorn_settings(text)
+    namespace = gunicorn_settings(text)  # read twice (as on a HUP): still wrapped once
+    if process == "worker":
+        namespace["_master_pid"] = -1
+    with pytest.raises(SystemExit) as exited:
+        gunicorn.util.import_app(f"{module}:create_app()")
+    assert exited.value.code == status
+    log = capsys.readouterr().err
+    assert log.count("could not be loaded") == 1
+    assert excerpt(log) == log.rstrip("\n") and is_traceback(log)
+    assert log.startswith(f"deploy: the app {module}:create_app() could not be loaded:\n")
+    assert f'  File "{tmp_path / module}.py", line 2, in load_model\n' in log
+    assert '      raise RuntimeError("model weights missing")\n' in log
+    assert log.endswith("\n  RuntimeError: model weights missing\n")
+    assert "gunicorn.conf.py" not in log  # the wrapper's own frame is left out
+
+
 def test_gunicorns_control_socket_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy never uses gunicornc; its socket and asyncio thread would cost every slot start."""
     text = render(config())["gunicorn.conf.py"]

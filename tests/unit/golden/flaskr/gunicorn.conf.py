@@ -2,6 +2,37 @@
 # No secrets here: they reach the app through the environment (/etc/flaskr/env under systemd).
 # The socket is given on the command line (one per slot: /run/flaskr/<slot>.sock).
 import os
+import sys
+import traceback
+
+import gunicorn.util
+from gunicorn.arbiter import Arbiter
+
+# When the app cannot be imported, say why: its whole traceback, indented under one line that
+# 'deploy push' looks for in the slot's log. Gunicorn alone prints only the message of a RuntimeError
+# raised while the master imports the app (preload_app), nothing of an exit (SystemExit), and without
+# preload_app buries each worker's traceback under its own. Then the slot stops: the master exits with
+# status 1; a worker exits with Gunicorn's "App failed to load" status, which stops the master too
+# (instead of forking new workers that would fail the same way).
+_gunicorn_import_app = getattr(gunicorn.util.import_app, "__wrapped__", gunicorn.util.import_app)
+_master_pid = os.getpid()
+
+
+def _import_app(uri):
+    """Gunicorn's own import of the app, which logs the traceback when the import fails."""
+    try:
+        return _gunicorn_import_app(uri)
+    except (Exception, SystemExit) as exc:
+        # Frames from this function down; the exception's causes and context too.
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        indented = "".join("  " + line for line in text.rstrip("\n").splitlines(keepends=True))
+        sys.stderr.write(f"deploy: the app {uri} could not be loaded:\n{indented}\n")
+        sys.stderr.flush()
+        sys.exit(1 if os.getpid() == _master_pid else Arbiter.APP_LOAD_ERROR)
+
+
+_import_app.__wrapped__ = _gunicorn_import_app
+gunicorn.util.import_app = _import_app
 
 # Workers: 2 x the host's cores + 1.
 # The host's cores were not known when this was rendered, so count them where Gunicorn starts.
