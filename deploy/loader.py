@@ -401,8 +401,51 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
     try:
         config = Config.model_validate({**data, "environment": environment})
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, doc)) from None
+        problems = _problems(exc, doc)
+        # A key written in the selected overlay is named as written: environments.<name>.<key>.
+        prefix = ("environments", environment) if environment is not None else ()
+        raise ConfigError(
+            [
+                Problem(p.file, p.line, (*prefix, *p.path), p.message)
+                if prefix and (*prefix, *p.path) in doc.lines
+                else p
+                for p in problems
+            ]
+        ) from None
+    others = _other_environments(doc, environment)
+    if others:
+        raise ConfigError(others)
     return config
+
+
+def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
+    """Every other entry of environments: overlaid and validated too, so that a typo in the one for
+    production fails `deploy config` or `deploy check` in CI, not production's first push."""
+    envs = doc.data.get("environments") if isinstance(doc.data, dict) else None
+    if not isinstance(envs, dict):
+        return []
+    problems: list[Problem] = []
+    for name, overlay in envs.items():
+        prefix = ("environments", name)
+        if name == selected:
+            continue
+        if not isinstance(overlay, dict):
+            message = "expected a mapping that overlays deploy.yaml's keys"
+            problems.append(Problem(doc.file, doc.lines.get(prefix), prefix, message))
+            continue
+        # Lines of the overlay's own keys stand for the keys they overlay.
+        lines = dict(doc.lines)
+        for key_path, line in doc.lines.items():
+            if key_path[:2] == prefix and len(key_path) > 2:
+                lines[key_path[2:]] = line
+        try:
+            Config.model_validate({**_merge(doc.data, overlay), "environment": name})
+        except ValidationError as exc:
+            shadow = Document(doc.file, doc.data, lines)
+            problems += [
+                Problem(p.file, p.line, (*prefix, *p.path), p.message) for p in _problems(exc, shadow)
+            ]
+    return problems
 
 
 def find_secret(name: str, dotenv: Mapping[str, str]) -> tuple[str, str] | None:

@@ -165,7 +165,27 @@ def test_environment_overlay_merges_and_points_at_its_own_lines() -> None:
     assert config.gunicorn.workers == 2
     out = problems(text, environment="staging")
     assert out == [
-        "deploy.yaml:11: gunicorn.workers: expected 'auto' or a value greater than or equal to 1, got 0"
+        "deploy.yaml:11: environments.staging.gunicorn.workers: expected 'auto' or a value greater than "
+        "or equal to 1, got 0"
+    ]
+
+
+def test_every_environment_is_validated_whichever_is_selected() -> None:
+    """A typo in the production overlay fails `deploy config`/`check` in CI, not production's push."""
+    text = (
+        BASE
+        + "environments:\n  staging:\n    server: {hosts: [s1.example.com]}\n"
+        + "  production:\n    server:\n      hostz: [p1.example.com]\n"
+    )
+    expected = (
+        "deploy.yaml:13: environments.production.server.hostz: unknown key 'hostz'; did you mean 'hosts'?"
+    )
+    assert problems(text) == [expected]
+    assert problems(text, environment="staging") == [expected]
+    assert problems(text, environment="production") == [expected]
+    assert load_text(text.replace("hostz", "hosts")).server.hosts[0].address == "web1.example.com"
+    assert problems(BASE + "environments:\n  ci: [a]\n") == [
+        "deploy.yaml:9: environments.ci: expected a mapping of keys to values, got a list"
     ]
 
 
