@@ -135,10 +135,10 @@ def _render(config: Config, states: Mapping[str, HostState], project: Path) -> d
     return {host: render(config, state.facts, project) for host, state in states.items()}
 
 
-def _secrets(config: Config, project: Path) -> dict[str, str]:
+def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
     from deploy.loader import read_secrets
 
-    return read_secrets(config, project)
+    return read_secrets(config, project, config_path)
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
@@ -350,7 +350,7 @@ def setup(
 
     config, project = _load(config_path, environment)
     printer = Printer(as_json)
-    secrets = _secrets(config, project)
+    secrets = _secrets(config, project, config_path)
     tls_files = None
     if config.server.tls is not False:
         from deploy.cli_tls import read_tls_files
@@ -617,7 +617,7 @@ def push(
             artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
         except ArtifactError as exc:
             fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
-        secrets = _secrets(config, project)
+        secrets = _secrets(config, project, config_path)
         release = _release_id(artifact.short)
         warmup.join()
         if not dry_run:

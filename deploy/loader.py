@@ -6,6 +6,7 @@ This is the only module that reads YAML or the process environment. Every proble
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -450,15 +451,18 @@ def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
 
 def find_secret(name: str, dotenv: Mapping[str, str]) -> tuple[str, str] | None:
     """A secret's value and where push takes it from: the environment first, then the project's
-    .env (`dotenv`, from parse_dotenv); None if neither has it."""
-    if name in os.environ:
+    .env (`dotenv`, from parse_dotenv); None if neither has it. An empty value is no value: a CI
+    secret that is not defined expands to "", and must not replace the real one on every host."""
+    if os.environ.get(name):
         return os.environ[name], "the environment"
-    if name in dotenv:
+    if dotenv.get(name):
         return dotenv[name], ".env"
     return None
 
 
-def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
+def read_secrets(
+    config: Config, project_dir: str | os.PathLike[str] = ".", config_file: str = "deploy.yaml"
+) -> dict[str, str]:
     """Resolve the values of `app.secrets` from the process environment, then the project's .env."""
     dotenv = parse_dotenv(Path(project_dir) / ".env")
     values: dict[str, str] = {}
@@ -466,16 +470,24 @@ def read_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> d
     for name in config.app.secrets:
         found = find_secret(name, dotenv)
         if found is None:
-            missing.append(name)
+            sources = (("the environment", os.environ), (".env", dotenv))
+            empty = [where for where, value in sources if name in value]
+            missing.append(f"{name} (empty in {' and in '.join(empty)})" if empty else name)
         else:
             values[name] = found[0]
     if missing:
+        path: KeyPath = ("app", "secrets")
+        line = None
+        with contextlib.suppress(OSError, ConfigError):
+            lines = parse_yaml(Path(config_file).read_text(encoding="utf-8"), config_file).lines
+            overlay = ("environments", config.environment or "", *path)
+            path, line = (overlay, lines[overlay]) if overlay in lines else (path, lines.get(path))
         raise ConfigError(
             [
                 Problem(
-                    "deploy.yaml",
-                    None,
-                    ("app", "secrets"),
+                    config_file,
+                    line,
+                    path,
                     f"no value for {', '.join(missing)}: "
                     "set it in the environment or in .env (never in deploy.yaml)",
                 )

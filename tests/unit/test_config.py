@@ -221,6 +221,22 @@ def test_secrets_come_from_environment_then_dotenv(tmp_path, monkeypatch) -> Non
     assert parse_dotenv(tmp_path / "nope") == {}
 
 
+def test_an_empty_secret_is_no_secret(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`SECRET_KEY= deploy push` (a CI secret that is not defined) must not blank the key on every host."""
+    (tmp_path / "deploy.yaml").write_text(BASE)
+    config = load(tmp_path / "deploy.yaml")
+    (tmp_path / ".env").write_text("SECRET_KEY=from-dotenv\n")
+    monkeypatch.setenv("SECRET_KEY", "")
+    assert read_secrets(config, tmp_path) == {"SECRET_KEY": "from-dotenv"}  # the empty variable is skipped
+    (tmp_path / ".env").write_text("SECRET_KEY=\n")
+    with pytest.raises(ConfigError) as info:
+        read_secrets(config, tmp_path, str(tmp_path / "deploy.yaml"))
+    assert str(info.value.problems[0]) == (
+        f"{tmp_path / 'deploy.yaml'}:4: app.secrets: no value for SECRET_KEY (empty in the environment "
+        "and in .env): set it in the environment or in .env (never in deploy.yaml)"
+    )
+
+
 def test_systemd_overrides_accept_yaml_booleans() -> None:
     overrides = "{MemoryDenyWriteExecute: false, PrivateDevices: true}"
     config = load_text(BASE + f"systemd:\n  overrides: {overrides}\n")
