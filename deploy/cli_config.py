@@ -141,12 +141,29 @@ def render(
             click.echo(click.style(f"==> {path} <==", bold=True))
             click.echo(text, nl=False)
         return
+    # A folder of render's own (new, empty, or marked before) keeps itself out of git, so that the
+    # project's tree stays clean for 'deploy push' and the rendered files are never shipped.
+    marker = out_dir / ".gitignore"
+    own = not out_dir.exists() or not any(out_dir.iterdir()) or _is_ours(marker)
     for path, text in files.items():
         target = out_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         click.echo(f"wrote {target}")
+    if own:
+        marker.write_text(GITIGNORE, encoding="utf-8")
     sys.stdout.flush()
+
+
+#: The .gitignore render puts in a folder of its own: everything in it, itself included, is ignored.
+GITIGNORE = "# Written by 'deploy render': this folder stays out of git and out of every push.\n*\n"
+
+
+def _is_ours(marker: Path) -> bool:
+    try:
+        return marker.read_text(encoding="utf-8") == GITIGNORE
+    except OSError:
+        return False
 
 
 @click.command()

@@ -55,6 +55,8 @@ class Project:
     optional_secrets: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     instance: bool = False
+    #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
+    instance_dir: str = "instance"
     migrations: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -319,9 +321,10 @@ def inspect_project(root: Path) -> Project:
             project.notes.append(factory_notes[chosen.wsgi])
         _choose_static(root, project, chosen, flask_calls)
         if _import_root(root, chosen.path) != root:
+            project.instance_dir = "src/instance"
             project.notes.append(
-                "src/ layout: the package is imported from src/; install it as a project "
-                "(requirements: pyproject.toml) so the hosts can import it"
+                "src/ layout: the hosts run the app from the release with src/ on PYTHONPATH (it is not "
+                "installed), and Flask keeps its instance folder in src/instance"
             )
     _find_requirements(root, project)
     project.health = next((p for p in HEALTH_PATHS if p in routes), None)
@@ -329,7 +332,7 @@ def inspect_project(root: Path) -> Project:
         project.notes.append(
             "no /health route found: add one that returns 200, deploy's health gate probes it"
         )
-    if (root / "instance").is_dir():
+    if (root / project.instance_dir).is_dir():
         project.instance = True
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
     secret_like = {n for n in production if SECRET_NAME.search(n)}
@@ -338,7 +341,10 @@ def inspect_project(root: Path) -> Project:
     project.secrets = sorted(secret_like - optional)
     project.optional_secrets = sorted(optional)
     project.env = sorted(
-        n for n in production if not SECRET_NAME.search(n) and n not in ("FLASK_DEBUG", "FLASK_ENV")
+        n
+        for n in production
+        # LOG_LEVEL is in the env: deploy init writes.
+        if not SECRET_NAME.search(n) and n not in ("FLASK_DEBUG", "FLASK_ENV", "LOG_LEVEL")
     )
     if project.secrets:
         names = ", ".join(project.secrets)
@@ -453,7 +459,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")
         )
     if project.instance:
-        rows.append(("  shared: [instance]", "kept across releases and rollbacks"))
+        rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
     if project.migrations:
         rows.append((f'  release: ["flask --app {module} db upgrade"]', "once per push, before the switch"))
     rows += [
@@ -474,7 +480,8 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         ("  staging:", ""),
         ("    server: {hosts: [staging1.example.com]}", ""),
     ]
-    width = max(len(text) for text, _ in rows) + 2
+    # Comment-only rows (no comment column of their own) do not push the column out.
+    width = max(len(text) for text, comment in rows if comment) + 2
     lines = [
         f"# deploy.yaml for {project.name}, written by 'deploy init'. Every key: 'deploy schema', or",
         "# playbooks/full.yaml in deploy's repository.",

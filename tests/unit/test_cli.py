@@ -128,6 +128,27 @@ def test_render_writes_files(tmp_path: Path) -> None:
     } <= written
 
 
+def test_render_keeps_its_own_folder_out_of_git_but_never_the_project(tmp_path: Path) -> None:
+    """`deploy render` then `deploy push`: the default deploy-out/ must not make the tree dirty."""
+    import shutil
+
+    project = tmp_path / "app"
+    shutil.copytree(FLASKR, project, ignore=shutil.ignore_patterns("__pycache__", "instance", ".env"))
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "app"], cwd=project, check=True)
+    assert (
+        deploy("render", "-c", str(project / "deploy.yaml"), "--out", str(project / "deploy-out")).returncode
+        == 0
+    )
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+    assert status.stdout == "" and (project / "deploy-out" / "Dockerfile").is_file()
+    # A folder that already holds other files (here: the project itself) gets no .gitignore.
+    assert deploy("render", "-c", str(project / "deploy.yaml"), "--out", str(project)).returncode == 0
+    assert not (project / ".gitignore").exists() and (project / "Dockerfile").is_file()
+
+
 def test_render_rejects_a_bad_nginx_version(tmp_path: Path) -> None:
     out = deploy("render", "-c", str(FLASKR / "deploy.yaml"), "--nginx-version", "1.22; evil", "--stdout")
     assert out.returncode == 2

@@ -157,6 +157,31 @@ def test_src_layout_imports_from_src(tmp_path: Path) -> None:
     assert any("src/ layout" in note for note in found.notes)
 
 
+def test_src_layout_shares_src_instance_and_long_env_lists_keep_the_comment_column(tmp_path: Path) -> None:
+    """Flask puts a src layout's instance folder in src/instance: that is what must be shared."""
+    package = tmp_path / "src" / "notes"
+    package.mkdir(parents=True)
+    settings = ", ".join(f'os.environ.get("SETTING_NUMBER_{n}", "x")' for n in range(12))
+    (package / "__init__.py").write_text(
+        "import os\nfrom flask import Flask\n\ndef create_app():\n"
+        "    app = Flask(__name__, instance_relative_config=True)\n"
+        f"    app.config['S'] = [{settings}, os.environ.get('LOG_LEVEL', 'info')]\n    return app\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    result = run_init(tmp_path, "--domain", "notes.example.com")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "deploy.yaml").read_text()
+    assert load(tmp_path / "deploy.yaml").app.shared == ["src/instance"]
+    assert "SETTING_NUMBER_11" in text and "reads LOG_LEVEL" not in text and ", LOG_LEVEL" not in text
+    # One comment column for every commented line, set by them and not by the long comment-only line.
+    columns = {
+        line.index("  # ")
+        for line in text.splitlines()
+        if line[:1] in " abcdefghijklmnopqrstuvwxyz" and not line.lstrip().startswith("#") and "  # " in line
+    }
+    assert len(columns) == 1 and columns.pop() < 80
+
+
 def test_static_folder_and_url_from_the_flask_call(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(
         "from flask import Flask\napp = Flask(__name__, static_folder='assets', static_url_path='/s')\n"
