@@ -128,6 +128,19 @@ def _git(project: Path, *args: str) -> bytes:
     return result.stdout
 
 
+def project_identity(project: Path) -> str | None:
+    """The project's git root commits (sorted, comma-separated): the same in every clone of it, so a
+    host can tell this project's app from another project's app of the same name. None outside git,
+    and in a shallow clone (whose oldest commit there is not the root)."""
+    try:
+        if _git(project, "rev-parse", "--is-shallow-repository").strip() != b"false":
+            return None
+        roots = _git(project, "rev-list", "--max-parents=0", "HEAD").decode().split()
+    except ArtifactError:
+        return None
+    return ",".join(sorted(roots)) or None
+
+
 def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
     parts = path.split("/")
     if any(path == e or path.startswith(e.rstrip("/") + "/") for e in extra):

@@ -135,6 +135,12 @@ def _render(config: Config, states: Mapping[str, HostState], project: Path) -> d
     return {host: render(config, state.facts, project) for host, state in states.items()}
 
 
+def _project_identity(project: Path) -> str | None:
+    from deploy.artifact import project_identity
+
+    return project_identity(project)
+
+
 def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
     from deploy.loader import read_secrets
 
@@ -362,7 +368,9 @@ def setup(
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
         try:
-            plan = setup_plan(config, states, _render(config, states, project), secrets)
+            plan = setup_plan(
+                config, states, _render(config, states, project), secrets, _project_identity(project)
+            )
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         if dry_run:
@@ -624,7 +632,7 @@ def push(
             _take_locks(executor, config, printer, "push", release)
         states = _gather(executor, config)
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
-        build = Build(artifact, release, wheels, _who(), env_name)
+        build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))
         try:
             plan = push_plan(config, states, _render(config, states, project), secrets, build)
         except PlanError as exc:

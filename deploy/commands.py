@@ -41,6 +41,11 @@ class Layout:
     unit_dir: str
     sites_enabled: str
 
+    @property
+    def project_file(self) -> str:
+        """Which project deploys this app here: its git root commits, written by its first setup or push."""
+        return f"{self.state}/project"
+
     def release(self, release_id: str) -> str:
         return f"{self.paths.releases}/{release_id}"
 

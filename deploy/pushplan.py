@@ -68,7 +68,8 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         f"/etc/{config.app.name}",
     ]
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
-    files = [path for path, _ in managed_files(config)] + [f"{paths.current}/gunicorn.conf.py"]
+    files = [path for path, _ in managed_files(config)]
+    files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     certificate = None
     if config.server.tls is not False:
         from deploy.tls import certificate_files
@@ -117,12 +118,22 @@ def _sha(data: bytes) -> str:
 
 
 def config_steps(
-    config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str]
+    config: Config,
+    state: HostState,
+    rendered: Mapping[str, str],
+    secrets: Mapping[str, str],
+    project_id: str | None = None,
 ) -> tuple[Step, ...]:
-    """Install the env file, the systemd unit and the Nginx site where they differ from the host's."""
+    """Install the env file, the systemd unit and the Nginx site where they differ from the host's
+    (and, once, which project deploys the app here)."""
     layout = layout_for(config)
     host = state.host
     steps: list[Step] = []
+    if project_id and not (state.files.get(layout.project_file) or "").strip():
+        record = Upload(
+            layout.project_file, f"{project_id}\n".encode(), 0o644, "root", "root", description="project"
+        )
+        steps.append(Step("project", host, (record,)))
     env = env_file_content(secrets)
     env_owner = state.owners.get(layout.paths.env_file) or {}
     env_ok = (
@@ -204,7 +215,11 @@ def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
 
 
 def setup_steps(
-    config: Config, state: HostState, rendered: Mapping[str, str], secrets: Mapping[str, str]
+    config: Config,
+    state: HostState,
+    rendered: Mapping[str, str],
+    secrets: Mapping[str, str],
+    project_id: str | None = None,
 ) -> tuple[Step, ...]:
     """Only what differs from the host: packages, the app user, directories, env file, unit, site."""
     host = state.host
@@ -238,7 +253,7 @@ def setup_steps(
     ]
     if dir_actions:
         steps.append(Step("directories", host, tuple(dir_actions)))
-    steps += config_steps(config, state, rendered, secrets)
+    steps += config_steps(config, state, rendered, secrets, project_id)
     return tuple(steps)
 
 
@@ -247,8 +262,10 @@ def setup_plan(
     states: Mapping[str, HostState],
     rendered: Mapping[str, Mapping[str, str]],
     secrets: Mapping[str, str],
+    project_id: str | None = None,
 ) -> Plan:
     """Prepare every host; an empty plan means every host is already set up."""
+    project_identity_clashes(config, states, project_id)
     clashes = [clash for state in states.values() for clash in domain_clashes(config, state)]
     if clashes:
         raise PlanError(
@@ -258,8 +275,31 @@ def setup_plan(
         )
     steps: list[Step] = []
     for host, state in states.items():
-        steps += setup_steps(config, state, rendered[host], secrets)
+        steps += setup_steps(config, state, rendered[host], secrets, project_id)
     return Plan(tuple(steps))
+
+
+def project_identity_clashes(
+    config: Config, states: Mapping[str, HostState], project_id: str | None
+) -> None:
+    """Raise PlanError if another project already deploys an app of this name to one of the hosts
+    (a deploy.yaml copied from another project, its app.name left as it was)."""
+    if not project_id:
+        return
+    path = layout_for(config).project_file
+    mine = set(project_id.split(","))
+    others = []
+    for host, state in states.items():
+        recorded = (state.files.get(path) or "").strip()
+        if recorded and not mine & set(recorded.split(",")):
+            others.append(f"{host}: {path} names git root {recorded[:12]}; this project's: {project_id[:12]}")
+    if others:
+        raise PlanError(
+            f"another project already deploys an app named {config.app.name!r} here, and this one would "
+            "replace it (its unit, site, secrets and releases). Give this project its own app.name; if it "
+            f"really is the same app (its history was rewritten), remove {path} on those hosts:\n  "
+            + "\n  ".join(others)
+        )
 
 
 def domain_clashes(config: Config, state: HostState) -> list[str]:
@@ -359,6 +399,8 @@ class Build:
     wheels: Mapping[str, Mapping[str, bytes]]
     who: str
     environment: str
+    #: The project's identity (its git root commits, see `project_identity`); None: not checked.
+    project_id: str | None = None
 
 
 def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: list[str]) -> str:
@@ -570,7 +612,7 @@ def host_push(
     req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag)
     gunicorn_conf = rendered["gunicorn.conf.py"]
     fingerprint = _fingerprint(artifact, req_hash, gunicorn_conf, list(config.app.shared))
-    settings = config_steps(config, state, rendered, secrets)
+    settings = config_steps(config, state, rendered, secrets, build.project_id)
     old_slot = state.live_slot
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
@@ -739,6 +781,7 @@ def push_plan(
     build: Build,
 ) -> PushPlan:
     """The whole push: each host's part, and the release commands on the first changed host."""
+    project_identity_clashes(config, states, build.project_id)
     hosts = tuple(host_push(config, state, rendered[host], secrets, build) for host, state in states.items())
     changed = [h for h in hosts if not h.unchanged]
     release_steps: tuple[Step, ...] = ()

@@ -135,14 +135,20 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         ["git", "-c", "user.email=test@example.com", "-c", "user.name=test", *args],
         cwd=cwd,
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **env} if env else None,
     ).stdout
+
+
+#: The example's first commit, the same in every project made here: they are clones of one project
+#: (its git root commit is its identity on a host), as the example app is one app.
+ROOT_COMMIT_DATE = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
 
 def make_project(root: Path, hosts: list[SandboxHost]) -> Project:
@@ -150,6 +156,8 @@ def make_project(root: Path, hosts: list[SandboxHost]) -> Project:
     shutil.copytree(EXAMPLE, path, ignore=shutil.ignore_patterns("__pycache__", "instance", ".env"))
     (path / ".gitignore").write_text(".env\ninstance/\n__pycache__/\n", encoding="utf-8")
     git(path, "init", "-q")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "the example app", env=ROOT_COMMIT_DATE)
     project = Project(path, hosts)
     project.write_config()
     project.set_version("v1")

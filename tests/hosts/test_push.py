@@ -23,6 +23,7 @@ from tests.hosts.pushkit import (
     Project,
     addresses,
     get,
+    git,
     make_project,
     private_sandbox,
     versions,
@@ -283,3 +284,22 @@ def test_a_second_app_shares_the_hosts(project: Project, tmp_path_factory: pytes
     assert f"{first}: /etc/nginx/sites-enabled/flaskr.conf already serves flaskr.test" in clash.stderr
     assert "sites-enabled/notes.conf" not in clash.stderr  # notes serves notes.test only
     assert versions(project) == ["v10"] * 3
+    # Another project (its own git history) that kept the name 'notes' would replace that app: refused.
+    other = make_project(tmp_path_factory.mktemp("other-project"), project.hosts)
+    git(other.path, "checkout", "-q", "--orphan", "fresh")
+    git(other.path, "commit", "-q", "-m", "a project of its own")
+    (other.path / "deploy.yaml").write_text(
+        text.replace("name: flaskr", "name: notes")
+        .replace("user: flaskr", "user: notes")
+        .replace("[flaskr.test]", "[other.test]"),
+        encoding="utf-8",
+    )
+    other.commit("deploy.yaml")
+    for command in ("setup", "push"):
+        taken = other.deploy(command)
+        assert taken.returncode == 1, taken.stdout
+        assert "another project already deploys an app named 'notes' here" in taken.stderr
+        assert f"{first}: /srv/notes/.deploy/project names git root" in taken.stderr
+    for address in addresses(project):
+        status, body = answer(address, "notes.test")
+        assert status == 200 and json.loads(body)["version"] == "n1"

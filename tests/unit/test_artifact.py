@@ -87,3 +87,29 @@ def test_platform_tags_for_pip_download() -> None:
         tags[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in tags and tags[-1] == "linux_x86_64"
     )
     assert Platform("3.11.2", "aarch64", "musl", "1.2").pip_platforms() == ["linux_aarch64"]
+
+
+def test_project_identity_is_the_root_commit_of_every_full_clone(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from deploy.artifact import project_identity
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # outside the repository
+
+    root = subprocess.run(
+        ["git", "rev-list", "--max-parents=0", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert project_identity(repo) == root
+    (repo / "more.txt").write_text("more\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "more")
+    assert project_identity(repo) == root  # later commits do not change it
+    subprocess.run(["git", "clone", "-q", str(repo), str(elsewhere / "full")], check=True)
+    assert project_identity(elsewhere / "full") == root
+    # A shallow clone (CI's usual checkout) does not know its root: nothing to check then.
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(elsewhere / "ci")], check=True
+    )
+    assert project_identity(elsewhere / "ci") is None
+    (elsewhere / "plain").mkdir()
+    assert project_identity(elsewhere / "plain") is None

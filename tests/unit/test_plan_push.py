@@ -343,6 +343,32 @@ def test_setup_refuses_a_domain_another_nginx_site_on_the_host_serves() -> None:
     )
 
 
+def test_the_first_setup_records_the_project_and_another_project_of_the_same_name_is_refused() -> None:
+    hosts = served_state()
+    owners = dict(hosts["web1"].owners)
+    from deploy.pushplan import _dirs
+
+    for path, owner, group, mode in _dirs(CONFIG):
+        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
+    ready = {"web1": replace(hosts["web1"], owners=owners)}
+    plan = setup_plan(CONFIG, ready, rendered_map(ready), SECRETS, "aaa,bbb")
+    assert lines(plan.steps) == ["write /srv/shop/.deploy/project"]
+    upload = plan.steps[0].actions[0]
+    assert isinstance(upload, Upload) and upload.content == b"aaa,bbb\n"
+    files = {**ready["web1"].files, "/srv/shop/.deploy/project": "aaa,bbb\n"}
+    recorded = {"web1": replace(ready["web1"], files=files)}
+    assert setup_plan(CONFIG, recorded, rendered_map(recorded), SECRETS, "bbb").steps == ()  # a shared root
+    assert setup_plan(CONFIG, recorded, rendered_map(recorded), SECRETS, None).steps == ()  # not checked
+    with pytest.raises(PlanError) as error:
+        setup_plan(CONFIG, recorded, rendered_map(recorded), SECRETS, "ccc")
+    assert "another project already deploys an app named 'shop' here" in str(error.value)
+    assert str(error.value).endswith(
+        "web1: /srv/shop/.deploy/project names git root aaa,bbb; this project's: ccc"
+    )
+    with pytest.raises(PlanError, match="another project already deploys"):
+        push_plan(CONFIG, recorded, rendered_map(recorded), SECRETS, replace(build(), project_id="ccc"))
+
+
 def test_env_file_escapes_values_and_refuses_line_breaks() -> None:
     assert env_file_content({"A": 'x"y\\z'}).endswith(b'A="x\\"y\\\\z"\n')
     with pytest.raises(PlanError, match="line break"):
