@@ -124,6 +124,46 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
 
 
+def _host_counts(ctx: Context) -> list[tuple[str, int]]:
+    """(where, how many hosts) for deploy.yaml's own server.hosts and each environment's overlay."""
+    assert ctx.config is not None
+    label = f"environment {ctx.config.environment}" if ctx.config.environment else "deploy.yaml"
+    counts = [(label, len(ctx.config.server.hosts))]
+    for name, overlay in sorted((ctx.config.environments or {}).items()):
+        hosts = (overlay.get("server") or {}).get("hosts") if isinstance(overlay, dict) else None
+        if isinstance(hosts, list) and name != ctx.config.environment:
+            counts.append((f"environment {name}", len(hosts)))
+    return counts
+
+
+@check(
+    "XL006",
+    area="pitfalls",
+    severity="critical",
+    title="SQLite on several hosts",
+    why="""Each host has its own disk, so each has its own SQLite database: users see different data
+    depending on the host that answers, what one host stores the others never see, and the release
+    command (migrations) runs on the first host only, so the other hosts' databases are never migrated.""",
+    fix="""Use one database server that every host reaches (PostgreSQL or MySQL, its URL from
+    `os.environ["DATABASE_URL"]`); or serve the app from one host.""",
+    layers=("source", "config"),
+    references=("https://www.sqlite.org/whentouse.html",),
+)
+def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
+    several = [(where, n) for where, n in _host_counts(ctx) if n > 1]
+    if not several:
+        return
+    where, count = max(several, key=lambda item: item[1])
+    hosts = f"{count} hosts ({where})"
+    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI"):
+        for s in ctx.project.setting(key):
+            literal = s.value.literal if s.value.kind == "literal" else s.value.default
+            if isinstance(literal, str) and _SQLITE.match(literal):
+                yield Finding(f"SQLite ({key}) on {hosts}: one database per host", s.file, s.line)
+    for call in ctx.project.calls_named("sqlite3.connect"):
+        yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
+
+
 _DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}
 
 

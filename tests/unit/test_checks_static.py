@@ -288,6 +288,19 @@ CASES: dict[str, Case] = {
         # workers: auto is decided on each host; the message must not invent a number.
         says="with 2 × cores + 1 workers (auto)",
     ),
+    "XL006": Case(
+        bad=app_with(
+            'CACHE_TYPE="RedisCache",', 'CACHE_TYPE="RedisCache", SQLALCHEMY_DATABASE_URI="sqlite:///app.db",'
+        ),
+        good=app_with(
+            'CACHE_TYPE="RedisCache",', 'CACHE_TYPE="RedisCache", SQLALCHEMY_DATABASE_URI="sqlite:///app.db",'
+        ),
+        # The base runs on one host; production's overlay on two: that is where the data would split.
+        config=CONFIG
+        + "environments:\n  production:\n    server: {hosts: [web1.example.com, web2.example.com]}\n",
+        good_config=CONFIG + "environments:\n  production:\n    server: {hosts: [web1.example.com]}\n",
+        says="SQLite (SQLALCHEMY_DATABASE_URI) on 2 hosts (environment production): one database per host",
+    ),
     "SEC019": Case(
         bad={
             "views.py": "from flask import Blueprint, render_template_string, request\n"
