@@ -7,6 +7,8 @@ assertions hold whatever it is, and the redis/async-timeout case of the bug repo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -25,17 +27,26 @@ NEW = 'python_full_version > "3.11.2"'
 
 
 def make_wheel(folder: Path, name: str, version: str, *requires: str, extras: tuple[str, ...] = ()) -> None:
-    """A pure-Python wheel with nothing inside but its metadata (pip download reads only that)."""
+    """A pure-Python wheel, installable, with an empty package and these `Requires-Dist` lines."""
     dist_info = f"{name}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Provides-Extra: {extra}\n" for extra in extras)
     metadata += "".join(f"Requires-Dist: {line}\n" for line in requires)
-    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    contents = {
+        f"{name}/__init__.py": "",
+        f"{dist_info}/METADATA": metadata,
+        f"{dist_info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = ""
+    for path, text in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(text.encode())}\n"
+    contents[f"{dist_info}/RECORD"] = record + f"{dist_info}/RECORD,,\n"
     with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
-        archive.writestr(f"{name}/__init__.py", "")
-        archive.writestr(f"{dist_info}/METADATA", metadata)
-        archive.writestr(f"{dist_info}/WHEEL", wheel)
-        archive.writestr(f"{dist_info}/RECORD", "")
+        for path, text in contents.items():
+            archive.writestr(path, text)
 
 
 @pytest.fixture
