@@ -14,10 +14,12 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.requirements import RequirementsError, RequirementSet, resolve
+from deploy import hostmarkers
+from deploy.requirements import RequirementsError, RequirementSet, resolve, top_level
 
 #: Never shipped, even when untracked files go out with --allow-dirty: local secrets and tooling.
 EXCLUDED = (
@@ -104,10 +106,13 @@ class Artifact:
 
 
 def requirements_hash(requirements: bytes, python_version: str, platform_tag: str) -> str:
-    """The key of a virtualenv: the same requirements on the same Python and platform share one."""
-    minor = ".".join(python_version.split(".")[:2])
+    """The key of a virtualenv: the same requirements on the same Python and platform share one.
+
+    The full Python version counts (3.11.2, not 3.11): markers such as `python_full_version <=
+    "3.11.2"` make the set of wheels depend on it.
+    """
     digest = hashlib.sha256()
-    for part in (VENV_RECIPE.encode(), minor.encode(), platform_tag.encode(), requirements):
+    for part in (VENV_RECIPE.encode(), python_version.encode(), platform_tag.encode(), requirements):
         digest.update(part + b"\0")
     return digest.hexdigest()[:16]
 
@@ -295,10 +300,23 @@ class Platform:
         tags.append(f"linux_{self.machine}")
         return tags
 
+    def marker_environment(self) -> dict[str, str]:
+        """What environment markers of requirements are evaluated against on this host."""
+        return hostmarkers.environment(self.python_version, self.machine)
 
-def download_command(platform: Platform, requirements: Path, dest: Path) -> list[str]:
-    """`pip download` of binary wheels for another interpreter and platform than this one."""
+    def describe(self) -> str:
+        return f"Python {self.python_version} on {self.machine} ({self.libc} {self.libc_version})"
+
+
+def download_command(platform: Platform, requirements: Path, dest: Path, no_deps: bool = False) -> list[str]:
+    """`pip download` of binary wheels for another interpreter and platform than this one.
+
+    The full Python version (3.11.2) makes pip check `Requires-Python` as the host will; pip still
+    evaluates environment markers for the Python that runs it (see `wheelhouse`).
+    """
     minor = "".join(platform.python_version.split(".")[:2])
+    full = platform.python_version
+    version = full if full.replace(".", "").isdigit() and full.count(".") == 2 else minor
     command = [
         sys.executable,
         "-m",
@@ -307,8 +325,9 @@ def download_command(platform: Platform, requirements: Path, dest: Path) -> list
         "--quiet",
         "--disable-pip-version-check",
         "--only-binary=:all:",
+        *(["--no-deps"] if no_deps else []),
         "--python-version",
-        minor,
+        version,
         "--implementation",
         "cp",
         "--abi",
@@ -323,11 +342,18 @@ def download_command(platform: Platform, requirements: Path, dest: Path) -> list
     return [*command, "--dest", str(dest), "-r", str(requirements)]
 
 
-def wheelhouse(requirements: RequirementSet, platform: Platform, cache: Path) -> dict[str, Path]:
+def wheelhouse(
+    requirements: RequirementSet,
+    platform: Platform,
+    cache: Path,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """The wheels that install `requirements` on `platform`: downloaded once, then kept in `cache`.
 
     The requirements files are written under the cache folder with the project's layout, so pip
-    follows includes exactly as it will on the host.
+    follows includes exactly as it will on the host. pip evaluates environment markers for the
+    Python that runs it, so the set is then closed over the host's markers (`_close_over_markers`);
+    `say` is told of every wheel that adds.
     """
     key = requirements_hash(requirements.key, platform.python_version, platform.tag)
     folder = cache / key
@@ -365,14 +391,84 @@ def wheelhouse(requirements: RequirementSet, platform: Platform, cache: Path) ->
                     + ":\n  "
                     + "\n  ".join(lines)
                 )
-            raise ArtifactError(
-                f"could not get wheels for Python {platform.python_version} on {platform.machine} "
-                f"({platform.libc} {platform.libc_version}); hosts have no package index, so every "
-                "requirement needs a binary wheel (or build one with 'pip wheel' for that platform):\n  "
-                + "\n  ".join(lines)
-            )
+            raise ArtifactError(_no_wheels(platform, lines))
+        _close_over_markers(requirements, platform, folder, source, say)
         marker.write_text(key)
     return {path.name: path for path in sorted(folder.glob("*.whl"))}
+
+
+def _no_wheels(platform: Platform, lines: list[str], what: str = "") -> str:
+    return (
+        f"could not get wheels for {platform.describe()}{what}; hosts have no package index, so every "
+        "requirement needs a binary wheel (or build one with 'pip wheel' for that platform):\n  "
+        + "\n  ".join(lines)
+    )
+
+
+#: Rounds of downloads for the host's markers before giving up (each follows one more level).
+MARKER_ROUNDS = 50
+
+
+def _close_over_markers(
+    requirements: RequirementSet,
+    platform: Platform,
+    folder: Path,
+    source: Path,
+    say: Callable[[str], None] | None,
+) -> None:
+    """Download what the host's markers require and pip left out, until nothing is missing.
+
+    Each round reads `Requires-Dist` of every wheel in `folder`, evaluates the markers for the host
+    (`Platform.marker_environment`), and fetches the missing or unsatisfied requirements with
+    `pip download --no-deps` (with the app's constraints files); the next round follows their own
+    requirements.
+    """
+    top = top_level(requirements)
+    roots = [hostmarkers.Root(line, where) for where, line in top.lines]
+    environment = platform.marker_environment()
+    listing_dir = source / ".deploy"
+    for round_number in range(1, MARKER_ROUNDS + 1):
+        present = sorted(folder.glob("*.whl"))
+        try:
+            wheels = [hostmarkers.read_wheel(path) for path in present]
+        except hostmarkers.WheelMetadataError as exc:
+            raise ArtifactError(f"cannot read a downloaded wheel: {exc}") from None
+        needs = hostmarkers.unmet(wheels, roots, environment)
+        if not needs:
+            return
+        what = f" that its environment markers require: {'; '.join(need.describe() for need in needs)}"
+        listing_dir.mkdir(parents=True, exist_ok=True)
+        listing = listing_dir / f"host-markers-{round_number}.txt"
+        listing.write_text(
+            "".join(f"-c ../{path}\n" for path in top.constraints)
+            + "".join(f"{need.download_line}\n" for need in needs)
+        )
+        result = subprocess.run(
+            download_command(platform, listing, folder, no_deps=True),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).replace(str(listing), "the host's markers")
+            raise ArtifactError(_no_wheels(platform, output.strip().splitlines()[-8:], what))
+        new = sorted(set(folder.glob("*.whl")) - set(present))
+        if not new:
+            raise ArtifactError(
+                f"no wheel for {platform.describe()}{what}: pip found no other version of "
+                f"{', '.join(need.name for need in needs)}"
+            )
+        if say is not None:
+            by_name = {need.name: need for need in needs}
+            for path in new:
+                wheel = hostmarkers.read_wheel(path)
+                need = by_name.get(wheel.name)
+                because = f": {need.describe()}" if need is not None else ""
+                say(f"  + {path.name} for Python {platform.python_version}{because}")
+    raise ArtifactError(
+        f"the wheels for {platform.describe()} did not settle after {MARKER_ROUNDS} rounds of the host's "
+        "environment markers"
+    )
 
 
 def default_cache() -> Path:

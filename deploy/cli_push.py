@@ -438,23 +438,24 @@ def _wheels_for(
     from deploy.pushplan import platform_tag
 
     out: dict[str, dict[str, bytes]] = {}
-    cache: dict[str, dict[str, bytes]] = {}
+    # One wheelhouse per Python version and platform: markers may depend on the full version.
+    cache: dict[Platform, dict[str, bytes]] = {}
     for host, state in states.items():
         tag = platform_tag(state)
         if requirements_hash(requirements.key, state.python_version or "", tag) in state.venvs:
             continue
-        if tag not in cache:
-            platform = Platform(
-                state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
-            )
+        platform = Platform(
+            state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
+        )
+        if platform not in cache:
             started = time.monotonic()
             try:
-                files = wheelhouse(requirements, platform, default_cache())
+                files = wheelhouse(requirements, platform, default_cache(), printer.say)
             except ArtifactError as exc:
                 fail(f"{host}: {exc}", 1)
-            cache[tag] = {name: path.read_bytes() for name, path in files.items()}
+            cache[platform] = {name: path.read_bytes() for name, path in files.items()}
             printer.say(f"  wheels for {tag}: {len(files)} ({time.monotonic() - started:.2f}s)")
-        out[host] = cache[tag]
+        out[host] = cache[platform]
     return out
 
 

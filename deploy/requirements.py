@@ -185,6 +185,43 @@ def resolve(entry: str, read: Reader) -> RequirementSet:
     return RequirementSet(entry, files)
 
 
+@dataclass(frozen=True)
+class TopLevel:
+    """The app's own requirement lines, and the constraints files that apply to them."""
+
+    #: (where, line): 'requirements/prod.txt:3' and the logical line as pip reads it, options and all.
+    lines: list[tuple[str, str]]
+    #: Constraints files (`-c`) by project path.
+    constraints: list[str]
+
+
+def top_level(requirements: RequirementSet) -> TopLevel:
+    """The requirement lines pip installs: the entry's and those of the files it includes with `-r`
+    (not `-c`: constraints only narrow versions). Option lines (`--index-url`, `-e`) are left out."""
+    if requirements.generated is not None:
+        text = requirements.generated.decode()
+        return TopLevel([(requirements.entry, line) for _, line in _logical_lines(text)], [])
+    lines: list[tuple[str, str]] = []
+    constraints: list[str] = []
+    seen: set[str] = set()
+    queue = [requirements.entry]
+    while queue:
+        path = queue.pop(0)
+        if path in seen or path not in requirements.files:
+            continue
+        seen.add(path)
+        text = _text(path, requirements.files[path])
+        for include in includes(path, text):
+            if include.option in ("-r", "--requirement"):
+                queue.append(include.path)
+            elif include.path not in constraints:
+                constraints.append(include.path)
+        for number, line in _logical_lines(text):
+            if not line.startswith("-"):
+                lines.append((f"{path}:{number}", line))
+    return TopLevel(lines, constraints)
+
+
 def src_root(files: set[str] | frozenset[str], wsgi: str) -> str | None:
     """'src' when the WSGI module lives under src/ (a src layout) and not at the top; else None."""
     module = wsgi.split(":", 1)[0].strip().split(".", 1)[0]

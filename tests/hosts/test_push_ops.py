@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -20,7 +21,16 @@ from pathlib import Path
 import pytest
 
 from deploy.sandbox import Sandbox
-from tests.hosts.pushkit import Project, addresses, get, git, make_project, private_sandbox, versions
+from tests.hosts.pushkit import (
+    EXAMPLE,
+    Project,
+    addresses,
+    get,
+    git,
+    make_project,
+    private_sandbox,
+    versions,
+)
 
 pytestmark = pytest.mark.hosts
 
@@ -358,3 +368,43 @@ def test_setup_takes_the_lock_and_its_dry_run_lists_the_https_steps(box: Sandbox
     assert box.run(project.hosts[0], listing).stdout == before
     project.write_config(app_extra="requirements: pyproject.toml")
     project.commit("http again")
+
+
+def test_a_requirement_only_the_hosts_python_needs_is_shipped_and_installed(
+    box: Sandbox, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip evaluates markers for the Python that runs it (this machine's): deploy adds what the
+    host's markers require. markerdemo needs markerdemo_old only on the host's exact Python."""
+    from tests.unit.test_host_markers import make_wheel
+
+    host_python = box.run(
+        project.hosts[0], ["python3", "-c", "import platform; print(platform.python_version())"], check=True
+    ).stdout.strip()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    make_wheel(
+        wheels,
+        "markerdemo",
+        "1.0",
+        f'markerdemo_old; python_full_version == "{host_python}"',
+        f'markerdemo_new; python_full_version != "{host_python}"',
+    )
+    make_wheel(wheels, "markerdemo_old", "1.0")
+    make_wheel(wheels, "markerdemo_new", "1.0")
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{wheels} {os.environ.get('PIP_FIND_LINKS', '')}".strip())
+    pinned = (EXAMPLE / "requirements.txt").read_text()
+    (project.path / "host-requirements.txt").write_text(pinned + "markerdemo==1.0\n")
+    project.write_config(app_extra="requirements: host-requirements.txt")
+    project.commit("a requirement with a marker on the host's Python")
+    result = project.deploy("push", check=True)
+    assert "venv new" in result.stdout
+    if platform.python_version() != host_python:  # this machine's pip skipped it: deploy said so
+        assert (
+            f"  + markerdemo_old-1.0-py3-none-any.whl for Python {host_python}: markerdemo-old (required by "
+            f'markerdemo 1.0 when python_full_version == "{host_python}")'
+        ) in result.stdout
+    assert installed(box, project, "markerdemo_old") == "1.0"
+    missing = box.run(
+        project.hosts[1], ["/srv/flaskr/current/.venv/bin/python", "-c", "import markerdemo_new"]
+    )
+    assert missing.returncode != 0

@@ -76,7 +76,9 @@ def test_only_changed_files_are_sent(repo: Path) -> None:
 
 def test_venv_key_follows_requirements_python_and_platform() -> None:
     base = requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64")
-    assert base == requirements_hash(b"flask==3.1.3\n", "3.11.9", "cp311-glibc2.36-x86_64")
+    assert base == requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64")
+    # The full version: markers such as python_full_version <= "3.11.2" change the wheels.
+    assert base != requirements_hash(b"flask==3.1.3\n", "3.11.9", "cp311-glibc2.36-x86_64")
     assert base != requirements_hash(b"flask==3.1.4\n", "3.11.2", "cp311-glibc2.36-x86_64")
     assert base != requirements_hash(b"flask==3.1.3\n", "3.12.1", "cp312-glibc2.36-x86_64")
 
