@@ -11,12 +11,18 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy import hostmarkers
 from deploy.requirements import RequirementsError, RequirementSet, resolve, top_level
@@ -308,7 +314,13 @@ class Platform:
         return f"Python {self.python_version} on {self.machine} ({self.libc} {self.libc_version})"
 
 
-def download_command(platform: Platform, requirements: Path, dest: Path, no_deps: bool = False) -> list[str]:
+def download_command(
+    platform: Platform,
+    requirements: Path,
+    dest: Path,
+    no_deps: bool = False,
+    find_links: Path | None = None,
+) -> list[str]:
     """`pip download` of binary wheels for another interpreter and platform than this one.
 
     The full Python version (3.11.2) makes pip check `Requires-Python` as the host will; pip still
@@ -339,6 +351,8 @@ def download_command(platform: Platform, requirements: Path, dest: Path, no_deps
     ]
     for tag in platform.pip_platforms():
         command += ["--platform", tag]
+    if find_links is not None:
+        command += ["--find-links", str(find_links)]
     return [*command, "--dest", str(dest), "-r", str(requirements)]
 
 
@@ -372,12 +386,19 @@ def wheelhouse(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 shown[str(target)] = path
-        result = subprocess.run(
-            download_command(platform, source / requirements.install_file, folder),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        built = folder / ".built"
+        while True:
+            result = subprocess.run(
+                download_command(platform, source / requirements.install_file, folder, find_links=built),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            # A requirement published only as a source archive: a pure-Python one is built into a
+            # wheel here (it fits every host), then the download runs again and finds it.
+            missing = _NO_DISTRIBUTION.findall(result.stdout + result.stderr)
+            if result.returncode == 0 or not missing or not _build_pure_wheels(missing, built, say):
+                break
         if result.returncode != 0:
             output = result.stdout + result.stderr
             for written, name in shown.items():
@@ -397,10 +418,62 @@ def wheelhouse(
     return {path.name: path for path in sorted(folder.glob("*.whl"))}
 
 
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+def _build_pure_wheels(requirements: list[str], built: Path, say: Callable[[str], None] | None) -> bool:
+    """Build each requirement from its source archive into `built`, if the result is pure Python
+    (`py3-none-any`: it installs on any host); True if a new wheel was added."""
+    added = False
+    built.mkdir(parents=True, exist_ok=True)
+    for line in requirements:
+        try:
+            name = Requirement(line).name
+        except InvalidRequirement:
+            continue
+        if any(parse_wheel_filename(w.name)[0] == canonicalize_name(name) for w in built.glob("*.whl")):
+            continue  # built already: the download failed for another reason
+        with tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--no-binary",
+                    name,
+                    "--wheel-dir",
+                    scratch,
+                    line,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            wheels = list(Path(scratch).glob("*.whl"))
+            if done.returncode != 0 or len(wheels) != 1:
+                continue
+            tags = parse_wheel_filename(wheels[0].name)[3]
+            if not all(
+                t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py") for t in tags
+            ):
+                continue  # compiled code: it must be built for the host's platform, not here
+            shutil.move(str(wheels[0]), built / wheels[0].name)
+            added = True
+            if say is not None:
+                say(f"  + {wheels[0].name}: built from the source archive of {line} (pure Python)")
+    return added
+
+
 def _no_wheels(platform: Platform, lines: list[str], what: str = "") -> str:
     return (
         f"could not get wheels for {platform.describe()}{what}; hosts have no package index, so every "
-        "requirement needs a binary wheel (or build one with 'pip wheel' for that platform):\n  "
+        "requirement needs a wheel. A pure-Python source archive is built into one here; for one with "
+        "compiled code, build the wheel on a machine like the host ('pip wheel') and name its folder in "
+        "PIP_FIND_LINKS when you push:\n  "
         + "\n  ".join(lines)
     )
 
