@@ -392,6 +392,8 @@ def test_a_requirement_only_the_hosts_python_needs_is_shipped_and_installed(
     make_wheel(wheels, "markerdemo_old", "1.0")
     make_wheel(wheels, "markerdemo_new", "1.0")
     monkeypatch.setenv("PIP_FIND_LINKS", f"{wheels} {os.environ.get('PIP_FIND_LINKS', '')}".strip())
+    # An empty wheel cache: a cache kept from an earlier run would skip the download and its message.
+    monkeypatch.setenv("DEPLOY_WHEEL_CACHE", str(tmp_path / "wheel-cache"))
     pinned = (EXAMPLE / "requirements.txt").read_text()
     (project.path / "host-requirements.txt").write_text(pinned + "markerdemo==1.0\n")
     project.write_config(app_extra="requirements: host-requirements.txt")
