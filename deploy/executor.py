@@ -153,6 +153,21 @@ def display_line(command: Command) -> str:
     )
 
 
+#: How much of an upload is handed to paramiko at a time (see `send_all`).
+SEND_CHUNK = 64 * 1024
+
+
+def send_all(channel: Any, data: bytes) -> None:
+    """Send all of `data` on a paramiko channel, in pieces.
+
+    paramiko's own `sendall` copies the rest of the data after every packet it sends (`s = s[sent:]`),
+    so its cost grows with the square of the size: 100 MB of wheels went at 1.3 MB/s. Handing it
+    64 KiB at a time keeps the copying linear.
+    """
+    for start in range(0, len(data), SEND_CHUNK):
+        channel.sendall(data[start : start + SEND_CHUNK])
+
+
 def step_script(commands: list[Command | Upload]) -> str:
     """One POSIX shell script that runs `commands` in order and stops at the first failure, naming it.
 
@@ -407,7 +422,7 @@ class SSHExecutor:
             channel.exec_command(line)
             if stdin:
                 try:
-                    channel.sendall(stdin)
+                    send_all(channel, stdin)
                 except TimeoutError:
                     raise ConnectError(late or f"{host}: no answer within {timeout:g}s") from None
             channel.shutdown_write()
