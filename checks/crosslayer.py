@@ -10,7 +10,7 @@ from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
 
 from ._helpers import last_setting
-from .pitfalls import _SQLITE
+from .pitfalls import sqlite_settings
 from .rendered import nginx_headers
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -115,11 +115,8 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("CACHE_TYPE"):
         if s.value.kind == "literal" and str(s.value.literal).lower() in _IN_PROCESS_CACHES:
             yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
-    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL"):
-        for s in ctx.project.setting(key):
-            literal = s.value.literal if s.value.kind == "literal" else s.value.default
-            if isinstance(literal, str) and _SQLITE.match(literal):
-                yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
+    for key, s in sqlite_settings(ctx.project, ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL")):
+        yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
     for call in ctx.project.calls_named("sqlite3.connect"):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
 
@@ -155,11 +152,8 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
         return
     where, count = max(several, key=lambda item: item[1])
     hosts = f"{count} hosts ({where})"
-    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI"):
-        for s in ctx.project.setting(key):
-            literal = s.value.literal if s.value.kind == "literal" else s.value.default
-            if isinstance(literal, str) and _SQLITE.match(literal):
-                yield Finding(f"SQLite ({key}) on {hosts}: one database per host", s.file, s.line)
+    for key, s in sqlite_settings(ctx.project):
+        yield Finding(f"SQLite ({key}) on {hosts}: one database per host", s.file, s.line)
     for call in ctx.project.calls_named("sqlite3.connect"):
         yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
 

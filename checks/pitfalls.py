@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
+from deploy.project import Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, unguarded
 
@@ -139,6 +140,17 @@ def single_worker(ctx: Context) -> Iterator[Finding]:
 
 
 _SQLITE = re.compile(r"^sqlite(\+\w+)?://", re.I)
+#: The settings that name the app's database.
+DATABASE_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
+
+
+def sqlite_settings(project: Project, keys: tuple[str, ...] = DATABASE_KEYS) -> Iterator[tuple[str, Setting]]:
+    """(key, setting) of every database setting whose value, or default, is an SQLite URL."""
+    for key in keys:
+        for s in project.setting(key):
+            literal = s.value.literal if s.value.kind == "literal" else s.value.default
+            if isinstance(literal, str) and _SQLITE.match(literal):
+                yield key, s
 
 
 @check(
@@ -163,14 +175,11 @@ def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
         else ""
     )
     seen: set[tuple[str, int]] = set()
-    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI"):
-        for s in project.setting(key):
-            literal = s.value.literal if s.value.kind == "literal" else s.value.default
-            if isinstance(literal, str) and _SQLITE.match(literal):
-                seen.add((s.file, s.line))
-                yield Finding(f"{key} points to SQLite{lost}", s.file, s.line)
+    for key, s in sqlite_settings(project):
+        seen.add((s.file, s.line))
+        yield Finding(f"{key} points to SQLite{lost}", s.file, s.line)
     for w in project.writes:
-        db_key = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
+        db_key = w.what in DATABASE_KEYS
         if w.production and db_key and (w.file, w.line) not in seen:
             seen.add((w.file, w.line))
             yield Finding(f"{w.what} points to SQLite ({w.path}){lost}", w.file, w.line)
