@@ -11,7 +11,7 @@ import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
 from deploy.config import Config
-from deploy.loader import ConfigError, Problem, load, parse_yaml
+from deploy.loader import ConfigError, KeyPath, Problem, line_of, load
 
 if TYPE_CHECKING:
     from deploy.executor import Executor
@@ -19,18 +19,9 @@ if TYPE_CHECKING:
     from deploy.tls import TLSFiles
 
 
-def _line_of(config_path: Path, environment: str | None, key: str) -> tuple[int | None, tuple[str, ...]]:
+def _line_of(config_path: Path, environment: str | None, key: str) -> tuple[int | None, KeyPath]:
     """The line where `server.tls.<key>` is written (in the environment's overlay if it is there)."""
-    path: tuple[str, ...] = ("server", "tls", key)
-    try:
-        doc = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
-    except (OSError, ConfigError):
-        return None, path
-    if environment:
-        overlay = ("environments", environment, *path)
-        if overlay in doc.lines:
-            return doc.lines[overlay], overlay
-    return doc.lines.get(path), path
+    return line_of(config_path, environment, ("server", "tls", key))
 
 
 def read_tls_files(config: Config, config_path: str | Path) -> TLSFiles:

@@ -6,7 +6,6 @@ This is the only module that reads YAML or the process environment. Every proble
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import re
@@ -378,9 +377,7 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
                     ]
                 )
             # Errors inside the overlay point at the overlay's own lines.
-            for key_path, line in list(doc.lines.items()):
-                if key_path[:2] == ("environments", environment) and len(key_path) > 2:
-                    doc.lines[key_path[2:]] = line
+            doc.lines.update(_overlay_lines(doc, environment))
             data = _merge(data, overlay)
         elif environment == SANDBOX_ENV_NAME and sandbox_environment_file().is_file():
             sandbox_file = sandbox_environment_file()
@@ -419,6 +416,28 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
     return config
 
 
+def _overlay_lines(doc: Document, environment: str) -> dict[KeyPath, int]:
+    """The lines of an overlay's own keys, as the lines of the keys they overlay."""
+    prefix = ("environments", environment)
+    return {path[2:]: line for path, line in doc.lines.items() if path[:2] == prefix and len(path) > 2}
+
+
+def line_of(
+    config_file: str | os.PathLike[str], environment: str | None, path: KeyPath
+) -> tuple[int | None, KeyPath]:
+    """Where `path` is written in a deploy.yaml (in the environment's overlay if it is there): its
+    line and its key path as written; no line if the file cannot be read again."""
+    try:
+        doc = parse_yaml(Path(config_file).read_text(encoding="utf-8"), str(config_file))
+    except (OSError, ConfigError):
+        return None, path
+    if environment:
+        overlay = ("environments", environment, *path)
+        if overlay in doc.lines:
+            return doc.lines[overlay], overlay
+    return doc.lines.get(path), path
+
+
 def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
     """Every other entry of environments: overlaid and validated too, so that a typo in the one for
     production fails `deploy config` or `deploy check` in CI, not production's first push."""
@@ -427,22 +446,14 @@ def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
         return []
     problems: list[Problem] = []
     for name, overlay in envs.items():
+        # An entry that is not a mapping has failed the validation of the whole file already.
+        if name == selected or not isinstance(overlay, dict):
+            continue
         prefix = ("environments", name)
-        if name == selected:
-            continue
-        if not isinstance(overlay, dict):
-            message = "expected a mapping that overlays deploy.yaml's keys"
-            problems.append(Problem(doc.file, doc.lines.get(prefix), prefix, message))
-            continue
-        # Lines of the overlay's own keys stand for the keys they overlay.
-        lines = dict(doc.lines)
-        for key_path, line in doc.lines.items():
-            if key_path[:2] == prefix and len(key_path) > 2:
-                lines[key_path[2:]] = line
         try:
             Config.model_validate({**_merge(doc.data, overlay), "environment": name})
         except ValidationError as exc:
-            shadow = Document(doc.file, doc.data, lines)
+            shadow = Document(doc.file, doc.data, {**doc.lines, **_overlay_lines(doc, name)})
             problems += [
                 Problem(p.file, p.line, (*prefix, *p.path), p.message) for p in _problems(exc, shadow)
             ]
@@ -476,12 +487,7 @@ def read_secrets(
         else:
             values[name] = found[0]
     if missing:
-        path: KeyPath = ("app", "secrets")
-        line = None
-        with contextlib.suppress(OSError, ConfigError):
-            lines = parse_yaml(Path(config_file).read_text(encoding="utf-8"), config_file).lines
-            overlay = ("environments", config.environment or "", *path)
-            path, line = (overlay, lines[overlay]) if overlay in lines else (path, lines.get(path))
+        line, path = line_of(config_file, config.environment, ("app", "secrets"))
         raise ConfigError(
             [
                 Problem(
