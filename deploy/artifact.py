@@ -389,7 +389,13 @@ def wheelhouse(
         built = folder / ".built"
         while True:
             result = subprocess.run(
-                download_command(platform, source / requirements.install_file, folder, find_links=built),
+                download_command(
+                    platform,
+                    source / requirements.install_file,
+                    folder,
+                    # Only once a wheel was built: pip warns about a folder that does not exist.
+                    find_links=built if built.is_dir() else None,
+                ),
                 capture_output=True,
                 text=True,
                 check=False,
@@ -473,8 +479,7 @@ def _no_wheels(platform: Platform, lines: list[str], what: str = "") -> str:
         f"could not get wheels for {platform.describe()}{what}; hosts have no package index, so every "
         "requirement needs a wheel. A pure-Python source archive is built into one here; for one with "
         "compiled code, build the wheel on a machine like the host ('pip wheel') and name its folder in "
-        "PIP_FIND_LINKS when you push:\n  "
-        + "\n  ".join(lines)
+        "PIP_FIND_LINKS when you push:\n  " + "\n  ".join(lines)
     )
 
 
