@@ -279,14 +279,17 @@ def test_prune_keeps_the_newest_current_and_rollback_target() -> None:
     assert doomed == ["20240103-000000-r3", "20240104-000000-r4"]
 
 
-def test_setup_on_a_prepared_host_changes_nothing_and_never_shows_secrets() -> None:
-    hosts = served_state()
-    owners = dict(hosts["web1"].owners)
+def set_up(host_states: dict[str, HostState]) -> dict[str, HostState]:
+    """The hosts with every directory `deploy setup` makes, as setup makes it."""
     from deploy.pushplan import _dirs
 
-    for path, owner, group, mode in _dirs(CONFIG):
-        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
-    ready = {"web1": replace(hosts["web1"], owners=owners)}
+    owners = {path: {"owner": o, "group": g, "mode": m, "kind": "dir"} for path, o, g, m in _dirs(CONFIG)}
+    return {h: replace(state, owners={**state.owners, **owners}) for h, state in host_states.items()}
+
+
+def test_setup_on_a_prepared_host_changes_nothing_and_never_shows_secrets() -> None:
+    hosts = served_state()
+    ready = set_up(hosts)
     assert setup_plan(CONFIG, ready, rendered_map(ready), SECRETS).steps == ()
     fresh = {"web1": replace(ready["web1"], user_exists=False, secret_files={})}
     plan = setup_plan(CONFIG, fresh, rendered_map(fresh), SECRETS)
@@ -308,12 +311,7 @@ def test_a_host_set_up_before_the_shared_catch_all_gets_it_with_its_site_in_one_
     files["/etc/nginx/sites-available/shop.conf"] = old_site
     del files["/etc/nginx/conf.d/deploy-catch-all.conf"]
     upgraded = {"web1": replace(hosts["web1"], files=files)}
-    owners = dict(upgraded["web1"].owners)
-    from deploy.pushplan import _dirs
-
-    for path, owner, group, mode in _dirs(CONFIG):
-        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
-    ready = {"web1": replace(upgraded["web1"], owners=owners)}
+    ready = set_up(upgraded)
     plan = setup_plan(CONFIG, ready, rendered_map(ready), SECRETS)
     assert [s.name for s in plan.steps] == ["nginx"]
     written, test = lines(plan.steps)[:-1], lines(plan.steps)[-1]
@@ -345,12 +343,7 @@ def test_setup_refuses_a_domain_another_nginx_site_on_the_host_serves() -> None:
 
 def test_the_first_setup_records_the_project_and_another_project_of_the_same_name_is_refused() -> None:
     hosts = served_state()
-    owners = dict(hosts["web1"].owners)
-    from deploy.pushplan import _dirs
-
-    for path, owner, group, mode in _dirs(CONFIG):
-        owners[path] = {"owner": owner, "group": group, "mode": mode, "kind": "dir"}
-    ready = {"web1": replace(hosts["web1"], owners=owners)}
+    ready = set_up(hosts)
     plan = setup_plan(CONFIG, ready, rendered_map(ready), SECRETS, "aaa,bbb")
     assert lines(plan.steps) == ["write /srv/shop/.deploy/project"]
     upload = plan.steps[0].actions[0]
