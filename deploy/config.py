@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from deploy import csp
+
 # --- value types -------------------------------------------------------------------------------
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
@@ -189,6 +191,23 @@ def _header_value(value: str) -> str:
 
 
 HeaderValue = Annotated[str, AfterValidator(_header_value)]
+
+
+def _csp_directive(value: str) -> str:
+    if value not in csp.FALLBACK:
+        raise ValueError(f"expected a CSP directive ({', '.join(csp.FALLBACK)}), got {value!r}")
+    return value
+
+
+def _csp_source(value: str) -> str:
+    problem = csp.source_problem(value)
+    if problem is not None:
+        raise ValueError(f"expected {problem}, got {value!r}" if problem.startswith("a CSP") else problem)
+    return value
+
+
+CspDirective = Annotated[str, AfterValidator(_csp_directive)]
+CspSource = Annotated[str, AfterValidator(_csp_source)]
 
 
 class Model(BaseModel):
@@ -413,9 +432,9 @@ class Nginx(Model):
     version: Version = "1.22"
     client_max_body_size: Size = "16m"
     gzip: bool = True
-    content_security_policy: HeaderValue = (
-        "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'"
-    )
+    content_security_policy: HeaderValue = csp.DEFAULT_POLICY
+    #: Sources added to directives of the policy: inline scripts' hashes, a CDN's host.
+    csp_sources: dict[CspDirective, list[CspSource]] = Field(default_factory=dict)
     hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 63072000
     proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
     extra_headers: dict[
@@ -433,6 +452,11 @@ class Nginx(Model):
                     "(content_security_policy, hsts_max_age) instead of extra_headers"
                 )
         return headers
+
+    @property
+    def csp_header(self) -> str:
+        """The Content-Security-Policy header sent: the policy with csp_sources added."""
+        return csp.with_sources(self.content_security_policy, self.csp_sources)
 
 
 _MANAGED_HEADERS = {
