@@ -542,3 +542,51 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
                 ".env" if source == ".env" else config_file(ctx),
                 line if source == ".env" else None,
             )
+
+
+#: Templates under these folders are e-mails, which no browser renders under the site's policy.
+_MAIL_FOLDERS = {"email", "emails", "mail", "mails", "mailer", "mailers"}
+
+
+def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
+    """HTML templates and CSS files a browser loads from the site (e-mail templates left out)."""
+    for path, text in ctx.project.glob(".html", ".htm", ".jinja", ".jinja2", ".j2", ".css"):
+        parts = path.lower().split("/")
+        if _MAIL_FOLDERS & set(parts[:-1]):
+            continue
+        if path.endswith(".j2") and "templates" not in parts[:-1]:
+            continue  # a .j2 outside templates/ is usually a config file, not a page
+        yield path, text
+
+
+@check(
+    "SEC021",
+    area="security",
+    severity="high",
+    title="A page would break under the Content-Security-Policy",
+    why="""The Nginx site sends a strict Content-Security-Policy (`default-src 'none'` and the sources the
+    app loads from itself). A browser then refuses what the policy does not list: an inline `<script>` or
+    `<style>`, an `onclick=` handler, a `javascript:` link, a `style=` attribute, or a script, stylesheet,
+    image or font from another host. The page still loads, but that part silently stops working.""",
+    fix="""Move inline code to static files (`<script src="{{ url_for('static', filename='app.js') }}">`,
+    `addEventListener` instead of `onclick=`, classes instead of `style=`), pass data to scripts in a
+    `<script type="application/json">` block, or allow exactly what a page needs in deploy.yaml
+    `nginx.csp_sources`: the hash this check prints for an inline script or style
+    (`script-src: ["'sha256-...'"]`), or another host (`img-src: [https://images.example.com]`).""",
+    layers=("config", "project"),
+    references=(
+        "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
+        "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
+        "https://content-security-policy.com/hash/",
+    ),
+)
+def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
+    from deploy import csp
+
+    assert ctx.config is not None
+    policy = ctx.config.nginx.csp_header
+    domains = ctx.config.server.domains
+    for path, text in _served_pages(ctx):
+        judge = csp.blocked_css if path.endswith(".css") else csp.blocked
+        for blocked in judge(text, policy, domains):
+            yield Finding(blocked.message, path, blocked.line)

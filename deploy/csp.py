@@ -375,6 +375,40 @@ def blocked(html: str, policy: str, own_hosts: Sequence[str] = ()) -> Iterator[B
     yield from findings
 
 
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_IMPORT = re.compile(r"@import\s+(?:url\(\s*)?['\"]?([^'\")\s;]+)", re.I)
+_CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")\s]+)", re.I)
+_FONT_FACE = re.compile(r"@font-face\s*\{[^}]*\}", re.I | re.S)
+
+
+def blocked_css(css: str, policy: str, own_hosts: Sequence[str] = ()) -> Iterator[Blocked]:
+    """Stylesheets (@import), fonts (@font-face) and images (url()) a CSS file loads from elsewhere
+    that the policy would block; URLs relative to the file are this site's and never reported."""
+    directives = parse(policy)
+    if not directives:
+        return
+    hosts = {h.lower() for h in own_hosts}
+    text = _CSS_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), css)
+    fonts = [(m.start(), m.end()) for m in _FONT_FACE.finditer(text)]
+    imports = {m.start(1) for m in _CSS_IMPORT.finditer(text)}
+    uses = [(m.start(1), m.group(1)) for m in _CSS_IMPORT.finditer(text)]
+    uses += [(m.start(1), m.group(1)) for m in _CSS_URL.finditer(text) if m.start(1) not in imports]
+    for at, url in sorted(uses):
+        if at in imports:
+            directive, what = "style-src-elem", "@import"
+        elif any(start <= at < end for start, end in fonts):
+            directive, what = "font-src", "@font-face"
+        else:
+            directive, what = "img-src", "url()"
+        sources = effective(directives, directive)
+        if sources is not None and _url_allowed(url, sources, hosts) is False:
+            yield Blocked(
+                text.count("\n", 0, at) + 1,
+                f"{what} loads {_origin(url)}, which {directive.removesuffix('-elem')} does not allow "
+                f"({' '.join(sources)})",
+            )
+
+
 def _runs(attrs: Mapping[str, str | None]) -> bool:
     kind = attrs.get("type")
     if kind is None:

@@ -1153,6 +1153,7 @@ class _Visitor(ast.NodeVisitor):
 
 _TEXT_NAMES = (
     ".html",
+    ".css",
     ".htm",
     ".jinja",
     ".jinja2",

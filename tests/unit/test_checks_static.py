@@ -42,6 +42,9 @@ def health():
     return "ok"
 """
 
+#: An inline script, sha256 5KYv+PUb... (SEC021 fires until deploy.yaml lists that hash).
+NOTES_WITH_SCRIPT = '<form method="post">{{ form.hidden_tag() }}<script>go()</script></form>\n'
+
 CASES: dict[str, Case] = {
     "SEC001": Case(
         bad=app_with("SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, DEBUG=True,"),
@@ -334,6 +337,13 @@ CASES: dict[str, Case] = {
         bad={".env": "SECRET_KEY=not-so-secret\n"},
         good={".env": "SECRET_KEY=5f1c0a7e9b3d4c2a8e6f0b1d3c5a7e9f2b4d6c8a0e1f3b5d7c9a1e3f5b7d9c0a\n"},
         says="SECRET_KEY from .env is a well-known placeholder; push would ship it",
+    ),
+    "SEC021": Case(
+        bad={"templates/notes.html": NOTES_WITH_SCRIPT},
+        good={"templates/notes.html": NOTES_WITH_SCRIPT},
+        good_config=CONFIG
+        + "nginx: {csp_sources: {script-src: [\"'sha256-5KYv+PUboo5h+0+YAtGRPbwv5d/QxzHslP4YGnUaxRw='\"]}}\n",
+        says="templates/notes.html:1 inline <script> is blocked by script-src: add 'sha256-5KYv+PUboo5h",
     ),
     "XL004": Case(
         bad={".env": "FLASK_DEBUG=1\n"},
