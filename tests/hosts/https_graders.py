@@ -29,10 +29,19 @@ OBSERVATORY_PACKAGE = "@mdn/mdn-http-observatory"
 OBSERVATORY_DIR = Path(os.environ.get("DEPLOY_OBSERVATORY_DIR") or "/var/cache/deploy/observatory")
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
 def require(*tools: str) -> None:
+    """Skip when a grader's tool is missing, except in CI (CI=true): .ci/setup installs them all, so
+    there a missing grader is a failure, never a quietly skipped grade."""
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+        message = f"needs {', '.join(missing)} (.ci/setup installs it)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
 
 
 # --- sslyze ------------------------------------------------------------------------------------
@@ -59,11 +68,14 @@ def sslyze_mozilla(name: str, address: str, ca_file: Path, port: int = 443) -> t
 # --- MDN HTTP Observatory ----------------------------------------------------------------------
 
 
-def observatory_install(directory: Path = OBSERVATORY_DIR) -> Path:
-    """Install the scanner without its install scripts (they download data); return its package dir."""
+def observatory_install(directory: Path = OBSERVATORY_DIR, install_missing: bool = True) -> Path:
+    """Install the scanner without its install scripts (they download data); return its package dir.
+    With install_missing=False a scanner not installed yet is a failure (CI: .ci/setup installs it)."""
     require("node", "npm")
     package = directory / "node_modules" / "@mdn" / "mdn-http-observatory"
     if not (package / "src" / "scan.js").exists():
+        if not install_missing:
+            pytest.fail(f"the Observatory scanner is not in {directory}: run .ci/setup", pytrace=False)
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "package.json").exists():
             (directory / "package.json").write_text('{"private": true}\n', encoding="utf-8")
@@ -84,7 +96,7 @@ def observatory_install(directory: Path = OBSERVATORY_DIR) -> Path:
 def observatory_scan(name: str, address: str, ca_file: Path) -> dict[str, Any]:
     """Scan https://name with the name resolving to `address` for the scanner only; the JSON result."""
     require("unshare", "node")
-    package = observatory_install()
+    package = observatory_install(install_missing=not in_ci())
     with tempfile.TemporaryDirectory() as scratch:
         hosts = Path(scratch) / "hosts"
         hosts.write_text(f"127.0.0.1\tlocalhost\n{address}\t{name}\n", encoding="utf-8")

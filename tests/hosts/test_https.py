@@ -254,14 +254,26 @@ def test_sslyze_finds_the_endpoint_compliant_with_mozilla_intermediate(site: Sit
     assert code == 0, output
 
 
-def test_observatory_grades_the_deployed_example_app_a_plus(site: Site, app_deployed: None) -> None:
-    status, _, body = graders.https_get(NAMES[0], site.hosts[0].address, site.pebble.root_file, "/health")
+def test_observatory_grades_the_deployed_example_app_a_plus_120(site: Site, app_deployed: None) -> None:
+    status, headers, body = graders.https_get(NAMES[0], site.hosts[1].address, site.pebble.root_file, "/")
     assert status == 200, body[:300]
+    assert headers["content-security-policy"].startswith("default-src 'none'; ")
     result = graders.observatory_scan(NAMES[0], site.hosts[1].address, site.pebble.root_file)
     summary = graders.observatory_summary(result)
     print(summary)
     assert result["scan"]["grade"] == "A+", summary
-    assert result["scan"]["score"] >= 100, summary
+    assert result["scan"]["score"] >= 120, summary
+    tests = result["tests"]
+    # The strict policy earns its +10, and the page the scanner reads (the notes form) sets the session
+    # cookie (Flask-WTF's CSRF token): Secure, HttpOnly and SameSite earn +5.
+    csp = tests["content-security-policy"]
+    assert csp["result"] == "csp-implemented-with-no-unsafe-default-src-none", summary
+    assert csp["scoreModifier"] == 10, summary
+    assert tests["cookies"]["result"] == "cookies-secure-with-httponly-sessions-and-samesite", summary
+    assert tests["cookies"]["scoreModifier"] == 5, summary
+    cookie = headers.get("set-cookie", "")
+    assert "session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert all(test["scoreModifier"] >= 0 for test in tests.values()), summary  # no penalty anywhere
 
 
 def test_check_live_reads_the_certificate_and_the_renewal_timer(site: Site, issued: str) -> None:
