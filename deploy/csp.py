@@ -103,6 +103,8 @@ def effective(directives: Mapping[str, list[str]], directive: str) -> list[str] 
 def with_sources(policy: str, extra: Mapping[str, Sequence[str]]) -> str:
     """`policy` with `extra` sources added. A directive the policy lacks starts from the sources it
     fell back to (adding a hash to script-src keeps the scripts default-src allowed); 'none' goes."""
+    if not any(extra.values()):
+        return policy  # sent as written
     directives = parse(policy)
     for directive, sources in extra.items():
         if not sources:

@@ -8,6 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deploy import csp
 from deploy.loader import ConfigError, load, load_text
@@ -310,3 +312,19 @@ def test_the_example_app_loses_nothing_under_the_default_policy(tmp_path: Path) 
         text = page.read_text(encoding="utf-8")
         judge = csp.blocked_css if page.suffix == ".css" else csp.blocked
         assert list(judge(text, DEFAULT, ["flaskr.example.com"])) == [], page
+
+
+_MARKUP = [
+    "<script>", "</script>", "<style>", "</style>", "<script src=", "<img src=", "<a href=", "<link rel=",
+    " onclick=", " style=", '"', "'", ">", "<", "{{", "}}", "{%", "%}", "{#", "#}", "<!--", "-->",
+    "javascript:", "https://x.example/", "data:", "url(", "@import ", "@font-face {", "}", "\n", "\r\n",
+    " ", "a", "é", "\x00", "/*", "*/", "<![CDATA[", "<script type=module>", "srcset=",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_MARKUP), max_size=60), st.sampled_from([DEFAULT, "", "default-src *"]))
+def test_any_markup_is_judged_without_an_exception(parts: list[str], policy: str) -> None:
+    text = "".join(parts)
+    for found in (*csp.blocked(text, policy, SITE), *csp.blocked_css(text, policy, SITE)):
+        assert found.line >= 1 and found.message
