@@ -22,7 +22,7 @@ from deploy import certs, tls
 from deploy.config import Config
 from deploy.executor import Recorder, StepResult
 from deploy.facts import HostFacts
-from deploy.loader import load_text
+from deploy.loader import ConfigError, load_text
 from deploy.plan import Command, Step, Upload
 from deploy.render import paths_for, render
 
@@ -101,11 +101,82 @@ def test_account_folder_follows_certbots_layout(server: str, folder: str) -> Non
     assert tls.account_dir(server) == folder
 
 
-def test_hostile_domain_values_stay_single_arguments() -> None:
-    # The config rejects them first; the builder would still quote whatever it got.
-    cfg = config()
-    line = tls.certonly_command(cfg, settings(cfg)).line()
-    assert ";" not in line and "$(" not in line
+LABEL_63 = "a" * 63
+HOSTILE_DOMAINS = [
+    "flaskr.example.com\nserver_name evil.example.com",  # a second Nginx directive
+    "flaskr.example.com\n",  # a trailing newline: `$` in a regex lets it through
+    "flaskr.example.com\t",
+    " flaskr.example.com",
+    "flaskr example.com",  # two server_name values
+    "flaskr.example.com;",
+    "flaskr.example.com; return 302 https://evil.example.com",
+    "$(reboot).example.com",
+    "`id`.example.com",
+    "flaskr.example.com{",
+    "flaskr}.example.com",
+    "flaskr.example.com#",
+    "flaskr'.example.com",
+    'flaskr".example.com',
+    "flaskr\\.example.com",
+    "flaskr/.example.com",
+    "flaskr.example.com:443",
+    "flaskr\x00.example.com",
+    "ex\u0430mple.com",  # Cyrillic a
+    "\u212aexample.com",  # Kelvin sign: str.lower() turns it into an ASCII k
+    "\uff45xample.com",  # fullwidth e
+    "flaskr\u3002example.com",  # ideographic full stop
+    f"{LABEL_63}a.example.com",  # a 64-character label
+    f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'a' * 62}",  # 254 characters
+    "*",
+    "*.",
+    "*.com",  # a wildcard over a whole top-level domain
+    "*example.com",
+    "**.example.com",
+    "*.*.example.com",
+    "flaskr.*.example.com",
+    "example.*",
+    "-flaskr.example.com",
+    "flaskr-.example.com",
+    "flaskr..example.com",
+    ".example.com",
+    "example.com.",
+    "_acme.example.com",
+    "",
+]
+
+
+@pytest.mark.parametrize("domain", HOSTILE_DOMAINS)
+def test_hostile_domains_are_rejected_with_a_one_line_error(domain: str) -> None:
+    # JSON strings are YAML double-quoted scalars: every character reaches the validator as written.
+    with pytest.raises(ConfigError) as info:
+        config(domains=f"[www.example.com, {json.dumps(domain)}]")
+    assert [p.key for p in info.value.problems] == ["server.domains[1]"], info.value.problems
+    message = str(info.value)
+    assert message.startswith("deploy.yaml:2: server.domains[1]: expected a domain name")
+    assert "\n" not in message.strip() and repr(domain) in message
+
+
+@pytest.mark.parametrize(
+    ("domain", "kept"),
+    [
+        (f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'a' * 61}", None),  # 253 characters: the longest name
+        ("*.example.com", None),
+        ("xn--80ak6aa92e.com", None),  # a Unicode name in its ASCII (punycode) form
+        ("Shop.Example.COM", "shop.example.com"),
+        ("1-2.example.com", None),
+    ],
+)
+def test_names_at_the_limits_are_accepted(domain: str, kept: str | None) -> None:
+    assert config(domains=f"[{json.dumps(domain)}]").server.domains == [kept or domain]
+
+
+def test_a_domain_stays_one_argument_of_certbot_even_if_validation_were_bypassed() -> None:
+    cfg = config(domains="[flaskr.example.com]")
+    hostile = "a.example.com; touch /tmp/pwned $(id)"
+    forged = cfg.model_copy(update={"server": cfg.server.model_copy(update={"domains": [hostile]})})
+    command = tls.certonly_command(forged, settings(forged))
+    assert command.argv[command.argv.index("-d") + 1] == hostile
+    assert "-d 'a.example.com; touch /tmp/pwned $(id)'" in command.line()
 
 
 # --- the renewal hook, run for real with stand-ins for nginx and systemctl -----------------------------
