@@ -4,7 +4,8 @@ One private host over HTTP: set it up, push the example app, check it (clean), t
 live check looks for (a hand edit, a readable secrets file, a stopped service, a worker fewer, a config
 nginx -t rejects, a nearly full disk, headers removed, the debugger and a flagless cookie in the app),
 check, and repair it. Then two hosts with certificates from pebble (the fixtures of test_https.py):
-clean, the renewal timer stopped, plain HTTP without the redirect, weakened TLS. Every run asserts
+clean, the renewal timer stopped, plain HTTP without the redirect, weakened TLS; and there the renewal
+hook deploy installed meets a real Nginx with a broken config. Every run asserts
 which checks found something, which were skipped and that all the others ran and passed; every test
 repairs what it broke, so the next one starts from a clean host whatever the order.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox import Sandbox, SandboxHost
 from tests.hosts.pushkit import Project, make_project, private_sandbox
 from tests.hosts.test_https import Site, app_deployed, issued, site  # noqa: F401 - shared HTTPS fixtures
 
@@ -330,3 +331,74 @@ def test_weakened_tls_and_headers_are_found_on_the_live_site(site: Site, app_dep
     assert f"{where}: accepts TLSv1, TLSv1.1" in found["LIVE015"]
     assert len(found["LIVE004"]) == 3  # the site, the catch-all and the headers snippet differ from render
     result.assert_ran({"LIVE004", "LIVE009", "LIVE014", "LIVE015"})
+
+
+# --- the renewal hook deploy installed, on a real Nginx ------------------------------------------------
+# (here rather than in test_https.py: it needs the same pebble site, and one boot serves both)
+
+HOOK = "/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload"
+MARKER = "/etc/nginx/conf.d/zz-h-bite-marker.conf"
+BROKEN = "/etc/nginx/conf.d/zz-h-bite-broken.conf"
+
+
+def nginx_workers(site: Site, host: SandboxHost) -> str:  # noqa: F811
+    return site.ssh(host, "cat /run/nginx.pid; pgrep -P $(cat /run/nginx.pid) | sort").stdout
+
+
+def marker(site: Site, host: SandboxHost) -> str:  # noqa: F811
+    """What the marker server answers, asked on the host itself (nothing but the site is opened to us)."""
+    fetch = (
+        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8091/', timeout=5).read().decode())"
+    )
+    return site.ssh(host, f'python3 -c "{fetch}"', check=False).stdout.strip()
+
+
+def reloads(site: Site, host: SandboxHost) -> int:  # noqa: F811
+    """How often systemd has started reloading nginx.service (its journal's "Reloading ..." lines)."""
+    out = site.ssh(host, "journalctl -u nginx.service --no-pager -o cat | grep -c '^Reloading' || true")
+    return int(out.stdout.strip() or 0)
+
+
+def run_hook(site: Site, host: SandboxHost) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    # As certbot runs a deploy hook after it renewed this certificate.
+    return site.ssh(host, f"RENEWED_LINEAGE=/etc/letsencrypt/live/flaskr.test {HOOK} 2>&1", check=False)
+
+
+def test_renewal_hook_never_reloads_a_broken_config_then_reloads_the_fixed_one(
+    site: Site,  # noqa: F811
+    issued: str,  # noqa: F811
+) -> None:
+    host = site.hosts[0]
+    serve = "server {{ listen 8091; default_type text/plain; return 200 '{}'; }}"
+    site.ssh(host, f'echo "{serve.format("old")}" > {MARKER} && nginx -t && systemctl reload nginx')
+    try:
+        deadline = time.monotonic() + 30
+        while marker(site, host) != "old":  # the old workers finish while the new ones start
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # A renewal arrives while a new config is half-written: the marker changed, another file is broken.
+        site.ssh(
+            host, f"echo \"{serve.format('new')}\" > {MARKER} && echo 'no_such_directive on;' > {BROKEN}"
+        )
+        before, reloaded = nginx_workers(site, host), reloads(site, host)
+        failed = run_hook(site, host)
+        assert failed.returncode != 0, failed.stdout
+        assert 'unknown directive "no_such_directive"' in failed.stdout
+        # Stopped at its own nginx -t: no reload was even tried (Nginx would refuse a broken config by
+        # itself; a hook that restarted instead would take the site down).
+        assert "nginx.service" not in failed.stdout and reloads(site, host) == reloaded, failed.stdout
+        assert nginx_workers(site, host) == before, "the hook reloaded Nginx with a broken configuration"
+        assert site.ssh(host, "systemctl is-active nginx").stdout.strip() == "active"
+        assert marker(site, host) == "old"  # still the configuration it had
+        # Fixed: the hook reloads, and the new configuration is served.
+        site.ssh(host, f"rm {BROKEN}")
+        fixed = run_hook(site, host)
+        assert fixed.returncode == 0, fixed.stdout
+        deadline = time.monotonic() + 30
+        while marker(site, host) != "new":
+            assert time.monotonic() < deadline, "the hook did not reload Nginx with the fixed configuration"
+            time.sleep(0.1)
+        assert nginx_workers(site, host) != before
+        assert reloads(site, host) == reloaded + 1
+    finally:
+        site.ssh(host, f"rm -f {MARKER} {BROKEN} && nginx -t && systemctl reload nginx")
