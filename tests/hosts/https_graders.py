@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.conftest import require_tools
 
 OBSERVATORY_PACKAGE = "@mdn/mdn-http-observatory"
 #: Where the scanner is installed once (npm install --ignore-scripts); $DEPLOY_OBSERVATORY_DIR overrides.
@@ -30,9 +29,7 @@ OBSERVATORY_DIR = Path(os.environ.get("DEPLOY_OBSERVATORY_DIR") or "/var/cache/d
 
 
 def require(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+    require_tools(*tools)
 
 
 # --- sslyze ------------------------------------------------------------------------------------
