@@ -99,11 +99,11 @@ def sh(box: Sandbox, script: str) -> str:
 def edited(run: Callable[[str], object], *paths: str) -> Iterator[None]:
     """Hand edits to these files (on the host `run` runs a shell script on) are undone afterwards, and
     Nginx reloaded with the originals."""
-    run("; ".join(f"cp -p {p} {p}.h-bite-orig" for p in paths))
+    run("; ".join(f"cp -p {p} {p}.test-orig" for p in paths))
     try:
         yield
     finally:
-        run("; ".join(f"mv {p}.h-bite-orig {p}" for p in paths) + "; nginx -t && systemctl reload nginx")
+        run("; ".join(f"mv {p}.test-orig {p}" for p in paths) + "; nginx -t && systemctl reload nginx")
 
 
 def live_slot(box: Sandbox) -> str:
@@ -183,14 +183,14 @@ def test_live003_finds_a_config_nginx_rejects(project: Project, box: Sandbox) ->
 #: mounts), so the app keeps serving while statvfs reports the small disk.
 SMALL_DISK = """
 set -e
-mkdir -p /run/h-bite-orig
-mount --bind /srv/flaskr /run/h-bite-orig
+mkdir -p /run/test-orig
+mount --bind /srv/flaskr /run/test-orig
 # Not a peer of /srv/flaskr (systemd makes / shared): the tmpfs below must not show up here too.
-mount --make-private /run/h-bite-orig
+mount --make-private /run/test-orig
 mount -t tmpfs -o size=64m,mode=0755 small /srv/flaskr
-chown --reference=/run/h-bite-orig /srv/flaskr
-chmod --reference=/run/h-bite-orig /srv/flaskr
-for entry in /run/h-bite-orig/* /run/h-bite-orig/.[!.]*; do
+chown --reference=/run/test-orig /srv/flaskr
+chmod --reference=/run/test-orig /srv/flaskr
+for entry in /run/test-orig/* /run/test-orig/.[!.]*; do
     [ -e "$entry" ] || [ -L "$entry" ] || continue
     name=$(basename "$entry")
     if [ -d "$entry" ] && [ ! -L "$entry" ]; then
@@ -205,7 +205,7 @@ head -c 60M /dev/zero > /srv/flaskr/.filler
 BIG_DISK = """
 grep -o ' /srv/flaskr/[^ ]*' /proc/mounts | sort -r | while read -r m; do umount "$m"; done
 umount /srv/flaskr || true
-umount /run/h-bite-orig || true
+umount /run/test-orig || true
 """
 
 
@@ -337,8 +337,8 @@ def test_weakened_tls_and_headers_are_found_on_the_live_site(site: Site, app_dep
 # (here rather than in test_https.py: it needs the same pebble site, and one boot serves both)
 
 HOOK = "/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload"
-MARKER = "/etc/nginx/conf.d/zz-h-bite-marker.conf"
-BROKEN = "/etc/nginx/conf.d/zz-h-bite-broken.conf"
+MARKER = "/etc/nginx/conf.d/zz-test-marker.conf"
+BROKEN = "/etc/nginx/conf.d/zz-test-broken.conf"
 
 
 def nginx_workers(site: Site, host: SandboxHost) -> str:  # noqa: F811
