@@ -65,13 +65,19 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _domain(value: str) -> str:
-    value = value.strip().lower()
-    if not _DOMAIN.match(value) or len(value) > 253:
+    # Checked as written, before lowercasing: str.lower() maps some non-ASCII look-alikes to ASCII
+    # letters (the Kelvin sign K becomes k), and `$` would let a trailing newline through.
+    if (
+        not value.isascii()
+        or not _DOMAIN.fullmatch(value)
+        or len(value) > 253
+        or (value.startswith("*.") and "." not in value[2:])
+    ):
         raise ValueError(
-            "expected a domain name (letters, digits, hyphens and dots, such as app.example.com), "
-            f"got {value!r}"
+            "expected a domain name (letters, digits, hyphens and dots, such as app.example.com; "
+            f"a wildcard only as the first label of a name with two more), got {value!r}"
         )
-    return value
+    return value.lower()
 
 
 def _host_address(value: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -17,6 +16,7 @@ import pytest
 
 from deploy.loader import load
 from deploy.render import render
+from tests.conftest import require_tools
 from tests.docker.engine import docker
 
 pytestmark = pytest.mark.docker
@@ -27,12 +27,8 @@ ALL = sorted(PLAYBOOKS.glob("*.yaml")) + sorted(PLAYBOOKS.glob("*/deploy.yaml"))
 
 def compose_config(folder: Path) -> subprocess.CompletedProcess[str]:
     """Validate only (-q): without it, compose prints the values it read from .env."""
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        reason = "no 'docker-compose': apt-get install docker-compose"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require_tools("docker-compose")
+    binary = shutil.which("docker-compose") or "docker-compose"
     return subprocess.run([binary, "--project-directory", str(folder), "-f", str(folder / "compose.yaml"),
                            "config", "-q"], capture_output=True, text=True, timeout=120)
 

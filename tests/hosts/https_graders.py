@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -24,24 +23,15 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import in_ci, require_tools
+
 OBSERVATORY_PACKAGE = "@mdn/mdn-http-observatory"
 #: Where the scanner is installed once (npm install --ignore-scripts); $DEPLOY_OBSERVATORY_DIR overrides.
 OBSERVATORY_DIR = Path(os.environ.get("DEPLOY_OBSERVATORY_DIR") or "/var/cache/deploy/observatory")
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def require(*tools: str) -> None:
-    """Skip when a grader's tool is missing, except in CI (CI=true): .ci/setup installs them all, so
-    there a missing grader is a failure, never a quietly skipped grade."""
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        message = f"needs {', '.join(missing)} (.ci/setup installs it)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_tools(*tools)
 
 
 # --- sslyze ------------------------------------------------------------------------------------

@@ -9,19 +9,16 @@ sandbox and a test's private one run their ACME servers side by side without sha
 
 from __future__ import annotations
 
-import pytest
-
 from deploy.sandbox import Sandbox
-from deploy.sandbox_acme import AcmeServer, install_hint, missing_tools
+from deploy.sandbox_acme import TOOLS, AcmeServer
+from tests.conftest import require_tools
 
 __all__ = ["AcmeServer", "require_pebble", "sandbox_pebble"]
 
 
 def require_pebble() -> None:
-    """Skip with the install line when pebble is missing (CI installs it: see .ci/run)."""
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: {install_hint(missing)}")
+    """Skip with the install line when pebble is missing; fail under CI=true (see tests/conftest.py)."""
+    require_tools(*TOOLS)
 
 
 def sandbox_pebble(box: Sandbox) -> AcmeServer:

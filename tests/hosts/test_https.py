@@ -282,4 +282,7 @@ def test_check_live_reads_the_certificate_and_the_renewal_timer(site: Site, issu
     )
     report = json.loads(out.stdout)
     print(json.dumps(report, indent=1)[:3000])
+    # Both checks ran and passed on every host: a skipped check would also exit 0.
+    assert sorted(report["passed"]) == ["LIVE005", "LIVE016"], report
+    assert report["findings"] == [] and report["skipped"] == [], report
     assert out.returncode == 0, out.stdout + out.stderr

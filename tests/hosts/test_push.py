@@ -43,17 +43,21 @@ def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
     return make_project(tmp_path_factory.mktemp("push-project"), box.hosts())
 
 
-def test_setup_prepares_hosts_and_second_run_changes_nothing(project: Project) -> None:
+def test_setup_prepares_hosts_and_second_run_changes_nothing(box: Sandbox, project: Project) -> None:
     first = project.deploy("setup", check=True)
     assert "changed" in first.stdout
     second = project.deploy("setup", check=True)
     for address in addresses(project):
         assert f"{address}: already set up; nothing changed" in second.stdout
-    mode = project.hosts[0]
-    # The env file holds the secret, mode 0600, owned by the app user.
-    from deploy.sandbox import Sandbox  # noqa: F401 - documents where `run` comes from
-
-    assert mode.address
+    # The env file holds the secret: mode 0600 on every host, as the host itself reports it.
+    for host in project.hosts:
+        stat = box.run(host, ["stat", "-c", "%a %U:%G", "/etc/flaskr/env"], check=True).stdout
+        mode, _owner = stat.split()
+        assert mode == "600", f"{host.name}: /etc/flaskr/env has mode {mode}, expected 600"
+        # TODO(integrator): enable once the env file is root-owned (issue 20, the helper making it so):
+        # assert _owner == "root:root", f"{host.name}: /etc/flaskr/env is owned by {_owner}"
+        secret = box.run(host, ["grep", "-c", "^SECRET_KEY=", "/etc/flaskr/env"], check=True).stdout
+        assert secret.strip() == "1"
 
 
 def test_first_push_then_code_push_serve_new_code(project: Project) -> None:

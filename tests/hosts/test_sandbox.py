@@ -16,6 +16,7 @@ import pytest
 
 from deploy.loader import load
 from deploy.sandbox import Sandbox, SandboxError, SandboxHost
+from tests.conftest import require_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))
@@ -352,8 +353,7 @@ def test_down_cleans_up_after_hosts_crashed(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_without_root_sandbox_says_so() -> None:
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is needed to drop root")
+    require_tools("unshare")
     # In a new user namespace without a mapping this process is not root (euid 65534).
     result = subprocess.run(
         ["unshare", "--user", sys.executable, "-m", "deploy", "sandbox", "up"],

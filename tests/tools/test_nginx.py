@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -31,8 +29,7 @@ SECURITY_HEADERS = {
 
 pytestmark = [
     pytest.mark.tools,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare"),
-    pytest.mark.skipif(not shutil.which("nginx") or not shutil.which("gixy"), reason="needs nginx and gixy"),
+    pytest.mark.real_tools("nginx", "gixy", "unshare", root=True),
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -21,8 +20,7 @@ MAX_EXPOSURE = 1.5
 
 pytestmark = [
     pytest.mark.tools,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare"),
-    pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze"),
+    pytest.mark.real_tools("systemd-analyze", "unshare", root=True),
 ]
 
 

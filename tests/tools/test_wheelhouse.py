@@ -9,20 +9,22 @@ import pytest
 
 from deploy.artifact import ArtifactError, Platform, wheelhouse
 from deploy.requirements import resolve
+from tests.conftest import in_ci, unavailable
+
+pytestmark = pytest.mark.tools
 
 
-def _pypi_reachable() -> bool:
+@pytest.fixture(scope="module", autouse=True)
+def _pypi() -> None:
+    """pip downloads real packages from PyPI. Under CI=true the test just runs (no network is a failure,
+    shown by pip); locally PyPI is asked once, when a test of this module starts (never at import)."""
+    if in_ci():
+        return
     try:
         socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        unavailable(f"needs PyPI (pip downloads real packages): pypi.org:443 unreachable ({exc})")
 
-
-pytestmark = [
-    pytest.mark.tools,
-    pytest.mark.skipif(not _pypi_reachable(), reason="needs PyPI (pip downloads real packages)"),
-]
 
 DEBIAN_12 = Platform("3.11.2", "x86_64", "glibc", "2.36")
 

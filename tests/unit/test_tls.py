@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import pytest
 from cryptography import x509
@@ -19,11 +20,11 @@ from cryptography.x509.oid import NameOID
 
 from deploy import certs, tls
 from deploy.config import Config
-from deploy.executor import Recorder
+from deploy.executor import Recorder, StepResult
 from deploy.facts import HostFacts
-from deploy.loader import load_text
-from deploy.plan import Command, Upload
-from deploy.render import render
+from deploy.loader import ConfigError, load_text
+from deploy.plan import Command, Step, Upload
+from deploy.render import paths_for, render
 
 pytestmark = pytest.mark.unit
 
@@ -100,11 +101,82 @@ def test_account_folder_follows_certbots_layout(server: str, folder: str) -> Non
     assert tls.account_dir(server) == folder
 
 
-def test_hostile_domain_values_stay_single_arguments() -> None:
-    # The config rejects them first; the builder would still quote whatever it got.
-    cfg = config()
-    line = tls.certonly_command(cfg, settings(cfg)).line()
-    assert ";" not in line and "$(" not in line
+LABEL_63 = "a" * 63
+HOSTILE_DOMAINS = [
+    "flaskr.example.com\nserver_name evil.example.com",  # a second Nginx directive
+    "flaskr.example.com\n",  # a trailing newline: `$` in a regex lets it through
+    "flaskr.example.com\t",
+    " flaskr.example.com",
+    "flaskr example.com",  # two server_name values
+    "flaskr.example.com;",
+    "flaskr.example.com; return 302 https://evil.example.com",
+    "$(reboot).example.com",
+    "`id`.example.com",
+    "flaskr.example.com{",
+    "flaskr}.example.com",
+    "flaskr.example.com#",
+    "flaskr'.example.com",
+    'flaskr".example.com',
+    "flaskr\\.example.com",
+    "flaskr/.example.com",
+    "flaskr.example.com:443",
+    "flaskr\x00.example.com",
+    "ex\u0430mple.com",  # Cyrillic a
+    "\u212aexample.com",  # Kelvin sign: str.lower() turns it into an ASCII k
+    "\uff45xample.com",  # fullwidth e
+    "flaskr\u3002example.com",  # ideographic full stop
+    f"{LABEL_63}a.example.com",  # a 64-character label
+    f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'a' * 62}",  # 254 characters
+    "*",
+    "*.",
+    "*.com",  # a wildcard over a whole top-level domain
+    "*example.com",
+    "**.example.com",
+    "*.*.example.com",
+    "flaskr.*.example.com",
+    "example.*",
+    "-flaskr.example.com",
+    "flaskr-.example.com",
+    "flaskr..example.com",
+    ".example.com",
+    "example.com.",
+    "_acme.example.com",
+    "",
+]
+
+
+@pytest.mark.parametrize("domain", HOSTILE_DOMAINS)
+def test_hostile_domains_are_rejected_with_a_one_line_error(domain: str) -> None:
+    # JSON strings are YAML double-quoted scalars: every character reaches the validator as written.
+    with pytest.raises(ConfigError) as info:
+        config(domains=f"[www.example.com, {json.dumps(domain)}]")
+    assert [p.key for p in info.value.problems] == ["server.domains[1]"], info.value.problems
+    message = str(info.value)
+    assert message.startswith("deploy.yaml:2: server.domains[1]: expected a domain name")
+    assert "\n" not in message.strip() and repr(domain) in message
+
+
+@pytest.mark.parametrize(
+    ("domain", "kept"),
+    [
+        (f"{LABEL_63}.{LABEL_63}.{LABEL_63}.{'a' * 61}", None),  # 253 characters: the longest name
+        ("*.example.com", None),
+        ("xn--80ak6aa92e.com", None),  # a Unicode name in its ASCII (punycode) form
+        ("Shop.Example.COM", "shop.example.com"),
+        ("1-2.example.com", None),
+    ],
+)
+def test_names_at_the_limits_are_accepted(domain: str, kept: str | None) -> None:
+    assert config(domains=f"[{json.dumps(domain)}]").server.domains == [kept or domain]
+
+
+def test_a_domain_stays_one_argument_of_certbot_even_if_validation_were_bypassed() -> None:
+    cfg = config(domains="[flaskr.example.com]")
+    hostile = "a.example.com; touch /tmp/pwned $(id)"
+    forged = cfg.model_copy(update={"server": cfg.server.model_copy(update={"domains": [hostile]})})
+    command = tls.certonly_command(forged, settings(forged))
+    assert command.argv[command.argv.index("-d") + 1] == hostile
+    assert "-d 'a.example.com; touch /tmp/pwned $(id)'" in command.line()
 
 
 # --- the renewal hook, run for real with stand-ins for nginx and systemctl -----------------------------
@@ -298,19 +370,28 @@ def test_own_certificate_key_is_0600_and_secret() -> None:
 
 
 class ScriptedHosts(Recorder):
-    """Records steps; answers `run` as hosts would: no certificate yet, one ACME account."""
+    """Records steps and every action with its content; answers `run` as hosts would: the hosts in
+    `with_certificate` already have theirs, one ACME account."""
 
-    def __init__(self, has_certificate: bool = False):
+    def __init__(self, has_certificate: bool = False, with_certificate: frozenset[str] = frozenset()):
         super().__init__()
         self.has_certificate = has_certificate
+        self.with_certificate = with_certificate
+        #: (host, step name, action), in the order the hosts would have run them.
+        self.actions: list[tuple[str, str, Command | Upload]] = []
 
     def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
         super().run(host, command, timeout)
         if command.argv[0] == "test":
-            return (0 if self.has_certificate else 1), ""
+            return (0 if self.has_certificate or host in self.with_certificate else 1), ""
         if command.argv[0] == "python3":
             return 0, account_output([ACCOUNT_ID])
         return 0, ""
+
+    def run_step(self, host: str, step: Step) -> StepResult:
+        result = super().run_step(host, step)
+        self.actions += [(host, step.name, action) for action in step.actions]
+        return result
 
 
 CA_FILES = tls.TLSFiles(ca_bundle=b"PEM")
@@ -318,16 +399,50 @@ CA_FILES = tls.TLSFiles(ca_bundle=b"PEM")
 
 def install(cfg: Config, executor: Recorder, files: tls.TLSFiles = CA_FILES) -> list[str]:
     hosts = [str(h.address) for h in cfg.server.hosts]
-    rendered: list[bool | None] = []
-
-    def render_for(facts: HostFacts) -> Mapping[str, str]:
-        rendered.append(facts.has_certificate)
-        return render(cfg, facts)
-
     certs.install_certificates(
-        cfg, executor, hosts, files, {h: HostFacts() for h in hosts}, render_for, parallel=False
+        cfg, executor, hosts, files, {h: HostFacts() for h in hosts}, lambda f: render(cfg, f), parallel=False
     )
     return [f"{host} {step}" for host, step, _ in executor.log if step not in ("run",)]
+
+
+def serves_tls(text: str) -> bool:
+    return "listen 443" in text or "ssl_certificate" in text
+
+
+def assert_https_only_after_the_certificate(
+    cfg: Config, actions: list[tuple[str, str, Command | Upload]], hosts_with_certificate: set[str]
+) -> None:
+    """On each host, in the order of its actions: a host without a certificate gets the HTTP-only site
+    (serving the ACME challenge path) and a reload before certbot runs, and no Nginx file that serves
+    TLS is written before certbot has obtained the certificate; after it, the HTTPS site and a reload."""
+    site = paths_for(cfg).nginx_site
+    cert, _ = tls.certificate_files(cfg)
+    for host in dict.fromkeys(h for h, _, _ in actions):
+        mine = [action for h, _, action in actions if h == host]
+        lines = [a.line() if isinstance(a, Command) else f"write {a.remote_path}" for a in mine]
+        certbot = next(i for i, line in enumerate(lines) if "certbot certonly" in line)
+        site_writes = [i for i, a in enumerate(mine) if isinstance(a, Upload) and a.remote_path == site]
+        first_site, last_site = site_writes[0], site_writes[-1]
+        assert first_site < certbot < last_site, (host, lines)
+        first_text = cast(Upload, mine[first_site]).content.decode()
+        assert "/.well-known/acme-challenge/" in first_text
+        assert (
+            "nginx -t -q" in lines[first_site:certbot]
+            and "systemctl reload nginx" in lines[first_site:certbot]
+        )
+        if host not in hosts_with_certificate:
+            assert not serves_tls(first_text), f"{host}: HTTPS site before certbot had a certificate"
+            early = [
+                a.remote_path
+                for a in mine[:certbot]
+                if isinstance(a, Upload)
+                and a.remote_path.startswith("/etc/nginx/")
+                and serves_tls(a.content.decode())
+            ]
+            assert early == [], f"{host}: Nginx files serving TLS written before certbot: {early}"
+        final = cast(Upload, mine[last_site]).content.decode()
+        assert "listen 443" in final and f"ssl_certificate {cert};" in final
+        assert lines[-2:] == ["nginx -t -q", "systemctl reload nginx"], (host, lines[last_site:])
 
 
 def test_acme_order_http_site_then_certbot_then_https_site() -> None:
@@ -349,17 +464,31 @@ def test_acme_order_http_site_then_certbot_then_https_site() -> None:
     assert certbot_hosts == ["10.0.0.1", "10.0.0.2"]
 
 
-def test_site_before_certbot_is_http_only_without_a_certificate() -> None:
+@pytest.mark.parametrize("with_certificate", [frozenset(), frozenset({"10.0.0.2"})])
+def test_site_before_certbot_is_http_only_without_a_certificate(with_certificate: frozenset[str]) -> None:
+    # What the hosts would be sent, in order: a site serving TLS before certbot has a certificate makes
+    # `nginx -t` fail (no such file), and the challenge could never be answered.
     cfg = config(ACME)
-    executor = ScriptedHosts(has_certificate=False)
+    executor = ScriptedHosts(with_certificate=with_certificate)
     install(cfg, executor)
-    first_sites = [line for h, s, line in executor.log if s == "tls: site before certbot"]
-    https_sites = [line for h, s, line in executor.log if s == "tls: HTTPS site"]
-    assert first_sites and https_sites
-    # Site bodies are uploads: compare what the plan would write.
-    before = render(cfg, HostFacts(has_certificate=False))["nginx/flaskr.conf"]
-    after = render(cfg, HostFacts(has_certificate=True))["nginx/flaskr.conf"]
-    assert "listen 443" not in before and "listen 443" in after
+    assert_https_only_after_the_certificate(cfg, executor.actions, set(with_certificate))
+    if with_certificate:
+        # A host that has its certificate keeps serving HTTPS while certbot renews.
+        first = next(
+            a
+            for h, s, a in executor.actions
+            if h == "10.0.0.2" and isinstance(a, Upload) and a.remote_path == paths_for(cfg).nginx_site
+        )
+        assert serves_tls(first.content.decode())
+
+
+def test_dry_run_plan_is_in_the_same_order() -> None:
+    cfg = config(ACME)
+    hosts = ["10.0.0.1", "10.0.0.2"]
+    facts = {"10.0.0.1": HostFacts(has_certificate=False), "10.0.0.2": HostFacts(has_certificate=True)}
+    steps = certs.planned_steps(cfg, hosts, CA_FILES, facts, lambda f: render(cfg, f))
+    actions = [(s.host, s.name, a) for s in steps for a in s.actions]
+    assert_https_only_after_the_certificate(cfg, actions, {"10.0.0.2"})
 
 
 def test_tls_false_does_nothing() -> None:
