@@ -638,7 +638,8 @@ def host_push(
         prepare.append(
             Upload(
                 archive,
-                tarball(artifact.files, send, artifact.timestamp),
+                # Group: the app's user group, which reads the files (not world-readable).
+                tarball(artifact.files, send, artifact.timestamp, group=layout.user),
                 0o600,
                 "root",
                 "root",
@@ -650,9 +651,9 @@ def host_push(
         Upload(
             f"{target}/gunicorn.conf.py",
             gunicorn_conf.encode(),
-            0o644,
+            0o640,
             "root",
-            "root",
+            layout.user,
             description="gunicorn.conf.py",
         )
     )

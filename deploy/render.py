@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from deploy import secretfiles
 from deploy.config import Config
 from deploy.facts import HostFacts
 
@@ -186,25 +187,6 @@ def systemd_hardening(config: Config) -> list[tuple[str, str]]:
     return out
 
 
-#: Names of files and folders that hold secrets: .dockerignore keeps them out of the build context,
-#: and the Dockerfile stops the build if one is in it anyway (a .dockerignore Docker did not read).
-DOCKER_SECRET_NAMES = (
-    ".env",
-    ".env.*",
-    "*.env",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".ssh",
-    ".aws",
-    ".netrc",
-    ".pypirc",
-    "secrets",
-)
 
 
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
@@ -237,7 +219,10 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "systemd_stop_timeout": config.gunicorn.graceful_timeout + 15,
         # The app is imported before Gunicorn reports ready: give it the health gate's time, or more.
         "systemd_start_timeout": max(90, config.push.health_timeout + 30),
-        "docker_secret_names": DOCKER_SECRET_NAMES,
+        # deploy.secretfiles: .dockerignore keeps them out of the build context, and the Dockerfile
+        # stops the build if one is in it anyway (a .dockerignore Docker did not read).
+        "docker_secret_names": secretfiles.PATTERNS,
+        "docker_not_secrets": secretfiles.NOT_SECRETS,
     }
 
 
