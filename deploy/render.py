@@ -301,6 +301,34 @@ def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
     return files_to_copy(config.app.requirements, read)
 
 
+@dataclass(frozen=True)
+class RenderFailure:
+    """Why rendering failed, and where: the template (relative to the project for an override) and line."""
+
+    file: str | None
+    line: int | None
+    message: str
+
+    @classmethod
+    def of(cls, exc: Exception, project_dir: Path | None) -> RenderFailure:
+        name: str | None = None
+        line: int | None = None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            name, line = exc.filename or exc.name, exc.lineno
+        else:
+            # Jinja gives a template's frames its file name and line (`<template>`: a shipped one).
+            tb = exc.__traceback__
+            while tb is not None:
+                filename = tb.tb_frame.f_code.co_filename
+                if filename.endswith(".j2"):
+                    name, line = filename, tb.tb_lineno
+                tb = tb.tb_next
+        if name is not None and project_dir is not None and Path(name).is_absolute():
+            with contextlib.suppress(ValueError):
+                name = Path(name).resolve().relative_to(project_dir.resolve()).as_posix()
+        return cls(name, line, f"{type(exc).__name__}: {exc}")
+
+
 def render(config: Config, facts: HostFacts | None = None, project_dir: Path | None = None) -> dict[str, str]:
     """Render every config file for `config`; the same input always gives byte-identical output.
 
