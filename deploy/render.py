@@ -187,8 +187,6 @@ def systemd_hardening(config: Config) -> list[tuple[str, str]]:
     return out
 
 
-
-
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     """Everything a template may use: the config, the layout, and values derived in Python."""
     nginx_version = facts.nginx_version or config.nginx.version or DEFAULT_NGINX_VERSION

@@ -78,6 +78,8 @@ def test_release_files_are_private_static_files_served_and_secret_files_stay_hom
     for name in secrets:
         (project.path / name).write_text("SECRET-VALUE\n")
     assert (project.path / ".env.example").is_file()  # committed in the example: a template, shipped
+    style = project.path / "flaskr" / "static" / "style.css"
+    style.write_text(style.read_text() + "/* dirty */\n")  # something to ship with --allow-dirty
     try:
         project.deploy("push", "--allow-dirty", check=True)
         host = project.hosts[0]
@@ -87,7 +89,7 @@ def test_release_files_are_private_static_files_served_and_secret_files_stay_hom
                 "sh",
                 "-c",
                 "cd /srv/flaskr/current/ && find . -path ./.venv -prune -o -path ./instance -prune -o "
-                "-type f -printf '%m %u:%g %P\\n'",
+                "-path ./.deploy/served -prune -o -type f -printf '%m %u:%g %P\\n'",
             ],
             check=True,
         ).stdout
@@ -97,13 +99,17 @@ def test_release_files_are_private_static_files_served_and_secret_files_stay_hom
         assert files["gunicorn.conf.py"] == ["640", "root:flaskr"]
         assert files["flaskr/static/style.css"] == ["644", "root:flaskr"]
         readable = [name for name, (mode, _) in files.items() if int(mode, 8) & 0o004]
-        assert all(n.startswith(("flaskr/static/", ".deploy/")) for n in readable), readable
+        assert all(n.startswith("flaskr/static/") for n in readable), readable
+        assert files[".deploy/release.json"] == ["640", "root:flaskr"]
+        folders = box.run(host, ["stat", "-c", "%a %U:%G", "/srv/flaskr/current/.deploy"], check=True)
+        assert folders.stdout.split() == ["750", "root:flaskr"]
         for address in addresses(project):
             assert get(address, "/static/style.css")[0] == 200
         assert versions(project) == ["v2"] * 3
     finally:
         for name in secrets:
             (project.path / name).unlink()
+        git(project.path, "checkout", "--", "flaskr/static/style.css")
     project.deploy("push", check=True)
 
 

@@ -151,18 +151,8 @@ def test_dockerignore_keeps_secrets_vcs_venvs_and_shared_data_out(config: Config
     lines = [
         line for line in rendered(config)[".dockerignore"].splitlines() if line and not line.startswith("#")
     ]
-    for required in (
-        "**/.env",
-        "**/.env.*",
-        ".git",
-        "**/.venv",
-        "**/venv",
-        "**/__pycache__",
-        "**/*.pem",
-        "**/*.key",
-        "**/id_ed25519*",
-        "deploy-out",
-    ):
+    for required in ("**/.env", "**/.env.*", ".git", "**/.venv", "**/venv", "**/__pycache__", "**/*.pem",
+                     "**/*.key", "**/id_ed25519*", "deploy-out"):
         assert required in lines
     for directory in config.app.shared:
         assert directory in lines
