@@ -207,12 +207,7 @@ def pack(
             raise ArtifactError(
                 f"{project}: the git repository has no commit yet; commit the project first"
             ) from None
-    status = _git(project, "status", "--porcelain", "--untracked-files=all", "--", ".").decode()
-    changed = [
-        line[3:]
-        for line in status.splitlines()
-        if line.strip() and not _excluded(line[3:].strip('"'), exclude)
-    ]
+    changed = [path for path in _status(project) if not _excluded(path, exclude)]
     dirty = bool(changed)
     if dirty and not allow_dirty:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -243,6 +238,25 @@ def pack(
     )
     _ = artifact.requirement_set  # an unreadable requirements file stops here, before any host
     return artifact
+
+
+def _status(project: Path) -> list[str]:
+    """The paths git status reports changed or untracked (each file of a new folder), unquoted; a
+    rename or copy counts by its new path and its old one."""
+    raw = _git(project, "status", "--porcelain", "-z", "--untracked-files=all", "--", ".")
+    entries = raw.decode("utf-8", "surrogateescape").split("\0")
+    paths: list[str] = []
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC" or entry[1] in "RC":
+            paths.append(entries[index])  # the path it was renamed or copied from
+            index += 1
+    return paths
 
 
 def _archive(

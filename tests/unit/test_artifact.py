@@ -226,3 +226,16 @@ def test_no_shipped_file_is_world_readable_but_static_files_are(repo: Path) -> N
             members = {m.name: m for m in tar.getmembers()}
         assert members["app/__init__.py"].mode == 0o640 and members["app/__init__.py"].gname == "demo"
         assert members["app/__init__.py"].uname == "root"
+
+
+def test_names_git_would_quote_are_read_as_they_are(repo: Path) -> None:
+    """git status quotes names with spaces or non-ASCII bytes: a secret there is still a secret, and
+    the error names a changed file as it is; a rename names both paths."""
+    _write(repo, ("café/.env.production", "my keys/id_ed25519", 'odd"name/.pgpass'))
+    assert not pack(repo, "requirements.txt", exclude=("instance",)).dirty
+    (repo / "café" / "new file.py").write_text("x = 1\n")
+    with pytest.raises(ArtifactError, match=r"uncommitted changes \(café/new file.py\)"):
+        pack(repo, "requirements.txt", exclude=("instance",))
+    git(repo, "mv", "app/__init__.py", "app/main.py")
+    with pytest.raises(ArtifactError, match=r"uncommitted changes \(app/main.py, app/__init__.py, café/new"):
+        pack(repo, "requirements.txt", exclude=("instance",))
