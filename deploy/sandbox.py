@@ -242,6 +242,7 @@ class Sandbox:
             if not folder.is_dir():
                 raise SandboxError(f"the sandbox's state folder {folder} is not a folder", code=2) from None
             if marker.is_file() and not marker.is_symlink():
+                self._refuse_links()
                 return
             others = sorted(p.name for p in folder.iterdir())
             if others:
@@ -257,6 +258,20 @@ class Sandbox:
             raise SandboxError(f"cannot make the sandbox's state folder {folder}: {exc}", code=2) from None
         if create:
             marker.write_text("deploy sandbox state: 'deploy sandbox down' removes this folder\n", "utf-8")
+
+    def _refuse_links(self) -> None:
+        """Refuse a symbolic link in place of a file or folder the sandbox writes or removes as root
+        (up would write through it, down remove what it points to)."""
+        own = [*self._files(), self.machines_dir, self.acme_dir, self.state_dir / ".lock"]
+        own.append(self.state_file.with_suffix(".tmp"))
+        links = [p.name for p in own if p.is_symlink()]
+        if links:
+            raise SandboxError(
+                f"the sandbox's state folder {self.state_dir} holds a symbolic link where the sandbox "
+                f"keeps its own files: {', '.join(links)}; the sandbox writes and removes these as root, "
+                "never through a link: remove the link; nothing was changed",
+                code=2,
+            )
 
     def _read_state(self) -> _State | None:
         try:

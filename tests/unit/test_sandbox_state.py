@@ -171,3 +171,20 @@ def test_down_accepts_the_sandboxs_own_state(tmp_path: Path) -> None:
     result = deploy(state_dir, "down")
     assert result.returncode == 0, result.stderr
     assert not state_dir.exists()
+
+
+@pytest.mark.parametrize("name", ["machines", "acme", "state.json"])
+def test_a_link_planted_in_the_state_folder_is_refused(tmp_path: Path, name: str) -> None:
+    """down removes machines/ and acme/ with everything in them: never through a symbolic link."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep\n")
+    state_dir = tmp_path / "state"
+    own_state(state_dir)
+    target = state_dir / name
+    target.unlink(missing_ok=True)
+    target.symlink_to(victim / "precious" if name == "state.json" else victim)
+    result = deploy(state_dir, "down")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "symbolic link" in result.stderr
+    assert (victim / "precious").read_text() == "keep\n" and target.is_symlink()
