@@ -377,3 +377,94 @@ def gixy(ctx: Context) -> Iterator[Finding]:
             found[0],
             severity=severity,
         )
+
+
+@check(
+    "RND007",
+    area="deployment",
+    severity="high",
+    title="nginx -t rejects the rendered Nginx configuration",
+    why="""Setup and push test the Nginx files on each host with `nginx -t` and stop when it fails; a file
+    Nginx rejects, once installed, also breaks the next restart or reload of every site on the host.
+    This check runs the same test on this machine, before a host sees the files: the site, its
+    snippets and the catch-all servers, with a throwaway certificate in place of the real one.""",
+    fix="""Fix the line nginx names in your template override (templates/ beside deploy.yaml), or the
+    deploy.yaml value that reaches it; `deploy render --stdout` shows the rendered files.""",
+    layers=("rendered", "tools"),
+    references=("https://nginx.org/en/docs/switches.html",),
+)
+def nginx_test(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    from deploy.render import DEFAULT_NGINX_VERSION
+
+    files = _nginx_files(ctx)
+    if not files:
+        return
+    try:
+        local = linters.nginx_version()
+    except linters.LinterUnavailable as exc:
+        if "not installed" in str(exc):
+            raise Skip(
+                "nginx is not installed here: the rendered Nginx files are tested on the hosts only"
+            ) from None
+        raise Skip(str(exc)) from None
+    target = ctx.config.nginx.version or DEFAULT_NGINX_VERSION
+    if local < tuple(int(p) for p in target.split(".")):
+        raise Skip(
+            f"this machine's nginx {'.'.join(map(str, local))} is older than the hosts' {target} "
+            "(nginx.version): it would reject what they accept"
+        )
+    try:
+        rejections = linters.nginx_test(files)
+    except linters.LinterUnavailable as exc:
+        raise Skip(str(exc)) from None
+    for rejection in rejections:
+        yield Finding(f"nginx -t: {rejection.message}", rejection.file, rejection.line)
+
+
+@check(
+    "RND008",
+    area="deployment",
+    severity="high",
+    title="systemd-analyze verify rejects the rendered unit",
+    why="""systemd ignores a line it cannot parse (a misspelt key, a bad value) with only a log message, so
+    a hardening directive can silently not apply, and a unit whose command is missing fails to start
+    on every host. `systemd-analyze verify` reports both before a host sees the unit.""",
+    fix="""Fix the line systemd names in your templates/app.service.j2 override or in
+    `systemd.overrides`; a command outside the app's folders must exist on the hosts (and here).""",
+    layers=("rendered", "tools"),
+    references=(
+        "https://www.freedesktop.org/software/systemd/man/latest/systemd-analyze.html#systemd-analyze%20verify%20FILE...",
+    ),
+)
+def systemd_verify(ctx: Context) -> Iterator[Finding]:
+    assert ctx.config is not None
+    rendered = ctx.rendered
+    assert not isinstance(rendered, str)
+    # What lies under the app's folder exists once push has run (the release, its virtualenv).
+    base = (ctx.config.base_dir,)
+    for path, text in sorted((p, t) for p, t in rendered.items() if p.endswith(".service")):
+        try:
+            rejections = linters.systemd_verify(PurePosixPath(path).name, text, base)
+        except linters.LinterUnavailable as exc:
+            raise Skip(str(exc)) from None
+        for rejection in rejections:
+            yield Finding(f"systemd-analyze verify: {rejection.message}", path, rejection.line)
+
+
+@check(
+    "RND009",
+    area="deployment",
+    severity="high",
+    title="The configs do not render",
+    why="""render, setup and push render every config from deploy.yaml and the project's template
+    overrides; an error in an override (a misspelt variable, a broken tag) stops all three, and every
+    check of the rendered files is skipped.""",
+    fix="""Fix the template line named (`deploy templates NAME` prints the shipped one to compare with).""",
+    layers=("config",),
+    references=("https://jinja.palletsprojects.com/en/stable/templates/",),
+)
+def renders(ctx: Context) -> Iterator[Finding]:
+    failure = ctx.render_failure
+    if failure is not None:
+        yield Finding(failure.message, failure.file, failure.line)

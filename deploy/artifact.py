@@ -26,10 +26,11 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy import hostmarkers
 from deploy.requirements import RequirementsError, RequirementSet, resolve, top_level
+from deploy.secretfiles import is_secret
 
-#: Never shipped, even when untracked files go out with --allow-dirty: local secrets and tooling.
+#: Never shipped, even when untracked files go out with --allow-dirty: local tooling. Secret files
+#: (deploy.secretfiles) are never shipped either, tracked or not.
 EXCLUDED = (
-    ".env",
     ".git",
     ".venv",
     "venv",
@@ -48,12 +49,18 @@ class ArtifactError(Exception):
     """The project cannot be packed (not a git repository, dirty tree, wheels unavailable)."""
 
 
+#: Modes of shipped files: readable by root and the app's group only, never by other users...
+PRIVATE_MODES = (0o640, 0o750)
+#: ...but the files under app.static.dir, which Nginx (another user) serves to anyone.
+PUBLIC_MODES = (0o644, 0o755)
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One file of the artifact: its bytes and mode, or the target of a symbolic link."""
 
     data: bytes
-    mode: int = 0o644
+    mode: int = 0o640
     link: str | None = None
 
     @property
@@ -76,6 +83,8 @@ class Artifact:
     requirements_path: str
     #: Modification time of every shipped file (the commit's time): Nginx derives ETags from it.
     timestamp: int = 0
+    #: Secret files (deploy.secretfiles) that git tracks: left out of the artifact, to be warned about.
+    withheld: tuple[str, ...] = ()
 
     @property
     def manifest(self) -> dict[str, list[object]]:
@@ -152,19 +161,35 @@ def project_identity(project: Path) -> str | None:
     return ",".join(sorted(roots)) or None
 
 
+def _under(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
 def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
     parts = path.split("/")
-    if any(path == e or path.startswith(e.rstrip("/") + "/") for e in extra):
+    if _under(path, extra) or is_secret(path):
         return True
     return any(part in EXCLUDED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
 
 
+def _mode(path: str, executable: bool, public: tuple[str, ...]) -> int:
+    private, world = PUBLIC_MODES if _under(path, public) else PRIVATE_MODES
+    return world if executable else private
+
+
 def pack(
-    project: Path, requirements_path: str, allow_dirty: bool = False, exclude: tuple[str, ...] = ()
+    project: Path,
+    requirements_path: str,
+    allow_dirty: bool = False,
+    exclude: tuple[str, ...] = (),
+    public: tuple[str, ...] = (),
 ) -> Artifact:
     """Read the project's files at HEAD (or the working tree with `allow_dirty`), refusing a dirty tree.
 
-    `exclude` names paths never shipped (the app's shared paths: they live on the host).
+    `exclude` names paths never shipped (the app's shared paths: they live on the host); secret files
+    are never shipped, and the tracked ones are named in `Artifact.withheld`. Files are readable by
+    root and the app's group only (`PRIVATE_MODES`), but those under a `public` folder (the static
+    files Nginx serves) are readable by everyone.
     """
     try:
         # One git process for all three (each process costs time on every push).
@@ -182,12 +207,7 @@ def pack(
             raise ArtifactError(
                 f"{project}: the git repository has no commit yet; commit the project first"
             ) from None
-    status = _git(project, "status", "--porcelain", "--untracked-files=normal", "--", ".").decode()
-    changed = [
-        line[3:]
-        for line in status.splitlines()
-        if line.strip() and not _excluded(line[3:].strip('"'), exclude)
-    ]
+    changed = [path for path in _status(project) if not _excluded(path, exclude)]
     dirty = bool(changed)
     if dirty and not allow_dirty:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -195,7 +215,9 @@ def pack(
             f"the working tree has uncommitted changes ({shown}): deploy ships the committed HEAD; "
             "commit them, or pass --allow-dirty to ship the working tree as it is"
         )
-    files = _working_tree(project, exclude) if dirty else _archive(top, prefix, exclude)
+    files, withheld = (
+        _working_tree(project, exclude, public) if dirty else _archive(top, prefix, exclude, public)
+    )
     if requirements_path not in files:
         raise ArtifactError(
             f"{requirements_path} (app.requirements) is not in the "
@@ -207,43 +229,83 @@ def pack(
 
         timestamp = int(time.time())
     artifact = Artifact(
-        commit=commit, dirty=dirty, files=files, requirements_path=requirements_path, timestamp=timestamp
+        commit=commit,
+        dirty=dirty,
+        files=files,
+        requirements_path=requirements_path,
+        timestamp=timestamp,
+        withheld=tuple(sorted(withheld)),
     )
     _ = artifact.requirement_set  # an unreadable requirements file stops here, before any host
     return artifact
 
 
-def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
+def _status(project: Path) -> list[str]:
+    """The paths git status reports changed or untracked (each file of a new folder), unquoted; a
+    rename or copy counts by its new path and its old one."""
+    raw = _git(project, "status", "--porcelain", "-z", "--untracked-files=all", "--", ".")
+    entries = raw.decode("utf-8", "surrogateescape").split("\0")
+    paths: list[str] = []
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC" or entry[1] in "RC":
+            paths.append(entries[index])  # the path it was renamed or copied from
+            index += 1
+    return paths
+
+
+def _archive(
+    top: Path, prefix: str, exclude: tuple[str, ...], public: tuple[str, ...]
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """The files of HEAD, and the committed secret files left out."""
     raw = _git(top, "archive", "--format=tar", f"HEAD:{prefix}")
     files: dict[str, FileEntry] = {}
+    withheld: list[str] = []
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for member in tar.getmembers():
             name = member.name.removeprefix("./")
-            if _excluded(name, exclude) or member.isdir():
+            if member.isdir():
+                continue
+            if _excluded(name, exclude):
+                if is_secret(name) and not _under(name, exclude):
+                    withheld.append(name)
                 continue
             if member.issym():
                 files[name] = FileEntry(b"", 0o777, link=member.linkname)
             elif member.isfile():
                 handle = tar.extractfile(member)
                 data = handle.read() if handle else b""
-                files[name] = FileEntry(data, 0o755 if member.mode & 0o111 else 0o644)
-    return files
+                files[name] = FileEntry(data, _mode(name, bool(member.mode & 0o111), public))
+    return files, withheld
 
 
-def _working_tree(project: Path, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
-    listing = _git(project, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
+def _working_tree(
+    project: Path, exclude: tuple[str, ...], public: tuple[str, ...]
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """The files of the working tree as git sees it, and the tracked secret files left out."""
+    # -t tags each name: "H " (and other letters) tracked, "? " untracked.
+    listing = _git(project, "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard", "--", ".")
     files: dict[str, FileEntry] = {}
+    withheld: list[str] = []
     for raw in listing.split(b"\0"):
-        name = raw.decode()
-        if not name or _excluded(name, exclude):
+        tag, name = raw[:2].decode(), raw[2:].decode()
+        if not name:
+            continue
+        if _excluded(name, exclude):
+            if tag != "? " and is_secret(name) and not _under(name, exclude):
+                withheld.append(name)
             continue
         path = project / name
         if path.is_symlink():
             files[name] = FileEntry(b"", 0o777, link=os.readlink(path))
         elif path.is_file():
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            files[name] = FileEntry(path.read_bytes(), mode)
-    return files
+            files[name] = FileEntry(path.read_bytes(), _mode(name, bool(path.stat().st_mode & 0o111), public))
+    return files, withheld
 
 
 def changes(artifact: Artifact, remote: dict[str, list[object]] | None) -> tuple[list[str], list[str]]:
@@ -256,8 +318,9 @@ def changes(artifact: Artifact, remote: dict[str, list[object]] | None) -> tuple
     return send, delete
 
 
-def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0) -> bytes:
-    """A tar of the named files, byte-stable (one fixed time, root owner)."""
+def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0, group: str = "root") -> bytes:
+    """A tar of the named files, byte-stable (one fixed time, owner root, group `group` by name: the
+    host's tar, run as root, gives them that group)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in names:
@@ -265,7 +328,7 @@ def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0) -> by
             info = tarfile.TarInfo(name)
             info.mtime = mtime
             info.uid = info.gid = 0
-            info.uname = info.gname = "root"
+            info.uname, info.gname = "root", group
             if entry.link is not None:
                 info.type = tarfile.SYMTYPE
                 info.linkname = entry.link

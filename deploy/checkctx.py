@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from deploy.config import Config
     from deploy.inspect_app import Effective
     from deploy.live import LiveFacts
+    from deploy.render import RenderFailure
 
 
 class Skip(Exception):
@@ -46,6 +47,7 @@ class Context:
     renderer: Callable[..., dict[str, str]] | None = None
     live_probe: Callable[[Context], LiveFacts] | None = None
     notes: list[str] = field(default_factory=list)
+    _rendered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def project(self) -> Project:
@@ -96,20 +98,33 @@ class Context:
 
     # --- rendered configs
 
+    @property
+    def config_dir(self) -> Path:
+        """The folder of deploy.yaml: render, setup and push take template overrides from its templates/."""
+        return (self.root / self.config_file).parent if self.config_file else self.root
+
     @cached_property
     def rendered(self) -> dict[str, str] | str:
-        """{path: text}, or the reason rendering failed."""
+        """{path: text}, or the reason rendering failed (`render_failure` says where)."""
         if self.config is None:
             return "no deploy.yaml"
-        try:
-            renderer = self.renderer
-            if renderer is None:
-                from deploy.render import render
+        failure = self.render_failure
+        if failure is not None:
+            return f"rendering failed: {failure.message}"
+        return self._rendered
 
-                renderer = render
-            return renderer(self.config, None, self.root)
+    @cached_property
+    def render_failure(self) -> RenderFailure | None:
+        """Where rendering failed (the template override and line), or None when it renders."""
+        from deploy.render import RenderFailure, render
+
+        if self.config is None:
+            return None
+        try:
+            self._rendered = (self.renderer or render)(self.config, None, self.config_dir)
         except Exception as exc:
-            return f"rendering failed: {type(exc).__name__}: {exc}"
+            return RenderFailure.of(exc, self.root)
+        return None
 
     def rendered_file(self, suffix: str) -> tuple[str, str] | None:
         """The first rendered (path, text) whose path ends with `suffix`."""

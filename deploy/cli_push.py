@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
+from deploy.secretfiles import withheld_warning
 
 if TYPE_CHECKING:
     from deploy.config import Config
@@ -623,9 +624,17 @@ def push(
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
         try:
-            artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
+            artifact = pack(
+                project,
+                config.app.requirements,
+                allow_dirty,
+                exclude=tuple(config.app.shared),
+                public=(config.app.static.dir,) if config.app.static else (),
+            )
         except ArtifactError as exc:
             fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
+        if artifact.withheld:
+            printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
         secrets = _secrets(config, project, config_path)
         release = _release_id(artifact.short)
         warmup.join()

@@ -87,8 +87,13 @@ def up_command(count: int, timeout: float, no_acme: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: name, address, state and SSH settings.")
 def list_command(as_json: bool) -> None:
     """Each host's name and address, and whether it is running."""
+    from deploy.sandbox import SandboxError
+
     sandbox = _sandbox()
-    hosts = sandbox.hosts()
+    try:
+        hosts = sandbox.hosts()
+    except SandboxError as exc:
+        fail(str(exc), exc.code)
     if as_json:
         rows = [
             {

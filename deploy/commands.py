@@ -157,12 +157,16 @@ def remove_paths(release: str, relative: list[str], description: str) -> Command
 
 
 def extract_tar(archive: str, directory: str, description: str) -> Command:
-    """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed)."""
+    """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed).
+
+    Each file gets the mode, owner and group the archive names (`artifact.tarball`: owner root, the
+    group by name), and the folders tar creates are not writable by others (umask 022).
+    """
     return Command(
         (
             "sh",
             "-c",
-            'tar -x -U --no-same-owner -f "$1" -C "$2" && rm -f -- "$1"',
+            'umask 022 && tar -x -U --same-owner --same-permissions -f "$1" -C "$2" && rm -f -- "$1"',
             "untar",
             archive,
             directory,

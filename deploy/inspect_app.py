@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.inspect_child import MARKER, PLACEHOLDER_PREFIX
+from deploy.secretfiles import is_secret, is_secret_name
 
 if TYPE_CHECKING:
     from deploy.config import Config
 
 TIMEOUT = 60
 CHILD = Path(__file__).with_name("inspect_child.py")
-#: Never copied for the import, as push never ships them (deploy.artifact.EXCLUDED, plus caches).
+#: Never copied for the import, as push never ships them (deploy.artifact.EXCLUDED, plus caches);
+#: nor is any secret file (deploy.secretfiles).
 _NOT_COPIED = frozenset(
     {
-        ".env",
         ".git",
         ".hg",
         ".venv",
@@ -159,7 +160,7 @@ def _project_files(root: Path) -> Iterator[Path]:
         )
         if proc.returncode == 0:
             for rel in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
-                if rel and not _NOT_COPIED & set(Path(rel).parts):
+                if rel and not _NOT_COPIED & set(Path(rel).parts) and not is_secret(rel):
                     yield root / rel
             return
     stack = [root]
@@ -170,7 +171,7 @@ def _project_files(root: Path) -> Iterator[Path]:
         except OSError:
             continue
         for entry in entries:
-            if entry.name in _NOT_COPIED:
+            if entry.name in _NOT_COPIED or is_secret_name(entry.name):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 if not (entry / "pyvenv.cfg").exists():
@@ -180,7 +181,7 @@ def _project_files(root: Path) -> Iterator[Path]:
 
 
 def copy_project(root: Path, dest: Path) -> None:
-    """Copy what push would ship (no .env, no .git, no virtualenvs) into `dest`."""
+    """Copy what push would ship (no secret files, no .git, no virtualenvs) into `dest`."""
     total = 0
     for path in _project_files(root):
         rel = path.relative_to(root)

@@ -638,7 +638,8 @@ def host_push(
         prepare.append(
             Upload(
                 archive,
-                tarball(artifact.files, send, artifact.timestamp),
+                # Group: the app's user group, which reads the files (not world-readable).
+                tarball(artifact.files, send, artifact.timestamp, group=layout.user),
                 0o600,
                 "root",
                 "root",
@@ -650,9 +651,9 @@ def host_push(
         Upload(
             f"{target}/gunicorn.conf.py",
             gunicorn_conf.encode(),
-            0o644,
+            0o640,
             "root",
-            "root",
+            layout.user,
             description="gunicorn.conf.py",
         )
     )
@@ -714,14 +715,14 @@ def host_push(
             venv, f"{target}/.venv", f".venv -> venvs/{req_hash}" + (" (reused)" if reuse else " (new)")
         )
     )
-    prepare.append(cmd.make_dir(f"{target}/.deploy", "root", "root", 0o755))
+    prepare.append(cmd.make_dir(f"{target}/.deploy", "root", layout.user, 0o750))
     prepare.append(
         Upload(
             f"{target}/.deploy/manifest.json",
             (json.dumps(artifact.manifest, sort_keys=True) + "\n").encode(),
-            0o644,
+            0o640,
             "root",
-            "root",
+            layout.user,
             description="file manifest",
         )
     )
@@ -730,9 +731,9 @@ def host_push(
         Upload(
             f"{target}/.deploy/release.json",
             _release_json(build, req_hash, fingerprint, python_root),
-            0o644,
+            0o640,
             "root",
-            "root",
+            layout.user,
             description="release.json (marks the release complete)",
         )
     )

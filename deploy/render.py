@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from deploy import secretfiles
 from deploy.config import Config
 from deploy.facts import HostFacts
 
@@ -186,27 +187,6 @@ def systemd_hardening(config: Config) -> list[tuple[str, str]]:
     return out
 
 
-#: Names of files and folders that hold secrets: .dockerignore keeps them out of the build context,
-#: and the Dockerfile stops the build if one is in it anyway (a .dockerignore Docker did not read).
-DOCKER_SECRET_NAMES = (
-    ".env",
-    ".env.*",
-    "*.env",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".ssh",
-    ".aws",
-    ".netrc",
-    ".pypirc",
-    "secrets",
-)
-
-
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     """Everything a template may use: the config, the layout, and values derived in Python."""
     nginx_version = facts.nginx_version or config.nginx.version or DEFAULT_NGINX_VERSION
@@ -237,7 +217,10 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "systemd_stop_timeout": config.gunicorn.graceful_timeout + 15,
         # The app is imported before Gunicorn reports ready: give it the health gate's time, or more.
         "systemd_start_timeout": max(90, config.push.health_timeout + 30),
-        "docker_secret_names": DOCKER_SECRET_NAMES,
+        # deploy.secretfiles: .dockerignore keeps them out of the build context, and the Dockerfile
+        # stops the build if one is in it anyway (a .dockerignore Docker did not read).
+        "docker_secret_names": secretfiles.PATTERNS,
+        "docker_not_secrets": secretfiles.NOT_SECRETS,
     }
 
 
@@ -314,6 +297,34 @@ def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
             return None
 
     return files_to_copy(config.app.requirements, read)
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    """Why rendering failed, and where: the template (relative to the project for an override) and line."""
+
+    file: str | None
+    line: int | None
+    message: str
+
+    @classmethod
+    def of(cls, exc: Exception, project_dir: Path | None) -> RenderFailure:
+        name: str | None = None
+        line: int | None = None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            name, line = exc.filename or exc.name, exc.lineno
+        else:
+            # Jinja gives a template's frames its file name and line (`<template>`: a shipped one).
+            tb = exc.__traceback__
+            while tb is not None:
+                filename = tb.tb_frame.f_code.co_filename
+                if filename.endswith(".j2"):
+                    name, line = filename, tb.tb_lineno
+                tb = tb.tb_next
+        if name is not None and project_dir is not None and Path(name).is_absolute():
+            with contextlib.suppress(ValueError):
+                name = Path(name).resolve().relative_to(project_dir.resolve()).as_posix()
+        return cls(name, line, f"{type(exc).__name__}: {exc}")
 
 
 def render(config: Config, facts: HostFacts | None = None, project_dir: Path | None = None) -> dict[str, str]:

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -49,6 +50,11 @@ SSH_USER = "root"
 STATE_VERSION = 1
 #: Held while an `up` picks and claims its networks.
 NETWORK_LOCK = Path("/run/lock/deploy-sandbox-network.lock")
+#: Written into the state folder when the sandbox makes its state there. The sandbox deletes files and
+#: folders in its state folder as root: it uses only a new or empty folder, or one holding this marker,
+#: so DEPLOY_SANDBOX_DIR naming ~/.ssh or / is refused before anything is touched.
+MARKER = ".deploy-sandbox"
+_HOST_NAME = re.compile(r"sandbox-([1-9][0-9]?)")
 
 #: Tool -> Debian package that provides it.
 TOOLS = {
@@ -221,6 +227,52 @@ class Sandbox:
         ]
 
     # State ---------------------------------------------------------------------------------------
+    def _claim(self, create: bool = True) -> None:
+        """Make the state folder the sandbox's own, or check that it is: new, empty, or holding MARKER.
+
+        Anything else (a folder of other files, a file) is refused with code 2 before the sandbox
+        deletes, kills or writes anything; `create=False` only checks a folder that exists.
+        """
+        folder, marker = self.state_dir, self.state_dir / MARKER
+        if not create and not folder.exists():
+            return
+        try:
+            folder.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise SandboxError(f"the sandbox's state folder {folder} is not a folder", code=2) from None
+            if marker.is_file() and not marker.is_symlink():
+                self._refuse_links()
+                return
+            others = sorted(p.name for p in folder.iterdir())
+            if others:
+                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+                raise SandboxError(
+                    f"the sandbox's state folder {folder} (DEPLOY_SANDBOX_DIR) is not the sandbox's: it "
+                    f"holds {shown} but no {MARKER} marker; the sandbox deletes files there as root, so it "
+                    "uses only a new or empty folder (or, for a sandbox made by an older deploy, one you "
+                    f"mark with 'touch {marker}'); nothing was changed",
+                    code=2,
+                ) from None
+        except OSError as exc:
+            raise SandboxError(f"cannot make the sandbox's state folder {folder}: {exc}", code=2) from None
+        if create:
+            marker.write_text("deploy sandbox state: 'deploy sandbox down' removes this folder\n", "utf-8")
+
+    def _refuse_links(self) -> None:
+        """Refuse a symbolic link in place of a file or folder the sandbox writes or removes as root
+        (up would write through it, down remove what it points to)."""
+        own = [*self._files(), self.machines_dir, self.acme_dir, self.state_dir / ".lock"]
+        own.append(self.state_file.with_suffix(".tmp"))
+        links = [p.name for p in own if p.is_symlink()]
+        if links:
+            raise SandboxError(
+                f"the sandbox's state folder {self.state_dir} holds a symbolic link where the sandbox "
+                f"keeps its own files: {', '.join(links)}; the sandbox writes and removes these as root, "
+                "never through a link: remove the link; nothing was changed",
+                code=2,
+            )
+
     def _read_state(self) -> _State | None:
         try:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
@@ -229,7 +281,84 @@ class Sandbox:
         except (OSError, ValueError) as exc:
             self.say(f"warning: ignoring unreadable {self.state_file}: {exc}")
             return None
+        problem = self._state_problem(data)
+        if problem is not None:
+            raise SandboxError(
+                f"{self.state_file} does not describe this sandbox ({problem}): nothing was stopped or "
+                "removed; the sandbox acts as root only on the names it makes. If the file is damaged, "
+                "move it away and run 'deploy sandbox down' again (it finds this sandbox's leftovers by "
+                "name)",
+                code=2,
+            )
         return _State(**data)
+
+    def _state_problem(self, data: object) -> str | None:
+        """What in a state file's data is not this sandbox's (each name: its pattern and tag), or None."""
+        if not isinstance(data, dict):
+            return "not a JSON object"
+        unknown = sorted(set(data) - set(_State.__dataclass_fields__))
+        if unknown:
+            return f"unknown key {unknown[0]!r}"
+        if data.get("version") != STATE_VERSION or data.get("status") not in ("starting", "up"):
+            return f"version {data.get('version')!r}, status {data.get('status')!r}"
+        if not isinstance(data.get("rootfs", ""), str) or not isinstance(data.get("hosts", []), list):
+            return "rootfs or hosts of the wrong type"
+        names: set[str] = set()
+        for number, host in enumerate(data.get("hosts", [])):
+            problem = self._host_problem(host)
+            if problem is not None:
+                return f"hosts[{number}].{problem}"
+            if host["name"] in names:
+                return f"hosts[{number}].name {host['name']!r} appears twice"
+            names.add(host["name"])
+        acme = data.get("acme")
+        if acme is not None:
+            if not isinstance(acme, dict) or set(acme) - set(sandbox_acme.AcmeServer.__dataclass_fields__):
+                return "acme is not an ACME server's record"
+            if acme.get("workdir") != str(self.acme_dir):
+                return f"acme.workdir is {acme.get('workdir')!r}, not {str(self.acme_dir)!r}"
+            pids = acme.get("pids", [])
+            if not isinstance(pids, list) or not all(_is_pid(p) for p in pids):
+                return "acme.pids holds something other than process ids"
+            if not all(isinstance(acme.get(k), str) for k in ("listen", "default_address")):
+                return "acme.listen or acme.default_address is not text"
+        return None
+
+    def _host_problem(self, host: object) -> str | None:
+        """What in one host's record is not this sandbox's (names made from its tag), or None."""
+        fields = SandboxHost.__dataclass_fields__
+        if not isinstance(host, dict):
+            return "* is not a JSON object"
+        unknown = sorted(set(host) - set(fields))
+        if unknown:
+            return f"{unknown[0]} is not a host's key"
+        name = host.get("name")
+        match = _HOST_NAME.fullmatch(name) if isinstance(name, str) else None
+        if match is None:
+            return f"name is {name!r}, not sandbox-N"
+        expected: dict[str, object] = {
+            "netns": f"deploy-{self.tag}-{name}",
+            "veth": f"dsb{self.tag}-{match.group(1)}",
+            "machine_dir": str(self.machines_dir / match.group(0)),
+            "key": str(self.key),
+            "known_hosts": str(self.known_hosts),
+            "environment_file": str(self.environment_file),
+            "user": SSH_USER,
+            "port": 22,
+        }
+        for key, value in expected.items():
+            if host.get(key, fields[key].default) != value:
+                return f"{key} is {host.get(key)!r}, not this sandbox's {value!r}"
+        if host.get("mode") not in ("overlay", "copy"):
+            return f"mode is {host.get('mode')!r}, not overlay or copy"
+        for key in ("address", "gateway"):
+            try:
+                ipaddress.IPv4Address(host.get(key))
+            except (ipaddress.AddressValueError, ValueError, TypeError):
+                return f"{key} is {host.get(key)!r}, not an IPv4 address"
+        if host.get("pid") is not None and not _is_pid(host.get("pid")):
+            return f"pid is {host.get('pid')!r}, not a process id"
+        return None
 
     def _write_state(self, state: _State) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -269,6 +398,7 @@ class Sandbox:
         Its root filesystem, network and keys are the same; whatever was in its /run is gone, as after
         a real reboot. Waits until systemd has finished booting and SSH answers.
         """
+        self._claim(create=False)
         with locked(self.state_dir / ".lock"):
             state = self._read_state()
             host = self.host(name)
@@ -291,7 +421,7 @@ class Sandbox:
         if not 1 <= count <= 50:
             raise SandboxError(f"--hosts must be between 1 and 50, got {count}", code=2)
         check_prerequisites()
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._claim()
         with locked(self.state_dir / ".lock"):
             state = self._read_state()
             if state is not None and any(h.get("pid") in self._nspawn_processes() for h in state.hosts):
@@ -628,7 +758,7 @@ class Sandbox:
         if not self.state_dir.exists() and not self.leftovers():
             self.say("sandbox: nothing to remove")
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._claim()
         with locked(self.state_dir / ".lock"):
             self._teardown(timeout=timeout)
             left = self.leftovers()
@@ -637,6 +767,7 @@ class Sandbox:
             self._remove_files()
         with contextlib.suppress(OSError):
             (self.state_dir / ".lock").unlink()
+            (self.state_dir / MARKER).unlink()
             self.state_dir.rmdir()
         self.say("sandbox down: nothing left behind")
 
@@ -846,6 +977,10 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     if result.returncode != 0:
         raise SandboxError(f"{shlex.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
+
+
+def _is_pid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**22
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -73,6 +73,50 @@ def test_first_push_then_code_push_serve_new_code(project: Project) -> None:
     assert "nothing to push" in nothing.stdout
 
 
+def test_release_files_are_private_static_files_served_and_secret_files_stay_home(
+    box: Sandbox, project: Project
+) -> None:
+    """With --allow-dirty, untracked secret files (each kind) are not shipped; the release's files are
+    root:flaskr 0640 (not world-readable), its static files 0644, and Nginx still serves them."""
+    secrets = [".env.production", "deploy.pem", "site.key", "id_ed25519", ".netrc", ".pgpass", "secrets.json"]
+    for name in secrets:
+        (project.path / name).write_text("SECRET-VALUE\n")
+    assert (project.path / ".env.example").is_file()  # committed in the example: a template, shipped
+    style = project.path / "flaskr" / "static" / "style.css"
+    style.write_text(style.read_text() + "/* dirty */\n")  # something to ship with --allow-dirty
+    try:
+        project.deploy("push", "--allow-dirty", check=True)
+        host = project.hosts[0]
+        listing = box.run(
+            host,
+            [
+                "sh",
+                "-c",
+                "cd /srv/flaskr/current/ && find . -path ./.venv -prune -o -path ./instance -prune -o "
+                "-path ./.deploy/served -prune -o -type f -printf '%m %u:%g %P\\n'",
+            ],
+            check=True,
+        ).stdout
+        files = {line.split(" ", 2)[2]: line.split(" ", 2)[:2] for line in listing.splitlines()}
+        assert ".env.example" in files and not set(secrets) & set(files), sorted(files)
+        assert files["flaskr/__init__.py"] == ["640", "root:flaskr"]
+        assert files["gunicorn.conf.py"] == ["640", "root:flaskr"]
+        assert files["flaskr/static/style.css"] == ["644", "root:flaskr"]
+        readable = [name for name, (mode, _) in files.items() if int(mode, 8) & 0o004]
+        assert all(n.startswith("flaskr/static/") for n in readable), readable
+        assert files[".deploy/release.json"] == ["640", "root:flaskr"]
+        folders = box.run(host, ["stat", "-c", "%a %U:%G", "/srv/flaskr/current/.deploy"], check=True)
+        assert folders.stdout.split() == ["750", "root:flaskr"]
+        for address in addresses(project):
+            assert get(address, "/static/style.css")[0] == 200
+        assert versions(project) == ["v2"] * 3
+    finally:
+        for name in secrets:
+            (project.path / name).unlink()
+        git(project.path, "checkout", "--", "flaskr/static/style.css")
+    project.deploy("push", check=True)
+
+
 def test_shared_data_survives_pushes_and_rollbacks(project: Project) -> None:
     note = "kept-across-releases"
     project.deploy("exec", "--", "sh", "-c", f"echo {note} >> instance/notes.txt", check=True)

@@ -115,3 +115,127 @@ def test_project_identity_is_the_root_commit_of_every_full_clone(
     assert project_identity(elsewhere / "ci") is None
     (elsewhere / "plain").mkdir()
     assert project_identity(elsewhere / "plain") is None
+
+
+# --- secret files: one list for every path that ships files ------------------------------------
+
+#: One file of each kind of secret, at the top and in a subfolder: never shipped.
+SECRET_FILES = (
+    ".env",
+    ".env.production",
+    ".env.local",
+    "prod.env",
+    ".envrc",
+    "server.pem",
+    "certs/site.key",
+    "client.p12",
+    "client.pfx",
+    "store.jks",
+    "vault.kdbx",
+    "deploy.ppk",
+    "id_rsa",
+    "id_ed25519",
+    "keys/id_ecdsa",
+    ".netrc",
+    ".pgpass",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    ".htpasswd",
+    "credentials.json",
+    "client_secret_1234.json",
+    "secrets.json",
+    "config/secrets.yaml",
+    "prod.tfvars",
+    "terraform.tfstate",
+    ".ssh/config",
+    ".aws/credentials",
+    ".gnupg/pubring.kbx",
+    "secrets/db_password",
+)
+#: Names that resemble secrets but are ordinary source or committed templates: shipped.
+NOT_SECRET_FILES = (
+    "app/keys.py",
+    "app/monkey.py",
+    "app/id_utils.py",
+    "app/secret_santa.py",
+    "app/credentials.py",
+    "app/environment.py",
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    "docs/pem.md",
+)
+
+
+def _write(root: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{name}: SECRET-VALUE\n")
+
+
+def test_untracked_secret_files_are_never_shipped_with_allow_dirty(repo: Path) -> None:
+    _write(repo, SECRET_FILES + NOT_SECRET_FILES)
+    artifact = pack(repo, "requirements.txt", allow_dirty=True, exclude=("instance",))
+    shipped = set(artifact.files)
+    assert not shipped & set(SECRET_FILES), sorted(shipped & set(SECRET_FILES))
+    assert set(NOT_SECRET_FILES) <= shipped
+    assert not artifact.withheld  # untracked secrets are simply left out
+
+
+def test_tracked_secret_files_are_withheld_and_named(repo: Path) -> None:
+    _write(repo, SECRET_FILES + NOT_SECRET_FILES)
+    git(repo, "add", "-f", "-A")
+    git(repo, "commit", "-qm", "secrets committed by mistake")
+    for allow_dirty in (False, True):
+        if allow_dirty:  # the working tree, as git sees it, rather than the commit
+            (repo / "app" / "__init__.py").write_text("v = 2\n")
+        artifact = pack(repo, "requirements.txt", allow_dirty=allow_dirty, exclude=("instance",))
+        assert artifact.dirty == allow_dirty
+        assert not set(artifact.files) & set(SECRET_FILES)
+        assert set(NOT_SECRET_FILES) <= set(artifact.files)
+        assert artifact.withheld == tuple(sorted(SECRET_FILES))
+
+
+def test_untracked_secret_files_do_not_make_the_tree_dirty(repo: Path) -> None:
+    _write(repo, SECRET_FILES)
+    artifact = pack(repo, "requirements.txt", exclude=("instance",))
+    assert not artifact.dirty
+
+
+def test_no_shipped_file_is_world_readable_but_static_files_are(repo: Path) -> None:
+    (repo / "app" / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "app" / "run.sh").chmod(0o777)
+    (repo / "app" / "static" / "css").mkdir(parents=True)
+    (repo / "app" / "static" / "css" / "site.css").write_text("body {}\n")
+    (repo / "app" / "static" / "css" / "site.css").chmod(0o666)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "static")
+    for allow_dirty in (False, True):
+        if allow_dirty:
+            (repo / "app" / "__init__.py").write_text("v = 3\n")
+        artifact = pack(
+            repo, "requirements.txt", allow_dirty=allow_dirty, exclude=("instance",), public=("app/static",)
+        )
+        assert artifact.dirty == allow_dirty
+        modes = {name: entry.mode for name, entry in artifact.files.items()}
+        assert modes["app/__init__.py"] == 0o640 and modes["app/run.sh"] == 0o750
+        assert modes["app/static/css/site.css"] == 0o644  # Nginx serves it
+        with tarfile.open(fileobj=io.BytesIO(tarball(artifact.files, sorted(modes), group="demo"))) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+        assert members["app/__init__.py"].mode == 0o640 and members["app/__init__.py"].gname == "demo"
+        assert members["app/__init__.py"].uname == "root"
+
+
+def test_names_git_would_quote_are_read_as_they_are(repo: Path) -> None:
+    """git status quotes names with spaces or non-ASCII bytes: a secret there is still a secret, and
+    the error names a changed file as it is; a rename names both paths."""
+    _write(repo, ("café/.env.production", "my keys/id_ed25519", 'odd"name/.pgpass'))
+    assert not pack(repo, "requirements.txt", exclude=("instance",)).dirty
+    (repo / "café" / "new file.py").write_text("x = 1\n")
+    with pytest.raises(ArtifactError, match=r"uncommitted changes \(café/new file.py\)"):
+        pack(repo, "requirements.txt", exclude=("instance",))
+    git(repo, "mv", "app/__init__.py", "app/main.py")
+    with pytest.raises(ArtifactError, match=r"uncommitted changes \(app/main.py, app/__init__.py, café/new"):
+        pack(repo, "requirements.txt", exclude=("instance",))

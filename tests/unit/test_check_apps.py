@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "fixtures" / "apps"
-TOOLS = "RND004,RND005,RND006,DEP007"
+TOOLS = "RND004,RND005,RND006,RND007,RND008,DEP007"
 
 
 #: (check id, file, line) of one finding; file and line are None for a finding about the project.

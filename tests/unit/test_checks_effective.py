@@ -141,3 +141,17 @@ def test_without_deploy_yaml_the_app_is_found_in_the_source(
     report = check(root, IDS, import_app=True)
     assert found(report) == {}
     assert len(report.passed) == 5
+
+
+def test_the_import_copy_holds_no_secret_file(tmp_path: Path) -> None:
+    """`deploy check` imports a copy of what push ships: no secret file (deploy.secretfiles) in it."""
+    from deploy.inspect_app import copy_project
+    from tests.unit.test_artifact import NOT_SECRET_FILES, SECRET_FILES
+
+    source, dest = tmp_path / "project", tmp_path / "copy"
+    for name in SECRET_FILES + NOT_SECRET_FILES:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("x\n")
+    copy_project(source, dest)
+    copied = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    assert copied == set(NOT_SECRET_FILES)

@@ -361,6 +361,7 @@ CASES: dict[str, Case] = {
         },
         says="X-Frame-Options",
     ),
+    "RND009": Case(bad={"templates/gunicorn.conf.py.j2": "{% if %}\n"}, good={}, says="TemplateSyntaxError"),
     "RND001": Case(bad={"templates/nginx-security-headers.conf.j2": "# nothing\n"}, good={}, says="sends no"),
     "RND002": Case(
         bad={
@@ -380,7 +381,7 @@ CASES: dict[str, Case] = {
     ),
 }
 
-TOOL_CASES = {"RND004", "RND005", "RND006", "DEP007"}
+TOOL_CASES = {"RND004", "RND005", "RND006", "RND007", "RND008", "DEP007"}
 
 
 @pytest.fixture(autouse=True)

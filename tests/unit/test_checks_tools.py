@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.loader import load_text
+from deploy.render import render
+
 from .test_check_support import CONFIG, check, found, project
 
 pytestmark = pytest.mark.tools
@@ -120,10 +123,77 @@ def test_a_missing_linter_skips_its_check_and_says_which(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    report = check(project(tmp_path / "app"), ["RND004", "RND005", "RND006", "DEP007"], config=CONFIG)
+    ids = ["RND004", "RND005", "RND006", "RND007", "RND008", "DEP007"]
+    report = check(project(tmp_path / "app"), ids, config=CONFIG)
     assert {c.id: reason for c, reason in report.skipped} == {
+        "RND007": "nginx is not installed here: the rendered Nginx files are tested on the hosts only",
+        "RND008": "systemd-analyze is not installed",
         "DEP007": "hadolint is not installed",
         "RND004": "systemd-analyze is not installed",
         "RND005": "hadolint is not installed",
         "RND006": "gixy is not installed",
     }
+
+
+# --- nginx -t and systemd-analyze verify on the rendered files (before a host sees them) -----------
+
+
+def _override(name: str, old: str, new: str) -> str:
+    """A shipped template with one piece of text replaced: a project's override of it."""
+    text = (Path(__file__).resolve().parents[2] / "templates" / name).read_text(encoding="utf-8")
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def test_rnd007_and_rnd008_pass_on_the_shipped_files(tmp_path: Path) -> None:
+    needs("nginx")
+    needs("systemd-analyze")
+    report = check(project(tmp_path), ["RND007", "RND008", "RND009"], config=CONFIG)
+    assert report.skipped == []
+    assert found(report) == {}
+
+
+def test_rnd007_names_the_file_and_line_nginx_t_rejects(tmp_path: Path) -> None:
+    needs("nginx")
+    broken = _override(
+        "nginx-site.conf.j2", "    server_tokens off;", "    server_tokens off;\n    gzip maybe;"
+    )
+    root = project(tmp_path, {"templates/nginx-site.conf.j2": broken})
+    rendered = render(load_text(CONFIG, "deploy.yaml"), None, root)["nginx/demo.conf"]
+    line = next(n for n, text in enumerate(rendered.splitlines(), 1) if "gzip maybe" in text)
+    (message,) = found(check(root, ["RND007"], config=CONFIG))["RND007"]
+    assert message.startswith(f"nginx/demo.conf:{line} nginx -t: "), message
+    assert 'invalid value "maybe"' in message
+
+
+def test_rnd007_tests_the_snippets_and_catch_alls_too(tmp_path: Path) -> None:
+    needs("nginx")
+    broken = _override("nginx-proxy.conf.j2", "proxy_http_version", "proxy_http_versoin")
+    root = project(tmp_path, {"templates/nginx-proxy.conf.j2": broken})
+    (message,) = found(check(root, ["RND007"], config=CONFIG))["RND007"]
+    assert message.startswith("nginx/snippets/demo-proxy.conf:"), message
+    assert 'unknown directive "proxy_http_versoin"' in message
+
+
+def test_rnd008_names_the_unit_line_systemd_analyze_verify_rejects(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    broken = _override("app.service.j2", "[Service]\n", "[Service]\nRestartSec=soon\nNoSuchKey=1\n")
+    root = project(tmp_path, {"templates/app.service.j2": broken})
+    messages = found(check(root, ["RND008"], config=CONFIG))["RND008"]
+    assert any(m.startswith("systemd/demo@.service:") and "soon" in m for m in messages), messages
+    assert any("NoSuchKey" in m for m in messages), messages
+
+
+def test_rnd008_flags_a_command_that_is_not_there(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    unit = BARE_UNIT.replace("/usr/bin/gunicorn", "/opt/nowhere/gunicorn")
+    root = project(tmp_path, {"templates/app.service.j2": unit})
+    messages = found(check(root, ["RND008"], config=CONFIG))["RND008"]
+    assert any("/opt/nowhere/gunicorn" in m for m in messages), messages
+
+
+def test_rnd009_a_template_that_does_not_render_is_a_finding(tmp_path: Path) -> None:
+    root = project(tmp_path, {"templates/nginx-site.conf.j2": "server {\n    {{ app.nmae }}\n}\n"})
+    (message,) = found(check(root, ["RND009"], config=CONFIG))["RND009"]
+    assert message.startswith("templates/nginx-site.conf.j2:2 "), message
+    assert "nmae" in message

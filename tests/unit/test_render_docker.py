@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import yaml
 from deploy.config import Config
 from deploy.loader import ConfigError, load, load_text
 from deploy.render import render
+from deploy.secretfiles import NOT_SECRETS, PATTERNS
+from tests.unit.test_artifact import NOT_SECRET_FILES, SECRET_FILES
 
 pytestmark = pytest.mark.unit
 
@@ -153,7 +156,39 @@ def test_dockerignore_keeps_secrets_vcs_venvs_and_shared_data_out(config: Config
         assert required in lines
     for directory in config.app.shared:
         assert directory in lines
-    assert not any(line.startswith("!") for line in lines), "no exception may re-include a file"
+    # Only the committed templates of environment files come back, after every secret pattern.
+    exceptions = [line for line in lines if line.startswith("!")]
+    assert exceptions == [f"!**/{name}" for name in NOT_SECRETS]
+    assert lines.index(exceptions[0]) > max(lines.index(f"**/{p}") for p in PATTERNS)
+
+
+def test_dockerignore_and_the_build_guard_use_the_one_secret_list(tmp_path: Path) -> None:
+    """Every secret file the push withholds is in .dockerignore and stops the Dockerfile's guard (the
+    real `find` runs it); a committed .env.example neither is ignored nor stops the build."""
+    files = rendered(load(ALL[0]))
+    lines = files[".dockerignore"].splitlines()
+    for pattern in PATTERNS:
+        assert f"**/{pattern}" in lines
+    guard = next(a for k, a in stages(files["Dockerfile"])[-1] if k == "RUN" and "leaked=" in a)
+    expression = re.search(r"find /app (.*?) -print -quit", guard)
+    assert expression is not None
+    for name in (*SECRET_FILES, ".git/HEAD"):
+        context = tmp_path / name.replace("/", "_")
+        (context / name).parent.mkdir(parents=True)
+        (context / name).write_text("x\n")
+        (context / "app.py").write_text("x\n")
+        found = subprocess.run(
+            ["sh", "-c", f"find {context} {expression.group(1)} -print"], capture_output=True, text=True
+        )
+        assert found.returncode == 0 and found.stdout.strip(), f"the guard misses {name}"
+    clean = tmp_path / "clean"
+    for name in NOT_SECRET_FILES:
+        (clean / name).parent.mkdir(parents=True, exist_ok=True)
+        (clean / name).write_text("x\n")
+    found = subprocess.run(
+        ["sh", "-c", f"find {clean} {expression.group(1)} -print"], capture_output=True, text=True
+    )
+    assert found.returncode == 0 and found.stdout == "", f"the guard stops a build for {found.stdout}"
 
 
 def test_compose_reads_secrets_from_env_file_only(config: Config) -> None:
@@ -220,7 +255,7 @@ def _config(wsgi: str = '"demo:app"', env: str = "{}", docker: str = "{}") -> Co
 
 def test_awkward_values_survive_quoting() -> None:
     wsgi = "demo:create_app(\"prod\", 'x\\\\y')"
-    env = {"GREETING": "it's \"quoted\" $HOME ${X} # not a comment: ok", "EMPTY": ""}
+    env = {"GREETING": 'it\'s "quoted" $HOME ${X} # not a comment: ok', "EMPTY": ""}
     config = _config(wsgi=json.dumps(wsgi), env=json.dumps(env))
     files = render(config)
     cmd = next(a for k, a in instructions(files["Dockerfile"]) if k == "CMD")
