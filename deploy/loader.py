@@ -58,7 +58,9 @@ def format_path(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            # A key written with a newline or another control character is shown escaped: one line.
+            name = str(part)
+            out += ("." if out else "") + (name if name.isprintable() else repr(name))
     return out
 
 

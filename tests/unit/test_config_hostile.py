@@ -1,0 +1,316 @@
+"""Hostile deploy.yaml values: what a careless user or an attacker writes must be refused in validation,
+with one clear problem naming the key, before any file is rendered or any command runs on a host."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, get_args, get_origin
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from deploy.config import Config, _alternatives
+from deploy.loader import ConfigError, KeyPath, load_text
+
+pytestmark = pytest.mark.unit
+
+BASE: dict[str, Any] = {
+    "app": {"name": "shop", "wsgi": "shop:create_app()", "secrets": ["SECRET_KEY"]},
+    "server": {"domains": ["shop.example.com"], "hosts": ["web1.example.com"]},
+}
+
+
+def rejected(data: dict[str, Any], environment: str | None = None) -> list[tuple[KeyPath, str]]:
+    text = yaml.safe_dump(data, allow_unicode=False, sort_keys=False)
+    with pytest.raises(ConfigError) as info:
+        load_text(text, "deploy.yaml", environment)
+    return [(p.path, str(p)) for p in info.value.problems]
+
+
+def accepted(data: dict[str, Any]) -> Config:
+    return load_text(yaml.safe_dump(data, allow_unicode=False, sort_keys=False), "deploy.yaml")
+
+
+def with_value(path: KeyPath, value: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = copy.deepcopy(base if base is not None else BASE)
+    node: Any = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    node[path[-1]] = value
+    return data
+
+
+# --- defect 2: "value\n" passed every `re.match(...$)` validator -------------------------------------
+
+TRAILING_NEWLINE = [
+    (("app", "name"), "shop"),
+    (("app", "wsgi"), "shop:create_app()"),
+    (("app", "requirements"), "requirements.txt"),
+    (("app", "python"), "3.11"),
+    (("app", "health"), "/health"),
+    (("app", "static"), {"url": "/static", "dir": "static"}),
+    (("server", "user"), "deploy"),
+    (("server", "base_dir"), "/srv/shop"),
+    (("server", "domains"), ["shop.example.com"]),
+    (("server", "hosts"), ["web1.example.com"]),
+    (("nginx", "version"), "1.22"),
+    (("nginx", "client_max_body_size"), "16m"),
+    (("docker", "base_image"), "python:3.11-slim-bookworm"),
+    (("docker", "user"), "app"),
+    (("push", "batch"), "25%"),
+]
+
+
+def _newline_at_end(value: Any) -> Any:
+    if isinstance(value, str):
+        return value + "\n"
+    if isinstance(value, list):
+        return [_newline_at_end(value[0]), *value[1:]]
+    return {k: _newline_at_end(v) if i == 0 else v for i, (k, v) in enumerate(value.items())}
+
+
+@pytest.mark.parametrize(("path", "good"), [pytest.param(p, g, id=".".join(p)) for p, g in TRAILING_NEWLINE])
+def test_a_trailing_newline_is_refused(path: KeyPath, good: Any) -> None:
+    accepted(with_value(path, good))
+    problems = rejected(with_value(path, _newline_at_end(good)))
+    assert any(p[: len(path)] == path for p, _ in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("path", "good", "bad"),
+    [
+        (("app", "env"), {"LOG_LEVEL": "info"}, {"LOG_LEVEL\n": "info"}),
+        (("app", "secrets"), ["API_TOKEN"], ["API_TOKEN\n"]),
+        (("nginx", "extra_headers"), {"X-Robots-Tag": "none"}, {"X-Robots-Tag\n": "none"}),
+        (("environments",), {"staging": {}}, {"staging\n": {}}),
+    ],
+)
+def test_a_trailing_newline_in_a_name_is_refused(path: KeyPath, good: Any, bad: Any) -> None:
+    accepted(with_value(path, good))
+    problems = rejected(with_value(path, bad))
+    assert any(p[: len(path)] == path for p, _ in problems), problems
+
+
+def test_an_unpinned_image_with_a_newline_is_not_pinned() -> None:
+    problems = rejected(with_value(("docker", "base_image"), "python:latest\n"))
+    assert [p for p, _ in problems] == [("docker", "base_image")]
+
+
+def test_a_header_value_cannot_add_a_header() -> None:
+    """`X-A: "1\\nReferrer-Policy: unsafe-url"` would add a header past the managed ones."""
+    for value in ("1\nReferrer-Policy: unsafe-url", "1\r\nReferrer-Policy: unsafe-url", "1\rX: y"):
+        problems = rejected(with_value(("nginx", "extra_headers"), {"X-A": value}))
+        assert [p for p, _ in problems] == [("nginx", "extra_headers", "X-A")]
+        csp = rejected(with_value(("nginx", "content_security_policy"), "default-src 'self'\n" + value))
+        assert [p for p, _ in csp] == [("nginx", "content_security_policy")]
+
+
+def test_a_control_character_is_named_but_the_value_is_never_printed() -> None:
+    problems = rejected(with_value(("app", "env"), {"API_URL": "hunter2\u2028x"}))
+    assert len(problems) == 1
+    path, text = problems[0]
+    assert path == ("app", "env", "API_URL")
+    assert "hunter2" not in text and "U+2028" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "host", ["web1.example.com\n", "admin\n@web1.example.com", "admin@web1.example.com:22\n", " web1.com"]
+)
+def test_a_host_string_with_a_control_character_or_a_space_is_refused(host: str) -> None:
+    problems = rejected(with_value(("server", "hosts"), [host]))
+    assert problems and all(p[:3] == ("server", "hosts", 0) for p, _ in problems), problems
+
+
+def test_hook_commands_and_release_commands_are_one_line() -> None:
+    for path, value in (
+        (("hooks", "post_push"), ["echo ok\nrm -rf /"]),
+        (("hooks", "pre_push"), [{"run": "echo ok\r", "on": "hosts"}]),
+        (("app", "release"), ["flask db upgrade\x00"]),
+    ):
+        problems = rejected(with_value(path, value))
+        assert problems and all(p[: len(path)] == path for p, _ in problems), problems
+
+
+# --- every string field of the model, found by introspection ------------------------------------------
+
+
+class Key:
+    """A slot that is a mapping's key (the value next to it is the mapping's sample value)."""
+
+
+class Value:
+    """A slot that is a mapping's value (under the mapping's sample key)."""
+
+
+Slot = tuple[str | int | type[Key] | type[Value], ...]
+
+
+def string_slots(annotation: Any = Config, prefix: Slot = ()) -> list[Slot]:
+    """Every place in the model where deploy.yaml gives a string (keys of mappings included)."""
+    out: list[Slot] = []
+    for alt in _alternatives(annotation):
+        if isinstance(alt, type) and issubclass(alt, BaseModel):
+            for name, info in alt.model_fields.items():
+                out += string_slots(info.annotation, (*prefix, name))
+        elif alt is str:
+            out.append(prefix)
+        elif get_origin(alt) is list:
+            out += string_slots(get_args(alt)[0], (*prefix, 0))
+        elif get_origin(alt) is dict:
+            key, value = get_args(alt)
+            out += [(*prefix, Key)] if str in _alternatives(key) else []
+            out += string_slots(value, (*prefix, Value))
+        elif alt is Any or get_origin(alt) is Literal or alt in (int, bool):
+            continue
+        else:
+            raise AssertionError(f"{prefix}: teach this test about {alt!r}")
+    return out
+
+
+def _name(slot: Slot) -> str:
+    return ".".join("{key}" if p is Key else "{value}" if p is Value else str(p) for p in slot)
+
+
+#: A valid value for every string slot (and, where a slot needs them, the keys around it). A new
+#: string field fails test_every_string_field_has_a_sample until it has one here.
+SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "app.name": ("shop", {}),
+    "app.wsgi": ("shop:create_app()", {}),
+    "app.requirements": ("requirements.txt", {}),
+    "app.python": ("3.11", {}),
+    "app.static.url": ("/static", {}),
+    "app.static.dir": ("static", {}),
+    "app.health": ("/health", {}),
+    "app.env.{key}": ("LOG_LEVEL", {"value": "info"}),
+    "app.env.{value}": ("info", {"key": "LOG_LEVEL"}),
+    "app.secrets.0": ("SECRET_KEY", {}),
+    "app.shared.0": ("instance", {}),
+    "app.release.0": ("flask db upgrade", {}),
+    "server.domains.0": ("shop.example.com", {}),
+    "server.hosts.0.address": ("web1.example.com", {}),
+    "server.hosts.0.user": ("admin", {"siblings": {"address": "web1.example.com"}}),
+    "server.user": ("deploy", {}),
+    "server.base_dir": ("/srv/shop", {}),
+    "server.ssh.user": ("root", {}),
+    "server.ssh.key": ("~/.ssh/id_ed25519", {}),
+    "server.ssh.known_hosts": ("~/.ssh/known_hosts", {}),
+    "server.ssh.proxy_jump": ("bastion.example.com", {}),
+    "server.tls.email": ("ops@example.com", {}),
+    "server.tls.cert": ("certs/site.pem", {"siblings": {"key": "certs/site.key"}}),
+    "server.tls.key": ("certs/site.key", {"siblings": {"cert": "certs/site.pem"}}),
+    "server.tls.acme_server": ("https://acme.example.com/dir", {"siblings": {"email": "ops@example.com"}}),
+    "server.tls.ca_bundle": ("certs/ca.pem", {"siblings": {"email": "ops@example.com"}}),
+    "nginx.version": ("1.22", {}),
+    "nginx.client_max_body_size": ("16m", {}),
+    "nginx.content_security_policy": ("default-src 'self'", {}),
+    "nginx.extra_headers.{key}": ("X-Robots-Tag", {"value": "none"}),
+    "nginx.extra_headers.{value}": ("none", {"key": "X-Robots-Tag"}),
+    "systemd.overrides.{key}": ("PrivateTmp", {"value": "yes"}),
+    "systemd.overrides.{value}": ("yes", {"key": "PrivateTmp"}),
+    "docker.base_image": ("python:3.11-slim-bookworm", {}),
+    "docker.user": ("app", {}),
+    "hooks.pre_push.0.run": ("echo pre-push", {}),
+    "hooks.post_push.0.run": ("echo post-push", {}),
+    "hooks.pre_rollback.0.run": ("echo pre-rollback", {}),
+    "hooks.post_rollback.0.run": ("echo post-rollback", {}),
+    "push.batch": ("25%", {}),
+    "environments.{key}": ("staging", {"value": {}}),
+    "environments.{value}.{key}": ("server", {"outer": "staging", "value": {}}),
+    "environment": ("staging", {}),
+}
+
+SLOTS = string_slots()
+
+
+def test_every_string_field_has_a_sample() -> None:
+    assert len(SLOTS) > 30
+    assert sorted(_name(s) for s in SLOTS) == sorted(SAMPLES)
+
+
+def place(slot: Slot, value: str) -> tuple[dict[str, Any], KeyPath]:
+    """BASE with `value` at `slot`, and the key path a problem about it must name."""
+    _, extra = SAMPLES[_name(slot)]
+    data = copy.deepcopy(BASE)
+    node: Any = data
+    path: KeyPath = ()
+    for i, part in enumerate(slot[:-1]):
+        nxt = slot[i + 1]
+        if part is Value:
+            node[extra["outer"]] = {}
+            node = node[extra["outer"]]
+            path = (*path, extra["outer"])
+            continue
+        assert isinstance(part, str | int)
+        empty: Any = [{}] if nxt == 0 and slot[i + 2 :] else [None] if nxt == 0 else {}
+        if isinstance(part, int):
+            node = node[part]
+        else:
+            if not isinstance(node.get(part), dict | list) or nxt == 0:
+                node[part] = empty
+            node = node[part]
+        path = (*path, part)
+    last = slot[-1]
+    if last is Key:
+        node.clear()
+        node[value] = extra["value"]
+    elif last is Value:
+        node.clear()
+        node[extra["key"]] = value
+        path = (*path, extra["key"])
+    elif isinstance(last, int):
+        node[last] = value
+        path = (*path, last)
+    else:
+        assert isinstance(last, str)
+        node.update(extra.get("siblings", {}))
+        node[last] = value
+        path = (*path, last)
+    return data, path
+
+
+def test_every_sample_is_valid_where_it_is_placed() -> None:
+    """Otherwise the property below would prove nothing: the value must fail for its control character."""
+    for slot in SLOTS:
+        value = SAMPLES[_name(slot)][0]
+        if slot == ("environment",):
+            accepted_env = load_text(
+                yaml.safe_dump({**BASE, "environments": {value: {}}}), "deploy.yaml", value
+            )
+            assert accepted_env.environment == value
+            continue
+        data, _ = place(slot, value)
+        accepted(data)
+
+
+#: Characters no deploy.yaml value may hold: they end a line in Nginx, systemd, a Dockerfile or a shell
+#: command, or hide text (format characters such as U+202E and U+200B), or cannot be encoded.
+CONTROL = st.one_of(
+    st.sampled_from(
+        ["\n", "\r", "\t", "\x00", "\x7f", "\x85", "\x1b", "\u2028", "\u2029", "\u202e", "\ufeff"]
+    ),
+    st.characters(categories=["Cc", "Cf", "Cs", "Zl", "Zp"]),
+)
+
+
+@settings(
+    max_examples=600, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
+@given(slot=st.sampled_from(SLOTS), char=CONTROL, where=st.floats(0, 1))
+def test_a_control_character_in_any_string_field_is_refused(slot: Slot, char: str, where: float) -> None:
+    good = SAMPLES[_name(slot)][0]
+    at = round(where * len(good))
+    bad = good[:at] + char + good[at:]
+    if slot == ("environment",):
+        data = {**BASE, "environments": {good: {}}}
+        problems = rejected(data, environment=bad)
+        assert problems and all(p[:1] == ("environments",) for p, _ in problems), problems
+        return
+    data, path = place(slot, bad)
+    problems = rejected(data)
+    named = [p for p, _ in problems]
+    assert any(p[: len(path)] == path for p in named), (bad, problems)
+    for _, text in problems:
+        assert "\n" not in text and "\r" not in text
