@@ -11,6 +11,7 @@ import types
 import typing
 import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
@@ -24,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from deploy import staticdir
 
 # --- value types -------------------------------------------------------------------------------
 
@@ -335,6 +338,34 @@ class App(Model):
     @classmethod
     def _no_duplicates(cls, items: list[str]) -> list[str]:
         return _unique(items)
+
+    @model_validator(mode="after")
+    def _static_serves_public_files_only(self, info: ValidationInfo) -> App:
+        """Nginx serves app.static.dir to anyone: never code, data, configuration or secrets. With
+        the project's folder (validation context `project_dir`), its files are looked at too."""
+        if self.static is None:
+            return self
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        why = staticdir.by_name(self.static.dir, self.wsgi, self.shared)
+        project_dir = (info.context or {}).get("project_dir")
+        if why is None and project_dir is not None:
+            why = staticdir.by_contents(self.static.dir, Path(project_dir))
+        if why is not None:
+            problems.append(
+                (("static", "dir"), f"{self.static.dir!r} {why}; give a folder of public files only")
+            )
+        url = self.static.url.rstrip("/")
+        if self.health == url or self.health.startswith(url + "/"):
+            problems.append(
+                (
+                    ("static", "url"),
+                    f"{self.static.url!r} would serve the health check {self.health!r} (app.health) "
+                    "from the static folder; choose another prefix",
+                )
+            )
+        if problems:
+            raise invalid("App", problems)
+        return self
 
     @model_validator(mode="after")
     def _secrets_not_in_env(self) -> App:

@@ -4,6 +4,7 @@ with one clear problem naming the key, before any file is rendered or any comman
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from deploy.config import Config, _alternatives
-from deploy.loader import ConfigError, KeyPath, load_text
+from deploy.loader import ConfigError, KeyPath, load, load_text
 
 pytestmark = pytest.mark.unit
 
@@ -314,3 +315,133 @@ def test_a_control_character_in_any_string_field_is_refused(slot: Slot, char: st
     assert any(p[: len(path)] == path for p in named), (bad, problems)
     for _, text in problems:
         assert "\n" not in text and "\r" not in text
+
+
+# --- defect 3: app.static.dir that would publish code, data or secrets --------------------------------
+
+
+def _static(dir_: str, url: str = "/static", **app: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data["app"].update(app, static={"url": url, "dir": dir_})
+    return data
+
+
+@pytest.mark.parametrize(
+    ("dir_", "app", "says"),
+    [
+        (".", {}, "is the project root"),
+        ("./", {}, "is the project root"),
+        ("shop", {}, "holds the app's code (shop, from app.wsgi)"),
+        ("shop/", {}, "holds the app's code"),
+        ("src", {"wsgi": "src.shop.web:app"}, "holds the app's code (src, from app.wsgi)"),
+        ("src/shop/web", {"wsgi": "src.shop.web:app"}, "holds the app's code (src.shop.web"),
+        ("instance", {}, "overlaps Flask's instance folder"),
+        ("instance/public", {}, "overlaps Flask's instance folder"),
+        ("uploads", {"shared": ["uploads"]}, "overlaps the shared path 'uploads'"),
+        ("data", {"shared": ["data/uploads"]}, "overlaps the shared path 'data/uploads'"),
+        ("media/public", {"shared": ["media"]}, "overlaps the shared path 'media'"),
+        (".git", {}, "is or is inside .git"),
+        ("assets/.git/objects", {}, "is or is inside .git"),
+        (".venv/lib", {}, "is or is inside .venv"),
+        ("venv", {}, "is or is inside venv"),
+        (".deploy", {}, "is or is inside .deploy"),
+    ],
+)
+def test_a_static_folder_that_is_code_data_or_internal_is_refused(
+    dir_: str, app: dict[str, Any], says: str
+) -> None:
+    problems = rejected(_static(dir_, **app))
+    assert [p for p, _ in problems] == [("app", "static", "dir")], problems
+    assert says in problems[0][1]
+
+
+@pytest.mark.parametrize("dir_", ["static", "shop/static", "public", "assets/build"])
+def test_a_folder_of_public_files_is_a_static_folder(dir_: str) -> None:
+    assert accepted(_static(dir_, shared=["instance/uploads"] if dir_ != "static" else [])).app.static
+
+
+@pytest.mark.parametrize(
+    ("url", "health", "shadowed"),
+    [
+        ("/health", "/health", True),
+        ("/h", "/h/ready", True),
+        ("/static/", "/static/health", True),
+        ("/healt", "/health/ready", False),
+    ],
+)
+def test_a_static_url_cannot_shadow_the_health_check(url: str, health: str, shadowed: bool) -> None:
+    data = _static("static", url=url, health=health)
+    if not shadowed:
+        accepted(data)  # a prefix of the name is not a prefix of the path
+        return
+    problems = rejected(data)
+    assert [p for p, _ in problems] == [("app", "static", "url")]
+    assert "would serve the health check" in problems[0][1]
+
+
+def _line(file: Path, text: str) -> int:
+    return next(n for n, line in enumerate(file.read_text().splitlines(), 1) if text in line)
+
+
+def _project(tmp_path: Path, files: dict[str, str], dir_: str = "public") -> Path:
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    (tmp_path / dir_).mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "deploy.yaml"
+    config.write_text(yaml.safe_dump(_static(dir_)), encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ({"public/app.py": ""}, "holds public/app.py: Nginx would serve code"),
+        ({"public/js/__init__.pyc": ""}, "holds public/js/__init__.pyc: Nginx would serve code"),
+        ({"public/shop.db": ""}, "holds public/shop.db: Nginx would serve data"),
+        ({"public/x/site.sqlite3": ""}, "Nginx would serve data"),
+        ({"public/.env": "SECRET_KEY=x"}, "holds public/.env: Nginx would serve secrets"),
+        ({"public/.env.production": ""}, "Nginx would serve secrets"),
+        ({"public/tls/site.key": ""}, "holds public/tls/site.key: Nginx would serve secrets"),
+        ({"public/instance/config.py": ""}, "holds public/instance"),
+        ({"public/deploy.yaml": ""}, "holds public/deploy.yaml: Nginx would serve configuration"),
+        ({"public/.git/HEAD": ""}, "holds public/.git"),
+    ],
+)
+def test_a_static_folder_holding_code_data_or_secrets_is_refused(
+    tmp_path: Path, files: dict[str, str], says: str
+) -> None:
+    config = _project(tmp_path, files)
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    (problem,) = info.value.problems
+    assert problem.path == ("app", "static", "dir") and problem.line == _line(config, "dir: public")
+    assert says in problem.message
+
+
+def test_a_static_folder_that_links_out_is_refused(tmp_path: Path) -> None:
+    config = _project(tmp_path, {"instance/app.db": "", "public/style.css": ""})
+    (tmp_path / "public/logo.png").symlink_to(tmp_path / "instance/app.db")
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert "holds public/logo.png, a link out of the folder" in str(info.value)
+    (tmp_path / "public/logo.png").unlink()
+    load(config)
+    (tmp_path / "public").rename(tmp_path / "real")
+    (tmp_path / "public").symlink_to(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert "leads to the project root" in str(info.value)
+
+
+def test_deploy_check_reports_it_as_a_critical_security_finding(tmp_path: Path) -> None:
+    from deploy.checkctx import Context
+    from deploy.checkrun import Severity, load_checks, run, select
+
+    config = _project(tmp_path, {"public/settings.py": "SECRET_KEY = 'x'\n"})
+    loaded = load(config, project_files=False)
+    report = run(select(load_checks(plugins=False), ["SEC021"]), Context(root=tmp_path, config=loaded))
+    (result,) = report.active
+    assert result.check.severity is Severity.CRITICAL and result.check.area == "security"
+    assert result.finding.message.startswith("app.static.dir 'public' holds public/settings.py")
+    assert result.finding.line == _line(config, "dir: public")
