@@ -564,7 +564,7 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
-    from deploy import staticdir
+    from deploy import folders
     from deploy.loader import line_of
 
     assert ctx.config is not None
@@ -572,7 +572,9 @@ def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
     if static is None:
         return
     app = ctx.config.app
-    why = staticdir.by_name(static.dir, app.wsgi, app.shared) or staticdir.by_contents(static.dir, ctx.root)
+    why = folders.static_by_name(static.dir, app.wsgi, app.shared) or folders.static_by_contents(
+        static.dir, ctx.root
+    )
     if why is not None:
         file = config_file(ctx)
         line, _ = line_of(ctx.root / file, ctx.environment, ("app", "static", "dir"))

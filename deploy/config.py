@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from deploy import staticdir
+from deploy import folders
 
 # --- value types -------------------------------------------------------------------------------
 
@@ -334,10 +334,24 @@ class App(Model):
             raise ValueError("FLASK_ENV=development turns on the debugger in production; remove it")
         return env
 
-    @field_validator("secrets", "shared", "release")
+    @field_validator("secrets", "release")
     @classmethod
     def _no_duplicates(cls, items: list[str]) -> list[str]:
         return _unique(items)
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_folders(cls, shared: list[str], info: ValidationInfo) -> list[str]:
+        """Plain folder names, none inside another, none of them deploy's, git's or the code's
+        (see deploy.folders); kept normalized ('instance/' is 'instance')."""
+        wsgi = info.data.get("wsgi", "")
+        problems = folders.shared_by_name(shared, wsgi)
+        project_dir = (info.context or {}).get("project_dir")
+        if not problems and project_dir is not None:
+            problems = folders.shared_by_contents(shared, Path(project_dir))
+        if problems:
+            raise invalid("App", [((index,), why) for index, why in problems])
+        return [folders.normalized(entry) for entry in shared]
 
     @model_validator(mode="after")
     def _static_serves_public_files_only(self, info: ValidationInfo) -> App:
@@ -346,10 +360,10 @@ class App(Model):
         if self.static is None:
             return self
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        why = staticdir.by_name(self.static.dir, self.wsgi, self.shared)
+        why = folders.static_by_name(self.static.dir, self.wsgi, self.shared)
         project_dir = (info.context or {}).get("project_dir")
         if why is None and project_dir is not None:
-            why = staticdir.by_contents(self.static.dir, Path(project_dir))
+            why = folders.static_by_contents(self.static.dir, Path(project_dir))
         if why is not None:
             problems.append(
                 (("static", "dir"), f"{self.static.dir!r} {why}; give a folder of public files only")

@@ -445,3 +445,82 @@ def test_deploy_check_reports_it_as_a_critical_security_finding(tmp_path: Path) 
     assert result.check.severity is Severity.CRITICAL and result.check.area == "security"
     assert result.finding.message.startswith("app.static.dir 'public' holds public/settings.py")
     assert result.finding.line == _line(config, "dir: public")
+
+
+# --- defect 1: nested, overlapping or internal app.shared entries ------------------------------------
+
+
+def _shared(*entries: str, **app: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data["app"].update(app, shared=list(entries))
+    return data
+
+
+@pytest.mark.parametrize(
+    ("entries", "says"),
+    [
+        (["instance", "instance/uploads"], "'instance/uploads' is inside 'instance'"),
+        (["instance/uploads", "instance"], "'instance/uploads' is inside 'instance'"),
+        (["data/a/b", "logs", "data"], "'data/a/b' is inside 'data'"),
+        (["instance", "instance/"], "'instance/' and 'instance' name the same folder"),
+        (["uploads", "./uploads"], "'./uploads' and 'uploads' name the same folder"),
+        (["a//b", "a/b"], "'a/b' and 'a//b' name the same folder"),
+        (["a/./b", "a/b/"], "name the same folder"),
+    ],
+)
+def test_nested_or_repeated_shared_entries_are_refused(entries: list[str], says: str) -> None:
+    problems = rejected(_shared(*entries))
+    assert [p[:2] for p, _ in problems] == [("app", "shared")], problems
+    assert says in problems[0][1]
+    assert "a push would delete the persistent data through the link" in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        (".", "the release itself"),
+        ("./", "the release itself"),
+        ("..", "relative path inside the project"),
+        (".deploy", "deploy's own"),
+        (".deploy/x", "deploy's own"),
+        (".deploy-files.tar", "deploy's own"),
+        (".venv", "the virtualenv"),
+        ("venv", "the virtualenv"),
+        ("gunicorn.conf.py", "deploy's own"),
+        ("deploy-out", "deploy's own"),
+        (".git", "git's"),
+        (".git/hooks", "git's"),
+        ("shop", "the app's code"),
+    ],
+)
+def test_internal_names_cannot_be_shared(entry: str, says: str) -> None:
+    problems = rejected(_shared("instance", entry))
+    assert [p for p, _ in problems] == [("app", "shared", 1)], problems
+    assert says in problems[0][1]
+
+
+@pytest.mark.parametrize(("static", "entry"), [("shop/static", "shop/static"), ("assets/static", "assets")])
+def test_the_static_folder_and_its_parents_cannot_be_shared(static: str, entry: str) -> None:
+    problems = rejected(_shared("instance", entry, static={"dir": static}))
+    assert problems and all(p[:2] == ("app", "shared") or p[:2] == ("app", "static") for p, _ in problems)
+    assert any(entry in text and static in text for _, text in problems), problems
+
+
+def test_shared_entries_are_kept_as_plain_folder_names() -> None:
+    config = accepted(_shared("instance/", "./uploads", "logs//app"))
+    assert config.app.shared == ["instance", "uploads", "logs/app"]
+    assert accepted(_shared("instance", "instance-old", "data/a", "data/b")).app.shared
+
+
+def test_a_shared_folder_that_holds_code_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "shop/models").mkdir(parents=True)
+    (tmp_path / "shop/models/__init__.py").write_text("")
+    (tmp_path / "shop/uploads").mkdir()
+    (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(_shared("instance", "shop/models")))
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "deploy.yaml")
+    (problem,) = info.value.problems
+    assert problem.path == ("app", "shared", 1)
+    assert "holds code (shop/models/__init__.py)" in problem.message
+    (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(_shared("instance", "shop/uploads")))
+    assert load(tmp_path / "deploy.yaml").app.shared == ["instance", "shop/uploads"]
