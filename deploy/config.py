@@ -716,6 +716,24 @@ class Config(Model):
     ] = Field(default_factory=dict)
     environment: str | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="after")
+    def _base_dir_of_its_own(self) -> Config:
+        """setup makes server.base_dir and the folders in it root's and the app's: never a system folder."""
+        if self.server.base_dir is not None:
+            why = folders.host_folder_problem(self.server.base_dir)
+            if why is not None:
+                raise invalid(
+                    "Config",
+                    [
+                        (
+                            ("server", "base_dir"),
+                            f"{why}: setup would change its owner and mode; give a folder for this "
+                            f"app's releases only, such as /srv/{self.app.name} (the default)",
+                        )
+                    ],
+                )
+        return self
+
     @property
     def base_dir(self) -> str:
         """Where releases, shared data and the `current` link live on each host."""

@@ -178,3 +178,56 @@ def static_by_contents(static_dir: str, project_dir: Path) -> str | None:
                 return f"holds {shown}, a link out of the folder: Nginx follows links"
         dirs[:] = [d for d in dirs if not (Path(top) / d).is_symlink()]
     return None
+
+
+#: Folders of the system: neither they nor any folder inside them holds an app's releases (setup
+#: makes server.base_dir root's with mode 0755, and the app's folders in it).
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/efi",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/tmp",  # noqa: S108 - a folder refused, not a file made there
+    "/usr",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/local",
+    "/var/lock",
+    "/var/log",
+    "/var/mail",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",  # noqa: S108 - a folder refused, not a file made there
+)
+
+#: Folders that hold other folders of their own (a user's home, other apps, mounted disks): a folder
+#: inside them can be the app's, they themselves cannot.
+SHARED_PARENTS = ("/", "/home", "/media", "/mnt", "/opt", "/srv", "/var", "/var/opt", "/var/www")
+
+
+def host_folder_problem(path: str) -> str | None:
+    """Why absolute `path` on a host cannot be a folder deploy owns and changes; None if it can."""
+    folder = PurePosixPath("/" + path.strip("/"))
+    text = folder.as_posix()
+    tree = next((t for t in SYSTEM_TREES if folder.is_relative_to(t)), None)
+    if tree is not None:
+        return f"{text} is a system folder{'' if text == tree else f' (inside {tree})'}"
+    if text in SHARED_PARENTS or (folder.parent.as_posix() == "/home"):
+        return f"{text} is a system folder that holds other folders than the app's"
+    hidden = next((p for p in folder.parts if p.startswith(".")), None)
+    if hidden is not None:
+        return f"{text} is inside a hidden folder ({hidden}), such as a user's .ssh"
+    return None

@@ -524,3 +524,76 @@ def test_a_shared_folder_that_holds_code_is_refused(tmp_path: Path) -> None:
     assert "holds code (shop/models/__init__.py)" in problem.message
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(_shared("instance", "shop/uploads")))
     assert load(tmp_path / "deploy.yaml").app.shared == ["instance", "shop/uploads"]
+
+
+# --- defect 5: server.base_dir must be a folder of its own, never a system folder ---------------------
+
+
+@pytest.mark.parametrize(
+    "base_dir",
+    [
+        "/",
+        "//",
+        "/tmp",
+        "/tmp/",
+        "/tmp/shop",
+        "/var/tmp",
+        "/etc",
+        "/etc/nginx",
+        "/etc/shop",
+        "/usr",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/lib/shop",
+        "/var",
+        "/var/lib",
+        "/var/lib/dpkg",
+        "/var/lib/nginx",
+        "/var/log",
+        "/var/log/shop",
+        "/var/www",
+        "/var/cache/shop",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/boot",
+        "/dev",
+        "/dev/shm",
+        "/proc",
+        "/sys",
+        "/run",
+        "/run/shop",
+        "/home",
+        "/home/deploy",
+        "/home/deploy/.ssh",
+        "/root",
+        "/root/shop",
+        "/opt",
+        "/srv",
+        "/srv/",
+        "/mnt",
+        "/media",
+        "/snap",
+        "/lost+found",
+        "/srv/.hidden",
+        "/srv/shop/./releases/..",
+    ],
+)
+def test_a_system_folder_is_not_a_base_dir(base_dir: str) -> None:
+    problems = rejected(with_value(("server", "base_dir"), base_dir))
+    assert [p for p, _ in problems] == [("server", "base_dir")], problems
+
+
+@pytest.mark.parametrize(
+    "base_dir",
+    ["/srv/shop", "/srv/apps/shop", "/opt/shop", "/var/www/shop", "/home/deploy/apps/shop", "/data/shop"],
+)
+def test_a_folder_of_its_own_is_a_base_dir(base_dir: str) -> None:
+    assert accepted(with_value(("server", "base_dir"), base_dir)).base_dir == base_dir
+
+
+def test_a_base_dir_says_why_and_what_to_use() -> None:
+    (problem,) = rejected(with_value(("server", "base_dir"), "/tmp"))
+    assert "/tmp is a system folder" in problem[1]
+    assert "/srv/shop" in problem[1]
