@@ -59,7 +59,10 @@ def contains(parent: str, child: str) -> bool:
 
 def code_folders(wsgi: str) -> list[str]:
     """The folders that hold the wsgi module's code: 'shop.web:app' -> ['.', 'shop', 'shop/web']."""
-    parts = wsgi.split(":", 1)[0].split(".")
+    module = wsgi.split(":", 1)[0]
+    if not module:  # app.wsgi is missing or invalid (and reported as such)
+        return ["."]
+    parts = module.split(".")
     return ["."] + ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 

@@ -597,3 +597,39 @@ def test_a_base_dir_says_why_and_what_to_use() -> None:
     (problem,) = rejected(with_value(("server", "base_dir"), "/tmp"))
     assert "/tmp is a system folder" in problem[1]
     assert "/srv/shop" in problem[1]
+
+
+def test_an_invalid_wsgi_does_not_make_every_shared_entry_code() -> None:
+    problems = rejected(_shared("instance", "uploads", wsgi="not a module"))
+    assert [p for p, _ in problems] == [("app", "wsgi")], problems
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("app.name", "shop\\n"),
+        ("nginx.extra_headers", '{X-A: "1\\nReferrer-Policy: unsafe-url"}'),
+        ("app.env", '{LOG_LEVEL: "info\\u2028"}'),
+        ("app.static", "{dir: .}"),
+        ("app.shared", "[instance, instance/uploads]"),
+        ("server.base_dir", "/tmp"),
+    ],
+)
+def test_the_cli_refuses_with_one_line_and_exit_2(tmp_path: Path, key: str, value: str) -> None:
+    import subprocess
+    import sys
+
+    section, name = key.split(".")
+    text = yaml.safe_dump(BASE, sort_keys=False).replace(
+        f"{section}:\n", f"{section}:\n  {name}: {value}\n", 1
+    )
+    if section not in BASE:
+        text += f"{section}:\n  {name}: {value}\n"
+    (tmp_path / "deploy.yaml").write_text(text, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy", "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.count("\n") == 1 and f" {key}" in out.stderr and "Traceback" not in out.stderr, (
+        out.stderr
+    )
