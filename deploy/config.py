@@ -345,7 +345,7 @@ class App(Model):
         """Plain folder names, none inside another, none of them deploy's, git's or the code's
         (see deploy.folders); kept normalized ('instance/' is 'instance')."""
         wsgi = info.data.get("wsgi", "")
-        problems = folders.shared_by_name(shared, wsgi)
+        problems = folders.shared_by_name(shared, wsgi, info.data.get("requirements", ""))
         project_dir = (info.context or {}).get("project_dir")
         if not problems and project_dir is not None:
             problems = folders.shared_by_contents(shared, Path(project_dir))

@@ -38,12 +38,39 @@ INSTANCE = "instance"
 #: File names that are code, data or configuration, by what they would expose.
 EXPOSED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("code", ("*.py", "*.pyc", "*.pyo", "*.pyi", "*.so", "*.pyd")),
-    ("data", ("*.db", "*.sqlite", "*.sqlite3", "*.db-journal", "*.db-wal", "*.sqlite-wal", "*.sqlite3-wal")),
+    (
+        "data",
+        (
+            "*.db",
+            "*.sqlite",
+            "*.sqlite3",
+            "*.db-*",
+            "*.sqlite-*",
+            "*.sqlite3-*",
+            "*.sql",
+            "*.sql.gz",
+            "*.dump",
+            "*.log",
+        ),
+    ),
     (
         "configuration",
-        ("deploy.yaml", "deploy.yml", "deploy-check.yaml", "gunicorn.conf.py", "pyproject.toml", ".git"),
+        (
+            "deploy.yaml",
+            "deploy.yml",
+            "deploy-check.yaml",
+            "gunicorn.conf.py",
+            "pyproject.toml",
+            ".flaskenv",
+            "*.ini",
+            "*.cfg",
+            ".git",
+        ),
     ),
 )
+
+#: Secrets besides the ones the Docker path keeps out of images (render.DOCKER_SECRET_NAMES).
+MORE_SECRETS = (".htpasswd", "*.kdbx")
 
 
 def normalized(path: str) -> str:
@@ -94,7 +121,7 @@ def static_by_name(static_dir: str, wsgi: str, shared: Iterable[str]) -> str | N
 _LOST = "a push would delete the persistent data through the link"
 
 
-def shared_by_name(entries: list[str], wsgi: str) -> list[tuple[int, str]]:
+def shared_by_name(entries: list[str], wsgi: str, requirements: str = "") -> list[tuple[int, str]]:
     """(index, why) for each entry of app.shared that cannot be a shared folder, by name alone."""
     problems: list[tuple[int, str]] = []
     seen: dict[str, str] = {}
@@ -107,6 +134,10 @@ def shared_by_name(entries: list[str], wsgi: str) -> list[tuple[int, str]]:
             problems.append((index, f"{entry!r} is the release itself, not a folder in it"))
         elif own is not None:
             problems.append((index, f"{entry!r} is {own}, not the app's data"))
+        elif requirements and contains(folder, normalized(requirements)):
+            problems.append(
+                (index, f"{entry!r} holds app.requirements ({requirements}), which every push installs")
+            )
         elif code is not None:
             problems.append(
                 (
@@ -132,6 +163,9 @@ def shared_by_contents(entries: list[str], project_dir: Path) -> list[tuple[int,
     problems: list[tuple[int, str]] = []
     for index, entry in enumerate(entries):
         folder = project_dir / entry
+        if folder.is_file():
+            problems.append((index, f"{entry!r} is a file in the project: app.shared lists folders"))
+            continue
         code = (
             next((p for p in sorted(folder.rglob("*")) if _kind(p.name) == "code"), None)
             if folder.is_dir()
@@ -152,8 +186,9 @@ def shared_by_contents(entries: list[str], project_dir: Path) -> list[tuple[int,
 def _kind(name: str) -> str | None:
     from deploy.render import DOCKER_SECRET_NAMES
 
-    for kind, patterns in (*EXPOSED, ("secrets", DOCKER_SECRET_NAMES)):
-        if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+    # Case does not matter to a reader of the file: SETTINGS.PY and Shop.DB expose as much.
+    for kind, patterns in (*EXPOSED, ("secrets", (*DOCKER_SECRET_NAMES, *MORE_SECRETS))):
+        if any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for pattern in patterns):
             return kind
     return None
 
@@ -214,6 +249,7 @@ SYSTEM_TREES = (
     "/var/run",
     "/var/spool",
     "/var/tmp",  # noqa: S108 - a folder refused, not a file made there
+    "/var/www/html",
 )
 
 #: Folders that hold other folders of their own (a user's home, other apps, mounted disks): a folder

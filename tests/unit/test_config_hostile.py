@@ -633,3 +633,40 @@ def test_the_cli_refuses_with_one_line_and_exit_2(tmp_path: Path, key: str, valu
     assert out.stderr.count("\n") == 1 and f" {key}" in out.stderr and "Traceback" not in out.stderr, (
         out.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("Shop.DB", "data"),
+        ("dump.sql", "data"),
+        ("errors.log", "data"),
+        ("SETTINGS.PY", "code"),
+        (".ENV", "secrets"),
+        (".flaskenv", "configuration"),
+        ("site.ini", "configuration"),
+        (".htpasswd", "secrets"),
+    ],
+)
+def test_exposed_files_are_known_whatever_their_case(tmp_path: Path, name: str, kind: str) -> None:
+    config = _project(tmp_path, {f"public/{name}": ""})
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert f"Nginx would serve {kind} to anyone" in str(info.value)
+
+
+def test_a_shared_entry_is_a_folder_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "app.db").write_text("")
+    (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(_shared("instance", "app.db")))
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "deploy.yaml")
+    (problem,) = info.value.problems
+    assert problem.path == ("app", "shared", 1) and "is a file" in problem.message
+    problems = rejected(_shared("instance", "requirements.txt"))
+    assert [p for p, _ in problems] == [("app", "shared", 1)]
+    assert "app.requirements" in problems[0][1]
+
+
+def test_the_default_web_root_is_not_a_base_dir() -> None:
+    problems = rejected(with_value(("server", "base_dir"), "/var/www/html"))
+    assert [p for p, _ in problems] == [("server", "base_dir")]
