@@ -590,3 +590,40 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
         judge = csp.blocked_css if path.endswith(".css") else csp.blocked
         for blocked in judge(text, policy, domains):
             yield Finding(blocked.message, path, blocked.line)
+
+
+@check(
+    "SEC022",
+    area="security",
+    severity="critical",
+    title="The static folder exposes code, data or secrets",
+    why="""Nginx serves every file under `app.static.dir` to anyone who asks, without the app in between.
+    A static folder that is the project root, the app's package, the instance folder or a shared path,
+    or that holds Python files, a database, `.env`, keys or deploy.yaml, publishes the source code, the
+    data and the secrets. Nginx follows links, so a link out of the folder publishes its target too.""",
+    fix="""Point `app.static.dir` at a folder that holds public files only (CSS, JavaScript, images),
+    such as `static` or `<package>/static`, and move anything else out of it. `deploy push`, `deploy
+    render` and `deploy config` refuse such a folder; `deploy check` reports it here.""",
+    layers=("config", "project"),
+    references=(
+        "https://nginx.org/en/docs/http/ngx_http_core_module.html#alias",
+        "https://cwe.mitre.org/data/definitions/538.html",
+        "https://cwe.mitre.org/data/definitions/552.html",
+    ),
+)
+def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
+    from deploy import folders
+    from deploy.loader import line_of
+
+    assert ctx.config is not None
+    static = ctx.config.app.static
+    if static is None:
+        return
+    app = ctx.config.app
+    why = folders.static_by_name(static.dir, app.wsgi, app.shared) or folders.static_by_contents(
+        static.dir, ctx.root
+    )
+    if why is not None:
+        file = config_file(ctx)
+        line, _ = line_of(ctx.root / file, ctx.environment, ("app", "static", "dir"))
+        yield Finding(f"app.static.dir {static.dir!r} {why}", file, line)

@@ -155,7 +155,8 @@ def check(
     config_file = Path(config_path) if explicit or Path(config_path).is_absolute() else root / config_path
     config = None
     if config_file.is_file() or explicit:
-        config = load(config_file, environment)
+        # What app.static.dir holds is reported by SEC022 (with its line), not refused at load.
+        config = load(config_file, environment, project_files=False)
     elif environment:
         fail(f"-e {environment}: there is no {config_file} to take the environment from", EXIT_USAGE)
     if live and config is not None:

@@ -7,16 +7,26 @@ templates never see a value that could break out of a directive or a line.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+import types
+import typing
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from deploy import folders
 
 from deploy import csp
 
@@ -42,17 +52,65 @@ _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 def _matches(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        # fullmatch: `match` with `$` also accepts "value\n" (`$` matches before a final newline).
+        if not pattern.fullmatch(value):
             raise ValueError(f"expected {what}, got {value!r}")
         return value
 
     return check
 
 
-def _no_control(value: str) -> str:
-    if any(ord(c) < 32 and c != "\t" for c in value):
-        raise ValueError("must not contain newlines or control characters")
-    return value
+#: Unicode categories no deploy.yaml string may hold: control characters (Cc: newlines, tab, NUL, DEL,
+#: ESC, U+0085), format characters (Cf: U+200B, U+202E, U+FEFF, which hide or reorder text), lone
+#: surrogates (Cs: cannot be written as UTF-8) and the line and paragraph separators (Zl, Zp). Any of
+#: them ends or breaks a line in an Nginx site, a systemd unit, a Dockerfile, an env file or a command.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+_CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
+
+
+def control_character(text: str) -> str | None:
+    """What the first control character of `text` is and where (never the text itself); None if none."""
+    for index, char in enumerate(text):
+        if unicodedata.category(char) in _CONTROL_CATEGORIES:
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
+            return f"U+{ord(char):04X} ({name}) at character {index + 1}"
+    return None
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    """The types an annotation allows, without Annotated, Optional and None."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [alt for arg in get_args(annotation) for alt in _alternatives(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _strings(
+    value: Any, annotation: Any, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string in a field's validated value, keys of mappings included, with its location.
+
+    Sections (models) check their own fields; values typed Any (an environment's overlay) are
+    checked when they are overlaid and validated as a whole config."""
+    alternatives = _alternatives(annotation)
+    if Any in alternatives or isinstance(value, BaseModel):
+        return
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, list | tuple):
+        item = next((get_args(a)[0] for a in alternatives if get_origin(a) is list), object)
+        for index, entry in enumerate(value):
+            yield from _strings(entry, item, (*loc, index))
+    elif isinstance(value, dict):
+        key_type, value_type = next(
+            (get_args(a) for a in alternatives if get_origin(a) is dict), (object, object)
+        )
+        for key, entry in value.items():
+            yield from _strings(key, key_type, (*loc, key))
+            yield from _strings(entry, value_type, (*loc, key))
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -81,12 +139,12 @@ def _domain(value: str) -> str:
 
 
 def _host_address(value: str) -> str:
-    m = _IPV4.match(value)
+    m = _IPV4.fullmatch(value)
     if m:
         if all(0 <= int(g) <= 255 for g in m.groups()):
             return value
         raise ValueError(f"expected an IPv4 address or a host name, got {value!r}")
-    if value.startswith("[") and value.endswith("]") and re.match(r"^[0-9a-fA-F:.]+$", value[1:-1]):
+    if value.startswith("[") and value.endswith("]") and re.fullmatch(r"[0-9a-fA-F:.]+", value[1:-1]):
         return value
     return _domain(value)
 
@@ -185,12 +243,12 @@ EnvName = Annotated[
     str, AfterValidator(_matches(_ENV_NAME, "an environment variable name such as LOG_LEVEL"))
 ]
 Size = Annotated[str, AfterValidator(_matches(_SIZE, "an Nginx size such as 16m, 512k or 1g"))]
-SafeText = Annotated[str, AfterValidator(_no_control)]
+#: Free text (commands, env values, paths on this machine): one line, like every string (see Model).
+SafeText = str
 Version = Annotated[str, AfterValidator(_matches(_VERSION, "a version such as 1.22 or 1.25.1"))]
 
 
 def _header_value(value: str) -> str:
-    _no_control(value)
     if '"' in value or "\\" in value or "$" in value:
         raise ValueError('a header value must not contain double quotes, backslashes or "$"')
     return value
@@ -216,10 +274,41 @@ CspDirective = Annotated[str, AfterValidator(_csp_directive)]
 CspSource = Annotated[str, AfterValidator(_csp_source)]
 
 
+def invalid(title: str, problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """An error for each (location below the field or model being validated, message): raised from
+    a validator, it names the key that is wrong, not the section that holds it."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("invalid_value", "{message}", {"message": message}),
+                loc=loc,
+                input="",
+            )
+            for loc, message in problems
+        ],
+    )
+
+
 class Model(BaseModel):
-    """Base for every section: unknown keys are errors, instances are immutable."""
+    """Base for every section: unknown keys are errors, instances are immutable, and every string in
+    it (keys of mappings and items of lists included) is one line without control characters."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        annotation = cls.model_fields[info.field_name].annotation
+        problems = [
+            (loc, f"must be one line of plain text; found {found}")
+            for loc, text in _strings(value, annotation, ())
+            if (found := control_character(text)) is not None
+        ]
+        if problems:
+            raise invalid(cls.__name__, problems)
+        return value
 
 
 # --- app ---------------------------------------------------------------------------------------
@@ -270,10 +359,52 @@ class App(Model):
             raise ValueError("FLASK_ENV=development turns on the debugger in production; remove it")
         return env
 
-    @field_validator("secrets", "shared", "release")
+    @field_validator("secrets", "release")
     @classmethod
     def _no_duplicates(cls, items: list[str]) -> list[str]:
         return _unique(items)
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_folders(cls, shared: list[str], info: ValidationInfo) -> list[str]:
+        """Plain folder names, none inside another, none of them deploy's, git's or the code's
+        (see deploy.folders); kept normalized ('instance/' is 'instance')."""
+        wsgi = info.data.get("wsgi", "")
+        problems = folders.shared_by_name(shared, wsgi, info.data.get("requirements", ""))
+        project_dir = (info.context or {}).get("project_dir")
+        if not problems and project_dir is not None:
+            problems = folders.shared_by_contents(shared, Path(project_dir))
+        if problems:
+            raise invalid("App", [((index,), why) for index, why in problems])
+        return [folders.normalized(entry) for entry in shared]
+
+    @model_validator(mode="after")
+    def _static_serves_public_files_only(self, info: ValidationInfo) -> App:
+        """Nginx serves app.static.dir to anyone: never code, data, configuration or secrets. With
+        the project's folder (validation context `project_dir`), its files are looked at too."""
+        if self.static is None:
+            return self
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        why = folders.static_by_name(self.static.dir, self.wsgi, self.shared)
+        project_dir = (info.context or {}).get("project_dir")
+        if why is None and project_dir is not None:
+            why = folders.static_by_contents(self.static.dir, Path(project_dir))
+        if why is not None:
+            problems.append(
+                (("static", "dir"), f"{self.static.dir!r} {why}; give a folder of public files only")
+            )
+        url = self.static.url.rstrip("/")
+        if self.health == url or self.health.startswith(url + "/"):
+            problems.append(
+                (
+                    ("static", "url"),
+                    f"{self.static.url!r} would serve the health check {self.health!r} (app.health) "
+                    "from the static folder; choose another prefix",
+                )
+            )
+        if problems:
+            raise invalid("App", problems)
+        return self
 
     @model_validator(mode="after")
     def _secrets_not_in_env(self) -> App:
@@ -501,7 +632,7 @@ _SYSTEMD_OVERRIDABLE = {
 class Systemd(Model):
     """Hardening of the app's unit; any directive in `overrides` replaces the default."""
 
-    overrides: dict[str, Annotated[str, AfterValidator(_no_control)]] = Field(default_factory=dict)
+    overrides: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("overrides", mode="before")
     @classmethod
@@ -614,6 +745,24 @@ class Config(Model):
         dict[str, Any],
     ] = Field(default_factory=dict)
     environment: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _base_dir_of_its_own(self) -> Config:
+        """setup makes server.base_dir and the folders in it root's and the app's: never a system folder."""
+        if self.server.base_dir is not None:
+            why = folders.host_folder_problem(self.server.base_dir)
+            if why is not None:
+                raise invalid(
+                    "Config",
+                    [
+                        (
+                            ("server", "base_dir"),
+                            f"{why}: setup would change its owner and mode; give a folder for this "
+                            f"app's releases only, such as /srv/{self.app.name} (the default)",
+                        )
+                    ],
+                )
+        return self
 
     @property
     def base_dir(self) -> str:

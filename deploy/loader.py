@@ -58,7 +58,9 @@ def format_path(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            # A key written with a newline or another control character is shown escaped: one line.
+            name = str(part)
+            out += ("." if out else "") + (name if name.isprintable() else repr(name))
     return out
 
 
@@ -323,8 +325,12 @@ def _sandbox_acme(data: dict[str, Any], acme: Any, sandbox: Document) -> dict[st
     return {**data, "server": {**server, "tls": new_tls}}
 
 
-def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None) -> Config:
-    """Read, overlay and validate a deploy.yaml; raise ConfigError naming every problem."""
+def load(
+    path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None, project_files: bool = True
+) -> Config:
+    """Read, overlay and validate a deploy.yaml; raise ConfigError naming every problem. With
+    `project_files`, values are also judged by the files of the project (the folder of deploy.yaml),
+    such as what app.static.dir holds; `deploy check` reports those as findings instead."""
     file = Path(path)
     name = str(path)
     try:
@@ -350,11 +356,14 @@ def load(path: str | os.PathLike[str] = "deploy.yaml", environment: str | None =
         raise ConfigError(
             [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
         ) from None
-    return load_text(text, name, environment)
+    return load_text(text, name, environment, file.resolve().parent if project_files else None)
 
 
-def load_text(text: str, file: str = "deploy.yaml", environment: str | None = None) -> Config:
-    """Validate deploy.yaml given as text (see `load`)."""
+def load_text(
+    text: str, file: str = "deploy.yaml", environment: str | None = None, project_dir: Path | None = None
+) -> Config:
+    """Validate deploy.yaml given as text (see `load`); `project_dir`: the project's folder, if known."""
+    context = {"project_dir": project_dir}
     doc = parse_yaml(text, file)
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(file, 1, (), "expected a mapping with the sections app: and server:")])
@@ -397,7 +406,7 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
                 message += "; run 'deploy sandbox up' first"
             raise ConfigError([Problem(file, doc.lines.get(("environments",)), ("environments",), message)])
     try:
-        config = Config.model_validate({**data, "environment": environment})
+        config = Config.model_validate({**data, "environment": environment}, context=context)
     except ValidationError as exc:
         problems = _problems(exc, doc)
         # A key written in the selected overlay is named as written: environments.<name>.<key>.
@@ -410,7 +419,7 @@ def load_text(text: str, file: str = "deploy.yaml", environment: str | None = No
                 for p in problems
             ]
         ) from None
-    others = _other_environments(doc, environment)
+    others = _other_environments(doc, environment, context)
     if others:
         raise ConfigError(others)
     return config
@@ -438,7 +447,7 @@ def line_of(
     return doc.lines.get(path), path
 
 
-def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
+def _other_environments(doc: Document, selected: str | None, context: dict[str, Any]) -> list[Problem]:
     """Every other entry of environments: overlaid and validated too, so that a typo in the one for
     production fails `deploy config` or `deploy check` in CI, not production's first push."""
     envs = doc.data.get("environments") if isinstance(doc.data, dict) else None
@@ -451,7 +460,7 @@ def _other_environments(doc: Document, selected: str | None) -> list[Problem]:
             continue
         prefix = ("environments", name)
         try:
-            Config.model_validate({**_merge(doc.data, overlay), "environment": name})
+            Config.model_validate({**_merge(doc.data, overlay), "environment": name}, context=context)
         except ValidationError as exc:
             shadow = Document(doc.file, doc.data, {**doc.lines, **_overlay_lines(doc, name)})
             problems += [

@@ -58,7 +58,8 @@ def _fires(root: Path, check_id: str, files: dict[str, str]) -> bool:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
-    config = load(root / "deploy.yaml") if (root / "deploy.yaml").exists() else None
+    # As `deploy check` loads it: what the project's files hold is for the checks to report.
+    config = load(root / "deploy.yaml", project_files=False) if (root / "deploy.yaml").exists() else None
     report = run(select(load_checks(plugins=False), [check_id]), Context(root=root, config=config))
     assert report.skipped == [], report.skipped
     return any(r.check.id == check_id for r in report.active)

@@ -164,6 +164,11 @@ CASES: dict[str, Case] = {
         ),
     ),
     "SEC015": Case(bad=app_with("MAX_CONTENT_LENGTH=1024 * 1024,", ""), config=None, good={}),
+    "SEC022": Case(
+        bad={"static/settings.py": "SECRET_KEY = 'x'\n"},
+        good={"static/style.css": "body {}\n"},
+        says="app.static.dir 'static' holds static/settings.py: Nginx would serve code to anyone",
+    ),
     "PERF001": Case(
         bad={},
         config=CONFIG + "  cores: 2\ngunicorn: {workers: 4}\n",
