@@ -26,9 +26,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from deploy import folders
-
-from deploy import csp
+from deploy import csp, folders
 
 # --- value types -------------------------------------------------------------------------------
 

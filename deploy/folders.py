@@ -20,6 +20,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from deploy import secretfiles
+
 #: Names in a release that are not the app's data, and whose they are.
 RELEASE_OWN = {
     ".deploy": "deploy's own record of the release",
@@ -69,8 +71,6 @@ EXPOSED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 
-#: Secrets besides the ones the Docker path keeps out of images (render.DOCKER_SECRET_NAMES).
-MORE_SECRETS = (".htpasswd", "*.kdbx")
 
 
 def normalized(path: str) -> str:
@@ -184,12 +184,13 @@ def shared_by_contents(entries: list[str], project_dir: Path) -> list[tuple[int,
 
 
 def _kind(name: str) -> str | None:
-    from deploy.render import DOCKER_SECRET_NAMES
-
     # Case does not matter to a reader of the file: SETTINGS.PY and Shop.DB expose as much.
-    for kind, patterns in (*EXPOSED, ("secrets", (*DOCKER_SECRET_NAMES, *MORE_SECRETS))):
+    for kind, patterns in EXPOSED:
         if any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for pattern in patterns):
             return kind
+    # The one list of secret files that push, .dockerignore and the Dockerfile guard use.
+    if secretfiles.is_secret_name(name) or secretfiles.is_secret_name(name.lower()):
+        return "secrets"
     return None
 
 

@@ -207,6 +207,8 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "nginx.version": ("1.22", {}),
     "nginx.client_max_body_size": ("16m", {}),
     "nginx.content_security_policy": ("default-src 'self'", {}),
+    "nginx.csp_sources.{key}": ("script-src", {"value": ["'self'"]}),
+    "nginx.csp_sources.{value}.0": ("'self'", {"outer": "script-src"}),
     "nginx.extra_headers.{key}": ("X-Robots-Tag", {"value": "none"}),
     "nginx.extra_headers.{value}": ("none", {"key": "X-Robots-Tag"}),
     "systemd.overrides.{key}": ("PrivateTmp", {"value": "yes"}),
@@ -240,7 +242,7 @@ def place(slot: Slot, value: str) -> tuple[dict[str, Any], KeyPath]:
     for i, part in enumerate(slot[:-1]):
         nxt = slot[i + 1]
         if part is Value:
-            node[extra["outer"]] = {}
+            node[extra["outer"]] = [None] if nxt == 0 else {}
             node = node[extra["outer"]]
             path = (*path, extra["outer"])
             continue
