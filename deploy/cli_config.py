@@ -133,6 +133,8 @@ def render(
                 )
             ]
         )
+    if not to_stdout and out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir}: this is a file, not a folder; name a folder (it is created if missing)", 2)
     config = load(config_path, environment)
     facts = HostFacts(cores=cores, nginx_version=nginx_version)
     files = render_files(config, facts, project_dir=Path(config_path).resolve().parent)

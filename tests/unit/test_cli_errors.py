@@ -1,0 +1,302 @@
+"""Hostile files and arguments end in one clear line and exit 2, never in a traceback (issue #14, defect 9).
+
+Each test feeds the real CLI (in-process through click's runner, or a subprocess where the process itself
+matters) an input that ended in a Python traceback before, and checks the answer: exit code 2, one line
+on stderr that names the file (and its line when there is one), no "Traceback".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from deploy.cli import main
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+app:
+  name: hello
+  wsgi: "hello:app"
+  secrets: [SECRET_KEY]
+server:
+  domains: [hello.example.com]
+  hosts: [web1.example.com, web2.example.com]
+  tls: false
+"""
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=True)
+
+
+def deploy_process(cwd: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process of its own (where the process matters: its exit, its capabilities)."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "deploy", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def one_line_error(result: Result, *expected: str, code: int = 2) -> str:
+    """The single error line of `result`, after checking the exit code, that no exception escaped
+    and that the line holds every `expected` text."""
+    assert "Traceback" not in result.output + result.stderr, result.stderr
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "deploy.yaml").write_text(GOOD, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("DEPLOY_SANDBOX_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(BILLION_LAUGHS, ["bad.yaml:", "more than 20000 values"], id="billion-laughs"),
+        pytest.param("app: &a [*a]\n", ["bad.yaml:1:", "app[0]:", "alias"], id="self-alias-list"),
+        pytest.param("app: &a\n  name: *a\n", ["bad.yaml:1:", "app.name:", "alias"], id="self-alias-map"),
+        pytest.param("app: " + "[" * 100_000 + "\n", ["bad.yaml:1:", "nested more than"], id="deep-flow"),
+        pytest.param("app: " + "{a: " * 100_000 + "\n", ["bad.yaml:1:", "nested more than"], id="deep-map"),
+        pytest.param(
+            "".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(2000)) + " " * 4000 + "x: 1\n",
+            ["bad.yaml:", "nested more than"],
+            id="deep-block",
+        ),
+        pytest.param(
+            GOOD + "gunicorn:\n  timeout: " + "9" * 100_000 + "\n",
+            ["bad.yaml:10:", "gunicorn.timeout:", "at most 4000 digits"],
+            id="100k-digit-int",
+        ),
+        pytest.param(
+            GOOD + "gunicorn:\n  timeout: 0x" + "f" * 5000 + "\n",
+            ["bad.yaml:10:", "gunicorn.timeout:", "at most 4000 digits"],
+            id="huge-hex-int",
+        ),
+        pytest.param(
+            GOOD + "gunicorn:\n  timeout: " + ":".join(["59"] * 3000) + "\n",
+            ["bad.yaml:10:", "gunicorn.timeout:", "at most 4000 digits"],
+            id="huge-base-60-int",
+        ),
+        pytest.param(GOOD + "x: 2024-02-30\n", ["bad.yaml:9:", "x:", "day is out of range"], id="bad-date"),
+        pytest.param(
+            GOOD + "x: !!float abc\n", ["bad.yaml:9:", "x:", "not a valid YAML float"], id="bad-float"
+        ),
+        pytest.param(GOOD + "x: !!int abc\n", ["bad.yaml:9:", "x:", "not a valid YAML int"], id="bad-int"),
+        pytest.param(GOOD + "x: !!timestamp abc\n", ["bad.yaml:9:", "x:"], id="bad-timestamp"),
+        pytest.param(GOOD + "x: a\x00b\n", ["bad.yaml:9:", "control character U+0000"], id="nul"),
+        pytest.param(GOOD + "x: a\x1bb\n", ["bad.yaml:9:", "control character U+001B"], id="escape"),
+        pytest.param("", ["bad.yaml: this file is empty"], id="empty"),
+        pytest.param("# only a comment\n\n", ["bad.yaml: this file is empty"], id="comments-only"),
+        pytest.param("just a scalar\n", ["bad.yaml:1:", "expected a mapping"], id="scalar"),
+        pytest.param("- a\n- b\n", ["bad.yaml:1:", "expected a mapping"], id="list"),
+        pytest.param(
+            GOOD.replace("app:", '"a\\nb": 1\napp:'),
+            ["bad.yaml:1:", "a\\nb: unknown key 'a\\nb'"],
+            id="newline-in-key",
+        ),
+    ],
+)
+def test_hostile_yaml_is_one_line_exit_2(project: Path, text: str, expected: list[str]) -> None:
+    (project / "bad.yaml").write_text(text, encoding="utf-8")
+    for command in (["config"], ["render", "--stdout"], ["check", "--select", "RND001"], ["status"]):
+        one_line_error(invoke(*command, "-c", "bad.yaml"), *expected)
+
+
+def test_alias_bomb_stops_quickly(project: Path) -> None:
+    """The node limit stops the expansion early: a nine-level bomb does not take minutes."""
+    import time
+
+    (project / "bad.yaml").write_text(BILLION_LAUGHS, encoding="utf-8")
+    started = time.monotonic()
+    one_line_error(invoke("config", "-c", "bad.yaml"), "bad.yaml")
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        pytest.param(
+            lambda p: p.write_bytes(GOOD.encode().replace(b"hello:app", b"hello:\xffapp")),
+            ["deploy.yaml:3:", "not UTF-8"],
+            id="invalid-utf8",
+        ),
+        pytest.param(lambda p: p.mkdir(), ["deploy.yaml:", "Is a directory"], id="directory"),
+        pytest.param(lambda p: p.symlink_to(p.name), ["deploy.yaml:", "symbolic links"], id="symlink-loop"),
+        pytest.param(lambda p: p.symlink_to("nowhere.yaml"), ["deploy.yaml:", "no such file"], id="dangling"),
+    ],
+)
+def test_unusable_deploy_yaml(project: Path, make: object, expected: list[str]) -> None:
+    target = project / "sub" / "deploy.yaml"
+    target.parent.mkdir()
+    make(target)  # type: ignore[operator]
+    for command in (["config"], ["render", "--stdout"], ["status"], ["check", "sub", "--select", "RND001"]):
+        one_line_error(invoke(*command, "-c", str(target)), *expected)
+
+
+def test_unreadable_deploy_yaml(project: Path) -> None:
+    """EACCES: as root, run without the capabilities that let root read any file."""
+    (project / "deploy.yaml").chmod(0)
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv to read as root without CAP_DAC_OVERRIDE")
+        prefix = ("setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all")
+    done = deploy_process(project, "config", prefix=prefix)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["error: deploy.yaml: cannot read this file: Permission denied"]
+
+
+def test_invalid_utf8_in_dotenv(project: Path) -> None:
+    (project / ".env").write_bytes(b"OTHER=1\nSECRET_KEY=caf\xe9\n")
+    one_line_error(invoke("config"), ".env:2:", "not UTF-8")
+
+
+def test_dotenv_that_is_a_directory(project: Path) -> None:
+    (project / ".env").mkdir()
+    one_line_error(invoke("config"), ".env:", "Is a directory")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(b"server:\n  hosts: [\xff]\n", [":2:", "not UTF-8"], id="invalid-utf8"),
+        pytest.param(b"server: &a [*a]\n", [":1:", "alias"], id="self-alias"),
+        pytest.param(b"server: {hosts: [" + b"[" * 100_000 + b"\n", [":1:", "nested more than"], id="deep"),
+    ],
+)
+def test_hostile_sandbox_overlay(project: Path, content: bytes, expected: list[str]) -> None:
+    overlay = project / "state" / "deploy" / "sandbox" / "environment.yaml"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_bytes(content)
+    one_line_error(invoke("config", "-e", "sandbox"), str(overlay), *expected)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param("x\n{% if %}\n", [":2:", "template error: Expected an expression"], id="syntax"),
+        pytest.param("x\n\n{{ no_such_name }}\n", [":3:", "'no_such_name' is undefined"], id="undefined"),
+        pytest.param("{{ app.nope.deeper }}\n", [":1:", "has no attribute 'nope'"], id="attribute"),
+        pytest.param("x\n{{ 1 / 0 }}\n", [":2:", "ZeroDivisionError"], id="zero-division"),
+        pytest.param("{% include 'missing.j2' %}\n", [":1:", "no template 'missing.j2'"], id="include"),
+        pytest.param(b"x\n\xff\n", [":2:", "not UTF-8"], id="invalid-utf8"),
+    ],
+)
+def test_error_in_a_project_template(project: Path, template: str | bytes, expected: list[str]) -> None:
+    (project / "templates").mkdir()
+    own = project / "templates" / "gunicorn.conf.py.j2"
+    if isinstance(template, bytes):
+        own.write_bytes(template)
+    else:
+        own.write_text(template, encoding="utf-8")
+    for command in (["render", "--stdout"], ["render", "--out", "out"]):
+        one_line_error(invoke(*command), "templates/gunicorn.conf.py.j2", *expected)
+    assert not (project / "out").exists()
+
+
+def test_error_in_an_included_project_template(project: Path) -> None:
+    """A broken override of a template that only others include (nginx-macros.j2) is named too."""
+    (project / "templates").mkdir()
+    (project / "templates" / "nginx-macros.j2").write_text("ok\n{% macro x( %}\n", encoding="utf-8")
+    one_line_error(invoke("render", "--stdout"), "templates/nginx-macros.j2:2:", "template error")
+
+
+def test_render_out_naming_a_file(project: Path) -> None:
+    (project / "a-file").write_text("keep me\n", encoding="utf-8")
+    one_line_error(invoke("render", "--out", "a-file"), "--out a-file", "not a folder")
+    assert (project / "a-file").read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_render_out_with_a_file_in_the_way(project: Path) -> None:
+    """A file where render needs a folder (out/nginx) is named, as an OSError the boundary catches."""
+    (project / "out").mkdir()
+    (project / "out" / "nginx").write_text("", encoding="utf-8")
+    one_line_error(invoke("render", "--out", "out"), "out/nginx")
+
+
+@pytest.mark.parametrize("command", [["logs"], ["exec", "--", "true"]])
+def test_unknown_host(project: Path, command: list[str]) -> None:
+    line = one_line_error(invoke(command[0], "--host", "UNKNOWN", *command[1:]), "deploy.yaml:7:")
+    assert "server.hosts: --host 'UNKNOWN' is none of these hosts: web1.example.com, web2.example.com" in line
+
+
+def test_check_with_a_relative_config_path(project: Path) -> None:
+    """`deploy check -c deploy.yaml` (issue #16) and a relative -c from another folder."""
+    result = invoke("check", "--select", "RND001", "-c", "deploy.yaml")
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1), result.output
+    (project / "elsewhere").mkdir()
+    os.chdir(project / "elsewhere")
+    result = invoke("check", "..", "--select", "RND001", "-c", "../deploy.yaml")
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1), result.output
+
+
+def test_invalid_utf8_suppressions_file(project: Path) -> None:
+    (project / "s.yaml").write_bytes(b"suppress:\n  - \xff\n")
+    one_line_error(invoke("check", "--suppressions", "s.yaml"), "s.yaml:2:", "not UTF-8")
+
+
+def test_push_failing_before_connecting_exits_cleanly(project: Path) -> None:
+    """A push that fails while its warm-up thread still connects exits 2 (it aborted with 134)."""
+    loopback = GOOD.replace("web1.example.com, web2.example.com", "127.0.0.1:9")
+    (project / "deploy.yaml").write_text(loopback, encoding="utf-8")
+    done = deploy_process(project, "push")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "not in a git repository" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bug_still_shows_its_traceback() -> None:
+    """The boundary only turns expected errors into one line: a bug keeps its traceback, and says so."""
+    import click
+
+    from deploy.cli import _Main
+
+    @click.group(cls=_Main)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def buggy() -> None:
+        raise KeyError("internal")
+
+    @group.command()
+    def unreadable() -> None:
+        Path("/nonexistent/deploy-test/file").read_text(encoding="utf-8")
+
+    result = CliRunner().invoke(group, ["buggy"])
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "KeyError: 'internal'" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: this is a bug in deploy (KeyError)")
+    one_line_error(CliRunner().invoke(group, ["unreadable"]), "/nonexistent/deploy-test/file: No such file")
