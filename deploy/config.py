@@ -40,7 +40,7 @@ _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 def _matches(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"expected {what}, got {value!r}")
         return value
 
@@ -64,7 +64,7 @@ def _unique(items: list[str]) -> list[str]:
 
 def _domain(value: str) -> str:
     value = value.strip().lower()
-    if not _DOMAIN.match(value) or len(value) > 253:
+    if not _DOMAIN.fullmatch(value) or len(value) > 253:
         raise ValueError(
             "expected a domain name (letters, digits, hyphens and dots, such as app.example.com), "
             f"got {value!r}"
@@ -73,12 +73,12 @@ def _domain(value: str) -> str:
 
 
 def _host_address(value: str) -> str:
-    m = _IPV4.match(value)
+    m = _IPV4.fullmatch(value)
     if m:
         if all(0 <= int(g) <= 255 for g in m.groups()):
             return value
         raise ValueError(f"expected an IPv4 address or a host name, got {value!r}")
-    if value.startswith("[") and value.endswith("]") and re.match(r"^[0-9a-fA-F:.]+$", value[1:-1]):
+    if value.startswith("[") and value.endswith("]") and re.fullmatch(r"^[0-9a-fA-F:.]+$", value[1:-1]):
         return value
     return _domain(value)
 
