@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def render(
     from deploy.loader import ConfigError, Problem, load
     from deploy.render import render as render_files
 
-    if nginx_version is not None and not all(p.isdigit() for p in nginx_version.split(".")):
+    if nginx_version is not None and not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}", nginx_version):
         raise ConfigError(
             [
                 Problem(

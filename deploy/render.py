@@ -124,7 +124,8 @@ def managed_files(config: Config) -> list[tuple[str, str]]:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
+    # isdigit() is also true of '²', which int() refuses.
+    return tuple(int(p) for p in version.split(".") if p.isascii() and p.isdigit())
 
 
 def systemd_quote(value: str, command: bool = False) -> str:

@@ -300,3 +300,18 @@ def test_a_bug_still_shows_its_traceback() -> None:
     assert "Traceback" in result.stderr and "KeyError: 'internal'" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: this is a bug in deploy (KeyError)")
     one_line_error(CliRunner().invoke(group, ["unreadable"]), "/nonexistent/deploy-test/file: No such file")
+
+
+@pytest.mark.parametrize("version", ["²", "1.2²", "1.²", "", "1..2", "1.22\n"])
+def test_nginx_version_option_that_is_no_version(project: Path, version: str) -> None:
+    """'²' passes str.isdigit() but not int(): it ended in a ValueError traceback."""
+    one_line_error(
+        invoke("render", "--stdout", "--nginx-version", version), "--nginx-version", "expected a version"
+    )
+
+
+@pytest.mark.parametrize("host", ["web:²", "deploy@web:²", "web:٢٢"])
+def test_host_port_that_is_no_number(project: Path, host: str) -> None:
+    """A port of digits int() refuses ('²') or reads (Arabic-Indic '٢٢') is not a port."""
+    (project / "deploy.yaml").write_text(GOOD.replace("web1.example.com,", f"'{host}',"), encoding="utf-8")
+    one_line_error(invoke("config"), "deploy.yaml:7:", "server.hosts[0]:", "expected 'host', 'user@host'")
