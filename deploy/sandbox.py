@@ -223,13 +223,12 @@ class Sandbox:
     # State ---------------------------------------------------------------------------------------
     def _read_state(self) -> _State | None:
         try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            return _State(**json.loads(self.state_file.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: not the fields of a _State
             self.say(f"warning: ignoring unreadable {self.state_file}: {exc}")
             return None
-        return _State(**data)
 
     def _write_state(self, state: _State) -> None:
         tmp = self.state_file.with_suffix(".tmp")

@@ -315,3 +315,17 @@ def test_host_port_that_is_no_number(project: Path, host: str) -> None:
     """A port of digits int() refuses ('²') or reads (Arabic-Indic '٢٢') is not a port."""
     (project / "deploy.yaml").write_text(GOOD.replace("web1.example.com,", f"'{host}',"), encoding="utf-8")
     one_line_error(invoke("config"), "deploy.yaml:7:", "server.hosts[0]:", "expected 'host', 'user@host'")
+
+
+@pytest.mark.parametrize("state", ['{"a": 1}', "[1]", '"text"'])
+def test_sandbox_state_of_the_wrong_shape(project: Path, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    """A state.json that is JSON but not a sandbox state (a TypeError traceback before) is ignored
+    with a warning that names it, like one that is not JSON."""
+    (project / "sandbox").mkdir()
+    (project / "sandbox" / "state.json").write_text(state, encoding="utf-8")
+    monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(project / "sandbox"))
+    result = invoke("sandbox", "ssh", "x")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith(f"warning: ignoring unreadable {project / 'sandbox' / 'state.json'}")
+    assert error.startswith("error: no sandbox host 'x'")
