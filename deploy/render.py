@@ -309,6 +309,12 @@ def _cached_environment(own_templates: str | None) -> jinja2.Environment:
     )
 
 
+def _shown(file: str) -> str:
+    """A project template's path from the current folder when it is below it (as -c names deploy.yaml)."""
+    below = os.path.relpath(file)
+    return file if below.startswith("..") else below
+
+
 class _ProjectLoader(jinja2.FileSystemLoader):
     """The project's own templates/ folder; a file there that is not UTF-8 is a ConfigError naming it."""
 
@@ -321,7 +327,7 @@ class _ProjectLoader(jinja2.FileSystemLoader):
             from deploy.loader import read_text
 
             for folder in self.searchpath:
-                read_text(os.path.join(folder, *jinja2.loaders.split_template_path(template)))
+                read_text(_shown(os.path.join(folder, *jinja2.loaders.split_template_path(template))))
             raise
 
 
@@ -332,9 +338,12 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
     from deploy.loader import ConfigError, Problem
 
     folder = os.path.join(os.path.abspath(own_templates), "")
+
     if isinstance(exc, jinja2.TemplateSyntaxError):
         if exc.filename and os.path.abspath(exc.filename).startswith(folder):
-            return ConfigError([Problem(exc.filename, exc.lineno, (), f"template error: {exc.message}")])
+            return ConfigError(
+                [Problem(_shown(exc.filename), exc.lineno, (), f"template error: {exc.message}")]
+            )
         return None
     blamed: tuple[str, int] | None = None
     tb = exc.__traceback__
@@ -351,7 +360,7 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
         what = exc.message or type(exc).__name__
     else:
         what = f"{type(exc).__name__}: {exc}"
-    return ConfigError([Problem(blamed[0], blamed[1], (), f"template error: {what}")])
+    return ConfigError([Problem(_shown(blamed[0]), blamed[1], (), f"template error: {what}")])
 
 
 def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
