@@ -110,18 +110,29 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+#: A deploy.yaml, .env or suppressions file is a few KB; a larger one is not read to its end.
+MAX_BYTES = 1 << 20
+
+
 def read_text(path: str | os.PathLike[str], missing: str = "no such file") -> str:
     """A UTF-8 text file's contents; ConfigError naming the file (and the line of a byte that is not
-    UTF-8) when it is missing (`missing` says what to do), not a file, unreadable or not UTF-8."""
+    UTF-8) when it is missing (`missing` says what to do), not a file, unreadable, larger than
+    MAX_BYTES or not UTF-8."""
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Problem(name, None, (), missing)]) from None
     except OSError as exc:
         raise ConfigError(
             [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
         ) from None
+    if len(raw) > MAX_BYTES:
+        # -c /dev/zero would be read until memory runs out.
+        raise ConfigError(
+            [Problem(name, None, (), f"this file is larger than {MAX_BYTES >> 20} MiB; refusing to read it")]
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

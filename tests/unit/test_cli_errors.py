@@ -89,7 +89,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
         pytest.param("app: " + "[" * 100_000 + "\n", ["bad.yaml:1:", "nested more than"], id="deep-flow"),
         pytest.param("app: " + "{a: " * 100_000 + "\n", ["bad.yaml:1:", "nested more than"], id="deep-map"),
         pytest.param(
-            "".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(2000)) + " " * 4000 + "x: 1\n",
+            "".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(500)) + " " * 1000 + "x: 1\n",
             ["bad.yaml:", "nested more than"],
             id="deep-block",
         ),
@@ -330,3 +330,11 @@ def test_sandbox_state_of_the_wrong_shape(project: Path, monkeypatch: pytest.Mon
     warning, error = result.stderr.splitlines()
     assert warning.startswith(f"warning: ignoring unreadable {project / 'sandbox' / 'state.json'}")
     assert error.startswith("error: no sandbox host 'x'")
+
+
+def test_endless_deploy_yaml(project: Path) -> None:
+    """-c /dev/zero read until memory ran out; a file past the size limit is refused after reading
+    just past it."""
+    one_line_error(invoke("config", "-c", "/dev/zero"), "/dev/zero:", "larger than")
+    (project / "big.yaml").write_text(GOOD + "#" * (2 << 20) + "\n", encoding="utf-8")
+    one_line_error(invoke("config", "-c", "big.yaml"), "big.yaml:", "larger than")
