@@ -114,10 +114,10 @@ class _Loader(yaml.SafeLoader):
 MAX_BYTES = 1 << 20
 
 
-def read_text(path: str | os.PathLike[str], missing: str = "no such file") -> str:
-    """A UTF-8 text file's contents; ConfigError naming the file (and the line of a byte that is not
-    UTF-8) when it is missing (`missing` says what to do), not a file, unreadable, larger than
-    MAX_BYTES or not UTF-8."""
+def read_bytes(path: str | os.PathLike[str], missing: str = "no such file") -> bytes:
+    """A file's contents; ConfigError naming the file when it is missing (`missing` says what to
+    do), not a file, unreadable or larger than MAX_BYTES (read just past it: -c /dev/zero would
+    be read until memory runs out)."""
     name = str(path)
     try:
         with open(path, "rb") as handle:
@@ -129,16 +129,21 @@ def read_text(path: str | os.PathLike[str], missing: str = "no such file") -> st
             [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
         ) from None
     if len(raw) > MAX_BYTES:
-        # -c /dev/zero would be read until memory runs out.
-        raise ConfigError(
-            [Problem(name, None, (), f"this file is larger than {MAX_BYTES >> 20} MiB; refusing to read it")]
-        )
+        message = f"this file is larger than {MAX_BYTES >> 20} MiB; refusing to read it"
+        raise ConfigError([Problem(name, None, (), message)])
+    return raw
+
+
+def read_text(path: str | os.PathLike[str], missing: str = "no such file") -> str:
+    """A UTF-8 text file's contents; ConfigError naming the file as `read_bytes` does, and the line
+    of a byte that is not UTF-8."""
+    raw = read_bytes(path, missing)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            [Problem(name, line, (), "this file is not UTF-8 text; save it as UTF-8")]
+            [Problem(str(path), line, (), "this file is not UTF-8 text; save it as UTF-8")]
         ) from None
 
 

@@ -338,3 +338,35 @@ def test_endless_deploy_yaml(project: Path) -> None:
     one_line_error(invoke("config", "-c", "/dev/zero"), "/dev/zero:", "larger than")
     (project / "big.yaml").write_text(GOOD + "#" * (2 << 20) + "\n", encoding="utf-8")
     one_line_error(invoke("config", "-c", "big.yaml"), "big.yaml:", "larger than")
+
+
+TLS_OWN = GOOD.replace("tls: false", "tls: {cert: CERT, key: key.pem}").replace(
+    "web1.example.com, web2.example.com", "127.0.0.1:9"
+)
+
+
+@pytest.mark.parametrize(
+    ("cert", "expected"),
+    [
+        # pathlib's expanduser raised RuntimeError for a user that does not exist.
+        pytest.param(
+            "'~no-such-user-here/cert.pem'", "~no-such-user-here/cert.pem: no such file", id="tilde-user"
+        ),
+        pytest.param("/dev/zero", "/dev/zero: this file is larger than", id="endless"),
+        pytest.param(".", "Is a directory", id="directory"),
+    ],
+)
+def test_unreadable_own_certificate(project: Path, cert: str, expected: str) -> None:
+    """`deploy certs` reads tls.cert before it connects (the host is a closed loopback port)."""
+    (project / "deploy.yaml").write_text(TLS_OWN.replace("CERT", cert), encoding="utf-8")
+    (project / "key.pem").write_text("not a key\n", encoding="utf-8")
+    one_line_error(invoke("certs"), "deploy.yaml:8: server.tls.cert: cannot read", expected)
+
+
+def test_known_hosts_that_is_no_file(project: Path) -> None:
+    """server.ssh.known_hosts naming /dev/zero was read forever."""
+    text = GOOD.replace("web1.example.com, web2.example.com", "127.0.0.1:9")
+    (project / "deploy.yaml").write_text(text + "  ssh: {known_hosts: /dev/zero}\n", encoding="utf-8")
+    result = invoke("status")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "/dev/zero is not a regular file" in result.stderr, result.stderr
