@@ -82,6 +82,8 @@ class _Main(click.Group):
             _config_error(exc)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            raise  # stdout closed early (| head): click ends quietly
         except Exception as exc:
             expected = _expected_error(exc)
             if expected is None:

@@ -370,3 +370,19 @@ def test_known_hosts_that_is_no_file(project: Path) -> None:
     result = invoke("status")
     assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
     assert "/dev/zero is not a regular file" in result.stderr, result.stderr
+
+
+def test_closed_stdout_is_quiet(project: Path) -> None:
+    """`deploy render --stdout | true`: the pipe is closed before the first write (true exits while
+    Python starts); that is click's to handle, quietly, not an error line."""
+    done = subprocess.run(
+        f"{sys.executable} -m deploy render --stdout | true",
+        shell=True,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.stderr == "", done.stderr
