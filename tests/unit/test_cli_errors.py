@@ -7,14 +7,19 @@ on stderr that names the file (and its line when there is one), no "Traceback".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deploy.cli import main
 
@@ -284,8 +289,6 @@ def test_push_failing_before_connecting_exits_cleanly(project: Path) -> None:
 
 def test_a_bug_still_shows_its_traceback() -> None:
     """The boundary only turns expected errors into one line: a bug keeps its traceback, and says so."""
-    import click
-
     from deploy.cli import _Main
 
     @click.group(cls=_Main)
@@ -386,3 +389,81 @@ def test_closed_stdout_is_quiet(project: Path) -> None:
     finally:
         os.close(write_end)
     assert done.stderr == "", done.stderr
+
+
+#: Option values a careless or hostile user could type; none of them may end in a traceback.
+HOSTILE_ARGS = [
+    "",
+    "-",
+    "--",
+    "²",
+    "9" * 5000,
+    "-1",
+    "0",
+    "a\nb",
+    "../../etc/passwd",
+    "/dev/zero",
+    "/nonexistent/x",
+    ".",
+    "%s%n",
+    "ünïcödé",
+    "*",
+    "~no-such-user-here/x",
+    "deploy.yaml",
+    "templates",
+    "-c",
+    "--help",
+]
+
+
+def _commands() -> list[tuple[list[str], click.Command]]:
+    """Every command and subcommand with its words, except those that boot or tear down sandbox
+    hosts (they start machines; tests/hosts covers them)."""
+    found: list[tuple[list[str], click.Command]] = []
+
+    def walk(words: list[str], command: click.Command) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk([*words, name], sub)
+        elif words not in (["sandbox", "up"], ["sandbox", "down"]):
+            found.append((words, command))
+
+    walk([], main)
+    return found
+
+
+COMMANDS = _commands()
+
+
+@st.composite
+def command_lines(draw: st.DrawFn) -> list[str]:
+    words, command = draw(st.sampled_from(COMMANDS))
+    argv = list(words)
+    options = [p for p in command.params if isinstance(p, click.Option) and p.opts[0] != "--help"]
+    for _ in range(draw(st.integers(0, 3))):
+        if options and draw(st.booleans()):
+            option = draw(st.sampled_from(options))
+            argv.append(draw(st.sampled_from(option.opts)))
+            if not option.is_flag:
+                argv.append(draw(st.sampled_from(HOSTILE_ARGS)))
+        else:
+            argv.append(draw(st.sampled_from(HOSTILE_ARGS)))
+    return argv
+
+
+@settings(
+    max_examples=500, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
+@given(command_lines())
+def test_hostile_command_lines_never_end_in_a_traceback(argv: list[str]) -> None:
+    """Every command with hostile option values and arguments, in a folder holding a valid deploy.yaml
+    whose one host is a closed loopback port: any exit code, but never an exception."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        Path("deploy.yaml").write_text(GOOD.replace("web1.example.com, web2.example.com", "127.0.0.1:9"))
+        env = {"XDG_STATE_HOME": f"{tmp}/state", "XDG_CACHE_HOME": f"{tmp}/cache", "DEPLOY_SANDBOX_DIR": ""}
+        result = CliRunner(env=env).invoke(main, argv, catch_exceptions=True)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        argv,
+        repr(result.exception),
+    )
+    assert "Traceback" not in result.output + result.stderr, (argv, result.stderr)
