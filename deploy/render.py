@@ -365,12 +365,13 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
 
 def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
     """app.requirements and the files it includes (-r/-c), which the Docker build copies."""
+    from deploy.loader import ConfigError, read_bytes
     from deploy.requirements import files_to_copy
 
     def read(path: str) -> bytes | None:
         try:
-            return (project_dir / path).read_bytes() if project_dir is not None else None
-        except OSError:
+            return read_bytes(project_dir / path) if project_dir is not None else None
+        except ConfigError:  # missing, unreadable, or endless (a link to /dev/zero)
             return None
 
     return files_to_copy(config.app.requirements, read)

@@ -467,3 +467,10 @@ def test_hostile_command_lines_never_end_in_a_traceback(argv: list[str]) -> None
         repr(result.exception),
     )
     assert "Traceback" not in result.output + result.stderr, (argv, result.stderr)
+
+
+def test_requirements_file_that_never_ends(project: Path) -> None:
+    """requirements.txt linked to /dev/zero was read until memory ran out (MemoryError) by render."""
+    (project / "requirements.txt").symlink_to("/dev/zero")
+    result = invoke("render", "--stdout")
+    assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
