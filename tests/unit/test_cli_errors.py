@@ -474,3 +474,16 @@ def test_requirements_file_that_never_ends(project: Path) -> None:
     (project / "requirements.txt").symlink_to("/dev/zero")
     result = invoke("render", "--stdout")
     assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
+
+
+@pytest.mark.parametrize("name", ["zero.py", "Procfile"])
+def test_init_with_a_project_file_that_never_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A .py file or Procfile linked to /dev/zero was read until memory ran out by `deploy init`."""
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n", encoding="utf-8")
+    (tmp_path / name).symlink_to("/dev/zero")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("init", ".")
+    assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
+    assert "app:app" in (tmp_path / "deploy.yaml").read_text(encoding="utf-8")
