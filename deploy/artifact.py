@@ -218,7 +218,7 @@ def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, File
     files: dict[str, FileEntry] = {}
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for member in tar.getmembers():
-            name = member.name.removeprefix("./")
+            name = _utf8_name(top, member.name.removeprefix("./"))
             if _excluded(name, exclude) or member.isdir():
                 continue
             if member.issym():
@@ -230,11 +230,24 @@ def _archive(top: Path, prefix: str, exclude: tuple[str, ...]) -> dict[str, File
     return files
 
 
+def _utf8_name(project: Path, name: str) -> str:
+    """`name` (surrogate-escaped, as tarfile and os.fsdecode give it); ArtifactError for a name that is
+    not UTF-8, which could not be written on a host."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ArtifactError(
+            f'{project}: the file name "{shown}" is not UTF-8; rename it (git mv) to ship it'
+        ) from None
+    return name
+
+
 def _working_tree(project: Path, exclude: tuple[str, ...]) -> dict[str, FileEntry]:
     listing = _git(project, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
     files: dict[str, FileEntry] = {}
     for raw in listing.split(b"\0"):
-        name = raw.decode()
+        name = _utf8_name(project, os.fsdecode(raw))
         if not name or _excluded(name, exclude):
             continue
         path = project / name

@@ -487,3 +487,24 @@ def test_init_with_a_project_file_that_never_ends(
     result = invoke("init", ".")
     assert result.exit_code == 0 and result.exception is None, (result.stderr, result.exception)
     assert "app:app" in (tmp_path / "deploy.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["committed", "allow-dirty"])
+def test_push_of_a_file_name_that_is_not_utf8(project: Path, dirty: bool) -> None:
+    """A committed file named b'bad\\xff.txt': with --allow-dirty the name ended in UnicodeDecodeError;
+    from HEAD it went as far as the hosts. Both stop before any host, naming the file."""
+    (project / "deploy.yaml").write_text(GOOD.replace("web1.example.com, web2.example.com", "127.0.0.1:9"))
+    (project / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n", encoding="utf-8")
+    (project / "requirements.txt").write_text("flask\n", encoding="utf-8")
+    (project / os.fsdecode(b"bad\xff.txt")).write_text("x\n", encoding="utf-8")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=project, check=True)
+    if dirty:
+        (project / "new.txt").write_text("x\n", encoding="utf-8")
+    done = deploy_process(project, "push", "--dry-run", *(["--allow-dirty"] if dirty else []))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f'error: {project}: the file name "bad\\xff.txt" is not UTF-8; rename it (git mv) to ship it'
+    ]
