@@ -268,7 +268,7 @@ def _archive(
     withheld: list[str] = []
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for member in tar.getmembers():
-            name = member.name.removeprefix("./")
+            name = _utf8_name(top, member.name.removeprefix("./"))
             if member.isdir():
                 continue
             if _excluded(name, exclude):
@@ -284,6 +284,19 @@ def _archive(
     return files, withheld
 
 
+def _utf8_name(project: Path, name: str) -> str:
+    """`name` (surrogate-escaped, as tarfile and os.fsdecode give it); ArtifactError for a name that is
+    not UTF-8, which could not be written on a host."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ArtifactError(
+            f'{project}: the file name "{shown}" is not UTF-8; rename it (git mv) to ship it'
+        ) from None
+    return name
+
+
 def _working_tree(
     project: Path, exclude: tuple[str, ...], public: tuple[str, ...]
 ) -> tuple[dict[str, FileEntry], list[str]]:
@@ -293,7 +306,7 @@ def _working_tree(
     files: dict[str, FileEntry] = {}
     withheld: list[str] = []
     for raw in listing.split(b"\0"):
-        tag, name = raw[:2].decode(), raw[2:].decode()
+        tag, name = raw[:2].decode(), _utf8_name(project, os.fsdecode(raw[2:]))
         if not name:
             continue
         if _excluded(name, exclude):

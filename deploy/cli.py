@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import sys
+import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from deploy import __version__
-from deploy.loader import ConfigError
+from deploy.loader import ConfigError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,6 +22,12 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _config_error(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(click.style("error: ", fg="red", bold=True) + str(problem), err=True)
+    sys.exit(2)
+
+
 def handles_config_errors(func: F) -> F:
     """Turn a ConfigError into one line per problem on stderr and exit code 2, never a traceback."""
 
@@ -29,11 +36,62 @@ def handles_config_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(click.style("error: ", fg="red", bold=True) + str(problem), err=True)
-            sys.exit(2)
+            _config_error(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _expected_error(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit code of an error that bad input or the machine causes (not a
+    bug in deploy): a file that cannot be read or written, text that is not UTF-8, YAML or a
+    template that does not parse, a host that cannot be reached. None for anything else."""
+    import jinja2
+    import yaml
+
+    from deploy.executor import ConnectError
+
+    if isinstance(exc, OSError) and exc.filename is not None:
+        files = ", ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{files}: {exc.strerror or exc}", 2
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", 2
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits", 2
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}: " if mark is not None else ""
+        return f"{where}this is not valid YAML: {getattr(exc, 'problem', None) or exc}", 2
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}", 2
+    if isinstance(exc, jinja2.TemplateError):
+        return f"template error: {exc.message or type(exc).__name__}", 2
+    if isinstance(exc, ConnectError | OSError):
+        return str(exc) or type(exc).__name__, 1
+    return None
+
+
+class _Main(click.Group):
+    """The top-level group: the one error boundary of every command. Expected errors end in one
+    line on stderr (exit 2 for input, 1 for an unreachable host); a bug still shows its traceback,
+    followed by a line saying it is one."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _config_error(exc)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            raise  # stdout closed early (| head): click ends quietly
+        except Exception as exc:
+            expected = _expected_error(exc)
+            if expected is None:
+                traceback.print_exc()
+                name = type(exc).__name__
+                fail(f"this is a bug in deploy ({name}); please report it with the traceback above")
+            else:
+                fail(one_line(expected[0]), expected[1])
 
 
 config_option = click.option(
@@ -55,7 +113,7 @@ env_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="deploy")
 def main() -> None:
     """Take a Python web app from your laptop to production servers, and keep it honest there.

@@ -152,7 +152,8 @@ def check(
     if live and not environment:
         fail("--live needs -e ENV: the environment whose hosts and site to visit", EXIT_USAGE)
     explicit = click_ctx.get_parameter_source("config_path") is not click.core.ParameterSource.DEFAULT
-    config_file = Path(config_path) if explicit or Path(config_path).is_absolute() else root / config_path
+    # An explicit -c is a path from the current folder, as in every command; the default is the project's.
+    config_file = Path(config_path).absolute() if explicit else root / config_path
     config = None
     if config_file.is_file() or explicit:
         # What app.static.dir holds is reported by SEC022 (with its line), not refused at load.
@@ -165,11 +166,8 @@ def check(
         placeholders = placeholder_hosts(config)
         if placeholders:
             fail(f"--live: {placeholder_message(placeholders, environment)}", EXIT_USAGE)
-    shown = (
-        config_file.relative_to(root).as_posix()
-        if config_file.resolve().is_relative_to(root)
-        else str(config_file)
-    )
+    resolved = config_file.resolve()
+    shown = resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(config_file)
     ctx = Context(
         root=root,
         config=config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def render(
     from deploy.loader import ConfigError, Problem, load
     from deploy.render import render as render_files
 
-    if nginx_version is not None and not all(p.isdigit() for p in nginx_version.split(".")):
+    if nginx_version is not None and not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}", nginx_version):
         raise ConfigError(
             [
                 Problem(
@@ -133,6 +134,8 @@ def render(
                 )
             ]
         )
+    if not to_stdout and out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir}: this is a file, not a folder; name a folder (it is created if missing)", 2)
     config = load(config_path, environment)
     facts = HostFacts(cores=cores, nginx_version=nginx_version)
     files = render_files(config, facts, project_dir=Path(config_path).resolve().parent)

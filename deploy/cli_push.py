@@ -117,6 +117,21 @@ def _host_names(config: Config) -> list[str]:
     return [host_name(h) for h in config.server.hosts]
 
 
+def _one_host(config: Config, only: str | None, config_path: str) -> str:
+    """The host `--host` names (default: the first of server.hosts); a ConfigError if it is not one."""
+    from deploy.loader import ConfigError, Problem, line_of
+
+    names = _host_names(config)
+    if only is None:
+        return names[0]
+    if only in names:
+        return only
+    line, path = line_of(config_path, config.environment, ("server", "hosts"))
+    raise ConfigError(
+        [Problem(config_path, line, path, f"--host {only!r} is none of these hosts: {', '.join(names)}")]
+    )
+
+
 def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> dict[str, HostState]:
     from deploy.executor import each
     from deploy.facts import parse_state
@@ -624,20 +639,24 @@ def push(
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
         try:
-            artifact = pack(
-                project,
-                config.app.requirements,
-                allow_dirty,
-                exclude=tuple(config.app.shared),
-                public=(config.app.static.dir,) if config.app.static else (),
-            )
-        except ArtifactError as exc:
-            fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
+            try:
+                artifact = pack(
+                    project,
+                    config.app.requirements,
+                    allow_dirty,
+                    exclude=tuple(config.app.shared),
+                    public=(config.app.static.dir,) if config.app.static else (),
+                )
+            except ArtifactError as exc:
+                fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
+            secrets = _secrets(config, project, config_path)
+        finally:
+            # Never exit while it connects: the interpreter would kill the thread inside paramiko
+            # and abort ("FATAL: exception not rethrown", exit 134) instead of exiting with the error.
+            warmup.join()
         if artifact.withheld:
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
-        secrets = _secrets(config, project, config_path)
         release = _release_id(artifact.short)
-        warmup.join()
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)
         states = _gather(executor, config)
@@ -819,7 +838,7 @@ def logs(
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
-    host = only or _host_names(config)[0]
+    host = _one_host(config, only, config_path)
     argv = ["journalctl", "--no-pager", "-n", str(lines), *(a for s in SLOTS for a in ("-u", layout.unit(s)))]
     if follow:
         argv.append("-f")
@@ -852,7 +871,7 @@ def exec_command(
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
-    host = only or _host_names(config)[0]
+    host = _one_host(config, only, config_path)
     printer = Printer(False)
     with _connected(config, accept_new_host_keys, printer) as executor:
         states = _gather(executor, config)

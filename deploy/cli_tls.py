@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
 from deploy.config import Config
-from deploy.loader import ConfigError, KeyPath, Problem, line_of, load
+from deploy.loader import ConfigError, KeyPath, Problem, line_of, load, read_bytes
 
 if TYPE_CHECKING:
     from deploy.executor import Executor
@@ -42,13 +43,15 @@ def read_tls_files(config: Config, config_path: str | Path) -> TLSFiles:
         name = getattr(settings, key)
         if name is None:
             continue
-        file = Path(name).expanduser()
+        # os.path's expanduser leaves '~nobody-known/x' as it is (pathlib's raised RuntimeError).
+        file = Path(os.path.expanduser(name))
         file = file if file.is_absolute() else project / file
         try:
-            data = file.read_bytes()
-        except OSError as exc:
+            data = read_bytes(file)
+        except ConfigError as exc:
             line, path = _line_of(config_file, config.environment, key)
-            problems.append(Problem(str(config_file), line, path, f"cannot read {file}: {exc.strerror}"))
+            why = exc.problems[0].message.removeprefix("cannot read this file: ")
+            problems.append(Problem(str(config_file), line, path, f"cannot read {file}: {why}"))
             continue
         if key != "key" and b"-----BEGIN CERTIFICATE-----" not in data:
             line, path = _line_of(config_file, config.environment, key)

@@ -434,7 +434,7 @@ class Host(Model):
             address, port = rest, None
             if rest.count(":") == 1:
                 address, _, port_text = rest.partition(":")
-                if not port_text.isdigit():
+                if not (port_text.isascii() and port_text.isdigit()):  # not '²'
                     raise ValueError(f"expected 'host', 'user@host' or 'user@host:port', got {data!r}")
                 port = int(port_text)
             out: dict[str, Any] = {"address": address}

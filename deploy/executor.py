@@ -342,6 +342,8 @@ class SSHExecutor:
         )
         client = connection.client
         if self.known_hosts.exists():
+            if not self.known_hosts.is_file():  # /dev/zero would be read forever
+                raise ConnectError(f"server.ssh.known_hosts: {self.known_hosts} is not a regular file")
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(_policies(self.known_hosts, self.accept_new))
         return connection

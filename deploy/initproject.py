@@ -91,6 +91,7 @@ def _python_files(root: Path) -> list[Path]:
             parts[0] in ("tests", "test", "docs")
             or path.name.startswith("test_")
             or path.name == "conftest.py"
+            or not path.is_file()  # a link to /dev/zero would be read forever
         ):
             continue
         files.append(path)
@@ -204,9 +205,11 @@ def _routes(tree: ast.AST) -> set[str]:
 
 def _procfile_target(root: Path) -> str | None:
     """The WSGI target of a Procfile's web process (gunicorn, waitress-serve, ...)."""
+    from deploy.loader import ConfigError, read_text
+
     try:
-        text = (root / "Procfile").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_text(root / "Procfile")
+    except ConfigError:  # missing, unreadable, not UTF-8, or endless (a link to /dev/zero)
         return None
     for line in text.splitlines():
         if not line.startswith("web:"):

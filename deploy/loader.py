@@ -41,7 +41,17 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         key = f" {self.key}:" if self.path else ""
-        return f"{where}:{key} {self.message}"
+        # One line, whatever the file held: a key, file name or message with a newline or another
+        # control character shows it escaped.
+        return one_line(f"{where}:{key} {self.message}")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character (newline included) escaped: it prints as one line."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 class ConfigError(Exception):
@@ -76,9 +86,83 @@ class Document:
 
 #: More values than this after aliases are expanded is not a deploy.yaml but an alias bomb.
 MAX_NODES = 20000
+#: Python refuses to turn more than 4300 digits into a number or back (sys.get_int_max_str_digits()).
+MAX_DIGITS = 4000
+_TOO_BIG = 10**MAX_DIGITS
+#: Deeper nesting than this is no deploy.yaml (its deepest key is 4 levels down); the parser recurses
+#: once per level, so an unbounded depth ends in a RecursionError.
+MAX_DEPTH = 50
 
 
-def _construct(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH while it composes the nodes."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"values are nested more than {MAX_DEPTH} levels deep", mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+#: A deploy.yaml, .env or suppressions file is a few KB; a larger one is not read to its end.
+MAX_BYTES = 1 << 20
+
+
+def read_bytes(path: str | os.PathLike[str], missing: str = "no such file") -> bytes:
+    """A file's contents; ConfigError naming the file when it is missing (`missing` says what to
+    do), not a file, unreadable or larger than MAX_BYTES (read just past it: -c /dev/zero would
+    be read until memory runs out)."""
+    name = str(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError([Problem(name, None, (), missing)]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
+        ) from None
+    if len(raw) > MAX_BYTES:
+        message = f"this file is larger than {MAX_BYTES >> 20} MiB; refusing to read it"
+        raise ConfigError([Problem(name, None, (), message)])
+    return raw
+
+
+def read_text(path: str | os.PathLike[str], missing: str = "no such file") -> str:
+    """A UTF-8 text file's contents; ConfigError naming the file as `read_bytes` does, and the line
+    of a byte that is not UTF-8."""
+    raw = read_bytes(path, missing)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [Problem(str(path), line, (), "this file is not UTF-8 text; save it as UTF-8")]
+        ) from None
+
+
+def _construct(node: yaml.Node, path: KeyPath, doc: Document, inside: frozenset[int] = frozenset()) -> Any:
+    """Plain data from a node; `inside` holds the collections this node is part of (an alias to one
+    of them, such as `&a [*a]`, would be infinite)."""
+    if id(node) in inside:
+        raise ConfigError(
+            [
+                Problem(
+                    doc.file,
+                    node.start_mark.line + 1,
+                    path,
+                    "a YAML alias refers to a value that contains it",
+                )
+            ]
+        )
     doc.nodes += 1
     if doc.nodes > MAX_NODES:
         raise ConfigError(
@@ -117,18 +201,45 @@ def _construct(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
                     [Problem(doc.file, key_node.start_mark.line + 1, (*path, key), "this key is given twice")]
                 )
             doc.lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*path, key), doc)
+            out[key] = _construct(value_node, (*path, key), doc, inside | {id(node)})
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+        return [_construct(item, (*path, i), doc, inside | {id(node)}) for i, item in enumerate(node.value)]
+    return _scalar(node, path, doc)
+
+
+def _scalar(node: yaml.Node, path: KeyPath, doc: Document) -> Any:
+    """A scalar's value; a Problem for one its tag cannot hold (`2024-02-30`, `!!int x`, 5,000 digits)."""
+    line = node.start_mark.line + 1
+    too_long = f"expected a number of at most {MAX_DIGITS} digits"
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (ValueError, ArithmeticError, TypeError, AttributeError) as exc:
+        # PyYAML's constructors fail with these on a value their tag cannot hold.
+        if "integer string conversion" in str(exc):
+            raise ConfigError([Problem(doc.file, line, path, too_long)]) from None
+        what = node.tag.rsplit(":", 1)[-1]
+        detail = f": {exc}" if isinstance(exc, ValueError) else ""
+        raise ConfigError(
+            [Problem(doc.file, line, path, f"{_show(node.value)} is not a valid YAML {what}{detail}")]
+        ) from None
+    # Hexadecimal, octal and 1:2:3 numbers are not limited when read, but could never be printed.
+    if isinstance(value, int) and abs(value) >= _TOO_BIG:
+        raise ConfigError([Problem(doc.file, line, path, too_long)])
+    return value
 
 
 def parse_yaml(text: str, file: str) -> Document:
     """Parse YAML text into plain data, remembering the line of each key path."""
     doc = Document(file=file, data=None)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.reader.ReaderError as exc:
+        at = text[: exc.position or 0].count("\n") + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigError(
+            [Problem(file, at, (), f"this is not valid YAML: it contains the control character {char}")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -222,7 +333,9 @@ def _show(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
-    return repr(value)
+    text = repr(value)
+    # A 4,000-digit number or a page of text is not repeated in full in a one-line error.
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 _TAG = re.compile(
@@ -331,32 +444,8 @@ def load(
     """Read, overlay and validate a deploy.yaml; raise ConfigError naming every problem. With
     `project_files`, values are also judged by the files of the project (the folder of deploy.yaml),
     such as what app.static.dir holds; `deploy check` reports those as findings instead."""
-    file = Path(path)
-    name = str(path)
-    try:
-        raw = file.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            [Problem(name, line, (), "this file is not UTF-8 text; save it as UTF-8")]
-        ) from None
-    except FileNotFoundError:
-        raise ConfigError(
-            [
-                Problem(
-                    name,
-                    None,
-                    (),
-                    "no such file; run 'deploy init' to write one, or name another with -c FILE",
-                )
-            ]
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            [Problem(name, None, (), f"cannot read this file: {exc.strerror or exc}")]
-        ) from None
-    return load_text(text, name, environment, file.resolve().parent if project_files else None)
+    text = read_text(path, "no such file; run 'deploy init' to write one, or name another with -c FILE")
+    return load_text(text, str(path), environment, Path(path).resolve().parent if project_files else None)
 
 
 def load_text(
@@ -365,6 +454,10 @@ def load_text(
     """Validate deploy.yaml given as text (see `load`); `project_dir`: the project's folder, if known."""
     context = {"project_dir": project_dir}
     doc = parse_yaml(text, file)
+    if not doc.lines:
+        raise ConfigError(
+            [Problem(file, None, (), "this file is empty; expected the sections app: and server:")]
+        )
     if not isinstance(doc.data, dict):
         raise ConfigError([Problem(file, 1, (), "expected a mapping with the sections app: and server:")])
     data = doc.data
@@ -390,7 +483,7 @@ def load_text(
             data = _merge(data, overlay)
         elif environment == SANDBOX_ENV_NAME and sandbox_environment_file().is_file():
             sandbox_file = sandbox_environment_file()
-            sandbox = parse_yaml(sandbox_file.read_text(encoding="utf-8"), str(sandbox_file))
+            sandbox = parse_yaml(read_text(sandbox_file), str(sandbox_file))
             overlay = dict(sandbox.data) if isinstance(sandbox.data, dict) else {}
             acme = overlay.pop("acme", None)
             data = _sandbox_acme(_merge(data, overlay), acme, sandbox)
@@ -437,8 +530,8 @@ def line_of(
     """Where `path` is written in a deploy.yaml (in the environment's overlay if it is there): its
     line and its key path as written; no line if the file cannot be read again."""
     try:
-        doc = parse_yaml(Path(config_file).read_text(encoding="utf-8"), str(config_file))
-    except (OSError, ConfigError):
+        doc = parse_yaml(read_text(config_file), str(config_file))
+    except ConfigError:
         return None, path
     if environment:
         overlay = ("environments", environment, *path)
@@ -537,12 +630,12 @@ def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> 
 
 
 def parse_dotenv(path: Path) -> dict[str, str]:
-    """Read KEY=VALUE lines from a .env file (quotes stripped, comments ignored)."""
+    """Read KEY=VALUE lines from a .env file (quotes stripped, comments ignored); none if there is no
+    such file, ConfigError if it cannot be read or is not UTF-8."""
     out: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    if not os.path.lexists(path):
         return out
+    text = read_text(path)
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:

@@ -125,7 +125,8 @@ def managed_files(config: Config) -> list[tuple[str, str]]:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
+    # isdigit() is also true of '²', which int() refuses.
+    return tuple(int(p) for p in version.split(".") if p.isascii() and p.isdigit())
 
 
 def systemd_quote(value: str, command: bool = False) -> str:
@@ -252,9 +253,14 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return _BytecodeCache(folder)
 
 
-def _environment(project_dir: Path | None) -> jinja2.Environment:
+def _own_templates(project_dir: Path | None) -> str | None:
+    """The project's own templates/ folder, if it has one."""
     own = project_dir / "templates" if project_dir is not None else None
-    return _cached_environment(str(own) if own is not None and own.is_dir() else None)
+    return str(own) if own is not None and own.is_dir() else None
+
+
+def _environment(project_dir: Path | None) -> jinja2.Environment:
+    return _cached_environment(_own_templates(project_dir))
 
 
 @functools.lru_cache(maxsize=8)
@@ -273,7 +279,7 @@ def _cached_environment(own_templates: str | None) -> jinja2.Environment:
 
     loaders: list[jinja2.BaseLoader] = []
     if own_templates is not None:
-        loaders.append(jinja2.FileSystemLoader(own_templates))
+        loaders.append(_ProjectLoader(own_templates))
     loaders.append(jinja2.FunctionLoader(load_shipped))
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
@@ -286,14 +292,69 @@ def _cached_environment(own_templates: str | None) -> jinja2.Environment:
     )
 
 
+def _shown(file: str) -> str:
+    """A project template's path from the current folder when it is below it (as -c names deploy.yaml)."""
+    below = os.path.relpath(file)
+    return file if below.startswith("..") else below
+
+
+class _ProjectLoader(jinja2.FileSystemLoader):
+    """The project's own templates/ folder; a file there that is not UTF-8 is a ConfigError naming it."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError:
+            from deploy.loader import read_text
+
+            for folder in self.searchpath:
+                read_text(_shown(os.path.join(folder, *jinja2.loaders.split_template_path(template))))
+            raise
+
+
+def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
+    """A ConfigError naming the file and line of the project's own template that `exc` came from
+    (a syntax error, an undefined name, a failing expression); None when no own template is to blame
+    (then it is a bug in deploy, not in the project)."""
+    from deploy.loader import ConfigError, Problem
+
+    folder = os.path.join(os.path.abspath(own_templates), "")
+
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        if exc.filename and os.path.abspath(exc.filename).startswith(folder):
+            return ConfigError(
+                [Problem(_shown(exc.filename), exc.lineno, (), f"template error: {exc.message}")]
+            )
+        return None
+    blamed: tuple[str, int] | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if os.path.abspath(name).startswith(folder):
+            blamed = (name, tb.tb_lineno)
+        tb = tb.tb_next
+    if blamed is None:
+        return None
+    if isinstance(exc, jinja2.TemplateNotFound):
+        what = f"no template {exc.name!r} (neither in templates/ nor shipped)"
+    elif isinstance(exc, jinja2.TemplateError):
+        what = exc.message or type(exc).__name__
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+    return ConfigError([Problem(_shown(blamed[0]), blamed[1], (), f"template error: {what}")])
+
+
 def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
     """app.requirements and the files it includes (-r/-c), which the Docker build copies."""
+    from deploy.loader import ConfigError, read_bytes
     from deploy.requirements import files_to_copy
 
     def read(path: str) -> bytes | None:
         try:
-            return (project_dir / path).read_bytes() if project_dir is not None else None
-        except OSError:
+            return read_bytes(project_dir / path) if project_dir is not None else None
+        except ConfigError:  # missing, unreadable, or endless (a link to /dev/zero)
             return None
 
     return files_to_copy(config.app.requirements, read)
@@ -339,4 +400,14 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     templates = output_files(config)
     if not ctx["serve_https"]:
         del templates[CATCH_ALL_TLS]
-    return {path: env.get_template(template).render(ctx) for path, template in templates.items()}
+    files: dict[str, str] = {}
+    for path, template in templates.items():
+        try:
+            files[path] = env.get_template(template).render(ctx)
+        except Exception as exc:
+            own = _own_templates(project_dir)
+            problem = _own_template_error(exc, own) if own is not None else None
+            if problem is None:
+                raise
+            raise problem from None
+    return files

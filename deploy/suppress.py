@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.loader import ConfigError, Problem, parse_yaml
+from deploy.loader import ConfigError, Problem, parse_yaml, read_text
 
 if TYPE_CHECKING:
     from deploy.checkrun import Result
@@ -135,7 +135,7 @@ def load(project_dir: Path, file: str | None = None) -> list[Suppression]:
             raise ConfigError([Problem(str(path), None, (), "no such suppressions file")])
         return []
     return parse(
-        path.read_text(encoding="utf-8"),
+        read_text(path),
         str(path.relative_to(project_dir) if path.is_relative_to(project_dir) else path),
     )
 

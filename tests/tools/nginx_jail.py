@@ -5,7 +5,7 @@ The machine's /etc and /var are covered by overlays, /run and /srv by tmpfs, so 
 files, a self-signed certificate, the ACME webroot and Nginx's pid and logs land in throwaway
 layers; nothing on the machine changes and no packet leaves the namespace's own loopback.
 Prints one JSON object: the output of `nginx -t`, gixy's findings and, with "live", the answers
-to real HTTP(S) requests.
+to real HTTP(S) requests; with "batch" (a list of sites), only the output of `nginx -t` for each.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -97,17 +98,29 @@ http {
 """
 
 
+ENABLED = Path("/etc/nginx/sites-enabled")
+
+
+def install_site(app: str, files: dict[str, str]) -> list[Path]:
+    """One app's rendered site, snippets and catch-all files where deploy setup puts them; the
+    files written."""
+    written = [ENABLED / f"{app}.conf"]
+    written[0].write_text(files[f"nginx/{app}.conf"])
+    for path, text in files.items():
+        if path.startswith(("nginx/snippets/", "nginx/conf.d/")):
+            target = Path("/etc/nginx", *Path(path).parts[1:])
+            target.write_text(text)
+            written.append(target)
+    return written
+
+
 def install(spec: dict[str, Any]) -> None:
     """Put the rendered files where deploy setup puts them on a Debian host."""
-    enabled = Path("/etc/nginx/sites-enabled")
-    shutil.rmtree(enabled)  # only Debian's default site lives there (removed by deploy setup too)
-    enabled.mkdir()
+    shutil.rmtree(ENABLED)  # only Debian's default site lives there (removed by deploy setup too)
+    ENABLED.mkdir()
     # This app's files, then those of other apps on the same host ("others": [[name, files], ...]).
     for app, files in [[spec["app"], spec["files"]], *spec.get("others", [])]:
-        (enabled / f"{app}.conf").write_text(files[f"nginx/{app}.conf"])
-        for path, text in files.items():
-            if path.startswith(("nginx/snippets/", "nginx/conf.d/")):
-                Path("/etc/nginx", *Path(path).parts[1:]).write_text(text)
+        install_site(app, files)
     Path("/etc/nginx/deploy-test.conf").write_text(WRAPPER)
     if spec.get("certificate"):
         self_signed(spec["certificate"], spec["certificate_key"], spec["domains"])
@@ -193,9 +206,38 @@ def start_app(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     return proc
 
 
+def batch(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """`nginx -t` for each of many rendered sites, one at a time, in this one namespace (fuzz tests
+    check hundreds): each site's files are installed, tested and removed again. One self-signed
+    certificate serves every ssl_certificate the sites name (nginx -t reads it, but not its names)."""
+    shutil.rmtree(ENABLED)
+    ENABLED.mkdir()
+    cert, key = Path(spec["scratch"]) / "cert.pem", Path(spec["scratch"]) / "key.pem"
+    self_signed(str(cert), str(key), ["fuzz.example.com"])
+    results = []
+    for item in spec["batch"]:
+        written = install_site(item["app"], item["files"])
+        for kind, target in re.findall(
+            r"^\s*ssl_certificate(_key)?\s+(\S+);", "".join(item["files"].values()), re.M
+        ):
+            # Only in the throwaway layers: a path elsewhere would write to the machine itself.
+            assert target.startswith(("/etc/", "/var/", "/run/", "/srv/")) and ".." not in target, target
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(key if kind else cert, target)
+            written.append(Path(target))
+        test = sh("nginx", "-t", check=False)
+        results.append({"returncode": test.returncode, "output": test.stderr})
+        for path in written:
+            path.unlink(missing_ok=True)
+    return results
+
+
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     isolate(Path(spec["scratch"]))
+    if "batch" in spec:
+        print(json.dumps({"batch": batch(spec)}))
+        return
     install(spec)
     result: dict[str, Any] = {}
     test = sh("nginx", "-t", check=False)
