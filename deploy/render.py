@@ -370,9 +370,16 @@ class RenderFailure:
 
     @classmethod
     def of(cls, exc: Exception, project_dir: Path | None) -> RenderFailure:
+        from deploy.loader import ConfigError
+
         name: str | None = None
         line: int | None = None
-        if isinstance(exc, jinja2.TemplateSyntaxError):
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConfigError) and exc.problems:
+            # render's own error for a project template override: it already names file and line.
+            problem = exc.problems[0]
+            name, line, message = os.path.abspath(problem.file), problem.line, problem.message
+        elif isinstance(exc, jinja2.TemplateSyntaxError):
             name, line = exc.filename or exc.name, exc.lineno
         else:
             # Jinja gives a template's frames its file name and line (`<template>`: a shipped one).
@@ -385,7 +392,7 @@ class RenderFailure:
         if name is not None and project_dir is not None and Path(name).is_absolute():
             with contextlib.suppress(ValueError):
                 name = Path(name).resolve().relative_to(project_dir.resolve()).as_posix()
-        return cls(name, line, f"{type(exc).__name__}: {exc}")
+        return cls(name, line, message)
 
 
 def render(config: Config, facts: HostFacts | None = None, project_dir: Path | None = None) -> dict[str, str]:

@@ -131,7 +131,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
         pytest.param("- a\n- b\n", ["bad.yaml:1:", "expected a mapping"], id="list"),
         pytest.param(
             GOOD.replace("app:", '"a\\nb": 1\napp:'),
-            ["bad.yaml:1:", "a\\nb: unknown key 'a\\nb'"],
+            ["bad.yaml:1:", "'a\\nb': unknown key 'a\\nb'"],
             id="newline-in-key",
         ),
     ],
@@ -327,16 +327,16 @@ def test_host_port_that_is_no_number(project: Path, host: str) -> None:
 
 @pytest.mark.parametrize("state", ['{"a": 1}', "[1]", '"text"'])
 def test_sandbox_state_of_the_wrong_shape(project: Path, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
-    """A state.json that is JSON but not a sandbox state (a TypeError traceback before) is ignored
-    with a warning that names it, like one that is not JSON."""
+    """A state.json that is JSON but not a sandbox state (a TypeError traceback before) is refused
+    with one line that names it: the sandbox acts as root only on the names it made."""
     (project / "sandbox").mkdir()
+    (project / "sandbox" / ".deploy-sandbox").write_text("", encoding="utf-8")
     (project / "sandbox" / "state.json").write_text(state, encoding="utf-8")
     monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(project / "sandbox"))
     result = invoke("sandbox", "ssh", "x")
     assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
-    warning, error = result.stderr.splitlines()
-    assert warning.startswith(f"warning: ignoring unreadable {project / 'sandbox' / 'state.json'}")
-    assert error.startswith("error: no sandbox host 'x'")
+    (error,) = result.stderr.splitlines()
+    assert error.startswith(f"error: {project / 'sandbox' / 'state.json'} does not describe this sandbox")
 
 
 def test_endless_deploy_yaml(project: Path) -> None:
