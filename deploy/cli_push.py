@@ -950,6 +950,24 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
             click.echo(f"{host}: free")
 
 
+def _released(held: bool, record: str | None, said: str) -> str:
+    """What `deploy lock release` did on a host, from the lock before and the release script's answer."""
+    words = said.split()
+    ended = words[1] if len(words) > 1 and words[0] == "ENDED" else None
+    gone = words[1] if len(words) > 1 and words[0] == "GONE" else None
+    if ended:
+        return f"released (ended pid {ended}, which was held by {_lock_record(record)})"
+    if gone:
+        return (
+            f"released; its holder, {_lock_record(record)}, no longer runs (pid {gone} is not the "
+            "process that took the lock: it ended, and its pid may belong to another process now), "
+            "so nothing was signalled"
+        )
+    if held:
+        return "released (was held by " + _lock_record(record) + ")"
+    return "was free" + ("; removed the record of an interrupted push" if record else "")
+
+
 @lock_group.command(name="release")
 @config_option
 @env_option
@@ -991,12 +1009,8 @@ def lock_release(config_path: str, environment: str | None, yes: bool, accept_ne
         before = states[host].lock
         if isinstance(result, BaseException) or result[0] != 0:
             fail(f"{host}: could not release the lock: {result}", 1)
-        what = (
-            ("released (was held by " + _lock_record(before.record) + ")")
-            if before.held
-            else ("was free" + ("; removed the record of an interrupted push" if before.record else ""))
-        )
-        click.echo(f"{host}: {what}")
+            return
+        click.echo(f"{host}: {_released(before.held, before.record, result[1])}")
 
 
 COMMANDS: list[click.Command] = [setup, push, rollback, status, logs, exec_command, history, lock_group]
