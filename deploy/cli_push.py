@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 import threading
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from deploy.plan import Command, Step
     from deploy.pushplan import PushPlan
     from deploy.requirements import RequirementSet
+    from deploy.rollout import Interrupted
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -75,6 +77,69 @@ class Printer:
             self._json({"event": "result", **payload})
         else:
             click.echo(text)
+
+
+class StopSignals:
+    """While a command changes hosts, SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop
+    it exactly as Ctrl-C does: the first of any of them raises `Interrupted` in the main thread, and
+    the command puts the hosts back. Signals after the first do not cut that short: each is noted
+    (`say`) and otherwise ignored until the command ends (SIGKILL still ends it at once)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.received: list[int] = []
+        self._before: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        from deploy.rollout import Interrupted
+
+        self.received.append(signum)
+        if len(self.received) == 1:
+            raise Interrupted(signum)
+        self.say(
+            f"{signal.Signals(signum).name}: already stopping; putting the hosts back first "
+            "(a SIGKILL now would leave them as they are at this moment)"
+        )
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._before[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._before.items():
+            signal.signal(number, handler)
+
+    def defer(self) -> None:
+        """From now on, a first signal too is only noted (the hosts are settled; what is left, the
+        audit log, hooks and the report, finishes); `deferred` says which one came."""
+        if not self.received:
+            self.received.append(0)
+
+    @property
+    def deferred(self) -> Interrupted | None:
+        from deploy.rollout import Interrupted
+
+        late = self.received[1:]
+        return Interrupted(late[0]) if late else None
+
+
+@contextmanager
+def _stoppable(printer: Printer) -> Iterator[StopSignals]:
+    """SIGTERM, SIGHUP and Ctrl-C stop the command; before any host changed, it says so and exits
+    128 + the signal's number (the deploy lock is released on the way out)."""
+    from deploy.rollout import interruption
+
+    with StopSignals(printer.say) as stops:
+        try:
+            yield stops
+        except KeyboardInterrupt as exc:
+            stop = interruption(exc)
+            fail(f"{stop.reason}: no host was changed (the deploy lock is released)", stop.exit_code)
 
 
 def _who() -> str:
@@ -469,6 +534,7 @@ def _finish(
     batch: str | None,
     max_failures: int,
     secrets: Mapping[str, str],
+    stops: StopSignals,
 ) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure.
 
@@ -478,7 +544,14 @@ def _finish(
     from deploy.applog import is_traceback, redact
     from deploy.commands import layout_for
     from deploy.executor import each
-    from deploy.rollout import DIAGNOSED_STEPS, Failure, Rollout, history_commands, hook_environment
+    from deploy.rollout import (
+        DIAGNOSED_STEPS,
+        Failure,
+        Rollout,
+        history_commands,
+        hook_environment,
+        interruption,
+    )
 
     layout = layout_for(config)
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
@@ -487,12 +560,13 @@ def _finish(
     if not _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}"):
         fail(f"a pre-{plan.action} hook failed: nothing was changed", 1)
     rollout = Rollout(executor, plan, layout, batch=batch, max_failures=max_failures, say=printer.say)
-    interrupted = False
+    stop: Interrupted | None = None
     try:
         outcome = rollout.run()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        stop = interruption(exc)
         outcome = rollout.outcome
+    stops.defer()
     outcome.failures = [
         Failure(f.host, f.step, redact(f.reason, secrets), redact(f.log, secrets)) for f in outcome.failures
     ]
@@ -513,9 +587,9 @@ def _finish(
             {"host": f.host, "step": f.step, "reason": f.reason, "log": f.log} for f in outcome.failures
         ],
     }
-    if interrupted:
-        printer.result(payload, "interrupted: every host serves the release it served before the push")
-        sys.exit(130)
+    stop = stop or stops.deferred
+    if stop is not None:
+        _report_interrupted(executor, config, plan, printer, payload, stop)
     if outcome.ok:
         verb = "is live on" if plan.action == "push" else "serves again on"
         printer.result(
@@ -546,6 +620,45 @@ def _finish(
         printer.result(payload, "")
         sys.exit(1)
     fail(f"{plan.action} of {plan.release} failed ({elapsed:.2f}s):\n" + "\n".join(lines), 1)
+
+
+def _report_interrupted(
+    executor: SSHExecutor,
+    config: Config,
+    plan: PushPlan,
+    printer: Printer,
+    payload: dict[str, object],
+    stop: Interrupted,
+) -> None:
+    """After a signal: what each host serves now (asked of the host), whether that is one release, exit."""
+    from deploy.executor import each
+    from deploy.facts import parse_state
+    from deploy.pushplan import probe_command
+
+    command = probe_command(config)
+    results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)).current)
+    serving = {
+        host: (f"unknown ({result})" if isinstance(result, BaseException) else result or "no release")
+        for host, result in results.items()
+    }
+    before = {h.host: h.previous or "no release" for h in plan.hosts}
+    lines = [f"{stop.reason}; each host now:"]
+    for host, release in serving.items():
+        if release == plan.release and before.get(host) != plan.release:
+            what = f"serves {release} (the new release)"
+        elif release == before.get(host):
+            what = f"serves {release} (as before the {plan.action})"
+        else:
+            what = f"serves {release}"
+        lines.append(f"  {host}: {what}")
+    releases = set(serving.values())
+    if len(releases) == 1 and not next(iter(releases)).startswith("unknown"):
+        lines.append(f"every host serves one release: {next(iter(releases))}")
+    else:
+        lines.append("the hosts do NOT all serve one release: see above, then push or roll back again")
+    payload.update({"interrupted": stop.name, "hosts": serving, "message": "\n".join(lines)})
+    printer.result(payload, "\n".join(lines))
+    sys.exit(stop.exit_code)
 
 
 def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -618,7 +731,7 @@ def push(
     except BatchError as exc:
         fail(str(exc), 2)
     env_name = environment or "default"
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -662,7 +775,7 @@ def push(
                 f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
                 f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
             )
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets, stops)
 
 
 @click.command()
@@ -688,7 +801,7 @@ def rollback(
     batch = batch or config.push.batch
     failures_allowed = config.push.max_failures if max_failures is None else max_failures
     env_name = environment or "default"
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "rollback", release or "(previous)")
         states = _gather(executor, config)
@@ -713,7 +826,7 @@ def rollback(
 
         # A rollback needs no secret; those it can read are still kept out of what it prints.
         secrets = known_secrets(config, project)
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
+        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets, stops)
 
 
 # --- status, logs, exec, history, lock ---------------------------------------------------------

@@ -39,12 +39,16 @@ def env() -> dict[str, str]:
 class Push:
     """`deploy push --json` in a subprocess (through pausing_deploy.py), its output read as it comes."""
 
-    def __init__(self, project: Project, *args: str, pause_at: str | None = None):
+    def __init__(
+        self, project: Project, *args: str, pause_at: str | None = None, pause_host: str | None = None
+    ):
         self.resume_file = Path("/tmp") / f"deploy-faults-resume-{uuid.uuid4().hex}"
         run_env = env()
         if pause_at:
             run_env["DEPLOY_TEST_PAUSE_AT"] = pause_at
             run_env["DEPLOY_TEST_RESUME_FILE"] = str(self.resume_file)
+            if pause_host:
+                run_env["DEPLOY_TEST_PAUSE_HOST"] = pause_host
         self.process = subprocess.Popen(
             [sys.executable, str(WRAPPER), "push", "--json", *args],
             cwd=project.path,
@@ -97,6 +101,17 @@ class Push:
 
     def resume(self) -> None:
         self.resume_file.touch()
+
+    def signal(self, number: int) -> None:
+        """Send `number` (SIGTERM: a cancelled CI job) and let the push handle it."""
+        os.kill(self.process.pid, number)
+
+    def result(self) -> dict[str, Any]:
+        """The push's last "result" event (after `finish`)."""
+        for line in reversed(self.lines):
+            if line.startswith('{"event": "result"'):
+                return dict(json.loads(line))
+        raise AssertionError(f"the push printed no result:\n{self.output}")
 
     def kill(self) -> None:
         """SIGKILL, as when a laptop dies: no cleanup of any kind runs in the process."""
