@@ -365,8 +365,10 @@ def _run_hooks(
     env: Mapping[str, str],
     printer: Printer,
     stage: str,
-) -> bool:
-    """Run hooks in order; False (after saying why) when one fails."""
+    verbose: bool = False,
+) -> list[str]:
+    """Run hooks in order, up to the first that fails; what failed (which hook, where, its exit code
+    and its last lines of output), else []. `verbose` shows a hook's output when it succeeds too."""
     from deploy.commands import layout_for
     from deploy.executor import each, run_local
     from deploy.rollout import remote_hook
@@ -374,29 +376,31 @@ def _run_hooks(
     layout = layout_for(config)
     for hook in hooks:
         started = time.monotonic()
+        results: dict[str, tuple[int, str] | BaseException]
         if hook.on == "local":
-            code, output = run_local(hook.run, env)
-            failures = {"local": output} if code != 0 else {}
+            results = {"local": run_local(hook.run, env)}
         else:
             assert executor is not None
             command = remote_hook(layout, hook.run, env)
-            results = each(_host_names(config), _runner(executor, command, 600))
-            failures = {}
-            for host, result in results.items():
-                if isinstance(result, BaseException):
-                    failures[host] = str(result)
-                elif result[0] != 0:
-                    failures[host] = result[1]
+            results = dict(each(_host_names(config), _runner(executor, command, 600)))
         seconds = time.monotonic() - started
-        if failures:
-            for where, output in failures.items():
-                printer.say(
-                    f"{stage} hook failed on {where}: {hook.run}\n    "
-                    + "\n    ".join(output.strip().splitlines()[-10:])
+        failed: list[str] = []
+        for where, result in results.items():
+            code, output = (255, str(result)) if isinstance(result, BaseException) else result
+            lines = output.strip().splitlines()
+            if code != 0:
+                failed.append(
+                    f"{stage} hook failed on {where} (exit {code}): {hook.run}"
+                    + "".join(f"\n    {line}" for line in lines[-10:])
                 )
-            return False
+            elif verbose and lines:
+                printer.say(f"  {stage} hook output on {where}:" + "".join(f"\n    {line}" for line in lines))
+        if failed:
+            for text in failed:
+                printer.say(text)
+            return failed
         printer.say(f"  {stage} hook ({hook.on}) {seconds:.2f}s ok: {hook.run}")
-    return True
+    return []
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -535,6 +539,7 @@ def _finish(
     max_failures: int,
     secrets: Mapping[str, str],
     stops: StopSignals,
+    verbose: bool = False,
 ) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure.
 
@@ -557,7 +562,7 @@ def _finish(
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
     post = config.hooks.post_push if plan.action == "push" else config.hooks.post_rollback
     env = hook_environment(plan, environment, config.app.name)
-    if not _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}"):
+    if _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}", verbose):
         fail(f"a pre-{plan.action} hook failed: nothing was changed", 1)
     rollout = Rollout(executor, plan, layout, batch=batch, max_failures=max_failures, say=printer.say)
     stop: Interrupted | None = None
@@ -573,7 +578,9 @@ def _finish(
     entries = history_commands(layout, outcome, plan, time=_now(), who=_who(), environment=environment)
     each(list(entries), lambda h: executor.run(h, entries[h], timeout=30))
     result = "ok" if outcome.ok else "failed"
-    _run_hooks(config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}")
+    hook_failures = _run_hooks(
+        config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}", verbose
+    )
     elapsed = time.monotonic() - started
     payload: dict[str, object] = {
         "action": plan.action,
@@ -590,12 +597,23 @@ def _finish(
     stop = stop or stops.deferred
     if stop is not None:
         _report_interrupted(executor, config, plan, printer, payload, stop)
+    if hook_failures:
+        payload["hook_failures"] = hook_failures
     if outcome.ok:
         verb = "is live on" if plan.action == "push" else "serves again on"
-        printer.result(
-            payload, f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)"
+        done = f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)"
+        if not hook_failures:
+            printer.result(payload, done)
+            return
+        # The release stays: the hook ran after the switch. The command still fails, and says why.
+        payload["ok"] = False
+        payload["message"] = f"{done}; the release stays, but a post-{plan.action} hook failed"
+        printer.result(payload, str(payload["message"]))
+        if printer.as_json:
+            sys.exit(1)
+        fail(
+            "\n".join([f"a post-{plan.action} hook failed (the release stays as it is):", *hook_failures]), 1
         )
-        return
     lines = []
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
@@ -691,6 +709,9 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line."
             ),
+            click.option(
+                "-v", "--verbose", is_flag=True, help="Show each hook's output, also when it succeeds."
+            ),
         ]
     ):
         func = option(func)
@@ -709,6 +730,7 @@ def push(
     max_failures: int | None,
     accept_new_host_keys: bool,
     as_json: bool,
+    verbose: bool,
     allow_dirty: bool,
 ) -> None:
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
@@ -775,7 +797,19 @@ def push(
                 f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
                 f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
             )
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets, stops)
+        _finish(
+            config,
+            executor,
+            plan,
+            printer,
+            env_name,
+            started,
+            batch,
+            failures_allowed,
+            secrets,
+            stops,
+            verbose,
+        )
 
 
 @click.command()
@@ -790,6 +824,7 @@ def rollback(
     max_failures: int | None,
     accept_new_host_keys: bool,
     as_json: bool,
+    verbose: bool,
     release: str | None,
 ) -> None:
     """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
@@ -826,7 +861,19 @@ def rollback(
 
         # A rollback needs no secret; those it can read are still kept out of what it prints.
         secrets = known_secrets(config, project)
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets, stops)
+        _finish(
+            config,
+            executor,
+            plan,
+            printer,
+            env_name,
+            started,
+            batch,
+            failures_allowed,
+            secrets,
+            stops,
+            verbose,
+        )
 
 
 # --- status, logs, exec, history, lock ---------------------------------------------------------
