@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
+from deploy.redact import redacting_output
 
 if TYPE_CHECKING:
     from deploy.config import Config
@@ -432,7 +434,7 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    with redacting_output(secrets), _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
@@ -528,27 +530,30 @@ def _wheels_for(
     return out
 
 
-def _finish(
-    config: Config,
-    executor: SSHExecutor,
-    plan: PushPlan,
-    printer: Printer,
-    environment: str,
-    started: float,
-    batch: str | None,
-    max_failures: int,
-    secrets: Mapping[str, str],
-    stops: StopSignals,
-    verbose: bool = False,
-) -> None:
+@dataclass(frozen=True)
+class RolloutRun:
+    """How `_finish` runs a push or rollback: its options, and what it keeps out of output."""
+
+    environment: str
+    started: float
+    batch: str | None
+    max_failures: int
+    secrets: Mapping[str, str]
+    stops: StopSignals
+    verbose: bool = False
+
+
+def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Printer, run: RolloutRun) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure.
 
-    What a failure quotes from a host (a command's output, the app's log) is shown with the values
-    of `secrets` replaced by their names.
+    What a failure quotes from a host (a command's output, the app's log), and the audit log written
+    on the hosts, show the values of `secrets` (and their encodings) by their names; everything
+    printed goes through the same redaction (`redacting_output`, installed by the command).
     """
-    from deploy.applog import is_traceback, redact
+    from deploy.applog import is_traceback
     from deploy.commands import layout_for
     from deploy.executor import each
+    from deploy.redact import Redactor
     from deploy.rollout import (
         DIAGNOSED_STEPS,
         Failure,
@@ -558,6 +563,8 @@ def _finish(
         interruption,
     )
 
+    environment, started, batch, max_failures = run.environment, run.started, run.batch, run.max_failures
+    secrets, stops, verbose = run.secrets, run.stops, run.verbose
     layout = layout_for(config)
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
     post = config.hooks.post_push if plan.action == "push" else config.hooks.post_rollback
@@ -572,10 +579,15 @@ def _finish(
         stop = interruption(exc)
         outcome = rollout.outcome
     stops.defer()
-    outcome.failures = [
-        Failure(f.host, f.step, redact(f.reason, secrets), redact(f.log, secrets)) for f in outcome.failures
-    ]
-    entries = history_commands(layout, outcome, plan, time=_now(), who=_who(), environment=environment)
+    redact = Redactor(secrets)
+    outcome.failures = [Failure(f.host, f.step, redact(f.reason), redact(f.log)) for f in outcome.failures]
+    # The audit log on the hosts goes through the same redaction as everything printed.
+    entries = {
+        host: replace(command, argv=tuple(redact(a) for a in command.argv))
+        for host, command in history_commands(
+            layout, outcome, plan, time=_now(), who=_who(), environment=environment
+        ).items()
+    }
     each(list(entries), lambda h: executor.run(h, entries[h], timeout=30))
     result = "ok" if outcome.ok else "failed"
     hook_failures = _run_hooks(
@@ -753,7 +765,12 @@ def push(
     except BatchError as exc:
         fail(str(exc), 2)
     env_name = environment or "default"
-    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
+    secrets = _secrets(config, project, config_path)
+    with (
+        redacting_output(secrets),
+        _stoppable(printer) as stops,
+        _connected(config, accept_new_host_keys, printer) as executor,
+    ):
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -761,7 +778,6 @@ def push(
             artifact = pack(project, config.app.requirements, allow_dirty, exclude=tuple(config.app.shared))
         except ArtifactError as exc:
             fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
-        secrets = _secrets(config, project, config_path)
         release = _release_id(artifact.short)
         warmup.join()
         if not dry_run:
@@ -797,19 +813,8 @@ def push(
                 f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
                 f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
             )
-        _finish(
-            config,
-            executor,
-            plan,
-            printer,
-            env_name,
-            started,
-            batch,
-            failures_allowed,
-            secrets,
-            stops,
-            verbose,
-        )
+        run = RolloutRun(env_name, started, batch, failures_allowed, secrets, stops, verbose)
+        _finish(config, executor, plan, printer, run)
 
 
 @click.command()
@@ -836,7 +841,15 @@ def rollback(
     batch = batch or config.push.batch
     failures_allowed = config.push.max_failures if max_failures is None else max_failures
     env_name = environment or "default"
-    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
+    from deploy.loader import known_secrets
+
+    # A rollback needs no secret; those it can read are still kept out of what it prints.
+    secrets = known_secrets(config, project)
+    with (
+        redacting_output(secrets),
+        _stoppable(printer) as stops,
+        _connected(config, accept_new_host_keys, printer) as executor,
+    ):
         if not dry_run:
             _take_locks(executor, config, printer, "rollback", release or "(previous)")
         states = _gather(executor, config)
@@ -857,23 +870,8 @@ def rollback(
             return
         for host_push in plan.changed_hosts:
             printer.say(f"{host_push.host}: {host_push.previous} -> {host_push.release}")
-        from deploy.loader import known_secrets
-
-        # A rollback needs no secret; those it can read are still kept out of what it prints.
-        secrets = known_secrets(config, project)
-        _finish(
-            config,
-            executor,
-            plan,
-            printer,
-            env_name,
-            started,
-            batch,
-            failures_allowed,
-            secrets,
-            stops,
-            verbose,
-        )
+        run = RolloutRun(env_name, started, batch, failures_allowed, secrets, stops, verbose)
+        _finish(config, executor, plan, printer, run)
 
 
 # --- status, logs, exec, history, lock ---------------------------------------------------------

@@ -4,17 +4,25 @@ the release stays; -v shows a hook's output when it succeeds."""
 
 from __future__ import annotations
 
+import base64
+import json
+import shlex
+from urllib.parse import quote
+
 import pytest
 
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli_push import Printer, StopSignals, _finish
+from deploy.cli_push import Printer, RolloutRun, StopSignals, _finish
 from deploy.executor import Recorder
 from deploy.loader import load_text
 from deploy.plan import Command
 from deploy.pushplan import push_plan, rollback_plan
+from deploy.redact import redacting_output
 from tests.unit.test_plan_push import SECRETS, YAML, build, rendered_map, served_state
 
 pytestmark = pytest.mark.unit
+
+SECRET = SECRETS["SECRET_KEY"]
 
 
 class HookRecorder(Recorder):
@@ -47,7 +55,13 @@ def _run(
     code = 0
     with StopSignals(printer.say) as stops:
         try:
-            _finish(config, recorder, plan, printer, "production", 0.0, None, 0, SECRETS, stops, verbose)  # type: ignore[arg-type]
+            _finish(
+                config,
+                recorder,
+                plan,
+                printer,
+                RolloutRun("production", 0.0, None, 0, SECRETS, stops, verbose),
+            )  # type: ignore[arg-type]
         except SystemExit as exc:
             code = int(exc.code or 0)
     return code, "", recorder
@@ -85,3 +99,31 @@ def test_verbose_shows_a_successful_hook_s_output(capsys: pytest.CaptureFixture[
     code, _, _ = _run("push", hooks, {}, verbose=True)
     loud = "".join(capsys.readouterr())
     assert code == 0 and "    warmed up 12 pages" in loud, loud
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_hook_output_and_the_audit_record_never_show_a_secret(
+    capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    hook = "env | grep KEY; exit 1"
+    leaked = "\n".join(
+        [
+            f"raw {SECRET}",
+            f"quoted {shlex.quote(SECRET)}",
+            f"json {json.dumps({'k': SECRET})}",
+            f"url {quote(SECRET, safe='')}",
+            f"base64 {base64.b64encode(SECRET.encode()).decode()}",
+            f"repr {SECRET!r}",
+        ]
+    )
+    with redacting_output(SECRETS):
+        code, _, recorder = _run(
+            "push", f"{{post_push: [{{run: '{hook}', on: hosts}}]}}", {hook: (1, leaked)}, as_json=as_json
+        )
+    text = "".join(capsys.readouterr())
+    assert code == 1
+    assert "raw <SECRET_KEY>" in text and "base64 <SECRET_KEY>" in text
+    for form in leaked.split("\n"):
+        assert form.split(" ", 1)[1] not in text, text
+    history = [line for _h, _s, line in recorder.log if "history.jsonl" in line]
+    assert history and all(SECRET not in line for line in history)
