@@ -623,9 +623,9 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
         printer.result(payload, str(payload["message"]))
         if printer.as_json:
             sys.exit(1)
-        fail(
-            "\n".join([f"a post-{plan.action} hook failed (the release stays as it is):", *hook_failures]), 1
-        )
+        # Each failure was printed with its output above; the error names them again, one line each.
+        named = [text.splitlines()[0] for text in hook_failures]
+        fail("\n".join([f"a post-{plan.action} hook failed (the release stays as it is):", *named]), 1)
     lines = []
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
