@@ -198,6 +198,25 @@ def serving(box: Sandbox, host: SandboxHost) -> Serving:
     return Serving(live.removesuffix(".sock"), current, slots, active, cwd, enabled)
 
 
+def serving_until(
+    box: Sandbox, host: SandboxHost, wanted: Callable[[Serving], bool], timeout: float = 60
+) -> Serving:
+    """What the host serves, once `wanted` holds for it (polled: systemd may still be getting there,
+    e.g. a slot "activating" before "active"); fails naming the last state after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = serving(box, host)
+        if wanted(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"on {host.name}: not as expected within {timeout:g}s: {state}")
+        time.sleep(0.2)
+
+
+def idle_slot(state: Serving) -> str:
+    return "green" if state.live == "blue" else "blue"
+
+
 def versions(project: Project) -> list[str | None]:
     out = []
     for host in project.hosts:
