@@ -1114,7 +1114,7 @@ def _released(held: bool, record: str | None, said: str) -> str:
     ended = words[1] if len(words) > 1 and words[0] == "ENDED" else None
     gone = words[1] if len(words) > 1 and words[0] == "GONE" else None
     if ended:
-        return f"released (ended pid {ended}, which was held by {_lock_record(record)})"
+        return f"released (was held by {_lock_record(record)}; ended its process on the host, pid {ended})"
     if gone:
         return (
             f"released; its holder, {_lock_record(record)}, no longer runs (pid {gone} is not the "

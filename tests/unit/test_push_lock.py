@@ -288,7 +288,8 @@ def test_a_forced_release_never_signals_a_process_that_is_not_the_lock_s_holder(
 def test_lock_release_says_whether_it_ended_the_holder_or_found_it_gone() -> None:
     record = '{"by": "ann@laptop", "pid": 7, "action": "push", "release": "r2", "since": "S"}'
     assert _released(True, record, "ENDED 42\n") == (
-        "released (ended pid 42, which was held by ann@laptop (pid 7, push of release r2, since S))"
+        "released (was held by ann@laptop (pid 7, push of release r2, since S); ended its process on the "
+        "host, pid 42)"
     )
     gone = _released(False, record, "GONE 42\n")
     assert gone.startswith("released; its holder, ann@laptop (pid 7, push of release r2, since S), no longer")
