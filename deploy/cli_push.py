@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import getpass
 import json
 import os
@@ -16,12 +17,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
-from deploy.redact import redacting_output
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from deploy.config import Config
@@ -153,6 +155,29 @@ def _now() -> str:
 
 
 # --- shared plumbing ---------------------------------------------------------------------------
+
+
+def redacts_secrets(func: F) -> F:
+    """Everything the command prints, whoever prints it, goes through one redaction layer
+    (`deploy.redact`) that knows the values of `app.secrets` found in the environment or .env.
+
+    A config that does not load is left to the command, which reports it (exit 2)."""
+    from deploy.loader import ConfigError, known_secrets, load
+    from deploy.redact import redacting_output
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        config_path = kwargs["config_path"]
+        try:
+            config = load(config_path, kwargs.get("environment"))
+        except ConfigError:
+            return func(*args, **kwargs)
+        with redacting_output(known_secrets(config, Path(config_path).resolve().parent)):
+            return func(*args, **kwargs)
+
+    wrapper.redacts_secrets = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
 
 
 def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
@@ -415,6 +440,7 @@ def _run_hooks(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line.")
 @handles_config_errors
+@redacts_secrets
 def setup(
     config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool, as_json: bool
 ) -> None:
@@ -434,7 +460,7 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with redacting_output(secrets), _connected(config, accept_new_host_keys, printer) as executor:
+    with _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
@@ -548,7 +574,7 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
 
     What a failure quotes from a host (a command's output, the app's log), and the audit log written
     on the hosts, show the values of `secrets` (and their encodings) by their names; everything
-    printed goes through the same redaction (`redacting_output`, installed by the command).
+    printed goes through the same redaction (`redacts_secrets`, around every command here).
     """
     from deploy.applog import is_traceback
     from deploy.commands import layout_for
@@ -734,6 +760,7 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_rollout_options
 @click.option("--allow-dirty", is_flag=True, help="Ship the working tree even if it has uncommitted changes.")
 @handles_config_errors
+@redacts_secrets
 def push(
     config_path: str,
     environment: str | None,
@@ -766,11 +793,7 @@ def push(
         fail(str(exc), 2)
     env_name = environment or "default"
     secrets = _secrets(config, project, config_path)
-    with (
-        redacting_output(secrets),
-        _stoppable(printer) as stops,
-        _connected(config, accept_new_host_keys, printer) as executor,
-    ):
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -821,6 +844,7 @@ def push(
 @_rollout_options
 @click.argument("release", required=False)
 @handles_config_errors
+@redacts_secrets
 def rollback(
     config_path: str,
     environment: str | None,
@@ -845,11 +869,7 @@ def rollback(
 
     # A rollback needs no secret; those it can read are still kept out of what it prints.
     secrets = known_secrets(config, project)
-    with (
-        redacting_output(secrets),
-        _stoppable(printer) as stops,
-        _connected(config, accept_new_host_keys, printer) as executor,
-    ):
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "rollback", release or "(previous)")
         states = _gather(executor, config)
@@ -883,6 +903,7 @@ def rollback(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handles_config_errors
+@redacts_secrets
 def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """Per host: the current release, its service state, health, and the deploy lock's holder."""
     from deploy import commands as cmd
@@ -954,6 +975,7 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 @click.option("--host", "only", default=None, help="Only this host (default: the first).")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def logs(
     config_path: str,
     environment: str | None,
@@ -989,6 +1011,7 @@ def logs(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @handles_config_errors
+@redacts_secrets
 def exec_command(
     config_path: str,
     environment: str | None,
@@ -1029,6 +1052,7 @@ def exec_command(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handles_config_errors
+@redacts_secrets
 def history(
     config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
 ) -> None:
@@ -1083,6 +1107,7 @@ def lock_group() -> None:
 @env_option
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def lock_status(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
     """Who holds the deploy lock on each host (and since when)."""
     config, _project = _load(config_path, environment)
@@ -1132,6 +1157,7 @@ def _released(held: bool, record: str | None, said: str) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def lock_release(config_path: str, environment: str | None, yes: bool, accept_new_host_keys: bool) -> None:
     """End whatever holds the deploy lock and remove its record (use only when that push is gone).
 

@@ -67,6 +67,8 @@ def forms(value: str) -> set[str]:
         quote(value),
         quote_plus(value),
     }
+    # One level of nesting: a JSON text inside JSON (a --json event quoting a tool's JSON output).
+    out |= {json.dumps(form)[1:-1] for form in list(out)}
     out |= _base64_forms(value.encode())
     return {form for form in out if len(form) >= MIN_SECRET_LENGTH}
 
@@ -95,10 +97,21 @@ class Redactor:
             return text
         return self._pattern.sub(lambda match: self._names[match.group(0)], text)
 
+    def unsure_tail(self, text: str) -> int:
+        """How many characters at the end of `text` may be the start of a secret (or of a form of
+        one) that the next piece of text completes: they are held back until it comes."""
+        longest = max((len(form) for form in self._names), default=0)
+        for size in range(min(len(text), longest), 0, -1):
+            tail = text[-size:]
+            if any(form.startswith(tail) for form in self._names):
+                return size
+        return 0
+
 
 class RedactingStream(io.TextIOBase):
     """A text stream that redacts what is written to `target`, a whole line at a time (a value split
-    over two writes of one line is still found); `flush` writes an unfinished line as it is."""
+    over two writes of one line is still found); `flush` writes an unfinished line up to where a
+    secret might begin."""
 
     def __init__(self, target: TextIO, redactor: Redactor):
         self.target = target
@@ -133,6 +146,18 @@ class RedactingStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        """Write what is pending of an unfinished line (a prompt, a chunk of a streamed log), except
+        an end that may be the start of a secret: that waits for the rest of its line."""
+        with self._lock:
+            keep = self.redactor.unsure_tail(self._pending)
+            ready = self._pending[: len(self._pending) - keep]
+            if ready:
+                self.target.write(self.redactor(ready))
+                self._pending = self._pending[len(ready) :]
+        self.target.flush()
+
+    def close_pending(self) -> None:
+        """Write whatever is still pending (the stream is given back)."""
         with self._lock:
             if self._pending:
                 self.target.write(self.redactor(self._pending))
@@ -154,5 +179,6 @@ def redacting_output(secrets: Mapping[str, str]) -> Iterator[Redactor]:
         yield redactor
     finally:
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            if isinstance(stream, RedactingStream):
+                stream.close_pending()
         sys.stdout, sys.stderr = before

@@ -155,3 +155,33 @@ def test_deploy_config_output_is_redacted(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "https://u:<SECRET_KEY>@api.example.com" in out.stdout and secret not in out.stdout + out.stderr
+
+
+def test_a_secret_streamed_in_pieces_with_flushes_in_between_never_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `deploy logs -f` and `deploy exec` print chunks as they come, and click flushes after each.
+    text = f"GET /login?key={SECRET} 200\nnext line {json.dumps(json.dumps(SECRET))}\n"
+    with redacting_output({"SECRET_KEY": SECRET}):
+        for start in range(0, len(text), 3):
+            click.echo(text[start : start + 3], nl=False)
+            sys.stdout.flush()
+        click.echo("End the push? [y/N]: ", nl=False)
+        sys.stdout.flush()
+        prompt_shown = capsys.readouterr().out
+    out = prompt_shown + capsys.readouterr().out
+    assert prompt_shown.endswith("End the push? [y/N]: ")  # a prompt is not held back
+    assert not leaks(out, SECRET) and SECRET[:8] not in out, out
+    assert out.count("<SECRET_KEY>") == 2, out
+
+
+def test_every_command_that_talks_to_hosts_prints_through_the_layer() -> None:
+    from deploy import cli_push
+
+    commands: list[click.Command] = []
+    for command in cli_push.COMMANDS:
+        commands += list(command.commands.values()) if isinstance(command, click.Group) else [command]
+    names = sorted(c.name or "" for c in commands)
+    assert names == ["exec", "history", "logs", "push", "release", "rollback", "setup", "status", "status"]
+    for command in commands:
+        assert getattr(command.callback, "redacts_secrets", False), command.name
