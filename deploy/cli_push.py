@@ -103,8 +103,8 @@ class StopSignals:
         if len(self.received) == 1:
             raise Interrupted(signum)
         self.say(
-            f"{signal.Signals(signum).name}: already stopping; putting the hosts back first "
-            "(a SIGKILL now would leave them as they are at this moment)"
+            f"{signal.Signals(signum).name}: already stopping; deploy first finishes putting the hosts "
+            "on one release and releasing the lock (a SIGKILL now would leave them as they are)"
         )
 
     def __enter__(self) -> StopSignals:
