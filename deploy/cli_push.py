@@ -179,7 +179,6 @@ def redacts_secrets(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-
 def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
     from deploy.loader import load
 
