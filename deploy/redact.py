@@ -117,7 +117,8 @@ class RedactingStream(io.TextIOBase):
         self.target = target
         self.redactor = redactor
         self._pending = ""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (deploy's StopSignals) may print while the main thread writes.
+        self._lock = threading.RLock()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]

@@ -20,7 +20,7 @@ from deploy.executor import Event, Recorder, StepResult
 from deploy.loader import ConfigError, load_text, read_secrets
 from deploy.plan import Step
 from deploy.pushplan import push_plan
-from deploy.redact import MIN_SECRET_LENGTH, Redactor, redacting_output
+from deploy.redact import MIN_SECRET_LENGTH, RedactingStream, Redactor, redacting_output
 from tests.unit.test_plan_push import CONFIG, SECRETS, YAML, build, rendered_map, three_hosts
 
 pytestmark = pytest.mark.unit
@@ -185,3 +185,14 @@ def test_every_command_that_talks_to_hosts_prints_through_the_layer() -> None:
     assert names == ["exec", "history", "logs", "push", "release", "rollback", "setup", "status", "status"]
     for command in commands:
         assert getattr(command.callback, "redacts_secrets", False), command.name
+
+
+def test_a_signal_handler_may_print_while_the_main_thread_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    # StopSignals notes a second signal by printing from the handler, which runs in the main thread,
+    # possibly in the middle of a write to the same stream: that must not deadlock.
+    with redacting_output({"SECRET_KEY": SECRET}):
+        stream = sys.stdout
+        assert isinstance(stream, RedactingStream)
+        with stream._lock:  # the main thread is inside a write
+            print("from the handler")
+    assert capsys.readouterr().out == "from the handler\n"
