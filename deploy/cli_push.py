@@ -132,10 +132,17 @@ class StopSignals:
         return Interrupted(late[0]) if late else None
 
 
+#: What a command stopped by a signal before its rollout (or during setup) has changed.
+_STOPPED = {
+    "push": "no host was changed (the deploy lock is released)",
+    "setup": "the setup steps that ran stay (setup is idempotent: run it again)",
+}
+
+
 @contextmanager
-def _stoppable(printer: Printer) -> Iterator[StopSignals]:
-    """SIGTERM, SIGHUP and Ctrl-C stop the command; before any host changed, it says so and exits
-    128 + the signal's number (the deploy lock is released on the way out)."""
+def _stoppable(printer: Printer, what: str = "push") -> Iterator[StopSignals]:
+    """SIGTERM, SIGHUP and Ctrl-C stop the command; outside a rollout (which handles them itself),
+    it says what changed and exits 128 + the signal's number; the lock is released on the way out."""
     from deploy.rollout import interruption
 
     with StopSignals(printer.say) as stops:
@@ -143,7 +150,7 @@ def _stoppable(printer: Printer) -> Iterator[StopSignals]:
             yield stops
         except KeyboardInterrupt as exc:
             stop = interruption(exc)
-            fail(f"{stop.reason}: no host was changed (the deploy lock is released)", stop.exit_code)
+            fail(f"{stop.reason}: {_STOPPED[what]}", stop.exit_code)
 
 
 def _who() -> str:
@@ -459,7 +466,7 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    with _stoppable(printer, "setup"), _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)

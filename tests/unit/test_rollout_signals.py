@@ -99,3 +99,24 @@ def test_sigterm_and_sighup_stop_a_push_like_ctrl_c_and_later_signals_wait(signu
         assert stops.received == [signum, signal.SIGTERM]
         assert notes and "already stopping" in notes[-1]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ("push", "interrupted by SIGTERM: no host was changed (the deploy lock is released)"),
+        (
+            "setup",
+            "interrupted by SIGTERM: the setup steps that ran stay (setup is idempotent: run it again)",
+        ),
+    ],
+)
+def test_a_signal_before_the_rollout_or_during_setup_exits_143_and_says_what_changed(
+    capsys: pytest.CaptureFixture[str], what: str, said: str
+) -> None:
+    from deploy.cli_push import Printer, _stoppable
+
+    with pytest.raises(SystemExit) as exited, _stoppable(Printer(False), what):
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert exited.value.code == 143
+    assert capsys.readouterr().err == f"error: {said}\n"
