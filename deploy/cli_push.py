@@ -97,11 +97,15 @@ class StopSignals:
         self._before: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
+        from deploy.executor import GATE
         from deploy.rollout import Interrupted
 
         self.received.append(signum)
         if len(self.received) == 1:
-            raise Interrupted(signum)
+            # While steps run on hosts, they end first (executor.SignalGate); else it stops at once.
+            if not GATE.hold(Interrupted(signum)):
+                raise Interrupted(signum)
+            return
         self.say(
             f"{signal.Signals(signum).name}: already stopping; deploy first finishes putting the hosts "
             "on one release and releasing the lock (a SIGKILL now would leave them as they are)"

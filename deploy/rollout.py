@@ -188,9 +188,9 @@ class Rollout:
     # the run
 
     def run(self) -> Outcome:
-        """Run the rollout. A signal (`Interrupted`, or a plain KeyboardInterrupt) arrives only between
-        steps or while one runs in the host threads, which finish it first; the hosts are then put
-        back (see `_interrupted`) and the interruption is raised again."""
+        """Run the rollout. A signal (`Interrupted`, or a plain KeyboardInterrupt) is held back while
+        steps run on hosts (`executor.SignalGate`, with StopSignals), so the steps in flight end
+        first; the hosts are then put back (see `_interrupted`) and the interruption is raised again."""
         changed = [h.host for h in self.plan.changed_hosts]
         if not changed:
             self.outcome.completed = True
@@ -222,7 +222,12 @@ class Rollout:
             return
         if self.plan.release_steps:
             first = self.plan.release_steps[0].host
-            result = self._steps(first, self.plan.release_steps)
+            ran = each([first], lambda h: self._steps(h, self.plan.release_steps))[first]
+            result = (
+                StepResult(first, "release", False, 0.0, str(ran), "the connection", 255)
+                if isinstance(ran, BaseException)
+                else ran
+            )
             if result is not None:
                 # The command's own output (a lost connection's message is already the reason).
                 log = result.output if result.failed != "the connection" else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -120,3 +121,33 @@ def test_a_signal_before_the_rollout_or_during_setup_exits_143_and_says_what_cha
         os.kill(os.getpid(), signal.SIGTERM)
     assert exited.value.code == 143
     assert capsys.readouterr().err == f"error: {said}\n"
+
+
+class SlowSwitchRecorder(Recorder):
+    """A real SIGTERM reaches the process while web2's switch step runs; the step then takes a moment
+    longer to end, as a step on a host does."""
+
+    def run_step(self, host: str, step: Step) -> StepResult:
+        result = super().run_step(host, step)
+        if (host, step.name) == ("web2", "switch"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # the rest of the step (the host is still switching)
+            self.log.append((host, "switch", "(step ended)"))
+        return result
+
+
+@pytest.mark.parametrize("batch", ["1", None])
+def test_a_real_signal_lets_the_step_in_flight_end_before_anything_is_undone(batch: str | None) -> None:
+    from deploy.cli_push import StopSignals
+
+    recorder = SlowSwitchRecorder()
+    hosts = three_hosts()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2"))
+    rollout = Rollout(recorder, plan, LAYOUT, batch=batch)
+    with StopSignals(lambda _text: None), pytest.raises(Interrupted):
+        rollout.run()
+    lines = [(h, s, line) for h, s, line in recorder.log]
+    ended = lines.index(("web2", "switch", "(step ended)"))
+    first_revert = next(i for i, (_h, s, _l) in enumerate(lines) if s == "revert")
+    assert ended < first_revert, lines
+    assert "web2" in rollout.outcome.reverted
