@@ -21,8 +21,6 @@ TRACEBACK = "Traceback (most recent call last):"
 _SHORT_UNIX = re.compile(r"^\d+(?:\.\d+)? \S+ [^\s\[\]]+(?:\[(?P<pid>\d+)\])?: ?(?P<message>.*)$")
 #: A log record of Gunicorn ("[2026-11-24 13:31:52 +0000] [273] [INFO] ...") or of Python's logging.
 _RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]")
-#: Secret values shorter than this are not searched for (they would match ordinary text).
-MIN_SECRET_LENGTH = 6
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,7 @@ def is_traceback(shown: str) -> bool:
 
 
 def redact(text: str, secrets: Mapping[str, str]) -> str:
-    """`text` with each secret's value (of MIN_SECRET_LENGTH characters or more) replaced by its name."""
-    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
-        if len(value) >= MIN_SECRET_LENGTH:
-            text = text.replace(value, f"<{name}>")
-    return text
+    """`text` with each secret's value, and its common encodings, replaced by its name (deploy.redact)."""
+    from deploy.redact import Redactor
+
+    return Redactor(secrets)(text)

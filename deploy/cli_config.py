@@ -70,10 +70,15 @@ def show_config(config_path: str, environment: str | None, as_json: bool) -> Non
     data["app"]["secrets"] = {
         name: state for name, state in secret_status(config, Path(config_path).parent).items()
     }
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=False))
-    else:
-        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+    from deploy.loader import known_secrets
+    from deploy.redact import redacting_output
+
+    # A secret's value pasted into deploy.yaml (app.env, a hook) is shown by its name.
+    with redacting_output(known_secrets(config, Path(config_path).parent)):
+        if as_json:
+            click.echo(json.dumps(data, indent=2, sort_keys=False))
+        else:
+            click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
 
 
 @click.command()

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import getpass
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from deploy.cli import config_option, env_option, fail, handles_config_errors
 from deploy.secretfiles import withheld_warning
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from deploy.config import Config
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from deploy.plan import Command, Step
     from deploy.pushplan import PushPlan
     from deploy.requirements import RequirementSet
+    from deploy.rollout import Interrupted
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -78,6 +84,80 @@ class Printer:
             click.echo(text)
 
 
+class StopSignals:
+    """While a command changes hosts, SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) stop
+    it exactly as Ctrl-C does: the first of any of them raises `Interrupted` in the main thread, and
+    the command puts the hosts back. Signals after the first do not cut that short: each is noted
+    (`say`) and otherwise ignored until the command ends (SIGKILL still ends it at once)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.received: list[int] = []
+        self._before: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        from deploy.executor import GATE
+        from deploy.rollout import Interrupted
+
+        self.received.append(signum)
+        if len(self.received) == 1:
+            # While steps run on hosts, they end first (executor.SignalGate); else it stops at once.
+            if not GATE.hold(Interrupted(signum)):
+                raise Interrupted(signum)
+            return
+        self.say(
+            f"{signal.Signals(signum).name}: already stopping; deploy first finishes putting the hosts "
+            "on one release and releasing the lock (a SIGKILL now would leave them as they are)"
+        )
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._before[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._before.items():
+            signal.signal(number, handler)
+
+    def defer(self) -> None:
+        """From now on, a first signal too is only noted (the hosts are settled; what is left, the
+        audit log, hooks and the report, finishes); `deferred` says which one came."""
+        if not self.received:
+            self.received.append(0)
+
+    @property
+    def deferred(self) -> Interrupted | None:
+        from deploy.rollout import Interrupted
+
+        late = self.received[1:]
+        return Interrupted(late[0]) if late else None
+
+
+#: What a command stopped by a signal before its rollout (or during setup) has changed.
+_STOPPED = {
+    "push": "no host was changed (the deploy lock is released)",
+    "setup": "the setup steps that ran stay (setup is idempotent: run it again)",
+}
+
+
+@contextmanager
+def _stoppable(printer: Printer, what: str = "push") -> Iterator[StopSignals]:
+    """SIGTERM, SIGHUP and Ctrl-C stop the command; outside a rollout (which handles them itself),
+    it says what changed and exits 128 + the signal's number; the lock is released on the way out."""
+    from deploy.rollout import interruption
+
+    with StopSignals(printer.say) as stops:
+        try:
+            yield stops
+        except KeyboardInterrupt as exc:
+            stop = interruption(exc)
+            fail(f"{stop.reason}: {_STOPPED[what]}", stop.exit_code)
+
+
 def _who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
@@ -87,6 +167,28 @@ def _now() -> str:
 
 
 # --- shared plumbing ---------------------------------------------------------------------------
+
+
+def redacts_secrets(func: F) -> F:
+    """Everything the command prints, whoever prints it, goes through one redaction layer
+    (`deploy.redact`) that knows the values of `app.secrets` found in the environment or .env.
+
+    A config that does not load is left to the command, which reports it (exit 2)."""
+    from deploy.loader import ConfigError, known_secrets, load
+    from deploy.redact import redacting_output
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        config_path = kwargs["config_path"]
+        try:
+            config = load(config_path, kwargs.get("environment"))
+        except ConfigError:
+            return func(*args, **kwargs)
+        with redacting_output(known_secrets(config, Path(config_path).resolve().parent)):
+            return func(*args, **kwargs)
+
+    wrapper.redacts_secrets = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
@@ -316,8 +418,10 @@ def _run_hooks(
     env: Mapping[str, str],
     printer: Printer,
     stage: str,
-) -> bool:
-    """Run hooks in order; False (after saying why) when one fails."""
+    verbose: bool = False,
+) -> list[str]:
+    """Run hooks in order, up to the first that fails; what failed (which hook, where, its exit code
+    and its last lines of output), else []. `verbose` shows a hook's output when it succeeds too."""
     from deploy.commands import layout_for
     from deploy.executor import each, run_local
     from deploy.rollout import remote_hook
@@ -325,29 +429,31 @@ def _run_hooks(
     layout = layout_for(config)
     for hook in hooks:
         started = time.monotonic()
+        results: dict[str, tuple[int, str] | BaseException]
         if hook.on == "local":
-            code, output = run_local(hook.run, env)
-            failures = {"local": output} if code != 0 else {}
+            results = {"local": run_local(hook.run, env)}
         else:
             assert executor is not None
             command = remote_hook(layout, hook.run, env)
-            results = each(_host_names(config), _runner(executor, command, 600))
-            failures = {}
-            for host, result in results.items():
-                if isinstance(result, BaseException):
-                    failures[host] = str(result)
-                elif result[0] != 0:
-                    failures[host] = result[1]
+            results = dict(each(_host_names(config), _runner(executor, command, 600)))
         seconds = time.monotonic() - started
-        if failures:
-            for where, output in failures.items():
-                printer.say(
-                    f"{stage} hook failed on {where}: {hook.run}\n    "
-                    + "\n    ".join(output.strip().splitlines()[-10:])
+        failed: list[str] = []
+        for where, result in results.items():
+            code, output = (255, str(result)) if isinstance(result, BaseException) else result
+            lines = output.strip().splitlines()
+            if code != 0:
+                failed.append(
+                    f"{stage} hook failed on {where} (exit {code}): {hook.run}"
+                    + "".join(f"\n    {line}" for line in lines[-10:])
                 )
-            return False
+            elif verbose and lines:
+                printer.say(f"  {stage} hook output on {where}:" + "".join(f"\n    {line}" for line in lines))
+        if failed:
+            for text in failed:
+                printer.say(text)
+            return failed
         printer.say(f"  {stage} hook ({hook.on}) {seconds:.2f}s ok: {hook.run}")
-    return True
+    return []
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -360,6 +466,7 @@ def _run_hooks(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line.")
 @handles_config_errors
+@redacts_secrets
 def setup(
     config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool, as_json: bool
 ) -> None:
@@ -379,7 +486,7 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    with _stoppable(printer, "setup"), _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
@@ -475,47 +582,69 @@ def _wheels_for(
     return out
 
 
-def _finish(
-    config: Config,
-    executor: SSHExecutor,
-    plan: PushPlan,
-    printer: Printer,
-    environment: str,
-    started: float,
-    batch: str | None,
-    max_failures: int,
-    secrets: Mapping[str, str],
-) -> None:
+@dataclass(frozen=True)
+class RolloutRun:
+    """How `_finish` runs a push or rollback: its options, and what it keeps out of output."""
+
+    environment: str
+    started: float
+    batch: str | None
+    max_failures: int
+    secrets: Mapping[str, str]
+    stops: StopSignals
+    verbose: bool = False
+
+
+def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Printer, run: RolloutRun) -> None:
     """Run the rollout with hooks, write the audit log, report, exit non-zero on failure.
 
-    What a failure quotes from a host (a command's output, the app's log) is shown with the values
-    of `secrets` replaced by their names.
+    What a failure quotes from a host (a command's output, the app's log), and the audit log written
+    on the hosts, show the values of `secrets` (and their encodings) by their names; everything
+    printed goes through the same redaction (`redacts_secrets`, around every command here).
     """
-    from deploy.applog import is_traceback, redact
+    from deploy.applog import is_traceback
     from deploy.commands import layout_for
     from deploy.executor import each
-    from deploy.rollout import DIAGNOSED_STEPS, Failure, Rollout, history_commands, hook_environment
+    from deploy.redact import Redactor
+    from deploy.rollout import (
+        DIAGNOSED_STEPS,
+        Failure,
+        Rollout,
+        history_commands,
+        hook_environment,
+        interruption,
+    )
 
+    environment, started, batch, max_failures = run.environment, run.started, run.batch, run.max_failures
+    secrets, stops, verbose = run.secrets, run.stops, run.verbose
     layout = layout_for(config)
     hooks = config.hooks.pre_push if plan.action == "push" else config.hooks.pre_rollback
     post = config.hooks.post_push if plan.action == "push" else config.hooks.post_rollback
     env = hook_environment(plan, environment, config.app.name)
-    if not _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}"):
+    if _run_hooks(config, executor, hooks, env, printer, f"pre-{plan.action}", verbose):
         fail(f"a pre-{plan.action} hook failed: nothing was changed", 1)
     rollout = Rollout(executor, plan, layout, batch=batch, max_failures=max_failures, say=printer.say)
-    interrupted = False
+    stop: Interrupted | None = None
     try:
         outcome = rollout.run()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        stop = interruption(exc)
         outcome = rollout.outcome
-    outcome.failures = [
-        Failure(f.host, f.step, redact(f.reason, secrets), redact(f.log, secrets)) for f in outcome.failures
-    ]
-    entries = history_commands(layout, outcome, plan, time=_now(), who=_who(), environment=environment)
+    stops.defer()
+    redact = Redactor(secrets)
+    outcome.failures = [Failure(f.host, f.step, redact(f.reason), redact(f.log)) for f in outcome.failures]
+    # The audit log on the hosts goes through the same redaction as everything printed.
+    entries = {
+        host: replace(command, argv=tuple(redact(a) for a in command.argv))
+        for host, command in history_commands(
+            layout, outcome, plan, time=_now(), who=_who(), environment=environment
+        ).items()
+    }
     each(list(entries), lambda h: executor.run(h, entries[h], timeout=30))
     result = "ok" if outcome.ok else "failed"
-    _run_hooks(config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}")
+    hook_failures = _run_hooks(
+        config, executor, post, {**env, "DEPLOY_RESULT": result}, printer, f"post-{plan.action}", verbose
+    )
     elapsed = time.monotonic() - started
     payload: dict[str, object] = {
         "action": plan.action,
@@ -529,15 +658,26 @@ def _finish(
             {"host": f.host, "step": f.step, "reason": f.reason, "log": f.log} for f in outcome.failures
         ],
     }
-    if interrupted:
-        printer.result(payload, "interrupted: every host serves the release it served before the push")
-        sys.exit(130)
+    stop = stop or stops.deferred
+    if stop is not None:
+        _report_interrupted(executor, config, plan, printer, payload, stop)
+    if hook_failures:
+        payload["hook_failures"] = hook_failures
     if outcome.ok:
         verb = "is live on" if plan.action == "push" else "serves again on"
-        printer.result(
-            payload, f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)"
-        )
-        return
+        done = f"release {plan.release} {verb} {', '.join(outcome.switched)} ({elapsed:.2f}s)"
+        if not hook_failures:
+            printer.result(payload, done)
+            return
+        # The release stays: the hook ran after the switch. The command still fails, and says why.
+        payload["ok"] = False
+        payload["message"] = f"{done}; the release stays, but a post-{plan.action} hook failed"
+        printer.result(payload, str(payload["message"]))
+        if printer.as_json:
+            sys.exit(1)
+        # Each failure was printed with its output above; the error names them again, one line each.
+        named = [text.splitlines()[0] for text in hook_failures]
+        fail("\n".join([f"a post-{plan.action} hook failed (the release stays as it is):", *named]), 1)
     lines = []
     for failure in outcome.failures:
         lines.append(f"{failure.host}: {failure.step} failed: {failure.reason}")
@@ -562,6 +702,45 @@ def _finish(
         printer.result(payload, "")
         sys.exit(1)
     fail(f"{plan.action} of {plan.release} failed ({elapsed:.2f}s):\n" + "\n".join(lines), 1)
+
+
+def _report_interrupted(
+    executor: SSHExecutor,
+    config: Config,
+    plan: PushPlan,
+    printer: Printer,
+    payload: dict[str, object],
+    stop: Interrupted,
+) -> None:
+    """After a signal: what each host serves now (asked of the host), whether that is one release, exit."""
+    from deploy.executor import each
+    from deploy.facts import parse_state
+    from deploy.pushplan import probe_command
+
+    command = probe_command(config)
+    results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)).current)
+    serving = {
+        host: (f"unknown ({result})" if isinstance(result, BaseException) else result or "no release")
+        for host, result in results.items()
+    }
+    before = {h.host: h.previous or "no release" for h in plan.hosts}
+    lines = [f"{stop.reason}; each host now:"]
+    for host, release in serving.items():
+        if release == plan.release and before.get(host) != plan.release:
+            what = f"serves {release} (the new release)"
+        elif release == before.get(host):
+            what = f"serves {release} (as before the {plan.action})"
+        else:
+            what = f"serves {release}"
+        lines.append(f"  {host}: {what}")
+    releases = set(serving.values())
+    if len(releases) == 1 and not next(iter(releases)).startswith("unknown"):
+        lines.append(f"every host serves one release: {next(iter(releases))}")
+    else:
+        lines.append("the hosts do NOT all serve one release: see above, then push or roll back again")
+    payload.update({"interrupted": stop.name, "hosts": serving, "message": "\n".join(lines)})
+    printer.result(payload, "\n".join(lines))
+    sys.exit(stop.exit_code)
 
 
 def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -594,6 +773,9 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--json", "as_json", is_flag=True, help="Emit progress as JSON events, one per line."
             ),
+            click.option(
+                "-v", "--verbose", is_flag=True, help="Show each hook's output, also when it succeeds."
+            ),
         ]
     ):
         func = option(func)
@@ -604,6 +786,7 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_rollout_options
 @click.option("--allow-dirty", is_flag=True, help="Ship the working tree even if it has uncommitted changes.")
 @handles_config_errors
+@redacts_secrets
 def push(
     config_path: str,
     environment: str | None,
@@ -612,6 +795,7 @@ def push(
     max_failures: int | None,
     accept_new_host_keys: bool,
     as_json: bool,
+    verbose: bool,
     allow_dirty: bool,
 ) -> None:
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
@@ -634,7 +818,8 @@ def push(
     except BatchError as exc:
         fail(str(exc), 2)
     env_name = environment or "default"
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    secrets = _secrets(config, project, config_path)
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -649,7 +834,6 @@ def push(
                 )
             except ArtifactError as exc:
                 fail(str(exc), 2 if "uncommitted" in str(exc) or "git" in str(exc) else 1)
-            secrets = _secrets(config, project, config_path)
         finally:
             # Never exit while it connects: the interpreter would kill the thread inside paramiko
             # and abort ("FATAL: exception not rethrown", exit 134) instead of exiting with the error.
@@ -690,13 +874,15 @@ def push(
                 f"{host_push.host}: {host_push.previous or 'no release'} -> {release} "
                 f"({host_push.files_sent} file(s) sent, {host_push.files_deleted} deleted, venv {venv})"
             )
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
+        run = RolloutRun(env_name, started, batch, failures_allowed, secrets, stops, verbose)
+        _finish(config, executor, plan, printer, run)
 
 
 @click.command()
 @_rollout_options
 @click.argument("release", required=False)
 @handles_config_errors
+@redacts_secrets
 def rollback(
     config_path: str,
     environment: str | None,
@@ -705,6 +891,7 @@ def rollback(
     max_failures: int | None,
     accept_new_host_keys: bool,
     as_json: bool,
+    verbose: bool,
     release: str | None,
 ) -> None:
     """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
@@ -716,7 +903,11 @@ def rollback(
     batch = batch or config.push.batch
     failures_allowed = config.push.max_failures if max_failures is None else max_failures
     env_name = environment or "default"
-    with _connected(config, accept_new_host_keys, printer) as executor:
+    from deploy.loader import known_secrets
+
+    # A rollback needs no secret; those it can read are still kept out of what it prints.
+    secrets = known_secrets(config, project)
+    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
             _take_locks(executor, config, printer, "rollback", release or "(previous)")
         states = _gather(executor, config)
@@ -737,11 +928,8 @@ def rollback(
             return
         for host_push in plan.changed_hosts:
             printer.say(f"{host_push.host}: {host_push.previous} -> {host_push.release}")
-        from deploy.loader import known_secrets
-
-        # A rollback needs no secret; those it can read are still kept out of what it prints.
-        secrets = known_secrets(config, project)
-        _finish(config, executor, plan, printer, env_name, started, batch, failures_allowed, secrets)
+        run = RolloutRun(env_name, started, batch, failures_allowed, secrets, stops, verbose)
+        _finish(config, executor, plan, printer, run)
 
 
 # --- status, logs, exec, history, lock ---------------------------------------------------------
@@ -753,6 +941,7 @@ def rollback(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handles_config_errors
+@redacts_secrets
 def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """Per host: the current release, its service state, health, and the deploy lock's holder."""
     from deploy import commands as cmd
@@ -824,6 +1013,7 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 @click.option("--host", "only", default=None, help="Only this host (default: the first).")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def logs(
     config_path: str,
     environment: str | None,
@@ -859,6 +1049,7 @@ def logs(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @handles_config_errors
+@redacts_secrets
 def exec_command(
     config_path: str,
     environment: str | None,
@@ -899,6 +1090,7 @@ def exec_command(
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handles_config_errors
+@redacts_secrets
 def history(
     config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
 ) -> None:
@@ -953,6 +1145,7 @@ def lock_group() -> None:
 @env_option
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def lock_status(config_path: str, environment: str | None, accept_new_host_keys: bool) -> None:
     """Who holds the deploy lock on each host (and since when)."""
     config, _project = _load(config_path, environment)
@@ -978,12 +1171,31 @@ def lock_status(config_path: str, environment: str | None, accept_new_host_keys:
             click.echo(f"{host}: free")
 
 
+def _released(held: bool, record: str | None, said: str) -> str:
+    """What `deploy lock release` did on a host, from the lock before and the release script's answer."""
+    words = said.split()
+    ended = words[1] if len(words) > 1 and words[0] == "ENDED" else None
+    gone = words[1] if len(words) > 1 and words[0] == "GONE" else None
+    if ended:
+        return f"released (was held by {_lock_record(record)}; ended its process on the host, pid {ended})"
+    if gone:
+        return (
+            f"released; its holder, {_lock_record(record)}, no longer runs (pid {gone} is not the "
+            "process that took the lock: it ended, and its pid may belong to another process now), "
+            "so nothing was signalled"
+        )
+    if held:
+        return "released (was held by " + _lock_record(record) + ")"
+    return "was free" + ("; removed the record of an interrupted push" if record else "")
+
+
 @lock_group.command(name="release")
 @config_option
 @env_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
+@redacts_secrets
 def lock_release(config_path: str, environment: str | None, yes: bool, accept_new_host_keys: bool) -> None:
     """End whatever holds the deploy lock and remove its record (use only when that push is gone).
 
@@ -1019,12 +1231,8 @@ def lock_release(config_path: str, environment: str | None, yes: bool, accept_ne
         before = states[host].lock
         if isinstance(result, BaseException) or result[0] != 0:
             fail(f"{host}: could not release the lock: {result}", 1)
-        what = (
-            ("released (was held by " + _lock_record(before.record) + ")")
-            if before.held
-            else ("was free" + ("; removed the record of an interrupted push" if before.record else ""))
-        )
-        click.echo(f"{host}: {what}")
+            return
+        click.echo(f"{host}: {_released(before.held, before.record, result[1])}")
 
 
 COMMANDS: list[click.Command] = [setup, push, rollback, status, logs, exec_command, history, lock_group]

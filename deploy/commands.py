@@ -549,9 +549,13 @@ units() {
   systemctl list-units --no-legend --plain --state=activating,active,deactivating -- "$UNITS" \
     2>/dev/null 9>&- | grep -q .
 }
+# Who holds the lock, so that `deploy lock release` signals this process and never a later one that
+# reuses its pid: the pid, its start time and the SHA-256 of its command line (see HOLDER_CHECK).
+START=$(stat=$(cat /proc/$$/stat) && set -f && set -- ${stat##*") "} && echo "${20}")
+CMDLINE=$(sha256sum < /proc/$$/cmdline | cut -d ' ' -f 1)
 record() {
-  printf '{%s"remote_pid": %s, %s\n' "$1" "$$" "${REC#\{}" > "$LOCKINFO.tmp" &&
-    mv -f -- "$LOCKINFO.tmp" "$LOCKINFO"
+  printf '{%s"remote_pid": %s, "remote_start": "%s", "remote_cmdline": "%s", %s\n' \
+    "$1" "$$" "$START" "$CMDLINE" "${REC#\{}" > "$LOCKINFO.tmp" && mv -f -- "$LOCKINFO.tmp" "$LOCKINFO"
 }
 settle() {
   exec 8>>"$WORK" || return 0
@@ -654,15 +658,42 @@ def guarded(layout: Layout, holder_pid: int, step: str, argv: tuple[str, ...]) -
     return ("sh", "-c", STEP_GUARD, "guard", layout.work_file, layout.lock_info, str(holder_pid), step, *argv)
 
 
+#: Prints the pid of the lock's holder when the record's process still runs: the pid's start time
+#: (field 22 of /proc/<pid>/stat; the fields after the parenthesised name count from 3) and the
+#: SHA-256 of its command line must both be those the holder recorded. A pid that ended and was
+#: reused by another process fails the check: that process is never signalled.
+HOLDER_CHECK = r"""
+holder() {
+  info=$(cat -- "$1" 2>/dev/null) || return 1
+  pid=$(printf '%s\n' "$info" | sed -n 's/.*"remote_pid": \([0-9][0-9]*\).*/\1/p')
+  start=$(printf '%s\n' "$info" | sed -n 's/.*"remote_start": "\([0-9][0-9]*\)".*/\1/p')
+  sum=$(printf '%s\n' "$info" | sed -n 's/.*"remote_cmdline": "\([0-9a-f]\{64\}\)".*/\1/p')
+  [ -n "$pid" ] && [ "$pid" != 0 ] && [ -n "$start" ] && [ -n "$sum" ] || { echo "${pid:-0}"; return 1; }
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo "$pid"; return 1; }
+  now=$(set -f && set -- ${stat##*") "} && echo "${20}")
+  cmd=$(sha256sum < "/proc/$pid/cmdline" 2>/dev/null | cut -d ' ' -f 1)
+  echo "$pid"
+  [ "$now" = "$start" ] && [ "$cmd" = "$sum" ]
+}
+"""
+
+
 def lock_release_forced(layout: Layout) -> Command:
-    """End the holder of the lock (if any) and remove its record."""
-    script = (
-        'pid=$(sed -n \'s/.*"remote_pid": \\([0-9][0-9]*\\).*/\\1/p\' "$2" 2>/dev/null); '
-        'if [ -n "$pid" ] && [ "$pid" != 0 ]; then kill "$pid" 2>/dev/null; fi; '
-        'rm -f -- "$2"; flock -w 5 "$1" true'
+    """End the holder of the lock (if the record's process is still that holder) and remove its record.
+
+    Prints "ENDED <pid>" when it signalled the holder, "GONE <pid>" when the record names a process
+    that is no longer the holder (it ended; its pid may belong to another process now: nothing is
+    signalled), nothing when there was no record.
+    """
+    script = HOLDER_CHECK + (
+        'if [ -e "$2" ]; then\n'
+        '  if pid=$(holder "$2"); then kill -TERM "$pid" 2>/dev/null; echo "ENDED $pid"; '
+        'else echo "GONE $pid"; fi\n'
+        "fi\n"
+        'rm -f -- "$2"; flock -w 5 "$1" true\n'
     )
     return Command(
         ("sh", "-c", script, "unlock", layout.lock_file, layout.lock_info),
-        "end the lock holder and remove the lock record",
+        "end the lock holder (its pid, start time and command line checked), remove the lock record",
         sudo=True,
     )

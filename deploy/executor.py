@@ -122,25 +122,67 @@ def host_name(host: Host) -> str:
     return host.address if host.port is None else f"{host.address}:{host.port}"
 
 
+class SignalGate:
+    """Holds back a signal that stops the command (`deploy.cli_push.StopSignals`) while `each` runs
+    work on hosts from the main thread: the steps in flight end, no further host's work starts, and
+    the interruption is raised when `each` returns. So a step is never cut off half-way on a host
+    while the command undoes it. Used from the main thread only (where signal handlers run)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: BaseException | None = None
+
+    def hold(self, interruption: BaseException) -> bool:
+        """Keep `interruption` for later if host work runs now (True), else leave it to the caller."""
+        if self.depth == 0:
+            return False
+        self.pending = self.pending or interruption
+        return True
+
+
+GATE = SignalGate()
+
+
+class NotStarted(Exception):
+    """A host's work in `each` that did not start: the command was interrupted first."""
+
+
 def each(
     hosts: Iterable[str], work: Callable[[str], T], parallel: bool = True
 ) -> dict[str, T | BaseException]:
-    """Run `work` for every host (in threads when `parallel`); collect each result or exception."""
+    """Run `work` for every host (in threads when `parallel`); collect each result or exception.
+
+    Called from the main thread, it holds back a signal that stops the command until the work
+    running on hosts has ended (see `SignalGate`); work not started by then does not start.
+    """
     names = list(hosts)
     results: dict[str, T | BaseException] = {}
 
     def one(name: str) -> None:
+        if GATE.pending is not None:
+            results[name] = NotStarted(f"{name}: not started (interrupted)")
+            return
         try:
             results[name] = work(name)
         except Exception as exc:
             results[name] = exc
 
-    if not parallel or len(names) <= 1:
-        for name in names:
-            one(name)
-    else:
-        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
-            list(pool.map(one, names))
+    main = threading.current_thread() is threading.main_thread()
+    GATE.depth += main
+    try:
+        if not parallel or len(names) <= 1:
+            for name in names:
+                one(name)
+        else:
+            with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+                list(pool.map(one, names))
+    finally:
+        GATE.depth -= main
+        pending = GATE.pending if main and GATE.depth == 0 else None
+        if pending is not None:
+            GATE.pending = None
+    if pending is not None:
+        raise pending  # (an exception already on its way out of the block wins over it)
     return {name: results[name] for name in names}
 
 

@@ -588,19 +588,22 @@ def read_secrets(
             missing.append(f"{name} (empty in {' and in '.join(empty)})" if empty else name)
         else:
             values[name] = found[0]
+    from deploy.redact import MIN_SECRET_LENGTH
+
+    short = [f"{n} has {len(v)} characters" for n, v in values.items() if len(v) < MIN_SECRET_LENGTH]
+    problems = []
     if missing:
-        line, path = line_of(config_file, config.environment, ("app", "secrets"))
-        raise ConfigError(
-            [
-                Problem(
-                    config_file,
-                    line,
-                    path,
-                    f"no value for {', '.join(missing)}: "
-                    "set it in the environment or in .env (never in deploy.yaml)",
-                )
-            ]
+        problems.append(
+            f"no value for {', '.join(missing)}: set it in the environment or in .env (never in deploy.yaml)"
         )
+    if short:
+        problems.append(
+            f"{', '.join(short)}: too short to keep out of deploy's output (a secret needs at least "
+            f"{MIN_SECRET_LENGTH} characters; shorter ones would be in ordinary words)"
+        )
+    if problems:
+        line, path = line_of(config_file, config.environment, ("app", "secrets"))
+        raise ConfigError([Problem(config_file, line, path, message) for message in problems])
     return values
 
 

@@ -20,6 +20,31 @@ from deploy.plan import Command, Step
 from deploy.pushplan import HostPush, PushPlan
 
 
+class Interrupted(KeyboardInterrupt):
+    """A push or rollback stopped by a signal: Ctrl-C (SIGINT), a cancelled CI job (SIGTERM), a closed
+    terminal (SIGHUP). A KeyboardInterrupt, so that every place that handles Ctrl-C handles them all."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        #: The exit code of a process ended by this signal, as shells report it.
+        self.exit_code = 128 + signum
+
+    @property
+    def reason(self) -> str:
+        return "interrupted by " + ("Ctrl-C" if self.name == "SIGINT" else self.name)
+
+
+def interruption(exc: KeyboardInterrupt) -> Interrupted:
+    """`exc` as an `Interrupted` (a plain KeyboardInterrupt is Ctrl-C)."""
+    import signal
+
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+
+
 class BatchError(ValueError):
     """A --batch value that is not a count or a percentage."""
 
@@ -107,7 +132,10 @@ class Rollout:
         self.outcome = Outcome(
             plan.action, plan.release, unchanged=[h.host for h in plan.hosts if h.unchanged]
         )
-        self._started: set[str] = set()
+        #: Hosts that switched, started their new slot, or are switching (the batch in flight).
+        self._switched: list[str] = []
+        self._started: list[str] = []
+        self._switching: list[str] = []
 
     # helpers
 
@@ -149,7 +177,7 @@ class Rollout:
             self.say(f"going back to the previous release on {', '.join(switched)}")
             back = self._phase(switched, lambda h: h.revert)
             for host in switched:
-                if host not in back:
+                if host not in back and host not in self.outcome.reverted:
                     self.outcome.reverted.append(host)
             for host, failure in back.items():
                 self.outcome.failures.append(Failure(host, "revert", failure.reason))
@@ -160,57 +188,80 @@ class Rollout:
     # the run
 
     def run(self) -> Outcome:
+        """Run the rollout. A signal (`Interrupted`, or a plain KeyboardInterrupt) is held back while
+        steps run on hosts (`executor.SignalGate`, with StopSignals), so the steps in flight end
+        first; the hosts are then put back (see `_interrupted`) and the interruption is raised again."""
         changed = [h.host for h in self.plan.changed_hosts]
         if not changed:
             self.outcome.completed = True
             return self.outcome
+        try:
+            self._run(changed)
+        except KeyboardInterrupt as exc:
+            self._interrupted(interruption(exc))
+            raise
+        return self.outcome
+
+    def _interrupted(self, stop: Interrupted) -> None:
+        """Every host back on one release: before the switch of the last batch, the one each served;
+        once every host has switched, the new one (only the clean-up after the switch is left out)."""
+        if self.outcome.completed:
+            self.say(f"{stop.reason}: every host already switched to {self.plan.release}; it stays")
+            return
+        # A host of the batch that was switching may have switched (the step ran to its end): revert
+        # puts it back as well, whereas stopping its new slot would stop the slot that serves.
+        switched = self._switched + [h for h in self._switching if h not in self._switched]
+        self.say(f"{stop.reason}: putting every host back on the release it served before")
+        self.outcome.failures.append(Failure("(all)", "interrupted", stop.reason))
+        self._undo(switched, self._started)
+
+    def _run(self, changed: list[str]) -> None:
         failures = self._phase(changed, lambda h: h.prepare)
         if failures:
             self.outcome.failures += failures.values()
-            return self.outcome
+            return
         if self.plan.release_steps:
             first = self.plan.release_steps[0].host
-            result = self._steps(first, self.plan.release_steps)
+            ran = each([first], lambda h: self._steps(h, self.plan.release_steps))[first]
+            result = (
+                StepResult(first, "release", False, 0.0, str(ran), "the connection", 255)
+                if isinstance(ran, BaseException)
+                else ran
+            )
             if result is not None:
                 # The command's own output (a lost connection's message is already the reason).
                 log = result.output if result.failed != "the connection" else ""
                 self.outcome.failures.append(Failure(first, "release", _reason(result), log))
-                return self.outcome
-        switched: list[str] = []
-        started: list[str] = []
+                return
+        switched, started = self._switched, self._started
         failed: dict[str, Failure] = {}
-        try:
-            for group in batches(changed, self.batch):
-                started += group
-                group_failures = self._diagnose(self._phase(group, lambda h: h.start))
-                if group_failures:
-                    failed.update(group_failures)
-                    self._phase(list(group_failures), lambda h: h.abort)
-                if len(failed) > self.max_failures:
-                    self.outcome.failures += failed.values()
-                    self._undo(switched, [h for h in started if h not in failed])
-                    return self.outcome
-                healthy = [h for h in group if h not in group_failures]
-                switch_failures = self._phase(healthy, lambda h: h.switch)
-                switched += [h for h in healthy if h not in switch_failures]
-                if switch_failures:
-                    failed.update(switch_failures)
-                    switched += list(switch_failures)  # half-switched: revert puts them back too
-                    self.outcome.failures += failed.values()
-                    self._undo(switched, started)
-                    return self.outcome
-        except KeyboardInterrupt:
-            self.say("interrupted: putting every host back on the release it served before")
-            self.outcome.failures.append(Failure("(all)", "interrupted", "interrupted by Ctrl-C"))
-            self._undo(switched, started)
-            raise
+        for group in batches(changed, self.batch):
+            started += group
+            group_failures = self._diagnose(self._phase(group, lambda h: h.start))
+            if group_failures:
+                failed.update(group_failures)
+                self._phase(list(group_failures), lambda h: h.abort)
+            if len(failed) > self.max_failures:
+                self.outcome.failures += failed.values()
+                self._undo(switched, [h for h in started if h not in failed])
+                return
+            healthy = [h for h in group if h not in group_failures]
+            self._switching = healthy
+            switch_failures = self._phase(healthy, lambda h: h.switch)
+            self._switching = []
+            switched += [h for h in healthy if h not in switch_failures]
+            if switch_failures:
+                failed.update(switch_failures)
+                switched += list(switch_failures)  # half-switched: revert puts them back too
+                self.outcome.failures += failed.values()
+                self._undo(switched, started)
+                return
         self.outcome.failures += failed.values()
-        self.outcome.switched = switched
+        self.outcome.switched = list(switched)
         self.outcome.completed = True
         finish = self._phase(switched, lambda h: h.finish)
         for host, failure in finish.items():
             self.say(f"{host}: cleanup after the switch failed ({failure.reason}); the new release serves")
-        return self.outcome
 
 
 def _reason(result: StepResult) -> str:

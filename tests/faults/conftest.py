@@ -9,6 +9,7 @@ known_hosts entry, which the shared sandbox's own tests must never see.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -21,21 +22,22 @@ from tests.hosts.pushkit import Project, make_project
 FAULT_HOSTS = 2
 
 
-@pytest.fixture(scope="session")
-def fault_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+@contextmanager
+def booted(tmp_path_factory: pytest.TempPathFactory, name: str, count: int) -> Iterator[Sandbox]:
+    """A private sandbox of `count` hosts, taken down when the block ends."""
     _require()
-    box = Sandbox(tmp_path_factory.mktemp("faults-sandbox"), progress=_report)
+    box = Sandbox(tmp_path_factory.mktemp(name), progress=_report)
     try:
-        box.up(FAULT_HOSTS)
+        box.up(count)
         yield box
     finally:
         box.down()
 
 
-@pytest.fixture(scope="session")
-def live_project(fault_box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The example app set up and pushed (version v1) on every host, with a note in its shared data."""
-    project = make_project(tmp_path_factory.mktemp("faults-project"), fault_box.hosts())
+def live_app(box: Sandbox, tmp_path_factory: pytest.TempPathFactory, name: str) -> Project:
+    """The example app set up and pushed (version v1) on every host of `box`, with a note in its
+    shared data."""
+    project = make_project(tmp_path_factory.mktemp(name), box.hosts())
     with (project.path / ".gitignore").open("a", encoding="utf-8") as handle:
         handle.write("faults-*.yaml\n")
     project.commit("ignore the fault tests' own configs")
@@ -43,5 +45,17 @@ def live_project(fault_box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -
     project.deploy("setup", check=True)
     project.deploy("push", check=True)
     for host in project.hosts:
-        write_note(fault_box, host)
+        write_note(box, host)
     return project
+
+
+@pytest.fixture(scope="session")
+def fault_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with booted(tmp_path_factory, "faults-sandbox", FAULT_HOSTS) as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
+def live_project(fault_box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The example app set up and pushed (version v1) on every host, with a note in its shared data."""
+    return live_app(fault_box, tmp_path_factory, "faults-project")

@@ -39,12 +39,16 @@ def env() -> dict[str, str]:
 class Push:
     """`deploy push --json` in a subprocess (through pausing_deploy.py), its output read as it comes."""
 
-    def __init__(self, project: Project, *args: str, pause_at: str | None = None):
+    def __init__(
+        self, project: Project, *args: str, pause_at: str | None = None, pause_host: str | None = None
+    ):
         self.resume_file = Path("/tmp") / f"deploy-faults-resume-{uuid.uuid4().hex}"
         run_env = env()
         if pause_at:
             run_env["DEPLOY_TEST_PAUSE_AT"] = pause_at
             run_env["DEPLOY_TEST_RESUME_FILE"] = str(self.resume_file)
+            if pause_host:
+                run_env["DEPLOY_TEST_PAUSE_HOST"] = pause_host
         self.process = subprocess.Popen(
             [sys.executable, str(WRAPPER), "push", "--json", *args],
             cwd=project.path,
@@ -97,6 +101,17 @@ class Push:
 
     def resume(self) -> None:
         self.resume_file.touch()
+
+    def signal(self, number: int) -> None:
+        """Send `number` (SIGTERM: a cancelled CI job) and let the push handle it."""
+        os.kill(self.process.pid, number)
+
+    def result(self) -> dict[str, Any]:
+        """The push's last "result" event (after `finish`)."""
+        for line in reversed(self.lines):
+            if line.startswith('{"event": "result"'):
+                return dict(json.loads(line))
+        raise AssertionError(f"the push printed no result:\n{self.output}")
 
     def kill(self) -> None:
         """SIGKILL, as when a laptop dies: no cleanup of any kind runs in the process."""
@@ -183,6 +198,25 @@ def serving(box: Sandbox, host: SandboxHost) -> Serving:
     return Serving(live.removesuffix(".sock"), current, slots, active, cwd, enabled)
 
 
+def serving_until(
+    box: Sandbox, host: SandboxHost, wanted: Callable[[Serving], bool], timeout: float = 60
+) -> Serving:
+    """What the host serves, once `wanted` holds for it (polled: systemd may still be getting there,
+    e.g. a slot "activating" before "active"); fails naming the last state after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = serving(box, host)
+        if wanted(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"on {host.name}: not as expected within {timeout:g}s: {state}")
+        time.sleep(0.2)
+
+
+def idle_slot(state: Serving) -> str:
+    return "green" if state.live == "blue" else "blue"
+
+
 def versions(project: Project) -> list[str | None]:
     out = []
     for host in project.hosts:
@@ -228,9 +262,9 @@ def lock_status_until(project: Project, text: str, timeout: float = 30) -> str:
         time.sleep(0.5)
 
 
-def configure(project: Project, release: str = '["flask --app flaskr init-db"]') -> None:
+def configure(project: Project, release: str = '["flask --app flaskr init-db"]', hooks: str = "{}") -> None:
     """pushkit's deploy.yaml with two Gunicorn workers (two hosts share two cores), committed."""
-    project.write_config(release=release)
+    project.write_config(release=release, hooks=hooks)
     with (project.path / "deploy.yaml").open("a", encoding="utf-8") as handle:
         handle.write("gunicorn: {workers: 2}\n")
     project.commit("deploy.yaml for the fault tests")

@@ -4,8 +4,9 @@ Test-only: nothing in the `deploy` package reads these variables; this file wrap
 (same code, same SSH connections and lock) and patches two seams in this process only.
 
 DEPLOY_TEST_PAUSE_AT
-  "STEP"        each host's thread stops when STEP starts on it, right after the start event is printed
-                and before anything of the step is sent (the previous step has finished on that host).
+  "STEP"        each host's thread (only DEPLOY_TEST_PAUSE_HOST's, when set) stops when STEP starts on
+                it, right after the start event is printed and before anything of the step is sent
+                (the previous step has finished on that host).
   "half:STEP"   the first script of STEP larger than 4 KiB is half sent, then the thread stops: the host
                 has received a truncated script when the process is killed.
 While stopped it prints {"event": "paused", "host": ..., "step": ...} and waits for the file named by
@@ -28,6 +29,7 @@ from deploy import cli, cli_push  # cli first: it registers the commands of cli_
 from deploy.executor import SSHExecutor
 
 MODE, _, STEP = os.environ.get("DEPLOY_TEST_PAUSE_AT", "").rpartition(":")
+HOST = os.environ.get("DEPLOY_TEST_PAUSE_HOST", "")
 RESUME = Path(os.environ.get("DEPLOY_TEST_RESUME_FILE", "/nonexistent"))
 _current = threading.local()
 _print = threading.Lock()
@@ -47,7 +49,7 @@ _event = cli_push.Printer.event
 def event(self: cli_push.Printer, ev: Any) -> None:
     with _print:  # hosts' threads print events at the same time: one whole line each
         _event(self, ev)
-    if ev.status == "start" and ev.step == STEP and MODE == "":
+    if ev.status == "start" and ev.step == STEP and MODE == "" and HOST in ("", ev.host):
         pause(ev.host, ev.step)
 
 

@@ -17,12 +17,14 @@ from tests.faults.faultkit import (
     assert_serves,
     configure,
     fresh,
+    idle_slot,
     is_step,
     lock_status_after_interruption,
     lock_status_until,
     recover,
     served,
     serving,
+    serving_until,
     wait_on_host,
 )
 from tests.hosts.pushkit import Project
@@ -137,10 +139,11 @@ def test_kill_after_start_before_the_health_gate(fault_box: Sandbox, live_projec
     push.wait_paused([h.address for h in live_project.hosts])
     push.kill()
     for host in live_project.hosts:
-        state = serving(fault_box, host)
-        idle = "green" if state.live == "blue" else "blue"
-        # The new release runs in the idle slot, but nothing routes to it.
-        assert state.active[idle] == "active" and state.cwd[idle] != state.current, state
+        # The start step queued the idle slot's start: systemd may still report it "activating" (the
+        # app imports) when the push dies. It goes on to "active" by itself; nothing routes to it.
+        state = serving_until(fault_box, host, lambda s: s.active[idle_slot(s)] == "active")
+        assert state.cwd[idle_slot(state)] not in ("-", state.current), state
+        assert state.live_release == state.current, state
     recover(fault_box, live_project, before)
 
 
@@ -172,6 +175,5 @@ def test_kill_after_the_switch_before_the_old_slot_stops(fault_box: Sandbox, liv
     # Switched everywhere: the new release serves; the old slot still runs (its stop never came).
     for host in live_project.hosts:
         state = serving(fault_box, host)
-        idle = "green" if state.live == "blue" else "blue"
-        assert state.active[idle] == "active", state
+        assert state.active[idle_slot(state)] == "active", state  # it served until the switch
     recover(fault_box, live_project, new)

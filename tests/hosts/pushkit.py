@@ -240,16 +240,29 @@ class Load:
                 if key != "ok" and len(self.errors) < 20:
                     self.errors.append(f"{address}{path}: {key}")
 
+    def _done(self) -> int:
+        with self._lock:
+            return sum(self.counts.values())
+
+    def _wait_done(self, count: int, timeout: float = 30) -> None:
+        """Until `count` requests in all have finished (each thread answers within its 10 s timeout)."""
+        deadline = time.monotonic() + timeout
+        while self._done() < count:
+            assert time.monotonic() < deadline, f"the load made only {self._done()} requests in {timeout:g}s"
+            time.sleep(0.02)
+
     def __enter__(self) -> Load:
         for i in range(self.threads):
             thread = threading.Thread(target=self._run, args=(i,), daemon=True)
             thread.start()
             self._workers.append(thread)
-        time.sleep(0.3)
+        # Every thread is sending requests (one each has come back) before the block starts.
+        self._wait_done(self.threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        time.sleep(0.5)
+        # Requests sent after the block ended (one round from each thread) are counted too.
+        self._wait_done(self._done() + 2 * self.threads)
         self._stop.set()
         for thread in self._workers:
             thread.join(timeout=15)

@@ -203,7 +203,11 @@ def test_two_concurrent_pushes_exactly_one_proceeds(project: Project) -> None:
     project.write_config(hooks="{pre_push: [{run: 'sleep 2', on: hosts}]}")
     project.set_version("v6")
     first = project.popen("push")
-    time.sleep(0.2)
+    # The second push starts once the first holds the lock (its pre-push hook then runs for 2 s).
+    deadline = time.monotonic() + 60
+    while "held by" not in project.deploy("lock", "status").stdout:
+        assert first.poll() is None and time.monotonic() < deadline, "the first push never took the lock"
+        time.sleep(0.1)
     second = project.popen("push")
     outputs = [p.communicate(timeout=180)[0] for p in (first, second)]
     codes = [first.returncode, second.returncode]
@@ -225,13 +229,11 @@ def test_sigkill_mid_push_leaves_previous_release_and_next_push_succeeds(project
     assert process.stdout is not None
     for line in process.stdout:
         event = json.loads(line) if line.startswith("{") else {}
-        if event.get("step") == "start" and event.get("status") == "ok":
+        if event.get("step") == "health" and event.get("status") == "start":
             break
-    time.sleep(0.5)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    time.sleep(1)
-    assert versions(project) == before
+    assert versions(project) == before  # nothing had switched: no need to wait for anything
     # The killed push's health probe still runs on the hosts: the lock stays held (and says so) until
     # it ends, at most push.health_timeout later.
     deadline = time.monotonic() + 30

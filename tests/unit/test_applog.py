@@ -110,7 +110,9 @@ def test_a_long_traceback_keeps_its_start_and_its_end() -> None:
 
 
 def test_redact_replaces_secret_values_with_their_names() -> None:
-    secrets = {"SECRET_KEY": "k3y-0123456789", "DB_PASSWORD": "hunter2-longer", "PIN": "12345"}
-    text = "RuntimeError: login failed with hunter2-longer (key k3y-0123456789), line 12345"
+    secrets = {"SECRET_KEY": "k3y-0123456789", "DB_PASSWORD": "hunter2-longer", "PIN": "1234", "ID": "123"}
+    text = "RuntimeError: login failed with hunter2-longer (key k3y-0123456789), line 12345, pin 1234"
     shown = redact(text, secrets)
-    assert shown == "RuntimeError: login failed with <DB_PASSWORD> (key <SECRET_KEY>), line 12345"
+    # Values of 4 characters or more are redacted wherever they appear, inside "12345" too
+    # (deploy.redact.MIN_SECRET_LENGTH; shorter ones are refused at load): "123" is left alone.
+    assert shown == "RuntimeError: login failed with <DB_PASSWORD> (key <SECRET_KEY>), line <PIN>5, pin <PIN>"

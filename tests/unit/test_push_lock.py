@@ -14,7 +14,7 @@ import pytest
 
 from deploy import commands as cmd
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli_push import _lock_record
+from deploy.cli_push import _lock_record, _released
 from deploy.executor import ConnectError, SSHExecutor, step_script
 from deploy.facts import parse_state
 from deploy.loader import ConfigError, load_text
@@ -216,7 +216,10 @@ def test_after_a_forced_release_the_next_push_waits_for_leftover_work_then_says_
     first = _holder(layout, "one")
     pid = int(_line(first).split()[1])
     step = subprocess.Popen(cmd.guarded(layout, pid, "release", ("sleep", "5")))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not Path(layout.work_file).read_text().endswith(" release\n"):  # the step runs
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     subprocess.run(cmd.lock_release_forced(layout).argv, check=True, capture_output=True)
     assert first.wait(timeout=10) != 0
     argv = cmd.lock_holder(layout, {"by": "two"}, 60, 1).argv
@@ -226,3 +229,69 @@ def test_after_a_forced_release_the_next_push_waits_for_leftover_work_then_says_
     step.wait(timeout=10)
     third = subprocess.run(argv, input="", capture_output=True, text=True, check=False)
     assert third.returncode == 0 and third.stdout.startswith("LOCKED ")
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat: the process's start time (the fields after the name count from 3)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def _cmdline_sum(pid: int) -> str:
+    return hashlib.sha256(Path(f"/proc/{pid}/cmdline").read_bytes()).hexdigest()
+
+
+def test_the_holder_records_its_pid_start_time_and_command_line(layout: cmd.Layout) -> None:
+    holder = _holder(layout, "one")
+    pid = int(_line(holder).split()[1])
+    record = json.loads(Path(layout.lock_info).read_text())
+    assert record["remote_pid"] == pid
+    assert record["remote_start"] == _start_time(pid)
+    assert record["remote_cmdline"] == _cmdline_sum(pid)
+    assert record["by"] == "one"
+    result = subprocess.run(cmd.lock_release_forced(layout).argv, capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [f"ENDED {pid}"]
+    assert holder.wait(timeout=10) != 0
+    assert not Path(layout.lock_info).exists()
+
+
+@pytest.mark.parametrize("forged", ["pid only", "wrong start time", "wrong command line", "all but a byte"])
+def test_a_forced_release_never_signals_a_process_that_is_not_the_lock_s_holder(
+    layout: cmd.Layout, forged: str
+) -> None:
+    # A stale record whose pid now belongs to an unrelated process (pid reuse): it must survive.
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        record: dict[str, object] = {"by": "gone", "remote_pid": unrelated.pid}
+        if forged != "pid only":
+            record["remote_start"] = _start_time(unrelated.pid)
+            record["remote_cmdline"] = _cmdline_sum(unrelated.pid)
+        if forged == "wrong start time":
+            record["remote_start"] = str(int(_start_time(unrelated.pid)) + 1)
+        elif forged == "wrong command line":
+            record["remote_cmdline"] = hashlib.sha256(b"bash\0-c\0").hexdigest()
+        elif forged == "all but a byte":
+            record["remote_cmdline"] = str(record["remote_cmdline"])[:-1] + "0"
+        Path(layout.lock_info).write_text(json.dumps(record) + "\n")
+        result = subprocess.run(
+            cmd.lock_release_forced(layout).argv, capture_output=True, text=True, check=True
+        )
+        with pytest.raises(subprocess.TimeoutExpired):  # a signal sent would have ended it by then
+            unrelated.wait(timeout=0.5)
+        assert result.stdout.splitlines() == [f"GONE {unrelated.pid}"]
+        assert not Path(layout.lock_info).exists()  # the stale record is removed all the same
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def test_lock_release_says_whether_it_ended_the_holder_or_found_it_gone() -> None:
+    record = '{"by": "ann@laptop", "pid": 7, "action": "push", "release": "r2", "since": "S"}'
+    assert _released(True, record, "ENDED 42\n") == (
+        "released (was held by ann@laptop (pid 7, push of release r2, since S); ended its process on the "
+        "host, pid 42)"
+    )
+    gone = _released(False, record, "GONE 42\n")
+    assert gone.startswith("released; its holder, ann@laptop (pid 7, push of release r2, since S), no longer")
+    assert "pid 42 is not the process that took the lock" in gone and "nothing was signalled" in gone
+    assert _released(False, None, "") == "was free"
