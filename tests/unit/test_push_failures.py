@@ -6,6 +6,7 @@ guard and each precondition `require_setup` checks: what runs on which host, and
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import replace
@@ -15,8 +16,9 @@ import pytest
 from deploy import cli  # noqa: F401  (first: it registers the commands of cli_push)
 from deploy.cli_push import Printer, _finish
 from deploy.executor import Recorder
-from deploy.facts import HostState, ReleaseInfo
-from deploy.pushplan import PlanError, PushPlan, push_plan, require_setup
+from deploy.facts import HostState, ReleaseInfo, parse_state
+from deploy.plan import Command, Upload
+from deploy.pushplan import PlanError, PushPlan, push_plan, require_setup, rollback_plan, rollback_target
 from deploy.rollout import Outcome, Rollout, history_commands
 from tests.unit.test_plan_push import (
     CONFIG,
@@ -24,6 +26,7 @@ from tests.unit.test_plan_push import (
     SECRETS,
     UNIT,
     build,
+    lines,
     rendered_map,
     served_state,
     three_hosts,
@@ -183,8 +186,6 @@ def test_each_missing_setup_piece_is_named_and_push_and_rollback_are_refused(
     expected = f"^web1 is not set up \\({re.escape(missing)} missing\\): run 'deploy setup' first$"
     with pytest.raises(PlanError, match=expected):
         require_setup(CONFIG, host)
-    from deploy.pushplan import rollback_plan
-
     states = {"web1": host}
     with pytest.raises(PlanError, match=expected):
         push_plan(CONFIG, states, rendered_map(states), SECRETS, build())
@@ -201,3 +202,77 @@ def test_a_host_missing_every_setup_piece_names_them_all_and_the_environment() -
         "python3-venv missing): run 'deploy setup -e staging' first"
     )
     require_setup(CONFIG, served_state()["web1"])  # a set-up host passes
+
+
+# --- which release a rollback goes to ---------------------------------------------------------------
+
+A, B, C, D = (f"2024010{i}-000000-{name}" for i, name in enumerate("abcd", 1))
+
+
+def host_after(history: list[tuple[str, str | None]], current: str, slots: dict[str, str]) -> HostState:
+    """web1 as the fact probe reads it: each (release, the release it replaced when it first served)."""
+    releases = [
+        {"id": release, "info": {"id": release}, "served": True, "before": before}
+        for release, before in history
+    ]
+    links = {"current": f"/srv/shop/releases/{current}", "live": "/run/shop/blue.sock"}
+    links.update({slot: f"/srv/shop/releases/{release}" for slot, release in slots.items()})
+    probed = parse_state("web1", json.dumps({"releases": releases, "links": links, "user_exists": True}))
+    set_up = served_state()["web1"]
+    return replace(set_up, releases=probed.releases, links={**set_up.links, **probed.links})
+
+
+def test_rollback_after_rollback_and_push_goes_to_what_served_before_not_to_what_was_rolled_away_from() -> (
+    None
+):
+    """Push A, push B, roll back (to A), push C: C replaced A, so a rollback goes to A, never to B."""
+    host = host_after([(A, None), (B, A), (C, A)], C, {"blue": C, "green": A})
+    assert rollback_target(host) == A
+    (web1,) = rollback_plan(CONFIG, {"web1": host}, None).hosts
+    assert (web1.previous, web1.release) == (C, A)
+
+
+def test_a_second_rollback_goes_further_back_never_forward_again() -> None:
+    """Push A, B, C; roll back to B; roll back again: A (C was rolled away from)."""
+    host = host_after([(A, None), (B, A), (C, B)], B, {"blue": B, "green": C})
+    assert rollback_target(host) == A
+    first = host_after([(A, None)], A, {"blue": A})
+    with pytest.raises(PlanError, match=rf"^web1: no earlier release to roll back to \(releases: {A}\)$"):
+        rollback_plan(CONFIG, {"web1": first}, None)
+
+
+def test_hosts_without_a_recorded_predecessor_fall_back_to_the_newest_earlier_served_release() -> None:
+    old = host_after([(A, None), (B, None), (C, None)], C, {"blue": C, "green": B})
+    assert rollback_target(old) == B  # markers written before the predecessor was recorded
+    pruned = host_after([(A, None), (C, B)], C, {"blue": C})  # B, which C replaced, was pruned
+    assert rollback_target(pruned) == A
+
+
+def test_the_switch_records_which_release_the_new_one_replaced() -> None:
+    hosts = served_state()  # serving r2
+    (web1,) = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2")).hosts
+    marker = next(a for a in web1.switch[0].actions if isinstance(a, Upload))
+    assert marker.remote_path == f"/srv/shop/releases/{web1.release}/.deploy/served"
+    assert marker.content == b"20240103-000000-r2\n"
+    (back,) = rollback_plan(CONFIG, hosts, None).hosts  # r1 served before: its record is kept
+    assert not any(isinstance(a, Upload) for a in back.switch[0].actions)
+    assert "touch /srv/shop/releases/20240102-000000-r1/.deploy/served" in [
+        a.line() for a in back.switch[0].actions if isinstance(a, Command)
+    ]
+
+
+def test_pruning_keeps_the_release_the_new_one_replaced_and_not_what_the_idle_slot_held() -> None:
+    """keep_releases 2; A, B, C served in turn (green still links B); a push of D keeps C and D only."""
+    config = CONFIG.model_copy(update={"push": CONFIG.push.model_copy(update={"keep_releases": 2})})
+    host = host_after([(A, None), (B, A), (C, B)], C, {"blue": C, "green": B})
+    (web1,) = push_plan(
+        config, {"web1": host}, rendered_map({"web1": host}), SECRETS, build(code=b"v2")
+    ).hosts
+    assert lines(web1.finish)[-1].endswith(f"prune /srv/shop/releases {A} {B}")
+    # Push A, B, C, roll back to B (green still links C): a push of D keeps B, which it replaces
+    # (the rollback target), and prunes C, the release rolled away from, though it is newer.
+    host = host_after([(A, None), (B, A), (C, B)], B, {"blue": B, "green": C})
+    (web1,) = push_plan(
+        config, {"web1": host}, rendered_map({"web1": host}), SECRETS, build(code=b"v2")
+    ).hosts
+    assert lines(web1.finish)[-1].endswith(f"prune /srv/shop/releases {A} {C}")
