@@ -1,4 +1,4 @@
-"""A switch that fails for real on one host, and a revert that fails too.
+"""A switch that fails for real on one host, a revert that fails too, and a clean-up after the switch.
 
 The push is held at the start of its switch step on every host (pausing_deploy.py), one host is
 broken there, and the push goes on:
@@ -8,7 +8,8 @@ broken there, and the push goes on:
 - the same, with the old slot's processes stopped (SIGSTOP), so that host's revert fails its health
   gate as well: the report must name the host and say it may still serve the new release, and the
   other host must be back.
-Each test undoes its fault and ends with a push that succeeds on every host.
+- a clean-up after the switch that cannot remove an old release: the push succeeds and says so.
+Each test undoes its fault; every host serves one release at its end.
 """
 
 from __future__ import annotations
@@ -114,3 +115,29 @@ def test_a_revert_that_fails_names_the_host_and_what_it_may_still_serve(
     again = live_project.deploy("push", timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_serves(fault_box, live_project, newer)
+
+
+def test_a_cleanup_that_fails_after_the_switch_is_said_and_the_new_release_stays(
+    fault_box: Sandbox, live_project: Project
+) -> None:
+    """An unfinished release folder (no release.json: pruning removes it) that cannot be removed: a
+    read-only mount point. Every host switched, so the push succeeds, and says what was left."""
+    broken = live_project.hosts[1]
+    stale = "/srv/flaskr/releases/20200101-000000-unfinished"
+    fault_box.run(broken, ["mkdir", "-p", stale], check=True)
+    try:
+        new = fresh()
+        live_project.set_version(new)
+        with read_only(fault_box, broken, stale):
+            result = live_project.deploy("push", timeout=180)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out
+        said = (
+            f"{broken.address}: cleanup after the switch failed (remove old releases: {stale.rsplit('/')[-1]}"
+        )
+        assert said in out and "Device or resource busy); the new release serves" in out, out
+        assert f"is live on {', '.join(h.address for h in live_project.hosts)}" in out, out
+        assert_serves(fault_box, live_project, new)
+        assert fault_box.run(broken, ["test", "-d", stale]).returncode == 0
+    finally:
+        fault_box.run(broken, ["rm", "-rf", stale], check=True)
