@@ -1,5 +1,6 @@
 """deploy rollback on a real host: none earlier, the current release, a named one, the release that
-served before (after a rollback and a push), and keep_releases pruning.
+served before (after a rollback and a push), and keep_releases pruning; push and rollback to a host
+that `deploy setup` never prepared.
 
 Nothing here breaks a host, so the tests use the session's shared sandbox (its first host). Each test
 deploys an app of its own name, domain and directories, so it depends on no other test or order.
@@ -74,7 +75,9 @@ class App:
         )
 
 
-def make_app(name: str, root: Path, sandbox: Sandbox, host: SandboxHost, push: str = "") -> App:
+def make_app(
+    name: str, root: Path, sandbox: Sandbox, host: SandboxHost, push: str = "", setup: bool = True
+) -> App:
     project = make_project(root, [host])
     project.write_config(push=push)
     path = project.path / "deploy.yaml"
@@ -89,9 +92,45 @@ def make_app(name: str, root: Path, sandbox: Sandbox, host: SandboxHost, push: s
     path.write_text(text, encoding="utf-8")
     project.commit(f"deploy.yaml for {name}")
     app = App(name, project, sandbox, host)
+    if setup:
+        code, out = app.deploy("setup")
+        assert code == 0, out
+    return app
+
+
+def test_push_and_rollback_to_a_host_not_set_up_say_what_is_missing_and_change_nothing(
+    sandbox: Sandbox, sandbox_hosts: list[SandboxHost], tmp_path: Path
+) -> None:
+    app = make_app("rbnosetup", tmp_path, sandbox, sandbox_hosts[0], setup=False)
+    address = app.host.address
+    for command in (["push"], ["rollback"]):  # the deploy lock lives in a folder setup makes
+        code, out = app.deploy(*command)
+        assert code == 1, out
+        assert (
+            f"{address}: cannot open the lock file /srv/rbnosetup/.deploy/lock: run 'deploy setup' first"
+            in out
+        )
+        assert "Traceback" not in out
+    code, out = app.deploy("push", "--dry-run")  # takes no lock: the plan names every missing piece
+    assert code == 1, out
+    assert (
+        f"error: nothing was changed: {address} is not set up (the user rbnosetup, the directory "
+        "/srv/rbnosetup/.deploy, the unit /etc/systemd/system/rbnosetup@.service missing): "
+        "run 'deploy setup' first"
+    ) in out, out
+    assert app.box.run(app.host, ["test", "-e", "/srv/rbnosetup"]).returncode != 0
+    # Set up, then the unit removed by hand: that alone is named, for push and rollback.
     code, out = app.deploy("setup")
     assert code == 0, out
-    return app
+    app.sh("rm /etc/systemd/system/rbnosetup@.service")
+    for command in (["push"], ["rollback"]):
+        code, out = app.deploy(*command)
+        assert code == 1, out
+        assert (
+            f"nothing was changed: {address} is not set up (the unit /etc/systemd/system/rbnosetup@.service "
+            "missing): run 'deploy setup' first"
+        ) in out, out
+    assert app.releases() == []
 
 
 def test_rollback_without_an_earlier_release_to_the_current_one_and_to_a_named_one(
