@@ -137,8 +137,11 @@ def test_kill_after_start_before_the_health_gate(fault_box: Sandbox, live_projec
     push.wait_paused([h.address for h in live_project.hosts])
     push.kill()
     for host in live_project.hosts:
+        idle = "green" if serving(fault_box, host).live == "blue" else "blue"
+        # The start was queued (--no-block): the slot may still be "activating" when the kill lands,
+        # so wait (bounded) for it to come up, as nothing stops it.
+        wait_on_host(fault_box, host, f"systemctl is-active --quiet flaskr@{idle}.service", timeout=60)
         state = serving(fault_box, host)
-        idle = "green" if state.live == "blue" else "blue"
         # The new release runs in the idle slot, but nothing routes to it.
         assert state.active[idle] == "active" and state.cwd[idle] != state.current, state
     recover(fault_box, live_project, before)
