@@ -695,8 +695,15 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
             f"{len(outcome.failures)} host(s) failed within the allowed {max_failures}"
         )
     else:
-        back = ", ".join(h.host for h in plan.changed_hosts)
-        lines.append(f"nothing switched for good: {back} serve(s) the previous release")
+        # A host whose revert failed may still serve the new release: never said to be back.
+        unknown = [f.host for f in outcome.failures if f.step == "revert"]
+        back = ", ".join(h.host for h in plan.changed_hosts if h.host not in unknown)
+        if back:
+            lines.append(f"nothing switched for good: {back} serve(s) the previous release")
+        option = f" -e {environment}" if config.environment else ""
+        lines += [
+            f"{host}: state unknown after the failed revert: see 'deploy status{option}'" for host in unknown
+        ]
     payload["message"] = "\n".join(lines)
     if printer.as_json:
         printer.result(payload, "")

@@ -114,8 +114,10 @@ for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
         info = json.loads(info) if info else None
     except ValueError:
         info = None
-    served = os.path.exists(os.path.join(base, name, ".deploy", "served"))
-    releases.append({"id": name, "info": info, "served": served})
+    # The marker names the release this one replaced when it first served (empty: none, or unknown).
+    served = read(os.path.join(base, name, ".deploy", "served"), 200)
+    releases.append({"id": name, "info": info, "served": served is not None,
+                     "before": (served or "").strip() or None})
 out["releases"] = releases
 venvs = want["venvs"]
 out["venvs"] = sorted(n for n in (os.listdir(venvs) if os.path.isdir(venvs) else [])
@@ -171,6 +173,9 @@ class ReleaseInfo:
     info: dict[str, object] | None = None
     #: The release took traffic at some point (a failed release never did).
     served: bool = False
+    #: The release that served just before this one first did (what a rollback from it goes back to);
+    #: None when it was the first, or its marker predates this record.
+    before: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -336,7 +341,13 @@ def parse_state(host: str, text: str) -> HostState:
         files=dict(data.get("files") or {}),
         secret_files=dict(data.get("secret_files") or {}),
         releases=tuple(
-            ReleaseInfo(r["id"], r.get("info"), bool(r.get("served"))) for r in data.get("releases") or []
+            ReleaseInfo(
+                r["id"],
+                r.get("info"),
+                bool(r.get("served")),
+                r["before"] if isinstance(r.get("before"), str) else None,
+            )
+            for r in data.get("releases") or []
         ),
         venvs=tuple(data.get("venvs") or ()),
         wheels=tuple(data.get("wheels") or ()),

@@ -437,10 +437,29 @@ def prune_list(config: Config, state: HostState, new: str | None) -> list[str]:
 
 
 def rollback_target(state: HostState) -> str | None:
-    """The release that served just before the current one (releases that failed never served)."""
-    current = state.current
-    served = sorted(r.id for r in state.releases if r.complete and r.served)
-    earlier = [r for r in served if current is None or r < current]
+    """The release that served just before the current one, from the host's history: the release the
+    current one replaced when it first served (each release's `served` marker records it). So after
+    push A, push B, rollback (to A), push C, the target is A, never B that was rolled away from; and
+    a second rollback goes further back, never forward again.
+
+    Where that record is missing (a marker written before it was kept) or names a release pruned
+    since, the newest earlier release that served (by id: ids are timestamps; failed ones never served).
+    """
+    releases = {r.id: r for r in state.releases}
+    mark = state.current
+    seen: set[str] = set()
+    while mark is not None and mark not in seen:
+        seen.add(mark)
+        known = releases.get(mark)
+        before = known.before if known is not None else None
+        if before is None:
+            break
+        found = releases.get(before)
+        if found is not None and found.complete and before != state.current:
+            return before
+        mark = before
+    served = sorted(r.id for r in state.releases if r.complete and r.served and r.id != state.current)
+    earlier = [r for r in served if mark is None or r < mark]
     return earlier[-1] if earlier else None
 
 
@@ -502,7 +521,19 @@ def _start_steps(
     )
 
 
-def _switch_step(layout: Layout, host: str, slot: str, release: str) -> Step:
+def _served_marker(layout: Layout, release: str, replaced: str | None) -> Upload:
+    """Marks `release` as served, naming the release it replaced (what a rollback from it goes to)."""
+    return Upload(
+        f"{layout.release(release)}/.deploy/served",
+        f"{replaced}\n".encode() if replaced else b"",
+        0o644,
+        "root",
+        "root",
+        description=f"mark the release as served (after {replaced or 'no release'})",
+    )
+
+
+def _switch_step(layout: Layout, host: str, slot: str, release: str, marker: Action) -> Step:
     return Step(
         "switch",
         host,
@@ -513,11 +544,7 @@ def _switch_step(layout: Layout, host: str, slot: str, release: str) -> Step:
                 f"new connections go to slot {slot} (atomic rename of live.sock)",
             ),
             cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
-            Command(
-                ("touch", f"{layout.release(release)}/.deploy/served"),
-                "mark the release as served",
-                sudo=True,
-            ),
+            marker,
             *cmd.start_at_boot(layout, slot),
         ),
     )
@@ -738,7 +765,7 @@ def host_push(
         )
     )
 
-    after = _with_new(state, release)
+    after = _with_new(state, release, new_slot)
     return HostPush(
         host=host,
         release=release,
@@ -747,7 +774,7 @@ def host_push(
         new_slot=new_slot,
         prepare=(*settings, Step("upload", host, tuple(prepare))),
         start=_start_steps(config, layout, host, new_slot, release, python_root),
-        switch=(_switch_step(layout, host, new_slot, release),),
+        switch=(_switch_step(layout, host, new_slot, release, _served_marker(layout, release, previous)),),
         finish=_finish_steps(config, layout, after, old_slot, release),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
         revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
@@ -763,15 +790,18 @@ def _file(data: bytes) -> FileEntry:
     return FileEntry(data)
 
 
-def _with_new(state: HostState, release: str) -> HostState:
-    """The host's state as it will be after the switch (for pruning)."""
+def _with_new(state: HostState, release: str, slot: str) -> HostState:
+    """The host's state as it will be after the switch (for pruning): `release` current, in `slot`,
+    served after the release that is current now."""
     from dataclasses import replace
 
     from deploy.facts import ReleaseInfo
 
     links = dict(state.links)
     links["current"] = release
-    return replace(state, releases=(*state.releases, ReleaseInfo(release, {"id": release})), links=links)
+    links[slot] = release
+    new = ReleaseInfo(release, {"id": release}, served=True, before=state.current)
+    return replace(state, releases=(*state.releases, new), links=links)
 
 
 def push_plan(
@@ -838,8 +868,16 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
     if wanted == current:
         return HostPush(host, wanted, current, old_slot, old_slot or "blue", unchanged=True)
     new_slot = cmd.other_slot(old_slot)
-    info = next((r.info for r in state.releases if r.id == wanted), None) or {}
+    found = next(r for r in state.releases if r.id == wanted)
+    info = found.info or {}
     python_root = info.get("python_root")
+    # A release that served keeps the record of what it replaced then; one that never served (named
+    # explicitly) replaces the current one now.
+    marker: Action = (
+        Command(("touch", f"{layout.release(wanted)}/.deploy/served"), "mark as served", sudo=True)
+        if found.served
+        else _served_marker(layout, wanted, current)
+    )
     return HostPush(
         host=host,
         release=wanted,
@@ -849,7 +887,7 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         start=_start_steps(
             config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
         ),
-        switch=(_switch_step(layout, host, new_slot, wanted),),
+        switch=(_switch_step(layout, host, new_slot, wanted, marker),),
         finish=_finish_steps(config, layout, state, old_slot, None),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
         revert=_revert_steps(config, layout, host, old_slot, current, new_slot),

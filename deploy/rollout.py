@@ -180,7 +180,15 @@ class Rollout:
                 if host not in back and host not in self.outcome.reverted:
                     self.outcome.reverted.append(host)
             for host, failure in back.items():
-                self.outcome.failures.append(Failure(host, "revert", failure.reason))
+                push = self.by_host[host]
+                where = (
+                    f"could not go back to {push.previous}"
+                    if push.previous
+                    else "could not stop serving it (no earlier release)"
+                )
+                self.outcome.failures.append(
+                    Failure(host, "revert", f"{where}; it may still serve {push.release}: {failure.reason}")
+                )
         waiting = [h for h in started if h not in switched]
         if waiting:
             self._phase(waiting, lambda h: h.abort)

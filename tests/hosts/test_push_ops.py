@@ -24,6 +24,7 @@ from deploy.sandbox import Sandbox
 from tests.hosts.pushkit import (
     EXAMPLE,
     Project,
+    _env,
     addresses,
     get,
     git,
@@ -171,9 +172,9 @@ def test_hooks_get_the_push_environment_and_a_failing_pre_hook_stops_everything(
         "DEPLOY_RELEASE": release,
     }
     seen_local = dict(line.split("=", 1) for line in local.read_text().splitlines())
-    # A local hook also inherits the caller's environment (DEPLOY_SANDBOX_SUBNET, say): what deploy set.
-    inherited = {k for k in os.environ if k.startswith("DEPLOY_") and k not in expected}
-    assert {k: v for k, v in seen_local.items() if k not in inherited} == expected
+    # A local hook also inherits deploy's own environment (DEPLOY_SANDBOX_SUBNET, DEPLOY_SANDBOX_DIR...).
+    inherited = {k: v for k, v in _env().items() if k.startswith("DEPLOY_") and k not in expected}
+    assert seen_local == {**inherited, **expected}
     for host in project.hosts:
         text = box.run(host, ["cat", "/tmp/host-hook.txt"], check=True).stdout
         assert dict(line.split("=", 1) for line in text.splitlines()) == expected
