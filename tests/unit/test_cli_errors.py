@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -282,6 +283,7 @@ def test_push_failing_before_connecting_exits_cleanly(project: Path) -> None:
     """A push that fails while its warm-up thread still connects exits 2 (it aborted with 134)."""
     loopback = GOOD.replace("web1.example.com, web2.example.com", "127.0.0.1:9")
     (project / "deploy.yaml").write_text(loopback, encoding="utf-8")
+    (project / ".env").write_text(f"SECRET_KEY={secrets.token_hex(32)}\n", encoding="utf-8")
     done = deploy_process(project, "push")
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert "not in a git repository" in done.stderr and "Traceback" not in done.stderr
@@ -497,6 +499,7 @@ def test_push_of_a_file_name_that_is_not_utf8(project: Path, dirty: bool) -> Non
     (project / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n", encoding="utf-8")
     (project / "requirements.txt").write_text("flask\n", encoding="utf-8")
     (project / os.fsdecode(b"bad\xff.txt")).write_text("x\n", encoding="utf-8")
+    (project / ".env").write_text(f"SECRET_KEY={secrets.token_hex(32)}\n", encoding="utf-8")
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
