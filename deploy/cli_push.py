@@ -352,7 +352,7 @@ def setup(
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     from deploy.executor import each
-    from deploy.pushplan import PlanError, setup_plan
+    from deploy.pushplan import PlanError, refuse_hosts, setup_plan
 
     config, project = _load(config_path, environment)
     printer = Printer(as_json)
@@ -365,6 +365,11 @@ def setup(
         tls_files = read_tls_files(config, config_path)
     with _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
+            # The lock lives in base_dir/.deploy: make it only in a folder deploy may take.
+            try:
+                refuse_hosts(config, _gather(executor, config))
+            except PlanError as exc:
+                fail(f"nothing was changed: {exc}", 1)
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
         try:

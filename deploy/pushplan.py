@@ -302,6 +302,18 @@ def admin_app_user(config: Config, state: HostState) -> str | None:
     return None
 
 
+def refuse_hosts(config: Config, states: Mapping[str, HostState]) -> None:
+    """Raise PlanError for hosts setup must not touch at all: the app would run as the login user,
+    or base_dir is a folder deploy does not own. Setup checks this before it takes the deploy lock
+    (which makes base_dir/.deploy), and again in its plan."""
+    admins = [why for state in states.values() if (why := admin_app_user(config, state))]
+    if admins:
+        raise PlanError("\n".join(admins))
+    foreign = [f"{host}: {why}" for host, state in states.items() if (why := foreign_base_dir(config, state))]
+    if foreign:
+        raise PlanError("server.base_dir: " + "\n  ".join(foreign))
+
+
 def setup_plan(
     config: Config,
     states: Mapping[str, HostState],
@@ -311,12 +323,7 @@ def setup_plan(
 ) -> Plan:
     """Prepare every host; an empty plan means every host is already set up."""
     project_identity_clashes(config, states, project_id)
-    admins = [why for state in states.values() if (why := admin_app_user(config, state))]
-    if admins:
-        raise PlanError("\n".join(admins))
-    foreign = [f"{host}: {why}" for host, state in states.items() if (why := foreign_base_dir(config, state))]
-    if foreign:
-        raise PlanError("server.base_dir: " + "\n  ".join(foreign))
+    refuse_hosts(config, states)
     clashes = [clash for state in states.values() for clash in domain_clashes(config, state)]
     if clashes:
         raise PlanError(

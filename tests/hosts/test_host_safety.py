@@ -152,3 +152,44 @@ def test_a_configuration_nginx_rejects_leaves_the_previous_files_and_site(
     (templates / "nginx-proxy.conf.j2").unlink()
     templates.rmdir()
     project.commit("the shipped template again")
+
+
+def test_setup_refuses_an_existing_folder_that_is_not_deploys(box: Sandbox, project: Project) -> None:
+    """server.base_dir naming a folder someone else uses (here /tmp-like: 1777, with a file in it):
+    refused before anything changes, not even the lock's folder is made."""
+    foreign = "/srv/foreign"
+    sh(box, project, f"mkdir -p {foreign} && chmod 1777 {foreign} && echo theirs > {foreign}/data")
+    before = sh(box, project, f"stat -c '%U:%G %a %n' {foreign} {foreign}/data && ls -a {foreign}")
+    text = (project.path / "deploy.yaml").read_text()
+    (project.path / "deploy.yaml").write_text(
+        text.replace("  user: flaskr\n", f"  user: flaskr\n  base_dir: {foreign}\n")
+    )
+    result = project.deploy("setup")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    address = project.hosts[0].address
+    assert f"{address}: {foreign} already exists and is not deploy's (it holds data; its mode is 1777" in out
+    assert sh(box, project, f"stat -c '%U:%G %a %n' {foreign} {foreign}/data && ls -a {foreign}") == before
+    project.write_config()
+
+
+def test_the_env_file_is_root_only_and_the_app_cannot_rewrite_it(box: Sandbox, project: Project) -> None:
+    """A host set up when the app user owned its env file is fixed by the next setup; the app still
+    gets its secrets (systemd reads the file as root) and cannot write the file."""
+    sh(box, project, "chown flaskr:flaskr /etc/flaskr/env")
+    project.deploy("setup", check=True)
+    assert stat(box, project, "/etc/flaskr", "/etc/flaskr/env") == [
+        "root:root 755 /etc/flaskr",
+        "root:root 600 /etc/flaskr/env",
+    ]
+    denied = box.run(
+        project.hosts[0], ["runuser", "-u", "flaskr", "--", "sh", "-c", "echo X=1 >> /etc/flaskr/env"]
+    )
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    project.set_version("v-env")
+    project.deploy("push", check=True)
+    # The app reads SECRET_KEY from its environment: sessions work, so the secret arrived.
+    slot = sh(box, project, "readlink /srv/flaskr/live.sock").strip().rsplit("/", 1)[-1].removesuffix(".sock")
+    pid = sh(box, project, f"systemctl show -p MainPID --value flaskr@{slot}.service").strip()
+    environ = sh(box, project, f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    assert "SECRET_KEY=test-secret-key-0123456789abcdef" in environ
