@@ -159,3 +159,77 @@ def test_a_link_into_a_folder_the_app_can_change_is_refused(tree: dict[str, Path
     assert not (tree["instance"] / "x").is_symlink()
     assert run(cmd.symlink(str(tree["instance"]), str(tree["base"] / "link"))).returncode == 0
     assert os.readlink(tree["base"] / "link") == str(tree["instance"])
+
+
+@pytest.fixture
+def nginx_root(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A real nginx (the system's binary) reading its own configuration folder under tmp_path."""
+    import shutil
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        pytest.skip("nginx is not installed")
+    conf = tmp_path / "nginx"
+    for folder in ("conf.d", "sites-enabled", "sites-available", "snippets", "logs"):
+        (conf / folder).mkdir(parents=True)
+    (conf / "nginx.conf").write_text(
+        f"pid {conf}/nginx.pid;\nerror_log {conf}/logs/error.log;\nevents {{}}\n"
+        f"http {{\n    access_log off;\n    include {conf}/conf.d/*.conf;\n"
+        f"    include {conf}/sites-enabled/*;\n}}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "nginx"
+    wrapper.write_text(f'#!/bin/sh\nexec {binary} -p {conf} -c {conf}/nginx.conf "$@"\n')
+    wrapper.chmod(0o755)
+    return conf, {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_a_configuration_nginx_rejects_is_put_back_byte_for_byte(
+    nginx_root: tuple[Path, dict[str, str]],
+) -> None:
+    conf, env = nginx_root
+    site = conf / "sites-available" / "shop.conf"
+    site.write_bytes(b"server { listen 127.0.0.1:18080; }\n")
+    os.chown(site, 0, APP_UID)
+    os.chmod(site, 0o640)
+    old_link_target = str(conf / "sites-available" / "old.conf")
+    (conf / "sites-available" / "old.conf").write_text("# old\n")
+    (conf / "sites-enabled" / "shop.conf").symlink_to(old_link_target)
+    default = conf / "sites-enabled" / "default"
+    default.write_text("# Debian's default\n")
+    snapshot = {p: (p.read_bytes(), os.lstat(p)) for p in (site, default)}
+    new_snippet = conf / "snippets" / "shop-proxy.conf"
+    new_catch_all = conf / "conf.d" / "deploy-catch-all.conf"
+    actions = cmd.nginx_change(
+        [
+            (
+                str(site),
+                b"server { listen 127.0.0.1:18080; include " + str(new_snippet).encode() + b"; }\n",
+                "site",
+            ),
+            (str(new_snippet), b"proxy_bogus_directive on;\n", "snippet"),
+            (str(new_catch_all), b"server { listen 127.0.0.1:18081; return 444; }\n", "catch-all"),
+        ],
+        [(str(site), str(conf / "sites-enabled" / "shop.conf"))],
+        [str(default)],
+    )
+    from deploy.executor import step_script
+
+    result = subprocess.run(
+        ["sh", "-s"], input=step_script(list(actions)), capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 1, result.stdout
+    assert 'unknown directive "proxy_bogus_directive"' in result.stdout
+    assert "the previous Nginx files are back in place" in result.stdout
+    for path, (data, st) in snapshot.items():
+        now = os.lstat(path)
+        assert path.read_bytes() == data and (now.st_mode, now.st_uid, now.st_gid) == (
+            st.st_mode,
+            st.st_uid,
+            st.st_gid,
+        )
+    assert os.readlink(conf / "sites-enabled" / "shop.conf") == old_link_target
+    assert not new_snippet.exists() and not new_catch_all.exists()
+    leftovers = [p.name for p in conf.rglob("*") if p.name.endswith((cmd.STAGED, cmd.TMP, ".deploy-restore"))]
+    assert leftovers == []
