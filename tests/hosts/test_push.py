@@ -50,7 +50,7 @@ def test_setup_prepares_hosts_and_second_run_changes_nothing(project: Project) -
     for address in addresses(project):
         assert f"{address}: already set up; nothing changed" in second.stdout
     mode = project.hosts[0]
-    # The env file holds the secret, mode 0600, owned by the app user.
+    # The env file holds the secret, mode 0600, owned by root.
     from deploy.sandbox import Sandbox  # noqa: F401 - documents where `run` comes from
 
     assert mode.address
