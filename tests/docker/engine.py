@@ -106,17 +106,9 @@ def _debootstrap(rootfs: Path) -> None:
     partial = rootfs.with_name(rootfs.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     result = subprocess.run(
-        [
-            debootstrap,
-            "--variant=minbase",
-            "--include=python3,python3-venv,ca-certificates",
-            "bookworm",
-            str(partial),
-            DEBIAN_MIRROR,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+        [debootstrap, "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+         "bookworm", str(partial), DEBIAN_MIRROR],
+        capture_output=True, text=True, timeout=900,
     )
     if result.returncode != 0:
         raise AssertionError(
@@ -139,31 +131,16 @@ def ensure_base_image() -> str:
         # pip inside the image must trust the same CAs as this machine.
         shutil.copyfile(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
         changes: list[str] = []
-        for env in [
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG=C.UTF-8",
-            *_pip_environment(),
-        ]:
+        for env in ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+                    *_pip_environment()]:
             changes += ["--change", f"ENV {env}"]
         tar = subprocess.Popen(
-            [
-                "tar",
-                "-C",
-                str(rootfs),
-                "--exclude=./var/cache/apt/archives/*.deb",
-                "--exclude=./var/lib/apt/lists/*",
-                "-c",
-                ".",
-            ],
+            ["tar", "-C", str(rootfs), "--exclude=./var/cache/apt/archives/*.deb",
+             "--exclude=./var/lib/apt/lists/*", "-c", "."],
             stdout=subprocess.PIPE,
         )
-        imported = subprocess.run(
-            [docker_binary(), "import", *changes, "-", BASE_IMAGE],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        imported = subprocess.run([docker_binary(), "import", *changes, "-", BASE_IMAGE],
+                                  stdin=tar.stdout, capture_output=True, text=True, timeout=600)
         assert tar.stdout is not None
         tar.stdout.close()
         if tar.wait(timeout=60) != 0 or imported.returncode != 0:
@@ -181,14 +158,5 @@ def proxy_build_args() -> list[str]:
 
 def build(context: Path, tag: str, base_image: str, extra: Sequence[str] = ()) -> None:
     """docker build CONTEXT with the generated Dockerfile and the local base image."""
-    docker(
-        "build",
-        "--build-arg",
-        f"BASE_IMAGE={base_image}",
-        *proxy_build_args(),
-        *extra,
-        "-t",
-        tag,
-        str(context),
-        timeout=900,
-    )
+    docker("build", "--build-arg", f"BASE_IMAGE={base_image}", *proxy_build_args(), *extra,
+           "-t", tag, str(context), timeout=900)

@@ -33,12 +33,8 @@ def compose_config(folder: Path) -> subprocess.CompletedProcess[str]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    return subprocess.run(
-        [binary, "--project-directory", str(folder), "-f", str(folder / "compose.yaml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return subprocess.run([binary, "--project-directory", str(folder), "-f", str(folder / "compose.yaml"),
+                           "config", "-q"], capture_output=True, text=True, timeout=120)
 
 
 def write_project(folder: Path, playbook: Path) -> None:
@@ -89,15 +85,8 @@ def test_compose_up_runs_the_app_healthy_read_only_and_non_root(tmp_path: Path, 
     for name in ("compose.yaml", "Dockerfile", ".dockerignore", "gunicorn.conf.py"):
         (project / name).write_text(files[name], encoding="utf-8")
     (project / ".env").write_text(f"SECRET_KEY={secrets.token_hex(32)}\n", encoding="utf-8")
-    compose = [
-        shutil.which("docker-compose") or "docker-compose",
-        "--project-directory",
-        str(project),
-        "-f",
-        str(project / "compose.yaml"),
-        "-p",
-        project.name,
-    ]
+    compose = [shutil.which("docker-compose") or "docker-compose", "--project-directory", str(project),
+               "-f", str(project / "compose.yaml"), "-p", project.name]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*compose, *args], capture_output=True, text=True, timeout=600)

@@ -89,24 +89,12 @@ def container(project: Path, image: str) -> Iterator[tuple[str, int]]:
     # The secret reaches the container as a variable; docker run reads its value from our environment
     # (-e NAME without =value), so it never appears in a command line.
     env = {"SECRET_KEY": secrets.token_hex(32)}
-    docker_run = [
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-e",
-        "SECRET_KEY",
-        "-p",
-        "127.0.0.1::8000",
-        # The image's own HEALTHCHECK command, checked every second instead of every 30s.
-        "--health-interval=1s",
-        "--health-start-period=1s",
-        *_compose_flags(project),
-        image,
-    ]
-    started = subprocess.run(
-        [docker_binary(), *docker_run], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
-    )
+    docker_run = ["run", "-d", "--name", name, "-e", "SECRET_KEY", "-p", "127.0.0.1::8000",
+                  # The image's own HEALTHCHECK command, checked every second instead of every 30s.
+                  "--health-interval=1s", "--health-start-period=1s",
+                  *_compose_flags(project), image]
+    started = subprocess.run([docker_binary(), *docker_run], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=120)
     assert started.returncode == 0, started.stderr
     try:
         port_line = docker("port", name, "8000/tcp").stdout.splitlines()[0]
@@ -179,9 +167,8 @@ def test_app_writes_only_to_its_volume_and_tmpfs(container: tuple[str, int]) -> 
 
 
 def test_image_holds_no_secrets_and_no_local_state(image: str) -> None:
-    listing = docker(
-        "run", "--rm", image, "find", "/app", "-path", "/app/flaskr/static", "-prune", "-o", "-print"
-    ).stdout.splitlines()
+    listing = docker("run", "--rm", image, "find", "/app", "-path", "/app/flaskr/static", "-prune", "-o",
+                     "-print").stdout.splitlines()
     for decoy in DECOYS:
         top = "/app/" + decoy.split("/")[0]
         if decoy.startswith("instance/"):
@@ -228,18 +215,8 @@ def test_build_stops_when_the_dockerignore_was_left_out_of_the_context(
     dangling_before = set(docker("images", "-q", "--filter", "dangling=true").stdout.split())
     # --force-rm: the failed step's container (which holds the copied .env) goes too.
     result = docker(
-        "build",
-        "--force-rm",
-        "--build-arg",
-        f"BASE_IMAGE={base_image}",
-        *proxy_build_args(),
-        "-f",
-        str(out / "Dockerfile"),
-        "-t",
-        tag,
-        str(root),
-        check=False,
-        timeout=900,
+        "build", "--force-rm", "--build-arg", f"BASE_IMAGE={base_image}", *proxy_build_args(),
+        "-f", str(out / "Dockerfile"), "-t", tag, str(root), check=False, timeout=900,
     )
     leftovers = set(docker("images", "-q", "--filter", "dangling=true").stdout.split()) - dangling_before
     try:

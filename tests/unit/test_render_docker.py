@@ -148,18 +148,8 @@ def test_dockerignore_keeps_secrets_vcs_venvs_and_shared_data_out(config: Config
     lines = [
         line for line in rendered(config)[".dockerignore"].splitlines() if line and not line.startswith("#")
     ]
-    for required in (
-        "**/.env",
-        "**/.env.*",
-        ".git",
-        "**/.venv",
-        "**/venv",
-        "**/__pycache__",
-        "**/*.pem",
-        "**/*.key",
-        "**/id_ed25519*",
-        "deploy-out",
-    ):
+    for required in ("**/.env", "**/.env.*", ".git", "**/.venv", "**/venv", "**/__pycache__", "**/*.pem",
+                     "**/*.key", "**/id_ed25519*", "deploy-out"):
         assert required in lines
     for directory in config.app.shared:
         assert directory in lines
@@ -230,7 +220,7 @@ def _config(wsgi: str = '"demo:app"', env: str = "{}", docker: str = "{}") -> Co
 
 def test_awkward_values_survive_quoting() -> None:
     wsgi = "demo:create_app(\"prod\", 'x\\\\y')"
-    env = {"GREETING": 'it\'s "quoted" $HOME ${X} # not a comment: ok', "EMPTY": ""}
+    env = {"GREETING": "it's \"quoted\" $HOME ${X} # not a comment: ok", "EMPTY": ""}
     config = _config(wsgi=json.dumps(wsgi), env=json.dumps(env))
     files = render(config)
     cmd = next(a for k, a in instructions(files["Dockerfile"]) if k == "CMD")
