@@ -206,7 +206,7 @@ def make_dir(
 ) -> Command:
     """Make `path` (and missing parents, root 0755) and set its owner and mode, never through a link."""
     return Command(
-        ("python3", "-c", SAFE_FS, "dir", path, owner, group, f"{mode:04o}"),
+        ("python3", "-I", "-S", "-c", SAFE_FS, "dir", path, owner, group, f"{mode:04o}"),
         description or f"directory {path}",
         sudo=True,
     )
@@ -220,7 +220,8 @@ def remove_tree(path: str, description: str = "") -> Command:
 
 def root_writes(path: str, argv: tuple[str, ...]) -> tuple[str, ...]:
     """`argv`, run once `SAFE_FS check` showed that only root can change the folders on the way to `path`."""
-    return ("sh", "-c", 'python3 -c "$1" check "$2" && shift 2 && exec "$@"', "safe", SAFE_FS, path, *argv)
+    guard = 'python3 -I -S -c "$1" check "$2" && shift 2 && exec "$@"'
+    return ("sh", "-c", guard, "safe", SAFE_FS, path, *argv)
 
 
 def symlink(target: str, link: str, description: str = "") -> Command:
@@ -248,7 +249,7 @@ def write_stdin_argv(
     """
     reader = "base64 -d" if decode else "cat"
     script = (
-        'python3 -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
+        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
         f'umask 077 && if ! {{ {reader} > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }}; then '
         'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
         'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
@@ -267,7 +268,7 @@ def link_release_files(previous: str, release: str) -> Command:
 
 def remove_paths(root: str, relative: list[str], description: str) -> Command:
     """Remove `root`'s own `relative` paths: never through a link (a path under one is not `root`'s)."""
-    return Command(("python3", "-c", SAFE_FS, "rm", root, *relative), description, sudo=True)
+    return Command(("python3", "-I", "-S", "-c", SAFE_FS, "rm", root, *relative), description, sudo=True)
 
 
 def extract_tar(archive: str, directory: str, description: str) -> Command:

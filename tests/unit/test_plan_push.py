@@ -125,7 +125,7 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
     release = "/srv/shop/releases/20250101-000000-aaaaaaa"
     assert (
         prepare[0]
-        == f"python3 -c '<program: {cmd.SAFE_FS.count(chr(10))} lines>' dir {release} root root 0755"
+        == f"python3 -I -S -c '<program: {cmd.SAFE_FS.count(chr(10))} lines>' dir {release} root root 0755"
     )
     assert not any(" cp -al " in line for line in prepare)
     venv = [line for line in prepare if "/venvs/" in line]

@@ -40,7 +40,7 @@ def test_uploads_are_checked_against_their_sha256_before_the_rename() -> None:
     assert argv == (
         "sh",
         "-c",
-        'python3 -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
+        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
         'umask 077 && if ! { cat > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }; then '
         'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
         'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"',
