@@ -148,6 +148,7 @@ def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    from deploy.commands import STAGED
     from deploy.executor import display_line
     from deploy.plan import Command
 
@@ -159,7 +160,9 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             printer.say("    " + shown)
             continue
         owner = f"{action.owner or 'root'}:{action.group or 'root'}"
-        old = None if state is None else state.files.get(action.remote_path)
+        # A staged Nginx file replaces the file without the suffix: the diff is against that one.
+        target = action.remote_path.removesuffix(STAGED)
+        old = None if state is None else state.files.get(target)
         if action.sensitive:
             before = None if state is None else state.secret_files.get(action.remote_path)
             import hashlib
@@ -180,14 +183,14 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
             + (f": {action.description})" if action.description else ")")
         )
-        if state is not None and (old is not None or action.remote_path in state.files):
+        if state is not None and (old is not None or target in state.files):
             new_text = action.content.decode("utf-8", "replace")
             diff = list(
                 difflib.unified_diff(
                     (old or "").splitlines(),
                     new_text.splitlines(),
-                    f"{action.remote_path} (on host)",
-                    f"{action.remote_path} (new)",
+                    f"{target} (on host)",
+                    f"{target} (new)",
                     lineterm="",
                     n=2,
                 )

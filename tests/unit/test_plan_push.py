@@ -560,3 +560,24 @@ def test_probe_output_parses_into_host_state() -> None:
     host = parse_state("web1", text)
     assert (host.current, host.live_slot, host.complete_releases) == ("r2", "green", ("r1",))
     assert host.lock.held and host.lock.holder() == {"by": "ann"}
+
+
+def test_dry_run_diffs_a_staged_nginx_file_against_the_file_it_replaces(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
+    from deploy.cli_push import Printer, _show_step
+
+    hosts = served_state()
+    site = "/etc/nginx/sites-available/shop.conf"
+    old = hosts["web1"].files[site] or ""
+    edited = {
+        "web1": replace(hosts["web1"], files={**hosts["web1"].files, site: old.replace("listen", "listen  ")})
+    }
+    plan = setup_plan(CONFIG, edited, rendered_map(edited), SECRETS)
+    (nginx,) = [s for s in plan.steps if s.name == "nginx"]
+    _show_step(nginx, edited["web1"], Printer(False))
+    out = capsys.readouterr().out
+    assert f"write {site}.deploy-new (0644 root:root" in out
+    assert f"--- {site} (on host)" in out and f"+++ {site} (new)" in out
+    assert "-    listen  " in out
