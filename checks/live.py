@@ -168,7 +168,9 @@ def certbot_timer(ctx: Context) -> Iterator[Finding]:
     title="The environment file is readable by others",
     why="""The environment file holds the app's secrets; readable by other users of the host, any
     compromised service can read SECRET_KEY and the database password.""",
-    fix="""`chmod 600` and `chown root:APPUSER` it (deploy push writes it that way).""",
+    fix="""`chmod 600` and `chown root:root` it (deploy setup and push write it that way): systemd reads it
+    as root before it starts the app, so neither the app's user nor anyone else needs to read it, and
+    an app that owns it could rewrite what the next start reads as root.""",
     layers=LIVE,
     references=(
         "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#EnvironmentFile=",
@@ -191,6 +193,11 @@ def env_file_mode(ctx: Context) -> Iterator[Finding]:
         if mode & 0o077:
             yield Finding(
                 f"{path} has mode {mode:04o} (owner {info.get('owner')}:{info.get('group')})", host=host.host
+            )
+        elif info.get("owner") != "root":
+            yield Finding(
+                f"{path} belongs to {info.get('owner')}, who can rewrite what systemd reads as root",
+                host=host.host,
             )
 
 

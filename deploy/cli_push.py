@@ -266,6 +266,7 @@ def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    from deploy.commands import STAGED
     from deploy.executor import display_line
     from deploy.plan import Command
 
@@ -277,7 +278,9 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             printer.say("    " + shown)
             continue
         owner = f"{action.owner or 'root'}:{action.group or 'root'}"
-        old = None if state is None else state.files.get(action.remote_path)
+        # A staged Nginx file replaces the file without the suffix: the diff is against that one.
+        target = action.remote_path.removesuffix(STAGED)
+        old = None if state is None else state.files.get(target)
         if action.sensitive:
             before = None if state is None else state.secret_files.get(action.remote_path)
             import hashlib
@@ -298,14 +301,14 @@ def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
             f"    write {action.remote_path} ({action.mode:04o} {owner}, {len(action.content)} bytes"
             + (f": {action.description})" if action.description else ")")
         )
-        if state is not None and (old is not None or action.remote_path in state.files):
+        if state is not None and (old is not None or target in state.files):
             new_text = action.content.decode("utf-8", "replace")
             diff = list(
                 difflib.unified_diff(
                     (old or "").splitlines(),
                     new_text.splitlines(),
-                    f"{action.remote_path} (on host)",
-                    f"{action.remote_path} (new)",
+                    f"{target} (on host)",
+                    f"{target} (new)",
                     lineterm="",
                     n=2,
                 )
@@ -475,7 +478,7 @@ def setup(
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     from deploy.executor import each
-    from deploy.pushplan import PlanError, setup_plan
+    from deploy.pushplan import PlanError, refuse_hosts, setup_plan
 
     config, project = _load(config_path, environment)
     printer = Printer(as_json)
@@ -488,6 +491,11 @@ def setup(
         tls_files = read_tls_files(config, config_path)
     with _stoppable(printer, "setup"), _connected(config, accept_new_host_keys, printer) as executor:
         if not dry_run:
+            # The lock lives in base_dir/.deploy: make it only in a folder deploy may take.
+            try:
+                refuse_hosts(config, _gather(executor, config))
+            except PlanError as exc:
+                fail(f"nothing was changed: {exc}", 1)
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
         try:

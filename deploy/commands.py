@@ -8,11 +8,11 @@ arguments ("$1", "$2"), so no value from deploy.yaml is ever spliced into shell 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from deploy.config import Config
-from deploy.plan import Command
+from deploy.plan import Action, Command, Upload
 from deploy.render import Paths, paths_for
 
 #: Slot names of the blue/green pair on every host.
@@ -97,25 +97,140 @@ def other_slot(slot: str | None) -> str:
     return "green" if slot == "blue" else "blue"
 
 
+#: Runs on the host (python3, as root) for every directory deploy makes and every path it removes or
+#: writes into: root never follows a link the app user could have made. A symlink is followed only if
+#: root owns it and it sits in a folder only root can change (e.g. Debian's /var/run -> /run);
+#: everything else is reached through file descriptors opened with O_NOFOLLOW, so a link or a hard
+#: link planted in a folder the app owns (shared/...) can never redirect a chown, chmod or rm.
+#:   dir PATH OWNER GROUP MODE   make PATH (and missing parents, root 0755); set its owner and mode
+#:   rm ROOT REL...              remove ROOT/REL, only the release's own copy: nothing is removed
+#:                               through a link (a link itself is removed, never what it points at)
+#:   check PATH                  refuse unless every folder on the way to PATH only root can change
+#: It prints "deploy: refused: ..." and exits 73 when a path is not safe to touch.
+SAFE_FS = r"""
+import grp, os, pwd, shutil, stat, sys
+D = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+os.umask(0o022)
+def refuse(why):
+    print(f"deploy: refused: {why}")
+    sys.exit(73)
+def root_only(st):
+    # Only root can add, rename or remove names in this folder (a sticky folder keeps root's names).
+    return st.st_uid == 0 and (not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX))
+def walk(path, create=False):
+    # (fd of the folder `path`, whether every folder on the way is one only root changes)
+    if not path.startswith("/") or "\0" in path:
+        refuse(f"{path!r} is not an absolute path")
+    parts = [p for p in path.split("/") if p and p != "."]
+    fd, done, safe, hops = os.open("/", D), "", True, 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            refuse(f"{path}: '..' in the path")
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.mkdir(name, 0o755, dir_fd=fd)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if st.st_uid != 0 or not root_only(os.fstat(fd)) or hops > 40:
+                refuse(f"{done}/{name} is a symlink that a user other than root could have made "
+                       f"(owner uid {st.st_uid}); deploy does not follow it")
+            target = os.readlink(name, dir_fd=fd)
+            parts = [p for p in os.path.normpath(os.path.join(done or "/", target)).split("/") if p] + parts
+            os.close(fd)
+            fd, done = os.open("/", D), ""
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            refuse(f"{done}/{name} is not a directory")
+        try:
+            new = os.open(name, D, dir_fd=fd)
+        except OSError as exc:
+            refuse(f"{done}/{name} changed while deploy looked at it ({exc.strerror})")
+        os.close(fd)
+        fd, done = new, f"{done}/{name}"
+        safe = safe and root_only(os.fstat(fd))
+    return fd, safe
+op = sys.argv[1]
+if op == "dir":
+    path, owner, group, mode = sys.argv[2:6]
+    fd, _ = walk(path, create=True)
+    os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+    os.fchmod(fd, int(mode, 8))
+elif op == "rm":
+    try:
+        root, _ = walk(sys.argv[2])
+    except FileNotFoundError:
+        sys.exit(0)
+    for rel in sys.argv[3:]:
+        parts = [p for p in rel.split("/") if p and p != "."]
+        if not parts or ".." in parts:
+            refuse(f"{rel!r} is not a path inside {sys.argv[2]}")
+        fd = os.dup(root)
+        try:
+            for name in parts[:-1]:
+                new = os.open(name, D, dir_fd=fd)
+                os.close(fd)
+                fd = new
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            # Missing, or reached through a link (ELOOP/ENOTDIR): not the release's own copy.
+            os.close(fd)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(parts[-1], dir_fd=fd)
+        else:
+            os.unlink(parts[-1], dir_fd=fd)
+        os.close(fd)
+elif op == "check":
+    parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
+    try:
+        fd, safe = walk(parent)
+    except FileNotFoundError:
+        refuse(f"{parent} does not exist")
+    if not safe or os.fstat(fd).st_mode & 0o022:
+        refuse(f"{parent} is a folder a user other than root can change; deploy writes there only as root")
+else:
+    refuse(f"unknown operation {op!r}")
+"""
+
+
 # --- files and links ------------------------------------------------------------------------------
 
 
-def make_dir(path: str, owner: str = "root", group: str = "root", mode: int = 0o755) -> Command:
+def make_dir(
+    path: str, owner: str = "root", group: str = "root", mode: int = 0o755, description: str = ""
+) -> Command:
+    """Make `path` (and missing parents, root 0755) and set its owner and mode, never through a link."""
     return Command(
-        ("install", "-d", "-m", f"{mode:04o}", "-o", owner, "-g", group, path),
-        f"directory {path}",
+        ("python3", "-I", "-S", "-c", SAFE_FS, "dir", path, owner, group, f"{mode:04o}"),
+        description or f"directory {path}",
         sudo=True,
     )
 
 
 def remove_tree(path: str, description: str = "") -> Command:
-    return Command(("rm", "-rf", "--", path), description or f"remove {path}", sudo=True)
+    """Remove `path` (a link itself, never what it points at)."""
+    folder, name = path.rstrip("/").rsplit("/", 1)
+    return remove_paths(folder or "/", [name], description or f"remove {path}")
+
+
+def root_writes(path: str, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """`argv`, run once `SAFE_FS check` showed that only root can change the folders on the way to `path`."""
+    guard = 'python3 -I -S -c "$1" check "$2" && shift 2 && exec "$@"'
+    return ("sh", "-c", guard, "safe", SAFE_FS, path, *argv)
 
 
 def symlink(target: str, link: str, description: str = "") -> Command:
     """Point `link` at `target` atomically: a new link under a temporary name, renamed over the old."""
     return Command(
-        ("sh", "-c", 'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"', "symlink", target, link, TMP),
+        root_writes(
+            link,
+            ("sh", "-c", 'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"', "symlink", target, link, TMP),
+        ),
         description or f"{link} -> {target}",
         sudo=True,
     )
@@ -128,32 +243,32 @@ def write_stdin_argv(
 
     The bytes written must have the SHA-256 `sha256` (which also pins their length) before the
     temporary file is renamed into place: input cut short (a connection lost while a script or an
-    upload was sent) never replaces a file, and the partial file is removed.
+    upload was sent) never replaces a file, and the partial file is removed. Nothing is written in
+    a folder a user other than root can change (`SAFE_FS check`), and the ownership change never
+    follows a link (`chown -h`).
     """
     reader = "base64 -d" if decode else "cat"
     script = (
+        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
         f'umask 077 && if ! {{ {reader} > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }}; then '
         'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
-        'exit 74; fi && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
+        'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
     )
-    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP, sha256)
+    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP, sha256, SAFE_FS)
 
 
 def link_release_files(previous: str, release: str) -> Command:
     """Hard-link every file of the previous release into the new one (unchanged files are not sent again)."""
     return Command(
-        ("cp", "-al", "--", f"{previous}/.", release),
+        root_writes(f"{release}/.", ("cp", "-al", "--", f"{previous}/.", release)),
         "reuse unchanged files of the previous release (hard links)",
         sudo=True,
     )
 
 
-def remove_paths(release: str, relative: list[str], description: str) -> Command:
-    return Command(
-        ("sh", "-c", 'cd -- "$1" && shift && rm -rf -- "$@"', "remove", release, *relative),
-        description,
-        sudo=True,
-    )
+def remove_paths(root: str, relative: list[str], description: str) -> Command:
+    """Remove `root`'s own `relative` paths: never through a link (a path under one is not `root`'s)."""
+    return Command(("python3", "-I", "-S", "-c", SAFE_FS, "rm", root, *relative), description, sudo=True)
 
 
 def extract_tar(archive: str, directory: str, description: str) -> Command:
@@ -163,13 +278,16 @@ def extract_tar(archive: str, directory: str, description: str) -> Command:
     group by name), and the folders tar creates are not writable by others (umask 022).
     """
     return Command(
-        (
-            "sh",
-            "-c",
-            'umask 022 && tar -x -U --same-owner --same-permissions -f "$1" -C "$2" && rm -f -- "$1"',
-            "untar",
-            archive,
-            directory,
+        root_writes(
+            f"{directory}/.",
+            (
+                "sh",
+                "-c",
+                'umask 022 && tar -x -U --same-owner --same-permissions -f "$1" -C "$2" && rm -f -- "$1"',
+                "untar",
+                archive,
+                directory,
+            ),
         ),
         description,
         sudo=True,
@@ -177,7 +295,11 @@ def extract_tar(archive: str, directory: str, description: str) -> Command:
 
 
 def append_line(path: str, line: str, description: str) -> Command:
-    return Command(("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line), description, sudo=True)
+    return Command(
+        root_writes(path, ("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line)),
+        description,
+        sudo=True,
+    )
 
 
 # --- packages and users ---------------------------------------------------------------------------
@@ -248,7 +370,8 @@ def new_venv(venv: str, python: str = "python3") -> Command:
 
 
 def mark_complete(venv: str) -> Command:
-    return Command(("touch", f"{venv}/.deploy-complete"), "mark the virtualenv complete", sudo=True)
+    marker = f"{venv}/.deploy-complete"
+    return Command(root_writes(marker, ("touch", "--", marker)), "mark the virtualenv complete", sudo=True)
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -262,12 +385,123 @@ def daemon_reload() -> Command:
     return systemctl("daemon-reload", description="reload systemd units")
 
 
-def nginx_test_and_reload() -> Command:
-    return Command(
-        ("sh", "-c", "nginx -t -q && systemctl reload-or-restart nginx"),
-        "check the Nginx configuration, then reload Nginx (graceful)",
-        sudo=True,
+#: Suffix of a new Nginx file uploaded beside the file it replaces, until `NGINX_APPLY` puts it in place.
+STAGED = ".deploy-new"
+
+#: Runs on the host (python3, as root): puts staged Nginx files in place, points links, removes files,
+#: then runs `nginx -t`. If Nginx rejects the result, every path touched is put back exactly as it
+#: was (bytes, mode, owner; a link's target; a path that did not exist is removed) and Nginx is not
+#: reloaded, so no later restart, reboot or certbot reload meets a broken configuration. Signals that
+#: end a push (SIGHUP from a lost connection, SIGTERM, SIGINT) wait until it is done.
+#: Arguments: operations, each "file PATH" (PATH + STAGED -> PATH), "link PATH TARGET", "remove PATH".
+NGINX_APPLY = r"""
+import os, signal, stat, subprocess, sys
+for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    signal.signal(number, signal.SIG_IGN)
+STAGED = "@STAGED@"
+args, ops = sys.argv[1:], []
+while args:
+    kind, path = args[0], args[1]
+    target = args[2] if kind == "link" else None
+    ops.append((kind, path, target))
+    args = args[3:] if kind == "link" else args[2:]
+def snapshot(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path))
+    with open(path, "rb") as fh:
+        return ("file", fh.read(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+def put(path, snap):
+    tmp = path + ".deploy-restore"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    if snap is None:
+        if os.path.lexists(path):
+            os.unlink(path)
+        return
+    if snap[0] == "link":
+        os.symlink(snap[1], tmp)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.write(fd, snap[1])
+        os.fchown(fd, snap[3], snap[4])
+        os.fchmod(fd, snap[2])
+        os.fsync(fd)
+        os.close(fd)
+    os.replace(tmp, path)
+before = {path: snapshot(path) for _, path, _ in ops}
+try:
+    for kind, path, target in ops:
+        if kind == "file":
+            os.replace(path + STAGED, path)
+        elif kind == "link":
+            if os.path.lexists(path + STAGED):
+                os.unlink(path + STAGED)
+            os.symlink(target, path + STAGED)
+            os.replace(path + STAGED, path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    test = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
+    ok, said = test.returncode == 0, (test.stdout + test.stderr).strip()
+except OSError as exc:
+    ok, said = False, f"{exc.filename}: {exc.strerror}"
+if not ok:
+    for path, snap in before.items():
+        put(path, snap)
+    for kind, path, _ in ops:
+        if kind == "file" and os.path.lexists(path + STAGED):
+            os.unlink(path + STAGED)
+    print(said)
+    print("deploy: nginx -t rejected the new configuration; the previous Nginx files are back in place "
+          "and Nginx was not reloaded")
+    sys.exit(1)
+sys.exit(subprocess.run(["systemctl", "reload-or-restart", "nginx"]).returncode)
+""".replace("@STAGED@", STAGED)
+
+
+#: Debian's own site claims the default server on port 80, as deploy's catch-all does.
+DEBIAN_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+def nginx_link(config: Config) -> tuple[str, str]:
+    """(target, link) that enables the app's Nginx site."""
+    layout = layout_for(config)
+    return layout.paths.nginx_site, layout.sites_enabled
+
+
+def nginx_change(
+    files: Sequence[tuple[str, bytes, str]],
+    links: Sequence[tuple[str, str]] = (),
+    removals: Sequence[str] = (),
+    description: str = "",
+) -> tuple[Action, ...]:
+    """Change Nginx's configuration as one unit: new files (path, content, description) are uploaded
+    beside their targets (`STAGED`), then `NGINX_APPLY` puts them, the `links` (target, link) and the
+    `removals` in place, tests, and reloads, or puts every previous file back when the test fails."""
+    actions: list[Action] = [
+        Upload(f"{path}{STAGED}", content, 0o644, "root", "root", description=what)
+        for path, content, what in files
+    ]
+    ops: list[str] = []
+    for path, _content, _what in files:
+        ops += ["file", path]
+    for target, link in links:
+        ops += ["link", link, target]
+    for path in removals:
+        ops += ["remove", path]
+    actions.append(
+        Command(
+            ("python3", "-c", NGINX_APPLY, *ops),
+            description
+            or "check the new Nginx configuration, then reload Nginx (graceful); "
+            "the previous files come back if the check fails",
+            sudo=True,
+        )
     )
+    return tuple(actions)
 
 
 def run_in_release(
@@ -508,11 +742,7 @@ def history_entry(layout: Layout, entry: dict[str, object]) -> Command:
 
 
 def prune(layout: Layout, releases: list[str]) -> Command:
-    return Command(
-        ("sh", "-c", 'cd -- "$1" && shift && rm -rf -- "$@"', "prune", layout.paths.releases, *releases),
-        f"remove old releases: {', '.join(releases)}",
-        sudo=True,
-    )
+    return remove_paths(layout.paths.releases, releases, f"remove old releases: {', '.join(releases)}")
 
 
 # --- the deploy lock ------------------------------------------------------------------------------

@@ -469,7 +469,12 @@ class SSHExecutor:
                     send_all(channel, stdin)
                 except TimeoutError:
                     raise ConnectError(late or f"{host}: no answer within {timeout:g}s") from None
-            channel.shutdown_write()
+                except OSError:
+                    # The command ended before it read all its input (e.g. it refused to write
+                    # there): its output and exit status below say why.
+                    pass
+            if not channel.closed:
+                channel.shutdown_write()
             chunks: list[bytes] = []
             while True:
                 try:

@@ -161,6 +161,13 @@ if want.get("work_file") and os.path.exists(want["work_file"]):
             working = "".join(c for c in name if c.isalnum() or c in " _.:-")[:80] or "unknown"
 out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat, "working": working}
 out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
+# The user deploy logged in as: the probe runs as root through it (sudo), or it is root.
+out["login_user"] = os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
+base = want.get("base")
+try:
+    out["base_entries"] = sorted(os.listdir(base))[:20] if base and os.path.isdir(base) else None
+except OSError:
+    out["base_entries"] = None
 print(json.dumps(out))
 """
 
@@ -234,6 +241,10 @@ class HostState:
     nginx_ok: bool | None = None
     #: The names each Nginx configuration file serves (`server_name`), from `nginx -T` (setup only).
     nginx_server_names: dict[str, list[str]] = field(default_factory=dict)
+    #: The first names in the app's base_dir (None: it does not exist).
+    base_entries: list[str] | None = None
+    #: The user deploy logs in as (it runs commands as root: sudo, or root itself).
+    login_user: str | None = None
 
     @property
     def facts(self) -> HostFacts:
@@ -287,6 +298,7 @@ def probe_request(
     work_file: str | None = None,
     certificate: str | None,
     nginx_test: bool = False,
+    base: str | None = None,
 ) -> str:
     """The JSON argument of `PROBE`: what to look at on the host."""
     return json.dumps(
@@ -306,6 +318,7 @@ def probe_request(
             "certificate": certificate,
             "nginx_test": nginx_test,
             "work_file": work_file,
+            "base": base,
         },
         sort_keys=True,
     )
@@ -359,4 +372,6 @@ def parse_state(host: str, text: str) -> HostState:
         has_certificate=data.get("has_certificate"),
         nginx_ok=data.get("nginx_ok"),
         nginx_server_names=dict(data.get("nginx_server_names") or {}),
+        base_entries=data.get("base_entries"),
+        login_user=data.get("login_user"),
     )

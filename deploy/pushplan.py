@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from deploy import commands as cmd
 from deploy.artifact import Artifact, FileEntry, changes, requirements_hash, tarball
-from deploy.commands import Layout, layout_for
+from deploy.commands import DEBIAN_DEFAULT_SITE, Layout, layout_for, nginx_link
 from deploy.config import Config
 from deploy.facts import HostState, probe_request
 from deploy.plan import Action, Command, Plan, Step, Upload
@@ -38,10 +38,6 @@ class PlanError(Exception):
 
 
 # --- what the probe should look at -------------------------------------------------------------
-
-
-#: Debian's own site claims the default server on port 80, as deploy's catch-all does.
-DEBIAN_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 
 
 def probe_command(config: Config, nginx_test: bool = False) -> Command:
@@ -92,6 +88,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
         certificate=certificate,
         nginx_test=nginx_test,
+        base=paths.base,
     )
     return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)
 
@@ -136,11 +133,13 @@ def config_steps(
         steps.append(Step("project", host, (record,)))
     env = env_file_content(secrets)
     env_owner = state.owners.get(layout.paths.env_file) or {}
-    env_ok = (
-        state.secret_files.get(layout.paths.env_file) == _sha(env)
-        and env_owner.get("owner") == layout.user
-        and env_owner.get("mode") == 0o600
-    )
+    # root:root 0600: systemd reads it (as root) before it starts the app as its user, so the app
+    # can neither read its secrets from the file nor rewrite what the next start (as root) reads.
+    env_ok = state.secret_files.get(layout.paths.env_file) == _sha(env) and (
+        env_owner.get("owner"),
+        env_owner.get("group"),
+        env_owner.get("mode"),
+    ) == ("root", "root", 0o600)
     if not env_ok:
         steps.append(
             Step(
@@ -151,8 +150,8 @@ def config_steps(
                         layout.paths.env_file,
                         env,
                         0o600,
-                        layout.user,
-                        layout.user,
+                        "root",
+                        "root",
                         sensitive=True,
                         description=f"secrets ({len(secrets)} keys)",
                     ),
@@ -172,28 +171,26 @@ def config_steps(
                 ),
             )
         )
-    nginx_actions: list[Action] = []
-    for path, key in managed_files(config)[1:]:
-        if key in rendered and state.files.get(path) != rendered[key]:
-            nginx_actions.append(Upload(path, rendered[key].encode(), 0o644, "root", "root", description=key))
-    if state.links.get("enabled") != layout.paths.nginx_site:
-        nginx_actions.append(
-            cmd.symlink(layout.paths.nginx_site, layout.sites_enabled, "enable the Nginx site")
-        )
-    if state.links.get("debian_default") is not None:
-        nginx_actions.append(
-            Command(
-                ("rm", "-f", "--", DEBIAN_DEFAULT_SITE),
-                "disable Debian's default site (deploy's catch-all is the default server)",
-                sudo=True,
-            )
-        )
-    if nginx_actions or state.nginx_ok is False:
-        steps.append(Step("nginx", host, (*nginx_actions, cmd.nginx_test_and_reload())))
+    files = [
+        (path, rendered[key].encode(), key)
+        for path, key in managed_files(config)[1:]
+        if key in rendered and state.files.get(path) != rendered[key]
+    ]
+    links = [] if state.links.get("enabled") == layout.paths.nginx_site else [nginx_link(config)]
+    removals = [DEBIAN_DEFAULT_SITE] if state.links.get("debian_default") is not None else []
+    if files or links or removals or state.nginx_ok is False:
+        steps.append(Step("nginx", host, cmd.nginx_change(files, links, removals)))
     return tuple(steps)
 
 
 # --- setup ---------------------------------------------------------------------------------------
+
+
+def shared_roots(shared: tuple[str, ...] | list[str]) -> list[str]:
+    """The shared paths a release links to shared/: a path inside another shared path is already
+    reached through that one's link (and linking it would write through that link)."""
+    names = sorted({name.strip("/") for name in shared})
+    return [n for n in names if not any(n.startswith(f"{other}/") for other in names if other != n)]
 
 
 def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
@@ -212,6 +209,42 @@ def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
     ]
     out += [(f"{paths.shared}/{shared}", user, user, 0o750) for shared in config.app.shared]
     return out
+
+
+def foreign_base_dir(config: Config, state: HostState) -> str | None:
+    """Why the host's base_dir is not deploy's to take (None: deploy made it, or may make it its own).
+
+    deploy resets the mode and owner of the folder it uses: it takes only a folder that does not
+    exist yet, one that holds its state folder (`.deploy`, made with the folder), or an empty one
+    that root owns and only root can write to. Anything else belongs to someone else (/tmp, /etc, a
+    home folder, another program's data) and is never changed.
+    """
+    layout = layout_for(config)
+    base = layout.paths.base
+    found = state.owners.get(base)
+    if found is None:
+        return None
+    if found.get("kind") != "dir":
+        return f"{base} exists and is not a folder ({found.get('kind')})"
+    marker = state.owners.get(layout.state)
+    if marker is not None and marker.get("kind") == "dir" and marker.get("owner") == "root":
+        return None
+    mode = found.get("mode")
+    entries = state.base_entries or []
+    problems = []
+    if entries:
+        problems.append(f"it holds {', '.join(entries[:5])}{', ...' if len(entries) > 5 else ''}")
+    if found.get("owner") != "root":
+        problems.append(f"{found.get('owner')} owns it")
+    if not isinstance(mode, int) or mode & 0o7022:
+        problems.append(f"its mode is {mode:04o}" if isinstance(mode, int) else "its mode is unknown")
+    if not problems:
+        return None
+    return (
+        f"{base} already exists and is not deploy's ({'; '.join(problems)}; no {layout.state} in it): "
+        "deploy would change its owner and mode. Point server.base_dir at a new folder (deploy makes "
+        "it), or empty it"
+    )
 
 
 def setup_steps(
@@ -257,6 +290,30 @@ def setup_steps(
     return tuple(steps)
 
 
+def admin_app_user(config: Config, state: HostState) -> str | None:
+    """Why `server.user` must not run the app: it is the user deploy logs in as, which has root's
+    powers (sudo, or root itself), so the app (and anyone who breaks into it) would have them too."""
+    if state.login_user and config.server.user == state.login_user:
+        return (
+            f"{state.host}: server.user {config.server.user!r} is the user deploy logs in as, and it runs "
+            "commands as root (sudo): an app running as that user could do anything on the host. Give "
+            "the app its own user (deploy creates it), e.g. server.user: " + config.app.name
+        )
+    return None
+
+
+def refuse_hosts(config: Config, states: Mapping[str, HostState]) -> None:
+    """Raise PlanError for hosts setup must not touch at all: the app would run as the login user,
+    or base_dir is a folder deploy does not own. Setup checks this before it takes the deploy lock
+    (which makes base_dir/.deploy), and again in its plan."""
+    admins = [why for state in states.values() if (why := admin_app_user(config, state))]
+    if admins:
+        raise PlanError("\n".join(admins))
+    foreign = [f"{host}: {why}" for host, state in states.items() if (why := foreign_base_dir(config, state))]
+    if foreign:
+        raise PlanError("server.base_dir: " + "\n  ".join(foreign))
+
+
 def setup_plan(
     config: Config,
     states: Mapping[str, HostState],
@@ -266,6 +323,7 @@ def setup_plan(
 ) -> Plan:
     """Prepare every host; an empty plan means every host is already set up."""
     project_identity_clashes(config, states, project_id)
+    refuse_hosts(config, states)
     clashes = [clash for state in states.values() for clash in domain_clashes(config, state)]
     if clashes:
         raise PlanError(
@@ -279,9 +337,7 @@ def setup_plan(
     return Plan(tuple(steps))
 
 
-def project_identity_clashes(
-    config: Config, states: Mapping[str, HostState], project_id: str | None
-) -> None:
+def project_identity_clashes(config: Config, states: Mapping[str, HostState], project_id: str | None) -> None:
     """Raise PlanError if another project already deploys an app of this name to one of the hosts
     (a deploy.yaml copied from another project, its app.name left as it was)."""
     if not project_id:
@@ -315,7 +371,10 @@ def domain_clashes(config: Config, state: HostState) -> list[str]:
 
 
 def require_setup(config: Config, state: HostState) -> None:
-    """Raise PlanError if `deploy setup` has not prepared the host."""
+    """Raise PlanError if `deploy setup` has not prepared the host (or the app would run as root's user)."""
+    admin = admin_app_user(config, state)
+    if admin:
+        raise PlanError(admin)
     layout = layout_for(config)
     unit_path = managed_files(config)[0][0]
     missing = []
@@ -655,10 +714,13 @@ def host_push(
     if remote_manifest is not None and previous:
         prepare.append(cmd.link_release_files(layout.release(previous), target))
     send, delete = changes(artifact, remote_manifest)
-    stale = sorted(set(delete) | {".deploy"})
+    shared = shared_roots(config.app.shared)
     if remote_manifest is not None:
+        # First of all, the previous release's links (into shared/ and to its venv) go: until they are
+        # gone, a path below one of them is the persistent data or the venv, not this release's file.
+        stale = sorted(set(delete) | {".deploy", ".venv", *shared})
         prepare.append(
-            cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s) and old metadata")
+            cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s), old links and metadata")
         )
     if send:
         archive = f"{target}/.deploy-files.tar"
@@ -684,14 +746,16 @@ def host_push(
             description="gunicorn.conf.py",
         )
     )
-    for shared in config.app.shared:
-        prepare.append(cmd.make_dir(f"{layout.paths.shared}/{shared}", layout.user, layout.user, 0o750))
-        prepare.append(cmd.remove_tree(f"{target}/{shared}", f"no {shared} of its own in the release"))
+    if shared:
+        # The release's own copies (shipped files) go before any link into shared/ exists in it.
+        prepare.append(cmd.remove_paths(target, shared, "no copy of the shared folders of its own"))
+    for name in shared:
+        prepare.append(cmd.make_dir(f"{layout.paths.shared}/{name}", layout.user, layout.user, 0o750))
         prepare.append(
             cmd.symlink(
-                f"{layout.paths.shared}/{shared}",
-                f"{target}/{shared}",
-                f"{shared} -> shared/{shared} (kept across releases)",
+                f"{layout.paths.shared}/{name}",
+                f"{target}/{name}",
+                f"{name} -> shared/{name} (kept across releases)",
             )
         )
     venv = layout.venv(req_hash)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from deploy.commands import layout_for
+from deploy.commands import DEBIAN_DEFAULT_SITE, make_dir, nginx_change, nginx_link
 from deploy.config import TLS, Config
 from deploy.plan import Action, Command, Step, Upload
 from deploy.render import managed_files, paths_for
@@ -324,15 +324,9 @@ def reload_nginx_commands() -> tuple[Command, ...]:
 def acme_prepare_step(config: Config, host: str, tls: TLS, files: TLSFiles) -> Step:
     """Everything certbot needs on a host before the first certificate: webroot, hook, timer, CA."""
     actions: list[Action] = [
-        Command(
-            ("install", "-d", "-m", "0755", paths_for(config).acme_webroot),
-            description="the ACME webroot",
-            sudo=True,
-        ),
-        Command(
-            ("install", "-d", "-m", "0755", f"{LETSENCRYPT_DIR}/renewal-hooks/deploy"),
-            description="certbot's deploy hook folder",
-            sudo=True,
+        make_dir(paths_for(config).acme_webroot, "root", "root", 0o755, "the ACME webroot"),
+        make_dir(
+            f"{LETSENCRYPT_DIR}/renewal-hooks/deploy", "root", "root", 0o755, "certbot's deploy hook folder"
         ),
         Upload(
             deploy_hook_path(config),
@@ -347,11 +341,7 @@ def acme_prepare_step(config: Config, host: str, tls: TLS, files: TLSFiles) -> S
         if files.ca_bundle is None:
             raise TLSError("tls.ca_bundle is set but its content was not read")
         actions += [
-            Command(
-                ("install", "-d", "-m", "0755", tls_dir(config)),
-                description="the app's TLS folder",
-                sudo=True,
-            ),
+            make_dir(tls_dir(config), "root", "root", 0o755, "the app's TLS folder"),
             Upload(
                 ca_bundle_path(config),
                 files.ca_bundle,
@@ -360,10 +350,12 @@ def acme_prepare_step(config: Config, host: str, tls: TLS, files: TLSFiles) -> S
                 group="root",
                 description="the CA bundle of the ACME server",
             ),
-            Command(
-                ("install", "-d", "-m", "0755", certbot_dropin_path(config).rsplit("/", 1)[0]),
-                description="certbot.service drop-in folder",
-                sudo=True,
+            make_dir(
+                certbot_dropin_path(config).rsplit("/", 1)[0],
+                "root",
+                "root",
+                0o755,
+                "certbot.service drop-in folder",
             ),
             Upload(
                 certbot_dropin_path(config),
@@ -396,7 +388,7 @@ def share_account_step(config: Config, host: str, account: AcmeAccount) -> Step:
     """Copy the shared ACME account to a host and answer its challenges statelessly there."""
     folder = f"{account_dir(account.server)}/{account.account_id}"
     actions: list[Action] = [
-        Command(("install", "-d", "-m", "0700", folder), description="certbot's account folder", sudo=True),
+        make_dir(folder, "root", "root", 0o700, "certbot's account folder"),
     ]
     for name in ("meta.json", "regr.json", "private_key.json"):
         secret = name == "private_key.json"
@@ -411,17 +403,10 @@ def share_account_step(config: Config, host: str, account: AcmeAccount) -> Step:
                 description="the ACME account key" if secret else f"ACME account {name}",
             )
         )
-    actions.append(
-        Upload(
-            challenge_snippet_path(config),
-            challenge_snippet(config, account.thumbprint).encode(),
-            mode=0o644,
-            owner="root",
-            group="root",
-            description="answer ACME challenges on this host",
-        )
+    snippet = challenge_snippet(config, account.thumbprint).encode()
+    actions += nginx_change(
+        [(challenge_snippet_path(config), snippet, "answer ACME challenges on this host")]
     )
-    actions += reload_nginx_commands()
     return Step("tls: share the ACME account", host, tuple(actions))
 
 
@@ -443,11 +428,7 @@ def own_certificate_step(config: Config, host: str, files: TLSFiles) -> Step:
         "tls: own certificate",
         host,
         (
-            Command(
-                ("install", "-d", "-m", "0755", tls_dir(config)),
-                description="the app's TLS folder",
-                sudo=True,
-            ),
+            make_dir(tls_dir(config), "root", "root", 0o755, "the app's TLS folder"),
             Upload(cert, files.cert, mode=0o644, owner="root", group="root", description="certificate chain"),
             Upload(
                 key,
@@ -547,24 +528,12 @@ def site_files(config: Config, rendered: Mapping[str, str]) -> list[tuple[str, s
 
 def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str) -> Step:
     """Install the rendered Nginx site (HTTP-only or HTTPS, as rendered), enable it, test and reload."""
-    actions: list[Action] = [
-        Upload(path, text.encode(), mode=0o644, owner="root", group="root", description=path)
-        for path, text in site_files(config, rendered)
-    ]
-    actions += [
-        Command(
-            ("ln", "-sfn", paths_for(config).nginx_site, layout_for(config).sites_enabled),
-            description="enable the site",
-            sudo=True,
-        ),
-        # Debian's own default site claims default_server on port 80, as deploy's catch-all does.
-        Command(
-            ("rm", "-f", "/etc/nginx/sites-enabled/default"),
-            description="disable Debian's default site",
-            sudo=True,
-        ),
-        *reload_nginx_commands(),
-    ]
+    # Debian's own default site claims default_server on port 80, as deploy's catch-all does.
+    actions = nginx_change(
+        [(path, text.encode(), path) for path, text in site_files(config, rendered)],
+        [nginx_link(config)],
+        [DEBIAN_DEFAULT_SITE],
+    )
     return Step(name, host, tuple(actions))
 
 

@@ -52,10 +52,9 @@ def test_setup_prepares_hosts_and_second_run_changes_nothing(box: Sandbox, proje
     # The env file holds the secret: mode 0600 on every host, as the host itself reports it.
     for host in project.hosts:
         stat = box.run(host, ["stat", "-c", "%a %U:%G", "/etc/flaskr/env"], check=True).stdout
-        mode, _owner = stat.split()
+        mode, owner = stat.split()
         assert mode == "600", f"{host.name}: /etc/flaskr/env has mode {mode}, expected 600"
-        # TODO(integrator): enable once the env file is root-owned (issue 20, the helper making it so):
-        # assert _owner == "root:root", f"{host.name}: /etc/flaskr/env is owned by {_owner}"
+        assert owner == "root:root", f"{host.name}: /etc/flaskr/env is owned by {owner}"
         secret = box.run(host, ["grep", "-c", "^SECRET_KEY=", "/etc/flaskr/env"], check=True).stdout
         assert secret.strip() == "1"
 

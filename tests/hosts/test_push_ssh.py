@@ -230,11 +230,17 @@ def test_a_large_upload_arrives_whole(box: Sandbox, project: Project) -> None:
     executor = SSHExecutor(config, config.server.hosts[:1])
     try:
         name = next(iter(executor.hosts))
-        step = Step("upload", name, (Upload("/var/tmp/large-upload", data, 0o600, "root", "root"),))
+        step = Step("upload", name, (Upload("/root/large-upload", data, 0o600, "root", "root"),))
         result = executor.run_step(name, step)
+        # Root never writes in a folder others can change (/var/tmp: 1777); the refusal is an
+        # ordinary failed step with the host's reason, even while the upload is still being sent.
+        step = Step("upload", name, (Upload("/var/tmp/large-upload", data, 0o600, "root", "root"),))
+        refused = executor.run_step(name, step)
     finally:
         executor.close()
     assert result.ok, result.output
-    on_host = box.run(host, ["sha256sum", "/var/tmp/large-upload"], check=True).stdout.split()[0]
+    on_host = box.run(host, ["sha256sum", "/root/large-upload"], check=True).stdout.split()[0]
     assert on_host == hashlib.sha256(data).hexdigest()
-    box.run(host, ["rm", "-f", "/var/tmp/large-upload"], check=True)
+    box.run(host, ["rm", "-f", "/root/large-upload"], check=True)
+    assert not refused.ok and refused.exit_code == 73
+    assert "deploy: refused: /var/tmp is a folder a user other than root can change" in refused.output

@@ -187,3 +187,12 @@ def test_without_live_the_live_checks_are_skipped(tmp_path: Path) -> None:
     report = run(select(load_checks(plugins=False), ["LIVE"]), ctx)
     assert report.passed == [] and len(report.skipped) == len(CASES)
     assert all("--live -e ENV" in reason for _, reason in report.skipped)
+
+
+def test_live006_flags_an_env_file_the_app_user_owns(tmp_path: Path) -> None:
+    """Mode 0600 is not enough: the app's user owning the file can rewrite what systemd reads as root."""
+    host = state(good_host(), owners={ENV_FILE: {"owner": "demo", "group": "demo", "mode": 0o600}})
+    report = live_run(project(tmp_path), ["LIVE006"], host, good_site())
+    assert [r.finding.message for r in report.active] == [
+        f"{ENV_FILE} belongs to demo, who can rewrite what systemd reads as root"
+    ]

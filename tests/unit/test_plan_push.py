@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 
 import pytest
 
 from deploy import commands as cmd
 from deploy.artifact import Artifact, FileEntry
-from deploy.executor import Recorder, step_script
+from deploy.executor import Recorder, display_line, step_script
 from deploy.facts import HostState, ReleaseInfo, parse_state
 from deploy.loader import load_text
 from deploy.plan import Command, Upload
@@ -23,6 +24,7 @@ from deploy.pushplan import (
     rollback_plan,
     rollback_target,
     setup_plan,
+    shared_roots,
 )
 from deploy.render import managed_files, render
 from deploy.rollout import Rollout, batches
@@ -73,7 +75,7 @@ def state(host: str, rendered: dict[str, str], **changes: object) -> HostState:
         owners={
             "/srv/shop": {"owner": "root", "group": "root", "mode": 0o755, "kind": "dir"},
             "/srv/shop/.deploy": {"owner": "root", "group": "root", "mode": 0o700, "kind": "dir"},
-            "/etc/shop/env": {"owner": "shop", "group": "shop", "mode": 0o600, "kind": "file"},
+            "/etc/shop/env": {"owner": "root", "group": "root", "mode": 0o600, "kind": "file"},
         },
         files=files,
         secret_files={"/etc/shop/env": env_sha},
@@ -105,7 +107,7 @@ def lines(plan_steps: object) -> list[str]:
     out = []
     for step in plan_steps:  # type: ignore[attr-defined]
         for action in step.actions:
-            out.append(action.line() if isinstance(action, Command) else f"write {action.remote_path}")
+            out.append(display_line(action) if isinstance(action, Command) else f"write {action.remote_path}")
     return out
 
 
@@ -121,8 +123,11 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
     assert web1.files_sent == 2 and not web1.venv_reused and web1.wheels_sent == 1
     prepare = lines(web1.prepare)
     release = "/srv/shop/releases/20250101-000000-aaaaaaa"
-    assert prepare[0] == f"install -d -m 0755 -o root -g root {release}"
-    assert not any(line.startswith("cp -al") for line in prepare)
+    assert (
+        prepare[0]
+        == f"python3 -I -S -c '<program: {cmd.SAFE_FS.count(chr(10))} lines>' dir {release} root root 0755"
+    )
+    assert not any(" cp -al " in line for line in prepare)
     venv = [line for line in prepare if "/venvs/" in line]
     assert venv[0].startswith(
         'sh -c \'rm -rf -- "$1" && "$2" -m venv --without-pip "$1"\' venv /srv/shop/venvs/'
@@ -133,8 +138,7 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
     assert prepare[-1] == f"write {release}/.deploy/release.json"  # written last: marks it complete
     assert lines(web1.start) == [
         "systemctl stop shop-drain-blue.timer shop-drain-blue.service",
-        f'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink {release} /srv/shop/slots/blue '
-        ".deploy-tmp",
+        display_line(cmd.symlink(release, "/srv/shop/slots/blue")),
         "write /srv/shop/slots/blue.env",
         "systemctl restart --no-block shop@blue.service",
         lines(web1.start)[4],
@@ -147,7 +151,7 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
     assert lines(web1.start)[4].endswith(
         "/run/shop/blue.sock shop.example.com /health 30 shop@blue.service 20250101-000000-aaaaaaa"
     )
-    assert lines(web1.switch)[0] == (
+    assert lines(web1.switch)[0].endswith(
         'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink /run/shop/blue.sock '
         "/srv/shop/live.sock .deploy-tmp"
     )
@@ -194,15 +198,45 @@ def test_code_push_sends_only_changed_files_and_reuses_the_venv() -> None:
     assert (web1.old_slot, web1.new_slot, web1.previous) == ("blue", "green", "20240103-000000-r2")
     assert web1.files_sent == 1 and web1.venv_reused and web1.wheels_sent == 0
     prepare = lines(web1.prepare)
-    assert (
-        "cp -al -- /srv/shop/releases/20240103-000000-r2/. /srv/shop/releases/20250101-000000-aaaaaaa"
-        in prepare
+    assert any(
+        line.endswith(
+            " cp -al -- /srv/shop/releases/20240103-000000-r2/. /srv/shop/releases/20250101-000000-aaaaaaa"
+        )
+        for line in prepare
     )
     assert not any("pip" in line for line in prepare)
     # The old slot stops after the switch, by a timer on the host; r0 (unfinished) is pruned.
     finish = lines(web1.finish)
     assert finish[0].startswith("systemd-run --quiet --collect --unit=shop-drain-blue --on-active=1s")
-    assert finish[1].endswith("prune /srv/shop/releases 20240101-000000-r0")
+    assert finish[1].endswith(" rm /srv/shop/releases 20240101-000000-r0")
+
+
+def test_a_push_removes_the_links_it_copied_before_anything_else_touches_the_release() -> None:
+    """The previous release's links into shared/ (and to its venv) are copied by `cp -al`: they go
+    before any file is removed, unpacked or written, so nothing reaches the persistent data."""
+    hosts = served_state()
+    plan = push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"print('v2')\n"))
+    actions = [a for step in plan.hosts[0].prepare if step.name == "upload" for a in step.actions]
+    shown = [display_line(a) if isinstance(a, Command) else f"write {a.remote_path}" for a in actions]
+    copy = next(i for i, line in enumerate(shown) if " cp -al -- " in line)
+    target = "/srv/shop/releases/20250101-000000-aaaaaaa"
+    assert shown[copy + 1].endswith(f" rm {target} .deploy .venv instance"), shown[copy + 1]
+    # Only the safe host program removes anything in a release (never `rm -rf` through a link).
+    assert not any("rm -rf" in line for line in shown)
+    link = next(
+        i
+        for i, line in enumerate(shown)
+        if line.endswith(f"/srv/shop/shared/instance {target}/instance .deploy-tmp")
+    )
+    assert shown[link - 2].endswith(f" rm {target} instance")
+
+
+def test_a_shared_path_inside_another_is_reached_through_its_link_and_never_linked_itself() -> None:
+    assert shared_roots(["instance/uploads", "instance", "data", "instance2"]) == [
+        "data",
+        "instance",
+        "instance2",
+    ]
 
 
 def test_a_host_that_serves_this_exact_build_is_unchanged() -> None:
@@ -295,7 +329,7 @@ def test_setup_on_a_prepared_host_changes_nothing_and_never_shows_secrets() -> N
     plan = setup_plan(CONFIG, fresh, rendered_map(fresh), SECRETS)
     assert [s.name for s in plan.steps] == ["user", "env file"]
     upload = plan.steps[1].actions[0]
-    assert isinstance(upload, Upload) and upload.sensitive and upload.mode == 0o600 and upload.owner == "shop"
+    assert isinstance(upload, Upload) and upload.sensitive and upload.mode == 0o600 and upload.owner == "root"
     recorder = Recorder()
     recorder.run_step("web1", plan.steps[1])
     assert "s3cret" not in " ".join(recorder.lines()) and "(secret)" in recorder.lines()[0]
@@ -315,11 +349,100 @@ def test_a_host_set_up_before_the_shared_catch_all_gets_it_with_its_site_in_one_
     plan = setup_plan(CONFIG, ready, rendered_map(ready), SECRETS)
     assert [s.name for s in plan.steps] == ["nginx"]
     written, test = lines(plan.steps)[:-1], lines(plan.steps)[-1]
+    # Staged beside their targets; one program puts both in place, tests, and reloads or restores.
     assert written == [
-        "write /etc/nginx/sites-available/shop.conf",
-        "write /etc/nginx/conf.d/deploy-catch-all.conf",
+        "write /etc/nginx/sites-available/shop.conf.deploy-new",
+        "write /etc/nginx/conf.d/deploy-catch-all.conf.deploy-new",
     ]
-    assert "nginx -t" in test and "reload" in test
+    assert test.endswith(
+        " file /etc/nginx/sites-available/shop.conf file /etc/nginx/conf.d/deploy-catch-all.conf"
+    )
+    (apply,) = [a for a in plan.steps[0].actions if isinstance(a, Command)]
+    assert apply.argv[:3] == ("python3", "-c", cmd.NGINX_APPLY)
+
+
+def test_every_nginx_change_is_staged_then_applied_by_one_program_that_can_undo_it() -> None:
+    """Setup, push and HTTPS setup change Nginx's files the same way: nothing is written under a
+    name Nginx reads until the program that tests the result (and restores it on failure) runs."""
+    from deploy import tls
+
+    hosts = states(links={"debian_default": "/etc/nginx/sites-available/default"}, files={})
+    rendered = rendered_map(hosts)
+    steps = [s for s in setup_plan(CONFIG, hosts, rendered, SECRETS).steps if s.name == "nginx"]
+    cfg = load_text(YAML.replace("tls: false", "tls: {email: ops@example.com}"))
+    steps.append(tls.site_step(cfg, "web1", render(cfg, hosts["web1"].facts), "tls: HTTPS site"))
+    for step in steps:
+        uploads = [a for a in step.actions if isinstance(a, Upload)]
+        commands = [a for a in step.actions if isinstance(a, Command)]
+        assert uploads and all(u.remote_path.endswith(cmd.STAGED) for u in uploads)
+        assert [c.argv[:3] for c in commands] == [("python3", "-c", cmd.NGINX_APPLY)]
+        ops = commands[0].argv[3:]
+        assert "link" in ops and ops[ops.index("link") + 1] == "/etc/nginx/sites-enabled/shop.conf"
+        assert ops[-2:] == ("remove", "/etc/nginx/sites-enabled/default")
+
+
+@pytest.mark.parametrize(
+    ("owner", "mode", "entries", "why"),
+    [
+        ("root", 0o1777, [], "its mode is 1777"),
+        ("root", 0o755, ["notes.txt"], "it holds notes.txt"),
+        ("ann", 0o700, [], "ann owns it"),
+        ("root", 0o775, [], "its mode is 0775"),
+    ],
+)
+def test_setup_refuses_an_existing_base_dir_that_is_not_deploys(
+    owner: str, mode: int, entries: list[str], why: str
+) -> None:
+    """/tmp, /etc, a home folder: setup would reset the folder's owner and mode, so nothing runs."""
+    found = {"/srv/shop": {"owner": owner, "group": owner, "mode": mode, "kind": "dir"}}
+    hosts = states(owners=found, base_entries=entries, user_exists=False)
+    with pytest.raises(PlanError) as error:
+        setup_plan(CONFIG, hosts, rendered_map(hosts), SECRETS)
+    message = str(error.value)
+    assert message.startswith("server.base_dir: web1: /srv/shop already exists and is not deploy's (")
+    assert why in message and "no /srv/shop/.deploy in it" in message
+
+
+def test_setup_takes_a_new_or_empty_root_folder_or_one_it_made() -> None:
+    empty = {"/srv/shop": {"owner": "root", "group": "root", "mode": 0o755, "kind": "dir"}}
+    ours = {
+        "/srv/shop": {"owner": "root", "group": "root", "mode": 0o700, "kind": "dir"},
+        "/srv/shop/.deploy": {"owner": "root", "group": "root", "mode": 0o700, "kind": "dir"},
+    }
+    for owners, entries in (({}, None), (empty, []), (ours, [".deploy", "releases"])):
+        hosts = states(owners=owners, base_entries=entries, user_exists=False)
+        plan = setup_plan(CONFIG, hosts, rendered_map(hosts), SECRETS)
+        assert any(line.endswith(" dir /srv/shop/releases root root 0755") for line in lines(plan.steps))
+
+
+def test_an_env_file_the_app_user_owns_is_rewritten_root_only_by_setup_and_push() -> None:
+    """The app must not rewrite what systemd reads as root when it starts the app: root:root 0600."""
+    app_owned = {"/etc/shop/env": {"owner": "shop", "group": "shop", "mode": 0o600, "kind": "file"}}
+    hosts = served_state()
+    hosts = {"web1": replace(hosts["web1"], owners={**hosts["web1"].owners, **app_owned})}
+    for steps in (
+        setup_plan(CONFIG, hosts, rendered_map(hosts), SECRETS).steps,
+        push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build(code=b"v2")).hosts[0].prepare,
+    ):
+        (env,) = [a for s in steps if s.name == "env file" for a in s.actions if isinstance(a, Upload)]
+        assert (env.remote_path, env.owner, env.group, env.mode, env.sensitive) == (
+            "/etc/shop/env",
+            "root",
+            "root",
+            0o600,
+            True,
+        )
+
+
+def test_the_app_may_not_run_as_the_user_deploy_logs_in_as() -> None:
+    hosts = states(login_user="shop")
+    message = "web1: server.user 'shop' is the user deploy logs in as, and it runs commands as root (sudo)"
+    with pytest.raises(PlanError, match=re.escape(message)):
+        setup_plan(CONFIG, hosts, rendered_map(hosts), SECRETS)
+    with pytest.raises(PlanError, match=re.escape(message)):
+        push_plan(CONFIG, hosts, rendered_map(hosts), SECRETS, build())
+    other = set_up(states(login_user="ann"))
+    assert setup_plan(CONFIG, other, rendered_map(other), SECRETS).steps == ()
 
 
 def test_setup_refuses_a_domain_another_nginx_site_on_the_host_serves() -> None:
@@ -437,3 +560,24 @@ def test_probe_output_parses_into_host_state() -> None:
     host = parse_state("web1", text)
     assert (host.current, host.live_slot, host.complete_releases) == ("r2", "green", ("r1",))
     assert host.lock.held and host.lock.holder() == {"by": "ann"}
+
+
+def test_dry_run_diffs_a_staged_nginx_file_against_the_file_it_replaces(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
+    from deploy.cli_push import Printer, _show_step
+
+    hosts = served_state()
+    site = "/etc/nginx/sites-available/shop.conf"
+    old = hosts["web1"].files[site] or ""
+    edited = {
+        "web1": replace(hosts["web1"], files={**hosts["web1"].files, site: old.replace("listen", "listen  ")})
+    }
+    plan = setup_plan(CONFIG, edited, rendered_map(edited), SECRETS)
+    (nginx,) = [s for s in plan.steps if s.name == "nginx"]
+    _show_step(nginx, edited["web1"], Printer(False))
+    out = capsys.readouterr().out
+    assert f"write {site}.deploy-new (0644 root:root" in out
+    assert f"--- {site} (on host)" in out and f"+++ {site} (new)" in out
+    assert "-    listen  " in out

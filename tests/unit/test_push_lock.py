@@ -40,9 +40,10 @@ def test_uploads_are_checked_against_their_sha256_before_the_rename() -> None:
     assert argv == (
         "sh",
         "-c",
+        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
         'umask 077 && if ! { cat > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }; then '
         'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
-        'exit 74; fi && chown -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"',
+        'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"',
         "write",
         "/etc/shop/env",
         "0600",
@@ -50,9 +51,10 @@ def test_uploads_are_checked_against_their_sha256_before_the_rename() -> None:
         "shop",
         ".deploy-tmp",
         digest,
+        cmd.SAFE_FS,
     )
     script = step_script([Upload("/srv/shop/x", b"x", 0o644, "root", "root")])
-    assert "base64 -d" in script and f".deploy-tmp {digest} <<'@@DEPLOY_EOF@@'" in script
+    assert "base64 -d" in script and " <<'@@DEPLOY_EOF@@'" in script and digest in script
 
 
 def test_a_truncated_upload_never_replaces_the_file(tmp_path: Path) -> None:

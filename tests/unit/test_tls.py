@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from deploy import certs, tls
+from deploy.commands import NGINX_APPLY
 from deploy.config import Config
-from deploy.executor import Recorder, StepResult
+from deploy.executor import Recorder, StepResult, display_line
 from deploy.facts import HostFacts
 from deploy.loader import ConfigError, load_text
 from deploy.plan import Command, Step, Upload
@@ -305,10 +306,10 @@ def test_share_step_keeps_the_account_key_secret() -> None:
     uploads = {a.remote_path: a for a in step.actions if isinstance(a, Upload)}
     key = uploads[f"/etc/letsencrypt/accounts/10.87.1.1:14000/dir/{ACCOUNT_ID}/private_key.json"]
     assert key.sensitive and key.mode == 0o400
-    snippet = uploads["/etc/nginx/snippets/flaskr-acme-stateless.conf"].content.decode()
+    snippet = uploads["/etc/nginx/snippets/flaskr-acme-stateless.conf.deploy-new"].content.decode()
     assert 'return 200 "$1.NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";' in snippet
-    lines = [a.line() for a in step.actions if isinstance(a, Command)]
-    assert lines[-2:] == ["nginx -t -q", "systemctl reload nginx"]
+    apply = [a for a in step.actions if isinstance(a, Command)][-1]
+    assert apply.argv[2:] == (NGINX_APPLY, "file", "/etc/nginx/snippets/flaskr-acme-stateless.conf")
     recorder = Recorder()
     recorder.run_step("10.0.0.2", step)
     assert "(secret)" in " ".join(recorder.lines())
@@ -340,8 +341,8 @@ def test_prepare_step_installs_hook_and_timer() -> None:
     hook = uploads["/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload"]
     assert hook.mode == 0o755
     assert b"nginx -t -q\nsystemctl reload nginx\n" in hook.content
-    lines = [a.line() for a in step.actions if isinstance(a, Command)]
-    assert "install -d -m 0755 /var/lib/deploy/acme" in lines
+    lines = [display_line(a) for a in step.actions if isinstance(a, Command)]
+    assert any(line.endswith(" dir /var/lib/deploy/acme root root 0755") for line in lines)
     assert lines[-1] == "systemctl enable --now certbot.timer"
     assert not any("certbot.service.d" in path for path in uploads)
 
