@@ -273,11 +273,11 @@ def test_pruning_keeps_the_release_the_new_one_replaced_and_not_what_the_idle_sl
     (web1,) = push_plan(
         config, {"web1": host}, rendered_map({"web1": host}), SECRETS, build(code=b"v2")
     ).hosts
-    assert lines(web1.finish)[-1].endswith(f"prune /srv/shop/releases {A} {B}")
+    assert lines(web1.finish)[-1].endswith(f"rm /srv/shop/releases {A} {B}")
     # Push A, B, C, roll back to B (green still links C): a push of D keeps B, which it replaces
     # (the rollback target), and prunes C, the release rolled away from, though it is newer.
     host = host_after([(A, None), (B, A), (C, B)], B, {"blue": B, "green": C})
     (web1,) = push_plan(
         config, {"web1": host}, rendered_map({"web1": host}), SECRETS, build(code=b"v2")
     ).hosts
-    assert lines(web1.finish)[-1].endswith(f"prune /srv/shop/releases {A} {C}")
+    assert lines(web1.finish)[-1].endswith(f"rm /srv/shop/releases {A} {C}")
