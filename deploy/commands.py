@@ -154,47 +154,54 @@ def walk(path, create=False):
         fd, done = new, f"{done}/{name}"
         safe = safe and root_only(os.fstat(fd))
     return fd, safe
-op = sys.argv[1]
-if op == "dir":
-    path, owner, group, mode = sys.argv[2:6]
-    fd, _ = walk(path, create=True)
-    os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
-    os.fchmod(fd, int(mode, 8))
-elif op == "rm":
-    try:
-        root, _ = walk(sys.argv[2])
-    except FileNotFoundError:
-        sys.exit(0)
-    for rel in sys.argv[3:]:
-        parts = [p for p in rel.split("/") if p and p != "."]
-        if not parts or ".." in parts:
-            refuse(f"{rel!r} is not a path inside {sys.argv[2]}")
-        fd = os.dup(root)
+def main(op):
+    if op == "dir":
+        path, owner, group, mode = sys.argv[2:6]
+        fd, _ = walk(path, create=True)
+        os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+        os.fchmod(fd, int(mode, 8))
+    elif op == "rm":
         try:
-            for name in parts[:-1]:
-                new = os.open(name, D, dir_fd=fd)
+            root, _ = walk(sys.argv[2])
+        except FileNotFoundError:
+            sys.exit(0)
+        for rel in sys.argv[3:]:
+            parts = [p for p in rel.split("/") if p and p != "."]
+            if not parts or ".." in parts:
+                refuse(f"{rel!r} is not a path inside {sys.argv[2]}")
+            fd = os.dup(root)
+            try:
+                for name in parts[:-1]:
+                    new = os.open(name, D, dir_fd=fd)
+                    os.close(fd)
+                    fd = new
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                # Missing, or reached through a link (ELOOP/ENOTDIR): not the release's own copy.
                 os.close(fd)
-                fd = new
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except OSError:
-            # Missing, or reached through a link (ELOOP/ENOTDIR): not the release's own copy.
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=fd)
+            else:
+                os.unlink(parts[-1], dir_fd=fd)
             os.close(fd)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(parts[-1], dir_fd=fd)
-        else:
-            os.unlink(parts[-1], dir_fd=fd)
-        os.close(fd)
-elif op == "check":
-    parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
-    try:
-        fd, safe = walk(parent)
-    except FileNotFoundError:
-        refuse(f"{parent} does not exist")
-    if not safe or os.fstat(fd).st_mode & 0o022:
-        refuse(f"{parent} is a folder a user other than root can change; deploy writes there only as root")
-else:
-    refuse(f"unknown operation {op!r}")
+    elif op == "check":
+        parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
+        try:
+            fd, safe = walk(parent)
+        except FileNotFoundError:
+            refuse(f"{parent} does not exist")
+        if not safe or os.fstat(fd).st_mode & 0o022:
+            refuse(f"{parent} is a folder a user other than root can change; deploy writes there only as root")
+    else:
+        refuse(f"unknown operation {op!r}")
+op = sys.argv[1]
+try:
+    main(op)
+except OSError as exc:
+    # One line, as every other failure of a step: what could not be done, and the system's reason.
+    print(f"deploy: {op} failed: {exc.filename or sys.argv[2]}: {exc.strerror or exc}")
+    sys.exit(1)
 """
 
 
