@@ -192,7 +192,8 @@ def main(op):
         except FileNotFoundError:
             refuse(f"{parent} does not exist")
         if not safe or os.fstat(fd).st_mode & 0o022:
-            refuse(f"{parent} is a folder a user other than root can change; deploy writes there only as root")
+            refuse(f"{parent} is a folder a user other than root can change; "
+                   "deploy writes there only as root")
     else:
         refuse(f"unknown operation {op!r}")
 op = sys.argv[1]
