@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy.checkctx import Context
-from deploy.checkrun import load_checks, run
+from deploy.checker.context import Context
+from deploy.checker.runner import load_checks, run
 
 HERE = Path(__file__).resolve().parent
 

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deploy.sandbox import Sandbox  # noqa: E402
+from deploy.sandbox.machines import Sandbox  # noqa: E402
 from tests.hosts.pushkit import Project, make_project  # noqa: E402
 
 #: A push stops the slot it replaced DRAIN_SECONDS (1 s) after its switch. Each timed push starts

@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy.sandbox import Sandbox
-from deploy.sandbox_rootfs import PACKAGES, cache_dir, debian_mirror
+from deploy.sandbox.machines import Sandbox
+from deploy.sandbox.rootfs import PACKAGES, cache_dir, debian_mirror
 
 HERE = Path(__file__).resolve().parent
 

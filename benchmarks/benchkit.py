@@ -18,7 +18,7 @@ RESULTS = HERE / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deploy.sandbox import Sandbox, SandboxHost  # noqa: E402
+from deploy.sandbox.machines import Sandbox, SandboxHost  # noqa: E402
 from tests.hosts.pushkit import DOMAIN, Project, make_project  # noqa: E402
 
 __all__ = ["DOMAIN", "Project", "Sandbox", "SandboxHost", "make_project"]

@@ -6,8 +6,8 @@ import re
 import shlex
 from collections.abc import Iterator
 
-from deploy.checkctx import Context
-from deploy.project import CallSite, Setting
+from deploy.checker.context import Context
+from deploy.project.scan import CallSite, Setting
 
 
 #: Where a finding about deploy.yaml points.

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checkctx import Context
-from deploy.checkrun import Finding, check
+from deploy.checker.context import Context
+from deploy.checker.runner import Finding, check
 
 from ._helpers import last_setting
 from .pitfalls import sqlite_settings
@@ -185,7 +185,7 @@ def debug_in_environment(ctx: Context) -> Iterator[Finding]:
     for path, instructions in project.dockerfiles.items():
         for ins in instructions:
             if ins.keyword == "ENV":
-                from deploy.project import dockerfile_env
+                from deploy.project.scan import dockerfile_env
 
                 for key, value in dockerfile_env(ins):
                     if key in _DEBUG_VARS and _debug_value(key, value):

@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checkctx import Context, Skip
-from deploy.checkrun import Finding, Severity, check
-from deploy.project import dockerfile_env
+from deploy.checker.context import Context, Skip
+from deploy.checker.runner import Finding, Severity, check
+from deploy.project.scan import dockerfile_env
 
 from ._helpers import config_file
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from deploy.checkctx import Context
-from deploy.checkrun import Finding, check
+from deploy.checker.context import Context
+from deploy.checker.runner import Finding, check
 
 from ._helpers import app_site
 

@@ -6,9 +6,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checkctx import Context
-from deploy.checkrun import Finding, Severity, check
-from deploy.project import CallSite, Route
+from deploy.checker.context import Context
+from deploy.checker.runner import Finding, Severity, check
+from deploy.project.scan import CallSite, Route
 
 from ._helpers import config_file
 

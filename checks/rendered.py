@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from deploy import linters
-from deploy.checkctx import Context, Skip
-from deploy.checkrun import Finding, Severity, check
+from deploy.checker import linters
+from deploy.checker.context import Context, Skip
+from deploy.checker.runner import Finding, Severity, check
 
 MOZILLA_TLS = "https://ssl-config.mozilla.org/"
 
@@ -395,7 +395,7 @@ def gixy(ctx: Context) -> Iterator[Finding]:
 )
 def nginx_test(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None
-    from deploy.render import DEFAULT_NGINX_VERSION
+    from deploy.render.render import DEFAULT_NGINX_VERSION
 
     files = _nginx_files(ctx)
     if not files:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from deploy.checkctx import Context
-from deploy.checkrun import Finding, check
-from deploy.secretstrength import key_weakness
+from deploy.checker.context import Context
+from deploy.checker.runner import Finding, check
+from deploy.config.secrets import key_weakness
 
 from ._helpers import (
     app_site,
@@ -521,7 +521,7 @@ def template_injection(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
-    from deploy.loader import find_secret, parse_dotenv
+    from deploy.config.loader import find_secret, parse_dotenv
 
     assert ctx.config is not None
     dotenv = parse_dotenv(ctx.root / ".env")
@@ -581,7 +581,7 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     ),
 )
 def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
-    from deploy import csp
+    from deploy.render import csp
 
     assert ctx.config is not None
     policy = ctx.config.nginx.csp_header
@@ -612,8 +612,8 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
-    from deploy import folders
-    from deploy.loader import line_of
+    from deploy.config import folders
+    from deploy.config.loader import line_of
 
     assert ctx.config is not None
     static = ctx.config.app.static

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import pytest
 
-from deploy.sandbox_acme import TOOLS as PEBBLE_TOOLS
+from deploy.sandbox.acme import TOOLS as PEBBLE_TOOLS
 
 #: How to install each tool on Debian 12 (what .ci/setup does).
 INSTALL = {

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.loader import load
-from deploy.render import render
+from deploy.config.loader import load
+from deploy.render.render import render
 from tests.conftest import require_tools
 from tests.docker.engine import docker
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.loader import load
-from deploy.render import render
+from deploy.config.loader import load
+from deploy.render.render import render
 from tests.docker.engine import build, docker, docker_binary, proxy_build_args
 
 pytestmark = pytest.mark.docker

@@ -1,6 +1,6 @@
 """Fixtures of the fault tests: one private sandbox of two hosts for the whole run, with the example app live.
 
-The hosts come from the same `deploy.sandbox` API and helpers as tests/hosts (prerequisite check,
+The hosts come from the same `deploy.sandbox.machines` API and helpers as tests/hosts (prerequisite check,
 progress lines) and the app from tests/hosts/pushkit.py. The sandbox is private, not the session's
 shared `sandbox` fixture: these tests reboot a host, fill its disk, cut its link and rewrite its
 known_hosts entry, which the shared sandbox's own tests must never see.
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.faults.faultkit import configure, write_note
 from tests.hosts.conftest import _report, _require
 from tests.hosts.pushkit import Project, make_project

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.hosts.pushkit import Project, _env, get, version
 
 WRAPPER = Path(__file__).with_name("pausing_deploy.py")

@@ -25,8 +25,9 @@ from typing import Any
 
 import paramiko
 
-from deploy import cli, cli_push  # cli first: it registers the commands of cli_push
-from deploy.executor import SSHExecutor
+from deploy import cli  # cli first: it registers the commands of cli_push
+from deploy.cli import push as cli_push
+from deploy.remote.executor import SSHExecutor
 
 MODE, _, STEP = os.environ.get("DEPLOY_TEST_PAUSE_AT", "").rpartition(":")
 HOST = os.environ.get("DEPLOY_TEST_PAUSE_HOST", "")

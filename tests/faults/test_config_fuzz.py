@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.cli import main
-from deploy.loader import ConfigError, load_text, parse_yaml
-from deploy.render import render
+from deploy.config.loader import ConfigError, load_text, parse_yaml
+from deploy.render.render import render
 
 REPO = Path(__file__).resolve().parents[2]
 JAIL = REPO / "tests" / "tools" / "nginx_jail.py"

@@ -1,7 +1,7 @@
 """Hooks on sandbox hosts: a failing post-push or post-rollback hook is reported (which hook, on
 which host, its output) and the command exits 1 while the release stays as it is; -v shows a hook's
 output when it succeeds. The secret a hook prints, raw or in base64, never reaches the output or the
-audit log: both go through deploy.redact."""
+audit log: both go through deploy.config.redact."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.faults.faultkit import BASE, assert_serves, configure, fresh, served
 from tests.hosts.pushkit import Project, _env
 

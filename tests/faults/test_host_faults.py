@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.faults.faultkit import (
     Push,
     assert_serves,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.faults.faultkit import (
     Push,
     assert_serves,

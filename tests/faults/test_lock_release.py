@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.faults.faultkit import BASE, lock_status_after_interruption
 from tests.hosts.pushkit import Project
 

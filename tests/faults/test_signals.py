@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.faults.conftest import booted, live_app
 from tests.faults.faultkit import (
     Push,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.faults.faultkit import Push, assert_serves, fresh, recover, served, serving, versions
 from tests.hosts.pushkit import Project
 

@@ -1,7 +1,7 @@
 """Sandbox hosts for host tests: one shared sandbox per test session, and throwaway ones on request.
 
 Fixtures:
-- `sandbox` (session): a `deploy.sandbox.Sandbox` with $DEPLOY_TEST_SANDBOX_HOSTS hosts (default 3),
+- `sandbox` (session): a `deploy.sandbox.machines.Sandbox` with $DEPLOY_TEST_SANDBOX_HOSTS hosts (default 3),
   booted once and shared by every test module of the session; torn down at the end. While it is up,
   $DEPLOY_SANDBOX_DIR points at its state, so `deploy ... -e sandbox` (in this process or in a
   subprocess) reaches its hosts. As for users, `up` also starts the sandbox's ACME server when pebble
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxError, SandboxHost, check_prerequisites
+from deploy.sandbox.machines import Sandbox, SandboxError, SandboxHost, check_prerequisites
 
 #: How many hosts the shared sandbox has.
 SANDBOX_HOSTS = int(os.environ.get("DEPLOY_TEST_SANDBOX_HOSTS", "3"))

@@ -1,4 +1,4 @@
-"""Pebble in host tests: the sandbox's own ACME server (`deploy.sandbox_acme`), started by `Sandbox.up`.
+"""Pebble in host tests: the sandbox's own ACME server (`deploy.sandbox.acme`), started by `Sandbox.up`.
 
 Pebble listens on the machine side of the first sandbox host's veth (every other host has a route to
 it), and pebble-challtestsrv answers every name with the first host's address unless a test points a
@@ -9,8 +9,8 @@ sandbox and a test's private one run their ACME servers side by side without sha
 
 from __future__ import annotations
 
-from deploy.sandbox import Sandbox
-from deploy.sandbox_acme import TOOLS, AcmeServer
+from deploy.sandbox.acme import TOOLS, AcmeServer
+from deploy.sandbox.machines import Sandbox
 from tests.conftest import require_tools
 
 __all__ = ["AcmeServer", "require_pebble", "sandbox_pebble"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost, check_prerequisites
+from deploy.sandbox.machines import Sandbox, SandboxHost, check_prerequisites
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "playbooks" / "flaskr"

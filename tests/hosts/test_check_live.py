@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.hosts.pushkit import Project, make_project, private_sandbox
 from tests.hosts.test_https import Site, app_deployed, issued, site  # noqa: F401 - shared HTTPS fixtures
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import Project, get, make_project, private_sandbox
 
 pytestmark = pytest.mark.hosts

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import Project, get, git, make_project, private_sandbox
 
 pytestmark = pytest.mark.hosts
@@ -132,7 +132,7 @@ def nginx_state(box: Sandbox, project: Project) -> str:
 def test_a_configuration_nginx_rejects_leaves_the_previous_files_and_site(
     box: Sandbox, project: Project
 ) -> None:
-    from deploy.render import _environment  # the shipped template, to break one line of it
+    from deploy.render.render import _environment  # the shipped template, to break one line of it
 
     before = nginx_state(box, project)
     shipped = _environment(None).loader.get_source(_environment(None), "nginx-proxy.conf.j2")[0]  # type: ignore[union-attr]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy import tls
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
+from deploy.tls import steps as tls
 
 from . import https_graders as graders
 from .pebble import AcmeServer, require_pebble, sandbox_pebble

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import private_sandbox
 
 from . import https_graders as graders

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import (
     Load,
     Project,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox
+from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import (
     EXAMPLE,
     Project,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.hosts.pushkit import Project, make_project
 
 pytestmark = pytest.mark.hosts

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import Sandbox, SandboxHost
+from deploy.sandbox.machines import Sandbox, SandboxHost
 from tests.hosts.pushkit import Project, make_project, private_sandbox, version
 
 pytestmark = pytest.mark.hosts
@@ -219,9 +219,9 @@ def test_a_large_upload_arrives_whole(box: Sandbox, project: Project) -> None:
     speed (paramiko's sendall alone copied the rest after every packet: 1.3 MB/s) is in findings.md."""
     import hashlib
 
-    from deploy.executor import SSHExecutor
-    from deploy.loader import load
+    from deploy.config.loader import load
     from deploy.plan import Step, Upload
+    from deploy.remote.executor import SSHExecutor
 
     project.write_config()
     config = load(project.path / "deploy.yaml")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.loader import load
-from deploy.sandbox import Sandbox, SandboxError, SandboxHost
+from deploy.config.loader import load
+from deploy.sandbox.machines import Sandbox, SandboxError, SandboxHost
 from tests.conftest import require_tools
 
 ROOT = Path(__file__).resolve().parents[2]

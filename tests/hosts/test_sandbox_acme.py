@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from deploy import sandbox_acme
-from deploy.loader import load
-from deploy.sandbox import Sandbox
+from deploy.config.loader import load
+from deploy.sandbox import acme as sandbox_acme
+from deploy.sandbox.machines import Sandbox
 
 from . import https_graders as graders
 from .pebble import require_pebble

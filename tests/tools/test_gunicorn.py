@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.facts import HostFacts
-from deploy.loader import load
-from deploy.render import render
+from deploy.config.loader import load
+from deploy.remote.facts import HostFacts
+from deploy.render.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASKR = ROOT / "playbooks" / "flaskr"
@@ -214,7 +214,7 @@ def create_app():
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
 def test_an_app_that_cannot_be_imported_shows_its_traceback(tmp_path: Path, preload: bool) -> None:
-    from deploy.applog import excerpt
+    from deploy.push.applog import excerpt
 
     conf = render(load(FLASKR / "deploy.yaml", None), HostFacts(cores=1))["gunicorn.conf.py"]
     assert "preload_app = True" in conf

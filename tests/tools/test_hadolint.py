@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from deploy.loader import load
-from deploy.render import render
+from deploy.config.loader import load
+from deploy.render.render import render
 from tests.conftest import require_tools
 
 pytestmark = pytest.mark.tools

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.loader import load_text
-from deploy.render import render
+from deploy.config.loader import load_text
+from deploy.render.render import render
 from tests.tools.test_hadolint import hadolint, with_base_image_inlined
 
 pytestmark = pytest.mark.tools

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from deploy.config import Config
-from deploy.facts import HostFacts
-from deploy.loader import load, load_text
-from deploy.render import paths_for, render
+from deploy.config.loader import load, load_text
+from deploy.config.model import Config
+from deploy.remote.facts import HostFacts
+from deploy.render.render import paths_for, render
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASKR = ROOT / "playbooks" / "flaskr"

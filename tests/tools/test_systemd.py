@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.config import Config
-from deploy.loader import load, load_text
-from deploy.render import paths_for, render
+from deploy.config.loader import load, load_text
+from deploy.config.model import Config
+from deploy.render.render import paths_for, render
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXPOSURE = 1.5

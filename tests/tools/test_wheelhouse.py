@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.artifact import ArtifactError, Platform, wheelhouse
-from deploy.requirements import resolve
+from deploy.project.requirements import resolve
+from deploy.push.artifact import ArtifactError, Platform, wheelhouse
 from tests.conftest import in_ci, unavailable
 
 pytestmark = pytest.mark.tools

@@ -1,10 +1,10 @@
-"""What a failed push shows of the slot's log: the app's traceback (deploy.applog), secrets redacted."""
+"""What a failed push shows of the slot's log: the app's traceback (deploy.push.applog), secrets redacted."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy.applog import excerpt, is_traceback, redact
+from deploy.push.applog import excerpt, is_traceback, redact
 
 pytestmark = pytest.mark.unit
 
@@ -114,5 +114,5 @@ def test_redact_replaces_secret_values_with_their_names() -> None:
     text = "RuntimeError: login failed with hunter2-longer (key k3y-0123456789), line 12345, pin 1234"
     shown = redact(text, secrets)
     # Values of 4 characters or more are redacted wherever they appear, inside "12345" too
-    # (deploy.redact.MIN_SECRET_LENGTH; shorter ones are refused at load): "123" is left alone.
+    # (deploy.config.redact.MIN_SECRET_LENGTH; shorter ones are refused at load): "123" is left alone.
     assert shown == "RuntimeError: login failed with <DB_PASSWORD> (key <SECRET_KEY>), line <PIN>5, pin <PIN>"

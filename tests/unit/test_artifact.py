@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.artifact import ArtifactError, Platform, changes, pack, requirements_hash, tarball
+from deploy.push.artifact import ArtifactError, Platform, changes, pack, requirements_hash, tarball
 
 pytestmark = pytest.mark.unit
 
@@ -94,7 +94,7 @@ def test_platform_tags_for_pip_download() -> None:
 def test_project_identity_is_the_root_commit_of_every_full_clone(
     repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from deploy.artifact import project_identity
+    from deploy.push.artifact import project_identity
 
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # outside the repository
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checkrun import AREAS, load_checks
+from deploy.checker.runner import AREAS, load_checks
 
 pytestmark = pytest.mark.unit
 
@@ -51,9 +51,9 @@ def examples(page: str) -> tuple[dict[str, str], dict[str, str]] | None:
 
 
 def _fires(root: Path, check_id: str, files: dict[str, str]) -> bool:
-    from deploy.checkctx import Context
-    from deploy.checkrun import run, select
-    from deploy.loader import load
+    from deploy.checker.context import Context
+    from deploy.checker.runner import run, select
+    from deploy.config.loader import load
 
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

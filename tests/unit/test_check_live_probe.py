@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from deploy.live import probe_site
+from deploy.checker.live_probe import probe_site
 
 pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")]
 

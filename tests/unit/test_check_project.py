@@ -1,4 +1,4 @@
-"""The static reading of a project: what `deploy.project` finds in sources and files, never importing."""
+"""The static reading of a project: what `deploy.project.scan` finds in sources and files, never importing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.project import from_files, parse_dockerfile, parse_requirements, scan
+from deploy.project.scan import from_files, parse_dockerfile, parse_requirements, scan
 
 pytestmark = pytest.mark.unit
 

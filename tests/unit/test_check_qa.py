@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checkctx import Context
-from deploy.checkrun import Finding, Report, run
-from deploy.checkrun import check as register
+from deploy.checker.context import Context
+from deploy.checker.runner import Finding, Report, run
+from deploy.checker.runner import check as register
 
 from .test_check_support import CLEAN_APP, CONFIG, check, found, project
 
@@ -171,7 +171,7 @@ def _import_app(extra: str) -> str:
 
 
 def test_placeholders_have_the_shape_libraries_parse() -> None:
-    from deploy.inspect_app import PLACEHOLDER_PREFIX, placeholder
+    from deploy.project.inspect_app import PLACEHOLDER_PREFIX, placeholder
 
     assert placeholder("DATABASE_URL") == "sqlite://"
     assert placeholder("SQLALCHEMY_DATABASE_URI") == "sqlite://"
@@ -285,7 +285,7 @@ def test_the_import_child_needs_only_the_standard_library_and_python_3_8() -> No
     import ast
     import sys
 
-    from deploy import inspect_child
+    from deploy.project import inspect_child
 
     text = Path(inspect_child.__file__).read_text(encoding="utf-8")
     tree = ast.parse(text, feature_version=(3, 8))
@@ -304,8 +304,8 @@ LIVE_CONFIG = CONFIG + "  hosts: [HOSTS]\n"
 
 
 def test_live_refuses_placeholder_hosts_before_any_lookup(tmp_path: Path) -> None:
-    from deploy.live import placeholder_hosts
-    from deploy.loader import load_text
+    from deploy.checker.live_probe import placeholder_hosts
+    from deploy.config.loader import load_text
 
     config = load_text(LIVE_CONFIG.replace("HOSTS", "web1.example.com, b.example.org, c.invalid, web.test"))
     assert placeholder_hosts(config) == ["web1.example.com", "b.example.org", "c.invalid"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checkctx import Context
-from deploy.checkrun import Report, load_checks, run, select
-from deploy.loader import load_text
+from deploy.checker.context import Context
+from deploy.checker.runner import Report, load_checks, run, select
+from deploy.config.loader import load_text
 
 pytestmark = pytest.mark.unit
 

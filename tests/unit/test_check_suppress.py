@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import suppress
-from deploy.checkctx import Context
-from deploy.checkrun import Report, load_checks, run, select
-from deploy.loader import ConfigError
+from deploy.checker import suppress
+from deploy.checker.context import Context
+from deploy.checker.runner import Report, load_checks, run, select
+from deploy.config.loader import ConfigError
 
 from .test_check_support import project
 

@@ -144,8 +144,8 @@ def test_without_deploy_yaml_the_app_is_found_in_the_source(
 
 
 def test_the_import_copy_holds_no_secret_file(tmp_path: Path) -> None:
-    """`deploy check` imports a copy of what push ships: no secret file (deploy.secretfiles) in it."""
-    from deploy.inspect_app import copy_project
+    """`deploy check` imports a copy of what push ships: no secret file (deploy.config.secretfiles) in it."""
+    from deploy.project.inspect_app import copy_project
     from tests.unit.test_artifact import NOT_SECRET_FILES, SECRET_FILES
 
     source, dest = tmp_path / "project", tmp_path / "copy"

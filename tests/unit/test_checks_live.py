@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checkctx import Context
-from deploy.checkrun import Report, load_checks, run, select
-from deploy.facts import HostState
-from deploy.live import HostLive, LiveFacts, Response, SiteLive
-from deploy.loader import load_text
+from deploy.checker.context import Context
+from deploy.checker.live_probe import HostLive, LiveFacts, Response, SiteLive
+from deploy.checker.runner import Report, load_checks, run, select
+from deploy.config.loader import load_text
+from deploy.remote.facts import HostState
 
 from .test_check_support import CONFIG, project
 

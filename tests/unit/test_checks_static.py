@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checkrun import Layer, load_checks
+from deploy.checker.runner import Layer, load_checks
 
 from .test_check_support import CLEAN_APP, CONFIG, check, found, project
 

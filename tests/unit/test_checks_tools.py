@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.loader import load_text
-from deploy.render import render
+from deploy.config.loader import load_text
+from deploy.render.render import render
 
 from .test_check_support import CONFIG, check, found, project
 

@@ -291,9 +291,9 @@ def test_push_failing_before_connecting_exits_cleanly(project: Path) -> None:
 
 def test_a_bug_still_shows_its_traceback() -> None:
     """The boundary only turns expected errors into one line: a bug keeps its traceback, and says so."""
-    from deploy.cli import _Main
+    from deploy.cli.common import Main
 
-    @click.group(cls=_Main)
+    @click.group(cls=Main)
     def group() -> None:
         pass
 

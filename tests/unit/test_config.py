@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from deploy.loader import ConfigError, load, load_text, parse_dotenv, read_secrets
+from deploy.config.loader import ConfigError, load, load_text, parse_dotenv, read_secrets
 
 pytestmark = pytest.mark.unit
 

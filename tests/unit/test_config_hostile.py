@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from deploy.config import Config, _alternatives
-from deploy.loader import ConfigError, KeyPath, load, load_text
+from deploy.config.loader import ConfigError, KeyPath, load, load_text
+from deploy.config.model import Config, _alternatives
 
 pytestmark = pytest.mark.unit
 
@@ -437,8 +437,8 @@ def test_a_static_folder_that_links_out_is_refused(tmp_path: Path) -> None:
 
 
 def test_deploy_check_reports_it_as_a_critical_security_finding(tmp_path: Path) -> None:
-    from deploy.checkctx import Context
-    from deploy.checkrun import Severity, load_checks, run, select
+    from deploy.checker.context import Context
+    from deploy.checker.runner import Severity, load_checks, run, select
 
     config = _project(tmp_path, {"public/settings.py": "SECRET_KEY = 'x'\n"})
     loaded = load(config, project_files=False)

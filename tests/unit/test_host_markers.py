@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy import hostmarkers
-from deploy.artifact import ArtifactError, Platform, requirements_hash, wheelhouse
-from deploy.requirements import RequirementSet, resolve, top_level
+from deploy.project.requirements import RequirementSet, resolve, top_level
+from deploy.push import wheels as hostmarkers
+from deploy.push.artifact import ArtifactError, Platform, requirements_hash, wheelhouse
 
 pytestmark = pytest.mark.unit
 

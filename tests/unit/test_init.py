@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.initproject import inspect_project
-from deploy.loader import load
+from deploy.config.loader import load
+from deploy.project.init import inspect_project
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from deploy import commands as cmd
-from deploy.artifact import Artifact, FileEntry
-from deploy.executor import Recorder, display_line, step_script
-from deploy.facts import HostState, ReleaseInfo, parse_state
-from deploy.loader import load_text
+from deploy.config.loader import load_text
 from deploy.plan import Command, Upload
-from deploy.pushplan import (
+from deploy.push.artifact import Artifact, FileEntry
+from deploy.push.plans import (
     Build,
     HostPush,
     PlanError,
@@ -26,8 +23,11 @@ from deploy.pushplan import (
     setup_plan,
     shared_roots,
 )
-from deploy.render import managed_files, render
-from deploy.rollout import Rollout, batches
+from deploy.push.rollout import Rollout, batches
+from deploy.remote import commands as cmd
+from deploy.remote.executor import Recorder, display_line, step_script
+from deploy.remote.facts import HostState, ReleaseInfo, parse_state
+from deploy.render.render import managed_files, render
 
 pytestmark = pytest.mark.unit
 
@@ -167,7 +167,7 @@ def served_state(**changes: object) -> dict[str, HostState]:
         ReleaseInfo("20240102-000000-r1", {"id": "r1"}, True),
         ReleaseInfo("20240103-000000-r2", {"id": "r2"}, True),
     )
-    from deploy.artifact import requirements_hash
+    from deploy.push.artifact import requirements_hash
 
     req = requirements_hash(a.requirements, "3.11.2", "cp311-glibc2.36-x86_64")
     links = {
@@ -315,7 +315,7 @@ def test_prune_keeps_the_newest_current_and_rollback_target() -> None:
 
 def set_up(host_states: dict[str, HostState]) -> dict[str, HostState]:
     """The hosts with every directory `deploy setup` makes, as setup makes it."""
-    from deploy.pushplan import _dirs
+    from deploy.push.plans import _dirs
 
     owners = {path: {"owner": o, "group": g, "mode": m, "kind": "dir"} for path, o, g, m in _dirs(CONFIG)}
     return {h: replace(state, owners={**state.owners, **owners}) for h, state in host_states.items()}
@@ -364,7 +364,7 @@ def test_a_host_set_up_before_the_shared_catch_all_gets_it_with_its_site_in_one_
 def test_every_nginx_change_is_staged_then_applied_by_one_program_that_can_undo_it() -> None:
     """Setup, push and HTTPS setup change Nginx's files the same way: nothing is written under a
     name Nginx reads until the program that tests the result (and restores it on failure) runs."""
-    from deploy import tls
+    from deploy.tls import steps as tls
 
     hosts = states(links={"debian_default": "/etc/nginx/sites-available/default"}, files={})
     rendered = rendered_map(hosts)
@@ -566,7 +566,7 @@ def test_dry_run_diffs_a_staged_nginx_file_against_the_file_it_replaces(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-    from deploy.cli_push import Printer, _show_step
+    from deploy.cli.push import Printer, _show_step
 
     hosts = served_state()
     site = "/etc/nginx/sites-available/shop.conf"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from deploy.config import Config
-from deploy.loader import load, parse_yaml
+from deploy.config.loader import load, parse_yaml
+from deploy.config.model import Config
 
 pytestmark = pytest.mark.unit
 

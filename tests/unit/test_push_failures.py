@@ -14,12 +14,12 @@ from dataclasses import replace
 import pytest
 
 from deploy import cli  # noqa: F401  (first: it registers the commands of cli_push)
-from deploy.cli_push import Printer, RolloutRun, StopSignals, _finish
-from deploy.executor import Recorder
-from deploy.facts import HostState, ReleaseInfo, parse_state
+from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
 from deploy.plan import Command, Upload
-from deploy.pushplan import PlanError, PushPlan, push_plan, require_setup, rollback_plan, rollback_target
-from deploy.rollout import Outcome, Rollout, history_commands
+from deploy.push.plans import PlanError, PushPlan, push_plan, require_setup, rollback_plan, rollback_target
+from deploy.push.rollout import Outcome, Rollout, history_commands
+from deploy.remote.executor import Recorder
+from deploy.remote.facts import HostState, ReleaseInfo, parse_state
 from tests.unit.test_plan_push import (
     CONFIG,
     LAYOUT,

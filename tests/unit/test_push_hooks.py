@@ -12,12 +12,12 @@ from urllib.parse import quote
 import pytest
 
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli_push import Printer, RolloutRun, StopSignals, _finish
-from deploy.executor import Recorder
-from deploy.loader import load_text
+from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
+from deploy.config.loader import load_text
+from deploy.config.redact import redacting_output
 from deploy.plan import Command
-from deploy.pushplan import push_plan, rollback_plan
-from deploy.redact import redacting_output
+from deploy.push.plans import push_plan, rollback_plan
+from deploy.remote.executor import Recorder
 from tests.unit.test_plan_push import SECRETS, YAML, build, rendered_map, served_state
 
 pytestmark = pytest.mark.unit

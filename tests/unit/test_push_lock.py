@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from deploy import commands as cmd
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli_push import _lock_record, _released
-from deploy.executor import ConnectError, SSHExecutor, step_script
-from deploy.facts import parse_state
-from deploy.loader import ConfigError, load_text
+from deploy.cli.push import _lock_record, _released
+from deploy.config.loader import ConfigError, load_text
 from deploy.plan import Upload
-from deploy.pushplan import push_plan
+from deploy.push.plans import push_plan
+from deploy.remote import commands as cmd
+from deploy.remote.executor import ConnectError, SSHExecutor, step_script
+from deploy.remote.facts import parse_state
 from tests.unit.test_plan_push import CONFIG, SECRETS, YAML, build, rendered_map, states
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""One redaction layer (deploy.redact): every line deploy prints or writes, whoever prints it, has no
+"""One redaction layer (deploy.config.redact): every line deploy prints or writes, whoever prints it, has no
 secret value in it, raw or in a common encoding; secrets too short to redact are refused."""
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from urllib.parse import quote, quote_plus
 import click
 import pytest
 
-from deploy.cli import fail, main  # noqa: F401  (main registers the commands before cli_push is imported)
-from deploy.cli_push import Printer, RolloutRun, StopSignals, _finish
-from deploy.executor import Event, Recorder, StepResult
-from deploy.loader import ConfigError, load_text, read_secrets
+from deploy.cli import main  # noqa: F401  (main registers the commands before cli_push is imported)
+from deploy.cli.common import fail
+from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
+from deploy.config.loader import ConfigError, load_text, read_secrets
+from deploy.config.redact import MIN_SECRET_LENGTH, RedactingStream, Redactor, redacting_output
 from deploy.plan import Step
-from deploy.pushplan import push_plan
-from deploy.redact import MIN_SECRET_LENGTH, RedactingStream, Redactor, redacting_output
+from deploy.push.plans import push_plan
+from deploy.remote.executor import Event, Recorder, StepResult
 from tests.unit.test_plan_push import CONFIG, SECRETS, YAML, build, rendered_map, three_hosts
 
 pytestmark = pytest.mark.unit
@@ -176,7 +177,7 @@ def test_a_secret_streamed_in_pieces_with_flushes_in_between_never_shows(
 
 
 def test_every_command_that_talks_to_hosts_prints_through_the_layer() -> None:
-    from deploy import cli_push
+    from deploy.cli import push as cli_push
 
     commands: list[click.Command] = []
     for command in cli_push.COMMANDS:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.config import Config
-from deploy.facts import HostFacts
-from deploy.loader import ConfigError, load, load_text
-from deploy.render import CATCH_ALL, CATCH_ALL_TLS, paths_for, render
+from deploy.config.loader import ConfigError, load, load_text
+from deploy.config.model import Config
+from deploy.remote.facts import HostFacts
+from deploy.render.render import CATCH_ALL, CATCH_ALL_TLS, paths_for, render
 
 pytestmark = pytest.mark.unit
 
@@ -456,11 +456,11 @@ def test_an_app_that_cannot_be_imported_logs_its_traceback_then_stops(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The rendered file wraps Gunicorn's import of the app: a failure logs the whole traceback under
-    the line deploy.applog looks for, then exits (1 from the master; from a worker, Gunicorn's "App
+    the line deploy.push.applog looks for, then exits (1 from the master; from a worker, Gunicorn's "App
     failed to load", so the master stops instead of forking more workers)."""
     import gunicorn.util
 
-    from deploy.applog import excerpt, is_traceback
+    from deploy.push.applog import excerpt, is_traceback
 
     monkeypatch.setattr(gunicorn.util, "import_app", gunicorn.util.import_app)  # restored afterwards
     module = f"failing_{preload}_{process}"
@@ -507,7 +507,7 @@ def test_requests_are_logged_by_nginx_with_timings_and_gunicorn_access_log_is_op
 def test_compiled_templates_are_cached_only_in_a_folder_of_ones_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy import render as render_module
+    from deploy.render import render as render_module
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = render_module._bytecode_cache()

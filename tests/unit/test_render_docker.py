@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.config import Config
-from deploy.loader import ConfigError, load, load_text
-from deploy.render import render
-from deploy.secretfiles import NOT_SECRETS, PATTERNS
+from deploy.config.loader import ConfigError, load, load_text
+from deploy.config.model import Config
+from deploy.config.secretfiles import NOT_SECRETS, PATTERNS
+from deploy.render.render import render
 from tests.unit.test_artifact import NOT_SECRET_FILES, SECRET_FILES
 
 pytestmark = pytest.mark.unit

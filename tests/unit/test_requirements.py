@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from deploy.artifact import Artifact, ArtifactError, FileEntry, Platform, pack, requirements_hash, wheelhouse
-from deploy.loader import load_text
-from deploy.render import render
-from deploy.requirements import RequirementsError, includes, resolve, src_root
+from deploy.config.loader import load_text
+from deploy.project.requirements import RequirementsError, includes, resolve, src_root
+from deploy.push.artifact import (
+    Artifact,
+    ArtifactError,
+    FileEntry,
+    Platform,
+    pack,
+    requirements_hash,
+    wheelhouse,
+)
+from deploy.render.render import render
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy import commands as cmd
 from deploy.plan import Command
+from deploy.remote import commands as cmd
 
 pytestmark = [
     pytest.mark.tools,
@@ -214,7 +214,7 @@ def test_a_configuration_nginx_rejects_is_put_back_byte_for_byte(
         [(str(site), str(conf / "sites-enabled" / "shop.conf"))],
         [str(default)],
     )
-    from deploy.executor import step_script
+    from deploy.remote.executor import step_script
 
     result = subprocess.run(
         ["sh", "-s"], input=step_script(list(actions)), capture_output=True, text=True, env=env

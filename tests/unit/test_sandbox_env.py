@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.config import TLS
-from deploy.loader import ConfigError, load, load_text
-from deploy.sandbox import SandboxHost, environment_text
-from deploy.sandbox_acme import AcmeServer, overlay_section
+from deploy.config.loader import ConfigError, load, load_text
+from deploy.config.model import TLS
+from deploy.sandbox.acme import AcmeServer, overlay_section
+from deploy.sandbox.machines import SandboxHost, environment_text
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.sandbox import MARKER, Sandbox
+from deploy.sandbox.machines import MARKER, Sandbox
 
 pytestmark = [
     pytest.mark.unit,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deploy.certs import planned_steps
 from deploy.cli import main
-from deploy.facts import HostFacts
-from deploy.loader import load_text
+from deploy.config.loader import load_text
 from deploy.plan import Command, Upload
-from deploy.render import render
-from deploy.tls import TLSFiles
+from deploy.remote.facts import HostFacts
+from deploy.render.render import render
+from deploy.tls.certs import planned_steps
+from deploy.tls.steps import TLSFiles
 
 pytestmark = pytest.mark.unit
 

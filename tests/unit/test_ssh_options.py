@@ -7,8 +7,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from deploy.executor import ConnectError, SSHExecutor, _policies, parse_jump
-from deploy.loader import load_text
+from deploy.config.loader import load_text
+from deploy.remote.executor import ConnectError, SSHExecutor, _policies, parse_jump
 
 pytestmark = pytest.mark.unit
 

@@ -18,14 +18,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from deploy import certs, tls
-from deploy.commands import NGINX_APPLY, STAGED
-from deploy.config import Config
-from deploy.executor import Recorder, StepResult, display_line
-from deploy.facts import HostFacts
-from deploy.loader import ConfigError, load_text
+from deploy.config.loader import ConfigError, load_text
+from deploy.config.model import Config
 from deploy.plan import Command, Step, Upload
-from deploy.render import paths_for, render
+from deploy.remote.commands import NGINX_APPLY, STAGED
+from deploy.remote.executor import Recorder, StepResult, display_line
+from deploy.remote.facts import HostFacts
+from deploy.render.render import paths_for, render
+from deploy.tls import certs
+from deploy.tls import steps as tls
 
 pytestmark = pytest.mark.unit
 

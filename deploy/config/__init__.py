@@ -1,0 +1,1 @@
+"""Configuration: the typed model of deploy.yaml, its loading and validation, secrets and redaction."""

@@ -1,0 +1,784 @@
+"""The typed model of deploy.yaml: every key, its type, its default, and what a valid value is.
+
+Values that reach a config file (domains, paths, sizes, header values) are validated here, so
+templates never see a value that could break out of a directive or a line.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+# --- value types -------------------------------------------------------------------------------
+from deploy.config import folders
+from deploy.render import csp
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+_UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
+_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_REL_PATH = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]*$")
+_ABS_PATH = re.compile(r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._@+/-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"^[0-9]{1,6}[kKmMgG]?$")
+_WSGI = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\([^\n\r;`$]*\))?$"
+)
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        # fullmatch: `match` with `$` also accepts "value\n" (`$` matches before a final newline).
+        if not pattern.fullmatch(value):
+            raise ValueError(f"expected {what}, got {value!r}")
+        return value
+
+    return check
+
+
+#: Unicode categories no deploy.yaml string may hold: control characters (Cc: newlines, tab, NUL, DEL,
+#: ESC, U+0085), format characters (Cf: U+200B, U+202E, U+FEFF, which hide or reorder text), lone
+#: surrogates (Cs: cannot be written as UTF-8) and the line and paragraph separators (Zl, Zp). Any of
+#: them ends or breaks a line in an Nginx site, a systemd unit, a Dockerfile, an env file or a command.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+_CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
+
+
+def control_character(text: str) -> str | None:
+    """What the first control character of `text` is and where (never the text itself); None if none."""
+    for index, char in enumerate(text):
+        if unicodedata.category(char) in _CONTROL_CATEGORIES:
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
+            return f"U+{ord(char):04X} ({name}) at character {index + 1}"
+    return None
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    """The types an annotation allows, without Annotated, Optional and None."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [alt for arg in get_args(annotation) for alt in _alternatives(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _strings(
+    value: Any, annotation: Any, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string in a field's validated value, keys of mappings included, with its location.
+
+    Sections (models) check their own fields; values typed Any (an environment's overlay) are
+    checked when they are overlaid and validated as a whole config."""
+    alternatives = _alternatives(annotation)
+    if Any in alternatives or isinstance(value, BaseModel):
+        return
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, list | tuple):
+        item = next((get_args(a)[0] for a in alternatives if get_origin(a) is list), object)
+        for index, entry in enumerate(value):
+            yield from _strings(entry, item, (*loc, index))
+    elif isinstance(value, dict):
+        key_type, value_type = next(
+            (get_args(a) for a in alternatives if get_origin(a) is dict), (object, object)
+        )
+        for key, entry in value.items():
+            yield from _strings(key, key_type, (*loc, key))
+            yield from _strings(entry, value_type, (*loc, key))
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice")
+        seen.add(item)
+    return items
+
+
+def _domain(value: str) -> str:
+    # Checked as written, before lowercasing: str.lower() maps some non-ASCII look-alikes to ASCII
+    # letters (the Kelvin sign K becomes k), and `$` would let a trailing newline through.
+    if (
+        not value.isascii()
+        or not _DOMAIN.fullmatch(value)
+        or len(value) > 253
+        or (value.startswith("*.") and "." not in value[2:])
+    ):
+        raise ValueError(
+            "expected a domain name (letters, digits, hyphens and dots, such as app.example.com; "
+            f"a wildcard only as the first label of a name with two more), got {value!r}"
+        )
+    return value.lower()
+
+
+def _host_address(value: str) -> str:
+    m = _IPV4.fullmatch(value)
+    if m:
+        if all(0 <= int(g) <= 255 for g in m.groups()):
+            return value
+        raise ValueError(f"expected an IPv4 address or a host name, got {value!r}")
+    if value.startswith("[") and value.endswith("]") and re.fullmatch(r"[0-9a-fA-F:.]+", value[1:-1]):
+        return value
+    return _domain(value)
+
+
+#: Names of system services and accounts an app must not take over: the app's name becomes a
+#: systemd unit, /etc/<name>, /run/<name> and a Unix user.
+RESERVED_NAMES = frozenset(
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "nobody",
+        "systemd",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "systemd-journal",
+        "messagebus",
+        "dbus",
+        "polkitd",
+        "ssh",
+        "sshd",
+        "nginx",
+        "apache2",
+        "httpd",
+        "certbot",
+        "letsencrypt",
+        "postgres",
+        "postgresql",
+        "mysql",
+        "mysqld",
+        "mariadb",
+        "redis",
+        "redis-server",
+        "memcached",
+        "docker",
+        "containerd",
+        "cron",
+        "rsyslog",
+        "syslog",
+        "ntp",
+        "chrony",
+        "ufw",
+        "snapd",
+        "sudo",
+        "network",
+        "networking",
+        "getty",
+        "login",
+        "init",
+        "kernel",
+        "udev",
+    }
+)
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_NAMES or value.startswith("systemd-"):
+        raise ValueError(f"{value!r} is the name of a system service or account; choose another name")
+    return value
+
+
+AppName = Annotated[
+    str,
+    AfterValidator(
+        _matches(_APP_NAME, "a short lower-case name: letters, digits and hyphens, starting with a letter")
+    ),
+    AfterValidator(_not_reserved),
+]
+UnixName = Annotated[str, AfterValidator(_matches(_UNIX_NAME, "a Unix user name such as 'deploy'"))]
+Domain = Annotated[str, AfterValidator(_domain)]
+UrlPath = Annotated[
+    str, AfterValidator(_matches(_URL_PATH, "a URL path starting with '/' (letters, digits, . _ ~ - /)"))
+]
+RelPath = Annotated[
+    str,
+    AfterValidator(_matches(_REL_PATH, "a relative path inside the project (no '..', no spaces or quotes)")),
+]
+AbsPath = Annotated[
+    str, AfterValidator(_matches(_ABS_PATH, "an absolute path (no '..', no spaces or quotes)"))
+]
+EnvName = Annotated[
+    str, AfterValidator(_matches(_ENV_NAME, "an environment variable name such as LOG_LEVEL"))
+]
+Size = Annotated[str, AfterValidator(_matches(_SIZE, "an Nginx size such as 16m, 512k or 1g"))]
+#: Free text (commands, env values, paths on this machine): one line, like every string (see Model).
+SafeText = str
+Version = Annotated[str, AfterValidator(_matches(_VERSION, "a version such as 1.22 or 1.25.1"))]
+
+
+def _header_value(value: str) -> str:
+    if '"' in value or "\\" in value or "$" in value:
+        raise ValueError('a header value must not contain double quotes, backslashes or "$"')
+    return value
+
+
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
+
+
+def _csp_directive(value: str) -> str:
+    if value not in csp.FALLBACK:
+        raise ValueError(f"expected a CSP directive ({', '.join(csp.FALLBACK)}), got {value!r}")
+    return value
+
+
+def _csp_source(value: str) -> str:
+    problem = csp.source_problem(value)
+    if problem is not None:
+        raise ValueError(f"expected {problem}, got {value!r}" if problem.startswith("a CSP") else problem)
+    return value
+
+
+CspDirective = Annotated[str, AfterValidator(_csp_directive)]
+CspSource = Annotated[str, AfterValidator(_csp_source)]
+
+
+def invalid(title: str, problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """An error for each (location below the field or model being validated, message): raised from
+    a validator, it names the key that is wrong, not the section that holds it."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("invalid_value", "{message}", {"message": message}),
+                loc=loc,
+                input="",
+            )
+            for loc, message in problems
+        ],
+    )
+
+
+class Model(BaseModel):
+    """Base for every section: unknown keys are errors, instances are immutable, and every string in
+    it (keys of mappings and items of lists included) is one line without control characters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        annotation = cls.model_fields[info.field_name].annotation
+        problems = [
+            (loc, f"must be one line of plain text; found {found}")
+            for loc, text in _strings(value, annotation, ())
+            if (found := control_character(text)) is not None
+        ]
+        if problems:
+            raise invalid(cls.__name__, problems)
+        return value
+
+
+# --- app ---------------------------------------------------------------------------------------
+
+
+class Static(Model):
+    """Static files that Nginx serves directly, with long caching."""
+
+    url: UrlPath = "/static"
+    dir: RelPath = "static"
+    max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+
+    @field_validator("url")
+    @classmethod
+    def _a_prefix_of_its_own(cls, url: str) -> str:
+        if url.strip("/") == "":
+            raise ValueError("static.url must be a prefix such as /static, not '/': it would hide the app")
+        if url.rstrip("/") == "/.well-known" or url.startswith("/.well-known/"):
+            raise ValueError("static.url must not be under /.well-known (certificates are validated there)")
+        return url
+
+
+class App(Model):
+    """The application: what to run, what it needs, and what it keeps across releases."""
+
+    name: AppName
+    wsgi: Annotated[
+        str,
+        AfterValidator(_matches(_WSGI, "'module:app' or a factory call such as 'flaskr:create_app()'")),
+    ]
+    requirements: RelPath = "requirements.txt"
+    python: Version | None = None
+    static: Static | None = None
+    health: UrlPath = "/health"
+    env: dict[EnvName, SafeText] = Field(default_factory=dict)
+    secrets: list[EnvName] = Field(default_factory=list)
+    shared: list[RelPath] = Field(default_factory=list)
+    release: list[SafeText] = Field(default_factory=list)
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8000
+
+    @field_validator("env")
+    @classmethod
+    def _no_debug_in_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in ("FLASK_DEBUG", "DEBUG"):
+            if key in env and env[key].strip().lower() not in ("", "0", "false", "no", "off"):
+                raise ValueError(f"{key}={env[key]!r} turns on the debugger in production; remove it")
+        if env.get("FLASK_ENV", "").strip().lower() == "development":
+            raise ValueError("FLASK_ENV=development turns on the debugger in production; remove it")
+        return env
+
+    @field_validator("secrets", "release")
+    @classmethod
+    def _no_duplicates(cls, items: list[str]) -> list[str]:
+        return _unique(items)
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_folders(cls, shared: list[str], info: ValidationInfo) -> list[str]:
+        """Plain folder names, none inside another, none of them deploy's, git's or the code's
+        (see deploy.config.folders); kept normalized ('instance/' is 'instance')."""
+        wsgi = info.data.get("wsgi", "")
+        problems = folders.shared_by_name(shared, wsgi, info.data.get("requirements", ""))
+        project_dir = (info.context or {}).get("project_dir")
+        if not problems and project_dir is not None:
+            problems = folders.shared_by_contents(shared, Path(project_dir))
+        if problems:
+            raise invalid("App", [((index,), why) for index, why in problems])
+        return [folders.normalized(entry) for entry in shared]
+
+    @model_validator(mode="after")
+    def _static_serves_public_files_only(self, info: ValidationInfo) -> App:
+        """Nginx serves app.static.dir to anyone: never code, data, configuration or secrets. With
+        the project's folder (validation context `project_dir`), its files are looked at too."""
+        if self.static is None:
+            return self
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        why = folders.static_by_name(self.static.dir, self.wsgi, self.shared)
+        project_dir = (info.context or {}).get("project_dir")
+        if why is None and project_dir is not None:
+            why = folders.static_by_contents(self.static.dir, Path(project_dir))
+        if why is not None:
+            problems.append(
+                (("static", "dir"), f"{self.static.dir!r} {why}; give a folder of public files only")
+            )
+        url = self.static.url.rstrip("/")
+        if self.health == url or self.health.startswith(url + "/"):
+            problems.append(
+                (
+                    ("static", "url"),
+                    f"{self.static.url!r} would serve the health check {self.health!r} (app.health) "
+                    "from the static folder; choose another prefix",
+                )
+            )
+        if problems:
+            raise invalid("App", problems)
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> App:
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is listed in both app.env and app.secrets: "
+                "secret values must come from the environment or .env at push time, never deploy.yaml"
+            )
+        return self
+
+
+# --- server ------------------------------------------------------------------------------------
+
+
+class Host(Model):
+    """One server: an address, and optionally its own SSH user and port."""
+
+    address: Annotated[str, AfterValidator(_host_address)]
+    user: UnixName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        """Accept 'host', 'user@host' and 'user@host:port'."""
+        if isinstance(data, str):
+            user, _, rest = data.rpartition("@")
+            address, port = rest, None
+            if rest.count(":") == 1:
+                address, _, port_text = rest.partition(":")
+                if not (port_text.isascii() and port_text.isdigit()):  # not '²'
+                    raise ValueError(f"expected 'host', 'user@host' or 'user@host:port', got {data!r}")
+                port = int(port_text)
+            out: dict[str, Any] = {"address": address}
+            if user:
+                out["user"] = user
+            if port is not None:
+                out["port"] = port
+            return out
+        return data
+
+
+class SSH(Model):
+    """How deploy reaches the hosts. Host keys are always verified against known_hosts."""
+
+    user: UnixName = "root"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    key: SafeText | None = None
+    known_hosts: SafeText | None = None
+    proxy_jump: SafeText | None = None
+    sudo: bool = False
+    connect_timeout: Annotated[int, Field(ge=1, le=300)] = 10
+
+
+class TLS(Model):
+    """HTTPS: a certificate from an ACME server (email), or the user's own (cert and key)."""
+
+    email: (
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[^@\s;]+@[^@\s;]+$"), "an email address"))]
+        | None
+    ) = None
+    cert: SafeText | None = None
+    key: SafeText | None = None
+    acme_server: (
+        Annotated[
+            str,
+            AfterValidator(_matches(re.compile(r"^https://[^\s;\"']+$"), "an https:// ACME directory URL")),
+        ]
+        | None
+    ) = None
+    ca_bundle: SafeText | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together: give both or neither")
+        if self.cert is None and self.email is None:
+            raise ValueError("tls needs either email (certificates from an ACME server) or cert and key")
+        if self.cert is not None and self.email is not None:
+            raise ValueError("tls takes either email (ACME) or cert and key, not both")
+        return self
+
+    @property
+    def acme(self) -> bool:
+        return self.cert is None
+
+
+class Server(Model):
+    """Where the app runs: its names, its hosts, and the account it runs as."""
+
+    domains: Annotated[list[Domain], Field(min_length=1)]
+    hosts: list[Host] = Field(default_factory=list)
+    user: UnixName = "deploy"
+    base_dir: AbsPath | None = None
+    ssh: SSH = Field(default_factory=SSH)
+    tls: TLS | Literal[False] = False
+    cores: Annotated[int, Field(ge=1, le=1024)] | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user == "root":
+            raise ValueError("the app must not run as root; use a dedicated user such as 'deploy'")
+        return _not_reserved(user)
+
+    @field_validator("domains")
+    @classmethod
+    def _unique_domains(cls, domains: list[str]) -> list[str]:
+        return _unique(domains)
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_hosts(cls, hosts: list[Host]) -> list[Host]:
+        _unique([f"{h.address}:{h.port or ''}" for h in hosts])
+        return hosts
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_true(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError(
+                "tls: true is not enough; give {email: you@example.com} or {cert: ..., key: ...}"
+            )
+        return value
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+class Gunicorn(Model):
+    """Gunicorn settings; 'auto' workers means (2 x the target host's cores) + 1."""
+
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"
+    worker_class: Literal["sync", "gthread", "gevent", "eventlet", "uvicorn.workers.UvicornWorker"] = "sync"
+    threads: Annotated[int, Field(ge=1, le=256)] = 1
+    timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    keepalive: Annotated[int, Field(ge=0, le=300)] = 5
+    # Recycling re-imports the app in a worker: often enough to bound a leak, rarely enough to
+    # cost nothing measurable (1000 cost a fifth of the throughput under load; benchmarks/).
+    max_requests: Annotated[int, Field(ge=0)] = 10000
+    max_requests_jitter: Annotated[int, Field(ge=0)] = 1000
+    #: Gunicorn's own access log (to the journal); Nginx logs every request with its timings anyway.
+    access_log: bool = False
+    backlog: Annotated[int, Field(ge=16, le=65535)] = 2048
+    #: Import the app once in the master and fork the workers from it. 'auto' = yes, except with
+    #: gevent/eventlet workers (they must patch the standard library before the app is imported).
+    preload_app: Literal["auto"] | bool = "auto"
+
+    @property
+    def preload(self) -> bool:
+        """Whether the app is imported before the workers are forked (preload_app resolved)."""
+        if self.preload_app == "auto":
+            return self.worker_class not in ("gevent", "eventlet")
+        return self.preload_app
+
+
+class Nginx(Model):
+    """The Nginx site in front of Gunicorn."""
+
+    version: Version = "1.22"
+    client_max_body_size: Size = "16m"
+    gzip: bool = True
+    content_security_policy: HeaderValue = csp.DEFAULT_POLICY
+    #: Sources added to directives of the policy: inline scripts' hashes, a CDN's host.
+    csp_sources: dict[CspDirective, list[CspSource]] = Field(default_factory=dict)
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 63072000
+    proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+    extra_headers: dict[
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[A-Za-z][A-Za-z0-9-]*$"), "a header name"))],
+        HeaderValue,
+    ] = Field(default_factory=dict)
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _not_a_standard_header(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in _MANAGED_HEADERS:
+                raise ValueError(
+                    f"{name} is set by deploy already; change it with its own key "
+                    "(content_security_policy, hsts_max_age) instead of extra_headers"
+                )
+        return headers
+
+    @property
+    def csp_header(self) -> str:
+        """The Content-Security-Policy header sent: the policy with csp_sources added."""
+        return csp.with_sources(self.content_security_policy, self.csp_sources)
+
+
+_MANAGED_HEADERS = {
+    "strict-transport-security",
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "server",
+}
+
+_SYSTEMD_OVERRIDABLE = {
+    "MemoryDenyWriteExecute",
+    "PrivateDevices",
+    "PrivateUsers",
+    "PrivateTmp",
+    "ProtectHome",
+    "ProtectSystem",
+    "ProtectProc",
+    "ProcSubset",
+    "RestrictAddressFamilies",
+    "SystemCallFilter",
+    "IPAddressDeny",
+    "IPAddressAllow",
+    "RestrictNamespaces",
+    "LimitNOFILE",
+    "MemoryMax",
+    "CPUQuota",
+    "TasksMax",
+    "ReadWritePaths",
+    "UMask",
+}
+
+
+class Systemd(Model):
+    """Hardening of the app's unit; any directive in `overrides` replaces the default."""
+
+    overrides: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _yaml_scalars(cls, overrides: Any) -> Any:
+        """Accept YAML's true/false and numbers as systemd's yes/no and digits."""
+        if isinstance(overrides, dict):
+            return {
+                key: ("yes" if value else "no")
+                if isinstance(value, bool)
+                else str(value)
+                if isinstance(value, int | float)
+                else value
+                for key, value in overrides.items()
+            }
+        return overrides
+
+    @field_validator("overrides")
+    @classmethod
+    def _known(cls, overrides: dict[str, str]) -> dict[str, str]:
+        for key in overrides:
+            if key not in _SYSTEMD_OVERRIDABLE:
+                allowed = ", ".join(sorted(_SYSTEMD_OVERRIDABLE))
+                raise ValueError(f"{key!r} cannot be overridden; expected one of: {allowed}")
+        return overrides
+
+
+class Docker(Model):
+    """The container image: a pinned base image and the user it runs as."""
+
+    base_image: Annotated[
+        str, AfterValidator(_matches(_IMAGE, "an image reference such as python:3.11-slim-bookworm"))
+    ] = "python:3.11-slim-bookworm"
+    user: UnixName = "app"
+
+    @field_validator("base_image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        name, _, tag = image.split("@")[0].rpartition(":")
+        if "@" not in image and (not name or "/" in tag or tag == "latest"):
+            raise ValueError(
+                f"{image!r} is not pinned: give a tag such as python:3.11-slim-bookworm "
+                "(not 'latest') or a digest (@sha256:...)"
+            )
+        return image
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user == "root":
+            raise ValueError("the container must not run as root; use a dedicated user such as 'app'")
+        return user
+
+
+class Hook(Model):
+    """A command run before or after a push or rollback, locally or on every host."""
+
+    run: SafeText
+    on: Literal["local", "hosts"] = "local"
+
+
+class Hooks(Model):
+    """Commands around pushes and rollbacks (notifications, cache warm-up)."""
+
+    pre_push: list[Hook] = Field(default_factory=list)
+    post_push: list[Hook] = Field(default_factory=list)
+    pre_rollback: list[Hook] = Field(default_factory=list)
+    post_rollback: list[Hook] = Field(default_factory=list)
+
+    @field_validator("pre_push", "post_push", "pre_rollback", "post_rollback", mode="before")
+    @classmethod
+    def _strings(cls, hooks: Any) -> Any:
+        if isinstance(hooks, list):
+            return [{"run": h} if isinstance(h, str) else h for h in hooks]
+        return hooks
+
+
+class Push(Model):
+    """How releases are rolled out."""
+
+    keep_releases: Annotated[int, Field(ge=2, le=100)] = 5
+    batch: (
+        Annotated[
+            str,
+            AfterValidator(_matches(re.compile(r"^(\d+%?)$"), "a count such as 2 or a share such as 25%")),
+        ]
+        | None
+    ) = None
+    max_failures: Annotated[int, Field(ge=0)] = 0
+    health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
+    #: Seconds one step of a push may take on a host before the push gives up on it.
+    step_timeout: Annotated[int, Field(ge=10, le=86400)] = 600
+    #: Seconds a push waits for the last step of an interrupted push (pip, a migration) that still
+    #: runs on a host, before it gives up and says so.
+    lock_wait: Annotated[int, Field(ge=0, le=86400)] = 120
+
+
+class Config(Model):
+    """The whole of deploy.yaml, after the chosen environment has been overlaid."""
+
+    app: App
+    server: Server
+    gunicorn: Gunicorn = Field(default_factory=Gunicorn)
+    nginx: Nginx = Field(default_factory=Nginx)
+    systemd: Systemd = Field(default_factory=Systemd)
+    docker: Docker = Field(default_factory=Docker)
+    hooks: Hooks = Field(default_factory=Hooks)
+    push: Push = Field(default_factory=Push)
+    environments: dict[
+        Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
+        dict[str, Any],
+    ] = Field(default_factory=dict)
+    environment: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _base_dir_of_its_own(self) -> Config:
+        """setup makes server.base_dir and the folders in it root's and the app's: never a system folder."""
+        if self.server.base_dir is not None:
+            why = folders.host_folder_problem(self.server.base_dir)
+            if why is not None:
+                raise invalid(
+                    "Config",
+                    [
+                        (
+                            ("server", "base_dir"),
+                            f"{why}: setup would change its owner and mode; give a folder for this "
+                            f"app's releases only, such as /srv/{self.app.name} (the default)",
+                        )
+                    ],
+                )
+        return self
+
+    @property
+    def base_dir(self) -> str:
+        """Where releases, shared data and the `current` link live on each host."""
+        return self.server.base_dir or f"/srv/{self.app.name}"
+
+    @property
+    def service(self) -> str:
+        """The systemd unit name (without .service)."""
+        return self.app.name
+
+    @property
+    def primary_domain(self) -> str:
+        return self.server.domains[0]
+
+    def workers_for(self, cores: int | None) -> int | None:
+        """The Gunicorn worker count for a host with `cores` cores (None: decided on the host)."""
+        if self.gunicorn.workers != "auto":
+            return int(self.gunicorn.workers)
+        cores = cores or self.server.cores
+        return None if cores is None else 2 * cores + 1

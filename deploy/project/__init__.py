@@ -1,0 +1,1 @@
+"""The user's project: the static scan of its sources, requirements, `deploy init`, the import inspection."""

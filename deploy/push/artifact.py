@@ -1,0 +1,640 @@
+"""The artifact of a push: the project at its committed HEAD, content hashes, and wheels per host platform.
+
+Files come from `git archive` (or, with --allow-dirty, from the working tree as git sees it). Every
+file gets a SHA-256, so a host is sent only the files that differ from its current release. Wheels
+are downloaded on this machine for each host's Python version and platform, so hosts need no index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from deploy.config.secretfiles import is_secret
+from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
+from deploy.push import wheels as hostmarkers
+
+#: Never shipped, even when untracked files go out with --allow-dirty: local tooling. Secret files
+#: (deploy.config.secretfiles) are never shipped either, tracked or not.
+EXCLUDED = (
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".deploy",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+)
+
+#: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
+VENV_RECIPE = "1"
+
+
+class ArtifactError(Exception):
+    """The project cannot be packed (not a git repository, dirty tree, wheels unavailable)."""
+
+
+#: Modes of shipped files: readable by root and the app's group only, never by other users...
+PRIVATE_MODES = (0o640, 0o750)
+#: ...but the files under app.static.dir, which Nginx (another user) serves to anyone.
+PUBLIC_MODES = (0o644, 0o755)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the artifact: its bytes and mode, or the target of a symbolic link."""
+
+    data: bytes
+    mode: int = 0o640
+    link: str | None = None
+
+    @property
+    def digest(self) -> str:
+        payload = b"link:" + self.link.encode() if self.link is not None else self.data
+        return hashlib.sha256(payload).hexdigest()
+
+    @property
+    def manifest_entry(self) -> list[object]:
+        return [self.digest, "link" if self.link is not None else f"{self.mode:o}"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a push ships: files keyed by relative path, the commit, and the requirements."""
+
+    commit: str
+    dirty: bool
+    files: dict[str, FileEntry]
+    requirements_path: str
+    #: Modification time of every shipped file (the commit's time): Nginx derives ETags from it.
+    timestamp: int = 0
+    #: Secret files (deploy.config.secretfiles) that git tracks: left out of the artifact, to be warned about.
+    withheld: tuple[str, ...] = ()
+
+    @property
+    def manifest(self) -> dict[str, list[object]]:
+        return {path: entry.manifest_entry for path, entry in sorted(self.files.items())}
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()
+
+    def read(self, path: str) -> bytes | None:
+        """A shipped file's bytes (a symbolic link inside the project is followed once)."""
+        entry = self.files.get(path)
+        if entry is not None and entry.link is not None:
+            target = os.path.normpath(os.path.join(os.path.dirname(path), entry.link))
+            entry = self.files.get(target)
+        return entry.data if entry is not None and entry.link is None else None
+
+    @property
+    def requirement_set(self) -> RequirementSet:
+        """The requirements files (with includes) or pyproject.toml dependencies the venv installs."""
+        try:
+            return resolve(self.requirements_path, self.read)
+        except RequirementsError as exc:
+            raise ArtifactError(str(exc)) from None
+
+    @property
+    def requirements(self) -> bytes:
+        """What the virtualenv's key covers (every requirements file involved, or the dependency list)."""
+        return self.requirement_set.key
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7] + ("-dirty" if self.dirty else "")
+
+
+def requirements_hash(requirements: bytes, python_version: str, platform_tag: str) -> str:
+    """The key of a virtualenv: the same requirements on the same Python and platform share one.
+
+    The full Python version counts (3.11.2, not 3.11): markers such as `python_full_version <=
+    "3.11.2"` make the set of wheels depend on it.
+    """
+    digest = hashlib.sha256()
+    for part in (VENV_RECIPE.encode(), python_version.encode(), platform_tag.encode(), requirements):
+        digest.update(part + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _git(project: Path, *args: str) -> bytes:
+    try:
+        result = subprocess.run(["git", *args], cwd=project, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise ArtifactError("git is not installed on this machine") from None
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip()
+        if "not a git repository" in message:
+            raise ArtifactError(
+                f"{project} is not in a git repository: deploy ships the committed HEAD "
+                "(run 'git init' and commit, or push from the repository)"
+            )
+        raise ArtifactError(f"git {' '.join(args)} failed: {message}")
+    return result.stdout
+
+
+def project_identity(project: Path) -> str | None:
+    """The project's git root commits (sorted, comma-separated): the same in every clone of it, so a
+    host can tell this project's app from another project's app of the same name. None outside git,
+    and in a shallow clone (whose oldest commit there is not the root)."""
+    try:
+        if _git(project, "rev-parse", "--is-shallow-repository").strip() != b"false":
+            return None
+        roots = _git(project, "rev-list", "--max-parents=0", "HEAD").decode().split()
+    except ArtifactError:
+        return None
+    return ",".join(sorted(roots)) or None
+
+
+def _under(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
+    parts = path.split("/")
+    if _under(path, extra) or is_secret(path):
+        return True
+    return any(part in EXCLUDED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
+
+
+def _mode(path: str, executable: bool, public: tuple[str, ...]) -> int:
+    private, world = PUBLIC_MODES if _under(path, public) else PRIVATE_MODES
+    return world if executable else private
+
+
+def pack(
+    project: Path,
+    requirements_path: str,
+    allow_dirty: bool = False,
+    exclude: tuple[str, ...] = (),
+    public: tuple[str, ...] = (),
+) -> Artifact:
+    """Read the project's files at HEAD (or the working tree with `allow_dirty`), refusing a dirty tree.
+
+    `exclude` names paths never shipped (the app's shared paths: they live on the host); secret files
+    are never shipped, and the tracked ones are named in `Artifact.withheld`. Files are readable by
+    root and the app's group only (`PRIVATE_MODES`), but those under a `public` folder (the static
+    files Nginx serves) are readable by everyone.
+    """
+    try:
+        # One git process for all three (each process costs time on every push).
+        top_line, prefix, commit = (
+            _git(project, "rev-parse", "--show-toplevel", "--show-prefix", "HEAD").decode().split("\n")[:3]
+        )
+        top = Path(top_line)
+    except (ArtifactError, ValueError):
+        # Not a repository, or no commit yet: ask one question at a time to say which.
+        top = Path(_git(project, "rev-parse", "--show-toplevel").decode().strip())
+        prefix = _git(project, "rev-parse", "--show-prefix").decode().strip()
+        try:
+            commit = _git(project, "rev-parse", "HEAD").decode().strip()
+        except ArtifactError:
+            raise ArtifactError(
+                f"{project}: the git repository has no commit yet; commit the project first"
+            ) from None
+    changed = [path for path in _status(project) if not _excluded(path, exclude)]
+    dirty = bool(changed)
+    if dirty and not allow_dirty:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ArtifactError(
+            f"the working tree has uncommitted changes ({shown}): deploy ships the committed HEAD; "
+            "commit them, or pass --allow-dirty to ship the working tree as it is"
+        )
+    files, withheld = (
+        _working_tree(project, exclude, public) if dirty else _archive(top, prefix, exclude, public)
+    )
+    if requirements_path not in files:
+        raise ArtifactError(
+            f"{requirements_path} (app.requirements) is not in the "
+            f"{'working tree' if dirty else 'commit'}: add and commit it"
+        )
+    timestamp = int(_git(project, "log", "-1", "--format=%ct").decode().strip() or 0)
+    if dirty:
+        import time
+
+        timestamp = int(time.time())
+    artifact = Artifact(
+        commit=commit,
+        dirty=dirty,
+        files=files,
+        requirements_path=requirements_path,
+        timestamp=timestamp,
+        withheld=tuple(sorted(withheld)),
+    )
+    _ = artifact.requirement_set  # an unreadable requirements file stops here, before any host
+    return artifact
+
+
+def _status(project: Path) -> list[str]:
+    """The paths git status reports changed or untracked (each file of a new folder), unquoted; a
+    rename or copy counts by its new path and its old one."""
+    raw = _git(project, "status", "--porcelain", "-z", "--untracked-files=all", "--", ".")
+    entries = raw.decode("utf-8", "surrogateescape").split("\0")
+    paths: list[str] = []
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC" or entry[1] in "RC":
+            paths.append(entries[index])  # the path it was renamed or copied from
+            index += 1
+    return paths
+
+
+def _archive(
+    top: Path, prefix: str, exclude: tuple[str, ...], public: tuple[str, ...]
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """The files of HEAD, and the committed secret files left out."""
+    raw = _git(top, "archive", "--format=tar", f"HEAD:{prefix}")
+    files: dict[str, FileEntry] = {}
+    withheld: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            name = _utf8_name(top, member.name.removeprefix("./"))
+            if member.isdir():
+                continue
+            if _excluded(name, exclude):
+                if is_secret(name) and not _under(name, exclude):
+                    withheld.append(name)
+                continue
+            if member.issym():
+                files[name] = FileEntry(b"", 0o777, link=member.linkname)
+            elif member.isfile():
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                files[name] = FileEntry(data, _mode(name, bool(member.mode & 0o111), public))
+    return files, withheld
+
+
+def _utf8_name(project: Path, name: str) -> str:
+    """`name` (surrogate-escaped, as tarfile and os.fsdecode give it); ArtifactError for a name that is
+    not UTF-8, which could not be written on a host."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ArtifactError(
+            f'{project}: the file name "{shown}" is not UTF-8; rename it (git mv) to ship it'
+        ) from None
+    return name
+
+
+def _working_tree(
+    project: Path, exclude: tuple[str, ...], public: tuple[str, ...]
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """The files of the working tree as git sees it, and the tracked secret files left out."""
+    # -t tags each name: "H " (and other letters) tracked, "? " untracked.
+    listing = _git(project, "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard", "--", ".")
+    files: dict[str, FileEntry] = {}
+    withheld: list[str] = []
+    for raw in listing.split(b"\0"):
+        tag, name = raw[:2].decode(), _utf8_name(project, os.fsdecode(raw[2:]))
+        if not name:
+            continue
+        if _excluded(name, exclude):
+            if tag != "? " and is_secret(name) and not _under(name, exclude):
+                withheld.append(name)
+            continue
+        path = project / name
+        if path.is_symlink():
+            files[name] = FileEntry(b"", 0o777, link=os.readlink(path))
+        elif path.is_file():
+            files[name] = FileEntry(path.read_bytes(), _mode(name, bool(path.stat().st_mode & 0o111), public))
+    return files, withheld
+
+
+def changes(artifact: Artifact, remote: dict[str, list[object]] | None) -> tuple[list[str], list[str]]:
+    """(files to send, files to delete) for a host whose current release has manifest `remote`."""
+    if remote is None:
+        return sorted(artifact.files), []
+    new = artifact.manifest
+    send = sorted(path for path, entry in new.items() if remote.get(path) != entry)
+    delete = sorted(path for path in remote if path not in new)
+    return send, delete
+
+
+def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0, group: str = "root") -> bytes:
+    """A tar of the named files, byte-stable (one fixed time, owner root, group `group` by name: the
+    host's tar, run as root, gives them that group)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            entry = files[name]
+            info = tarfile.TarInfo(name)
+            info.mtime = mtime
+            info.uid = info.gid = 0
+            info.uname, info.gname = "root", group
+            if entry.link is not None:
+                info.type = tarfile.SYMTYPE
+                info.linkname = entry.link
+                tar.addfile(info)
+            else:
+                info.mode = entry.mode
+                info.size = len(entry.data)
+                tar.addfile(info, io.BytesIO(entry.data))
+    return buffer.getvalue()
+
+
+# --- wheels -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A host's Python and platform, as the fact probe reports them."""
+
+    python_version: str
+    machine: str
+    libc: str
+    libc_version: str
+
+    @property
+    def tag(self) -> str:
+        minor = "".join(self.python_version.split(".")[:2])
+        return f"cp{minor}-{self.libc or 'unknown'}{self.libc_version}-{self.machine}"
+
+    def pip_platforms(self) -> list[str]:
+        """Every platform tag a wheel for this host may carry, newest first."""
+        tags: list[str] = []
+        if self.libc == "glibc" and self.libc_version:
+            major, _, minor = self.libc_version.partition(".")
+            if major == "2" and minor.isdigit():
+                tags += [f"manylinux_2_{m}_{self.machine}" for m in range(int(minor), 4, -1)]
+                legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+                tags += [f"{name}_{self.machine}" for m, name in legacy.items() if int(minor) >= m]
+        tags.append(f"linux_{self.machine}")
+        return tags
+
+    def marker_environment(self) -> dict[str, str]:
+        """What environment markers of requirements are evaluated against on this host."""
+        return hostmarkers.environment(self.python_version, self.machine)
+
+    def describe(self) -> str:
+        return f"Python {self.python_version} on {self.machine} ({self.libc} {self.libc_version})"
+
+
+def download_command(
+    platform: Platform,
+    requirements: Path,
+    dest: Path,
+    no_deps: bool = False,
+    find_links: Path | None = None,
+) -> list[str]:
+    """`pip download` of binary wheels for another interpreter and platform than this one.
+
+    The full Python version (3.11.2) makes pip check `Requires-Python` as the host will; pip still
+    evaluates environment markers for the Python that runs it (see `wheelhouse`).
+    """
+    minor = "".join(platform.python_version.split(".")[:2])
+    full = platform.python_version
+    version = full if full.replace(".", "").isdigit() and full.count(".") == 2 else minor
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        *(["--no-deps"] if no_deps else []),
+        "--python-version",
+        version,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{minor}",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
+    for tag in platform.pip_platforms():
+        command += ["--platform", tag]
+    if find_links is not None:
+        command += ["--find-links", str(find_links)]
+    return [*command, "--dest", str(dest), "-r", str(requirements)]
+
+
+def wheelhouse(
+    requirements: RequirementSet,
+    platform: Platform,
+    cache: Path,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """The wheels that install `requirements` on `platform`: downloaded once, then kept in `cache`.
+
+    The requirements files are written under the cache folder with the project's layout, so pip
+    follows includes exactly as it will on the host. pip evaluates environment markers for the
+    Python that runs it, so the set is then closed over the host's markers (`_close_over_markers`);
+    `say` is told of every wheel that adds.
+    """
+    key = requirements_hash(requirements.key, platform.python_version, platform.tag)
+    folder = cache / key
+    marker = folder / ".complete"
+    if not marker.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        source = folder / "requirements-source"
+        shown: dict[str, str] = {}
+        if requirements.generated is not None:
+            source.mkdir(exist_ok=True)
+            (source / "requirements.txt").write_bytes(requirements.generated)
+            shown[str(source / "requirements.txt")] = f"{requirements.entry} [project].dependencies"
+        else:
+            for path, data in requirements.files.items():
+                target = source / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                shown[str(target)] = path
+        built = folder / ".built"
+        while True:
+            result = subprocess.run(
+                download_command(
+                    platform,
+                    source / requirements.install_file,
+                    folder,
+                    # Only once a wheel was built: pip warns about a folder that does not exist.
+                    find_links=built if built.is_dir() else None,
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            # A requirement published only as a source archive: a pure-Python one is built into a
+            # wheel here (it fits every host), then the download runs again and finds it.
+            missing = _NO_DISTRIBUTION.findall(result.stdout + result.stderr)
+            if result.returncode == 0 or not missing or not _build_pure_wheels(missing, built, say):
+                break
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            for written, name in shown.items():
+                output = output.replace(written, name)
+            lines = output.strip().splitlines()[-8:]
+            if "Invalid requirement" in output or "Could not open requirements file" in output:
+                also = ", ".join(requirements.included)
+                raise ArtifactError(
+                    f"pip cannot read {requirements.entry}"
+                    + (f" (or what it includes: {also})" if also else "")
+                    + ":\n  "
+                    + "\n  ".join(lines)
+                )
+            raise ArtifactError(_no_wheels(platform, lines))
+        _close_over_markers(requirements, platform, folder, source, say)
+        marker.write_text(key)
+    return {path.name: path for path in sorted(folder.glob("*.whl"))}
+
+
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+def _build_pure_wheels(requirements: list[str], built: Path, say: Callable[[str], None] | None) -> bool:
+    """Build each requirement from its source archive into `built`, if the result is pure Python
+    (`py3-none-any`: it installs on any host); True if a new wheel was added."""
+    added = False
+    built.mkdir(parents=True, exist_ok=True)
+    for line in requirements:
+        try:
+            name = Requirement(line).name
+        except InvalidRequirement:
+            continue
+        if any(parse_wheel_filename(w.name)[0] == canonicalize_name(name) for w in built.glob("*.whl")):
+            continue  # built already: the download failed for another reason
+        with tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--no-binary",
+                    name,
+                    "--wheel-dir",
+                    scratch,
+                    line,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            wheels = list(Path(scratch).glob("*.whl"))
+            if done.returncode != 0 or len(wheels) != 1:
+                continue
+            tags = parse_wheel_filename(wheels[0].name)[3]
+            if not all(
+                t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py") for t in tags
+            ):
+                continue  # compiled code: it must be built for the host's platform, not here
+            shutil.move(str(wheels[0]), built / wheels[0].name)
+            added = True
+            if say is not None:
+                say(f"  + {wheels[0].name}: built from the source archive of {line} (pure Python)")
+    return added
+
+
+def _no_wheels(platform: Platform, lines: list[str], what: str = "") -> str:
+    return (
+        f"could not get wheels for {platform.describe()}{what}; hosts have no package index, so every "
+        "requirement needs a wheel. A pure-Python source archive is built into one here; for one with "
+        "compiled code, build the wheel on a machine like the host ('pip wheel') and name its folder in "
+        "PIP_FIND_LINKS when you push:\n  " + "\n  ".join(lines)
+    )
+
+
+#: Rounds of downloads for the host's markers before giving up (each follows one more level).
+MARKER_ROUNDS = 50
+
+
+def _close_over_markers(
+    requirements: RequirementSet,
+    platform: Platform,
+    folder: Path,
+    source: Path,
+    say: Callable[[str], None] | None,
+) -> None:
+    """Download what the host's markers require and pip left out, until nothing is missing.
+
+    Each round reads `Requires-Dist` of every wheel in `folder`, evaluates the markers for the host
+    (`Platform.marker_environment`), and fetches the missing or unsatisfied requirements with
+    `pip download --no-deps` (with the app's constraints files); the next round follows their own
+    requirements.
+    """
+    top = top_level(requirements)
+    roots = [hostmarkers.Root(line, where) for where, line in top.lines]
+    environment = platform.marker_environment()
+    listing_dir = source / ".deploy"
+    for round_number in range(1, MARKER_ROUNDS + 1):
+        present = sorted(folder.glob("*.whl"))
+        try:
+            wheels = [hostmarkers.read_wheel(path) for path in present]
+        except hostmarkers.WheelMetadataError as exc:
+            raise ArtifactError(f"cannot read a downloaded wheel: {exc}") from None
+        needs = hostmarkers.unmet(wheels, roots, environment)
+        if not needs:
+            return
+        what = f" that its environment markers require: {'; '.join(need.describe() for need in needs)}"
+        listing_dir.mkdir(parents=True, exist_ok=True)
+        listing = listing_dir / f"host-markers-{round_number}.txt"
+        listing.write_text(
+            "".join(f"-c ../{path}\n" for path in top.constraints)
+            + "".join(f"{need.download_line}\n" for need in needs)
+        )
+        result = subprocess.run(
+            download_command(platform, listing, folder, no_deps=True),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).replace(str(listing), "the host's markers")
+            raise ArtifactError(_no_wheels(platform, output.strip().splitlines()[-8:], what))
+        new = sorted(set(folder.glob("*.whl")) - set(present))
+        if not new:
+            raise ArtifactError(
+                f"no wheel for {platform.describe()}{what}: pip found no other version of "
+                f"{', '.join(need.name for need in needs)}"
+            )
+        if say is not None:
+            by_name = {need.name: need for need in needs}
+            for path in new:
+                wheel = hostmarkers.read_wheel(path)
+                need = by_name.get(wheel.name)
+                because = f": {need.describe()}" if need is not None else ""
+                say(f"  + {path.name} for Python {platform.python_version}{because}")
+    raise ArtifactError(
+        f"the wheels for {platform.describe()} did not settle after {MARKER_ROUNDS} rounds of the host's "
+        "environment markers"
+    )
+
+
+def default_cache() -> Path:
+    """Where wheels are kept between pushes: $DEPLOY_WHEEL_CACHE or ~/.cache/deploy/wheels."""
+    configured = os.environ.get("DEPLOY_WHEEL_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deploy" / "wheels"
+
+
+def wheel_tarball(wheels: dict[str, Path], names: list[str]) -> bytes:
+    """A tar of the named wheel files (flat)."""
+    files = {name: FileEntry(wheels[name].read_bytes()) for name in names}
+    return tarball(files, names)

@@ -1,0 +1,937 @@
+"""Pure builders of the remote commands a push, rollback or setup runs: argument tuples, never strings.
+
+Every builder returns a `Command` whose argv is quoted in exactly one place (`Command.line`).
+Shell snippets appear only as fixed `sh -c` programs whose variable parts arrive as positional
+arguments ("$1", "$2"), so no value from deploy.yaml is ever spliced into shell text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from deploy.config.model import Config
+from deploy.plan import Action, Command, Upload
+from deploy.render.render import Paths, paths_for
+
+#: Slot names of the blue/green pair on every host.
+SLOTS = ("blue", "green")
+
+#: Suffix of temporary names that are renamed over their target (atomic switch).
+TMP = ".deploy-tmp"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The on-host layout: `deploy.render.render.Paths` plus the places only push and setup use."""
+
+    paths: Paths
+    app: str
+    user: str
+    state: str
+    lock_file: str
+    lock_info: str
+    #: Every step of a push holds a shared flock on this file while it runs (its children inherit
+    #: it); the deploy lock is freed only once an exclusive flock on it shows no step runs any more.
+    work_file: str
+    history: str
+    venvs: str
+    wheels: str
+    unit_dir: str
+    sites_enabled: str
+
+    @property
+    def project_file(self) -> str:
+        """Which project deploys this app here: its git root commits, written by its first setup or push."""
+        return f"{self.state}/project"
+
+    def release(self, release_id: str) -> str:
+        return f"{self.paths.releases}/{release_id}"
+
+    def slot(self, slot: str) -> str:
+        return f"{self.paths.slots}/{slot}"
+
+    def slot_env(self, slot: str) -> str:
+        """The environment file the slot's unit reads when it starts (DEPLOY_RELEASE, ...)."""
+        return f"{self.paths.slots}/{slot}.env"
+
+    def unit(self, slot: str) -> str:
+        return f"{self.app}@{slot}.service"
+
+    def venv(self, requirements_hash: str) -> str:
+        return f"{self.venvs}/{requirements_hash}"
+
+    def release_unit(self, release_id: str, index: int) -> str:
+        """The transient unit of a push's `index`-th release command (named, so it can be waited for)."""
+        return f"{self.app}-release-{release_id}-{index}.service"
+
+    @property
+    def release_units(self) -> str:
+        """The pattern that matches every release command's unit of this app."""
+        return f"{self.app}-release-*"
+
+
+def layout_for(config: Config) -> Layout:
+    """The layout of `config`'s app on a host."""
+    paths = paths_for(config)
+    state = f"{paths.base}/.deploy"
+    return Layout(
+        paths=paths,
+        app=config.app.name,
+        user=config.server.user,
+        state=state,
+        lock_file=f"{state}/lock",
+        lock_info=f"{state}/lock.json",
+        work_file=f"{state}/work",
+        history=f"{state}/history.jsonl",
+        venvs=f"{paths.base}/venvs",
+        wheels=f"{paths.base}/wheels",
+        unit_dir="/etc/systemd/system",
+        sites_enabled=f"/etc/nginx/sites-enabled/{config.app.name}.conf",
+    )
+
+
+def other_slot(slot: str | None) -> str:
+    """The idle slot when `slot` is live (blue when nothing is live yet)."""
+    return "green" if slot == "blue" else "blue"
+
+
+#: Runs on the host (python3, as root) for every directory deploy makes and every path it removes or
+#: writes into: root never follows a link the app user could have made. A symlink is followed only if
+#: root owns it and it sits in a folder only root can change (e.g. Debian's /var/run -> /run);
+#: everything else is reached through file descriptors opened with O_NOFOLLOW, so a link or a hard
+#: link planted in a folder the app owns (shared/...) can never redirect a chown, chmod or rm.
+#:   dir PATH OWNER GROUP MODE   make PATH (and missing parents, root 0755); set its owner and mode
+#:   rm ROOT REL...              remove ROOT/REL, only the release's own copy: nothing is removed
+#:                               through a link (a link itself is removed, never what it points at)
+#:   check PATH                  refuse unless every folder on the way to PATH only root can change
+#: It prints "deploy: refused: ..." and exits 73 when a path is not safe to touch.
+SAFE_FS = r"""
+import grp, os, pwd, shutil, stat, sys
+D = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+os.umask(0o022)
+def refuse(why):
+    print(f"deploy: refused: {why}")
+    sys.exit(73)
+def root_only(st):
+    # Only root can add, rename or remove names in this folder (a sticky folder keeps root's names).
+    return st.st_uid == 0 and (not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX))
+def walk(path, create=False):
+    # (fd of the folder `path`, whether every folder on the way is one only root changes)
+    if not path.startswith("/") or "\0" in path:
+        refuse(f"{path!r} is not an absolute path")
+    parts = [p for p in path.split("/") if p and p != "."]
+    fd, done, safe, hops = os.open("/", D), "", True, 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            refuse(f"{path}: '..' in the path")
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.mkdir(name, 0o755, dir_fd=fd)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if st.st_uid != 0 or not root_only(os.fstat(fd)) or hops > 40:
+                refuse(f"{done}/{name} is a symlink that a user other than root could have made "
+                       f"(owner uid {st.st_uid}); deploy does not follow it")
+            target = os.readlink(name, dir_fd=fd)
+            parts = [p for p in os.path.normpath(os.path.join(done or "/", target)).split("/") if p] + parts
+            os.close(fd)
+            fd, done = os.open("/", D), ""
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            refuse(f"{done}/{name} is not a directory")
+        try:
+            new = os.open(name, D, dir_fd=fd)
+        except OSError as exc:
+            refuse(f"{done}/{name} changed while deploy looked at it ({exc.strerror})")
+        os.close(fd)
+        fd, done = new, f"{done}/{name}"
+        safe = safe and root_only(os.fstat(fd))
+    return fd, safe
+def main(op):
+    if op == "dir":
+        path, owner, group, mode = sys.argv[2:6]
+        fd, _ = walk(path, create=True)
+        os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+        os.fchmod(fd, int(mode, 8))
+    elif op == "rm":
+        try:
+            root, _ = walk(sys.argv[2])
+        except FileNotFoundError:
+            sys.exit(0)
+        for rel in sys.argv[3:]:
+            parts = [p for p in rel.split("/") if p and p != "."]
+            if not parts or ".." in parts:
+                refuse(f"{rel!r} is not a path inside {sys.argv[2]}")
+            fd = os.dup(root)
+            try:
+                for name in parts[:-1]:
+                    new = os.open(name, D, dir_fd=fd)
+                    os.close(fd)
+                    fd = new
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                # Missing, or reached through a link (ELOOP/ENOTDIR): not the release's own copy.
+                os.close(fd)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=fd)
+            else:
+                os.unlink(parts[-1], dir_fd=fd)
+            os.close(fd)
+    elif op == "check":
+        parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
+        try:
+            fd, safe = walk(parent)
+        except FileNotFoundError:
+            refuse(f"{parent} does not exist")
+        if not safe or os.fstat(fd).st_mode & 0o022:
+            refuse(f"{parent} is a folder a user other than root can change; "
+                   "deploy writes there only as root")
+    else:
+        refuse(f"unknown operation {op!r}")
+op = sys.argv[1]
+try:
+    main(op)
+except OSError as exc:
+    # One line, as every other failure of a step: what could not be done, and the system's reason.
+    print(f"deploy: {op} failed: {exc.filename or sys.argv[2]}: {exc.strerror or exc}")
+    sys.exit(1)
+"""
+
+
+# --- files and links ------------------------------------------------------------------------------
+
+
+def make_dir(
+    path: str, owner: str = "root", group: str = "root", mode: int = 0o755, description: str = ""
+) -> Command:
+    """Make `path` (and missing parents, root 0755) and set its owner and mode, never through a link."""
+    return Command(
+        ("python3", "-I", "-S", "-c", SAFE_FS, "dir", path, owner, group, f"{mode:04o}"),
+        description or f"directory {path}",
+        sudo=True,
+    )
+
+
+def remove_tree(path: str, description: str = "") -> Command:
+    """Remove `path` (a link itself, never what it points at)."""
+    folder, name = path.rstrip("/").rsplit("/", 1)
+    return remove_paths(folder or "/", [name], description or f"remove {path}")
+
+
+def root_writes(path: str, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """`argv`, run once `SAFE_FS check` showed that only root can change the folders on the way to `path`."""
+    guard = 'python3 -I -S -c "$1" check "$2" && shift 2 && exec "$@"'
+    return ("sh", "-c", guard, "safe", SAFE_FS, path, *argv)
+
+
+def symlink(target: str, link: str, description: str = "") -> Command:
+    """Point `link` at `target` atomically: a new link under a temporary name, renamed over the old."""
+    return Command(
+        root_writes(
+            link,
+            ("sh", "-c", 'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"', "symlink", target, link, TMP),
+        ),
+        description or f"{link} -> {target}",
+        sudo=True,
+    )
+
+
+def write_stdin_argv(
+    path: str, mode: int, owner: str, group: str, sha256: str, decode: bool = False
+) -> tuple[str, ...]:
+    """The command that writes its standard input (base64 if `decode`) to `path` atomically.
+
+    The bytes written must have the SHA-256 `sha256` (which also pins their length) before the
+    temporary file is renamed into place: input cut short (a connection lost while a script or an
+    upload was sent) never replaces a file, and the partial file is removed. Nothing is written in
+    a folder a user other than root can change (`SAFE_FS check`), and the ownership change never
+    follows a link (`chown -h`).
+    """
+    reader = "base64 -d" if decode else "cat"
+    script = (
+        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
+        f'umask 077 && if ! {{ {reader} > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }}; then '
+        'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
+        'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
+    )
+    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP, sha256, SAFE_FS)
+
+
+def link_release_files(previous: str, release: str) -> Command:
+    """Hard-link every file of the previous release into the new one (unchanged files are not sent again)."""
+    return Command(
+        root_writes(f"{release}/.", ("cp", "-al", "--", f"{previous}/.", release)),
+        "reuse unchanged files of the previous release (hard links)",
+        sudo=True,
+    )
+
+
+def remove_paths(root: str, relative: list[str], description: str) -> Command:
+    """Remove `root`'s own `relative` paths: never through a link (a path under one is not `root`'s)."""
+    return Command(("python3", "-I", "-S", "-c", SAFE_FS, "rm", root, *relative), description, sudo=True)
+
+
+def extract_tar(archive: str, directory: str, description: str) -> Command:
+    """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed).
+
+    Each file gets the mode, owner and group the archive names (`artifact.tarball`: owner root, the
+    group by name), and the folders tar creates are not writable by others (umask 022).
+    """
+    return Command(
+        root_writes(
+            f"{directory}/.",
+            (
+                "sh",
+                "-c",
+                'umask 022 && tar -x -U --same-owner --same-permissions -f "$1" -C "$2" && rm -f -- "$1"',
+                "untar",
+                archive,
+                directory,
+            ),
+        ),
+        description,
+        sudo=True,
+    )
+
+
+def append_line(path: str, line: str, description: str) -> Command:
+    return Command(
+        root_writes(path, ("sh", "-c", 'printf "%s\\n" "$2" >> "$1"', "append", path, line)),
+        description,
+        sudo=True,
+    )
+
+
+# --- packages and users ---------------------------------------------------------------------------
+
+
+def apt_install(packages: list[str]) -> Command:
+    return Command(
+        (
+            "sh",
+            "-c",
+            "export DEBIAN_FRONTEND=noninteractive && apt-get update -q && "
+            'apt-get install -y -q --no-install-recommends -- "$@"',
+            "apt",
+            *packages,
+        ),
+        f"install Debian packages: {' '.join(packages)}",
+        sudo=True,
+    )
+
+
+def create_system_user(user: str, home: str) -> Command:
+    return Command(
+        (
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            home,
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ),
+        f"system user {user}",
+        sudo=True,
+    )
+
+
+# --- python environments --------------------------------------------------------------------------
+
+
+def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Command:
+    return Command(
+        (
+            f"{venv}/bin/python",
+            f"{pip_wheel}/pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--no-index",
+            "--find-links",
+            wheels,
+            "-r",
+            requirements,
+        ),
+        "install the requirements from the shipped wheels",
+        sudo=True,
+    )
+
+
+def new_venv(venv: str, python: str = "python3") -> Command:
+    return Command(
+        ("sh", "-c", 'rm -rf -- "$1" && "$2" -m venv --without-pip "$1"', "venv", venv, python),
+        f"new virtualenv {venv}",
+        sudo=True,
+    )
+
+
+def mark_complete(venv: str) -> Command:
+    marker = f"{venv}/.deploy-complete"
+    return Command(root_writes(marker, ("touch", "--", marker)), "mark the virtualenv complete", sudo=True)
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+def systemctl(*args: str, description: str = "", check: bool = True) -> Command:
+    return Command(("systemctl", *args), description or f"systemctl {' '.join(args)}", sudo=True, check=check)
+
+
+def daemon_reload() -> Command:
+    return systemctl("daemon-reload", description="reload systemd units")
+
+
+#: Suffix of a new Nginx file uploaded beside the file it replaces, until `NGINX_APPLY` puts it in place.
+STAGED = ".deploy-new"
+
+#: Runs on the host (python3, as root): puts staged Nginx files in place, points links, removes files,
+#: then runs `nginx -t`. If Nginx rejects the result, every path touched is put back exactly as it
+#: was (bytes, mode, owner; a link's target; a path that did not exist is removed) and Nginx is not
+#: reloaded, so no later restart, reboot or certbot reload meets a broken configuration. Signals that
+#: end a push (SIGHUP from a lost connection, SIGTERM, SIGINT) wait until it is done.
+#: Arguments: operations, each "file PATH" (PATH + STAGED -> PATH), "link PATH TARGET", "remove PATH".
+NGINX_APPLY = r"""
+import os, signal, stat, subprocess, sys
+for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    signal.signal(number, signal.SIG_IGN)
+STAGED = "@STAGED@"
+args, ops = sys.argv[1:], []
+while args:
+    kind, path = args[0], args[1]
+    target = args[2] if kind == "link" else None
+    ops.append((kind, path, target))
+    args = args[3:] if kind == "link" else args[2:]
+def snapshot(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path))
+    with open(path, "rb") as fh:
+        return ("file", fh.read(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+def put(path, snap):
+    tmp = path + ".deploy-restore"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    if snap is None:
+        if os.path.lexists(path):
+            os.unlink(path)
+        return
+    if snap[0] == "link":
+        os.symlink(snap[1], tmp)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.write(fd, snap[1])
+        os.fchown(fd, snap[3], snap[4])
+        os.fchmod(fd, snap[2])
+        os.fsync(fd)
+        os.close(fd)
+    os.replace(tmp, path)
+before = {path: snapshot(path) for _, path, _ in ops}
+try:
+    for kind, path, target in ops:
+        if kind == "file":
+            os.replace(path + STAGED, path)
+        elif kind == "link":
+            if os.path.lexists(path + STAGED):
+                os.unlink(path + STAGED)
+            os.symlink(target, path + STAGED)
+            os.replace(path + STAGED, path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    test = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
+    ok, said = test.returncode == 0, (test.stdout + test.stderr).strip()
+except OSError as exc:
+    ok, said = False, f"{exc.filename}: {exc.strerror}"
+if not ok:
+    for path, snap in before.items():
+        put(path, snap)
+    for kind, path, _ in ops:
+        if kind == "file" and os.path.lexists(path + STAGED):
+            os.unlink(path + STAGED)
+    print(said)
+    print("deploy: nginx -t rejected the new configuration; the previous Nginx files are back in place "
+          "and Nginx was not reloaded")
+    sys.exit(1)
+sys.exit(subprocess.run(["systemctl", "reload-or-restart", "nginx"]).returncode)
+""".replace("@STAGED@", STAGED)
+
+
+#: Debian's own site claims the default server on port 80, as deploy's catch-all does.
+DEBIAN_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+def nginx_link(config: Config) -> tuple[str, str]:
+    """(target, link) that enables the app's Nginx site."""
+    layout = layout_for(config)
+    return layout.paths.nginx_site, layout.sites_enabled
+
+
+def nginx_change(
+    files: Sequence[tuple[str, bytes, str]],
+    links: Sequence[tuple[str, str]] = (),
+    removals: Sequence[str] = (),
+    description: str = "",
+) -> tuple[Action, ...]:
+    """Change Nginx's configuration as one unit: new files (path, content, description) are uploaded
+    beside their targets (`STAGED`), then `NGINX_APPLY` puts them, the `links` (target, link) and the
+    `removals` in place, tests, and reloads, or puts every previous file back when the test fails."""
+    actions: list[Action] = [
+        Upload(f"{path}{STAGED}", content, 0o644, "root", "root", description=what)
+        for path, content, what in files
+    ]
+    ops: list[str] = []
+    for path, _content, _what in files:
+        ops += ["file", path]
+    for target, link in links:
+        ops += ["link", link, target]
+    for path in removals:
+        ops += ["remove", path]
+    actions.append(
+        Command(
+            ("python3", "-c", NGINX_APPLY, *ops),
+            description
+            or "check the new Nginx configuration, then reload Nginx (graceful); "
+            "the previous files come back if the check fails",
+            sudo=True,
+        )
+    )
+    return tuple(actions)
+
+
+def run_in_release(
+    layout: Layout,
+    directory: str,
+    command: str,
+    release_id: str,
+    environment: str,
+    env: Mapping[str, str],
+    description: str,
+    python_path: str | None = None,
+    slot_env: str | None = None,
+    unit: str | None = None,
+) -> Command:
+    """Run a shell command as the app user in a release, with the app's environment (systemd-run).
+
+    `python_path` is put on PYTHONPATH (a src/ layout); `slot_env` is a slot's environment file to
+    read as well (what the serving slot was started with). `unit` names the transient unit: systemd
+    runs it outside the step's process tree, so a push's release commands are named units that the
+    deploy lock's holder can wait for even if the waiting `systemd-run` client is gone.
+    """
+    setenv = [f"--setenv={key}={value}" for key, value in sorted(env.items())]
+    if python_path:
+        setenv.append(f"--setenv=PYTHONPATH={python_path}")
+    extra = ["--property", f"EnvironmentFile=-{slot_env}"] if slot_env else []
+    return Command(
+        (
+            "systemd-run",
+            "--quiet",
+            "--wait",
+            "--pipe",
+            "--collect",
+            *([f"--unit={unit}"] if unit else []),
+            "--service-type=exec",
+            "--property",
+            f"User={layout.user}",
+            "--property",
+            f"Group={layout.user}",
+            "--property",
+            f"WorkingDirectory={directory}",
+            "--property",
+            f"EnvironmentFile=-{layout.paths.env_file}",
+            *extra,
+            f"--setenv=PATH={directory}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+            f"--setenv=VIRTUAL_ENV={directory}/.venv",
+            f"--setenv=DEPLOY_RELEASE={release_id}",
+            f"--setenv=DEPLOY_ENVIRONMENT={environment}",
+            *setenv,
+            "--",
+            "/bin/sh",
+            "-c",
+            command,
+        ),
+        description,
+        sudo=True,
+    )
+
+
+#: Runs on the host with python3: waits until the slot answers the health path with 200, and proves
+#: the slot's Gunicorn runs the expected release (its working directory), or says why not.
+HEALTH_PROBE = r"""
+import http.client, os, socket, subprocess, sys, time
+sock, host, path, timeout, unit, release = sys.argv[1:7]
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(sock)
+deadline = time.monotonic() + float(timeout)
+last = "no answer yet"
+def stopped():
+    # Started, then gone (or restarting after a crash): no point in waiting longer.
+    show = ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "Job", unit]
+    out = subprocess.run(show, capture_output=True, text=True).stdout
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    state, sub = props.get("ActiveState", ""), props.get("SubState", "")
+    if sub == "auto-restart" or (state in ("failed", "inactive") and not props.get("Job")):
+        return f"{unit} is {state} ({sub}): the app stopped (see its log below)"
+    return ""
+# Wait for the start the push queued (restart --no-block): it ends once Gunicorn has imported the app
+# and bound its socket, or fails if the app exits first. One process waits; nothing polls during the
+# import (the state is looked at again only every 0.5 s while the health path does not answer 200).
+left = max(1.0, deadline - time.monotonic())
+try:
+    begun = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, timeout=left)
+except subprocess.TimeoutExpired:
+    print(f"not healthy after {timeout}s: {unit} is still starting (the app's import has not finished)")
+    sys.exit(4)
+if begun.returncode != 0:
+    print(f"{unit} did not start: the app exited while starting (see its log below)")
+    sys.exit(3)
+checked = time.monotonic()
+while True:
+    try:
+        c = Conn(host, timeout=5)
+        headers = {"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"}
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        body = r.read(300).decode("utf-8", "replace").strip()
+        if r.status == 200:
+            break
+        last = f"GET {path} answered {r.status}: {body[:200]}"
+    except OSError as exc:
+        last = f"GET {path} failed: {exc}"
+    if time.monotonic() > deadline:
+        print(f"not healthy after {timeout}s: {last}")
+        sys.exit(4)
+    if time.monotonic() - checked > 0.5:
+        checked = time.monotonic()
+        gone = stopped()
+        if gone:
+            print(gone)
+            sys.exit(3)
+    time.sleep(0.05)
+show = ["systemctl", "show", "-p", "MainPID", "--value", unit]
+pid = subprocess.run(show, capture_output=True, text=True).stdout.strip()
+cwd = os.path.realpath(f"/proc/{pid}/cwd") if pid and pid != "0" else ""
+if release and not cwd.endswith("/" + release):
+    print(f"{unit} answers but runs {cwd or 'an unknown directory'}, not release {release}")
+    sys.exit(5)
+print(f"healthy: GET {path} answered 200 from {unit} running {cwd}")
+"""
+
+
+def health_probe(
+    layout: Layout, slot: str, domain: str, health_path: str, timeout: int, release_id: str
+) -> Command:
+    return Command(
+        (
+            "python3",
+            "-c",
+            HEALTH_PROBE,
+            layout.paths.slot_socket(slot),
+            domain,
+            health_path,
+            str(timeout),
+            layout.unit(slot),
+            release_id,
+        ),
+        f"wait until {layout.unit(slot)} answers {health_path} with 200 (up to {timeout}s)",
+        sudo=True,
+    )
+
+
+#: Reads a slot's journal since the push last started it: the start step writes the slot's env file
+#: just before it restarts the unit, so earlier runs (and earlier pushes' errors) are left out.
+SLOT_LOG = (
+    'since=$(stat -c %Y -- "$1" 2>/dev/null) || since=0; '
+    'exec journalctl --no-pager --quiet -o short-unix -n "$3" --since "@$since" -u "$2"'
+)
+
+
+def slot_log(layout: Layout, slot: str, lines: int = 400) -> Command:
+    """The slot's log since its last start (each line naming its process, for `deploy.push.applog`)."""
+    return Command(
+        ("sh", "-c", SLOT_LOG, "sh", layout.slot_env(slot), layout.unit(slot), str(lines)),
+        f"{layout.unit(slot)}'s log since the push started it (at most {lines} lines)",
+        sudo=True,
+        check=False,
+    )
+
+
+def drain_unit(layout: Layout, slot: str) -> str:
+    """The transient unit that stops a slot a little after it stopped taking new connections."""
+    return f"{layout.app}-drain-{slot}"
+
+
+def stop_after_drain(layout: Layout, slot: str, drain_seconds: float) -> Command:
+    """Stop a slot that no longer takes new connections, once those already queued were accepted.
+
+    A transient systemd timer on the host does it, so the push need not wait, and a push killed right
+    after its switch still stops the old slot. It never stops a slot that `live.sock` points at.
+    """
+    unit = drain_unit(layout, slot)
+    stop = 'test "$(readlink -- "$1")" = "$2" || exec systemctl stop -- "$3"'
+    return Command(
+        (
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={unit}",
+            f"--on-active={drain_seconds:g}s",
+            "--timer-property=AccuracySec=100ms",
+            "/bin/sh",
+            "-c",
+            stop,
+            "drain",
+            layout.paths.upstream_socket,
+            layout.paths.slot_socket(slot),
+            layout.unit(slot),
+        ),
+        f"stop {layout.unit(slot)} {drain_seconds:g}s from now (connections already queued are served first)",
+        sudo=True,
+    )
+
+
+def start_at_boot(layout: Layout, slot: str) -> tuple[Command, Command]:
+    """Start `slot` when the host boots, and not the other one (the live slot must come back by itself).
+
+    `--no-reload`: only the boot-time links change, nothing needs the running manager to know.
+    """
+    other = other_slot(slot)
+    return (
+        systemctl(
+            "enable",
+            "--quiet",
+            "--no-reload",
+            layout.unit(slot),
+            description=f"start {layout.unit(slot)} at boot",
+        ),
+        systemctl(
+            "disable",
+            "--quiet",
+            "--no-reload",
+            layout.unit(other),
+            description=f"do not start {layout.unit(other)} at boot",
+            check=False,
+        ),
+    )
+
+
+def cancel_drain(layout: Layout, slot: str) -> Command:
+    """Cancel a pending stop of `slot` (it is about to serve again)."""
+    unit = drain_unit(layout, slot)
+    return Command(
+        ("systemctl", "stop", f"{unit}.timer", f"{unit}.service"),
+        f"cancel any pending stop of {layout.unit(slot)}",
+        sudo=True,
+        check=False,
+    )
+
+
+# --- audit, pruning ------------------------------------------------------------------------------
+
+
+def history_entry(layout: Layout, entry: dict[str, object]) -> Command:
+    return append_line(layout.history, json.dumps(entry, sort_keys=True), "append to the audit log")
+
+
+def prune(layout: Layout, releases: list[str]) -> Command:
+    return remove_paths(layout.paths.releases, releases, f"remove old releases: {', '.join(releases)}")
+
+
+# --- the deploy lock ------------------------------------------------------------------------------
+
+#: Holds the deploy lock for as long as the pushing process keeps this command's input open: an `flock`
+#: on the lock file, plus a JSON record of the holder. The holder sends "beat" lines; "release" ends it
+#: cleanly and removes the record. If the input closes or no beat arrives within the lease (the pushing
+#: process was killed, or its network is gone), the record stays behind, so the next push can say which
+#: push was interrupted.
+#:
+#: The lock is never free while work of its push still runs on the host. Every step holds a shared
+#: flock on the work file ($6) for its whole life, inherited by pip, release commands and every other
+#: child; release commands also run as transient units named after $7. Before it ends, however it
+#: ends, the holder takes an exclusive flock on the work file (so every step has exited) and waits
+#: until no release unit is active; meanwhile its record says "draining" and names the step that
+#: was running (the guard writes it into the work file). A push that finds the lock draining waits up
+#: to $8 seconds for it. A new holder also checks the work file (its previous holder may have been
+#: ended by `deploy lock release`) and waits up to $8 seconds before it takes over.
+#:
+#: It answers on its output: "WAITING <record>" (waiting for a draining holder), "BUSY" + the record
+#: (held), "WORKING <step>" (an earlier push's step still runs), "STILLWORKING <step>" (it still ran
+#: after the wait: nothing taken), "STALE <record>" (taken over from an interrupted push), "LOCKED <pid>".
+LOCK_HOLDER = r"""
+if [ "$5" = create ]; then mkdir -p -- "${1%/*}" && chmod 0700 -- "${1%/*}" || exit 70; fi
+exec 9>>"$1" || exit 70
+LOCKINFO=$2 REC=$3 WORK=$6 UNITS=$7
+step() {  # the oldest step still running, else the last one started (lines "<pid> <step>")
+  s=$( { while read -r pid name; do if kill -0 "$pid" 2>/dev/null; then echo "$name"; fi; done < "$WORK"
+        tail -n 1 -- "$WORK" | cut -d ' ' -f 2-; } 2>/dev/null | head -n 1)
+  s=$(printf '%s' "$s" | tr -cd 'A-Za-z0-9 _.:-' | head -c 80)
+  echo "${s:-unknown}"
+}
+units() {
+  systemctl list-units --no-legend --plain --state=activating,active,deactivating -- "$UNITS" \
+    2>/dev/null 9>&- | grep -q .
+}
+# Who holds the lock, so that `deploy lock release` signals this process and never a later one that
+# reuses its pid: the pid, its start time and the SHA-256 of its command line (see HOLDER_CHECK).
+START=$(stat=$(cat /proc/$$/stat) && set -f && set -- ${stat##*") "} && echo "${20}")
+CMDLINE=$(sha256sum < /proc/$$/cmdline | cut -d ' ' -f 1)
+record() {
+  printf '{%s"remote_pid": %s, "remote_start": "%s", "remote_cmdline": "%s", %s\n' \
+    "$1" "$$" "$START" "$CMDLINE" "${REC#\{}" > "$LOCKINFO.tmp" && mv -f -- "$LOCKINFO.tmp" "$LOCKINFO"
+}
+settle() {
+  exec 8>>"$WORK" || return 0
+  if flock -x -n 8 9>&- && ! units; then return 0; fi
+  record "\"draining\": \"$(step)\", "
+  flock -x 8 9>&-
+  while units; do sleep 1 9>&-; done
+}
+if ! flock -n 9; then
+  case "$(cat -- "$2" 2>/dev/null)" in
+    *'"draining"'*) echo "WAITING $(tr -d '\n' < "$2")"; flock -w "$8" 9 ;;
+    *) false ;;
+  esac || { echo BUSY; cat -- "$2" 2>/dev/null; exit 75; }
+fi
+exec 8>>"$6" || exit 70
+if ! flock -x -n 8 || units; then
+  echo "WORKING $(step)"
+  waited=0
+  until flock -x -n 8 && ! units; do
+    if [ "$waited" -ge "$8" ]; then echo "STILLWORKING $(step)"; exit 75; fi
+    sleep 1; waited=$((waited + 1))
+  done
+fi
+: > "$6"
+exec 8>&-
+if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
+record ""
+echo LOCKED $$
+while IFS= read -r -t "$4" line; do
+  case "$line" in
+    release) settle; rm -f -- "$2"; echo RELEASED; exit 0 ;;
+    beat) touch -- "$2" ;;
+  esac
+done
+settle
+record ""
+exit 0
+"""
+
+
+def lock_holder(
+    layout: Layout, record: dict[str, object], lease_seconds: int, wait_seconds: int, create: bool = False
+) -> Command:
+    """Take the deploy lock; `create` makes its directory first (setup, on a host not set up yet).
+
+    `wait_seconds`: how long to wait for an interrupted push's last step to finish before giving up.
+    """
+    return Command(
+        (
+            "bash",
+            "-c",
+            LOCK_HOLDER,
+            "lock",
+            layout.lock_file,
+            layout.lock_info,
+            json.dumps(record, sort_keys=True),
+            str(lease_seconds),
+            "create" if create else "exists",
+            layout.work_file,
+            layout.release_units,
+            str(wait_seconds),
+        ),
+        "take the deploy lock (held while this push runs)",
+        sudo=True,
+    )
+
+
+#: Runs before every step (and every command) of a push that holds the lock: a shared flock on the
+#: work file for the step's whole life (the command replaces this shell, so it and all its children
+#: inherit it), "<pid> <step>" appended to that file (the holder empties it when it takes the lock),
+#: and a check that the lock is still this push's:
+#: its holder ($3) runs, the record is its own and not draining (released by `deploy lock release`,
+#: or the lease ran out). Otherwise nothing of the step runs and it exits 75.
+STEP_GUARD = r"""
+exec 8>>"$1" || exit 75
+if ! flock -s -w 30 8; then
+  echo "deploy: the work lock $1 stayed taken for 30s; the push no longer owns this host"; exit 75
+fi
+case "$(cat -- "$2" 2>/dev/null)" in
+  *'"draining"'*) ok=no ;;
+  *"\"remote_pid\": $3,"*) ok=yes ;;
+  *) ok=no ;;
+esac
+if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null; then
+  echo "deploy: this push no longer holds the deploy lock (it was released with 'deploy lock release'," \
+    "or the lease ran out); nothing of '$4' ran"
+  exit 75
+fi
+printf '%s %s\n' "$$" "$4" >> "$1"
+shift 4
+exec "$@"
+"""
+
+#: The exit code of a step that did not run because the push no longer holds the lock.
+LOST_LOCK = 75
+
+
+def guarded(layout: Layout, holder_pid: int, step: str, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """`argv` run under `STEP_GUARD`: only while holder `holder_pid` holds the lock, and never orphaned."""
+    return ("sh", "-c", STEP_GUARD, "guard", layout.work_file, layout.lock_info, str(holder_pid), step, *argv)
+
+
+#: Prints the pid of the lock's holder when the record's process still runs: the pid's start time
+#: (field 22 of /proc/<pid>/stat; the fields after the parenthesised name count from 3) and the
+#: SHA-256 of its command line must both be those the holder recorded. A pid that ended and was
+#: reused by another process fails the check: that process is never signalled.
+HOLDER_CHECK = r"""
+holder() {
+  info=$(cat -- "$1" 2>/dev/null) || return 1
+  pid=$(printf '%s\n' "$info" | sed -n 's/.*"remote_pid": \([0-9][0-9]*\).*/\1/p')
+  start=$(printf '%s\n' "$info" | sed -n 's/.*"remote_start": "\([0-9][0-9]*\)".*/\1/p')
+  sum=$(printf '%s\n' "$info" | sed -n 's/.*"remote_cmdline": "\([0-9a-f]\{64\}\)".*/\1/p')
+  [ -n "$pid" ] && [ "$pid" != 0 ] && [ -n "$start" ] && [ -n "$sum" ] || { echo "${pid:-0}"; return 1; }
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo "$pid"; return 1; }
+  now=$(set -f && set -- ${stat##*") "} && echo "${20}")
+  cmd=$(sha256sum < "/proc/$pid/cmdline" 2>/dev/null | cut -d ' ' -f 1)
+  echo "$pid"
+  [ "$now" = "$start" ] && [ "$cmd" = "$sum" ]
+}
+"""
+
+
+def lock_release_forced(layout: Layout) -> Command:
+    """End the holder of the lock (if the record's process is still that holder) and remove its record.
+
+    Prints "ENDED <pid>" when it signalled the holder, "GONE <pid>" when the record names a process
+    that is no longer the holder (it ended; its pid may belong to another process now: nothing is
+    signalled), nothing when there was no record.
+    """
+    script = HOLDER_CHECK + (
+        'if [ -e "$2" ]; then\n'
+        '  if pid=$(holder "$2"); then kill -TERM "$pid" 2>/dev/null; echo "ENDED $pid"; '
+        'else echo "GONE $pid"; fi\n'
+        "fi\n"
+        'rm -f -- "$2"; flock -w 5 "$1" true\n'
+    )
+    return Command(
+        ("sh", "-c", script, "unlock", layout.lock_file, layout.lock_info),
+        "end the lock holder (its pid, start time and command line checked), remove the lock record",
+        sudo=True,
+    )

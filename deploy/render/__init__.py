@@ -1,0 +1,1 @@
+"""Rendering: the files a host runs (nginx, systemd, gunicorn) from a validated Config, and the CSP."""

@@ -1,0 +1,1 @@
+"""HTTPS: the certificate steps, ACME and own certificates."""
