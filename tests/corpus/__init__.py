@@ -1,0 +1,1 @@
+"""The real-app corpus (issue #16): fetch, label, measure."""
