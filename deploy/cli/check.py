@@ -117,6 +117,7 @@ def check(
 ) -> None:
     """Check a Flask project against the production checklist: code, files, deploy.yaml, rendered configs.
 
+    PATH is the project (default: the folder of -c FILE when given, else the current folder).
     Works without deploy.yaml (static checks only) and names every check it skipped and why.
     Exit 0 when nothing at or above --fail-on was found, 1 when something was, 2 for usage errors.
     """
@@ -132,6 +133,11 @@ def check(
     except ValueError as exc:
         fail(f"--fail-on: {exc}", EXIT_USAGE)
         return
+    explicit = click_ctx.get_parameter_source("config_path") is not click.core.ParameterSource.DEFAULT
+    path_given = click_ctx.get_parameter_source("path") is not click.core.ParameterSource.DEFAULT
+    if explicit and not path_given and Path(config_path).absolute().parent.is_dir():
+        # `-c ../p/deploy.yaml` alone checks the project of that deploy.yaml, as every other command does.
+        path = Path(config_path).absolute().parent
     root = path.resolve()
     try:
         checks = load_checks(root, plugins=not no_plugins)
@@ -152,7 +158,6 @@ def check(
         return
     if live and not environment:
         fail("--live needs -e ENV: the environment whose hosts and site to visit", EXIT_USAGE)
-    explicit = click_ctx.get_parameter_source("config_path") is not click.core.ParameterSource.DEFAULT
     # An explicit -c is a path from the current folder, as in every command; the default is the project's.
     config_file = Path(config_path).absolute() if explicit else root / config_path
     config = None

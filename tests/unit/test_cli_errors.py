@@ -8,6 +8,7 @@ on stderr that names the file (and its line when there is one), no "Traceback".
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -511,3 +512,68 @@ def test_push_of_a_file_name_that_is_not_utf8(project: Path, dirty: bool) -> Non
     assert done.stderr.splitlines() == [
         f'error: {project}: the file name "bad\\xff.txt" is not UTF-8; rename it (git mv) to ship it'
     ]
+
+
+#: Every command that reads deploy.yaml through -c (hosts unreachable: 127.0.0.1:9 refuses at once).
+CONFIG_COMMANDS = [
+    ["check"],
+    ["config"],
+    ["render", "--stdout"],
+    ["push", "--dry-run", "--allow-dirty"],
+    ["setup", "--dry-run"],
+    ["rollback", "--dry-run"],
+    ["status"],
+    ["history"],
+    ["logs"],
+    ["lock", "status"],
+    ["certs"],
+]
+
+
+@pytest.mark.parametrize("where", ["deploy.yaml", "./p/deploy.yaml", "../p/deploy.yaml"])
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda c: "-".join(c))
+def test_every_command_takes_a_relative_config_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], where: str
+) -> None:
+    """`-c` with any relative path (issue #16): the command runs on that project or names a clear
+    error; never a traceback."""
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "deploy.yaml").write_text(
+        GOOD.replace("web1.example.com, web2.example.com", '"127.0.0.1:9"'), encoding="utf-8"
+    )
+    (project / ".env").write_text("SECRET_KEY=" + secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    (project / "hello.py").write_text("from flask import Flask\napp = Flask(__name__)\n", encoding="utf-8")
+    (tmp_path / "q").mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(
+        {"deploy.yaml": project, "./p/deploy.yaml": tmp_path, "../p/deploy.yaml": tmp_path / "q"}[where]
+    )
+    n = 2 if command[0] == "lock" else 1
+    result = invoke(*command[:n], "-c", where, *command[n:])
+    assert "Traceback" not in result.output + result.stderr, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "bug in deploy" not in result.stderr
+
+
+def test_check_with_a_config_elsewhere_checks_that_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deploy check -c ../p/deploy.yaml` checks the project p (where deploy.yaml is), as every other
+    command takes deploy.yaml's folder for the project; before, it checked the current folder."""
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "deploy.yaml").write_text(GOOD, encoding="utf-8")
+    (project / "hello.py").write_text(
+        "from flask import Flask\napp = Flask(__name__)\napp.run(debug=True)\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(project)
+    here = invoke("check", "--format", "json", "-c", "deploy.yaml")
+    (tmp_path / "q").mkdir()
+    monkeypatch.chdir(tmp_path / "q")
+    there = invoke("check", "--format", "json", "-c", "../p/deploy.yaml")
+    assert here.exit_code == there.exit_code == 1, (here.output, there.output)
+    found = [{(f["id"], f["file"]) for f in json.loads(r.stdout)["findings"]} for r in (here, there)]
+    assert found[0] == found[1]
+    assert any(file == "hello.py" for _id, file in found[1])
