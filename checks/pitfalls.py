@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
+from deploy.evidence import csrf_enforcement
 from deploy.project import Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, unguarded
@@ -90,7 +91,9 @@ def app_factory(ctx: Context) -> Iterator[Finding]:
     severity="medium",
     title="Forms without Flask-WTF",
     why="""Hand-written forms read request.form directly: no CSRF token, no validation, no escaping
-    helpers; every view re-invents them, and usually forgets one.""",
+    helpers; every view re-invents them, and usually forgets one. A form counts as protected when it
+    renders a token (`csrf_token()`, `hidden_tag()`, a hidden `_csrf`/`nonce` input, or a macro or
+    include that renders one), or when a `before_request` handler checks every post.""",
     fix="""Add Flask-WTF (pinned) to the requirements, define forms as `FlaskForm` classes with validators,
     and render `{{ form.hidden_tag() }}` in every `<form method="post">`.""",
     layers=("source", "project"),
@@ -101,8 +104,11 @@ def app_factory(ctx: Context) -> Iterator[Finding]:
 )
 def flask_wtf_missing(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
-    if project.uses("flask_wtf") or project.depends_on("flask-wtf", "flask-seasurf"):
+    if project.uses("flask_wtf", "flask_seasurf") or project.depends_on("flask-wtf", "flask-seasurf"):
         return
+    guard = csrf_enforcement(project)
+    if guard is not None and guard[0].startswith("the before_request"):
+        return  # a hand-written guard rejects cross-site posts for every form
     for form in project.html_forms:
         if not form.has_csrf_token:
             yield Finding("a POST form without Flask-WTF or a CSRF token", form.file, form.line)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
+from deploy.evidence import csrf_enforcement, view_checks_token
 from deploy.secretstrength import key_weakness
 
 from ._helpers import (
@@ -160,7 +161,10 @@ _STATE_CHANGING = ("form", "values", "files")
     severity="high",
     title="Form endpoint without CSRF protection",
     why="""A page on another site can make a logged-in user's browser submit your form (change a password,
-    post, delete). Flask has no CSRF protection of its own.""",
+    post, delete). Flask has no CSRF protection of its own. Not reported when the app enforces CSRF for
+    every request (Flask-WTF's `CSRFProtect(app)` or `csrf.init_app(app)`, Flask-SeaSurf, or a
+    `before_request` handler that checks a token, nonce or `Sec-Fetch-Site` header and aborts), nor
+    for a view that checks a CSRF token or nonce itself.""",
     fix="""Install Flask-WTF and call `CSRFProtect(app)` (or `csrf.init_app(app)` in the factory), or handle
     the form with a `FlaskForm` and `validate_on_submit()`; render `{{ form.hidden_tag() }}` or
     `{{ csrf_token() }}` inside every form.""",
@@ -175,11 +179,7 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
     disabled = [s for s in project.setting("WTF_CSRF_ENABLED") if s.value.is_false]
     for s in disabled:
         yield Finding("WTF_CSRF_ENABLED is False: CSRF protection is switched off", s.file, s.line)
-    protected = not disabled and (
-        any(c.args for c in project.calls_named("CSRFProtect", "SeaSurf"))
-        or any(c.leaf == "init_app" and "csrf" in c.name.lower() for c in project.calls)
-    )
-    if protected:
+    if not disabled and csrf_enforcement(project) is not None:
         return
     for route in project.routes:
         if (
@@ -187,6 +187,7 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
             and route.reads & set(_STATE_CHANGING)
             and not route.uses_form_class
             and not route.csrf_exempt
+            and not view_checks_token(project, route.file, route.line)
         ):
             yield Finding(
                 f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form "
