@@ -12,7 +12,7 @@ from deploy.checkrun import Finding, check
 from deploy.evidence import csrf_enforcement
 from deploy.project import Project, Setting
 
-from ._helpers import app_site, commands, config_file, script_modules, unguarded
+from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -23,7 +23,8 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     severity="high",
     title="The development server runs in production",
     why="""`flask run` and `app.run()` start Werkzeug's development server: single process, not hardened,
-    not meant for traffic ("Do not use it in a production deployment").""",
+    not meant for traffic ("Do not use it in a production deployment"). Reported for the commands that
+    start the app and for `app.run()` in code the served app imports, not for developer scripts.""",
     fix="""Serve the app with Gunicorn (deploy renders its config and systemd unit) and keep `app.run()`
     only under `if __name__ == "__main__":` for local use; add gunicorn to the pinned requirements.""",
     layers=("source", "project"),
@@ -34,9 +35,11 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
 )
 def development_server(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
+    production = served(ctx)
     for call in unguarded(project.calls_named("run")):
         if (
-            call.name.count(".") == 1
+            (production is None or call.file in production)
+            and call.name.count(".") == 1
             and not call.name.startswith(("subprocess.", "asyncio.", "os."))
             and (call.function == "" or call.function in ("create_app", "make_app"))
             and project.apps

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
-from deploy.evidence import csrf_enforcement, view_checks_token
+from deploy.evidence import csrf_enforcement, runs_in_production, view_checks_token
 from deploy.secretstrength import key_weakness
 
 from ._helpers import (
@@ -16,6 +16,7 @@ from ._helpers import (
     last_setting,
     loads_config_from_environment,
     script_modules,
+    served,
     unguarded,
 )
 
@@ -42,7 +43,9 @@ _RANDOM_PER_PROCESS = (
     severity="critical",
     title="Debug mode is on",
     why="""The Werkzeug debugger runs arbitrary Python from the browser; anyone who can trigger an error
-    gets a shell on the server. Debug mode also leaks source and configuration in tracebacks.""",
+    gets a shell on the server. Debug mode also leaks source and configuration in tracebacks. Only code
+    production runs counts: the module the WSGI target imports and what it imports in turn, not a
+    developer script, `manage.py` or an example that the served app never imports or calls.""",
     fix="""Remove `debug=True`, `app.debug = True` and `DEBUG = True` from production code and config classes;
     turn debugging on only locally with `flask run --debug`.""",
     references=(
@@ -52,10 +55,13 @@ _RANDOM_PER_PROCESS = (
     ),
 )
 def debug_on(ctx: Context) -> Iterator[Finding]:
+    production = served(ctx)
     for s in ctx.project.setting("DEBUG"):
-        if s.value.is_true:
+        if s.value.is_true and (production is None or s.file in production):
             yield Finding(f"DEBUG is set to True{' in ' + s.scope if s.scope else ''}", s.file, s.line)
     for call in unguarded(ctx.project.calls_named("run")):
+        if not runs_in_production(ctx.project, call, production):
+            continue  # a developer script or a CLI helper the served app never imports or calls
         if call.keywords.get("debug") is not None and call.keywords["debug"].is_true:
             yield Finding(
                 "app.run(debug=True) runs outside `if __name__ == '__main__':`", call.file, call.line
@@ -73,7 +79,8 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
                 f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line
             )
     for call in ctx.project.calls_named("DebuggedApplication"):
-        yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
+        if runs_in_production(ctx.project, call, production):
+                yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
 
 @check(

@@ -92,10 +92,17 @@ _SERVER_TARGET = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_]\w*")
 
 
 def server_targets(commands: Iterable[str]) -> list[str]:
-    """Modules named by WSGI server commands (`gunicorn -w 3 'pkg.wsgi:app'` -> `pkg.wsgi`)."""
+    """Modules the commands that start the app load: a WSGI server's target (`gunicorn -w 3
+    'pkg.wsgi:app'` -> `pkg.wsgi`), or the script or module Python runs (`python manage.py`, `-m pkg`)."""
     out: list[str] = []
     for command in commands:
         words = command.replace('"', " ").replace("'", " ").split()
+        if words and words[0].rsplit("/", 1)[-1].startswith("python"):
+            rest = words[1:]
+            if "-m" in rest and rest.index("-m") + 1 < len(rest):
+                out.append(rest[rest.index("-m") + 1])
+            out.extend(module_name(w.removeprefix("./")) for w in rest if w.endswith(".py"))
+            continue
         if not any(w.rsplit("/", 1)[-1] in ("gunicorn", "uwsgi", "waitress-serve", "uvicorn") for w in words):
             continue
         for word in words:

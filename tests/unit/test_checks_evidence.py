@@ -79,3 +79,66 @@ def test_a_view_that_checks_the_nonce_itself_is_protected(tmp_path: Path) -> Non
         "    return {'deleted': request.form['id']}\n"
     )
     assert _run(tmp_path, "csrf_missing", ["SEC005"], {"app.py": view, "templates/comment.html": None}) == {}
+
+
+# --- 2. scripts production never runs -----------------------------------------------------------------
+
+SERVED_CONFIG = """\
+app:
+  name: blog
+  wsgi: "wsgi:app"
+  secrets: [SECRET_KEY]
+server:
+  domains: [blog.example.com]
+  tls: {email: ops@example.com}
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "drop"),
+    [(SERVED_CONFIG, None), (None, None), (None, "Procfile")],
+    ids=["deploy.yaml", "Procfile", "app-modules"],
+)
+def test_developer_scripts_and_examples_are_not_production(
+    tmp_path: Path, config: str | None, drop: str | None
+) -> None:
+    extra: dict[str, str | None] = {drop: None} if drop else {}
+    assert _run(tmp_path, "dev_scripts", ["SEC001", "PIT001"], extra, config=config) == {}
+
+
+def test_debug_in_what_the_served_module_imports_is_still_found(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        "dev_scripts",
+        ["SEC001", "PIT001"],
+        {
+            "wsgi.py": "from blog import create_app\n\napp = create_app()\napp.run(debug=True)\n",
+            "blog/settings.py": "class Production:\n    DEBUG = True\n",
+        },
+        config=SERVED_CONFIG,
+    )
+    assert result["SEC001"] == [
+        "blog/settings.py:2 DEBUG is set to True in Production",
+        "wsgi.py:4 app.run(debug=True) runs outside `if __name__ == '__main__':`",
+    ]
+    assert result["PIT001"] == [
+        "wsgi.py:4 app.run() runs at import time, outside `if __name__ == '__main__':`"
+    ]
+
+
+def test_a_script_the_procfile_runs_is_production(tmp_path: Path) -> None:
+    result = _run(tmp_path, "dev_scripts", ["SEC001", "PIT001"], {"Procfile": "web: python manage.py\n"})
+    assert "manage.py:5 app.run(debug=True) runs outside `if __name__ == '__main__':`" in result["SEC001"]
+    assert "manage.py:4 DEBUG is set to True" in result["SEC001"]
+    assert any(f.startswith("manage.py:5 ") for f in result["PIT001"])
+
+
+def test_a_served_function_that_starts_the_debugger_is_found(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        "dev_scripts",
+        ["SEC001"],
+        {"wsgi.py": "from blog import create_app\nfrom blog.cli import main\n\napp = create_app()\nmain()\n"},
+        config=SERVED_CONFIG,
+    )
+    assert result["SEC001"] == ["blog/cli.py:8 app.run(debug=True) runs outside `if __name__ == '__main__':`"]
