@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Iterator
 
 from deploy.checker.context import Context
+from deploy.project.evidence import module_name, served_modules, server_targets
 from deploy.project.scan import CallSite, Setting
 
 
@@ -95,3 +96,24 @@ def wsgi_site(ctx: Context) -> tuple[str | None, int | None]:
         if ctx.config is not None and not ctx.app_spec:
             return config_file(ctx), None
     return app_site(ctx)
+
+
+def served(ctx: Context) -> set[str] | None:
+    """Paths of the project modules production imports: the WSGI target's module (deploy.yaml app.wsgi,
+    --app, else a WSGI server command in a Dockerfile, Procfile or unit, else the modules that create
+    the Flask app) and what they import, transitively. None when no entry point is known."""
+    roots: list[str] = []
+    spec = ctx.app_spec or (ctx.config.app.wsgi if ctx.config is not None else None)
+    if spec:
+        roots.append(spec.partition(":")[0].strip())
+    else:
+        roots.extend(server_targets(command for _, _, command in commands(ctx)))
+    found = served_modules(ctx.project, roots) if roots else set()
+    if not found:
+        apps = {c.file for c in ctx.project.apps if not _NOT_SERVED.search("/" + c.file)}
+        found = served_modules(ctx.project, [module_name(path) for path in apps])
+    return found or None
+
+
+#: Folders of code that is read or run by hand, never served (used only when no entry point is known).
+_NOT_SERVED = re.compile(r"/(examples?|samples?|docs?|scripts|demos?|contrib|tools)/")

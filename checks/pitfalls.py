@@ -9,9 +9,10 @@ from pathlib import PurePosixPath
 
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
+from deploy.project.evidence import csrf_enforcement
 from deploy.project.scan import Project, Setting
 
-from ._helpers import app_site, commands, config_file, script_modules, unguarded
+from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -22,7 +23,8 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     severity="high",
     title="The development server runs in production",
     why="""`flask run` and `app.run()` start Werkzeug's development server: single process, not hardened,
-    not meant for traffic ("Do not use it in a production deployment").""",
+    not meant for traffic ("Do not use it in a production deployment"). Reported for the commands that
+    start the app and for `app.run()` in code the served app imports, not for developer scripts.""",
     fix="""Serve the app with Gunicorn (deploy renders its config and systemd unit) and keep `app.run()`
     only under `if __name__ == "__main__":` for local use; add gunicorn to the pinned requirements.""",
     layers=("source", "project"),
@@ -33,9 +35,11 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
 )
 def development_server(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
+    production = served(ctx)
     for call in unguarded(project.calls_named("run")):
         if (
-            call.name.count(".") == 1
+            (production is None or call.file in production)
+            and call.name.count(".") == 1
             and not call.name.startswith(("subprocess.", "asyncio.", "os."))
             and (call.function == "" or call.function in ("create_app", "make_app"))
             and project.apps
@@ -90,7 +94,9 @@ def app_factory(ctx: Context) -> Iterator[Finding]:
     severity="medium",
     title="Forms without Flask-WTF",
     why="""Hand-written forms read request.form directly: no CSRF token, no validation, no escaping
-    helpers; every view re-invents them, and usually forgets one.""",
+    helpers; every view re-invents them, and usually forgets one. A form counts as protected when it
+    renders a token (`csrf_token()`, `hidden_tag()`, a hidden `_csrf`/`nonce` input, or a macro or
+    include that renders one), or when a `before_request` handler checks every post.""",
     fix="""Add Flask-WTF (pinned) to the requirements, define forms as `FlaskForm` classes with validators,
     and render `{{ form.hidden_tag() }}` in every `<form method="post">`.""",
     layers=("source", "project"),
@@ -101,8 +107,11 @@ def app_factory(ctx: Context) -> Iterator[Finding]:
 )
 def flask_wtf_missing(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
-    if project.uses("flask_wtf") or project.depends_on("flask-wtf", "flask-seasurf"):
+    if project.uses("flask_wtf", "flask_seasurf") or project.depends_on("flask-wtf", "flask-seasurf"):
         return
+    guard = csrf_enforcement(project)
+    if guard is not None and guard[0].startswith("the before_request"):
+        return  # a hand-written guard rejects cross-site posts for every form
     for form in project.html_forms:
         if not form.has_csrf_token:
             yield Finding("a POST form without Flask-WTF or a CSRF token", form.file, form.line)

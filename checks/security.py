@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 from deploy.config.secrets import key_weakness
+from deploy.project.evidence import csrf_enforcement, runs_in_production, view_checks_token
 
 from ._helpers import (
     app_site,
@@ -15,6 +16,7 @@ from ._helpers import (
     last_setting,
     loads_config_from_environment,
     script_modules,
+    served,
     unguarded,
 )
 
@@ -41,7 +43,9 @@ _RANDOM_PER_PROCESS = (
     severity="critical",
     title="Debug mode is on",
     why="""The Werkzeug debugger runs arbitrary Python from the browser; anyone who can trigger an error
-    gets a shell on the server. Debug mode also leaks source and configuration in tracebacks.""",
+    gets a shell on the server. Debug mode also leaks source and configuration in tracebacks. Only code
+    production runs counts: the module the WSGI target imports and what it imports in turn, not a
+    developer script, `manage.py` or an example that the served app never imports or calls.""",
     fix="""Remove `debug=True`, `app.debug = True` and `DEBUG = True` from production code and config classes;
     turn debugging on only locally with `flask run --debug`.""",
     references=(
@@ -51,10 +55,13 @@ _RANDOM_PER_PROCESS = (
     ),
 )
 def debug_on(ctx: Context) -> Iterator[Finding]:
+    production = served(ctx)
     for s in ctx.project.setting("DEBUG"):
-        if s.value.is_true:
+        if s.value.is_true and (production is None or s.file in production):
             yield Finding(f"DEBUG is set to True{' in ' + s.scope if s.scope else ''}", s.file, s.line)
     for call in unguarded(ctx.project.calls_named("run")):
+        if not runs_in_production(ctx.project, call, production):
+            continue  # a developer script or a CLI helper the served app never imports or calls
         if call.keywords.get("debug") is not None and call.keywords["debug"].is_true:
             yield Finding(
                 "app.run(debug=True) runs outside `if __name__ == '__main__':`", call.file, call.line
@@ -72,7 +79,8 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
                 f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line
             )
     for call in ctx.project.calls_named("DebuggedApplication"):
-        yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
+        if runs_in_production(ctx.project, call, production):
+                yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
 
 @check(
@@ -160,7 +168,10 @@ _STATE_CHANGING = ("form", "values", "files")
     severity="high",
     title="Form endpoint without CSRF protection",
     why="""A page on another site can make a logged-in user's browser submit your form (change a password,
-    post, delete). Flask has no CSRF protection of its own.""",
+    post, delete). Flask has no CSRF protection of its own. Not reported when the app enforces CSRF for
+    every request (Flask-WTF's `CSRFProtect(app)` or `csrf.init_app(app)`, Flask-SeaSurf, or a
+    `before_request` handler that checks a token, nonce or `Sec-Fetch-Site` header and aborts), nor
+    for a view that checks a CSRF token or nonce itself.""",
     fix="""Install Flask-WTF and call `CSRFProtect(app)` (or `csrf.init_app(app)` in the factory), or handle
     the form with a `FlaskForm` and `validate_on_submit()`; render `{{ form.hidden_tag() }}` or
     `{{ csrf_token() }}` inside every form.""",
@@ -175,11 +186,7 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
     disabled = [s for s in project.setting("WTF_CSRF_ENABLED") if s.value.is_false]
     for s in disabled:
         yield Finding("WTF_CSRF_ENABLED is False: CSRF protection is switched off", s.file, s.line)
-    protected = not disabled and (
-        any(c.args for c in project.calls_named("CSRFProtect", "SeaSurf"))
-        or any(c.leaf == "init_app" and "csrf" in c.name.lower() for c in project.calls)
-    )
-    if protected:
+    if not disabled and csrf_enforcement(project) is not None:
         return
     for route in project.routes:
         if (
@@ -187,6 +194,7 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
             and route.reads & set(_STATE_CHANGING)
             and not route.uses_form_class
             and not route.csrf_exempt
+            and not view_checks_token(project, route.file, route.line)
         ):
             yield Finding(
                 f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form "
@@ -612,8 +620,8 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
-    from deploy.config import folders
     from deploy.config.loader import line_of
+    from deploy.config import folders
 
     assert ctx.config is not None
     static = ctx.config.app.static

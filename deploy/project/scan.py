@@ -463,13 +463,15 @@ class Project:
     @cached_property
     def html_forms(self) -> list[HtmlForm]:
         forms: list[HtmlForm] = []
-        for path, text in self.glob(".html", ".jinja", ".jinja2", ".j2", ".htm"):
+        templates = dict(self.glob(".html", ".jinja", ".jinja2", ".j2", ".htm"))
+        macros, partials = _token_renderers(templates)
+        for path, text in templates.items():
             for match in _FORM_TAG.finditer(text):
                 if not _POST_METHOD.search(match.group(0)):
                     continue
                 end = text.find("</form", match.end())
                 body = text[match.end() : end if end != -1 else len(text)]
-                has_token = "csrf_token" in body or "hidden_tag" in body
+                has_token = _renders_token(body, macros, partials)
                 forms.append(HtmlForm(path, text.count("\n", 0, match.start()) + 1, has_token))
         return forms
 
@@ -543,6 +545,40 @@ class Project:
                     for check_id in match.group(1).split(","):
                         out.setdefault(check_id.strip().upper(), match.group(2).strip())
         return out
+
+
+#: What renders a CSRF token or nonce inside a form: Flask-WTF's `csrf_token()`/`hidden_tag()`,
+#: Flask-Bootstrap's `quick_form`, or a hidden input named like a token (`_csrf`, `nonce`, `csrf_token`).
+_FORM_TOKEN = re.compile(
+    r"(?i)(csrf_token|hidden_tag|quick_form|render_form\s*\(\s*form|"
+    r"<input\b[^>]*\bname\s*=\s*[\"']?[\w-]*(csrf|xsrf|nonce|authenticity_token)[\w-]*)"
+)
+_MACRO = re.compile(r"\{%-?\s*macro\s+(\w+)\s*\((.*?)\{%-?\s*endmacro", re.S)
+_INCLUDE = re.compile(r"""\{%-?\s*include\s+["']([^"']+)["']""")
+_CALLED = re.compile(r"\{[{%]-?\s*(?:call\s+)?(?:[\w]+\.)?(\w+)\s*\(")
+
+
+def _token_renderers(templates: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(macro names, template paths) that render a CSRF token, for forms that render it through them."""
+    macros: set[str] = set()
+    partials: set[str] = set()
+    for path, text in templates.items():
+        for match in _MACRO.finditer(text):
+            if _FORM_TOKEN.search(match.group(2)):
+                macros.add(match.group(1))
+        if _FORM_TOKEN.search(text) and not _FORM_TAG.search(text):
+            partials.add(path)
+    return macros, partials
+
+
+def _renders_token(body: str, macros: set[str], partials: set[str]) -> bool:
+    """Whether a form body renders a token: itself, through a macro, or an included template."""
+    if _FORM_TOKEN.search(body):
+        return True
+    if any(m.group(1) in macros for m in _CALLED.finditer(body)):
+        return True
+    included = [m.group(1).lstrip("/") for m in _INCLUDE.finditer(body)]
+    return any(p == name or p.endswith("/" + name) for name in included for p in partials)
 
 
 def _norm(name: str) -> str:
@@ -1129,7 +1165,11 @@ class _Visitor(ast.NodeVisitor):
                 leaf = _dotted(child.func).rsplit(".", 1)[-1]
                 if leaf in _VALIDATING_CALLS:
                     validates = True
-                if leaf in self.facts.form_classes or leaf.endswith("Form"):
+                if (
+                    leaf in self.facts.form_classes
+                    or leaf.endswith(("Form", "_form"))
+                    or leaf == "validate_on_submit"
+                ):
                     uses_form = True
                 if leaf.endswith("Schema"):
                     validates = True
