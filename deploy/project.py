@@ -216,6 +216,8 @@ class Setting:
     line: int
     #: The config class it sits in ('' when set on the app directly).
     scope: str = ""
+    #: The value, or its fallback, names an SQLite database (`"sqlite:///" + basedir + "/app.db"`).
+    sqlite: bool = False
 
     @property
     def production(self) -> bool:
@@ -802,6 +804,48 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
+#: Config keys that name a database file or URL (besides the URL keys of `_DB_KEYS`).
+SQLITE_FILE_KEYS = ("DATABASE", "DATABASE_PATH", "DATABASE_FILE", "SQLITE_PATH", "SQLITE_DB", "SQLITE_FILE")
+_SQLITE_SUFFIX = re.compile(r"(?i)\.(db|sqlite|sqlite3|db3)$")
+
+
+def _leftmost_string(node: ast.AST, depth: int = 0) -> str | None:
+    """The constant a string expression starts with (`"sqlite:///" + a + b`, f-strings, `.format`, `%`)."""
+    if depth > 20:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
+        return _leftmost_string(node.left, depth + 1)
+    if isinstance(node, ast.JoinedStr) and node.values:
+        return _leftmost_string(node.values[0], depth + 1)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return _leftmost_string(node.func.value, depth + 1)
+    return None
+
+
+def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
+    """Whether the value of config `key` (or its fallback when an environment variable is unset) is an
+    SQLite database: an `sqlite:` URL however it is assembled, or a `DATABASE`-style key naming a
+    `.db`/`.sqlite` file."""
+    if depth > 8:
+        return False
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return any(names_sqlite(key, v, depth + 1) for v in node.values[1:])
+    if isinstance(node, ast.IfExp):
+        return names_sqlite(key, node.body, depth + 1) or names_sqlite(key, node.orelse, depth + 1)
+    if _env_read(node) is not None:
+        fallback = node.args[1] if isinstance(node, ast.Call) and len(node.args) > 1 else None
+        return fallback is not None and names_sqlite(key, fallback, depth + 1)
+    start = _leftmost_string(node)
+    if start is not None and re.match(r"(?i)^sqlite(\+\w+)?:", start.strip()):
+        return True
+    if key in SQLITE_FILE_KEYS or "SQLITE" in key:
+        found = _path_of(node)
+        return found is not None and (bool(_SQLITE_SUFFIX.search(found[0])) or "SQLITE" in key)
+    return False
+
+
 def _is_main_guard(node: ast.If) -> bool:
     test = node.test
     return (
@@ -905,7 +949,8 @@ class _Visitor(ast.NodeVisitor):
 
     def _setting(self, key: str, value: ast.AST, line: int) -> None:
         scope = self.scope[-1] if self.scope else ""
-        setting = Setting(key, evaluate(value), self.path, line, scope)
+        sqlite = (key in _DB_KEYS or key in SQLITE_FILE_KEYS or "SQLITE" in key) and names_sqlite(key, value)
+        setting = Setting(key, evaluate(value), self.path, line, scope, sqlite)
         self.facts.settings.append(setting)
         self._secret_literal(key, value, line)
         found = (
