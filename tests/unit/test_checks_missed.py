@@ -120,3 +120,145 @@ def test_xl006_quiet_without_sqlite_on_several_hosts(
     tmp_path: Path, files: dict[str, str | None], config: str
 ) -> None:
     assert _findings(tmp_path, "XL006", files, config) == []
+
+
+# --- SEC023: a key generated per process, or generated and written to a file ----------------------
+
+KEY_FILE_APP = """\
+import os
+import secrets
+
+from flask import Flask
+
+
+def init_app_secret(datastore):
+    path = os.path.join(datastore, "secret.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        secret = secrets.token_hex(32)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(secret)
+        return secret
+
+
+def create_app():
+    app = Flask(__name__)
+    app.secret_key = init_app_secret(os.environ.get("DATASTORE", "/srv/demo/shared"))
+    return app
+"""
+
+KEY_IN_PATH_APP = """\
+from pathlib import Path
+import secrets
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__, instance_relative_config=True)
+    key_file = Path(app.instance_path) / "secret_key"
+    if key_file.exists():
+        key = key_file.read_text()
+    else:
+        key = secrets.token_urlsafe(32)
+        key_file.write_text(key)
+    app.secret_key = key
+    return app
+"""
+
+FALLBACK_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.getenv("SHOP_SECRET_KEY") or os.urandom(24)
+    return app
+"""
+
+GUARDED_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.urandom(24)
+    return app
+"""
+
+CONFIG_OBJECT = """\
+import os
+
+
+class Config:
+    def __init__(self):
+        self.SECRET_KEY = os.urandom(32)
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"app.py": KEY_FILE_APP},
+            "app.py:21 SECRET_KEY is generated (app.py:13) and written to a file (line 14)",
+        ),
+        ({"app.py": KEY_IN_PATH_APP}, "app.py:15 SECRET_KEY is generated (app.py:13) and written to a file"),
+        ({"app.py": FALLBACK_APP}, "app.py:8 SECRET_KEY is generated when SHOP_SECRET_KEY is unset"),
+        ({"app.py": GUARDED_APP}, "app.py:10 SECRET_KEY is generated when none is configured"),
+        (
+            {"settings/config.py": CONFIG_OBJECT},
+            "settings/config.py:6 SECRET_KEY is generated at every start",
+        ),
+    ],
+)
+def test_sec023_finds_generated_keys(tmp_path: Path, files: dict[str, str | None], says: str) -> None:
+    result = _findings(tmp_path, "SEC023", files, CONFIG)
+    assert any(says in f for f in result), result
+    assert "deploy.yaml app.secrets" in result[0]
+
+
+def test_sec023_names_the_variable_the_app_reads(tmp_path: Path) -> None:
+    (result,) = _findings(tmp_path, "SEC023", {"app.py": FALLBACK_APP}, None)
+    assert result.endswith("set SHOP_SECRET_KEY in deploy.yaml app.secrets")
+
+
+@pytest.mark.parametrize(
+    ("files", "config"),
+    [
+        # deploy.yaml gives the variable the app reads first: the generated key is never used.
+        ({"app.py": FALLBACK_APP}, CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SHOP_SECRET_KEY]")),
+        (
+            {"app.py": FALLBACK_APP.replace("os.getenv", "os.environ.get")},
+            CONFIG.replace("SECRET_KEY]", "SHOP_SECRET_KEY]"),
+        ),
+        # The clean app reads SECRET_KEY from the environment; random tokens elsewhere are not keys.
+        (
+            {"tokens.py": "import secrets\n\ndef reset_token():\n    return secrets.token_urlsafe(16)\n"},
+            CONFIG,
+        ),
+        (
+            {
+                "upload.py": "import uuid\n\ndef save(f):\n    name = uuid.uuid4().hex\n"
+                "    open(name, 'wb').write(f)\n"
+            },
+            CONFIG,
+        ),
+    ],
+)
+def test_sec023_quiet_when_the_key_is_given(
+    tmp_path: Path, files: dict[str, str | None], config: str
+) -> None:
+    assert _findings(tmp_path, "SEC023", files, config) == []
+
+
+def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
+    assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
