@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
+from deploy.project import KEY_GENERATORS
 from deploy.secretstrength import key_weakness
 
 from ._helpers import (
@@ -21,18 +22,6 @@ from ._helpers import (
 FLASK_CONFIG = "https://flask.palletsprojects.com/en/stable/config/"
 FLASK_SECURITY = "https://flask.palletsprojects.com/en/stable/web-security/"
 OWASP_HEADERS = "https://owasp.org/www-project-secure-headers/"
-
-_RANDOM_PER_PROCESS = (
-    "os.urandom",
-    "urandom",
-    "secrets.token_hex",
-    "secrets.token_urlsafe",
-    "secrets.token_bytes",
-    "token_hex",
-    "token_urlsafe",
-    "uuid.uuid4",
-    "uuid4",
-)
 
 
 @check(
@@ -121,7 +110,7 @@ def secret_key_from_environment(ctx: Context) -> Iterator[Finding]:
             generator = [
                 c
                 for c in ctx.project.calls
-                if c.file == s.file and c.line == s.line and c.name in _RANDOM_PER_PROCESS
+                if c.file == s.file and c.line == s.line and c.name in KEY_GENERATORS
             ]
             if generator:
                 yield Finding(
