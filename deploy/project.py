@@ -1338,6 +1338,76 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
     return out
 
 
+# --- streaming responses ------------------------------------------------------------------------
+
+_STREAM_CALLS = frozenset({"stream_with_context", "stream_template", "stream_template_string"})
+_RESPONSE_CALLS = frozenset({"Response", "response_class", "make_response", "StreamingResponse"})
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A response that stays open while a generator produces it."""
+
+    file: str
+    line: int
+    #: "sse": server-sent events (open as long as the page is); "socketio": Flask-SocketIO;
+    #: "stream": a generator response (open until it is fully sent).
+    kind: Literal["sse", "socketio", "stream"]
+    how: str
+
+
+def _is_event_stream(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and "event-stream" in node.value
+
+
+def streams(modules: list[PythonFile]) -> list[Stream]:
+    """Streaming responses: server-sent events, Flask-SSE, Flask-SocketIO, generator responses."""
+    out: dict[tuple[str, int], Stream] = {}
+    for module in modules:
+        if module.tree is None:
+            continue
+        generators = {
+            f.name
+            for f in ast.walk(module.tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(f))
+        }
+
+        def add(
+            line: int, kind: Literal["sse", "socketio", "stream"], how: str, path: str = module.path
+        ) -> None:
+            known = out.get((path, line))
+            if known is None or (known.kind == "stream" and kind != "stream"):
+                out[(path, line)] = Stream(path, line, kind, how)
+
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
+                if any(n == "flask_sse" or n.startswith("flask_sse.") for n in names):
+                    add(node.lineno, "sse", "Flask-SSE")
+                continue
+            if _is_event_stream(node):
+                add(getattr(node, "lineno", 0), "sse", "a text/event-stream response")
+                continue
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "SocketIO" or name in ("flask_socketio.SocketIO",):
+                add(node.lineno, "socketio", "Flask-SocketIO")
+            elif leaf in _STREAM_CALLS:
+                add(node.lineno, "stream", f"{leaf}()")
+            elif leaf in _RESPONSE_CALLS and node.args:
+                first = node.args[0]
+                called = _dotted(first.func).rsplit(".", 1)[-1] if isinstance(first, ast.Call) else ""
+                if isinstance(first, ast.GeneratorExp) or called in generators:
+                    what = f"{called}()" if called else "a generator expression"
+                    add(node.lineno, "stream", f"a {leaf}() streamed from {what}")
+    return sorted(out.values(), key=lambda s: (s.file, s.line))
+
+
 # --- reading a project from disk -----------------------------------------------------------------
 
 _TEXT_NAMES = (

@@ -262,3 +262,83 @@ def test_sec023_quiet_when_the_key_is_given(
 
 def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
     assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
+
+
+# --- PERF005: streaming responses on sync workers ---------------------------------------------------
+
+SSE_APP = """\
+import json
+import time
+
+from flask import Blueprint, Response, stream_with_context
+
+bp = Blueprint("live", __name__)
+
+
+def ticker():
+    while True:
+        yield "data: " + json.dumps({"t": time.time()}) + "\\n\\n"
+        time.sleep(1)
+
+
+@bp.get("/events")
+def events():
+    return Response(ticker(), content_type="text/event-stream")
+
+
+@bp.get("/export.csv")
+def export():
+    def rows():
+        for n in range(100000):
+            yield f"{n}\\n"
+
+    return Response(stream_with_context(rows()), mimetype="text/csv")
+"""
+
+FLASK_SSE_APP = (
+    "from flask_sse import sse\n\n\ndef init(app):\n    app.register_blueprint(sse, url_prefix='/stream')\n"
+)
+SOCKETIO_APP = "from flask_socketio import SocketIO\n\nsocketio = SocketIO()\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ({"live.py": SSE_APP}, "live.py:17 a text/event-stream response on sync workers"),
+        (
+            {"live.py": SSE_APP},
+            "live.py:26 stream_with_context() holds a sync worker until the generator ends",
+        ),
+        ({"live.py": FLASK_SSE_APP}, "live.py:1 Flask-SSE on sync workers"),
+        ({"live.py": SOCKETIO_APP}, "live.py:3 Flask-SocketIO on sync workers"),
+    ],
+)
+def test_perf005_finds_streams_on_sync_workers(
+    tmp_path: Path, files: dict[str, str | None], says: str
+) -> None:
+    result = _findings(tmp_path, "PERF005", files, CONFIG)
+    assert any(says in f for f in result), result
+
+
+def test_perf005_generator_downloads_do_not_fail_the_gate(tmp_path: Path) -> None:
+    root = project(tmp_path, {"live.py": SSE_APP})
+    report = check(root, ["PERF005"], config=CONFIG)
+    severities = {r.finding.line: r.severity.label for r in report.active}
+    assert severities == {17: "high", 26: "low"}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        CONFIG + "gunicorn: {worker_class: gevent}\n",
+        CONFIG + "gunicorn: {worker_class: gthread, threads: 16}\n",
+        CONFIG + "gunicorn: {threads: 8}\n",
+    ],
+)
+def test_perf005_quiet_on_workers_that_hold_many_connections(tmp_path: Path, config: str) -> None:
+    assert _findings(tmp_path, "PERF005", {"live.py": SSE_APP}, config) == []
+
+
+def test_perf005_quiet_without_streams(tmp_path: Path) -> None:
+    plain = "from flask import Response\n\n\ndef page():\n    return Response('<p>hi</p>')\n"
+    assert _findings(tmp_path, "PERF005", {"page.py": plain}, CONFIG) == []

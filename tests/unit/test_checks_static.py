@@ -182,6 +182,18 @@ CASES: dict[str, Case] = {
         good_config=CONFIG,
         says="SECRET_KEY is generated when SECRET_KEY is unset",
     ),
+    "PERF005": Case(
+        bad={
+            "live.py": "from flask import Response\n\ndef events(gen):\n"
+            "    return Response(gen, mimetype='text/event-stream')\n"
+        },
+        good={
+            "live.py": "from flask import Response\n\ndef events(gen):\n"
+            "    return Response(gen, mimetype='text/event-stream')\n"
+        },
+        good_config=CONFIG + "gunicorn: {worker_class: gevent}\n",
+        says="a text/event-stream response on sync workers",
+    ),
     "PERF001": Case(
         bad={},
         config=CONFIG + "  cores: 2\ngunicorn: {workers: 4}\n",
