@@ -9,11 +9,12 @@ from pathlib import PurePosixPath
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 
-from ._helpers import last_setting
+from ._helpers import config_file, last_setting
 from .pitfalls import sqlite_settings
 from .rendered import nginx_headers
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+_SQLITE_URL = re.compile(r"(?i)^sqlite(\+\w+)?:")
 _IN_PROCESS_CACHES = {"simple", "simplecache", "null", "nullcache", "flask_caching.backends.simplecache"}
 
 
@@ -147,13 +148,27 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
+    from deploy.loader import line_of
+
+    assert ctx.config is not None
     several = [(where, n) for where, n in _host_counts(ctx) if n > 1]
     if not several:
         return
     where, count = max(several, key=lambda item: item[1])
     hosts = f"{count} hosts ({where})"
+    app = ctx.config.app
+    given = {key for key, value in app.env.items() if not _SQLITE_URL.match(value.strip())}
+    given |= set(app.secrets)
+    for key, value in sorted(app.env.items()):
+        if _SQLITE_URL.match(value.strip()):
+            file = config_file(ctx)
+            line, _ = line_of(ctx.root / file, ctx.environment, ("app", "env", key))
+            yield Finding(f"SQLite ({key} in app.env) on {hosts}: one database per host", file, line)
     for key, s in sqlite_settings(ctx.project):
-        yield Finding(f"SQLite ({key}) on {hosts}: one database per host", s.file, s.line)
+        if s.value.kind == "env" and s.value.env_name in given:
+            continue  # deploy.yaml gives the variable: the SQLite fallback never applies
+        fallback = f", the default when {s.value.env_name} is unset" if s.value.kind == "env" else ""
+        yield Finding(f"SQLite ({key}{fallback}) on {hosts}: one database per host", s.file, s.line)
     for call in ctx.project.calls_named("sqlite3.connect"):
         yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
 

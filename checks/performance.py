@@ -209,3 +209,50 @@ def connection_pooling(ctx: Context) -> Iterator[Finding]:
                 call.file,
                 call.line,
             )
+
+
+@check(
+    "PERF005",
+    area="performance",
+    severity="high",
+    title="Streaming responses on sync workers",
+    why="""A Gunicorn sync worker serves one request at a time, start to end. A streaming response
+    (server-sent events, Flask-SSE, Flask-SocketIO, `stream_with_context`, a `Response` built from a
+    generator) keeps its worker until the stream ends: with server-sent events that is as long as the
+    page is open, so a few open tabs take every worker and the site stops answering; and a sync worker
+    busy for longer than `gunicorn.timeout` is killed, cutting the stream.""",
+    fix="""Serve the app with workers that hold many connections each: `gunicorn.worker_class: gevent`
+    (with gevent in the requirements; Flask-SocketIO also needs `workers: 1` or a message queue), or
+    `worker_class: gthread` with enough `threads` for the streams open at once; or move the stream to a
+    separate process (a small async service behind its own Nginx location). Send
+    `X-Accel-Buffering: no` with an event stream so that Nginx passes each event on at once.""",
+    layers=("source", "config"),
+    references=(
+        "https://docs.gunicorn.org/en/stable/design.html#choosing-a-worker-type",
+        "https://flask.palletsprojects.com/en/stable/patterns/streaming/",
+        "https://flask-socketio.readthedocs.io/en/latest/deployment.html#gunicorn-web-server",
+    ),
+)
+def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
+    from deploy.project import streams
+
+    assert ctx.config is not None
+    g = ctx.config.gunicorn
+    # Gunicorn turns sync workers with threads into gthread workers.
+    if g.worker_class != "sync" or g.threads > 1:
+        return
+    for stream in streams(ctx.project.python):
+        if stream.kind == "stream":
+            yield Finding(
+                f"{stream.how} holds a sync worker until the generator ends; a stream longer than "
+                f"gunicorn.timeout ({g.timeout} s) is cut off",
+                stream.file,
+                stream.line,
+                severity=Severity.LOW,
+            )
+        else:
+            yield Finding(
+                f"{stream.how} on sync workers: each open page holds a worker for as long as it is open",
+                stream.file,
+                stream.line,
+            )

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 from deploy.project.evidence import csrf_enforcement
-from deploy.project.scan import Project, Setting
+from deploy.project.scan import SQLITE_FILE_KEYS, Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
 
@@ -150,15 +150,16 @@ def single_worker(ctx: Context) -> Iterator[Finding]:
 
 _SQLITE = re.compile(r"^sqlite(\+\w+)?://", re.I)
 #: The settings that name the app's database.
-DATABASE_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
+DATABASE_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", *SQLITE_FILE_KEYS)
 
 
 def sqlite_settings(project: Project, keys: tuple[str, ...] = DATABASE_KEYS) -> Iterator[tuple[str, Setting]]:
-    """(key, setting) of every database setting whose value, or default, is an SQLite URL."""
+    """(key, setting) of every database setting whose value, or default, is an SQLite URL (however it
+    is assembled: `"sqlite:///" + basedir + "/app.db"`), or an SQLite file for `DATABASE`-style keys."""
     for key in keys:
         for s in project.setting(key):
             literal = s.value.literal if s.value.kind == "literal" else s.value.default
-            if isinstance(literal, str) and _SQLITE.match(literal):
+            if s.sqlite or (isinstance(literal, str) and _SQLITE.match(literal)):
                 yield key, s
 
 

@@ -216,6 +216,8 @@ class Setting:
     line: int
     #: The config class it sits in ('' when set on the app directly).
     scope: str = ""
+    #: The value, or its fallback, names an SQLite database (`"sqlite:///" + basedir + "/app.db"`).
+    sqlite: bool = False
 
     @property
     def production(self) -> bool:
@@ -838,6 +840,48 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
+#: Config keys that name a database file or URL (besides the URL keys of `_DB_KEYS`).
+SQLITE_FILE_KEYS = ("DATABASE", "DATABASE_PATH", "DATABASE_FILE", "SQLITE_PATH", "SQLITE_DB", "SQLITE_FILE")
+_SQLITE_SUFFIX = re.compile(r"(?i)\.(db|sqlite|sqlite3|db3)$")
+
+
+def _leftmost_string(node: ast.AST, depth: int = 0) -> str | None:
+    """The constant a string expression starts with (`"sqlite:///" + a + b`, f-strings, `.format`, `%`)."""
+    if depth > 20:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
+        return _leftmost_string(node.left, depth + 1)
+    if isinstance(node, ast.JoinedStr) and node.values:
+        return _leftmost_string(node.values[0], depth + 1)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return _leftmost_string(node.func.value, depth + 1)
+    return None
+
+
+def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
+    """Whether the value of config `key` (or its fallback when an environment variable is unset) is an
+    SQLite database: an `sqlite:` URL however it is assembled, or a `DATABASE`-style key naming a
+    `.db`/`.sqlite` file."""
+    if depth > 8:
+        return False
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        return any(names_sqlite(key, v, depth + 1) for v in node.values[1:])
+    if isinstance(node, ast.IfExp):
+        return names_sqlite(key, node.body, depth + 1) or names_sqlite(key, node.orelse, depth + 1)
+    if _env_read(node) is not None:
+        fallback = node.args[1] if isinstance(node, ast.Call) and len(node.args) > 1 else None
+        return fallback is not None and names_sqlite(key, fallback, depth + 1)
+    start = _leftmost_string(node)
+    if start is not None and re.match(r"(?i)^sqlite(\+\w+)?:", start.strip()):
+        return True
+    if key in SQLITE_FILE_KEYS or "SQLITE" in key:
+        found = _path_of(node)
+        return found is not None and (bool(_SQLITE_SUFFIX.search(found[0])) or "SQLITE" in key)
+    return False
+
+
 def _is_main_guard(node: ast.If) -> bool:
     test = node.test
     return (
@@ -941,7 +985,8 @@ class _Visitor(ast.NodeVisitor):
 
     def _setting(self, key: str, value: ast.AST, line: int) -> None:
         scope = self.scope[-1] if self.scope else ""
-        setting = Setting(key, evaluate(value), self.path, line, scope)
+        sqlite = (key in _DB_KEYS or key in SQLITE_FILE_KEYS or "SQLITE" in key) and names_sqlite(key, value)
+        setting = Setting(key, evaluate(value), self.path, line, scope, sqlite)
         self.facts.settings.append(setting)
         self._secret_literal(key, value, line)
         found = (
@@ -1187,6 +1232,220 @@ class _Visitor(ast.NodeVisitor):
                     exempt,
                 )
             )
+
+
+# --- generated secret keys ----------------------------------------------------------------------
+
+#: Calls that return fresh random bytes or text: a key made with one differs in every process.
+KEY_GENERATORS = frozenset(
+    {
+        "os.urandom",
+        "urandom",
+        "secrets.token_hex",
+        "secrets.token_urlsafe",
+        "secrets.token_bytes",
+        "token_hex",
+        "token_urlsafe",
+        "token_bytes",
+        "uuid.uuid4",
+        "uuid4",
+        "Fernet.generate_key",
+    }
+)
+
+
+@dataclass(frozen=True)
+class KeyGeneration:
+    """Where the app makes its own SECRET_KEY instead of reading a fixed one."""
+
+    file: str
+    line: int
+    #: "file": a generated key written to a file and read back; "fallback": generated when an
+    #: environment variable (or the config) has none; "process": generated at every start.
+    how: Literal["file", "fallback", "process"]
+    #: The environment variable that would give the key, when the code reads one.
+    env_name: str | None = None
+    #: Where the key is generated and where it is written to a file (for "file").
+    generated_at: int | None = None
+    written_at: int | None = None
+
+
+def _is_key_target(node: ast.AST) -> bool:
+    if isinstance(node, ast.Subscript) and _dotted(node.value).endswith("config"):
+        return isinstance(node.slice, ast.Constant) and node.slice.value == "SECRET_KEY"
+    if isinstance(node, ast.Attribute):
+        return node.attr in ("secret_key", "SECRET_KEY")
+    return isinstance(node, ast.Name) and node.id == "SECRET_KEY"
+
+
+def _generator_line(node: ast.AST) -> int | None:
+    for child in ast.walk(node):
+        if isinstance(child, ast.Call) and _dotted(child.func) in KEY_GENERATORS:
+            return child.lineno
+    return None
+
+
+def _file_write_line(node: ast.AST) -> int | None:
+    """The line of the first write to a file under `node` (`open(p, "w")`, `.write_text()`)."""
+    for child in ast.walk(node):
+        if not isinstance(child, ast.Call):
+            continue
+        name = _dotted(child.func)
+        if name.rsplit(".", 1)[-1] in ("write_text", "write_bytes"):
+            return child.lineno
+        if name in ("open", "io.open", "os.open", "os.fdopen"):
+            mode = child.args[1] if len(child.args) > 1 else None
+            mode = mode or next((k.value for k in child.keywords if k.arg == "mode"), None)
+            if (
+                isinstance(mode, ast.Constant)
+                and isinstance(mode.value, str)
+                and set(mode.value) & set("wax")
+            ):
+                return child.lineno
+            if name == "os.open":
+                return child.lineno
+    return None
+
+
+def _mentions_key(node: ast.AST) -> bool:
+    return any(
+        (isinstance(c, ast.Constant) and c.value == "SECRET_KEY")
+        or (isinstance(c, ast.Attribute) and c.attr in ("secret_key", "SECRET_KEY"))
+        for c in ast.walk(node)
+    )
+
+
+def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
+    """Every SECRET_KEY the source generates per process, or generates and keeps in a file."""
+    out: list[KeyGeneration] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {
+            f.name: f for f in ast.walk(module.tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        # Functions that generate a key and write it to a file: {name: (generated, written)}.
+        writers: dict[str, tuple[int, int]] = {}
+        for name, f in functions.items():
+            made, written = _generator_line(f), _file_write_line(f)
+            if made is not None and written is not None:
+                writers[name] = (made, written)
+        # `if not app.secret_key:` / `if "SECRET_KEY" not in os.environ:` guarding an assignment.
+        guarded: set[int] = set()
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.If) and _mentions_key(node.test):
+                guarded.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+        enclosing: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        for f in functions.values():
+            for n in ast.walk(f):
+                enclosing.setdefault(id(n), f)
+        for node in ast.walk(module.tree):
+            value: ast.AST | None = None
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(_is_key_target(t) for t in targets):
+                    value = node.value
+            elif isinstance(node, ast.Call) and _dotted(node.func).endswith(
+                ("config.update", "from_mapping")
+            ):
+                value = next((k.value for k in node.keywords if k.arg == "SECRET_KEY"), None)
+            if value is None:
+                continue
+            line = getattr(node, "lineno", 0)
+            called = {_dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(value) if isinstance(c, ast.Call)}
+            writer = next((writers[c] for c in sorted(called) if c in writers), None)
+            # The variable that gives the key: `os.environ.get("X") or ...`, `os.environ.get("X", ...)`.
+            first = value.values[0] if isinstance(value, ast.BoolOp) else value
+            env = _env_read(first)
+            env_name = env[0] if env else None
+            if writer is None and isinstance(value, ast.Name):
+                scope = enclosing.get(id(node))
+                if scope is not None and scope.name in writers:
+                    writer = writers[scope.name]
+            if writer is not None:
+                out.append(KeyGeneration(module.path, line, "file", env_name, writer[0], writer[1]))
+                continue
+            made = _generator_line(value)
+            if made is None:
+                continue
+            if env is not None or id(node) in guarded or isinstance(value, ast.BoolOp | ast.IfExp):
+                out.append(KeyGeneration(module.path, line, "fallback", env_name, made))
+            elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) and t.attr == "SECRET_KEY" for t in node.targets
+            ):
+                # `self.SECRET_KEY = os.urandom(32)` in a config object (no config key SEC003 sees).
+                out.append(KeyGeneration(module.path, line, "process", None, made))
+    return out
+
+
+# --- streaming responses ------------------------------------------------------------------------
+
+_STREAM_CALLS = frozenset({"stream_with_context", "stream_template", "stream_template_string"})
+_RESPONSE_CALLS = frozenset({"Response", "response_class", "make_response", "StreamingResponse"})
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A response that stays open while a generator produces it."""
+
+    file: str
+    line: int
+    #: "sse": server-sent events (open as long as the page is); "socketio": Flask-SocketIO;
+    #: "stream": a generator response (open until it is fully sent).
+    kind: Literal["sse", "socketio", "stream"]
+    how: str
+
+
+def _is_event_stream(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and "event-stream" in node.value
+
+
+def streams(modules: list[PythonFile]) -> list[Stream]:
+    """Streaming responses: server-sent events, Flask-SSE, Flask-SocketIO, generator responses."""
+    out: dict[tuple[str, int], Stream] = {}
+    for module in modules:
+        if module.tree is None:
+            continue
+        generators = {
+            f.name
+            for f in ast.walk(module.tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(f))
+        }
+
+        def add(
+            line: int, kind: Literal["sse", "socketio", "stream"], how: str, path: str = module.path
+        ) -> None:
+            known = out.get((path, line))
+            if known is None or (known.kind == "stream" and kind != "stream"):
+                out[(path, line)] = Stream(path, line, kind, how)
+
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
+                if any(n == "flask_sse" or n.startswith("flask_sse.") for n in names):
+                    add(node.lineno, "sse", "Flask-SSE")
+                continue
+            if _is_event_stream(node):
+                add(getattr(node, "lineno", 0), "sse", "a text/event-stream response")
+                continue
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "SocketIO" or name in ("flask_socketio.SocketIO",):
+                add(node.lineno, "socketio", "Flask-SocketIO")
+            elif leaf in _STREAM_CALLS:
+                add(node.lineno, "stream", f"{leaf}()")
+            elif leaf in _RESPONSE_CALLS and node.args:
+                first = node.args[0]
+                called = _dotted(first.func).rsplit(".", 1)[-1] if isinstance(first, ast.Call) else ""
+                if isinstance(first, ast.GeneratorExp) or called in generators:
+                    what = f"{called}()" if called else "a generator expression"
+                    add(node.lineno, "stream", f"a {leaf}() streamed from {what}")
+    return sorted(out.values(), key=lambda s: (s.file, s.line))
 
 
 # --- reading a project from disk -----------------------------------------------------------------

@@ -169,6 +169,31 @@ CASES: dict[str, Case] = {
         good={"static/style.css": "body {}\n"},
         says="app.static.dir 'static' holds static/settings.py: Nginx would serve code to anyone",
     ),
+    "SEC023": Case(
+        bad=app_with(
+            'SECRET_KEY=os.environ["SECRET_KEY"],',
+            'SECRET_KEY=os.environ.get("SECRET_KEY") or os.urandom(24),',
+        ),
+        good=app_with(
+            'SECRET_KEY=os.environ["SECRET_KEY"],',
+            'SECRET_KEY=os.environ.get("SECRET_KEY") or os.urandom(24),',
+        ),
+        config=CONFIG.replace("  secrets: [SECRET_KEY]\n", ""),
+        good_config=CONFIG,
+        says="SECRET_KEY is generated when SECRET_KEY is unset",
+    ),
+    "PERF005": Case(
+        bad={
+            "live.py": "from flask import Response\n\ndef events(gen):\n"
+            "    return Response(gen, mimetype='text/event-stream')\n"
+        },
+        good={
+            "live.py": "from flask import Response\n\ndef events(gen):\n"
+            "    return Response(gen, mimetype='text/event-stream')\n"
+        },
+        good_config=CONFIG + "gunicorn: {worker_class: gevent}\n",
+        says="a text/event-stream response on sync workers",
+    ),
     "PERF001": Case(
         bad={},
         config=CONFIG + "  cores: 2\ngunicorn: {workers: 4}\n",

@@ -1,0 +1,344 @@
+"""Issue #16, problems the checks missed on real apps: each class has a small app that must fire and one
+that must not (written to disk and checked as `deploy check` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .test_check_support import CONFIG, check, found, project
+
+pytestmark = pytest.mark.unit
+
+TWO_HOSTS = CONFIG.replace(
+    "  domains: [demo.example.com]\n", "  domains: [demo.example.com]\n  hosts: [web1, web2]\n"
+)
+ONE_HOST = CONFIG.replace(
+    "  domains: [demo.example.com]\n", "  domains: [demo.example.com]\n  hosts: [web1]\n"
+)
+
+
+def _findings(tmp_path: Path, check_id: str, files: dict[str, str | None], config: str | None) -> list[str]:
+    root = project(tmp_path, files)
+    if config is not None:
+        (root / "deploy.yaml").write_text(config, encoding="utf-8")
+    report = check(root, [check_id], config=config)
+    assert not report.skipped, report.skipped
+    return found(report).get(check_id, [])
+
+
+# --- XL006: SQLite through config defaults, DATABASE, sqlite3.connect and app.env ------------------
+
+FLASKBB_STYLE = """\
+import os
+
+
+class DefaultConfig:
+    basedir = os.path.dirname(os.path.dirname(__file__))
+    SQLALCHEMY_DATABASE_URI = "sqlite:///" + basedir + "/" + "forum.sqlite"
+"""
+
+FLASKR_STYLE = """\
+import os
+import sqlite3
+
+from flask import Flask, current_app
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.from_mapping(
+        SECRET_KEY=os.environ["SECRET_KEY"],
+        DATABASE=os.path.join(app.instance_path, "flaskr.sqlite"),
+    )
+    return app
+
+
+def get_db():
+    return sqlite3.connect(current_app.config["DATABASE"])
+"""
+
+ENV_DEFAULT = """\
+import os
+
+SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{os.getcwd()}/app.db")
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "config", "says"),
+    [
+        ({"myforum/configs/default.py": FLASKBB_STYLE}, TWO_HOSTS, "myforum/configs/default.py:6 SQLite"),
+        ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:11 SQLite (DATABASE)"),
+        ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:17 SQLite (sqlite3.connect)"),
+        ({"config.py": ENV_DEFAULT}, TWO_HOSTS, "the default when DATABASE_URL is unset"),
+        (
+            {},
+            TWO_HOSTS.replace(
+                "  secrets: [SECRET_KEY]\n",
+                "  secrets: [SECRET_KEY]\n  env: {DATABASE_URL: 'sqlite:////srv/demo/shared/app.db'}\n",
+            ),
+            "deploy.yaml:5 SQLite (DATABASE_URL in app.env)",
+        ),
+    ],
+)
+def test_xl006_finds_sqlite_through_config(
+    tmp_path: Path, files: dict[str, str | None], config: str, says: str
+) -> None:
+    result = _findings(tmp_path, "XL006", files, config)
+    assert any(says in f for f in result), result
+
+
+@pytest.mark.parametrize(
+    ("files", "config"),
+    [
+        ({"myforum/configs/default.py": FLASKBB_STYLE}, ONE_HOST),
+        ({"flaskr.py": FLASKR_STYLE}, ONE_HOST),
+        # deploy.yaml gives DATABASE_URL: the SQLite fallback never applies.
+        (
+            {"config.py": ENV_DEFAULT},
+            TWO_HOSTS.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL]"),
+        ),
+        (
+            {"config.py": ENV_DEFAULT},
+            TWO_HOSTS.replace(
+                "  secrets: [SECRET_KEY]\n",
+                "  secrets: [SECRET_KEY]\n  env: {DATABASE_URL: 'postgresql://db.internal/app'}\n",
+            ),
+        ),
+        (
+            {
+                "config.py": "import os\n\nSQLALCHEMY_DATABASE_URI = os.environ['DATABASE_URL']\n"
+                "DATABASE = 'shop'\n"
+            },
+            TWO_HOSTS,
+        ),
+    ],
+)
+def test_xl006_quiet_without_sqlite_on_several_hosts(
+    tmp_path: Path, files: dict[str, str | None], config: str
+) -> None:
+    assert _findings(tmp_path, "XL006", files, config) == []
+
+
+# --- SEC023: a key generated per process, or generated and written to a file ----------------------
+
+KEY_FILE_APP = """\
+import os
+import secrets
+
+from flask import Flask
+
+
+def init_app_secret(datastore):
+    path = os.path.join(datastore, "secret.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        secret = secrets.token_hex(32)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(secret)
+        return secret
+
+
+def create_app():
+    app = Flask(__name__)
+    app.secret_key = init_app_secret(os.environ.get("DATASTORE", "/srv/demo/shared"))
+    return app
+"""
+
+KEY_IN_PATH_APP = """\
+from pathlib import Path
+import secrets
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__, instance_relative_config=True)
+    key_file = Path(app.instance_path) / "secret_key"
+    if key_file.exists():
+        key = key_file.read_text()
+    else:
+        key = secrets.token_urlsafe(32)
+        key_file.write_text(key)
+    app.secret_key = key
+    return app
+"""
+
+FALLBACK_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.getenv("SHOP_SECRET_KEY") or os.urandom(24)
+    return app
+"""
+
+GUARDED_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.urandom(24)
+    return app
+"""
+
+CONFIG_OBJECT = """\
+import os
+
+
+class Config:
+    def __init__(self):
+        self.SECRET_KEY = os.urandom(32)
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"app.py": KEY_FILE_APP},
+            "app.py:21 SECRET_KEY is generated (app.py:13) and written to a file (line 14)",
+        ),
+        ({"app.py": KEY_IN_PATH_APP}, "app.py:15 SECRET_KEY is generated (app.py:13) and written to a file"),
+        ({"app.py": FALLBACK_APP}, "app.py:8 SECRET_KEY is generated when SHOP_SECRET_KEY is unset"),
+        ({"app.py": GUARDED_APP}, "app.py:10 SECRET_KEY is generated when none is configured"),
+        (
+            {"settings/config.py": CONFIG_OBJECT},
+            "settings/config.py:6 SECRET_KEY is generated at every start",
+        ),
+    ],
+)
+def test_sec023_finds_generated_keys(tmp_path: Path, files: dict[str, str | None], says: str) -> None:
+    result = _findings(tmp_path, "SEC023", files, CONFIG)
+    assert any(says in f for f in result), result
+    assert "deploy.yaml app.secrets" in result[0]
+
+
+def test_sec023_names_the_variable_the_app_reads(tmp_path: Path) -> None:
+    (result,) = _findings(tmp_path, "SEC023", {"app.py": FALLBACK_APP}, None)
+    assert result.endswith("set SHOP_SECRET_KEY in deploy.yaml app.secrets")
+
+
+@pytest.mark.parametrize(
+    ("files", "config"),
+    [
+        # deploy.yaml gives the variable the app reads first: the generated key is never used.
+        ({"app.py": FALLBACK_APP}, CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SHOP_SECRET_KEY]")),
+        (
+            {"app.py": FALLBACK_APP.replace("os.getenv", "os.environ.get")},
+            CONFIG.replace("SECRET_KEY]", "SHOP_SECRET_KEY]"),
+        ),
+        # The clean app reads SECRET_KEY from the environment; random tokens elsewhere are not keys.
+        (
+            {"tokens.py": "import secrets\n\ndef reset_token():\n    return secrets.token_urlsafe(16)\n"},
+            CONFIG,
+        ),
+        (
+            {
+                "upload.py": "import uuid\n\ndef save(f):\n    name = uuid.uuid4().hex\n"
+                "    open(name, 'wb').write(f)\n"
+            },
+            CONFIG,
+        ),
+    ],
+)
+def test_sec023_quiet_when_the_key_is_given(
+    tmp_path: Path, files: dict[str, str | None], config: str
+) -> None:
+    assert _findings(tmp_path, "SEC023", files, config) == []
+
+
+def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
+    assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
+
+
+# --- PERF005: streaming responses on sync workers ---------------------------------------------------
+
+SSE_APP = """\
+import json
+import time
+
+from flask import Blueprint, Response, stream_with_context
+
+bp = Blueprint("live", __name__)
+
+
+def ticker():
+    while True:
+        yield "data: " + json.dumps({"t": time.time()}) + "\\n\\n"
+        time.sleep(1)
+
+
+@bp.get("/events")
+def events():
+    return Response(ticker(), content_type="text/event-stream")
+
+
+@bp.get("/export.csv")
+def export():
+    def rows():
+        for n in range(100000):
+            yield f"{n}\\n"
+
+    return Response(stream_with_context(rows()), mimetype="text/csv")
+"""
+
+FLASK_SSE_APP = (
+    "from flask_sse import sse\n\n\ndef init(app):\n    app.register_blueprint(sse, url_prefix='/stream')\n"
+)
+SOCKETIO_APP = "from flask_socketio import SocketIO\n\nsocketio = SocketIO()\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ({"live.py": SSE_APP}, "live.py:17 a text/event-stream response on sync workers"),
+        (
+            {"live.py": SSE_APP},
+            "live.py:26 stream_with_context() holds a sync worker until the generator ends",
+        ),
+        ({"live.py": FLASK_SSE_APP}, "live.py:1 Flask-SSE on sync workers"),
+        ({"live.py": SOCKETIO_APP}, "live.py:3 Flask-SocketIO on sync workers"),
+    ],
+)
+def test_perf005_finds_streams_on_sync_workers(
+    tmp_path: Path, files: dict[str, str | None], says: str
+) -> None:
+    result = _findings(tmp_path, "PERF005", files, CONFIG)
+    assert any(says in f for f in result), result
+
+
+def test_perf005_generator_downloads_do_not_fail_the_gate(tmp_path: Path) -> None:
+    root = project(tmp_path, {"live.py": SSE_APP})
+    report = check(root, ["PERF005"], config=CONFIG)
+    severities = {r.finding.line: r.severity.label for r in report.active}
+    assert severities == {17: "high", 26: "low"}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        CONFIG + "gunicorn: {worker_class: gevent}\n",
+        CONFIG + "gunicorn: {worker_class: gthread, threads: 16}\n",
+        CONFIG + "gunicorn: {threads: 8}\n",
+    ],
+)
+def test_perf005_quiet_on_workers_that_hold_many_connections(tmp_path: Path, config: str) -> None:
+    assert _findings(tmp_path, "PERF005", {"live.py": SSE_APP}, config) == []
+
+
+def test_perf005_quiet_without_streams(tmp_path: Path) -> None:
+    plain = "from flask import Response\n\n\ndef page():\n    return Response('<p>hi</p>')\n"
+    assert _findings(tmp_path, "PERF005", {"page.py": plain}, CONFIG) == []
