@@ -1,0 +1,292 @@
+"""Mutation testing of the modules that decide what happens on hosts (mutmut 3).
+
+Run from anywhere:  python benchmarks/mutation.py [MODULE...] [--json] [--functions GLOB...] [--save]
+  MODULE is a target's name (`pushplan`, `rollout`, ...; see TARGETS) or its path; none = every target.
+
+Each target runs in its own scratch copy of the repository (mutmut 3 writes its mutants to ./mutants,
+so two targets, or a target and your work tree, must never share a folder), with only the unit tests
+listed for it: mutmut first runs them once to learn which test covers which function, then runs,
+for each mutant, only the tests that cover the mutated function. The score is killed / (killed +
+survived + timeouts + suspicious); `no tests` mutants (code no listed test reaches) count as survived.
+
+Survivors are listed with `--survivors` (the name to give `mutmut show NAME` in the scratch folder,
+which --keep leaves in place). benchmarks/MUTATION.md explains the survivors that are left on purpose.
+`--save` writes benchmarks/results/mutation.json, which benchmarks/report.py renders into RESULTS.md.
+
+The package layout is being moved into sub-packages (LAYOUT.md): TARGETS is the one place that
+names module paths; tests/unit/test_mutation_targets.py fails when one of them no longer exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module to mutate and the unit tests that cover it (paths relative to the repository)."""
+
+    module: str
+    tests: tuple[str, ...]
+    #: Mutant-name globs (mutmut's `deploy.x.x_function__mutmut_*`) to restrict the run to; empty = all.
+    functions: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return Path(self.module).stem
+
+
+_PUSH_TESTS = (
+    "tests/unit/test_plan_push.py",
+    "tests/unit/test_push_failures.py",
+    "tests/unit/test_push_hooks.py",
+    "tests/unit/test_push_lock.py",
+    "tests/unit/test_rollout_signals.py",
+)
+
+#: The modules that decide what happens on hosts, each with the unit tests that cover it.
+TARGETS: tuple[Target, ...] = (
+    Target("deploy/pushplan.py", (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py")),
+    Target(
+        "deploy/rollout.py",
+        (
+            "tests/unit/test_rollout_signals.py",
+            "tests/unit/test_push_failures.py",
+            "tests/unit/test_plan_push.py",
+            "tests/unit/test_mutation_rollout.py",
+        ),
+    ),
+    Target(
+        "deploy/commands.py",
+        (
+            *_PUSH_TESTS,
+            "tests/unit/test_root_never_follows.py",
+            "tests/unit/test_tls.py",
+            "tests/unit/test_mutation_commands.py",
+        ),
+    ),
+    Target(
+        "deploy/config.py",
+        (
+            "tests/unit/test_config.py",
+            "tests/unit/test_config_hostile.py",
+            "tests/unit/test_render.py",
+            "tests/unit/test_tls.py",
+            "tests/unit/test_mutation_config.py",
+        ),
+    ),
+    Target(
+        "deploy/loader.py",
+        (
+            "tests/unit/test_config.py",
+            "tests/unit/test_config_hostile.py",
+            "tests/unit/test_mutation_loader.py",
+        ),
+    ),
+    Target(
+        "deploy/redact.py",
+        ("tests/unit/test_redact.py", "tests/unit/test_push_hooks.py", "tests/unit/test_mutation_redact.py"),
+    ),
+    Target(
+        "deploy/secretfiles.py",
+        (
+            "tests/unit/test_render_docker.py",
+            "tests/unit/test_artifact.py",
+            "tests/unit/test_mutation_secrets.py",
+        ),
+    ),
+    Target(
+        "deploy/secretstrength.py",
+        ("tests/unit/test_config.py", "tests/unit/test_mutation_secrets.py"),
+    ),
+    Target(
+        "deploy/tls.py",
+        ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+    ),
+    Target(
+        "deploy/certs.py",
+        ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+    ),
+)
+
+#: mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code), reduced to what the score needs.
+_STATUS = {
+    1: "killed", 3: "killed", 37: "killed", 0: "survived", 5: "no_tests", 33: "no_tests", 34: "skipped",
+}
+_TIMEOUTS = {36, -24, 24, 152, 255}
+
+
+def status_of(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "not_checked"
+    if exit_code in _TIMEOUTS:
+        return "timeout"
+    return _STATUS.get(exit_code, "suspicious")
+
+
+def find(names: list[str]) -> list[Target]:
+    if not names:
+        return list(TARGETS)
+    by_name = {t.name: t for t in TARGETS} | {t.module: t for t in TARGETS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        sys.exit(f"unknown target(s): {', '.join(unknown)}; one of: {', '.join(t.name for t in TARGETS)}")
+    return [by_name[n] for n in names]
+
+
+def scratch_copy(target: Target, into: Path) -> None:
+    """The repository's tracked files (and untracked, not ignored ones) in `into`, with a [tool.mutmut]."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if not src.is_file():
+            continue
+        dest = into / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+    # The package's data folders live beside it (pyproject's package-dir); inside mutants/ the
+    # package must find them under its own folder.
+    for data in ("templates", "checks"):
+        (into / "deploy" / data).symlink_to(into / data)
+    tests = [t for t in target.tests if (into / t).exists()]
+    conf = [
+        "",
+        "[tool.mutmut]",
+        'source_paths = ["deploy"]',
+        f"only_mutate = [{json.dumps(target.module)}]",
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+        "use_git_change_detection = false",
+        "",
+    ]
+    pyproject = into / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n".join(conf))
+
+
+def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"mutation-{target.name}-"))
+    started = time.monotonic()
+    try:
+        scratch_copy(target, work)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        globs = functions or target.functions
+        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *globs]
+        out = subprocess.run(cmd, cwd=work, env=env, capture_output=not verbose, text=True)
+        meta = work / "mutants" / (target.module + ".meta")
+        if not meta.exists():
+            tail = (out.stdout or "")[-3000:] + (out.stderr or "")[-3000:]
+            raise RuntimeError(
+                f"mutmut wrote no results for {target.module} (exit {out.returncode}):\n{tail}"
+            )
+        codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        counts = dict.fromkeys(
+            ("killed", "survived", "no_tests", "timeout", "suspicious", "skipped", "not_checked"), 0
+        )
+        survivors = []
+        for mutant, code in sorted(codes.items()):
+            status = status_of(code)
+            counts[status] += 1
+            if status in ("survived", "no_tests", "suspicious", "not_checked"):
+                survivors.append({"mutant": mutant, "status": status})
+        judged = sum(counts[k] for k in ("killed", "survived", "no_tests", "timeout", "suspicious"))
+        return {
+            "module": target.module,
+            "tests": list(target.tests),
+            "functions": list(globs),
+            **counts,
+            "total": len(codes),
+            "score": round(100 * counts["killed"] / judged, 1) if judged else None,
+            "seconds": round(time.monotonic() - started),
+            "survivors": survivors,
+            "scratch": str(work) if keep else None,
+        }
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="target names or paths (default: every target)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--functions", nargs="*", default=(), help="mutant-name globs to restrict to")
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
+    parser.add_argument("--keep", action="store_true", help="keep each scratch copy (to `mutmut show` there)")
+    parser.add_argument(
+        "--save", action="store_true", help=f"merge the results into {RESULTS.relative_to(ROOT)}"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show mutmut's own output")
+    args = parser.parse_args()
+    results = []
+    for target in find(args.modules):
+        if not args.json:
+            print(f"== {target.module} ({len(target.tests)} test files)", flush=True)
+        row = run_target(target, keep=args.keep, functions=tuple(args.functions), verbose=args.verbose)
+        results.append(row)
+        if not args.json:
+            print(
+                f"   killed {row['killed']}  survived {row['survived']}  no tests {row['no_tests']}  "
+                f"timeouts {row['timeout']}  suspicious {row['suspicious']}  total {row['total']}  "
+                f"score {row['score']}%  ({row['seconds']} s)",
+                flush=True,
+            )
+            if args.survivors:
+                for s in row["survivors"]:
+                    print(f"     {s['status']:>10}  {s['mutant']}")
+            if row["scratch"]:
+                print(f"   scratch copy: {row['scratch']}")
+    run = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "command": "python " + " ".join(["benchmarks/mutation.py", *sys.argv[1:]]),
+        "mutmut": _mutmut_version(),
+        "results": results,
+    }
+    if args.save:
+        saved: dict[str, Any] = (
+            json.loads(RESULTS.read_text()) if RESULTS.exists() else {"modules": {}, "history": []}
+        )
+        for row in results:
+            stamp = {k: v for k, v in run.items() if k != "results"}
+            saved["modules"][row["module"]] = {**stamp, **row, "scratch": None}
+            saved["history"].append(
+                {**stamp, **{k: row[k] for k in ("module", "killed", "total", "score", "functions")}}
+            )
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(run, indent=2))
+    return 0
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
