@@ -148,7 +148,7 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
-    from deploy.loader import line_of
+    from deploy.config.loader import line_of
 
     assert ctx.config is not None
     several = [(where, n) for where, n in _host_counts(ctx) if n > 1]

@@ -234,7 +234,7 @@ def connection_pooling(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
-    from deploy.project import streams
+    from deploy.project.scan import streams
 
     assert ctx.config is not None
     g = ctx.config.gunicorn
