@@ -144,6 +144,8 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     fix="""Use one database server that every host reaches (PostgreSQL or MySQL, its URL from
     `os.environ["DATABASE_URL"]`); or serve the app from one host.""",
     layers=("source", "config"),
+    details="""The hosts counted: those of deploy.yaml (with `-e ENV` overlaid) and those of every entry of
+    `environments:`.""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
