@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -22,6 +24,8 @@ from deploy.checkrun import AREAS, Check, load_checks
 from deploy.config import Config
 
 CONFIG_PAGE = "reference/configuration.md"
+#: The site's front page is the README, its links made relative to docs/.
+README = Path(__file__).resolve().parents[1] / "README.md"
 CHECKS_DIR = "reference/checks"
 
 
@@ -169,6 +173,22 @@ def check_page(c: Check) -> str:
 # --- the hooks ---------------------------------------------------------------------------------------
 
 
+def front_page() -> str:
+    """The README with its links into docs/ made relative to the site, and links to other files of
+    the repository shown as their paths (they are not pages of the site)."""
+    text = README.read_text(encoding="utf-8").replace("](docs/", "](")
+
+    def plain(m: re.Match[str]) -> str:
+        label, target = m.group(1), m.group(2)
+        return (
+            f"{label} in the repository"
+            if label == f"`{target}`"
+            else f"{label} (`{target}` in the repository)"
+        )
+
+    return re.sub(r"\[([^\]]+)\]\((?!https?:|[a-z-]+\.md)([^)]+)\)", plain, text)
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
     """Add the check pages, by area, under "Check reference" in the navigation."""
     checks = load_checks(plugins=False)
@@ -193,7 +213,11 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     checks = load_checks(plugins=False)
-    pages = {CONFIG_PAGE: config_page(), f"{CHECKS_DIR}/index.md": checks_index(checks)}
+    pages = {
+        "index.md": front_page(),
+        CONFIG_PAGE: config_page(),
+        f"{CHECKS_DIR}/index.md": checks_index(checks),
+    }
     pages.update({f"{CHECKS_DIR}/{area}.md": area_page(area, checks) for area in AREAS})
     pages.update({f"{CHECKS_DIR}/{c.id}.md": check_page(c) for c in checks})
     for path, text in pages.items():
