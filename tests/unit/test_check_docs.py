@@ -94,3 +94,12 @@ def test_the_examples_on_the_page_do_what_it_says(c, tmp_path: Path) -> None:  #
     assert fails and passes
     assert _fires(tmp_path / "fails", c.id, fails), "the failing example does not fire"
     assert not _fires(tmp_path / "passes", c.id, passes), "the passing example fires"
+
+
+def test_the_listing_names_where_the_page_is() -> None:
+    """`deploy check --list --format json` gives each check's page as the command that prints it
+    (a file path would point to nothing: the page is generated)."""
+    from deploy.checkrun import describe
+
+    for c in load_checks(plugins=False):
+        assert describe(c)["doc"] == f"deploy explain {c.id}"
