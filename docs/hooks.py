@@ -76,18 +76,22 @@ def _default(field: FieldInfo) -> str:
 
 
 def _sections(model: type[BaseModel], prefix: str) -> list[tuple[str, type[BaseModel]]]:
-    """(dotted name, model) of this model and every section below it, depth first."""
+    """(dotted name, model) of this model and every section below it, depth first; the items of a
+    list of sections are named with `[]` (`server.hosts[]`)."""
     found = [(prefix, model)]
     for name, field in model.model_fields.items():
-        for arg in _models(field.annotation):
-            found += _sections(arg, f"{prefix}.{name}" if prefix else name)
+        key = f"{prefix}.{name}" if prefix else name
+        for arg, in_list in _models(field.annotation):
+            found += _sections(arg, f"{key}[]" if in_list else key)
     return found
 
 
-def _models(annotation: Any) -> list[type[BaseModel]]:
+def _models(annotation: Any, in_list: bool = False) -> list[tuple[type[BaseModel], bool]]:
+    """The sections an annotation holds, and whether each is the item type of a list."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models(arg)]
+        return [(annotation, in_list)]
+    inner = in_list or get_origin(annotation) is list
+    return [m for arg in get_args(annotation) for m in _models(arg, inner)]
 
 
 def config_keys() -> list[str]:
