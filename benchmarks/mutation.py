@@ -60,9 +60,9 @@ _PUSH_TESTS = (
 
 #: The modules that decide what happens on hosts, each with the unit tests that cover it.
 TARGETS: tuple[Target, ...] = (
-    Target("deploy/pushplan.py", (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py")),
+    Target("deploy/push/plans.py", (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py")),
     Target(
-        "deploy/rollout.py",
+        "deploy/push/rollout.py",
         (
             "tests/unit/test_rollout_signals.py",
             "tests/unit/test_push_failures.py",
@@ -71,7 +71,7 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
-        "deploy/commands.py",
+        "deploy/remote/commands.py",
         (
             *_PUSH_TESTS,
             "tests/unit/test_root_never_follows.py",
@@ -80,7 +80,7 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
-        "deploy/config.py",
+        "deploy/config/model.py",
         (
             "tests/unit/test_config.py",
             "tests/unit/test_config_hostile.py",
@@ -90,7 +90,7 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
-        "deploy/loader.py",
+        "deploy/config/loader.py",
         (
             "tests/unit/test_config.py",
             "tests/unit/test_config_hostile.py",
@@ -98,11 +98,11 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
-        "deploy/redact.py",
+        "deploy/config/redact.py",
         ("tests/unit/test_redact.py", "tests/unit/test_push_hooks.py", "tests/unit/test_mutation_redact.py"),
     ),
     Target(
-        "deploy/secretfiles.py",
+        "deploy/config/secretfiles.py",
         (
             "tests/unit/test_render_docker.py",
             "tests/unit/test_artifact.py",
@@ -110,15 +110,15 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
-        "deploy/secretstrength.py",
+        "deploy/config/secrets.py",
         ("tests/unit/test_config.py", "tests/unit/test_mutation_secrets.py"),
     ),
     Target(
-        "deploy/tls.py",
+        "deploy/tls/steps.py",
         ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
     ),
     Target(
-        "deploy/certs.py",
+        "deploy/tls/certs.py",
         ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
     ),
 )

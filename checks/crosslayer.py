@@ -145,6 +145,14 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     fix="""Use one database server that every host reaches (PostgreSQL or MySQL, its URL from
     `os.environ["DATABASE_URL"]`); or serve the app from one host.""",
     layers=("source", "config"),
+    details="""What counts as SQLite: an `sqlite:` URL in `SQLALCHEMY_DATABASE_URI`, `DATABASE_URL` or
+    `DATABASE_URI` however it is assembled (`"sqlite:///" + basedir + "/app.db"`, an f-string,
+    `.format()`), also as the fallback of an environment variable (`os.environ.get("DATABASE_URL",
+    "sqlite:///app.db")`) unless deploy.yaml gives that variable (`app.env` or `app.secrets`); a
+    `DATABASE`-style key naming a `.db` or `.sqlite` file (Flask's tutorial:
+    `DATABASE=os.path.join(app.instance_path, "flaskr.sqlite")`); `sqlite3.connect()`; and an `sqlite:`
+    URL in deploy.yaml `app.env` itself. The hosts counted: those of deploy.yaml (with `-e ENV`
+    overlaid) and those of every entry of `environments:`; with one host, PIT005 and PIT006 still apply.""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:

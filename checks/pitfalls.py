@@ -232,6 +232,19 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     the service. Log to stderr instead of files (journald keeps it); keep an SQLite file in a shared
     folder such as instance/.""",
     layers=("source", "config"),
+    details="""
+    What counts as a write: `os.mkdir()`, `os.makedirs()`, `Path(...).mkdir()`, logging file handlers,
+    `sqlite3.connect()`, an SQLite `SQLALCHEMY_DATABASE_URI`/`DATABASE_URL` (also a fallback such as
+    `os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(basedir, "app.db")`), and config keys
+    naming an upload or log folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`, `UPLOADED_*_DEST`, `LOG_DIR`,
+    `LOG_FILE`).
+    A path joined to a folder of the project (`os.path.join(basedir, "uploads")`) is covered by an
+    `app.shared` entry of the same name (`uploads`, or `bluelog/uploads`); a relative path (resolved from
+    the release, the service's working directory) by an entry it lies in. Absolute paths are fine under
+    the shared folder (`/srv/APP/shared`), `/tmp` (a private one per service), `/run`, or a
+    `ReadWritePaths` given in `systemd.overrides`. Config classes for development or tests are skipped.
+    Without deploy.yaml this check is skipped and PIT005 says that an SQLite file is lost on every
+    release.""",
     references=(
         "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#ProtectSystem=",
         "https://flask.palletsprojects.com/en/stable/config/#instance-folders",

@@ -516,6 +516,13 @@ def template_injection(ctx: Context) -> Iterator[Finding]:
     fix="""Generate a real value (`python -c 'import secrets; print(secrets.token_hex(32))'`) and give it in
     the environment of the push, or in a .env that is only on the machine you push from.""",
     layers=("config",),
+    details="""
+    Which names: those of `app.secrets` that look like signing keys (`SECRET_KEY`, `*_SECRET_KEY`,
+    `*_SECRET`, `*_SALT`, `SIGNING_KEY`); API keys and passwords issued by someone else are not judged.
+    The value is read as push reads it (the environment first, then `.env`) and never printed: the
+    finding names the variable and where the value came from. Weak means a known placeholder word
+    (`dev`, `secret`, `changeme`, `not-so-secret`, ...), fewer than 32 bytes, or fewer than 8 distinct
+    characters. When `--import` succeeds, SECRET_KEY is judged by SEC016 (the key the app really uses).""",
     references=(
         "https://flask.palletsprojects.com/en/stable/config/#SECRET_KEY",
         "https://cwe.mitre.org/data/definitions/1391.html",
@@ -575,6 +582,29 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     `nginx.csp_sources`: the hash this check prints for an inline script or style
     (`script-src: ["'sha256-...'"]`), or another host (`img-src: [https://images.example.com]`).""",
     layers=("config", "project"),
+    details="""
+    What is read: every HTML or Jinja template (`.html`, `.htm`, `.jinja`, `.jinja2`, and `.j2` under a
+    `templates/` folder) and every `.css` file of the project, judged against the policy the Nginx site
+    sends (`nginx.content_security_policy` with `nginx.csp_sources` added). Templates under an `email/` or
+    `mail/` folder are left out (no browser shows them under the site's policy). Found and reported with
+    file and line:
+
+    - an inline `<script>` (also `type="module"` and `importmap`) whose hash the policy does not list:
+      the finding prints the `'sha256-...'` to add when the script has no template expressions (the hash
+      is of the text between the tags, exactly as written); one with `{{ ... }}` inside changes with the
+      data, so no fixed hash fits it. `<script type="application/json">` and other data blocks never run
+      and are not reported; neither are scripts with `src=` from this site;
+    - an inline `<style>` block, the same way under `style-src`;
+    - event-handler attributes (`onclick=`, `onload=`, ...), `style=` attributes and `javascript:` URLs,
+      unless the policy allows them (`'unsafe-inline'`, or `'unsafe-hashes'` with the value's hash);
+    - `<script src>`, `<link rel="stylesheet|icon|manifest|preload">`, `<img src|srcset>`, media, frames,
+      `<object>`, form `action=` and `<base href>` pointing to a host the matching directive does not allow,
+      and `@import`, `@font-face` and `url()` in CSS files.
+
+    URLs made by `url_for(...)` are this site's; other URLs built by a template expression
+    (`{{ user.avatar_url }}`) are not known until the page renders and are never reported. Code inside
+    `{# ... #}` and `<!-- ... -->` comments does not count. A finding in a template is accepted on its
+    line with a template comment: `{# deploy: ignore[SEC021] why #}`.""",
     references=(
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
@@ -606,6 +636,16 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     such as `static` or `<package>/static`, and move anything else out of it. `deploy push`, `deploy
     render` and `deploy config` refuse such a folder; `deploy check` reports it here.""",
     layers=("config", "project"),
+    details="""
+    What counts: the project root, the folder of the wsgi module's code (`shop` for `shop:create_app()`),
+    `instance` (Flask's instance folder), any `app.shared` path, `.git`, `.venv`, `venv`, `.deploy`,
+    `deploy-out` (or a parent of any of them); and a folder holding a Python file (`*.py`, `*.pyc`, `*.so`),
+    data (`*.db`, `*.sqlite`, `*.sqlite3`, `*.sql`, `*.dump`, `*.log`), configuration (deploy.yaml,
+    gunicorn.conf.py, pyproject.toml, `.flaskenv`, `*.ini`, `*.cfg`, `.git`), a secret (`.env`, `.env.*`,
+    `*.pem`, `*.key`, `id_rsa*`, `.netrc`, `.htpasswd`, ...; names in any case) or a link that leads out of
+    it.
+    The folder names are refused by every command when deploy.yaml is read; what the folder holds is
+    refused by `deploy push`, `deploy render` and `deploy config`, and reported here by `deploy check`.""",
     references=(
         "https://nginx.org/en/docs/http/ngx_http_core_module.html#alias",
         "https://cwe.mitre.org/data/definitions/538.html",

@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,22 @@ class Layer(enum.Enum):
     LIVE = "live"  # the hosts over SSH and the site over HTTPS (--live -e ENV)
 
 
+#: What each layer is, as a check's page says under "Where it looks".
+LAYER_TEXT = {
+    Layer.SOURCE: "the Python sources, parsed with `ast` (never imported)",
+    Layer.PROJECT: "the project's files (requirements, Dockerfile, .env, templates, .gitignore)",
+    Layer.CONFIG: "deploy.yaml (with `-e ENV` overlaid)",
+    Layer.IMPORT: "`--import`: the app factory imported in a subprocess",
+    Layer.EFFECTIVE: "the effective configuration of the app imported with `--import` under the production "
+    "environment",
+    Layer.RENDERED: "the configs `deploy render` produces from deploy.yaml",
+    Layer.TOOLS: "an external linter run on those files",
+    Layer.LIVE: "`--live -e ENV`: the hosts over SSH and the site over HTTP(S)",
+}
+#: Hand-written failing and passing examples of a check: `ID.examples.md` in the check's package.
+EXAMPLES_SUFFIX = ".examples.md"
+
+
 @dataclass(frozen=True)
 class Finding:
     """What a check yields: a message and where (file relative to the project, 1-based line)."""
@@ -106,6 +123,8 @@ class Check:
     #: Ids of checks this one replaces when it runs: a more precise layer (the imported app) looking
     #: at the same thing as a cruder one (the source). The runner drops their findings and says so.
     supersedes: tuple[str, ...] = ()
+    #: More about what the check looks at (Markdown, line breaks kept), on its page after the fix.
+    details: str = ""
 
     @property
     def security_severity(self) -> str:
@@ -115,22 +134,49 @@ class Check:
         ]
 
     def doc(self) -> str:
-        """The Markdown page of the check (its `ID.md` beside the module), or one made from metadata."""
+        """The Markdown page of the check, made from its metadata (the one source of its texts), with
+        the hand-written examples of `ID.examples.md` in its package, if it has any."""
+        layers = "".join(f"- {layer.value}: {LAYER_TEXT[layer]}\n" for layer in self.layers)
+        refs = "".join(f"- <{r}>\n" for r in self.references)
+        example = self.examples()
+        return (
+            f"# {self.id}: {self.title}\n\n"
+            "| area | severity | looks at |\n| --- | --- | --- |\n"
+            f"| {self.area} | {self.severity.label} | {', '.join(layer.value for layer in self.layers)} |\n\n"
+            f"## Why it matters\n\n{self.why}\n\n"
+            f"## How to fix it\n\n{self.fix}\n\n"
+            + (f"{self.details}\n\n" if self.details else "")
+            + (f"## Example\n\n{example.strip()}\n\n" if example else "")
+            + f"## Where it looks\n\n{layers}\n"
+            + (
+                f"When it runs, it supersedes {', '.join(self.supersedes)}: their findings are dropped (one "
+                "finding per problem, from the layer that sees the app as it really starts) and they are "
+                f'listed as skipped, "superseded by {self.id}".\n\n'
+                if self.supersedes
+                else ""
+            )
+            + "When a layer is not available (no deploy.yaml, no `--import`, no `--live`), "
+            "the check is reported as\n"
+            "skipped with the reason, never as passed.\n\n"
+            "## Accepting a finding\n\n"
+            "In `deploy-check.yaml`, with a reason and an expiry date "
+            "(after it, the finding reports again):\n\n"
+            f"```yaml\nsuppressions:\n  - id: {self.id}\n    reason: why this is acceptable here\n"
+            "    expires: 2026-12-31\n```\n\n"
+            "or on the line of the finding (or the comment line above it): "
+            f"`# deploy: ignore[{self.id}] why`.\n"
+            + (f"\n## References\n\n{refs}" if refs else "")
+        )
+
+    def examples(self) -> str | None:
+        """The hand-written failing and passing examples (`ID.examples.md` in the check's package)."""
         try:
-            resource = importlib.resources.files(self.package) / f"{self.id}.md"
+            resource = importlib.resources.files(self.package) / f"{self.id}{EXAMPLES_SUFFIX}"
             if resource.is_file():
                 return resource.read_text(encoding="utf-8")
         except (ModuleNotFoundError, TypeError):
             pass
-        refs = "".join(f"- {r}\n" for r in self.references)
-        return (
-            f"# {self.id}: {self.title}\n\n{self.why}\n\n## How to fix\n\n{self.fix}\n\n"
-            f"## References\n\n{refs}"
-        )
-
-    @property
-    def doc_path(self) -> str:
-        return f"checks/{self.id}.md"
+        return None
 
 
 def check(
@@ -144,6 +190,7 @@ def check(
     layers: Sequence[str] = ("source",),
     references: Sequence[str] = (),
     supersedes: Sequence[str] = (),
+    details: str = "",
 ) -> Callable[[CheckFunc], Check]:
     """Register a function as a check (the decorator used by built-in and third-party checks)."""
     if area not in AREAS:
@@ -162,6 +209,7 @@ def check(
             references=tuple(references),
             package=func.__module__.rpartition(".")[0] or func.__module__,
             supersedes=tuple(supersedes),
+            details=inspect.cleandoc(details),
         )
 
     return wrap
@@ -366,7 +414,7 @@ def describe(c: Check) -> dict[str, Any]:
         "fix": c.fix,
         "layers": [layer.value for layer in c.layers],
         "references": list(c.references),
-        "doc": c.doc_path,
+        "doc": f"deploy explain {c.id}",
         "origin": c.origin,
         "supersedes": list(c.supersedes),
     }

@@ -315,9 +315,20 @@ class Model(BaseModel):
 class Static(Model):
     """Static files that Nginx serves directly, with long caching."""
 
-    url: UrlPath = "/static"
-    dir: RelPath = "static"
-    max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+    url: UrlPath = Field(
+        "/static",
+        description="The URL prefix Nginx serves the static files under (not `/`, not under "
+        "`/.well-known`).",
+    )
+    dir: RelPath = Field(
+        "static",
+        description="The folder of static files, relative to the project: public files only (not the "
+        "root, the code, `instance/` or a shared path; no `.py`, `.db`, `.env`).",
+    )
+    max_age: Annotated[int, Field(ge=0, le=63072000)] = Field(
+        31536000,
+        description="Cache-Control max-age of the static files, in seconds (default one year).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -332,20 +343,52 @@ class Static(Model):
 class App(Model):
     """The application: what to run, what it needs, and what it keeps across releases."""
 
-    name: AppName
+    name: AppName = Field(
+        description="Lower-case letters, digits and hyphens; names the systemd unit, `/etc/<name>` and "
+        "the app's folders (never a system service's name).",
+    )
     wsgi: Annotated[
         str,
         AfterValidator(_matches(_WSGI, "'module:app' or a factory call such as 'flaskr:create_app()'")),
-    ]
-    requirements: RelPath = "requirements.txt"
-    python: Version | None = None
-    static: Static | None = None
-    health: UrlPath = "/health"
-    env: dict[EnvName, SafeText] = Field(default_factory=dict)
-    secrets: list[EnvName] = Field(default_factory=list)
-    shared: list[RelPath] = Field(default_factory=list)
-    release: list[SafeText] = Field(default_factory=list)
-    port: Annotated[int, Field(ge=1024, le=65535)] = 8000
+    ] = Field(description="What Gunicorn runs: `module:app` or a factory call such as `module:create_app()`.")
+    requirements: RelPath = Field(
+        "requirements.txt",
+        description="The pinned requirements file (or `pyproject.toml`), relative to the project.",
+    )
+    python: Version | None = Field(
+        None,
+        description="The Python the hosts run, such as `3.11`; default: whatever `python3` they have.",
+    )
+    static: Static | None = Field(
+        None,
+        description="Static files Nginx serves straight from the release, not through Python.",
+    )
+    health: UrlPath = Field(
+        "/health",
+        description="The URL that must answer 200 before a release takes traffic.",
+    )
+    env: dict[EnvName, SafeText] = Field(
+        default_factory=dict,
+        description="Plain settings, written into the systemd unit; never secrets.",
+    )
+    secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Names of secret settings only; their values come from the environment or a local "
+        "`.env` at push time, into an env file of mode 0600.",
+    )
+    shared: list[RelPath] = Field(
+        default_factory=list,
+        description="Folders kept across releases (linked into every release): none inside another, none "
+        "of them code or deploy's own.",
+    )
+    release: list[SafeText] = Field(
+        default_factory=list,
+        description="Commands run once per push on one host, before any host switches (migrations).",
+    )
+    port: Annotated[int, Field(ge=1024, le=65535)] = Field(
+        8000,
+        description="The port Gunicorn listens on inside a container.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -421,9 +464,14 @@ class App(Model):
 class Host(Model):
     """One server: an address, and optionally its own SSH user and port."""
 
-    address: Annotated[str, AfterValidator(_host_address)]
-    user: UnixName | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    address: Annotated[str, AfterValidator(_host_address)] = Field(
+        description="An IPv4 address, `[IPv6]` or a host name.",
+    )
+    user: UnixName | None = Field(None, description="The SSH user for this host (default `server.ssh.user`).")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None,
+        description="The SSH port for this host (default `server.ssh.port`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -449,13 +497,25 @@ class Host(Model):
 class SSH(Model):
     """How deploy reaches the hosts. Host keys are always verified against known_hosts."""
 
-    user: UnixName = "root"
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
-    key: SafeText | None = None
-    known_hosts: SafeText | None = None
-    proxy_jump: SafeText | None = None
-    sudo: bool = False
-    connect_timeout: Annotated[int, Field(ge=1, le=300)] = 10
+    user: UnixName = Field(
+        "root",
+        description="The SSH user; with `sudo: true` any user with passwordless sudo.",
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(22, description="The SSH port.")
+    key: SafeText | None = Field(
+        None,
+        description="The private key file; default: the SSH agent and the keys in `~/.ssh`.",
+    )
+    known_hosts: SafeText | None = Field(
+        None,
+        description="The known_hosts file; host keys are always verified (default `~/.ssh/known_hosts`).",
+    )
+    proxy_jump: SafeText | None = Field(None, description="A jump host, like `ssh -J`.")
+    sudo: bool = Field(False, description="Run privileged commands through sudo.")
+    connect_timeout: Annotated[int, Field(ge=1, le=300)] = Field(
+        10,
+        description="Seconds to wait for an SSH connection.",
+    )
 
 
 class TLS(Model):
@@ -464,17 +524,29 @@ class TLS(Model):
     email: (
         Annotated[str, AfterValidator(_matches(re.compile(r"^[^@\s;]+@[^@\s;]+$"), "an email address"))]
         | None
-    ) = None
-    cert: SafeText | None = None
-    key: SafeText | None = None
+    ) = Field(
+        None,
+        description="The ACME account's e-mail: certificates from an ACME server through certbot.",
+    )
+    cert: SafeText | None = Field(
+        None,
+        description="Your own certificate chain (PEM), instead of `email`; goes with `key`.",
+    )
+    key: SafeText | None = Field(
+        None,
+        description="The private key of your own certificate; uploaded with mode 0600.",
+    )
     acme_server: (
         Annotated[
             str,
             AfterValidator(_matches(re.compile(r"^https://[^\s;\"']+$"), "an https:// ACME directory URL")),
         ]
         | None
-    ) = None
-    ca_bundle: SafeText | None = None
+    ) = Field(None, description="The ACME directory URL; default: Let's Encrypt.")
+    ca_bundle: SafeText | None = Field(
+        None,
+        description="A CA bundle to trust for the ACME server (a private CA).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TLS:
@@ -494,13 +566,29 @@ class TLS(Model):
 class Server(Model):
     """Where the app runs: its names, its hosts, and the account it runs as."""
 
-    domains: Annotated[list[Domain], Field(min_length=1)]
-    hosts: list[Host] = Field(default_factory=list)
-    user: UnixName = "deploy"
-    base_dir: AbsPath | None = None
-    ssh: SSH = Field(default_factory=SSH)
-    tls: TLS | Literal[False] = False
-    cores: Annotated[int, Field(ge=1, le=1024)] | None = None
+    domains: Annotated[list[Domain], Field(min_length=1)] = Field(
+        description="The site's names; the first is the primary (the certificate's name).",
+    )
+    hosts: list[Host] = Field(
+        default_factory=list,
+        description="The servers: `host`, `user@host`, `user@host:port`, or a mapping.",
+    )
+    user: UnixName = Field("deploy", description="The system user the app runs as (never root).")
+    base_dir: AbsPath | None = Field(
+        None,
+        description="Where `releases/`, `shared/` and `current` live; default `/srv/<app.name>`; a "
+        "folder of its own, never a system folder.",
+    )
+    ssh: SSH = Field(default_factory=SSH, description="How deploy reaches the hosts.")
+    tls: TLS | Literal[False] = Field(
+        False,
+        description="HTTPS: `{email: ...}` (ACME) or `{cert: ..., key: ...}`; `false` for an internal "
+        "service behind another proxy.",
+    )
+    cores: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        None,
+        description="The hosts' cores, when rendering without asking them.",
+    )
 
     @field_validator("user")
     @classmethod
@@ -536,22 +624,53 @@ class Server(Model):
 class Gunicorn(Model):
     """Gunicorn settings; 'auto' workers means (2 x the target host's cores) + 1."""
 
-    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = "auto"
-    worker_class: Literal["sync", "gthread", "gevent", "eventlet", "uvicorn.workers.UvicornWorker"] = "sync"
-    threads: Annotated[int, Field(ge=1, le=256)] = 1
-    timeout: Annotated[int, Field(ge=1, le=3600)] = 30
-    graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
-    keepalive: Annotated[int, Field(ge=0, le=300)] = 5
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = Field(
+        "auto",
+        description="`auto` (2 x the host's cores + 1) or a number.",
+    )
+    worker_class: Literal["sync", "gthread", "gevent", "eventlet", "uvicorn.workers.UvicornWorker"] = Field(
+        "sync",
+        description="The worker type: sync, gthread, gevent, eventlet or uvicorn.workers.UvicornWorker.",
+    )
+    threads: Annotated[int, Field(ge=1, le=256)] = Field(1, description="Threads per worker (for gthread).")
+    timeout: Annotated[int, Field(ge=1, le=3600)] = Field(
+        30,
+        description="Seconds before a silent worker is killed.",
+    )
+    graceful_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(
+        30,
+        description="Seconds a worker gets to finish its requests on stop.",
+    )
+    keepalive: Annotated[int, Field(ge=0, le=300)] = Field(
+        5,
+        description="Seconds a keep-alive connection waits for the next request.",
+    )
     # Recycling re-imports the app in a worker: often enough to bound a leak, rarely enough to
     # cost nothing measurable (1000 cost a fifth of the throughput under load; benchmarks/).
-    max_requests: Annotated[int, Field(ge=0)] = 10000
-    max_requests_jitter: Annotated[int, Field(ge=0)] = 1000
+    max_requests: Annotated[int, Field(ge=0)] = Field(
+        10000,
+        description="Recycle a worker after this many requests (bounds a leak).",
+    )
+    max_requests_jitter: Annotated[int, Field(ge=0)] = Field(
+        1000,
+        description="Up to this many more requests, so the workers do not all restart at once.",
+    )
     #: Gunicorn's own access log (to the journal); Nginx logs every request with its timings anyway.
-    access_log: bool = False
-    backlog: Annotated[int, Field(ge=16, le=65535)] = 2048
+    access_log: bool = Field(
+        False,
+        description="Gunicorn's own access log too (Nginx logs every request with its timings anyway).",
+    )
+    backlog: Annotated[int, Field(ge=16, le=65535)] = Field(
+        2048,
+        description="The listen queue of Gunicorn's socket.",
+    )
     #: Import the app once in the master and fork the workers from it. 'auto' = yes, except with
     #: gevent/eventlet workers (they must patch the standard library before the app is imported).
-    preload_app: Literal["auto"] | bool = "auto"
+    preload_app: Literal["auto"] | bool = Field(
+        "auto",
+        description="Import the app once, then fork the workers (`auto`: yes, unless gevent or "
+        "eventlet).",
+    )
 
     @property
     def preload(self) -> bool:
@@ -564,18 +683,38 @@ class Gunicorn(Model):
 class Nginx(Model):
     """The Nginx site in front of Gunicorn."""
 
-    version: Version = "1.22"
-    client_max_body_size: Size = "16m"
-    gzip: bool = True
-    content_security_policy: HeaderValue = csp.DEFAULT_POLICY
+    version: Version = Field("1.22", description="The hosts' Nginx version (directives differ by version).")
+    client_max_body_size: Size = Field(
+        "16m",
+        description="The largest request body; keep it at or above the app's MAX_CONTENT_LENGTH.",
+    )
+    gzip: bool = Field(True, description="Compress text responses.")
+    content_security_policy: HeaderValue = Field(
+        csp.DEFAULT_POLICY,
+        description="The Content-Security-Policy header (replace it whole, or add sources with "
+        "`csp_sources`).",
+    )
     #: Sources added to directives of the policy: inline scripts' hashes, a CDN's host.
-    csp_sources: dict[CspDirective, list[CspSource]] = Field(default_factory=dict)
-    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 63072000
-    proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+    csp_sources: dict[CspDirective, list[CspSource]] = Field(
+        default_factory=dict,
+        description="Sources added to directives of the policy: an inline script's hash, a CDN's host "
+        "(`deploy check` SEC021 prints the hashes).",
+    )
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = Field(
+        63072000,
+        description="Strict-Transport-Security max-age in seconds; 0 turns HSTS off.",
+    )
+    proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = Field(
+        None,
+        description="Seconds Nginx waits for the app's response; default `gunicorn.timeout` + 5.",
+    )
     extra_headers: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[A-Za-z][A-Za-z0-9-]*$"), "a header name"))],
         HeaderValue,
-    ] = Field(default_factory=dict)
+    ] = Field(
+        default_factory=dict,
+        description="Headers added to every response (not those deploy sets itself).",
+    )
 
     @field_validator("extra_headers")
     @classmethod
@@ -630,7 +769,11 @@ _SYSTEMD_OVERRIDABLE = {
 class Systemd(Model):
     """Hardening of the app's unit; any directive in `overrides` replaces the default."""
 
-    overrides: dict[str, str] = Field(default_factory=dict)
+    overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hardening directives of the unit to replace when the app needs it (such as "
+        "`MemoryDenyWriteExecute: no` for a JIT).",
+    )
 
     @field_validator("overrides", mode="before")
     @classmethod
@@ -662,8 +805,11 @@ class Docker(Model):
 
     base_image: Annotated[
         str, AfterValidator(_matches(_IMAGE, "an image reference such as python:3.11-slim-bookworm"))
-    ] = "python:3.11-slim-bookworm"
-    user: UnixName = "app"
+    ] = Field(
+        "python:3.11-slim-bookworm",
+        description="The base image, pinned by a tag (not `latest`) or a digest.",
+    )
+    user: UnixName = Field("app", description="The non-root user inside the image.")
 
     @field_validator("base_image")
     @classmethod
@@ -687,17 +833,23 @@ class Docker(Model):
 class Hook(Model):
     """A command run before or after a push or rollback, locally or on every host."""
 
-    run: SafeText
-    on: Literal["local", "hosts"] = "local"
+    run: SafeText = Field(description="The command.")
+    on: Literal["local", "hosts"] = Field(
+        "local",
+        description="Where it runs: `local` (this machine) or `hosts` (every host).",
+    )
 
 
 class Hooks(Model):
     """Commands around pushes and rollbacks (notifications, cache warm-up)."""
 
-    pre_push: list[Hook] = Field(default_factory=list)
-    post_push: list[Hook] = Field(default_factory=list)
-    pre_rollback: list[Hook] = Field(default_factory=list)
-    post_rollback: list[Hook] = Field(default_factory=list)
+    pre_push: list[Hook] = Field(
+        default_factory=list,
+        description="Commands run before a push (a string runs locally).",
+    )
+    post_push: list[Hook] = Field(default_factory=list, description="Commands run after a push.")
+    pre_rollback: list[Hook] = Field(default_factory=list, description="Commands run before a rollback.")
+    post_rollback: list[Hook] = Field(default_factory=list, description="Commands run after a rollback.")
 
     @field_validator("pre_push", "post_push", "pre_rollback", "post_rollback", mode="before")
     @classmethod
@@ -710,39 +862,73 @@ class Hooks(Model):
 class Push(Model):
     """How releases are rolled out."""
 
-    keep_releases: Annotated[int, Field(ge=2, le=100)] = 5
+    keep_releases: Annotated[int, Field(ge=2, le=100)] = Field(
+        5,
+        description="Releases kept on each host; never removes the current release or the rollback "
+        "target.",
+    )
     batch: (
         Annotated[
             str,
             AfterValidator(_matches(re.compile(r"^(\d+%?)$"), "a count such as 2 or a share such as 25%")),
         ]
         | None
-    ) = None
-    max_failures: Annotated[int, Field(ge=0)] = 0
-    health_timeout: Annotated[int, Field(ge=1, le=600)] = 30
+    ) = Field(
+        None,
+        description="A rolling deploy: hosts at a time, a count (`2`) or a share (`25%`); default all at "
+        "once.",
+    )
+    max_failures: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Hosts that may fail before the push stops and rolls back.",
+    )
+    health_timeout: Annotated[int, Field(ge=1, le=600)] = Field(
+        30,
+        description="Seconds a new release gets to answer the health check.",
+    )
     #: Seconds one step of a push may take on a host before the push gives up on it.
-    step_timeout: Annotated[int, Field(ge=10, le=86400)] = 600
+    step_timeout: Annotated[int, Field(ge=10, le=86400)] = Field(
+        600,
+        description="Seconds one step of a push (upload, pip, a release command) may take on a host.",
+    )
     #: Seconds a push waits for the last step of an interrupted push (pip, a migration) that still
     #: runs on a host, before it gives up and says so.
-    lock_wait: Annotated[int, Field(ge=0, le=86400)] = 120
+    lock_wait: Annotated[int, Field(ge=0, le=86400)] = Field(
+        120,
+        description="Seconds a push waits for the last step of an interrupted push still running on a "
+        "host.",
+    )
 
 
 class Config(Model):
     """The whole of deploy.yaml, after the chosen environment has been overlaid."""
 
-    app: App
-    server: Server
-    gunicorn: Gunicorn = Field(default_factory=Gunicorn)
-    nginx: Nginx = Field(default_factory=Nginx)
-    systemd: Systemd = Field(default_factory=Systemd)
-    docker: Docker = Field(default_factory=Docker)
-    hooks: Hooks = Field(default_factory=Hooks)
-    push: Push = Field(default_factory=Push)
+    app: App = Field(
+        description="The application: what to run, what it needs, what it keeps across releases.",
+    )
+    server: Server = Field(description="Where the app runs: its names, its hosts, the account it runs as.")
+    gunicorn: Gunicorn = Field(default_factory=Gunicorn, description="Gunicorn settings.")
+    nginx: Nginx = Field(default_factory=Nginx, description="The Nginx site in front of Gunicorn.")
+    systemd: Systemd = Field(default_factory=Systemd, description="Hardening of the app's systemd unit.")
+    docker: Docker = Field(default_factory=Docker, description="The container image.")
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="Commands around pushes and rollbacks; they get DEPLOY_RELEASE, DEPLOY_ENVIRONMENT "
+        "and DEPLOY_HOSTS in their environment.",
+    )
+    push: Push = Field(default_factory=Push, description="How releases are rolled out.")
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
         dict[str, Any],
-    ] = Field(default_factory=dict)
-    environment: str | None = Field(default=None, exclude=True)
+    ] = Field(
+        default_factory=dict,
+        description="Overlays selected with `-e NAME`: any of the keys above, merged over the base.",
+    )
+    environment: str | None = Field(
+        default=None,
+        exclude=True,
+        description="The environment overlaid (set by `-e`, not written in deploy.yaml).",
+    )
 
     @model_validator(mode="after")
     def _base_dir_of_its_own(self) -> Config:

@@ -1,4 +1,4 @@
-"""Every check has its documentation page beside it, in step with its metadata."""
+"""Every check's page is generated from its metadata; its hand-written examples do what they say."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checker.runner import AREAS, load_checks
+from deploy.checker.runner import AREAS, EXAMPLES_SUFFIX, load_checks
 
 pytestmark = pytest.mark.unit
 
@@ -15,14 +15,20 @@ CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
 
 
 @pytest.mark.parametrize("c", load_checks(plugins=False), ids=lambda c: c.id)
-def test_page_exists_and_matches_metadata(c) -> None:  # type: ignore[no-untyped-def]
-    page = (CHECKS_DIR / f"{c.id}.md").read_text(encoding="utf-8")
+def test_page_is_made_from_the_metadata(c) -> None:  # type: ignore[no-untyped-def]
+    page = c.doc()
     assert page.startswith(f"# {c.id}: {c.title}\n")
     assert f"| {c.area} | {c.severity.label} |" in page
-    assert c.why in page and c.fix in page
+    assert c.why in page and c.fix in page and c.details in page
     for ref in c.references:
-        assert ref in page
-    assert c.doc() == page
+        assert f"- <{ref}>" in page
+    for layer in c.layers:
+        assert f"- {layer.value}: " in page
+    assert f"ignore[{c.id}]" in page
+    examples = c.examples()
+    assert (examples is not None) == ("## Example\n" in page)
+    if examples is not None:
+        assert examples.strip() in page
 
 
 def test_ids_are_stable_and_well_formed() -> None:
@@ -32,9 +38,20 @@ def test_ids_are_stable_and_well_formed() -> None:
     assert all(c.references for c in checks)
 
 
-def test_no_orphan_pages() -> None:
+def test_no_orphan_examples_and_no_hand_written_pages() -> None:
+    """checks/ holds examples only (`ID.examples.md`), each of a check that exists; the page of a
+    check is never written by hand (it would drift from the metadata)."""
     ids = {c.id for c in load_checks(plugins=False)}
-    assert {p.stem for p in CHECKS_DIR.glob("*.md")} == ids
+    names = [p.name for p in CHECKS_DIR.glob("*.md")]
+    assert all(n.endswith(EXAMPLES_SUFFIX) for n in names), names
+    assert {n.removesuffix(EXAMPLES_SUFFIX) for n in names} <= ids
+
+
+def test_the_texts_are_written_once() -> None:
+    """A check's why and fix are in its decorator only, not repeated in its examples file."""
+    for c in load_checks(plugins=False):
+        examples = c.examples() or ""
+        assert c.why not in examples and c.fix not in examples, c.id
 
 
 _BLOCK = re.compile(r'```\w+ title="([^"]+)"\n(.*?)```\n', re.S)
@@ -71,9 +88,18 @@ def _fires(root: Path, check_id: str, files: dict[str, str]) -> bool:
     ids=lambda c: c.id,
 )
 def test_the_examples_on_the_page_do_what_it_says(c, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    found = examples((CHECKS_DIR / f"{c.id}.md").read_text(encoding="utf-8"))
-    assert found is not None, f"{c.id}.md has no example"
+    found = examples(c.doc())
+    assert found is not None, f"{c.id} has no example (checks/{c.id}{EXAMPLES_SUFFIX})"
     fails, passes = found
     assert fails and passes
     assert _fires(tmp_path / "fails", c.id, fails), "the failing example does not fire"
     assert not _fires(tmp_path / "passes", c.id, passes), "the passing example fires"
+
+
+def test_the_listing_names_where_the_page_is() -> None:
+    """`deploy check --list --format json` gives each check's page as the command that prints it
+    (a file path would point to nothing: the page is generated)."""
+    from deploy.checker.runner import describe
+
+    for c in load_checks(plugins=False):
+        assert describe(c)["doc"] == f"deploy explain {c.id}"
