@@ -344,6 +344,7 @@ class App(Model):
     env: dict[EnvName, SafeText] = Field(default_factory=dict)
     secrets: list[EnvName] = Field(default_factory=list)
     shared: list[RelPath] = Field(default_factory=list)
+    shared_files: list[RelPath] = Field(default_factory=list)
     release: list[SafeText] = Field(default_factory=list)
     port: Annotated[int, Field(ge=1024, le=65535)] = 8000
 
@@ -375,6 +376,21 @@ class App(Model):
         if problems:
             raise invalid("App", [((index,), why) for index, why in problems])
         return [folders.normalized(entry) for entry in shared]
+
+    @field_validator("shared_files")
+    @classmethod
+    def _shared_files(cls, files: list[str], info: ValidationInfo) -> list[str]:
+        """Files kept across releases (a generated key, a SQLite file): none of deploy's, git's or the
+        code's, none inside an app.shared folder, none committed in the project (see deploy.folders)."""
+        problems = folders.shared_files_by_name(
+            files, info.data.get("shared", []), info.data.get("wsgi", ""), info.data.get("requirements", "")
+        )
+        project_dir = (info.context or {}).get("project_dir")
+        if not problems and project_dir is not None:
+            problems = folders.shared_files_by_contents(files, Path(project_dir))
+        if problems:
+            raise invalid("App", [((index,), why) for index, why in problems])
+        return [folders.normalized(entry) for entry in files]
 
     @model_validator(mode="after")
     def _static_serves_public_files_only(self, info: ValidationInfo) -> App:
