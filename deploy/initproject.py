@@ -433,6 +433,30 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
     return [(c, why) for _key, c, why in keyed]
 
 
+def entry_point(root: Path) -> tuple[str | None, str | None]:
+    """(the project's best WSGI entry point, None) as `deploy init` finds it; (None, why) when there is
+    none, or when every candidate's module runs code on import (then nothing may import it blindly)."""
+    root = root.resolve()
+    candidates: list[_Candidate] = []
+    for path in _python_files(root):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        _scan_module(root, path, tree, Project(root=root, name="x"), candidates, [], {})
+    ranked = rank_entry_points(root, candidates)
+    if not ranked:
+        return None, "no Flask app found"
+    best = ranked[0][0]
+    if best.side_effect is not None:
+        where = best.path.relative_to(root).as_posix()
+        return (
+            None,
+            f"{best.wsgi} runs code when imported ({where} {best.side_effect}): name the app with --app",
+        )
+    return best.wsgi, None
+
+
 def _module_file(root: Path, module: str) -> Path | None:
     for base in (root, root / "src"):
         stem = base.joinpath(*module.split("."))

@@ -324,3 +324,27 @@ def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
     ):
         found = side_effect(ast.parse(clean + tail))
         assert found is not None and expected in found, (tail, found)
+
+
+def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_script_with_side_effects(
+    tmp_path: Path,
+) -> None:
+    """`deploy check --import` with no deploy.yaml and no --app imports what init would write (it took
+    the first app in file order before: the export script, whose import ran the export)."""
+    from deploy.checkctx import Context
+
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "export.py").write_text(
+        "from shop import create_app\n\napp = create_app()\nrun_export(app)\n"
+    )
+    assert Context(root=tmp_path).wsgi_spec == "wsgi:app"
+    (tmp_path / "wsgi.py").unlink()
+    ctx = Context(root=tmp_path)
+    # shop:create_app() is clean, but importing it from export.py is not needed: the factory wins.
+    assert ctx.wsgi_spec == "shop:create_app()"
+    (tmp_path / "shop" / "__init__.py").write_text(FACTORY + "\nprint('hello')\n")
+    ctx = Context(root=tmp_path)
+    assert ctx.wsgi_spec is None
+    assert ctx.no_app_why is not None and "runs code when imported" in ctx.no_app_why
+    assert "runs code when imported" in str(ctx.effective.error)
