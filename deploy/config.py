@@ -377,6 +377,32 @@ class App(Model):
             raise invalid("App", [((index,), why) for index, why in problems])
         return [folders.normalized(entry) for entry in shared]
 
+    @field_validator("release")
+    @classmethod
+    def _release_fits_flask(cls, release: list[str], info: ValidationInfo) -> list[str]:
+        """`flask --app X` exists from Flask 2.2: with the project at hand (validation context
+        `project_dir`), a release command using it is refused when the project declares an older Flask."""
+        project_dir = (info.context or {}).get("project_dir")
+        uses = [i for i, command in enumerate(release) if re.search(r"(^|[\s;&|(])flask\s+--app\b", command)]
+        if project_dir is None or not uses:
+            return release
+        from deploy.requirements import declared_flask, flask_has_app_option
+
+        if flask_has_app_option(Path(project_dir)):
+            return release
+        where, spec = declared_flask(Path(project_dir)) or ("", "")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for index in uses:
+            fixed = re.sub(r"flask\s+--app\s+(\S+)\s*", r"FLASK_APP=\1 flask ", release[index], count=1)
+            problems.append(
+                (
+                    (index,),
+                    f"'flask --app' needs Flask 2.2 or newer and {where} declares flask{spec}: "
+                    f"write {fixed.strip()!r}",
+                )
+            )
+        raise invalid("App", problems)
+
     @field_validator("shared_files")
     @classmethod
     def _shared_files(cls, files: list[str], info: ValidationInfo) -> list[str]:

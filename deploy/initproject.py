@@ -706,7 +706,10 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.instance:
         rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
     if project.migrations:
-        rows.append((f'  release: ["flask --app {module} db upgrade"]', "once per push, before the switch"))
+        from deploy.requirements import flask_command
+
+        release = flask_command(project.root, module, "db upgrade")
+        rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),
         ("server:", ""),
