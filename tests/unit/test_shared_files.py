@@ -172,3 +172,22 @@ def test_the_host_program_never_follows_a_link_or_a_hard_link(tmp_path: Path) ->
     result = _run(tmp_path / "hard")
     assert result.returncode == 73 and "hard link" in result.stdout, result
     assert (victim.stat().st_mode & 0o777) == 0o644 and victim.read_text(encoding="utf-8") == "root's"
+
+
+def test_pit006_takes_a_shared_file_as_kept_and_advises_it(tmp_path: Path) -> None:
+    """A SQLite file at the project root is lost on every push unless shared: PIT006 fires and names
+    app.shared_files; listed there, the file is kept and PIT006 is silent."""
+    from tests.unit.test_check_support import CONFIG, check, found, project
+
+    files: dict[str, str | None] = {
+        "db.py": "import sqlite3\n\n\ndef connect():\n    return sqlite3.connect('app.db')\n"
+    }
+    root = project(tmp_path / "a", files)
+    result = found(check(root, ["PIT006"], config=CONFIG))
+    assert "app.shared_files" in " ".join(result.get("PIT006", [])), result
+    shared = CONFIG.replace(
+        "  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  shared_files: [app.db]\n"
+    )
+    assert shared != CONFIG
+    root = project(tmp_path / "b", files)
+    assert "PIT006" not in found(check(root, ["PIT006"], config=shared))
