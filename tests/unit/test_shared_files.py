@@ -191,3 +191,20 @@ def test_pit006_takes_a_shared_file_as_kept_and_advises_it(tmp_path: Path) -> No
     assert shared != CONFIG
     root = project(tmp_path / "b", files)
     assert "PIT006" not in found(check(root, ["PIT006"], config=shared))
+
+
+def test_the_next_push_drops_the_copied_links_to_shared_files_first() -> None:
+    """`cp -al` copies the previous release's links to the shared files: they go before anything is
+    unpacked, so no shipped file can be written through one into the persistent file."""
+    from tests.unit.test_plan_push import served_state
+
+    config = load_text(YAML)
+    hosts = served_state()
+    rendered = {h: render(config, s.facts) for h, s in hosts.items()}
+    plan = push_plan(config, hosts, rendered, SECRETS, build(code=b"print('v2')\n"))
+    shown = lines(plan.hosts[0].prepare)
+    copy = next(i for i, line in enumerate(shown) if " cp -al -- " in line)
+    target = "/srv/shop/releases/20250101-000000-aaaaaaa"
+    assert shown[copy + 1].endswith(f" rm {target} .deploy .venv data/app.db instance secret.key"), shown[
+        copy + 1
+    ]
