@@ -58,6 +58,8 @@ class Project:
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"
+    #: Files the app writes at the project root (an SQLite database): app.shared_files.
+    shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -579,6 +581,7 @@ def inspect_project(root: Path) -> Project:
         )
     if (root / project.instance_dir).is_dir():
         project.instance = True
+    project.shared_files = _root_files_written(root)
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
     secret_like = {n for n in production if SECRET_NAME.search(n)}
     # An error tracker's DSN read with a default is optional: the app runs without it.
@@ -608,6 +611,28 @@ def inspect_project(root: Path) -> Project:
     if project.migrations:
         project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
     return project
+
+
+#: What writes a database file (deploy.project's WritePath.what).
+_DATABASE_WRITERS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+
+
+def _root_files_written(root: Path) -> list[str]:
+    """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
+    `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
+    unless shared. Never a file committed in git (a shared copy would replace it)."""
+    from deploy import folders
+    from deploy.project import scan
+
+    found: list[str] = []
+    for w in scan(root).writes:
+        at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
+        path = folders.normalized(w.path)
+        if w.production and w.what in _DATABASE_WRITERS and at_root and "/" not in path and path != ".":
+            found.append(path)
+    found = sorted(set(found))
+    refused = {index for index, _why in folders.shared_files_by_contents(found, root)}
+    return [path for index, path in enumerate(found) if index not in refused]
 
 
 def _choose_static(root: Path, project: Project, chosen: _Candidate, calls: list[_FlaskCall]) -> None:
@@ -705,6 +730,10 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         )
     if project.instance:
         rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
+    if project.shared_files:
+        rows.append(
+            (f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too")
+        )
     if project.migrations:
         from deploy.requirements import flask_command
 

@@ -348,3 +348,22 @@ def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_sc
     assert ctx.wsgi_spec is None
     assert ctx.no_app_why is not None and "runs code when imported" in ctx.no_app_why
     assert "runs code when imported" in str(ctx.effective.error)
+
+
+def test_init_proposes_a_root_sqlite_file_as_a_shared_file_never_a_committed_one(tmp_path: Path) -> None:
+    """Issue #16: an app whose SQLite file sits at the project root lost it on every push; init now
+    proposes it in app.shared_files (and deploy.yaml stays valid), unless the file is committed."""
+    (tmp_path / "app.py").write_text(
+        "import sqlite3\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n"
+        "def db():\n    return sqlite3.connect('notes.db')\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.shared_files == ["notes.db"]
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.shared_files == ["notes.db"]
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "notes.db").write_bytes(b"")
+    subprocess.run([*git, "add", "notes.db"], check=True)
+    assert inspect_project(tmp_path).shared_files == []
