@@ -240,6 +240,8 @@ def shared_files_by_contents(files: list[str], project_dir: Path) -> list[tuple[
     import subprocess
 
     problems: list[tuple[int, str]] = []
+    if not files:
+        return problems
     try:
         listed = subprocess.run(
             ["git", "-C", str(project_dir), "ls-files", "-z", "--", *files],
