@@ -731,9 +731,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.instance:
         rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
     if project.shared_files:
-        rows.append(
-            (f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too")
-        )
+        rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
         from deploy.requirements import flask_command
 
