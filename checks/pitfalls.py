@@ -230,7 +230,7 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     fix="""List the folder in deploy.yaml `app.shared` (for example `shared: [logs, uploads, instance]`): each
     entry is a symbolic link from every release into /srv/APP/shared, kept across releases and writable by
     the service. Log to stderr instead of files (journald keeps it); keep an SQLite file in a shared
-    folder such as instance/.""",
+    folder such as instance/, or list the file itself in `app.shared_files`.""",
     layers=("source", "config"),
     details="""
     What counts as a write: `os.mkdir()`, `os.makedirs()`, `Path(...).mkdir()`, logging file handlers,
@@ -255,7 +255,8 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
     from deploy.render.render import paths_for
 
     assert ctx.config is not None
-    shared = list(ctx.config.app.shared)
+    # A shared file (app.shared_files) is a link into shared/ in every release, as a shared folder is.
+    shared = [*ctx.config.app.shared, *ctx.config.app.shared_files]
     overrides = ctx.config.systemd.overrides
     strict = overrides.get("ProtectSystem", "strict") == "strict"
     writable = [paths_for(ctx.config).shared.rstrip("/") + "/", *_WRITABLE]
@@ -283,7 +284,8 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
         share = (
             f"add '{folder}' to deploy.yaml app.shared"
             if folder
-            else "move it into a folder listed in deploy.yaml app.shared (such as instance/)"
+            else "list it in deploy.yaml app.shared_files, or move it into a folder listed in app.shared "
+            "(such as instance/)"
         )
         advice = f"log to stderr (journald keeps it), or {share}" if is_log else share
         ro = "read-only under ProtectSystem=strict and " if strict else ""

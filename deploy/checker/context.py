@@ -47,6 +47,8 @@ class Context:
     renderer: Callable[..., dict[str, str]] | None = None
     live_probe: Callable[[Context], LiveFacts] | None = None
     notes: list[str] = field(default_factory=list)
+    #: Why no app was found to import (set with wsgi_spec when there is no deploy.yaml and no --app).
+    no_app_why: str | None = field(default=None, init=False, repr=False)
     _rendered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
@@ -64,7 +66,8 @@ class Context:
             from deploy.project.inspect_app import Effective
 
             return Effective(
-                error="no app to import: no deploy.yaml app.wsgi, no --app, and no Flask app found"
+                error="no app to import: no deploy.yaml app.wsgi, no --app, and "
+                + (self.no_app_why or "no Flask app found")
             )
         python = self.python
         if python is None:
@@ -94,7 +97,11 @@ class Context:
             return self.app_spec
         if self.config is not None:
             return self.config.app.wsgi
-        return guess_app(self.project)
+        from deploy.initproject import entry_point
+
+        # The entry point `deploy init` would write: never a module whose import runs code.
+        spec, self.no_app_why = entry_point(self.root)
+        return spec
 
     # --- rendered configs
 
@@ -185,34 +192,6 @@ class Context:
             error = self.live_facts.error
             return f"the hosts could not be reached ({error})" if error else None
         return f"unknown layer {layer}"
-
-
-def guess_app(project: Project) -> str | None:
-    """`module:create_app()` or `module:app` for the Flask app found in the sources."""
-    for module in project.python:
-        if module.tree is None:
-            continue
-        dotted = module.path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
-        for call in project.apps:
-            if call.file != module.path:
-                continue
-            if call.function and call.function in ("create_app", "make_app"):
-                return f"{dotted}:{call.function}()"
-        for call in project.apps:
-            if call.file == module.path and not call.function:
-                name = _assigned_name(module.text, call.line)
-                if name:
-                    return f"{dotted}:{name}"
-    return None
-
-
-def _assigned_name(text: str, line: int) -> str | None:
-    lines = text.splitlines()
-    if 0 < line <= len(lines):
-        head = lines[line - 1].split("=", 1)[0].strip()
-        if head.isidentifier():
-            return head
-    return None
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -909,7 +909,12 @@ def rollback(
     verbose: bool,
     release: str | None,
 ) -> None:
-    """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
+    """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate.
+
+    The previous release is the one that served before the current one, from the host's history
+    (each release records the one it replaced): after push A, push B, rollback, push C, a rollback
+    goes to A, never to B that was rolled away from.
+    """
     from deploy.push.plans import PlanError, rollback_plan
 
     started = time.monotonic()

@@ -72,7 +72,6 @@ EXPOSED: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-
 def normalized(path: str) -> str:
     """A relative path as a folder name: 'a//b/', './a' and 'a/./b' name 'a' and 'a/b'."""
     return PurePosixPath(path).as_posix()
@@ -132,6 +131,8 @@ def shared_by_name(entries: list[str], wsgi: str, requirements: str = "") -> lis
         code = next((c for c in code_folders(wsgi)[1:] if contains(folder, c)), None)
         if folder == ".":
             problems.append((index, f"{entry!r} is the release itself, not a folder in it"))
+        elif folder == SHARED_FILES_DIR:
+            problems.append((index, f"{entry!r} is where deploy keeps app.shared_files"))
         elif own is not None:
             problems.append((index, f"{entry!r} is {own}, not the app's data"))
         elif requirements and contains(folder, normalized(requirements)):
@@ -164,7 +165,12 @@ def shared_by_contents(entries: list[str], project_dir: Path) -> list[tuple[int,
     for index, entry in enumerate(entries):
         folder = project_dir / entry
         if folder.is_file():
-            problems.append((index, f"{entry!r} is a file in the project: app.shared lists folders"))
+            problems.append(
+                (
+                    index,
+                    f"{entry!r} is a file in the project: app.shared lists folders (files: app.shared_files)",
+                )
+            )
             continue
         code = (
             next((p for p in sorted(folder.rglob("*")) if _kind(p.name) == "code"), None)
@@ -178,6 +184,86 @@ def shared_by_contents(entries: list[str], project_dir: Path) -> list[tuple[int,
                     index,
                     f"{entry!r} holds code ({shown}): every release would run the shared copy "
                     "instead of the pushed code",
+                )
+            )
+    return problems
+
+
+#: Where app.shared_files live in shared/: a folder of their own, the app user's, so the app can create
+#: files beside them (SQLite's journal goes beside the database the link resolves to).
+SHARED_FILES_DIR = ".files"
+
+
+def shared_files_by_name(
+    files: list[str], shared: list[str], wsgi: str, requirements: str = ""
+) -> list[tuple[int, str]]:
+    """(index, why) for each entry of app.shared_files that cannot be a shared file, by name alone."""
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(files):
+        path = normalized(entry)
+        parts = PurePosixPath(path).parts
+        own = next((RELEASE_OWN[p] for p in parts if p in RELEASE_OWN), None)
+        folder = next(
+            (f for f in shared if contains(normalized(f), path) or contains(path, normalized(f))), None
+        )
+        if path == ".":
+            problems.append((index, f"{entry!r} is the release itself, not a file in it"))
+        elif own is not None:
+            problems.append((index, f"{entry!r} is {own}, not the app's data"))
+        elif requirements and path == normalized(requirements):
+            problems.append((index, f"{entry!r} is app.requirements, which every push installs"))
+        elif _kind(parts[-1]) == "code" or path in code_folders(wsgi)[1:]:
+            problems.append(
+                (
+                    index,
+                    f"{entry!r} is code: every release would run the shared copy instead of the pushed code",
+                )
+            )
+        elif folder is not None:
+            problems.append(
+                (index, f"{entry!r} and the app.shared folder {folder!r} overlap: keep it in one of them")
+            )
+        elif path in seen:
+            problems.append((index, f"{entry!r} and {seen[path]!r} name the same file"))
+        elif any(contains(other, path) or contains(path, other) for other in seen):
+            other = next(o for o in seen if contains(o, path) or contains(path, o))
+            problems.append((index, f"{entry!r} and {seen[other]!r}: a file cannot hold another"))
+        seen.setdefault(path, entry)
+    return problems
+
+
+def shared_files_by_contents(files: list[str], project_dir: Path) -> list[tuple[int, str]]:
+    """(index, why) for each entry of app.shared_files that the project ships: a folder, or a file
+    committed in git (every release would get the shared copy, and the committed one would never reach
+    a host: a model or a default config would be replaced by an empty file)."""
+    import subprocess
+
+    problems: list[tuple[int, str]] = []
+    if not files:
+        return problems
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(project_dir), "ls-files", "-z", "--", *files],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+        tracked = (
+            set(listed.stdout.decode("utf-8", "replace").split("\0")) if listed.returncode == 0 else set()
+        )
+    except (OSError, subprocess.SubprocessError):
+        tracked = set()
+    for index, entry in enumerate(files):
+        path = normalized(entry)
+        if (project_dir / path).is_dir():
+            problems.append((index, f"{entry!r} is a folder in the project: list it in app.shared"))
+        elif path in tracked:
+            problems.append(
+                (
+                    index,
+                    f"{entry!r} is committed in the project: every release would use the shared copy "
+                    "(empty at first) instead; remove it from git (git rm --cached) or do not share it",
                 )
             )
     return problems

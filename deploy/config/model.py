@@ -381,6 +381,12 @@ class App(Model):
         description="Folders kept across releases (linked into every release): none inside another, none "
         "of them code or deploy's own.",
     )
+    shared_files: list[RelPath] = Field(
+        default_factory=list,
+        description="Files kept across releases (a generated key, an SQLite file at the project root): "
+        "created empty (mode 0600, owned by the app user) on first setup and linked into every release; "
+        "never a file committed in the project.",
+    )
     release: list[SafeText] = Field(
         default_factory=list,
         description="Commands run once per push on one host, before any host switches (migrations).",
@@ -418,6 +424,47 @@ class App(Model):
         if problems:
             raise invalid("App", [((index,), why) for index, why in problems])
         return [folders.normalized(entry) for entry in shared]
+
+    @field_validator("release")
+    @classmethod
+    def _release_fits_flask(cls, release: list[str], info: ValidationInfo) -> list[str]:
+        """`flask --app X` exists from Flask 2.2: with the project at hand (validation context
+        `project_dir`), a release command using it is refused when the project declares an older Flask."""
+        project_dir = (info.context or {}).get("project_dir")
+        uses = [i for i, command in enumerate(release) if re.search(r"(^|[\s;&|(])flask\s+--app\b", command)]
+        if project_dir is None or not uses:
+            return release
+        from deploy.requirements import declared_flask, flask_has_app_option
+
+        if flask_has_app_option(Path(project_dir)):
+            return release
+        where, spec = declared_flask(Path(project_dir)) or ("", "")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for index in uses:
+            fixed = re.sub(r"flask\s+--app\s+(\S+)\s*", r"FLASK_APP=\1 flask ", release[index], count=1)
+            problems.append(
+                (
+                    (index,),
+                    f"'flask --app' needs Flask 2.2 or newer and {where} declares flask{spec}: "
+                    f"write {fixed.strip()!r}",
+                )
+            )
+        raise invalid("App", problems)
+
+    @field_validator("shared_files")
+    @classmethod
+    def _shared_files(cls, files: list[str], info: ValidationInfo) -> list[str]:
+        """Files kept across releases (a generated key, a SQLite file): none of deploy's, git's or the
+        code's, none inside an app.shared folder, none committed in the project (see deploy.folders)."""
+        problems = folders.shared_files_by_name(
+            files, info.data.get("shared", []), info.data.get("wsgi", ""), info.data.get("requirements", "")
+        )
+        project_dir = (info.context or {}).get("project_dir")
+        if not problems and project_dir is not None:
+            problems = folders.shared_files_by_contents(files, Path(project_dir))
+        if problems:
+            raise invalid("App", [((index,), why) for index, why in problems])
+        return [folders.normalized(entry) for entry in files]
 
     @model_validator(mode="after")
     def _static_serves_public_files_only(self, info: ValidationInfo) -> App:

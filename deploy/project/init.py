@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SKIP_DIRS = {
@@ -57,18 +58,22 @@ class Project:
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"
+    #: Files the app writes at the project root (an SQLite database): app.shared_files.
+    shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class _Candidate:
-    """A possible WSGI entry point; the lowest (rank, depth, wsgi) wins."""
+    """A possible WSGI entry point (`rank`: its shape, see _scan_module); `rank_entry_points` orders them."""
 
     rank: int
     depth: int
     wsgi: str
     path: Path
+    #: Why importing its module does more than build the app (a top-level call such as an export), or None.
+    side_effect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,235 @@ def _procfile_target(root: Path) -> str | None:
     return None
 
 
+#: Top-level calls that only set a module up (its configuration, logging, environment, paths).
+SETUP_CALLS = {
+    "load_dotenv",
+    "find_dotenv",
+    "basicConfig",
+    "dictConfig",
+    "fileConfig",
+    "getLogger",
+    "captureWarnings",
+    "getenv",
+    "get",
+    "setdefault",
+    "Path",
+    "join",
+    "dirname",
+    "abspath",
+    "realpath",
+    "resolve",
+    "insert",
+    "append",
+    "filterwarnings",
+    "monkey_patch",
+    "patch_all",
+    "init",
+    "app_context",
+}
+
+
+def _call_name(call: ast.Call) -> tuple[str, str]:
+    """(root name, called name) of a call: `db.init_app(app)` -> ('db', 'init_app')."""
+    func: ast.AST = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    while isinstance(func, ast.Attribute | ast.Call | ast.Subscript):
+        func = func.value if not isinstance(func, ast.Call) else func.func
+    return (func.id if isinstance(func, ast.Name) else "", name)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(_constant(c) == "__main__" for c in test.comparators)
+    )
+
+
+def side_effect(tree: ast.Module) -> str | None:
+    """Why importing this module does more than define things and build the app: the first top-level
+    call that is not the app's construction or setup (`run_export()`, `app.run()`, a loop), as
+    'line N: ...'; None for a clean module. The body of `if __name__ == "__main__":` never counts."""
+    built: set[str] = set()  # names bound to objects the module constructs (app, db, csrf, ...)
+
+    def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
+        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+            root_name, name = _call_name(call)
+            if name == "run" or name == "serve":
+                return call
+            if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
+                continue
+            if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
+                continue
+            if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
+                continue
+            if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
+                continue  # dict(...), int(...), str(...)
+            return call
+        return None
+
+    def visit(body: list[ast.stmt]) -> str | None:
+        for node in body:
+            if isinstance(
+                node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.Pass
+            ):
+                continue
+            if isinstance(node, ast.ClassDef):
+                continue
+            if isinstance(node, ast.If):
+                if _is_main_guard(node):
+                    continue
+                found = visit(node.body) or visit(node.orelse)
+                if found:
+                    return found
+                continue
+            if isinstance(node, ast.Try):
+                found = visit(node.body) or visit(node.orelse) or visit(node.finalbody)
+                if found:
+                    return found
+                continue
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                value = node.value
+                bad = calls_ok(value, constructing=True) if value is not None else None
+                if bad is not None:
+                    return f"line {node.lineno}: {ast.unparse(bad)[:60]}"
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                built.update(t.id for t in targets if isinstance(t, ast.Name))
+                continue
+            if isinstance(node, ast.Expr):
+                if _constant(node.value) is not None or isinstance(node.value, ast.Constant):
+                    continue  # a docstring
+                bad = calls_ok(node.value, constructing=False)
+                if bad is None and isinstance(node.value, ast.Call):
+                    continue
+                shown = ast.unparse(bad if bad is not None else node.value)[:60]
+                return f"line {node.lineno}: {shown}"
+            if isinstance(node, ast.With) and all(
+                calls_ok(i.context_expr, False) is None for i in node.items
+            ):
+                found = visit(node.body)  # `with app.app_context(): db.create_all()`
+                if found:
+                    return found
+                continue
+            if isinstance(node, ast.For | ast.AsyncFor | ast.While | ast.With | ast.AsyncWith):
+                return f"line {node.lineno}: a top-level {type(node).__name__.lower()} block"
+        return None
+
+    return visit(tree.body)
+
+
+#: Servers whose command line names the WSGI target (`gunicorn x:y`, `waitress-serve x:y`, `uwsgi --module`).
+SERVER_WORDS = re.compile(r"\b(gunicorn|uwsgi|waitress-serve|hypercorn|uvicorn|granian)\b")
+TARGET_IN_TEXT = re.compile(r"(?<![\w./:-])([A-Za-z_][\w.]*:[A-Za-z_][\w.]*(?:\([^)\s]*\))?)")
+
+
+def _read(path: Path) -> str:
+    from deploy.loader import ConfigError, read_text
+
+    try:
+        return read_text(path) if path.is_file() else ""
+    except ConfigError:  # unreadable, not UTF-8, or endless (a link to /dev/zero)
+        return ""
+
+
+def _served_targets(root: Path) -> list[tuple[int, str, str]]:
+    """(strength, target, where) for each WSGI target the project names where it says how it is served:
+    0 the Procfile's web process or a Dockerfile's CMD/ENTRYPOINT running a server; 1 a server command
+    in the README or docs/, or an entry point in pyproject.toml/setup.cfg naming an app or factory."""
+    found: list[tuple[int, str, str]] = []
+    procfile = _procfile_target(root)
+    if procfile:
+        found.append((0, procfile, "the Procfile"))
+    for docker in sorted(root.glob("Dockerfile*")):
+        for line in _read(docker).splitlines():
+            words = line.strip().split(None, 1)
+            if words and words[0].upper() in ("CMD", "ENTRYPOINT") and SERVER_WORDS.search(line):
+                found += [(0, t, docker.name) for t in TARGET_IN_TEXT.findall(line.replace('"', " "))]
+    docs = [*sorted(root.glob("README*")), *sorted((root / "docs").rglob("*"))[:200]]
+    for doc in docs:
+        if doc.suffix.lower() not in ("", ".md", ".rst", ".txt", ".markdown"):
+            continue
+        for line in _read(doc).splitlines():
+            if SERVER_WORDS.search(line):
+                found += [(1, t, doc.name) for t in TARGET_IN_TEXT.findall(line.replace("`", " "))]
+    for meta in ("pyproject.toml", "setup.cfg"):
+        for target in TARGET_IN_TEXT.findall(_read(root / meta)):
+            if target.split(":", 1)[1].split("(")[0] in (*FACTORY_NAMES, "app", "application"):
+                found.append((1, target, meta))
+    return [(strength, t, where) for strength, t, where in found if not re.match(r"^[\d.]+:", t)]
+
+
+def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_Candidate, str | None]]:
+    """Every candidate entry point, best first, with the evidence that it is served (or None).
+
+    The one place entry points are ranked: a module whose import has side effects comes after every
+    clean one, whatever else speaks for it; then how the project says it is served (Procfile,
+    Dockerfile, README/docs, package metadata), then a module named wsgi/asgi, then the candidate's
+    shape (an app built at the top of a module, a create_app/make_app factory, deeper objects), then
+    the shallowest. The name only breaks ties between candidates nothing else tells apart."""
+    targets = _served_targets(root)
+    by_module: dict[str, list[_Candidate]] = {}
+    for c in candidates:
+        by_module.setdefault(c.wsgi.split(":")[0], []).append(c)
+    # A target naming a module that exists but was not found as a candidate (a middleware, an app
+    # built by a call of another name) is still what the project serves.
+    extra = []
+    for strength, target, _where in targets:
+        module = target.split(":")[0]
+        if strength == 0 and module not in by_module and (file := _module_file(root, module)) is not None:
+            extra.append(_Candidate(0, 0, target, file))
+    pool = candidates + extra
+
+    def evidence(c: _Candidate) -> tuple[int, str | None]:
+        name = c.wsgi.split("(")[0]
+        for strength, target, where in targets:
+            if target.split("(")[0] == name:
+                return strength, f"entry point from {where}: {target}"
+        last = c.wsgi.split(":")[0].rsplit(".", 1)[-1]
+        return (2, None) if last in ("wsgi", "asgi") else (3, None)
+
+    def factory_name(c: _Candidate) -> int:
+        called = c.wsgi.split(":")[1].split("(")[0]
+        return 0 if called in ("create_app", "make_app", "app", "application") else 1
+
+    keyed = [
+        (
+            (c.side_effect is not None, evidence(c)[0], c.rank, c.depth, factory_name(c), c.wsgi),
+            c,
+            evidence(c)[1],
+        )
+        for c in pool
+    ]
+    keyed.sort(key=lambda k: k[0])
+    return [(c, why) for _key, c, why in keyed]
+
+
+def entry_point(root: Path) -> tuple[str | None, str | None]:
+    """(the project's best WSGI entry point, None) as `deploy init` finds it; (None, why) when there is
+    none, or when every candidate's module runs code on import (then nothing may import it blindly)."""
+    root = root.resolve()
+    candidates: list[_Candidate] = []
+    for path in _python_files(root):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        _scan_module(root, path, tree, Project(root=root, name="x"), candidates, [], {})
+    ranked = rank_entry_points(root, candidates)
+    if not ranked:
+        return None, "no Flask app found"
+    best = ranked[0][0]
+    if best.side_effect is not None:
+        where = best.path.relative_to(root).as_posix()
+        return (
+            None,
+            f"{best.wsgi} runs code when imported ({where} {best.side_effect}): name the app with --app",
+        )
+    return best.wsgi, None
+
+
 def _module_file(root: Path, module: str) -> Path | None:
     for base in (root, root / "src"):
         stem = base.joinpath(*module.split("."))
@@ -252,6 +486,8 @@ def _scan_module(
 ) -> None:
     module = _module_name(root, path)
     depth = module.count(".")
+    effect = side_effect(tree)
+    start = len(candidates)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES:
             required = _required_parameters(node)
@@ -272,6 +508,9 @@ def _scan_module(
                     if _is_factory_call(node.value) and depth > 0:
                         rank = 6
                     candidates.append(_Candidate(rank, depth, f"{module}:{target.id}", path))
+    if effect is not None:
+        # A factory is only called by the server, but importing its module runs the side effect too.
+        candidates[start:] = [replace(c, side_effect=effect) for c in candidates[start:]]
     for any_node in ast.walk(tree):
         if isinstance(any_node, ast.Call) and _is_flask_call(any_node):
             kwargs = {k.arg: k.value for k in any_node.keywords if k.arg}
@@ -310,16 +549,21 @@ def inspect_project(root: Path) -> Project:
         required_names |= _subscript_env_names(tree)
         routes |= _routes(tree)
         _scan_module(root, path, tree, project, candidates, flask_calls, factory_notes)
-    procfile = _procfile_target(root)
-    if procfile:
-        module_file = _module_file(root, procfile.split(":")[0])
-        if module_file is not None:
-            candidates.append(_Candidate(0, 0, procfile, module_file))
-    if candidates:
-        chosen = min(candidates, key=lambda c: (c.rank, c.depth, c.wsgi))
+    ranked = rank_entry_points(root, candidates)
+    if ranked:
+        chosen, why = ranked[0]
         project.wsgi = chosen.wsgi
-        if chosen.rank == 0:
-            project.notes.append(f"entry point from the Procfile: {chosen.wsgi}")
+        if why:
+            project.notes.append(why)
+        skipped = sorted({c.path.relative_to(root).as_posix() for c, _ in ranked if c.side_effect})
+        if skipped:
+            project.notes.append(
+                f"not an entry point: importing {', '.join(skipped)} does more than build the app "
+                f"({next(c.side_effect for c, _ in ranked if c.side_effect)}); deploy never imports it"
+                if chosen.side_effect is None
+                else f"{chosen.path.relative_to(root).as_posix()} runs code when imported "
+                f"({chosen.side_effect}): check app.wsgi before 'deploy check --import'"
+            )
         if chosen.wsgi in factory_notes:
             project.notes.append(factory_notes[chosen.wsgi])
         _choose_static(root, project, chosen, flask_calls)
@@ -337,6 +581,7 @@ def inspect_project(root: Path) -> Project:
         )
     if (root / project.instance_dir).is_dir():
         project.instance = True
+    project.shared_files = _root_files_written(root)
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
     secret_like = {n for n in production if SECRET_NAME.search(n)}
     # An error tracker's DSN read with a default is optional: the app runs without it.
@@ -366,6 +611,28 @@ def inspect_project(root: Path) -> Project:
     if project.migrations:
         project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
     return project
+
+
+#: What writes a database file (deploy.project's WritePath.what).
+_DATABASE_WRITERS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+
+
+def _root_files_written(root: Path) -> list[str]:
+    """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
+    `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
+    unless shared. Never a file committed in git (a shared copy would replace it)."""
+    from deploy import folders
+    from deploy.project import scan
+
+    found: list[str] = []
+    for w in scan(root).writes:
+        at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
+        path = folders.normalized(w.path)
+        if w.production and w.what in _DATABASE_WRITERS and at_root and "/" not in path and path != ".":
+            found.append(path)
+    found = sorted(set(found))
+    refused = {index for index, _why in folders.shared_files_by_contents(found, root)}
+    return [path for index, path in enumerate(found) if index not in refused]
 
 
 def _choose_static(root: Path, project: Project, chosen: _Candidate, calls: list[_FlaskCall]) -> None:
@@ -463,8 +730,13 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         )
     if project.instance:
         rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
+    if project.shared_files:
+        rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
-        rows.append((f'  release: ["flask --app {module} db upgrade"]', "once per push, before the switch"))
+        from deploy.requirements import flask_command
+
+        release = flask_command(project.root, module, "db upgrade")
+        rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),
         ("server:", ""),

@@ -12,7 +12,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from deploy.config import folders
 from deploy.config.model import Config
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
@@ -64,6 +66,8 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         f"/etc/{config.app.name}",
     ]
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
+    dirs += [path for path, *_ in shared_file_dirs(config)]
+    dirs += [path for path, _ in shared_files(config)]
     files = [path for path, _ in managed_files(config)]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     certificate = None
@@ -193,6 +197,26 @@ def shared_roots(shared: tuple[str, ...] | list[str]) -> list[str]:
     return [n for n in names if not any(n.startswith(f"{other}/") for other in names if other != n)]
 
 
+def shared_files(config: Config) -> list[tuple[str, str]]:
+    """(path on the host, path in a release) of each app.shared_files entry: the host's copy lives in
+    shared/.files/, a folder the app user owns (so SQLite can put its journal beside the database)."""
+    store = f"{layout_for(config).paths.shared}/{folders.SHARED_FILES_DIR}"
+    return [(f"{store}/{name}", name) for name in config.app.shared_files]
+
+
+def shared_file_dirs(config: Config) -> list[tuple[str, str, str, int]]:
+    """The folders that hold app.shared_files on the host (owner, group, mode): shared/.files and the
+    folders below it, the app user's."""
+    if not config.app.shared_files:
+        return []
+    user = layout_for(config).user
+    store = f"{layout_for(config).paths.shared}/{folders.SHARED_FILES_DIR}"
+    below = sorted(
+        {str(parent) for name in config.app.shared_files for parent in PurePosixPath(name).parents}
+    )
+    return [(store if p == "." else f"{store}/{p}", user, user, 0o750) for p in below]
+
+
 def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
     layout = layout_for(config)
     paths = layout.paths
@@ -208,7 +232,7 @@ def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
         (f"/etc/{config.app.name}", "root", "root", 0o755),
     ]
     out += [(f"{paths.shared}/{shared}", user, user, 0o750) for shared in config.app.shared]
-    return out
+    return out + shared_file_dirs(config)
 
 
 def foreign_base_dir(config: Config, state: HostState) -> str | None:
@@ -286,6 +310,14 @@ def setup_steps(
     ]
     if dir_actions:
         steps.append(Step("directories", host, tuple(dir_actions)))
+    file_actions = [
+        cmd.make_file(path, layout.user, layout.user, 0o600, f"shared file {path} (empty if new)")
+        for path, _ in shared_files(config)
+        if state.owners.get(path)
+        != {"owner": layout.user, "group": layout.user, "mode": 0o600, "kind": "file"}
+    ]
+    if file_actions:
+        steps.append(Step("shared files", host, tuple(file_actions)))
     steps += config_steps(config, state, rendered, secrets, project_id)
     return tuple(steps)
 
@@ -697,7 +729,12 @@ def host_push(
     tag = platform_tag(state)
     req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag)
     gunicorn_conf = rendered["gunicorn.conf.py"]
-    fingerprint = _fingerprint(artifact, req_hash, gunicorn_conf, list(config.app.shared))
+    fingerprint = _fingerprint(
+        artifact,
+        req_hash,
+        gunicorn_conf,
+        [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files)],
+    )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
     old_slot = state.live_slot
     new_slot = cmd.other_slot(old_slot)
@@ -718,7 +755,7 @@ def host_push(
     if remote_manifest is not None:
         # First of all, the previous release's links (into shared/ and to its venv) go: until they are
         # gone, a path below one of them is the persistent data or the venv, not this release's file.
-        stale = sorted(set(delete) | {".deploy", ".venv", *shared})
+        stale = sorted(set(delete) | {".deploy", ".venv", *shared, *config.app.shared_files})
         prepare.append(
             cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s), old links and metadata")
         )
@@ -756,6 +793,23 @@ def host_push(
                 f"{layout.paths.shared}/{name}",
                 f"{target}/{name}",
                 f"{name} -> shared/{name} (kept across releases)",
+            )
+        )
+    if config.app.shared_files:
+        prepare.append(
+            cmd.remove_paths(target, list(config.app.shared_files), "no copy of the shared files of its own")
+        )
+        prepare += [
+            cmd.make_dir(path, owner, group, mode) for path, owner, group, mode in shared_file_dirs(config)
+        ]
+    for host_path, name in shared_files(config):
+        parent = str(PurePosixPath(name).parent)
+        if parent != ".":
+            prepare.append(cmd.make_dir(f"{target}/{parent}", "root", "root", 0o755))
+        prepare.append(cmd.make_file(host_path, layout.user, layout.user, 0o600, f"shared file {host_path}"))
+        prepare.append(
+            cmd.symlink(
+                host_path, f"{target}/{name}", f"{name} -> shared/.files/{name} (kept across releases)"
             )
         )
     venv = layout.venv(req_hash)

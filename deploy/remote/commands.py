@@ -103,6 +103,8 @@ def other_slot(slot: str | None) -> str:
 #: everything else is reached through file descriptors opened with O_NOFOLLOW, so a link or a hard
 #: link planted in a folder the app owns (shared/...) can never redirect a chown, chmod or rm.
 #:   dir PATH OWNER GROUP MODE   make PATH (and missing parents, root 0755); set its owner and mode
+#:   file PATH OWNER GROUP MODE  make the file PATH if missing (never emptied; its folder must exist); set
+#:                               its owner and mode
 #:   rm ROOT REL...              remove ROOT/REL, only the release's own copy: nothing is removed
 #:                               through a link (a link itself is removed, never what it points at)
 #:   check PATH                  refuse unless every folder on the way to PATH only root can change
@@ -160,6 +162,21 @@ def main(op):
         fd, _ = walk(path, create=True)
         os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
         os.fchmod(fd, int(mode, 8))
+    elif op == "file":
+        path, owner, group, mode = sys.argv[2:6]
+        folder, name = path.rstrip("/").rsplit("/", 1)
+        fd, _ = walk(folder or "/")
+        try:
+            f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                        int(mode, 8), dir_fd=fd)
+        except OSError as exc:
+            refuse(f"{path}: cannot open it as a file without following a link ({exc.strerror})")
+        st = os.fstat(f)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            refuse(f"{path} is not a plain file of its own (a device, a pipe or a hard link)")
+        os.fchown(f, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+        os.fchmod(f, int(mode, 8))
+        os.close(f)
     elif op == "rm":
         try:
             root, _ = walk(sys.argv[2])
@@ -216,6 +233,16 @@ def make_dir(
     return Command(
         ("python3", "-I", "-S", "-c", SAFE_FS, "dir", path, owner, group, f"{mode:04o}"),
         description or f"directory {path}",
+        sudo=True,
+    )
+
+
+def make_file(path: str, owner: str, group: str, mode: int = 0o600, description: str = "") -> Command:
+    """Make the empty file `path` if it is missing (an existing one keeps its contents) and set its owner
+    and mode, never through a link."""
+    return Command(
+        ("python3", "-I", "-S", "-c", SAFE_FS, "file", path, owner, group, f"{mode:04o}"),
+        description or f"file {path}",
         sudo=True,
     )
 

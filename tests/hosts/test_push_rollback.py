@@ -45,17 +45,21 @@ class App:
 
     def version(self) -> str:
         """The version the host's site answers for this app's domain."""
+        return str(self.get_json("/health")["version"])
+
+    def get_json(self, path: str) -> dict[str, object]:
+        """What the host's site answers for `path` of this app's domain (status 200, JSON)."""
         import http.client
 
         conn = http.client.HTTPConnection(self.host.address, 80, timeout=10)
         try:
-            conn.request("GET", "/health", headers={"Host": f"{self.name}.test"})
+            conn.request("GET", path, headers={"Host": f"{self.name}.test"})
             response = conn.getresponse()
             body = response.read().decode()
         finally:
             conn.close()
         assert response.status == 200, body
-        return str(json.loads(body)["version"])
+        return dict(json.loads(body))
 
     def sh(self, script: str) -> str:
         return self.box.run(self.host, ["sh", "-c", script], check=True, timeout=30).stdout
@@ -193,3 +197,71 @@ def test_rollback_goes_to_the_release_that_served_before_and_pruning_keeps_only_
     assert code == 0, out
     assert (app.current(), app.version()) == (d, "D")
     assert b not in app.releases()
+
+
+VISITS = """\
+    import sqlite3 as _sqlite3
+    _db = os.path.join(os.path.dirname(app.root_path), "app.db")
+
+    @app.get("/visits")
+    def visits():
+        con = _sqlite3.connect(_db)
+        con.execute("CREATE TABLE IF NOT EXISTS v (n INTEGER)")
+        con.execute("INSERT INTO v VALUES (1)")
+        con.commit()
+        count = con.execute("SELECT count(*) FROM v").fetchone()[0]
+        con.close()
+        return {"visits": count}
+
+"""
+
+
+def test_shared_files_are_made_once_linked_into_each_release_and_kept_across_push_and_rollback(
+    sandbox: Sandbox, sandbox_hosts: list[SandboxHost], tmp_path: Path
+) -> None:
+    """app.shared_files: a SQLite file at the project root (the app writes it, SQLite puts its journal
+    beside it) and a key in a folder; setup makes them empty, the app user's, 0600; every release links
+    them; what they hold survives a push and a rollback."""
+    app = make_app("shfiles", tmp_path, sandbox, sandbox_hosts[0], setup=False)
+    path = app.project.path / "deploy.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace("app:\n", "app:\n  shared_files: [app.db, keys/secret.key]\n", 1), encoding="utf-8"
+    )
+    app.project.commit("share two files")
+    code, out = app.deploy("setup")
+    assert code == 0, out
+    store = "/srv/shfiles/shared/.files"
+    assert app.sh(f"stat -c '%U %G %a %s' {store}/app.db {store}/keys/secret.key").split("\n")[:2] == [
+        "shfiles shfiles 600 0",
+        "shfiles shfiles 600 0",
+    ]
+    app.sh(f"printf generated-key > {store}/keys/secret.key")
+
+    def visits() -> int:
+        return int(str(app.get_json("/visits")["visits"]))
+
+    app.project.set_version("A", extra=VISITS)
+    code, out = app.deploy("push")
+    assert code == 0, out
+    a = app.current()
+    assert app.sh(
+        f"readlink /srv/shfiles/releases/{a}/app.db /srv/shfiles/releases/{a}/keys/secret.key"
+    ).split() == [
+        f"{store}/app.db",
+        f"{store}/keys/secret.key",
+    ]
+    assert (visits(), visits()) == (1, 2)
+    app.project.set_version("B", extra=VISITS)
+    code, out = app.deploy("push")
+    assert code == 0, out
+    assert app.version() == "B" and visits() == 3
+    code, out = app.deploy("rollback")
+    assert code == 0, out
+    assert (app.current(), app.version()) == (a, "A")
+    assert visits() == 4
+    assert app.sh(f"cat {store}/keys/secret.key") == "generated-key"
+    assert app.sh(f"stat -c '%U %a' {store}/keys/secret.key").strip() == "shfiles 600"
+    code, out = app.deploy("setup")  # setup again: the files keep what they hold
+    assert code == 0, out
+    assert app.sh(f"cat {store}/keys/secret.key") == "generated-key" and visits() == 5

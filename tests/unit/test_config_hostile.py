@@ -189,6 +189,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "app.env.{value}": ("info", {"key": "LOG_LEVEL"}),
     "app.secrets.0": ("SECRET_KEY", {}),
     "app.shared.0": ("instance", {}),
+    "app.shared_files.0": ("secret.key", {}),
     "app.release.0": ("flask db upgrade", {}),
     "server.domains.0": ("shop.example.com", {}),
     "server.hosts.0.address": ("web1.example.com", {}),

@@ -225,3 +225,145 @@ def test_no_secret_is_invented(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
     assert run_init(tmp_path).returncode == 0
     assert load(tmp_path / "deploy.yaml").app.secrets == []
+
+
+WSGI = "from shop import create_app\n\napp = create_app()\n"
+FACTORY = "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__)\n"
+
+
+def _shop(root: Path) -> None:
+    (root / "shop").mkdir()
+    (root / "shop" / "__init__.py").write_text(FACTORY)
+
+
+def test_a_script_with_side_effects_never_wins_over_wsgi_py(tmp_path: Path) -> None:
+    """Issue #16: a module-level app in an export script (which runs the export when imported) was
+    chosen over wsgi.py by the alphabetical tie-break; deploy check --import then ran the export."""
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "export.py").write_text(
+        "from flask import Flask\n\napp = Flask(__name__)\n\n\ndef export_all():\n    pass\n\n\n"
+        "export_all()\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "wsgi:app"
+    assert any("export.py" in n and "line 10: export_all()" in n for n in found.notes), found.notes
+
+
+def test_a_clean_script_loses_to_wsgi_py_without_the_alphabet(tmp_path: Path) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "admin.py").write_text("from shop import create_app\n\napp = create_app()\n")
+    assert inspect_project(tmp_path).wsgi == "wsgi:app"
+    (tmp_path / "wsgi.py").unlink()
+    (tmp_path / "asgi.py").write_text(WSGI)
+    assert inspect_project(tmp_path).wsgi == "asgi:app"
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("Dockerfile", 'FROM python:3.12\nCMD ["gunicorn", "-b", "0.0.0.0:8000", "serve:web"]\n'),
+        ("Dockerfile", "FROM python:3.12\nENTRYPOINT gunicorn --workers 3 serve:web\n"),
+        ("README.md", "Run it with `gunicorn -w 4 serve:web` behind Nginx.\n"),
+        ("docs/deploy.rst", "In production::\n\n    waitress-serve --port=8080 serve:web\n"),
+        ("Procfile", "web: gunicorn serve:web\n"),
+    ],
+)
+def test_how_the_project_is_served_names_the_entry_point(tmp_path: Path, file: str, text: str) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "serve.py").write_text("from shop import create_app\n\nweb = create_app()\n")
+    (tmp_path / file).parent.mkdir(exist_ok=True)
+    (tmp_path / file).write_text(text)
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "serve:web"
+    assert any(n.startswith("entry point from ") and "serve:web" in n for n in found.notes), found.notes
+
+
+def test_a_served_script_with_side_effects_still_loses_to_a_clean_module(tmp_path: Path) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "serve.py").write_text("from shop import create_app\n\nweb = create_app()\nweb.run()\n")
+    (tmp_path / "Procfile").write_text("web: gunicorn serve:web\n")
+    assert inspect_project(tmp_path).wsgi == "wsgi:app"
+
+
+def test_factories_named_create_app_or_make_app_come_first(tmp_path: Path) -> None:
+    (tmp_path / "aaa").mkdir()
+    (tmp_path / "aaa" / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef get_app():\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "zzz").mkdir()
+    (tmp_path / "zzz" / "__init__.py").write_text(FACTORY.replace("create_app", "make_app"))
+    assert inspect_project(tmp_path).wsgi == "zzz:make_app()"
+
+
+def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
+    """Definitions, imports, the app's construction and setup, and anything under the main guard are
+    clean; other top-level calls, app.run() and loops are side effects."""
+    import ast
+
+    from deploy.initproject import side_effect
+
+    clean = (
+        '"""doc"""\nimport os, logging\nfrom dotenv import load_dotenv\nfrom flask import Flask\n'
+        "from flask_sqlalchemy import SQLAlchemy\nload_dotenv()\nlogging.basicConfig(level=logging.INFO)\n"
+        "db = SQLAlchemy()\napp = Flask(__name__, static_folder=os.path.join('a', 'b'))\n"
+        "app.config.from_object('config')\ndb.init_app(app)\nPORT = int(os.environ.get('PORT', '5000'))\n"
+        "with app.app_context():\n    db.create_all()\n"
+        "class Config:\n    X = 1\n\n@app.get('/')\ndef index():\n    return 'x'\n"
+        "if __name__ == '__main__':\n    app.run(debug=True)\n"
+    )
+    assert side_effect(ast.parse(clean)) is None
+    for tail, expected in (
+        ("app.run()\n", "app.run()"),
+        ("rows = fetch_everything()\n", "fetch_everything()"),
+        ("for x in range(3):\n    print(x)\n", "a top-level for block"),
+        ("print('exporting')\n", "print('exporting')"),
+    ):
+        found = side_effect(ast.parse(clean + tail))
+        assert found is not None and expected in found, (tail, found)
+
+
+def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_script_with_side_effects(
+    tmp_path: Path,
+) -> None:
+    """`deploy check --import` with no deploy.yaml and no --app imports what init would write (it took
+    the first app in file order before: the export script, whose import ran the export)."""
+    from deploy.checkctx import Context
+
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "export.py").write_text(
+        "from shop import create_app\n\napp = create_app()\nrun_export(app)\n"
+    )
+    assert Context(root=tmp_path).wsgi_spec == "wsgi:app"
+    (tmp_path / "wsgi.py").unlink()
+    ctx = Context(root=tmp_path)
+    # shop:create_app() is clean, but importing it from export.py is not needed: the factory wins.
+    assert ctx.wsgi_spec == "shop:create_app()"
+    (tmp_path / "shop" / "__init__.py").write_text(FACTORY + "\nprint('hello')\n")
+    ctx = Context(root=tmp_path)
+    assert ctx.wsgi_spec is None
+    assert ctx.no_app_why is not None and "runs code when imported" in ctx.no_app_why
+    assert "runs code when imported" in str(ctx.effective.error)
+
+
+def test_init_proposes_a_root_sqlite_file_as_a_shared_file_never_a_committed_one(tmp_path: Path) -> None:
+    """Issue #16: an app whose SQLite file sits at the project root lost it on every push; init now
+    proposes it in app.shared_files (and deploy.yaml stays valid), unless the file is committed."""
+    (tmp_path / "app.py").write_text(
+        "import sqlite3\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n"
+        "def db():\n    return sqlite3.connect('notes.db')\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.shared_files == ["notes.db"]
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.shared_files == ["notes.db"]
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "notes.db").write_bytes(b"")
+    subprocess.run([*git, "add", "notes.db"], check=True)
+    assert inspect_project(tmp_path).shared_files == []

@@ -156,6 +156,8 @@ def test_dockerignore_keeps_secrets_vcs_venvs_and_shared_data_out(config: Config
         assert required in lines
     for directory in config.app.shared:
         assert directory in lines
+    for file in config.app.shared_files:  # a local copy (a development database) stays out too
+        assert file in lines
     # Only the committed templates of environment files come back, after every secret pattern.
     exceptions = [line for line in lines if line.startswith("!")]
     assert exceptions == [f"!**/{name}" for name in NOT_SECRETS]
