@@ -276,7 +276,8 @@ def measure(app: App, label: Label) -> tuple[Score, list[Reported]]:
         try:
             findings = run_check(_git_repo(src, Path(tmp) / "check", label.deploy_yaml))
             score_check(label, findings, score)
-            proposed = run_init(_git_repo(src, Path(tmp) / "init", None))
+            # init names the app after its folder: give it the app's own name.
+            proposed = run_init(_git_repo(src, Path(tmp) / "init" / app.name, None))
             score_init(label.init, proposed, score)
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             score.error = str(exc)
