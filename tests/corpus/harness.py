@@ -84,6 +84,8 @@ class InitLabel(_Model):
     shared: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
     release_command: str | None = None
+    #: Other release commands that are equally right (e.g. `flask db upgrade` and the app's own CLI).
+    release_also: list[str] = Field(default_factory=list)
 
 
 class Label(_Model):
@@ -219,7 +221,7 @@ def score_init(label: InitLabel, proposed: dict[str, Any], score: Score) -> None
     if label.release_command is None:
         if release:
             wrong.append(f"release {release} (label: none)")
-    elif _norm_cmd(label.release_command) not in release:
+    elif not {_norm_cmd(c) for c in [label.release_command, *label.release_also]} & set(release):
         wrong.append(f"release {release} (label {label.release_command!r})")
     score.init_wrong = wrong
     score.init_right = not wrong
