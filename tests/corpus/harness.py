@@ -218,10 +218,8 @@ def score_init(label: InitLabel, proposed: dict[str, Any], score: Score) -> None
     if not set(label.secrets) <= secrets:
         wrong.append(f"secrets missing {sorted(set(label.secrets) - secrets)}")
     release = [_norm_cmd(str(c)) for c in proposed.get("release") or []]
-    if label.release_command is None:
-        if release:
-            wrong.append(f"release {release} (label: none)")
-    elif not {_norm_cmd(c) for c in [label.release_command, *label.release_also]} & set(release):
+    accepted = {_norm_cmd(c) for c in [label.release_command or "", *label.release_also] if c}
+    if (not release and label.release_command is not None) or (release and not accepted & set(release)):
         wrong.append(f"release {release} (label {label.release_command!r})")
     score.init_wrong = wrong
     score.init_right = not wrong
