@@ -258,9 +258,16 @@ def run_check(project: Path) -> list[Reported]:
                      message=f.get("message", "")) for f in report["findings"]]
 
 
+class InitRefused(Exception):
+    """`deploy init` stopped with a clear error (exit 2): a wrong answer to score, not a harness failure."""
+
+
 def run_init(project: Path) -> dict[str, Any]:
     result = _deploy(["init", "."], project)
     written = project / "deploy.yaml"
+    if result.returncode == 2:
+        lines = result.stderr.strip().splitlines() or ["(no message)"]
+        raise InitRefused(lines[0][:200])
     if result.returncode != 0 or not written.is_file():
         raise RuntimeError(f"deploy init exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     config = yaml.safe_load(written.read_text())
@@ -277,8 +284,12 @@ def measure(app: App, label: Label) -> tuple[Score, list[Reported]]:
             findings = run_check(_git_repo(src, Path(tmp) / "check", label.deploy_yaml))
             score_check(label, findings, score)
             # init names the app after its folder: give it the app's own name.
-            proposed = run_init(_git_repo(src, Path(tmp) / "init" / app.name, None))
-            score_init(label.init, proposed, score)
+            try:
+                proposed = run_init(_git_repo(src, Path(tmp) / "init" / app.name, None))
+            except InitRefused as refused:
+                score.init_wrong = [f"init refused: {refused}"]
+            else:
+                score_init(label.init, proposed, score)
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             score.error = str(exc)
     return score, findings

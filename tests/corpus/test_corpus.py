@@ -117,6 +117,22 @@ def test_init_comparison() -> None:
     assert LabelFinding(id="PIT006").file is None
 
 
+def test_init_refusing_is_a_wrong_answer_not_a_harness_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.corpus import harness
+
+    def refuse(project: Path) -> dict[str, Any]:
+        raise harness.InitRefused("error: .: found no Flask app")
+
+    monkeypatch.setattr(harness, "_git_repo", lambda src, dest, deploy_yaml: dest)
+    monkeypatch.setattr(harness, "run_check", lambda project: [Reported("DEP002", "medium", None, None)])
+    monkeypatch.setattr(harness, "run_init", refuse)
+    label = _label(true_findings=[{"id": "DEP002", "proof": "nothing pinned"}])
+    score, findings = harness.measure(APPS[0], label)
+    assert score.error is None and not score.init_right
+    assert score.init_wrong == ["init refused: error: .: found no Flask app"]
+    assert (score.reported, score.true) == (1, 1) and len(findings) == 1
+
+
 @pytest.fixture(scope="module")
 def scores() -> list[Score]:
     missing = [a.name for a in APPS if not is_fetched(a)]
