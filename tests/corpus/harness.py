@@ -14,6 +14,7 @@ medium or above count (what fails the gate by default). Precision = reported fin
     python -m tests.corpus.harness            # the table
     python -m tests.corpus.harness --json     # the same, as JSON
     python -m tests.corpus.harness flaskbb    # only these apps
+    python -m tests.corpus.harness --by-check # also precision and recall per check id
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ class Score(_Rates):
     unlabelled: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Per check id: [reported, true, problems, problems found].
+    by_check: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _where(item: Reported | LabelFinding) -> str:
@@ -183,16 +186,22 @@ def score_check(label: Label, findings: Iterable[Reported], score: Score) -> Non
     counted = [f for f in findings if f.severity in COUNTED]
     score.reported = len(counted)
     for f in counted:
+        row = score.by_check.setdefault(f.id, [0, 0, 0, 0])
+        row[0] += 1
         if any(matches(f, t) for t in label.true_findings):
             score.true += 1
+            row[1] += 1
         elif any(matches(f, x) for x in label.false_findings):
             score.labelled_false += 1
         else:
             score.unlabelled.append(_where(f))
     score.problems = len(label.problems)
     for p in label.problems:
+        row = score.by_check.setdefault(p.id, [0, 0, 0, 0])
+        row[2] += 1
         if any(matches(f, p) for f in counted):
             score.found += 1
+            row[3] += 1
         else:
             score.missed.append(_where(p))
 
@@ -341,6 +350,28 @@ def table(scores: list[Score]) -> str:
     return "\n".join(rows)
 
 
+def by_check(scores: list[Score]) -> dict[str, list[int]]:
+    """Per check id over the corpus: [reported, true, problems, problems found]."""
+    total: dict[str, list[int]] = {}
+    for s in scores:
+        for check_id, row in s.by_check.items():
+            into = total.setdefault(check_id, [0, 0, 0, 0])
+            for i, n in enumerate(row):
+                into[i] += n
+    return dict(sorted(total.items()))
+
+
+def check_table(scores: list[Score]) -> str:
+    """Precision and recall per check (the issue lowers a check under 90% precision)."""
+    rows = ["| check | reported (medium+) | true | precision | problems found | recall |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for check_id, (reported, true, problems, found) in by_check(scores).items():
+        precision = f"{true / reported:.0%}" if reported else "-"
+        recall = f"{found / problems:.0%}" if problems else "-"
+        rows.append(f"| {check_id} | {reported} | {true} | {precision} | {found}/{problems} | {recall} |")
+    return "\n".join(rows)
+
+
 def details(scores: list[Score]) -> str:
     lines = []
     for s in scores:
@@ -361,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("apps", nargs="*", help="only these apps (default: every labelled, fetched app)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--jobs", type=int, default=2, help="apps measured at once (default 2)")
+    parser.add_argument("--by-check", action="store_true", help="also print precision and recall per check")
     args = parser.parse_args(argv)
     missing = [a.name for a in load_apps() if (not args.apps or a.name in args.apps) and not is_fetched(a)]
     if missing:
@@ -369,10 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         t = totals(scores)
         apps = [{**asdict(s), "precision": s.precision, "recall": s.recall} for s in scores]
-        total = {**asdict(t), "precision": t.precision, "recall": t.recall}
+        total = {**asdict(t), "precision": t.precision, "recall": t.recall, "by_check": by_check(scores)}
         print(json.dumps({"apps": apps, "total": total}, indent=2))
     else:
         print(table(scores))
+        if args.by_check:
+            print("\n" + check_table(scores))
         extra = details(scores)
         if extra:
             print("\n" + extra)

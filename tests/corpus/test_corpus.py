@@ -21,6 +21,8 @@ from tests.corpus.harness import (
     LabelFinding,
     Reported,
     Score,
+    by_check,
+    check_table,
     details,
     load_label,
     matches,
@@ -103,6 +105,10 @@ def test_matching_rule_on_a_hand_made_report() -> None:
     assert (score.found, score.problems, score.recall) == (1, 2, 0.5)
     assert score.missed == ["SEC023 app/keys.py:10"]
     assert score.unlabelled == ["XL006 app/config.py:46", "DEP002 requirements.txt:1"]
+    assert score.by_check == {"XL006": [2, 1, 1, 1], "DEP002": [2, 1, 0, 0], "SEC005": [1, 0, 0, 0],
+                              "SEC023": [0, 0, 1, 0]}
+    assert by_check([score, score])["XL006"] == [4, 2, 2, 2]
+    assert "| XL006 | 4 | 2 | 50% | 2/2 | 100% |" in check_table([score, score])
 
 
 def test_init_comparison() -> None:
