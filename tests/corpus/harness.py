@@ -14,6 +14,7 @@ medium or above count (what fails the gate by default). Precision = reported fin
     python -m tests.corpus.harness            # the table
     python -m tests.corpus.harness --json     # the same, as JSON
     python -m tests.corpus.harness flaskbb    # only these apps
+    python -m tests.corpus.harness --by-check # also precision and recall per check id
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class InitLabel(_Model):
     shared: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
     release_command: str | None = None
+    #: Other release commands that are equally right (e.g. `flask db upgrade` and the app's own CLI).
+    release_also: list[str] = Field(default_factory=list)
 
 
 class Label(_Model):
@@ -170,6 +173,8 @@ class Score(_Rates):
     unlabelled: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Per check id: [reported, true, problems, problems found].
+    by_check: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _where(item: Reported | LabelFinding) -> str:
@@ -181,16 +186,22 @@ def score_check(label: Label, findings: Iterable[Reported], score: Score) -> Non
     counted = [f for f in findings if f.severity in COUNTED]
     score.reported = len(counted)
     for f in counted:
+        row = score.by_check.setdefault(f.id, [0, 0, 0, 0])
+        row[0] += 1
         if any(matches(f, t) for t in label.true_findings):
             score.true += 1
+            row[1] += 1
         elif any(matches(f, x) for x in label.false_findings):
             score.labelled_false += 1
         else:
             score.unlabelled.append(_where(f))
     score.problems = len(label.problems)
     for p in label.problems:
+        row = score.by_check.setdefault(p.id, [0, 0, 0, 0])
+        row[2] += 1
         if any(matches(f, p) for f in counted):
             score.found += 1
+            row[3] += 1
         else:
             score.missed.append(_where(p))
 
@@ -216,10 +227,8 @@ def score_init(label: InitLabel, proposed: dict[str, Any], score: Score) -> None
     if not set(label.secrets) <= secrets:
         wrong.append(f"secrets missing {sorted(set(label.secrets) - secrets)}")
     release = [_norm_cmd(str(c)) for c in proposed.get("release") or []]
-    if label.release_command is None:
-        if release:
-            wrong.append(f"release {release} (label: none)")
-    elif _norm_cmd(label.release_command) not in release:
+    accepted = {_norm_cmd(c) for c in [label.release_command or "", *label.release_also] if c}
+    if (not release and label.release_command is not None) or (release and not accepted & set(release)):
         wrong.append(f"release {release} (label {label.release_command!r})")
     score.init_wrong = wrong
     score.init_right = not wrong
@@ -258,9 +267,16 @@ def run_check(project: Path) -> list[Reported]:
                      message=f.get("message", "")) for f in report["findings"]]
 
 
+class InitRefused(Exception):
+    """`deploy init` stopped with a clear error (exit 2): a wrong answer to score, not a harness failure."""
+
+
 def run_init(project: Path) -> dict[str, Any]:
     result = _deploy(["init", "."], project)
     written = project / "deploy.yaml"
+    if result.returncode == 2:
+        lines = result.stderr.strip().splitlines() or ["(no message)"]
+        raise InitRefused(lines[0][:200])
     if result.returncode != 0 or not written.is_file():
         raise RuntimeError(f"deploy init exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     config = yaml.safe_load(written.read_text())
@@ -276,8 +292,13 @@ def measure(app: App, label: Label) -> tuple[Score, list[Reported]]:
         try:
             findings = run_check(_git_repo(src, Path(tmp) / "check", label.deploy_yaml))
             score_check(label, findings, score)
-            proposed = run_init(_git_repo(src, Path(tmp) / "init", None))
-            score_init(label.init, proposed, score)
+            # init names the app after its folder: give it the app's own name.
+            try:
+                proposed = run_init(_git_repo(src, Path(tmp) / "init" / app.name, None))
+            except InitRefused as refused:
+                score.init_wrong = [f"init refused: {refused}"]
+            else:
+                score_init(label.init, proposed, score)
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             score.error = str(exc)
     return score, findings
@@ -329,6 +350,28 @@ def table(scores: list[Score]) -> str:
     return "\n".join(rows)
 
 
+def by_check(scores: list[Score]) -> dict[str, list[int]]:
+    """Per check id over the corpus: [reported, true, problems, problems found]."""
+    total: dict[str, list[int]] = {}
+    for s in scores:
+        for check_id, row in s.by_check.items():
+            into = total.setdefault(check_id, [0, 0, 0, 0])
+            for i, n in enumerate(row):
+                into[i] += n
+    return dict(sorted(total.items()))
+
+
+def check_table(scores: list[Score]) -> str:
+    """Precision and recall per check (the issue lowers a check under 90% precision)."""
+    rows = ["| check | reported (medium+) | true | precision | problems found | recall |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for check_id, (reported, true, problems, found) in by_check(scores).items():
+        precision = f"{true / reported:.0%}" if reported else "-"
+        recall = f"{found / problems:.0%}" if problems else "-"
+        rows.append(f"| {check_id} | {reported} | {true} | {precision} | {found}/{problems} | {recall} |")
+    return "\n".join(rows)
+
+
 def details(scores: list[Score]) -> str:
     lines = []
     for s in scores:
@@ -349,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("apps", nargs="*", help="only these apps (default: every labelled, fetched app)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--jobs", type=int, default=2, help="apps measured at once (default 2)")
+    parser.add_argument("--by-check", action="store_true", help="also print precision and recall per check")
     args = parser.parse_args(argv)
     missing = [a.name for a in load_apps() if (not args.apps or a.name in args.apps) and not is_fetched(a)]
     if missing:
@@ -357,10 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         t = totals(scores)
         apps = [{**asdict(s), "precision": s.precision, "recall": s.recall} for s in scores]
-        total = {**asdict(t), "precision": t.precision, "recall": t.recall}
+        total = {**asdict(t), "precision": t.precision, "recall": t.recall, "by_check": by_check(scores)}
         print(json.dumps({"apps": apps, "total": total}, indent=2))
     else:
         print(table(scores))
+        if args.by_check:
+            print("\n" + check_table(scores))
         extra = details(scores)
         if extra:
             print("\n" + extra)

@@ -21,6 +21,8 @@ from tests.corpus.harness import (
     LabelFinding,
     Reported,
     Score,
+    by_check,
+    check_table,
     details,
     load_label,
     matches,
@@ -103,6 +105,10 @@ def test_matching_rule_on_a_hand_made_report() -> None:
     assert (score.found, score.problems, score.recall) == (1, 2, 0.5)
     assert score.missed == ["SEC023 app/keys.py:10"]
     assert score.unlabelled == ["XL006 app/config.py:46", "DEP002 requirements.txt:1"]
+    assert score.by_check == {"XL006": [2, 1, 1, 1], "DEP002": [2, 1, 0, 0], "SEC005": [1, 0, 0, 0],
+                              "SEC023": [0, 0, 1, 0]}
+    assert by_check([score, score])["XL006"] == [4, 2, 2, 2]
+    assert "| XL006 | 4 | 2 | 50% | 2/2 | 100% |" in check_table([score, score])
 
 
 def test_init_comparison() -> None:
@@ -115,6 +121,22 @@ def test_init_comparison() -> None:
     score_init(label, {"wsgi": "export:app", "shared": ["uploads"], "secrets": [], "release": []}, score)
     assert not score.init_right and len(score.init_wrong) == 4
     assert LabelFinding(id="PIT006").file is None
+
+
+def test_init_refusing_is_a_wrong_answer_not_a_harness_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.corpus import harness
+
+    def refuse(project: Path) -> dict[str, Any]:
+        raise harness.InitRefused("error: .: found no Flask app")
+
+    monkeypatch.setattr(harness, "_git_repo", lambda src, dest, deploy_yaml: dest)
+    monkeypatch.setattr(harness, "run_check", lambda project: [Reported("DEP002", "medium", None, None)])
+    monkeypatch.setattr(harness, "run_init", refuse)
+    label = _label(true_findings=[{"id": "DEP002", "proof": "nothing pinned"}])
+    score, findings = harness.measure(APPS[0], label)
+    assert score.error is None and not score.init_right
+    assert score.init_wrong == ["init refused: error: .: found no Flask app"]
+    assert (score.reported, score.true) == (1, 1) and len(findings) == 1
 
 
 @pytest.fixture(scope="module")
