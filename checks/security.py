@@ -338,7 +338,11 @@ def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
     severity="high",
     title="SQL built from strings",
     why="""A query assembled with f-strings, `%`, `+` or `.format()` lets a crafted value change the
-    statement: SQL injection reads or deletes any data.""",
+    statement: SQL injection reads or deletes any data. Reported when a part put into the statement can
+    carry a value from outside: request data, or a parameter of the function (or a local computed from
+    one). Constants, numbers (`int()`, `len()`), placeholder lists (`", ".join("?" * len(ids))`),
+    quoting helpers and names checked against a fixed set (`if col not in COLUMNS: abort(400)`) are
+    not.""",
     fix="""Pass values as parameters: `db.execute("SELECT * FROM user WHERE id = ?", (user_id,))` or
     SQLAlchemy `text("... WHERE id = :id")` with `{"id": user_id}`, or use the ORM.""",
     references=(

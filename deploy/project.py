@@ -686,6 +686,37 @@ _SQL_CALLS = frozenset(
 )
 
 
+#: Calls whose result cannot carry text from the request into SQL: numbers, lengths, booleans.
+_SQL_SAFE_CALLS = frozenset({"int", "float", "len", "bool", "abs", "round", "range", "count", "id"})
+#: Methods whose result still carries the text of the object they are called on.
+_PASSING_METHODS = frozenset(
+    {
+        "strip",
+        "lstrip",
+        "rstrip",
+        "lower",
+        "upper",
+        "title",
+        "casefold",
+        "capitalize",
+        "replace",
+        "format",
+        "split",
+        "get",
+        "getlist",
+        "pop",
+        "decode",
+        "encode",
+        "removeprefix",
+        "removesuffix",
+        "join",
+        "values",
+    }
+)
+#: Helpers that quote or escape what goes into SQL (`quote_identifier`, `escape_string`).
+_QUOTING = re.compile(r"(?i)(quote|escape|sanitize|identifier)")
+
+
 #: Calls that compile their first argument as a Jinja template.
 _TEMPLATE_CALLS = frozenset({"render_template_string", "stream_template_string", "from_string"})
 _JINJA_TEMPLATE = frozenset({"Template", "jinja2.Template"})
@@ -838,6 +869,13 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
+def _constant_text(node: ast.AST) -> str:
+    """The string constants in an expression, joined (what SQL keywords it spells)."""
+    return " ".join(
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
+
+
 def _is_main_guard(node: ast.If) -> bool:
     test = node.test
     return (
@@ -883,6 +921,12 @@ class _Visitor(ast.NodeVisitor):
         self.function: list[str] = []
         self.main_guard = 0
         self.built: dict[str, str] = {}  # variable -> how its SQL string was built (per function)
+        #: Per function: its parameters, and locals that carry a value from them or from the request.
+        self.inputs: set[str] = set()
+        #: Per function: names checked against a fixed set (`if col not in COLUMNS: abort(400)`).
+        self.whitelisted: set[str] = set()
+        #: Per function: names holding a SQL statement (to follow `sql += clause`).
+        self.statements: set[str] = set()
         self.tainted: dict[str, str] = {}  # variable -> the request data it holds (per function)
         self.templated: dict[str, tuple[str, str]] = {}  # variable -> (source, how) of a built string
 
@@ -912,7 +956,20 @@ class _Visitor(ast.NodeVisitor):
         self.function.append(node.name)
         saved, self.built = self.built, {}
         saved_taint, self.tainted, self.templated = (self.tainted, self.templated), {}, {}
+        saved_inputs = self.inputs, self.whitelisted, self.statements
+        self.statements = set()
+        arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        self.inputs = {a.arg for a in arguments if a.arg not in ("self", "cls")}
+        self.whitelisted = {
+            c.left.id
+            for c in ast.walk(node)
+            if isinstance(c, ast.Compare)
+            and isinstance(c.left, ast.Name)
+            and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
+        }
         self.generic_visit(node)
+        self.inputs, self.whitelisted, self.statements = saved_inputs
         self.built = saved
         self.tainted, self.templated = saved_taint
         self.function.pop()
@@ -996,8 +1053,17 @@ class _Visitor(ast.NodeVisitor):
                 self.facts.headers.append((key.value, self.path, line))
         elif isinstance(target, ast.Name):
             how = _string_build(value)
-            if how and self.function:
+            carries = self._carries_input(value)
+            if how and self.function and carries:
                 self.built[target.id] = how
+            elif self.function:
+                self.built.pop(target.id, None)
+            if carries:
+                self.inputs.add(target.id)
+            else:
+                self.inputs.discard(target.id)
+            if _SQL_WORDS.search(_constant_text(value)):
+                self.statements.add(target.id)
             self._track_request_data(target.id, value)
             if not self.scope:
                 if (
@@ -1024,7 +1090,42 @@ class _Visitor(ast.NodeVisitor):
             self.templated[name] = (source, kind)
         self.tainted[name] = source
 
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        if isinstance(node.target, ast.Name) and self._carries_input(node.iter):
+            self.inputs.add(node.target.id)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For
+
+    def _carries_input(self, node: ast.AST) -> bool:
+        """Whether an expression can hold a value from outside: the request, or the function's caller
+        (a parameter, or a local computed from one). Constants, module-level names, numbers (`int()`,
+        `len()`), placeholder lists (`", ".join("?" * len(ids))`), quoting helpers and names checked
+        against a fixed set cannot."""
+        if isinstance(node, ast.Constant):
+            return False
+        if isinstance(node, ast.Name):
+            return node.id not in self.whitelisted and (node.id in self.inputs or node.id in self.tainted)
+        if isinstance(node, ast.Attribute):
+            if node.attr in _REQUEST_DATA and _dotted(node.value) in ("request", "flask.request"):
+                return True
+            # A dunder is the schema (`model.__tablename__`), not a value someone sent.
+            return not node.attr.startswith("__") and self._carries_input(node.value)
+        if isinstance(node, ast.Call):
+            leaf = _dotted(node.func).rsplit(".", 1)[-1]
+            if leaf in _SQL_SAFE_CALLS or _QUOTING.search(leaf):
+                return False
+            parts: list[ast.AST] = [*node.args, *(k.value for k in node.keywords)]
+            if isinstance(node.func, ast.Attribute) and leaf in _PASSING_METHODS:
+                parts.append(node.func.value)  # `name.strip()` still holds the name; `conn.cursor()` does not
+            return any(self._carries_input(p) for p in parts)
+        return any(self._carries_input(child) for child in ast.iter_child_nodes(node))
+
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name) and self._carries_input(node.value):
+            self.inputs.add(node.target.id)
+            if node.target.id in self.statements or _SQL_WORDS.search(_constant_text(node.value)):
+                self.built.setdefault(node.target.id, "string concatenation")
         if isinstance(node.target, ast.Name) and isinstance(node.op, ast.Add | ast.Mod):
             source = _request_read(node.value, self.tainted)
             if source is not None:
@@ -1106,7 +1207,7 @@ class _Visitor(ast.NodeVisitor):
             self._write_call(name, node)
             if leaf in _SQL_CALLS and node.args:
                 first = node.args[0]
-                how = _string_build(first)
+                how = _string_build(first) if self._carries_input(first) else None
                 if how is None and isinstance(first, ast.Name):
                     how = self.built.get(first.id)
                 if how:

@@ -142,3 +142,21 @@ def test_a_served_function_that_starts_the_debugger_is_found(tmp_path: Path) -> 
         config=SERVED_CONFIG,
     )
     assert result["SEC001"] == ["blog/cli.py:8 app.run(debug=True) runs outside `if __name__ == '__main__':`"]
+
+
+# --- 3. SQL built from strings only when a part can carry input --------------------------------------
+
+
+def test_sql_from_constants_placeholders_numbers_and_whitelists_is_not_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sql_evidence", ["SEC009"])
+    assert [f for f in result["SEC009"] if f.startswith("safe.py")] == []
+
+
+def test_sql_carrying_request_data_or_a_caller_value_is_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sql_evidence", ["SEC009"])
+    assert [f.split(" ", 1)[0] for f in result["SEC009"]] == [
+        "unsafe.py:8",
+        "unsafe.py:13",
+        "unsafe.py:20",
+        "unsafe.py:24",
+    ]
