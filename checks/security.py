@@ -250,7 +250,10 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
     title="Endpoint reads request data without validating it",
     why="""Values straight from request.form or request.get_json() reach the database, templates and the
     file system unchecked: wrong types crash the view (500s), oversized or malformed values are stored,
-    and injection bugs follow.""",
+    and injection bugs follow. Validation by hand counts: a condition on the value (`if not name or
+    len(name) > 100: abort(400)`), a conversion inside try/except, a typed read
+    (`request.form.get("n", type=int)`), or a helper the view calls that checks the data it reads or
+    is given; so do schema libraries (marshmallow, pydantic models, webargs) and `validate_on_submit()`.""",
     fix="""Validate every input: a Flask-WTF form with validators and `validate_on_submit()`, or a schema
     (marshmallow `Schema().load()`, pydantic `Model.model_validate()`, webargs `@use_args`).""",
     references=(

@@ -10,7 +10,7 @@ import ast
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -254,6 +254,10 @@ class Route:
     validates: bool
     uses_form_class: bool
     csrf_exempt: bool
+    #: Names of the functions the view calls, and of those it hands request data to (to credit a
+    #: helper that validates the request for it).
+    calls: frozenset[str] = frozenset()
+    handed: frozenset[str] = frozenset()
 
     @property
     def changes_state(self) -> bool:
@@ -382,6 +386,12 @@ class Project:
         for module in self.python:
             if module.tree is not None:
                 _Visitor(module.path, facts).visit(module.tree)
+        facts.routes = [
+            replace(r, validates=True)
+            if not r.validates and (r.calls & facts.checking or r.handed & facts.checking_parameters)
+            else r
+            for r in facts.routes
+        ]
         return facts
 
     @property
@@ -677,6 +687,10 @@ class _Facts:
     functions: set[str] = field(default_factory=set)
     headers: list[tuple[str, str, int]] = field(default_factory=list)
     pool_classes: list[tuple[str, str, int]] = field(default_factory=list)
+    #: Functions (not views) that read the request and check what they read (`_add_dataset()`), and
+    #: those that check the parameters they are given (`_handle_new_user(form_data)`).
+    checking: set[str] = field(default_factory=set)
+    checking_parameters: set[str] = field(default_factory=set)
 
 
 _ROUTE_METHODS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH", "delete": "DELETE"}
@@ -936,6 +950,8 @@ class _Visitor(ast.NodeVisitor):
         bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
         if bases & {"FlaskForm", "Form"} or node.name in self.facts.form_classes:
             self.facts.form_classes.add(node.name)
+        if bases & {"BaseModel", "Schema"}:
+            self.facts.checking.add(node.name)  # pydantic / marshmallow: `Item(**data)` validates
         self.scope.append(node.name)
         for stmt in node.body:
             if isinstance(stmt, ast.Assign | ast.AnnAssign):
@@ -1254,6 +1270,11 @@ class _Visitor(ast.NodeVisitor):
                             methods = tuple(str(m).upper() for m in value.literal)
                 rules.append((str(rule), methods))
         if not rules:
+            parameters = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+            if _reads_request(node) and _validates_by_hand(node):
+                self.facts.checking.add(node.name)
+            if _validates_by_hand(node, parameters - {"self", "cls"}):
+                self.facts.checking_parameters.add(node.name)
             return
         reads: set[str] = set()
         uses_form = False
@@ -1274,6 +1295,14 @@ class _Visitor(ast.NodeVisitor):
                     uses_form = True
                 if leaf.endswith("Schema"):
                     validates = True
+        validates = validates or _validates_by_hand(node)
+        held = _request_names(node, set())
+        handed = frozenset(  # functions the view hands request data to
+            _dotted(c.func).rsplit(".", 1)[-1]
+            for c in ast.walk(node)
+            if isinstance(c, ast.Call)
+            and any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
+        )
         for rule, methods in rules:
             self.facts.routes.append(
                 Route(
@@ -1286,8 +1315,83 @@ class _Visitor(ast.NodeVisitor):
                     validates,
                     uses_form,
                     exempt,
+                    frozenset(
+                        _dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)
+                    ),
+                    handed,
                 )
             )
+
+
+#: Helpers whose name says they check what they are given (`validate_email(...)`, `check_password`).
+_CHECKING_HELPER = re.compile(r"^_?(validate|check|clean|sanitize|sanitise|verify|parse|is_valid|ensure)")
+
+
+def _reads_request(node: ast.AST) -> bool:
+    return any(
+        isinstance(c, ast.Attribute)
+        and c.attr in _REQUEST_ATTRS
+        and _dotted(c.value) in ("request", "flask.request")
+        for c in ast.walk(node)
+    )
+
+
+def _carries(node: ast.AST, tainted: set[str]) -> bool:
+    return _reads_request(node) or any(
+        isinstance(c, ast.Name) and isinstance(c.ctx, ast.Load) and c.id in tainted for c in ast.walk(node)
+    )
+
+
+def _request_names(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str]) -> set[str]:
+    """The names in a function that hold request data (or a `seed` name), directly or computed from it."""
+    tainted = set(seed)
+
+    def carries(node: ast.AST) -> bool:
+        return _carries(node, tainted)
+
+    changed = True
+    while changed:  # the names that hold request data, directly or computed from it
+        changed = False
+        for child in ast.walk(view):
+            targets: list[ast.AST] = []
+            if isinstance(child, ast.Assign) and carries(child.value):
+                targets = list(child.targets)
+            elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
+                targets = [child.target] if carries(child.value) else []
+            elif isinstance(child, ast.For) and carries(child.iter):
+                targets = [child.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and name.id not in tainted:
+                        tainted.add(name.id)
+                        changed = True
+    return tainted
+
+
+def _validates_by_hand(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str] | None = None) -> bool:
+    """Whether a function checks the request data it reads (or the `seed` parameters it is handed): a
+    condition on the value (`if not name`, `if task in (0, 1)`, `assert`), a conversion inside
+    try/except (`int(request.form["n"])`), a typed read (`request.args.get("n", type=int)`) or a helper
+    named for checking (`validate_...`)."""
+    tainted = _request_names(view, seed or set())
+
+    def carries(node: ast.AST) -> bool:
+        return _carries(node, tainted)
+
+    for child in ast.walk(view):
+        if isinstance(child, ast.If | ast.IfExp | ast.While | ast.Assert) and carries(child.test):
+            return True
+        if isinstance(child, ast.comprehension) and any(carries(test) for test in child.ifs):
+            return True
+        if isinstance(child, ast.Try) and child.handlers and any(carries(stmt) for stmt in child.body):
+            return True
+        if isinstance(child, ast.Call):
+            leaf = _dotted(child.func).rsplit(".", 1)[-1]
+            if leaf == "get" and _reads_request(child.func) and any(k.arg == "type" for k in child.keywords):
+                return True
+            if _CHECKING_HELPER.match(leaf) and any(carries(a) for a in child.args):
+                return True
+    return False
 
 
 # --- reading a project from disk -----------------------------------------------------------------

@@ -160,3 +160,19 @@ def test_sql_carrying_request_data_or_a_caller_value_is_reported(tmp_path: Path)
         "unsafe.py:20",
         "unsafe.py:24",
     ]
+
+
+# --- 4. input validation by hand, through helpers and schema libraries --------------------------------
+
+
+def test_views_that_validate_by_hand_or_through_a_helper_are_not_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "validation", ["SEC007"])
+    assert [f for f in result["SEC007"] if f.startswith("views.py")] == []
+
+
+def test_views_that_use_request_data_unchecked_are_still_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "validation", ["SEC007"])
+    assert result["SEC007"] == [
+        "unchecked.py:9 /comment (comment) uses request.form with no validation",
+        "unchecked.py:17 /settings (settings) uses request.json with no validation",
+    ]
