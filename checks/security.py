@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
-from deploy.evidence import csrf_enforcement, runs_in_production, view_checks_token
+from deploy.evidence import csrf_enforcement, runs_in_production, uses_session, view_checks_token
 from deploy.secretstrength import key_weakness
 
 from ._helpers import (
@@ -80,7 +80,7 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
             )
     for call in ctx.project.calls_named("DebuggedApplication"):
         if runs_in_production(ctx.project, call, production):
-                yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
+            yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
 
 @check(
@@ -373,10 +373,14 @@ def _cookie(ctx: Context, key: str) -> tuple[str, object, str | None, int | None
     title="Session cookie is not Secure",
     why="""Flask's session cookie is sent over plain HTTP unless SESSION_COOKIE_SECURE is True: one visit to
     http:// (a link, a captive portal) hands the session to anyone on the network.""",
-    fix="""Set `SESSION_COOKIE_SECURE=True` in production (the site must serve HTTPS; see XL001).""",
+    fix="""Set `SESSION_COOKIE_SECURE=True` in production (the site must serve HTTPS; see XL001). Not
+    reported for an app that never uses the session (no `session`, `flash()`, Flask-Login, Flask-WTF,
+    Flask-Session or other extension that keeps state in it): Flask then sets no session cookie.""",
     references=(FLASK_CONFIG + "#SESSION_COOKIE_SECURE", FLASK_SECURITY + "#set-cookie-options"),
 )
 def cookie_secure(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return  # Flask sets no session cookie for an app that never uses the session
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_SECURE")
     if file and (kind == "unset" or (kind == "literal" and value is not True)):
         yield Finding(
@@ -394,10 +398,13 @@ def cookie_secure(ctx: Context) -> Iterator[Finding]:
     title="Session cookie readable by JavaScript",
     why="""With SESSION_COOKIE_HTTPONLY off, any script injected into a page can read the session cookie
     and send it away.""",
-    fix="""Remove `SESSION_COOKIE_HTTPONLY=False` (Flask's default is True).""",
+    fix="""Remove `SESSION_COOKIE_HTTPONLY=False` (Flask's default is True). Not reported for an app that
+    never uses the session.""",
     references=(FLASK_CONFIG + "#SESSION_COOKIE_HTTPONLY",),
 )
 def cookie_httponly(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_HTTPONLY")
     if kind == "literal" and not value:
         yield Finding("SESSION_COOKIE_HTTPONLY is False", file, line)
@@ -411,13 +418,15 @@ def cookie_httponly(ctx: Context) -> Iterator[Finding]:
     why="""Without SameSite the browser sends the session cookie on requests started by other sites, the
     basis of CSRF and of cross-site leaks.""",
     fix="""Set `SESSION_COOKIE_SAMESITE="Lax"` (or "Strict" when no other site links into logged-in
-    pages).""",
+    pages). Not reported for an app that never uses the session.""",
     references=(
         FLASK_CONFIG + "#SESSION_COOKIE_SAMESITE",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Set-Cookie#samesitesamesite-value",
     ),
 )
 def cookie_samesite(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_SAMESITE")
     if file and (kind == "unset" or (kind == "literal" and str(value).lower() not in ("lax", "strict"))):
         yield Finding(

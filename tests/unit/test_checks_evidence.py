@@ -176,3 +176,32 @@ def test_views_that_use_request_data_unchecked_are_still_reported(tmp_path: Path
         "unchecked.py:9 /comment (comment) uses request.form with no validation",
         "unchecked.py:17 /settings (settings) uses request.json with no validation",
     ]
+
+
+# --- 5. session-cookie findings only for apps that use the session -----------------------------------
+
+COOKIE_CHECKS = ["SEC010", "SEC011", "SEC012"]
+
+
+def test_an_api_that_never_uses_the_session_gets_no_cookie_findings(tmp_path: Path) -> None:
+    assert _run(tmp_path, "session_api", COOKIE_CHECKS) == {}
+
+
+@pytest.mark.parametrize(
+    "uses",
+    [
+        {"app.py": "from flask import session\n"},
+        {"app.py": "from flask import flash\n"},
+        {"app.py": "import flask\n\ndef remember(v):\n    flask.session['v'] = v\n"},
+        {"app.py": "from flask_login import LoginManager\n"},
+        {"app.py": "from flask_session import Session\n"},
+        {"templates/base.html": "{% if session.user %}Hi{% endif %}\n"},
+        {"templates/base.html": "{% for m in get_flashed_messages() %}{{ m }}{% endfor %}\n"},
+    ],
+    ids=["session", "flash", "flask.session", "flask_login", "flask_session", "template", "flashes"],
+)
+def test_an_app_that_uses_the_session_still_gets_them(tmp_path: Path, uses: dict[str, str]) -> None:
+    api = (PATTERNS / "session_api" / "app.py").read_text(encoding="utf-8")
+    extra = {path: text + api if path == "app.py" else text for path, text in uses.items()}
+    result = _run(tmp_path, "session_api", COOKIE_CHECKS, extra)
+    assert set(result) == set(COOKIE_CHECKS), result
