@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
+from deploy.project.evidence import uses_session
 
 from ._helpers import app_site, last_setting, wsgi_site
 from .observability import health_path
@@ -101,7 +102,7 @@ def effective_debug(ctx: Context) -> Iterator[Finding]:
     why="""The session cookie must be Secure (HTTPS only), HttpOnly (no JavaScript access) and SameSite
     (not sent on cross-site requests) as the app really runs, whatever config classes or files set it.""",
     fix="""Set SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True and SESSION_COOKIE_SAMESITE="Lax"
-    in the production configuration.""",
+    in the production configuration. Not reported for an app that never uses the session.""",
     layers=("effective",),
     references=(
         FLASK_CONFIG + "#SESSION_COOKIE_SECURE",
@@ -111,6 +112,8 @@ def effective_debug(ctx: Context) -> Iterator[Finding]:
     supersedes=("SEC010", "SEC011", "SEC012"),
 )
 def effective_cookie(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return  # no session, no session cookie
     config = ctx.effective.config
     tls = ctx.config is None or ctx.config.server.tls is not False
 

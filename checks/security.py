@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 from deploy.config.secrets import key_weakness
-from deploy.project.evidence import csrf_enforcement, runs_in_production, view_checks_token
+from deploy.project.evidence import csrf_enforcement, runs_in_production, uses_session, view_checks_token
 from deploy.project.scan import KEY_GENERATORS
 
 from ._helpers import (
@@ -69,7 +69,7 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
             )
     for call in ctx.project.calls_named("DebuggedApplication"):
         if runs_in_production(ctx.project, call, production):
-                yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
+            yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
 
 @check(
@@ -243,7 +243,11 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
     title="Endpoint reads request data without validating it",
     why="""Values straight from request.form or request.get_json() reach the database, templates and the
     file system unchecked: wrong types crash the view (500s), oversized or malformed values are stored,
-    and injection bugs follow.""",
+    and injection bugs follow. Validation by hand counts: a condition on the value (`if not name or
+    len(name) > 100: abort(400)`), a conversion inside try/except, a typed read
+    (`request.form.get("n", type=int)`), or a helper the view calls that checks the data it reads or
+    is given; so do schema libraries (marshmallow, pydantic models, webargs) and `validate_on_submit()`.
+    A GET-only route is not reported for request.form, json, data or files: a browser sends it no body.""",
     fix="""Validate every input: a Flask-WTF form with validators and `validate_on_submit()`, or a schema
     (marshmallow `Schema().load()`, pydantic `Model.model_validate()`, webargs `@use_args`).""",
     references=(
@@ -253,7 +257,9 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
 )
 def input_validation(ctx: Context) -> Iterator[Finding]:
     for route in ctx.project.routes:
-        read = sorted(route.reads & {"form", "json", "values", "data", "files"})
+        # A GET carries no body from a browser: its request.form, json, data and files are empty.
+        body = {"form", "json", "data", "files"} if route.changes_state else set()
+        read = sorted(route.reads & (body | {"values"}))
         if read and not route.validates:
             parts = ", ".join(f"request.{r}" for r in read)
             yield Finding(
@@ -331,7 +337,11 @@ def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
     severity="high",
     title="SQL built from strings",
     why="""A query assembled with f-strings, `%`, `+` or `.format()` lets a crafted value change the
-    statement: SQL injection reads or deletes any data.""",
+    statement: SQL injection reads or deletes any data. Reported when a part put into the statement can
+    carry a value from outside: request data, or a parameter of the function (or a local computed from
+    one). Constants, numbers (`int()`, `len()`), placeholder lists (`", ".join("?" * len(ids))`),
+    quoting helpers and names checked against a fixed set (`if col not in COLUMNS: abort(400)`) are
+    not.""",
     fix="""Pass values as parameters: `db.execute("SELECT * FROM user WHERE id = ?", (user_id,))` or
     SQLAlchemy `text("... WHERE id = :id")` with `{"id": user_id}`, or use the ORM.""",
     references=(
@@ -359,10 +369,14 @@ def _cookie(ctx: Context, key: str) -> tuple[str, object, str | None, int | None
     title="Session cookie is not Secure",
     why="""Flask's session cookie is sent over plain HTTP unless SESSION_COOKIE_SECURE is True: one visit to
     http:// (a link, a captive portal) hands the session to anyone on the network.""",
-    fix="""Set `SESSION_COOKIE_SECURE=True` in production (the site must serve HTTPS; see XL001).""",
+    fix="""Set `SESSION_COOKIE_SECURE=True` in production (the site must serve HTTPS; see XL001). Not
+    reported for an app that never uses the session (no `session`, `flash()`, Flask-Login, Flask-WTF,
+    Flask-Session or other extension that keeps state in it): Flask then sets no session cookie.""",
     references=(FLASK_CONFIG + "#SESSION_COOKIE_SECURE", FLASK_SECURITY + "#set-cookie-options"),
 )
 def cookie_secure(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return  # Flask sets no session cookie for an app that never uses the session
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_SECURE")
     if file and (kind == "unset" or (kind == "literal" and value is not True)):
         yield Finding(
@@ -380,10 +394,13 @@ def cookie_secure(ctx: Context) -> Iterator[Finding]:
     title="Session cookie readable by JavaScript",
     why="""With SESSION_COOKIE_HTTPONLY off, any script injected into a page can read the session cookie
     and send it away.""",
-    fix="""Remove `SESSION_COOKIE_HTTPONLY=False` (Flask's default is True).""",
+    fix="""Remove `SESSION_COOKIE_HTTPONLY=False` (Flask's default is True). Not reported for an app that
+    never uses the session.""",
     references=(FLASK_CONFIG + "#SESSION_COOKIE_HTTPONLY",),
 )
 def cookie_httponly(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_HTTPONLY")
     if kind == "literal" and not value:
         yield Finding("SESSION_COOKIE_HTTPONLY is False", file, line)
@@ -397,13 +414,15 @@ def cookie_httponly(ctx: Context) -> Iterator[Finding]:
     why="""Without SameSite the browser sends the session cookie on requests started by other sites, the
     basis of CSRF and of cross-site leaks.""",
     fix="""Set `SESSION_COOKIE_SAMESITE="Lax"` (or "Strict" when no other site links into logged-in
-    pages).""",
+    pages). Not reported for an app that never uses the session.""",
     references=(
         FLASK_CONFIG + "#SESSION_COOKIE_SAMESITE",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Set-Cookie#samesitesamesite-value",
     ),
 )
 def cookie_samesite(ctx: Context) -> Iterator[Finding]:
+    if not uses_session(ctx.project):
+        return
     kind, value, file, line = _cookie(ctx, "SESSION_COOKIE_SAMESITE")
     if file and (kind == "unset" or (kind == "literal" and str(value).lower() not in ("lax", "strict"))):
         yield Finding(

@@ -97,7 +97,7 @@ class Context:
             return self.app_spec
         if self.config is not None:
             return self.config.app.wsgi
-        from deploy.initproject import entry_point
+        from deploy.project.init import entry_point
 
         # The entry point `deploy init` would write: never a module whose import runs code.
         spec, self.no_app_why = entry_point(self.root)

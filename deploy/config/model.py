@@ -434,7 +434,7 @@ class App(Model):
         uses = [i for i, command in enumerate(release) if re.search(r"(^|[\s;&|(])flask\s+--app\b", command)]
         if project_dir is None or not uses:
             return release
-        from deploy.requirements import declared_flask, flask_has_app_option
+        from deploy.project.requirements import declared_flask, flask_has_app_option
 
         if flask_has_app_option(Path(project_dir)):
             return release

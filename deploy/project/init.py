@@ -355,7 +355,7 @@ TARGET_IN_TEXT = re.compile(r"(?<![\w./:-])([A-Za-z_][\w.]*:[A-Za-z_][\w.]*(?:\(
 
 
 def _read(path: Path) -> str:
-    from deploy.loader import ConfigError, read_text
+    from deploy.config.loader import ConfigError, read_text
 
     try:
         return read_text(path) if path.is_file() else ""
@@ -621,8 +621,8 @@ def _root_files_written(root: Path) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
     `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
     unless shared. Never a file committed in git (a shared copy would replace it)."""
-    from deploy import folders
-    from deploy.project import scan
+    from deploy.config import folders
+    from deploy.project.scan import scan
 
     found: list[str] = []
     for w in scan(root).writes:
@@ -733,7 +733,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
-        from deploy.requirements import flask_command
+        from deploy.project.requirements import flask_command
 
         release = flask_command(project.root, module, "db upgrade")
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))

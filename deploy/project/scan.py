@@ -10,7 +10,7 @@ import ast
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -256,6 +256,10 @@ class Route:
     validates: bool
     uses_form_class: bool
     csrf_exempt: bool
+    #: Names of the functions the view calls, and of those it hands request data to (to credit a
+    #: helper that validates the request for it).
+    calls: frozenset[str] = frozenset()
+    handed: frozenset[str] = frozenset()
 
     @property
     def changes_state(self) -> bool:
@@ -384,6 +388,12 @@ class Project:
         for module in self.python:
             if module.tree is not None:
                 _Visitor(module.path, facts).visit(module.tree)
+        facts.routes = [
+            replace(r, validates=True)
+            if not r.validates and (r.calls & facts.checking or r.handed & facts.checking_parameters)
+            else r
+            for r in facts.routes
+        ]
         return facts
 
     @property
@@ -679,6 +689,10 @@ class _Facts:
     functions: set[str] = field(default_factory=set)
     headers: list[tuple[str, str, int]] = field(default_factory=list)
     pool_classes: list[tuple[str, str, int]] = field(default_factory=list)
+    #: Functions (not views) that read the request and check what they read (`_add_dataset()`), and
+    #: those that check the parameters they are given (`_handle_new_user(form_data)`).
+    checking: set[str] = field(default_factory=set)
+    checking_parameters: set[str] = field(default_factory=set)
 
 
 _ROUTE_METHODS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH", "delete": "DELETE"}
@@ -686,6 +700,37 @@ _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SQL_CALLS = frozenset(
     {"execute", "executemany", "executescript", "text", "raw", "exec_driver_sql", "from_statement"}
 )
+
+
+#: Calls whose result cannot carry text from the request into SQL: numbers, lengths, booleans.
+_SQL_SAFE_CALLS = frozenset({"int", "float", "len", "bool", "abs", "round", "range", "count", "id"})
+#: Methods whose result still carries the text of the object they are called on.
+_PASSING_METHODS = frozenset(
+    {
+        "strip",
+        "lstrip",
+        "rstrip",
+        "lower",
+        "upper",
+        "title",
+        "casefold",
+        "capitalize",
+        "replace",
+        "format",
+        "split",
+        "get",
+        "getlist",
+        "pop",
+        "decode",
+        "encode",
+        "removeprefix",
+        "removesuffix",
+        "join",
+        "values",
+    }
+)
+#: Helpers that quote or escape what goes into SQL (`quote_identifier`, `escape_string`).
+_QUOTING = re.compile(r"(?i)(quote|escape|sanitize|identifier)")
 
 
 #: Calls that compile their first argument as a Jinja template.
@@ -882,6 +927,15 @@ def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
     return False
 
 
+
+
+def _constant_text(node: ast.AST) -> str:
+    """The string constants in an expression, joined (what SQL keywords it spells)."""
+    return " ".join(
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
+
+
 def _is_main_guard(node: ast.If) -> bool:
     test = node.test
     return (
@@ -927,6 +981,12 @@ class _Visitor(ast.NodeVisitor):
         self.function: list[str] = []
         self.main_guard = 0
         self.built: dict[str, str] = {}  # variable -> how its SQL string was built (per function)
+        #: Per function: its parameters, and locals that carry a value from them or from the request.
+        self.inputs: set[str] = set()
+        #: Per function: names checked against a fixed set (`if col not in COLUMNS: abort(400)`).
+        self.whitelisted: set[str] = set()
+        #: Per function: names holding a SQL statement (to follow `sql += clause`).
+        self.statements: set[str] = set()
         self.tainted: dict[str, str] = {}  # variable -> the request data it holds (per function)
         self.templated: dict[str, tuple[str, str]] = {}  # variable -> (source, how) of a built string
 
@@ -936,6 +996,8 @@ class _Visitor(ast.NodeVisitor):
         bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
         if bases & {"FlaskForm", "Form"} or node.name in self.facts.form_classes:
             self.facts.form_classes.add(node.name)
+        if bases & {"BaseModel", "Schema"}:
+            self.facts.checking.add(node.name)  # pydantic / marshmallow: `Item(**data)` validates
         self.scope.append(node.name)
         for stmt in node.body:
             if isinstance(stmt, ast.Assign | ast.AnnAssign):
@@ -956,7 +1018,20 @@ class _Visitor(ast.NodeVisitor):
         self.function.append(node.name)
         saved, self.built = self.built, {}
         saved_taint, self.tainted, self.templated = (self.tainted, self.templated), {}, {}
+        saved_inputs = self.inputs, self.whitelisted, self.statements
+        self.statements = set()
+        arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        self.inputs = {a.arg for a in arguments if a.arg not in ("self", "cls")}
+        self.whitelisted = {
+            c.left.id
+            for c in ast.walk(node)
+            if isinstance(c, ast.Compare)
+            and isinstance(c.left, ast.Name)
+            and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
+        }
         self.generic_visit(node)
+        self.inputs, self.whitelisted, self.statements = saved_inputs
         self.built = saved
         self.tainted, self.templated = saved_taint
         self.function.pop()
@@ -1041,8 +1116,17 @@ class _Visitor(ast.NodeVisitor):
                 self.facts.headers.append((key.value, self.path, line))
         elif isinstance(target, ast.Name):
             how = _string_build(value)
-            if how and self.function:
+            carries = self._carries_input(value)
+            if how and self.function and carries:
                 self.built[target.id] = how
+            elif self.function:
+                self.built.pop(target.id, None)
+            if carries:
+                self.inputs.add(target.id)
+            else:
+                self.inputs.discard(target.id)
+            if _SQL_WORDS.search(_constant_text(value)):
+                self.statements.add(target.id)
             self._track_request_data(target.id, value)
             if not self.scope:
                 if (
@@ -1069,7 +1153,42 @@ class _Visitor(ast.NodeVisitor):
             self.templated[name] = (source, kind)
         self.tainted[name] = source
 
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        if isinstance(node.target, ast.Name) and self._carries_input(node.iter):
+            self.inputs.add(node.target.id)
+        self.generic_visit(node)
+
+    visit_AsyncFor = visit_For
+
+    def _carries_input(self, node: ast.AST) -> bool:
+        """Whether an expression can hold a value from outside: the request, or the function's caller
+        (a parameter, or a local computed from one). Constants, module-level names, numbers (`int()`,
+        `len()`), placeholder lists (`", ".join("?" * len(ids))`), quoting helpers and names checked
+        against a fixed set cannot."""
+        if isinstance(node, ast.Constant):
+            return False
+        if isinstance(node, ast.Name):
+            return node.id not in self.whitelisted and (node.id in self.inputs or node.id in self.tainted)
+        if isinstance(node, ast.Attribute):
+            if node.attr in _REQUEST_DATA and _dotted(node.value) in ("request", "flask.request"):
+                return True
+            # A dunder is the schema (`model.__tablename__`), not a value someone sent.
+            return not node.attr.startswith("__") and self._carries_input(node.value)
+        if isinstance(node, ast.Call):
+            leaf = _dotted(node.func).rsplit(".", 1)[-1]
+            if leaf in _SQL_SAFE_CALLS or _QUOTING.search(leaf):
+                return False
+            parts: list[ast.AST] = [*node.args, *(k.value for k in node.keywords)]
+            if isinstance(node.func, ast.Attribute) and leaf in _PASSING_METHODS:
+                parts.append(node.func.value)  # `name.strip()` still holds the name; `conn.cursor()` does not
+            return any(self._carries_input(p) for p in parts)
+        return any(self._carries_input(child) for child in ast.iter_child_nodes(node))
+
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name) and self._carries_input(node.value):
+            self.inputs.add(node.target.id)
+            if node.target.id in self.statements or _SQL_WORDS.search(_constant_text(node.value)):
+                self.built.setdefault(node.target.id, "string concatenation")
         if isinstance(node.target, ast.Name) and isinstance(node.op, ast.Add | ast.Mod):
             source = _request_read(node.value, self.tainted)
             if source is not None:
@@ -1151,7 +1270,7 @@ class _Visitor(ast.NodeVisitor):
             self._write_call(name, node)
             if leaf in _SQL_CALLS and node.args:
                 first = node.args[0]
-                how = _string_build(first)
+                how = _string_build(first) if self._carries_input(first) else None
                 if how is None and isinstance(first, ast.Name):
                     how = self.built.get(first.id)
                 if how:
@@ -1198,6 +1317,11 @@ class _Visitor(ast.NodeVisitor):
                             methods = tuple(str(m).upper() for m in value.literal)
                 rules.append((str(rule), methods))
         if not rules:
+            parameters = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+            if _reads_request(node) and _validates_by_hand(node):
+                self.facts.checking.add(node.name)
+            if _validates_by_hand(node, parameters - {"self", "cls"}):
+                self.facts.checking_parameters.add(node.name)
             return
         reads: set[str] = set()
         uses_form = False
@@ -1218,6 +1342,14 @@ class _Visitor(ast.NodeVisitor):
                     uses_form = True
                 if leaf.endswith("Schema"):
                     validates = True
+        validates = validates or _validates_by_hand(node)
+        held = _request_names(node, set())
+        handed = frozenset(  # functions the view hands request data to
+            _dotted(c.func).rsplit(".", 1)[-1]
+            for c in ast.walk(node)
+            if isinstance(c, ast.Call)
+            and any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
+        )
         for rule, methods in rules:
             self.facts.routes.append(
                 Route(
@@ -1230,6 +1362,10 @@ class _Visitor(ast.NodeVisitor):
                     validates,
                     uses_form,
                     exempt,
+                    frozenset(
+                        _dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)
+                    ),
+                    handed,
                 )
             )
 
@@ -1446,6 +1582,79 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
                     what = f"{called}()" if called else "a generator expression"
                     add(node.lineno, "stream", f"a {leaf}() streamed from {what}")
     return sorted(out.values(), key=lambda s: (s.file, s.line))
+
+
+
+
+#: Helpers whose name says they check what they are given (`validate_email(...)`, `check_password`).
+_CHECKING_HELPER = re.compile(r"^_?(validate|check|clean|sanitize|sanitise|verify|parse|is_valid|ensure)")
+
+
+def _reads_request(node: ast.AST) -> bool:
+    return any(
+        isinstance(c, ast.Attribute)
+        and c.attr in _REQUEST_ATTRS
+        and _dotted(c.value) in ("request", "flask.request")
+        for c in ast.walk(node)
+    )
+
+
+def _carries(node: ast.AST, tainted: set[str]) -> bool:
+    return _reads_request(node) or any(
+        isinstance(c, ast.Name) and isinstance(c.ctx, ast.Load) and c.id in tainted for c in ast.walk(node)
+    )
+
+
+def _request_names(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str]) -> set[str]:
+    """The names in a function that hold request data (or a `seed` name), directly or computed from it."""
+    tainted = set(seed)
+
+    def carries(node: ast.AST) -> bool:
+        return _carries(node, tainted)
+
+    changed = True
+    while changed:  # the names that hold request data, directly or computed from it
+        changed = False
+        for child in ast.walk(view):
+            targets: list[ast.AST] = []
+            if isinstance(child, ast.Assign) and carries(child.value):
+                targets = list(child.targets)
+            elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
+                targets = [child.target] if carries(child.value) else []
+            elif isinstance(child, ast.For) and carries(child.iter):
+                targets = [child.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and name.id not in tainted:
+                        tainted.add(name.id)
+                        changed = True
+    return tainted
+
+
+def _validates_by_hand(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str] | None = None) -> bool:
+    """Whether a function checks the request data it reads (or the `seed` parameters it is handed): a
+    condition on the value (`if not name`, `if task in (0, 1)`, `assert`), a conversion inside
+    try/except (`int(request.form["n"])`), a typed read (`request.args.get("n", type=int)`) or a helper
+    named for checking (`validate_...`)."""
+    tainted = _request_names(view, seed or set())
+
+    def carries(node: ast.AST) -> bool:
+        return _carries(node, tainted)
+
+    for child in ast.walk(view):
+        if isinstance(child, ast.If | ast.IfExp | ast.While | ast.Assert) and carries(child.test):
+            return True
+        if isinstance(child, ast.comprehension) and any(carries(test) for test in child.ifs):
+            return True
+        if isinstance(child, ast.Try) and child.handlers and any(carries(stmt) for stmt in child.body):
+            return True
+        if isinstance(child, ast.Call):
+            leaf = _dotted(child.func).rsplit(".", 1)[-1]
+            if leaf == "get" and _reads_request(child.func) and any(k.arg == "type" for k in child.keywords):
+                return True
+            if _CHECKING_HELPER.match(leaf) and any(carries(a) for a in child.args):
+                return True
+    return False
 
 
 # --- reading a project from disk -----------------------------------------------------------------

@@ -99,9 +99,17 @@ def test_flask_debug_of_the_laptop_is_not_passed_to_the_import(
 
 def test_cookie_flags_fire_sec018(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = APP.replace("SESSION_COOKIE_SECURE=True,", "").replace('SESSION_COOKIE_SAMESITE="Lax",', "")
+    app = app.replace("from flask import Flask\n", "from flask import Flask, session\n")  # it keeps a session
     result = run(tmp_path, monkeypatch, app, env={"SECRET_KEY": STRONG})
     assert set(result) == {"SEC018"}
     assert len(result["SEC018"]) == 2
+
+
+def test_cookie_flags_of_an_app_without_a_session_do_not_matter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = APP.replace("SESSION_COOKIE_SECURE=True,", "").replace('SESSION_COOKIE_SAMESITE="Lax",', "")
+    assert run(tmp_path, monkeypatch, app, env={"SECRET_KEY": STRONG}) == {}
 
 
 def test_health_that_fails_fires_obs005(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,3 +142,66 @@ def test_a_served_function_that_starts_the_debugger_is_found(tmp_path: Path) -> 
         config=SERVED_CONFIG,
     )
     assert result["SEC001"] == ["blog/cli.py:8 app.run(debug=True) runs outside `if __name__ == '__main__':`"]
+
+
+# --- 3. SQL built from strings only when a part can carry input --------------------------------------
+
+
+def test_sql_from_constants_placeholders_numbers_and_whitelists_is_not_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sql_evidence", ["SEC009"])
+    assert [f for f in result["SEC009"] if f.startswith("safe.py")] == []
+
+
+def test_sql_carrying_request_data_or_a_caller_value_is_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sql_evidence", ["SEC009"])
+    assert [f.split(" ", 1)[0] for f in result["SEC009"]] == [
+        "unsafe.py:8",
+        "unsafe.py:13",
+        "unsafe.py:20",
+        "unsafe.py:24",
+    ]
+
+
+# --- 4. input validation by hand, through helpers and schema libraries --------------------------------
+
+
+def test_views_that_validate_by_hand_or_through_a_helper_are_not_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "validation", ["SEC007"])
+    assert [f for f in result["SEC007"] if f.startswith("views.py")] == []
+
+
+def test_views_that_use_request_data_unchecked_are_still_reported(tmp_path: Path) -> None:
+    result = _run(tmp_path, "validation", ["SEC007"])
+    assert result["SEC007"] == [
+        "unchecked.py:9 /comment (comment) uses request.form with no validation",
+        "unchecked.py:17 /settings (settings) uses request.json with no validation",
+    ]
+
+
+# --- 5. session-cookie findings only for apps that use the session -----------------------------------
+
+COOKIE_CHECKS = ["SEC010", "SEC011", "SEC012"]
+
+
+def test_an_api_that_never_uses_the_session_gets_no_cookie_findings(tmp_path: Path) -> None:
+    assert _run(tmp_path, "session_api", COOKIE_CHECKS) == {}
+
+
+@pytest.mark.parametrize(
+    "uses",
+    [
+        {"app.py": "from flask import session\n"},
+        {"app.py": "from flask import flash\n"},
+        {"app.py": "import flask\n\ndef remember(v):\n    flask.session['v'] = v\n"},
+        {"app.py": "from flask_login import LoginManager\n"},
+        {"app.py": "from flask_session import Session\n"},
+        {"templates/base.html": "{% if session.user %}Hi{% endif %}\n"},
+        {"templates/base.html": "{% for m in get_flashed_messages() %}{{ m }}{% endfor %}\n"},
+    ],
+    ids=["session", "flash", "flask.session", "flask_login", "flask_session", "template", "flashes"],
+)
+def test_an_app_that_uses_the_session_still_gets_them(tmp_path: Path, uses: dict[str, str]) -> None:
+    api = (PATTERNS / "session_api" / "app.py").read_text(encoding="utf-8")
+    extra = {path: text + api if path == "app.py" else text for path, text in uses.items()}
+    result = _run(tmp_path, "session_api", COOKIE_CHECKS, extra)
+    assert set(result) == set(COOKIE_CHECKS), result

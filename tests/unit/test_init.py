@@ -304,7 +304,7 @@ def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
     clean; other top-level calls, app.run() and loops are side effects."""
     import ast
 
-    from deploy.initproject import side_effect
+    from deploy.project.init import side_effect
 
     clean = (
         '"""doc"""\nimport os, logging\nfrom dotenv import load_dotenv\nfrom flask import Flask\n'
@@ -331,7 +331,7 @@ def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_sc
 ) -> None:
     """`deploy check --import` with no deploy.yaml and no --app imports what init would write (it took
     the first app in file order before: the export script, whose import ran the export)."""
-    from deploy.checkctx import Context
+    from deploy.checker.context import Context
 
     _shop(tmp_path)
     (tmp_path / "wsgi.py").write_text(WSGI)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy import commands as cmd
-from deploy.executor import display_line
-from deploy.loader import ConfigError, load_text
+from deploy.config.loader import ConfigError, load_text
 from deploy.plan import Command
-from deploy.pushplan import push_plan, setup_plan
+from deploy.push.plans import push_plan, setup_plan
+from deploy.remote import commands as cmd
+from deploy.remote.executor import display_line
 from deploy.render import render
 from tests.unit.test_plan_push import SECRETS, build, lines, states
 
