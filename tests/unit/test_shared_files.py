@@ -19,7 +19,7 @@ from deploy.plan import Command
 from deploy.push.plans import push_plan, setup_plan
 from deploy.remote import commands as cmd
 from deploy.remote.executor import display_line
-from deploy.render import render
+from deploy.render.render import render
 from tests.unit.test_plan_push import SECRETS, build, lines, states
 
 pytestmark = pytest.mark.unit
