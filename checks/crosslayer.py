@@ -10,7 +10,7 @@ from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
 
 from ._helpers import config_file, last_setting
-from .pitfalls import sqlite_settings
+from .pitfalls import sqlite_connects, sqlite_settings
 from .rendered import nginx_headers
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -118,7 +118,7 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
             yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
     for key, s in sqlite_settings(ctx.project, ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL")):
         yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
-    for call in ctx.project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
 
 
@@ -169,7 +169,7 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
             continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         fallback = f", the default when {s.value.env_name} is unset" if s.value.kind == "env" else ""
         yield Finding(f"SQLite ({key}{fallback}) on {hosts}: one database per host", s.file, s.line)
-    for call in ctx.project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
 
 

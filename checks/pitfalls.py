@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
-from deploy.project import SQLITE_FILE_KEYS, Project, Setting
+from deploy.project import SQLITE_FILE_KEYS, CallSite, Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, unguarded
 
@@ -154,6 +155,22 @@ def sqlite_settings(project: Project, keys: tuple[str, ...] = DATABASE_KEYS) -> 
                 yield key, s
 
 
+def sqlite_connects(project: Project) -> list[CallSite]:
+    """`sqlite3.connect()` calls that open a database kept on disk (not `:memory:`, not a file in a
+    `tempfile` folder)."""
+    temporary = {
+        (w.file, w.line)
+        for w in project.writes
+        if w.what == "sqlite3.connect()" and w.base == "absolute" and w.path.startswith("/tmp/")  # noqa: S108
+    }
+    return [
+        c
+        for c in project.calls_named("sqlite3.connect")
+        if (c.file, c.line) not in temporary
+        and not (c.args and c.args[0].kind == "literal" and c.args[0].literal == ":memory:")
+    ]
+
+
 @check(
     "PIT005",
     area="pitfalls",
@@ -184,7 +201,7 @@ def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
         if w.production and db_key and (w.file, w.line) not in seen:
             seen.add((w.file, w.line))
             yield Finding(f"{w.what} points to SQLite ({w.path}){lost}", w.file, w.line)
-    for call in project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(project):
         yield Finding(f"sqlite3.connect() is the app's database{lost}", call.file, call.line)
 
 
@@ -206,6 +223,30 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
             if base == "project" and PurePosixPath(entry).name == c.split("/", 1)[0]:
                 return True
     return False
+
+
+_PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".empty"})
+
+
+def committed_files(root: Path, folder: str) -> list[str]:
+    """The files git tracks under `folder` of the project at `root` (placeholders such as .gitkeep left
+    out); without git, the files on disk."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", folder],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode("utf-8", "replace")
+        files = [f for f in listed.split("\0") if f]
+    except (OSError, subprocess.SubprocessError):
+        base = root / folder
+        files = (
+            sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+            if base.is_dir()
+            else []
+        )
+    return sorted(f for f in files if PurePosixPath(f).name not in _PLACEHOLDERS)
 
 
 @check(
@@ -255,14 +296,32 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
         parts = w.path.strip("/").split("/")
         is_file = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
         is_log = w.what.endswith("Handler()") or bool(re.search(r"(^|_)LOG_(FILE|DIR|FOLDER|PATH)$", w.what))
-        is_file = is_file or (is_log and not w.what.endswith(("_DIR", "_FOLDER")))
-        shown = f"instance/{w.path}" if w.base == "instance" else w.path
-        folder = "instance" if w.base == "instance" else parts[0] if len(parts) > 1 or not is_file else None
-        share = (
-            f"add '{folder}' to deploy.yaml app.shared"
-            if folder
-            else "move it into a folder listed in deploy.yaml app.shared (such as instance/)"
+        # A log key names a file when it says so (LOG_FILE) or its value has a suffix (logs/app.log).
+        is_file = is_file or (
+            is_log
+            and not w.what.endswith(("_DIR", "_FOLDER"))
+            and (w.what.endswith(("Handler()", "_FILE")) or "." in parts[-1])
         )
+        shown = f"instance/{w.path}" if w.base == "instance" else w.path
+        folder: str | None
+        if w.base == "instance":
+            folder = "instance"
+        elif w.base == "project":  # joined to some folder of the project: which one is not known
+            folder = parts[0] if len(parts) > 1 or not is_file else None
+        else:  # the folder itself, or the folder of the file, relative to the release
+            folder = "/".join(parts[:-1] if is_file else parts) or None
+        committed = committed_files(ctx.root, folder) if folder else []
+        if folder and committed:
+            # Sharing it would put an empty shared folder over the committed files in every release.
+            share = (
+                f"do not share '{folder}': it holds committed files ({committed[0]}) that the shared "
+                "folder would hide; write the runtime files to a folder of their own and list that in "
+                "deploy.yaml app.shared"
+            )
+        elif folder:
+            share = f"add '{folder}' to deploy.yaml app.shared"
+        else:
+            share = "move it into a folder listed in deploy.yaml app.shared (such as instance/)"
         advice = f"log to stderr (journald keeps it), or {share}" if is_log else share
         ro = "read-only under ProtectSystem=strict and " if strict else ""
         yield Finding(

@@ -7,9 +7,11 @@ functions of their text, so checks can be tested on small inline projects.
 from __future__ import annotations
 
 import ast
+import posixpath
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -381,9 +383,14 @@ class Project:
     @cached_property
     def _facts(self) -> _Facts:
         facts = _Facts()
+        root_path = app_root_path(self.python)
         for module in self.python:
             if module.tree is not None:
-                _Visitor(module.path, facts).visit(module.tree)
+                token = _FOLDER_OF.set(folder_resolver(module, root_path))
+                try:
+                    _Visitor(module.path, facts).visit(module.tree)
+                finally:
+                    _FOLDER_OF.reset(token)
         return facts
 
     @property
@@ -759,7 +766,119 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
         and len(node.args) == 1
     ):
         return _path_of(node.args[0], depth + 1)
+    folder_of = _FOLDER_OF.get()
+    folder = folder_of(node) if folder_of is not None and isinstance(node, ast.Name | ast.Attribute) else None
+    if folder == TEMP_FOLDER:
+        return None
+    if folder:
+        return folder, "relative"
     return None
+
+
+#: How the module being scanned resolves a folder expression to a folder of the project (see
+#: `folder_resolver`); set around each module's walk.
+_FOLDER_OF: ContextVar[Callable[[ast.AST], str | None] | None] = ContextVar("_FOLDER_OF", default=None)
+
+
+#: What `folder_resolver` gives for a folder made by `tempfile` (private /tmp under the unit).
+TEMP_FOLDER = "\0tmp"
+
+
+def app_root_path(modules: list[PythonFile]) -> str | None:
+    """The project folder Flask's `app.root_path` is: the folder of the module that calls `Flask(...)`."""
+    for module in modules:
+        if module.tree is None:
+            continue
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Call) and _dotted(node.func) in ("Flask", "flask.Flask", "APIFlask"):
+                return posixpath.dirname(module.path)
+    return None
+
+
+def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.AST], str | None]:
+    """A function giving the project folder (relative, '' for the root) an expression names, as far as
+    the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
+    `os.path.join()`, `/`, `app.root_path`, and names assigned such an expression in this module."""
+    names: dict[str, str] = {}
+    own = app_root_path([module])
+    if own is not None:
+        root_path = own
+
+    def norm(path: str) -> str | None:
+        joined = posixpath.normpath(path) if path else "."
+        if joined == ".." or joined.startswith("../"):
+            return None
+        return "" if joined == "." else joined
+
+    def part(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and not node.value.startswith("/"):
+            return node.value
+        if _dotted(node) in ("os.pardir", "pardir"):
+            return ".."
+        if _dotted(node) in ("os.curdir", "curdir"):
+            return "."
+        return None
+
+    def resolve(node: ast.AST, depth: int = 0) -> str | None:
+        if depth > 12:
+            return None
+        if isinstance(node, ast.Name):
+            return module.path if node.id == "__file__" else names.get(node.id)
+        if isinstance(node, ast.Attribute):
+            if node.attr == "root_path":
+                return root_path
+            if node.attr == "parent":
+                inner = resolve(node.value, depth + 1)
+                if inner is None or inner == TEMP_FOLDER:
+                    return inner
+                return norm(posixpath.dirname(inner))
+            return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            left, right = resolve(node.left, depth + 1), part(node.right)
+            if left == TEMP_FOLDER:
+                return left
+            return norm(posixpath.join(left, right)) if left is not None and right is not None else None
+        if not isinstance(node, ast.Call):
+            return None
+        name = _dotted(node.func)
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(node.func, ast.Attribute) and leaf in ("resolve", "absolute") and not node.args:
+            return resolve(node.func.value, depth + 1)
+        if not node.args:
+            return None
+        first = resolve(node.args[0], depth + 1)
+        if first is None or first == TEMP_FOLDER:
+            return first
+        if leaf == "dirname":
+            return norm(posixpath.dirname(first))
+        if leaf in ("abspath", "realpath", "normpath", "fspath") or name in ("Path", "pathlib.Path", "str"):
+            return first
+        if leaf == "join":
+            rest = [part(a) for a in node.args[1:]]
+            if any(r is None for r in rest):
+                return None
+            return norm(posixpath.join(first, *[r for r in rest if r is not None]))
+        return None
+
+    if module.tree is not None:
+        bindings: list[tuple[int, ast.AST, ast.AST]] = []
+        for n in ast.walk(module.tree):
+            if isinstance(n, ast.Assign) and len(n.targets) == 1:
+                bindings.append((n.lineno, n.targets[0], n.value))
+            elif isinstance(n, ast.With | ast.AsyncWith):
+                bindings.extend(
+                    (n.lineno, i.optional_vars, i.context_expr) for i in n.items if i.optional_vars
+                )
+        for _line, target, value in sorted(bindings, key=lambda b: b[0]):
+            if not isinstance(target, ast.Name):
+                continue
+            if isinstance(value, ast.Call) and _dotted(value.func).startswith("tempfile."):
+                names[target.id] = TEMP_FOLDER
+                continue
+            found = resolve(value)
+            if found is not None:
+                names[target.id] = found
+    return resolve
 
 
 def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
@@ -767,6 +886,14 @@ def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
     name = _dotted(head) or ast.unparse(head)
     if name.endswith("instance_path"):
         return tail, "instance"
+    folder_of = _FOLDER_OF.get()
+    folder = folder_of(head) if folder_of is not None else None
+    if folder == TEMP_FOLDER:
+        return f"/tmp/{tail}", "absolute"  # noqa: S108 - a path compared, never used
+    if folder is not None:
+        joined = posixpath.normpath(posixpath.join(folder, tail))
+        if joined != ".." and not joined.startswith("../"):
+            return joined.removeprefix("./"), "relative"
     if _BASE_HINTS.search(name):
         return tail, "project"
     return None

@@ -342,3 +342,119 @@ def test_perf005_quiet_on_workers_that_hold_many_connections(tmp_path: Path, con
 def test_perf005_quiet_without_streams(tmp_path: Path) -> None:
     plain = "from flask import Response\n\n\ndef page():\n    return Response('<p>hi</p>')\n"
     assert _findings(tmp_path, "PERF005", {"page.py": plain}, CONFIG) == []
+
+
+# --- PIT006: the folder the app really writes, and never a folder of committed files -----------------
+
+PACKAGE_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+    os.makedirs(os.path.join(app.root_path, "uploads"), exist_ok=True)
+    return app
+"""
+
+PACKAGE_LOGS = """\
+import logging
+from pathlib import Path
+
+LOGS = Path(__file__).resolve().parent / "logs"
+
+
+def setup():
+    LOGS.mkdir(exist_ok=True)
+    return logging.FileHandler(LOGS / "app.log")
+"""
+
+PACKAGE_CONFIG = """\
+import os
+
+basedir = os.path.abspath(os.path.dirname(__file__))
+
+
+class Config:
+    UPLOAD_FOLDER = os.path.join(basedir, "media")
+"""
+
+MODELS_APP = """\
+import os
+
+BASE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load():
+    os.makedirs(os.path.join(BASE, "models"), exist_ok=True)
+"""
+
+TEMP_DB = """\
+import os
+import sqlite3
+import tempfile
+
+
+def snapshot(source):
+    with tempfile.TemporaryDirectory() as directory:
+        target = sqlite3.connect(os.path.join(directory, "copy.db"))
+        source.backup(target)
+"""
+
+
+def _shared(*entries: str) -> str:
+    return CONFIG.replace(
+        "  secrets: [SECRET_KEY]\n", f"  secrets: [SECRET_KEY]\n  shared: [{', '.join(entries)}]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"shop/__init__.py": PACKAGE_APP},
+            "shop/__init__.py:9 os.makedirs() writes shop/uploads inside the release",
+        ),
+        ({"shop/__init__.py": PACKAGE_APP}, "add 'shop/uploads' to deploy.yaml app.shared"),
+        ({"shop/logs.py": PACKAGE_LOGS}, "shop/logs.py:8 Path.mkdir() writes shop/logs inside the release"),
+        ({"shop/logs.py": PACKAGE_LOGS}, "writes shop/logs/app.log inside the release"),
+        ({"shop/config.py": PACKAGE_CONFIG}, "add 'shop/media' to deploy.yaml app.shared"),
+    ],
+)
+def test_pit006_names_the_folder_the_app_really_writes(
+    tmp_path: Path, files: dict[str, str | None], says: str
+) -> None:
+    result = _findings(tmp_path, "PIT006", files, _shared("uploads", "logs", "media"))
+    assert any(says in f for f in result), result
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"shop/__init__.py": PACKAGE_APP},
+        {"shop/logs.py": PACKAGE_LOGS},
+        {"shop/config.py": PACKAGE_CONFIG},
+    ],
+)
+def test_pit006_quiet_when_the_real_folder_is_shared(tmp_path: Path, files: dict[str, str | None]) -> None:
+    assert _findings(tmp_path, "PIT006", files, _shared("shop/uploads", "shop/logs", "shop/media")) == []
+
+
+def test_pit006_never_advises_sharing_committed_files(tmp_path: Path) -> None:
+    files = {"ml/predict.py": MODELS_APP, "ml/models/classifier.json": '{"weights": [1, 2]}\n'}
+    (result,) = _findings(tmp_path, "PIT006", files, CONFIG)
+    assert "do not share 'ml/models': it holds committed files (ml/models/classifier.json)" in result
+    assert "add 'ml/models'" not in result
+
+
+def test_pit006_quiet_for_tempfile_folders(tmp_path: Path) -> None:
+    assert _findings(tmp_path, "PIT006", {"backup.py": TEMP_DB}, CONFIG) == []
+    assert _findings(tmp_path, "XL006", {"backup.py": TEMP_DB}, TWO_HOSTS) == []
+
+
+def test_pit006_a_log_path_without_suffix_is_a_folder(tmp_path: Path) -> None:
+    config = "import os\n\nbasedir = os.path.dirname(__file__)\nLOG_PATH = os.path.join(basedir, 'logs')\n"
+    (result,) = _findings(tmp_path, "PIT006", {"forum/config.py": config}, CONFIG)
+    assert "add 'forum/logs' to deploy.yaml app.shared" in result
