@@ -566,7 +566,7 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     `<script type="application/json">` block, or allow exactly what a page needs in deploy.yaml
     `nginx.csp_sources`: the hash this check prints for an inline script or style
     (`script-src: ["'sha256-...'"]`), or another host (`img-src: [https://images.example.com]`).""",
-    layers=("config", "project"),
+    layers=("project",),
     references=(
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
@@ -575,14 +575,19 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
 )
 def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     from deploy import csp
+    from deploy.project import inline_templates
 
-    assert ctx.config is not None
-    policy = ctx.config.nginx.csp_header
-    domains = ctx.config.server.domains
+    # Without deploy.yaml: the policy deploy renders by default (what `deploy init` would give).
+    policy = ctx.config.nginx.csp_header if ctx.config is not None else csp.DEFAULT_POLICY
+    domains = ctx.config.server.domains if ctx.config is not None else []
     for path, text in _served_pages(ctx):
         judge = csp.blocked_css if path.endswith(".css") else csp.blocked
         for blocked in judge(text, policy, domains):
             yield Finding(blocked.message, path, blocked.line)
+    # Pages written as strings in the source (`render_template_string("<script>...")`).
+    for template in inline_templates(ctx.project.python):
+        for blocked in csp.blocked(template.text, policy, domains):
+            yield Finding(blocked.message, template.file, template.line + blocked.line - 1)
 
 
 @check(

@@ -1535,6 +1535,58 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
     return sorted(out.values(), key=lambda s: (s.file, s.line))
 
 
+# --- templates written in the source ------------------------------------------------------------
+
+#: Calls whose first argument is a Jinja template given as a string.
+_STRING_TEMPLATE_CALLS = frozenset({"render_template_string", "stream_template_string", "from_string"})
+
+
+@dataclass(frozen=True)
+class InlineTemplate:
+    """An HTML template written as a string literal in the source and rendered as a page."""
+
+    file: str
+    #: The line the string starts on (its first line of text is on this line).
+    line: int
+    text: str
+
+
+def inline_templates(modules: list[PythonFile]) -> list[InlineTemplate]:
+    """Templates given to `render_template_string()` (or `from_string()`) as a literal, or as a name
+    assigned a literal in the same module."""
+    out: list[InlineTemplate] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        literals: dict[str, ast.Constant] = {}
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                literals[node.targets[0].id] = node.value
+        seen: set[int] = set()
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            if _dotted(node.func).rsplit(".", 1)[-1] not in _STRING_TEMPLATE_CALLS:
+                continue
+            first = node.args[0]
+            literal = literals.get(first.id) if isinstance(first, ast.Name) else first
+            if (
+                isinstance(literal, ast.Constant)
+                and isinstance(literal.value, str)
+                and "<" in literal.value
+                and id(literal) not in seen
+            ):
+                seen.add(id(literal))
+                out.append(InlineTemplate(module.path, literal.lineno, literal.value))
+    return sorted(out, key=lambda t: (t.file, t.line))
+
+
 # --- reading a project from disk -----------------------------------------------------------------
 
 _TEXT_NAMES = (

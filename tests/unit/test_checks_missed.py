@@ -458,3 +458,50 @@ def test_pit006_a_log_path_without_suffix_is_a_folder(tmp_path: Path) -> None:
     config = "import os\n\nbasedir = os.path.dirname(__file__)\nLOG_PATH = os.path.join(basedir, 'logs')\n"
     (result,) = _findings(tmp_path, "PIT006", {"forum/config.py": config}, CONFIG)
     assert "add 'forum/logs' to deploy.yaml app.shared" in result
+
+
+# --- SEC021: inline scripts against the strict default CSP ------------------------------------------
+
+PAGE_WITH_HANDLERS = '<button onclick="save()">Save</button>\n<script>\n  init();\n</script>\n'
+
+STRING_TEMPLATE_APP = '''\
+from flask import Flask, render_template_string
+
+app = Flask(__name__)
+
+PAGE = """<!doctype html>
+<title>Hi</title>
+<script>alert("hi")</script>
+"""
+
+
+@app.get("/")
+def index():
+    return render_template_string(PAGE)
+'''
+
+
+def test_sec021_runs_without_deploy_yaml_against_the_default_policy(tmp_path: Path) -> None:
+    result = _findings(tmp_path, "SEC021", {"shop/templates/base.html": PAGE_WITH_HANDLERS}, None)
+    assert any(f.startswith("shop/templates/base.html:1 inline event handler onclick=") for f in result), (
+        result
+    )
+    assert any(
+        f.startswith("shop/templates/base.html:2 inline <script> is blocked by script-src") for f in result
+    )
+
+
+def test_sec021_reads_templates_written_in_the_source(tmp_path: Path) -> None:
+    result = _findings(tmp_path, "SEC021", {"app.py": STRING_TEMPLATE_APP}, CONFIG)
+    assert [f.split(":", 2)[:2] for f in result] == [["app.py", "7 inline <script> is blocked by script-src"]]
+
+
+def test_sec021_quiet_for_pages_the_policy_allows(tmp_path: Path) -> None:
+    clean = (
+        "<script src=\"{{ url_for('static', filename='app.js') }}\"></script>\n"
+        '<button class="save">Save</button>\n'
+    )
+    safe_string = STRING_TEMPLATE_APP.replace('<script>alert("hi")</script>', "<p>hi</p>")
+    files = {"shop/templates/base.html": clean, "app.py": safe_string}
+    assert _findings(tmp_path, "SEC021", files, None) == []
+    assert _findings(tmp_path, "SEC021", files, CONFIG) == []
