@@ -149,6 +149,7 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
     from deploy.loader import line_of
+    from deploy.project import sqlite_engines
 
     assert ctx.config is not None
     several = [(where, n) for where, n in _host_counts(ctx) if n > 1]
@@ -171,6 +172,8 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
         yield Finding(f"SQLite ({key}{fallback}) on {hosts}: one database per host", s.file, s.line)
     for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
+    for file, line in sqlite_engines(ctx.project.python):
+        yield Finding(f"SQLite (create_engine) on {hosts}: one database per host", file, line)
 
 
 _DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}

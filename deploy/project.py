@@ -973,6 +973,28 @@ def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
     return False
 
 
+def sqlite_engines(modules: list[PythonFile]) -> list[tuple[str, int]]:
+    """(file, line) of every SQLAlchemy `create_engine()` given an SQLite file URL (not `sqlite://`,
+    the in-memory database)."""
+    out: list[tuple[str, int]] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.Call)
+                and node.args
+                and _dotted(node.func).rsplit(".", 1)[-1] in ("create_engine", "create_async_engine")
+                and names_sqlite("SQLALCHEMY_DATABASE_URI", node.args[0])
+                and not (
+                    isinstance(node.args[0], ast.Constant)
+                    and str(node.args[0].value).strip() in ("sqlite://", "sqlite:///:memory:")
+                )
+            ):
+                out.append((module.path, node.lineno))
+    return sorted(out)
+
+
 def _is_main_guard(node: ast.If) -> bool:
     test = node.test
     return (

@@ -66,9 +66,17 @@ SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{os.getcwd(
 """
 
 
+ENGINE = (
+    "from sqlalchemy import create_engine\n\n\ndef connect(path):\n"
+    "    return create_engine('sqlite:///{0}'.format(path), echo=False)\n"
+)
+MEMORY_ENGINE = "from sqlalchemy import create_engine\n\nengine = create_engine('sqlite://')\n"
+
+
 @pytest.mark.parametrize(
     ("files", "config", "says"),
     [
+        ({"books/db.py": ENGINE}, TWO_HOSTS, "books/db.py:5 SQLite (create_engine) on 2 hosts"),
         ({"myforum/configs/default.py": FLASKBB_STYLE}, TWO_HOSTS, "myforum/configs/default.py:6 SQLite"),
         ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:11 SQLite (DATABASE)"),
         ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:17 SQLite (sqlite3.connect)"),
@@ -95,6 +103,8 @@ def test_xl006_finds_sqlite_through_config(
     [
         ({"myforum/configs/default.py": FLASKBB_STYLE}, ONE_HOST),
         ({"flaskr.py": FLASKR_STYLE}, ONE_HOST),
+        ({"books/db.py": ENGINE}, ONE_HOST),
+        ({"books/db.py": MEMORY_ENGINE}, TWO_HOSTS),
         # deploy.yaml gives DATABASE_URL: the SQLite fallback never applies.
         (
             {"config.py": ENV_DEFAULT},
