@@ -10,7 +10,7 @@ from deploy.checkctx import Context
 from deploy.checkrun import Finding, check
 
 from ._helpers import config_file, last_setting
-from .pitfalls import sqlite_connects, sqlite_settings
+from .pitfalls import given_env, sqlite_connects, sqlite_settings
 from .rendered import nginx_headers
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -158,8 +158,7 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
     where, count = max(several, key=lambda item: item[1])
     hosts = f"{count} hosts ({where})"
     app = ctx.config.app
-    given = {key for key, value in app.env.items() if not _SQLITE_URL.match(value.strip())}
-    given |= set(app.secrets)
+    given = given_env(ctx)
     for key, value in sorted(app.env.items()):
         if _SQLITE_URL.match(value.strip()):
             file = config_file(ctx)

@@ -171,6 +171,15 @@ def sqlite_connects(project: Project) -> list[CallSite]:
     ]
 
 
+def given_env(ctx: Context) -> set[str]:
+    """Environment variables deploy.yaml gives the app (app.env and app.secrets) with a value that is
+    not an SQLite URL: a fallback in the code for one of them never applies."""
+    if ctx.config is None:
+        return set()
+    app = ctx.config.app
+    return {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+
+
 @check(
     "PIT005",
     area="pitfalls",
@@ -193,8 +202,11 @@ def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
         else ""
     )
     seen: set[tuple[str, int]] = set()
+    given = given_env(ctx)
     for key, s in sqlite_settings(project):
         seen.add((s.file, s.line))
+        if s.value.kind == "env" and s.value.env_name in given:
+            continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         yield Finding(f"{key} points to SQLite{lost}", s.file, s.line)
     for w in project.writes:
         db_key = w.what in DATABASE_KEYS
@@ -279,8 +291,13 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
     strict = overrides.get("ProtectSystem", "strict") == "strict"
     writable = [paths_for(ctx.config).shared.rstrip("/") + "/", *_WRITABLE]
     writable += [p.rstrip("/") + "/" for p in overrides.get("ReadWritePaths", "").split()]
+    given = given_env(ctx)
+    # Settings whose path is only the fallback of a variable deploy.yaml gives: never used.
+    unused = {
+        (s.file, s.line) for s in ctx.project.settings if s.value.kind == "env" and s.value.env_name in given
+    }
     for w in ctx.project.writes:
-        if not w.production:
+        if not w.production or (w.file, w.line) in unused:
             continue
         if w.base == "absolute":
             if strict and not any((w.path.rstrip("/") + "/").startswith(p) for p in writable):

@@ -515,3 +515,15 @@ def test_sec021_quiet_for_pages_the_policy_allows(tmp_path: Path) -> None:
     files = {"shop/templates/base.html": clean, "app.py": safe_string}
     assert _findings(tmp_path, "SEC021", files, None) == []
     assert _findings(tmp_path, "SEC021", files, CONFIG) == []
+
+
+@pytest.mark.parametrize("check_id", ["PIT005", "PIT006"])
+def test_sqlite_fallbacks_of_a_variable_deploy_yaml_gives_are_not_reported(
+    tmp_path: Path, check_id: str
+) -> None:
+    files = {
+        "config.py": "import os\n\nSQLALCHEMY_DATABASE_URI = os.environ.get('DATABASE_URL', 'sqlite:///app.db')\n"
+    }
+    assert _findings(tmp_path, check_id, files, CONFIG) != []
+    given = CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL]")
+    assert _findings(tmp_path / "given", check_id, files, given) == []
