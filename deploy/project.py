@@ -787,7 +787,7 @@ TEMP_FOLDER = "\0tmp"
 def app_root_path(modules: list[PythonFile]) -> str | None:
     """The project folder Flask's `app.root_path` is: the folder of the module that calls `Flask(...)`."""
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or "Flask(" not in module.text:
             continue
         for node in ast.walk(module.tree):
             if isinstance(node, ast.Call) and _dotted(node.func) in ("Flask", "flask.Flask", "APIFlask"):
@@ -800,6 +800,8 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
     the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
     `os.path.join()`, `/`, `app.root_path`, and names assigned such an expression in this module."""
     names: dict[str, str] = {}
+    if not any(word in module.text for word in ("__file__", "root_path", "tempfile")):
+        return lambda node: None  # nothing in this module can name a folder of the project
     own = app_root_path([module])
     if own is not None:
         root_path = own
@@ -978,7 +980,7 @@ def sqlite_engines(modules: list[PythonFile]) -> list[tuple[str, int]]:
     the in-memory database)."""
     out: list[tuple[str, int]] = []
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or "create_" not in module.text:
             continue
         for node in ast.walk(module.tree):
             if (
@@ -1428,7 +1430,7 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
     """Every SECRET_KEY the source generates per process, or generates and keeps in a file."""
     out: list[KeyGeneration] = []
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or not ("SECRET_KEY" in module.text or "secret_key" in module.text):
             continue
         functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {
             f.name: f for f in ast.walk(module.tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
@@ -1491,6 +1493,8 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
 
 _STREAM_CALLS = frozenset({"stream_with_context", "stream_template", "stream_template_string"})
 _RESPONSE_CALLS = frozenset({"Response", "response_class", "make_response", "StreamingResponse"})
+#: A module without any of these words has no stream (a cheap test before walking its tree).
+_STREAM_HINTS = re.compile(r"event-stream|flask_sse|SocketIO|stream_|Response\(|response_class|make_response")
 
 
 @dataclass(frozen=True)
@@ -1513,13 +1517,10 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
     """Streaming responses: server-sent events, Flask-SSE, Flask-SocketIO, generator responses."""
     out: dict[tuple[str, int], Stream] = {}
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or not _STREAM_HINTS.search(module.text):
             continue
-        generators = {
-            f.name
-            for f in ast.walk(module.tree)
-            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-            and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(f))
+        functions = {
+            f.name: f for f in ast.walk(module.tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
         }
 
         def add(
@@ -1551,7 +1552,10 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
             elif leaf in _RESPONSE_CALLS and node.args:
                 first = node.args[0]
                 called = _dotted(first.func).rsplit(".", 1)[-1] if isinstance(first, ast.Call) else ""
-                if isinstance(first, ast.GeneratorExp) or called in generators:
+                if isinstance(first, ast.GeneratorExp) or (
+                    called in functions
+                    and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(functions[called]))
+                ):
                     what = f"{called}()" if called else "a generator expression"
                     add(node.lineno, "stream", f"a {leaf}() streamed from {what}")
     return sorted(out.values(), key=lambda s: (s.file, s.line))
@@ -1578,7 +1582,7 @@ def inline_templates(modules: list[PythonFile]) -> list[InlineTemplate]:
     assigned a literal in the same module."""
     out: list[InlineTemplate] = []
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or not ("_string" in module.text or "from_string" in module.text):
             continue
         literals: dict[str, ast.Constant] = {}
         for node in ast.walk(module.tree):
