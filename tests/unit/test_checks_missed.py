@@ -527,3 +527,21 @@ def test_sqlite_fallbacks_of_a_variable_deploy_yaml_gives_are_not_reported(
     assert _findings(tmp_path, check_id, files, CONFIG) != []
     given = CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL]")
     assert _findings(tmp_path / "given", check_id, files, given) == []
+
+
+def test_pit006_asks_git_which_files_are_committed(tmp_path: Path) -> None:
+    import subprocess
+
+    files = {
+        "ml/predict.py": MODELS_APP.replace('"models"', '"cache"'),
+        "ml/cache/.gitkeep": "",
+        ".gitignore": ".env\n__pycache__/\nml/cache/*\n!ml/cache/.gitkeep\n",
+    }
+    root = project(tmp_path, files)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    # A file the app wrote while running locally: on disk, not committed.
+    (root / "ml/cache/vectors.bin").write_bytes(b"\0")
+    report = check(root, ["PIT006"], config=CONFIG)
+    (finding,) = found(report)["PIT006"]
+    assert "add 'ml/cache' to deploy.yaml app.shared" in finding
