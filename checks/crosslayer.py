@@ -10,7 +10,7 @@ from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 
 from ._helpers import config_file, last_setting
-from .pitfalls import sqlite_settings
+from .pitfalls import given_env, sqlite_connects, sqlite_settings
 from .rendered import nginx_headers
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -118,7 +118,7 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
             yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
     for key, s in sqlite_settings(ctx.project, ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL")):
         yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
-    for call in ctx.project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
 
 
@@ -150,13 +150,16 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     `.format()`), also as the fallback of an environment variable (`os.environ.get("DATABASE_URL",
     "sqlite:///app.db")`) unless deploy.yaml gives that variable (`app.env` or `app.secrets`); a
     `DATABASE`-style key naming a `.db` or `.sqlite` file (Flask's tutorial:
-    `DATABASE=os.path.join(app.instance_path, "flaskr.sqlite")`); `sqlite3.connect()`; and an `sqlite:`
-    URL in deploy.yaml `app.env` itself. The hosts counted: those of deploy.yaml (with `-e ENV`
-    overlaid) and those of every entry of `environments:`; with one host, PIT005 and PIT006 still apply.""",
+    `DATABASE=os.path.join(app.instance_path, "flaskr.sqlite")`); `sqlite3.connect()`; SQLAlchemy
+    `create_engine()` given an SQLite file URL; and an `sqlite:` URL in deploy.yaml `app.env` itself.
+    Connections to `:memory:` or to a file in a `tempfile` folder do not count. The hosts counted: those
+    of deploy.yaml (with `-e ENV` overlaid) and those of every entry of `environments:`; with one host,
+    PIT005 and PIT006 still apply.""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
     from deploy.config.loader import line_of
+    from deploy.project.scan import sqlite_engines
 
     assert ctx.config is not None
     several = [(where, n) for where, n in _host_counts(ctx) if n > 1]
@@ -165,8 +168,7 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
     where, count = max(several, key=lambda item: item[1])
     hosts = f"{count} hosts ({where})"
     app = ctx.config.app
-    given = {key for key, value in app.env.items() if not _SQLITE_URL.match(value.strip())}
-    given |= set(app.secrets)
+    given = given_env(ctx)
     for key, value in sorted(app.env.items()):
         if _SQLITE_URL.match(value.strip()):
             file = config_file(ctx)
@@ -177,8 +179,10 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
             continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         fallback = f", the default when {s.value.env_name} is unset" if s.value.kind == "env" else ""
         yield Finding(f"SQLite ({key}{fallback}) on {hosts}: one database per host", s.file, s.line)
-    for call in ctx.project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite (sqlite3.connect) on {hosts}: one database per host", call.file, call.line)
+    for file, line in sqlite_engines(ctx.project.python):
+        yield Finding(f"SQLite (create_engine) on {hosts}: one database per host", file, line)
 
 
 _DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}

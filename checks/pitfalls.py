@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from deploy.checker.context import Context
 from deploy.checker.runner import Finding, check
 from deploy.project.evidence import csrf_enforcement
-from deploy.project.scan import SQLITE_FILE_KEYS, Project, Setting
+from deploy.project.scan import SQLITE_FILE_KEYS, CallSite, Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
 
@@ -163,6 +164,31 @@ def sqlite_settings(project: Project, keys: tuple[str, ...] = DATABASE_KEYS) -> 
                 yield key, s
 
 
+def sqlite_connects(project: Project) -> list[CallSite]:
+    """`sqlite3.connect()` calls that open a database kept on disk (not `:memory:`, not a file in a
+    `tempfile` folder)."""
+    temporary = {
+        (w.file, w.line)
+        for w in project.writes
+        if w.what == "sqlite3.connect()" and w.base == "absolute" and w.path.startswith("/tmp/")  # noqa: S108
+    }
+    return [
+        c
+        for c in project.calls_named("sqlite3.connect")
+        if (c.file, c.line) not in temporary
+        and not (c.args and c.args[0].kind == "literal" and c.args[0].literal == ":memory:")
+    ]
+
+
+def given_env(ctx: Context) -> set[str]:
+    """Environment variables deploy.yaml gives the app (app.env and app.secrets) with a value that is
+    not an SQLite URL: a fallback in the code for one of them never applies."""
+    if ctx.config is None:
+        return set()
+    app = ctx.config.app
+    return {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+
+
 @check(
     "PIT005",
     area="pitfalls",
@@ -174,6 +200,9 @@ def sqlite_settings(project: Project, keys: tuple[str, ...] = DATABASE_KEYS) -> 
     fix="""Use PostgreSQL or MySQL for production (`SQLALCHEMY_DATABASE_URI=os.environ["DATABASE_URL"]`);
     if SQLite is a deliberate choice, keep it under a shared path, run one worker, and suppress this
     check with the reason.""",
+    details="""When deploy.yaml gives the variable an SQLite fallback belongs to
+    (`os.environ.get("DATABASE_URL", "sqlite:///app.db")` with `DATABASE_URL` in `app.secrets` or `app.env`),
+    the fallback never applies and is not reported (here, in PIT006 and in XL006).""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
@@ -185,15 +214,18 @@ def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
         else ""
     )
     seen: set[tuple[str, int]] = set()
+    given = given_env(ctx)
     for key, s in sqlite_settings(project):
         seen.add((s.file, s.line))
+        if s.value.kind == "env" and s.value.env_name in given:
+            continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         yield Finding(f"{key} points to SQLite{lost}", s.file, s.line)
     for w in project.writes:
         db_key = w.what in DATABASE_KEYS
         if w.production and db_key and (w.file, w.line) not in seen:
             seen.add((w.file, w.line))
             yield Finding(f"{w.what} points to SQLite ({w.path}){lost}", w.file, w.line)
-    for call in project.calls_named("sqlite3.connect"):
+    for call in sqlite_connects(project):
         yield Finding(f"sqlite3.connect() is the app's database{lost}", call.file, call.line)
 
 
@@ -217,6 +249,30 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     return False
 
 
+_PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".empty"})
+
+
+def committed_files(root: Path, folder: str) -> list[str]:
+    """The files git tracks under `folder` of the project at `root` (placeholders such as .gitkeep left
+    out); without git, the files on disk."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", folder],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode("utf-8", "replace")
+        files = [f for f in listed.split("\0") if f]
+    except (OSError, subprocess.SubprocessError):
+        base = root / folder
+        files = (
+            sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+            if base.is_dir()
+            else []
+        )
+    return sorted(f for f in files if PurePosixPath(f).name not in _PLACEHOLDERS)
+
+
 @check(
     "PIT006",
     area="pitfalls",
@@ -238,9 +294,17 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     `os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(basedir, "app.db")`), and config keys
     naming an upload or log folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`, `UPLOADED_*_DEST`, `LOG_DIR`,
     `LOG_FILE`).
-    A path joined to a folder of the project (`os.path.join(basedir, "uploads")`) is covered by an
-    `app.shared` entry of the same name (`uploads`, or `bluelog/uploads`); a relative path (resolved from
-    the release, the service's working directory) by an entry it lies in. Absolute paths are fine under
+    The path is resolved to the folder of the project the app really writes: `app.root_path` is the folder
+    of the module that creates the app, `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`,
+    `.resolve()`, `os.path.join()` and `/` are followed, also through names (`basedir =
+    os.path.abspath(os.path.dirname(__file__))`), so `os.path.join(app.root_path, "uploads")` in
+    `shop/__init__.py` is `shop/uploads` and only an `app.shared` entry `shop/uploads` (or `shop`) covers it.
+    A relative path (resolved from the release, the service's working directory) is covered by an entry it
+    lies in; a path joined to a folder that cannot be resolved, by an entry of the same name. Folders made
+    with `tempfile` are fine (a private /tmp). deploy never advises sharing a folder that holds committed
+    files (git's, or on disk without git): the shared folder would hide them in every release (a model, a
+    data file), so the finding says to write the runtime files to a folder of their own instead. A single
+    file written at the project root goes into `app.shared_files`. Absolute paths are fine under
     the shared folder (`/srv/APP/shared`), `/tmp` (a private one per service), `/run`, or a
     `ReadWritePaths` given in `systemd.overrides`. Config classes for development or tests are skipped.
     Without deploy.yaml this check is skipped and PIT005 says that an SQLite file is lost on every
@@ -261,8 +325,13 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
     strict = overrides.get("ProtectSystem", "strict") == "strict"
     writable = [paths_for(ctx.config).shared.rstrip("/") + "/", *_WRITABLE]
     writable += [p.rstrip("/") + "/" for p in overrides.get("ReadWritePaths", "").split()]
+    given = given_env(ctx)
+    # Settings whose path is only the fallback of a variable deploy.yaml gives: never used.
+    unused = {
+        (s.file, s.line) for s in ctx.project.settings if s.value.kind == "env" and s.value.env_name in given
+    }
     for w in ctx.project.writes:
-        if not w.production:
+        if not w.production or (w.file, w.line) in unused:
             continue
         if w.base == "absolute":
             if strict and not any((w.path.rstrip("/") + "/").startswith(p) for p in writable):
@@ -278,15 +347,35 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
         parts = w.path.strip("/").split("/")
         is_file = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
         is_log = w.what.endswith("Handler()") or bool(re.search(r"(^|_)LOG_(FILE|DIR|FOLDER|PATH)$", w.what))
-        is_file = is_file or (is_log and not w.what.endswith(("_DIR", "_FOLDER")))
-        shown = f"instance/{w.path}" if w.base == "instance" else w.path
-        folder = "instance" if w.base == "instance" else parts[0] if len(parts) > 1 or not is_file else None
-        share = (
-            f"add '{folder}' to deploy.yaml app.shared"
-            if folder
-            else "list it in deploy.yaml app.shared_files, or move it into a folder listed in app.shared "
-            "(such as instance/)"
+        # A log key names a file when it says so (LOG_FILE) or its value has a suffix (logs/app.log).
+        is_file = is_file or (
+            is_log
+            and not w.what.endswith(("_DIR", "_FOLDER"))
+            and (w.what.endswith(("Handler()", "_FILE")) or "." in parts[-1])
         )
+        shown = f"instance/{w.path}" if w.base == "instance" else w.path
+        folder: str | None
+        if w.base == "instance":
+            folder = "instance"
+        elif w.base == "project":  # joined to some folder of the project: which one is not known
+            folder = parts[0] if len(parts) > 1 or not is_file else None
+        else:  # the folder itself, or the folder of the file, relative to the release
+            folder = "/".join(parts[:-1] if is_file else parts) or None
+        committed = committed_files(ctx.root, folder) if folder else []
+        if folder and committed:
+            # Sharing it would put an empty shared folder over the committed files in every release.
+            share = (
+                f"do not share '{folder}': it holds committed files ({committed[0]}) that the shared "
+                "folder would hide; write the runtime files to a folder of their own and list that in "
+                "deploy.yaml app.shared"
+            )
+        elif folder:
+            share = f"add '{folder}' to deploy.yaml app.shared"
+        else:
+            share = (
+                "list it in deploy.yaml app.shared_files, or move it into a folder listed in app.shared "
+                "(such as instance/)"
+            )
         advice = f"log to stderr (journald keeps it), or {share}" if is_log else share
         ro = "read-only under ProtectSystem=strict and " if strict else ""
         yield Finding(

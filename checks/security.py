@@ -600,7 +600,7 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     `<script type="application/json">` block, or allow exactly what a page needs in deploy.yaml
     `nginx.csp_sources`: the hash this check prints for an inline script or style
     (`script-src: ["'sha256-...'"]`), or another host (`img-src: [https://images.example.com]`).""",
-    layers=("config", "project"),
+    layers=("project",),
     details="""
     What is read: every HTML or Jinja template (`.html`, `.htm`, `.jinja`, `.jinja2`, and `.j2` under a
     `templates/` folder) and every `.css` file of the project, judged against the policy the Nginx site
@@ -623,7 +623,14 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     URLs made by `url_for(...)` are this site's; other URLs built by a template expression
     (`{{ user.avatar_url }}`) are not known until the page renders and are never reported. Code inside
     `{# ... #}` and `<!-- ... -->` comments does not count. A finding in a template is accepted on its
-    line with a template comment: `{# deploy: ignore[SEC021] why #}`.""",
+    line with a template comment: `{# deploy: ignore[SEC021] why #}`.
+
+    Which pages: every HTML or Jinja template and CSS file of the project (e-mail templates left out), and
+    every page written as a string in the source: the literal (or a name assigned one in the same module)
+    given to `render_template_string()`, `stream_template_string()` or `from_string()`, reported at its line
+    in the Python file. Which policy: deploy.yaml's (`nginx.content_security_policy` with
+    `nginx.csp_sources`); without deploy.yaml, the strict default policy deploy renders, so what breaks is
+    known before the first `deploy init`.""",
     references=(
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
@@ -631,15 +638,20 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     ),
 )
 def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
+    from deploy.project.scan import inline_templates
     from deploy.render import csp
 
-    assert ctx.config is not None
-    policy = ctx.config.nginx.csp_header
-    domains = ctx.config.server.domains
+    # Without deploy.yaml: the policy deploy renders by default (what `deploy init` would give).
+    policy = ctx.config.nginx.csp_header if ctx.config is not None else csp.DEFAULT_POLICY
+    domains = ctx.config.server.domains if ctx.config is not None else []
     for path, text in _served_pages(ctx):
         judge = csp.blocked_css if path.endswith(".css") else csp.blocked
         for blocked in judge(text, policy, domains):
             yield Finding(blocked.message, path, blocked.line)
+    # Pages written as strings in the source (`render_template_string("<script>...")`).
+    for template in inline_templates(ctx.project.python):
+        for blocked in csp.blocked(template.text, policy, domains):
+            yield Finding(blocked.message, template.file, template.line + blocked.line - 1)
 
 
 @check(

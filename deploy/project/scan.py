@@ -7,9 +7,11 @@ functions of their text, so checks can be tested on small inline projects.
 from __future__ import annotations
 
 import ast
+import posixpath
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -385,9 +387,14 @@ class Project:
     @cached_property
     def _facts(self) -> _Facts:
         facts = _Facts()
+        root_path = app_root_path(self.python)
         for module in self.python:
             if module.tree is not None:
-                _Visitor(module.path, facts).visit(module.tree)
+                token = _FOLDER_OF.set(folder_resolver(module, root_path))
+                try:
+                    _Visitor(module.path, facts).visit(module.tree)
+                finally:
+                    _FOLDER_OF.reset(token)
         facts.routes = [
             replace(r, validates=True)
             if not r.validates and (r.calls & facts.checking or r.handed & facts.checking_parameters)
@@ -840,7 +847,121 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
         and len(node.args) == 1
     ):
         return _path_of(node.args[0], depth + 1)
+    folder_of = _FOLDER_OF.get()
+    folder = folder_of(node) if folder_of is not None and isinstance(node, ast.Name | ast.Attribute) else None
+    if folder == TEMP_FOLDER:
+        return None
+    if folder:
+        return folder, "relative"
     return None
+
+
+#: How the module being scanned resolves a folder expression to a folder of the project (see
+#: `folder_resolver`); set around each module's walk.
+_FOLDER_OF: ContextVar[Callable[[ast.AST], str | None] | None] = ContextVar("_FOLDER_OF", default=None)
+
+
+#: What `folder_resolver` gives for a folder made by `tempfile` (private /tmp under the unit).
+TEMP_FOLDER = "\0tmp"
+
+
+def app_root_path(modules: list[PythonFile]) -> str | None:
+    """The project folder Flask's `app.root_path` is: the folder of the module that calls `Flask(...)`."""
+    for module in modules:
+        if module.tree is None or "Flask(" not in module.text:
+            continue
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Call) and _dotted(node.func) in ("Flask", "flask.Flask", "APIFlask"):
+                return posixpath.dirname(module.path)
+    return None
+
+
+def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.AST], str | None]:
+    """A function giving the project folder (relative, '' for the root) an expression names, as far as
+    the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
+    `os.path.join()`, `/`, `app.root_path`, and names assigned such an expression in this module."""
+    names: dict[str, str] = {}
+    if not any(word in module.text for word in ("__file__", "root_path", "tempfile")):
+        return lambda node: None  # nothing in this module can name a folder of the project
+    own = app_root_path([module])
+    if own is not None:
+        root_path = own
+
+    def norm(path: str) -> str | None:
+        joined = posixpath.normpath(path) if path else "."
+        if joined == ".." or joined.startswith("../"):
+            return None
+        return "" if joined == "." else joined
+
+    def part(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and not node.value.startswith("/"):
+            return node.value
+        if _dotted(node) in ("os.pardir", "pardir"):
+            return ".."
+        if _dotted(node) in ("os.curdir", "curdir"):
+            return "."
+        return None
+
+    def resolve(node: ast.AST, depth: int = 0) -> str | None:
+        if depth > 12:
+            return None
+        if isinstance(node, ast.Name):
+            return module.path if node.id == "__file__" else names.get(node.id)
+        if isinstance(node, ast.Attribute):
+            if node.attr == "root_path":
+                return root_path
+            if node.attr == "parent":
+                inner = resolve(node.value, depth + 1)
+                if inner is None or inner == TEMP_FOLDER:
+                    return inner
+                return norm(posixpath.dirname(inner))
+            return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            left, right = resolve(node.left, depth + 1), part(node.right)
+            if left == TEMP_FOLDER:
+                return left
+            return norm(posixpath.join(left, right)) if left is not None and right is not None else None
+        if not isinstance(node, ast.Call):
+            return None
+        name = _dotted(node.func)
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(node.func, ast.Attribute) and leaf in ("resolve", "absolute") and not node.args:
+            return resolve(node.func.value, depth + 1)
+        if not node.args:
+            return None
+        first = resolve(node.args[0], depth + 1)
+        if first is None or first == TEMP_FOLDER:
+            return first
+        if leaf == "dirname":
+            return norm(posixpath.dirname(first))
+        if leaf in ("abspath", "realpath", "normpath", "fspath") or name in ("Path", "pathlib.Path", "str"):
+            return first
+        if leaf == "join":
+            rest = [part(a) for a in node.args[1:]]
+            if any(r is None for r in rest):
+                return None
+            return norm(posixpath.join(first, *[r for r in rest if r is not None]))
+        return None
+
+    if module.tree is not None:
+        bindings: list[tuple[int, ast.AST, ast.AST]] = []
+        for n in ast.walk(module.tree):
+            if isinstance(n, ast.Assign) and len(n.targets) == 1:
+                bindings.append((n.lineno, n.targets[0], n.value))
+            elif isinstance(n, ast.With | ast.AsyncWith):
+                bindings.extend(
+                    (n.lineno, i.optional_vars, i.context_expr) for i in n.items if i.optional_vars
+                )
+        for _line, target, value in sorted(bindings, key=lambda b: b[0]):
+            if not isinstance(target, ast.Name):
+                continue
+            if isinstance(value, ast.Call) and _dotted(value.func).startswith("tempfile."):
+                names[target.id] = TEMP_FOLDER
+                continue
+            found = resolve(value)
+            if found is not None:
+                names[target.id] = found
+    return resolve
 
 
 def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
@@ -848,6 +969,14 @@ def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
     name = _dotted(head) or ast.unparse(head)
     if name.endswith("instance_path"):
         return tail, "instance"
+    folder_of = _FOLDER_OF.get()
+    folder = folder_of(head) if folder_of is not None else None
+    if folder == TEMP_FOLDER:
+        return f"/tmp/{tail}", "absolute"  # noqa: S108 - a path compared, never used
+    if folder is not None:
+        joined = posixpath.normpath(posixpath.join(folder, tail))
+        if joined != ".." and not joined.startswith("../"):
+            return joined.removeprefix("./"), "relative"
     if _BASE_HINTS.search(name):
         return tail, "project"
     return None
@@ -934,6 +1063,30 @@ def _constant_text(node: ast.AST) -> str:
     return " ".join(
         n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
     )
+
+
+
+
+def sqlite_engines(modules: list[PythonFile]) -> list[tuple[str, int]]:
+    """(file, line) of every SQLAlchemy `create_engine()` given an SQLite file URL (not `sqlite://`,
+    the in-memory database)."""
+    out: list[tuple[str, int]] = []
+    for module in modules:
+        if module.tree is None or "create_" not in module.text:
+            continue
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.Call)
+                and node.args
+                and _dotted(node.func).rsplit(".", 1)[-1] in ("create_engine", "create_async_engine")
+                and names_sqlite("SQLALCHEMY_DATABASE_URI", node.args[0])
+                and not (
+                    isinstance(node.args[0], ast.Constant)
+                    and str(node.args[0].value).strip() in ("sqlite://", "sqlite:///:memory:")
+                )
+            ):
+                out.append((module.path, node.lineno))
+    return sorted(out)
 
 
 def _is_main_guard(node: ast.If) -> bool:
@@ -1455,7 +1608,7 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
     """Every SECRET_KEY the source generates per process, or generates and keeps in a file."""
     out: list[KeyGeneration] = []
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or not ("SECRET_KEY" in module.text or "secret_key" in module.text):
             continue
         functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {
             f.name: f for f in ast.walk(module.tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
@@ -1518,6 +1671,8 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
 
 _STREAM_CALLS = frozenset({"stream_with_context", "stream_template", "stream_template_string"})
 _RESPONSE_CALLS = frozenset({"Response", "response_class", "make_response", "StreamingResponse"})
+#: A module without any of these words has no stream (a cheap test before walking its tree).
+_STREAM_HINTS = re.compile(r"event-stream|flask_sse|SocketIO|stream_|Response\(|response_class|make_response")
 
 
 @dataclass(frozen=True)
@@ -1540,13 +1695,10 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
     """Streaming responses: server-sent events, Flask-SSE, Flask-SocketIO, generator responses."""
     out: dict[tuple[str, int], Stream] = {}
     for module in modules:
-        if module.tree is None:
+        if module.tree is None or not _STREAM_HINTS.search(module.text):
             continue
-        generators = {
-            f.name
-            for f in ast.walk(module.tree)
-            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-            and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(f))
+        functions = {
+            f.name: f for f in ast.walk(module.tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
         }
 
         def add(
@@ -1578,7 +1730,10 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
             elif leaf in _RESPONSE_CALLS and node.args:
                 first = node.args[0]
                 called = _dotted(first.func).rsplit(".", 1)[-1] if isinstance(first, ast.Call) else ""
-                if isinstance(first, ast.GeneratorExp) or called in generators:
+                if isinstance(first, ast.GeneratorExp) or (
+                    called in functions
+                    and any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(functions[called]))
+                ):
                     what = f"{called}()" if called else "a generator expression"
                     add(node.lineno, "stream", f"a {leaf}() streamed from {what}")
     return sorted(out.values(), key=lambda s: (s.file, s.line))
@@ -1655,6 +1810,60 @@ def _validates_by_hand(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[s
             if _CHECKING_HELPER.match(leaf) and any(carries(a) for a in child.args):
                 return True
     return False
+
+
+
+
+# --- templates written in the source ------------------------------------------------------------
+
+#: Calls whose first argument is a Jinja template given as a string.
+_STRING_TEMPLATE_CALLS = frozenset({"render_template_string", "stream_template_string", "from_string"})
+
+
+@dataclass(frozen=True)
+class InlineTemplate:
+    """An HTML template written as a string literal in the source and rendered as a page."""
+
+    file: str
+    #: The line the string starts on (its first line of text is on this line).
+    line: int
+    text: str
+
+
+def inline_templates(modules: list[PythonFile]) -> list[InlineTemplate]:
+    """Templates given to `render_template_string()` (or `from_string()`) as a literal, or as a name
+    assigned a literal in the same module."""
+    out: list[InlineTemplate] = []
+    for module in modules:
+        if module.tree is None or not ("_string" in module.text or "from_string" in module.text):
+            continue
+        literals: dict[str, ast.Constant] = {}
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                literals[node.targets[0].id] = node.value
+        seen: set[int] = set()
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            if _dotted(node.func).rsplit(".", 1)[-1] not in _STRING_TEMPLATE_CALLS:
+                continue
+            first = node.args[0]
+            literal = literals.get(first.id) if isinstance(first, ast.Name) else first
+            if (
+                isinstance(literal, ast.Constant)
+                and isinstance(literal.value, str)
+                and "<" in literal.value
+                and id(literal) not in seen
+            ):
+                seen.add(id(literal))
+                out.append(InlineTemplate(module.path, literal.lineno, literal.value))
+    return sorted(out, key=lambda t: (t.file, t.line))
 
 
 # --- reading a project from disk -----------------------------------------------------------------

@@ -66,9 +66,17 @@ SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{os.getcwd(
 """
 
 
+ENGINE = (
+    "from sqlalchemy import create_engine\n\n\ndef connect(path):\n"
+    "    return create_engine('sqlite:///{0}'.format(path), echo=False)\n"
+)
+MEMORY_ENGINE = "from sqlalchemy import create_engine\n\nengine = create_engine('sqlite://')\n"
+
+
 @pytest.mark.parametrize(
     ("files", "config", "says"),
     [
+        ({"books/db.py": ENGINE}, TWO_HOSTS, "books/db.py:5 SQLite (create_engine) on 2 hosts"),
         ({"myforum/configs/default.py": FLASKBB_STYLE}, TWO_HOSTS, "myforum/configs/default.py:6 SQLite"),
         ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:11 SQLite (DATABASE)"),
         ({"flaskr.py": FLASKR_STYLE}, TWO_HOSTS, "flaskr.py:17 SQLite (sqlite3.connect)"),
@@ -95,6 +103,8 @@ def test_xl006_finds_sqlite_through_config(
     [
         ({"myforum/configs/default.py": FLASKBB_STYLE}, ONE_HOST),
         ({"flaskr.py": FLASKR_STYLE}, ONE_HOST),
+        ({"books/db.py": ENGINE}, ONE_HOST),
+        ({"books/db.py": MEMORY_ENGINE}, TWO_HOSTS),
         # deploy.yaml gives DATABASE_URL: the SQLite fallback never applies.
         (
             {"config.py": ENV_DEFAULT},
@@ -342,3 +352,196 @@ def test_perf005_quiet_on_workers_that_hold_many_connections(tmp_path: Path, con
 def test_perf005_quiet_without_streams(tmp_path: Path) -> None:
     plain = "from flask import Response\n\n\ndef page():\n    return Response('<p>hi</p>')\n"
     assert _findings(tmp_path, "PERF005", {"page.py": plain}, CONFIG) == []
+
+
+# --- PIT006: the folder the app really writes, and never a folder of committed files -----------------
+
+PACKAGE_APP = """\
+import os
+
+from flask import Flask
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+    os.makedirs(os.path.join(app.root_path, "uploads"), exist_ok=True)
+    return app
+"""
+
+PACKAGE_LOGS = """\
+import logging
+from pathlib import Path
+
+LOGS = Path(__file__).resolve().parent / "logs"
+
+
+def setup():
+    LOGS.mkdir(exist_ok=True)
+    return logging.FileHandler(LOGS / "app.log")
+"""
+
+PACKAGE_CONFIG = """\
+import os
+
+basedir = os.path.abspath(os.path.dirname(__file__))
+
+
+class Config:
+    UPLOAD_FOLDER = os.path.join(basedir, "media")
+"""
+
+MODELS_APP = """\
+import os
+
+BASE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load():
+    os.makedirs(os.path.join(BASE, "models"), exist_ok=True)
+"""
+
+TEMP_DB = """\
+import os
+import sqlite3
+import tempfile
+
+
+def snapshot(source):
+    with tempfile.TemporaryDirectory() as directory:
+        target = sqlite3.connect(os.path.join(directory, "copy.db"))
+        source.backup(target)
+"""
+
+
+def _shared(*entries: str) -> str:
+    return CONFIG.replace(
+        "  secrets: [SECRET_KEY]\n", f"  secrets: [SECRET_KEY]\n  shared: [{', '.join(entries)}]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"shop/__init__.py": PACKAGE_APP},
+            "shop/__init__.py:9 os.makedirs() writes shop/uploads inside the release",
+        ),
+        ({"shop/__init__.py": PACKAGE_APP}, "add 'shop/uploads' to deploy.yaml app.shared"),
+        ({"shop/logs.py": PACKAGE_LOGS}, "shop/logs.py:8 Path.mkdir() writes shop/logs inside the release"),
+        ({"shop/logs.py": PACKAGE_LOGS}, "writes shop/logs/app.log inside the release"),
+        ({"shop/config.py": PACKAGE_CONFIG}, "add 'shop/media' to deploy.yaml app.shared"),
+    ],
+)
+def test_pit006_names_the_folder_the_app_really_writes(
+    tmp_path: Path, files: dict[str, str | None], says: str
+) -> None:
+    result = _findings(tmp_path, "PIT006", files, _shared("uploads", "logs", "media"))
+    assert any(says in f for f in result), result
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"shop/__init__.py": PACKAGE_APP},
+        {"shop/logs.py": PACKAGE_LOGS},
+        {"shop/config.py": PACKAGE_CONFIG},
+    ],
+)
+def test_pit006_quiet_when_the_real_folder_is_shared(tmp_path: Path, files: dict[str, str | None]) -> None:
+    assert _findings(tmp_path, "PIT006", files, _shared("shop/uploads", "shop/logs", "shop/media")) == []
+
+
+def test_pit006_never_advises_sharing_committed_files(tmp_path: Path) -> None:
+    files = {"ml/predict.py": MODELS_APP, "ml/models/classifier.json": '{"weights": [1, 2]}\n'}
+    (result,) = _findings(tmp_path, "PIT006", files, CONFIG)
+    assert "do not share 'ml/models': it holds committed files (ml/models/classifier.json)" in result
+    assert "add 'ml/models'" not in result
+
+
+def test_pit006_quiet_for_tempfile_folders(tmp_path: Path) -> None:
+    assert _findings(tmp_path, "PIT006", {"backup.py": TEMP_DB}, CONFIG) == []
+    assert _findings(tmp_path, "XL006", {"backup.py": TEMP_DB}, TWO_HOSTS) == []
+
+
+def test_pit006_a_log_path_without_suffix_is_a_folder(tmp_path: Path) -> None:
+    config = "import os\n\nbasedir = os.path.dirname(__file__)\nLOG_PATH = os.path.join(basedir, 'logs')\n"
+    (result,) = _findings(tmp_path, "PIT006", {"forum/config.py": config}, CONFIG)
+    assert "add 'forum/logs' to deploy.yaml app.shared" in result
+
+
+# --- SEC021: inline scripts against the strict default CSP ------------------------------------------
+
+PAGE_WITH_HANDLERS = '<button onclick="save()">Save</button>\n<script>\n  init();\n</script>\n'
+
+STRING_TEMPLATE_APP = '''\
+from flask import Flask, render_template_string
+
+app = Flask(__name__)
+
+PAGE = """<!doctype html>
+<title>Hi</title>
+<script>alert("hi")</script>
+"""
+
+
+@app.get("/")
+def index():
+    return render_template_string(PAGE)
+'''
+
+
+def test_sec021_runs_without_deploy_yaml_against_the_default_policy(tmp_path: Path) -> None:
+    result = _findings(tmp_path, "SEC021", {"shop/templates/base.html": PAGE_WITH_HANDLERS}, None)
+    assert any(f.startswith("shop/templates/base.html:1 inline event handler onclick=") for f in result), (
+        result
+    )
+    assert any(
+        f.startswith("shop/templates/base.html:2 inline <script> is blocked by script-src") for f in result
+    )
+
+
+def test_sec021_reads_templates_written_in_the_source(tmp_path: Path) -> None:
+    result = _findings(tmp_path, "SEC021", {"app.py": STRING_TEMPLATE_APP}, CONFIG)
+    assert [f.split(":", 2)[:2] for f in result] == [["app.py", "7 inline <script> is blocked by script-src"]]
+
+
+def test_sec021_quiet_for_pages_the_policy_allows(tmp_path: Path) -> None:
+    clean = (
+        "<script src=\"{{ url_for('static', filename='app.js') }}\"></script>\n"
+        '<button class="save">Save</button>\n'
+    )
+    safe_string = STRING_TEMPLATE_APP.replace('<script>alert("hi")</script>', "<p>hi</p>")
+    files = {"shop/templates/base.html": clean, "app.py": safe_string}
+    assert _findings(tmp_path, "SEC021", files, None) == []
+    assert _findings(tmp_path, "SEC021", files, CONFIG) == []
+
+
+@pytest.mark.parametrize("check_id", ["PIT005", "PIT006"])
+def test_sqlite_fallbacks_of_a_variable_deploy_yaml_gives_are_not_reported(
+    tmp_path: Path, check_id: str
+) -> None:
+    files = {
+        "config.py": "import os\n\nSQLALCHEMY_DATABASE_URI = os.environ.get('DATABASE_URL', 'sqlite:///app.db')\n"
+    }
+    assert _findings(tmp_path, check_id, files, CONFIG) != []
+    given = CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL]")
+    assert _findings(tmp_path / "given", check_id, files, given) == []
+
+
+def test_pit006_asks_git_which_files_are_committed(tmp_path: Path) -> None:
+    import subprocess
+
+    files = {
+        "ml/predict.py": MODELS_APP.replace('"models"', '"cache"'),
+        "ml/cache/.gitkeep": "",
+        ".gitignore": ".env\n__pycache__/\nml/cache/*\n!ml/cache/.gitkeep\n",
+    }
+    root = project(tmp_path, files)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    # A file the app wrote while running locally: on disk, not committed.
+    (root / "ml/cache/vectors.bin").write_bytes(b"\0")
+    report = check(root, ["PIT006"], config=CONFIG)
+    (finding,) = found(report)["PIT006"]
+    assert "add 'ml/cache' to deploy.yaml app.shared" in finding
