@@ -166,6 +166,8 @@ def scratch_copy(target: Target, into: Path) -> None:
     for data in ("templates", "checks"):
         (into / "deploy" / data).symlink_to(into / data)
     tests = [t for t in target.tests if (into / t).exists()]
+    # mutmut runs the tests inside mutants/: whatever they read beside the package goes there too.
+    beside = sorted(p.name for p in into.iterdir() if p.name not in ("deploy", "tests", "pyproject.toml"))
     conf = [
         "",
         "[tool.mutmut]",
@@ -174,6 +176,7 @@ def scratch_copy(target: Target, into: Path) -> None:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
         "use_git_change_detection = false",
+        f"also_copy = {json.dumps(beside)}",
         "",
     ]
     pyproject = into / "pyproject.toml"
