@@ -165,6 +165,9 @@ def scratch_copy(target: Target, into: Path) -> None:
     # package must find them under its own folder.
     for data in ("templates", "checks"):
         (into / "deploy" / data).symlink_to(into / data)
+    # Tests that run `python -m deploy` in a temporary folder start a process that imports the mutants:
+    # mutmut's code in it reads its configuration from the current folder. This reads it from mutants/.
+    (into / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     tests = [t for t in target.tests if (into / t).exists()]
     # mutmut runs the tests inside mutants/: whatever they read beside the package goes there too.
     beside = sorted(p.name for p in into.iterdir() if p.name not in ("deploy", "tests", "pyproject.toml"))
@@ -181,6 +184,21 @@ def scratch_copy(target: Target, into: Path) -> None:
     ]
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n".join(conf))
+
+
+_SITECUSTOMIZE = """\
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST"):
+    _here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        from mutmut.configuration import config
+
+        config()
+    finally:
+        os.chdir(_here)
+"""
 
 
 def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool) -> dict[str, Any]:
