@@ -3,14 +3,20 @@ checked exactly (benchmarks/mutation.py: certs and tls)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from deploy import certs, tls
+from deploy.config import TLS, Config
 from deploy.executor import StepResult
 from deploy.facts import HostFacts
-from deploy.plan import Command, Step
+from deploy.plan import Command, Step, Upload
 from deploy.render import render
-from tests.unit.test_tls import ACME, CA_FILES, PEBBLE, ScriptedHosts, config
+from tests.unit.test_tls import ACME, CA_FILES, PEBBLE, RFC7638_KEY, ScriptedHosts, account_output, config
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +27,8 @@ class Hosts(ScriptedHosts):
     """ScriptedHosts that records run() timeouts, can fail reading the account, and can fail one step
     with a given exit code and output."""
 
-    def __init__(self, **kwargs: object) -> None:
-        with_certificate = kwargs.pop("with_certificate", frozenset())
-        super().__init__(with_certificate=with_certificate)  # type: ignore[arg-type]
+    def __init__(self, with_certificate: frozenset[str] = frozenset()) -> None:
+        super().__init__(with_certificate=with_certificate)
         self.timeouts: list[float | None] = []
         self.account_code = 0
         self.step_failure: tuple[str, str, StepResult] | None = None
@@ -164,7 +169,8 @@ def test_the_dry_run_plan_names_every_step_on_every_host_in_order() -> None:
             f"copy meta.json, regr.json, private_key.json (0400) of the account in {folder} from 10.0.0.1",
         ),
     )
-    assert steps[7] == tls.obtain_step(cfg, "10.0.0.1", tls.tls_settings(cfg), None)  # type: ignore[arg-type]
+    acme = tls.tls_settings(cfg)
+    assert acme is not None and steps[7] == tls.obtain_step(cfg, "10.0.0.1", acme, None)
 
 
 def test_the_dry_run_plan_is_empty_without_tls_or_hosts_and_short_with_an_own_certificate() -> None:
@@ -181,3 +187,219 @@ def test_the_dry_run_plan_is_empty_without_tls_or_hosts_and_short_with_an_own_ce
         ("tls: HTTPS site", "10.0.0.1"),
         ("tls: HTTPS site", "10.0.0.2"),
     ]
+
+
+# --- deploy.tls: the commands and files each host gets ---------------------------------------------
+
+ACCOUNT = "f30d743280e8f27740caab5774a39807"
+
+
+def _settings(cfg_yaml: str = ACME) -> tuple[Config, TLS]:
+    cfg = config(cfg_yaml)
+    found = tls.tls_settings(cfg)
+    assert found is not None
+    return cfg, found
+
+
+def test_certonly_against_a_private_acme_server_names_every_domain_the_account_and_trusts_its_ca() -> None:
+    cfg, settings = _settings()
+    command = tls.certonly_command(cfg, settings, ACCOUNT)
+    assert command == Command(
+        (
+            "env", "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem", "certbot", "certonly", "--webroot",
+            "-w", "/var/lib/deploy/acme", "--cert-name", "flaskr.example.com",
+            "-d", "flaskr.example.com", "-d", "www.flaskr.example.com",
+            "--email", "ops@example.com", "--agree-tos", "--no-eff-email", "--non-interactive",
+            "--server", PEBBLE, "--account", ACCOUNT, "--keep-until-expiring",
+        ),
+        "obtain the certificate for flaskr.example.com, www.flaskr.example.com (certbot --webroot)",
+        sudo=True,
+    )
+
+
+def test_certonly_against_lets_encrypt_needs_no_ca_and_no_account() -> None:
+    cfg, settings = _settings("{email: ops@example.com}")
+    argv = tls.certonly_command(cfg, settings, None).argv
+    assert argv[:2] == ("certbot", "certonly")
+    assert "--account" not in argv and "env" not in argv
+    assert argv[argv.index("--server") + 1] == tls.LETS_ENCRYPT
+
+
+def test_register_may_fail_harmlessly_and_everything_else_is_checked() -> None:
+    cfg, settings = _settings()
+    command = tls.register_command(cfg, settings)
+    assert command == Command(
+        (
+            "env", "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem", "certbot", "register",
+            "--non-interactive", "--agree-tos", "--no-eff-email", "--email", "ops@example.com",
+            "--server", PEBBLE,
+        ),
+        "register the ACME account (once; an existing account is kept)",
+        sudo=True,
+        check=False,
+    )
+    assert tls.register_step(cfg, "h", settings) == Step("tls: ACME account", "h", (command,))
+    has = tls.has_certificate_command(cfg)
+    cert, key = tls.certificate_files(cfg)
+    assert has == Command(
+        ("test", "-s", cert, "-a", "-s", key), "is the certificate there?", sudo=True, check=False
+    )
+    assert tls.read_certificate_command(cfg) == Command(
+        ("cat", cert), "read the certificate", sudo=True
+    )
+    assert tls.reload_nginx_commands() == (
+        Command(("nginx", "-t", "-q"), "check the Nginx configuration", sudo=True),
+        Command(("systemctl", "reload", "nginx"), "reload Nginx (graceful)", sudo=True),
+    )
+    assert tls.reload_step("h") == Step("tls: reload Nginx", "h", tls.reload_nginx_commands())
+
+
+def test_the_account_reader_prints_the_one_account_folder_parse_account_reads(tmp_path: Path) -> None:
+    cfg, settings = _settings()
+    command = tls.show_account_command(cfg, settings)
+    assert command.sudo and command.argv[0] == "python3" and command.argv[-1] == tls.account_dir(PEBBLE)
+    folder = tmp_path / "accounts"
+    (folder / ACCOUNT).mkdir(parents=True)
+    (folder / "not-a-folder").write_text("x")
+    texts = {"meta.json": "{}", "regr.json": "{}", "private_key.json": json.dumps(RFC7638_KEY)}
+    for name, text in texts.items():
+        (folder / ACCOUNT / name).write_text(text)
+    argv = [sys.executable, *command.argv[1:-1], str(folder)]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    account = tls.parse_account(PEBBLE, output)
+    assert account.account_id == ACCOUNT and set(account.files) == set(texts)
+    assert json.loads(account.files["private_key.json"]) == RFC7638_KEY
+
+
+@pytest.mark.parametrize(
+    ("server", "folder"),
+    [
+        ("https://acme-v02.api.letsencrypt.org/directory", "acme-v02.api.letsencrypt.org/directory"),
+        ("https://10.87.1.1:14000/dir/", "10.87.1.1:14000/dir"),
+        ("https://ca.example", "ca.example"),
+    ],
+)
+def test_account_folders_follow_certbot(server: str, folder: str) -> None:
+    assert tls.account_dir(server) == f"/etc/letsencrypt/accounts/{folder}"
+
+
+def test_the_prepare_step_writes_each_file_with_its_owner_and_mode() -> None:
+    cfg, settings = _settings()
+    step = tls.acme_prepare_step(cfg, "h", settings, CA_FILES)
+    assert step.name == "tls: prepare certbot" and step.host == "h"
+    shown: list[tuple[object, ...]] = []
+    for a in step.actions:
+        if isinstance(a, Upload):
+            shown.append((a.remote_path, a.mode, a.owner, a.group, a.sensitive))
+        else:
+            shown.append(a.argv[-4:] if a.argv[0] == "python3" else a.argv)
+    assert shown == [
+        ("/var/lib/deploy/acme", "root", "root", "0755"),
+        ("/etc/letsencrypt/renewal-hooks/deploy", "root", "root", "0755"),
+        ("/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload", 0o755, "root", "root", False),
+        ("/etc/flaskr/tls", "root", "root", "0755"),
+        ("/etc/flaskr/tls/acme-ca.pem", 0o644, "root", "root", False),
+        ("/etc/systemd/system/certbot.service.d", "root", "root", "0755"),
+        ("/etc/systemd/system/certbot.service.d/flaskr-acme-ca.conf", 0o644, "root", "root", False),
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "--now", "certbot.timer"),
+    ]
+    contents = {a.remote_path: a.content for a in step.actions if isinstance(a, Upload)}
+    assert contents["/etc/flaskr/tls/acme-ca.pem"] == b"PEM"
+    assert contents["/etc/systemd/system/certbot.service.d/flaskr-acme-ca.conf"].decode().endswith(
+        "[Service]\nEnvironment=REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem\n"
+    )
+    hook = contents["/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload"].decode()
+    assert hook.startswith("#!/bin/sh\n") and hook.endswith(
+        'set -eu\n[ "${RENEWED_LINEAGE:-}" = /etc/letsencrypt/live/flaskr.example.com ] || exit 0\n'
+        "nginx -t -q\nsystemctl reload nginx\n"
+    )
+    with pytest.raises(tls.TLSError, match=r"^tls\.ca_bundle is set but its content was not read$"):
+        tls.acme_prepare_step(cfg, "h", settings, tls.TLSFiles())
+    plain_cfg, plain = _settings("{email: ops@example.com}")
+    plain_step = tls.acme_prepare_step(plain_cfg, "h", plain, tls.TLSFiles())
+    assert len(plain_step.actions) == 4  # no CA folder, bundle, drop-in or daemon-reload
+
+
+def test_sharing_the_account_keeps_its_key_root_only_and_secret() -> None:
+    cfg, _ = _settings()
+    account = tls.parse_account(PEBBLE, account_output([ACCOUNT], RFC7638_KEY))
+    step = tls.share_account_step(cfg, "h", account)
+    folder = f"{tls.account_dir(PEBBLE)}/{ACCOUNT}"
+    first = step.actions[0]
+    assert isinstance(first, Command) and first.argv[-4:] == (folder, "root", "root", "0700")
+    uploads = [
+        (a.remote_path, a.mode, a.sensitive, a.description)
+        for a in step.actions[1:4]
+        if isinstance(a, Upload)
+    ]
+    assert uploads == [
+        (f"{folder}/meta.json", 0o644, False, "ACME account meta.json"),
+        (f"{folder}/regr.json", 0o644, False, "ACME account regr.json"),
+        (f"{folder}/private_key.json", 0o400, True, "the ACME account key"),
+    ]
+    assert step.name == "tls: share the ACME account"
+    settings = tls.tls_settings(cfg)
+    assert settings is not None
+    (obtain,) = tls.obtain_step(cfg, "h", settings, account).actions
+    assert isinstance(obtain, Command) and obtain.argv[-3:-1] == ("--account", ACCOUNT)
+
+
+def test_the_challenge_answer_is_token_dot_thumbprint() -> None:
+    cfg = config(ACME)
+    thumb = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    snippet = tls.challenge_snippet(cfg, thumb)
+    assert snippet.endswith(
+        'location ~ "^/\\.well-known/acme-challenge/([-_A-Za-z0-9]{1,128})$" {\n'
+        "    default_type text/plain;\n"
+        f'    return 200 "$1.{thumb}";\n'
+        "}\n"
+    )
+    for bad in (thumb[:-1], thumb + "A", thumb[:-1] + "="):
+        with pytest.raises(tls.TLSError) as raised:
+            tls.challenge_snippet(cfg, bad)
+        assert str(raised.value) == f"not an ACME account key thumbprint: {bad!r}"
+    assert tls.challenge_snippet_path(cfg) == "/etc/nginx/snippets/flaskr-acme-stateless.conf"
+
+
+def test_a_key_missing_a_member_is_refused_by_name() -> None:
+    with pytest.raises(tls.TLSError) as raised:
+        tls.jwk_thumbprint({"kty": "EC", "crv": "P-256", "x": "a"})
+    assert str(raised.value) == "the ACME account key lacks its 'y' member"
+    with pytest.raises(tls.TLSError) as raised:
+        tls.jwk_thumbprint({"kty": 3})
+    assert str(raised.value) == "unsupported ACME account key type 3"
+
+
+def test_an_own_certificate_is_uploaded_chain_public_key_0600_and_secret() -> None:
+    cfg = config("{cert: certs/fullchain.pem, key: certs/privkey.pem}")
+    step = tls.own_certificate_step(cfg, "h", tls.TLSFiles(cert=b"C", key=b"K"))
+    cert, key = tls.certificate_files(cfg)
+    uploads = [
+        (a.remote_path, a.content, a.mode, a.owner, a.sensitive)
+        for a in step.actions[1:]
+        if isinstance(a, Upload)
+    ]
+    assert uploads == [(cert, b"C", 0o644, "root", False), (key, b"K", 0o600, "root", True)]
+    with pytest.raises(tls.TLSError, match=r"^tls\.cert and tls\.key were not read$"):
+        tls.own_certificate_step(cfg, "h", tls.TLSFiles(cert=b"C"))
+    with pytest.raises(tls.TLSError, match=r"^tls is false: this app serves no certificate$"):
+        tls.certificate_files(config("false"))
+
+
+RENEWAL_FAILING = (
+    "certbot renews at 30 days left, so renewal is failing: see 'journalctl -u certbot' on the host"
+)
+
+
+@pytest.mark.parametrize(
+    ("days", "ok", "message"),
+    [
+        (-3, False, "the certificate expired 3 day(s) ago"),
+        (0, False, "the certificate expires in 0 day(s); " + RENEWAL_FAILING),
+        (20, False, "the certificate expires in 20 day(s); " + RENEWAL_FAILING),
+        (21, True, "the certificate expires in 21 day(s)"),
+    ],
+)
+def test_expiry_messages(days: int, ok: bool, message: str) -> None:
+    assert tls.expiry_message(days) == (ok, message)
