@@ -30,36 +30,53 @@ class Hosts(ScriptedHosts):
     def __init__(self, with_certificate: frozenset[str] = frozenset()) -> None:
         super().__init__(with_certificate=with_certificate)
         self.timeouts: list[float | None] = []
+        self.runs: list[tuple[str, str]] = []
         self.account_code = 0
         self.step_failure: tuple[str, str, StepResult] | None = None
 
     def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
         self.timeouts.append(timeout)
+        self.runs.append((host, command.argv[0]))
         code, output = super().run(host, command, timeout)
         if command.argv[0] == "python3" and self.account_code:
             return self.account_code, "private key material"
         return code, output
 
     def run_step(self, host: str, step: Step) -> StepResult:
+        # A step is built for the host it runs on: the Step names that host too.
+        assert step.host == host, (step.name, step.host, host)
         result = super().run_step(host, step)
         if self.step_failure and (host, step.name) == self.step_failure[:2]:
             return self.step_failure[2]
         return result
 
 
-def _install(executor: Hosts, cfg_yaml: str = ACME, hosts: list[str] | None = None) -> tuple[
-    certs.CertsOutcome, list[str]
-]:
+#: Each host's facts differ (its core count), so a site rendered from the wrong host's facts shows.
+FACTS = {h: HostFacts(cores=i + 2) for i, h in enumerate(HOSTS)}
+
+
+def _install(
+    executor: Hosts,
+    cfg_yaml: str = ACME,
+    hosts: list[str] | None = None,
+    rendered_for: list[HostFacts] | None = None,
+) -> tuple[certs.CertsOutcome, list[str]]:
     cfg = config(cfg_yaml)
     said: list[str] = []
     files = CA_FILES if "acme_server" in cfg_yaml else tls.TLSFiles(cert=b"CERT", key=b"KEY")
+    seen = [] if rendered_for is None else rendered_for
+
+    def rendering(facts: HostFacts) -> dict[str, str]:
+        seen.append(facts)
+        return render(cfg, facts)
+
     outcome = certs.install_certificates(
         cfg,
         executor,
         HOSTS if hosts is None else hosts,
         files,
-        {h: HostFacts() for h in HOSTS},
-        lambda f: render(cfg, f),
+        FACTS,
+        rendering,
         say=said.append,
         parallel=False,
     )
@@ -81,6 +98,47 @@ def test_acme_setup_says_each_stage_and_reports_every_host_ok() -> None:
     assert outcome.ok and outcome.failed() == {}
     # Asking whether a certificate exists and reading the account: bounded, one minute each.
     assert executor.timeouts == [60, 60, 60]
+    assert executor.runs == [("10.0.0.1", "test"), ("10.0.0.2", "test"), ("10.0.0.1", "python3")]
+    # Every host obtains its certificate with the shared account.
+    certonly = [line for _, step, line in executor.log if step == "tls: certificate"]
+    assert len(certonly) == 2 and all(f"--account {ACCOUNT}" in line for line in certonly)
+
+
+def test_each_host_s_site_is_rendered_from_its_own_facts_and_what_it_has() -> None:
+    seen: list[HostFacts] = []
+    _install(Hosts(with_certificate=frozenset({"10.0.0.2"})), rendered_for=seen)
+    first, second = (FACTS[h] for h in HOSTS)
+    assert [(f.cores, f.has_certificate) for f in seen] == [
+        (first.cores, False), (second.cores, True), (first.cores, True), (second.cores, True)
+    ]
+
+
+def test_a_host_without_gathered_facts_renders_with_the_defaults() -> None:
+    cfg = config("{cert: certs/fullchain.pem, key: certs/privkey.pem}")
+    seen: list[HostFacts] = []
+
+    def rendering(facts: HostFacts) -> dict[str, str]:
+        seen.append(facts)
+        return render(cfg, facts)
+
+    outcome = certs.install_certificates(
+        cfg, Hosts(), ["10.0.0.9"], tls.TLSFiles(cert=b"C", key=b"K"), {}, rendering, parallel=False
+    )
+    assert outcome.ok and seen == [HostFacts(has_certificate=True)]
+    steps = certs.planned_steps(cfg, ["10.0.0.9"], tls.TLSFiles(cert=b"C", key=b"K"), {}, rendering)
+    assert len(steps) == 2 and seen[-1] == HostFacts(has_certificate=True)
+
+
+def test_failures_on_several_hosts_are_one_error_a_line_each() -> None:
+    executor = Hosts()
+    executor.fail[("10.0.0.1", "tls: certificate")] = "one"
+    executor.fail[("10.0.0.2", "tls: certificate")] = "two"
+    with pytest.raises(certs.CertsError) as raised:
+        _install(executor)
+    assert str(raised.value) == (
+        "10.0.0.1: tls: certificate: tls: certificate (exit 1)\none\n"
+        "10.0.0.2: tls: certificate: tls: certificate (exit 1)\ntwo"
+    )
 
 
 def test_own_certificate_setup_says_so() -> None:
@@ -146,8 +204,16 @@ def test_the_outcome_lists_only_failed_hosts_and_is_not_ok_when_empty() -> None:
 
 def test_the_dry_run_plan_names_every_step_on_every_host_in_order() -> None:
     cfg = config(ACME)
-    facts = {"10.0.0.2": HostFacts(has_certificate=True)}
-    steps = certs.planned_steps(cfg, HOSTS, CA_FILES, facts, lambda f: render(cfg, f))
+    facts = {"10.0.0.1": HostFacts(cores=2), "10.0.0.2": HostFacts(cores=3, has_certificate=True)}
+    seen: list[HostFacts] = []
+
+    def rendering(f: HostFacts) -> dict[str, str]:
+        seen.append(f)
+        return render(cfg, f)
+
+    steps = certs.planned_steps(cfg, HOSTS, CA_FILES, facts, rendering)
+    # The site before certbot: HTTPS only where the certificate already is; then HTTPS everywhere.
+    assert [(f.cores, f.has_certificate) for f in seen] == [(2, False), (3, True), (2, True), (3, True)]
     assert [(s.name, s.host) for s in steps] == [
         ("tls: site before certbot", "10.0.0.1"),
         ("tls: site before certbot", "10.0.0.2"),
