@@ -131,9 +131,20 @@ TARGETS: tuple[Target, ...] = (
         "deploy/secretstrength.py",
         ("tests/unit/test_config.py", "tests/unit/test_mutation_secrets.py"),
     ),
+    # What HTTPS setup runs and writes on hosts (certbot command lines, the account it shares, the files,
+    # modes and owners of each step); not the local certificate checks of `deploy certs`/`check --live`.
     Target(
         "deploy/tls.py",
         ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+        functions=tuple(
+            f"deploy.tls.x_{name}__mutmut_*"
+            for name in (
+                "tls_settings", "acme_server", "certificate_files", "account_dir", "deploy_hook_script",
+                "challenge_snippet", "_certbot", "register_command", "show_account_command", "parse_account",
+                "jwk_thumbprint", "certonly_command", "has_certificate_command", "acme_prepare_step",
+                "register_step", "share_account_step", "obtain_step", "own_certificate_step", "site_step",
+            )
+        ),
     ),
     Target(
         "deploy/certs.py",
@@ -318,9 +329,19 @@ def main() -> int:
             )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+        write_section(saved)
     if args.json:
         print(json.dumps(run, indent=2))
     return 0
+
+
+def write_section(saved: dict[str, Any]) -> None:
+    """Rewrite the "Mutation score" section of benchmarks/RESULTS.md (rendered by report.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report
+
+    results_md = ROOT / "benchmarks" / "RESULTS.md"
+    results_md.write_text(report.replace_section(results_md.read_text(), report.mutation(saved)))
 
 
 def _mutmut_version() -> str:
