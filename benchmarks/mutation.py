@@ -104,7 +104,6 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/test_config_hostile.py",
             "tests/unit/test_render.py",
             "tests/unit/test_tls.py",
-            "tests/unit/test_mutation_config.py",
         ),
     ),
     Target(
@@ -112,7 +111,6 @@ TARGETS: tuple[Target, ...] = (
         (
             "tests/unit/test_config.py",
             "tests/unit/test_config_hostile.py",
-            "tests/unit/test_mutation_loader.py",
         ),
     ),
     Target(
