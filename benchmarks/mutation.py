@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fnmatch
 import json
 import os
 import shutil
@@ -60,7 +61,19 @@ _PUSH_TESTS = (
 
 #: The modules that decide what happens on hosts, each with the unit tests that cover it.
 TARGETS: tuple[Target, ...] = (
-    Target("deploy/push/plans.py", (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py")),
+    # What a push and a rollback decide per host: setup preconditions, rollback target, pruning, and
+    # the switch, revert and clean-up steps (plan assembly around them is covered by the same tests).
+    Target(
+        "deploy/push/plans.py",
+        (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py"),
+        functions=tuple(
+            f"deploy.push.plans.x_{name}__mutmut_*"
+            for name in (
+                "require_setup", "refuse_hosts", "rollback_target", "_keep", "prune_list", "_switch_step",
+                "_revert_steps", "_finish_steps", "host_rollback", "rollback_plan",
+            )
+        ),
+    ),
     Target(
         "deploy/push/rollout.py",
         (
@@ -70,13 +83,18 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/test_mutation_rollout.py",
         ),
     ),
+    # The lock builders only: the rest of commands.py is shell argv and the programs it embeds, which
+    # the host tests run (a unit test can only compare their text).
     Target(
         "deploy/remote/commands.py",
         (
-            *_PUSH_TESTS,
-            "tests/unit/test_root_never_follows.py",
-            "tests/unit/test_tls.py",
+            "tests/unit/test_push_lock.py",
+            "tests/unit/test_plan_push.py",
             "tests/unit/test_mutation_commands.py",
+        ),
+        functions=tuple(
+            f"deploy.remote.commands.x_{name}__mutmut_*"
+            for name in ("lock_holder", "guarded", "lock_release_forced")
         ),
     ),
     Target(
@@ -86,7 +104,6 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/test_config_hostile.py",
             "tests/unit/test_render.py",
             "tests/unit/test_tls.py",
-            "tests/unit/test_mutation_config.py",
         ),
     ),
     Target(
@@ -94,7 +111,6 @@ TARGETS: tuple[Target, ...] = (
         (
             "tests/unit/test_config.py",
             "tests/unit/test_config_hostile.py",
-            "tests/unit/test_mutation_loader.py",
         ),
     ),
     Target(
@@ -113,9 +129,20 @@ TARGETS: tuple[Target, ...] = (
         "deploy/config/secrets.py",
         ("tests/unit/test_config.py", "tests/unit/test_mutation_secrets.py"),
     ),
+    # What HTTPS setup runs and writes on hosts (certbot command lines, the account it shares, the files,
+    # modes and owners of each step); not the local certificate checks of `deploy certs`/`check --live`.
     Target(
         "deploy/tls/steps.py",
         ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+        functions=tuple(
+            f"deploy.tls.steps.x_{name}__mutmut_*"
+            for name in (
+                "tls_settings", "acme_server", "certificate_files", "account_dir", "deploy_hook_script",
+                "challenge_snippet", "_certbot", "register_command", "show_account_command", "parse_account",
+                "jwk_thumbprint", "certonly_command", "has_certificate_command", "acme_prepare_step",
+                "register_step", "share_account_step", "obtain_step", "own_certificate_step", "site_step",
+            )
+        ),
     ),
     Target(
         "deploy/tls/certs.py",
@@ -165,7 +192,12 @@ def scratch_copy(target: Target, into: Path) -> None:
     # package must find them under its own folder.
     for data in ("templates", "checks"):
         (into / "deploy" / data).symlink_to(into / data)
+    # Tests that run `python -m deploy` in a temporary folder start a process that imports the mutants:
+    # mutmut's code in it reads its configuration from the current folder. This reads it from mutants/.
+    (into / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     tests = [t for t in target.tests if (into / t).exists()]
+    # mutmut runs the tests inside mutants/: whatever they read beside the package goes there too.
+    beside = sorted(p.name for p in into.iterdir() if p.name not in ("deploy", "tests", "pyproject.toml"))
     conf = [
         "",
         "[tool.mutmut]",
@@ -174,10 +206,26 @@ def scratch_copy(target: Target, into: Path) -> None:
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
         "use_git_change_detection = false",
+        f"also_copy = {json.dumps(beside)}",
         "",
     ]
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n".join(conf))
+
+
+_SITECUSTOMIZE = """\
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST"):
+    _here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        from mutmut.configuration import config
+
+        config()
+    finally:
+        os.chdir(_here)
+"""
 
 
 def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool) -> dict[str, Any]:
@@ -196,6 +244,8 @@ def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbos
                 f"mutmut wrote no results for {target.module} (exit {out.returncode}):\n{tail}"
             )
         codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        if globs:
+            codes = {k: v for k, v in codes.items() if any(fnmatch.fnmatchcase(k, g) for g in globs)}
         counts = dict.fromkeys(
             ("killed", "survived", "no_tests", "timeout", "suspicious", "skipped", "not_checked"), 0
         )
@@ -277,9 +327,19 @@ def main() -> int:
             )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+        write_section(saved)
     if args.json:
         print(json.dumps(run, indent=2))
     return 0
+
+
+def write_section(saved: dict[str, Any]) -> None:
+    """Rewrite the "Mutation score" section of benchmarks/RESULTS.md (rendered by report.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report
+
+    results_md = ROOT / "benchmarks" / "RESULTS.md"
+    results_md.write_text(report.replace_section(results_md.read_text(), report.mutation(saved)))
 
 
 def _mutmut_version() -> str:

@@ -303,6 +303,61 @@ def check_cli(check: dict[str, Any] | None, cli: dict[str, Any] | None) -> list[
     return out
 
 
+def mutation(data: dict[str, Any]) -> list[str]:
+    """The "Mutation score" section: the latest run of each module, then each module's first recorded
+    score (before the tests written to kill its survivors), from benchmarks/results/mutation.json."""
+    out = [
+        "## Mutation score",
+        "",
+        "mutmut over the modules that decide what happens on hosts, each with the unit tests listed for it in "
+        "`benchmarks/mutation.py` (TARGETS), each in its own scratch copy of the repository. Score = killed / "
+        "(killed + survived + no tests + timeouts + suspicious). Survivors left on purpose (equivalent mutants, "
+        "or not worth a test) are explained in `benchmarks/MUTATION.md`. Rerun one module with "
+        "`python benchmarks/mutation.py MODULE --save` (it rewrites this section); the machine is the same "
+        "2-core guest as above, shared with other work while these ran.",
+        "",
+        "| module | mutated | killed | survived | no tests | timeouts | score | date | commit | command |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for module, row in sorted(data.get("modules", {}).items()):
+        scope = "only " + ", ".join(f"`{g.split('.x_')[-1].split('__mutmut')[0]}`" for g in row["functions"]) if row["functions"] else "every function"
+        score = "-" if row["score"] is None else f"**{row['score']}%**"
+        out.append(
+            f"| `{module}` | {scope} | {row['killed']} | {row['survived']} | {row['no_tests']} | {row['timeout']} | "
+            f"{score} | {row['date']} | {row['commit']} | `{row['command']}` |"
+        )
+    first: dict[str, dict[str, Any]] = {}
+    for entry in data.get("history", []):
+        first.setdefault(entry["module"], entry)
+    if first:
+        out += [
+            "",
+            "Before the tests that kill survivors (`tests/unit/test_mutation_*.py`), each module's first run:",
+            "",
+            "| module | killed | of | score | date | commit |",
+            "|---|---:|---:|---:|---|---|",
+        ]
+        for module, entry in sorted(first.items()):
+            score = "-" if entry["score"] is None else f"{entry['score']}%"
+            out.append(
+                f"| `{module}` | {entry['killed']} | {entry['total']} | {score} | {entry['date']} | {entry['commit']} |"
+            )
+    return out
+
+
+def replace_section(text: str, section: list[str]) -> str:
+    """`text` (RESULTS.md) with the section that starts with `section[0]` replaced, or appended."""
+    heading = section[0]
+    lines = text.rstrip("\n").split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [*section, ""] if end < len(lines) else section
+    else:
+        lines += ["", *section]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     lines = [
         "# Benchmarks",
@@ -321,6 +376,9 @@ def main() -> None:
         if data:
             lines += [*render(data), ""]
     lines += [*check_cli(load("check"), load("cli")), ""]
+    data = load("mutation")
+    if data:
+        lines += [*mutation(data), ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     print(f"wrote {HERE / 'RESULTS.md'}")
 

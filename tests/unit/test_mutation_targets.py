@@ -54,3 +54,13 @@ def test_a_mutant_exit_code_maps_to_the_status_the_score_counts() -> None:
     assert status_of(33) == "no_tests"
     assert status_of(None) == "not_checked"
     assert status_of(-6) == "suspicious"
+
+
+def test_function_restrictions_name_functions_of_their_own_module() -> None:
+    for target in _runner().TARGETS:
+        dotted = target.module[: -len(".py")].replace("/", ".")
+        source = (ROOT / target.module).read_text()
+        for glob in target.functions:
+            assert glob.startswith(f"{dotted}.x"), f"{glob} is not a mutant name of {target.module}"
+            name = glob[len(dotted) + 3 :].split("__mutmut_")[0]
+            assert f"def {name}(" in source, f"{target.module} has no function {name} (renamed?)"
