@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 
 from deploy.checker.context import Context
@@ -316,7 +317,12 @@ def _data_generators(ctx: Context) -> set[str]:
     why="""Passwords, tokens, API keys and database URLs with passwords in the code end up in every clone,
     image and backup, and cannot be rotated without a release.""",
     fix="""Read them from the environment (`os.environ["DATABASE_URL"]`), list them in deploy.yaml
-    `app.secrets`, and rotate the ones that were committed.""",
+    `app.secrets`, and rotate the ones that were committed. Names and labels are not reported: a value
+    that spells the name or the part after its credential word (`ACCESS_TOKEN_SCOPE_SYNC = "sync"`), a
+    header name (`x-api-token`), lower-case words under a name that says it holds a name (`..._HEADER`,
+    `..._SCOPE_...`, `..._STATUS_...`), a placeholder (`changeme`, `<token>`, `${TOKEN}`), an environment
+    variable's name, and lower-case words on a line marked `# nosec`. `# nosec` does not hide a value
+    with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
     references=("https://cwe.mitre.org/data/definitions/798.html", "https://12factor.net/config"),
 )
 def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
@@ -328,7 +334,18 @@ def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
             continue
         if lit.file in generators:
             continue
+        if lit.word_shaped and _nosec(ctx, lit.file, lit.line):
+            continue  # lower-case words the author marked as no secret (bandit's `# nosec`)
         yield Finding(f"{lit.name} is given a literal credential value", lit.file, lit.line)
+
+
+def _nosec(ctx: Context, file: str, line: int) -> bool:
+    """Whether `file:line` carries bandit's `# nosec` marker."""
+    for module in ctx.project.python:
+        if module.path == file:
+            text = module.lines[line - 1] if 0 < line <= len(module.lines) else ""
+            return bool(re.search(r"#\s*nosec\b", text))
+    return False
 
 
 @check(

@@ -55,6 +55,90 @@ _SECRET_NAME = re.compile(
     r"(?i)(passw(or)?d|secret|token|api_?key|private_?key|access_?key|auth_?key|credential)"
 )
 _URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]+:[^@/\s]+@", re.I)
+#: Lower-case words joined by separators, no digits: `invalid_credentials`, `x-kobo-synctoken`, `a=b-c`.
+_WORDS_ONLY = re.compile(r"[a-z]+(?:[-_.=:/][a-z]+)*")
+#: Words in a constant's name that say its value is a name or a label, not a credential.
+_LABEL_NAME_WORDS = frozenset(
+    {
+        "header",
+        "headers",
+        "scope",
+        "scopes",
+        "status",
+        "name",
+        "field",
+        "param",
+        "label",
+        "kind",
+        "type",
+        "prefix",
+        "suffix",
+        "cookie",
+        "attr",
+        "attribute",
+        "column",
+        "env",
+        "var",
+        "claim",
+        "message",
+        "msg",
+        "error",
+        "event",
+        "endpoint",
+        "route",
+        "url",
+        "path",
+    }
+)
+#: Values that stand in for a real one (`changeme`, `<your-token>`, `${TOKEN}`, `xxxx`).
+_PLACEHOLDER = re.compile(
+    r"(?i)(<[^<>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|%\([a-z_]+\)s|x{3,}|\*{3,}|\.{3,}|"
+    r"change[-_ ]?me|replace[-_ ]?me|your[-_ ].*|todo|fixme|placeholder|example|dummy|redacted)"
+)
+
+
+def _name_words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def _names_part(words: list[str], value: list[str]) -> bool:
+    """Whether `value` is a run of the name's words at or after its credential word.
+
+    `ACCESS_TOKEN_SCOPE_SYNC = "sync"` names a part of itself; `ADMIN_PASSWORD = "admin"` does not (the
+    run comes before "password": it is the admin's password).
+    """
+    joined = "_".join(words)
+    starts = [m.start() for m in _SECRET_NAME.finditer(joined)]
+    if not starts or not value:
+        return False
+    first = joined[: starts[-1]].count("_")
+    n = len(value)
+    return any(words[i : i + n] == value for i in range(first, len(words) - n + 1))
+
+
+def label_value(name: str, text: str) -> bool:
+    """Whether the string bound to a credential-looking `name` is a name, label or placeholder, not a secret.
+
+    Labels: the value spells (part of) the name (`ACCESS_TOKEN_SCOPE_SYNC = "sync"`), a header name
+    (`x-kobo-synctoken`, `Authorization`), or lower-case words under a name that says it holds a name
+    (`..._HEADER`, `..._SCOPE_...`, `..._STATUS_...`). Placeholders: `changeme`, `<token>`, `${TOKEN}`.
+    Values with digits, mixed case or symbols (`admin123`, `SparkleAndShine`) stay secrets.
+    """
+    value = text.strip()
+    if _PLACEHOLDER.fullmatch(value):
+        return True
+    words = _name_words(name)
+    lowered = value.lower()
+    if re.sub(r"[^a-z0-9]", "", lowered) == "".join(words):
+        return True  # the value spells the name
+    if _WORDS_ONLY.fullmatch(lowered) and _names_part(words, re.split(r"[^a-z]+", lowered)):
+        return True  # "invalid_credentials" in AUTH_STATUS_INVALID_CREDENTIALS
+    if re.fullmatch(r"(?i)x-[a-z]+(-[a-z]+)*|authorization|proxy-authorization|cookie|set-cookie", value):
+        return True  # an HTTP header name
+    return bool(_WORDS_ONLY.fullmatch(value) and _LABEL_NAME_WORDS & set(words))
+
+
 _NON_PRODUCTION_SCOPE = re.compile(r"(?i)(dev|test|local|debug)")
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.I)
 _POST_METHOD = re.compile(r"""method\s*=\s*["']?post""", re.I)
@@ -315,6 +399,9 @@ class Literal_:
     file: str
     line: int
     scope: str
+    #: The value is lower-case words only (`invalid_credentials`, `target=watch-files`): a label when the
+    #: author marked the line `# nosec`, since nothing in it looks generated or chosen as a password.
+    word_shaped: bool = False
 
 
 @dataclass(frozen=True)
@@ -1241,8 +1328,10 @@ class _Visitor(ast.NodeVisitor):
             _SECRET_NAME.search(name) and len(text) >= 3 and " " not in text.strip()
         )
         # An upper-case word is the name of an environment variable, not a value.
-        if looks_secret and not re.fullmatch(r"[A-Z][A-Z0-9_]*", text):
-            self.facts.secrets.append(Literal_(name, self.path, line, scope))
+        if looks_secret and not re.fullmatch(r"[A-Z][A-Z0-9_]*", text) and not label_value(name, text):
+            self.facts.secrets.append(
+                Literal_(name, self.path, line, scope, word_shaped=bool(_WORDS_ONLY.fullmatch(text)))
+            )
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:

@@ -458,3 +458,36 @@ def test_clean_project_has_no_findings_with_config(tmp_path: Path) -> None:
     root = project(tmp_path)
     report = check(root, config=CONFIG)
     assert found(report) == {}
+
+
+SEC008_LABELS = """\
+AUTH_STATUS_INVALID_CREDENTIALS = "invalid_credentials"
+ACCESS_TOKEN_SCOPE_SYNC = "sync"
+SYNC_TOKEN_HEADER = "x-kobo-synctoken"
+API_TOKEN_FIELD = "api_token"
+TOKEN_HEADER_NAME = "Authorization"
+GITHUB_TOKEN_ENV = "GITHUB_TOKEN"
+SMTP_PASSWORD = "changeme"
+API_KEY = "<your-api-key>"
+watch_callback_token = "target=app-watch_files"  # nosec
+"""
+
+SEC008_SECRETS = """\
+ADMIN_PASSWORD = "admin"
+DEFAULT_PASSWORD = "admin123"  # nosec
+FLASK_SECRET_TOKEN = "SparkleAndShine"
+API_KEY = "57558043c53943d5d1e96a9ad425b0eb85532ee6"
+SYNC_TOKEN_HEADER = "Zx81-ab92-QQ7c"
+watch_callback_token = "target=app-watch_files"
+"""
+
+
+def test_sec008_skips_names_labels_headers_and_placeholders(tmp_path: Path) -> None:
+    root = project(tmp_path, {"labels.py": SEC008_LABELS})
+    assert found(check(root, ["SEC008"], CONFIG)).get("SEC008", []) == []
+
+
+def test_sec008_still_reports_secret_looking_values_even_under_nosec(tmp_path: Path) -> None:
+    root = project(tmp_path, {"labels.py": SEC008_SECRETS})
+    reported = found(check(root, ["SEC008"], CONFIG))["SEC008"]
+    assert sorted(int(r.split(":")[1].split()[0]) for r in reported) == [1, 2, 3, 4, 5, 6]
