@@ -659,8 +659,6 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
                 "starting together each write their own key, and unless the file is in a shared folder "
                 "every push replaces it"
             )
-            if not k.env_name:
-                message += " (or create the key file once in a folder listed in app.shared)"
         else:
             unset = (
                 f"when {k.env_name} is unset"
@@ -680,4 +678,8 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
                 'read it from the environment (os.environ["SECRET_KEY"]) and set SECRET_KEY in deploy.yaml '
                 "app.secrets"
             )
+            if k.how == "file":
+                fix += (
+                    ", or create the key file once, in a folder listed in app.shared, before the first start"  # noqa: E501
+                )
         yield Finding(f"{message}; {fix}", k.file, k.line)
