@@ -740,9 +740,16 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
     given: set[str] = set()
     if ctx.config is not None:
         given = set(ctx.config.app.secrets) | set(ctx.config.app.env)
+    # A key generated only when none is configured, while deploy.yaml gives one the app reads
+    # (`from_prefixed_env()` and FLASK_SECRET_KEY, or os.environ["SECRET_KEY"] elsewhere).
+    configured = ("FLASK_SECRET_KEY" in given and bool(ctx.project.calls_named("from_prefixed_env"))) or any(
+        s.value.env_name in given for s in ctx.project.setting("SECRET_KEY") if s.value.kind == "env"
+    )
     for k in key_generations(ctx.project.python):
         if k.env_name and k.env_name in given:
             continue  # deploy.yaml gives the variable: the generated key is never used
+        if k.how == "fallback" and not k.env_name and configured:
+            continue
         if k.how == "file":
             where = f"{k.file}:{k.generated_at}" if k.generated_at else k.file
             message = (
@@ -750,8 +757,6 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
                 "starting together each write their own key, and unless the file is in a shared folder "
                 "every push replaces it"
             )
-            if not k.env_name:
-                message += " (or create the key file once in a folder listed in app.shared)"
         else:
             unset = (
                 f"when {k.env_name} is unset"
@@ -771,4 +776,8 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
                 'read it from the environment (os.environ["SECRET_KEY"]) and set SECRET_KEY in deploy.yaml '
                 "app.secrets"
             )
+            if k.how == "file":
+                fix += (
+                    ", or create the key file once, in a folder listed in app.shared, before the first start"
+                )
         yield Finding(f"{message}; {fix}", k.file, k.line)

@@ -1069,6 +1069,39 @@ def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
     return None
 
 
+def _sqlite_chain(node: ast.BinOp) -> tuple[str, str] | None:
+    """The file of `"sqlite:///" + basedir + "/app.db"` (a longer `+` chain), when each piece is a
+    string or a folder of the project the resolver knows."""
+    operands: list[ast.AST] = []
+    current: ast.AST = node
+    while isinstance(current, ast.BinOp) and isinstance(current.op, ast.Add):
+        operands.insert(0, current.right)
+        current = current.left
+    operands.insert(0, current)
+    first = operands[0]
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        return None
+    match = re.match(r"^sqlite(\+\w+)?:///(.*)$", first.value.strip(), re.I)
+    if match is None:
+        return None
+    folder_of = _FOLDER_OF.get()
+    root = "\0root"
+    pieces = [match.group(2)]
+    for operand in operands[1:]:
+        if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+            pieces.append(operand.value)
+            continue
+        folder = folder_of(operand) if folder_of is not None else None
+        if folder is None or folder == TEMP_FOLDER:
+            return None
+        pieces.append(f"{root}/{folder}")
+    text = "".join(pieces).split("?", 1)[0]
+    if root in text:
+        relative = posixpath.normpath(text.rsplit(root, 1)[1].lstrip("/") or ".")
+        return None if relative.startswith("..") or relative == "." else (relative, "relative")
+    return (text, "absolute") if text.startswith("/") else (text, "relative")
+
+
 def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
     """(path, base) of the file an SQLite URL names (`sqlite:///app.db`, `'sqlite:///' + join(...)`)."""
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
@@ -1082,6 +1115,8 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
             return None
         rest = match.group(2).split("?", 1)[0]
         return (rest, "absolute") if rest.startswith("/") else (rest, "relative")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and isinstance(node.left, ast.BinOp):
+        return _sqlite_chain(node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left = node.left
         if (

@@ -250,6 +250,8 @@ def test_sec023_names_the_variable_the_app_reads(tmp_path: Path) -> None:
             {"app.py": FALLBACK_APP.replace("os.getenv", "os.environ.get")},
             CONFIG.replace("SECRET_KEY]", "SHOP_SECRET_KEY]"),
         ),
+        # Generated only when unset, and deploy.yaml sets it through from_prefixed_env().
+        ({"app.py": GUARDED_APP}, CONFIG.replace("secrets: [SECRET_KEY]", "secrets: [FLASK_SECRET_KEY]")),
         # The clean app reads SECRET_KEY from the environment; random tokens elsewhere are not keys.
         (
             {"tokens.py": "import secrets\n\ndef reset_token():\n    return secrets.token_urlsafe(16)\n"},
