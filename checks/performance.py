@@ -232,6 +232,12 @@ def connection_pooling(ctx: Context) -> Iterator[Finding]:
         "https://flask.palletsprojects.com/en/stable/patterns/streaming/",
         "https://flask-socketio.readthedocs.io/en/latest/deployment.html#gunicorn-web-server",
     ),
+    details="""What counts: a `text/event-stream` response, Flask-SSE (`flask_sse`), Flask-SocketIO
+    (`SocketIO(...)`) (high: open as long as the page is), and `stream_with_context()`,
+    `stream_template()` or a `Response` built from a generator (low: the worker is held until the
+    generator ends, and a stream longer than `gunicorn.timeout` is cut). Quiet with `worker_class`
+    gthread, gevent, eventlet or uvicorn, and with sync workers given `threads` above 1 (Gunicorn
+    then runs gthread workers).""",
 )
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import streams

@@ -733,6 +733,13 @@ def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
     its key from a file, create that file once, in a folder listed in `app.shared`, before the first
     start.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", "https://docs.gunicorn.org/en/stable/design.html"),
+    details="""What counts: a key generated with `os.urandom`, `secrets.token_*` or `uuid4` as the fallback of
+    an environment variable (`os.environ.get("X") or os.urandom(24)`, `os.environ.get("X",
+    secrets.token_hex())`), under `if not app.secret_key:`, in a config object (`self.SECRET_KEY =
+    os.urandom(32)`), or by a function that writes it to a file and returns it (`app.secret_key =
+    init_secret(path)`). When deploy.yaml gives the variable the code reads (`app.secrets` or
+    `app.env`), the generated key is never used and the check is quiet. A key generated
+    unconditionally into a config key is SEC003's.""",
 )
 def secret_key_generated(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import key_generations
