@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from deploy import commands as cmd
+from deploy.remote import commands as cmd
 from tests.unit.test_plan_push import LAYOUT
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from deploy.redact import RedactingStream, Redactor
+from deploy.config.redact import RedactingStream, Redactor
 
 pytestmark = pytest.mark.unit
 

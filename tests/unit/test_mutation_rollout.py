@@ -8,11 +8,9 @@ import signal
 
 import pytest
 
-from deploy import commands as cmd
-from deploy.executor import Recorder, StepResult
 from deploy.plan import Command, Step
-from deploy.pushplan import HostPush, PushPlan
-from deploy.rollout import (
+from deploy.push.plans import HostPush, PushPlan
+from deploy.push.rollout import (
     BatchError,
     Failure,
     Interrupted,
@@ -26,6 +24,8 @@ from deploy.rollout import (
     interruption,
     remote_hook,
 )
+from deploy.remote import commands as cmd
+from deploy.remote.executor import Recorder, StepResult
 from tests.unit.test_plan_push import LAYOUT
 
 pytestmark = pytest.mark.unit

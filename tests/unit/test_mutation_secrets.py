@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.secretfiles import NOT_SECRETS, is_secret, is_secret_name, withheld_warning
-from deploy.secretstrength import MIN_DISTINCT, MIN_SECRET_LENGTH, key_weakness, secret_weakness
+from deploy.config.secretfiles import NOT_SECRETS, is_secret, is_secret_name, withheld_warning
+from deploy.config.secrets import MIN_DISTINCT, MIN_SECRET_LENGTH, key_weakness, secret_weakness
 
 pytestmark = pytest.mark.unit
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from deploy import certs, tls
-from deploy.config import TLS, Config
-from deploy.executor import StepResult
-from deploy.facts import HostFacts
+from deploy.config.model import TLS, Config
 from deploy.plan import Command, Step, Upload
-from deploy.render import render
+from deploy.remote.executor import StepResult
+from deploy.remote.facts import HostFacts
+from deploy.render.render import render
+from deploy.tls import certs
+from deploy.tls import steps as tls
 from tests.unit.test_tls import ACME, CA_FILES, PEBBLE, RFC7638_KEY, ScriptedHosts, account_output, config
 
 pytestmark = pytest.mark.unit
