@@ -7,8 +7,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 from deploy.project.scan import Project, Setting
 
 from ._helpers import app_site, commands, config_file, script_modules, unguarded
@@ -229,7 +228,7 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     ),
 )
 def writes_in_release(ctx: Context) -> Iterator[Finding]:
-    from deploy.render.render import paths_for
+    from deploy.layout import paths_for
 
     assert ctx.config is not None
     shared = list(ctx.config.app.shared)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 from deploy.config.secrets import key_weakness
 
 from ._helpers import (
@@ -581,7 +580,7 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     ),
 )
 def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
-    from deploy.render import csp
+    from deploy.config import csp
 
     assert ctx.config is not None
     policy = ctx.config.nginx.csp_header

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.checker.runner import Layer
+from deploy.checker.layers import Layer
 from deploy.project.scan import Project, scan
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.project.inspect_app import Effective
     from deploy.render.render import RenderFailure
-
-
-class Skip(Exception):
-    """Raised by a check that cannot run here (a tool is missing); the runner reports it skipped."""
 
 
 @dataclass
@@ -45,7 +41,7 @@ class Context:
     environment: str | None = None
     project_files: Project | None = None
     renderer: Callable[..., dict[str, str]] | None = None
-    live_probe: Callable[[Context], LiveFacts] | None = None
+    live_probe: Callable[[Config, Path, str | None], LiveFacts] | None = None
     notes: list[str] = field(default_factory=list)
     _rendered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
@@ -145,7 +141,8 @@ class Context:
             from deploy.checker.live_probe import probe as default_probe
 
             probe = default_probe
-        return probe(self)
+        assert self.config is not None
+        return probe(self.config, self.root, self.environment)
 
     # --- availability
 

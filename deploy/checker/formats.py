@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from deploy import __version__
-from deploy.checker.runner import AREAS, Check, Report, Result, Severity, describe
+from deploy.checker.layers import Severity
+from deploy.checker.registry import AREAS, Check, describe
+from deploy.checker.results import Report, Result
 
 FORMATS = ("text", "json", "sarif", "junit", "github")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"

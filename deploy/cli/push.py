@@ -23,6 +23,7 @@ import click
 
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
 from deploy.config.secretfiles import withheld_warning
+from deploy.layout import layout_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -235,9 +236,8 @@ def _one_host(config: Config, only: str | None, config_path: str) -> str:
 
 
 def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> dict[str, HostState]:
-    from deploy.push.plans import probe_command
     from deploy.remote.executor import each
-    from deploy.remote.facts import parse_state
+    from deploy.remote.facts import parse_state, probe_command
 
     command = probe_command(config, nginx_test)
     results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)))
@@ -356,8 +356,9 @@ def _take_locks(
     release: str,
     create: bool = False,
 ) -> None:
+    from deploy.layout import layout_for
     from deploy.push.plans import LOCK_LEASE_SECONDS
-    from deploy.remote.commands import layout_for, lock_holder
+    from deploy.remote.commands import lock_holder
     from deploy.remote.executor import each
 
     layout = layout_for(config)
@@ -425,8 +426,8 @@ def _run_hooks(
 ) -> list[str]:
     """Run hooks in order, up to the first that fails; what failed (which hook, where, its exit code
     and its last lines of output), else []. `verbose` shows a hook's output when it succeeds too."""
+    from deploy.layout import layout_for
     from deploy.push.rollout import remote_hook
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each, run_local
 
     layout = layout_for(config)
@@ -611,6 +612,7 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
     printed goes through the same redaction (`redacts_secrets`, around every command here).
     """
     from deploy.config.redact import Redactor
+    from deploy.layout import layout_for
     from deploy.push.applog import is_traceback
     from deploy.push.rollout import (
         DIAGNOSED_STEPS,
@@ -620,7 +622,6 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
         hook_environment,
         interruption,
     )
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each
 
     environment, started, batch, max_failures = run.environment, run.started, run.batch, run.max_failures
@@ -728,9 +729,8 @@ def _report_interrupted(
     stop: Interrupted,
 ) -> None:
     """After a signal: what each host serves now (asked of the host), whether that is one release, exit."""
-    from deploy.push.plans import probe_command
     from deploy.remote.executor import each
-    from deploy.remote.facts import parse_state
+    from deploy.remote.facts import parse_state, probe_command
 
     command = probe_command(config)
     results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)).current)
@@ -964,7 +964,7 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 
     config, _project = _load(config_path, environment)
     printer = Printer(as_json)
-    layout = cmd.layout_for(config)
+    layout = layout_for(config)
     with _connected(config, accept_new_host_keys, printer) as executor:
         states = _gather(executor, config)
 
@@ -1038,8 +1038,9 @@ def logs(
     accept_new_host_keys: bool,
 ) -> None:
     """The app's journal (both slots) on a host."""
+    from deploy.layout import layout_for
     from deploy.plan import Command
-    from deploy.remote.commands import SLOTS, layout_for
+    from deploy.remote.commands import SLOTS
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
@@ -1073,7 +1074,8 @@ def exec_command(
     argv: tuple[str, ...],
 ) -> None:
     """Run a one-off command in the current release's environment: deploy exec -- flask init-db."""
-    from deploy.remote.commands import layout_for, run_in_release
+    from deploy.layout import layout_for
+    from deploy.remote.commands import run_in_release
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
@@ -1110,8 +1112,8 @@ def history(
     config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
 ) -> None:
     """The audit log of every host: who pushed or rolled back which release, when, and the result."""
+    from deploy.layout import layout_for
     from deploy.plan import Command
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each
 
     config, _project = _load(config_path, environment)
@@ -1216,7 +1218,8 @@ def lock_release(config_path: str, environment: str | None, yes: bool, accept_ne
 
     Asks first when a push holds the lock (--yes skips the question).
     """
-    from deploy.remote.commands import layout_for, lock_release_forced
+    from deploy.layout import layout_for
+    from deploy.remote.commands import lock_release_forced
     from deploy.remote.executor import each
 
     config, _project = _load(config_path, environment)

@@ -129,9 +129,8 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
     reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600). Safe to run again: a
     certificate far from expiry is kept.
     """
-    from deploy.push.plans import probe_command
     from deploy.remote.executor import ConnectError, Event, SSHExecutor, host_name
-    from deploy.remote.facts import FactError, parse_state
+    from deploy.remote.facts import FactError, parse_state, probe_command
     from deploy.tls import steps as tls
 
     config = load(config_path, environment)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.config.secretfiles import is_secret, is_secret_name
-from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX
+from deploy.config.secrets import WEAK
+from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX, WEAK_ENV
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
@@ -213,6 +214,7 @@ def inspect(root: Path, spec: str, config: Config | None, python: str | None = N
             return Effective(error=f"cannot copy the project for the import: {exc}")
         paths = [str(copy)] + ([str(copy / "src")] if (copy / "src").is_dir() else [])
         env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH", "")])])
+        env[WEAK_ENV] = json.dumps(sorted(WEAK))
         try:
             proc = subprocess.run(
                 [interpreter, str(CHILD), spec, health, host],

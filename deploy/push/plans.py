@@ -14,18 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deploy.config.model import Config
+from deploy.layout import Layout, layout_for, managed_files
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
 from deploy.push.artifact import Artifact, FileEntry, changes, requirements_hash, tarball
 from deploy.remote import commands as cmd
-from deploy.remote.commands import DEBIAN_DEFAULT_SITE, Layout, layout_for, nginx_link
-from deploy.remote.facts import HostState, probe_request
-from deploy.render.render import managed_files
+from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
+from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState
 
-#: Debian packages a host needs; apt installs only the missing ones.
-REQUIRED_PACKAGES = ("python3", "python3-venv", "nginx-light")
-#: Any of these provides the nginx binary.
-NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
 #: Seconds between switching `live.sock` and stopping the old slot, so connections Nginx opened
 #: just before the switch are accepted by the old Gunicorn before it stops accepting.
 DRAIN_SECONDS = 1.0
@@ -35,62 +31,6 @@ LOCK_LEASE_SECONDS = 60
 
 class PlanError(Exception):
     """A plan cannot be made for a host (not set up, release not found); the message says what to do."""
-
-
-# --- what the probe should look at -------------------------------------------------------------
-
-
-def probe_command(config: Config, nginx_test: bool = False) -> Command:
-    """The one command that gathers every fact a setup, push, rollback or status needs."""
-    from deploy.remote.facts import PROBE
-
-    layout = layout_for(config)
-    paths = layout.paths
-    links = {
-        "current": paths.current,
-        "live": paths.upstream_socket,
-        "enabled": layout.sites_enabled,
-        "debian_default": DEBIAN_DEFAULT_SITE,
-    }
-    links.update({slot: layout.slot(slot) for slot in cmd.SLOTS})
-    dirs = [
-        paths.base,
-        paths.releases,
-        paths.shared,
-        paths.slots,
-        layout.venvs,
-        layout.wheels,
-        layout.state,
-        f"/etc/{config.app.name}",
-    ]
-    dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
-    files = [path for path, _ in managed_files(config)]
-    files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
-    certificate = None
-    if config.server.tls is not False:
-        from deploy.tls.steps import certificate_files
-
-        certificate = certificate_files(config)[0]
-    request = probe_request(
-        user=config.server.user,
-        links=links,
-        owners=[*dirs, paths.env_file],
-        files=files,
-        secret_files=[paths.env_file],
-        releases=paths.releases,
-        venvs=layout.venvs,
-        wheels=layout.wheels,
-        units=[layout.unit(slot) for slot in cmd.SLOTS],
-        lock_file=layout.lock_file,
-        lock_info=layout.lock_info,
-        work_file=layout.work_file,
-        # Only setup (which tests Nginx too) installs packages; a push skips the dpkg query.
-        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
-        certificate=certificate,
-        nginx_test=nginx_test,
-        base=paths.base,
-    )
-    return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)
 
 
 # --- managed files --------------------------------------------------------------------------------

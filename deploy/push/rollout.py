@@ -12,11 +12,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from deploy.layout import Layout
 from deploy.plan import Command, Step
 from deploy.push.applog import excerpt
 from deploy.push.plans import HostPush, PushPlan
 from deploy.remote import commands as cmd
-from deploy.remote.commands import Layout
 from deploy.remote.executor import Executor, StepResult, each
 
 

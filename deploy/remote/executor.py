@@ -519,7 +519,8 @@ class SSHExecutor:
             held = self._locks.get(host)
         if held is None or not held.pid:
             return self._wrap(argv, sudo)
-        from deploy.remote.commands import guarded, layout_for
+        from deploy.layout import layout_for
+        from deploy.remote.commands import guarded
 
         # The guard needs root (the lock's files): it runs under sudo, and so does the command.
         return self._wrap(guarded(layout_for(self.config), held.pid, name, argv), True)

@@ -15,77 +15,11 @@ import jinja2
 
 from deploy.config import secretfiles
 from deploy.config.model import Config
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
 from deploy.remote.facts import HostFacts
 
 #: Debian 12's nginx; templates fit the version they are rendered for.
 DEFAULT_NGINX_VERSION = "1.22.1"
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where everything lives on a host. One place, used by templates, plans and checks."""
-
-    base: str
-    releases: str
-    shared: str
-    current: str
-    slots: str
-    run_dir: str
-    upstream_socket: str
-    env_file: str
-    unit_template: str
-    acme_webroot: str
-    nginx_site: str
-    nginx_snippets: str
-    log_dir: str
-    #: The default servers that drop requests for names no app serves (ports 80 and 443). Shared by
-    #: every app on the host: no app's site claims default_server, so several apps can share a host.
-    nginx_catch_all: str = "/etc/nginx/conf.d/deploy-catch-all.conf"
-    nginx_catch_all_tls: str = "/etc/nginx/conf.d/deploy-catch-all-tls.conf"
-    #: The TLS certificate chain and key Nginx serves (None when tls is false): Let's Encrypt's
-    #: live folder for ACME, or the user's own files uploaded under /etc/<app>/tls/.
-    tls_certificate: str | None = None
-    tls_certificate_key: str | None = None
-
-    def slot_socket(self, slot: str) -> str:
-        """The unix socket Gunicorn of one slot ('blue' or 'green') binds to."""
-        return f"{self.run_dir}/{slot}.sock"
-
-
-def paths_for(config: Config) -> Paths:
-    """The on-host layout of the app described by `config`."""
-    base = config.base_dir
-    name = config.app.name
-    return Paths(
-        base=base,
-        releases=f"{base}/releases",
-        shared=f"{base}/shared",
-        current=f"{base}/current",
-        slots=f"{base}/slots",
-        run_dir=f"/run/{name}",
-        upstream_socket=f"{base}/live.sock",
-        env_file=f"/etc/{name}/env",
-        unit_template=f"{name}@.service",
-        acme_webroot="/var/lib/deploy/acme",
-        nginx_site=f"/etc/nginx/sites-available/{name}.conf",
-        nginx_snippets="/etc/nginx/snippets",
-        log_dir=f"/var/log/{name}",
-        tls_certificate=_tls_files(config)[0],
-        tls_certificate_key=_tls_files(config)[1],
-    )
-
-
-def _tls_files(config: Config) -> tuple[str | None, str | None]:
-    tls = config.server.tls
-    if tls is False:
-        return None, None
-    folder = f"/etc/letsencrypt/live/{config.primary_domain}" if tls.acme else f"/etc/{config.app.name}/tls"
-    return f"{folder}/fullchain.pem", f"{folder}/privkey.pem"
-
-
-#: The rendered default servers' keys in render()'s output (the TLS one only when HTTPS is served).
-CATCH_ALL = "nginx/conf.d/deploy-catch-all.conf"
-CATCH_ALL_TLS = "nginx/conf.d/deploy-catch-all-tls.conf"
 
 
 def output_files(config: Config) -> dict[str, str]:
@@ -103,25 +37,6 @@ def output_files(config: Config) -> dict[str, str]:
         ".dockerignore": "dockerignore.j2",
         "compose.yaml": "compose.yaml.j2",
     }
-
-
-def managed_files(config: Config) -> list[tuple[str, str]]:
-    """(path on the host, key in render()'s output) of every config file setup and push install.
-
-    The systemd unit comes first, then the Nginx files. A key missing from a render's output (the
-    TLS default server while HTTPS is not served) is not installed, and an installed copy is kept.
-    """
-    paths = paths_for(config)
-    name = config.app.name
-    headers, proxy = f"{name}-security-headers.conf", f"{name}-proxy.conf"
-    return [
-        (f"/etc/systemd/system/{paths.unit_template}", f"systemd/{name}@.service"),
-        (paths.nginx_site, f"nginx/{name}.conf"),
-        (f"{paths.nginx_snippets}/{headers}", f"nginx/snippets/{headers}"),
-        (f"{paths.nginx_snippets}/{proxy}", f"nginx/snippets/{proxy}"),
-        (paths.nginx_catch_all, CATCH_ALL),
-        (paths.nginx_catch_all_tls, CATCH_ALL_TLS),
-    ]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploy.config.model import Config
+from deploy.layout import account_dir
 from deploy.plan import Command, Step
 from deploy.remote.executor import Executor, each
 from deploy.remote.facts import HostFacts
@@ -159,7 +160,7 @@ def planned_steps(
         ]
         steps += [tls.acme_prepare_step(config, h, settings, files) for h in hosts]
         steps.append(tls.register_step(config, hosts[0], settings))
-        folder = tls.account_dir(tls.acme_server(settings))
+        folder = account_dir(tls.acme_server(settings))
         steps += [
             Step(
                 "tls: share the ACME account",

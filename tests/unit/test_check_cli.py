@@ -139,7 +139,7 @@ def test_output_file_and_select(tmp_path: Path) -> None:
 
 
 LOCAL_CHECK = """\
-from deploy.checker.runner import Finding, check
+from deploy.checker import Finding, check
 
 
 @check("ACME001", area="deployment", severity="high", title="No CHANGELOG",
@@ -207,7 +207,7 @@ def test_machine_formats_name_files_from_the_directory_ci_runs_in(tmp_path: Path
 
 def test_a_check_that_crashes_is_reported_not_hidden(tmp_path: Path) -> None:
     crashing = (
-        "from deploy.checker.runner import check\n\n"
+        "from deploy.checker import check\n\n"
         '@check("ACME002", area="pitfalls", severity="low", title="t", why="w", fix="f", references=("x",))\n'
         "def boom(ctx):\n    raise RuntimeError('oops')\n"
     )

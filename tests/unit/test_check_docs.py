@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checker.runner import AREAS, load_checks
+from deploy.checker.registry import AREAS, load_checks
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +52,8 @@ def examples(page: str) -> tuple[dict[str, str], dict[str, str]] | None:
 
 def _fires(root: Path, check_id: str, files: dict[str, str]) -> bool:
     from deploy.checker.context import Context
-    from deploy.checker.runner import run, select
+    from deploy.checker.registry import select
+    from deploy.checker.runner import run
     from deploy.config.loader import load
 
     for rel, text in files.items():

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 from deploy.checker import formats as checkfmt
-from deploy.checker.runner import Report, Severity
-from deploy.checker.suppress import Suppression
+from deploy.checker.layers import Severity
+from deploy.checker.results import Report, Suppression
 
 from .test_check_support import CLEAN_APP, check, project
 
@@ -62,7 +62,8 @@ def test_sarif_carries_rule_metadata_and_security_severity(report: Report) -> No
 def test_sarif_marks_suppressed_results_and_still_validates(tmp_path: Path) -> None:
     root = project(tmp_path, {"requirements.txt": "Flask>=3\nFlask-WTF==1.3.0\ngunicorn==23.0.0\n"})
     from deploy.checker.context import Context
-    from deploy.checker.runner import load_checks, run
+    from deploy.checker.registry import load_checks
+    from deploy.checker.runner import run
 
     s = Suppression("DEP002", "upgraded weekly by a bot", date(2999, 1, 1))
     rep = run(load_checks(plugins=False), Context(root=root), [s])

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from deploy.checker.context import Context
-from deploy.checker.runner import Finding, Report, run
-from deploy.checker.runner import check as register
+from deploy.checker.layers import Finding
+from deploy.checker.registry import check as register
+from deploy.checker.results import Report
+from deploy.checker.runner import run
 
 from .test_check_support import CLEAN_APP, CONFIG, check, found, project
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from deploy.checker.context import Context
-from deploy.checker.runner import Report, load_checks, run, select
+from deploy.checker.registry import load_checks, select
+from deploy.checker.results import Report
+from deploy.checker.runner import run
 from deploy.config.loader import load_text
 
 pytestmark = pytest.mark.unit

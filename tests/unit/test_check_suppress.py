@@ -9,7 +9,9 @@ import pytest
 
 from deploy.checker import suppress
 from deploy.checker.context import Context
-from deploy.checker.runner import Report, load_checks, run, select
+from deploy.checker.registry import load_checks, select
+from deploy.checker.results import Report
+from deploy.checker.runner import run
 from deploy.config.loader import ConfigError
 
 from .test_check_support import project

@@ -10,7 +10,9 @@ import pytest
 
 from deploy.checker.context import Context
 from deploy.checker.live_probe import HostLive, LiveFacts, Response, SiteLive
-from deploy.checker.runner import Report, load_checks, run, select
+from deploy.checker.registry import load_checks, select
+from deploy.checker.results import Report
+from deploy.checker.runner import run
 from deploy.config.loader import load_text
 from deploy.remote.facts import HostState
 
@@ -76,7 +78,7 @@ def good_site() -> SiteLive:
 def live_run(root: Path, ids: list[str], host: HostLive, site: SiteLive, config: str = LIVE_CONFIG) -> Report:
     cfg = load_text(config, "deploy.yaml", None)
     facts = LiveFacts((host,), (site,))
-    ctx = Context(root=root, config=cfg, live=True, environment="production", live_probe=lambda _ctx: facts)
+    ctx = Context(root=root, config=cfg, live=True, environment="production", live_probe=lambda *_: facts)
     return run(select(load_checks(plugins=False), ids), ctx)
 
 

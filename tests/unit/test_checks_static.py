@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.checker.runner import Layer, load_checks
+from deploy.checker.layers import Layer
+from deploy.checker.registry import load_checks
 
 from .test_check_support import CLEAN_APP, CONFIG, check, found, project
 

@@ -438,7 +438,9 @@ def test_a_static_folder_that_links_out_is_refused(tmp_path: Path) -> None:
 
 def test_deploy_check_reports_it_as_a_critical_security_finding(tmp_path: Path) -> None:
     from deploy.checker.context import Context
-    from deploy.checker.runner import Severity, load_checks, run, select
+    from deploy.checker.layers import Severity
+    from deploy.checker.registry import load_checks, select
+    from deploy.checker.runner import run
 
     config = _project(tmp_path, {"public/settings.py": "SECRET_KEY = 'x'\n"})
     loaded = load(config, project_files=False)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deploy.config import csp
 from deploy.config.loader import ConfigError, load, load_text
-from deploy.render import csp
 from deploy.render.render import render
 
 pytestmark = pytest.mark.unit
@@ -284,7 +284,8 @@ def test_css_files_loading_fonts_and_stylesheets_from_elsewhere() -> None:
 
 def test_the_check_reads_templates_and_css_but_not_email_templates(tmp_path: Path) -> None:
     from deploy.checker.context import Context
-    from deploy.checker.runner import load_checks, run, select
+    from deploy.checker.registry import load_checks, select
+    from deploy.checker.runner import run
 
     files = {
         "deploy.yaml": FLASKR,

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from deploy.config.loader import load_text
+from deploy.layout import layout_for, managed_files
 from deploy.plan import Command, Upload
 from deploy.push.artifact import Artifact, FileEntry
 from deploy.push.plans import (
@@ -27,7 +28,7 @@ from deploy.push.rollout import Rollout, batches
 from deploy.remote import commands as cmd
 from deploy.remote.executor import Recorder, display_line, step_script
 from deploy.remote.facts import HostState, ReleaseInfo, parse_state
-from deploy.render.render import managed_files, render
+from deploy.render.render import render
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +46,7 @@ server:
   tls: false
 """
 CONFIG = load_text(YAML)
-LAYOUT = cmd.layout_for(CONFIG)
+LAYOUT = layout_for(CONFIG)
 SECRETS = {"SECRET_KEY": "s3cret-value"}
 UNIT = "/etc/systemd/system/shop@.service"
 

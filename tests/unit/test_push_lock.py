@@ -15,6 +15,7 @@ import pytest
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
 from deploy.cli.push import _lock_record, _released
 from deploy.config.loader import ConfigError, load_text
+from deploy.layout import Layout, layout_for
 from deploy.plan import Upload
 from deploy.push.plans import push_plan
 from deploy.remote import commands as cmd
@@ -24,7 +25,7 @@ from tests.unit.test_plan_push import CONFIG, SECRETS, YAML, build, rendered_map
 
 pytestmark = pytest.mark.unit
 
-LAYOUT = cmd.layout_for(CONFIG)
+LAYOUT = layout_for(CONFIG)
 
 
 def test_layout_names_the_work_file_and_the_release_units() -> None:
@@ -153,7 +154,7 @@ def test_lock_status_words_for_a_draining_holder_and_leftover_work() -> None:
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> cmd.Layout:
+def layout(tmp_path: Path) -> Layout:
     state = tmp_path / ".deploy"
     state.mkdir()
     return replace(
@@ -161,7 +162,7 @@ def layout(tmp_path: Path) -> cmd.Layout:
     )
 
 
-def _holder(layout: cmd.Layout, by: str, wait: int = 10) -> subprocess.Popen[str]:
+def _holder(layout: Layout, by: str, wait: int = 10) -> subprocess.Popen[str]:
     argv = cmd.lock_holder(layout, {"by": by, "action": "push", "release": by}, 60, wait).argv
     return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -171,7 +172,7 @@ def _line(process: subprocess.Popen[str]) -> str:
     return process.stdout.readline().strip()
 
 
-def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: cmd.Layout) -> None:
+def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: Layout) -> None:
     first = _holder(layout, "one")
     locked = _line(first)
     assert locked.startswith("LOCKED ")
@@ -213,7 +214,7 @@ def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: cmd.Layou
 
 
 def test_after_a_forced_release_the_next_push_waits_for_leftover_work_then_says_so(
-    layout: cmd.Layout,
+    layout: Layout,
 ) -> None:
     first = _holder(layout, "one")
     pid = int(_line(first).split()[1])
@@ -243,7 +244,7 @@ def _cmdline_sum(pid: int) -> str:
     return hashlib.sha256(Path(f"/proc/{pid}/cmdline").read_bytes()).hexdigest()
 
 
-def test_the_holder_records_its_pid_start_time_and_command_line(layout: cmd.Layout) -> None:
+def test_the_holder_records_its_pid_start_time_and_command_line(layout: Layout) -> None:
     holder = _holder(layout, "one")
     pid = int(_line(holder).split()[1])
     record = json.loads(Path(layout.lock_info).read_text())
@@ -259,7 +260,7 @@ def test_the_holder_records_its_pid_start_time_and_command_line(layout: cmd.Layo
 
 @pytest.mark.parametrize("forged", ["pid only", "wrong start time", "wrong command line", "all but a byte"])
 def test_a_forced_release_never_signals_a_process_that_is_not_the_lock_s_holder(
-    layout: cmd.Layout, forged: str
+    layout: Layout, forged: str
 ) -> None:
     # A stale record whose pid now belongs to an unrelated process (pid reuse): it must survive.
     unrelated = subprocess.Popen(["sleep", "60"])

@@ -11,8 +11,9 @@ import pytest
 
 from deploy.config.loader import ConfigError, load, load_text
 from deploy.config.model import Config
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
 from deploy.remote.facts import HostFacts
-from deploy.render.render import CATCH_ALL, CATCH_ALL_TLS, paths_for, render
+from deploy.render.render import render
 
 pytestmark = pytest.mark.unit
 

@@ -20,11 +20,12 @@ from cryptography.x509.oid import NameOID
 
 from deploy.config.loader import ConfigError, load_text
 from deploy.config.model import Config
+from deploy.layout import account_dir, challenge_snippet_path, paths_for
 from deploy.plan import Command, Step, Upload
 from deploy.remote.commands import NGINX_APPLY, STAGED
 from deploy.remote.executor import Recorder, StepResult, display_line
 from deploy.remote.facts import HostFacts
-from deploy.render.render import paths_for, render
+from deploy.render.render import render
 from deploy.tls import certs
 from deploy.tls import steps as tls
 
@@ -100,7 +101,7 @@ def test_register_command_tolerates_an_existing_account() -> None:
     ],
 )
 def test_account_folder_follows_certbots_layout(server: str, folder: str) -> None:
-    assert tls.account_dir(server) == folder
+    assert account_dir(server) == folder
 
 
 LABEL_63 = "a" * 63
@@ -329,7 +330,7 @@ def test_rendered_site_includes_the_stateless_answers_on_port_80() -> None:
     acme = acme[: acme.index("}")]
     pattern = acme.split("include ", 1)[1].split(";", 1)[0]
     # The snippet deploy writes is one the site's include pattern picks up.
-    assert fnmatch.fnmatch(tls.challenge_snippet_path(config()), pattern)
+    assert fnmatch.fnmatch(challenge_snippet_path(config()), pattern)
 
 
 # --- preparing hosts ----------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""The import rules of pyproject's [tool.importlinter] hold: imports go down the flow, no cycles,
+checks use only the checker's public face. A broken contract fails here, with lint-imports' report."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _lint_imports() -> str:
+    found = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    if found is None:
+        pytest.fail("lint-imports is not installed (pip install -e '.[test]' installs import-linter)")
+    return found
+
+
+@pytest.mark.unit
+def test_the_import_contracts_are_kept() -> None:
+    out = subprocess.run(
+        [_lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+@pytest.mark.unit
+def test_the_contracts_have_no_exceptions() -> None:
+    """No import is waved through: a contract that needs an exception is a design to change."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    assert len(config["contracts"]) >= 3
+    for contract in config["contracts"]:
+        assert not contract.get("ignore_imports"), contract["name"]
+        assert not contract.get("exhaustive_ignores"), contract["name"]
+
+
+@pytest.mark.unit
+def test_a_broken_contract_fails(tmp_path: Path) -> None:
+    """The check can fail: a contract the code breaks (the CLI never reaching remote) is reported."""
+    config = tmp_path / "contracts.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_packages = ["deploy"]\n\n'
+        '[[tool.importlinter.contracts]]\nname = "cli never imports remote"\ntype = "forbidden"\n'
+        'source_modules = ["deploy.cli"]\nforbidden_modules = ["deploy.remote"]\n',
+        encoding="utf-8",
+    )
+    out = subprocess.run(
+        [_lint_imports(), "--no-cache", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode != 0, out.stdout
+    assert "BROKEN" in out.stdout
