@@ -486,7 +486,7 @@ def setup(
     secrets = _secrets(config, project, config_path)
     tls_files = None
     if config.server.tls is not False:
-        from deploy.cli.tls import read_tls_files
+        from deploy.tls.files import read_tls_files
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
@@ -547,12 +547,15 @@ def setup(
                 + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
             )
         if tls_files is not None:
-            from deploy.cli.tls import https_on_hosts
+            from deploy.tls.certs import CertsError, https_on_hosts
 
             printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
-            https_on_hosts(
-                config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
-            )
+            try:
+                https_on_hosts(
+                    config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
+                )
+            except CertsError as exc:
+                fail(str(exc))
         printer.say(f"setup done in {time.monotonic() - started:.2f}s")
 
 

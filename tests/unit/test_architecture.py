@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _lint_imports() -> str:
-    found = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    here = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    found = here or shutil.which("lint-imports")
     if found is None:
         pytest.fail("lint-imports is not installed (pip install -e '.[test]' installs import-linter)")
     return found
