@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.checker.layers import Layer
+from deploy.checker.live_probe import probe as default_probe
+from deploy.project.inspect_app import Effective, active_python, inspect, project_python
 from deploy.project.scan import Project, scan
+from deploy.render.render import RenderFailure, render
 
 if TYPE_CHECKING:
     from deploy.checker.live_probe import LiveFacts
@@ -53,19 +56,13 @@ class Context:
 
     @cached_property
     def effective(self) -> Effective:
-        from deploy.project.inspect_app import inspect
-
         spec = self.wsgi_spec
         if spec is None:
-            from deploy.project.inspect_app import Effective
-
             return Effective(
                 error="no app to import: no deploy.yaml app.wsgi, no --app, and no Flask app found"
             )
         python = self.python
         if python is None:
-            from deploy.project.inspect_app import active_python, project_python
-
             found = project_python(self.root)
             active = active_python() if found is None else None
             chosen = found or active
@@ -112,8 +109,6 @@ class Context:
     @cached_property
     def render_failure(self) -> RenderFailure | None:
         """Where rendering failed (the template override and line), or None when it renders."""
-        from deploy.render.render import RenderFailure, render
-
         if self.config is None:
             return None
         try:
@@ -138,8 +133,6 @@ class Context:
     def live_facts(self) -> LiveFacts:
         probe = self.live_probe
         if probe is None:
-            from deploy.checker.live_probe import probe as default_probe
-
             probe = default_probe
         assert self.config is not None
         return probe(self.config, self.root, self.environment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -225,8 +226,6 @@ def sarif(report: Report, threshold: Severity) -> str:
 
 
 def _file_uri(root: str) -> str:
-    from pathlib import Path
-
     return Path(root).resolve().as_uri().rstrip("/") + "/"
 
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from deploy.layout import layout_for, managed_files
 from deploy.plan import Command
+from deploy.remote.commands import SLOTS
+from deploy.remote.executor import SSHExecutor, each, host_name
+from deploy.remote.facts import parse_state, probe_command
+from deploy.render.render import render
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -139,9 +144,6 @@ class LiveFacts:
 
 
 def extra_command(config: Config) -> Command:
-    from deploy.layout import layout_for
-    from deploy.remote.commands import SLOTS
-
     layout = layout_for(config)
     request = json.dumps({"units": [layout.unit(slot) for slot in SLOTS], "disk": layout.paths.base})
     return Command(("python3", "-c", EXTRA_PROBE, request), "gather live facts", sudo=True)
@@ -149,11 +151,6 @@ def extra_command(config: Config) -> Command:
 
 def probe_hosts(config: Config, root: Path) -> tuple[HostLive, ...]:
     """Gather facts from every host over one SSH connection each (host keys verified)."""
-    from deploy.layout import managed_files
-    from deploy.remote.executor import SSHExecutor, each, host_name
-    from deploy.remote.facts import parse_state, probe_command
-    from deploy.render.render import render
-
     executor = SSHExecutor(config, config.server.hosts)
     state_command = probe_command(config, nginx_test=True)
     extra = extra_command(config)
@@ -197,8 +194,6 @@ _PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org")
 
 def placeholder_hosts(config: Config) -> list[str]:
     """The hosts of deploy.yaml that are documentation placeholders (web1.example.com, x.invalid)."""
-    from deploy.remote.executor import host_name
-
     out = []
     for host in config.server.hosts:
         address = host.address.strip("[]").rstrip(".").lower()

@@ -120,6 +120,7 @@ def check(
     Works without deploy.yaml (static checks only) and names every check it skipped and why.
     Exit 0 when nothing at or above --fail-on was found, 1 when something was, 2 for usage errors.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.checker import formats as checkfmt
     from deploy.checker import suppress
     from deploy.checker.context import Context
@@ -194,6 +195,7 @@ def check(
 
 def _unknown_ids(checks: list[Check], patterns: list[str]) -> str | None:
     """A message for the first pattern that names no check, id prefix or area; None if all do."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.checker.registry import AREAS
 
     ids = [c.id for c in checks]
@@ -222,6 +224,7 @@ def _emit(text: str, output: Path | None) -> None:
 @click.argument("check_id", metavar="ID")
 def explain(check_id: str) -> None:
     """Print the documentation page of one check: why it matters, how to fix it, references."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.checker.registry import RegistryError, load_checks
 
     try:

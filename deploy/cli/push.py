@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.config.secretfiles import withheld_warning
-from deploy.layout import layout_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,6 +97,7 @@ class StopSignals:
         self._before: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.push.rollout import Interrupted
         from deploy.remote.executor import GATE
 
@@ -132,6 +131,7 @@ class StopSignals:
 
     @property
     def deferred(self) -> Interrupted | None:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.push.rollout import Interrupted
 
         late = self.received[1:]
@@ -149,6 +149,7 @@ _STOPPED = {
 def _stoppable(printer: Printer, what: str = "push") -> Iterator[StopSignals]:
     """SIGTERM, SIGHUP and Ctrl-C stop the command; outside a rollout (which handles them itself),
     it says what changed and exits 128 + the signal's number; the lock is released on the way out."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.rollout import interruption
 
     with StopSignals(printer.say) as stops:
@@ -175,11 +176,13 @@ def redacts_secrets(func: F) -> F:
     (`deploy.config.redact`) that knows the values of `app.secrets` found in the environment or .env.
 
     A config that does not load is left to the command, which reports it (exit 2)."""
-    from deploy.config.loader import ConfigError, known_secrets, load
-    from deploy.config.redact import redacting_output
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Imported when the command runs, not when it is decorated: `deploy --help` stays fast.
+        from deploy.config.loader import ConfigError, known_secrets, load
+        from deploy.config.redact import redacting_output
+
         config_path = kwargs["config_path"]
         try:
             config = load(config_path, kwargs.get("environment"))
@@ -193,6 +196,7 @@ def redacts_secrets(func: F) -> F:
 
 
 def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import load
 
     config = load(config_path, environment)
@@ -203,6 +207,7 @@ def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
 
 @contextmanager
 def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[SSHExecutor]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import SSHExecutor
 
     executor = SSHExecutor(
@@ -215,6 +220,7 @@ def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[S
 
 
 def _host_names(config: Config) -> list[str]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import host_name
 
     return [host_name(h) for h in config.server.hosts]
@@ -222,6 +228,7 @@ def _host_names(config: Config) -> list[str]:
 
 def _one_host(config: Config, only: str | None, config_path: str) -> str:
     """The host `--host` names (default: the first of server.hosts); a ConfigError if it is not one."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import ConfigError, Problem, line_of
 
     names = _host_names(config)
@@ -236,6 +243,7 @@ def _one_host(config: Config, only: str | None, config_path: str) -> str:
 
 
 def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> dict[str, HostState]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import each
     from deploy.remote.facts import parse_state, probe_command
 
@@ -248,24 +256,28 @@ def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> 
 
 
 def _render(config: Config, states: Mapping[str, HostState], project: Path) -> dict[str, dict[str, str]]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.render.render import render
 
     return {host: render(config, state.facts, project) for host, state in states.items()}
 
 
 def _project_identity(project: Path) -> str | None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import project_identity
 
     return project_identity(project)
 
 
 def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import read_secrets
 
     return read_secrets(config, project, config_path)
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.plan import Command
     from deploy.remote.commands import STAGED
     from deploy.remote.executor import display_line
@@ -356,6 +368,7 @@ def _take_locks(
     release: str,
     create: bool = False,
 ) -> None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.push.plans import LOCK_LEASE_SECONDS
     from deploy.remote.commands import lock_holder
@@ -426,6 +439,7 @@ def _run_hooks(
 ) -> list[str]:
     """Run hooks in order, up to the first that fails; what failed (which hook, where, its exit code
     and its last lines of output), else []. `verbose` shows a hook's output when it succeeds too."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.push.rollout import remote_hook
     from deploy.remote.executor import each, run_local
@@ -478,6 +492,7 @@ def setup(
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.plans import PlanError, refuse_hosts, setup_plan
     from deploy.remote.executor import each
 
@@ -569,6 +584,7 @@ def _release_id(short: str) -> str:
 def _wheels_for(
     config: Config, states: Mapping[str, HostState], requirements: RequirementSet, printer: Printer
 ) -> dict[str, dict[str, bytes]]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
     from deploy.push.plans import platform_tag
 
@@ -614,6 +630,7 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
     on the hosts, show the values of `secrets` (and their encodings) by their names; everything
     printed goes through the same redaction (`redacts_secrets`, around every command here).
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.redact import Redactor
     from deploy.layout import layout_for
     from deploy.push.applog import is_traceback
@@ -732,6 +749,7 @@ def _report_interrupted(
     stop: Interrupted,
 ) -> None:
     """After a signal: what each host serves now (asked of the host), whether that is one release, exit."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import each
     from deploy.remote.facts import parse_state, probe_command
 
@@ -821,6 +839,7 @@ def push(
     Each host starts the new release beside the live one, probes app.health, and switches Nginx to
     it atomically; if any host fails, every host goes back to its previous release.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, pack
     from deploy.push.plans import Build, PlanError, push_plan
     from deploy.push.rollout import BatchError, batches
@@ -857,6 +876,8 @@ def push(
             # and abort ("FATAL: exception not rethrown", exit 134) instead of exiting with the error.
             warmup.join()
         if artifact.withheld:
+            from deploy.config.secretfiles import withheld_warning
+
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
         release = _release_id(artifact.short)
         if not dry_run:
@@ -913,6 +934,7 @@ def rollback(
     release: str | None,
 ) -> None:
     """Go back to the previous release (or RELEASE), with the same zero-downtime switch and health gate."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.plans import PlanError, rollback_plan
 
     started = time.monotonic()
@@ -962,6 +984,8 @@ def rollback(
 @redacts_secrets
 def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """Per host: the current release, its service state, health, and the deploy lock's holder."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.remote import commands as cmd
     from deploy.remote.executor import each
 
@@ -1041,6 +1065,7 @@ def logs(
     accept_new_host_keys: bool,
 ) -> None:
     """The app's journal (both slots) on a host."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.plan import Command
     from deploy.remote.commands import SLOTS
@@ -1077,6 +1102,7 @@ def exec_command(
     argv: tuple[str, ...],
 ) -> None:
     """Run a one-off command in the current release's environment: deploy exec -- flask init-db."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.remote.commands import run_in_release
 
@@ -1115,6 +1141,7 @@ def history(
     config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
 ) -> None:
     """The audit log of every host: who pushed or rolled back which release, when, and the result."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.plan import Command
     from deploy.remote.executor import each
@@ -1221,6 +1248,7 @@ def lock_release(config_path: str, environment: str | None, yes: bool, accept_ne
 
     Asks first when a push holds the lock (--yes skips the question).
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.remote.commands import lock_release_forced
     from deploy.remote.executor import each

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.config.loader import load
 
 
 @click.command()
@@ -28,6 +27,8 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
     reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600). Safe to run again: a
     certificate far from expiry is kept.
     """
+    # Imported here, not at the top: `deploy --help` stays fast.
+    from deploy.config.loader import load
     from deploy.remote.executor import ConnectError, Event, SSHExecutor, host_name
     from deploy.remote.facts import FactError, parse_state, probe_command
     from deploy.tls import steps as tls

@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.config.loader import ConfigError, read_text
+
 SKIP_DIRS = {
     ".git",
     ".hg",
@@ -205,8 +207,6 @@ def _routes(tree: ast.AST) -> set[str]:
 
 def _procfile_target(root: Path) -> str | None:
     """The WSGI target of a Procfile's web process (gunicorn, waitress-serve, ...)."""
-    from deploy.config.loader import ConfigError, read_text
-
     try:
         text = read_text(root / "Procfile")
     except ConfigError:  # missing, unreadable, not UTF-8, or endless (a link to /dev/zero)

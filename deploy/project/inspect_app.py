@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.config.loader import parse_dotenv
 from deploy.config.secretfiles import is_secret, is_secret_name
 from deploy.config.secrets import WEAK
 from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX, WEAK_ENV
@@ -97,8 +98,6 @@ def production_environment(
     other .env lines stay out, as on the server. Without deploy.yaml there is no list of secrets, so the
     whole .env is used. Missing secrets get a placeholder; FLASK_DEBUG and friends are removed.
     """
-    from deploy.config.loader import parse_dotenv
-
     dotenv = parse_dotenv(root / ".env")
     env = dict(os.environ)
     placeholders: list[str] = []

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,8 +226,6 @@ def pack(
         )
     timestamp = int(_git(project, "log", "-1", "--format=%ct").decode().strip() or 0)
     if dirty:
-        import time
-
         timestamp = int(time.time())
     artifact = Artifact(
         commit=commit,

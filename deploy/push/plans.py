@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploy.config.model import Config
 from deploy.layout import Layout, layout_for, managed_files
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
-from deploy.push.artifact import Artifact, FileEntry, changes, requirements_hash, tarball
+from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
-from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState
+from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
 
 #: Seconds between switching `live.sock` and stopping the old slot, so connections Nginx opened
 #: just before the switch are accepted by the old Gunicorn before it stops accepting.
@@ -408,8 +408,6 @@ def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: 
 
 
 def platform_tag(state: HostState) -> str:
-    from deploy.push.artifact import Platform
-
     return Platform(
         state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
     ).tag
@@ -797,10 +795,6 @@ def _file(data: bytes) -> FileEntry:
 def _with_new(state: HostState, release: str, slot: str) -> HostState:
     """The host's state as it will be after the switch (for pruning): `release` current, in `slot`,
     served after the release that is current now."""
-    from dataclasses import replace
-
-    from deploy.remote.facts import ReleaseInfo
-
     links = dict(state.links)
     links["current"] = release
     links[slot] = release

@@ -14,8 +14,10 @@ from typing import Any
 import jinja2
 
 from deploy.config import secretfiles
+from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
 from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
+from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
 
 #: Debian 12's nginx; templates fit the version they are rendered for.
@@ -222,8 +224,6 @@ class _ProjectLoader(jinja2.FileSystemLoader):
         try:
             return super().get_source(environment, template)
         except UnicodeDecodeError:
-            from deploy.config.loader import read_text
-
             for folder in self.searchpath:
                 read_text(_shown(os.path.join(folder, *jinja2.loaders.split_template_path(template))))
             raise
@@ -233,8 +233,6 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
     """A ConfigError naming the file and line of the project's own template that `exc` came from
     (a syntax error, an undefined name, a failing expression); None when no own template is to blame
     (then it is a bug in deploy, not in the project)."""
-    from deploy.config.loader import ConfigError, Problem
-
     folder = os.path.join(os.path.abspath(own_templates), "")
 
     if isinstance(exc, jinja2.TemplateSyntaxError):
@@ -263,9 +261,6 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
 
 def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
     """app.requirements and the files it includes (-r/-c), which the Docker build copies."""
-    from deploy.config.loader import ConfigError, read_bytes
-    from deploy.project.requirements import files_to_copy
-
     def read(path: str) -> bytes | None:
         try:
             return read_bytes(project_dir / path) if project_dir is not None else None
@@ -285,8 +280,6 @@ class RenderFailure:
 
     @classmethod
     def of(cls, exc: Exception, project_dir: Path | None) -> RenderFailure:
-        from deploy.config.loader import ConfigError
-
         name: str | None = None
         line: int | None = None
         message = f"{type(exc).__name__}: {exc}"

@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from deploy.config.model import TLS, Config
 from deploy.layout import (
     LETSENCRYPT_DIR,
@@ -422,8 +425,6 @@ def reload_step(host: str, name: str = "tls: reload Nginx") -> Step:
 
 
 def _load_certificates(data: bytes) -> list[x509.Certificate]:
-    from cryptography import x509
-
     if b"-----BEGIN CERTIFICATE-----" in data:
         try:
             return list(x509.load_pem_x509_certificates(data))
@@ -458,9 +459,6 @@ def expiry_message(days_left: int, warn_below: int = EXPIRY_WARNING_DAYS) -> tup
 
 def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetime) -> list[str]:
     """Problems with the user's own certificate and key: unreadable, mismatched, expired, wrong names."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     assert files.cert is not None and files.key is not None
     problems = []
     try:

@@ -61,3 +61,29 @@ def test_a_broken_contract_fails(tmp_path: Path) -> None:
     )
     assert out.returncode != 0, out.stdout
     assert "BROKEN" in out.stdout
+
+
+@pytest.mark.unit
+def test_imports_sit_at_the_top_of_modules() -> None:
+    """The graph is read from the files' heads: an import inside a function is only for startup time,
+    in a CLI command module, with a comment saying so right above it."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "deploy").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for func in ast.walk(ast.parse(text)):
+            if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            nodes = [n for s in func.body for n in ast.walk(s)]
+            imports = [n for n in nodes if isinstance(n, ast.Import | ast.ImportFrom)]
+            if not imports:
+                continue
+            where = f"{path.relative_to(REPO)}:{imports[0].lineno} ({func.name})"
+            above = lines[func.lineno - 1 : imports[0].lineno - 1]
+            if "cli" not in path.relative_to(REPO / "deploy").parts[:1]:
+                offenders.append(where)
+            elif not any(line.strip().startswith("#") for line in above):
+                offenders.append(where + " without a comment")
+    assert offenders == []
