@@ -87,3 +87,56 @@ def test_imports_sit_at_the_top_of_modules() -> None:
             elif not any(line.strip().startswith("#") for line in above):
                 offenders.append(where + " without a comment")
     assert offenders == []
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+#: Modules and functions still over the limits: this list may only get shorter. Split along the phases
+#: (issue #15: pushplan -> setup/release/rollback, project._Visitor, the Sandbox class, cli.push's
+#: orchestration -> push/lock.py, push/hooks.py, push/wheels.py), then remove the entry.
+OVER_THE_LIMIT = {
+    "deploy/cli/push.py",  # 1287 lines on 2026-12-06
+    "deploy/config/loader.py",  # 604 lines on 2026-12-06
+    "deploy/config/model.py",  # 783 lines on 2026-12-06
+    "deploy/project/scan.py",  # 1246 lines on 2026-12-06
+    "deploy/push/artifact.py",  # 639 lines on 2026-12-06
+    "deploy/push/plans.py",  # 899 lines on 2026-12-06
+    "deploy/remote/commands.py",  # 866 lines on 2026-12-06
+    "deploy/remote/executor.py",  # 779 lines on 2026-12-06
+    "deploy/sandbox/machines.py",  # 1014 lines on 2026-12-06
+    "deploy/checker/linters.py::nginx_test",  # 88 lines on 2026-12-06
+    "deploy/cli/check.py::check",  # 95 lines on 2026-12-06
+    "deploy/cli/push.py::setup",  # 87 lines on 2026-12-06
+    "deploy/cli/push.py::_finish",  # 115 lines on 2026-12-06
+    "deploy/cli/push.py::push",  # 92 lines on 2026-12-06
+    "deploy/push/plans.py::host_push",  # 165 lines on 2026-12-06
+}
+
+
+def _sizes() -> dict[str, int]:
+    import ast
+
+    sizes = {}
+    for path in sorted((REPO / "deploy").rglob("*.py")):
+        name = path.relative_to(REPO).as_posix()
+        text = path.read_text(encoding="utf-8")
+        sizes[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                key = f"{name}::{node.name}"
+                sizes[key] = max(sizes.get(key, 0), node.end_lineno - node.lineno + 1)
+    return sizes
+
+
+@pytest.mark.unit
+def test_no_module_over_600_lines_and_no_function_over_80() -> None:
+    """New code keeps to the limits; the list of known offenders (OVER_THE_LIMIT) only gets shorter."""
+    sizes = _sizes()
+    over = {
+        name: size
+        for name, size in sizes.items()
+        if size > (MAX_FUNCTION_LINES if "::" in name else MAX_MODULE_LINES)
+    }
+    assert sorted(set(over) - set(OVER_THE_LIMIT)) == [], "new offenders: split them"
+    assert sorted(set(OVER_THE_LIMIT) - set(over)) == [], "within the limits now: take them off the list"
