@@ -11,24 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
+from deploy.project.scan import SKIP_DIRS
 
-SKIP_DIRS = {
-    ".git",
-    ".hg",
-    ".venv",
-    "venv",
-    "env",
-    "node_modules",
-    "__pycache__",
-    "build",
-    "dist",
-    ".tox",
-    ".nox",
-    ".mypy_cache",
-    ".pytest_cache",
-    "site-packages",
-    "migrations",
-}
+#: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
+_SKIP_DIRS = SKIP_DIRS | {"migrations"}
 SECRET_NAME = re.compile(
     r"(SECRET|PASSWORD|PASSWD|TOKEN|_KEY$|^KEY$|PRIVATE|DSN|DATABASE_UR[LI]|REDIS_URL|CREDENTIALS)", re.I
 )
@@ -87,7 +73,7 @@ def _python_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).parts
-        if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
+        if any(p in _SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
             continue
         if (
             parts[0] in ("tests", "test", "docs")

@@ -25,31 +25,16 @@ from deploy.config.loader import parse_dotenv
 from deploy.config.secretfiles import is_secret, is_secret_name
 from deploy.config.secrets import WEAK
 from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX, WEAK_ENV
+from deploy.project.scan import NEVER_SHIPPED, TOOL_DIRS
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
 
 TIMEOUT = 60
 CHILD = Path(__file__).with_name("inspect_child.py")
-#: Never copied for the import, as push never ships them (deploy.push.artifact.EXCLUDED, plus caches);
+#: Never copied for the import, as push never ships them (deploy.project.scan.NEVER_SHIPPED, plus TOOL_DIRS);
 #: nor is any secret file (deploy.config.secretfiles).
-_NOT_COPIED = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".venv",
-        "venv",
-        "env",
-        "__pycache__",
-        ".deploy",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".tox",
-        ".nox",
-        "node_modules",
-    }
-)
+_NOT_COPIED = NEVER_SHIPPED | TOOL_DIRS
 _MAX_COPY_BYTES = 200 * 1024**2
 #: Variables removed from the import's environment: they switch on debug mode on a laptop.
 DEBUG_VARIABLES = ("FLASK_DEBUG", "FLASK_ENV", "DEBUG", "WERKZEUG_RUN_MAIN")
