@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy.checker.context import Context
-from deploy.checker.runner import load_checks, run
+from deploy.checker.registry import load_checks
+from deploy.checker.runner import run
 
 HERE = Path(__file__).resolve().parent
 

@@ -6,7 +6,7 @@ import re
 import shlex
 from collections.abc import Iterator
 
-from deploy.checker.context import Context
+from deploy.checker import Context
 from deploy.project.evidence import module_name, served_modules, server_targets
 from deploy.project.scan import CallSite, Setting
 

@@ -6,8 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 
 from ._helpers import config_file, last_setting
 from .pitfalls import given_env, sqlite_connects, sqlite_settings

@@ -7,8 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checker.context import Context, Skip
-from deploy.checker.runner import Finding, Severity, check
+from deploy.checker import Context, Finding, Severity, Skip, check
 from deploy.project.scan import dockerfile_env
 
 from ._helpers import config_file

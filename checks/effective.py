@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 from deploy.project.evidence import uses_session
 
 from ._helpers import app_site, last_setting, wsgi_site

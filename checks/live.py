@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from deploy.checker.context import Context, Skip
-from deploy.checker.live_probe import HostLive, Response, SiteLive
-from deploy.checker.runner import Finding, Severity, check
+from deploy.checker import Context, Finding, HostLive, Response, Severity, SiteLive, Skip, check
 
 LIVE = ("live",)
 MIN_FREE_BYTES = 1024**3
@@ -177,7 +175,7 @@ def certbot_timer(ctx: Context) -> Iterator[Finding]:
     ),
 )
 def env_file_mode(ctx: Context) -> Iterator[Finding]:
-    from deploy.render.render import paths_for
+    from deploy.layout import paths_for
 
     assert ctx.config is not None
     path = paths_for(ctx.config).env_file

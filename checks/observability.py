@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 
 from ._helpers import app_site
 

@@ -6,8 +6,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, Severity, check
+from deploy.checker import Context, Finding, Severity, check
 from deploy.project.scan import CallSite, Route
 
 from ._helpers import config_file

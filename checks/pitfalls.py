@@ -8,8 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 from deploy.project.evidence import csrf_enforcement
 from deploy.project.scan import SQLITE_FILE_KEYS, CallSite, Project, Setting
 
@@ -316,7 +315,7 @@ def committed_files(root: Path, folder: str) -> list[str]:
     ),
 )
 def writes_in_release(ctx: Context) -> Iterator[Finding]:
-    from deploy.render.render import paths_for
+    from deploy.layout import paths_for
 
     assert ctx.config is not None
     # A shared file (app.shared_files) is a link into shared/ in every release, as a shared folder is.

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from deploy.checker import linters
-from deploy.checker.context import Context, Skip
-from deploy.checker.runner import Finding, Severity, check
+from deploy.checker import Context, Finding, Severity, Skip, check, linters
 
 MOZILLA_TLS = "https://ssl-config.mozilla.org/"
 

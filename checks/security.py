@@ -6,8 +6,7 @@ import ast
 import re
 from collections.abc import Iterator
 
-from deploy.checker.context import Context
-from deploy.checker.runner import Finding, check
+from deploy.checker import Context, Finding, check
 from deploy.config.secrets import key_weakness
 from deploy.project.evidence import csrf_enforcement, runs_in_production, uses_session, view_checks_token
 from deploy.project.scan import KEY_GENERATORS
@@ -655,8 +654,8 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     ),
 )
 def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
+    from deploy.config import csp
     from deploy.project.scan import inline_templates
-    from deploy.render import csp
 
     # Without deploy.yaml: the policy deploy renders by default (what `deploy init` would give).
     policy = ctx.config.nginx.csp_header if ctx.config is not None else csp.DEFAULT_POLICY

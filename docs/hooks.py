@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from deploy.checker.runner import AREAS, Check, load_checks
+from deploy.checker.registry import AREAS, Check, load_checks
 from deploy.config.model import Config
 
 CONFIG_PAGE = "reference/configuration.md"

@@ -12,18 +12,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.checker.runner import Layer
+from deploy.checker.layers import Layer
+from deploy.checker.live_probe import probe as default_probe
+from deploy.project.inspect_app import Effective, active_python, inspect, project_python
 from deploy.project.scan import Project, scan
+from deploy.render.render import RenderFailure, render
 
 if TYPE_CHECKING:
     from deploy.checker.live_probe import LiveFacts
     from deploy.config.model import Config
     from deploy.project.inspect_app import Effective
     from deploy.render.render import RenderFailure
-
-
-class Skip(Exception):
-    """Raised by a check that cannot run here (a tool is missing); the runner reports it skipped."""
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Context:
     environment: str | None = None
     project_files: Project | None = None
     renderer: Callable[..., dict[str, str]] | None = None
-    live_probe: Callable[[Context], LiveFacts] | None = None
+    live_probe: Callable[[Config, Path, str | None], LiveFacts] | None = None
     notes: list[str] = field(default_factory=list)
     #: Why no app was found to import (set with wsgi_spec when there is no deploy.yaml and no --app).
     no_app_why: str | None = field(default=None, init=False, repr=False)
@@ -59,20 +58,14 @@ class Context:
 
     @cached_property
     def effective(self) -> Effective:
-        from deploy.project.inspect_app import inspect
-
         spec = self.wsgi_spec
         if spec is None:
-            from deploy.project.inspect_app import Effective
-
             return Effective(
                 error="no app to import: no deploy.yaml app.wsgi, no --app, and "
                 + (self.no_app_why or "no Flask app found")
             )
         python = self.python
         if python is None:
-            from deploy.project.inspect_app import active_python, project_python
-
             found = project_python(self.root)
             active = active_python() if found is None else None
             chosen = found or active
@@ -123,8 +116,6 @@ class Context:
     @cached_property
     def render_failure(self) -> RenderFailure | None:
         """Where rendering failed (the template override and line), or None when it renders."""
-        from deploy.render.render import RenderFailure, render
-
         if self.config is None:
             return None
         try:
@@ -149,10 +140,9 @@ class Context:
     def live_facts(self) -> LiveFacts:
         probe = self.live_probe
         if probe is None:
-            from deploy.checker.live_probe import probe as default_probe
-
             probe = default_probe
-        return probe(self)
+        assert self.config is not None
+        return probe(self.config, self.root, self.environment)
 
     # --- availability
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from deploy import __version__
-from deploy.checker.runner import AREAS, Check, Report, Result, Severity, describe
+from deploy.checker.layers import Severity
+from deploy.checker.registry import AREAS, Check, describe
+from deploy.checker.results import Report, Result
 
 FORMATS = ("text", "json", "sarif", "junit", "github")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -223,8 +226,6 @@ def sarif(report: Report, threshold: Severity) -> str:
 
 
 def _file_uri(root: str) -> str:
-    from pathlib import Path
-
     return Path(root).resolve().as_uri().rstrip("/") + "/"
 
 

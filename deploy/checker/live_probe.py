@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from deploy.layout import layout_for, managed_files
 from deploy.plan import Command
+from deploy.remote.commands import SLOTS
+from deploy.remote.executor import SSHExecutor, each, host_name
+from deploy.remote.facts import parse_state, probe_command
+from deploy.render.render import render
 
 if TYPE_CHECKING:
-    from deploy.checker.context import Context
+    from pathlib import Path
+
     from deploy.config.model import Config
     from deploy.remote.facts import HostState
 
@@ -138,22 +144,13 @@ class LiveFacts:
 
 
 def extra_command(config: Config) -> Command:
-    from deploy.remote.commands import SLOTS, layout_for
-
     layout = layout_for(config)
     request = json.dumps({"units": [layout.unit(slot) for slot in SLOTS], "disk": layout.paths.base})
     return Command(("python3", "-c", EXTRA_PROBE, request), "gather live facts", sudo=True)
 
 
-def probe_hosts(ctx: Context) -> tuple[HostLive, ...]:
+def probe_hosts(config: Config, root: Path) -> tuple[HostLive, ...]:
     """Gather facts from every host over one SSH connection each (host keys verified)."""
-    from deploy.push.plans import probe_command
-    from deploy.remote.executor import SSHExecutor, each, host_name
-    from deploy.remote.facts import parse_state
-    from deploy.render.render import managed_files, render
-
-    config = ctx.config
-    assert config is not None
     executor = SSHExecutor(config, config.server.hosts)
     state_command = probe_command(config, nginx_test=True)
     extra = extra_command(config)
@@ -161,7 +158,7 @@ def probe_hosts(ctx: Context) -> tuple[HostLive, ...]:
     def one(host: str) -> HostLive:
         state = parse_state(host, executor.gather(host, state_command))
         data = json.loads(executor.gather(host, extra).strip().splitlines()[-1])
-        rendered = render(config, state.facts, ctx.root)
+        rendered = render(config, state.facts, root)
         files = {key: (path, rendered[key]) for path, key in managed_files(config) if key in rendered}
         disk = data.get("disk", {})
         return HostLive(
@@ -197,8 +194,6 @@ _PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org")
 
 def placeholder_hosts(config: Config) -> list[str]:
     """The hosts of deploy.yaml that are documentation placeholders (web1.example.com, x.invalid)."""
-    from deploy.remote.executor import host_name
-
     out = []
     for host in config.server.hosts:
         address = host.address.strip("[]").rstrip(".").lower()
@@ -343,18 +338,18 @@ def probe_site(
     return SiteLive(address, domain, tls, errors=tuple(errors), **found)
 
 
-def probe(ctx: Context, site_prober: Callable[..., SiteLive] = probe_site) -> LiveFacts:
-    """The default live probe: every host over SSH, then the site on each host."""
-    config = ctx.config
-    assert config is not None
+def probe(
+    config: Config, root: Path, environment: str | None, site_prober: Callable[..., SiteLive] = probe_site
+) -> LiveFacts:
+    """The default live probe: every host of `config` over SSH, then the site on each host."""
     if not config.server.hosts:
         return LiveFacts(
-            error=f"deploy.yaml{' -e ' + ctx.environment if ctx.environment else ''} names no hosts"
+            error=f"deploy.yaml{' -e ' + environment if environment else ''} names no hosts"
         )
     placeholders = placeholder_hosts(config)
     if placeholders:
-        return LiveFacts(error=placeholder_message(placeholders, ctx.environment))
-    hosts = probe_hosts(ctx)
+        return LiveFacts(error=placeholder_message(placeholders, environment))
+    hosts = probe_hosts(config, root)
     tls = config.server.tls is not False
     ca_bundle = config.server.tls.ca_bundle if config.server.tls is not False else None
     sites = tuple(

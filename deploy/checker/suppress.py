@@ -14,47 +14,20 @@ Inline, on the line of the finding or on a comment line just above it:
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.checker.results import SUPPRESSIONS_FILE, Suppression
 from deploy.config.loader import ConfigError, Problem, parse_yaml, read_text
 
 if TYPE_CHECKING:
-    from deploy.checker.runner import Result
+    from deploy.checker.results import Result
     from deploy.project.scan import Project
 
-SUPPRESSIONS_FILE = "deploy-check.yaml"
 _KEYS = {"id", "path", "reason", "expires"}
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """One accepted finding: which check, optionally where, why, and until when."""
-
-    id: str
-    reason: str
-    expires: date | None
-    path: str | None = None
-    file: str = SUPPRESSIONS_FILE
-    line: int | None = None
-
-    @property
-    def inline(self) -> bool:
-        return self.expires is None
-
-    def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
-
-    def matches(self, check_id: str, path: str | None) -> bool:
-        if self.id.upper() != check_id.upper():
-            return False
-        if self.path is None:
-            return True
-        return path is not None and (fnmatch.fnmatch(path, self.path) or path == self.path.rstrip("/"))
 
 
 def parse(text: str, file: str = SUPPRESSIONS_FILE) -> list[Suppression]:

@@ -12,7 +12,7 @@ import click
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
 
 if TYPE_CHECKING:
-    from deploy.checker.runner import Check
+    from deploy.checker.registry import Check
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -121,11 +121,14 @@ def check(
     Works without deploy.yaml (static checks only) and names every check it skipped and why.
     Exit 0 when nothing at or above --fail-on was found, 1 when something was, 2 for usage errors.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.checker import formats as checkfmt
     from deploy.checker import suppress
     from deploy.checker.context import Context
-    from deploy.checker.runner import RegistryError, Severity, load_checks, run
-    from deploy.checker.runner import select as select_checks
+    from deploy.checker.layers import Severity
+    from deploy.checker.registry import RegistryError, load_checks
+    from deploy.checker.registry import select as select_checks
+    from deploy.checker.runner import run
     from deploy.config.loader import load
 
     try:
@@ -197,7 +200,8 @@ def check(
 
 def _unknown_ids(checks: list[Check], patterns: list[str]) -> str | None:
     """A message for the first pattern that names no check, id prefix or area; None if all do."""
-    from deploy.checker.runner import AREAS
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.checker.registry import AREAS
 
     ids = [c.id for c in checks]
     for raw in patterns:
@@ -225,7 +229,8 @@ def _emit(text: str, output: Path | None) -> None:
 @click.argument("check_id", metavar="ID")
 def explain(check_id: str) -> None:
     """Print the documentation page of one check: why it matters, how to fix it, references."""
-    from deploy.checker.runner import RegistryError, load_checks
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.checker.registry import RegistryError, load_checks
 
     try:
         checks = {c.id: c for c in load_checks(Path.cwd())}

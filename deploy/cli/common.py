@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from deploy.config.loader import ConfigError, one_line
+from deploy.config.errors import ConfigError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +44,7 @@ def _expected_error(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit code of an error that bad input or the machine causes (not a
     bug in deploy): a file that cannot be read or written, text that is not UTF-8, YAML or a
     template that does not parse, a host that cannot be reached. None for anything else."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     import jinja2
     import yaml
 

@@ -25,6 +25,7 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     Finds the app (`app = Flask(...)` or a `create_app` factory), the requirements file, the
     static folder and the secrets the code reads from the environment.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import load_text
     from deploy.project.init import inspect_project, write_deploy_yaml
 
@@ -61,6 +62,7 @@ def show_config(config_path: str, environment: str | None, as_json: bool) -> Non
     Secret values never appear: deploy.yaml only names secrets, and each is shown as set (in the
     environment or in .env, and whether it is too weak to sign sessions) or missing.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     import yaml
 
     from deploy.config.loader import load, secret_status
@@ -84,6 +86,7 @@ def show_config(config_path: str, environment: str | None, as_json: bool) -> Non
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of deploy.yaml, for editors (yaml-language-server) and CI."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.model import Config
 
     document = Config.model_json_schema(mode="validation")
@@ -127,6 +130,7 @@ def render(
     'deploy templates NAME', save it under the same name in a templates/ folder beside deploy.yaml,
     and edit it there.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import ConfigError, Problem, load
     from deploy.remote.facts import HostFacts
     from deploy.render.render import render as render_files
@@ -178,6 +182,7 @@ def _is_ours(marker: Path) -> bool:
 @click.argument("name", required=False)
 def templates(name: str | None) -> None:
     """List the shipped templates, or print one (to copy into your project's templates/ folder)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     import importlib.resources
 
     shipped = importlib.resources.files("deploy.templates")

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.config.secretfiles import withheld_warning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,6 +97,7 @@ class StopSignals:
         self._before: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.push.rollout import Interrupted
         from deploy.remote.executor import GATE
 
@@ -131,6 +131,7 @@ class StopSignals:
 
     @property
     def deferred(self) -> Interrupted | None:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.push.rollout import Interrupted
 
         late = self.received[1:]
@@ -148,6 +149,7 @@ _STOPPED = {
 def _stoppable(printer: Printer, what: str = "push") -> Iterator[StopSignals]:
     """SIGTERM, SIGHUP and Ctrl-C stop the command; outside a rollout (which handles them itself),
     it says what changed and exits 128 + the signal's number; the lock is released on the way out."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.rollout import interruption
 
     with StopSignals(printer.say) as stops:
@@ -174,11 +176,13 @@ def redacts_secrets(func: F) -> F:
     (`deploy.config.redact`) that knows the values of `app.secrets` found in the environment or .env.
 
     A config that does not load is left to the command, which reports it (exit 2)."""
-    from deploy.config.loader import ConfigError, known_secrets, load
-    from deploy.config.redact import redacting_output
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Imported when the command runs, not when it is decorated: `deploy --help` stays fast.
+        from deploy.config.loader import ConfigError, known_secrets, load
+        from deploy.config.redact import redacting_output
+
         config_path = kwargs["config_path"]
         try:
             config = load(config_path, kwargs.get("environment"))
@@ -192,6 +196,7 @@ def redacts_secrets(func: F) -> F:
 
 
 def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import load
 
     config = load(config_path, environment)
@@ -202,6 +207,7 @@ def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
 
 @contextmanager
 def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[SSHExecutor]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import SSHExecutor
 
     executor = SSHExecutor(
@@ -214,6 +220,7 @@ def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[S
 
 
 def _host_names(config: Config) -> list[str]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import host_name
 
     return [host_name(h) for h in config.server.hosts]
@@ -221,6 +228,7 @@ def _host_names(config: Config) -> list[str]:
 
 def _one_host(config: Config, only: str | None, config_path: str) -> str:
     """The host `--host` names (default: the first of server.hosts); a ConfigError if it is not one."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import ConfigError, Problem, line_of
 
     names = _host_names(config)
@@ -235,9 +243,9 @@ def _one_host(config: Config, only: str | None, config_path: str) -> str:
 
 
 def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> dict[str, HostState]:
-    from deploy.push.plans import probe_command
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import each
-    from deploy.remote.facts import parse_state
+    from deploy.remote.facts import parse_state, probe_command
 
     command = probe_command(config, nginx_test)
     results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)))
@@ -248,24 +256,28 @@ def _gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> 
 
 
 def _render(config: Config, states: Mapping[str, HostState], project: Path) -> dict[str, dict[str, str]]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.render.render import render
 
     return {host: render(config, state.facts, project) for host, state in states.items()}
 
 
 def _project_identity(project: Path) -> str | None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import project_identity
 
     return project_identity(project)
 
 
 def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import read_secrets
 
     return read_secrets(config, project, config_path)
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.plan import Command
     from deploy.remote.commands import STAGED
     from deploy.remote.executor import display_line
@@ -356,8 +368,10 @@ def _take_locks(
     release: str,
     create: bool = False,
 ) -> None:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.push.plans import LOCK_LEASE_SECONDS
-    from deploy.remote.commands import layout_for, lock_holder
+    from deploy.remote.commands import lock_holder
     from deploy.remote.executor import each
 
     layout = layout_for(config)
@@ -425,8 +439,9 @@ def _run_hooks(
 ) -> list[str]:
     """Run hooks in order, up to the first that fails; what failed (which hook, where, its exit code
     and its last lines of output), else []. `verbose` shows a hook's output when it succeeds too."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.push.rollout import remote_hook
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each, run_local
 
     layout = layout_for(config)
@@ -477,6 +492,7 @@ def setup(
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.plans import PlanError, refuse_hosts, setup_plan
     from deploy.remote.executor import each
 
@@ -485,7 +501,7 @@ def setup(
     secrets = _secrets(config, project, config_path)
     tls_files = None
     if config.server.tls is not False:
-        from deploy.cli.tls import read_tls_files
+        from deploy.tls.files import read_tls_files
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
@@ -546,12 +562,15 @@ def setup(
                 + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
             )
         if tls_files is not None:
-            from deploy.cli.tls import https_on_hosts
+            from deploy.tls.certs import CertsError, https_on_hosts
 
             printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
-            https_on_hosts(
-                config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
-            )
+            try:
+                https_on_hosts(
+                    config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
+                )
+            except CertsError as exc:
+                fail(str(exc))
         printer.say(f"setup done in {time.monotonic() - started:.2f}s")
 
 
@@ -565,6 +584,7 @@ def _release_id(short: str) -> str:
 def _wheels_for(
     config: Config, states: Mapping[str, HostState], requirements: RequirementSet, printer: Printer
 ) -> dict[str, dict[str, bytes]]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
     from deploy.push.plans import platform_tag
 
@@ -610,7 +630,9 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
     on the hosts, show the values of `secrets` (and their encodings) by their names; everything
     printed goes through the same redaction (`redacts_secrets`, around every command here).
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.redact import Redactor
+    from deploy.layout import layout_for
     from deploy.push.applog import is_traceback
     from deploy.push.rollout import (
         DIAGNOSED_STEPS,
@@ -620,7 +642,6 @@ def _finish(config: Config, executor: SSHExecutor, plan: PushPlan, printer: Prin
         hook_environment,
         interruption,
     )
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each
 
     environment, started, batch, max_failures = run.environment, run.started, run.batch, run.max_failures
@@ -728,9 +749,9 @@ def _report_interrupted(
     stop: Interrupted,
 ) -> None:
     """After a signal: what each host serves now (asked of the host), whether that is one release, exit."""
-    from deploy.push.plans import probe_command
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import each
-    from deploy.remote.facts import parse_state
+    from deploy.remote.facts import parse_state, probe_command
 
     command = probe_command(config)
     results = each(_host_names(config), lambda h: parse_state(h, executor.gather(h, command)).current)
@@ -818,6 +839,7 @@ def push(
     Each host starts the new release beside the live one, probes app.health, and switches Nginx to
     it atomically; if any host fails, every host goes back to its previous release.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, pack
     from deploy.push.plans import Build, PlanError, push_plan
     from deploy.push.rollout import BatchError, batches
@@ -854,6 +876,8 @@ def push(
             # and abort ("FATAL: exception not rethrown", exit 134) instead of exiting with the error.
             warmup.join()
         if artifact.withheld:
+            from deploy.config.secretfiles import withheld_warning
+
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
         release = _release_id(artifact.short)
         if not dry_run:
@@ -915,6 +939,7 @@ def rollback(
     (each release records the one it replaced): after push A, push B, rollback, push C, a rollback
     goes to A, never to B that was rolled away from.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.plans import PlanError, rollback_plan
 
     started = time.monotonic()
@@ -964,12 +989,14 @@ def rollback(
 @redacts_secrets
 def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """Per host: the current release, its service state, health, and the deploy lock's holder."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.remote import commands as cmd
     from deploy.remote.executor import each
 
     config, _project = _load(config_path, environment)
     printer = Printer(as_json)
-    layout = cmd.layout_for(config)
+    layout = layout_for(config)
     with _connected(config, accept_new_host_keys, printer) as executor:
         states = _gather(executor, config)
 
@@ -1043,8 +1070,10 @@ def logs(
     accept_new_host_keys: bool,
 ) -> None:
     """The app's journal (both slots) on a host."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.plan import Command
-    from deploy.remote.commands import SLOTS, layout_for
+    from deploy.remote.commands import SLOTS
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
@@ -1078,7 +1107,9 @@ def exec_command(
     argv: tuple[str, ...],
 ) -> None:
     """Run a one-off command in the current release's environment: deploy exec -- flask init-db."""
-    from deploy.remote.commands import layout_for, run_in_release
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
+    from deploy.remote.commands import run_in_release
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
@@ -1115,8 +1146,9 @@ def history(
     config_path: str, environment: str | None, lines: int, accept_new_host_keys: bool, as_json: bool
 ) -> None:
     """The audit log of every host: who pushed or rolled back which release, when, and the result."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
     from deploy.plan import Command
-    from deploy.remote.commands import layout_for
     from deploy.remote.executor import each
 
     config, _project = _load(config_path, environment)
@@ -1221,7 +1253,9 @@ def lock_release(config_path: str, environment: str | None, yes: bool, accept_ne
 
     Asks first when a push holds the lock (--yes skips the question).
     """
-    from deploy.remote.commands import layout_for, lock_release_forced
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
+    from deploy.remote.commands import lock_release_forced
     from deploy.remote.executor import each
 
     config, _project = _load(config_path, environment)

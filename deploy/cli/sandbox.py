@@ -20,6 +20,7 @@ def _progress(message: str) -> None:
 
 
 def _sandbox() -> Sandbox:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import Sandbox
 
     return Sandbox(progress=_progress)
@@ -58,6 +59,7 @@ def up_command(count: int, timeout: float, no_acme: bool) -> None:
     With Debian's pebble installed, also start a local ACME server: under -e sandbox, tls: {email: ...}
     gets real certificates from it, validated on the hosts' port 80, as Let's Encrypt would.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import SandboxError
 
     sandbox = _sandbox()
@@ -87,6 +89,7 @@ def up_command(count: int, timeout: float, no_acme: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: name, address, state and SSH settings.")
 def list_command(as_json: bool) -> None:
     """Each host's name and address, and whether it is running."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import SandboxError
 
     sandbox = _sandbox()
@@ -142,6 +145,7 @@ def ssh_command(name: str, command: tuple[str, ...]) -> None:
     The command's words are quoted for the remote shell, so they arrive as given. SSH uses the
     sandbox's key and known_hosts with StrictHostKeyChecking=yes.
     """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import SandboxError
 
     try:
@@ -166,6 +170,7 @@ def ssh_command(name: str, command: tuple[str, ...]) -> None:
 )
 def down_command(timeout: float) -> None:
     """Stop every host and remove its processes, namespaces, links, mounts and files (also after a crash)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import SandboxError
 
     try:

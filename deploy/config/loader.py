@@ -17,61 +17,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from deploy.config.errors import ConfigError as ConfigError
+from deploy.config.errors import KeyPath as KeyPath
+from deploy.config.errors import Problem as Problem
+from deploy.config.errors import format_path as format_path
+from deploy.config.errors import one_line as one_line
 from deploy.config.model import Config
-
-KeyPath = tuple[str | int, ...]
+from deploy.config.redact import MIN_SECRET_LENGTH
+from deploy.config.secrets import key_weakness
 
 #: Where `deploy sandbox up` writes the environment that `-e sandbox` uses.
 SANDBOX_ENV_NAME = "sandbox"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a configuration file."""
-
-    file: str
-    line: int | None
-    path: KeyPath
-    message: str
-
-    @property
-    def key(self) -> str:
-        return format_path(self.path)
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        key = f" {self.key}:" if self.path else ""
-        # One line, whatever the file held: a key, file name or message with a newline or another
-        # control character shows it escaped.
-        return one_line(f"{where}:{key} {self.message}")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def one_line(text: str) -> str:
-    """`text` with every control character (newline included) escaped: it prints as one line."""
-    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; carries every problem found."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-def format_path(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            # A key written with a newline or another control character is shown escaped: one line.
-            name = str(part)
-            out += ("." if out else "") + (name if name.isprintable() else repr(name))
-    return out
 
 
 @dataclass
@@ -588,7 +544,6 @@ def read_secrets(
             missing.append(f"{name} (empty in {' and in '.join(empty)})" if empty else name)
         else:
             values[name] = found[0]
-    from deploy.config.redact import MIN_SECRET_LENGTH
 
     short = [f"{n} has {len(v)} characters" for n, v in values.items() if len(v) < MIN_SECRET_LENGTH]
     problems = []
@@ -617,8 +572,6 @@ def known_secrets(config: Config, project_dir: str | os.PathLike[str] = ".") -> 
 def secret_status(config: Config, project_dir: str | os.PathLike[str] = ".") -> dict[str, str]:
     """For each secret name: where push would take it from, or '(missing)'; never the value. A key
     too weak for production (what `deploy check` reports as SEC020) says why."""
-    from deploy.config.secrets import key_weakness
-
     dotenv = parse_dotenv(Path(project_dir) / ".env")
     status: dict[str, str] = {}
     for name in config.app.secrets:

@@ -27,8 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --- value types -------------------------------------------------------------------------------
-from deploy.config import folders
-from deploy.render import csp
+from deploy.config import csp, folders
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")

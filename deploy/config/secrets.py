@@ -5,8 +5,32 @@ from __future__ import annotations
 
 import re
 
-from deploy.project.inspect_child import WEAK
-
+#: Values people leave in place of a real secret (`deploy check --import` hands them to its child).
+WEAK = frozenset(
+    {
+        "dev",
+        "development",
+        "secret",
+        "changeme",
+        "change-me",
+        "default",
+        "test",
+        "key",
+        "secret-key",
+        "secretkey",
+        "your-secret-key",
+        "super-secret",
+        "supersecret",
+        "password",
+        "not-so-secret",
+        "notsosecret",
+        "please-change-me",
+        "change-this",
+        "changethis",
+        "insecure",
+        "xxx",
+    }
+)
 _PLACEHOLDERS = {"dev", "development", "secret", "changeme", "change-me", "default", "test", "xxx", "key"}
 #: Names of secrets that sign or encrypt: SECRET_KEY, FLASK_SECRET_KEY, *_SALT, JWT_SIGNING_KEY...
 _SECRET_KEY_LIKE = re.compile(r"(^|_)(SECRET|SALT|SIGNING_KEY)(_|$)|SECRET_KEY$")

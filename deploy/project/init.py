@@ -11,23 +11,11 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-SKIP_DIRS = {
-    ".git",
-    ".hg",
-    ".venv",
-    "venv",
-    "env",
-    "node_modules",
-    "__pycache__",
-    "build",
-    "dist",
-    ".tox",
-    ".nox",
-    ".mypy_cache",
-    ".pytest_cache",
-    "site-packages",
-    "migrations",
-}
+from deploy.config.loader import ConfigError, read_text
+from deploy.project.scan import SKIP_DIRS
+
+#: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
+_SKIP_DIRS = SKIP_DIRS | {"migrations"}
 SECRET_NAME = re.compile(
     r"(SECRET|PASSWORD|PASSWD|TOKEN|_KEY$|^KEY$|PRIVATE|DSN|DATABASE_UR[LI]|REDIS_URL|CREDENTIALS)", re.I
 )
@@ -90,7 +78,7 @@ def _python_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).parts
-        if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
+        if any(p in _SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
             continue
         if (
             parts[0] in ("tests", "test", "docs")
@@ -210,8 +198,6 @@ def _routes(tree: ast.AST) -> set[str]:
 
 def _procfile_target(root: Path) -> str | None:
     """The WSGI target of a Procfile's web process (gunicorn, waitress-serve, ...)."""
-    from deploy.config.loader import ConfigError, read_text
-
     try:
         text = read_text(root / "Procfile")
     except ConfigError:  # missing, unreadable, not UTF-8, or endless (a link to /dev/zero)

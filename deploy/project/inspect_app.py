@@ -21,33 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.config.loader import parse_dotenv
 from deploy.config.secretfiles import is_secret, is_secret_name
-from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX
+from deploy.config.secrets import WEAK
+from deploy.project.inspect_child import MARKER, PLACEHOLDER_PREFIX, WEAK_ENV
+from deploy.project.scan import NEVER_SHIPPED, TOOL_DIRS
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
 
 TIMEOUT = 60
 CHILD = Path(__file__).with_name("inspect_child.py")
-#: Never copied for the import, as push never ships them (deploy.push.artifact.EXCLUDED, plus caches);
+#: Never copied for the import, as push never ships them (deploy.project.scan.NEVER_SHIPPED, plus TOOL_DIRS);
 #: nor is any secret file (deploy.config.secretfiles).
-_NOT_COPIED = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".venv",
-        "venv",
-        "env",
-        "__pycache__",
-        ".deploy",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".tox",
-        ".nox",
-        "node_modules",
-    }
-)
+_NOT_COPIED = NEVER_SHIPPED | TOOL_DIRS
 _MAX_COPY_BYTES = 200 * 1024**2
 #: Variables removed from the import's environment: they switch on debug mode on a laptop.
 DEBUG_VARIABLES = ("FLASK_DEBUG", "FLASK_ENV", "DEBUG", "WERKZEUG_RUN_MAIN")
@@ -96,8 +83,6 @@ def production_environment(
     other .env lines stay out, as on the server. Without deploy.yaml there is no list of secrets, so the
     whole .env is used. Missing secrets get a placeholder; FLASK_DEBUG and friends are removed.
     """
-    from deploy.config.loader import parse_dotenv
-
     dotenv = parse_dotenv(root / ".env")
     env = dict(os.environ)
     placeholders: list[str] = []
@@ -213,6 +198,7 @@ def inspect(root: Path, spec: str, config: Config | None, python: str | None = N
             return Effective(error=f"cannot copy the project for the import: {exc}")
         paths = [str(copy)] + ([str(copy / "src")] if (copy / "src").is_dir() else [])
         env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH", "")])])
+        env[WEAK_ENV] = json.dumps(sorted(WEAK))
         try:
             proc = subprocess.run(
                 [interpreter, str(CHILD), spec, health, host],

@@ -17,30 +17,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-#: Folders never scanned: virtual environments, caches, tests and generated files.
-SKIP_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".venv",
-        "venv",
-        "env",
-        ".env",
-        "node_modules",
-        "__pycache__",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".pytest_cache",
-        "build",
-        "dist",
-        "site-packages",
-        "tests",
-        "test",
-        ".deploy",
-        "deploy_checks",
-    }
+#: The one list of folders that are not the project's own files: version control, virtual environments,
+#: caches and deploy's state. Push never ships these (deploy.push.artifact), the import never copies them.
+NEVER_SHIPPED = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+)
+#: Other environments and tool folders: push ships them only if git tracks them; the import's copy
+#: and the scan leave them out.
+TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})
+#: Folders never scanned (deploy check, deploy init): the above, plus tests and generated files.
+SKIP_DIRS = (
+    NEVER_SHIPPED | TOOL_DIRS | {".env", "build", "dist", "site-packages", "tests", "test", "deploy_checks"}
 )
 MAX_FILE_BYTES = 1_000_000
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from deploy.config.redact import Redactor
+
 #: The line templates/gunicorn.conf.py.j2 writes above the traceback of an app that cannot be imported.
 IMPORT_FAILED = re.compile(r"^deploy: the app .+ could not be loaded:$")
 TRACEBACK = "Traceback (most recent call last):"
@@ -83,6 +85,4 @@ def is_traceback(shown: str) -> bool:
 
 def redact(text: str, secrets: Mapping[str, str]) -> str:
     """`text` with each secret's value, and its common encodings, replaced by its name (config.redact)."""
-    from deploy.config.redact import Redactor
-
     return Redactor(secrets)(text)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +27,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy.config.secretfiles import is_secret
 from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
+from deploy.project.scan import NEVER_SHIPPED
 from deploy.push import wheels as hostmarkers
-
-#: Never shipped, even when untracked files go out with --allow-dirty: local tooling. Secret files
-#: (deploy.config.secretfiles) are never shipped either, tracked or not.
-EXCLUDED = (
-    ".git",
-    ".venv",
-    "venv",
-    "__pycache__",
-    ".deploy",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-)
 
 #: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
 VENV_RECIPE = "1"
@@ -169,7 +158,7 @@ def _excluded(path: str, extra: tuple[str, ...] = ()) -> bool:
     parts = path.split("/")
     if _under(path, extra) or is_secret(path):
         return True
-    return any(part in EXCLUDED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
+    return any(part in NEVER_SHIPPED for part in parts) or parts[-1].endswith((".pyc", ".pyo"))
 
 
 def _mode(path: str, executable: bool, public: tuple[str, ...]) -> int:
@@ -225,8 +214,6 @@ def pack(
         )
     timestamp = int(_git(project, "log", "-1", "--format=%ct").decode().strip() or 0)
     if dirty:
-        import time
-
         timestamp = int(time.time())
     artifact = Artifact(
         commit=commit,

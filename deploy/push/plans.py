@@ -11,23 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
-from deploy.config import folders
 from deploy.config.model import Config
+from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, shared_files
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
-from deploy.push.artifact import Artifact, FileEntry, changes, requirements_hash, tarball
+from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.remote import commands as cmd
-from deploy.remote.commands import DEBIAN_DEFAULT_SITE, Layout, layout_for, nginx_link
-from deploy.remote.facts import HostState, probe_request
-from deploy.render.render import managed_files
+from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
+from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
 
-#: Debian packages a host needs; apt installs only the missing ones.
-REQUIRED_PACKAGES = ("python3", "python3-venv", "nginx-light")
-#: Any of these provides the nginx binary.
-NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
 #: Seconds between switching `live.sock` and stopping the old slot, so connections Nginx opened
 #: just before the switch are accepted by the old Gunicorn before it stops accepting.
 DRAIN_SECONDS = 1.0
@@ -37,64 +32,6 @@ LOCK_LEASE_SECONDS = 60
 
 class PlanError(Exception):
     """A plan cannot be made for a host (not set up, release not found); the message says what to do."""
-
-
-# --- what the probe should look at -------------------------------------------------------------
-
-
-def probe_command(config: Config, nginx_test: bool = False) -> Command:
-    """The one command that gathers every fact a setup, push, rollback or status needs."""
-    from deploy.remote.facts import PROBE
-
-    layout = layout_for(config)
-    paths = layout.paths
-    links = {
-        "current": paths.current,
-        "live": paths.upstream_socket,
-        "enabled": layout.sites_enabled,
-        "debian_default": DEBIAN_DEFAULT_SITE,
-    }
-    links.update({slot: layout.slot(slot) for slot in cmd.SLOTS})
-    dirs = [
-        paths.base,
-        paths.releases,
-        paths.shared,
-        paths.slots,
-        layout.venvs,
-        layout.wheels,
-        layout.state,
-        f"/etc/{config.app.name}",
-    ]
-    dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
-    dirs += [path for path, *_ in shared_file_dirs(config)]
-    dirs += [path for path, _ in shared_files(config)]
-    files = [path for path, _ in managed_files(config)]
-    files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
-    certificate = None
-    if config.server.tls is not False:
-        from deploy.tls.steps import certificate_files
-
-        certificate = certificate_files(config)[0]
-    request = probe_request(
-        user=config.server.user,
-        links=links,
-        owners=[*dirs, paths.env_file],
-        files=files,
-        secret_files=[paths.env_file],
-        releases=paths.releases,
-        venvs=layout.venvs,
-        wheels=layout.wheels,
-        units=[layout.unit(slot) for slot in cmd.SLOTS],
-        lock_file=layout.lock_file,
-        lock_info=layout.lock_info,
-        work_file=layout.work_file,
-        # Only setup (which tests Nginx too) installs packages; a push skips the dpkg query.
-        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
-        certificate=certificate,
-        nginx_test=nginx_test,
-        base=paths.base,
-    )
-    return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)
 
 
 # --- managed files --------------------------------------------------------------------------------
@@ -195,26 +132,6 @@ def shared_roots(shared: tuple[str, ...] | list[str]) -> list[str]:
     reached through that one's link (and linking it would write through that link)."""
     names = sorted({name.strip("/") for name in shared})
     return [n for n in names if not any(n.startswith(f"{other}/") for other in names if other != n)]
-
-
-def shared_files(config: Config) -> list[tuple[str, str]]:
-    """(path on the host, path in a release) of each app.shared_files entry: the host's copy lives in
-    shared/.files/, a folder the app user owns (so SQLite can put its journal beside the database)."""
-    store = f"{layout_for(config).paths.shared}/{folders.SHARED_FILES_DIR}"
-    return [(f"{store}/{name}", name) for name in config.app.shared_files]
-
-
-def shared_file_dirs(config: Config) -> list[tuple[str, str, str, int]]:
-    """The folders that hold app.shared_files on the host (owner, group, mode): shared/.files and the
-    folders below it, the app user's."""
-    if not config.app.shared_files:
-        return []
-    user = layout_for(config).user
-    store = f"{layout_for(config).paths.shared}/{folders.SHARED_FILES_DIR}"
-    below = sorted(
-        {str(parent) for name in config.app.shared_files for parent in PurePosixPath(name).parents}
-    )
-    return [(store if p == "." else f"{store}/{p}", user, user, 0o750) for p in below]
 
 
 def _dirs(config: Config) -> list[tuple[str, str, str, int]]:
@@ -500,8 +417,6 @@ def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: 
 
 
 def platform_tag(state: HostState) -> str:
-    from deploy.push.artifact import Platform
-
     return Platform(
         state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
     ).tag
@@ -911,10 +826,6 @@ def _file(data: bytes) -> FileEntry:
 def _with_new(state: HostState, release: str, slot: str) -> HostState:
     """The host's state as it will be after the switch (for pruning): `release` current, in `slot`,
     served after the release that is current now."""
-    from dataclasses import replace
-
-    from deploy.remote.facts import ReleaseInfo
-
     links = dict(state.links)
     links["current"] = release
     links[slot] = release

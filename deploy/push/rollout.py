@@ -9,14 +9,15 @@ host that had not switched stops its new slot. The rollout only decides; the exe
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from deploy.layout import Layout
 from deploy.plan import Command, Step
 from deploy.push.applog import excerpt
 from deploy.push.plans import HostPush, PushPlan
 from deploy.remote import commands as cmd
-from deploy.remote.commands import Layout
 from deploy.remote.executor import Executor, StepResult, each
 
 
@@ -25,8 +26,6 @@ class Interrupted(KeyboardInterrupt):
     terminal (SIGHUP). A KeyboardInterrupt, so that every place that handles Ctrl-C handles them all."""
 
     def __init__(self, signum: int):
-        import signal
-
         super().__init__(signum)
         self.signum = signum
         self.name = signal.Signals(signum).name
@@ -40,8 +39,6 @@ class Interrupted(KeyboardInterrupt):
 
 def interruption(exc: KeyboardInterrupt) -> Interrupted:
     """`exc` as an `Interrupted` (a plain KeyboardInterrupt is Ctrl-C)."""
-    import signal
-
     return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
 
 

@@ -9,87 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from deploy.config.model import Config
+from deploy.layout import Layout, layout_for
 from deploy.plan import Action, Command, Upload
-from deploy.render.render import Paths, paths_for
 
 #: Slot names of the blue/green pair on every host.
 SLOTS = ("blue", "green")
 
 #: Suffix of temporary names that are renamed over their target (atomic switch).
 TMP = ".deploy-tmp"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The on-host layout: `deploy.render.render.Paths` plus the places only push and setup use."""
-
-    paths: Paths
-    app: str
-    user: str
-    state: str
-    lock_file: str
-    lock_info: str
-    #: Every step of a push holds a shared flock on this file while it runs (its children inherit
-    #: it); the deploy lock is freed only once an exclusive flock on it shows no step runs any more.
-    work_file: str
-    history: str
-    venvs: str
-    wheels: str
-    unit_dir: str
-    sites_enabled: str
-
-    @property
-    def project_file(self) -> str:
-        """Which project deploys this app here: its git root commits, written by its first setup or push."""
-        return f"{self.state}/project"
-
-    def release(self, release_id: str) -> str:
-        return f"{self.paths.releases}/{release_id}"
-
-    def slot(self, slot: str) -> str:
-        return f"{self.paths.slots}/{slot}"
-
-    def slot_env(self, slot: str) -> str:
-        """The environment file the slot's unit reads when it starts (DEPLOY_RELEASE, ...)."""
-        return f"{self.paths.slots}/{slot}.env"
-
-    def unit(self, slot: str) -> str:
-        return f"{self.app}@{slot}.service"
-
-    def venv(self, requirements_hash: str) -> str:
-        return f"{self.venvs}/{requirements_hash}"
-
-    def release_unit(self, release_id: str, index: int) -> str:
-        """The transient unit of a push's `index`-th release command (named, so it can be waited for)."""
-        return f"{self.app}-release-{release_id}-{index}.service"
-
-    @property
-    def release_units(self) -> str:
-        """The pattern that matches every release command's unit of this app."""
-        return f"{self.app}-release-*"
-
-
-def layout_for(config: Config) -> Layout:
-    """The layout of `config`'s app on a host."""
-    paths = paths_for(config)
-    state = f"{paths.base}/.deploy"
-    return Layout(
-        paths=paths,
-        app=config.app.name,
-        user=config.server.user,
-        state=state,
-        lock_file=f"{state}/lock",
-        lock_info=f"{state}/lock.json",
-        work_file=f"{state}/work",
-        history=f"{state}/history.jsonl",
-        venvs=f"{paths.base}/venvs",
-        wheels=f"{paths.base}/wheels",
-        unit_dir="/etc/systemd/system",
-        sites_enabled=f"/etc/nginx/sites-enabled/{config.app.name}.conf",
-    )
 
 
 def other_slot(slot: str | None) -> str:

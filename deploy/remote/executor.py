@@ -9,26 +9,31 @@ secrets never appear in a process list. `Recorder` runs nothing and records what
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import re
+import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import paramiko
+from fabric import Config as FabricConfig  # type: ignore[import-untyped]
+from fabric import Connection
 
 from deploy.config.model import Config, Host
+from deploy.layout import layout_for
 from deploy.plan import Command, Step, Upload
-from deploy.remote.commands import LOST_LOCK
-
-if TYPE_CHECKING:
-    import paramiko
-    from fabric import Connection  # type: ignore[import-untyped]
+from deploy.remote.commands import LOST_LOCK, guarded, write_stdin_argv
 
 T = TypeVar("T")
 
@@ -188,8 +193,6 @@ def each(
 
 def display_line(command: Command) -> str:
     """The command line as shown to people: embedded programs are abbreviated."""
-    import shlex
-
     return shlex.join(
         f"<program: {a.count(chr(10))} lines>" if "\n" in a and len(a) > 120 else a for a in command.argv
     )
@@ -216,11 +219,6 @@ def step_script(commands: list[Command | Upload]) -> str:
     An upload travels inside the script as base64 in a here-document (the script arrives on standard
     input, so file contents never appear on a command line), decoded into place atomically.
     """
-    import base64
-    import hashlib
-
-    from deploy.remote.commands import write_stdin_argv
-
     lines = ["exec 2>&1"]
     for index, command in enumerate(commands):
         if isinstance(command, Upload):
@@ -273,8 +271,6 @@ def known_hosts_file(config: Config) -> Path:
 
 
 def _policies(known_hosts: Path, accept_new: bool) -> paramiko.MissingHostKeyPolicy:
-    import paramiko
-
     class Reject(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             raise ConnectError(
@@ -354,9 +350,6 @@ class SSHExecutor:
     # connections
 
     def _new_connection(self, address: str, user: str, port: int, jump: bool = True) -> Connection:
-        from fabric import Config as FabricConfig
-        from fabric import Connection
-
         ssh = self.config.server.ssh
         connect_kwargs: dict[str, object] = {}
         if ssh.key:
@@ -395,7 +388,6 @@ class SSHExecutor:
             existing = self._connections.get(host)
         if existing is not None and existing.is_connected:
             return existing
-        import paramiko
 
         entry = self.hosts[host]
         ssh = self.config.server.ssh
@@ -438,8 +430,6 @@ class SSHExecutor:
         return connection
 
     def _wrap(self, argv: tuple[str, ...], sudo: bool) -> str:
-        import shlex
-
         if sudo and self.sudo:
             argv = ("sudo", "-n", "--", *argv)
         return shlex.join(argv)
@@ -519,7 +509,6 @@ class SSHExecutor:
             held = self._locks.get(host)
         if held is None or not held.pid:
             return self._wrap(argv, sudo)
-        from deploy.remote.commands import guarded, layout_for
 
         # The guard needs root (the lock's files): it runs under sudo, and so does the command.
         return self._wrap(guarded(layout_for(self.config), held.pid, name, argv), True)
@@ -608,10 +597,6 @@ class SSHExecutor:
         return result
 
     def _upload(self, host: str, upload: Upload, step: str, timeout: float) -> tuple[int, str]:
-        import hashlib
-
-        from deploy.remote.commands import write_stdin_argv
-
         argv = write_stdin_argv(
             upload.remote_path,
             upload.mode,
@@ -782,8 +767,6 @@ class Recorder:
 
 def run_local(command: str, env: Mapping[str, str]) -> tuple[int, str]:
     """Run a local hook command (a shell line from deploy.yaml) with the hook environment."""
-    import subprocess
-
     # A hook is a shell line the user wrote in deploy.yaml.
     result = subprocess.run(  # noqa: S602
         command,

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from deploy.config.model import Config
+from deploy.layout import layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.plan import Command
+from deploy.remote.commands import DEBIAN_DEFAULT_SITE, SLOTS
+
 
 @dataclass(frozen=True)
 class HostFacts:
@@ -375,3 +380,61 @@ def parse_state(host: str, text: str) -> HostState:
         base_entries=data.get("base_entries"),
         login_user=data.get("login_user"),
     )
+
+
+#: Debian packages a host needs; apt installs only the missing ones.
+REQUIRED_PACKAGES = ("python3", "python3-venv", "nginx-light")
+#: Any of these provides the nginx binary.
+NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-extras")
+
+
+# --- what the probe should look at -------------------------------------------------------------
+
+
+def probe_command(config: Config, nginx_test: bool = False) -> Command:
+    """The one command that gathers every fact a setup, push, rollback or status needs."""
+    layout = layout_for(config)
+    paths = layout.paths
+    links = {
+        "current": paths.current,
+        "live": paths.upstream_socket,
+        "enabled": layout.sites_enabled,
+        "debian_default": DEBIAN_DEFAULT_SITE,
+    }
+    links.update({slot: layout.slot(slot) for slot in SLOTS})
+    dirs = [
+        paths.base,
+        paths.releases,
+        paths.shared,
+        paths.slots,
+        layout.venvs,
+        layout.wheels,
+        layout.state,
+        f"/etc/{config.app.name}",
+    ]
+    dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
+    dirs += [path for path, *_ in shared_file_dirs(config)]
+    dirs += [path for path, _ in shared_files(config)]
+    files = [path for path, _ in managed_files(config)]
+    files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
+    certificate = paths.tls_certificate  # None when tls is false
+    request = probe_request(
+        user=config.server.user,
+        links=links,
+        owners=[*dirs, paths.env_file],
+        files=files,
+        secret_files=[paths.env_file],
+        releases=paths.releases,
+        venvs=layout.venvs,
+        wheels=layout.wheels,
+        units=[layout.unit(slot) for slot in SLOTS],
+        lock_file=layout.lock_file,
+        lock_info=layout.lock_info,
+        work_file=layout.work_file,
+        # Only setup (which tests Nginx too) installs packages; a push skips the dpkg query.
+        packages=[*REQUIRED_PACKAGES, *NGINX_PACKAGES] if nginx_test else [],
+        certificate=certificate,
+        nginx_test=nginx_test,
+        base=paths.base,
+    )
+    return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)

@@ -14,78 +14,14 @@ from typing import Any
 import jinja2
 
 from deploy.config import secretfiles
+from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
+from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
 
 #: Debian 12's nginx; templates fit the version they are rendered for.
 DEFAULT_NGINX_VERSION = "1.22.1"
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where everything lives on a host. One place, used by templates, plans and checks."""
-
-    base: str
-    releases: str
-    shared: str
-    current: str
-    slots: str
-    run_dir: str
-    upstream_socket: str
-    env_file: str
-    unit_template: str
-    acme_webroot: str
-    nginx_site: str
-    nginx_snippets: str
-    log_dir: str
-    #: The default servers that drop requests for names no app serves (ports 80 and 443). Shared by
-    #: every app on the host: no app's site claims default_server, so several apps can share a host.
-    nginx_catch_all: str = "/etc/nginx/conf.d/deploy-catch-all.conf"
-    nginx_catch_all_tls: str = "/etc/nginx/conf.d/deploy-catch-all-tls.conf"
-    #: The TLS certificate chain and key Nginx serves (None when tls is false): Let's Encrypt's
-    #: live folder for ACME, or the user's own files uploaded under /etc/<app>/tls/.
-    tls_certificate: str | None = None
-    tls_certificate_key: str | None = None
-
-    def slot_socket(self, slot: str) -> str:
-        """The unix socket Gunicorn of one slot ('blue' or 'green') binds to."""
-        return f"{self.run_dir}/{slot}.sock"
-
-
-def paths_for(config: Config) -> Paths:
-    """The on-host layout of the app described by `config`."""
-    base = config.base_dir
-    name = config.app.name
-    return Paths(
-        base=base,
-        releases=f"{base}/releases",
-        shared=f"{base}/shared",
-        current=f"{base}/current",
-        slots=f"{base}/slots",
-        run_dir=f"/run/{name}",
-        upstream_socket=f"{base}/live.sock",
-        env_file=f"/etc/{name}/env",
-        unit_template=f"{name}@.service",
-        acme_webroot="/var/lib/deploy/acme",
-        nginx_site=f"/etc/nginx/sites-available/{name}.conf",
-        nginx_snippets="/etc/nginx/snippets",
-        log_dir=f"/var/log/{name}",
-        tls_certificate=_tls_files(config)[0],
-        tls_certificate_key=_tls_files(config)[1],
-    )
-
-
-def _tls_files(config: Config) -> tuple[str | None, str | None]:
-    tls = config.server.tls
-    if tls is False:
-        return None, None
-    folder = f"/etc/letsencrypt/live/{config.primary_domain}" if tls.acme else f"/etc/{config.app.name}/tls"
-    return f"{folder}/fullchain.pem", f"{folder}/privkey.pem"
-
-
-#: The rendered default servers' keys in render()'s output (the TLS one only when HTTPS is served).
-CATCH_ALL = "nginx/conf.d/deploy-catch-all.conf"
-CATCH_ALL_TLS = "nginx/conf.d/deploy-catch-all-tls.conf"
 
 
 def output_files(config: Config) -> dict[str, str]:
@@ -103,25 +39,6 @@ def output_files(config: Config) -> dict[str, str]:
         ".dockerignore": "dockerignore.j2",
         "compose.yaml": "compose.yaml.j2",
     }
-
-
-def managed_files(config: Config) -> list[tuple[str, str]]:
-    """(path on the host, key in render()'s output) of every config file setup and push install.
-
-    The systemd unit comes first, then the Nginx files. A key missing from a render's output (the
-    TLS default server while HTTPS is not served) is not installed, and an installed copy is kept.
-    """
-    paths = paths_for(config)
-    name = config.app.name
-    headers, proxy = f"{name}-security-headers.conf", f"{name}-proxy.conf"
-    return [
-        (f"/etc/systemd/system/{paths.unit_template}", f"systemd/{name}@.service"),
-        (paths.nginx_site, f"nginx/{name}.conf"),
-        (f"{paths.nginx_snippets}/{headers}", f"nginx/snippets/{headers}"),
-        (f"{paths.nginx_snippets}/{proxy}", f"nginx/snippets/{proxy}"),
-        (paths.nginx_catch_all, CATCH_ALL),
-        (paths.nginx_catch_all_tls, CATCH_ALL_TLS),
-    ]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -307,8 +224,6 @@ class _ProjectLoader(jinja2.FileSystemLoader):
         try:
             return super().get_source(environment, template)
         except UnicodeDecodeError:
-            from deploy.config.loader import read_text
-
             for folder in self.searchpath:
                 read_text(_shown(os.path.join(folder, *jinja2.loaders.split_template_path(template))))
             raise
@@ -318,8 +233,6 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
     """A ConfigError naming the file and line of the project's own template that `exc` came from
     (a syntax error, an undefined name, a failing expression); None when no own template is to blame
     (then it is a bug in deploy, not in the project)."""
-    from deploy.config.loader import ConfigError, Problem
-
     folder = os.path.join(os.path.abspath(own_templates), "")
 
     if isinstance(exc, jinja2.TemplateSyntaxError):
@@ -348,9 +261,6 @@ def _own_template_error(exc: Exception, own_templates: str) -> Exception | None:
 
 def _requirement_files(config: Config, project_dir: Path | None) -> list[str]:
     """app.requirements and the files it includes (-r/-c), which the Docker build copies."""
-    from deploy.config.loader import ConfigError, read_bytes
-    from deploy.project.requirements import files_to_copy
-
     def read(path: str) -> bytes | None:
         try:
             return read_bytes(project_dir / path) if project_dir is not None else None
@@ -370,8 +280,6 @@ class RenderFailure:
 
     @classmethod
     def of(cls, exc: Exception, project_dir: Path | None) -> RenderFailure:
-        from deploy.config.loader import ConfigError
-
         name: str | None = None
         line: int | None = None
         message = f"{type(exc).__name__}: {exc}"

@@ -11,14 +11,19 @@ With the user's own certificate: upload it, then the HTTPS site. No manual step 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deploy.config.model import Config
+from deploy.layout import account_dir
 from deploy.plan import Command, Step
-from deploy.remote.executor import Executor, each
+from deploy.remote.executor import ConnectError, Executor, each
 from deploy.remote.facts import HostFacts
+from deploy.render.render import render
 from deploy.tls import steps as tls
+from deploy.tls.steps import TLSFiles
 
 #: Renders the site for a host given its facts: `render(config, facts, project_dir)`.
 Render = Callable[[HostFacts], Mapping[str, str]]
@@ -159,7 +164,7 @@ def planned_steps(
         ]
         steps += [tls.acme_prepare_step(config, h, settings, files) for h in hosts]
         steps.append(tls.register_step(config, hosts[0], settings))
-        folder = tls.account_dir(tls.acme_server(settings))
+        folder = account_dir(tls.acme_server(settings))
         steps += [
             Step(
                 "tls: share the ACME account",
@@ -179,3 +184,41 @@ def planned_steps(
         steps += [tls.own_certificate_step(config, h, files) for h in hosts]
     steps += [tls.site_step(config, h, render(with_certificate(h, True)), "tls: HTTPS site") for h in hosts]
     return steps
+
+
+def https_on_hosts(
+    config: Config,
+    executor: Executor,
+    facts: Mapping[str, HostFacts],
+    files: TLSFiles,
+    project: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Obtain or upload the certificates and serve HTTPS on `facts`' hosts; print days left on each.
+
+    `deploy certs` and `deploy setup` (after the hosts are prepared) both end here. Raises CertsError naming
+    the failing host and step when a step fails.
+    """
+    hosts = list(facts)
+    try:
+        install_certificates(
+            config,
+            executor,
+            hosts,
+            files,
+            facts,
+            lambda host_facts: render(config, host_facts, project),
+            say=say,
+        )
+    except (CertsError, tls.TLSError, ConnectError) as exc:
+        raise CertsError(f"HTTPS setup stopped: {exc}") from exc
+    if tls.tls_settings(config) is None:
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    cert_path, _ = tls.certificate_files(config)
+    for host in hosts:
+        code, pem = executor.run(host, tls.read_certificate_command(config), timeout=30)
+        if code == 0:
+            days = tls.certificate_days_left(pem.encode(), now)
+            say(f"{host}: serving {cert_path}, valid for {days} more days")
+    say(f"HTTPS is set up for {', '.join(config.server.domains)} on {len(hosts)} host(s).")

@@ -22,20 +22,30 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from deploy.config.model import TLS, Config
+from deploy.layout import (
+    LETSENCRYPT_DIR,
+    account_dir,
+    ca_bundle_path,
+    certbot_dropin_path,
+    challenge_snippet_path,
+    deploy_hook_path,
+    managed_files,
+    paths_for,
+    tls_dir,
+)
 from deploy.plan import Action, Command, Step, Upload
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, make_dir, nginx_change, nginx_link
-from deploy.render.render import managed_files, paths_for
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 #: Let's Encrypt's production directory: the ACME server when `tls.acme_server` is not set.
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-#: certbot's configuration folder on the hosts (Debian's package).
-LETSENCRYPT_DIR = "/etc/letsencrypt"
 #: Warn `deploy check --live` when a certificate has fewer days left than this. certbot renews at 30
 #: days left, so a certificate under 21 days means renewal has failed for more than a week.
 EXPIRY_WARNING_DAYS = 21
@@ -94,42 +104,6 @@ def certificate_files(config: Config) -> tuple[str, str]:
     if paths.tls_certificate is None or paths.tls_certificate_key is None:
         raise TLSError("tls is false: this app serves no certificate")
     return paths.tls_certificate, paths.tls_certificate_key
-
-
-def tls_dir(config: Config) -> str:
-    """The app's own folder for TLS material it uploads (own certificate, ACME CA bundle)."""
-    return f"/etc/{config.app.name}/tls"
-
-
-def ca_bundle_path(config: Config) -> str:
-    """Where the CA bundle for a private ACME server is uploaded on each host."""
-    return f"{tls_dir(config)}/acme-ca.pem"
-
-
-def account_dir(server: str) -> str:
-    """certbot's folder of accounts for one ACME directory URL (host:port, then the path)."""
-    parts = urlsplit(server)
-    path = parts.path.strip("/")
-    return (
-        f"{LETSENCRYPT_DIR}/accounts/{parts.netloc}/{path}"
-        if path
-        else f"{LETSENCRYPT_DIR}/accounts/{parts.netloc}"
-    )
-
-
-def deploy_hook_path(config: Config) -> str:
-    """The renewal hook certbot runs after it has renewed a certificate (never on a no-op run)."""
-    return f"{LETSENCRYPT_DIR}/renewal-hooks/deploy/{config.app.name}-nginx-reload"
-
-
-def certbot_dropin_path(config: Config) -> str:
-    """A drop-in for certbot.service, so renewals by the timer trust a private ACME server's CA."""
-    return f"/etc/systemd/system/certbot.service.d/{config.app.name}-acme-ca.conf"
-
-
-def challenge_snippet_path(config: Config) -> str:
-    """The Nginx snippet the site's ACME location includes (`<app>-acme-*.conf`): stateless answers."""
-    return f"{paths_for(config).nginx_snippets}/{config.app.name}-acme-stateless.conf"
 
 
 # --- file contents -----------------------------------------------------------------------------
@@ -451,8 +425,6 @@ def reload_step(host: str, name: str = "tls: reload Nginx") -> Step:
 
 
 def _load_certificates(data: bytes) -> list[x509.Certificate]:
-    from cryptography import x509
-
     if b"-----BEGIN CERTIFICATE-----" in data:
         try:
             return list(x509.load_pem_x509_certificates(data))
@@ -487,9 +459,6 @@ def expiry_message(days_left: int, warn_below: int = EXPIRY_WARNING_DAYS) -> tup
 
 def check_own_certificate(config: Config, files: TLSFiles, now: datetime.datetime) -> list[str]:
     """Problems with the user's own certificate and key: unreadable, mismatched, expired, wrong names."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     assert files.cert is not None and files.key is not None
     problems = []
     try:

@@ -152,7 +152,7 @@ VALID: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
 }
 
 #: YAML that attacks the parser rather than the model. Each is just past its limit (nesting, digits):
-#: the 100,000-character forms take PyYAML's pure-Python scanner seconds, and tests/unit/test_cli_errors.py
+#: the 100,000-character forms take PyYAML's pure-Python scanner seconds, and tests/unit/cli/test_common.py
 #: has them.
 ATTACKS = [
     "&a [*a]",

@@ -378,7 +378,7 @@ def test_a_requirement_only_the_hosts_python_needs_is_shipped_and_installed(
 ) -> None:
     """pip evaluates markers for the Python that runs it (this machine's): deploy adds what the
     host's markers require. markerdemo needs markerdemo_old only on the host's exact Python."""
-    from tests.unit.test_host_markers import make_wheel
+    from tests.unit.push.test_wheels import make_wheel
 
     host_python = box.run(
         project.hosts[0], ["python3", "-c", "import platform; print(platform.python_version())"], check=True

@@ -13,8 +13,9 @@ import pytest
 
 from deploy.config.loader import load, load_text
 from deploy.config.model import Config
+from deploy.layout import paths_for
 from deploy.remote.facts import HostFacts
-from deploy.render.render import paths_for, render
+from deploy.render.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASKR = ROOT / "playbooks" / "flaskr"

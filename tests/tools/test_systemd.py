@@ -13,7 +13,8 @@ import pytest
 
 from deploy.config.loader import load, load_text
 from deploy.config.model import Config
-from deploy.render.render import paths_for, render
+from deploy.layout import paths_for
+from deploy.render.render import render
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXPOSURE = 1.5

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from deploy.checker.runner import load_checks
+from deploy.checker.registry import load_checks
 
 pytestmark = pytest.mark.unit
 

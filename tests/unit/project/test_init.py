@@ -1,0 +1,369 @@
+"""`deploy init` finds the app in the common Flask project shapes and writes a valid deploy.yaml."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.config.loader import load
+from deploy.project.init import inspect_project
+
+pytestmark = pytest.mark.unit
+
+FLASKR = Path(__file__).resolve().parents[3] / "playbooks" / "flaskr"
+
+
+def run_init(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", "init", str(directory), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_factory_package(tmp_path: Path) -> None:
+    shutil.copytree(FLASKR / "flaskr", tmp_path / "flaskr")
+    shutil.copy(FLASKR / "requirements.txt", tmp_path)
+    out = run_init(tmp_path, "--domain", "notes.example.org", "--host", "10.0.0.5")
+    assert out.returncode == 0, out.stderr
+    config = load(tmp_path / "deploy.yaml")
+    assert config.app.wsgi == "flaskr:create_app()"
+    assert config.app.static is not None and config.app.static.dir == "flaskr/static"
+    assert config.app.secrets == ["SECRET_KEY"]  # SENTRY_DSN is read with a default: optional
+    assert (
+        "optional secrets the code reads with a default: SENTRY_DSN" in (tmp_path / "deploy.yaml").read_text()
+    )
+    assert config.app.shared == ["instance"]
+    assert config.server.domains == ["notes.example.org"]
+    assert config.server.hosts[0].address == "10.0.0.5"
+    assert run_init(tmp_path).returncode == 2  # refuses to overwrite
+
+
+def test_single_file_app(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os\nfrom flask import Flask\n\napp = Flask(__name__)\n"
+        "app.config['SECRET_KEY'] = os.environ['SECRET_KEY']\n"
+        "DSN = os.getenv('SENTRY_DSN')\nLEVEL = os.environ.get('LOG_LEVEL')\n\n"
+        "@app.get('/healthz')\ndef health():\n    return 'ok'\n"
+    )
+    (tmp_path / "static").mkdir()
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "app:app"
+    assert found.health == "/healthz"
+    assert found.static_dir == "static"
+    assert found.secrets == ["SECRET_KEY"]
+    assert found.optional_secrets == ["SENTRY_DSN"]
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.health == "/healthz"
+
+
+def test_entry_module_preferred_and_tests_ignored(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "wsgi.py").write_text("from web import create_app\napp = create_app()\n")
+    (tmp_path / "web.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("from flask import Flask\napp = Flask('t')\n")
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "wsgi:app"  # what the project itself serves, built by its factory
+    assert any("no /health route" in n for n in found.notes)
+    assert any("no requirements.txt" in n for n in found.notes)
+
+
+def test_no_flask_app_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.py").write_text("print('hi')\n")
+    out = run_init(tmp_path)
+    assert out.returncode == 2
+    assert "found no Flask app" in out.stderr and "Traceback" not in out.stderr
+
+
+def _flask_project(tmp_path: Path) -> Path:
+    shutil.copytree(FLASKR / "flaskr", tmp_path / "flaskr")
+    shutil.copy(FLASKR / "requirements.txt", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--domain", "x]", "server.domains[0]: expected a domain name"),
+        ("--domain", "a.com, b.com", "server.domains[0]: expected a domain name"),
+        ("--host", "-oProxyCommand=touch /tmp/pwned", "server.hosts[0]"),
+        ("--host", "web 1", "server.hosts[0]"),
+    ],
+)
+def test_bad_domain_or_host_is_refused_before_writing(
+    tmp_path: Path, option: str, value: str, expected: str
+) -> None:
+    project = _flask_project(tmp_path)
+    out = run_init(project, option, value)
+    assert out.returncode == 2, out.stdout
+    assert expected in out.stderr and "Traceback" not in out.stderr
+    assert not (project / "deploy.yaml").exists()
+
+
+def test_wildcard_domain_is_written_quoted(tmp_path: Path) -> None:
+    project = _flask_project(tmp_path)
+    assert run_init(project, "--domain", "*.example.com").returncode == 0
+    assert load(project / "deploy.yaml").server.domains == ["*.example.com"]
+
+
+def test_procfile_names_the_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "serve.py").write_text("from pkg import create_app\nweb = create_app()\n")
+    (tmp_path / "Procfile").write_text(
+        "release: flask db upgrade\nweb: gunicorn -w 3 -b 0.0.0.0:$PORT serve:web\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "serve:web"
+
+
+def test_factory_with_required_arguments_is_not_called_bare(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app(config_name):\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "flasky.py").write_text(
+        "import os\nfrom app import create_app\napp = create_app(os.getenv('FLASK_CONFIG') or 'default')\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "flasky:app"
+    (tmp_path / "flasky.py").unlink()
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "app:create_app()"
+    assert any("needs config_name" in note for note in found.notes)
+
+
+def test_src_layout_imports_from_src(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "shop"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    (package / "static").mkdir()
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "shop:create_app()"
+    assert found.static_dir == "src/shop/static"
+    assert any("src/ layout" in note for note in found.notes)
+
+
+def test_src_layout_shares_src_instance_and_long_env_lists_keep_the_comment_column(tmp_path: Path) -> None:
+    """Flask puts a src layout's instance folder in src/instance: that is what must be shared."""
+    package = tmp_path / "src" / "notes"
+    package.mkdir(parents=True)
+    settings = ", ".join(f'os.environ.get("SETTING_NUMBER_{n}", "x")' for n in range(12))
+    (package / "__init__.py").write_text(
+        "import os\nfrom flask import Flask\n\ndef create_app():\n"
+        "    app = Flask(__name__, instance_relative_config=True)\n"
+        f"    app.config['S'] = [{settings}, os.environ.get('LOG_LEVEL', 'info')]\n    return app\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    result = run_init(tmp_path, "--domain", "notes.example.com")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "deploy.yaml").read_text()
+    assert load(tmp_path / "deploy.yaml").app.shared == ["src/instance"]
+    assert "SETTING_NUMBER_11" in text and "reads LOG_LEVEL" not in text and ", LOG_LEVEL" not in text
+    # One comment column for every commented line, set by them and not by the long comment-only line.
+    columns = {
+        line.index("  # ")
+        for line in text.splitlines()
+        if line[:1] in " abcdefghijklmnopqrstuvwxyz" and not line.lstrip().startswith("#") and "  # " in line
+    }
+    assert len(columns) == 1 and columns.pop() < 80
+
+
+def test_static_folder_and_url_from_the_flask_call(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "from flask import Flask\napp = Flask(__name__, static_folder='assets', static_url_path='/s')\n"
+    )
+    (tmp_path / "assets").mkdir()
+    found = inspect_project(tmp_path)
+    assert (found.static_dir, found.static_url) == ("assets", "/s")
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__, static_folder=None)\n")
+    assert inspect_project(tmp_path).static_dir is None
+
+
+def test_uncommitted_static_folder_is_pointed_out(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "bundle.js").write_text("x")
+    (tmp_path / ".gitignore").write_text("static/\n")
+    sp.run(["git", "init", "-q", str(tmp_path)], check=True)
+    sp.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    found = inspect_project(tmp_path)
+    assert any("static holds no committed files" in note for note in found.notes)
+
+
+def test_secret_detection(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os\nfrom environs import Env\nfrom decouple import config\nfrom flask import Flask\n"
+        "env = Env()\napp = Flask(__name__)\n"
+        "STRIPE = os.environ['STRIPE_KEY']\nTR = os.environ.get('MS_TRANSLATOR_KEY')\n"
+        "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\n"
+        "SENTRY = config('SENTRY_DSN')\n"
+        "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
+    assert found.optional_secrets == ["SENTRY_DSN"]
+    assert found.env == ["FLASK_CONFIG", "SEND_FILE_MAX_AGE_DEFAULT"]
+
+
+def test_no_secret_is_invented(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.secrets == []
+
+
+WSGI = "from shop import create_app\n\napp = create_app()\n"
+FACTORY = "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__)\n"
+
+
+def _shop(root: Path) -> None:
+    (root / "shop").mkdir()
+    (root / "shop" / "__init__.py").write_text(FACTORY)
+
+
+def test_a_script_with_side_effects_never_wins_over_wsgi_py(tmp_path: Path) -> None:
+    """Issue #16: a module-level app in an export script (which runs the export when imported) was
+    chosen over wsgi.py by the alphabetical tie-break; deploy check --import then ran the export."""
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "export.py").write_text(
+        "from flask import Flask\n\napp = Flask(__name__)\n\n\ndef export_all():\n    pass\n\n\n"
+        "export_all()\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "wsgi:app"
+    assert any("export.py" in n and "line 10: export_all()" in n for n in found.notes), found.notes
+
+
+def test_a_clean_script_loses_to_wsgi_py_without_the_alphabet(tmp_path: Path) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "admin.py").write_text("from shop import create_app\n\napp = create_app()\n")
+    assert inspect_project(tmp_path).wsgi == "wsgi:app"
+    (tmp_path / "wsgi.py").unlink()
+    (tmp_path / "asgi.py").write_text(WSGI)
+    assert inspect_project(tmp_path).wsgi == "asgi:app"
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("Dockerfile", 'FROM python:3.12\nCMD ["gunicorn", "-b", "0.0.0.0:8000", "serve:web"]\n'),
+        ("Dockerfile", "FROM python:3.12\nENTRYPOINT gunicorn --workers 3 serve:web\n"),
+        ("README.md", "Run it with `gunicorn -w 4 serve:web` behind Nginx.\n"),
+        ("docs/deploy.rst", "In production::\n\n    waitress-serve --port=8080 serve:web\n"),
+        ("Procfile", "web: gunicorn serve:web\n"),
+    ],
+)
+def test_how_the_project_is_served_names_the_entry_point(tmp_path: Path, file: str, text: str) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "serve.py").write_text("from shop import create_app\n\nweb = create_app()\n")
+    (tmp_path / file).parent.mkdir(exist_ok=True)
+    (tmp_path / file).write_text(text)
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "serve:web"
+    assert any(n.startswith("entry point from ") and "serve:web" in n for n in found.notes), found.notes
+
+
+def test_a_served_script_with_side_effects_still_loses_to_a_clean_module(tmp_path: Path) -> None:
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "serve.py").write_text("from shop import create_app\n\nweb = create_app()\nweb.run()\n")
+    (tmp_path / "Procfile").write_text("web: gunicorn serve:web\n")
+    assert inspect_project(tmp_path).wsgi == "wsgi:app"
+
+
+def test_factories_named_create_app_or_make_app_come_first(tmp_path: Path) -> None:
+    (tmp_path / "aaa").mkdir()
+    (tmp_path / "aaa" / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef get_app():\n    return Flask(__name__)\n"
+    )
+    (tmp_path / "zzz").mkdir()
+    (tmp_path / "zzz" / "__init__.py").write_text(FACTORY.replace("create_app", "make_app"))
+    assert inspect_project(tmp_path).wsgi == "zzz:make_app()"
+
+
+def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
+    """Definitions, imports, the app's construction and setup, and anything under the main guard are
+    clean; other top-level calls, app.run() and loops are side effects."""
+    import ast
+
+    from deploy.project.init import side_effect
+
+    clean = (
+        '"""doc"""\nimport os, logging\nfrom dotenv import load_dotenv\nfrom flask import Flask\n'
+        "from flask_sqlalchemy import SQLAlchemy\nload_dotenv()\nlogging.basicConfig(level=logging.INFO)\n"
+        "db = SQLAlchemy()\napp = Flask(__name__, static_folder=os.path.join('a', 'b'))\n"
+        "app.config.from_object('config')\ndb.init_app(app)\nPORT = int(os.environ.get('PORT', '5000'))\n"
+        "with app.app_context():\n    db.create_all()\n"
+        "class Config:\n    X = 1\n\n@app.get('/')\ndef index():\n    return 'x'\n"
+        "if __name__ == '__main__':\n    app.run(debug=True)\n"
+    )
+    assert side_effect(ast.parse(clean)) is None
+    for tail, expected in (
+        ("app.run()\n", "app.run()"),
+        ("rows = fetch_everything()\n", "fetch_everything()"),
+        ("for x in range(3):\n    print(x)\n", "a top-level for block"),
+        ("print('exporting')\n", "print('exporting')"),
+    ):
+        found = side_effect(ast.parse(clean + tail))
+        assert found is not None and expected in found, (tail, found)
+
+
+def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_script_with_side_effects(
+    tmp_path: Path,
+) -> None:
+    """`deploy check --import` with no deploy.yaml and no --app imports what init would write (it took
+    the first app in file order before: the export script, whose import ran the export)."""
+    from deploy.checker.context import Context
+
+    _shop(tmp_path)
+    (tmp_path / "wsgi.py").write_text(WSGI)
+    (tmp_path / "export.py").write_text(
+        "from shop import create_app\n\napp = create_app()\nrun_export(app)\n"
+    )
+    assert Context(root=tmp_path).wsgi_spec == "wsgi:app"
+    (tmp_path / "wsgi.py").unlink()
+    ctx = Context(root=tmp_path)
+    # shop:create_app() is clean, but importing it from export.py is not needed: the factory wins.
+    assert ctx.wsgi_spec == "shop:create_app()"
+    (tmp_path / "shop" / "__init__.py").write_text(FACTORY + "\nprint('hello')\n")
+    ctx = Context(root=tmp_path)
+    assert ctx.wsgi_spec is None
+    assert ctx.no_app_why is not None and "runs code when imported" in ctx.no_app_why
+    assert "runs code when imported" in str(ctx.effective.error)
+
+
+def test_init_proposes_a_root_sqlite_file_as_a_shared_file_never_a_committed_one(tmp_path: Path) -> None:
+    """Issue #16: an app whose SQLite file sits at the project root lost it on every push; init now
+    proposes it in app.shared_files (and deploy.yaml stays valid), unless the file is committed."""
+    (tmp_path / "app.py").write_text(
+        "import sqlite3\nfrom flask import Flask\n\napp = Flask(__name__)\n\n\n"
+        "def db():\n    return sqlite3.connect('notes.db')\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.shared_files == ["notes.db"]
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.shared_files == ["notes.db"]
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "notes.db").write_bytes(b"")
+    subprocess.run([*git, "add", "notes.db"], check=True)
+    assert inspect_project(tmp_path).shared_files == []
