@@ -52,11 +52,11 @@ class Target:
 
 
 _PUSH_TESTS = (
-    "tests/unit/test_plan_push.py",
-    "tests/unit/test_push_failures.py",
-    "tests/unit/test_push_hooks.py",
-    "tests/unit/test_push_lock.py",
-    "tests/unit/test_rollout_signals.py",
+    "tests/unit/push/test_plans.py",
+    "tests/unit/cli/test_push.py",
+    "tests/unit/push/test_hooks.py",
+    "tests/unit/push/test_lock.py",
+    "tests/unit/push/test_rollout.py",
 )
 
 #: The modules that decide what happens on hosts, each with the unit tests that cover it.
@@ -65,22 +65,30 @@ TARGETS: tuple[Target, ...] = (
     # the switch, revert and clean-up steps (plan assembly around them is covered by the same tests).
     Target(
         "deploy/push/plans.py",
-        (*_PUSH_TESTS, "tests/unit/test_mutation_pushplan.py"),
+        (*_PUSH_TESTS, "tests/unit/push/test_plans_mutants.py"),
         functions=tuple(
             f"deploy.push.plans.x_{name}__mutmut_*"
             for name in (
-                "require_setup", "refuse_hosts", "rollback_target", "_keep", "prune_list", "_switch_step",
-                "_revert_steps", "_finish_steps", "host_rollback", "rollback_plan",
+                "require_setup",
+                "refuse_hosts",
+                "rollback_target",
+                "_keep",
+                "prune_list",
+                "_switch_step",
+                "_revert_steps",
+                "_finish_steps",
+                "host_rollback",
+                "rollback_plan",
             )
         ),
     ),
     Target(
         "deploy/push/rollout.py",
         (
-            "tests/unit/test_rollout_signals.py",
-            "tests/unit/test_push_failures.py",
-            "tests/unit/test_plan_push.py",
-            "tests/unit/test_mutation_rollout.py",
+            "tests/unit/push/test_rollout.py",
+            "tests/unit/cli/test_push.py",
+            "tests/unit/push/test_plans.py",
+            "tests/unit/push/test_rollout_mutants.py",
         ),
     ),
     # The lock builders only: the rest of commands.py is shell argv and the programs it embeds, which
@@ -88,9 +96,9 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "deploy/remote/commands.py",
         (
-            "tests/unit/test_push_lock.py",
-            "tests/unit/test_plan_push.py",
-            "tests/unit/test_mutation_commands.py",
+            "tests/unit/push/test_lock.py",
+            "tests/unit/push/test_plans.py",
+            "tests/unit/remote/test_commands_mutants.py",
         ),
         functions=tuple(
             f"deploy.remote.commands.x_{name}__mutmut_*"
@@ -100,59 +108,92 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "deploy/config/model.py",
         (
-            "tests/unit/test_config.py",
-            "tests/unit/test_config_hostile.py",
-            "tests/unit/test_render.py",
-            "tests/unit/test_tls.py",
+            "tests/unit/config/test_model.py",
+            "tests/unit/config/test_loader.py",
+            "tests/unit/render/test_render.py",
+            "tests/unit/tls/test_steps.py",
         ),
     ),
     Target(
         "deploy/config/loader.py",
         (
-            "tests/unit/test_config.py",
-            "tests/unit/test_config_hostile.py",
+            "tests/unit/config/test_model.py",
+            "tests/unit/config/test_loader.py",
         ),
     ),
     Target(
         "deploy/config/redact.py",
-        ("tests/unit/test_redact.py", "tests/unit/test_push_hooks.py", "tests/unit/test_mutation_redact.py"),
+        (
+            "tests/unit/config/test_redact.py",
+            "tests/unit/push/test_hooks.py",
+            "tests/unit/config/test_redact_mutants.py",
+        ),
     ),
     Target(
         "deploy/config/secretfiles.py",
         (
-            "tests/unit/test_render_docker.py",
-            "tests/unit/test_artifact.py",
-            "tests/unit/test_mutation_secrets.py",
+            "tests/unit/render/test_render_docker.py",
+            "tests/unit/push/test_artifact.py",
+            "tests/unit/config/test_secrets_mutants.py",
         ),
     ),
     Target(
         "deploy/config/secrets.py",
-        ("tests/unit/test_config.py", "tests/unit/test_mutation_secrets.py"),
+        ("tests/unit/config/test_model.py", "tests/unit/config/test_secrets_mutants.py"),
     ),
     # What HTTPS setup runs and writes on hosts (certbot command lines, the account it shares, the files,
     # modes and owners of each step); not the local certificate checks of `deploy certs`/`check --live`.
     Target(
         "deploy/tls/steps.py",
-        ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+        (
+            "tests/unit/tls/test_steps.py",
+            "tests/unit/cli/test_push_setup.py",
+            "tests/unit/tls/test_steps_mutants.py",
+        ),
         functions=tuple(
             f"deploy.tls.steps.x_{name}__mutmut_*"
             for name in (
-                "tls_settings", "acme_server", "certificate_files", "account_dir", "deploy_hook_script",
-                "challenge_snippet", "_certbot", "register_command", "show_account_command", "parse_account",
-                "jwk_thumbprint", "certonly_command", "has_certificate_command", "acme_prepare_step",
-                "register_step", "share_account_step", "obtain_step", "own_certificate_step", "site_step",
+                "tls_settings",
+                "acme_server",
+                "certificate_files",
+                "account_dir",
+                "deploy_hook_script",
+                "challenge_snippet",
+                "_certbot",
+                "register_command",
+                "show_account_command",
+                "parse_account",
+                "jwk_thumbprint",
+                "certonly_command",
+                "has_certificate_command",
+                "acme_prepare_step",
+                "register_step",
+                "share_account_step",
+                "obtain_step",
+                "own_certificate_step",
+                "site_step",
             )
         ),
     ),
     Target(
         "deploy/tls/certs.py",
-        ("tests/unit/test_tls.py", "tests/unit/test_setup_cli.py", "tests/unit/test_mutation_tls.py"),
+        (
+            "tests/unit/tls/test_steps.py",
+            "tests/unit/cli/test_push_setup.py",
+            "tests/unit/tls/test_steps_mutants.py",
+        ),
     ),
 )
 
 #: mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code), reduced to what the score needs.
 _STATUS = {
-    1: "killed", 3: "killed", 37: "killed", 0: "survived", 5: "no_tests", 33: "no_tests", 34: "skipped",
+    1: "killed",
+    3: "killed",
+    37: "killed",
+    0: "survived",
+    5: "no_tests",
+    33: "no_tests",
+    34: "skipped",
 }
 _TIMEOUTS = {36, -24, 24, 152, 255}
 
@@ -177,10 +218,16 @@ def find(names: list[str]) -> list[Target]:
 
 def scratch_copy(target: Target, into: Path) -> None:
     """The repository's tracked files (and untracked, not ignored ones) in `into`, with a [tool.mutmut]."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = ROOT / rel
         if not src.is_file():

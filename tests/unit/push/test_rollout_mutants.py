@@ -26,7 +26,7 @@ from deploy.push.rollout import (
 )
 from deploy.remote import commands as cmd
 from deploy.remote.executor import Recorder, StepResult
-from tests.unit.test_plan_push import LAYOUT
+from tests.unit.push.test_plans import LAYOUT
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from deploy.remote import commands as cmd
-from tests.unit.test_plan_push import LAYOUT
+from tests.unit.push.test_plans import LAYOUT
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,15 @@ from deploy.remote.facts import HostFacts
 from deploy.render.render import render
 from deploy.tls import certs
 from deploy.tls import steps as tls
-from tests.unit.test_tls import ACME, CA_FILES, PEBBLE, RFC7638_KEY, ScriptedHosts, account_output, config
+from tests.unit.tls.test_steps import (
+    ACME,
+    CA_FILES,
+    PEBBLE,
+    RFC7638_KEY,
+    ScriptedHosts,
+    account_output,
+    config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +118,10 @@ def test_each_host_s_site_is_rendered_from_its_own_facts_and_what_it_has() -> No
     _install(Hosts(with_certificate=frozenset({"10.0.0.2"})), rendered_for=seen)
     first, second = (FACTS[h] for h in HOSTS)
     assert [(f.cores, f.has_certificate) for f in seen] == [
-        (first.cores, False), (second.cores, True), (first.cores, True), (second.cores, True)
+        (first.cores, False),
+        (second.cores, True),
+        (first.cores, True),
+        (second.cores, True),
     ]
 
 
@@ -273,11 +284,29 @@ def test_certonly_against_a_private_acme_server_names_every_domain_the_account_a
     command = tls.certonly_command(cfg, settings, ACCOUNT)
     assert command == Command(
         (
-            "env", "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem", "certbot", "certonly", "--webroot",
-            "-w", "/var/lib/deploy/acme", "--cert-name", "flaskr.example.com",
-            "-d", "flaskr.example.com", "-d", "www.flaskr.example.com",
-            "--email", "ops@example.com", "--agree-tos", "--no-eff-email", "--non-interactive",
-            "--server", PEBBLE, "--account", ACCOUNT, "--keep-until-expiring",
+            "env",
+            "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem",
+            "certbot",
+            "certonly",
+            "--webroot",
+            "-w",
+            "/var/lib/deploy/acme",
+            "--cert-name",
+            "flaskr.example.com",
+            "-d",
+            "flaskr.example.com",
+            "-d",
+            "www.flaskr.example.com",
+            "--email",
+            "ops@example.com",
+            "--agree-tos",
+            "--no-eff-email",
+            "--non-interactive",
+            "--server",
+            PEBBLE,
+            "--account",
+            ACCOUNT,
+            "--keep-until-expiring",
         ),
         "obtain the certificate for flaskr.example.com, www.flaskr.example.com (certbot --webroot)",
         sudo=True,
@@ -297,9 +326,17 @@ def test_register_may_fail_harmlessly_and_everything_else_is_checked() -> None:
     command = tls.register_command(cfg, settings)
     assert command == Command(
         (
-            "env", "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem", "certbot", "register",
-            "--non-interactive", "--agree-tos", "--no-eff-email", "--email", "ops@example.com",
-            "--server", PEBBLE,
+            "env",
+            "REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem",
+            "certbot",
+            "register",
+            "--non-interactive",
+            "--agree-tos",
+            "--no-eff-email",
+            "--email",
+            "ops@example.com",
+            "--server",
+            PEBBLE,
         ),
         "register the ACME account (once; an existing account is kept)",
         sudo=True,
@@ -311,9 +348,7 @@ def test_register_may_fail_harmlessly_and_everything_else_is_checked() -> None:
     assert has == Command(
         ("test", "-s", cert, "-a", "-s", key), "is the certificate there?", sudo=True, check=False
     )
-    assert tls.read_certificate_command(cfg) == Command(
-        ("cat", cert), "read the certificate", sudo=True
-    )
+    assert tls.read_certificate_command(cfg) == Command(("cat", cert), "read the certificate", sudo=True)
     assert tls.reload_nginx_commands() == (
         Command(("nginx", "-t", "-q"), "check the Nginx configuration", sudo=True),
         Command(("systemctl", "reload", "nginx"), "reload Nginx (graceful)", sudo=True),
@@ -373,8 +408,10 @@ def test_the_prepare_step_writes_each_file_with_its_owner_and_mode() -> None:
     ]
     contents = {a.remote_path: a.content for a in step.actions if isinstance(a, Upload)}
     assert contents["/etc/flaskr/tls/acme-ca.pem"] == b"PEM"
-    assert contents["/etc/systemd/system/certbot.service.d/flaskr-acme-ca.conf"].decode().endswith(
-        "[Service]\nEnvironment=REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem\n"
+    assert (
+        contents["/etc/systemd/system/certbot.service.d/flaskr-acme-ca.conf"]
+        .decode()
+        .endswith("[Service]\nEnvironment=REQUESTS_CA_BUNDLE=/etc/flaskr/tls/acme-ca.pem\n")
     )
     hook = contents["/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload"].decode()
     assert hook.startswith("#!/bin/sh\n") and hook.endswith(

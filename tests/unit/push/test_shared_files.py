@@ -20,7 +20,7 @@ from deploy.push.plans import push_plan, setup_plan
 from deploy.remote import commands as cmd
 from deploy.remote.executor import display_line
 from deploy.render.render import render
-from tests.unit.test_plan_push import SECRETS, build, lines, states
+from tests.unit.push.test_plans import SECRETS, build, lines, states
 
 pytestmark = pytest.mark.unit
 
@@ -177,7 +177,7 @@ def test_the_host_program_never_follows_a_link_or_a_hard_link(tmp_path: Path) ->
 def test_pit006_takes_a_shared_file_as_kept_and_advises_it(tmp_path: Path) -> None:
     """A SQLite file at the project root is lost on every push unless shared: PIT006 fires and names
     app.shared_files; listed there, the file is kept and PIT006 is silent."""
-    from tests.unit.test_check_support import CONFIG, check, found, project
+    from tests.unit.checks.support import CONFIG, check, found, project
 
     files: dict[str, str | None] = {
         "db.py": "import sqlite3\n\n\ndef connect():\n    return sqlite3.connect('app.db')\n"
@@ -196,7 +196,7 @@ def test_pit006_takes_a_shared_file_as_kept_and_advises_it(tmp_path: Path) -> No
 def test_the_next_push_drops_the_copied_links_to_shared_files_first() -> None:
     """`cp -al` copies the previous release's links to the shared files: they go before anything is
     unpacked, so no shipped file can be written through one into the persistent file."""
-    from tests.unit.test_plan_push import served_state
+    from tests.unit.push.test_plans import served_state
 
     config = load_text(YAML)
     hosts = served_state()

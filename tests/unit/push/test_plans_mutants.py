@@ -12,7 +12,7 @@ from deploy.config.loader import load_text
 from deploy.config.model import Config
 from deploy.push.plans import PlanError, _keep, prune_list, refuse_hosts, require_setup, rollback_target
 from deploy.remote.facts import HostState, ReleaseInfo
-from tests.unit.test_plan_push import CONFIG, LAYOUT, UNIT, YAML
+from tests.unit.push.test_plans import CONFIG, LAYOUT, UNIT, YAML
 
 pytestmark = pytest.mark.unit
 
