@@ -28,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --- value types -------------------------------------------------------------------------------
 from deploy.config import csp, folders
+from deploy.config.flask_version import declared_flask, flask_has_app_option
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
@@ -433,8 +434,6 @@ class App(Model):
         uses = [i for i, command in enumerate(release) if re.search(r"(^|[\s;&|(])flask\s+--app\b", command)]
         if project_dir is None or not uses:
             return release
-        from deploy.project.requirements import declared_flask, flask_has_app_option
-
         if flask_has_app_option(Path(project_dir)):
             return release
         where, spec = declared_flask(Path(project_dir)) or ("", "")

@@ -719,7 +719,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
-        from deploy.project.requirements import flask_command
+        from deploy.config.flask_version import flask_command
 
         release = flask_command(project.root, module, "db upgrade")
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.config.flask_version import declared_flask, flask_command, flask_has_app_option
 from deploy.config.loader import ConfigError, load_text
 from deploy.project.init import inspect_project, write_deploy_yaml
-from deploy.project.requirements import declared_flask, flask_command, flask_has_app_option
 
 pytestmark = pytest.mark.unit
 
