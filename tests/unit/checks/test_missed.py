@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_check_support import CONFIG, check, found, project
+from tests.unit.checks.support import CONFIG, check, found, project
 
 pytestmark = pytest.mark.unit
 

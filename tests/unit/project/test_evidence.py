@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_check_support import check, found, write
+from tests.unit.checks.support import check, found, write
 
 pytestmark = pytest.mark.unit
 
