@@ -466,3 +466,46 @@ def test_sec008_still_reports_secret_looking_values_even_under_nosec(tmp_path: P
     root = project(tmp_path, {"labels.py": SEC008_SECRETS})
     reported = found(check(root, ["SEC008"], CONFIG))["SEC008"]
     assert sorted(int(r.split(":")[1].split()[0]) for r in reported) == [1, 2, 3, 4, 5, 6]
+
+
+DEP002_NOT_REPORTED = """\
+Flask==3.1.3
+gunicorn===23.0.0
+bs4<=4.15.0,>=4.15.0
+inscriptis>=2.7.5,<2.7.6
+pywin32>=300; sys_platform == "win32"
+Flask<=1.1.4; python_version < '3.7'
+appnope; sys_platform == "darwin"
+rpi-gpio>=0.7; platform_machine == "armv7l"
+mylib @ https://example.com/mylib-1.0.tar.gz
+"""
+
+DEP002_REPORTED = """\
+requests>=2.31; sys_platform == "linux"
+pandas>=2; python_version >= '3.9'
+numpy~=1.26.4
+attrs>=23.1,<23.2
+click==8.*
+uvloop; platform_machine == "x86_64"
+"""
+
+
+def test_dep002_skips_one_version_ranges_and_markers_that_exclude_the_hosts(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": DEP002_NOT_REPORTED})
+    assert found(check(root, ["DEP002"], CONFIG)).get("DEP002", []) == []
+
+
+def test_dep002_reports_ranges_and_lines_whose_markers_hold_on_the_hosts(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": DEP002_REPORTED})
+    reported = found(check(root, ["DEP002"], CONFIG))["DEP002"]
+    assert [r.split()[0] for r in reported] == [f"requirements.txt:{n}" for n in range(1, 7)]
+
+
+def test_dep002_evaluates_markers_for_the_python_in_deploy_yaml(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": "tomli>=2; python_version < '3.11'\n"})
+    assert "DEP002" not in found(check(root, ["DEP002"], CONFIG))
+    older = CONFIG.replace("  secrets: [SECRET_KEY]\n", '  secrets: [SECRET_KEY]\n  python: "3.10"\n')
+    assert older != CONFIG
+    assert found(check(root, ["DEP002"], older))["DEP002"] == [
+        "requirements.txt:1 tomli is not pinned (>=2; python_version < '3.11')"
+    ]
