@@ -338,6 +338,8 @@ class Route:
     validates: bool
     uses_form_class: bool
     csrf_exempt: bool
+    #: The app, blueprint or Api object the rule is registered on (its last name part), "" when unknown.
+    owner: str = ""
 
     @property
     def changes_state(self) -> bool:
@@ -479,9 +481,12 @@ class Project:
     def calls(self) -> list[CallSite]:
         return self._facts.calls
 
-    @property
+    @cached_property
     def routes(self) -> list[Route]:
-        return self._facts.routes
+        """Decorator routes, routes added by calls (add_url_rule, add_resource, helpers), with prefixes."""
+        from deploy.routes import discover
+
+        return discover(self.python, self._facts.routes)
 
     @property
     def sql_builds(self) -> list[SqlBuild]:
@@ -1181,7 +1186,7 @@ class _Visitor(ast.NodeVisitor):
     # routes
 
     def _route(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        rules: list[tuple[str, tuple[str, ...]]] = []
+        rules: list[tuple[str, tuple[str, ...], str]] = []
         validates = False
         exempt = False
         for decorator in node.decorator_list:
@@ -1204,7 +1209,7 @@ class _Visitor(ast.NodeVisitor):
                         value = evaluate(k.value)
                         if value.kind == "literal" and isinstance(value.literal, list | tuple | set):
                             methods = tuple(str(m).upper() for m in value.literal)
-                rules.append((str(rule), methods))
+                rules.append((str(rule), methods, name.rsplit(".", 1)[0].rsplit(".", 1)[-1]))
         if not rules:
             return
         reads: set[str] = set()
@@ -1222,7 +1227,7 @@ class _Visitor(ast.NodeVisitor):
                     uses_form = True
                 if leaf.endswith("Schema"):
                     validates = True
-        for rule, methods in rules:
+        for rule, methods, owner in rules:
             self.facts.routes.append(
                 Route(
                     rule,
@@ -1234,6 +1239,7 @@ class _Visitor(ast.NodeVisitor):
                     validates,
                     uses_form,
                     exempt,
+                    owner,
                 )
             )
 

@@ -509,3 +509,71 @@ def test_dep002_evaluates_markers_for_the_python_in_deploy_yaml(tmp_path: Path) 
     assert found(check(root, ["DEP002"], older))["DEP002"] == [
         "requirements.txt:1 tomli is not pinned (>=2; python_version < '3.11')"
     ]
+
+
+def _health_config(path: str) -> str:
+    return CONFIG.replace("  secrets: [SECRET_KEY]\n", f"  secrets: [SECRET_KEY]\n  health: {path}\n")
+
+
+RESTFUL_APP = """\
+from flask import Blueprint, Flask
+from flask_restful import Api, Resource
+
+class HealthAPI(Resource):
+    def get(self):
+        return {"status": "ok"}
+
+def create_app():
+    app = Flask(__name__)
+    bp = Blueprint("api", __name__, url_prefix="/api/v1")
+    api = Api(bp)
+    api.add_resource(HealthAPI, "/health", "/healthz")
+    app.register_blueprint(bp)
+    return app
+"""
+
+HELPER_APP = {
+    "app.py": "from flask import Flask\nfrom pkg.api import api_blueprint\n\ndef create_app():\n"
+    "    app = Flask(__name__)\n    app.register_blueprint(api_blueprint)\n    return app\n",
+    "pkg/__init__.py": "",
+    "pkg/const.py": 'API_PREFIX = "/api"\n',
+    "pkg/api.py": "from flask import Blueprint\nfrom flask.views import MethodView\n"
+    "from pkg.const import API_PREFIX\n\n"
+    'api_blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)\n\n'
+    "class Metadata(MethodView):\n    def get(self):\n        return {}\n\n"
+    "def register_endpt(resource, url, name):\n"
+    "    api_blueprint.add_url_rule(url, endpoint=name, view_func=resource.as_view(name))\n\n"
+    'register_endpt(Metadata, "/metadata/", "metadata")\n',
+}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/health", "/api/v1/healthz"])
+def test_obs002_sees_flask_restful_resources_on_a_prefixed_blueprint(tmp_path: Path, path: str) -> None:
+    root = project(tmp_path, {"app.py": RESTFUL_APP}, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config(path)))
+    # without the blueprint's prefix the rule is not served: still reported
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/health")))
+
+
+def test_obs002_sees_routes_registered_through_a_helper_with_a_constant_prefix(tmp_path: Path) -> None:
+    root = project(tmp_path, HELPER_APP, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/api/metadata/")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/metadata/")))
+
+
+def test_route_discovery_prefixes_decorated_routes_and_reads_resource_methods(tmp_path: Path) -> None:
+    from deploy.project import scan
+
+    files = dict(HELPER_APP)
+    files["pkg/admin.py"] = (
+        "from flask import Blueprint\n"
+        'admin = Blueprint("admin", __name__)\n\n@admin.get("/health")\ndef health():\n    return "ok"\n'
+    )
+    files["app.py"] += "\n\ndef more(app):\n    from pkg.admin import admin\n"
+    files["app.py"] += '    app.register_blueprint(admin, url_prefix="/admin")\n'
+    root = project(tmp_path, files, base=False)
+    routes = {(r.rule, r.methods, r.function) for r in scan(root).routes}
+    assert ("/admin/health", ("GET",), "health") in routes
+    assert ("/api/metadata/", ("GET",), "Metadata") in routes
+    assert not any(r[0] == "/health" for r in routes)
+
