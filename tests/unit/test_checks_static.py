@@ -577,3 +577,32 @@ def test_route_discovery_prefixes_decorated_routes_and_reads_resource_methods(tm
     assert ("/api/metadata/", ("GET",), "Metadata") in routes
     assert not any(r[0] == "/health" for r in routes)
 
+
+STATIC_APP = {
+    "shop/__init__.py": "",
+    "shop/app.py": "from flask import Flask\nfrom shop.views import bp\n\n"
+    'app = Flask(__name__, static_folder="assets")\napp.register_blueprint(bp)\n',
+    "shop/views.py": "from flask import Blueprint\n"
+    'bp = Blueprint("ui", __name__, static_folder="static")\n\n'
+    '@bp.get("/health")\ndef health():\n    return "ok"\n',
+    "shop/assets/js/app.js": "go()\n",
+    "shop/static/ui.css": "body {}\n",
+}
+
+
+def _static_config(folder: str) -> str:
+    return CONFIG.replace("static: {url: /static, dir: static}", f"static: {{url: /static, dir: {folder}}}")
+
+
+@pytest.mark.parametrize("folder", ["shop/assets", "shop/assets/js"])
+def test_perf002_takes_the_apps_static_folder_not_a_blueprints(tmp_path: Path, folder: str) -> None:
+    root = project(tmp_path, STATIC_APP, base=False)
+    assert "PERF002" not in found(check(root, ["PERF002"], _static_config(folder)))
+
+
+def test_perf002_still_reports_a_static_dir_that_is_not_the_apps(tmp_path: Path) -> None:
+    root = project(tmp_path, STATIC_APP, base=False)
+    reported = found(check(root, ["PERF002"], _static_config("shop/static")))["PERF002"]
+    assert reported == [
+        "deploy.yaml:None app.static.dir is 'shop/static' but the static folder is 'shop/assets'"
+    ]
