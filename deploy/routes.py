@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 
 from deploy.project import (
     _REQUEST_ATTRS,
@@ -61,10 +62,12 @@ class _Scan:
     classes: dict[str, ast.ClassDef] = dataclasses.field(default_factory=dict)
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = dataclasses.field(default_factory=dict)
     #: blueprint variable -> url_prefix values given to Blueprint(...) / register_blueprint(...)
-    declared: dict[str, set[str | None]] = dataclasses.field(default_factory=dict)
+    #: (file, blueprint variable) -> the url_prefix given to Blueprint(...) (None: not known)
+    declared: dict[tuple[str, str], str | None] = dataclasses.field(default_factory=dict)
+    #: "bp" or "auth.bp" -> the url_prefix values given to register_blueprint(...)
     registered: dict[str, set[str | None]] = dataclasses.field(default_factory=dict)
-    #: Api variable -> (the app or blueprint it wraps, its own prefix)
-    apis: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    #: (file, Api variable) -> (the app or blueprint it wraps, its own prefix)
+    apis: dict[tuple[str, str], tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _scan(modules: Iterable[PythonFile]) -> _Scan:
@@ -85,38 +88,49 @@ def _scan(modules: Iterable[PythonFile]) -> _Scan:
                 scan.classes.setdefault(node.name, node)
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 scan.functions.setdefault(node.name, node)
-    for tree in trees:
-        for node in ast.walk(tree):
+    for module in modules:
+        if module.tree is None:
+            continue
+        for node in ast.walk(module.tree):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and len(node.targets) == 1:
                 var, call = _leaf(node.targets[0]), node.value
                 kind = _leaf(call.func)
                 if kind == "Blueprint":
                     prefix = _keyword(call, "url_prefix")
                     value = _string(prefix, scan.constants) if prefix is not None else ""
-                    scan.declared.setdefault(var, set()).add(value)
+                    scan.declared[(module.path, var)] = value
                 elif kind == "Api" and call.args:
                     prefix = _keyword(call, "prefix")
                     own = _string(prefix, scan.constants) if prefix is not None else ""
-                    scan.apis[var] = (_leaf(call.args[0]), own or "")
+                    scan.apis[(module.path, var)] = (_leaf(call.args[0]), own or "")
             if isinstance(node, ast.Call) and _leaf(node.func) == "register_blueprint" and node.args:
                 prefix = _keyword(node, "url_prefix")
                 if prefix is not None:
                     target = node.args[0]
-                    name = _leaf(
-                        target.value
-                        if _leaf(target) == "blueprint" and isinstance(target, ast.Attribute)
-                        else target
-                    )
+                    if _leaf(target) == "blueprint" and isinstance(target, ast.Attribute):
+                        target = target.value  # Api(...).blueprint
+                    name = ".".join(_dotted(target).split(".")[-2:])
                     scan.registered.setdefault(name, set()).add(_string(prefix, scan.constants))
     return scan
 
 
-def _prefix(owner: str, scan: _Scan) -> str:
+def _prefix(owner: str, file: str, scan: _Scan) -> str:
+    """The URL prefix of the rules registered on `owner` in `file` ("" when none or not known)."""
     own = ""
-    if owner in scan.apis:
-        owner, own = scan.apis[owner]
-    values = scan.registered.get(owner) or scan.declared.get(owner) or {""}
-    value = next(iter(values)) if len(values) == 1 else None
+    if (file, owner) in scan.apis:
+        owner, own = scan.apis[(file, owner)]
+    declared_in = [f for f, v in scan.declared if v == owner]
+    if file not in declared_in and len(declared_in) == 1:
+        file = declared_in[0]  # imported from the one module that declares a blueprint of that name
+    stem = PurePosixPath(file).stem
+    module = PurePosixPath(file).parent.name if stem == "__init__" else stem
+    registered = scan.registered.get(f"{module}.{owner}")
+    if registered is None and declared_in == [file]:
+        registered = scan.registered.get(owner)  # the only blueprint of that name
+    if registered is not None:
+        value = next(iter(registered)) if len(registered) == 1 else None
+    else:
+        value = scan.declared.get((file, owner), "")
     return _join(value or "", own) if own else value or ""
 
 
@@ -195,8 +209,9 @@ def _rules_and_view(call: ast.Call, scan: _Scan, args: list[ast.AST]) -> tuple[l
 def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
     """Every route of the project, prefixed with its blueprint's url_prefix when that is known."""
     scan = _scan(modules)
-    found: list[tuple[str, Route]] = [(r.owner, r) for r in decorated]
-    helpers: dict[str, tuple[int, str, ast.Call]] = {}
+    #: (owner, the file the owner is named in, route)
+    found: list[tuple[str, str, Route]] = [(r.owner, r.file, r) for r in decorated]
+    helpers: dict[str, tuple[int, str, str, ast.Call]] = {}
     inner_calls: set[int] = set()
     for module in modules:
         if module.tree is None:
@@ -210,7 +225,7 @@ def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
                     at = 0 if _leaf(call.func) == "add_url_rule" else 1
                     arg = call.args[at] if len(call.args) > at else None
                     if isinstance(arg, ast.Name) and arg.id in params:
-                        helpers[node.name] = (params.index(arg.id), _owner(call), call)
+                        helpers[node.name] = (params.index(arg.id), _owner(call), module.path, call)
                         inner_calls.add(id(call))
     for module in modules:
         if module.tree is None:
@@ -223,9 +238,12 @@ def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
                 continue
             if leaf in ("add_url_rule", "add_resource") and isinstance(node.func, ast.Attribute):
                 rules, view = _rules_and_view(node, scan, list(node.args))
-                found += _call_routes(module.path, node, _owner(node), rules, view, scan)
+                found += [
+                    (own, module.path, route)
+                    for own, route in _call_routes(module.path, node, _owner(node), rules, view, scan)
+                ]
             elif leaf in helpers and leaf not in ("add_url_rule", "add_resource"):
-                index, owner, inner = helpers[leaf]
+                index, owner, owner_file, inner = helpers[leaf]
                 rule = _string(node.args[index], scan.constants) if len(node.args) > index else None
                 if rule is None:
                     continue
@@ -233,9 +251,10 @@ def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
                 view = _leaf(view_arg) if view_arg is not None else ""
                 methods = _call_routes(module.path, inner, owner, [rule], view, scan)
                 for own, route in methods:
-                    found.append((own, dataclasses.replace(route, line=node.lineno)))
+                    found.append((own, owner_file, dataclasses.replace(route, line=node.lineno)))
     return [
-        dataclasses.replace(r, rule=_join(_prefix(owner, scan), r.rule)) if owner else r for owner, r in found
+        dataclasses.replace(r, rule=_join(_prefix(owner, file, scan), r.rule)) if owner else r
+        for owner, file, r in found
     ]
 
 

@@ -606,3 +606,40 @@ def test_perf002_still_reports_a_static_dir_that_is_not_the_apps(tmp_path: Path)
     assert reported == [
         "deploy.yaml:None app.static.dir is 'shop/static' but the static folder is 'shop/assets'"
     ]
+
+
+def test_route_prefixes_follow_the_blueprint_of_each_module(tmp_path: Path) -> None:
+    """Two modules each call their blueprint `bp`: each rule gets its own module's prefix."""
+    from deploy.project import scan
+
+    files = {
+        "flaskr/__init__.py": "from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n"
+        "    from . import auth, blog, admin\n    app.register_blueprint(auth.bp)\n"
+        "    app.register_blueprint(blog.bp)\n"
+        '    app.register_blueprint(admin.bp, url_prefix="/admin")\n    return app\n',
+        "flaskr/auth.py": "from flask import Blueprint\n"
+        'bp = Blueprint("auth", __name__, url_prefix="/auth")\n\n'
+        '@bp.route("/login")\ndef login():\n    return ""\n',
+        "flaskr/blog.py": 'from flask import Blueprint\nbp = Blueprint("blog", __name__)\n\n'
+        '@bp.get("/health")\ndef health():\n    return "ok"\n',
+        "flaskr/admin.py": 'from flask import Blueprint\nbp = Blueprint("admin", __name__)\n\n'
+        '@bp.get("/stats")\ndef stats():\n    return ""\n',
+    }
+    root = project(tmp_path, files, base=False)
+    assert sorted(r.rule for r in scan(root).routes) == ["/admin/stats", "/auth/login", "/health"]
+
+
+def test_obs002_helper_in_another_module_than_the_blueprint(tmp_path: Path) -> None:
+    files = dict(HELPER_APP)
+    api = files["pkg/api.py"]
+    assert api is not None
+    head, _, helper = api.partition("def register_endpt")
+    files["pkg/api.py"] = head.replace("class Metadata", "class Unused")
+    files["pkg/endpoints.py"] = (
+        "from flask.views import MethodView\nfrom pkg.api import api_blueprint\n\n"
+        "class Metadata(MethodView):\n    def get(self):\n        return {}\n\n"
+        "def register_endpt" + helper
+    )
+    root = project(tmp_path, files, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/api/metadata/")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/metadata/")))
