@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Parsed
 from packaging.specifiers import Specifier
@@ -99,9 +100,16 @@ def _pinned(req: Requirement, envs: list[dict[str, str]]) -> bool:
         parsed = Parsed(f"{req.name} {req.spec.split(' --')[0]}")
     except InvalidRequirement:
         return req.pinned
-    if parsed.marker is not None and not any(parsed.marker.evaluate({**e, "extra": ""}) for e in envs):
+    if parsed.marker is not None and not _applies(parsed.marker, envs):
         return True  # never installed on the hosts
     return parsed.url is not None or one_release(list(parsed.specifier))
+
+
+def _applies(marker: Marker, envs: list[dict[str, str]]) -> bool:
+    try:
+        return any(marker.evaluate({**e, "extra": ""}) for e in envs)
+    except (UndefinedComparison, UndefinedEnvironmentName):
+        return True  # cannot tell: report the line as it stands
 
 
 def one_release(specifiers: list[Specifier]) -> bool:

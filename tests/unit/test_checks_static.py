@@ -487,6 +487,7 @@ numpy~=1.26.4
 attrs>=23.1,<23.2
 click==8.*
 uvloop; platform_machine == "x86_64"
+odd>=1; python_version ~= "abc"
 """
 
 
@@ -498,7 +499,7 @@ def test_dep002_skips_one_version_ranges_and_markers_that_exclude_the_hosts(tmp_
 def test_dep002_reports_ranges_and_lines_whose_markers_hold_on_the_hosts(tmp_path: Path) -> None:
     root = project(tmp_path, {"requirements.txt": DEP002_REPORTED})
     reported = found(check(root, ["DEP002"], CONFIG))["DEP002"]
-    assert [r.split()[0] for r in reported] == [f"requirements.txt:{n}" for n in range(1, 7)]
+    assert [r.split()[0] for r in reported] == [f"requirements.txt:{n}" for n in range(1, 8)]
 
 
 def test_dep002_evaluates_markers_for_the_python_in_deploy_yaml(tmp_path: Path) -> None:
