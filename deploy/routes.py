@@ -198,12 +198,76 @@ def _rules_and_view(call: ast.Call, scan: _Scan, args: list[ast.AST]) -> tuple[l
         view = _keyword(call, "view_func")
         if view is None and len(args) > 2:
             view = args[2]
-        name = _leaf(view.func if isinstance(view, ast.Call) else view) if view is not None else ""
-        if name == "as_view" and isinstance(view, ast.Call) and isinstance(view.func, ast.Attribute):
-            name = _leaf(view.func.value)
-        return ([rule] if rule is not None else []), name
+        return ([rule] if rule is not None else []), _view_name(view)
     rules = [r for r in (_string(a, scan.constants) for a in args[1:]) if r is not None]
     return rules, _leaf(args[0]) if args else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Helper:
+    """A project function that registers a view with a rule it is given."""
+
+    file: str
+    params: tuple[str, ...]
+    call: ast.Call  # the add_url_rule / add_resource inside it
+    rule: str  # the parameter holding the rule (or, when `many`, the rules)
+    many: bool
+    owner: str  # the object registered on, or the parameter holding it
+
+
+def _helper(module: PythonFile, node: ast.FunctionDef | ast.AsyncFunctionDef) -> _Helper | None:
+    params = tuple(a.arg for a in node.args.args)
+    loops = {
+        n.target.id: n.iter.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.For) and isinstance(n.target, ast.Name) and isinstance(n.iter, ast.Name)
+    }
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call) and _leaf(call.func) in ("add_url_rule", "add_resource"):
+            at = 0 if _leaf(call.func) == "add_url_rule" else 1
+            arg = call.args[at] if len(call.args) > at else None
+            if not isinstance(arg, ast.Name):
+                continue
+            many = arg.id not in params and loops.get(arg.id) in params
+            if arg.id in params or many:
+                rule = loops[arg.id] if many else arg.id
+                return _Helper(module.path, params, call, rule, many, _owner(call))
+    return None
+
+
+def _argument(call: ast.Call, helper: _Helper, param: str) -> ast.AST | None:
+    index = helper.params.index(param) if param in helper.params else -1
+    if 0 <= index < len(call.args):
+        return call.args[index]
+    return _keyword(call, param)
+
+
+def _view_name(view: ast.AST | None) -> str:
+    if isinstance(view, ast.Call) and _leaf(view.func) == "as_view" and isinstance(view.func, ast.Attribute):
+        return _leaf(view.func.value)
+    return _leaf(view.func if isinstance(view, ast.Call) else view) if view is not None else ""
+
+
+def _helper_routes(
+    file: str, node: ast.Call, helper: _Helper, scan: _Scan
+) -> Iterator[tuple[str, str, Route]]:
+    given = _argument(node, helper, helper.rule)
+    items = given.elts if helper.many and isinstance(given, ast.List | ast.Tuple) else [given]
+    rules = [r for r in (_string(i, scan.constants) for i in items if i is not None) if r is not None]
+    if not rules:
+        return
+    owner, owner_file = helper.owner, helper.file
+    if owner in helper.params:  # register_view(bp, ...): the caller names the blueprint
+        owner, owner_file = _leaf(_argument(node, helper, owner) or ast.Constant("")), file
+    inner_view = _keyword(helper.call, "view_func")
+    if inner_view is None and _leaf(helper.call.func) == "add_resource" and helper.call.args:
+        inner_view = helper.call.args[0]
+    if isinstance(inner_view, ast.Name) and inner_view.id in helper.params:
+        view = _view_name(_argument(node, helper, inner_view.id))
+    else:
+        view = _view_name(node.args[0]) if node.args else ""
+    for own, route in _call_routes(file, helper.call, owner, rules, view, scan):
+        yield own, owner_file, dataclasses.replace(route, line=node.lineno)
 
 
 def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
@@ -211,47 +275,31 @@ def discover(modules: list[PythonFile], decorated: list[Route]) -> list[Route]:
     scan = _scan(modules)
     #: (owner, the file the owner is named in, route)
     found: list[tuple[str, str, Route]] = [(r.owner, r.file, r) for r in decorated]
-    helpers: dict[str, tuple[int, str, str, ast.Call]] = {}
-    inner_calls: set[int] = set()
+    helpers: dict[str, _Helper] = {}
     for module in modules:
         if module.tree is None:
             continue
         for node in ast.walk(module.tree):
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            params = [a.arg for a in node.args.args]
-            for call in ast.walk(node):
-                if isinstance(call, ast.Call) and _leaf(call.func) in ("add_url_rule", "add_resource"):
-                    at = 0 if _leaf(call.func) == "add_url_rule" else 1
-                    arg = call.args[at] if len(call.args) > at else None
-                    if isinstance(arg, ast.Name) and arg.id in params:
-                        helpers[node.name] = (params.index(arg.id), _owner(call), module.path, call)
-                        inner_calls.add(id(call))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                helper = _helper(module, node)
+                if helper is not None:
+                    helpers[node.name] = helper
+    inner_calls = {id(h.call) for h in helpers.values()}
     for module in modules:
         if module.tree is None:
             continue
         for node in ast.walk(module.tree):
-            if not isinstance(node, ast.Call):
+            if not isinstance(node, ast.Call) or id(node) in inner_calls:
                 continue
             leaf = _leaf(node.func)
-            if id(node) in inner_calls:
-                continue
             if leaf in ("add_url_rule", "add_resource") and isinstance(node.func, ast.Attribute):
                 rules, view = _rules_and_view(node, scan, list(node.args))
                 found += [
                     (own, module.path, route)
                     for own, route in _call_routes(module.path, node, _owner(node), rules, view, scan)
                 ]
-            elif leaf in helpers and leaf not in ("add_url_rule", "add_resource"):
-                index, owner, owner_file, inner = helpers[leaf]
-                rule = _string(node.args[index], scan.constants) if len(node.args) > index else None
-                if rule is None:
-                    continue
-                view_arg = node.args[0] if index != 0 and node.args else None
-                view = _leaf(view_arg) if view_arg is not None else ""
-                methods = _call_routes(module.path, inner, owner, [rule], view, scan)
-                for own, route in methods:
-                    found.append((own, owner_file, dataclasses.replace(route, line=node.lineno)))
+            elif leaf in helpers:
+                found += _helper_routes(module.path, node, helpers[leaf], scan)
     return [
         dataclasses.replace(r, rule=_join(_prefix(owner, file, scan), r.rule)) if owner else r
         for owner, file, r in found

@@ -644,3 +644,22 @@ def test_obs002_helper_in_another_module_than_the_blueprint(tmp_path: Path) -> N
     root = project(tmp_path, files, base=False)
     assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/api/metadata/")))
     assert "OBS002" in found(check(root, ["OBS002"], _health_config("/metadata/")))
+
+
+def test_obs002_sees_views_registered_by_a_helper_looping_over_its_rules(tmp_path: Path) -> None:
+    """flaskbb's `register_view(bp, routes=[...], view_func=View.as_view(...))`, blueprint prefix "" ."""
+    files = {
+        "app.py": "from flask import Flask\nfrom forum import forum\n\ndef create_app():\n"
+        '    app = Flask(__name__)\n    app.register_blueprint(forum, url_prefix="")\n    return app\n',
+        "helpers.py": "def register_view(bp_or_app, routes, view_func, *args, **kwargs):\n"
+        "    for route in routes:\n"
+        "        bp_or_app.add_url_rule(route, view_func=view_func, *args, **kwargs)\n",
+        "forum.py": "from flask import Blueprint\nfrom flask.views import MethodView\n"
+        "from helpers import register_view\n\n"
+        'forum = Blueprint("forum", __name__)\n\n'
+        "class ForumIndex(MethodView):\n    def get(self):\n        return ''\n\n"
+        "register_view(forum, routes=['/', '/index'], view_func=ForumIndex.as_view('index'))\n",
+    }
+    root = project(tmp_path, files, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/index")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/other")))
