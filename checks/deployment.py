@@ -7,8 +7,15 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
+from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as Parsed
+from packaging.specifiers import Specifier
+from packaging.version import InvalidVersion, Version
+
 from deploy.checker import Context, Finding, Severity, Skip, check
-from deploy.project.scan import dockerfile_env
+from deploy.project.requirements import environment as marker_environment
+from deploy.project.scan import Requirement, dockerfile_env
 
 from ._helpers import config_file
 
@@ -45,9 +52,17 @@ def _requirements_file(ctx: Context) -> str:
     why="""`flask>=2` installs whatever is newest on the day of the build: a release that worked yesterday
     breaks today, and staging and production run different code.""",
     fix="""Pin every package with `==` (generate with `pip freeze` or `pip-compile`), or commit a lock
-    file (uv.lock, poetry.lock).""",
+    file (uv.lock, poetry.lock). Pinned means the line admits one release: `==1.2.3` (no `*`),
+    `===1.2.3`, a direct URL (`name @ https://...`), `>=1.2.3,<=1.2.3`, or `>=1.2.3,<1.2.4` (the next
+    release at the same precision; only post-releases of 1.2.3 fit). `~=1.2.3` is a range (1.2.*), not a
+    pin. Lines whose environment marker is false on the hosts (`; sys_platform == "win32"`,
+    `; python_version < "3.8"`) are never installed and are not reported; markers are evaluated for
+    the Python in deploy.yaml `app.python` (Debian 12's 3.11.2 when unset) on Linux x86_64 and aarch64.""",
     layers=("project",),
-    references=("https://pip.pypa.io/en/stable/topics/repeatable-installs/",),
+    references=(
+        "https://pip.pypa.io/en/stable/topics/repeatable-installs/",
+        "https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers",
+    ),
 )
 def pinned_requirements(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
@@ -60,9 +75,64 @@ def pinned_requirements(ctx: Context) -> Iterator[Finding]:
             severity=Severity.HIGH,
         )
         return
+    envs = _host_environments(ctx)
     for req in project.requirements:
-        if req.file == wanted and not req.pinned:
+        if req.file == wanted and not _pinned(req, envs):
             yield Finding(f"{req.name} is not pinned ({req.spec or 'any version'})", req.file, req.line)
+
+
+#: The hosts' Python when deploy.yaml does not name one (Debian 12), and the machines they may be.
+_HOST_PYTHON = "3.11.2"
+_HOST_MACHINES = ("x86_64", "aarch64")
+
+
+def _host_environments(ctx: Context) -> list[dict[str, str]]:
+    python = ctx.config.app.python if ctx.config is not None and ctx.config.app.python else _HOST_PYTHON
+    if python.count(".") == 1:
+        python += ".0"
+    return [marker_environment(python, machine) for machine in _HOST_MACHINES]
+
+
+def _pinned(req: Requirement, envs: list[dict[str, str]]) -> bool:
+    """Whether the requirement line installs one known release on the hosts (or nothing at all)."""
+    try:
+        parsed = Parsed(f"{req.name} {req.spec.split(' --')[0]}")
+    except InvalidRequirement:
+        return req.pinned
+    if parsed.marker is not None and not _applies(parsed.marker, envs):
+        return True  # never installed on the hosts
+    return parsed.url is not None or one_release(list(parsed.specifier))
+
+
+def _applies(marker: Marker, envs: list[dict[str, str]]) -> bool:
+    try:
+        return any(marker.evaluate({**e, "extra": ""}) for e in envs)
+    except (UndefinedComparison, UndefinedEnvironmentName):
+        return True  # cannot tell: report the line as it stands
+
+
+def one_release(specifiers: list[Specifier]) -> bool:
+    """Whether the specifiers admit a single release (post-releases of it aside)."""
+    low: Version | None = None
+    high: tuple[Version, bool] | None = None  # (bound, inclusive)
+    try:
+        for spec in specifiers:
+            if spec.operator == "===" or (spec.operator == "==" and not spec.version.endswith(".*")):
+                return True
+            if spec.operator == ">=":
+                low = Version(spec.version)
+            elif spec.operator in ("<=", "<"):
+                high = (Version(spec.version), spec.operator == "<=")
+    except InvalidVersion:
+        return False
+    if low is None or high is None:
+        return False
+    bound, inclusive = high
+    if inclusive:
+        return bound == low
+    release = low.release
+    following = Version(".".join(map(str, (*release[:-1], release[-1] + 1))))
+    return len(release) >= 3 and not low.is_prerelease and bound == following
 
 
 def _secret_values_in_dockerfile(ctx: Context) -> Iterator[Finding]:

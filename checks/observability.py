@@ -71,7 +71,10 @@ def health_path(ctx: Context) -> str:
     why="""deploy push, load balancers and uptime monitors ask a health URL whether a release serves
     requests; without one a broken release is switched live and nobody is told.""",
     fix="""Add a cheap route that returns 200: `@app.get("/health")` returning `{"status": "ok"}`; set
-    `app.health` in deploy.yaml if it lives elsewhere.""",
+    `app.health` in deploy.yaml if it lives elsewhere. Routes count with their blueprint's `url_prefix`
+    (a `/health` route on a blueprint registered at `/api` serves `/api/health`), and routes added by
+    `add_url_rule`, flask-restful/flask-restx `Api(...).add_resource(Resource, "/health")` and project
+    helpers that pass their rule on to either are seen too.""",
     references=("https://microservices.io/patterns/observability/health-check-api.html",),
 )
 def health_endpoint(ctx: Context) -> Iterator[Finding]:

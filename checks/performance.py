@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from deploy.checker import Context, Finding, Severity, check
-from deploy.project.scan import CallSite, Route
+from deploy.project.scan import CallSite
+from deploy.project.source import Route
 
 from ._helpers import config_file
 
@@ -54,7 +55,10 @@ def workers_for_host(ctx: Context) -> Iterator[Finding]:
     why="""Without an `app.static` entry every CSS, JS and image request goes through a Gunicorn worker,
     which is then busy for slow clients instead of serving the app. Nginx serves files from disk with
     caching headers at a fraction of the cost.""",
-    fix="""Add `app.static: {url: /static, dir: <your static folder>}` to deploy.yaml.""",
+    fix="""Add `app.static: {url: /static, dir: <your static folder>}` to deploy.yaml. The static folder
+    is the app's: `static/` beside the module that calls `Flask(__name__)`, or its `static_folder=`
+    (blueprints' static folders are not it). `app.static.dir` may be that folder or a folder inside it
+    (when the app serves other parts of /static itself).""",
     layers=("config", "project"),
     references=(
         "https://flask.palletsprojects.com/en/stable/deploying/nginx/",
@@ -63,11 +67,13 @@ def workers_for_host(ctx: Context) -> Iterator[Finding]:
 )
 def static_by_nginx(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None
-    folders = sorted(
-        p.rstrip("/")
-        for p in ctx.project.files
-        if p.endswith("/") and PurePosixPath(p.rstrip("/")).name == "static"
-    )
+    folders = _app_static_folders(ctx)
+    if folders is None:  # no Flask(...) whose static folder is known: any folder named static
+        folders = sorted(
+            p.rstrip("/")
+            for p in ctx.project.files
+            if p.endswith("/") and PurePosixPath(p.rstrip("/")).name == "static"
+        )
     static = ctx.config.app.static
     if static is None:
         if folders:
@@ -75,10 +81,44 @@ def static_by_nginx(ctx: Context) -> Iterator[Finding]:
                 f"{folders[0]}/ exists but deploy.yaml has no app.static: Gunicorn serves it",
                 config_file(ctx),
             )
-    elif folders and static.dir.rstrip("/") not in folders:
+    elif folders and not any(_inside(static.dir.rstrip("/"), f) for f in folders):
         yield Finding(
             f"app.static.dir is {static.dir!r} but the static folder is {folders[0]!r}", config_file(ctx)
         )
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def _app_static_folders(ctx: Context) -> list[str] | None:
+    """The existing static folders of the project's Flask(...) apps; None when one of them is not known.
+
+    `Flask(__name__)` serves `static/` beside its module; `static_folder="assets"` names another folder
+    (relative to the module's folder); `static_folder=None` serves none. A blueprint's static folder is
+    not the app's.
+    """
+    out: set[str] = set()
+    apps = [c for c in ctx.project.calls if c.leaf == "Flask"]
+    if not apps:
+        return None
+    for call in apps:
+        value = call.keywords.get("static_folder")
+        if value is None:
+            name = "static"
+        elif value.kind == "literal" and (value.literal is None or isinstance(value.literal, str)):
+            if value.literal is None:
+                continue
+            name = str(value.literal)
+        else:
+            return None
+        parent = PurePosixPath(call.file).parent
+        folder = str(parent / name) if str(parent) != "." else name
+        if folder.startswith("/"):
+            return None
+        if folder + "/" in ctx.project.files or (ctx.project.root / folder).is_dir():
+            out.add(folder)
+    return sorted(out)
 
 
 @check(

@@ -15,7 +15,8 @@ import ast
 import re
 from collections.abc import Iterable, Iterator
 
-from deploy.project.scan import CallSite, Project, PythonFile
+from deploy.project.scan import CallSite, Project
+from deploy.project.source import PythonFile
 
 # --- modules production imports --------------------------------------------------------------------
 

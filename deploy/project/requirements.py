@@ -244,3 +244,24 @@ def files_to_copy(entry: str, read: Reader) -> list[str]:
     except RequirementsError:
         return [entry]
     return [entry, *found.included]
+
+
+def environment(python_version: str, machine: str) -> dict[str, str]:
+    """The marker environment of a CPython `python_version` (full, e.g. 3.11.2) on Linux `machine`.
+
+    The host's kernel release and version are not known here: markers on them compare to "".
+    """
+    minor = ".".join(python_version.split(".")[:2])
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": python_version,
+        "os_name": "posix",
+        "platform_machine": machine,
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": python_version,
+        "python_version": minor,
+        "sys_platform": "linux",
+    }

@@ -17,6 +17,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from deploy.project.routes import discover
+from deploy.project.source import (
+    _REQUEST_ATTRS,
+    _ROUTE_METHODS,
+    _VALIDATING_CALLS,
+    _VALIDATING_DECORATORS,
+    PythonFile,
+    Route,
+    _dotted,
+)
+
 #: The one list of folders that are not the project's own files: version control, virtual environments,
 #: caches and deploy's state. Push never ships these (deploy.push.artifact), the import never copies them.
 NEVER_SHIPPED = frozenset(
@@ -130,37 +141,6 @@ _NON_PRODUCTION_SCOPE = re.compile(r"(?i)(dev|test|local|debug)")
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.I)
 _POST_METHOD = re.compile(r"""method\s*=\s*["']?post""", re.I)
 
-RequestPart = Literal["form", "args", "json", "values", "data", "files", "cookies"]
-_REQUEST_ATTRS: dict[str, RequestPart] = {
-    "form": "form",
-    "args": "args",
-    "json": "json",
-    "get_json": "json",
-    "values": "values",
-    "data": "data",
-    "get_data": "data",
-    "files": "files",
-    "cookies": "cookies",
-}
-_VALIDATING_CALLS = frozenset(
-    {
-        "validate_on_submit",
-        "validate",
-        "load",
-        "loads",
-        "model_validate",
-        "model_validate_json",
-        "parse_obj",
-        "parse_raw",
-        "parse_args",
-        "is_valid",
-        "full_clean",
-        "check_schema",
-    }
-)
-_VALIDATING_DECORATORS = frozenset(
-    {"use_args", "use_kwargs", "input", "expects_json", "validate", "arguments", "body", "doc"}
-)
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -186,23 +166,6 @@ class Value:
     @property
     def is_false(self) -> bool:
         return self.kind == "literal" and self.literal is False
-
-
-def _dotted(node: ast.AST) -> str:
-    """`a.b.c` for attribute chains and names; '' for anything else."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    if isinstance(node, ast.Call):
-        inner = _dotted(node.func)
-        if inner:
-            parts.append(inner + "()")
-            return ".".join(reversed(parts))
-    return ""
 
 
 def _env_read(node: ast.AST) -> tuple[str, bool, object] | None:
@@ -317,29 +280,6 @@ class CallSite:
 
 
 @dataclass(frozen=True)
-class Route:
-    """A view function and the URL rule(s) it serves."""
-
-    rule: str
-    methods: tuple[str, ...]
-    function: str
-    file: str
-    line: int
-    reads: frozenset[str]
-    validates: bool
-    uses_form_class: bool
-    csrf_exempt: bool
-    #: Names of the functions the view calls, and of those it hands request data to (to credit a
-    #: helper that validates the request for it).
-    calls: frozenset[str] = frozenset()
-    handed: frozenset[str] = frozenset()
-
-    @property
-    def changes_state(self) -> bool:
-        return any(m in ("POST", "PUT", "PATCH", "DELETE") for m in self.methods)
-
-
-@dataclass(frozen=True)
 class SqlBuild:
     """A SQL statement built from strings and passed to execute()."""
 
@@ -434,20 +374,6 @@ class EnvLine:
 
 
 @dataclass
-class PythonFile:
-    """One parsed module and what the scan found in it."""
-
-    path: str
-    text: str
-    tree: ast.Module | None
-    syntax_error: str | None = None
-
-    @cached_property
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
-
-
-@dataclass
 class Project:
     """Everything the static checks know about a project, with lazily computed views."""
 
@@ -485,9 +411,10 @@ class Project:
     def calls(self) -> list[CallSite]:
         return self._facts.calls
 
-    @property
+    @cached_property
     def routes(self) -> list[Route]:
-        return self._facts.routes
+        """Decorator routes, routes added by calls (add_url_rule, add_resource, helpers), with prefixes."""
+        return discover(self.python, self._facts.routes)
 
     @property
     def sql_builds(self) -> list[SqlBuild]:
@@ -776,7 +703,6 @@ class _Facts:
     checking_parameters: set[str] = field(default_factory=set)
 
 
-_ROUTE_METHODS = {"get": "GET", "post": "POST", "put": "PUT", "patch": "PATCH", "delete": "DELETE"}
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SQL_CALLS = frozenset(
     {"execute", "executemany", "executescript", "text", "raw", "exec_driver_sql", "from_statement"}
@@ -1556,7 +1482,7 @@ class _Visitor(ast.NodeVisitor):
     # routes
 
     def _route(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        rules: list[tuple[str, tuple[str, ...]]] = []
+        rules: list[tuple[str, tuple[str, ...], str]] = []
         validates = False
         exempt = False
         for decorator in node.decorator_list:
@@ -1579,7 +1505,7 @@ class _Visitor(ast.NodeVisitor):
                         value = evaluate(k.value)
                         if value.kind == "literal" and isinstance(value.literal, list | tuple | set):
                             methods = tuple(str(m).upper() for m in value.literal)
-                rules.append((str(rule), methods))
+                rules.append((str(rule), methods, name.rsplit(".", 1)[0].rsplit(".", 1)[-1]))
         if not rules:
             parameters = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
             if _reads_request(node) and _validates_by_hand(node):
@@ -1614,7 +1540,7 @@ class _Visitor(ast.NodeVisitor):
             if isinstance(c, ast.Call)
             and any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
         )
-        for rule, methods in rules:
+        for rule, methods, owner in rules:
             self.facts.routes.append(
                 Route(
                     rule,
@@ -1630,6 +1556,7 @@ class _Visitor(ast.NodeVisitor):
                         _dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)
                     ),
                     handed,
+                    owner,
                 )
             )
 

@@ -26,7 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from deploy.config.secretfiles import is_secret
-from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
+from deploy.project.requirements import RequirementsError, RequirementSet, environment, resolve, top_level
 from deploy.project.scan import NEVER_SHIPPED
 from deploy.push import wheels as hostmarkers
 
@@ -371,7 +371,7 @@ class Platform:
 
     def marker_environment(self) -> dict[str, str]:
         """What environment markers of requirements are evaluated against on this host."""
-        return hostmarkers.environment(self.python_version, self.machine)
+        return environment(self.python_version, self.machine)
 
     def describe(self) -> str:
         return f"Python {self.python_version} on {self.machine} ({self.libc} {self.libc_version})"

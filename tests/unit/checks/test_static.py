@@ -491,3 +491,200 @@ def test_sec008_still_reports_secret_looking_values_even_under_nosec(tmp_path: P
     root = project(tmp_path, {"labels.py": SEC008_SECRETS})
     reported = found(check(root, ["SEC008"], CONFIG))["SEC008"]
     assert sorted(int(r.split(":")[1].split()[0]) for r in reported) == [1, 2, 3, 4, 5, 6]
+
+
+DEP002_NOT_REPORTED = """\
+Flask==3.1.3
+gunicorn===23.0.0
+bs4<=4.15.0,>=4.15.0
+inscriptis>=2.7.5,<2.7.6
+pywin32>=300; sys_platform == "win32"
+Flask<=1.1.4; python_version < '3.7'
+appnope; sys_platform == "darwin"
+rpi-gpio>=0.7; platform_machine == "armv7l"
+mylib @ https://example.com/mylib-1.0.tar.gz
+"""
+
+DEP002_REPORTED = """\
+requests>=2.31; sys_platform == "linux"
+pandas>=2; python_version >= '3.9'
+numpy~=1.26.4
+attrs>=23.1,<23.2
+click==8.*
+uvloop; platform_machine == "x86_64"
+odd>=1; python_version ~= "abc"
+"""
+
+
+def test_dep002_skips_one_version_ranges_and_markers_that_exclude_the_hosts(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": DEP002_NOT_REPORTED})
+    assert found(check(root, ["DEP002"], CONFIG)).get("DEP002", []) == []
+
+
+def test_dep002_reports_ranges_and_lines_whose_markers_hold_on_the_hosts(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": DEP002_REPORTED})
+    reported = found(check(root, ["DEP002"], CONFIG))["DEP002"]
+    assert [r.split()[0] for r in reported] == [f"requirements.txt:{n}" for n in range(1, 8)]
+
+
+def test_dep002_evaluates_markers_for_the_python_in_deploy_yaml(tmp_path: Path) -> None:
+    root = project(tmp_path, {"requirements.txt": "tomli>=2; python_version < '3.11'\n"})
+    assert "DEP002" not in found(check(root, ["DEP002"], CONFIG))
+    older = CONFIG.replace("  secrets: [SECRET_KEY]\n", '  secrets: [SECRET_KEY]\n  python: "3.10"\n')
+    assert older != CONFIG
+    assert found(check(root, ["DEP002"], older))["DEP002"] == [
+        "requirements.txt:1 tomli is not pinned (>=2; python_version < '3.11')"
+    ]
+
+
+def _health_config(path: str) -> str:
+    return CONFIG.replace("  secrets: [SECRET_KEY]\n", f"  secrets: [SECRET_KEY]\n  health: {path}\n")
+
+
+RESTFUL_APP = """\
+from flask import Blueprint, Flask
+from flask_restful import Api, Resource
+
+class HealthAPI(Resource):
+    def get(self):
+        return {"status": "ok"}
+
+def create_app():
+    app = Flask(__name__)
+    bp = Blueprint("api", __name__, url_prefix="/api/v1")
+    api = Api(bp)
+    api.add_resource(HealthAPI, "/health", "/healthz")
+    app.register_blueprint(bp)
+    return app
+"""
+
+HELPER_APP = {
+    "app.py": "from flask import Flask\nfrom pkg.api import api_blueprint\n\ndef create_app():\n"
+    "    app = Flask(__name__)\n    app.register_blueprint(api_blueprint)\n    return app\n",
+    "pkg/__init__.py": "",
+    "pkg/const.py": 'API_PREFIX = "/api"\n',
+    "pkg/api.py": "from flask import Blueprint\nfrom flask.views import MethodView\n"
+    "from pkg.const import API_PREFIX\n\n"
+    'api_blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)\n\n'
+    "class Metadata(MethodView):\n    def get(self):\n        return {}\n\n"
+    "def register_endpt(resource, url, name):\n"
+    "    api_blueprint.add_url_rule(url, endpoint=name, view_func=resource.as_view(name))\n\n"
+    'register_endpt(Metadata, "/metadata/", "metadata")\n',
+}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/health", "/api/v1/healthz"])
+def test_obs002_sees_flask_restful_resources_on_a_prefixed_blueprint(tmp_path: Path, path: str) -> None:
+    root = project(tmp_path, {"app.py": RESTFUL_APP}, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config(path)))
+    # without the blueprint's prefix the rule is not served: still reported
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/health")))
+
+
+def test_obs002_sees_routes_registered_through_a_helper_with_a_constant_prefix(tmp_path: Path) -> None:
+    root = project(tmp_path, HELPER_APP, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/api/metadata/")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/metadata/")))
+
+
+def test_route_discovery_prefixes_decorated_routes_and_reads_resource_methods(tmp_path: Path) -> None:
+    from deploy.project.scan import scan
+
+    files = dict(HELPER_APP)
+    files["pkg/admin.py"] = (
+        "from flask import Blueprint\n"
+        'admin = Blueprint("admin", __name__)\n\n@admin.get("/health")\ndef health():\n    return "ok"\n'
+    )
+    files["app.py"] += "\n\ndef more(app):\n    from pkg.admin import admin\n"
+    files["app.py"] += '    app.register_blueprint(admin, url_prefix="/admin")\n'
+    root = project(tmp_path, files, base=False)
+    routes = {(r.rule, r.methods, r.function) for r in scan(root).routes}
+    assert ("/admin/health", ("GET",), "health") in routes
+    assert ("/api/metadata/", ("GET",), "Metadata") in routes
+    assert not any(r[0] == "/health" for r in routes)
+
+
+STATIC_APP = {
+    "shop/__init__.py": "",
+    "shop/app.py": "from flask import Flask\nfrom shop.views import bp\n\n"
+    'app = Flask(__name__, static_folder="assets")\napp.register_blueprint(bp)\n',
+    "shop/views.py": "from flask import Blueprint\n"
+    'bp = Blueprint("ui", __name__, static_folder="static")\n\n'
+    '@bp.get("/health")\ndef health():\n    return "ok"\n',
+    "shop/assets/js/app.js": "go()\n",
+    "shop/static/ui.css": "body {}\n",
+}
+
+
+def _static_config(folder: str) -> str:
+    return CONFIG.replace("static: {url: /static, dir: static}", f"static: {{url: /static, dir: {folder}}}")
+
+
+@pytest.mark.parametrize("folder", ["shop/assets", "shop/assets/js"])
+def test_perf002_takes_the_apps_static_folder_not_a_blueprints(tmp_path: Path, folder: str) -> None:
+    root = project(tmp_path, STATIC_APP, base=False)
+    assert "PERF002" not in found(check(root, ["PERF002"], _static_config(folder)))
+
+
+def test_perf002_still_reports_a_static_dir_that_is_not_the_apps(tmp_path: Path) -> None:
+    root = project(tmp_path, STATIC_APP, base=False)
+    reported = found(check(root, ["PERF002"], _static_config("shop/static")))["PERF002"]
+    assert reported == [
+        "deploy.yaml:None app.static.dir is 'shop/static' but the static folder is 'shop/assets'"
+    ]
+
+
+def test_route_prefixes_follow_the_blueprint_of_each_module(tmp_path: Path) -> None:
+    """Two modules each call their blueprint `bp`: each rule gets its own module's prefix."""
+    from deploy.project.scan import scan
+
+    files = {
+        "flaskr/__init__.py": "from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n"
+        "    from . import auth, blog, admin\n    app.register_blueprint(auth.bp)\n"
+        "    app.register_blueprint(blog.bp)\n"
+        '    app.register_blueprint(admin.bp, url_prefix="/admin")\n    return app\n',
+        "flaskr/auth.py": "from flask import Blueprint\n"
+        'bp = Blueprint("auth", __name__, url_prefix="/auth")\n\n'
+        '@bp.route("/login")\ndef login():\n    return ""\n',
+        "flaskr/blog.py": 'from flask import Blueprint\nbp = Blueprint("blog", __name__)\n\n'
+        '@bp.get("/health")\ndef health():\n    return "ok"\n',
+        "flaskr/admin.py": 'from flask import Blueprint\nbp = Blueprint("admin", __name__)\n\n'
+        '@bp.get("/stats")\ndef stats():\n    return ""\n',
+    }
+    root = project(tmp_path, files, base=False)
+    assert sorted(r.rule for r in scan(root).routes) == ["/admin/stats", "/auth/login", "/health"]
+
+
+def test_obs002_helper_in_another_module_than_the_blueprint(tmp_path: Path) -> None:
+    files = dict(HELPER_APP)
+    api = files["pkg/api.py"]
+    assert api is not None
+    head, _, helper = api.partition("def register_endpt")
+    files["pkg/api.py"] = head.replace("class Metadata", "class Unused")
+    files["pkg/endpoints.py"] = (
+        "from flask.views import MethodView\nfrom pkg.api import api_blueprint\n\n"
+        "class Metadata(MethodView):\n    def get(self):\n        return {}\n\n"
+        "def register_endpt" + helper
+    )
+    root = project(tmp_path, files, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/api/metadata/")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/metadata/")))
+
+
+def test_obs002_sees_views_registered_by_a_helper_looping_over_its_rules(tmp_path: Path) -> None:
+    """flaskbb's `register_view(bp, routes=[...], view_func=View.as_view(...))`, blueprint prefix "" ."""
+    files = {
+        "app.py": "from flask import Flask\nfrom forum import forum\n\ndef create_app():\n"
+        '    app = Flask(__name__)\n    app.register_blueprint(forum, url_prefix="")\n    return app\n',
+        "helpers.py": "def register_view(bp_or_app, routes, view_func, *args, **kwargs):\n"
+        "    for route in routes:\n"
+        "        bp_or_app.add_url_rule(route, view_func=view_func, *args, **kwargs)\n",
+        "forum.py": "from flask import Blueprint\nfrom flask.views import MethodView\n"
+        "from helpers import register_view\n\n"
+        'forum = Blueprint("forum", __name__)\n\n'
+        "class ForumIndex(MethodView):\n    def get(self):\n        return ''\n\n"
+        "register_view(forum, routes=['/', '/index'], view_func=ForumIndex.as_view('index'))\n",
+    }
+    root = project(tmp_path, files, base=False)
+    assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/index")))
+    assert "OBS002" in found(check(root, ["OBS002"], _health_config("/other")))

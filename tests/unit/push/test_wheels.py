@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.project.requirements import RequirementSet, resolve, top_level
+from deploy.project.requirements import RequirementSet, environment, resolve, top_level
 from deploy.push import wheels as hostmarkers
 from deploy.push.artifact import ArtifactError, Platform, requirements_hash, wheelhouse
 
@@ -162,7 +162,7 @@ def wheel(name: str, version: str, *requires: str) -> hostmarkers.Wheel:
 
 
 def test_unmet_follows_markers_extras_and_versions() -> None:
-    env = hostmarkers.environment("3.11.2", "x86_64")
+    env = environment("3.11.2", "x86_64")
     assert env["python_version"] == "3.11" and env["implementation_version"] == "3.11.2"
     roots = [hostmarkers.Root("a[x]==1.0 --hash=sha256:00", "requirements.txt:1")]
     present = [
