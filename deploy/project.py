@@ -1270,10 +1270,16 @@ class _Visitor(ast.NodeVisitor):
                             methods = tuple(str(m).upper() for m in value.literal)
                 rules.append((str(rule), methods))
         if not rules:
-            parameters = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+            positional = [*node.args.posonlyargs, *node.args.args]
+            # The data a helper is handed has no default; `return_id=False` is an option, not the data.
+            required = positional[: len(positional) - len(node.args.defaults)]
+            required += [
+                a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is None
+            ]
+            parameters = {a.arg for a in required}
             if _reads_request(node) and _validates_by_hand(node):
                 self.facts.checking.add(node.name)
-            if _validates_by_hand(node, parameters - {"self", "cls"}):
+            if _rejects_bad_parameters(node, parameters - {"self", "cls"}):
                 self.facts.checking_parameters.add(node.name)
             return
         reads: set[str] = set()
@@ -1297,11 +1303,11 @@ class _Visitor(ast.NodeVisitor):
                     validates = True
         validates = validates or _validates_by_hand(node)
         held = _request_names(node, set())
+        helpers = [c for c in ast.walk(node) if isinstance(c, ast.Call) and _helper_name(c)]
         handed = frozenset(  # functions the view hands request data to
-            _dotted(c.func).rsplit(".", 1)[-1]
-            for c in ast.walk(node)
-            if isinstance(c, ast.Call)
-            and any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
+            _helper_name(c)
+            for c in helpers
+            if any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
         )
         for rule, methods in rules:
             self.facts.routes.append(
@@ -1315,9 +1321,7 @@ class _Visitor(ast.NodeVisitor):
                     validates,
                     uses_form,
                     exempt,
-                    frozenset(
-                        _dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)
-                    ),
+                    frozenset(_helper_name(c) for c in helpers),
                     handed,
                 )
             )
@@ -1325,6 +1329,33 @@ class _Visitor(ast.NodeVisitor):
 
 #: Helpers whose name says they check what they are given (`validate_email(...)`, `check_password`).
 _CHECKING_HELPER = re.compile(r"^_?(validate|check|clean|sanitize|sanitise|verify|parse|is_valid|ensure)")
+
+
+def _helper_name(call: ast.Call) -> str:
+    """The name of a function of the project a call may reach: `helper(...)`, `self.helper(...)`;
+    '' for methods of other objects (`cfg.get(...)`), whose names say nothing about the project."""
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute) and _dotted(call.func.value) in ("self", "cls"):
+        return call.func.attr
+    return ""
+
+
+def _rejects_bad_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, parameters: set[str]) -> bool:
+    """Whether a helper checks a value it is handed and rejects it: `if "@" not in data["email"]:
+    raise ValueError(...)` (or abort(), or an early return)."""
+    tainted = _request_names(function, parameters)
+    for child in ast.walk(function):
+        if isinstance(child, ast.Assert) and _carries(child.test, tainted):
+            return True
+        if isinstance(child, ast.If) and _carries(child.test, tainted):
+            for stmt in child.body:
+                for inner in ast.walk(stmt):
+                    if isinstance(inner, ast.Raise | ast.Return) or (
+                        isinstance(inner, ast.Call) and _dotted(inner.func).rsplit(".", 1)[-1] == "abort"
+                    ):
+                        return True
+    return False
 
 
 def _reads_request(node: ast.AST) -> bool:
