@@ -883,6 +883,21 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
+def _called_leaves(node: ast.AST) -> set[str]:
+    return {_dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)}
+
+
+def _whitelisted(function: ast.AST) -> set[str]:
+    """Names a function checks against a fixed set (`if col not in COLUMNS`)."""
+    return {
+        c.left.id
+        for c in ast.walk(function)
+        if isinstance(c, ast.Compare)
+        and isinstance(c.left, ast.Name)
+        and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
+    }
+
+
 def _constant_text(node: ast.AST) -> str:
     """The string constants in an expression, joined (what SQL keywords it spells)."""
     return " ".join(
@@ -977,13 +992,7 @@ class _Visitor(ast.NodeVisitor):
         arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
         arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
         self.inputs = {a.arg for a in arguments if a.arg not in ("self", "cls")}
-        self.whitelisted = {
-            c.left.id
-            for c in ast.walk(node)
-            if isinstance(c, ast.Compare)
-            and isinstance(c.left, ast.Name)
-            and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
-        }
+        self.whitelisted = _whitelisted(node) if _SQL_CALLS & _called_leaves(node) else set()
         self.generic_visit(node)
         self.inputs, self.whitelisted, self.statements = saved_inputs
         self.built = saved
@@ -1344,6 +1353,8 @@ def _helper_name(call: ast.Call) -> str:
 def _rejects_bad_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, parameters: set[str]) -> bool:
     """Whether a helper checks a value it is handed and rejects it: `if "@" not in data["email"]:
     raise ValueError(...)` (or abort(), or an early return)."""
+    if not parameters or not any(isinstance(c, ast.If | ast.Assert) for c in ast.walk(function)):
+        return False
     tainted = _request_names(function, parameters)
     for child in ast.walk(function):
         if isinstance(child, ast.Assert) and _carries(child.test, tainted):
@@ -1376,21 +1387,24 @@ def _carries(node: ast.AST, tainted: set[str]) -> bool:
 def _request_names(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str]) -> set[str]:
     """The names in a function that hold request data (or a `seed` name), directly or computed from it."""
     tainted = set(seed)
-
-    def carries(node: ast.AST) -> bool:
-        return _carries(node, tainted)
-
+    if not seed and not _reads_request(view):
+        return tainted
+    flows: list[tuple[list[ast.AST], ast.AST]] = []  # (targets, value) of every assignment and loop
+    for child in ast.walk(view):
+        if isinstance(child, ast.Assign):
+            flows.append((list(child.targets), child.value))
+        elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
+            flows.append(([child.target], child.value))
+        elif isinstance(child, ast.For):
+            flows.append(([child.target], child.iter))
     changed = True
     while changed:  # the names that hold request data, directly or computed from it
         changed = False
-        for child in ast.walk(view):
-            targets: list[ast.AST] = []
-            if isinstance(child, ast.Assign) and carries(child.value):
-                targets = list(child.targets)
-            elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
-                targets = [child.target] if carries(child.value) else []
-            elif isinstance(child, ast.For) and carries(child.iter):
-                targets = [child.target]
+        for targets, value in flows:
+            if all(isinstance(t, ast.Name) and t.id in tainted for t in targets) or not _carries(
+                value, tainted
+            ):
+                continue
             for target in targets:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name) and name.id not in tainted:
