@@ -1351,22 +1351,51 @@ def _helper_name(call: ast.Call) -> str:
 
 
 def _rejects_bad_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, parameters: set[str]) -> bool:
-    """Whether a helper checks a value it is handed and rejects it: `if "@" not in data["email"]:
-    raise ValueError(...)` (or abort(), or an early return)."""
-    if not parameters or not any(isinstance(c, ast.If | ast.Assert) for c in ast.walk(function)):
+    """Whether a helper checks a value it is handed: rejects it (`if "@" not in data["email"]: raise
+    ValueError(...)`, abort(), an early return), dispatches it among fixed values (`if op == "delete":`),
+    keeps only known keys (`{k: v for k, v in data.items() if k in FIELDS}`), or hands it to a form
+    class that validates it (`SettingsForm(formdata=data)`)."""
+    if not parameters:
         return False
     tainted = _request_names(function, parameters)
     for child in ast.walk(function):
         if isinstance(child, ast.Assert) and _carries(child.test, tainted):
             return True
         if isinstance(child, ast.If) and _carries(child.test, tainted):
+            if _against_constants(child.test):
+                return True
             for stmt in child.body:
                 for inner in ast.walk(stmt):
                     if isinstance(inner, ast.Raise | ast.Return) or (
                         isinstance(inner, ast.Call) and _dotted(inner.func).rsplit(".", 1)[-1] == "abort"
                     ):
                         return True
+        if isinstance(child, ast.comprehension) and any(_carries(test, tainted) for test in child.ifs):
+            return True
+        if (
+            isinstance(child, ast.Call)
+            and _dotted(child.func).rsplit(".", 1)[-1].endswith(("Form", "_form"))
+            and any(_carries(a, tainted) for a in [*child.args, *(k.value for k in child.keywords)])
+        ):
+            return True
     return False
+
+
+def _against_constants(test: ast.AST) -> bool:
+    """`x == "delete"`, `x in ("a", "b")`: a comparison with fixed values."""
+    return any(
+        isinstance(c, ast.Compare)
+        and all(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in c.ops)
+        and all(
+            isinstance(v, ast.Constant)
+            or (
+                isinstance(v, ast.Tuple | ast.List | ast.Set)
+                and all(isinstance(e, ast.Constant) for e in v.elts)
+            )
+            for v in c.comparators
+        )
+        for c in ast.walk(test)
+    )
 
 
 def _reads_request(node: ast.AST) -> bool:
