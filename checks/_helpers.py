@@ -98,7 +98,22 @@ def wsgi_site(ctx: Context) -> tuple[str | None, int | None]:
     return app_site(ctx)
 
 
+_SERVED: dict[int, tuple[object, set[str] | None]] = {}
+
+
 def served(ctx: Context) -> set[str] | None:
+    """`served_modules` for this context, computed once per scanned project (several checks ask)."""
+    key = id(ctx.project)
+    if key in _SERVED and _SERVED[key][0] is ctx.project:
+        return _SERVED[key][1]
+    if len(_SERVED) > 8:
+        _SERVED.clear()
+    found = _served(ctx)
+    _SERVED[key] = (ctx.project, found)
+    return found
+
+
+def _served(ctx: Context) -> set[str] | None:
     """Paths of the project modules production imports: the WSGI target's module (deploy.yaml app.wsgi,
     --app, else a WSGI server command in a Dockerfile, Procfile or unit, else the modules that create
     the Flask app) and what they import, transitively. None when no entry point is known."""

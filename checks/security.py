@@ -246,7 +246,8 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
     and injection bugs follow. Validation by hand counts: a condition on the value (`if not name or
     len(name) > 100: abort(400)`), a conversion inside try/except, a typed read
     (`request.form.get("n", type=int)`), or a helper the view calls that checks the data it reads or
-    is given; so do schema libraries (marshmallow, pydantic models, webargs) and `validate_on_submit()`.
+    is given (rejects it, dispatches it among fixed values, keeps only known keys, or hands it to a
+    form); so do schema libraries (marshmallow, pydantic models, webargs) and `validate_on_submit()`.
     A GET-only route is not reported for request.form, json, data or files: a browser sends it no body.""",
     fix="""Validate every input: a Flask-WTF form with validators and `validate_on_submit()`, or a schema
     (marshmallow `Schema().load()`, pydantic `Model.model_validate()`, webargs `@use_args`).""",

@@ -13,10 +13,33 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from deploy.project.scan import CallSite, Project
 from deploy.project.source import PythonFile
+
+T = TypeVar("T")
+_MEMO: dict[tuple[str, int], tuple[Project, object]] = {}
+
+
+def _per_project(function: Callable[[Project], T]) -> Callable[[Project], T]:
+    """Compute a fact once per scanned project (several checks ask for it)."""
+
+    def wrapper(project: Project) -> T:
+        key = (function.__name__, id(project))
+        hit = _MEMO.get(key)
+        if hit is not None and hit[0] is project:
+            return hit[1]  # type: ignore[return-value]
+        if len(_MEMO) > 32:
+            _MEMO.clear()
+        value = function(project)
+        _MEMO[key] = (project, value)
+        return value
+
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
 
 # --- modules production imports --------------------------------------------------------------------
 
@@ -195,6 +218,7 @@ def _checks_token(node: ast.AST) -> bool:
     return reads and named
 
 
+@_per_project
 def csrf_enforcement(project: Project) -> tuple[str, str, int] | None:
     """(how, file, line) of the protection that covers every request, or None."""
     extensions: set[str] = set()
@@ -253,6 +277,7 @@ _SESSION_EXTENSIONS = (
 _TEMPLATE_SESSION = re.compile(r"\{[{%][^}]*\b(session\s*[.\[]|get_flashed_messages)")
 
 
+@_per_project
 def uses_session(project: Project) -> bool:
     """Whether the app reads or writes Flask's session (directly, through flash(), or an extension)."""
     if project.uses(*_SESSION_EXTENSIONS):

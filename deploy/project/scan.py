@@ -1093,6 +1093,23 @@ def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
 
 
 
+
+
+def _called_leaves(node: ast.AST) -> set[str]:
+    return {_dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)}
+
+
+def _whitelisted(function: ast.AST) -> set[str]:
+    """Names a function checks against a fixed set (`if col not in COLUMNS`)."""
+    return {
+        c.left.id
+        for c in ast.walk(function)
+        if isinstance(c, ast.Compare)
+        and isinstance(c.left, ast.Name)
+        and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
+    }
+
+
 def _constant_text(node: ast.AST) -> str:
     """The string constants in an expression, joined (what SQL keywords it spells)."""
     return " ".join(
@@ -1211,13 +1228,7 @@ class _Visitor(ast.NodeVisitor):
         arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
         arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
         self.inputs = {a.arg for a in arguments if a.arg not in ("self", "cls")}
-        self.whitelisted = {
-            c.left.id
-            for c in ast.walk(node)
-            if isinstance(c, ast.Compare)
-            and isinstance(c.left, ast.Name)
-            and all(isinstance(op, ast.In | ast.NotIn) for op in c.ops)
-        }
+        self.whitelisted = _whitelisted(node) if _SQL_CALLS & _called_leaves(node) else set()
         self.generic_visit(node)
         self.inputs, self.whitelisted, self.statements = saved_inputs
         self.built = saved
@@ -1507,10 +1518,16 @@ class _Visitor(ast.NodeVisitor):
                             methods = tuple(str(m).upper() for m in value.literal)
                 rules.append((str(rule), methods, name.rsplit(".", 1)[0].rsplit(".", 1)[-1]))
         if not rules:
-            parameters = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+            positional = [*node.args.posonlyargs, *node.args.args]
+            # The data a helper is handed has no default; `return_id=False` is an option, not the data.
+            required = positional[: len(positional) - len(node.args.defaults)]
+            required += [
+                a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is None
+            ]
+            parameters = {a.arg for a in required}
             if _reads_request(node) and _validates_by_hand(node):
                 self.facts.checking.add(node.name)
-            if _validates_by_hand(node, parameters - {"self", "cls"}):
+            if _rejects_bad_parameters(node, parameters - {"self", "cls"}):
                 self.facts.checking_parameters.add(node.name)
             return
         reads: set[str] = set()
@@ -1534,11 +1551,11 @@ class _Visitor(ast.NodeVisitor):
                     validates = True
         validates = validates or _validates_by_hand(node)
         held = _request_names(node, set())
+        helpers = [c for c in ast.walk(node) if isinstance(c, ast.Call) and _helper_name(c)]
         handed = frozenset(  # functions the view hands request data to
-            _dotted(c.func).rsplit(".", 1)[-1]
-            for c in ast.walk(node)
-            if isinstance(c, ast.Call)
-            and any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
+            _helper_name(c)
+            for c in helpers
+            if any(_carries(a, held) for a in [*c.args, *(k.value for k in c.keywords)])
         )
         for rule, methods, owner in rules:
             self.facts.routes.append(
@@ -1552,9 +1569,7 @@ class _Visitor(ast.NodeVisitor):
                     validates,
                     uses_form,
                     exempt,
-                    frozenset(
-                        _dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)
-                    ),
+                    frozenset(_helper_name(c) for c in helpers),
                     handed,
                     owner,
                 )
@@ -1783,6 +1798,64 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
 _CHECKING_HELPER = re.compile(r"^_?(validate|check|clean|sanitize|sanitise|verify|parse|is_valid|ensure)")
 
 
+def _helper_name(call: ast.Call) -> str:
+    """The name of a function of the project a call may reach: `helper(...)`, `self.helper(...)`;
+    '' for methods of other objects (`cfg.get(...)`), whose names say nothing about the project."""
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute) and _dotted(call.func.value) in ("self", "cls"):
+        return call.func.attr
+    return ""
+
+
+def _rejects_bad_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef, parameters: set[str]) -> bool:
+    """Whether a helper checks a value it is handed: rejects it (`if "@" not in data["email"]: raise
+    ValueError(...)`, abort(), an early return), dispatches it among fixed values (`if op == "delete":`),
+    keeps only known keys (`{k: v for k, v in data.items() if k in FIELDS}`), or hands it to a form
+    class that validates it (`SettingsForm(formdata=data)`)."""
+    if not parameters:
+        return False
+    tainted = _request_names(function, parameters)
+    for child in ast.walk(function):
+        if isinstance(child, ast.Assert) and _carries(child.test, tainted):
+            return True
+        if isinstance(child, ast.If) and _carries(child.test, tainted):
+            if _against_constants(child.test):
+                return True
+            for stmt in child.body:
+                for inner in ast.walk(stmt):
+                    if isinstance(inner, ast.Raise | ast.Return) or (
+                        isinstance(inner, ast.Call) and _dotted(inner.func).rsplit(".", 1)[-1] == "abort"
+                    ):
+                        return True
+        if isinstance(child, ast.comprehension) and any(_carries(test, tainted) for test in child.ifs):
+            return True
+        if (
+            isinstance(child, ast.Call)
+            and _dotted(child.func).rsplit(".", 1)[-1].endswith(("Form", "_form"))
+            and any(_carries(a, tainted) for a in [*child.args, *(k.value for k in child.keywords)])
+        ):
+            return True
+    return False
+
+
+def _against_constants(test: ast.AST) -> bool:
+    """`x == "delete"`, `x in ("a", "b")`: a comparison with fixed values."""
+    return any(
+        isinstance(c, ast.Compare)
+        and all(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in c.ops)
+        and all(
+            isinstance(v, ast.Constant)
+            or (
+                isinstance(v, ast.Tuple | ast.List | ast.Set)
+                and all(isinstance(e, ast.Constant) for e in v.elts)
+            )
+            for v in c.comparators
+        )
+        for c in ast.walk(test)
+    )
+
+
 def _reads_request(node: ast.AST) -> bool:
     return any(
         isinstance(c, ast.Attribute)
@@ -1801,21 +1874,24 @@ def _carries(node: ast.AST, tainted: set[str]) -> bool:
 def _request_names(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[str]) -> set[str]:
     """The names in a function that hold request data (or a `seed` name), directly or computed from it."""
     tainted = set(seed)
-
-    def carries(node: ast.AST) -> bool:
-        return _carries(node, tainted)
-
+    if not seed and not _reads_request(view):
+        return tainted
+    flows: list[tuple[list[ast.AST], ast.AST]] = []  # (targets, value) of every assignment and loop
+    for child in ast.walk(view):
+        if isinstance(child, ast.Assign):
+            flows.append((list(child.targets), child.value))
+        elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
+            flows.append(([child.target], child.value))
+        elif isinstance(child, ast.For):
+            flows.append(([child.target], child.iter))
     changed = True
     while changed:  # the names that hold request data, directly or computed from it
         changed = False
-        for child in ast.walk(view):
-            targets: list[ast.AST] = []
-            if isinstance(child, ast.Assign) and carries(child.value):
-                targets = list(child.targets)
-            elif isinstance(child, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and child.value is not None:
-                targets = [child.target] if carries(child.value) else []
-            elif isinstance(child, ast.For) and carries(child.iter):
-                targets = [child.target]
+        for targets, value in flows:
+            if all(isinstance(t, ast.Name) and t.id in tainted for t in targets) or not _carries(
+                value, tainted
+            ):
+                continue
             for target in targets:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name) and name.id not in tainted:

@@ -104,7 +104,7 @@ def test_a_check_that_ran_drops_the_findings_of_the_check_it_supersedes(tmp_path
 
 STATIC_GAP_APP = """\
 import os
-from flask import Flask
+from flask import Flask, session
 
 
 def create_app():
@@ -114,6 +114,11 @@ def create_app():
 
     @app.get("/health")
     def health():
+        return "ok"
+
+    @app.get("/visit")
+    def visit():
+        session["visits"] = session.get("visits", 0) + 1  # the app keeps a session cookie
         return "ok"
 
     return app

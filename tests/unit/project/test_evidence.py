@@ -173,8 +173,8 @@ def test_views_that_validate_by_hand_or_through_a_helper_are_not_reported(tmp_pa
 def test_views_that_use_request_data_unchecked_are_still_reported(tmp_path: Path) -> None:
     result = _run(tmp_path, "validation", ["SEC007"])
     assert result["SEC007"] == [
-        "unchecked.py:9 /comment (comment) uses request.form with no validation",
-        "unchecked.py:17 /settings (settings) uses request.json with no validation",
+        "unchecked.py:11 /comment (comment) uses request.form with no validation",
+        "unchecked.py:19 /settings (settings) uses request.json with no validation",
     ]
 
 
