@@ -156,7 +156,6 @@ TARGETS: tuple[Target, ...] = (
                 "tls_settings",
                 "acme_server",
                 "certificate_files",
-                "account_dir",
                 "deploy_hook_script",
                 "challenge_snippet",
                 "_certbot",

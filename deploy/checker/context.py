@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.checker.layers import Layer
 from deploy.checker.live_probe import probe as default_probe
+from deploy.project.init import entry_point
 from deploy.project.inspect_app import Effective, active_python, inspect, project_python
 from deploy.project.scan import Project, scan
 from deploy.render.render import RenderFailure, render
@@ -90,8 +91,6 @@ class Context:
             return self.app_spec
         if self.config is not None:
             return self.config.app.wsgi
-        from deploy.project.init import entry_point
-
         # The entry point `deploy init` would write: never a module whose import runs code.
         spec, self.no_app_why = entry_point(self.root)
         return spec

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -237,8 +238,6 @@ def shared_files_by_contents(files: list[str], project_dir: Path) -> list[tuple[
     """(index, why) for each entry of app.shared_files that the project ships: a folder, or a file
     committed in git (every release would get the shared copy, and the committed one would never reach
     a host: a model or a default config would be replaced by an empty file)."""
-    import subprocess
-
     problems: list[tuple[int, str]] = []
     if not files:
         return problems

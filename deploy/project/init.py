@@ -11,6 +11,8 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from deploy.config import folders
+from deploy.config.flask_version import flask_command
 from deploy.config.loader import ConfigError, read_text
 from deploy.project.scan import SKIP_DIRS
 
@@ -341,8 +343,6 @@ TARGET_IN_TEXT = re.compile(r"(?<![\w./:-])([A-Za-z_][\w.]*:[A-Za-z_][\w.]*(?:\(
 
 
 def _read(path: Path) -> str:
-    from deploy.config.loader import ConfigError, read_text
-
     try:
         return read_text(path) if path.is_file() else ""
     except ConfigError:  # unreadable, not UTF-8, or endless (a link to /dev/zero)
@@ -607,7 +607,6 @@ def _root_files_written(root: Path) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
     `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
     unless shared. Never a file committed in git (a shared copy would replace it)."""
-    from deploy.config import folders
     from deploy.project.scan import scan
 
     found: list[str] = []
@@ -719,8 +718,6 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
-        from deploy.config.flask_version import flask_command
-
         release = flask_command(project.root, module, "db upgrade")
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [

@@ -100,7 +100,7 @@ def test_the_examples_on_the_page_do_what_it_says(c, tmp_path: Path) -> None:  #
 def test_the_listing_names_where_the_page_is() -> None:
     """`deploy check --list --format json` gives each check's page as the command that prints it
     (a file path would point to nothing: the page is generated)."""
-    from deploy.checker.runner import describe
+    from deploy.checker.registry import describe
 
     for c in load_checks(plugins=False):
         assert describe(c)["doc"] == f"deploy explain {c.id}"
