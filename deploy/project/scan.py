@@ -876,6 +876,36 @@ def app_root_path(modules: list[PythonFile]) -> str | None:
     return None
 
 
+def _norm_folder(path: str) -> str | None:
+    """A relative folder normalised ('' for the root), None when it leaves the project."""
+    joined = posixpath.normpath(path) if path else "."
+    if joined == ".." or joined.startswith("../"):
+        return None
+    return "" if joined == "." else joined
+
+
+def _path_part(node: ast.AST) -> str | None:
+    """A relative path piece an expression spells (a string, `os.pardir`, `os.curdir`)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and not node.value.startswith("/"):
+        return node.value
+    if _dotted(node) in ("os.pardir", "pardir"):
+        return ".."
+    if _dotted(node) in ("os.curdir", "curdir"):
+        return "."
+    return None
+
+
+def _bindings(tree: ast.Module) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) of every single assignment and `with ... as` in a module, in source order."""
+    found: list[tuple[int, ast.AST, ast.AST]] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and len(n.targets) == 1:
+            found.append((n.lineno, n.targets[0], n.value))
+        elif isinstance(n, ast.With | ast.AsyncWith):
+            found.extend((n.lineno, i.optional_vars, i.context_expr) for i in n.items if i.optional_vars)
+    return [(target, value) for _line, target, value in sorted(found, key=lambda b: b[0])]
+
+
 def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.AST], str | None]:
     """A function giving the project folder (relative, '' for the root) an expression names, as far as
     the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
@@ -886,21 +916,6 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
     own = app_root_path([module])
     if own is not None:
         root_path = own
-
-    def norm(path: str) -> str | None:
-        joined = posixpath.normpath(path) if path else "."
-        if joined == ".." or joined.startswith("../"):
-            return None
-        return "" if joined == "." else joined
-
-    def part(node: ast.AST) -> str | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and not node.value.startswith("/"):
-            return node.value
-        if _dotted(node) in ("os.pardir", "pardir"):
-            return ".."
-        if _dotted(node) in ("os.curdir", "curdir"):
-            return "."
-        return None
 
     def resolve(node: ast.AST, depth: int = 0) -> str | None:
         if depth > 12:
@@ -914,13 +929,15 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
                 inner = resolve(node.value, depth + 1)
                 if inner is None or inner == TEMP_FOLDER:
                     return inner
-                return norm(posixpath.dirname(inner))
+                return _norm_folder(posixpath.dirname(inner))
             return None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            left, right = resolve(node.left, depth + 1), part(node.right)
+            left, right = resolve(node.left, depth + 1), _path_part(node.right)
             if left == TEMP_FOLDER:
                 return left
-            return norm(posixpath.join(left, right)) if left is not None and right is not None else None
+            if left is None or right is None:
+                return None
+            return _norm_folder(posixpath.join(left, right))
         if not isinstance(node, ast.Call):
             return None
         name = _dotted(node.func)
@@ -933,26 +950,18 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
         if first is None or first == TEMP_FOLDER:
             return first
         if leaf == "dirname":
-            return norm(posixpath.dirname(first))
+            return _norm_folder(posixpath.dirname(first))
         if leaf in ("abspath", "realpath", "normpath", "fspath") or name in ("Path", "pathlib.Path", "str"):
             return first
         if leaf == "join":
-            rest = [part(a) for a in node.args[1:]]
+            rest = [_path_part(a) for a in node.args[1:]]
             if any(r is None for r in rest):
                 return None
-            return norm(posixpath.join(first, *[r for r in rest if r is not None]))
+            return _norm_folder(posixpath.join(first, *[r for r in rest if r is not None]))
         return None
 
     if module.tree is not None:
-        bindings: list[tuple[int, ast.AST, ast.AST]] = []
-        for n in ast.walk(module.tree):
-            if isinstance(n, ast.Assign) and len(n.targets) == 1:
-                bindings.append((n.lineno, n.targets[0], n.value))
-            elif isinstance(n, ast.With | ast.AsyncWith):
-                bindings.extend(
-                    (n.lineno, i.optional_vars, i.context_expr) for i in n.items if i.optional_vars
-                )
-        for _line, target, value in sorted(bindings, key=lambda b: b[0]):
+        for target, value in _bindings(module.tree):
             if not isinstance(target, ast.Name):
                 continue
             if isinstance(value, ast.Call) and _dotted(value.func).startswith("tempfile."):
@@ -1492,6 +1501,18 @@ class _Visitor(ast.NodeVisitor):
 
     # routes
 
+    def _helper(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        """A function that is not a view: note whether it validates the request or the data it is handed."""
+        positional = [*node.args.posonlyargs, *node.args.args]
+        # The data a helper is handed has no default; `return_id=False` is an option, not the data.
+        required = positional[: len(positional) - len(node.args.defaults)]
+        required += [a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is None]
+        parameters = {a.arg for a in required}
+        if _reads_request(node) and _validates_by_hand(node):
+            self.facts.checking.add(node.name)
+        if _rejects_bad_parameters(node, parameters - {"self", "cls"}):
+            self.facts.checking_parameters.add(node.name)
+
     def _route(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         rules: list[tuple[str, tuple[str, ...], str]] = []
         validates = False
@@ -1518,17 +1539,7 @@ class _Visitor(ast.NodeVisitor):
                             methods = tuple(str(m).upper() for m in value.literal)
                 rules.append((str(rule), methods, name.rsplit(".", 1)[0].rsplit(".", 1)[-1]))
         if not rules:
-            positional = [*node.args.posonlyargs, *node.args.args]
-            # The data a helper is handed has no default; `return_id=False` is an option, not the data.
-            required = positional[: len(positional) - len(node.args.defaults)]
-            required += [
-                a for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is None
-            ]
-            parameters = {a.arg for a in required}
-            if _reads_request(node) and _validates_by_hand(node):
-                self.facts.checking.add(node.name)
-            if _rejects_bad_parameters(node, parameters - {"self", "cls"}):
-                self.facts.checking_parameters.add(node.name)
+            self._helper(node)
             return
         reads: set[str] = set()
         uses_form = False
