@@ -15,7 +15,7 @@ from tests.unit.checks.support import check, found, write
 
 pytestmark = pytest.mark.unit
 
-PATTERNS = Path(__file__).resolve().parents[1] / "fixtures" / "patterns"
+PATTERNS = Path(__file__).resolve().parents[2] / "fixtures" / "patterns"
 
 
 def _run(
