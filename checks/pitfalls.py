@@ -291,12 +291,15 @@ def committed_files(root: Path, folder: str) -> list[str]:
     What counts as a write: `os.mkdir()`, `os.makedirs()`, `Path(...).mkdir()`, logging file handlers,
     `sqlite3.connect()`, an SQLite `SQLALCHEMY_DATABASE_URI`/`DATABASE_URL` (also a fallback such as
     `os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(basedir, "app.db")`), and config keys
-    naming an upload or log folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`, `UPLOADED_*_DEST`, `LOG_DIR`,
-    `LOG_FILE`).
+    naming an upload, log, cache or search-index folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`,
+    `UPLOADED_*_DEST`, `LOG_DIR`, `LOG_FILE`, `CACHE_DIR`, `*_CACHE_DIRECTORY`, `WHOOSHEE_DIR`), also as
+    module-level names of a `constants.py`; and `os.makedirs(app.instance_path)` (the folder `instance`
+    beside the app's package, in the release).
     The path is resolved to the folder of the project the app really writes: `app.root_path` is the folder
     of the module that creates the app, `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`,
     `.resolve()`, `os.path.join()` and `/` are followed, also through names (`basedir =
-    os.path.abspath(os.path.dirname(__file__))`), so `os.path.join(app.root_path, "uploads")` in
+    os.path.abspath(os.path.dirname(__file__))`); `os.getcwd()` and `Path.cwd()` are the release (the
+    service's working directory), so `os.path.join(app.root_path, "uploads")` in
     `shop/__init__.py` is `shop/uploads` and only an `app.shared` entry `shop/uploads` (or `shop`) covers it.
     A relative path (resolved from the release, the service's working directory) is covered by an entry it
     lies in; a path joined to a folder that cannot be resolved, by an entry of the same name. Folders made

@@ -873,9 +873,10 @@ _WRITING_CALLS = {
     "WatchedFileHandler": "WatchedFileHandler()",
     "sqlite3.connect": "sqlite3.connect()",
 }
-#: Config keys naming a folder the app writes into (uploads, logs).
+#: Config keys naming a folder the app writes into (uploads, logs, caches, search indexes).
 _WRITE_KEYS = re.compile(
-    r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH))$"
+    r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH)"
+    r"|\w*(CACHE|INDEX|WHOOSH\w*)_(DIR|DIRECTORY|FOLDER|PATH|ROOT))$"
 )
 _DB_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
 _BASE_HINTS = re.compile(r"(?i)(__file__|dir|base|root|path|here|folder)")
@@ -917,10 +918,12 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
             return _based(node.left, right.value)
     if (
         isinstance(node, ast.Call)
-        and _dotted(node.func) in ("Path", "pathlib.Path", "PurePath")
+        and _dotted(node.func) in ("Path", "pathlib.Path", "PurePath", "str", "os.fspath")
         and len(node.args) == 1
     ):
         return _path_of(node.args[0], depth + 1)
+    if isinstance(node, ast.Attribute) and node.attr == "instance_path":
+        return "instance", "relative"  # Flask's default: the folder `instance` beside the app's package
     folder_of = _FOLDER_OF.get()
     folder = folder_of(node) if folder_of is not None and isinstance(node, ast.Name | ast.Attribute) else None
     if folder == TEMP_FOLDER:
@@ -955,7 +958,7 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
     the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
     `os.path.join()`, `/`, `app.root_path`, and names assigned such an expression in this module."""
     names: dict[str, str] = {}
-    if not any(word in module.text for word in ("__file__", "root_path", "tempfile")):
+    if not any(word in module.text for word in ("__file__", "root_path", "tempfile", "cwd")):
         return lambda node: None  # nothing in this module can name a folder of the project
     own = app_root_path([module])
     if own is not None:
@@ -1001,6 +1004,8 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
         leaf = name.rsplit(".", 1)[-1]
         if isinstance(node.func, ast.Attribute) and leaf in ("resolve", "absolute") and not node.args:
             return resolve(node.func.value, depth + 1)
+        if name in ("os.getcwd", "getcwd", "Path.cwd", "pathlib.Path.cwd"):
+            return ""  # the service's working directory: the release
         if not node.args:
             return None
         first = resolve(node.args[0], depth + 1)
@@ -1397,7 +1402,14 @@ class _Visitor(ast.NodeVisitor):
                     _CONFIG_KEY.match(target.id)
                     and not self.function
                     and self.path.rsplit("/", 1)[-1]
-                    in ("config.py", "settings.py", "default_settings.py", "production.py", "prod.py")
+                    in (
+                        "config.py",
+                        "settings.py",
+                        "default_settings.py",
+                        "production.py",
+                        "prod.py",
+                        "constants.py",
+                    )
                 ):
                     self._setting(target.id, value, line)
                 else:

@@ -103,3 +103,65 @@ def test_xl003_memory_rate_limits_and_tinydb(tmp_path: Path) -> None:
 def test_xl003_redis_rate_limits_quiet(tmp_path: Path) -> None:
     redis = "import os\n" + LIMITER.replace('"memory://"', 'os.environ["REDIS_URL"]')
     assert _findings(tmp_path, "XL003", {"limits.py": redis}, WORKERS) == []
+
+
+# --- PIT006: caches and search indexes under the project, cwd-based defaults, the instance folder --
+
+CONSTANTS = """\
+import os
+
+BASE_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+STATIC_DIR = os.path.join(BASE_DIR, "shop", "static")
+DEFAULT_CACHE_DIR = os.path.join(BASE_DIR, "shop", "cache")
+"""
+
+SEARCH_CONFIG = """\
+import os
+from pathlib import Path
+
+
+class DefaultConfig:
+    basedir = os.path.abspath(os.path.dirname(os.path.dirname(__file__)))
+    WHOOSHEE_DIR = os.path.join(basedir, "whoosh_index")
+    THUMBNAIL_CACHE_DIR = str(Path.cwd() / "thumbs")
+"""
+
+INSTANCE = """\
+import os
+
+from flask import Flask
+
+
+def make_app():
+    app = Flask("shop")
+    if not os.path.exists(app.instance_path):
+        os.makedirs(app.instance_path)
+    return app
+"""
+
+
+def test_pit006_cache_index_and_instance_folders_in_the_release(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {
+        "shop/constants.py": CONSTANTS,
+        "shop/config.py": SEARCH_CONFIG,
+        "shop/factory.py": INSTANCE,
+    }
+    got = _findings(tmp_path, "PIT006", files, WORKERS)
+    where = sorted(g.split(" ", 1)[0] for g in got)
+    assert where == ["shop/config.py:7", "shop/config.py:8", "shop/constants.py:5", "shop/factory.py:9"]
+    assert any("add 'shop/cache' to deploy.yaml app.shared" in g for g in got)
+    assert any("add 'thumbs' to deploy.yaml app.shared" in g for g in got)
+    assert any("add 'instance' to deploy.yaml app.shared" in g for g in got)
+
+
+def test_pit006_shared_cache_index_and_instance_quiet(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {
+        "shop/constants.py": CONSTANTS,
+        "shop/config.py": SEARCH_CONFIG,
+        "shop/factory.py": INSTANCE,
+    }
+    config = WORKERS.replace(
+        "  secrets: [SECRET_KEY]\n",
+        "  secrets: [SECRET_KEY]\n  shared: [shop/cache, whoosh_index, thumbs, instance]\n",
+    )
+    assert _findings(tmp_path, "PIT006", files, config) == []
