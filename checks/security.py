@@ -84,6 +84,11 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
     deploy.yaml `app.secrets`, and generate it with
     `python -c 'import secrets; print(secrets.token_hex(32))'`.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", "https://cwe.mitre.org/data/definitions/798.html"),
+    details="""Where the key is looked for: `app.config[...]`, `config.update()`/`from_mapping()`,
+    `app.secret_key`, config classes, module-level names of settings modules (`config.py`,
+    `settings.py`, `default_settings.py`, `constants.py`, ...) and of any module that loads itself as
+    config (`app.config.from_object(__name__)`): a key that only a command-line entry point replaces is
+    still the key Gunicorn serves with.""",
 )
 def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("SECRET_KEY"):

@@ -1256,8 +1256,21 @@ class _Visitor(ast.NodeVisitor):
         self.statements: set[str] = set()
         self.tainted: dict[str, str] = {}  # variable -> the request data it holds (per function)
         self.templated: dict[str, tuple[str, str]] = {}  # variable -> (source, how) of a built string
+        #: The module is its own config (`app.config.from_object(__name__)`): its UPPER_CASE names are keys.
+        self.self_config = False
 
     # scopes
+
+    def visit_Module(self, node: ast.Module) -> None:
+        self.self_config = any(
+            isinstance(n, ast.Call)
+            and _dotted(n.func).endswith("config.from_object")
+            and len(n.args) == 1
+            and isinstance(n.args[0], ast.Name)
+            and n.args[0].id == "__name__"
+            for n in ast.walk(node)
+        )
+        self.generic_visit(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
@@ -1401,14 +1414,17 @@ class _Visitor(ast.NodeVisitor):
                 if (
                     _CONFIG_KEY.match(target.id)
                     and not self.function
-                    and self.path.rsplit("/", 1)[-1]
-                    in (
-                        "config.py",
-                        "settings.py",
-                        "default_settings.py",
-                        "production.py",
-                        "prod.py",
-                        "constants.py",
+                    and (
+                        self.self_config
+                        or self.path.rsplit("/", 1)[-1]
+                        in (
+                            "config.py",
+                            "settings.py",
+                            "default_settings.py",
+                            "production.py",
+                            "prod.py",
+                            "constants.py",
+                        )
                     )
                 ):
                     self._setting(target.id, value, line)

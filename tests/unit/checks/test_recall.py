@@ -165,3 +165,26 @@ def test_pit006_shared_cache_index_and_instance_quiet(tmp_path: Path) -> None:
         "  secrets: [SECRET_KEY]\n  shared: [shop/cache, whoosh_index, thumbs, instance]\n",
     )
     assert _findings(tmp_path, "PIT006", files, config) == []
+
+
+# --- SEC002: a module that is its own config (`app.config.from_object(__name__)`) ------------------
+
+SELF_CONFIG = """\
+from flask import Flask
+
+DEBUG = False
+SECRET_KEY = "browser-0.1.0"
+
+app = Flask(__name__)
+app.config.from_object(__name__)
+"""
+
+
+def test_sec002_literal_key_of_a_module_loaded_as_config(tmp_path: Path) -> None:
+    got = _findings(tmp_path, "SEC002", {"browser.py": SELF_CONFIG}, WORKERS)
+    assert got == ["browser.py:4 SECRET_KEY is a string literal in the source"]
+
+
+def test_sec002_module_constant_not_loaded_as_config_quiet(tmp_path: Path) -> None:
+    other = SELF_CONFIG.replace("app.config.from_object(__name__)\n", 'app.config.from_object("settings")\n')
+    assert _findings(tmp_path, "SEC002", {"browser.py": other}, WORKERS) == []
