@@ -743,10 +743,13 @@ def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
     os.urandom(32)`), or by a function that writes it to a file and returns it (`app.secret_key =
     init_secret(path)`). When deploy.yaml gives the variable the code reads (`app.secrets` or
     `app.env`), the generated key is never used and the check is quiet. A key generated
-    unconditionally into a config key is SEC003's.""",
+    unconditionally into a config key is SEC003's. Other keys count too when a function named for a
+    key or secret (`get_encryption_key()`, `init_secret()`) generates one and writes it to a file and
+    the app calls it: an encryption key regenerated in each new release makes the data it encrypted
+    unreadable.""",
 )
 def secret_key_generated(ctx: Context) -> Iterator[Finding]:
-    from deploy.project.scan import key_generations
+    from deploy.project.scan import key_file_helpers, key_generations
 
     given: set[str] = set()
     if ctx.config is not None:
@@ -756,7 +759,19 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
     configured = ("FLASK_SECRET_KEY" in given and bool(ctx.project.calls_named("from_prefixed_env"))) or any(
         s.value.env_name in given for s in ctx.project.setting("SECRET_KEY") if s.value.kind == "env"
     )
-    for k in key_generations(ctx.project.python):
+    generations = key_generations(ctx.project.python)
+    used = {(k.file, k.generated_at) for k in generations if k.generated_at is not None}
+    for k in key_file_helpers(ctx.project.python, used):
+        yield Finding(
+            f"{k.helper}() generates a key (line {k.generated_at}) and writes it to a file (line "
+            f"{k.written_at}): unless that file is in a shared folder, every push makes a new key and "
+            "what it signed or encrypted can no longer be read; workers starting together may each write "
+            "their own; create the key file once, in a folder listed in deploy.yaml app.shared, or give "
+            "the key through app.secrets",
+            k.file,
+            k.line,
+        )
+    for k in generations:
         if k.env_name and k.env_name in given:
             continue  # deploy.yaml gives the variable: the generated key is never used
         if k.how == "fallback" and not k.env_name and configured:

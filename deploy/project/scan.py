@@ -1696,6 +1696,8 @@ class KeyGeneration:
     #: Where the key is generated and where it is written to a file (for "file").
     generated_at: int | None = None
     written_at: int | None = None
+    #: For a key that is not the SECRET_KEY (an encryption key a helper keeps in a file): its function.
+    helper: str | None = None
 
 
 def _is_key_target(node: ast.AST) -> bool:
@@ -1741,6 +1743,34 @@ def _mentions_key(node: ast.AST) -> bool:
         or (isinstance(c, ast.Attribute) and c.attr in ("secret_key", "SECRET_KEY"))
         for c in ast.walk(node)
     )
+
+
+_KEY_HELPER = re.compile(r"(?i)(^|_)(key|secret)(_|$)")
+
+
+def key_file_helpers(modules: list[PythonFile], used: set[tuple[str, int]]) -> list[KeyGeneration]:
+    """Functions named for a key or secret (`get_encryption_key`, `init_secret`) that generate one and
+    write it to a file, when the app calls them; `used` are (file, line) of generations already found
+    (for SECRET_KEY)."""
+    called = {
+        _dotted(n.func).rsplit(".", 1)[-1]
+        for m in modules
+        if m.tree is not None
+        for n in ast.walk(m.tree)
+        if isinstance(n, ast.Call)
+    }
+    out: list[KeyGeneration] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        for f in ast.walk(module.tree):
+            if not isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) or not _KEY_HELPER.search(f.name):
+                continue
+            made, written = _generator_line(f), _file_write_line(f)
+            if made is None or written is None or f.name not in called or (module.path, made) in used:
+                continue
+            out.append(KeyGeneration(module.path, f.lineno, "file", None, made, written, helper=f.name))
+    return out
 
 
 def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:

@@ -188,3 +188,48 @@ def test_sec002_literal_key_of_a_module_loaded_as_config(tmp_path: Path) -> None
 def test_sec002_module_constant_not_loaded_as_config_quiet(tmp_path: Path) -> None:
     other = SELF_CONFIG.replace("app.config.from_object(__name__)\n", 'app.config.from_object("settings")\n')
     assert _findings(tmp_path, "SEC002", {"browser.py": other}, WORKERS) == []
+
+
+# --- SEC023: a key a helper generates and keeps in a file -------------------------------------------
+
+KEY_HELPER = """\
+import os
+
+from cryptography.fernet import Fernet
+
+
+def get_encryption_key(key_path):
+    key_file = os.path.join(key_path, ".key")
+    if os.path.exists(key_file):
+        with open(key_file, "rb") as f:
+            return f.read()
+    key = Fernet.generate_key()
+    with open(key_file, "wb") as f:
+        f.write(key)
+    return key
+"""
+
+KEY_USER = """\
+from .keys import get_encryption_key
+
+KEY = get_encryption_key("config")
+"""
+
+
+def test_sec023_key_helper_in_another_module(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {"shop/keys.py": KEY_HELPER, "shop/store.py": KEY_USER}
+    (got,) = _findings(tmp_path, "SEC023", files, WORKERS)
+    assert got.startswith(
+        "shop/keys.py:6 get_encryption_key() generates a key (line 11) and writes it to a file (line 12)"
+    )
+
+
+def test_sec023_uncalled_or_unnamed_helper_quiet(tmp_path: Path) -> None:
+    unnamed = KEY_HELPER.replace("get_encryption_key", "save_upload")
+    caller = KEY_USER.replace(".keys", ".up").replace("get_encryption_key", "save_upload")
+    files: dict[str, str | None] = {
+        "shop/keys.py": KEY_HELPER,
+        "shop/up.py": unnamed,
+        "shop/store.py": caller,
+    }
+    assert _findings(tmp_path, "SEC023", files, WORKERS) == []
