@@ -233,3 +233,40 @@ def test_sec023_uncalled_or_unnamed_helper_quiet(tmp_path: Path) -> None:
         "shop/store.py": caller,
     }
     assert _findings(tmp_path, "SEC023", files, WORKERS) == []
+
+
+# --- PERF005: Socket.IO / event streams on a small gthread pool -------------------------------------
+
+SOCKETS = """\
+from flask import Flask
+from flask_socketio import SocketIO
+
+
+def init_socketio(app: Flask) -> SocketIO:
+    return SocketIO(app, async_mode="threading")
+"""
+
+
+def test_perf005_socketio_on_few_gthread_threads(tmp_path: Path) -> None:
+    config = CONFIG + "gunicorn: {workers: 1, worker_class: gthread, threads: 8}\n"
+    (got,) = _findings(tmp_path, "PERF005", {"realtime.py": SOCKETS}, config)
+    assert got.startswith(
+        "realtime.py:6 Flask-SocketIO on gthread workers: each open page holds one of the 8"
+    )
+
+
+@pytest.mark.parametrize(
+    "gunicorn",
+    ["{workers: 1, worker_class: gthread, threads: 100}", "{workers: 1, worker_class: gevent}"],
+    ids=["many-threads", "gevent"],
+)
+def test_perf005_socketio_quiet_with_enough_threads_or_gevent(tmp_path: Path, gunicorn: str) -> None:
+    config = CONFIG + f"gunicorn: {gunicorn}\n"
+    assert _findings(tmp_path, "PERF005", {"realtime.py": SOCKETS}, config) == []
+
+
+def test_perf005_generator_response_quiet_on_gthread(tmp_path: Path) -> None:
+    streamed = "from flask import Response, stream_with_context\n\ndef rows(gen):\n"
+    streamed += "    return Response(stream_with_context(gen))\n"
+    config = CONFIG + "gunicorn: {workers: 2, worker_class: gthread, threads: 4}\n"
+    assert _findings(tmp_path, "PERF005", {"export.py": streamed}, config) == []
