@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from deploy.checker import Context, Finding, check
 from deploy.config.secrets import key_weakness
 from deploy.project.evidence import csrf_enforcement, runs_in_production, uses_session, view_checks_token
-from deploy.project.scan import KEY_GENERATORS
+from deploy.project.scan import KEY_GENERATORS, Project
 
 from ._helpers import (
     app_site,
@@ -160,6 +160,37 @@ def https_off(ctx: Context) -> Iterator[Finding]:
 _STATE_CHANGING = ("form", "values", "files")
 
 
+def basic_auth_guard(project: Project) -> tuple[str, int] | None:
+    """(file, line) of a `before_request` handler that authenticates with HTTP Basic
+    (`request.authorization`): the browser then sends the credentials on every request, cross-site too."""
+    for module in project.python:
+        if module.tree is None or "authorization" not in module.text:
+            continue
+        for f in ast.walk(module.tree):
+            if not isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            hooks = {
+                _dotted_name(d.func if isinstance(d, ast.Call) else d).rsplit(".", 1)[-1]
+                for d in f.decorator_list
+            }
+            if hooks & {"before_request", "before_app_request"} and any(
+                isinstance(n, ast.Attribute)
+                and n.attr == "authorization"
+                and _dotted_name(n.value) == "request"
+                for n in ast.walk(f)
+            ):
+                return module.path, f.lineno
+    return None
+
+
+def _dotted_name(node: ast.AST) -> str:
+    return (
+        f"{_dotted_name(node.value)}.{node.attr}"
+        if isinstance(node, ast.Attribute)
+        else getattr(node, "id", "")
+    )
+
+
 @check(
     "SEC005",
     area="security",
@@ -169,7 +200,10 @@ _STATE_CHANGING = ("form", "values", "files")
     post, delete). Flask has no CSRF protection of its own. Not reported when the app enforces CSRF for
     every request (Flask-WTF's `CSRFProtect(app)` or `csrf.init_app(app)`, Flask-SeaSurf, or a
     `before_request` handler that checks a token, nonce or `Sec-Fetch-Site` header and aborts), nor
-    for a view that checks a CSRF token or nonce itself.""",
+    for a view that checks a CSRF token or nonce itself. An app that authenticates with HTTP Basic
+    (a `before_request` handler reading `request.authorization`) is open even where a view reads no
+    form: once the user has logged in, the browser adds the credentials to every request to the site,
+    a cross-site form post included.""",
     fix="""Install Flask-WTF and call `CSRFProtect(app)` (or `csrf.init_app(app)` in the factory), or handle
     the form with a `FlaskForm` and `validate_on_submit()`; render `{{ form.hidden_tag() }}` or
     `{{ csrf_token() }}` inside every form.""",
@@ -186,17 +220,28 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
         yield Finding("WTF_CSRF_ENABLED is False: CSRF protection is switched off", s.file, s.line)
     if not disabled and csrf_enforcement(project) is not None:
         return
+    basic = basic_auth_guard(project)
     for route in project.routes:
-        if (
+        if not (
             route.changes_state
-            and route.reads & set(_STATE_CHANGING)
             and not route.uses_form_class
             and not route.csrf_exempt
             and not view_checks_token(project, route.file, route.line)
         ):
+            continue
+        if route.reads & set(_STATE_CHANGING):
             yield Finding(
                 f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form "
                 "without CSRF protection",
+                route.file,
+                route.line,
+            )
+        elif basic is not None and not route.reads & {"json", "get_json"}:
+            # A cross-site form post (or, for GET, an <img>) carries the browser's Basic credentials.
+            yield Finding(
+                f"{', '.join(route.methods)} {route.rule} ({route.function}) changes state behind HTTP Basic "
+                f"auth ({basic[0]}:{basic[1]}), which browsers send on cross-site requests too, without "
+                "CSRF protection",
                 route.file,
                 route.line,
             )

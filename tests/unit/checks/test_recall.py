@@ -270,3 +270,43 @@ def test_perf005_generator_response_quiet_on_gthread(tmp_path: Path) -> None:
     streamed += "    return Response(stream_with_context(gen))\n"
     config = CONFIG + "gunicorn: {workers: 2, worker_class: gthread, threads: 4}\n"
     assert _findings(tmp_path, "PERF005", {"export.py": streamed}, config) == []
+
+
+# --- SEC005: state-changing routes behind HTTP Basic auth -------------------------------------------
+
+BASIC = """\
+from flask import Blueprint, Response, request
+
+bp = Blueprint("jobs", __name__)
+
+
+@bp.before_request
+def basic_http_auth():
+    auth = request.authorization
+    if auth is None or auth.password != "secret":
+        return Response("login", 401, {"WWW-Authenticate": 'Basic realm="jobs"'})
+
+
+@bp.route("/requeue/<queue>", methods=["GET", "POST"])
+def requeue_all(queue):
+    return {"queue": queue}
+
+
+@bp.post("/api/jobs")
+def create(queue):
+    return {"job": request.get_json()["name"]}
+"""
+
+
+def test_sec005_state_change_behind_basic_auth(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {"jobs.py": BASIC, "app.py": None}
+    root = project(tmp_path, files)
+    got = found(check(root, ["SEC005"], config=WORKERS)).get("SEC005", [])
+    assert [g.split(" (", 1)[0] for g in got] == ["jobs.py:14 GET, POST /requeue/<queue>"]
+    assert "behind HTTP Basic auth (jobs.py:7)" in got[0]
+
+
+def test_sec005_same_routes_without_basic_auth_quiet(tmp_path: Path) -> None:
+    no_basic = BASIC.replace("request.authorization", "request.headers.get('X-Token')")
+    root = project(tmp_path, {"jobs.py": no_basic, "app.py": None})
+    assert found(check(root, ["SEC005"], config=WORKERS)).get("SEC005", []) == []
