@@ -28,6 +28,10 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     fix="""Serve the app with Gunicorn (deploy renders its config and systemd unit) and keep `app.run()`
     only under `if __name__ == "__main__":` for local use; add gunicorn to the pinned requirements.""",
     layers=("source", "project"),
+    details="""Also reported when the project declares its dependencies (requirements files,
+    pyproject.toml, or `install_requires` in setup.py) and none of them is a production WSGI server
+    (gunicorn, uWSGI, Waitress, ...): the release's virtualenv, built from them, has nothing but the
+    development server to serve the app with.""",
     references=(
         "https://flask.palletsprojects.com/en/stable/deploying/",
         "https://werkzeug.palletsprojects.com/en/stable/serving/",
@@ -60,7 +64,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
             yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
     if (
         project.apps
-        and (project.requirements or "pyproject.toml" in project.files)
+        and (project.requirements or "pyproject.toml" in project.files or project.setup_requires is not None)
         and not project.depends_on(*_SERVERS)
     ):
         where, at = app_site(ctx)

@@ -599,7 +599,7 @@ class Project:
 
     @cached_property
     def dependencies(self) -> set[str]:
-        """Normalised names of every declared dependency (requirements files and pyproject.toml)."""
+        """Normalised names of every declared dependency (requirements files, pyproject.toml, setup.py)."""
         names = {_norm(r.name) for r in self.requirements}
         pyproject = self.files.get("pyproject.toml")
         if pyproject:
@@ -614,7 +614,27 @@ class Project:
                     names.add(_norm(match.group(1)))
             poetry = data.get("tool", {}).get("poetry", {}).get("dependencies", {}) or {}
             names.update(_norm(n) for n in poetry)
+        names.update(_norm(n) for n in self.setup_requires or [])
         return names
+
+    @cached_property
+    def setup_requires(self) -> list[str] | None:
+        """The names in setup.py's `setup(install_requires=[...])` (None without such a list)."""
+        module = next((m for m in self.python if m.path == "setup.py"), None)
+        if module is None or module.tree is None:
+            return None
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Call) and _dotted(node.func).rsplit(".", 1)[-1] == "setup":
+                value = next((k.value for k in node.keywords if k.arg == "install_requires"), None)
+                if isinstance(value, ast.List | ast.Tuple):
+                    return [
+                        match.group(1)
+                        for e in value.elts
+                        if isinstance(e, ast.Constant)
+                        and isinstance(e.value, str)
+                        and (match := re.match(r"^\s*([A-Za-z0-9_.-]+)", e.value))
+                    ]
+        return None
 
     def depends_on(self, *names: str) -> bool:
         return any(_norm(n) in self.dependencies for n in names)

@@ -310,3 +310,28 @@ def test_sec005_same_routes_without_basic_auth_quiet(tmp_path: Path) -> None:
     no_basic = BASIC.replace("request.authorization", "request.headers.get('X-Token')")
     root = project(tmp_path, {"jobs.py": no_basic, "app.py": None})
     assert found(check(root, ["SEC005"], config=WORKERS)).get("SEC005", []) == []
+
+
+# --- PIT001: the dependencies are declared in setup.py -----------------------------------------------
+
+SETUP = """\
+from setuptools import setup
+
+setup(name="jobs", install_requires=["rq>=1.0", "Flask", "redis"])
+"""
+
+
+def test_pit001_no_server_in_setup_py_install_requires(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {"setup.py": SETUP, "requirements.txt": None}
+    got = _findings(tmp_path, "PIT001", files, WORKERS)
+    assert [g.split(" ", 1)[1] for g in got] == [
+        "no production WSGI server (gunicorn, uwsgi, waitress) among the requirements"
+    ]
+
+
+def test_pit001_server_in_setup_py_quiet(tmp_path: Path) -> None:
+    files: dict[str, str | None] = {
+        "setup.py": SETUP.replace('"redis"', '"redis", "gunicorn>=22"'),
+        "requirements.txt": None,
+    }
+    assert _findings(tmp_path, "PIT001", files, WORKERS) == []
