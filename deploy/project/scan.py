@@ -7,6 +7,7 @@ functions of their text, so checks can be tested on small inline projects.
 from __future__ import annotations
 
 import ast
+import itertools
 import posixpath
 import re
 import tomllib
@@ -896,7 +897,7 @@ _WRITING_CALLS = {
 #: Config keys naming a folder the app writes into (uploads, logs, caches, search indexes).
 _WRITE_KEYS = re.compile(
     r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH)"
-    r"|\w*(CACHE|INDEX|WHOOSH\w*)_(DIR|DIRECTORY|FOLDER|PATH|ROOT))$"
+    r"|\w*(CACHE|WHOOSH\w*)_(DIR|DIRECTORY|FOLDER|PATH|ROOT))$"
 )
 _DB_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
 _BASE_HINTS = re.compile(r"(?i)(__file__|dir|base|root|path|here|folder)")
@@ -923,7 +924,11 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
     ):
         tail = [a.value for a in node.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if len(tail) != len(node.args) - 1:
-            return None
+            # `join(basedir, "whoosh_index", version)`: the path lies in the folder its constant parts name.
+            known = list(itertools.takewhile(lambda a: isinstance(a, ast.Constant), node.args[1:]))
+            if not known or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in known):
+                return None
+            return _path_of(ast.Call(node.func, [node.args[0], *known], []), depth + 1)
         head = node.args[0]
         if isinstance(head, ast.Constant) and isinstance(head.value, str):
             found = _path_of(ast.Constant("/".join([head.value, *tail])), depth + 1)
