@@ -97,9 +97,18 @@ def body_limits(ctx: Context) -> Iterator[Finding]:
     why="""Each Gunicorn worker is its own process: an in-process cache (Flask-Caching SimpleCache) holds a
     different copy per worker (stale, inconsistent pages) and SQLite takes one writer at a time ("database
     is locked" under concurrent writes).""",
-    fix="""Use a shared cache (`CACHE_TYPE="RedisCache"`) and a database server (PostgreSQL); or run a
+    fix="""Use a shared cache (`CACHE_TYPE="RedisCache"`) and a database server (PostgreSQL); keep state the
+    views change in the database or in Redis (rate limits: `storage_uri="redis://..."`); or run a
     single worker with threads (`workers: 1`, `worker_class: gthread`).""",
     layers=("source", "config"),
+    details="""What counts, when deploy.yaml runs two or more workers: an in-process cache (`CACHE_TYPE`
+    `SimpleCache` or `NullCache`); SQLite; a rate limiter keeping its counters in memory
+    (`Limiter(storage_uri="memory://")`: every worker counts on its own, so the limit is multiplied by the
+    workers); a TinyDB JSON file (no locking between processes: concurrent writes are lost); and a
+    module-level dict, list or set that a view changes at runtime, directly or through a function of
+    the same module it calls (`datasets[name] = ...`, `sessions.pop(key)`): each worker has its own copy,
+    so what one request stored is missing in the next. Containers filled only at import or start
+    (registries), UPPER_CASE constants and names a function binds locally do not count.""",
     references=(
         "https://flask-caching.readthedocs.io/en/latest/#simplecache",
         "https://www.sqlite.org/lockingv3.html",
@@ -119,6 +128,19 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
         yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
     for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
+    from deploy.project.scan import process_state
+
+    for state in process_state(ctx.project.python):
+        if state.changed_at is not None:
+            message = (
+                f"{state.what} is changed by a view (line {state.changed_at}): each of the {count} has its "
+                "own copy, so what one request stores the next may not see"
+            )
+        elif state.what.startswith("TinyDB"):
+            message = f"{state.what} written by {count} without locking: concurrent writes are lost"
+        else:
+            message = f"{state.what} keeps its counters per process, with {count}: limits multiply"
+        yield Finding(message, state.file, state.line)
 
 
 def _host_counts(ctx: Context) -> list[tuple[str, int]]:

@@ -250,6 +250,10 @@ def connection_pooling(ctx: Context) -> Iterator[Finding]:
             )
 
 
+#: Threads (workers times threads) below which long-lived streams exhaust a gthread pool.
+_THREADS_FOR_STREAMS = 100
+
+
 @check(
     "PERF005",
     area="performance",
@@ -275,8 +279,10 @@ def connection_pooling(ctx: Context) -> Iterator[Finding]:
     (`SocketIO(...)`) (high: open as long as the page is), and `stream_with_context()`,
     `stream_template()` or a `Response` built from a generator (low: the worker is held until the
     generator ends, and a stream longer than `gunicorn.timeout` is cut). Quiet with `worker_class`
-    gthread, gevent, eventlet or uvicorn, and with sync workers given `threads` above 1 (Gunicorn
-    then runs gthread workers).""",
+    gevent, eventlet or uvicorn. With gthread workers (or sync workers given `threads` above 1, which
+    Gunicorn runs as gthread) event streams and Socket.IO still hold a thread per open page: the check
+    reports them while workers × threads is below 100 (Flask-SocketIO's documented threaded setup
+    runs 100 threads); generator responses are quiet there.""",
 )
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import streams
@@ -284,7 +290,24 @@ def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None
     g = ctx.config.gunicorn
     # Gunicorn turns sync workers with threads into gthread workers.
-    if g.worker_class != "sync" or g.threads > 1:
+    if g.worker_class == "gthread" or (g.worker_class == "sync" and g.threads > 1):
+        # Each open page holds a thread: only a pool of threads as large as the pages open at once does.
+        workers = ctx.config.workers_for(None) or 3
+        total = workers * g.threads
+        if total >= _THREADS_FOR_STREAMS:
+            return
+        for stream in streams(ctx.project.python):
+            if stream.kind != "stream":
+                yield Finding(
+                    f"{stream.how} on gthread workers: each open page holds one of the {total} threads "
+                    f"({workers} × {g.threads}) for as long as it is open, so {total} open pages take every "
+                    "thread and the site stops answering; use worker_class gevent or eventlet, or far more "
+                    f"threads (at least {_THREADS_FOR_STREAMS})",
+                    stream.file,
+                    stream.line,
+                )
+        return
+    if g.worker_class != "sync":
         return
     for stream in streams(ctx.project.python):
         if stream.kind == "stream":

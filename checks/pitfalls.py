@@ -28,6 +28,10 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     fix="""Serve the app with Gunicorn (deploy renders its config and systemd unit) and keep `app.run()`
     only under `if __name__ == "__main__":` for local use; add gunicorn to the pinned requirements.""",
     layers=("source", "project"),
+    details="""Also reported when the project declares its dependencies (requirements files,
+    pyproject.toml, or `install_requires` in setup.py) and none of them is a production WSGI server
+    (gunicorn, uWSGI, Waitress, ...): the release's virtualenv, built from them, has nothing but the
+    development server to serve the app with.""",
     references=(
         "https://flask.palletsprojects.com/en/stable/deploying/",
         "https://werkzeug.palletsprojects.com/en/stable/serving/",
@@ -60,7 +64,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
             yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
     if (
         project.apps
-        and (project.requirements or "pyproject.toml" in project.files)
+        and (project.requirements or "pyproject.toml" in project.files or project.setup_requires is not None)
         and not project.depends_on(*_SERVERS)
     ):
         where, at = app_site(ctx)
@@ -291,12 +295,15 @@ def committed_files(root: Path, folder: str) -> list[str]:
     What counts as a write: `os.mkdir()`, `os.makedirs()`, `Path(...).mkdir()`, logging file handlers,
     `sqlite3.connect()`, an SQLite `SQLALCHEMY_DATABASE_URI`/`DATABASE_URL` (also a fallback such as
     `os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(basedir, "app.db")`), and config keys
-    naming an upload or log folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`, `UPLOADED_*_DEST`, `LOG_DIR`,
-    `LOG_FILE`).
+    naming an upload, log, cache or search-index folder (`UPLOAD_FOLDER`, `*_UPLOAD_PATH`,
+    `UPLOADED_*_DEST`, `LOG_DIR`, `LOG_FILE`, `CACHE_DIR`, `*_CACHE_DIRECTORY`, `WHOOSHEE_DIR`), also as
+    module-level names of a `constants.py`; and `os.makedirs(app.instance_path)` (the folder `instance`
+    beside the app's package, in the release).
     The path is resolved to the folder of the project the app really writes: `app.root_path` is the folder
     of the module that creates the app, `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`,
     `.resolve()`, `os.path.join()` and `/` are followed, also through names (`basedir =
-    os.path.abspath(os.path.dirname(__file__))`), so `os.path.join(app.root_path, "uploads")` in
+    os.path.abspath(os.path.dirname(__file__))`); `os.getcwd()` and `Path.cwd()` are the release (the
+    service's working directory), so `os.path.join(app.root_path, "uploads")` in
     `shop/__init__.py` is `shop/uploads` and only an `app.shared` entry `shop/uploads` (or `shop`) covers it.
     A relative path (resolved from the release, the service's working directory) is covered by an entry it
     lies in; a path joined to a folder that cannot be resolved, by an entry of the same name. Folders made

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from deploy.checker import Context, Finding, check
 from deploy.config.secrets import key_weakness
 from deploy.project.evidence import csrf_enforcement, runs_in_production, uses_session, view_checks_token
-from deploy.project.scan import KEY_GENERATORS
+from deploy.project.scan import KEY_GENERATORS, Project
 
 from ._helpers import (
     app_site,
@@ -84,6 +84,11 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
     deploy.yaml `app.secrets`, and generate it with
     `python -c 'import secrets; print(secrets.token_hex(32))'`.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", "https://cwe.mitre.org/data/definitions/798.html"),
+    details="""Where the key is looked for: `app.config[...]`, `config.update()`/`from_mapping()`,
+    `app.secret_key`, config classes, module-level names of settings modules (`config.py`,
+    `settings.py`, `default_settings.py`, `constants.py`, ...) and of any module that loads itself as
+    config (`app.config.from_object(__name__)`): a key that only a command-line entry point replaces is
+    still the key Gunicorn serves with.""",
 )
 def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("SECRET_KEY"):
@@ -155,6 +160,37 @@ def https_off(ctx: Context) -> Iterator[Finding]:
 _STATE_CHANGING = ("form", "values", "files")
 
 
+def basic_auth_guard(project: Project) -> tuple[str, int] | None:
+    """(file, line) of a `before_request` handler that authenticates with HTTP Basic
+    (`request.authorization`): the browser then sends the credentials on every request, cross-site too."""
+    for module in project.python:
+        if module.tree is None or "authorization" not in module.text:
+            continue
+        for f in ast.walk(module.tree):
+            if not isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            hooks = {
+                _dotted_name(d.func if isinstance(d, ast.Call) else d).rsplit(".", 1)[-1]
+                for d in f.decorator_list
+            }
+            if hooks & {"before_request", "before_app_request"} and any(
+                isinstance(n, ast.Attribute)
+                and n.attr == "authorization"
+                and _dotted_name(n.value) == "request"
+                for n in ast.walk(f)
+            ):
+                return module.path, f.lineno
+    return None
+
+
+def _dotted_name(node: ast.AST) -> str:
+    return (
+        f"{_dotted_name(node.value)}.{node.attr}"
+        if isinstance(node, ast.Attribute)
+        else getattr(node, "id", "")
+    )
+
+
 @check(
     "SEC005",
     area="security",
@@ -164,7 +200,10 @@ _STATE_CHANGING = ("form", "values", "files")
     post, delete). Flask has no CSRF protection of its own. Not reported when the app enforces CSRF for
     every request (Flask-WTF's `CSRFProtect(app)` or `csrf.init_app(app)`, Flask-SeaSurf, or a
     `before_request` handler that checks a token, nonce or `Sec-Fetch-Site` header and aborts), nor
-    for a view that checks a CSRF token or nonce itself.""",
+    for a view that checks a CSRF token or nonce itself. An app that authenticates with HTTP Basic
+    (a `before_request` handler reading `request.authorization`) is open even where a view reads no
+    form: once the user has logged in, the browser adds the credentials to every request to the site,
+    a cross-site form post included.""",
     fix="""Install Flask-WTF and call `CSRFProtect(app)` (or `csrf.init_app(app)` in the factory), or handle
     the form with a `FlaskForm` and `validate_on_submit()`; render `{{ form.hidden_tag() }}` or
     `{{ csrf_token() }}` inside every form.""",
@@ -181,17 +220,28 @@ def csrf_missing(ctx: Context) -> Iterator[Finding]:
         yield Finding("WTF_CSRF_ENABLED is False: CSRF protection is switched off", s.file, s.line)
     if not disabled and csrf_enforcement(project) is not None:
         return
+    basic = basic_auth_guard(project)
     for route in project.routes:
-        if (
+        if not (
             route.changes_state
-            and route.reads & set(_STATE_CHANGING)
             and not route.uses_form_class
             and not route.csrf_exempt
             and not view_checks_token(project, route.file, route.line)
         ):
+            continue
+        if route.reads & set(_STATE_CHANGING):
             yield Finding(
                 f"{', '.join(route.methods)} {route.rule} ({route.function}) reads request.form "
                 "without CSRF protection",
+                route.file,
+                route.line,
+            )
+        elif basic is not None and not route.reads & {"json", "get_json"}:
+            # A cross-site form post (or, for GET, an <img>) carries the browser's Basic credentials.
+            yield Finding(
+                f"{', '.join(route.methods)} {route.rule} ({route.function}) changes state behind HTTP Basic "
+                f"auth ({basic[0]}:{basic[1]}), which browsers send on cross-site requests too, without "
+                "CSRF protection",
                 route.file,
                 route.line,
             )
@@ -739,10 +789,13 @@ def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
     os.urandom(32)`), or by a function that writes it to a file and returns it (`app.secret_key =
     init_secret(path)`). When deploy.yaml gives the variable the code reads (`app.secrets` or
     `app.env`), the generated key is never used and the check is quiet. A key generated
-    unconditionally into a config key is SEC003's.""",
+    unconditionally into a config key is SEC003's. Other keys count too when a function named for a
+    key or secret (`get_encryption_key()`, `init_secret()`) generates one and writes it to a file and
+    the app calls it: an encryption key regenerated in each new release makes the data it encrypted
+    unreadable.""",
 )
 def secret_key_generated(ctx: Context) -> Iterator[Finding]:
-    from deploy.project.scan import key_generations
+    from deploy.project.scan import key_file_helpers, key_generations
 
     given: set[str] = set()
     if ctx.config is not None:
@@ -752,7 +805,19 @@ def secret_key_generated(ctx: Context) -> Iterator[Finding]:
     configured = ("FLASK_SECRET_KEY" in given and bool(ctx.project.calls_named("from_prefixed_env"))) or any(
         s.value.env_name in given for s in ctx.project.setting("SECRET_KEY") if s.value.kind == "env"
     )
-    for k in key_generations(ctx.project.python):
+    generations = key_generations(ctx.project.python)
+    used = {(k.file, k.generated_at) for k in generations if k.generated_at is not None}
+    for k in key_file_helpers(ctx.project.python, used):
+        yield Finding(
+            f"{k.helper}() generates a key (line {k.generated_at}) and writes it to a file (line "
+            f"{k.written_at}): unless that file is in a shared folder, every push makes a new key and "
+            "what it signed or encrypted can no longer be read; workers starting together may each write "
+            "their own; create the key file once, in a folder listed in deploy.yaml app.shared, or give "
+            "the key through app.secrets",
+            k.file,
+            k.line,
+        )
+    for k in generations:
         if k.env_name and k.env_name in given:
             continue  # deploy.yaml gives the variable: the generated key is never used
         if k.how == "fallback" and not k.env_name and configured:

@@ -7,6 +7,7 @@ functions of their text, so checks can be tested on small inline projects.
 from __future__ import annotations
 
 import ast
+import itertools
 import posixpath
 import re
 import tomllib
@@ -526,7 +527,7 @@ class Project:
 
     @cached_property
     def dependencies(self) -> set[str]:
-        """Normalised names of every declared dependency (requirements files and pyproject.toml)."""
+        """Normalised names of every declared dependency (requirements files, pyproject.toml, setup.py)."""
         names = {_norm(r.name) for r in self.requirements}
         pyproject = self.files.get("pyproject.toml")
         if pyproject:
@@ -541,7 +542,27 @@ class Project:
                     names.add(_norm(match.group(1)))
             poetry = data.get("tool", {}).get("poetry", {}).get("dependencies", {}) or {}
             names.update(_norm(n) for n in poetry)
+        names.update(_norm(n) for n in self.setup_requires or [])
         return names
+
+    @cached_property
+    def setup_requires(self) -> list[str] | None:
+        """The names in setup.py's `setup(install_requires=[...])` (None without such a list)."""
+        module = next((m for m in self.python if m.path == "setup.py"), None)
+        if module is None or module.tree is None:
+            return None
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Call) and _dotted(node.func).rsplit(".", 1)[-1] == "setup":
+                value = next((k.value for k in node.keywords if k.arg == "install_requires"), None)
+                if isinstance(value, ast.List | ast.Tuple):
+                    return [
+                        match.group(1)
+                        for e in value.elts
+                        if isinstance(e, ast.Constant)
+                        and isinstance(e.value, str)
+                        and (match := re.match(r"^\s*([A-Za-z0-9_.-]+)", e.value))
+                    ]
+        return None
 
     def depends_on(self, *names: str) -> bool:
         return any(_norm(n) in self.dependencies for n in names)
@@ -799,9 +820,10 @@ _WRITING_CALLS = {
     "WatchedFileHandler": "WatchedFileHandler()",
     "sqlite3.connect": "sqlite3.connect()",
 }
-#: Config keys naming a folder the app writes into (uploads, logs).
+#: Config keys naming a folder the app writes into (uploads, logs, caches, search indexes).
 _WRITE_KEYS = re.compile(
-    r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH))$"
+    r"^(\w*UPLOAD\w*_(FOLDER|PATH|DIR|DEST|ROOT)|UPLOADED_\w+_DEST|\w*LOG_(FILE|DIR|FOLDER|PATH)"
+    r"|\w*(CACHE|WHOOSH\w*)_(DIR|DIRECTORY|FOLDER|PATH|ROOT))$"
 )
 _DB_KEYS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI")
 _BASE_HINTS = re.compile(r"(?i)(__file__|dir|base|root|path|here|folder)")
@@ -828,7 +850,11 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
     ):
         tail = [a.value for a in node.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if len(tail) != len(node.args) - 1:
-            return None
+            # `join(basedir, "whoosh_index", version)`: the path lies in the folder its constant parts name.
+            known = list(itertools.takewhile(lambda a: isinstance(a, ast.Constant), node.args[1:]))
+            if not known or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in known):
+                return None
+            return _path_of(ast.Call(node.func, [node.args[0], *known], []), depth + 1)
         head = node.args[0]
         if isinstance(head, ast.Constant) and isinstance(head.value, str):
             found = _path_of(ast.Constant("/".join([head.value, *tail])), depth + 1)
@@ -843,10 +869,12 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
             return _based(node.left, right.value)
     if (
         isinstance(node, ast.Call)
-        and _dotted(node.func) in ("Path", "pathlib.Path", "PurePath")
+        and _dotted(node.func) in ("Path", "pathlib.Path", "PurePath", "str", "os.fspath")
         and len(node.args) == 1
     ):
         return _path_of(node.args[0], depth + 1)
+    if isinstance(node, ast.Attribute) and node.attr == "instance_path":
+        return "instance", "relative"  # Flask's default: the folder `instance` beside the app's package
     folder_of = _FOLDER_OF.get()
     folder = folder_of(node) if folder_of is not None and isinstance(node, ast.Name | ast.Attribute) else None
     if folder == TEMP_FOLDER:
@@ -911,7 +939,7 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
     the source tells: `__file__`, `os.path.dirname()`, `abspath()`, `Path(...).parent`, `.resolve()`,
     `os.path.join()`, `/`, `app.root_path`, and names assigned such an expression in this module."""
     names: dict[str, str] = {}
-    if not any(word in module.text for word in ("__file__", "root_path", "tempfile")):
+    if not any(word in module.text for word in ("__file__", "root_path", "tempfile", "cwd")):
         return lambda node: None  # nothing in this module can name a folder of the project
     own = app_root_path([module])
     if own is not None:
@@ -944,6 +972,8 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
         leaf = name.rsplit(".", 1)[-1]
         if isinstance(node.func, ast.Attribute) and leaf in ("resolve", "absolute") and not node.args:
             return resolve(node.func.value, depth + 1)
+        if name in ("os.getcwd", "getcwd", "Path.cwd", "pathlib.Path.cwd"):
+            return ""  # the service's working directory: the release
         if not node.args:
             return None
         first = resolve(node.args[0], depth + 1)
@@ -1203,8 +1233,21 @@ class _Visitor(ast.NodeVisitor):
         self.statements: set[str] = set()
         self.tainted: dict[str, str] = {}  # variable -> the request data it holds (per function)
         self.templated: dict[str, tuple[str, str]] = {}  # variable -> (source, how) of a built string
+        #: The module is its own config (`app.config.from_object(__name__)`): its UPPER_CASE names are keys.
+        self.self_config = False
 
     # scopes
+
+    def visit_Module(self, node: ast.Module) -> None:
+        self.self_config = any(
+            isinstance(n, ast.Call)
+            and _dotted(n.func).endswith("config.from_object")
+            and len(n.args) == 1
+            and isinstance(n.args[0], ast.Name)
+            and n.args[0].id == "__name__"
+            for n in ast.walk(node)
+        )
+        self.generic_visit(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
@@ -1342,8 +1385,18 @@ class _Visitor(ast.NodeVisitor):
                 if (
                     _CONFIG_KEY.match(target.id)
                     and not self.function
-                    and self.path.rsplit("/", 1)[-1]
-                    in ("config.py", "settings.py", "default_settings.py", "production.py", "prod.py")
+                    and (
+                        self.self_config
+                        or self.path.rsplit("/", 1)[-1]
+                        in (
+                            "config.py",
+                            "settings.py",
+                            "default_settings.py",
+                            "production.py",
+                            "prod.py",
+                            "constants.py",
+                        )
+                    )
                 ):
                     self._setting(target.id, value, line)
                 else:
@@ -1621,6 +1674,8 @@ class KeyGeneration:
     #: Where the key is generated and where it is written to a file (for "file").
     generated_at: int | None = None
     written_at: int | None = None
+    #: For a key that is not the SECRET_KEY (an encryption key a helper keeps in a file): its function.
+    helper: str | None = None
 
 
 def _is_key_target(node: ast.AST) -> bool:
@@ -1666,6 +1721,34 @@ def _mentions_key(node: ast.AST) -> bool:
         or (isinstance(c, ast.Attribute) and c.attr in ("secret_key", "SECRET_KEY"))
         for c in ast.walk(node)
     )
+
+
+_KEY_HELPER = re.compile(r"(?i)(^|_)(key|secret)(_|$)")
+
+
+def key_file_helpers(modules: list[PythonFile], used: set[tuple[str, int]]) -> list[KeyGeneration]:
+    """Functions named for a key or secret (`get_encryption_key`, `init_secret`) that generate one and
+    write it to a file, when the app calls them; `used` are (file, line) of generations already found
+    (for SECRET_KEY)."""
+    called = {
+        _dotted(n.func).rsplit(".", 1)[-1]
+        for m in modules
+        if m.tree is not None
+        for n in ast.walk(m.tree)
+        if isinstance(n, ast.Call)
+    }
+    out: list[KeyGeneration] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        for f in ast.walk(module.tree):
+            if not isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) or not _KEY_HELPER.search(f.name):
+                continue
+            made, written = _generator_line(f), _file_write_line(f)
+            if made is None or written is None or f.name not in called or (module.path, made) in used:
+                continue
+            out.append(KeyGeneration(module.path, f.lineno, "file", None, made, written, helper=f.name))
+    return out
 
 
 def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
@@ -1728,6 +1811,158 @@ def key_generations(modules: list[PythonFile]) -> list[KeyGeneration]:
             ):
                 # `self.SECRET_KEY = os.urandom(32)` in a config object (no config key SEC003 sees).
                 out.append(KeyGeneration(module.path, line, "process", None, made))
+    return out
+
+
+# --- per-process state ----------------------------------------------------------------------------
+
+#: Calls that make an empty container kept at module level (`cache = {}` is an ast.Dict).
+_CONTAINER_CALLS = frozenset(
+    {
+        "dict",
+        "list",
+        "set",
+        "defaultdict",
+        "OrderedDict",
+        "Counter",
+        "deque",
+        "collections.defaultdict",
+        "collections.OrderedDict",
+        "collections.Counter",
+        "collections.deque",
+    }
+)
+_MUTATING_METHODS = frozenset(
+    {
+        "append",
+        "add",
+        "update",
+        "pop",
+        "popitem",
+        "setdefault",
+        "clear",
+        "extend",
+        "insert",
+        "remove",
+        "discard",
+        "appendleft",
+        "popleft",
+    }
+)
+_VIEW_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete"})
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """Module-level state that the views change at runtime: each worker process has its own copy."""
+
+    file: str
+    line: int
+    what: str
+    #: Where a view (or a function a view calls) changes it, for the message.
+    changed_at: int | None = None
+
+
+def _is_view(f: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for decorator in f.decorator_list:
+        call = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = _dotted(call)
+        if "." in name and name.rsplit(".", 1)[-1] in _VIEW_DECORATORS:
+            return True
+    return False
+
+
+def _mutation_of(node: ast.AST, names: set[str]) -> str | None:
+    """The module-level container `node` changes (`d[k] = v`, `del d[k]`, `d.pop(k)`), if any."""
+    targets: list[ast.AST] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        targets = [node.target]
+    elif isinstance(node, ast.Delete):
+        targets = list(node.targets)
+    for t in targets:
+        if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in names:
+            return t.value.id
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _MUTATING_METHODS
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in names
+    ):
+        return node.func.value.id
+    return None
+
+
+def process_state(modules: list[PythonFile]) -> list[ProcessState]:
+    """Per-process state the app relies on: module-level dicts/lists/sets that the views change,
+    rate limits kept in memory (`storage_uri="memory://"`), and TinyDB JSON files (no locking)."""
+    out: list[ProcessState] = []
+    for module in modules:
+        if module.tree is None:
+            continue
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            uri = next((k.value for k in node.keywords if k.arg in ("storage_uri", "storage_url")), None)
+            if isinstance(uri, ast.Constant) and str(uri.value).startswith("memory://"):
+                out.append(ProcessState(module.path, node.lineno, f"{name}(storage_uri='memory://')"))
+            elif name.rsplit(".", 1)[-1] == "TinyDB" and not any(
+                _dotted(a).endswith("MemoryStorage")
+                for a in [*node.args[1:], *(k.value for k in node.keywords)]
+            ):
+                out.append(ProcessState(module.path, node.lineno, "TinyDB() JSON file"))
+        # Module-level containers, and the views (and the functions they call) that change them.
+        containers: dict[str, int] = {}
+        for stmt in module.tree.body:
+            if (
+                isinstance(stmt, ast.Assign)
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                value = stmt.value
+                empty = isinstance(value, ast.Dict | ast.List | ast.Set) or (
+                    isinstance(value, ast.Call) and _dotted(value.func) in _CONTAINER_CALLS
+                )
+                if empty and not stmt.targets[0].id.isupper():
+                    containers[stmt.targets[0].id] = stmt.lineno
+        if not containers:
+            continue
+        functions = {
+            f.name: f for f in module.tree.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        for f in ast.walk(module.tree):
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and _is_view(f):
+                functions.setdefault(f.name, f)
+        reached = [f for f in functions.values() if _is_view(f)]
+        seen = {f.name for f in reached}
+        while reached:
+            f = reached.pop()
+            for n in ast.walk(f):
+                if (
+                    isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Name)
+                    and n.func.id in functions
+                    and n.func.id not in seen
+                ):
+                    seen.add(n.func.id)
+                    reached.append(functions[n.func.id])
+        changed: dict[str, int] = {}
+        for fname in sorted(seen):
+            f = functions[fname]
+            # A name the function binds itself (and does not declare global) is its own local.
+            local = {
+                n.id for n in ast.walk(f) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            } | {a.arg for a in ast.walk(f.args) if isinstance(a, ast.arg)}
+            local -= {g for n in ast.walk(f) if isinstance(n, ast.Global) for g in n.names}
+            for n in ast.walk(f):
+                hit = _mutation_of(n, set(containers) - local)
+                if hit is not None:
+                    changed.setdefault(hit, getattr(n, "lineno", 0))
+        for var, at in sorted(changed.items()):
+            out.append(ProcessState(module.path, containers[var], f"module-level {var!r}", at))
     return out
 
 

@@ -83,7 +83,8 @@ def test_matching_rule_on_a_hand_made_report() -> None:
         true_findings=[{"id": "XL006", "file": "app/config.py", "line": 40, "proof": "sqlite default"},
                        {"id": "DEP002", "proof": "no lock file"}],
         problems=[{"id": "XL006", "file": "app/config.py", "line": 40, "proof": "p"},
-                  {"id": "SEC023", "file": "app/keys.py", "line": 10, "proof": "p"}],
+                  {"id": "SEC023", "file": "app/keys.py", "line": 10, "proof": "p"},
+                  {"id": "PIT006", "file": "app/config.py", "line": 60, "proof": "only a problem"}],
         false_findings=[{"id": "SEC005", "file": "app/views.py",
                          "reason": "CSRFProtect(app) in app/ext.py:3"}],
     )
@@ -95,18 +96,19 @@ def test_matching_rule_on_a_hand_made_report() -> None:
         Reported("DEP002", "medium", "requirements.txt", 1),  # a file where the label has none: no match
         Reported("SEC005", "high", "app/views.py", 12),       # labelled false
         Reported("SEC023", "low", "app/keys.py", 10),         # below medium: not counted, not found
+        Reported("PIT006", "high", "app/config.py", 61),      # a labelled problem: true as well
     ]
     assert matches(report[0], label.true_findings[0]) and not matches(report[1], label.true_findings[0])
     assert not matches(Reported("XL005", "high", "app/config.py", 40), label.true_findings[0])
     score = Score(app="x")
     score_check(label, report, score)
-    assert (score.reported, score.true, score.labelled_false) == (5, 2, 1)
-    assert score.precision == pytest.approx(2 / 5)
-    assert (score.found, score.problems, score.recall) == (1, 2, 0.5)
+    assert (score.reported, score.true, score.labelled_false) == (6, 3, 1)
+    assert score.precision == pytest.approx(3 / 6)
+    assert (score.found, score.problems, score.recall) == (2, 3, pytest.approx(2 / 3))
     assert score.missed == ["SEC023 app/keys.py:10"]
     assert score.unlabelled == ["XL006 app/config.py:46", "DEP002 requirements.txt:1"]
     assert score.by_check == {"XL006": [2, 1, 1, 1], "DEP002": [2, 1, 0, 0], "SEC005": [1, 0, 0, 0],
-                              "SEC023": [0, 0, 1, 0]}
+                              "SEC023": [0, 0, 1, 0], "PIT006": [1, 1, 1, 1]}
     assert by_check([score, score])["XL006"] == [4, 2, 2, 2]
     assert "| XL006 | 4 | 2 | 50% | 2/2 | 100% |" in check_table([score, score])
 
