@@ -115,7 +115,8 @@ class Corpus:
     store: Callable[[Site], str]  # stores a piece of data through the app's HTTP interface; its key
     read: Callable[[Site, str], str]  # reads it back (the text that must contain the stored value)
     value: str  # the stored value read back
-    notes: str = ""
+    #: What an operator does on the host after `deploy setup` (a settings file outside the release).
+    on_host: Callable[[Sandbox, SandboxHost], None] | None = None
 
 
 VALUE = "corpus-kept-across-push-and-rollback"
@@ -131,7 +132,8 @@ ARCHIVY_USER, ARCHIVY_PASSWORD = "corpus", "corpus-pass-1"
 
 
 def _archivy_prepare(root: Path) -> None:
-    _append(root / "requirements.txt", "gunicorn\n")
+    # models.py imports pkg_resources, which setuptools 81 dropped and no requirement installs.
+    _append(root / "requirements.txt", "gunicorn\nsetuptools<81\n")
 
 
 def _archivy_login(site: Site) -> None:
@@ -187,7 +189,7 @@ def _buku_prepare(root: Path) -> None:
     _append(
         root / "requirements.txt",
         "arrow>=1.2.2\nFlask-Admin>=2.0.0\nflask-paginate>=2022.1.8\nFlask-WTF>=1.0.1\nFlask>=2.2.2\n"
-        "Jinja2>=3\nflasgger\ngunicorn\n",
+        "Jinja2>=3\nflasgger>=0.9.7.1\ngunicorn\n",
     )
 
 
@@ -230,10 +232,17 @@ gunicorn: {workers: auto, worker_class: sync, timeout: 30}
 )
 
 
-# ihatemoney: a settings file (IHATEMONEY_SETTINGS_FILE_PATH) puts the SQLite database in the shared
-# instance/ folder (Flask-SQLAlchemy resolves a relative sqlite path there) instead of the default
-# /tmp, which is private to each service instance; the REST API creates a project.
+# ihatemoney: configured by a settings file, by default /etc/ihatemoney/ihatemoney.cfg (run.py:75-82, relative
+# paths resolve against that instance folder too). deploy ships nothing outside the release, so the operator
+# writes it on the host (as ihatemoney's docs say): the SQLite database in the release's shared instance/
+# folder instead of the default /tmp (private to each service instance), the secret key from deploy's env.
 IHM_PROJECT, IHM_PASSWORD = "corpusproject", "corpus-pass-1"
+IHM_SETTINGS = """\
+import os
+SQLALCHEMY_DATABASE_URI = "sqlite:///" + os.path.join(os.getcwd(), "instance", "ihatemoney.db")
+SECRET_KEY = os.environ["SECRET_KEY"]
+SESSION_COOKIE_SECURE = False
+"""
 
 
 def _ihatemoney_prepare(root: Path) -> None:
@@ -242,13 +251,14 @@ def _ihatemoney_prepare(root: Path) -> None:
     old = '"WTForms~=3.2.1",]'
     assert old in text, "ihatemoney's pyproject.toml changed: update the test"
     pyproject.write_text(text.replace(old, '"WTForms~=3.2.1", "gunicorn"]'), encoding="utf-8")
-    (root / "ihatemoney" / "production.cfg").write_text(
-        "import os\n"
-        'SQLALCHEMY_DATABASE_URI = "sqlite:///ihatemoney.db"  # in the instance folder (shared)\n'
-        'SECRET_KEY = os.environ["SECRET_KEY"]\n'
-        "SESSION_COOKIE_SECURE = False\n",
-        encoding="utf-8",
+
+
+def _ihatemoney_host(box: Sandbox, host: SandboxHost) -> None:
+    script = (
+        "install -d -m 755 /etc/ihatemoney && cat > /etc/ihatemoney/ihatemoney.cfg && "
+        "chgrp ihatemoney /etc/ihatemoney/ihatemoney.cfg && chmod 640 /etc/ihatemoney/ihatemoney.cfg"
     )
+    box.run(host, ["sh", "-c", script], input=IHM_SETTINGS, check=True, timeout=30)
 
 
 def _ihatemoney_store(site: Site) -> str:
@@ -275,8 +285,6 @@ app:
   requirements: pyproject.toml
   static: {url: /static, dir: ihatemoney/static}
   health: /healthcheck
-  env:
-    IHATEMONEY_SETTINGS_FILE_PATH: production.cfg
   secrets: [SECRET_KEY]
   shared: [instance]
 gunicorn: {workers: auto, worker_class: sync, timeout: 30}
@@ -287,9 +295,78 @@ gunicorn: {workers: auto, worker_class: sync, timeout: 30}
     store=_ihatemoney_store,
     read=_ihatemoney_read,
     value=VALUE,
+    on_host=_ihatemoney_host,
 )
 
-CORPUS = [ARCHIVY, BUKU, IHATEMONEY]
+
+# dtale: holds its data in process memory by default (global_state); its own persistent store
+# (global_state.use_shelve_store) is switched on by a wsgi.py the user writes, in the shared data/ folder.
+# A CSV upload through /dtale/upload makes a dataset; /dtale/data/<id> reads its rows back.
+DTALE_WSGI = """\
+\"\"\"Gunicorn's entry: D-Tale with its shelve store in the shared data/ folder (kept across releases).\"\"\"
+
+from dtale import global_state
+from dtale.app import build_app
+
+global_state.use_shelve_store("data")
+app = build_app(reaper_on=False)
+"""
+
+
+def _dtale_prepare(root: Path) -> None:
+    _append(root / "requirements.txt", "gunicorn\n")  # not in requirements.txt nor setup.py
+    (root / "wsgi.py").write_text(DTALE_WSGI, encoding="utf-8")
+
+
+def _multipart(field_name: str, content: bytes) -> tuple[bytes, str]:
+    boundary = "corpus-push-boundary-7f3a"
+    body = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="{field_name}"; filename="{field_name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _dtale_store(site: Site) -> str:
+    body, kind = _multipart("corpus.csv", f"label,amount\n{VALUE},42\nother,7\n".encode())
+    status, text = site.request("POST", "/dtale/upload", body, {"Content-Type": kind})
+    assert status == 200, f"dtale upload: {status} {text[:300]}"
+    answer = json.loads(text)
+    assert answer.get("success"), text[:500]
+    return str(answer["data_id"])
+
+
+def _dtale_read(site: Site, key: str) -> str:
+    status, text = site.get(f"/dtale/data/{key}?ids=%5B%220-5%22%5D")
+    assert status == 200, f"dtale read: {status} {text[:300]}"
+    answer = json.loads(text)
+    assert answer.get("success"), text[:500]
+    return text
+
+
+DTALE = Corpus(
+    name="dtale",
+    app_yaml="""\
+app:
+  name: dtale
+  wsgi: "wsgi:app"
+  requirements: requirements.txt
+  static: {url: /dtale/static, dir: dtale/static}
+  health: /health
+  shared: [data]
+gunicorn: {workers: 1, worker_class: gthread, threads: 4, timeout: 120}
+nginx: {client_max_body_size: 100m}
+""",
+    prepare=_dtale_prepare,
+    page="/dtale/popup/upload",
+    marker="D-Tale",
+    store=_dtale_store,
+    read=_dtale_read,
+    value=VALUE,
+)
+
+CORPUS = [ARCHIVY, BUKU, DTALE, IHATEMONEY]
 
 
 # --- the copy, the config, deploy ----------------------------------------------------------------
@@ -385,10 +462,12 @@ def _page(pushed: Pushed) -> None:
 def test_corpus_app_serves_and_keeps_its_data_across_a_push_and_a_rollback(
     corpus: Corpus, corpus_host: tuple[Sandbox, SandboxHost], tmp_path: Path
 ) -> None:
-    _box, host = corpus_host
+    box, host = corpus_host
     started = time.monotonic()
     pushed = _copy(corpus, tmp_path, host)
     pushed.deploy("setup")
+    if corpus.on_host is not None:
+        corpus.on_host(box, host)
     first = pushed.release(pushed.deploy("push"))
     _page(pushed)
     key = corpus.store(pushed.site)
