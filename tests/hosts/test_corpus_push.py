@@ -132,8 +132,12 @@ ARCHIVY_USER, ARCHIVY_PASSWORD = "corpus", "corpus-pass-1"
 
 
 def _archivy_prepare(root: Path) -> None:
-    # models.py imports pkg_resources, which setuptools 81 dropped and no requirement installs.
-    _append(root / "requirements.txt", "gunicorn\nsetuptools<81\n")
+    # models.py imports pkg_resources, which setuptools 81 dropped and no requirement installs; every page
+    # asks pkg_resources for the installed `archivy` distribution's version (routes.py:34), and deploy
+    # installs the requirements, never the project itself: the published distribution of the same version
+    # provides that metadata (the code served is still the release's: the release folder comes first on
+    # sys.path).
+    _append(root / "requirements.txt", "gunicorn\nsetuptools<81\narchivy==1.7.7\n")
 
 
 def _archivy_login(site: Site) -> None:
@@ -190,6 +194,13 @@ def _buku_prepare(root: Path) -> None:
         root / "requirements.txt",
         "arrow>=1.2.2\nFlask-Admin>=2.0.0\nflask-paginate>=2022.1.8\nFlask-WTF>=1.0.1\nFlask>=2.2.2\n"
         "Jinja2>=3\nflasgger>=0.9.7.1\ngunicorn\n",
+    )
+    # create_app() loads bukuserver/apidocs/template.yml (server.py:123), which the 5.1 sdist does not ship
+    # (`bukuserver run` from the sdist fails the same way): the copy gets a minimal OpenAPI template.
+    apidocs = root / "bukuserver" / "apidocs"
+    apidocs.mkdir(exist_ok=True)
+    (apidocs / "template.yml").write_text(
+        'swagger: "2.0"\ninfo: {title: Bukuserver API, version: "5.1"}\n', encoding="utf-8"
     )
 
 
