@@ -11,6 +11,12 @@ host's address and key, plain HTTP, the requirements the app really needs), then
 - a second push (a changed file) keeps that data, and so does `deploy rollback` (read back each time).
 
 One host, booted once, serves every app: each app has its own `app.name`, user, directories and domain.
+
+dtale, the fourth runnable app, is not here: it serves (pushed and answering in a trial of this test), but it
+cannot keep data across a push by its design, whatever deploys it. Its datasets live in the process's
+memory (dtale/global_state.py); its only file-backed store, `global_state.use_shelve_store(dir)`, refuses to
+read back its own metadata ("Forbidden unpickle: pandas._libs.tslibs.timestamps._unpickle_timestamp", from
+the safe unpickler of dtale 3.22.0), and its other stores need Redis or ArcticDB (outside services).
 """
 
 from __future__ import annotations
@@ -310,74 +316,7 @@ gunicorn: {workers: auto, worker_class: sync, timeout: 30}
 )
 
 
-# dtale: holds its data in process memory by default (global_state); its own persistent store
-# (global_state.use_shelve_store) is switched on by a wsgi.py the user writes, in the shared data/ folder.
-# A CSV upload through /dtale/upload makes a dataset; /dtale/data/<id> reads its rows back.
-DTALE_WSGI = """\
-\"\"\"Gunicorn's entry: D-Tale with its shelve store in the shared data/ folder (kept across releases).\"\"\"
-
-from dtale import global_state
-from dtale.app import build_app
-
-global_state.use_shelve_store("data")
-app = build_app(reaper_on=False)
-"""
-
-
-def _dtale_prepare(root: Path) -> None:
-    _append(root / "requirements.txt", "gunicorn\n")  # not in requirements.txt nor setup.py
-    (root / "wsgi.py").write_text(DTALE_WSGI, encoding="utf-8")
-
-
-def _multipart(field_name: str, content: bytes) -> tuple[bytes, str]:
-    boundary = "corpus-push-boundary-7f3a"
-    body = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="{field_name}"; filename="{field_name}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def _dtale_store(site: Site) -> str:
-    body, kind = _multipart("corpus.csv", f"label,amount\n{VALUE},42\nother,7\n".encode())
-    status, text = site.request("POST", "/dtale/upload", body, {"Content-Type": kind})
-    assert status == 200, f"dtale upload: {status} {text[:300]}"
-    answer = json.loads(text)
-    assert answer.get("success"), text[:500]
-    return str(answer["data_id"])
-
-
-def _dtale_read(site: Site, key: str) -> str:
-    status, text = site.get(f"/dtale/data/{key}?ids=%5B%220-5%22%5D")
-    assert status == 200, f"dtale read: {status} {text[:300]}"
-    answer = json.loads(text)
-    assert answer.get("success"), text[:500]
-    return text
-
-
-DTALE = Corpus(
-    name="dtale",
-    app_yaml="""\
-app:
-  name: dtale
-  wsgi: "wsgi:app"
-  requirements: requirements.txt
-  static: {url: /dtale/static, dir: dtale/static}
-  health: /health
-  shared: [data]
-gunicorn: {workers: 1, worker_class: gthread, threads: 4, timeout: 120}
-nginx: {client_max_body_size: 100m}
-""",
-    prepare=_dtale_prepare,
-    page="/dtale/popup/upload",
-    marker="D-Tale",
-    store=_dtale_store,
-    read=_dtale_read,
-    value=VALUE,
-)
-
-CORPUS = [ARCHIVY, BUKU, DTALE, IHATEMONEY]
+CORPUS = [ARCHIVY, BUKU, IHATEMONEY]
 
 
 # --- the copy, the config, deploy ----------------------------------------------------------------
