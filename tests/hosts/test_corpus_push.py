@@ -15,8 +15,9 @@ One host, booted once, serves every app: each app has its own `app.name`, user, 
 dtale, the fourth runnable app, is not here: it serves (pushed and answering in a trial of this test), but it
 cannot keep data across a push by its design, whatever deploys it. Its datasets live in the process's
 memory (dtale/global_state.py); its only file-backed store, `global_state.use_shelve_store(dir)`, refuses to
-read back its own metadata ("Forbidden unpickle: pandas._libs.tslibs.timestamps._unpickle_timestamp", from
-the safe unpickler of dtale 3.22.0), and its other stores need Redis or ArcticDB (outside services).
+read back its own metadata, so a CSV upload fails ("Forbidden unpickle:
+pandas._libs.tslibs.timestamps._unpickle_timestamp", from the safe unpickler of dtale 3.22.0), and its other
+stores need Redis or ArcticDB (outside services).
 """
 
 from __future__ import annotations
