@@ -125,6 +125,11 @@ class Corpus:
     #: What an operator does on the host after `deploy setup` (a settings file outside the release).
     on_host: Callable[[Sandbox, SandboxHost], None] | None = None
 
+    @property
+    def app_name(self) -> str:
+        """deploy's `app.name` (also the host user and the domain's first label)."""
+        return self.app_yaml.split("name:", 1)[1].split("\n", 1)[0].strip()
+
 
 VALUE = "corpus-kept-across-push-and-rollback"
 
@@ -364,7 +369,7 @@ class Pushed:
 
 
 def _deploy_yaml(corpus: Corpus, host: SandboxHost) -> str:
-    name = corpus.app_yaml.split("name:", 1)[1].split("\n", 1)[0].strip()
+    name = corpus.app_name
     return corpus.app_yaml + (
         "server:\n"
         f"  domains: [{name}.test]\n"
@@ -389,17 +394,13 @@ def _copy(corpus: Corpus, root: Path, host: SandboxHost) -> Pushed:
     (path / "deploy.yaml").write_text(_deploy_yaml(corpus, host), encoding="utf-8")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "deploy.yaml, and what the app needs to run")
-    name = corpus.app_yaml.split("name:", 1)[1].split("\n", 1)[0].strip()
-    return Pushed(corpus, path, host, Site(host.address, f"{name}.test"))
+    return Pushed(corpus, path, host, Site(host.address, f"{corpus.app_name}.test"))
 
 
 @pytest.fixture(scope="module")
 def corpus_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, SandboxHost]]:
     with private_sandbox(tmp_path_factory, "corpus-push", 1) as box:
         yield box, box.hosts()[0]
-
-
-RESULTS: dict[str, str] = {}
 
 
 def _page(pushed: Pushed) -> None:
@@ -439,5 +440,5 @@ def test_corpus_app_serves_and_keeps_its_data_across_a_push_and_a_rollback(
     _page(pushed)
     assert corpus.value in corpus.read(pushed.site, key)
     seconds = time.monotonic() - started
-    RESULTS[corpus.name] = f"{seconds:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in pushed.timings.items())})"
-    print(f"[corpus-push] {corpus.name}: pushed, data kept; {RESULTS[corpus.name]}", file=sys.__stderr__)
+    steps = ", ".join(f"{k} {v:.0f}s" for k, v in pushed.timings.items())
+    print(f"[corpus-push] {corpus.name}: pushed, data kept; {seconds:.0f}s ({steps})", file=sys.__stderr__)
