@@ -14,7 +14,7 @@ from pathlib import Path
 from deploy.config import folders
 from deploy.config.flask_version import flask_command
 from deploy.config.loader import ConfigError, read_text
-from deploy.project.scan import SKIP_DIRS
+from deploy.project.scan import SKIP_DIRS, scan
 
 #: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
 _SKIP_DIRS = SKIP_DIRS | {"migrations"}
@@ -607,8 +607,6 @@ def _root_files_written(root: Path) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
     `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
     unless shared. Never a file committed in git (a shared copy would replace it)."""
-    from deploy.project.scan import scan
-
     found: list[str] = []
     for w in scan(root).writes:
         at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
