@@ -49,6 +49,8 @@ class Project:
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
+    migrations_dir: str = "migrations"
     notes: list[str] = field(default_factory=list)
 
 
@@ -513,6 +515,12 @@ def _scan_module(
             project.instance = True
         if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
             project.migrations = True
+        if isinstance(any_node, ast.Call) and _call_name(any_node)[1] == "Migrate":
+            directory = next((_constant(k.value) for k in any_node.keywords if k.arg == "directory"), None)
+            if directory is None and len(any_node.args) > 2:
+                directory = _constant(any_node.args[2])
+            if directory:
+                project.migrations_dir = directory
 
 
 def inspect_project(root: Path) -> Project:
@@ -593,6 +601,15 @@ def inspect_project(root: Path) -> Project:
     if project.env:
         project.notes.append(
             f"settings read from the environment: {', '.join(project.env)} (add them to app.env)"
+        )
+    if project.migrations and not (root / project.migrations_dir / "env.py").is_file():
+        # `flask db upgrade` reads the folder Migrate names, from the release's root: without it there,
+        # the release command would fail every push.
+        project.migrations = False
+        project.notes.append(
+            f"Flask-Migrate found, but no {project.migrations_dir}/ folder with an env.py at the project "
+            "root (where 'flask db upgrade' looks): no release command proposed; if the app migrates "
+            "elsewhere, add app.release with 'db upgrade --directory <folder>'"
         )
     if project.migrations:
         project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
@@ -721,7 +738,11 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.migrations:
         from deploy.project.requirements import flask_command
 
-        release = flask_command(project.root, module, "db upgrade")
+        directory = project.migrations_dir.strip("/")
+        upgrade = "db upgrade"
+        if directory != "migrations":
+            upgrade += f" --directory {shlex.quote(directory)}"
+        release = flask_command(project.root, module, upgrade)
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config.loader import load
-from deploy.project.init import inspect_project
+from deploy.project.init import inspect_project, write_deploy_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -367,3 +367,29 @@ def test_init_proposes_a_root_sqlite_file_as_a_shared_file_never_a_committed_one
     (tmp_path / "notes.db").write_bytes(b"")
     subprocess.run([*git, "add", "notes.db"], check=True)
     assert inspect_project(tmp_path).shared_files == []
+
+
+MIGRATING = (
+    "from flask import Flask\nfrom flask_migrate import Migrate\n\n\ndef create_app():\n"
+    "    app = Flask(__name__)\n    Migrate(app, None{directory})\n    return app\n"
+)
+
+
+def test_release_command_only_where_flask_migrate_finds_its_folder(tmp_path: Path) -> None:
+    """Issue #16 (ihatemoney): Flask-Migrate imported, its migrations inside the package, not in
+    ./migrations: 'flask db upgrade' would fail every push, so init proposes no release command."""
+    (tmp_path / "shop" / "migrations").mkdir(parents=True)
+    (tmp_path / "shop" / "migrations" / "env.py").write_text("# alembic env\n")
+    (tmp_path / "shop" / "__init__.py").write_text(MIGRATING.format(directory=""))
+    found = inspect_project(tmp_path)
+    assert not found.migrations
+    assert any("no migrations/ folder" in n for n in found.notes), found.notes
+    assert "release:" not in write_deploy_yaml(found)
+    # Migrate(directory=...) naming the folder: the command is proposed.
+    named = MIGRATING.format(directory=", directory='shop/migrations'")
+    (tmp_path / "shop" / "__init__.py").write_text(named)
+    assert "db upgrade --directory shop/migrations" in write_deploy_yaml(inspect_project(tmp_path))
+    # The default folder at the root: proposed too.
+    (tmp_path / "shop" / "__init__.py").write_text(MIGRATING.format(directory=""))
+    shutil.move(tmp_path / "shop" / "migrations", tmp_path / "migrations")
+    assert inspect_project(tmp_path).migrations
