@@ -64,6 +64,8 @@ class _Candidate:
     path: Path
     #: Why importing its module does more than build the app (a top-level call such as an export), or None.
     side_effect: str | None = None
+    #: The factory called to build this module-level object (`app = get_app()` -> 'get_app'), or None.
+    built_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,9 @@ SETUP_CALLS = {
     "patch_all",
     "init",
     "app_context",
+    "mkdir",
+    "makedirs",
+    "which",
 }
 
 
@@ -265,11 +270,28 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
-def side_effect(tree: ast.Module) -> str | None:
+def _own_imports(tree: ast.Module, package: str) -> set[str]:
+    """Names a module imports at its top from its own package (`from pkg.core import get_app`)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module or "").split(".")[0] == package
+        ):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     """Why importing this module does more than define things and build the app: the first top-level
     call that is not the app's construction or setup (`run_export()`, `app.run()`, a loop), as
-    'line N: ...'; None for a clean module. The body of `if __name__ == "__main__":` never counts."""
+    'line N: ...'; None for a clean module. The body of `if __name__ == "__main__":` never counts.
+
+    `package`: the top-level package the module belongs to. Its calls of functions it imports from that
+    package (`load_config(...)`, `get_scheduler()`) are how the package builds itself, not side effects;
+    a script outside any package (package None) gets no such allowance."""
     built: set[str] = set()  # names bound to objects the module constructs (app, db, csrf, ...)
+    if package:
+        built |= _own_imports(tree, package)
 
     def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
@@ -282,6 +304,8 @@ def side_effect(tree: ast.Module) -> str | None:
                 continue
             if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
                 continue
+            if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
+                continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
             if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
                 continue  # dict(...), int(...), str(...)
             return call
@@ -411,9 +435,26 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
         called = c.wsgi.split(":")[1].split("(")[0]
         return 0 if called in ("create_app", "make_app", "app", "application") else 1
 
+    # A factory the project itself calls at the top of a clean module (`app = get_app()` in app.py) is
+    # a building block: the object that module builds is the app (that module also wires routes,
+    # extensions, logging), so the bare factory comes after it.
+    building_blocks = {c.built_by for c in pool if c.built_by and c.side_effect is None}
+
+    def building_block(c: _Candidate) -> bool:
+        called = c.wsgi.split(":")[1]
+        return called.endswith("()") and called[:-2] in building_blocks
+
     keyed = [
         (
-            (c.side_effect is not None, evidence(c)[0], c.rank, c.depth, factory_name(c), c.wsgi),
+            (
+                c.side_effect is not None,
+                evidence(c)[0],
+                building_block(c),
+                c.rank,
+                c.depth,
+                factory_name(c),
+                c.wsgi,
+            ),
             c,
             evidence(c)[1],
         )
@@ -474,7 +515,8 @@ def _scan_module(
 ) -> None:
     module = _module_name(root, path)
     depth = module.count(".")
-    effect = side_effect(tree)
+    is_package = path.name == "__init__.py" or depth > 0
+    effect = side_effect(tree, module.split(".")[0] if is_package else None)
     start = len(candidates)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES:
@@ -495,7 +537,13 @@ def _scan_module(
                     rank = 1 if depth == 0 else 4
                     if _is_factory_call(node.value) and depth > 0:
                         rank = 6
-                    candidates.append(_Candidate(rank, depth, f"{module}:{target.id}", path))
+                    value = node.value
+                    built_by = None
+                    if isinstance(value, ast.Call) and _is_factory_call(value):
+                        built_by = _call_name(value)[1]
+                    candidates.append(
+                        _Candidate(rank, depth, f"{module}:{target.id}", path, built_by=built_by)
+                    )
     if effect is not None:
         # A factory is only called by the server, but importing its module runs the side effect too.
         candidates[start:] = [replace(c, side_effect=effect) for c in candidates[start:]]

@@ -393,3 +393,36 @@ def test_release_command_only_where_flask_migrate_finds_its_folder(tmp_path: Pat
     (tmp_path / "shop" / "__init__.py").write_text(MIGRATING.format(directory=""))
     shutil.move(tmp_path / "shop" / "migrations", tmp_path / "migrations")
     assert inspect_project(tmp_path).migrations
+
+
+def test_the_app_a_package_module_builds_beats_the_factory_it_calls(tmp_path: Path) -> None:
+    """Issue #16 (puppetboard, archivy): the package's app module calls the package's own factory and
+    set-up functions at import (`app = get_app()`, `get_scheduler()`, `Compress(app)`, a data folder's
+    mkdir) and imports the views; the bare factory builds an app without routes."""
+    pkg = tmp_path / "board"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core.py").write_text(
+        "from flask import Flask\n\n\ndef get_app():\n    return Flask(__name__)\n\n\n"
+        "def get_scheduler():\n    return None\n"
+    )
+    (pkg / "app.py").write_text(
+        "from pathlib import Path\n\nfrom flask_compress import Compress\n\n"
+        "from board.core import get_app, get_scheduler\n\n"
+        "app = get_app()\nget_scheduler()\nCompress(app)\nPath('data').mkdir(exist_ok=True)\n\n"
+        "from board import views  # noqa\n"
+    )
+    (pkg / "views.py").write_text(
+        "from board.app import app\n\n\n@app.route('/')\ndef index():\n    return 'x'\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "board.app:app"
+    # A script outside the package calling the package's functions at import still runs them.
+    (tmp_path / "wsgi.py").write_text("from board.core import get_app, get_scheduler\n\napp = get_app()\n")
+    (tmp_path / "export.py").write_text(
+        "from board.core import get_app\nfrom board.export import run_export\n\n"
+        "app = get_app()\nrun_export()\n"
+    )
+    found = inspect_project(tmp_path)
+    skipped = [n for n in found.notes if n.startswith("not an entry point: importing export.py")]
+    assert (found.wsgi, len(skipped)) == ("wsgi:app", 1), found.notes
+    assert "run_export()" in skipped[0]
