@@ -185,6 +185,40 @@ def _env_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def _env_prefixes(tree: ast.AST) -> set[str]:
+    """Prefixes of environment variables the app loads into its config wholesale:
+    `app.config.from_prefixed_env(prefix="GRAMPSWEB")` (Flask's, default FLASK, joined with '_'), or a
+    project's own loader called with a prefix (`app_config_from_env(app, prefix="FLASKBB_")`)."""
+    prefixes: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)[1]
+        given = next((_constant(k.value) for k in node.keywords if k.arg == "prefix"), None)
+        if name == "from_prefixed_env":
+            prefix = given or (_constant(node.args[0]) if node.args else None) or "FLASK"
+            prefixes.add(prefix.rstrip("_") + "_")
+        elif given and "env" in name.lower() and ENV_NAME.match(given.rstrip("_") or "-"):
+            prefixes.add(given)
+    return prefixes
+
+
+#: A config key Flask or an extension signs with (SECRET_KEY, WTF_CSRF_SECRET_KEY).
+SIGNING_KEY = re.compile(r"^(?:[A-Z][A-Z0-9_]*_)?SECRET_KEY$")
+
+
+def _signing_keys(tree: ast.AST) -> set[str]:
+    """Signing-key config names the code sets or reads (`WTF_CSRF_SECRET_KEY = ...` in a config class,
+    `app.config["SECRET_KEY"]`, a list of required options)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and SIGNING_KEY.match(node.id):
+            names.add(node.id)
+        elif (value := _constant(node)) and SIGNING_KEY.match(value):
+            names.add(value)
+    return names
+
+
 def _routes(tree: ast.AST) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(tree):
@@ -581,6 +615,8 @@ def inspect_project(root: Path) -> Project:
     env_names: set[str] = set()
     required_names: set[str] = set()
     routes: set[str] = set()
+    prefixes: set[str] = set()
+    signing: set[str] = {"SECRET_KEY"}
     for path in _python_files(root):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -588,6 +624,8 @@ def inspect_project(root: Path) -> Project:
             project.notes.append(f"skipped {path.relative_to(root)}: it does not parse")
             continue
         env_names |= _env_names(tree)
+        prefixes |= _env_prefixes(tree)
+        signing |= _signing_keys(tree)
         required_names |= _subscript_env_names(tree)
         routes |= _routes(tree)
         _scan_module(root, path, tree, project, candidates, flask_calls, factory_notes)
@@ -624,6 +662,9 @@ def inspect_project(root: Path) -> Project:
     if (root / project.instance_dir).is_dir():
         project.instance = True
     project.shared_files = _root_files_written(root)
+    # An app loading PREFIX_* variables into its config takes its signing keys from PREFIX_SECRET_KEY...
+    env_names |= {prefix + key for prefix in prefixes for key in signing}
+    required_names |= {prefix + key for prefix in prefixes for key in signing}
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
     secret_like = {n for n in production if SECRET_NAME.search(n)}
     # An error tracker's DSN read with a default is optional: the app runs without it.

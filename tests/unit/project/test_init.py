@@ -426,3 +426,25 @@ def test_the_app_a_package_module_builds_beats_the_factory_it_calls(tmp_path: Pa
     skipped = [n for n in found.notes if n.startswith("not an entry point: importing export.py")]
     assert (found.wsgi, len(skipped)) == ("wsgi:app", 1), found.notes
     assert "run_export()" in skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("loader", "expected"),
+    [
+        ('app.config.from_prefixed_env(prefix="SHOP")', ["SHOP_SECRET_KEY", "SHOP_WTF_CSRF_SECRET_KEY"]),
+        ("app.config.from_prefixed_env()", ["FLASK_SECRET_KEY", "FLASK_WTF_CSRF_SECRET_KEY"]),
+        ('config_from_env(app, prefix="SHOP_")', ["SHOP_SECRET_KEY", "SHOP_WTF_CSRF_SECRET_KEY"]),
+    ],
+)
+def test_secrets_loaded_with_a_prefix(tmp_path: Path, loader: str, expected: list[str]) -> None:
+    """Issue #16 (flaskbb, gramps-webapi): the config comes from PREFIX_* variables, so the signing keys
+    the app uses (Flask's SECRET_KEY, a config class's WTF_CSRF_SECRET_KEY) are PREFIX_... secrets."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "config.py").write_text(
+        "class Default:\n    WTF_CSRF_SECRET_KEY = 'dev'\n    MAIL_SERVER = 'localhost'\n"
+    )
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef config_from_env(app, prefix):\n    pass\n\n\n"
+        f"def create_app():\n    app = Flask(__name__)\n    {loader}\n    return app\n"
+    )
+    assert inspect_project(tmp_path).secrets == expected
