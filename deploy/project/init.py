@@ -46,6 +46,8 @@ class Project:
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"
+    #: Where a Flask(instance_path=...) call puts it instead (an absolute path, outside the release).
+    instance_path: str | None = None
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
@@ -593,6 +595,9 @@ def _scan_module(
                     else None
                 )
             flask_calls.append(_FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path"))))
+            if "instance_path" in kwargs:
+                given = kwargs["instance_path"]
+                project.instance_path = _constant(given) or ast.unparse(given)
         if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
             project.instance = True
         if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
@@ -661,6 +666,13 @@ def inspect_project(root: Path) -> Project:
         )
     if (root / project.instance_dir).is_dir():
         project.instance = True
+    if project.instance_path is not None:
+        # Flask only takes an absolute instance_path: the folder is outside the release, nothing to share.
+        project.instance = False
+        project.notes.append(
+            f"Flask(instance_path={project.instance_path}) keeps the instance folder outside the project: "
+            "not shared; create it on the hosts (with the config it reads) yourself"
+        )
     project.shared_files = _root_files_written(root)
     # An app loading PREFIX_* variables into its config takes its signing keys from PREFIX_SECRET_KEY...
     env_names |= {prefix + key for prefix in prefixes for key in signing}

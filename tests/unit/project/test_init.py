@@ -448,3 +448,18 @@ def test_secrets_loaded_with_a_prefix(tmp_path: Path, loader: str, expected: lis
         f"def create_app():\n    app = Flask(__name__)\n    {loader}\n    return app\n"
     )
     assert inspect_project(tmp_path).secrets == expected
+
+
+def test_an_instance_folder_outside_the_project_is_not_shared(tmp_path: Path) -> None:
+    """Issue #16 (ihatemoney): Flask(instance_path="/etc/app") with instance_relative_config reads its
+    config from /etc, not from the release: sharing ./instance would be a folder nothing uses."""
+    (tmp_path / "shop").mkdir()
+    app = "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__{})\n"
+    (tmp_path / "shop" / "__init__.py").write_text(app.format(", instance_relative_config=True"))
+    assert inspect_project(tmp_path).instance
+    (tmp_path / "shop" / "__init__.py").write_text(
+        app.format(", instance_path='/etc/shop', instance_relative_config=True")
+    )
+    found = inspect_project(tmp_path)
+    assert not found.instance and "shared:" not in write_deploy_yaml(found)
+    assert any(n.startswith("Flask(instance_path=/etc/shop)") for n in found.notes), found.notes
