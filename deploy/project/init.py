@@ -51,6 +51,8 @@ class Project:
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    #: Why the project has no importable WSGI entry (its own CLI builds and serves the app), or None.
+    no_entry: str | None = None
     #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
     migrations_dir: str = "migrations"
     notes: list[str] = field(default_factory=list)
@@ -78,6 +80,7 @@ class _FlaskCall:
     path: Path
     static_folder: str | None
     static_url_path: str | None
+    line: int = 0
 
 
 def _python_files(root: Path) -> list[Path]:
@@ -500,20 +503,117 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
     return [(c, why) for _key, c, why in keyed]
 
 
+def _completed_elsewhere(
+    root: Path, modules: list[tuple[Path, ast.Module]], candidates: list[_Candidate]
+) -> dict[str, str]:
+    """Candidates whose app gets its blueprints from another top-level function (the project's own CLI
+    or builder: `def main(): app = create_app(); app.register_blueprint(web); ...`, or a builder that
+    registers them on the module-level app): wsgi -> 'main() in cps/main.py:30'. Importing such a
+    candidate serves an app without those routes. A function called at the top of a module (routes
+    registered on import) or a candidate itself does not count; nor does a helper given the app."""
+    objects = {c.wsgi for c in candidates if not c.wsgi.endswith(")")}
+    factories = {c.wsgi.split(":")[1].split("(")[0]: c.wsgi for c in candidates if c.wsgi.endswith(")")}
+    wsgis = {c.wsgi.split("(")[0] for c in candidates}
+    called_on_import = {
+        _call_name(node.value)[1]
+        for _path, tree in modules
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    }
+    found: dict[str, str] = {}
+    for path, tree in modules:
+        module = _module_name(root, path)
+        imported = {
+            alias.asname or alias.name: f"{node.module}:{alias.name}"
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            for alias in node.names
+        }
+        for fn in tree.body:
+            if not isinstance(fn, ast.FunctionDef) or f"{module}:{fn.name}" in wsgis:
+                continue
+            if fn.name in called_on_import:
+                continue
+            args = fn.args
+            params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+            built = {
+                node.targets[0].id: factories[_call_name(node.value)[1]]
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)
+                and _call_name(node.value)[1] in factories
+            }
+            for node in ast.walk(fn):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "register_blueprint"
+                    and isinstance(node.func.value, ast.Name)
+                ):
+                    continue
+                name = node.func.value.id
+                target = built.get(name)
+                if target is None and name not in params:
+                    target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
+                if target is not None and target not in found:
+                    found[target] = f"{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+    # A factory that returns its module's app object (`def create_app(): ...; return app`): that
+    # object is the same incomplete app.
+    for path, tree in modules:
+        module = _module_name(root, path)
+        for fn in tree.body:
+            where = found.get(f"{module}:{fn.name}()") if isinstance(fn, ast.FunctionDef) else None
+            if where is None:
+                continue
+            for node in ast.walk(fn):
+                returned = node.value if isinstance(node, ast.Return) else None
+                if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
+                    found.setdefault(f"{module}:{returned.id}", where)
+    return found
+
+
+def _no_entry(
+    root: Path, completed: dict[str, str], candidates: list[_Candidate], calls: list[_FlaskCall]
+) -> str | None:
+    """Why no candidate is an importable entry (see _completed_elsewhere), or None when one is."""
+    if candidates:
+        return None
+    if completed:
+        wsgi, where = sorted(completed.items())[0]
+        return f"{wsgi} gets its routes only from {where}, which the project's own CLI runs"
+    if calls:
+        call = min(calls, key=lambda c: (c.depth, str(c.path)))
+        where = f"{call.path.relative_to(root).as_posix()}:{call.line}"
+        return f"Flask(...) is only called at {where}, inside code the project's own CLI runs"
+    return None
+
+
+def _importable(
+    root: Path, modules: list[tuple[Path, ast.Module]], candidates: list[_Candidate]
+) -> tuple[list[_Candidate], dict[str, str]]:
+    completed = _completed_elsewhere(root, modules, candidates)
+    return [c for c in candidates if c.wsgi not in completed], completed
+
+
 def entry_point(root: Path) -> tuple[str | None, str | None]:
     """(the project's best WSGI entry point, None) as `deploy init` finds it; (None, why) when there is
     none, or when every candidate's module runs code on import (then nothing may import it blindly)."""
     root = root.resolve()
     candidates: list[_Candidate] = []
+    modules: list[tuple[Path, ast.Module]] = []
     for path in _python_files(root):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
+        modules.append((path, tree))
         _scan_module(root, path, tree, Project(root=root, name="x"), candidates, [], {})
+    candidates, completed = _importable(root, modules, candidates)
     ranked = rank_entry_points(root, candidates)
     if not ranked:
-        return None, "no Flask app found"
+        return None, _no_entry(root, completed, candidates, []) or "no Flask app found"
     best = ranked[0][0]
     if best.side_effect is not None:
         where = best.path.relative_to(root).as_posix()
@@ -594,7 +694,9 @@ def _scan_module(
                     if not (isinstance(value, ast.Constant) and value.value is None)
                     else None
                 )
-            flask_calls.append(_FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path"))))
+            flask_calls.append(
+                _FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path")), any_node.lineno)
+            )
             if "instance_path" in kwargs:
                 given = kwargs["instance_path"]
                 project.instance_path = _constant(given) or ast.unparse(given)
@@ -622,6 +724,7 @@ def inspect_project(root: Path) -> Project:
     routes: set[str] = set()
     prefixes: set[str] = set()
     signing: set[str] = {"SECRET_KEY"}
+    modules: list[tuple[Path, ast.Module]] = []
     for path in _python_files(root):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -633,7 +736,10 @@ def inspect_project(root: Path) -> Project:
         signing |= _signing_keys(tree)
         required_names |= _subscript_env_names(tree)
         routes |= _routes(tree)
+        modules.append((path, tree))
         _scan_module(root, path, tree, project, candidates, flask_calls, factory_notes)
+    candidates, completed = _importable(root, modules, candidates)
+    project.no_entry = _no_entry(root, completed, candidates, flask_calls)
     ranked = rank_entry_points(root, candidates)
     if ranked:
         chosen, why = ranked[0]

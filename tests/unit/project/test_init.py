@@ -463,3 +463,36 @@ def test_an_instance_folder_outside_the_project_is_not_shared(tmp_path: Path) ->
     found = inspect_project(tmp_path)
     assert not found.instance and "shared:" not in write_deploy_yaml(found)
     assert any(n.startswith("Flask(instance_path=/etc/shop)") for n in found.notes), found.notes
+
+
+def test_an_app_completed_only_by_the_projects_own_cli_is_no_importable_entry(tmp_path: Path) -> None:
+    """Issue #16 (calibreweb, changedetection.io, cellxgene): the factory's app has no routes (the CLI's
+    main() registers the blueprints, then serves it), or Flask() is only called inside a class: init
+    says there is no importable entry and what to write, instead of proposing an app without routes."""
+    pkg = tmp_path / "shop"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from flask import Flask\n\napp = Flask(__name__)\n\n\ndef create_app():\n    return app\n"
+    )
+    (pkg / "main.py").write_text(
+        "from shop import create_app\nfrom shop.web import web\n\n\n"
+        "def main():\n    app = create_app()\n    app.register_blueprint(web)\n    app.run()\n"
+    )
+    out = run_init(tmp_path)
+    assert out.returncode == 2 and not (tmp_path / "deploy.yaml").exists()
+    says = "no importable WSGI entry: shop:app gets its routes only from main() in shop/main.py:5"
+    assert says in out.stderr
+    assert "Write a wsgi.py" in out.stderr and "Traceback" not in out.stderr
+    # A helper given the app (called by the factory) does not make the factory incomplete.
+    (pkg / "main.py").write_text("def register(app):\n    app.register_blueprint(object())\n")
+    assert inspect_project(tmp_path).wsgi == "shop:app"
+    # Flask() only inside a class the CLI builds.
+    (pkg / "__init__.py").write_text(
+        "from flask import Flask\n\n\nclass Server:\n    def __init__(self, config):\n"
+        "        self.app = Flask(__name__)\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi is None
+    assert found.no_entry == (
+        "Flask(...) is only called at shop/__init__.py:6, inside code the project's own CLI runs"
+    )
