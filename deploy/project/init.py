@@ -640,6 +640,31 @@ def _slug(name: str) -> str:
     return slug[:32].rstrip("-")
 
 
+def _last_name(node: ast.expr) -> str:
+    """`Flask` for `Flask` and `flask.Flask`."""
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def _returns_new_app(func: ast.FunctionDef, flask_classes: set[str]) -> bool:
+    """The function builds a Flask app (`app = Flask(...)`, or a subclass) and returns it."""
+    built = {
+        t.id
+        for node in ast.walk(func)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and _last_name(node.value.func) in flask_classes
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    for node in ast.walk(func):
+        value = node.value if isinstance(node, ast.Return) else None
+        if isinstance(value, ast.Name) and value.id in built:
+            return True
+        if isinstance(value, ast.Call) and _last_name(value.func) in flask_classes:
+            return True
+    return False
+
+
 def _scan_module(
     root: Path,
     path: Path,
@@ -654,7 +679,26 @@ def _scan_module(
     is_package = path.name == "__init__.py" or depth > 0
     effect = side_effect(tree, module.split(".")[0] if is_package else None)
     start = len(candidates)
+    # Flask and this module's subclasses of it (dtale's `class DtaleFlask(Flask)`).
+    flask_classes = {"Flask"} | {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(_last_name(b) == "Flask" for b in node.bases)
+    }
     for node in tree.body:
+        if (
+            isinstance(node, ast.FunctionDef)
+            and node.name not in FACTORY_NAMES
+            and _returns_new_app(node, flask_classes)
+        ):
+            # A factory by what it does, whatever its name (dtale's build_app()).
+            required = _required_parameters(node)
+            candidates.append(_Candidate(5 if required else 3, depth, f"{module}:{node.name}()", path))
+            if required:
+                factory_notes[f"{module}:{node.name}()"] = (
+                    f"{module}.{node.name}() needs {', '.join(required)}: set app.wsgi to call it with them"
+                )
         if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES:
             required = _required_parameters(node)
             if required:

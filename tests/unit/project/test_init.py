@@ -496,3 +496,15 @@ def test_an_app_completed_only_by_the_projects_own_cli_is_no_importable_entry(tm
     assert found.no_entry == (
         "Flask(...) is only called at shop/__init__.py:6, inside code the project's own CLI runs"
     )
+
+
+def test_a_factory_is_found_by_what_it_does_not_by_its_name(tmp_path: Path) -> None:
+    """Issue #16 (dtale): build_app() builds an instance of a Flask subclass and returns it; a function
+    that only configures an app it is given is no factory."""
+    (tmp_path / "tale").mkdir()
+    (tmp_path / "tale" / "app.py").write_text(
+        "import flask\n\n\nclass TaleFlask(flask.Flask):\n    pass\n\n\n"
+        "def configure(app):\n    app.config['X'] = 1\n    return app\n\n\n"
+        "def build_app(reaper_on=True):\n    app = TaleFlask(__name__)\n    configure(app)\n    return app\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "tale.app:build_app()"
