@@ -745,7 +745,10 @@ def _scan_module(
                 given = kwargs["instance_path"]
                 project.instance_path = _constant(given) or ast.unparse(given)
         if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
-            project.instance = True
+            # `instance_relative_config=False` (Flask's default, spelled out) reads nothing from it.
+            value = any_node.value
+            if not (isinstance(value, ast.Constant) and not value.value):
+                project.instance = True
         if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
             project.migrations = True
         if isinstance(any_node, ast.Call) and _call_name(any_node)[1] == "Migrate":

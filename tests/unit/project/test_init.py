@@ -455,6 +455,8 @@ def test_an_instance_folder_outside_the_project_is_not_shared(tmp_path: Path) ->
     config from /etc, not from the release: sharing ./instance would be a folder nothing uses."""
     (tmp_path / "shop").mkdir()
     app = "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__{})\n"
+    (tmp_path / "shop" / "__init__.py").write_text(app.format(", instance_relative_config=False"))
+    assert not inspect_project(tmp_path).instance  # dtale spells out the default
     (tmp_path / "shop" / "__init__.py").write_text(app.format(", instance_relative_config=True"))
     assert inspect_project(tmp_path).instance
     (tmp_path / "shop" / "__init__.py").write_text(
