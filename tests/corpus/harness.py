@@ -226,7 +226,9 @@ def score_init(label: InitLabel, proposed: dict[str, Any], score: Score) -> None
     entry = proposed.get("wsgi")
     if entry not in {label.entry, *label.entry_also}:
         wrong.append(f"entry {entry!r} (label {label.entry!r})")
-    shared = _norm_paths(proposed.get("shared") or [])
+    # app.shared (folders) and app.shared_files (an SQLite file at the root) are both kept across
+    # releases; labels list both kinds under shared.
+    shared = _norm_paths([*(proposed.get("shared") or []), *(proposed.get("shared_files") or [])])
     if shared != _norm_paths(label.shared):
         wrong.append(f"shared {sorted(shared)} (label {sorted(_norm_paths(label.shared))})")
     secrets = set(proposed.get("secrets") or [])

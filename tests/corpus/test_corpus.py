@@ -119,6 +119,10 @@ def test_init_comparison() -> None:
     score_init(label, {"wsgi": "app:create_app()", "shared": ["./app/uploads/"],
                        "secrets": ["SECRET_KEY", "MAIL_PASSWORD"], "release": ["flask  db upgrade"]}, score)
     assert score.init_right, score.init_wrong
+    score_init(label.model_copy(update={"shared": ["app/uploads", "app.db"]}),
+               {"wsgi": "wsgi:app", "shared": ["app/uploads"], "shared_files": ["app.db"],
+                "secrets": ["SECRET_KEY"], "release": ["flask db upgrade"]}, score)
+    assert score.init_right, score.init_wrong
     score_init(label, {"wsgi": "export:app", "shared": ["uploads"], "secrets": [], "release": []}, score)
     assert not score.init_right and len(score.init_wrong) == 4
     assert LabelFinding(id="PIT006").file is None
