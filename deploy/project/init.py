@@ -640,6 +640,23 @@ def _slug(name: str) -> str:
     return slug[:32].rstrip("-")
 
 
+def _parameter_default(tree: ast.Module, value: ast.expr) -> ast.expr:
+    """A factory's parameter passed on (`instance_path=instance_path`) stands for its default
+    (`def create_app(instance_path=None)`: Flask's own default folder); any other value for itself."""
+    if not isinstance(value, ast.Name):
+        return value
+    for func in tree.body:
+        if isinstance(func, ast.FunctionDef):
+            args = func.args
+            positional = args.posonlyargs + args.args
+            pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True))
+            pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
+            for arg, default in pairs:
+                if arg.arg == value.id:
+                    return default
+    return value
+
+
 def _last_name(node: ast.expr) -> str:
     """`Flask` for `Flask` and `flask.Flask`."""
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
@@ -741,8 +758,8 @@ def _scan_module(
             flask_calls.append(
                 _FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path")), any_node.lineno)
             )
-            if "instance_path" in kwargs:
-                given = kwargs["instance_path"]
+            given = _parameter_default(tree, kwargs["instance_path"]) if "instance_path" in kwargs else None
+            if given is not None and not (isinstance(given, ast.Constant) and given.value is None):
                 project.instance_path = _constant(given) or ast.unparse(given)
         if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
             # `instance_relative_config=False` (Flask's default, spelled out) reads nothing from it.

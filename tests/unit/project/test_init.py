@@ -465,6 +465,13 @@ def test_an_instance_folder_outside_the_project_is_not_shared(tmp_path: Path) ->
     found = inspect_project(tmp_path)
     assert not found.instance and "shared:" not in write_deploy_yaml(found)
     assert any(n.startswith("Flask(instance_path=/etc/shop)") for n in found.notes), found.notes
+    # A factory passing on its own parameter: its default decides (flaskbb: None, Flask's own folder).
+    factory = "from flask import Flask\n\n\ndef create_app(instance_path={}):\n"
+    factory += "    return Flask(__name__, instance_path=instance_path, instance_relative_config=True)\n"
+    (tmp_path / "shop" / "__init__.py").write_text(factory.format("None"))
+    assert inspect_project(tmp_path).instance
+    (tmp_path / "shop" / "__init__.py").write_text(factory.format("'/etc/shop'"))
+    assert not inspect_project(tmp_path).instance
 
 
 def test_an_app_completed_only_by_the_projects_own_cli_is_no_importable_entry(tmp_path: Path) -> None:
