@@ -23,7 +23,9 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     """Inspect a Flask project and write a commented deploy.yaml for it.
 
     Finds the app (`app = Flask(...)` or a `create_app` factory), the requirements file, the
-    static folder and the secrets the code reads from the environment.
+    static folder and the secrets the code reads from the environment. Exit 2, writing nothing,
+    when the app has no importable entry (only the project's own CLI registers its routes): the
+    message names that code, and you write a wsgi.py that builds the app.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import load_text
@@ -35,6 +37,13 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     if target.exists() and not force:
         fail(f"{target} exists already; use --force to overwrite it", 2)
     found = inspect_project(directory)
+    if found.wsgi is None and found.no_entry is not None:
+        fail(
+            f"{directory}: no importable WSGI entry: {found.no_entry}. Write a wsgi.py that builds the "
+            "app the way that code does ('app = ...') and set app.wsgi: \"wsgi:app\" in deploy.yaml; "
+            "'deploy schema' lists every key",
+            2,
+        )
     if found.wsgi is None:
         fail(
             f"{directory}: found no Flask app (an 'app = Flask(...)' or a 'create_app' factory); "

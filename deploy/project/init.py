@@ -48,9 +48,15 @@ class Project:
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"
+    #: Where a Flask(instance_path=...) call puts it instead (an absolute path, outside the release).
+    instance_path: str | None = None
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    #: Why the project has no importable WSGI entry (its own CLI builds and serves the app), or None.
+    no_entry: str | None = None
+    #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
+    migrations_dir: str = "migrations"
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,6 +70,8 @@ class _Candidate:
     path: Path
     #: Why importing its module does more than build the app (a top-level call such as an export), or None.
     side_effect: str | None = None
+    #: The factory called to build this module-level object (`app = get_app()` -> 'get_app'), or None.
+    built_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class _FlaskCall:
     path: Path
     static_folder: str | None
     static_url_path: str | None
+    line: int = 0
 
 
 def _python_files(root: Path) -> list[Path]:
@@ -183,6 +192,40 @@ def _env_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def _env_prefixes(tree: ast.AST) -> set[str]:
+    """Prefixes of environment variables the app loads into its config wholesale:
+    `app.config.from_prefixed_env(prefix="GRAMPSWEB")` (Flask's, default FLASK, joined with '_'), or a
+    project's own loader called with a prefix (`app_config_from_env(app, prefix="FLASKBB_")`)."""
+    prefixes: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _call_name(node)[1]
+        given = next((_constant(k.value) for k in node.keywords if k.arg == "prefix"), None)
+        if name == "from_prefixed_env":
+            prefix = given or (_constant(node.args[0]) if node.args else None) or "FLASK"
+            prefixes.add(prefix.rstrip("_") + "_")
+        elif given and "env" in name.lower() and ENV_NAME.match(given.rstrip("_") or "-"):
+            prefixes.add(given)
+    return prefixes
+
+
+#: A config key Flask or an extension signs with (SECRET_KEY, WTF_CSRF_SECRET_KEY).
+SIGNING_KEY = re.compile(r"^(?:[A-Z][A-Z0-9_]*_)?SECRET_KEY$")
+
+
+def _signing_keys(tree: ast.AST) -> set[str]:
+    """Signing-key config names the code sets or reads (`WTF_CSRF_SECRET_KEY = ...` in a config class,
+    `app.config["SECRET_KEY"]`, a list of required options)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and SIGNING_KEY.match(node.id):
+            names.add(node.id)
+        elif (value := _constant(node)) and SIGNING_KEY.match(value):
+            names.add(value)
+    return names
+
+
 def _routes(tree: ast.AST) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(tree):
@@ -243,6 +286,9 @@ SETUP_CALLS = {
     "patch_all",
     "init",
     "app_context",
+    "mkdir",
+    "makedirs",
+    "which",
 }
 
 
@@ -265,11 +311,28 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
-def side_effect(tree: ast.Module) -> str | None:
+def _own_imports(tree: ast.Module, package: str) -> set[str]:
+    """Names a module imports at its top from its own package (`from pkg.core import get_app`)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module or "").split(".")[0] == package
+        ):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     """Why importing this module does more than define things and build the app: the first top-level
     call that is not the app's construction or setup (`run_export()`, `app.run()`, a loop), as
-    'line N: ...'; None for a clean module. The body of `if __name__ == "__main__":` never counts."""
+    'line N: ...'; None for a clean module. The body of `if __name__ == "__main__":` never counts.
+
+    `package`: the top-level package the module belongs to. Its calls of functions it imports from that
+    package (`load_config(...)`, `get_scheduler()`) are how the package builds itself, not side effects;
+    a script outside any package (package None) gets no such allowance."""
     built: set[str] = set()  # names bound to objects the module constructs (app, db, csrf, ...)
+    if package:
+        built |= _own_imports(tree, package)
 
     def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
@@ -282,6 +345,8 @@ def side_effect(tree: ast.Module) -> str | None:
                 continue
             if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
                 continue
+            if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
+                continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
             if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
                 continue  # dict(...), int(...), str(...)
             return call
@@ -409,9 +474,26 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
         called = c.wsgi.split(":")[1].split("(")[0]
         return 0 if called in ("create_app", "make_app", "app", "application") else 1
 
+    # A factory the project itself calls at the top of a clean module (`app = get_app()` in app.py) is
+    # a building block: the object that module builds is the app (that module also wires routes,
+    # extensions, logging), so the bare factory comes after it.
+    building_blocks = {c.built_by for c in pool if c.built_by and c.side_effect is None}
+
+    def building_block(c: _Candidate) -> bool:
+        called = c.wsgi.split(":")[1]
+        return called.endswith("()") and called[:-2] in building_blocks
+
     keyed = [
         (
-            (c.side_effect is not None, evidence(c)[0], c.rank, c.depth, factory_name(c), c.wsgi),
+            (
+                c.side_effect is not None,
+                evidence(c)[0],
+                building_block(c),
+                c.rank,
+                c.depth,
+                factory_name(c),
+                c.wsgi,
+            ),
             c,
             evidence(c)[1],
         )
@@ -421,20 +503,117 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
     return [(c, why) for _key, c, why in keyed]
 
 
+def _completed_elsewhere(
+    root: Path, modules: list[tuple[Path, ast.Module]], candidates: list[_Candidate]
+) -> dict[str, str]:
+    """Candidates whose app gets its blueprints from another top-level function (the project's own CLI
+    or builder: `def main(): app = create_app(); app.register_blueprint(web); ...`, or a builder that
+    registers them on the module-level app): wsgi -> 'main() in cps/main.py:30'. Importing such a
+    candidate serves an app without those routes. A function called at the top of a module (routes
+    registered on import) or a candidate itself does not count; nor does a helper given the app."""
+    objects = {c.wsgi for c in candidates if not c.wsgi.endswith(")")}
+    factories = {c.wsgi.split(":")[1].split("(")[0]: c.wsgi for c in candidates if c.wsgi.endswith(")")}
+    wsgis = {c.wsgi.split("(")[0] for c in candidates}
+    called_on_import = {
+        _call_name(node.value)[1]
+        for _path, tree in modules
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    }
+    found: dict[str, str] = {}
+    for path, tree in modules:
+        module = _module_name(root, path)
+        imported = {
+            alias.asname or alias.name: f"{node.module}:{alias.name}"
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            for alias in node.names
+        }
+        for fn in tree.body:
+            if not isinstance(fn, ast.FunctionDef) or f"{module}:{fn.name}" in wsgis:
+                continue
+            if fn.name in called_on_import:
+                continue
+            args = fn.args
+            params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+            built = {
+                node.targets[0].id: factories[_call_name(node.value)[1]]
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)
+                and _call_name(node.value)[1] in factories
+            }
+            for node in ast.walk(fn):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "register_blueprint"
+                    and isinstance(node.func.value, ast.Name)
+                ):
+                    continue
+                name = node.func.value.id
+                target = built.get(name)
+                if target is None and name not in params:
+                    target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
+                if target is not None and target not in found:
+                    found[target] = f"{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+    # A factory that returns its module's app object (`def create_app(): ...; return app`): that
+    # object is the same incomplete app.
+    for path, tree in modules:
+        module = _module_name(root, path)
+        for fn in tree.body:
+            where = found.get(f"{module}:{fn.name}()") if isinstance(fn, ast.FunctionDef) else None
+            if where is None:
+                continue
+            for node in ast.walk(fn):
+                returned = node.value if isinstance(node, ast.Return) else None
+                if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
+                    found.setdefault(f"{module}:{returned.id}", where)
+    return found
+
+
+def _no_entry(
+    root: Path, completed: dict[str, str], candidates: list[_Candidate], calls: list[_FlaskCall]
+) -> str | None:
+    """Why no candidate is an importable entry (see _completed_elsewhere), or None when one is."""
+    if candidates:
+        return None
+    if completed:
+        wsgi, where = sorted(completed.items())[0]
+        return f"{wsgi} gets its routes only from {where}, which the project's own CLI runs"
+    if calls:
+        call = min(calls, key=lambda c: (c.depth, str(c.path)))
+        where = f"{call.path.relative_to(root).as_posix()}:{call.line}"
+        return f"Flask(...) is only called at {where}, inside code the project's own CLI runs"
+    return None
+
+
+def _importable(
+    root: Path, modules: list[tuple[Path, ast.Module]], candidates: list[_Candidate]
+) -> tuple[list[_Candidate], dict[str, str]]:
+    completed = _completed_elsewhere(root, modules, candidates)
+    return [c for c in candidates if c.wsgi not in completed], completed
+
+
 def entry_point(root: Path) -> tuple[str | None, str | None]:
     """(the project's best WSGI entry point, None) as `deploy init` finds it; (None, why) when there is
     none, or when every candidate's module runs code on import (then nothing may import it blindly)."""
     root = root.resolve()
     candidates: list[_Candidate] = []
+    modules: list[tuple[Path, ast.Module]] = []
     for path in _python_files(root):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
+        modules.append((path, tree))
         _scan_module(root, path, tree, Project(root=root, name="x"), candidates, [], {})
+    candidates, completed = _importable(root, modules, candidates)
     ranked = rank_entry_points(root, candidates)
     if not ranked:
-        return None, "no Flask app found"
+        return None, _no_entry(root, completed, candidates, []) or "no Flask app found"
     best = ranked[0][0]
     if best.side_effect is not None:
         where = best.path.relative_to(root).as_posix()
@@ -461,6 +640,48 @@ def _slug(name: str) -> str:
     return slug[:32].rstrip("-")
 
 
+def _parameter_default(tree: ast.Module, value: ast.expr) -> ast.expr:
+    """A factory's parameter passed on (`instance_path=instance_path`) stands for its default
+    (`def create_app(instance_path=None)`: Flask's own default folder); any other value for itself."""
+    if not isinstance(value, ast.Name):
+        return value
+    for func in tree.body:
+        if isinstance(func, ast.FunctionDef):
+            args = func.args
+            positional = args.posonlyargs + args.args
+            pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True))
+            pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
+            for arg, default in pairs:
+                if arg.arg == value.id:
+                    return default
+    return value
+
+
+def _last_name(node: ast.expr) -> str:
+    """`Flask` for `Flask` and `flask.Flask`."""
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def _returns_new_app(func: ast.FunctionDef, flask_classes: set[str]) -> bool:
+    """The function builds a Flask app (`app = Flask(...)`, or a subclass) and returns it."""
+    built = {
+        t.id
+        for node in ast.walk(func)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and _last_name(node.value.func) in flask_classes
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    for node in ast.walk(func):
+        value = node.value if isinstance(node, ast.Return) else None
+        if isinstance(value, ast.Name) and value.id in built:
+            return True
+        if isinstance(value, ast.Call) and _last_name(value.func) in flask_classes:
+            return True
+    return False
+
+
 def _scan_module(
     root: Path,
     path: Path,
@@ -472,9 +693,29 @@ def _scan_module(
 ) -> None:
     module = _module_name(root, path)
     depth = module.count(".")
-    effect = side_effect(tree)
+    is_package = path.name == "__init__.py" or depth > 0
+    effect = side_effect(tree, module.split(".")[0] if is_package else None)
     start = len(candidates)
+    # Flask and this module's subclasses of it (dtale's `class DtaleFlask(Flask)`).
+    flask_classes = {"Flask"} | {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(_last_name(b) == "Flask" for b in node.bases)
+    }
     for node in tree.body:
+        if (
+            isinstance(node, ast.FunctionDef)
+            and node.name not in FACTORY_NAMES
+            and _returns_new_app(node, flask_classes)
+        ):
+            # A factory by what it does, whatever its name (dtale's build_app()).
+            required = _required_parameters(node)
+            candidates.append(_Candidate(5 if required else 3, depth, f"{module}:{node.name}()", path))
+            if required:
+                factory_notes[f"{module}:{node.name}()"] = (
+                    f"{module}.{node.name}() needs {', '.join(required)}: set app.wsgi to call it with them"
+                )
         if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES:
             required = _required_parameters(node)
             if required:
@@ -493,7 +734,13 @@ def _scan_module(
                     rank = 1 if depth == 0 else 4
                     if _is_factory_call(node.value) and depth > 0:
                         rank = 6
-                    candidates.append(_Candidate(rank, depth, f"{module}:{target.id}", path))
+                    value = node.value
+                    built_by = None
+                    if isinstance(value, ast.Call) and _is_factory_call(value):
+                        built_by = _call_name(value)[1]
+                    candidates.append(
+                        _Candidate(rank, depth, f"{module}:{target.id}", path, built_by=built_by)
+                    )
     if effect is not None:
         # A factory is only called by the server, but importing its module runs the side effect too.
         candidates[start:] = [replace(c, side_effect=effect) for c in candidates[start:]]
@@ -508,11 +755,25 @@ def _scan_module(
                     if not (isinstance(value, ast.Constant) and value.value is None)
                     else None
                 )
-            flask_calls.append(_FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path"))))
+            flask_calls.append(
+                _FlaskCall(depth, path, folder, _constant(kwargs.get("static_url_path")), any_node.lineno)
+            )
+            given = _parameter_default(tree, kwargs["instance_path"]) if "instance_path" in kwargs else None
+            if given is not None and not (isinstance(given, ast.Constant) and given.value is None):
+                project.instance_path = _constant(given) or ast.unparse(given)
         if isinstance(any_node, ast.keyword) and any_node.arg == "instance_relative_config":
-            project.instance = True
+            # `instance_relative_config=False` (Flask's default, spelled out) reads nothing from it.
+            value = any_node.value
+            if not (isinstance(value, ast.Constant) and not value.value):
+                project.instance = True
         if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
             project.migrations = True
+        if isinstance(any_node, ast.Call) and _call_name(any_node)[1] == "Migrate":
+            directory = next((_constant(k.value) for k in any_node.keywords if k.arg == "directory"), None)
+            if directory is None and len(any_node.args) > 2:
+                directory = _constant(any_node.args[2])
+            if directory:
+                project.migrations_dir = directory
 
 
 def inspect_project(root: Path) -> Project:
@@ -525,6 +786,9 @@ def inspect_project(root: Path) -> Project:
     env_names: set[str] = set()
     required_names: set[str] = set()
     routes: set[str] = set()
+    prefixes: set[str] = set()
+    signing: set[str] = {"SECRET_KEY"}
+    modules: list[tuple[Path, ast.Module]] = []
     for path in _python_files(root):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -532,9 +796,14 @@ def inspect_project(root: Path) -> Project:
             project.notes.append(f"skipped {path.relative_to(root)}: it does not parse")
             continue
         env_names |= _env_names(tree)
+        prefixes |= _env_prefixes(tree)
+        signing |= _signing_keys(tree)
         required_names |= _subscript_env_names(tree)
         routes |= _routes(tree)
+        modules.append((path, tree))
         _scan_module(root, path, tree, project, candidates, flask_calls, factory_notes)
+    candidates, completed = _importable(root, modules, candidates)
+    project.no_entry = _no_entry(root, completed, candidates, flask_calls)
     ranked = rank_entry_points(root, candidates)
     if ranked:
         chosen, why = ranked[0]
@@ -567,7 +836,17 @@ def inspect_project(root: Path) -> Project:
         )
     if (root / project.instance_dir).is_dir():
         project.instance = True
+    if project.instance_path is not None:
+        # Flask only takes an absolute instance_path: the folder is outside the release, nothing to share.
+        project.instance = False
+        project.notes.append(
+            f"Flask(instance_path={project.instance_path}) keeps the instance folder outside the project: "
+            "not shared; create it on the hosts (with the config it reads) yourself"
+        )
     project.shared_files = _root_files_written(root)
+    # An app loading PREFIX_* variables into its config takes its signing keys from PREFIX_SECRET_KEY...
+    env_names |= {prefix + key for prefix in prefixes for key in signing}
+    required_names |= {prefix + key for prefix in prefixes for key in signing}
     production = {n for n in env_names if not NOT_PRODUCTION.match(n)}
     secret_like = {n for n in production if SECRET_NAME.search(n)}
     # An error tracker's DSN read with a default is optional: the app runs without it.
@@ -593,6 +872,15 @@ def inspect_project(root: Path) -> Project:
     if project.env:
         project.notes.append(
             f"settings read from the environment: {', '.join(project.env)} (add them to app.env)"
+        )
+    if project.migrations and not (root / project.migrations_dir / "env.py").is_file():
+        # `flask db upgrade` reads the folder Migrate names, from the release's root: without it there,
+        # the release command would fail every push.
+        project.migrations = False
+        project.notes.append(
+            f"Flask-Migrate found, but no {project.migrations_dir}/ folder with an env.py at the project "
+            "root (where 'flask db upgrade' looks): no release command proposed; if the app migrates "
+            "elsewhere, add app.release with 'db upgrade --directory <folder>'"
         )
     if project.migrations:
         project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
@@ -716,7 +1004,11 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
-        release = flask_command(project.root, module, "db upgrade")
+        directory = project.migrations_dir.strip("/")
+        upgrade = "db upgrade"
+        if directory != "migrations":
+            upgrade += f" --directory {shlex.quote(directory)}"
+        release = flask_command(project.root, module, upgrade)
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),

@@ -4,7 +4,11 @@ For each app with a label (tests/corpus/labels/<name>.yaml) and an unpacked sdis
 - a copy of the project, committed to a fresh git repository, with the label's `deploy_yaml` as deploy.yaml,
   is checked with `deploy check --format json` (static layers only: no --import, no --live);
 - another copy, without deploy.yaml, gets `deploy init`, and the deploy.yaml it writes is compared with the
-  label's `init` (entry point, shared paths, secrets, release command).
+  label's `init` (entry point, shared paths, secrets, release command). A project whose code has no
+  importable WSGI entry (the app is built and served only by its own CLI) is labelled `entry: null`; init
+  is right on it ONLY if it stops (exit 2) saying "no importable WSGI entry" and naming the wsgi.py to
+  write; any refusal of an app whose label names an entry is wrong, and so is any entry proposed for an
+  app labelled null.
 
 Matching rule: a reported finding matches a label entry when the ids are equal, the files are equal (or
 neither has one) and, when the label gives a line, the reported line is within +-5 of it. Only findings at
@@ -79,7 +83,9 @@ class FalseFinding(_Model):
 class InitLabel(_Model):
     """What `deploy init` must propose."""
 
-    entry: str = Field(pattern=r"^[\w.]+:[\w.]+(\(.*\))?$")
+    #: None: the code has no importable WSGI entry (its own CLI builds and serves the app); then init is
+    #: right only when it says so (see NO_ENTRY), and the other keys are not scored (nothing is written).
+    entry: str | None = Field(pattern=r"^[\w.]+:[\w.]+(\(.*\))?$")
     entry_why: str = Field(min_length=10)
     #: Other spellings of the same, equally right entry point (e.g. `wsgi:app` and `pkg:create_app()`).
     entry_also: list[str] = Field(default_factory=list)
@@ -222,7 +228,9 @@ def score_init(label: InitLabel, proposed: dict[str, Any], score: Score) -> None
     entry = proposed.get("wsgi")
     if entry not in {label.entry, *label.entry_also}:
         wrong.append(f"entry {entry!r} (label {label.entry!r})")
-    shared = _norm_paths(proposed.get("shared") or [])
+    # app.shared (folders) and app.shared_files (an SQLite file at the root) are both kept across
+    # releases; labels list both kinds under shared.
+    shared = _norm_paths([*(proposed.get("shared") or []), *(proposed.get("shared_files") or [])])
     if shared != _norm_paths(label.shared):
         wrong.append(f"shared {sorted(shared)} (label {sorted(_norm_paths(label.shared))})")
     secrets = set(proposed.get("secrets") or [])
@@ -269,6 +277,20 @@ def run_check(project: Path) -> list[Reported]:
                      message=f.get("message", "")) for f in report["findings"]]
 
 
+#: What `deploy init` says (exit 2) when a project has no importable WSGI entry, and what it must name.
+NO_ENTRY = "no importable WSGI entry"
+NO_ENTRY_FIX = "wsgi.py"
+
+
+def score_refusal(label: InitLabel, message: str, score: Score) -> None:
+    """init wrote nothing (exit 2). Right ONLY when the label says the code has no importable entry
+    (entry: null) and init says so and names what to write (a wsgi.py); any other refusal is wrong."""
+    if label.entry is None and NO_ENTRY in message and NO_ENTRY_FIX in message:
+        score.init_wrong, score.init_right = [], True
+    else:
+        score.init_wrong, score.init_right = [f"init refused: {message[:200]}"], False
+
+
 class InitRefused(Exception):
     """`deploy init` stopped with a clear error (exit 2): a wrong answer to score, not a harness failure."""
 
@@ -278,7 +300,7 @@ def run_init(project: Path) -> dict[str, Any]:
     written = project / "deploy.yaml"
     if result.returncode == 2:
         lines = result.stderr.strip().splitlines() or ["(no message)"]
-        raise InitRefused(lines[0][:200])
+        raise InitRefused(lines[0])
     if result.returncode != 0 or not written.is_file():
         raise RuntimeError(f"deploy init exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     config = yaml.safe_load(written.read_text())
@@ -298,7 +320,7 @@ def measure(app: App, label: Label) -> tuple[Score, list[Reported]]:
             try:
                 proposed = run_init(_git_repo(src, Path(tmp) / "init" / app.name, None))
             except InitRefused as refused:
-                score.init_wrong = [f"init refused: {refused}"]
+                score_refusal(label.init, str(refused), score)
             else:
                 score_init(label.init, proposed, score)
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:

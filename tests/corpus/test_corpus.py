@@ -29,6 +29,7 @@ from tests.corpus.harness import (
     measure_all,
     score_check,
     score_init,
+    score_refusal,
     table,
     totals,
 )
@@ -120,6 +121,10 @@ def test_init_comparison() -> None:
     score_init(label, {"wsgi": "app:create_app()", "shared": ["./app/uploads/"],
                        "secrets": ["SECRET_KEY", "MAIL_PASSWORD"], "release": ["flask  db upgrade"]}, score)
     assert score.init_right, score.init_wrong
+    score_init(label.model_copy(update={"shared": ["app/uploads", "app.db"]}),
+               {"wsgi": "wsgi:app", "shared": ["app/uploads"], "shared_files": ["app.db"],
+                "secrets": ["SECRET_KEY"], "release": ["flask db upgrade"]}, score)
+    assert score.init_right, score.init_wrong
     score_init(label, {"wsgi": "export:app", "shared": ["uploads"], "secrets": [], "release": []}, score)
     assert not score.init_right and len(score.init_wrong) == 4
     assert LabelFinding(id="PIT006").file is None
@@ -139,6 +144,22 @@ def test_init_refusing_is_a_wrong_answer_not_a_harness_error(monkeypatch: pytest
     assert score.error is None and not score.init_right
     assert score.init_wrong == ["init refused: error: .: found no Flask app"]
     assert (score.reported, score.true) == (1, 1) and len(findings) == 1
+
+
+def test_a_refusal_is_right_only_for_an_app_labelled_without_entry() -> None:
+    says = "error: .: no importable WSGI entry: x:app gets its routes only from main(). Write a wsgi.py ..."
+    no_entry = InitLabel(entry=None, entry_why="main() registers every blueprint, then serves")
+    with_entry = InitLabel(entry="wsgi:app", entry_why="wsgi.py:3 builds it")
+    score = Score(app="x")
+    score_refusal(no_entry, says, score)
+    assert score.init_right and not score.init_wrong
+    for label, message in [(with_entry, says), (no_entry, "error: .: found no Flask app"),
+                           (no_entry, "error: .: no importable WSGI entry: x:app (no fix named)")]:
+        score_refusal(label, message, score)
+        assert not score.init_right and score.init_wrong == [f"init refused: {message}"]
+    # An entry proposed for an app labelled without one is wrong.
+    score_init(no_entry, {"wsgi": "x:app"}, score)
+    assert not score.init_right and score.init_wrong[0] == "entry 'x:app' (label None)"
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,8 @@ def _migrating_app(root: Path, flask: str) -> None:
         encoding="utf-8",
     )
     (root / "requirements.txt").write_text(f"{flask}\nflask-migrate==3.1.0\n", encoding="utf-8")
+    (root / "migrations").mkdir()
+    (root / "migrations" / "env.py").write_text("# alembic env\n", encoding="utf-8")
 
 
 def test_init_writes_a_release_command_the_apps_flask_knows(tmp_path: Path) -> None:

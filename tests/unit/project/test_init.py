@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config.loader import load
-from deploy.project.init import inspect_project
+from deploy.project.init import inspect_project, write_deploy_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -367,3 +367,153 @@ def test_init_proposes_a_root_sqlite_file_as_a_shared_file_never_a_committed_one
     (tmp_path / "notes.db").write_bytes(b"")
     subprocess.run([*git, "add", "notes.db"], check=True)
     assert inspect_project(tmp_path).shared_files == []
+
+
+MIGRATING = (
+    "from flask import Flask\nfrom flask_migrate import Migrate\n\n\ndef create_app():\n"
+    "    app = Flask(__name__)\n    Migrate(app, None{directory})\n    return app\n"
+)
+
+
+def test_release_command_only_where_flask_migrate_finds_its_folder(tmp_path: Path) -> None:
+    """Issue #16 (ihatemoney): Flask-Migrate imported, its migrations inside the package, not in
+    ./migrations: 'flask db upgrade' would fail every push, so init proposes no release command."""
+    (tmp_path / "shop" / "migrations").mkdir(parents=True)
+    (tmp_path / "shop" / "migrations" / "env.py").write_text("# alembic env\n")
+    (tmp_path / "shop" / "__init__.py").write_text(MIGRATING.format(directory=""))
+    found = inspect_project(tmp_path)
+    assert not found.migrations
+    assert any("no migrations/ folder" in n for n in found.notes), found.notes
+    assert "release:" not in write_deploy_yaml(found)
+    # Migrate(directory=...) naming the folder: the command is proposed.
+    named = MIGRATING.format(directory=", directory='shop/migrations'")
+    (tmp_path / "shop" / "__init__.py").write_text(named)
+    assert "db upgrade --directory shop/migrations" in write_deploy_yaml(inspect_project(tmp_path))
+    # The default folder at the root: proposed too.
+    (tmp_path / "shop" / "__init__.py").write_text(MIGRATING.format(directory=""))
+    shutil.move(tmp_path / "shop" / "migrations", tmp_path / "migrations")
+    assert inspect_project(tmp_path).migrations
+
+
+def test_the_app_a_package_module_builds_beats_the_factory_it_calls(tmp_path: Path) -> None:
+    """Issue #16 (puppetboard, archivy): the package's app module calls the package's own factory and
+    set-up functions at import (`app = get_app()`, `get_scheduler()`, `Compress(app)`, a data folder's
+    mkdir) and imports the views; the bare factory builds an app without routes."""
+    pkg = tmp_path / "board"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core.py").write_text(
+        "from flask import Flask\n\n\ndef get_app():\n    return Flask(__name__)\n\n\n"
+        "def get_scheduler():\n    return None\n"
+    )
+    (pkg / "app.py").write_text(
+        "from pathlib import Path\n\nfrom flask_compress import Compress\n\n"
+        "from board.core import get_app, get_scheduler\n\n"
+        "app = get_app()\nget_scheduler()\nCompress(app)\nPath('data').mkdir(exist_ok=True)\n\n"
+        "from board import views  # noqa\n"
+    )
+    (pkg / "views.py").write_text(
+        "from board.app import app\n\n\n@app.route('/')\ndef index():\n    return 'x'\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "board.app:app"
+    # A script outside the package calling the package's functions at import still runs them.
+    (tmp_path / "wsgi.py").write_text("from board.core import get_app, get_scheduler\n\napp = get_app()\n")
+    (tmp_path / "export.py").write_text(
+        "from board.core import get_app\nfrom board.export import run_export\n\n"
+        "app = get_app()\nrun_export()\n"
+    )
+    found = inspect_project(tmp_path)
+    skipped = [n for n in found.notes if n.startswith("not an entry point: importing export.py")]
+    assert (found.wsgi, len(skipped)) == ("wsgi:app", 1), found.notes
+    assert "run_export()" in skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("loader", "expected"),
+    [
+        ('app.config.from_prefixed_env(prefix="SHOP")', ["SHOP_SECRET_KEY", "SHOP_WTF_CSRF_SECRET_KEY"]),
+        ("app.config.from_prefixed_env()", ["FLASK_SECRET_KEY", "FLASK_WTF_CSRF_SECRET_KEY"]),
+        ('config_from_env(app, prefix="SHOP_")', ["SHOP_SECRET_KEY", "SHOP_WTF_CSRF_SECRET_KEY"]),
+    ],
+)
+def test_secrets_loaded_with_a_prefix(tmp_path: Path, loader: str, expected: list[str]) -> None:
+    """Issue #16 (flaskbb, gramps-webapi): the config comes from PREFIX_* variables, so the signing keys
+    the app uses (Flask's SECRET_KEY, a config class's WTF_CSRF_SECRET_KEY) are PREFIX_... secrets."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "config.py").write_text(
+        "class Default:\n    WTF_CSRF_SECRET_KEY = 'dev'\n    MAIL_SERVER = 'localhost'\n"
+    )
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef config_from_env(app, prefix):\n    pass\n\n\n"
+        f"def create_app():\n    app = Flask(__name__)\n    {loader}\n    return app\n"
+    )
+    assert inspect_project(tmp_path).secrets == expected
+
+
+def test_an_instance_folder_outside_the_project_is_not_shared(tmp_path: Path) -> None:
+    """Issue #16 (ihatemoney): Flask(instance_path="/etc/app") with instance_relative_config reads its
+    config from /etc, not from the release: sharing ./instance would be a folder nothing uses."""
+    (tmp_path / "shop").mkdir()
+    app = "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__{})\n"
+    (tmp_path / "shop" / "__init__.py").write_text(app.format(", instance_relative_config=False"))
+    assert not inspect_project(tmp_path).instance  # dtale spells out the default
+    (tmp_path / "shop" / "__init__.py").write_text(app.format(", instance_relative_config=True"))
+    assert inspect_project(tmp_path).instance
+    (tmp_path / "shop" / "__init__.py").write_text(
+        app.format(", instance_path='/etc/shop', instance_relative_config=True")
+    )
+    found = inspect_project(tmp_path)
+    assert not found.instance and "shared:" not in write_deploy_yaml(found)
+    assert any(n.startswith("Flask(instance_path=/etc/shop)") for n in found.notes), found.notes
+    # A factory passing on its own parameter: its default decides (flaskbb: None, Flask's own folder).
+    factory = "from flask import Flask\n\n\ndef create_app(instance_path={}):\n"
+    factory += "    return Flask(__name__, instance_path=instance_path, instance_relative_config=True)\n"
+    (tmp_path / "shop" / "__init__.py").write_text(factory.format("None"))
+    assert inspect_project(tmp_path).instance
+    (tmp_path / "shop" / "__init__.py").write_text(factory.format("'/etc/shop'"))
+    assert not inspect_project(tmp_path).instance
+
+
+def test_an_app_completed_only_by_the_projects_own_cli_is_no_importable_entry(tmp_path: Path) -> None:
+    """Issue #16 (calibreweb, changedetection.io, cellxgene): the factory's app has no routes (the CLI's
+    main() registers the blueprints, then serves it), or Flask() is only called inside a class: init
+    says there is no importable entry and what to write, instead of proposing an app without routes."""
+    pkg = tmp_path / "shop"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from flask import Flask\n\napp = Flask(__name__)\n\n\ndef create_app():\n    return app\n"
+    )
+    (pkg / "main.py").write_text(
+        "from shop import create_app\nfrom shop.web import web\n\n\n"
+        "def main():\n    app = create_app()\n    app.register_blueprint(web)\n    app.run()\n"
+    )
+    out = run_init(tmp_path)
+    assert out.returncode == 2 and not (tmp_path / "deploy.yaml").exists()
+    says = "no importable WSGI entry: shop:app gets its routes only from main() in shop/main.py:5"
+    assert says in out.stderr
+    assert "Write a wsgi.py" in out.stderr and "Traceback" not in out.stderr
+    # A helper given the app (called by the factory) does not make the factory incomplete.
+    (pkg / "main.py").write_text("def register(app):\n    app.register_blueprint(object())\n")
+    assert inspect_project(tmp_path).wsgi == "shop:app"
+    # Flask() only inside a class the CLI builds.
+    (pkg / "__init__.py").write_text(
+        "from flask import Flask\n\n\nclass Server:\n    def __init__(self, config):\n"
+        "        self.app = Flask(__name__)\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi is None
+    assert found.no_entry == (
+        "Flask(...) is only called at shop/__init__.py:6, inside code the project's own CLI runs"
+    )
+
+
+def test_a_factory_is_found_by_what_it_does_not_by_its_name(tmp_path: Path) -> None:
+    """Issue #16 (dtale): build_app() builds an instance of a Flask subclass and returns it; a function
+    that only configures an app it is given is no factory."""
+    (tmp_path / "tale").mkdir()
+    (tmp_path / "tale" / "app.py").write_text(
+        "import flask\n\n\nclass TaleFlask(flask.Flask):\n    pass\n\n\n"
+        "def configure(app):\n    app.config['X'] = 1\n    return app\n\n\n"
+        "def build_app(reaper_on=True):\n    app = TaleFlask(__name__)\n    configure(app)\n    return app\n"
+    )
+    assert inspect_project(tmp_path).wsgi == "tale.app:build_app()"
