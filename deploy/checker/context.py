@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.checker.layers import Layer
 from deploy.checker.live_probe import probe as default_probe
-from deploy.project.init import entry_point
+from deploy.project.entry import entry_point
 from deploy.project.inspect_app import Effective, active_python, inspect, project_python
 from deploy.project.scan import Project, scan
 from deploy.render.render import RenderFailure, render

@@ -304,7 +304,7 @@ def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
     clean; other top-level calls, app.run() and loops are side effects."""
     import ast
 
-    from deploy.project.init import side_effect
+    from deploy.project.candidates import side_effect
 
     clean = (
         '"""doc"""\nimport os, logging\nfrom dotenv import load_dotenv\nfrom flask import Flask\n'
