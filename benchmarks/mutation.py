@@ -228,11 +228,15 @@ if os.environ.get("MUTANT_UNDER_TEST"):
 """
 
 
-def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"mutation-{target.name}-"))
+def run_target(
+    target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool, resume: Path | None = None
+) -> dict[str, Any]:
+    work = resume or Path(tempfile.mkdtemp(prefix=f"mutation-{target.name}-"))
+    keep = keep or resume is not None
     started = time.monotonic()
     try:
-        scratch_copy(target, work)
+        if resume is None:
+            scratch_copy(target, work)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         globs = functions or target.functions
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *globs]
@@ -289,12 +293,17 @@ def main() -> int:
         "--save", action="store_true", help=f"merge the results into {RESULTS.relative_to(ROOT)}"
     )
     parser.add_argument("--verbose", action="store_true", help="show mutmut's own output")
+    parser.add_argument(
+        "--resume", type=Path, help="go on in a scratch copy kept by --keep (one MODULE)"
+    )
     args = parser.parse_args()
     results = []
     for target in find(args.modules):
         if not args.json:
             print(f"== {target.module} ({len(target.tests)} test files)", flush=True)
-        row = run_target(target, keep=args.keep, functions=tuple(args.functions), verbose=args.verbose)
+        row = run_target(
+            target, keep=args.keep, functions=tuple(args.functions), verbose=args.verbose, resume=args.resume
+        )
         results.append(row)
         if not args.json:
             print(
