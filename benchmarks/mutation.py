@@ -277,9 +277,15 @@ def run_target(
 
 
 def commit() -> str:
-    return subprocess.run(
+    """HEAD, with "+changes" when tracked or new files (other than the results) differ from it."""
+    head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results", ":!benchmarks/RESULTS.md"],
+        cwd=ROOT, capture_output=True, text=True,
+    ).stdout.strip()
+    return head + ("+changes" if status else "")
 
 
 def main() -> int:
