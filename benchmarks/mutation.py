@@ -228,6 +228,24 @@ if os.environ.get("MUTANT_UNDER_TEST"):
 """
 
 
+def refresh(target: Target, work: Path) -> None:
+    """Resume in a kept copy: the target's test files as they are now, and its survivors to run again
+    (mutmut keeps what it killed)."""
+    for test in target.tests:
+        if (ROOT / test).exists():
+            for dest in (work / test, work / "mutants" / test):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / test, dest)
+    meta = work / "mutants" / (target.module + ".meta")
+    if meta.exists():
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        data["exit_code_by_key"] = {
+            k: (None if status_of(v) in ("survived", "no_tests") else v) for k, v in codes.items()
+        }
+        meta.write_text(json.dumps(data))
+
+
 def run_target(
     target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool, resume: Path | None = None
 ) -> dict[str, Any]:
@@ -237,6 +255,8 @@ def run_target(
     try:
         if resume is None:
             scratch_copy(target, work)
+        else:
+            refresh(target, work)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         globs = functions or target.functions
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *globs]
@@ -300,7 +320,7 @@ def main() -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="show mutmut's own output")
     parser.add_argument(
-        "--resume", type=Path, help="go on in a scratch copy kept by --keep (one MODULE)"
+        "--resume", type=Path, help="re-run the survivors in a copy kept by --keep (one MODULE), new tests"
     )
     args = parser.parse_args()
     results = []

@@ -314,7 +314,8 @@ def mutation(data: dict[str, Any]) -> list[str]:
         "(killed + survived + no tests + timeouts + suspicious). Survivors left on purpose (equivalent mutants, "
         "or not worth a test) are explained in `benchmarks/MUTATION.md`. Rerun one module with "
         "`python benchmarks/mutation.py MODULE --save` (it rewrites this section); the machine is the same "
-        "2-core guest as above, shared with other work while these ran.",
+        "2-core guest as above, shared with other work while these ran. A `--resume` run re-ran, in the scratch "
+        "copy a previous run kept, only that run's survivors against the test files as they are now.",
         "",
         "| module | mutated | killed | survived | no tests | timeouts | score | date | commit | command |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|",
