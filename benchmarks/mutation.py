@@ -274,11 +274,35 @@ if os.environ.get("MUTANT_UNDER_TEST"):
 """
 
 
-def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"mutation-{target.name}-"))
+def refresh(target: Target, work: Path) -> None:
+    """Resume in a kept copy: the target's test files as they are now, and its survivors to run again
+    (mutmut keeps what it killed)."""
+    for test in target.tests:
+        if (ROOT / test).exists():
+            for dest in (work / test, work / "mutants" / test):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / test, dest)
+    meta = work / "mutants" / (target.module + ".meta")
+    if meta.exists():
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        data["exit_code_by_key"] = {
+            k: (None if status_of(v) in ("survived", "no_tests") else v) for k, v in codes.items()
+        }
+        meta.write_text(json.dumps(data))
+
+
+def run_target(
+    target: Target, *, keep: bool, functions: tuple[str, ...], verbose: bool, resume: Path | None = None
+) -> dict[str, Any]:
+    work = resume or Path(tempfile.mkdtemp(prefix=f"mutation-{target.name}-"))
+    keep = keep or resume is not None
     started = time.monotonic()
     try:
-        scratch_copy(target, work)
+        if resume is None:
+            scratch_copy(target, work)
+        else:
+            refresh(target, work)
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         globs = functions or target.functions
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *globs]
@@ -319,9 +343,15 @@ def run_target(target: Target, *, keep: bool, functions: tuple[str, ...], verbos
 
 
 def commit() -> str:
-    return subprocess.run(
+    """HEAD, with "+changes" when tracked or new files (other than the results) differ from it."""
+    head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results", ":!benchmarks/RESULTS.md"],
+        cwd=ROOT, capture_output=True, text=True,
+    ).stdout.strip()
+    return head + ("+changes" if status else "")
 
 
 def main() -> int:
@@ -335,12 +365,17 @@ def main() -> int:
         "--save", action="store_true", help=f"merge the results into {RESULTS.relative_to(ROOT)}"
     )
     parser.add_argument("--verbose", action="store_true", help="show mutmut's own output")
+    parser.add_argument(
+        "--resume", type=Path, help="re-run the survivors in a copy kept by --keep (one MODULE), new tests"
+    )
     args = parser.parse_args()
     results = []
     for target in find(args.modules):
         if not args.json:
             print(f"== {target.module} ({len(target.tests)} test files)", flush=True)
-        row = run_target(target, keep=args.keep, functions=tuple(args.functions), verbose=args.verbose)
+        row = run_target(
+            target, keep=args.keep, functions=tuple(args.functions), verbose=args.verbose, resume=args.resume
+        )
         results.append(row)
         if not args.json:
             print(

@@ -314,7 +314,8 @@ def mutation(data: dict[str, Any]) -> list[str]:
         "(killed + survived + no tests + timeouts + suspicious). Survivors left on purpose (equivalent mutants, "
         "or not worth a test) are explained in `benchmarks/MUTATION.md`. Rerun one module with "
         "`python benchmarks/mutation.py MODULE --save` (it rewrites this section); the machine is the same "
-        "2-core guest as above, shared with other work while these ran.",
+        "2-core guest as above, shared with other work while these ran. A `--resume` run re-ran, in the scratch "
+        "copy a previous run kept, only that run's survivors against the test files as they are now.",
         "",
         "| module | mutated | killed | survived | no tests | timeouts | score | date | commit | command |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|",
@@ -328,11 +329,16 @@ def mutation(data: dict[str, Any]) -> list[str]:
         )
     first: dict[str, dict[str, Any]] = {}
     for entry in data.get("history", []):
-        first.setdefault(entry["module"], entry)
+        if entry.get("baseline"):
+            first.setdefault(entry["module"], entry)
     if first:
+        missing = sorted(set(data.get("modules", {})) - set(first))
         out += [
             "",
-            "Before the tests that kill survivors (`tests/unit/test_mutation_*.py`), each module's first run:",
+            "Before the tests that kill survivors (`tests/unit/test_mutation_*.py`), with the unit tests the "
+            "module had (0 of 14 for `secretstrength.py`: no listed unit test called it)"
+            + (f"; not measured before them: {', '.join(f'`{m}`' for m in missing)}" if missing else "")
+            + ":",
             "",
             "| module | killed | of | score | date | commit |",
             "|---|---:|---:|---:|---|---|",

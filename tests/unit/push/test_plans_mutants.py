@@ -154,3 +154,29 @@ def test_a_base_dir_deploy_does_not_own_is_refused_per_host() -> None:
         f"  web2: {base} exists and is not a folder (file)"
     )
     refuse_hosts(CONFIG, {"web1": _prepared()})
+
+
+def test_the_switch_points_live_sock_then_current_at_the_new_release_then_fixes_boot() -> None:
+    from deploy.plan import Command, Step
+    from deploy.push.plans import _switch_step
+    from deploy.remote import commands as cmd
+
+    marker = Command(("true", "served"), "mark served")
+    step = _switch_step(LAYOUT, "web1", "green", "r2", marker)
+    assert step == Step(
+        "switch",
+        "web1",
+        (
+            cmd.symlink(
+                LAYOUT.paths.slot_socket("green"),
+                LAYOUT.paths.upstream_socket,
+                "new connections go to slot green (atomic rename of live.sock)",
+            ),
+            cmd.symlink(LAYOUT.release("r2"), LAYOUT.paths.current, "current -> r2"),
+            marker,
+            *cmd.start_at_boot(LAYOUT, "green"),
+        ),
+    )
+    # The link targets themselves, not only their descriptions.
+    assert LAYOUT.release("r2") in step.actions[1].argv  # type: ignore[union-attr]
+    assert LAYOUT.paths.slot_socket("green") in step.actions[0].argv  # type: ignore[union-attr]

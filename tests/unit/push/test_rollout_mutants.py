@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from dataclasses import replace
 
 import pytest
 
@@ -252,6 +253,7 @@ def test_an_interruption_knows_its_signal_name_and_exit_code() -> None:
         ("40%", [["a", "b"], ["c", "d"], ["e"]]),
         ("39%", [["a"], ["b"], ["c"], ["d"], ["e"]]),
         ("5", [["a", "b", "c", "d", "e"]]),
+        ("0.5%", [["a"], ["b"], ["c"], ["d"], ["e"]]),
     ],
 )
 def test_batches_by_count_or_share(batch: str, expected: list[list[str]]) -> None:
@@ -321,3 +323,33 @@ def test_hooks_get_the_push_in_their_environment_and_run_as_root_in_the_base_fol
     assert hook == Command(
         ("env", "-C", LAYOUT.paths.base, "A=1", "B=2", "sh", "-c", "make warm"), "hook: make warm", sudo=True
     )
+
+
+def test_a_failed_start_without_a_log_command_or_lost_on_the_way_reads_no_log() -> None:
+    plan = _plan()
+    no_log = PushPlan(plan.action, plan.release, (replace(plan.hosts[0], diagnose=None), *plan.hosts[1:]))
+    executor = Hosts({("web1", "start"): "boom"})
+    outcome, _ = _run(executor, no_log)
+    assert [(f.host, f.step, f.log) for f in outcome.failures] == [("web1", "start", "")]
+    assert executor.timeouts == []
+    lost = Hosts()
+    lost.raises[("web2", "start")] = ConnectionError("gone")
+    outcome, _ = _run(lost)
+    assert outcome.failures == [Failure("web2", "connection", "gone", "")]
+    assert lost.timeouts == []
+
+
+def test_the_outcome_names_the_action_and_release() -> None:
+    outcome, _ = _run(Hosts())
+    assert (outcome.action, outcome.release) == ("push", "r2")
+
+
+def test_a_signal_before_any_host_switches_puts_nothing_back_and_is_raised_again() -> None:
+    executor = Hosts()
+    executor.raises[("web1", "prepare")] = Interrupted(signal.SIGINT)
+    said: list[str] = []
+    rollout = Rollout(executor, _plan(), LAYOUT, say=said.append, parallel=False)
+    with pytest.raises(Interrupted):
+        rollout.run()
+    assert said == ["interrupted by Ctrl-C: putting every host back on the release it served before"]
+    assert _ran(executor, "revert") == [] and _ran(executor, "abort") == []

@@ -12,6 +12,7 @@ import pytest
 
 from deploy.config.model import TLS, Config
 from deploy.plan import Command, Step, Upload
+from deploy.remote.commands import make_dir, nginx_change
 from deploy.remote.executor import StepResult
 from deploy.remote.facts import HostFacts
 from deploy.render.render import render
@@ -507,3 +508,70 @@ RENEWAL_FAILING = (
 )
 def test_expiry_messages(days: int, ok: bool, message: str) -> None:
     assert tls.expiry_message(days) == (ok, message)
+
+
+def test_an_own_certificate_step_is_exactly_a_root_folder_then_the_two_files() -> None:
+    cfg = config("{cert: certs/fullchain.pem, key: certs/privkey.pem}")
+    cert, key = tls.certificate_files(cfg)
+    step = tls.own_certificate_step(cfg, "h", tls.TLSFiles(cert=b"C", key=b"K"))
+    assert step == Step(
+        "tls: own certificate",
+        "h",
+        (
+            make_dir("/etc/flaskr/tls", "root", "root", 0o755, "the app's TLS folder"),
+            Upload(cert, b"C", mode=0o644, owner="root", group="root", description="certificate chain"),
+            Upload(
+                key, b"K", mode=0o600, owner="root", group="root", sensitive=True,
+                description="private key (0600)",
+            ),
+        ),
+    )
+
+
+def test_the_shared_account_files_are_root_s_with_their_descriptions() -> None:
+    cfg = config(ACME)
+    account = tls.parse_account(PEBBLE, account_output([ACCOUNT], RFC7638_KEY))
+    step = tls.share_account_step(cfg, "h", account)
+    folder = f"{tls.account_dir(PEBBLE)}/{ACCOUNT}"
+    assert step.actions[:4] == (
+        make_dir(folder, "root", "root", 0o700, "certbot's account folder"),
+        Upload(f"{folder}/meta.json", account.files["meta.json"], mode=0o644, owner="root", group="root",
+               description="ACME account meta.json"),
+        Upload(f"{folder}/regr.json", account.files["regr.json"], mode=0o644, owner="root", group="root",
+               description="ACME account regr.json"),
+        Upload(f"{folder}/private_key.json", account.files["private_key.json"], mode=0o400, owner="root",
+               group="root", sensitive=True, description="the ACME account key"),
+    )
+    snippet = tls.challenge_snippet(cfg, account.thumbprint).encode()
+    assert step.actions[4:] == tuple(
+        nginx_change([(tls.challenge_snippet_path(cfg), snippet, "answer ACME challenges on this host")])
+    )
+
+
+def test_the_prepare_step_is_exactly_folders_hook_ca_drop_in_and_timer() -> None:
+    cfg = config(ACME)
+    settings = tls.tls_settings(cfg)
+    assert settings is not None
+    step = tls.acme_prepare_step(cfg, "h", settings, CA_FILES)
+    dropin = "/etc/systemd/system/certbot.service.d/flaskr-acme-ca.conf"
+    assert step.actions == (
+        make_dir("/var/lib/deploy/acme", "root", "root", 0o755, "the ACME webroot"),
+        make_dir(
+            "/etc/letsencrypt/renewal-hooks/deploy", "root", "root", 0o755, "certbot's deploy hook folder"
+        ),
+        Upload("/etc/letsencrypt/renewal-hooks/deploy/flaskr-nginx-reload",
+               tls.deploy_hook_script(cfg).encode(), mode=0o755, owner="root", group="root",
+               description="renewal hook: nginx -t, then reload"),
+        make_dir("/etc/flaskr/tls", "root", "root", 0o755, "the app's TLS folder"),
+        Upload("/etc/flaskr/tls/acme-ca.pem", b"PEM", mode=0o644, owner="root", group="root",
+               description="the CA bundle of the ACME server"),
+        make_dir(
+            "/etc/systemd/system/certbot.service.d", "root", "root", 0o755, "certbot.service drop-in folder"
+        ),
+        Upload(dropin, tls.certbot_dropin(cfg).encode(), mode=0o644, owner="root", group="root",
+               description="renewals trust that CA too"),
+        Command(("systemctl", "daemon-reload"), "load the certbot.service drop-in", sudo=True),
+        Command(
+            ("systemctl", "enable", "--now", "certbot.timer"), "renewal: certbot's systemd timer", sudo=True
+        ),
+    )
