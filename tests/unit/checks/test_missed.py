@@ -343,8 +343,10 @@ def test_perf005_generator_downloads_do_not_fail_the_gate(tmp_path: Path) -> Non
     "config",
     [
         CONFIG + "gunicorn: {worker_class: gevent}\n",
-        CONFIG + "gunicorn: {worker_class: gthread, threads: 16}\n",
-        CONFIG + "gunicorn: {threads: 8}\n",
+        CONFIG + "gunicorn: {worker_class: eventlet}\n",
+        # 3 workers x 40 threads: at least 100 open streams before the site stops answering.
+        CONFIG + "gunicorn: {worker_class: gthread, threads: 40}\n",
+        CONFIG + "gunicorn: {threads: 40}\n",
     ],
 )
 def test_perf005_quiet_on_workers_that_hold_many_connections(tmp_path: Path, config: str) -> None:
