@@ -21,6 +21,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
     assert {p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh") and p.stem != "__init__"} == {
         "health_probe.py",
         "holder_check.sh",
+        "live_probe.py",
         "lock_holder.sh",
         "nginx_apply.py",
         "probe.py",
