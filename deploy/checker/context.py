@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from deploy.checker.layers import Layer
 from deploy.checker.live_probe import probe as default_probe
 from deploy.project.inspect_app import Effective, active_python, inspect, project_python
-from deploy.project.scan import Project, scan
+from deploy.project.scan import FACTORY_NAMES, Project, scan
 from deploy.render.render import RenderFailure, render
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def guess_app(project: Project) -> str | None:
         for call in project.apps:
             if call.file != module.path:
                 continue
-            if call.function and call.function in ("create_app", "make_app"):
+            if call.function and call.function in FACTORY_NAMES:
                 return f"{dotted}:{call.function}()"
         for call in project.apps:
             if call.file == module.path and not call.function:
