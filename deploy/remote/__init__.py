@@ -1,1 +1,1 @@
-"""Remote execution: the executor (SSH and the recorder), host facts, the shell command builders."""
+"""Remote execution: the executor (SSH and the recorder), host facts, shell command builders, host programs."""
