@@ -1,1 +1,1 @@
-"""Configuration: the typed model of deploy.yaml (with its CSP values), loading, errors, secrets, redaction."""
+"""Configuration: the typed model of deploy.yaml (and its CSP values), loading, errors, secrets."""
