@@ -208,10 +208,15 @@ def _load(config_path: str, environment: str | None) -> tuple[Config, Path]:
 @contextmanager
 def _connected(config: Config, accept_new: bool, printer: Printer) -> Iterator[SSHExecutor]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.lock import step_guard
     from deploy.remote.executor import SSHExecutor
 
     executor = SSHExecutor(
-        config, config.server.hosts, accept_new_host_keys=accept_new, on_event=printer.event
+        config,
+        config.server.hosts,
+        accept_new_host_keys=accept_new,
+        on_event=printer.event,
+        step_guard=step_guard(config),
     )
     try:
         yield executor

@@ -1,1 +1,1 @@
-"""Configuration: the typed model of deploy.yaml, its loading and validation, secrets and redaction."""
+"""Configuration: the typed model of deploy.yaml (and its CSP values), loading, errors, secrets."""

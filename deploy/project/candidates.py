@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
-from deploy.project.scan import SKIP_DIRS
+from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS
 
 #: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
 _SKIP_DIRS = SKIP_DIRS | {"migrations"}
@@ -22,7 +22,6 @@ SECRET_NAME = re.compile(
 NOT_PRODUCTION = re.compile(r"^(DEV|DEVELOPMENT|TEST|TESTING|LOCAL)_", re.I)
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 HEALTH_PATHS = ("/health", "/healthz", "/_health", "/health/")
-FACTORY_NAMES = ("create_app", "make_app", "app_factory", "get_app")
 WSGI_TARGET = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_][\w.]*(\(.*\))?)$")
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
 from deploy.project.candidates import (
-    FACTORY_NAMES,
     Project,
     _call_name,
     _Candidate,
@@ -20,6 +19,7 @@ from deploy.project.candidates import (
     _python_files,
     _scan_module,
 )
+from deploy.project.scan import FACTORY_NAMES
 
 #: Servers whose command line names the WSGI target (`gunicorn x:y`, `waitress-serve x:y`, `uwsgi --module`).
 SERVER_WORDS = re.compile(r"\b(gunicorn|uwsgi|waitress-serve|hypercorn|uvicorn|granian)\b")

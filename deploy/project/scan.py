@@ -41,6 +41,8 @@ TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})
 SKIP_DIRS = (
     NEVER_SHIPPED | TOOL_DIRS | {".env", "build", "dist", "site-packages", "tests", "test", "deploy_checks"}
 )
+#: The names an app factory goes by: `deploy init` and `deploy check` (without deploy.yaml) look for them.
+FACTORY_NAMES = ("create_app", "make_app", "app_factory", "get_app")
 MAX_FILE_BYTES = 1_000_000
 
 #: `# deploy: ignore[SEC001, SEC002] why this is fine`

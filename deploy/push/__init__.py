@@ -1,1 +1,1 @@
-"""Push: the artifact and wheels, the setup/push/rollback step plans, rollout, the app's log."""
+"""Push: the artifact and wheels, the setup/push/rollback plans, rollout, the lock's step guard, the log."""

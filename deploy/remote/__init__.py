@@ -1,1 +1,1 @@
-"""Remote execution: the executor (SSH and the recorder), host facts, the shell command builders."""
+"""Remote execution: the executor (SSH, the recorder), host facts, command builders, host programs."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from deploy.config.model import Config
 from deploy.layout import Layout, layout_for
 from deploy.plan import Action, Command, Upload
+from deploy.remote.scripts import script
 
 #: Slot names of the blue/green pair on every host.
 SLOTS = ("blue", "green")
@@ -38,118 +39,7 @@ def other_slot(slot: str | None) -> str:
 #:                               through a link (a link itself is removed, never what it points at)
 #:   check PATH                  refuse unless every folder on the way to PATH only root can change
 #: It prints "deploy: refused: ..." and exits 73 when a path is not safe to touch.
-SAFE_FS = r"""
-import grp, os, pwd, shutil, stat, sys
-D = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-os.umask(0o022)
-def refuse(why):
-    print(f"deploy: refused: {why}")
-    sys.exit(73)
-def root_only(st):
-    # Only root can add, rename or remove names in this folder (a sticky folder keeps root's names).
-    return st.st_uid == 0 and (not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX))
-def walk(path, create=False):
-    # (fd of the folder `path`, whether every folder on the way is one only root changes)
-    if not path.startswith("/") or "\0" in path:
-        refuse(f"{path!r} is not an absolute path")
-    parts = [p for p in path.split("/") if p and p != "."]
-    fd, done, safe, hops = os.open("/", D), "", True, 0
-    while parts:
-        name = parts.pop(0)
-        if name == "..":
-            refuse(f"{path}: '..' in the path")
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            if not create:
-                raise
-            os.mkdir(name, 0o755, dir_fd=fd)
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if st.st_uid != 0 or not root_only(os.fstat(fd)) or hops > 40:
-                refuse(f"{done}/{name} is a symlink that a user other than root could have made "
-                       f"(owner uid {st.st_uid}); deploy does not follow it")
-            target = os.readlink(name, dir_fd=fd)
-            parts = [p for p in os.path.normpath(os.path.join(done or "/", target)).split("/") if p] + parts
-            os.close(fd)
-            fd, done = os.open("/", D), ""
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            refuse(f"{done}/{name} is not a directory")
-        try:
-            new = os.open(name, D, dir_fd=fd)
-        except OSError as exc:
-            refuse(f"{done}/{name} changed while deploy looked at it ({exc.strerror})")
-        os.close(fd)
-        fd, done = new, f"{done}/{name}"
-        safe = safe and root_only(os.fstat(fd))
-    return fd, safe
-def main(op):
-    if op == "dir":
-        path, owner, group, mode = sys.argv[2:6]
-        fd, _ = walk(path, create=True)
-        os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
-        os.fchmod(fd, int(mode, 8))
-    elif op == "file":
-        path, owner, group, mode = sys.argv[2:6]
-        folder, name = path.rstrip("/").rsplit("/", 1)
-        fd, _ = walk(folder or "/")
-        try:
-            f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                        int(mode, 8), dir_fd=fd)
-        except OSError as exc:
-            refuse(f"{path}: cannot open it as a file without following a link ({exc.strerror})")
-        st = os.fstat(f)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            refuse(f"{path} is not a plain file of its own (a device, a pipe or a hard link)")
-        os.fchown(f, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
-        os.fchmod(f, int(mode, 8))
-        os.close(f)
-    elif op == "rm":
-        try:
-            root, _ = walk(sys.argv[2])
-        except FileNotFoundError:
-            sys.exit(0)
-        for rel in sys.argv[3:]:
-            parts = [p for p in rel.split("/") if p and p != "."]
-            if not parts or ".." in parts:
-                refuse(f"{rel!r} is not a path inside {sys.argv[2]}")
-            fd = os.dup(root)
-            try:
-                for name in parts[:-1]:
-                    new = os.open(name, D, dir_fd=fd)
-                    os.close(fd)
-                    fd = new
-                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            except OSError:
-                # Missing, or reached through a link (ELOOP/ENOTDIR): not the release's own copy.
-                os.close(fd)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(parts[-1], dir_fd=fd)
-            else:
-                os.unlink(parts[-1], dir_fd=fd)
-            os.close(fd)
-    elif op == "check":
-        parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
-        try:
-            fd, safe = walk(parent)
-        except FileNotFoundError:
-            refuse(f"{parent} does not exist")
-        if not safe or os.fstat(fd).st_mode & 0o022:
-            refuse(f"{parent} is a folder a user other than root can change; "
-                   "deploy writes there only as root")
-    else:
-        refuse(f"unknown operation {op!r}")
-op = sys.argv[1]
-try:
-    main(op)
-except OSError as exc:
-    # One line, as every other failure of a step: what could not be done, and the system's reason.
-    print(f"deploy: {op} failed: {exc.filename or sys.argv[2]}: {exc.strerror or exc}")
-    sys.exit(1)
-"""
+SAFE_FS = script("safe_fs.py")
 
 
 # --- files and links ------------------------------------------------------------------------------
@@ -358,72 +248,7 @@ STAGED = ".deploy-new"
 #: reloaded, so no later restart, reboot or certbot reload meets a broken configuration. Signals that
 #: end a push (SIGHUP from a lost connection, SIGTERM, SIGINT) wait until it is done.
 #: Arguments: operations, each "file PATH" (PATH + STAGED -> PATH), "link PATH TARGET", "remove PATH".
-NGINX_APPLY = r"""
-import os, signal, stat, subprocess, sys
-for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-    signal.signal(number, signal.SIG_IGN)
-STAGED = "@STAGED@"
-args, ops = sys.argv[1:], []
-while args:
-    kind, path = args[0], args[1]
-    target = args[2] if kind == "link" else None
-    ops.append((kind, path, target))
-    args = args[3:] if kind == "link" else args[2:]
-def snapshot(path):
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        return ("link", os.readlink(path))
-    with open(path, "rb") as fh:
-        return ("file", fh.read(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
-def put(path, snap):
-    tmp = path + ".deploy-restore"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    if snap is None:
-        if os.path.lexists(path):
-            os.unlink(path)
-        return
-    if snap[0] == "link":
-        os.symlink(snap[1], tmp)
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.write(fd, snap[1])
-        os.fchown(fd, snap[3], snap[4])
-        os.fchmod(fd, snap[2])
-        os.fsync(fd)
-        os.close(fd)
-    os.replace(tmp, path)
-before = {path: snapshot(path) for _, path, _ in ops}
-try:
-    for kind, path, target in ops:
-        if kind == "file":
-            os.replace(path + STAGED, path)
-        elif kind == "link":
-            if os.path.lexists(path + STAGED):
-                os.unlink(path + STAGED)
-            os.symlink(target, path + STAGED)
-            os.replace(path + STAGED, path)
-        elif os.path.lexists(path):
-            os.unlink(path)
-    test = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
-    ok, said = test.returncode == 0, (test.stdout + test.stderr).strip()
-except OSError as exc:
-    ok, said = False, f"{exc.filename}: {exc.strerror}"
-if not ok:
-    for path, snap in before.items():
-        put(path, snap)
-    for kind, path, _ in ops:
-        if kind == "file" and os.path.lexists(path + STAGED):
-            os.unlink(path + STAGED)
-    print(said)
-    print("deploy: nginx -t rejected the new configuration; the previous Nginx files are back in place "
-          "and Nginx was not reloaded")
-    sys.exit(1)
-sys.exit(subprocess.run(["systemctl", "reload-or-restart", "nginx"]).returncode)
-""".replace("@STAGED@", STAGED)
+NGINX_APPLY = script("nginx_apply.py").replace("@STAGED@", STAGED)
 
 
 #: Debian's own site claims the default server on port 80, as deploy's catch-all does.
@@ -526,68 +351,7 @@ def run_in_release(
 
 #: Runs on the host with python3: waits until the slot answers the health path with 200, and proves
 #: the slot's Gunicorn runs the expected release (its working directory), or says why not.
-HEALTH_PROBE = r"""
-import http.client, os, socket, subprocess, sys, time
-sock, host, path, timeout, unit, release = sys.argv[1:7]
-class Conn(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(sock)
-deadline = time.monotonic() + float(timeout)
-last = "no answer yet"
-def stopped():
-    # Started, then gone (or restarting after a crash): no point in waiting longer.
-    show = ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "Job", unit]
-    out = subprocess.run(show, capture_output=True, text=True).stdout
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    state, sub = props.get("ActiveState", ""), props.get("SubState", "")
-    if sub == "auto-restart" or (state in ("failed", "inactive") and not props.get("Job")):
-        return f"{unit} is {state} ({sub}): the app stopped (see its log below)"
-    return ""
-# Wait for the start the push queued (restart --no-block): it ends once Gunicorn has imported the app
-# and bound its socket, or fails if the app exits first. One process waits; nothing polls during the
-# import (the state is looked at again only every 0.5 s while the health path does not answer 200).
-left = max(1.0, deadline - time.monotonic())
-try:
-    begun = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, timeout=left)
-except subprocess.TimeoutExpired:
-    print(f"not healthy after {timeout}s: {unit} is still starting (the app's import has not finished)")
-    sys.exit(4)
-if begun.returncode != 0:
-    print(f"{unit} did not start: the app exited while starting (see its log below)")
-    sys.exit(3)
-checked = time.monotonic()
-while True:
-    try:
-        c = Conn(host, timeout=5)
-        headers = {"Host": host, "User-Agent": "deploy-health", "X-Forwarded-Proto": "https"}
-        c.request("GET", path, headers=headers)
-        r = c.getresponse()
-        body = r.read(300).decode("utf-8", "replace").strip()
-        if r.status == 200:
-            break
-        last = f"GET {path} answered {r.status}: {body[:200]}"
-    except OSError as exc:
-        last = f"GET {path} failed: {exc}"
-    if time.monotonic() > deadline:
-        print(f"not healthy after {timeout}s: {last}")
-        sys.exit(4)
-    if time.monotonic() - checked > 0.5:
-        checked = time.monotonic()
-        gone = stopped()
-        if gone:
-            print(gone)
-            sys.exit(3)
-    time.sleep(0.05)
-show = ["systemctl", "show", "-p", "MainPID", "--value", unit]
-pid = subprocess.run(show, capture_output=True, text=True).stdout.strip()
-cwd = os.path.realpath(f"/proc/{pid}/cwd") if pid and pid != "0" else ""
-if release and not cwd.endswith("/" + release):
-    print(f"{unit} answers but runs {cwd or 'an unknown directory'}, not release {release}")
-    sys.exit(5)
-print(f"healthy: GET {path} answered 200 from {unit} running {cwd}")
-"""
+HEALTH_PROBE = script("health_probe.py")
 
 
 def health_probe(
@@ -729,65 +493,7 @@ def prune(layout: Layout, releases: list[str]) -> Command:
 #: It answers on its output: "WAITING <record>" (waiting for a draining holder), "BUSY" + the record
 #: (held), "WORKING <step>" (an earlier push's step still runs), "STILLWORKING <step>" (it still ran
 #: after the wait: nothing taken), "STALE <record>" (taken over from an interrupted push), "LOCKED <pid>".
-LOCK_HOLDER = r"""
-if [ "$5" = create ]; then mkdir -p -- "${1%/*}" && chmod 0700 -- "${1%/*}" || exit 70; fi
-exec 9>>"$1" || exit 70
-LOCKINFO=$2 REC=$3 WORK=$6 UNITS=$7
-step() {  # the oldest step still running, else the last one started (lines "<pid> <step>")
-  s=$( { while read -r pid name; do if kill -0 "$pid" 2>/dev/null; then echo "$name"; fi; done < "$WORK"
-        tail -n 1 -- "$WORK" | cut -d ' ' -f 2-; } 2>/dev/null | head -n 1)
-  s=$(printf '%s' "$s" | tr -cd 'A-Za-z0-9 _.:-' | head -c 80)
-  echo "${s:-unknown}"
-}
-units() {
-  systemctl list-units --no-legend --plain --state=activating,active,deactivating -- "$UNITS" \
-    2>/dev/null 9>&- | grep -q .
-}
-# Who holds the lock, so that `deploy lock release` signals this process and never a later one that
-# reuses its pid: the pid, its start time and the SHA-256 of its command line (see HOLDER_CHECK).
-START=$(stat=$(cat /proc/$$/stat) && set -f && set -- ${stat##*") "} && echo "${20}")
-CMDLINE=$(sha256sum < /proc/$$/cmdline | cut -d ' ' -f 1)
-record() {
-  printf '{%s"remote_pid": %s, "remote_start": "%s", "remote_cmdline": "%s", %s\n' \
-    "$1" "$$" "$START" "$CMDLINE" "${REC#\{}" > "$LOCKINFO.tmp" && mv -f -- "$LOCKINFO.tmp" "$LOCKINFO"
-}
-settle() {
-  exec 8>>"$WORK" || return 0
-  if flock -x -n 8 9>&- && ! units; then return 0; fi
-  record "\"draining\": \"$(step)\", "
-  flock -x 8 9>&-
-  while units; do sleep 1 9>&-; done
-}
-if ! flock -n 9; then
-  case "$(cat -- "$2" 2>/dev/null)" in
-    *'"draining"'*) echo "WAITING $(tr -d '\n' < "$2")"; flock -w "$8" 9 ;;
-    *) false ;;
-  esac || { echo BUSY; cat -- "$2" 2>/dev/null; exit 75; }
-fi
-exec 8>>"$6" || exit 70
-if ! flock -x -n 8 || units; then
-  echo "WORKING $(step)"
-  waited=0
-  until flock -x -n 8 && ! units; do
-    if [ "$waited" -ge "$8" ]; then echo "STILLWORKING $(step)"; exit 75; fi
-    sleep 1; waited=$((waited + 1))
-  done
-fi
-: > "$6"
-exec 8>&-
-if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
-record ""
-echo LOCKED $$
-while IFS= read -r -t "$4" line; do
-  case "$line" in
-    release) settle; rm -f -- "$2"; echo RELEASED; exit 0 ;;
-    beat) touch -- "$2" ;;
-  esac
-done
-settle
-record ""
-exit 0
-"""
+LOCK_HOLDER = script("lock_holder.sh")
 
 
 def lock_holder(
@@ -823,25 +529,7 @@ def lock_holder(
 #: and a check that the lock is still this push's:
 #: its holder ($3) runs, the record is its own and not draining (released by `deploy lock release`,
 #: or the lease ran out). Otherwise nothing of the step runs and it exits 75.
-STEP_GUARD = r"""
-exec 8>>"$1" || exit 75
-if ! flock -s -w 30 8; then
-  echo "deploy: the work lock $1 stayed taken for 30s; the push no longer owns this host"; exit 75
-fi
-case "$(cat -- "$2" 2>/dev/null)" in
-  *'"draining"'*) ok=no ;;
-  *"\"remote_pid\": $3,"*) ok=yes ;;
-  *) ok=no ;;
-esac
-if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null; then
-  echo "deploy: this push no longer holds the deploy lock (it was released with 'deploy lock release'," \
-    "or the lease ran out); nothing of '$4' ran"
-  exit 75
-fi
-printf '%s %s\n' "$$" "$4" >> "$1"
-shift 4
-exec "$@"
-"""
+STEP_GUARD = script("step_guard.sh")
 
 #: The exit code of a step that did not run because the push no longer holds the lock.
 LOST_LOCK = 75
@@ -856,20 +544,7 @@ def guarded(layout: Layout, holder_pid: int, step: str, argv: tuple[str, ...]) -
 #: (field 22 of /proc/<pid>/stat; the fields after the parenthesised name count from 3) and the
 #: SHA-256 of its command line must both be those the holder recorded. A pid that ended and was
 #: reused by another process fails the check: that process is never signalled.
-HOLDER_CHECK = r"""
-holder() {
-  info=$(cat -- "$1" 2>/dev/null) || return 1
-  pid=$(printf '%s\n' "$info" | sed -n 's/.*"remote_pid": \([0-9][0-9]*\).*/\1/p')
-  start=$(printf '%s\n' "$info" | sed -n 's/.*"remote_start": "\([0-9][0-9]*\)".*/\1/p')
-  sum=$(printf '%s\n' "$info" | sed -n 's/.*"remote_cmdline": "\([0-9a-f]\{64\}\)".*/\1/p')
-  [ -n "$pid" ] && [ "$pid" != 0 ] && [ -n "$start" ] && [ -n "$sum" ] || { echo "${pid:-0}"; return 1; }
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo "$pid"; return 1; }
-  now=$(set -f && set -- ${stat##*") "} && echo "${20}")
-  cmd=$(sha256sum < "/proc/$pid/cmdline" 2>/dev/null | cut -d ' ' -f 1)
-  echo "$pid"
-  [ "$now" = "$start" ] && [ "$cmd" = "$sum" ]
-}
-"""
+HOLDER_CHECK = script("holder_check.sh")
 
 
 def lock_release_forced(layout: Layout) -> Command:

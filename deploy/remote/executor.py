@@ -31,9 +31,8 @@ from fabric import Config as FabricConfig  # type: ignore[import-untyped]
 from fabric import Connection
 
 from deploy.config.model import Config, Host
-from deploy.layout import layout_for
 from deploy.plan import Command, Step, Upload
-from deploy.remote.commands import LOST_LOCK, guarded, write_stdin_argv
+from deploy.remote.commands import write_stdin_argv
 
 T = TypeVar("T")
 
@@ -102,6 +101,17 @@ class LockResult:
 
 
 EventSink = Callable[[Event], None]
+
+
+class StepGuard(Protocol):
+    """Wraps each command of a host that holds the deploy lock so it runs only while the lock is held
+    (deploy.push.lock.StepGuard); the executor knows nothing of the lock's protocol beyond this."""
+
+    @property
+    def lost_code(self) -> int:
+        """The exit code of a command the guard refused to run (the lock was lost)."""
+
+    def __call__(self, holder_pid: int, step: str, argv: tuple[str, ...]) -> tuple[str, ...]: ...
 
 
 class Executor(Protocol):
@@ -329,12 +339,15 @@ class SSHExecutor:
         accept_new_host_keys: bool = False,
         on_event: EventSink | None = None,
         heartbeat: float = 10.0,
+        step_guard: StepGuard | None = None,
     ):
         self.config = config
         self.hosts = {host_name(h): h for h in hosts}
         self.accept_new = accept_new_host_keys
         self.on_event = on_event or (lambda _event: None)
         self.heartbeat = heartbeat
+        #: Needed to take the deploy lock: every command on a locked host then runs under it.
+        self.step_guard = step_guard
         self.known_hosts = known_hosts_file(config)
         self._connections: dict[str, Connection] = {}
         self._locks: dict[str, _Lock] = {}
@@ -509,9 +522,9 @@ class SSHExecutor:
             held = self._locks.get(host)
         if held is None or not held.pid:
             return self._wrap(argv, sudo)
-
+        assert self.step_guard is not None  # acquire_lock refuses to take a lock without one
         # The guard needs root (the lock's files): it runs under sudo, and so does the command.
-        return self._wrap(guarded(layout_for(self.config), held.pid, name, argv), True)
+        return self._wrap(self.step_guard(held.pid, name, argv), True)
 
     def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
         line = self._guarded(host, command.description[:60], command.argv, command.sudo)
@@ -568,7 +581,7 @@ class SSHExecutor:
                     failed = group[int(match.group(1))] if match else None
                     if isinstance(failed, Upload):
                         what = f"write {failed.remote_path}"
-                    elif failed is None and code == LOST_LOCK:
+                    elif failed is None and self.step_guard is not None and code == self.step_guard.lost_code:
                         what = "the deploy lock"
                     else:
                         what = (
@@ -616,6 +629,8 @@ class SSHExecutor:
         return code, output
 
     def acquire_lock(self, host: str, command: Command) -> LockResult:
+        if self.step_guard is None:
+            raise RuntimeError("an executor without a step guard cannot take the deploy lock")
         transport = self.connection(host).client.get_transport()
         if transport is None:
             raise ConnectError(f"{host}: the SSH connection closed")

@@ -1,1 +1,1 @@
-"""Rendering: the files a host runs (nginx, systemd, gunicorn) from a validated Config, and the CSP."""
+"""Rendering: the files a host runs (nginx, systemd, gunicorn, Docker) from a validated Config."""

@@ -68,3 +68,24 @@ def _keyfile(tmp_path: Path) -> Path:
     path = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
+
+
+def test_an_executor_without_a_step_guard_never_takes_the_deploy_lock() -> None:
+    """Safe by default: holding the lock without the guard would let steps outlive it."""
+    from deploy.plan import Command
+
+    executor = SSHExecutor(load_text(YAML.format(ssh="{}")), [])
+    with pytest.raises(RuntimeError, match="step guard"):
+        executor.acquire_lock("web1", Command(("true",), "lock"))
+
+
+def test_the_push_s_step_guard_wraps_commands_in_the_lock_s_guard() -> None:
+    from deploy.layout import layout_for
+    from deploy.push.lock import step_guard
+    from deploy.remote.commands import LOST_LOCK, guarded
+
+    config = load_text(YAML.format(ssh="{}"))
+    guard = step_guard(config)
+    assert guard.lost_code == LOST_LOCK
+    argv = ("systemctl", "restart", "app@blue.service")
+    assert guard(4242, "switch", argv) == guarded(layout_for(config), 4242, "switch", argv)

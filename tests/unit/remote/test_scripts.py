@@ -1,0 +1,49 @@
+"""The programs deploy runs on the hosts are real files in deploy/remote/scripts/: ruff and mypy read
+the Python ones (as part of deploy/), shellcheck the shell ones; the commands carry their exact text."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy.remote import commands as cmd
+from deploy.remote import facts
+from deploy.remote.scripts import script
+
+SCRIPTS = Path(cmd.__file__).with_name("scripts")
+
+
+@pytest.mark.unit
+def test_every_host_program_is_a_file_of_the_package() -> None:
+    assert {p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh") and p.stem != "__init__"} == {
+        "health_probe.py",
+        "holder_check.sh",
+        "live_probe.py",
+        "lock_holder.sh",
+        "nginx_apply.py",
+        "probe.py",
+        "safe_fs.py",
+        "step_guard.sh",
+    }
+    assert (SCRIPTS / "probe.py").read_text(encoding="utf-8") == facts.PROBE
+    assert script("step_guard.sh") == cmd.STEP_GUARD
+    assert cmd.SAFE_FS in cmd.make_dir("/srv/app", "app", "app", 0o750).argv
+
+
+@pytest.mark.unit
+def test_the_python_host_programs_compile() -> None:
+    for path in sorted(SCRIPTS.glob("*.py")):
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+@pytest.mark.unit
+def test_shellcheck_finds_nothing_in_the_shell_host_programs() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is not installed (.ci/setup installs it: apt-get install shellcheck)")
+    files = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
+    out = subprocess.run([shellcheck, *files], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
