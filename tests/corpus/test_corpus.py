@@ -73,37 +73,47 @@ def test_label_validates(path: Path) -> None:
         for true in label.true_findings:
             same = false.id == true.id and false.file == true.file
             assert not (same and (false.line is None or true.line is None or false.line == true.line)), (
-                f"{path.name}: {false.id} {false.file}:{false.line} is labelled both true and false")
+                f"{path.name}: {false.id} {false.file}:{false.line} is labelled both true and false"
+            )
 
 
 def _label(**kw: object) -> Label:
     base: dict[str, object] = {
-        "app": "x", "version": 1.0, "root": "x-1.0", "deploy_yaml": "app: {name: x}\n",
+        "app": "x",
+        "version": 1.0,
+        "root": "x-1.0",
+        "deploy_yaml": "app: {name: x}\n",
         "init": {"entry": "wsgi:app", "entry_why": "wsgi.py:3 app = create_app()"},
-        "runnable": True, "runnable_why": "no services",
+        "runnable": True,
+        "runnable_why": "no services",
     }
     return Label.model_validate({**base, **kw})
 
 
 def test_matching_rule_on_a_hand_made_report() -> None:
     label = _label(
-        true_findings=[{"id": "XL006", "file": "app/config.py", "line": 40, "proof": "sqlite default"},
-                       {"id": "DEP002", "proof": "no lock file"}],
-        problems=[{"id": "XL006", "file": "app/config.py", "line": 40, "proof": "p"},
-                  {"id": "SEC023", "file": "app/keys.py", "line": 10, "proof": "p"},
-                  {"id": "PIT006", "file": "app/config.py", "line": 60, "proof": "only a problem"}],
-        false_findings=[{"id": "SEC005", "file": "app/views.py",
-                         "reason": "CSRFProtect(app) in app/ext.py:3"}],
+        true_findings=[
+            {"id": "XL006", "file": "app/config.py", "line": 40, "proof": "sqlite default"},
+            {"id": "DEP002", "proof": "no lock file"},
+        ],
+        problems=[
+            {"id": "XL006", "file": "app/config.py", "line": 40, "proof": "p"},
+            {"id": "SEC023", "file": "app/keys.py", "line": 10, "proof": "p"},
+            {"id": "PIT006", "file": "app/config.py", "line": 60, "proof": "only a problem"},
+        ],
+        false_findings=[
+            {"id": "SEC005", "file": "app/views.py", "reason": "CSRFProtect(app) in app/ext.py:3"}
+        ],
     )
     assert label.version == "1.0"
     report = [
-        Reported("XL006", "critical", "app/config.py", 45),   # line within +-5: true
-        Reported("XL006", "critical", "app/config.py", 46),   # 6 lines off: not this entry
-        Reported("DEP002", "medium", None, None),             # both without a file: true
+        Reported("XL006", "critical", "app/config.py", 45),  # line within +-5: true
+        Reported("XL006", "critical", "app/config.py", 46),  # 6 lines off: not this entry
+        Reported("DEP002", "medium", None, None),  # both without a file: true
         Reported("DEP002", "medium", "requirements.txt", 1),  # a file where the label has none: no match
-        Reported("SEC005", "high", "app/views.py", 12),       # labelled false
-        Reported("SEC023", "low", "app/keys.py", 10),         # below medium: not counted, not found
-        Reported("PIT006", "high", "app/config.py", 61),      # a labelled problem: true as well
+        Reported("SEC005", "high", "app/views.py", 12),  # labelled false
+        Reported("SEC023", "low", "app/keys.py", 10),  # below medium: not counted, not found
+        Reported("PIT006", "high", "app/config.py", 61),  # a labelled problem: true as well
     ]
     assert matches(report[0], label.true_findings[0]) and not matches(report[1], label.true_findings[0])
     assert not matches(Reported("XL005", "high", "app/config.py", 40), label.true_findings[0])
@@ -114,22 +124,49 @@ def test_matching_rule_on_a_hand_made_report() -> None:
     assert (score.found, score.problems, score.recall) == (2, 3, pytest.approx(2 / 3))
     assert score.missed == ["SEC023 app/keys.py:10"]
     assert score.unlabelled == ["XL006 app/config.py:46", "DEP002 requirements.txt:1"]
-    assert score.by_check == {"XL006": [2, 1, 1, 1], "DEP002": [2, 1, 0, 0], "SEC005": [1, 0, 0, 0],
-                              "SEC023": [0, 0, 1, 0], "PIT006": [1, 1, 1, 1]}
+    assert score.by_check == {
+        "XL006": [2, 1, 1, 1],
+        "DEP002": [2, 1, 0, 0],
+        "SEC005": [1, 0, 0, 0],
+        "SEC023": [0, 0, 1, 0],
+        "PIT006": [1, 1, 1, 1],
+    }
     assert by_check([score, score])["XL006"] == [4, 2, 2, 2]
     assert "| XL006 | 4 | 2 | 50% | 2/2 | 100% |" in check_table([score, score])
 
 
 def test_init_comparison() -> None:
-    label = InitLabel(entry="wsgi:app", entry_why="wsgi.py:3 builds it", entry_also=["app:create_app()"],
-                      shared=["app/uploads"], secrets=["SECRET_KEY"], release_command="flask db upgrade")
+    label = InitLabel(
+        entry="wsgi:app",
+        entry_why="wsgi.py:3 builds it",
+        entry_also=["app:create_app()"],
+        shared=["app/uploads"],
+        secrets=["SECRET_KEY"],
+        release_command="flask db upgrade",
+    )
     score = Score(app="x")
-    score_init(label, {"wsgi": "app:create_app()", "shared": ["./app/uploads/"],
-                       "secrets": ["SECRET_KEY", "MAIL_PASSWORD"], "release": ["flask  db upgrade"]}, score)
+    score_init(
+        label,
+        {
+            "wsgi": "app:create_app()",
+            "shared": ["./app/uploads/"],
+            "secrets": ["SECRET_KEY", "MAIL_PASSWORD"],
+            "release": ["flask  db upgrade"],
+        },
+        score,
+    )
     assert score.init_right, score.init_wrong
-    score_init(label.model_copy(update={"shared": ["app/uploads", "app.db"]}),
-               {"wsgi": "wsgi:app", "shared": ["app/uploads"], "shared_files": ["app.db"],
-                "secrets": ["SECRET_KEY"], "release": ["flask db upgrade"]}, score)
+    score_init(
+        label.model_copy(update={"shared": ["app/uploads", "app.db"]}),
+        {
+            "wsgi": "wsgi:app",
+            "shared": ["app/uploads"],
+            "shared_files": ["app.db"],
+            "secrets": ["SECRET_KEY"],
+            "release": ["flask db upgrade"],
+        },
+        score,
+    )
     assert score.init_right, score.init_wrong
     score_init(label, {"wsgi": "export:app", "shared": ["uploads"], "secrets": [], "release": []}, score)
     assert not score.init_right and len(score.init_wrong) == 4
@@ -159,8 +196,11 @@ def test_a_refusal_is_right_only_for_an_app_labelled_without_entry() -> None:
     score = Score(app="x")
     score_refusal(no_entry, says, score)
     assert score.init_right and not score.init_wrong
-    for label, message in [(with_entry, says), (no_entry, "error: .: found no Flask app"),
-                           (no_entry, "error: .: no importable WSGI entry: x:app (no fix named)")]:
+    for label, message in [
+        (with_entry, says),
+        (no_entry, "error: .: found no Flask app"),
+        (no_entry, "error: .: no importable WSGI entry: x:app (no fix named)"),
+    ]:
         score_refusal(label, message, score)
         assert not score.init_right and score.init_wrong == [f"init refused: {message}"]
     # An entry proposed for an app labelled without one is wrong.
@@ -223,6 +263,8 @@ def test_checks_under_90_percent_precision_do_not_fail_the_default_gate(scores: 
     too_loud = [
         f"{check_id}: {true}/{reported} right, severity {checks[check_id].severity.label}"
         for check_id, (reported, true, _problems, _found) in by_check(scores).items()
-        if reported and true / reported < PRECISION_FOR_THE_GATE and checks[check_id].severity >= Severity.MEDIUM
+        if reported
+        and true / reported < PRECISION_FOR_THE_GATE
+        and checks[check_id].severity >= Severity.MEDIUM
     ]
     assert too_loud == [], "\n" + check_table(scores)
