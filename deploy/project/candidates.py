@@ -47,6 +47,9 @@ class Project:
     instance_dir: str = "instance"
     #: Where a Flask(instance_path=...) call puts it instead (an absolute path, outside the release).
     instance_path: str | None = None
+    #: Folders of the project the app writes at runtime (logs, a search index), besides the instance
+    #: folder: app.shared.
+    shared_dirs: list[str] = field(default_factory=list)
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False

@@ -32,7 +32,7 @@ from deploy.project.entry import (
     _no_entry,
     rank_entry_points,
 )
-from deploy.project.scan import scan
+from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 
 
 def _choose_entry(
@@ -168,25 +168,58 @@ def inspect_project(root: Path) -> Project:
             "no /health route found: add one that returns 200, deploy's health gate probes it"
         )
     _choose_instance(root, project)
-    project.shared_files = _root_files_written(root)
+    writes = scan(root).writes
+    _choose_runtime_folders(root, project, writes)
+    project.shared_files = _root_files_written(root, writes)
     _choose_settings(project, env_names, required_names, prefixes, signing)
     _choose_release(root, project)
     return project
 
 
-#: What writes a database file (deploy.project's WritePath.what).
-_DATABASE_WRITERS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+def _choose_runtime_folders(root: Path, project: Project, writes: list[WritePath]) -> None:
+    """The folders of the release the production code writes (os.makedirs('logs'), WHOOSHEE_DIR,
+    an upload folder), resolved as PIT006 resolves them: app.shared, so they survive a push and are
+    writable under ProtectSystem=strict. Never a folder holding committed files (the shared folder would
+    hide them) or code, nor one only known by name (joined to a folder that cannot be resolved)."""
+    found: set[str] = set()
+    for w in writes:
+        folder = written_folder(w) if w.production and w.base in ("relative", "instance") else None
+        if folder is None:
+            continue
+        folder = folders.normalized(folder)
+        if folder in (".", project.instance_dir, "instance"):
+            if project.instance_path is None and folder == project.instance_dir:
+                project.instance = True
+            continue
+        found.add(folder)
+    # The outermost folder covers what lies in it.
+    outer = sorted(f for f in found if not any(folders.contains(o, f) for o in found if o != f))
+    refused = {i for i, _ in folders.shared_by_name(outer, project.wsgi or "app:app")}
+    refused |= {i for i, _ in folders.shared_by_contents(outer, root)}
+    for index, folder in enumerate(outer):
+        committed = next(iter(committed_files(root, folder)), None)
+        if committed is not None:
+            project.notes.append(
+                f"the app writes into {folder}/, which holds committed files ({committed}): not shared "
+                "(a shared folder would hide them); write the runtime files to a folder of their own"
+            )
+        elif index not in refused:
+            project.shared_dirs.append(folder)
+    if project.shared_dirs:
+        project.notes.append(
+            f"the app writes {', '.join(project.shared_dirs)} at runtime: shared, so they survive a push"
+        )
 
 
-def _root_files_written(root: Path) -> list[str]:
+def _root_files_written(root: Path, writes: list[WritePath]) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
     `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
     unless shared. Never a file committed in git (a shared copy would replace it)."""
     found: list[str] = []
-    for w in scan(root).writes:
+    for w in writes:
         at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
         path = folders.normalized(w.path)
-        if w.production and w.what in _DATABASE_WRITERS and at_root and "/" not in path and path != ".":
+        if w.production and w.what in DATABASE_WRITERS and at_root and "/" not in path and path != ".":
             found.append(path)
     found = sorted(set(found))
     refused = {index for index, _why in folders.shared_files_by_contents(found, root)}
@@ -286,8 +319,9 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append(
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")
         )
-    if project.instance:
-        rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
+    shared = ([project.instance_dir] if project.instance else []) + project.shared_dirs
+    if shared:
+        rows.append((f"  shared: [{_quoted(shared)}]", "kept across releases and rollbacks"))
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:

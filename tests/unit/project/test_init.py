@@ -517,3 +517,29 @@ def test_a_factory_is_found_by_what_it_does_not_by_its_name(tmp_path: Path) -> N
         "def build_app(reaper_on=True):\n    app = TaleFlask(__name__)\n    configure(app)\n    return app\n"
     )
     assert inspect_project(tmp_path).wsgi == "tale.app:build_app()"
+
+
+def test_init_shares_the_folders_the_app_writes_at_runtime_never_one_holding_committed_files(
+    tmp_path: Path,
+) -> None:
+    """Issue #16 (flaskbb): the app made logs/ and a search index in the release at runtime, init proposed
+    neither, so the first push failed under ProtectSystem=strict. init now shares the folders PIT006
+    resolves (a log file's folder, a folder key, a folder in the package), never one holding committed
+    files."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "import logging.handlers\nimport os\nfrom flask import Flask\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n    app.config['WHOOSHEE_DIR'] = 'whoosh_index'\n"
+        "    os.makedirs('data/uploads', exist_ok=True)\n    os.makedirs('models', exist_ok=True)\n"
+        "    os.makedirs('shop/cache', exist_ok=True)\n"
+        "    app.logger.addHandler(logging.handlers.RotatingFileHandler('logs/shop.log'))\n"
+        "    return app\n"
+    )
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "weights.bin").write_bytes(b"\0")
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.shared_dirs == ["data/uploads", "logs", "shop/cache", "whoosh_index"]
+    assert any("models/weights.bin" in note for note in found.notes)
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.shared == ["data/uploads", "logs", "shop/cache", "whoosh_index"]
