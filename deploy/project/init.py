@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 from deploy.config import folders
@@ -117,7 +119,8 @@ def _choose_settings(
 
 def _choose_release(root: Path, project: Project) -> None:
     """A release command only where Flask-Migrate finds its folder."""
-    if project.migrations and not (root / project.migrations_dir / "env.py").is_file():
+    needed = project.migrations_dir if project.alembic else f"{project.migrations_dir}/env.py"
+    if project.migrations and not (root / needed).exists():
         # `flask db upgrade` reads the folder Migrate names, from the release's root: without it there,
         # the release command would fail every push.
         project.migrations = False
@@ -127,7 +130,123 @@ def _choose_release(root: Path, project: Project) -> None:
             "elsewhere, add app.release with 'db upgrade --directory <folder>'"
         )
     if project.migrations:
-        project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
+        project.cli_script = _flask_group_script(root)
+        runner = f"'{project.cli_script}'" if project.cli_script else "'flask'"
+        project.notes.append(
+            f"{'Flask-Alembic' if project.alembic else 'Flask-Migrate'} found: {runner[:-1]} db upgrade' "
+            "runs once per push, before the switch"
+            + (
+                f" ({project.cli_script} is the project's own Flask command group)"
+                if project.cli_script
+                else ""
+            )
+        )
+
+
+def _console_scripts(root: Path) -> dict[str, str]:
+    """The project's console scripts (name -> 'module:function'): pyproject's [project.scripts],
+    setup.cfg's [options.entry_points], setup.py's setup(entry_points=...)."""
+    found: dict[str, str] = {}
+    try:
+        pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+        found |= {str(k): str(v) for k, v in pyproject.get("project", {}).get("scripts", {}).items()}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        pass
+    texts: list[str] = []
+    cfg = configparser.ConfigParser()
+    try:
+        cfg.read_string((root / "setup.cfg").read_text(encoding="utf-8"))
+        texts.append(cfg.get("options.entry_points", "console_scripts", fallback=""))
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        pass
+    try:
+        setup = ast.parse((root / "setup.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        setup = ast.Module(body=[], type_ignores=[])
+    for call in (n for n in ast.walk(setup) if isinstance(n, ast.Call)):
+        for keyword in (k for k in call.keywords if k.arg == "entry_points"):
+            value = keyword.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                section = (
+                    value.value.split("[console_scripts]", 1)[-1]
+                    if "[console_scripts]" in value.value
+                    else ""
+                )
+                texts.append(section.split("[", 1)[0])
+            elif isinstance(value, ast.Dict):
+                for key, item in zip(value.keys, value.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                        texts += [
+                            e.value
+                            for e in ast.walk(item)
+                            if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                        ]
+    for text in texts:
+        for line in text.splitlines():
+            name, _, target = line.partition("=")
+            if target.strip() and name.strip():
+                found.setdefault(name.strip(), target.strip())
+    return found
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    for base in (root, root / "src"):
+        for path in (
+            base / (module.replace(".", "/") + ".py"),
+            base / module.replace(".", "/") / "__init__.py",
+        ):
+            if path.is_file():
+                return path
+    return None
+
+
+def _is_flask_group(root: Path, module: str, name: str, depth: int = 0) -> bool:
+    """Whether `module.name` is a FlaskGroup: `name = FlaskGroup(...)`, or a function decorated with
+    `@click.group(cls=FlaskGroup)` (or a class of the module deriving from FlaskGroup); followed through
+    one `from .x import name` re-export."""
+    path = _module_file(root, module)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        tree = None
+    if tree is None or depth > 2:
+        return False
+    groups = {"FlaskGroup"} | {
+        c.name
+        for c in tree.body
+        if isinstance(c, ast.ClassDef) and any(ast.unparse(b).endswith("FlaskGroup") for b in c.bases)
+    }
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return any(
+                isinstance(d, ast.Call)
+                and any(k.arg == "cls" and ast.unparse(k.value).split(".")[-1] in groups for k in d.keywords)
+                for d in node.decorator_list
+            )
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return isinstance(node.value, ast.Call) and ast.unparse(node.value.func).split(".")[-1] in groups
+        if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == name for a in node.names):
+            original = next(a.name for a in node.names if (a.asname or a.name) == name)
+            package = module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
+            parts = package.split(".")
+            source = (
+                ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module or ""
+            )
+            return _is_flask_group(root, source, original, depth + 1)
+    return False
+
+
+def _flask_group_script(root: Path) -> str | None:
+    """The project's console script that is a Flask command group (it builds the app itself), if any."""
+    for script, target in sorted(_console_scripts(root).items()):
+        module, _, attr = target.partition(":")
+        if attr and _is_flask_group(root, module.strip(), attr.strip().split(".")[0]):
+            return script
+    return None
 
 
 def inspect_project(root: Path) -> Project:
@@ -329,7 +448,11 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         upgrade = "db upgrade"
         if directory != "migrations":
             upgrade += f" --directory {shlex.quote(directory)}"
-        release = flask_command(project.root, module, upgrade)
+        release = (
+            f"{project.cli_script} {upgrade}"
+            if project.cli_script
+            else flask_command(project.root, module, upgrade)
+        )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),

@@ -543,3 +543,42 @@ def test_init_shares_the_folders_the_app_writes_at_runtime_never_one_holding_com
     assert any("models/weights.bin" in note for note in found.notes)
     assert run_init(tmp_path).returncode == 0
     assert load(tmp_path / "deploy.yaml").app.shared == ["data/uploads", "logs", "shop/cache", "whoosh_index"]
+
+
+def _cli_project(root: Path, group: str) -> None:
+    """A package migrated by Flask-Alembic (no env.py), with its own console script `shop`."""
+    (root / "shop" / "cli").mkdir(parents=True)
+    (root / "shop" / "extensions.py").write_text("from flask_alembic import Alembic\n\nalembic = Alembic()\n")
+    (root / "shop" / "__init__.py").write_text(
+        "from flask import Flask\nfrom shop.extensions import alembic\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n    alembic.init_app(app, command_name='db')\n    return app\n"
+    )
+    (root / "shop" / "cli" / "__init__.py").write_text("from .main import shop\n")
+    (root / "shop" / "cli" / "main.py").write_text(
+        "import click\nfrom flask.cli import FlaskGroup\n\n\nclass ShopGroup(FlaskGroup):\n    pass\n\n\n"
+        f"@click.group({group})\ndef shop():\n    pass\n"
+    )
+    (root / "migrations").mkdir()
+    (root / "migrations" / "0001_init.py").write_text("revision = '0001'\n")
+    (root / "setup.py").write_text(
+        "from setuptools import setup\n\nsetup(name='shop', entry_points='''\n"
+        "    [console_scripts]\n    shop=shop.cli:shop\n''')\n"
+    )
+    (root / "requirements.txt").write_text("flask==3.1.3\nflask-alembic==3.1.1\n")
+
+
+def test_release_runs_through_the_projects_own_flask_command_group(tmp_path: Path) -> None:
+    """Issue #16 (flaskbb): migrated by Flask-Alembic and served by its own FlaskGroup console script,
+    init proposed no release command. The upgrade now runs through that script (it builds the app
+    with its own config); a console script that is a plain click group is not one."""
+    _cli_project(tmp_path, "cls=ShopGroup, create_app=None")
+    found = inspect_project(tmp_path)
+    assert (found.migrations, found.cli_script) == (True, "shop")
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.release == ["shop db upgrade"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _cli_project(plain, "")
+    found = inspect_project(plain)
+    assert (found.migrations, found.cli_script) == (True, None)
+    assert '  release: ["flask --app shop db upgrade"]' in write_deploy_yaml(found)
