@@ -50,6 +50,8 @@ class Project:
     #: Folders of the project the app writes at runtime (logs, a search index), besides the instance
     #: folder: app.shared.
     shared_dirs: list[str] = field(default_factory=list)
+    #: Environment variables naming the app's database file, pointed into the shared data/ folder.
+    db_file_env: dict[str, str] = field(default_factory=dict)
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False

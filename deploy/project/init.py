@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import re
 import shlex
 import subprocess
 import tomllib
@@ -115,6 +116,27 @@ def _choose_settings(
         project.notes.append(
             f"settings read from the environment: {', '.join(project.env)} (add them to app.env)"
         )
+
+
+#: An environment variable naming the app's database file (BUKUSERVER_DB_FILE, DATABASE_PATH).
+_DB_FILE_ENV = re.compile(r"(^|_)(DB|DATABASE|SQLITE)_(FILE|PATH)$")
+
+
+def _choose_db_file(root: Path, project: Project) -> None:
+    """An app reading its database file's path from the environment keeps it wherever the default
+    falls (often the service user's home, hidden by ProtectHome) or nowhere: point the variable into a
+    shared data/ folder, so the database survives every push. Not where data/ holds committed files."""
+    names = [n for n in project.env if _DB_FILE_ENV.search(n)]
+    if not names or project.shared_files or committed_files(root, "data"):
+        return
+    if "data" not in project.shared_dirs:
+        project.shared_dirs.append("data")
+    project.db_file_env = {name: f"data/{project.name}.db" for name in names}
+    project.env = [n for n in project.env if n not in names]
+    project.notes.append(
+        f"the app reads its database file from {', '.join(names)}: set to a file in the shared data/ "
+        "folder, so the database survives every push"
+    )
 
 
 def _choose_release(root: Path, project: Project) -> None:
@@ -291,6 +313,7 @@ def inspect_project(root: Path) -> Project:
     _choose_runtime_folders(root, project, writes)
     project.shared_files = _root_files_written(root, writes)
     _choose_settings(project, env_names, required_names, prefixes, signing)
+    _choose_db_file(root, project)
     _choose_release(root, project)
     return project
 
@@ -421,7 +444,14 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append((f"  static: {static}", "served by Nginx, cached for a year"))
     rows += [
         (f"  health: {project.health or '/health'}", "must answer 200 before a release takes traffic"),
-        ("  env: {LOG_LEVEL: info}", "plain settings; never secrets here"),
+        (
+            "  env: {"
+            + ", ".join(
+                ["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in project.db_file_env.items())]
+            )
+            + "}",
+            "plain settings; never secrets here",
+        ),
         (f"  secrets: [{secrets}]", "names only: values come from the environment or .env"),
     ]
     if not project.secrets:

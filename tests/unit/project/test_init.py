@@ -582,3 +582,23 @@ def test_release_runs_through_the_projects_own_flask_command_group(tmp_path: Pat
     found = inspect_project(plain)
     assert (found.migrations, found.cli_script) == (True, None)
     assert '  release: ["flask --app shop db upgrade"]' in write_deploy_yaml(found)
+
+
+def test_a_database_file_named_by_the_environment_goes_into_a_shared_folder(tmp_path: Path) -> None:
+    """Issue #16 (buku): the app took its SQLite file from MARKS_DB_FILE, else the user's home (hidden
+    by ProtectHome); init shared nothing. It now points the variable into a shared data/ folder, unless
+    data/ holds committed files."""
+    (tmp_path / "marks.py").write_text(
+        "import os\nfrom flask import Flask\n\n\ndef create_app(db_file=None):\n"
+        "    app = Flask(__name__)\n    app.config['DB'] = os.getenv('MARKS_DB_FILE') or db_file\n    return app\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert (found.shared_dirs, found.env) == (["data"], [])
+    assert run_init(tmp_path).returncode == 0
+    config = load(tmp_path / "deploy.yaml")
+    assert config.app.shared == ["data"]
+    assert config.app.env["MARKS_DB_FILE"] == f"data/{found.name}.db"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "seed.csv").write_text("a\n")
+    assert inspect_project(tmp_path).shared_dirs == []
