@@ -118,8 +118,9 @@ def _choose_settings(
         )
 
 
-#: An environment variable naming the app's database file (BUKUSERVER_DB_FILE, DATABASE_PATH).
-_DB_FILE_ENV = re.compile(r"(^|_)(DB|DATABASE|SQLITE)_(FILE|PATH)$")
+#: An environment variable naming the app's database FILE (BUKUSERVER_DB_FILE, SQLITE_PATH); not a
+#: DATABASE_PATH, which may name a folder (Gramps' tree).
+_DB_FILE_ENV = re.compile(r"(^|_)((DB|DATABASE|SQLITE)_FILE|SQLITE_(DB_)?PATH)$")
 
 
 def _choose_db_file(root: Path, project: Project) -> None:

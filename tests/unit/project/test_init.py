@@ -590,11 +590,13 @@ def test_a_database_file_named_by_the_environment_goes_into_a_shared_folder(tmp_
     data/ holds committed files."""
     (tmp_path / "marks.py").write_text(
         "import os\nfrom flask import Flask\n\n\ndef create_app(db_file=None):\n"
-        "    app = Flask(__name__)\n    app.config['DB'] = os.getenv('MARKS_DB_FILE') or db_file\n    return app\n"
+        "    app = Flask(__name__)\n    app.config['DB'] = os.getenv('MARKS_DB_FILE') or db_file\n"
+        "    app.config['TREE'] = os.getenv('MARKS_DATABASE_PATH')\n    return app\n"
     )
     (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
     found = inspect_project(tmp_path)
-    assert (found.shared_dirs, found.env) == (["data"], [])
+    # A DATABASE_PATH may be a folder (a tree of files): left to the user.
+    assert (found.shared_dirs, found.env) == (["data"], ["MARKS_DATABASE_PATH"])
     assert run_init(tmp_path).returncode == 0
     config = load(tmp_path / "deploy.yaml")
     assert config.app.shared == ["data"]
