@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from deploy.checker import Context, Finding, check
 from deploy.project.evidence import csrf_enforcement
-from deploy.project.scan import SQLITE_FILE_KEYS, CallSite, Project, Setting
+from deploy.project.scan import (
+    SQLITE_FILE_KEYS,
+    CallSite,
+    Project,
+    Setting,
+    committed_files,
+    write_is_log,
+    written_folder,
+)
 
 from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
 
@@ -252,30 +259,6 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
     return False
 
 
-_PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".empty"})
-
-
-def committed_files(root: Path, folder: str) -> list[str]:
-    """The files git tracks under `folder` of the project at `root` (placeholders such as .gitkeep left
-    out); without git, the files on disk."""
-    try:
-        listed = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--", folder],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        ).stdout.decode("utf-8", "replace")
-        files = [f for f in listed.split("\0") if f]
-    except (OSError, subprocess.SubprocessError):
-        base = root / folder
-        files = (
-            sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
-            if base.is_dir()
-            else []
-        )
-    return sorted(f for f in files if PurePosixPath(f).name not in _PLACEHOLDERS)
-
-
 @check(
     "PIT006",
     area="pitfalls",
@@ -350,23 +333,9 @@ def writes_in_release(ctx: Context) -> Iterator[Finding]:
             continue
         if _covered(w.path, w.base, shared):
             continue
-        parts = w.path.strip("/").split("/")
-        is_file = w.what in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
-        is_log = w.what.endswith("Handler()") or bool(re.search(r"(^|_)LOG_(FILE|DIR|FOLDER|PATH)$", w.what))
-        # A log key names a file when it says so (LOG_FILE) or its value has a suffix (logs/app.log).
-        is_file = is_file or (
-            is_log
-            and not w.what.endswith(("_DIR", "_FOLDER"))
-            and (w.what.endswith(("Handler()", "_FILE")) or "." in parts[-1])
-        )
+        is_log = write_is_log(w)
         shown = f"instance/{w.path}" if w.base == "instance" else w.path
-        folder: str | None
-        if w.base == "instance":
-            folder = "instance"
-        elif w.base == "project":  # joined to some folder of the project: which one is not known
-            folder = parts[0] if len(parts) > 1 or not is_file else None
-        else:  # the folder itself, or the folder of the file, relative to the release
-            folder = "/".join(parts[:-1] if is_file else parts) or None
+        folder = written_folder(w)
         committed = committed_files(ctx.root, folder) if folder else []
         if folder and committed:
             # Sharing it would put an empty shared folder over the committed files in every release.

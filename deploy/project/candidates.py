@@ -46,9 +46,19 @@ class Project:
     instance_dir: str = "instance"
     #: Where a Flask(instance_path=...) call puts it instead (an absolute path, outside the release).
     instance_path: str | None = None
+    #: Folders of the project the app writes at runtime (logs, a search index), besides the instance
+    #: folder: app.shared.
+    shared_dirs: list[str] = field(default_factory=list)
+    #: Environment variables naming the app's database file, pointed into the shared data/ folder.
+    db_file_env: dict[str, str] = field(default_factory=dict)
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    #: The migrations are Flask-Alembic's (no env.py in the folder), not Flask-Migrate's.
+    alembic: bool = False
+    #: The project's own console script when it is a FlaskGroup (`flaskbb = flaskbb.cli:flaskbb`): the
+    #: release command runs through it, with the app it builds.
+    cli_script: str | None = None
     #: Why the project has no importable WSGI entry (its own CLI builds and serves the app), or None.
     no_entry: str | None = None
     #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
@@ -484,12 +494,29 @@ def _scan_flask_calls(
                 project.instance = True
         if isinstance(any_node, ast.ImportFrom) and any_node.module == "flask_migrate":
             project.migrations = True
+        if isinstance(any_node, ast.Call) and _alembic_db_command(any_node, tree):
+            # Flask-Alembic registers the same `db upgrade` (its own env, no env.py needed).
+            project.migrations = project.alembic = True
         if isinstance(any_node, ast.Call) and _call_name(any_node)[1] == "Migrate":
             directory = next((_constant(k.value) for k in any_node.keywords if k.arg == "directory"), None)
             if directory is None and len(any_node.args) > 2:
                 directory = _constant(any_node.args[2])
             if directory:
                 project.migrations_dir = directory
+
+
+def _alembic_db_command(call: ast.Call, tree: ast.Module) -> bool:
+    """Flask-Alembic's `Alembic(app)` (in a module importing flask_alembic) or `alembic.init_app(app)`
+    whose command is `db` (its default, or command_name="db")."""
+    owner, name = _call_name(call)
+    if name == "Alembic":
+        imported = any(isinstance(n, ast.ImportFrom) and n.module == "flask_alembic" for n in ast.walk(tree))
+        if not imported or not call.args:
+            return False  # Alembic() alone registers nothing: its init_app() does
+    elif name != "init_app" or owner.lower() != "alembic":
+        return False
+    command = next((k.value for k in call.keywords if k.arg == "command_name"), None)
+    return command is None or _constant(command) == "db"
 
 
 def _scan_module(

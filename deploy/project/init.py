@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import json
+import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 from deploy.config import folders
@@ -32,7 +35,7 @@ from deploy.project.entry import (
     _no_entry,
     rank_entry_points,
 )
-from deploy.project.scan import scan
+from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 
 
 def _choose_entry(
@@ -115,9 +118,32 @@ def _choose_settings(
         )
 
 
+#: An environment variable naming the app's database FILE (BUKUSERVER_DB_FILE, SQLITE_PATH); not a
+#: DATABASE_PATH, which may name a folder (Gramps' tree).
+_DB_FILE_ENV = re.compile(r"(^|_)((DB|DATABASE|SQLITE)_FILE|SQLITE_(DB_)?PATH)$")
+
+
+def _choose_db_file(root: Path, project: Project) -> None:
+    """An app reading its database file's path from the environment keeps it wherever the default
+    falls (often the service user's home, hidden by ProtectHome) or nowhere: point the variable into a
+    shared data/ folder, so the database survives every push. Not where data/ holds committed files."""
+    names = [n for n in project.env if _DB_FILE_ENV.search(n)]
+    if not names or project.shared_files or committed_files(root, "data"):
+        return
+    if "data" not in project.shared_dirs:
+        project.shared_dirs.append("data")
+    project.db_file_env = {name: f"data/{project.name}.db" for name in names}
+    project.env = [n for n in project.env if n not in names]
+    project.notes.append(
+        f"the app reads its database file from {', '.join(names)}: set to a file in the shared data/ "
+        "folder, so the database survives every push"
+    )
+
+
 def _choose_release(root: Path, project: Project) -> None:
     """A release command only where Flask-Migrate finds its folder."""
-    if project.migrations and not (root / project.migrations_dir / "env.py").is_file():
+    needed = project.migrations_dir if project.alembic else f"{project.migrations_dir}/env.py"
+    if project.migrations and not (root / needed).exists():
         # `flask db upgrade` reads the folder Migrate names, from the release's root: without it there,
         # the release command would fail every push.
         project.migrations = False
@@ -127,7 +153,123 @@ def _choose_release(root: Path, project: Project) -> None:
             "elsewhere, add app.release with 'db upgrade --directory <folder>'"
         )
     if project.migrations:
-        project.notes.append("Flask-Migrate found: 'flask db upgrade' runs once per push, before the switch")
+        project.cli_script = _flask_group_script(root)
+        runner = f"'{project.cli_script}'" if project.cli_script else "'flask'"
+        project.notes.append(
+            f"{'Flask-Alembic' if project.alembic else 'Flask-Migrate'} found: {runner[:-1]} db upgrade' "
+            "runs once per push, before the switch"
+            + (
+                f" ({project.cli_script} is the project's own Flask command group)"
+                if project.cli_script
+                else ""
+            )
+        )
+
+
+def _console_scripts(root: Path) -> dict[str, str]:
+    """The project's console scripts (name -> 'module:function'): pyproject's [project.scripts],
+    setup.cfg's [options.entry_points], setup.py's setup(entry_points=...)."""
+    found: dict[str, str] = {}
+    try:
+        pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+        found |= {str(k): str(v) for k, v in pyproject.get("project", {}).get("scripts", {}).items()}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+        pass
+    texts: list[str] = []
+    cfg = configparser.ConfigParser()
+    try:
+        cfg.read_string((root / "setup.cfg").read_text(encoding="utf-8"))
+        texts.append(cfg.get("options.entry_points", "console_scripts", fallback=""))
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        pass
+    try:
+        setup = ast.parse((root / "setup.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        setup = ast.Module(body=[], type_ignores=[])
+    for call in (n for n in ast.walk(setup) if isinstance(n, ast.Call)):
+        for keyword in (k for k in call.keywords if k.arg == "entry_points"):
+            value = keyword.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                section = (
+                    value.value.split("[console_scripts]", 1)[-1]
+                    if "[console_scripts]" in value.value
+                    else ""
+                )
+                texts.append(section.split("[", 1)[0])
+            elif isinstance(value, ast.Dict):
+                for key, item in zip(value.keys, value.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                        texts += [
+                            e.value
+                            for e in ast.walk(item)
+                            if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                        ]
+    for text in texts:
+        for line in text.splitlines():
+            name, _, target = line.partition("=")
+            if target.strip() and name.strip():
+                found.setdefault(name.strip(), target.strip())
+    return found
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    for base in (root, root / "src"):
+        for path in (
+            base / (module.replace(".", "/") + ".py"),
+            base / module.replace(".", "/") / "__init__.py",
+        ):
+            if path.is_file():
+                return path
+    return None
+
+
+def _is_flask_group(root: Path, module: str, name: str, depth: int = 0) -> bool:
+    """Whether `module.name` is a FlaskGroup: `name = FlaskGroup(...)`, or a function decorated with
+    `@click.group(cls=FlaskGroup)` (or a class of the module deriving from FlaskGroup); followed through
+    one `from .x import name` re-export."""
+    path = _module_file(root, module)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        tree = None
+    if tree is None or depth > 2:
+        return False
+    groups = {"FlaskGroup"} | {
+        c.name
+        for c in tree.body
+        if isinstance(c, ast.ClassDef) and any(ast.unparse(b).endswith("FlaskGroup") for b in c.bases)
+    }
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return any(
+                isinstance(d, ast.Call)
+                and any(k.arg == "cls" and ast.unparse(k.value).split(".")[-1] in groups for k in d.keywords)
+                for d in node.decorator_list
+            )
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return isinstance(node.value, ast.Call) and ast.unparse(node.value.func).split(".")[-1] in groups
+        if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == name for a in node.names):
+            original = next(a.name for a in node.names if (a.asname or a.name) == name)
+            package = module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
+            parts = package.split(".")
+            source = (
+                ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module or ""
+            )
+            return _is_flask_group(root, source, original, depth + 1)
+    return False
+
+
+def _flask_group_script(root: Path) -> str | None:
+    """The project's console script that is a Flask command group (it builds the app itself), if any."""
+    for script, target in sorted(_console_scripts(root).items()):
+        module, _, attr = target.partition(":")
+        if attr and _is_flask_group(root, module.strip(), attr.strip().split(".")[0]):
+            return script
+    return None
 
 
 def inspect_project(root: Path) -> Project:
@@ -168,25 +310,59 @@ def inspect_project(root: Path) -> Project:
             "no /health route found: add one that returns 200, deploy's health gate probes it"
         )
     _choose_instance(root, project)
-    project.shared_files = _root_files_written(root)
+    writes = scan(root).writes
+    _choose_runtime_folders(root, project, writes)
+    project.shared_files = _root_files_written(root, writes)
     _choose_settings(project, env_names, required_names, prefixes, signing)
+    _choose_db_file(root, project)
     _choose_release(root, project)
     return project
 
 
-#: What writes a database file (deploy.project's WritePath.what).
-_DATABASE_WRITERS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+def _choose_runtime_folders(root: Path, project: Project, writes: list[WritePath]) -> None:
+    """The folders of the release the production code writes (os.makedirs('logs'), WHOOSHEE_DIR,
+    an upload folder), resolved as PIT006 resolves them: app.shared, so they survive a push and are
+    writable under ProtectSystem=strict. Never a folder holding committed files (the shared folder would
+    hide them) or code, nor one only known by name (joined to a folder that cannot be resolved)."""
+    found: set[str] = set()
+    for w in writes:
+        folder = written_folder(w) if w.production and w.base in ("relative", "instance") else None
+        if folder is None:
+            continue
+        folder = folders.normalized(folder)
+        if folder in (".", project.instance_dir, "instance"):
+            if project.instance_path is None and folder == project.instance_dir:
+                project.instance = True
+            continue
+        found.add(folder)
+    # The outermost folder covers what lies in it.
+    outer = sorted(f for f in found if not any(folders.contains(o, f) for o in found if o != f))
+    refused = {i for i, _ in folders.shared_by_name(outer, project.wsgi or "app:app")}
+    refused |= {i for i, _ in folders.shared_by_contents(outer, root)}
+    for index, folder in enumerate(outer):
+        committed = next(iter(committed_files(root, folder)), None)
+        if committed is not None:
+            project.notes.append(
+                f"the app writes into {folder}/, which holds committed files ({committed}): not shared "
+                "(a shared folder would hide them); write the runtime files to a folder of their own"
+            )
+        elif index not in refused:
+            project.shared_dirs.append(folder)
+    if project.shared_dirs:
+        project.notes.append(
+            f"the app writes {', '.join(project.shared_dirs)} at runtime: shared, so they survive a push"
+        )
 
 
-def _root_files_written(root: Path) -> list[str]:
+def _root_files_written(root: Path, writes: list[WritePath]) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
     `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
     unless shared. Never a file committed in git (a shared copy would replace it)."""
     found: list[str] = []
-    for w in scan(root).writes:
+    for w in writes:
         at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
         path = folders.normalized(w.path)
-        if w.production and w.what in _DATABASE_WRITERS and at_root and "/" not in path and path != ".":
+        if w.production and w.what in DATABASE_WRITERS and at_root and "/" not in path and path != ".":
             found.append(path)
     found = sorted(set(found))
     refused = {index for index, _why in folders.shared_files_by_contents(found, root)}
@@ -269,7 +445,14 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append((f"  static: {static}", "served by Nginx, cached for a year"))
     rows += [
         (f"  health: {project.health or '/health'}", "must answer 200 before a release takes traffic"),
-        ("  env: {LOG_LEVEL: info}", "plain settings; never secrets here"),
+        (
+            "  env: {"
+            + ", ".join(
+                ["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in project.db_file_env.items())]
+            )
+            + "}",
+            "plain settings; never secrets here",
+        ),
         (f"  secrets: [{secrets}]", "names only: values come from the environment or .env"),
     ]
     if not project.secrets:
@@ -286,8 +469,9 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append(
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")
         )
-    if project.instance:
-        rows.append((f"  shared: [{project.instance_dir}]", "kept across releases and rollbacks"))
+    shared = ([project.instance_dir] if project.instance else []) + project.shared_dirs
+    if shared:
+        rows.append((f"  shared: [{_quoted(shared)}]", "kept across releases and rollbacks"))
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
     if project.migrations:
@@ -295,7 +479,11 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         upgrade = "db upgrade"
         if directory != "migrations":
             upgrade += f" --directory {shlex.quote(directory)}"
-        release = flask_command(project.root, module, upgrade)
+        release = (
+            f"{project.cli_script} {upgrade}"
+            if project.cli_script
+            else flask_command(project.root, module, upgrade)
+        )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += [
         ("", ""),

@@ -10,6 +10,7 @@ import ast
 import itertools
 import posixpath
 import re
+import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -319,6 +320,59 @@ class WritePath:
     base: str
     #: True for config keys set in a development or test config class.
     production: bool = True
+
+
+#: What writes a database file (WritePath.what): a file, never a folder.
+DATABASE_WRITERS = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL", "DATABASE_URI", "sqlite3.connect()")
+
+
+def write_is_log(w: WritePath) -> bool:
+    """A logging file handler or a LOG_FILE/LOG_DIR/... config key."""
+    return w.what.endswith("Handler()") or bool(re.search(r"(^|_)LOG_(FILE|DIR|FOLDER|PATH)$", w.what))
+
+
+def written_folder(w: WritePath) -> str | None:
+    """The project folder a relative write lands in (what app.shared must list), or None: a single file
+    at the root (app.shared_files), or an absolute path. A database or a log file is a file: its folder;
+    anything else (os.makedirs(), UPLOAD_FOLDER, WHOOSHEE_DIR) is the folder itself. Joined to a folder
+    that cannot be resolved ("project"), only the first part is known, by name."""
+    if w.base == "absolute":
+        return None
+    parts = w.path.strip("/").split("/")
+    is_file = w.what in DATABASE_WRITERS or (
+        write_is_log(w)
+        and not w.what.endswith(("_DIR", "_FOLDER"))
+        and (w.what.endswith(("Handler()", "_FILE")) or "." in parts[-1])
+    )
+    if w.base == "instance":
+        return "instance"
+    if w.base == "project":
+        return parts[0] if len(parts) > 1 or not is_file else None
+    return "/".join(parts[:-1] if is_file else parts) or None
+
+
+_PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore", ".placeholder", ".empty"})
+
+
+def committed_files(root: Path, folder: str) -> list[str]:
+    """The files git tracks under `folder` of the project at `root` (placeholders such as .gitkeep left
+    out); without git, the files on disk."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", folder],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode("utf-8", "replace")
+        files = [f for f in listed.split("\0") if f]
+    except (OSError, subprocess.SubprocessError):
+        base = root / folder
+        files = (
+            sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+            if base.is_dir()
+            else []
+        )
+    return sorted(f for f in files if posixpath.basename(f) not in _PLACEHOLDERS)
 
 
 @dataclass(frozen=True)

@@ -517,3 +517,90 @@ def test_a_factory_is_found_by_what_it_does_not_by_its_name(tmp_path: Path) -> N
         "def build_app(reaper_on=True):\n    app = TaleFlask(__name__)\n    configure(app)\n    return app\n"
     )
     assert inspect_project(tmp_path).wsgi == "tale.app:build_app()"
+
+
+def test_init_shares_the_folders_the_app_writes_at_runtime_never_one_holding_committed_files(
+    tmp_path: Path,
+) -> None:
+    """Issue #16 (flaskbb): the app made logs/ and a search index in the release at runtime, init proposed
+    neither, so the first push failed under ProtectSystem=strict. init now shares the folders PIT006
+    resolves (a log file's folder, a folder key, a folder in the package), never one holding committed
+    files."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "import logging.handlers\nimport os\nfrom flask import Flask\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n    app.config['WHOOSHEE_DIR'] = 'whoosh_index'\n"
+        "    os.makedirs('data/uploads', exist_ok=True)\n    os.makedirs('models', exist_ok=True)\n"
+        "    os.makedirs('shop/cache', exist_ok=True)\n"
+        "    app.logger.addHandler(logging.handlers.RotatingFileHandler('logs/shop.log'))\n"
+        "    return app\n"
+    )
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "weights.bin").write_bytes(b"\0")
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    assert found.shared_dirs == ["data/uploads", "logs", "shop/cache", "whoosh_index"]
+    assert any("models/weights.bin" in note for note in found.notes)
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.shared == ["data/uploads", "logs", "shop/cache", "whoosh_index"]
+
+
+def _cli_project(root: Path, group: str) -> None:
+    """A package migrated by Flask-Alembic (no env.py), with its own console script `shop`."""
+    (root / "shop" / "cli").mkdir(parents=True)
+    (root / "shop" / "extensions.py").write_text("from flask_alembic import Alembic\n\nalembic = Alembic()\n")
+    (root / "shop" / "__init__.py").write_text(
+        "from flask import Flask\nfrom shop.extensions import alembic\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n    alembic.init_app(app, command_name='db')\n    return app\n"
+    )
+    (root / "shop" / "cli" / "__init__.py").write_text("from .main import shop\n")
+    (root / "shop" / "cli" / "main.py").write_text(
+        "import click\nfrom flask.cli import FlaskGroup\n\n\nclass ShopGroup(FlaskGroup):\n    pass\n\n\n"
+        f"@click.group({group})\ndef shop():\n    pass\n"
+    )
+    (root / "migrations").mkdir()
+    (root / "migrations" / "0001_init.py").write_text("revision = '0001'\n")
+    (root / "setup.py").write_text(
+        "from setuptools import setup\n\nsetup(name='shop', entry_points='''\n"
+        "    [console_scripts]\n    shop=shop.cli:shop\n''')\n"
+    )
+    (root / "requirements.txt").write_text("flask==3.1.3\nflask-alembic==3.1.1\n")
+
+
+def test_release_runs_through_the_projects_own_flask_command_group(tmp_path: Path) -> None:
+    """Issue #16 (flaskbb): migrated by Flask-Alembic and served by its own FlaskGroup console script,
+    init proposed no release command. The upgrade now runs through that script (it builds the app
+    with its own config); a console script that is a plain click group is not one."""
+    _cli_project(tmp_path, "cls=ShopGroup, create_app=None")
+    found = inspect_project(tmp_path)
+    assert (found.migrations, found.cli_script) == (True, "shop")
+    assert run_init(tmp_path).returncode == 0
+    assert load(tmp_path / "deploy.yaml").app.release == ["shop db upgrade"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _cli_project(plain, "")
+    found = inspect_project(plain)
+    assert (found.migrations, found.cli_script) == (True, None)
+    assert '  release: ["flask --app shop db upgrade"]' in write_deploy_yaml(found)
+
+
+def test_a_database_file_named_by_the_environment_goes_into_a_shared_folder(tmp_path: Path) -> None:
+    """Issue #16 (buku): the app took its SQLite file from MARKS_DB_FILE, else the user's home (hidden
+    by ProtectHome); init shared nothing. It now points the variable into a shared data/ folder, unless
+    data/ holds committed files."""
+    (tmp_path / "marks.py").write_text(
+        "import os\nfrom flask import Flask\n\n\ndef create_app(db_file=None):\n"
+        "    app = Flask(__name__)\n    app.config['DB'] = os.getenv('MARKS_DB_FILE') or db_file\n"
+        "    app.config['TREE'] = os.getenv('MARKS_DATABASE_PATH')\n    return app\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\n")
+    found = inspect_project(tmp_path)
+    # A DATABASE_PATH may be a folder (a tree of files): left to the user.
+    assert (found.shared_dirs, found.env) == (["data"], ["MARKS_DATABASE_PATH"])
+    assert run_init(tmp_path).returncode == 0
+    config = load(tmp_path / "deploy.yaml")
+    assert config.app.shared == ["data"]
+    assert config.app.env["MARKS_DB_FILE"] == f"data/{found.name}.db"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "seed.csv").write_text("a\n")
+    assert inspect_project(tmp_path).shared_dirs == []
