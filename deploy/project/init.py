@@ -427,6 +427,28 @@ def _quoted(values: list[str]) -> str:
     return ", ".join(json.dumps(v) for v in values)
 
 
+def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) -> list[tuple[str, str]]:
+    """The server, gunicorn, nginx and environments sections of the written deploy.yaml."""
+    return [
+        ("", ""),
+        ("server:", ""),
+        (
+            f"  domains: [{_quoted([domain or project.name + '.example.com'])}]",
+            "the first one names the certificate",
+        ),
+        (f"  hosts: [{_quoted(hosts or ['web1.example.com'])}]", "'host', 'user@host' or 'user@host:port'"),
+        (f"  user: {project.name}", "the app runs as this system user, never root"),
+        ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false"),
+        ("", ""),
+        ("gunicorn: {workers: auto, worker_class: sync, timeout: 30}", "auto = 2 x the host's cores + 1"),
+        ("nginx: {client_max_body_size: 16m}", "keep >= the app's MAX_CONTENT_LENGTH"),
+        ("", ""),
+        ("environments:", "overlays: deploy push -e staging"),
+        ("  staging:", ""),
+        ("    server: {hosts: [staging1.example.com]}", ""),
+    ]
+
+
 def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[str] | None = None) -> str:
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
@@ -485,24 +507,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
             else flask_command(project.root, module, upgrade)
         )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
-    rows += [
-        ("", ""),
-        ("server:", ""),
-        (
-            f"  domains: [{_quoted([domain or project.name + '.example.com'])}]",
-            "the first one names the certificate",
-        ),
-        (f"  hosts: [{_quoted(hosts or ['web1.example.com'])}]", "'host', 'user@host' or 'user@host:port'"),
-        (f"  user: {project.name}", "the app runs as this system user, never root"),
-        ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false"),
-        ("", ""),
-        ("gunicorn: {workers: auto, worker_class: sync, timeout: 30}", "auto = 2 x the host's cores + 1"),
-        ("nginx: {client_max_body_size: 16m}", "keep >= the app's MAX_CONTENT_LENGTH"),
-        ("", ""),
-        ("environments:", "overlays: deploy push -e staging"),
-        ("  staging:", ""),
-        ("    server: {hosts: [staging1.example.com]}", ""),
-    ]
+    rows += _server_rows(project, domain, hosts)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [
