@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from deploy.checker import Context
+from deploy.checker import Context, Finding
 from deploy.project.evidence import module_name, served_modules, server_targets
 from deploy.project.scan import CallSite, Setting
 
@@ -132,3 +132,33 @@ def _served(ctx: Context) -> set[str] | None:
 
 #: Folders of code that is read or run by hand, never served (used only when no entry point is known).
 _NOT_SERVED = re.compile(r"/(examples?|samples?|docs?|scripts|demos?|contrib|tools)/")
+
+
+def in_served_code(func: Callable[[Context], Iterable[Finding]]) -> Callable[[Context], Iterator[Finding]]:
+    """Keep only the findings production reaches: a finding in a Python module that the served entry point
+    never imports (a CLI importer, an Alembic migration, a test, a dev script) is dropped, and one on a
+    call inside `if __name__ == "__main__":` too. Findings elsewhere
+    (templates, deploy.yaml) and every finding when the entry point is unknown are kept."""
+
+    def filtered(ctx: Context) -> Iterator[Finding]:
+        production = served(ctx)
+        calls: dict[tuple[str, int], list[CallSite]] | None = None
+        for f in func(ctx):
+            if production is None or not f.file or not f.file.endswith(".py") or f.line is None:
+                if production is None or not (f.file or "").endswith(".py") or f.file in production:
+                    yield f
+                continue
+            if f.file not in production:
+                continue
+            if calls is None:
+                calls = {}
+                for c in ctx.project.calls:
+                    calls.setdefault((c.file, c.line), []).append(c)
+            here = calls.get((f.file, f.line), [])
+            if not here or not all(c.main_guarded for c in here):
+                yield f
+
+    filtered.__name__ = func.__name__
+    filtered.__doc__ = func.__doc__
+    filtered.__module__ = func.__module__
+    return filtered

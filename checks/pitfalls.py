@@ -12,7 +12,7 @@ from deploy.checker import Context, Finding, check
 from deploy.project.evidence import csrf_enforcement
 from deploy.project.scan import SQLITE_FILE_KEYS, CallSite, Project, Setting
 
-from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
+from ._helpers import app_site, commands, config_file, in_served_code, script_modules, served, unguarded
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -208,6 +208,7 @@ def given_env(ctx: Context) -> set[str]:
     the fallback never applies and is not reported (here, in PIT006 and in XL006).""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
+@in_served_code
 def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
     # Without deploy.yaml, PIT006 (which knows app.shared) cannot say where the file goes: say it here.
@@ -321,6 +322,7 @@ def committed_files(root: Path, folder: str) -> list[str]:
         "https://12factor.net/logs",
     ),
 )
+@in_served_code
 def writes_in_release(ctx: Context) -> Iterator[Finding]:
     from deploy.layout import paths_for
 

@@ -1,0 +1,62 @@
+"""Code production never runs is not reported (issue #16): a finding in a module the served entry point
+never imports, transitively, is dropped; one the served code imports is kept; with no entry point known,
+every module counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.checks.support import CONFIG, check, found, project
+
+pytestmark = pytest.mark.unit
+
+#: A CLI importer (read with the project, never imported by app.py): builds SQL from strings and opens
+#: a SQLite file, like a command that loads a browser's bookmarks.
+IMPORTER = """\
+import sqlite3
+
+
+def load(path, table):
+    db = sqlite3.connect(path)
+    return db.execute(f"SELECT id FROM {table}").fetchall()
+"""
+
+SQL_IN = ("SEC009", "PIT005", "XL003")
+
+
+def _findings(root: Path, config: str | None = CONFIG) -> dict[str, list[str]]:
+    return found(check(root, list(SQL_IN), config=config))
+
+
+def test_module_the_served_app_never_imports_is_quiet(tmp_path: Path) -> None:
+    project(tmp_path, {"tools/importer.py": IMPORTER})
+    out = _findings(tmp_path)
+    assert not [f for fs in out.values() for f in fs if f.startswith("tools/importer.py")], out
+
+
+def test_module_the_served_app_imports_is_reported(tmp_path: Path) -> None:
+    project(tmp_path, {"importer.py": IMPORTER})
+    app = (tmp_path / "app.py").read_text(encoding="utf-8")
+    (tmp_path / "app.py").write_text(app.replace("import logging\n", "import logging\nimport importer\n", 1))
+    out = _findings(tmp_path)
+    for cid in ("SEC009", "PIT005"):
+        assert any(f.startswith("importer.py:") for f in out.get(cid, [])), (cid, out)
+
+
+def test_unknown_entry_point_keeps_every_module(tmp_path: Path) -> None:
+    # no deploy.yaml, no server command, no module creating a Flask app: nothing to tell what is served
+    project(tmp_path, {"importer.py": IMPORTER}, base=False)
+    out = _findings(tmp_path, config=None)
+    assert any(f.startswith("importer.py:") for f in out.get("SEC009", [])), out
+
+
+def test_main_guarded_call_in_served_module_is_quiet(tmp_path: Path) -> None:
+    project(tmp_path)
+    app = (tmp_path / "app.py").read_text(encoding="utf-8")
+    (tmp_path / "app.py").write_text(
+        app + '\n\nif __name__ == "__main__":\n    import sqlite3\n    sqlite3.connect("scratch.db")\n'
+    )
+    out = _findings(tmp_path)
+    assert not [f for fs in out.values() for f in fs if f.startswith("app.py:")], out
