@@ -311,15 +311,20 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
 )
 @in_served_code
 def input_validation(ctx: Context) -> Iterator[Finding]:
+    # One view registered under several rules is one problem: one finding naming every rule.
+    views: dict[tuple[str, int, str], tuple[list[str], set[str]]] = {}
     for route in ctx.project.routes:
         # A GET carries no body from a browser: its request.form, json, data and files are empty.
         body = {"form", "json", "data", "files"} if route.changes_state else set()
-        read = sorted(route.reads & (body | {"values"}))
+        read = route.reads & (body | {"values"})
         if read and not route.validates:
-            parts = ", ".join(f"request.{r}" for r in read)
-            yield Finding(
-                f"{route.rule} ({route.function}) uses {parts} with no validation", route.file, route.line
-            )
+            rules, parts = views.setdefault((route.file, route.line, route.function), ([], set()))
+            if route.rule not in rules:
+                rules.append(route.rule)
+            parts.update(read)
+    for (file, line, function), (rules, parts) in views.items():
+        uses = ", ".join(f"request.{r}" for r in sorted(parts))
+        yield Finding(f"{', '.join(rules)} ({function}) uses {uses} with no validation", file, line)
 
 
 #: Modules that make up sample data by convention (run by hand or from a CLI command, never per request).

@@ -60,3 +60,34 @@ def test_main_guarded_call_in_served_module_is_quiet(tmp_path: Path) -> None:
     )
     out = _findings(tmp_path)
     assert not [f for fs in out.values() for f in fs if f.startswith("app.py:")], out
+
+
+# --- one view under two rules is one finding -------------------------------------------------------
+
+TWO_RULES = """\
+from flask import Flask, request
+
+app = Flask(__name__)
+
+
+@app.route("/topic/<int:id>/new", methods=["POST"])
+@app.route("/topic/new", methods=["POST"])
+def new_topic(id=None):
+    return {"title": request.form["title"]}
+"""
+
+
+def test_view_under_two_rules_is_reported_once_naming_both(tmp_path: Path) -> None:
+    project(tmp_path, {"app.py": TWO_RULES})
+    out = found(check(tmp_path, ["SEC007"], config=CONFIG.replace("app:create_app()", "app:app")))
+    assert len(out.get("SEC007", [])) == 1, out
+    assert "/topic/<int:id>/new" in out["SEC007"][0] and "/topic/new" in out["SEC007"][0], out
+
+
+def test_two_views_are_two_findings(tmp_path: Path) -> None:
+    two = TWO_RULES.replace('@app.route("/topic/new", methods=["POST"])\n', "") + (
+        '\n\n@app.post("/post/new")\ndef new_post():\n    return {"body": request.form["body"]}\n'
+    )
+    project(tmp_path, {"app.py": two})
+    out = found(check(tmp_path, ["SEC007"], config=CONFIG.replace("app:create_app()", "app:app")))
+    assert len(out.get("SEC007", [])) == 2, out
