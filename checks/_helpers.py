@@ -113,16 +113,27 @@ def served(ctx: Context) -> set[str] | None:
     return found
 
 
+def _entry_roots(ctx: Context) -> list[str]:
+    """Dotted modules the served entry point names: deploy.yaml app.wsgi or --app, else a WSGI server's
+    target in a Dockerfile, Procfile or unit."""
+    spec = ctx.app_spec or (ctx.config.app.wsgi if ctx.config is not None else None)
+    if spec:
+        return [spec.partition(":")[0].strip()]
+    return server_targets(command for _, _, command in commands(ctx))
+
+
+def _entry_found(ctx: Context) -> bool:
+    """Whether the entry point is a module of the project (not a wrapper the user writes on the host):
+    only then can what it never imports be left out."""
+    roots = _entry_roots(ctx)
+    return bool(roots) and bool(served_modules(ctx.project, roots))
+
+
 def _served(ctx: Context) -> set[str] | None:
     """Paths of the project modules production imports: the WSGI target's module (deploy.yaml app.wsgi,
     --app, else a WSGI server command in a Dockerfile, Procfile or unit, else the modules that create
     the Flask app) and what they import, transitively. None when no entry point is known."""
-    roots: list[str] = []
-    spec = ctx.app_spec or (ctx.config.app.wsgi if ctx.config is not None else None)
-    if spec:
-        roots.append(spec.partition(":")[0].strip())
-    else:
-        roots.extend(server_targets(command for _, _, command in commands(ctx)))
+    roots = _entry_roots(ctx)
     found = served_modules(ctx.project, roots) if roots else set()
     if not found:
         apps = {c.file for c in ctx.project.apps if not _NOT_SERVED.search("/" + c.file)}
@@ -141,7 +152,7 @@ def in_served_code(func: Callable[[Context], Iterable[Finding]]) -> Callable[[Co
     (templates, deploy.yaml) and every finding when the entry point is unknown are kept."""
 
     def filtered(ctx: Context) -> Iterator[Finding]:
-        production = served(ctx)
+        production = served(ctx) if _entry_found(ctx) else None
         calls: dict[tuple[str, int], list[CallSite]] | None = None
         for f in func(ctx):
             if production is None or not f.file or not f.file.endswith(".py") or f.line is None:

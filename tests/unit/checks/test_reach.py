@@ -91,3 +91,10 @@ def test_two_views_are_two_findings(tmp_path: Path) -> None:
     project(tmp_path, {"app.py": two})
     out = found(check(tmp_path, ["SEC007"], config=CONFIG.replace("app:create_app()", "app:app")))
     assert len(out.get("SEC007", [])) == 2, out
+
+
+def test_entry_module_outside_the_project_keeps_every_module(tmp_path: Path) -> None:
+    # deploy.yaml names a wrapper the user writes on the host: what it imports is not known here
+    project(tmp_path, {"tools/importer.py": IMPORTER})
+    out = _findings(tmp_path, config=CONFIG.replace("app:create_app()", "site_wsgi:app"))
+    assert any(f.startswith("tools/importer.py:") for f in out.get("SEC009", [])), out
