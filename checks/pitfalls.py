@@ -180,7 +180,20 @@ def sqlite_connects(project: Project) -> list[CallSite]:
         for c in project.calls_named("sqlite3.connect")
         if (c.file, c.line) not in temporary
         and not (c.args and c.args[0].kind == "literal" and c.args[0].literal == ":memory:")
+        and not _read_only(project, c)
     ]
+
+
+def _read_only(project: Project, call: CallSite) -> bool:
+    """A read-only URI connection (`sqlite3.connect("file:...?mode=ro", uri=True)`): it reads someone
+    else's database (a browser's bookmarks, a backup source) and writes nothing, so it is not where the
+    app keeps its data."""
+    if not call.keywords.get("uri") or not call.keywords["uri"].is_true:
+        return False
+    module = next((m for m in project.python if m.path == call.file), None)
+    if module is None or not 0 < call.line <= len(module.lines):
+        return False
+    return bool(re.search(r"[?&]mode=ro\b", module.lines[call.line - 1]))
 
 
 def given_env(ctx: Context) -> set[str]:

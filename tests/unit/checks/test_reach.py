@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.checks.support import CONFIG, check, found, project
+from tests.unit.checks.support import CONFIG, check, found, imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +98,28 @@ def test_entry_module_outside_the_project_keeps_every_module(tmp_path: Path) -> 
     project(tmp_path, {"tools/importer.py": IMPORTER})
     out = _findings(tmp_path, config=CONFIG.replace("app:create_app()", "site_wsgi:app"))
     assert any(f.startswith("tools/importer.py:") for f in out.get("SEC009", [])), out
+
+
+# --- a read-only SQLite connection is not the app's database ---------------------------------------
+
+READ_ONLY = """\
+import sqlite3
+
+
+def import_bookmarks(path):
+    return sqlite3.connect("file:%s?mode=ro" % path, uri=True).execute("SELECT url FROM b").fetchall()
+"""
+
+
+@pytest.mark.parametrize("check_id", ["PIT005", "XL003"])
+def test_read_only_sqlite_connection_is_quiet(tmp_path: Path, check_id: str) -> None:
+    project(tmp_path, imported_by_app({"bookmarks.py": READ_ONLY}))
+    out = found(check(tmp_path, [check_id], config=CONFIG + "gunicorn: {workers: 3}\n"))
+    assert not [f for f in out.get(check_id, []) if f.startswith("bookmarks.py")], out
+
+
+def test_writable_sqlite_connection_is_reported(tmp_path: Path) -> None:
+    writable = READ_ONLY.replace('"file:%s?mode=ro" % path, uri=True', "path")
+    project(tmp_path, imported_by_app({"bookmarks.py": writable}))
+    out = found(check(tmp_path, ["PIT005"], config=CONFIG + "gunicorn: {workers: 3}\n"))
+    assert any(f.startswith("bookmarks.py:5") for f in out.get("PIT005", [])), out
