@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from deploy.checker import Context
+from deploy.checker import Context, Finding
 from deploy.project.evidence import module_name, served_modules, server_targets
 from deploy.project.scan import CallSite, Setting
 
@@ -113,16 +113,27 @@ def served(ctx: Context) -> set[str] | None:
     return found
 
 
+def _entry_roots(ctx: Context) -> list[str]:
+    """Dotted modules the served entry point names: deploy.yaml app.wsgi or --app, else a WSGI server's
+    target in a Dockerfile, Procfile or unit."""
+    spec = ctx.app_spec or (ctx.config.app.wsgi if ctx.config is not None else None)
+    if spec:
+        return [spec.partition(":")[0].strip()]
+    return server_targets(command for _, _, command in commands(ctx))
+
+
+def _entry_found(ctx: Context) -> bool:
+    """Whether the entry point is a module of the project (not a wrapper the user writes on the host):
+    only then can what it never imports be left out."""
+    roots = _entry_roots(ctx)
+    return bool(roots) and bool(served_modules(ctx.project, roots))
+
+
 def _served(ctx: Context) -> set[str] | None:
     """Paths of the project modules production imports: the WSGI target's module (deploy.yaml app.wsgi,
     --app, else a WSGI server command in a Dockerfile, Procfile or unit, else the modules that create
     the Flask app) and what they import, transitively. None when no entry point is known."""
-    roots: list[str] = []
-    spec = ctx.app_spec or (ctx.config.app.wsgi if ctx.config is not None else None)
-    if spec:
-        roots.append(spec.partition(":")[0].strip())
-    else:
-        roots.extend(server_targets(command for _, _, command in commands(ctx)))
+    roots = _entry_roots(ctx)
     found = served_modules(ctx.project, roots) if roots else set()
     if not found:
         apps = {c.file for c in ctx.project.apps if not _NOT_SERVED.search("/" + c.file)}
@@ -132,3 +143,33 @@ def _served(ctx: Context) -> set[str] | None:
 
 #: Folders of code that is read or run by hand, never served (used only when no entry point is known).
 _NOT_SERVED = re.compile(r"/(examples?|samples?|docs?|scripts|demos?|contrib|tools)/")
+
+
+def in_served_code(func: Callable[[Context], Iterable[Finding]]) -> Callable[[Context], Iterator[Finding]]:
+    """Keep only the findings production reaches: a finding in a Python module that the served entry point
+    never imports (a CLI importer, an Alembic migration, a test, a dev script) is dropped, and one on a
+    call inside `if __name__ == "__main__":` too. Findings elsewhere
+    (templates, deploy.yaml) and every finding when the entry point is unknown are kept."""
+
+    def filtered(ctx: Context) -> Iterator[Finding]:
+        production = served(ctx) if _entry_found(ctx) else None
+        calls: dict[tuple[str, int], list[CallSite]] | None = None
+        for f in func(ctx):
+            if production is None or not f.file or not f.file.endswith(".py") or f.line is None:
+                if production is None or not (f.file or "").endswith(".py") or f.file in production:
+                    yield f
+                continue
+            if f.file not in production:
+                continue
+            if calls is None:
+                calls = {}
+                for c in ctx.project.calls:
+                    calls.setdefault((c.file, c.line), []).append(c)
+            here = calls.get((f.file, f.line), [])
+            if not here or not all(c.main_guarded for c in here):
+                yield f
+
+    filtered.__name__ = func.__name__
+    filtered.__doc__ = func.__doc__
+    filtered.__module__ = func.__module__
+    return filtered

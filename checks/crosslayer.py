@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from deploy.checker import Context, Finding, check
 
-from ._helpers import config_file, last_setting
+from ._helpers import config_file, in_served_code, last_setting
 from .pitfalls import given_env, sqlite_connects, sqlite_settings
 from .rendered import nginx_headers
 
@@ -114,6 +114,7 @@ def body_limits(ctx: Context) -> Iterator[Finding]:
         "https://www.sqlite.org/lockingv3.html",
     ),
 )
+@in_served_code
 def per_process_state(ctx: Context) -> Iterator[Finding]:
     workers = _workers(ctx)
     if workers is None or workers < 2:
@@ -178,6 +179,7 @@ def _host_counts(ctx: Context) -> list[tuple[str, int]]:
     PIT005 and PIT006 still apply.""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
+@in_served_code
 def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
     from deploy.config.loader import line_of
     from deploy.project.scan import sqlite_engines

@@ -19,7 +19,7 @@ from deploy.project.scan import (
     written_folder,
 )
 
-from ._helpers import app_site, commands, config_file, script_modules, served, unguarded
+from ._helpers import app_site, commands, config_file, in_served_code, script_modules, served, unguarded
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -187,7 +187,20 @@ def sqlite_connects(project: Project) -> list[CallSite]:
         for c in project.calls_named("sqlite3.connect")
         if (c.file, c.line) not in temporary
         and not (c.args and c.args[0].kind == "literal" and c.args[0].literal == ":memory:")
+        and not _read_only(project, c)
     ]
+
+
+def _read_only(project: Project, call: CallSite) -> bool:
+    """A read-only URI connection (`sqlite3.connect("file:...?mode=ro", uri=True)`): it reads someone
+    else's database (a browser's bookmarks, a backup source) and writes nothing, so it is not where the
+    app keeps its data."""
+    if not call.keywords.get("uri") or not call.keywords["uri"].is_true:
+        return False
+    module = next((m for m in project.python if m.path == call.file), None)
+    if module is None or not 0 < call.line <= len(module.lines):
+        return False
+    return bool(re.search(r"[?&]mode=ro\b", module.lines[call.line - 1]))
 
 
 def given_env(ctx: Context) -> set[str]:
@@ -215,6 +228,7 @@ def given_env(ctx: Context) -> set[str]:
     the fallback never applies and is not reported (here, in PIT006 and in XL006).""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
+@in_served_code
 def sqlite_in_production(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
     # Without deploy.yaml, PIT006 (which knows app.shared) cannot say where the file goes: say it here.
@@ -304,6 +318,7 @@ def _covered(path: str, base: str, shared: list[str]) -> bool:
         "https://12factor.net/logs",
     ),
 )
+@in_served_code
 def writes_in_release(ctx: Context) -> Iterator[Finding]:
     from deploy.layout import paths_for
 

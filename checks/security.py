@@ -14,6 +14,7 @@ from deploy.project.scan import KEY_GENERATORS, Project
 from ._helpers import (
     app_site,
     config_file,
+    in_served_code,
     last_setting,
     loads_config_from_environment,
     script_modules,
@@ -90,6 +91,7 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
     config (`app.config.from_object(__name__)`): a key that only a command-line entry point replaces is
     still the key Gunicorn serves with.""",
 )
+@in_served_code
 def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("SECRET_KEY"):
         if s.value.kind == "literal" and isinstance(s.value.literal, str | bytes) and s.value.literal:
@@ -213,6 +215,7 @@ def _dotted_name(node: ast.AST) -> str:
         "https://cwe.mitre.org/data/definitions/352.html",
     ),
 )
+@in_served_code
 def csrf_missing(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
     disabled = [s for s in project.setting("WTF_CSRF_ENABLED") if s.value.is_false]
@@ -306,16 +309,22 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
         "https://cwe.mitre.org/data/definitions/20.html",
     ),
 )
+@in_served_code
 def input_validation(ctx: Context) -> Iterator[Finding]:
+    # One view registered under several rules is one problem: one finding naming every rule.
+    views: dict[tuple[str, int, str], tuple[list[str], set[str]]] = {}
     for route in ctx.project.routes:
         # A GET carries no body from a browser: its request.form, json, data and files are empty.
         body = {"form", "json", "data", "files"} if route.changes_state else set()
-        read = sorted(route.reads & (body | {"values"}))
+        read = route.reads & (body | {"values"})
         if read and not route.validates:
-            parts = ", ".join(f"request.{r}" for r in read)
-            yield Finding(
-                f"{route.rule} ({route.function}) uses {parts} with no validation", route.file, route.line
-            )
+            rules, parts = views.setdefault((route.file, route.line, route.function), ([], set()))
+            if route.rule not in rules:
+                rules.append(route.rule)
+            parts.update(read)
+    for (file, line, function), (rules, parts) in views.items():
+        uses = ", ".join(f"request.{r}" for r in sorted(parts))
+        yield Finding(f"{', '.join(rules)} ({function}) uses {uses} with no validation", file, line)
 
 
 #: Modules that make up sample data by convention (run by hand or from a CLI command, never per request).
@@ -375,6 +384,7 @@ def _data_generators(ctx: Context) -> set[str]:
     with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
     references=("https://cwe.mitre.org/data/definitions/798.html", "https://12factor.net/config"),
 )
+@in_served_code
 def hardcoded_credentials(ctx: Context) -> Iterator[Finding]:
     generators = _data_generators(ctx)
     for lit in ctx.project.secret_literals:
@@ -416,6 +426,7 @@ def _nosec(ctx: Context, file: str, line: int) -> bool:
         "https://cwe.mitre.org/data/definitions/89.html",
     ),
 )
+@in_served_code
 def sql_from_strings(ctx: Context) -> Iterator[Finding]:
     for build in ctx.project.sql_builds:
         yield Finding(f"a SQL statement built with {build.how} is executed", build.file, build.line)
@@ -577,6 +588,7 @@ def max_content_length(ctx: Context) -> Iterator[Finding]:
         "https://cwe.mitre.org/data/definitions/1336.html",
     ),
 )
+@in_served_code
 def template_injection(ctx: Context) -> Iterator[Finding]:
     for build in ctx.project.template_builds:
         how = (
@@ -794,6 +806,7 @@ def static_folder_exposure(ctx: Context) -> Iterator[Finding]:
     the app calls it: an encryption key regenerated in each new release makes the data it encrypted
     unreadable.""",
 )
+@in_served_code
 def secret_key_generated(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import key_file_helpers, key_generations
 

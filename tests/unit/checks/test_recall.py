@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import CONFIG, check, found, project
+from .support import CONFIG, check, found, imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,7 @@ ONE_WORKER = CONFIG + "gunicorn: {workers: 1, worker_class: gthread, threads: 8}
 
 
 def _findings(tmp_path: Path, check_id: str, files: dict[str, str | None], config: str) -> list[str]:
-    root = project(tmp_path, files)
+    root = project(tmp_path, imported_by_app(files))
     (root / "deploy.yaml").write_text(config, encoding="utf-8")
     report = check(root, [check_id], config=config)
     assert not report.skipped, report.skipped

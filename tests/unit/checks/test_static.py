@@ -9,7 +9,7 @@ import pytest
 
 from deploy.checker.layers import Layer
 from deploy.checker.registry import load_checks
-from tests.unit.checks.support import CLEAN_APP, CONFIG, check, found, project
+from tests.unit.checks.support import CLEAN_APP, CONFIG, check, found, imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -427,7 +427,7 @@ def _no_secret_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _run(
     tmp_path: Path, check_id: str, files: dict[str, str | None], config: str | None
 ) -> dict[str, list[str]]:
-    root = project(tmp_path, files)
+    root = project(tmp_path, imported_by_app(files))
     report = check(root, [check_id], config=config)
     assert not report.skipped, report.skipped
     return found(report)
@@ -488,7 +488,7 @@ def test_sec008_skips_names_labels_headers_and_placeholders(tmp_path: Path) -> N
 
 
 def test_sec008_still_reports_secret_looking_values_even_under_nosec(tmp_path: Path) -> None:
-    root = project(tmp_path, {"labels.py": SEC008_SECRETS})
+    root = project(tmp_path, imported_by_app({"labels.py": SEC008_SECRETS}))
     reported = found(check(root, ["SEC008"], CONFIG))["SEC008"]
     assert sorted(int(r.split(":")[1].split()[0]) for r in reported) == [1, 2, 3, 4, 5, 6]
 
