@@ -237,7 +237,7 @@ _MIGRATION_COMMANDS = re.compile(
 @check(
     "DEP005",
     area="deployment",
-    severity="medium",
+    severity="low",
     title="Database migrations are not automated",
     why="""A release whose code expects a new column fails on the old schema; `db.create_all()` never
     changes existing tables; running migrations by hand is forgotten on one host or done twice.""",
@@ -248,6 +248,10 @@ _MIGRATION_COMMANDS = re.compile(
         "https://flask-migrate.readthedocs.io/en/latest/",
         "https://alembic.sqlalchemy.org/en/latest/",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 0 of its 3 findings at medium severity
+    were right (0%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 def migrations(ctx: Context) -> Iterator[Finding]:
     project = ctx.project

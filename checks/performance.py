@@ -50,7 +50,7 @@ def workers_for_host(ctx: Context) -> Iterator[Finding]:
 @check(
     "PERF002",
     area="performance",
-    severity="medium",
+    severity="low",
     title="Static files are not served by Nginx",
     why="""Without an `app.static` entry every CSS, JS and image request goes through a Gunicorn worker,
     which is then busy for slow clients instead of serving the app. Nginx serves files from disk with
@@ -64,6 +64,10 @@ def workers_for_host(ctx: Context) -> Iterator[Finding]:
         "https://flask.palletsprojects.com/en/stable/deploying/nginx/",
         "https://nginx.org/en/docs/http/ngx_http_core_module.html#alias",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 0 of its 1 findings at medium severity
+    were right (0%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 def static_by_nginx(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None

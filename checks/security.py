@@ -196,7 +196,7 @@ def _dotted_name(node: ast.AST) -> str:
 @check(
     "SEC005",
     area="security",
-    severity="high",
+    severity="low",
     title="Form endpoint without CSRF protection",
     why="""A page on another site can make a logged-in user's browser submit your form (change a password,
     post, delete). Flask has no CSRF protection of its own. Not reported when the app enforces CSRF for
@@ -214,6 +214,10 @@ def _dotted_name(node: ast.AST) -> str:
         "https://owasp.org/www-community/attacks/csrf",
         "https://cwe.mitre.org/data/definitions/352.html",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 7 of its 9 findings at high severity
+    were right (77%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 @in_served_code
 def csrf_missing(ctx: Context) -> Iterator[Finding]:
@@ -292,7 +296,7 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
 @check(
     "SEC007",
     area="security",
-    severity="medium",
+    severity="low",
     title="Endpoint reads request data without validating it",
     why="""Values straight from request.form or request.get_json() reach the database, templates and the
     file system unchecked: wrong types crash the view (500s), oversized or malformed values are stored,
@@ -308,6 +312,10 @@ def security_headers(ctx: Context) -> Iterator[Finding]:
         "https://cheatsheetseries.owasp.org/cheatsheets/Input_Validation_Cheat_Sheet.html",
         "https://cwe.mitre.org/data/definitions/20.html",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 12 of its 15 findings at medium
+    severity were right (80%), under the 90% a gate needs to be trusted (issue #16). `deploy check
+    --fail-on low` gates on it; its findings are still shown.""",
 )
 @in_served_code
 def input_validation(ctx: Context) -> Iterator[Finding]:
@@ -411,7 +419,7 @@ def _nosec(ctx: Context, file: str, line: int) -> bool:
 @check(
     "SEC009",
     area="security",
-    severity="high",
+    severity="low",
     title="SQL built from strings",
     why="""A query assembled with f-strings, `%`, `+` or `.format()` lets a crafted value change the
     statement: SQL injection reads or deletes any data. Reported when a part put into the statement can
@@ -425,6 +433,10 @@ def _nosec(ctx: Context, file: str, line: int) -> bool:
         "https://cheatsheetseries.owasp.org/cheatsheets/Query_Parameterization_Cheat_Sheet.html",
         "https://cwe.mitre.org/data/definitions/89.html",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 0 of its 3 findings at high severity
+    were right (0%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 @in_served_code
 def sql_from_strings(ctx: Context) -> Iterator[Finding]:
@@ -443,7 +455,7 @@ def _cookie(ctx: Context, key: str) -> tuple[str, object, str | None, int | None
 @check(
     "SEC010",
     area="security",
-    severity="high",
+    severity="low",
     title="Session cookie is not Secure",
     why="""Flask's session cookie is sent over plain HTTP unless SESSION_COOKIE_SECURE is True: one visit to
     http:// (a link, a captive portal) hands the session to anyone on the network.""",
@@ -451,6 +463,10 @@ def _cookie(ctx: Context, key: str) -> tuple[str, object, str | None, int | None
     reported for an app that never uses the session (no `session`, `flash()`, Flask-Login, Flask-WTF,
     Flask-Session or other extension that keeps state in it): Flask then sets no session cookie.""",
     references=(FLASK_CONFIG + "#SESSION_COOKIE_SECURE", FLASK_SECURITY + "#set-cookie-options"),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 8 of its 9 findings at high severity
+    were right (88%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 def cookie_secure(ctx: Context) -> Iterator[Finding]:
     if not uses_session(ctx.project):
@@ -487,7 +503,7 @@ def cookie_httponly(ctx: Context) -> Iterator[Finding]:
 @check(
     "SEC012",
     area="security",
-    severity="medium",
+    severity="low",
     title="Session cookie has no SameSite",
     why="""Without SameSite the browser sends the session cookie on requests started by other sites, the
     basis of CSRF and of cross-site leaks.""",
@@ -497,6 +513,10 @@ def cookie_httponly(ctx: Context) -> Iterator[Finding]:
         FLASK_CONFIG + "#SESSION_COOKIE_SAMESITE",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Set-Cookie#samesitesamesite-value",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 8 of its 9 findings at medium severity
+    were right (88%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
+    low` gates on it; its findings are still shown.""",
 )
 def cookie_samesite(ctx: Context) -> Iterator[Finding]:
     if not uses_session(ctx.project):
@@ -573,7 +593,7 @@ def max_content_length(ctx: Context) -> Iterator[Finding]:
 @check(
     "SEC019",
     area="security",
-    severity="critical",
+    severity="low",
     title="Template built from request data (server-side template injection)",
     why="""`render_template_string()` compiles its first argument as a Jinja template. When that string is
     assembled from request data (`"<p>" + request.args["q"] + "</p>"`, an f-string, `%` or `.format()`),
@@ -587,6 +607,10 @@ def max_content_length(ctx: Context) -> Iterator[Finding]:
         "https://semgrep.dev/r?q=python.flask.security.audit.render-template-string",
         "https://cwe.mitre.org/data/definitions/1336.html",
     ),
+    details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
+    (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 0 of its 2 findings at critical
+    severity were right (0%), under the 90% a gate needs to be trusted (issue #16). `deploy check
+    --fail-on low` gates on it; its findings are still shown.""",
 )
 @in_served_code
 def template_injection(ctx: Context) -> Iterator[Finding]:

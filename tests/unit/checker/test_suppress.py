@@ -13,7 +13,7 @@ from deploy.checker.registry import load_checks, select
 from deploy.checker.results import Report
 from deploy.checker.runner import run
 from deploy.config.loader import ConfigError
-from tests.unit.checks.support import project
+from tests.unit.checks.support import imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -98,7 +98,7 @@ def test_inline_suppression_with_reason(tmp_path: Path) -> None:
         "    # deploy: ignore[SEC009] table comes from a fixed allow-list\n"
         "    return db.execute(f'SELECT * FROM {table} WHERE 1 = 1')\n"
     )
-    root = project(tmp_path, {"db.py": code})
+    root = project(tmp_path, imported_by_app({"db.py": code}))
     report = run_with(root, None)
     assert report.active == []
     assert report.suppressed[0].suppressed_by is not None
@@ -110,7 +110,7 @@ def test_inline_suppression_on_the_same_line(tmp_path: Path) -> None:
         "def find(db, t):\n    return db.execute(f'SELECT * FROM {t} WHERE 1 = 1')  # deploy: "
         "ignore[SEC009] fixed list\n"
     )
-    root = project(tmp_path, {"db.py": code})
+    root = project(tmp_path, imported_by_app({"db.py": code}))
     assert run_with(root, None).active == []
 
 
@@ -119,7 +119,7 @@ def test_inline_suppression_without_reason_is_not_honoured(tmp_path: Path) -> No
         "def find(db, t):\n    return db.execute(f'SELECT * FROM {t} WHERE 1 = 1')  # deploy: "
         "ignore[SEC009]\n"
     )
-    root = project(tmp_path, {"db.py": code})
+    root = project(tmp_path, imported_by_app({"db.py": code}))
     report = run_with(root, None)
     assert [r.check.id for r in report.active] == ["SEC009"]
     assert report.active[0].note is not None and "without a reason" in report.active[0].note
@@ -130,7 +130,7 @@ def test_inline_suppression_of_another_check_does_not_hide_this_one(tmp_path: Pa
         "def find(db, t):\n    return db.execute(f'SELECT * FROM {t} WHERE 1 = 1')  # deploy: "
         "ignore[SEC001] wrong id\n"
     )
-    root = project(tmp_path, {"db.py": code})
+    root = project(tmp_path, imported_by_app({"db.py": code}))
     assert [r.check.id for r in run_with(root, None).active] == ["SEC009"]
 
 

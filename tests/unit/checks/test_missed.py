@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.checks.support import CONFIG, check, found, project
+from tests.unit.checks.support import CONFIG, check, found, imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +20,7 @@ ONE_HOST = CONFIG.replace(
 
 
 def _findings(tmp_path: Path, check_id: str, files: dict[str, str | None], config: str | None) -> list[str]:
-    root = project(tmp_path, files)
+    root = project(tmp_path, imported_by_app(files))  # the fixture's modules are code the app runs
     if config is not None:
         (root / "deploy.yaml").write_text(config, encoding="utf-8")
     report = check(root, [check_id], config=config)
@@ -541,7 +541,7 @@ def test_pit006_asks_git_which_files_are_committed(tmp_path: Path) -> None:
         "ml/cache/.gitkeep": "",
         ".gitignore": ".env\n__pycache__/\nml/cache/*\n!ml/cache/.gitkeep\n",
     }
-    root = project(tmp_path, files)
+    root = project(tmp_path, imported_by_app(files))
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
     # A file the app wrote while running locally: on disk, not committed.

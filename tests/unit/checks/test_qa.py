@@ -11,7 +11,7 @@ from deploy.checker.layers import Finding
 from deploy.checker.registry import check as register
 from deploy.checker.results import Report
 from deploy.checker.runner import run
-from tests.unit.checks.support import CLEAN_APP, CONFIG, check, found, project
+from tests.unit.checks.support import CLEAN_APP, CONFIG, check, found, imported_by_app, project
 
 pytestmark = pytest.mark.unit
 
@@ -52,12 +52,14 @@ def users(count=100):
 def test_sec008_skips_fake_data_generators_but_not_app_code(tmp_path: Path) -> None:
     root = project(
         tmp_path,
-        {
-            "app/fake.py": FAKE,
-            "app/gen.py": FAKE,  # uses Faker: a generator whatever its name
-            "app/seed_admin.py": 'def run(User):\n    User(password="hunter22")\n',
-            "app/views.py": 'def login(client):\n    return client.auth(password="hunter22")\n',
-        },
+        imported_by_app(
+            {
+                "app/fake.py": FAKE,
+                "app/gen.py": FAKE,  # uses Faker: a generator whatever its name
+                "app/seed_admin.py": 'def run(User):\n    User(password="hunter22")\n',
+                "app/views.py": 'def login(client):\n    return client.auth(password="hunter22")\n',
+            }
+        ),
     )
     assert found(check(root, ["SEC008"])) == {
         "SEC008": ["app/views.py:2 password is given a literal credential value"]

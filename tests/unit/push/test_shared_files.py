@@ -177,11 +177,11 @@ def test_the_host_program_never_follows_a_link_or_a_hard_link(tmp_path: Path) ->
 def test_pit006_takes_a_shared_file_as_kept_and_advises_it(tmp_path: Path) -> None:
     """A SQLite file at the project root is lost on every push unless shared: PIT006 fires and names
     app.shared_files; listed there, the file is kept and PIT006 is silent."""
-    from tests.unit.checks.support import CONFIG, check, found, project
+    from tests.unit.checks.support import CONFIG, check, found, imported_by_app, project
 
-    files: dict[str, str | None] = {
-        "db.py": "import sqlite3\n\n\ndef connect():\n    return sqlite3.connect('app.db')\n"
-    }
+    files: dict[str, str | None] = imported_by_app(
+        {"db.py": "import sqlite3\n\n\ndef connect():\n    return sqlite3.connect('app.db')\n"}
+    )
     root = project(tmp_path / "a", files)
     result = found(check(root, ["PIT006"], config=CONFIG))
     assert "app.shared_files" in " ".join(result.get("PIT006", [])), result
