@@ -177,8 +177,12 @@ def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: Layout) -
     locked = _line(first)
     assert locked.startswith("LOCKED ")
     pid = int(locked.split()[1])
+    # The step runs until the test lets it end (no timed sleep: a busy machine must not reorder it).
+    go = Path(layout.lock_info).with_name("go-step")
     step = subprocess.Popen(
-        cmd.guarded(layout, pid, "upload", ("sh", "-c", "sleep 2; echo step done")),
+        cmd.guarded(
+            layout, pid, "upload", ("sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; echo step done")
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -201,6 +205,7 @@ def test_the_lock_stays_held_until_the_killed_push_s_step_ends(layout: Layout) -
     second = _holder(layout, "two")
     assert _line(second).startswith('WAITING {"draining": "upload", ')
     assert step.poll() is None  # it is still running while the second push waits
+    go.touch()
     stale = _line(second)
     assert step.poll() is not None and step.communicate()[0] == "step done\n"
     assert stale.startswith("STALE {") and '"by": "one"' in stale and "draining" not in stale
