@@ -112,7 +112,7 @@ def test_matching_rule_on_a_hand_made_report() -> None:
         Reported("DEP002", "medium", None, None),  # both without a file: true
         Reported("DEP002", "medium", "requirements.txt", 1),  # a file where the label has none: no match
         Reported("SEC005", "high", "app/views.py", 12),  # labelled false
-        Reported("SEC023", "low", "app/keys.py", 10),  # below medium: not counted, not found
+        Reported("SEC023", "low", "app/keys.py", 10),  # below medium: not in precision, but found
         Reported("PIT006", "high", "app/config.py", 61),  # a labelled problem: true as well
     ]
     assert matches(report[0], label.true_findings[0]) and not matches(report[1], label.true_findings[0])
@@ -121,8 +121,12 @@ def test_matching_rule_on_a_hand_made_report() -> None:
     score_check(label, report, score)
     assert (score.reported, score.true, score.labelled_false) == (6, 3, 1)
     assert score.precision == pytest.approx(3 / 6)
-    assert (score.found, score.problems, score.recall) == (2, 3, pytest.approx(2 / 3))
-    assert score.missed == ["SEC023 app/keys.py:10"]
+    assert (score.found, score.problems, score.recall) == (3, 3, pytest.approx(1.0))
+    assert score.missed == []
+    # Not reported at all: missed.
+    score = Score(app="x")
+    score_check(label, [r for r in report if r.id != "SEC023"], score)
+    assert (score.found, score.missed) == (2, ["SEC023 app/keys.py:10"])
     assert score.unlabelled == ["XL006 app/config.py:46", "DEP002 requirements.txt:1"]
     assert score.by_check == {
         "XL006": [2, 1, 1, 1],
