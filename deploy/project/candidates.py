@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
-from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS
+from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS, is_main_guard
 
 #: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
 _SKIP_DIRS = SKIP_DIRS | {"migrations"}
@@ -307,16 +307,6 @@ def _call_name(call: ast.Call) -> tuple[str, str]:
     return (func.id if isinstance(func, ast.Name) else "", name)
 
 
-def _is_main_guard(node: ast.stmt) -> bool:
-    test = node.test if isinstance(node, ast.If) else None
-    return (
-        isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name)
-        and test.left.id == "__name__"
-        and any(_constant(c) == "__main__" for c in test.comparators)
-    )
-
-
 def _own_imports(tree: ast.Module, package: str) -> set[str]:
     """Names a module imports at its top from its own package (`from pkg.core import get_app`)."""
     names: set[str] = set()
@@ -367,7 +357,7 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
             if isinstance(node, ast.ClassDef):
                 continue
             if isinstance(node, ast.If):
-                if _is_main_guard(node):
+                if is_main_guard(node):
                     continue
                 found = visit(node.body) or visit(node.orelse)
                 if found:

@@ -23,6 +23,7 @@ from deploy.project.candidates import (
     _env_prefixes,
     _FlaskCall,
     _import_root,
+    _module_file,
     _python_files,
     _routes,
     _scan_module,
@@ -210,17 +211,6 @@ def _console_scripts(root: Path) -> dict[str, str]:
             if target.strip() and name.strip():
                 found.setdefault(name.strip(), target.strip())
     return found
-
-
-def _module_file(root: Path, module: str) -> Path | None:
-    for base in (root, root / "src"):
-        for path in (
-            base / (module.replace(".", "/") + ".py"),
-            base / module.replace(".", "/") / "__init__.py",
-        ):
-            if path.is_file():
-                return path
-    return None
 
 
 def _is_flask_group(root: Path, module: str, name: str, depth: int = 0) -> bool:

@@ -1236,8 +1236,9 @@ def sqlite_engines(modules: list[PythonFile]) -> list[tuple[str, int]]:
     return sorted(out)
 
 
-def _is_main_guard(node: ast.If) -> bool:
-    test = node.test
+def is_main_guard(node: ast.stmt) -> bool:
+    """Whether a statement is `if __name__ == "__main__":`."""
+    test = node.test if isinstance(node, ast.If) else None
     return (
         isinstance(test, ast.Compare)
         and isinstance(test.left, ast.Name)
@@ -1346,7 +1347,7 @@ class _Visitor(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_If(self, node: ast.If) -> None:
-        if _is_main_guard(node):
+        if is_main_guard(node):
             self.main_guard += 1
             self.generic_visit(node)
             self.main_guard -= 1
