@@ -468,6 +468,7 @@ class Sandbox:
             self._write_state(state)  # before anything exists, so that a killed `up` can be undone
             for host in hosts:
                 self._make_network(host)
+            self._join_hosts()
 
         # Pebble starts while the hosts boot; it must be up (or have failed) before `up` goes on.
         acme_result: list[sandbox_acme.AcmeServer | BaseException] = []
@@ -644,6 +645,43 @@ class Sandbox:
         _run(["ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0"])
         _run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
         _run(["ip", "-n", host.netns, "link", "set", "lo", "up"])
+        # The other hosts of this sandbox are reached through this machine (see _join_hosts).
+        _run(["ip", "-n", host.netns, "route", "add", str(self.subnet), "via", host.gateway])
+
+    @property
+    def _forward_rule(self) -> list[str]:
+        """The firewall rule that lets this sandbox's hosts, and only them, reach each other."""
+        links = f"dsb{self.tag}-+"
+        return ["FORWARD", "-i", links, "-o", links, "-j", "ACCEPT"]
+
+    def _join_hosts(self) -> None:
+        """Let the hosts reach each other as servers on one private network do: forwarding on this
+        machine, and a rule accepting traffic between this sandbox's links (Docker, for one, drops
+        forwarded traffic by default). Hosts of other sandboxes stay out."""
+        forward = Path("/proc/sys/net/ipv4/ip_forward")
+        if forward.read_text(encoding="ascii").strip() != "1":
+            forward.write_text("1\n", encoding="ascii")
+            self.say("this machine: IPv4 forwarding turned on (sandbox hosts reach each other through it)")
+        if shutil.which("iptables") is None:
+            return
+        rule = self._forward_rule
+        if subprocess.run(["iptables", "-C", *rule], capture_output=True, check=False).returncode != 0:
+            _run(["iptables", "-I", *rule])
+
+    def _unjoin_hosts(self) -> None:
+        if shutil.which("iptables") is None:
+            return
+        for _ in range(100):
+            if subprocess.run(
+                ["iptables", "-D", *self._forward_rule], capture_output=True, check=False
+            ).returncode:
+                break
+
+    def _firewall_rules(self) -> list[str]:
+        if shutil.which("iptables") is None:
+            return []
+        present = subprocess.run(["iptables", "-C", *self._forward_rule], capture_output=True, check=False)
+        return [" ".join(self._forward_rule)] if present.returncode == 0 else []
 
     def _start(self, host: SandboxHost) -> SandboxHost:
         """Start systemd-nspawn in the background in its own cgroup; its console goes to console.log."""
@@ -827,6 +865,7 @@ class Sandbox:
         for veth in sorted({h.veth for h in known} | set(self._links())):
             if Path("/sys/class/net", veth).exists():
                 subprocess.run(["ip", "link", "delete", veth], capture_output=True, check=False)
+        self._unjoin_hosts()
         for mount in sorted(self._mounts(), key=len, reverse=True):
             if subprocess.run(["umount", mount], capture_output=True, check=False).returncode != 0:
                 subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
@@ -845,6 +884,7 @@ class Sandbox:
         out += [f"cgroup {group}" for group in self._cgroups()]
         out += [f"network namespace {n}" for n in self._netns()]
         out += [f"link {link}" for link in self._links()]
+        out += [f"firewall rule {rule}" for rule in self._firewall_rules()]
         out += [f"mount {m}" for m in self._mounts()]
         if self.machines_dir.exists():
             out.append(f"directory {self.machines_dir}")

@@ -44,6 +44,9 @@ PACKAGES: tuple[str, ...] = (
     "procps",
     "curl",
     "less",
+    # Services deploy sets up beside the app (services: in deploy.yaml).
+    "postgresql",
+    "redis-server",
 )
 
 #: Bump when the preparation below changes in a way that needs a rebuilt cache.
@@ -55,6 +58,13 @@ MASKED_UNITS = (
     "apt-daily-upgrade.timer",
     "apt-daily.service",
     "apt-daily-upgrade.service",
+)
+
+#: Services whose packages are installed (a host has no route to a mirror) but which a fresh server
+#: would not run yet: `deploy setup` enables them when deploy.yaml asks for them.
+DISABLED_UNITS = (
+    "multi-user.target.wants/postgresql.service",
+    "multi-user.target.wants/redis-server.service",
 )
 
 #: sshd settings for every host: only the host key we generate, keys only.
@@ -92,6 +102,7 @@ def cache_key(packages: tuple[str, ...], suite: str = SUITE) -> str:
             "recipe": RECIPE_VERSION,
             "sshd": SSHD_CONFIG,
             "masked": MASKED_UNITS,
+            "disabled": DISABLED_UNITS,
         },
         sort_keys=True,
     )
@@ -177,6 +188,8 @@ def prepare_rootfs(root: Path) -> None:
     write_inside(root, "etc/ssh/sshd_config.d/deploy-sandbox.conf", SSHD_CONFIG)
     for unit in MASKED_UNITS:
         symlink_inside(root, f"etc/systemd/system/{unit}", "/dev/null")
+    for link in DISABLED_UNITS:
+        remove_inside(root, f"etc/systemd/system/{link}")
     remove_inside(root, "etc/resolv.conf")
     write_inside(root, "etc/machine-id", "")
     for deb in root.joinpath("var/cache/apt/archives").glob("*.deb"):

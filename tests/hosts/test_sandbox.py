@@ -66,7 +66,16 @@ def traces(state_dir: Path) -> list[str]:
             found.append(f"cgroup {hierarchy / f'deploy-sandbox-{box.tag}'}")
     if (state_dir / "machines").exists():
         found.append(f"directory {state_dir / 'machines'}")
+    if shutil.which("iptables"):
+        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True, check=True)
+        found += [f"rule {line}" for line in rules.stdout.splitlines() if f"dsb{box.tag}-" in line]
     return found
+
+
+def reaches(sandbox: Sandbox, source: SandboxHost, address: str, port: int = 80) -> bool:
+    """Whether `source` opens a TCP connection to address:port (bash's /dev/tcp, 3 s at most)."""
+    probe = f"exec 3<>/dev/tcp/{address}/{port}"
+    return sandbox.run(source, ["timeout", "3", "bash", "-c", probe]).returncode == 0
 
 
 # --- What a host is -------------------------------------------------------------------------------
@@ -161,6 +170,19 @@ def test_stopping_a_unit_on_one_host_leaves_the_others_alone(
             assert response.status == 200
     finally:
         sandbox.run(first, ["systemctl", "start", "nginx"], check=True)
+
+
+@pytest.mark.hosts
+def test_hosts_reach_each_other_as_on_one_private_network(
+    sandbox: Sandbox, sandbox_hosts: list[SandboxHost]
+) -> None:
+    # A service on one host (Postgres, Redis) must be reachable from the app's other hosts.
+    if len(sandbox_hosts) < 2:
+        pytest.skip("needs two hosts")
+    first, second = sandbox_hosts[:2]
+    assert reaches(sandbox, second, first.address, 22)
+    assert reaches(sandbox, first, second.address, 80)
+    assert not reaches(sandbox, second, first.address, 5999)  # nothing listens there: a real answer
 
 
 # --- SSH with host-key verification ------------------------------------------------------------------
@@ -278,6 +300,12 @@ def test_down_leaves_nothing_behind(sandbox: Sandbox, tmp_path: Path) -> None:
         assert any(t.startswith("mount") for t in before) or host.mode == "copy"
         assert any(t.startswith("process") for t in before)
         assert any(t.startswith("cgroup") for t in before)
+        assert any(t.startswith("rule") for t in before) or not shutil.which("iptables")
+        # Hosts of two sandboxes are two private networks: neither reaches the other.
+        other = sandbox.hosts()[0]
+        assert reaches(sandbox, other, other.address, 22)
+        assert not reaches(box, host, other.address, 22)
+        assert not reaches(sandbox, other, host.address, 22)
     finally:
         box.down()
     assert traces(state) == []
