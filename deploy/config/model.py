@@ -612,7 +612,8 @@ class Server(Model):
     """Where the app runs: its names, its hosts, and the account it runs as."""
 
     domains: Annotated[list[Domain], Field(min_length=1)] = Field(
-        description="The site's names; the first is the primary (the certificate's name).",
+        description="The site's names; the first is the primary (the certificate's name). A wildcard "
+        "(`*.example.com`) only with your own certificate: ACME issues wildcards through DNS-01 only.",
     )
     hosts: list[Host] = Field(
         default_factory=list,
@@ -661,6 +662,27 @@ class Server(Model):
                 "tls: true is not enough; give {email: you@example.com} or {cert: ..., key: ...}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_by_acme(self) -> Server:
+        """A wildcard name needs the DNS-01 challenge; certbot here answers HTTP-01 only."""
+        if not (isinstance(self.tls, TLS) and self.tls.email):
+            return self
+        wild = [(("domains", i), name) for i, name in enumerate(self.domains) if name.startswith("*.")]
+        if wild:
+            raise invalid(
+                "Server",
+                [
+                    (
+                        loc,
+                        f"{name!r} is a wildcard, and an ACME server issues wildcards only through the "
+                        "DNS-01 challenge, which deploy's certbot (HTTP-01, on port 80) cannot answer: "
+                        "list each name, or give your own certificate with tls.cert and tls.key",
+                    )
+                    for loc, name in wild
+                ],
+            )
+        return self
 
 
 # --- services ----------------------------------------------------------------------------------

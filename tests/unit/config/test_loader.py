@@ -682,3 +682,26 @@ def test_a_control_character_in_an_environment_overlay_is_refused(selected: str 
     data = {**BASE, "environments": {"prod": {"app": {"env": {"LOG_LEVEL": "info\r\nX=1"}}}}}
     problems = rejected(data, environment=selected)
     assert [p for p, _ in problems] == [("environments", "prod", "app", "env", "LOG_LEVEL")], problems
+
+
+# --- a wildcard name with ACME: certbot's HTTP-01 challenge cannot get it ---------------------------
+
+
+def test_a_wildcard_name_with_acme_is_refused_at_its_line_with_the_way_out() -> None:
+    data = with_value(("server", "domains"), ["shop.example.com", "*.shop.example.com"])
+    data = with_value(("server", "tls"), {"email": "ops@example.com"}, data)
+    text = yaml.safe_dump(data, sort_keys=False)
+    with pytest.raises(ConfigError) as info:
+        load_text(text, "deploy.yaml")
+    (problem,) = info.value.problems
+    assert problem.path == ("server", "domains", 1)
+    assert problem.line == text.splitlines().index("  - '*.shop.example.com'") + 1
+    assert "DNS-01" in problem.message and "tls.cert and tls.key" in problem.message
+
+
+def test_a_wildcard_name_with_an_own_certificate_or_without_tls_is_accepted() -> None:
+    domains = ["shop.example.com", "*.shop.example.com"]
+    data = with_value(("server", "domains"), domains)
+    assert accepted(data).server.domains == domains
+    own = with_value(("server", "tls"), {"cert": "certs/site.pem", "key": "certs/site.key"}, data)
+    assert accepted(own).server.domains == domains
