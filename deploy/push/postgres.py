@@ -229,8 +229,12 @@ def setup_steps(config: Config, pg: Settings, facts: Facts) -> tuple[Step, ...]:
         )
     missing = not (facts.running and facts.enabled and facts.credentials and facts.role and facts.database)
     if uploads or missing or (pg.tls and not (facts.ca and facts.server_cert)):
-        how = f"restart: {', '.join(restart)} changed" if restart else "reload"
-        steps.append(Step(f"postgres ({how})", pg.host_name, (apply_command(config, pg, paths, restart),)))
+        name = "postgres"
+        if restart:
+            name += f" (restart: {', '.join(restart)} changed)"
+        elif "postgresql.conf" in facts.records and uploads:
+            name += " (reload)"
+        steps.append(Step(name, pg.host_name, (apply_command(config, pg, paths, restart),)))
     return tuple(steps)
 
 
