@@ -142,9 +142,13 @@ def test_the_password_is_never_in_the_output_except_from_credentials(world: Worl
 
 
 def test_rows_survive_push_rollback_postgres_restart_and_a_reboot(world: World) -> None:
-    world.project.set_version("v2")
-    world.deploy("push")
-    assert world.rows() == ["ada", "grace"]
+    for version in ("v2", "v3"):
+        world.project.set_version(version)
+        world.deploy("push")
+        assert world.rows() == ["ada", "grace"]
+    # The running app has the URL in its environment (from the env file, through systemd).
+    _, out = world.sh(world.hosts[1], "tr '\\0' '\\n' < /proc/$(pgrep -u flaskr -o gunicorn)/environ")
+    assert f"DATABASE_URL={world.url()}" in out.splitlines()
     world.deploy("rollback")
     assert world.rows() == ["ada", "grace"]
     world.sh(world.hosts[0], "systemctl restart postgresql")
