@@ -84,21 +84,14 @@ class Facts:
     records: dict[str, str]
 
 
+def _where(pg: Settings, paths: PostgresPaths) -> tuple[str, ...]:
+    """The arguments both host scripts start with: ROLE DATABASE RECORDS CREDENTIALS CA_DIR SERVER_TLS."""
+    return (pg.user, pg.database, paths.records, paths.credentials, paths.ca_dir, paths.server_tls)
+
+
 def probe_command(config: Config, pg: Settings) -> Command:
-    paths = postgres_paths(config)
     return Command(
-        (
-            "sh",
-            "-c",
-            PROBE,
-            "postgres-probe",
-            pg.user,
-            pg.database,
-            paths.records,
-            paths.credentials,
-            paths.ca_dir,
-            paths.server_tls,
-        ),
+        ("sh", "-c", PROBE, "postgres-probe", *_where(pg, postgres_paths(config))),
         "what Postgres is like on its host",
         sudo=True,
     )
@@ -246,12 +239,7 @@ def apply_command(config: Config, pg: Settings, paths: PostgresPaths, restart: l
             APPLY,
             "postgres-apply",
             config.app.name,
-            pg.user,
-            pg.database,
-            paths.records,
-            paths.credentials,
-            paths.ca_dir,
-            paths.server_tls,
+            *_where(pg, paths),
             "yes" if pg.tls else "no",
             pg.host,
             "restart" if restart else "reload",
