@@ -551,7 +551,8 @@ def _service_env(executor: SSHExecutor, config: Config, hide: ExitStack) -> dict
 def setup(
     config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool, as_json: bool
 ) -> None:
-    """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site.
+    """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site, and the
+    services of deploy.yaml (services.postgres: set up first, its DATABASE_URL into the env file).
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
