@@ -58,9 +58,11 @@ class World:
         _, out = self.sh(self.hosts[1], "sed -n 's/^DATABASE_URL=\"\\(.*\\)\"$/\\1/p' /etc/flaskr/env")
         return out.strip()
 
-    def psql_as_app(self, host: SandboxHost, sql: str, url: str | None = None) -> tuple[int, str]:
+    def psql_as_app(
+        self, host: SandboxHost, sql: str, url: str | None = None, user: str = "flaskr"
+    ) -> tuple[int, str]:
         """psql as the app's user on `host`, through the URL the app gets (libpq, as psycopg)."""
-        script = f'cd / && runuser -u flaskr -- psql -XAtq -v ON_ERROR_STOP=1 "$0" -c {sql!r}'
+        script = f'cd / && runuser -u {user} -- psql -XAtq -v ON_ERROR_STOP=1 "$0" -c {sql!r}'
         result = self.box.run(host, ["sh", "-c", script, url or self.url()], timeout=60)
         return result.returncode, result.stdout + result.stderr
 
@@ -106,13 +108,34 @@ def test_setup_makes_postgres_and_the_app_host_uses_it_over_verify_full(world: W
     assert out.strip() == f"listen_addresses = 'localhost,{service}'"
 
 
+def test_an_app_alone_on_the_postgres_host_talks_over_localhost(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The third host (no app host of the first project) gets its own app with Postgres beside it."""
+    solo = make_project(tmp_path_factory.mktemp("pg-solo"), world.hosts[2:])
+    solo.write_config(extra=SERVICES)
+    solo.commit("services: postgres")
+    result = solo.deploy("setup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "postgres CA certificate" not in result.stdout and "made deploy's CA" not in result.stdout
+    host = world.hosts[2]
+    _, url = world.sh(host, "sed -n 's/^DATABASE_URL=\"\\(.*\\)\"$/\\1/p' /etc/flaskr/env")
+    assert re.fullmatch(r"postgresql://flaskr:[A-Za-z0-9_-]{43}@localhost:5432/flaskr", url.strip()), url
+    _, listen = world.sh(host, f"grep -h listen_addresses {DROPIN}")
+    assert listen.strip() == "listen_addresses = 'localhost'"
+    code, out = world.psql_as_app(host, "SELECT current_user", url=url.strip())
+    assert (code, out.strip()) == (0, "flaskr")
+    # Nothing but localhost: the host's own address is not listened on.
+    code, out = world.psql_as_app(host, "SELECT 1", url=url.strip().replace("localhost", host.address))
+    assert code != 0 and "Connection refused" in out, out
+
+
 def test_a_host_that_is_not_an_app_host_is_refused_by_pg_hba(world: World) -> None:
     outsider = world.hosts[2]
     # Even with the password and the CA in hand, pg_hba rejects its address.
     _, ca = world.sh(world.hosts[1], f"cat {CA}")
     world.box.run(outsider, ["sh", "-c", f"mkdir -p /etc/flaskr && cat > {CA}"], input=ca, timeout=30)
-    world.sh(outsider, "id flaskr >/dev/null 2>&1 || useradd --system flaskr")
-    code, out = world.psql_as_app(outsider, "SELECT 1")
+    code, out = world.psql_as_app(outsider, "SELECT 1", user="nobody")
     assert code != 0
     assert (
         f'pg_hba.conf rejects connection for host "{outsider.address}", user "flaskr", database "flaskr"'
