@@ -26,6 +26,10 @@ RESTART_SETTINGS = frozenset({"listen_addresses", "port", "max_connections", "sh
 MB = 1024
 
 
+class PostgresError(Exception):
+    """services.postgres cannot be set up on its host as it is; the message says why."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """services.postgres with every default resolved."""
@@ -82,6 +86,8 @@ class Facts:
     role: bool
     database: bool
     records: dict[str, str]
+    #: The app whose services.postgres wrote the cluster's pg_hba.conf ("" if none did).
+    hba_owner: str = ""
 
 
 def _where(pg: Settings, paths: PostgresPaths) -> tuple[str, ...]:
@@ -115,6 +121,7 @@ def parse_facts(output: str) -> Facts:
         role=values.get("role", "0").strip() not in ("", "0"),
         database=values.get("database", "0").strip() not in ("", "0"),
         records=records,
+        hba_owner=values.get("hba_owner", "").strip(),
     )
 
 
@@ -202,6 +209,12 @@ def needs_restart(old: str | None, new: str) -> list[str]:
 
 def setup_steps(config: Config, pg: Settings, facts: Facts) -> tuple[Step, ...]:
     """What differs on the service host: the package, the configuration, the role and database."""
+    if facts.hba_owner and facts.hba_owner != config.app.name:
+        raise PostgresError(
+            f"{pg.host_name}: the Postgres cluster's pg_hba.conf belongs to the app {facts.hba_owner!r} "
+            "(its services.postgres): deploy gives each app a cluster of its own, so that one app's setup "
+            "never locks another out. Put services.postgres.host on another host"
+        )
     paths = postgres_paths(config)
     steps: list[Step] = []
     if not facts.installed:

@@ -32,7 +32,10 @@ def plan(config: Config, executor: Executor) -> ServicesPlan:
     if pg is None:
         return ServicesPlan((), None)
     facts = postgres.parse_facts(executor.gather(pg.host_name, postgres.probe_command(config, pg)))
-    return ServicesPlan(postgres.setup_steps(config, pg, facts), pg)
+    try:
+        return ServicesPlan(postgres.setup_steps(config, pg, facts), pg)
+    except postgres.PostgresError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def run(executor: Executor, steps: tuple[Step, ...] | list[Step], say: Callable[[str], None]) -> None:

@@ -10,6 +10,8 @@ echo "enabled=$(yes_no systemctl is-enabled --quiet postgresql)"
 echo "credentials=$(yes_no test -s "$credentials")"
 echo "ca=$(yes_no test -s "$ca_dir/ca.key")"
 echo "server_cert=$(yes_no test -s "$server_tls/server.crt")"
+owner=$(sed -n '1s/^# Written by deploy (services.postgres of \([a-z0-9-]*\)).*/\1/p' /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -n 1)
+echo "hba_owner=$owner"
 for name in postgresql.conf pg_hba.conf; do
   if [ -f "$records/$name" ]; then
     echo "record_$name=$(base64 -w 0 < "$records/$name")"

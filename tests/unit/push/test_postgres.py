@@ -257,3 +257,32 @@ def test_the_url_pins_deploys_ca_with_verify_full() -> None:
     assert pg is not None
     assert creds.url(one, pg) == "postgresql://flask_r:s3cr3t-_x@localhost:5432/flask_r"
     assert postgres.parse_credentials("") is None
+
+
+def test_a_cluster_another_app_configured_is_refused_not_taken_over() -> None:
+    cfg = config()
+    pg = postgres.settings(cfg)
+    assert pg is not None
+    with pytest.raises(postgres.PostgresError, match=r"pg_hba\.conf belongs to the app 'shop'"):
+        postgres.setup_steps(cfg, pg, facts(cfg, hba_owner="shop"))
+    assert postgres.setup_steps(cfg, pg, facts(cfg, hba_owner="flask-r")) == ()
+    assert postgres.parse_facts("hba_owner=shop\n").hba_owner == "shop"
+
+
+class FakeHost:
+    """An executor whose service host has no credentials yet."""
+
+    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
+        return 1, "cat: /etc/deploy/flask-r/services/postgres.env: No such file or directory"
+
+
+def test_push_before_setup_says_to_run_setup() -> None:
+    from deploy.push import services
+
+    with pytest.raises(services.ServiceError) as caught:
+        services.app_env(config(), FakeHost())  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "10.0.0.1: services.postgres has no credentials yet (/etc/deploy/flask-r/services/postgres.env): "
+        "run 'deploy setup' first"
+    )
+    assert services.app_env(config(""), FakeHost()) == ({}, {})  # type: ignore[arg-type]
