@@ -56,7 +56,12 @@ put() {
   fi
 }
 put "$records/postgresql.conf" "$conf/conf.d/deploy-$app.conf"
-put "$records/pg_hba.conf" "$conf/pg_hba.conf"
+hba=$conf/pg_hba.conf
+if [ -f "$hba" ] && [ ! -e "$hba.before-deploy" ] && ! head -n 1 "$hba" | grep -q '^# Written by deploy'; then
+  cp -p "$hba" "$hba.before-deploy"
+  say "kept the cluster's own pg_hba.conf as $hba.before-deploy"
+fi
+put "$records/pg_hba.conf" "$hba"
 
 if ! systemctl is-enabled --quiet postgresql; then
   systemctl enable --quiet postgresql
