@@ -4,6 +4,7 @@
 # line, and SQL reaches psql on its standard input (printf is a shell builtin: no process sees it).
 # Arguments: APP ROLE DATABASE RECORDS CREDENTIALS CA_DIR SERVER_TLS TLS(yes|no) ADDRESS ACTION(restart|reload)
 set -eu
+cd /
 umask 077
 app=$1 role=$2 db=$3 records=$4 credentials=$5 ca_dir=$6 server_tls=$7 tls=$8 address=$9
 shift 9

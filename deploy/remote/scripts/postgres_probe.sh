@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # What services.postgres finds on its host, one key=value a line (never a password).
 # Arguments: ROLE DATABASE RECORDS CREDENTIALS CA_DIR SERVER_TLS
+cd /
 role=$1 db=$2 records=$3 credentials=$4 ca_dir=$5 server_tls=$6
 yes_no() { if "$@" >/dev/null 2>&1; then echo yes; else echo no; fi; }
 echo "installed=$(yes_no test -x /usr/bin/pg_lsclusters)"
