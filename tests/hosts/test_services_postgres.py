@@ -206,3 +206,17 @@ def test_rows_survive_push_rollback_postgres_restart_and_a_reboot(world: World) 
     assert world.rows() == ["ada", "grace"]
     for out in world.outputs:
         assert world.password() not in out
+
+
+def test_network_private_is_a_reload_and_a_url_without_tls(world: World) -> None:
+    world.project.write_config(extra="services:\n  postgres: {max_connections: 50, network: private}")
+    world.project.commit("network: private")
+    out = world.deploy("setup")
+    assert "postgres (reload)" in out and "reloaded postgresql@15-main: open connections stay" in out
+    url = world.url()
+    assert url.endswith(f"@{world.hosts[0].address}:5432/flaskr"), "the URL still pins TLS"
+    _, hba = world.sh(world.hosts[0], "cat /etc/postgresql/15/main/pg_hba.conf")
+    assert f"host  flaskr  flaskr  {world.hosts[1].address}/32  scram-sha-256" in hba.splitlines()
+    assert world.rows() == ["ada", "grace"]
+    code, out = world.psql_as_app(world.hosts[2], "SELECT 1", url=url, user="nobody")
+    assert code != 0 and "pg_hba.conf rejects connection" in out
