@@ -991,7 +991,7 @@ class Postgres(Model):
         None,
         description="How app hosts reach it: `tls` (deploy's own CA, `sslmode=verify-full`; the default "
         "when the app has several hosts or Postgres is on another host) or `private` (you declare the "
-        "hosts' network private: plain TCP). An app on the Postgres host alone uses localhost.",
+        "hosts' network private: TLS not required). An app on the Postgres host alone uses localhost.",
     )
     env: EnvName = Field(
         "DATABASE_URL",
