@@ -98,14 +98,20 @@ if [ ! -s "$credentials" ]; then
   say "made the password of role $role ($credentials, root 0600)"
 fi
 password=$(sed -n 's/^POSTGRES_PASSWORD=//p' "$credentials")
+# psql's error messages may quote the statement, password included: they are not shown.
+with_password() {
+  if ! printf "SET password_encryption = 'scram-sha-256';\n%s ROLE \"%s\" LOGIN PASSWORD '%s';\n" \
+    "$1" "$role" "$password" | psql_postgres >/dev/null 2>&1; then
+    echo "psql could not $1 ROLE $role (its message is hidden: it may quote the password)" >&2
+    exit 1
+  fi
+}
 count() { printf "SELECT count(*) FROM %s WHERE %s = '%s';\n" "$1" "$2" "$3" | psql_postgres; }
 if [ "$(count pg_roles rolname "$role")" = 0 ]; then
-  printf "SET password_encryption = 'scram-sha-256';\nCREATE ROLE \"%s\" LOGIN PASSWORD '%s';\n" \
-    "$role" "$password" | psql_postgres
+  with_password CREATE
   say "created role $role"
 elif [ "$new_password" = yes ]; then
-  printf "SET password_encryption = 'scram-sha-256';\nALTER ROLE \"%s\" LOGIN PASSWORD '%s';\n" \
-    "$role" "$password" | psql_postgres
+  with_password ALTER
   say "set the password of role $role"
 fi
 if [ "$(count pg_database datname "$db")" = 0 ]; then
