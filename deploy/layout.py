@@ -227,3 +227,38 @@ def shared_file_dirs(config: Config) -> list[tuple[str, str, str, int]]:
         {str(parent) for name in config.app.shared_files for parent in PurePosixPath(name).parents}
     )
     return [(store if p == "." else f"{store}/{p}", user, user, 0o750) for p in below]
+
+
+@dataclass(frozen=True)
+class PostgresPaths:
+    """Where services.postgres keeps its files: credentials and deploy's CA on the service host
+    (root only), the server's certificate (postgres only), the CA certificate on the app hosts."""
+
+    services: str
+    credentials: str
+    records: str
+    ca_dir: str
+    server_tls: str
+    ca_on_app_hosts: str
+
+    @property
+    def dropin_record(self) -> str:
+        return f"{self.records}/postgresql.conf"
+
+    @property
+    def hba_record(self) -> str:
+        return f"{self.records}/pg_hba.conf"
+
+
+def postgres_paths(config: Config) -> PostgresPaths:
+    """The paths of services.postgres for the app of `config`."""
+    name = config.app.name
+    services = f"/etc/deploy/{name}/services"
+    return PostgresPaths(
+        services=services,
+        credentials=f"{services}/postgres.env",
+        records=f"{services}/postgres",
+        ca_dir=f"{services}/postgres-ca",
+        server_tls=f"/var/lib/postgresql/deploy-{name}",
+        ca_on_app_hosts=f"/etc/{name}/postgres-ca.crt",
+    )

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -479,6 +479,64 @@ def _run_hooks(
     return []
 
 
+def _services(
+    executor: SSHExecutor, config: Config, printer: Printer, dry_run: bool, hide: ExitStack
+) -> dict[str, str]:
+    """Set the services up (or, in a dry run, show what would change) before the app; the values the
+    app's env file gets from them (DATABASE_URL), redacted from all output from here on."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.redact import redacting_output
+    from deploy.push import services
+
+    try:
+        planned = services.plan(config, executor)
+        if planned.pg is None:
+            return {}
+        host = planned.pg.host_name
+        if dry_run:
+            if planned.steps:
+                _show_plan(list(planned.steps), {}, printer, "dry run: nothing is changed. Services would:")
+            else:
+                printer.say(f"dry run: {host}: postgres is already set up; nothing would change")
+        else:
+            services.run(executor, planned.steps, printer.say)
+            if not planned.steps:
+                printer.say(f"{host}: postgres already set up; nothing changed")
+        try:
+            env, secret = services.app_env(config, executor)
+        except services.ServiceError:
+            if dry_run:
+                return {}
+            raise
+        hide.enter_context(redacting_output(secret))
+        ca = services.ca_plan(config, executor)
+        if dry_run and ca:
+            _show_plan(ca, {}, printer, "then deploy's Postgres CA on the app hosts:")
+        elif ca:
+            services.run(executor, ca, printer.say)
+            printer.say("postgres: deploy's CA certificate on " + ", ".join(s.host for s in ca))
+        return env
+    except services.ServiceError as exc:
+        fail(f"setup stopped: {exc}", 1)
+        raise
+
+
+def _service_env(executor: SSHExecutor, config: Config, hide: ExitStack) -> dict[str, str]:
+    """The values the app's env file gets from the services, read from their hosts (push)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.redact import redacting_output
+    from deploy.push import services
+
+    if config.services.postgres is None:
+        return {}
+    try:
+        env, secret = services.app_env(config, executor)
+    except services.ServiceError as exc:
+        fail(f"nothing was changed: {exc}", 1)
+    hide.enter_context(redacting_output(secret))
+    return env
+
+
 # --- setup ---------------------------------------------------------------------------------------
 
 
@@ -493,7 +551,8 @@ def _run_hooks(
 def setup(
     config_path: str, environment: str | None, dry_run: bool, accept_new_host_keys: bool, as_json: bool
 ) -> None:
-    """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site.
+    """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site, and the
+    services of deploy.yaml (services.postgres: set up first, its DATABASE_URL into the env file).
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
@@ -510,7 +569,11 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with _stoppable(printer, "setup"), _connected(config, accept_new_host_keys, printer) as executor:
+    with (
+        _stoppable(printer, "setup"),
+        _connected(config, accept_new_host_keys, printer) as executor,
+        ExitStack() as hide,
+    ):
         if not dry_run:
             # The lock lives in base_dir/.deploy: make it only in a folder deploy may take.
             try:
@@ -518,6 +581,7 @@ def setup(
             except PlanError as exc:
                 fail(f"nothing was changed: {exc}", 1)
             _take_locks(executor, config, printer, "setup", "-", create=True)
+        secrets = {**secrets, **_services(executor, config, printer, dry_run, hide)}
         states = _gather(executor, config, nginx_test=True)
         try:
             plan = setup_plan(
@@ -861,7 +925,11 @@ def push(
         fail(str(exc), 2)
     env_name = environment or "default"
     secrets = _secrets(config, project, config_path)
-    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
+    with (
+        _stoppable(printer) as stops,
+        _connected(config, accept_new_host_keys, printer) as executor,
+        ExitStack() as hide,
+    ):
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -887,6 +955,7 @@ def push(
         release = _release_id(artifact.short)
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)
+        secrets = {**secrets, **_service_env(executor, config, hide)}
         states = _gather(executor, config)
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))

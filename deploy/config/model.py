@@ -967,6 +967,75 @@ class Push(Model):
     )
 
 
+# --- services beside the app (Postgres, Redis) -----------------------------------------------------
+
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Names Postgres keeps for itself: a database or role of these names is the cluster's own.
+_SQL_RESERVED = frozenset({"postgres", "template0", "template1", "public", "pg_database_owner", "root"})
+
+
+def _sql_name(value: str) -> str:
+    if not _SQL_NAME.fullmatch(value) or value.startswith("pg_"):
+        raise ValueError(
+            f"expected a plain SQL name (lower-case letters, digits and underscores, starting with a "
+            f"letter or underscore, at most 63 characters, not pg_...), got {value!r}"
+        )
+    if value in _SQL_RESERVED:
+        raise ValueError(f"{value!r} is Postgres's own; choose another name (such as the app's name)")
+    return value
+
+
+SqlName = Annotated[str, AfterValidator(_sql_name)]
+
+
+class Postgres(Model):
+    """PostgreSQL (Debian's package) on one of the hosts: deploy creates the database, the role and its
+    password (on the host, readable by root only), and hands the app a URL in its env file."""
+
+    host: Annotated[str, AfterValidator(_host_address)] | None = Field(
+        None,
+        description="The host Postgres runs on: one of `server.hosts`' addresses (default: the first).",
+    )
+    database: SqlName | None = Field(
+        None,
+        description="The database's name (default: `app.name` with `-` as `_`).",
+    )
+    user: SqlName | None = Field(
+        None,
+        description="The role the app logs in as (default: `app.name` with `-` as `_`); its password is "
+        "made on the host and never leaves it except in the app's env file.",
+    )
+    max_connections: Annotated[int, Field(ge=20, le=5000)] = Field(
+        100,
+        description="Postgres's `max_connections` (20 to 5000); every connection costs memory.",
+    )
+    network: Literal["tls", "private"] | None = Field(
+        None,
+        description="How app hosts reach it: `tls` (deploy's own CA, `sslmode=verify-full`; the default "
+        "when the app has several hosts or Postgres is on another host) or `private` (you declare the "
+        "hosts' network private: TLS not required). An app on the Postgres host alone uses localhost.",
+    )
+    env: EnvName = Field(
+        "DATABASE_URL",
+        description="The environment variable the app reads the URL from.",
+    )
+
+
+class Services(Model):
+    """Services deploy runs beside the app on your hosts; each key's presence enables it."""
+
+    postgres: Postgres | None = Field(
+        None,
+        description="PostgreSQL on one of the hosts (`postgres: {}` takes every default).",
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _present_means_on(cls, value: Any) -> Any:
+        """`postgres:` with nothing after it enables the service with every default, like `{}`."""
+        return {} if value is None else value
+
+
 class Config(Model):
     """The whole of deploy.yaml, after the chosen environment has been overlaid."""
 
@@ -984,6 +1053,10 @@ class Config(Model):
         "and DEPLOY_HOSTS in their environment.",
     )
     push: Push = Field(default_factory=Push, description="How releases are rolled out.")
+    services: Services = Field(
+        default_factory=Services,
+        description="Services beside the app on your hosts (Postgres), set up by `deploy setup`.",
+    )
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
         dict[str, Any],
@@ -1015,6 +1088,45 @@ class Config(Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _services_fit_the_hosts(self) -> Config:
+        """A service's host is one of server.hosts; its env name is not one of the app's own; Postgres's
+        pg_hba admits app hosts by address, so a service reached over the network needs IP addresses."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        addresses = [h.address for h in self.server.hosts]
+        for name in type(self.services).model_fields:
+            service = getattr(self.services, name)
+            if service is None:
+                continue
+            where: tuple[str | int, ...] = ("services", name)
+            host = getattr(service, "host", None)
+            if host is not None and addresses and host not in addresses:
+                problems.append(
+                    ((*where, "host"), f"{host!r} is none of server.hosts ({', '.join(addresses)})")
+                )
+            env = getattr(service, "env", None)
+            if env is not None and (env in self.app.env or env in self.app.secrets):
+                problems.append(
+                    (
+                        (*where, "env"),
+                        f"{env} is also in app.env or app.secrets; deploy writes {env} itself: remove it "
+                        "there, or name another variable here",
+                    )
+                )
+            if service_network(self, service) != "local":
+                names = [a for a in addresses if not _IPV4.fullmatch(a)]
+                if names:
+                    problems.append(
+                        (
+                            ("server", "hosts"),
+                            f"services.{name} is reached over the network and admits app hosts by IPv4 "
+                            f"address: give the addresses of {', '.join(names)}",
+                        )
+                    )
+        if problems:
+            raise invalid("Config", problems)
+        return self
+
     @property
     def base_dir(self) -> str:
         """Where releases, shared data and the `current` link live on each host."""
@@ -1035,3 +1147,25 @@ class Config(Model):
             return int(self.gunicorn.workers)
         cores = cores or self.server.cores
         return None if cores is None else 2 * cores + 1
+
+
+def service_host(config: Config, service: Postgres) -> str | None:
+    """The address of the host a service runs on: its `host`, or the first of server.hosts."""
+    if service.host is not None:
+        return service.host
+    return config.server.hosts[0].address if config.server.hosts else None
+
+
+def service_network(config: Config, service: Postgres) -> Literal["local", "tls", "private"]:
+    """How the app reaches a service: `local` (the app's one host is the service's host), else the
+    service's `network`, by default `tls`."""
+    addresses = [h.address for h in config.server.hosts]
+    if len(addresses) <= 1 and service_host(config, service) in (*addresses, None):
+        return "local"
+    return service.network or "tls"
+
+
+def sql_name(config: Config) -> str:
+    """The app's name as an SQL name (the default database and role): `-` becomes `_`."""
+    return config.app.name.replace("-", "_")
+
