@@ -227,3 +227,47 @@ def shared_file_dirs(config: Config) -> list[tuple[str, str, str, int]]:
         {str(parent) for name in config.app.shared_files for parent in PurePosixPath(name).parents}
     )
     return [(store if p == "." else f"{store}/{p}", user, user, 0o750) for p in below]
+
+
+# --- services (deploy.yaml services:) ------------------------------------------------------------
+
+#: Debian's redis-server configuration: deploy adds one include line to it and changes nothing else.
+REDIS_CONF = "/etc/redis/redis.conf"
+#: The port Redis listens on (TLS or plain, per services.redis.network).
+REDIS_PORT = 6379
+
+
+def services_dir(config: Config) -> str:
+    """The app's services folder (root 0755): credentials on a service host, the CA certificate on all."""
+    return f"/etc/deploy/{config.app.name}/services"
+
+
+def service_env_file(config: Config, service: str) -> str:
+    """A service's credentials on its host (root 0600), e.g. REDIS_USER and REDIS_PASSWORD."""
+    return f"{services_dir(config)}/{service}.env"
+
+
+def services_ca_dir(config: Config) -> str:
+    """deploy's CA for the app's services, on a service host (root 0700): ca.key and ca.crt."""
+    return f"{services_dir(config)}/ca"
+
+
+def services_ca_cert(config: Config) -> str:
+    """The CA certificate that clients verify the services' certificates with (0644, on every host)."""
+    return f"{services_dir(config)}/ca.crt"
+
+
+def redis_dropin(config: Config) -> str:
+    """The app's Redis settings, included by REDIS_CONF (root:redis 0640). Not in /etc/redis, which
+    the redis user may change (Debian lets it rewrite its configuration)."""
+    return f"{services_dir(config)}/redis.conf"
+
+
+def redis_users(config: Config) -> str:
+    """The app's Redis ACL users, written on the host (the password's hash only; root:redis 0640)."""
+    return f"{services_dir(config)}/redis-users.conf"
+
+
+def redis_tls_dir(config: Config) -> str:
+    """Redis's server certificate and key for the app's services (root:redis 0750)."""
+    return f"{services_dir(config)}/redis-tls"

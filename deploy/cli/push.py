@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -281,6 +281,61 @@ def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
     return read_secrets(config, project, config_path)
 
 
+def _services_env(
+    config: Config,
+    executor: SSHExecutor,
+    hosts: list[str],
+    printer: Printer,
+    stack: ExitStack,
+    mode: str,
+) -> tuple[dict[str, str], list[Step]]:
+    """The app's service variables (REDIS_URL), read from the service host into memory only; from
+    here on, everything printed hides them. `mode` setup: set the services up first; dry-run: plan
+    that (the steps it returns); push: the services must be set up already."""
+    if config.services.redis is None:
+        return {}, []
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.redact import redacting_output
+    from deploy.push.services_redis import RedisError, prepare_redis, require_credentials
+
+    def run(step: Step) -> str:
+        result = executor.run_step(step.host, step)
+        if not result.ok:
+            fail(
+                f"setup failed: {step.host}: {step.name}: {result.failed} (exit {result.exit_code})\n    "
+                + "\n    ".join(result.output.strip().splitlines()[-12:]),
+                1,
+            )
+        said = [line for line in result.output.splitlines() if line.startswith("redis-server ")]
+        printer.say(f"{step.host}: {step.name}" + (f": {said[-1]}" if said else ""))
+        return result.output
+
+    if mode == "push":
+        try:
+            env = require_credentials(config, executor)
+        except RedisError as exc:
+            fail(f"nothing was changed: {exc}", 1)
+        steps: list[Step] = []
+    else:
+        prepared = prepare_redis(config, executor, hosts, mode == "setup", run)
+        env, steps = prepared.env, prepared.steps
+        if mode == "setup" and not steps:
+            printer.say("Redis: already set up; nothing changed")
+    password = {"REDIS_PASSWORD": p} if (p := _password(env)) else {}
+    stack.enter_context(redacting_output({**env, **password}))
+    return env, steps
+
+
+def _password(env: Mapping[str, str]) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    for value in env.values():
+        parts = urlsplit(value)
+        if parts.password:
+            return unquote(parts.password)
+    return None
+
+
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.plan import Command
@@ -510,7 +565,11 @@ def setup(
 
         # Own certificate files are checked before any host is touched (a ConfigError exits 2).
         tls_files = read_tls_files(config, config_path)
-    with _stoppable(printer, "setup"), _connected(config, accept_new_host_keys, printer) as executor:
+    with (
+        _stoppable(printer, "setup"),
+        _connected(config, accept_new_host_keys, printer) as executor,
+        ExitStack() as stack,
+    ):
         if not dry_run:
             # The lock lives in base_dir/.deploy: make it only in a folder deploy may take.
             try:
@@ -519,6 +578,10 @@ def setup(
                 fail(f"nothing was changed: {exc}", 1)
             _take_locks(executor, config, printer, "setup", "-", create=True)
         states = _gather(executor, config, nginx_test=True)
+        services, service_steps = _services_env(
+            config, executor, list(states), printer, stack, "dry-run" if dry_run else "setup"
+        )
+        secrets = {**secrets, **services}
         try:
             plan = setup_plan(
                 config, states, _render(config, states, project), secrets, _project_identity(project)
@@ -526,6 +589,8 @@ def setup(
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         if dry_run:
+            if service_steps:
+                _show_plan(service_steps, states, printer, "dry run: nothing is changed. Services would:")
             if not plan.steps:
                 printer.say("dry run: every host is already set up; nothing would change")
             else:
@@ -861,7 +926,11 @@ def push(
         fail(str(exc), 2)
     env_name = environment or "default"
     secrets = _secrets(config, project, config_path)
-    with _stoppable(printer) as stops, _connected(config, accept_new_host_keys, printer) as executor:
+    with (
+        _stoppable(printer) as stops,
+        _connected(config, accept_new_host_keys, printer) as executor,
+        ExitStack() as stack,
+    ):
         # Connect to the hosts while git packs the artifact (errors surface again on first use).
         warmup = threading.Thread(target=each, args=(_host_names(config), executor.connection), daemon=True)
         warmup.start()
@@ -888,6 +957,7 @@ def push(
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)
         states = _gather(executor, config)
+        secrets = {**secrets, **_services_env(config, executor, list(states), printer, stack, "push")[0]}
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))
         try:

@@ -945,6 +945,62 @@ class Push(Model):
     )
 
 
+# --- services ----------------------------------------------------------------------------------
+
+_REDIS_MEMORY = re.compile(r"^[1-9][0-9]{0,8}(b|kb|mb|gb|k|m|g)?$", re.IGNORECASE)
+
+
+class RedisService(Model):
+    """Redis on one of the hosts (Debian's redis-server), reachable by the app's hosts only."""
+
+    host: Annotated[str, AfterValidator(_host_address)] | None = Field(
+        None,
+        description="The address of the host Redis runs on: one of `server.hosts` (default: the first).",
+    )
+    persistence: Literal["none", "rdb", "aof"] = Field(
+        "rdb",
+        description="`rdb`: snapshots (a restart loses at most the last minutes); `aof`: an append-only "
+        "file fsynced every second (a restart loses at most a second); `none`: a cache only (a restart "
+        "empties it).",
+    )
+    durable: bool = Field(
+        False,
+        description="Its data matters: the backups include Redis's persistence files. Needs `rdb` or `aof`.",
+    )
+    maxmemory: Annotated[
+        str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))
+    ] | None = Field(
+        None,
+        description="The most memory Redis uses for data (`256mb`, `1gb`); at the limit, writes fail "
+        "(Redis's `noeviction`). Default: no limit.",
+    )
+    network: Literal["tls", "private"] = Field(
+        "tls",
+        description="`tls`: the app's hosts reach Redis over TLS with deploy's own CA (the certificate "
+        "is verified); `private`: the user declares the hosts' network private (plain TCP).",
+    )
+    env: EnvName = Field("REDIS_URL", description="The environment variable the app reads the URL from.")
+
+    @model_validator(mode="after")
+    def _durable_needs_persistence(self) -> RedisService:
+        if self.durable and self.persistence == "none":
+            raise invalid(
+                "RedisService",
+                [(("durable",), "durable: true needs persistence rdb or aof: none keeps nothing to back up")],
+            )
+        return self
+
+
+class Services(Model):
+    """Services deploy runs beside the app on its hosts; a key's presence enables the service."""
+
+    redis: RedisService | None = Field(
+        None,
+        description="Redis with an ACL user of the app's own and the persistence chosen; the app reads "
+        "its URL from `env` (default `REDIS_URL`).",
+    )
+
+
 class Config(Model):
     """The whole of deploy.yaml, after the chosen environment has been overlaid."""
 
@@ -962,6 +1018,10 @@ class Config(Model):
         "and DEPLOY_HOSTS in their environment.",
     )
     push: Push = Field(default_factory=Push, description="How releases are rolled out.")
+    services: Services = Field(
+        default_factory=Services,
+        description="Services on the app's hosts (Redis), set up by `deploy setup`.",
+    )
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
         dict[str, Any],
@@ -991,6 +1051,33 @@ class Config(Model):
                         )
                     ],
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _services_on_known_hosts(self) -> Config:
+        """A service runs on one of server.hosts, and its variable is not one the app already sets."""
+        redis = self.services.redis
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if redis is not None:
+            addresses = [h.address for h in self.server.hosts]
+            if redis.host is not None and addresses and redis.host not in addresses:
+                problems.append(
+                    (
+                        ("services", "redis", "host"),
+                        f"{redis.host!r} is none of server.hosts ({', '.join(addresses)}): Redis runs on one "
+                        "of the app's hosts",
+                    )
+                )
+            if redis.env in self.app.env or redis.env in self.app.secrets:
+                problems.append(
+                    (
+                        ("services", "redis", "env"),
+                        f"{redis.env} is also set by app.env or app.secrets; deploy sets it to Redis's URL: "
+                        "remove it there, or give services.redis.env another name",
+                    )
+                )
+        if problems:
+            raise invalid("Config", problems)
         return self
 
     @property
