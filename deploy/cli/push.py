@@ -296,7 +296,7 @@ def _services_env(
         return {}, []
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.redact import redacting_output
-    from deploy.push.services_redis import RedisError, prepare_redis, require_credentials
+    from deploy.push.services_redis import RedisError, prepare_redis, redactions, require_credentials
 
     def run(step: Step) -> str:
         result = executor.run_step(step.host, step)
@@ -321,19 +321,8 @@ def _services_env(
         env, steps = prepared.env, prepared.steps
         if mode == "setup" and not steps:
             printer.say("Redis: already set up; nothing changed")
-    password = {"REDIS_PASSWORD": p} if (p := _password(env)) else {}
-    stack.enter_context(redacting_output({**env, **password}))
+    stack.enter_context(redacting_output(redactions(env)))
     return env, steps
-
-
-def _password(env: Mapping[str, str]) -> str | None:
-    from urllib.parse import unquote, urlsplit
-
-    for value in env.values():
-        parts = urlsplit(value)
-        if parts.password:
-            return unquote(parts.password)
-    return None
 
 
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from deploy import layout
 from deploy.config.model import Config, RedisService
@@ -260,3 +260,13 @@ def require_credentials(config: Config, executor: Executor) -> dict[str, str]:
             "run 'deploy setup' first"
         )
     return {redis.env: url(config, credentials)}
+
+
+def redactions(env: Mapping[str, str]) -> dict[str, str]:
+    """What output must hide: the variables' values and, on its own, each password in them."""
+    out = dict(env)
+    for name, value in env.items():
+        password = urlsplit(value).password
+        if password:
+            out[f"{name} password"] = unquote(password)
+    return out
