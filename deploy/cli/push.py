@@ -307,7 +307,7 @@ def _services_env(
                 1,
             )
         said = [line for line in result.output.splitlines() if line.startswith("redis-server ")]
-        printer.say(f"{step.host}: {step.name}" + (f": {said[-1]}" if said else ""))
+        printer.say(f"{step.host}: {step.name}" + (f": {'; '.join(said)}" if said else ""))
         return result.output
 
     if mode == "push":

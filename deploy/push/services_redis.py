@@ -24,6 +24,8 @@ from deploy.remote.scripts import script
 REDIS_SETUP = script("redis_setup.sh")
 #: Redis's snapshot points (Debian's defaults): 1 change in an hour, 100 in 5 minutes, 10000 in 1.
 SNAPSHOTS = "3600 1 300 100 60 10000"
+#: The unix socket deploy's admin user reaches Redis through on its host (Debian's RuntimeDirectory).
+SOCKET = "/run/redis/redis-server.sock"
 #: What a dry run shows for a URL whose password the first setup has not made yet.
 NOT_YET = "(made on the service host by deploy setup)"
 
@@ -78,6 +80,9 @@ def dropin(config: Config) -> str:
         "# A change restarts redis-server: Redis has no reload.",
         f"bind 127.0.0.1 {address(config)}",
         "protected-mode yes",
+        # For deploy's own administration on the host (root reaches it; the redis user owns it).
+        f"unixsocket {SOCKET}",
+        "unixsocketperm 700",
     ]
     if redis.network == "tls":
         lines += [

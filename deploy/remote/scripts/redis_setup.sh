@@ -31,12 +31,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
-if ! grep -q '^REDIS_PASSWORD=..*' "$env_file" 2>/dev/null; then
+secret() { head -c 64 /dev/urandom | base64 -w 0 | tr -dc 'A-Za-z0-9' | cut -c 1-40; }
+known() { sed -n "s/^$1=//p" "$env_file" 2>/dev/null || true; }
+if [ -z "$(known REDIS_PASSWORD)" ] || [ -z "$(known REDIS_ADMIN_PASSWORD)" ]; then
   if change "new credentials"; then
     umask 077
-    password=$(head -c 64 /dev/urandom | base64 -w 0 | tr -dc 'A-Za-z0-9' | cut -c 1-40)
-    printf 'REDIS_USER=%s\nREDIS_PASSWORD=%s\n' "$user" "$password" >"$env_file.tmp"
-    unset password
+    password=$(known REDIS_PASSWORD)
+    admin=$(known REDIS_ADMIN_PASSWORD)
+    printf 'REDIS_USER=%s\nREDIS_PASSWORD=%s\nREDIS_ADMIN_USER=deploy-admin\nREDIS_ADMIN_PASSWORD=%s\n' \
+      "$user" "${password:-$(secret)}" "${admin:-$(secret)}" >"$env_file.tmp"
+    unset password admin
     chmod 0600 "$env_file.tmp"
     mv "$env_file.tmp" "$env_file"
   fi
@@ -45,10 +49,12 @@ fi
 # The ACL: the default user can do nothing; the app's user everything but administration
 # (CONFIG, SHUTDOWN, MODULE, ACL, DEBUG, ... : what turns a Redis password into a shell).
 users_text() {
-  hash=$(sed -n 's/^REDIS_PASSWORD=//p' "$env_file" | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
-  printf '# Written by deploy: the ACL users of the app %s. Its password is in %s (root only).\n' "$app" "$env_file"
+  hash=$(known REDIS_PASSWORD | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
+  admin=$(known REDIS_ADMIN_PASSWORD | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
+  printf '# Written by deploy: the ACL users of the app %s. Passwords: %s (root only).\n' "$app" "$env_file"
   printf 'user default reset off\n'
   printf 'user %s reset on #%s ~* &* +@all -@admin\n' "$user" "$hash"
+  printf 'user deploy-admin reset on #%s ~* &* +@all\n' "$admin"
 }
 if [ ! -f "$env_file" ] || ! users_text | cmp -s - "$users"; then
   if change "ACL users"; then
@@ -96,6 +102,32 @@ if [ "$network" = tls ]; then
       mv "$tls/redis.crt.tmp" "$tls/redis.crt"
     fi
   fi
+fi
+
+# From none or rdb to aof: a restart with appendonly yes and no AOF yet would start empty. The
+# running Redis writes its AOF from memory first (through its unix socket, as deploy's admin user).
+aof_on() {
+  REDISCLI_AUTH=$(known REDIS_ADMIN_PASSWORD)
+  export REDISCLI_AUTH
+  cli() { redis-cli --no-auth-warning --user deploy-admin -s /run/redis/redis-server.sock "$@"; }
+  if [ "$(cli config set appendonly yes 2>&1)" != OK ]; then
+    echo "the running Redis does not turn its AOF on (deploy's admin user through /run/redis/redis-server.sock);"
+    echo "nothing was changed: persistence aof would start empty"
+    exit 1
+  fi
+  tries=0
+  until cli info persistence | tr -d '\r' | grep -c -e '^aof_enabled:1$' -e '^aof_rewrite_in_progress:0$' \
+    -e '^aof_rewrite_scheduled:0$' -e '^aof_last_bgrewrite_status:ok$' | grep -qx 4; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 600 ] || { echo "Redis has not finished writing its AOF in 10 minutes"; exit 1; }
+    sleep 1
+  done
+  unset REDISCLI_AUTH
+  echo "redis-server wrote its AOF from memory before the restart"
+}
+if [ "$mode" = apply ] && grep -qx 'appendonly no' "$dropin" 2>/dev/null &&
+  grep -qx 'appendonly yes' "$dropin.new" 2>/dev/null && systemctl is-active --quiet redis-server; then
+  aof_on
 fi
 
 if [ "$(sha "$dropin")" != "$dropin_sha" ]; then

@@ -102,6 +102,8 @@ def test_the_drop_in_with_tls_binds_loopback_and_the_host_only_and_turns_plain_o
         # A change restarts redis-server: Redis has no reload.
         bind 127.0.0.1 10.0.0.1
         protected-mode yes
+        unixsocket /run/redis/redis-server.sock
+        unixsocketperm 700
         port 0
         tls-port 6379
         tls-cert-file /etc/deploy/shop/services/redis-tls/redis.crt
@@ -125,6 +127,8 @@ def test_the_drop_in_on_a_private_network_with_aof_on_the_second_host() -> None:
         # A change restarts redis-server: Redis has no reload.
         bind 127.0.0.1 10.0.0.2
         protected-mode yes
+        unixsocket /run/redis/redis-server.sock
+        unixsocketperm 700
         port 6379
         tls-port 0
         save 3600 1 300 100 60 10000
@@ -191,7 +195,8 @@ def test_the_host_script_makes_the_password_from_urandom_and_keeps_only_its_hash
     text = redis.REDIS_SETUP
     assert "/dev/urandom" in text
     assert "user default reset off" in text
-    assert "-@admin" in text and "#%s" in text
+    assert "user %s reset on #%s ~* &* +@all -@admin" in text
+    assert "config set appendonly yes" in text
     assert "systemctl restart redis-server" in text
 
 
