@@ -238,7 +238,7 @@ REDIS_PORT = 6379
 
 
 def services_dir(config: Config) -> str:
-    """The app's services folder (root 0755): credentials on a service host, the CA certificate on all."""
+    """The app's services folder on a service host (root 0755): credentials, settings, deploy's CA."""
     return f"/etc/deploy/{config.app.name}/services"
 
 
@@ -247,14 +247,15 @@ def service_env_file(config: Config, service: str) -> str:
     return f"{services_dir(config)}/{service}.env"
 
 
-def services_ca_dir(config: Config) -> str:
-    """deploy's CA for the app's services, on a service host (root 0700): ca.key and ca.crt."""
-    return f"{services_dir(config)}/ca"
+def redis_ca_dir(config: Config) -> str:
+    """deploy's CA for Redis, on its host (root 0700): ca.key and ca.crt (one CA per service, as
+    services.postgres has its own)."""
+    return f"{services_dir(config)}/redis-ca"
 
 
-def services_ca_cert(config: Config) -> str:
-    """The CA certificate that clients verify the services' certificates with (0644, on every host)."""
-    return f"{services_dir(config)}/ca.crt"
+def redis_ca_cert(config: Config) -> str:
+    """The CA certificate the app verifies Redis's certificate with (0644, on every app host)."""
+    return f"/etc/{config.app.name}/redis-ca.crt"
 
 
 def redis_dropin(config: Config) -> str:

@@ -90,7 +90,7 @@ def dropin(config: Config) -> str:
             f"tls-port {layout.REDIS_PORT}",
             f"tls-cert-file {tls}/redis.crt",
             f"tls-key-file {tls}/redis.key",
-            f"tls-ca-cert-file {layout.services_ca_cert(config)}",
+            f"tls-ca-cert-file {layout.redis_ca_cert(config)}",
             "tls-auth-clients no",
             'tls-protocols "TLSv1.2 TLSv1.3"',
         ]
@@ -141,7 +141,7 @@ def setup_step(config: Config, found: list[str]) -> Step | None:
 def read_command(config: Config) -> Command:
     """Print the credentials file and the CA certificate (read into memory, never shown)."""
     env = layout.service_env_file(config, "redis")
-    ca = layout.services_ca_cert(config)
+    ca = layout.redis_ca_cert(config)
     return Command(
         (
             "sh",
@@ -185,7 +185,7 @@ def url(config: Config, credentials: Credentials | None) -> str:
     query = urlencode(
         {
             "ssl_cert_reqs": "required",
-            "ssl_ca_certs": layout.services_ca_cert(config),
+            "ssl_ca_certs": layout.redis_ca_cert(config),
             "ssl_check_hostname": "true",
         }
     )
@@ -194,13 +194,13 @@ def url(config: Config, credentials: Credentials | None) -> str:
 
 def ca_steps(config: Config, hosts: list[str], found: Mapping[str, str | None], ca_pem: str) -> list[Step]:
     """Copy the CA certificate to every app host whose copy (`found`: its text, None if absent) differs."""
-    target = layout.services_ca_cert(config)
+    target = layout.redis_ca_cert(config)
     return [
         Step(
             "redis CA certificate",
             host,
             (
-                cmd.make_dir(layout.services_dir(config), "root", "root", 0o755),
+                cmd.make_dir(f"/etc/{config.app.name}", "root", "root", 0o755),
                 Upload(target, ca_pem.encode(), 0o644, "root", "root", description="deploy's services CA"),
             ),
         )
@@ -210,7 +210,7 @@ def ca_steps(config: Config, hosts: list[str], found: Mapping[str, str | None], 
 
 
 def read_ca_command(config: Config) -> Command:
-    path = layout.services_ca_cert(config)
+    path = layout.redis_ca_cert(config)
     return Command(
         ("sh", "-c", 'cat -- "$1" 2>/dev/null || true', "read", path), "Redis: the CA copy", sudo=False
     )

@@ -18,7 +18,7 @@ from tests.hosts.pushkit import Project, make_project, private_sandbox
 
 pytestmark = pytest.mark.hosts
 
-CA = "/etc/deploy/flaskr/services/ca.crt"
+CA = "/etc/flaskr/redis-ca.crt"
 CREDENTIALS = "/etc/deploy/flaskr/services/redis.env"
 #: Runs in the app's release on an app host, with its env file: the client is redis-py.
 CLIENT = """\
@@ -161,6 +161,15 @@ def test_rdb_and_aof_data_survive_a_restart_and_the_switch_between_them(setup: S
         setup.on(0, "test -f /var/lib/redis/appendonlydir/appendonly.aof.manifest && echo aof").stdout
         == "aof\n"
     )
+
+
+def test_services_credentials_prints_the_url_the_app_reads(setup: Setup) -> None:
+    shown = setup.project.deploy("services", "credentials", "--service", "redis")
+    assert shown.returncode == 0, shown.stderr
+    in_env = setup.on(1, "sed -n 's/^REDIS_URL=\"\\(.*\\)\"$/\\1/p' /etc/flaskr/env").stdout.strip()
+    assert in_env.startswith("rediss://flaskr:")
+    assert shown.stdout == f"REDIS_URL={in_env}\n"
+    assert "warning: the redis password follows" in shown.stderr
 
 
 def test_the_password_never_appears_in_deploys_output(setup: Setup) -> None:

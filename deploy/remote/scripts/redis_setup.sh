@@ -9,8 +9,8 @@ set -eu
 mode=$1 app=$2 user=$3 address=$4 network=$5 dropin_sha=$6
 services=/etc/deploy/$app/services
 env_file=$services/redis.env
-ca=$services/ca
-ca_copy=$services/ca.crt
+ca=$services/redis-ca
+ca_copy=/etc/$app/redis-ca.crt
 dropin=$services/redis.conf
 users=$services/redis-users.conf
 tls=$services/redis-tls
@@ -76,6 +76,7 @@ if [ "$network" = tls ]; then
   fi
   if [ ! -f "$ca/ca.crt" ] || ! cmp -s "$ca/ca.crt" "$ca_copy"; then
     if change "CA certificate copy"; then
+      install -d -m 0755 -o root -g root "/etc/$app"
       install -m 0644 -o root -g root "$ca/ca.crt" "$ca_copy"
     fi
   fi

@@ -108,7 +108,7 @@ def test_the_drop_in_with_tls_binds_loopback_and_the_host_only_and_turns_plain_o
         tls-port 6379
         tls-cert-file /etc/deploy/shop/services/redis-tls/redis.crt
         tls-key-file /etc/deploy/shop/services/redis-tls/redis.key
-        tls-ca-cert-file /etc/deploy/shop/services/ca.crt
+        tls-ca-cert-file /etc/shop/redis-ca.crt
         tls-auth-clients no
         tls-protocols "TLSv1.2 TLSv1.3"
         save 3600 1 300 100 60 10000
@@ -227,7 +227,7 @@ def test_the_url_with_tls_verifies_deploys_ca_and_the_hostname() -> None:
     )
     assert parse_qs(parts.query) == {
         "ssl_cert_reqs": ["required"],
-        "ssl_ca_certs": ["/etc/deploy/shop/services/ca.crt"],
+        "ssl_ca_certs": ["/etc/shop/redis-ca.crt"],
         "ssl_check_hostname": ["true"],
     }
 
@@ -271,7 +271,7 @@ def test_prepare_applies_the_setup_then_copies_the_ca_to_the_other_app_hosts() -
         ("redis CA certificate", "10.0.0.2"),
     ]
     upload = ran[1].actions[1]
-    assert isinstance(upload, Upload) and upload.remote_path == "/etc/deploy/shop/services/ca.crt"
+    assert isinstance(upload, Upload) and upload.remote_path == "/etc/shop/redis-ca.crt"
     assert (upload.mode, upload.content) == (0o644, CA.encode())
     assert done.env == {"REDIS_URL": redis.url(config(), redis.parse_credentials(READ))}
 
