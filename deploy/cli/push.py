@@ -539,6 +539,9 @@ def setup(
 ) -> None:
     """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site.
 
+    With services.redis in deploy.yaml, Redis first (its ACL user and password made on its host,
+    persistence, TLS; a changed setting restarts redis-server), and REDIS_URL into the env file.
+
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
