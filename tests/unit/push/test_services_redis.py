@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -294,3 +297,18 @@ def test_a_push_before_setup_says_to_run_setup() -> None:
 
 def _never(step: Step) -> str:
     raise AssertionError(f"ran {step.name}")
+
+
+def test_services_credentials_without_redis_in_deploy_yaml_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text(BASE.replace("services:\n", ""), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy", "services", "credentials", "--service", "redis"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "services.redis is not in deploy.yaml: there is nothing to show" in out.stderr
+    assert out.stdout == ""
