@@ -297,6 +297,7 @@ def _services_env(
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.redact import redacting_output
     from deploy.push.services_redis import RedisError, prepare_redis, redactions, require_credentials
+    from deploy.remote.executor import ConnectError
 
     def run(step: Step) -> str:
         result = executor.run_step(step.host, step)
@@ -310,17 +311,18 @@ def _services_env(
         printer.say(f"{step.host}: {step.name}" + (f": {'; '.join(said)}" if said else ""))
         return result.output
 
-    if mode == "push":
-        try:
+    steps: list[Step] = []
+    try:
+        if mode == "push":
             env = require_credentials(config, executor)
-        except RedisError as exc:
-            fail(f"nothing was changed: {exc}", 1)
-        steps: list[Step] = []
-    else:
-        prepared = prepare_redis(config, executor, hosts, mode == "setup", run)
-        env, steps = prepared.env, prepared.steps
-        if mode == "setup" and not steps:
-            printer.say("Redis: already set up; nothing changed")
+        else:
+            prepared = prepare_redis(config, executor, hosts, mode == "setup", run)
+            env, steps = prepared.env, prepared.steps
+    except (RedisError, ConnectError) as exc:
+        fail(f"nothing was changed: {exc}" if mode == "push" else f"Redis: {exc}", 1)
+        raise  # fail() has exited
+    if mode == "setup" and not steps:
+        printer.say("Redis: already set up; nothing changed")
     stack.enter_context(redacting_output(redactions(env)))
     return env, steps
 
