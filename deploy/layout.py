@@ -262,3 +262,48 @@ def postgres_paths(config: Config) -> PostgresPaths:
         server_tls=f"/var/lib/postgresql/deploy-{name}",
         ca_on_app_hosts=f"/etc/{name}/postgres-ca.crt",
     )
+
+
+# --- services (deploy.yaml services:) ------------------------------------------------------------
+
+#: Debian's redis-server configuration: deploy adds one include line to it and changes nothing else.
+REDIS_CONF = "/etc/redis/redis.conf"
+#: The port Redis listens on (TLS or plain, per services.redis.network).
+REDIS_PORT = 6379
+
+
+def services_dir(config: Config) -> str:
+    """The app's services folder on a service host (root 0755): credentials, settings, deploy's CA."""
+    return f"/etc/deploy/{config.app.name}/services"
+
+
+def service_env_file(config: Config, service: str) -> str:
+    """A service's credentials on its host (root 0600), e.g. REDIS_USER and REDIS_PASSWORD."""
+    return f"{services_dir(config)}/{service}.env"
+
+
+def redis_ca_dir(config: Config) -> str:
+    """deploy's CA for Redis, on its host (root 0700): ca.key and ca.crt (one CA per service, as
+    services.postgres has its own)."""
+    return f"{services_dir(config)}/redis-ca"
+
+
+def redis_ca_cert(config: Config) -> str:
+    """The CA certificate the app verifies Redis's certificate with (0644, on every app host)."""
+    return f"/etc/{config.app.name}/redis-ca.crt"
+
+
+def redis_dropin(config: Config) -> str:
+    """The app's Redis settings, included by REDIS_CONF (root:redis 0640). Not in /etc/redis, which
+    the redis user may change (Debian lets it rewrite its configuration)."""
+    return f"{services_dir(config)}/redis.conf"
+
+
+def redis_users(config: Config) -> str:
+    """The app's Redis ACL users, written on the host (the password's hash only; root:redis 0640)."""
+    return f"{services_dir(config)}/redis-users.conf"
+
+
+def redis_tls_dir(config: Config) -> str:
+    """Redis's server certificate and key for the app's services (root:redis 0750)."""
+    return f"{services_dir(config)}/redis-tls"

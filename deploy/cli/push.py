@@ -281,6 +281,52 @@ def _secrets(config: Config, project: Path, config_path: str) -> dict[str, str]:
     return read_secrets(config, project, config_path)
 
 
+def _services_env(
+    config: Config,
+    executor: SSHExecutor,
+    hosts: list[str],
+    printer: Printer,
+    stack: ExitStack,
+    mode: str,
+) -> tuple[dict[str, str], list[Step]]:
+    """The app's service variables (REDIS_URL), read from the service host into memory only; from
+    here on, everything printed hides them. `mode` setup: set the services up first; dry-run: plan
+    that (the steps it returns); push: the services must be set up already."""
+    if config.services.redis is None:
+        return {}, []
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.redact import redacting_output
+    from deploy.push.services_redis import RedisError, prepare_redis, redactions, require_credentials
+    from deploy.remote.executor import ConnectError
+
+    def run(step: Step) -> str:
+        result = executor.run_step(step.host, step)
+        if not result.ok:
+            fail(
+                f"setup failed: {step.host}: {step.name}: {result.failed} (exit {result.exit_code})\n    "
+                + "\n    ".join(result.output.strip().splitlines()[-12:]),
+                1,
+            )
+        said = [line for line in result.output.splitlines() if line.startswith("redis-server ")]
+        printer.say(f"{step.host}: {step.name}" + (f": {'; '.join(said)}" if said else ""))
+        return result.output
+
+    steps: list[Step] = []
+    try:
+        if mode == "push":
+            env = require_credentials(config, executor)
+        else:
+            prepared = prepare_redis(config, executor, hosts, mode == "setup", run)
+            env, steps = prepared.env, prepared.steps
+    except (RedisError, ConnectError) as exc:
+        fail(f"nothing was changed: {exc}" if mode == "push" else f"Redis: {exc}", 1)
+        raise  # fail() has exited
+    if mode == "setup" and not steps:
+        printer.say("Redis: already set up; nothing changed")
+    stack.enter_context(redacting_output(redactions(env)))
+    return env, steps
+
+
 def _show_step(step: Step, state: HostState | None, printer: Printer) -> None:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.plan import Command
@@ -554,6 +600,9 @@ def setup(
     """Prepare hosts: packages, app user, directories, env file, systemd unit, Nginx site, and the
     services of deploy.yaml (services.postgres: set up first, its DATABASE_URL into the env file).
 
+    With services.redis in deploy.yaml, Redis first (its ACL user and password made on its host,
+    persistence, TLS; a changed setting restarts redis-server), and REDIS_URL into the env file.
+
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -583,6 +632,10 @@ def setup(
             _take_locks(executor, config, printer, "setup", "-", create=True)
         secrets = {**secrets, **_services(executor, config, printer, dry_run, hide)}
         states = _gather(executor, config, nginx_test=True)
+        services, service_steps = _services_env(
+            config, executor, list(states), printer, hide, "dry-run" if dry_run else "setup"
+        )
+        secrets = {**secrets, **services}
         try:
             plan = setup_plan(
                 config, states, _render(config, states, project), secrets, _project_identity(project)
@@ -590,6 +643,8 @@ def setup(
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         if dry_run:
+            if service_steps:
+                _show_plan(service_steps, states, printer, "dry run: nothing is changed. Services would:")
             if not plan.steps:
                 printer.say("dry run: every host is already set up; nothing would change")
             else:
@@ -957,6 +1012,7 @@ def push(
             _take_locks(executor, config, printer, "push", release)
         secrets = {**secrets, **_service_env(executor, config, hide)}
         states = _gather(executor, config)
+        secrets = {**secrets, **_services_env(config, executor, list(states), printer, hide, "push")[0]}
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))
         try:

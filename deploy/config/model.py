@@ -1021,6 +1021,50 @@ class Postgres(Model):
     )
 
 
+_REDIS_MEMORY = re.compile(r"^[1-9][0-9]{0,8}(b|kb|mb|gb|k|m|g)?$", re.IGNORECASE)
+
+
+class RedisService(Model):
+    """Redis on one of the hosts (Debian's redis-server), reachable by the app's hosts only."""
+
+    host: Annotated[str, AfterValidator(_host_address)] | None = Field(
+        None,
+        description="The address of the host Redis runs on: one of `server.hosts` (default: the first).",
+    )
+    persistence: Literal["none", "rdb", "aof"] = Field(
+        "rdb",
+        description="`rdb`: snapshots (a restart loses at most the last minutes); `aof`: an append-only "
+        "file fsynced every second (a restart loses at most a second); `none`: a cache only (a restart "
+        "empties it).",
+    )
+    durable: bool = Field(
+        False,
+        description="Its data matters: the backups include Redis's persistence files. Needs `rdb` or `aof`.",
+    )
+    maxmemory: Annotated[
+        str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))
+    ] | None = Field(
+        None,
+        description="The most memory Redis uses for data (`256mb`, `1gb`); at the limit, writes fail "
+        "(Redis's `noeviction`). Default: no limit.",
+    )
+    network: Literal["tls", "private"] = Field(
+        "tls",
+        description="`tls`: the app's hosts reach Redis over TLS with deploy's own CA (the certificate "
+        "is verified); `private`: the user declares the hosts' network private (plain TCP).",
+    )
+    env: EnvName = Field("REDIS_URL", description="The environment variable the app reads the URL from.")
+
+    @model_validator(mode="after")
+    def _durable_needs_persistence(self) -> RedisService:
+        if self.durable and self.persistence == "none":
+            raise invalid(
+                "RedisService",
+                [(("durable",), "durable: true needs persistence rdb or aof: none keeps nothing to back up")],
+            )
+        return self
+
+
 class Services(Model):
     """Services deploy runs beside the app on your hosts; each key's presence enables it."""
 
@@ -1028,11 +1072,16 @@ class Services(Model):
         None,
         description="PostgreSQL on one of the hosts (`postgres: {}` takes every default).",
     )
+    redis: RedisService | None = Field(
+        None,
+        description="Redis with an ACL user of the app's own and the persistence chosen; the app reads "
+        "its URL from `env` (default `REDIS_URL`).",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
     def _present_means_on(cls, value: Any) -> Any:
-        """`postgres:` with nothing after it enables the service with every default, like `{}`."""
+        """`postgres:` or `redis:` with nothing after it enables the service with all defaults, as `{}`."""
         return {} if value is None else value
 
 
@@ -1055,7 +1104,7 @@ class Config(Model):
     push: Push = Field(default_factory=Push, description="How releases are rolled out.")
     services: Services = Field(
         default_factory=Services,
-        description="Services beside the app on your hosts (Postgres), set up by `deploy setup`.",
+        description="Services beside the app on your hosts (Postgres, Redis), set up by `deploy setup`.",
     )
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
@@ -1149,14 +1198,14 @@ class Config(Model):
         return None if cores is None else 2 * cores + 1
 
 
-def service_host(config: Config, service: Postgres) -> str | None:
+def service_host(config: Config, service: Postgres | RedisService) -> str | None:
     """The address of the host a service runs on: its `host`, or the first of server.hosts."""
     if service.host is not None:
         return service.host
     return config.server.hosts[0].address if config.server.hosts else None
 
 
-def service_network(config: Config, service: Postgres) -> Literal["local", "tls", "private"]:
+def service_network(config: Config, service: Postgres | RedisService) -> Literal["local", "tls", "private"]:
     """How the app reaches a service: `local` (the app's one host is the service's host), else the
     service's `network`, by default `tls`."""
     addresses = [h.address for h in config.server.hosts]

@@ -27,6 +27,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "postgres_apply.sh",
         "postgres_probe.sh",
         "probe.py",
+        "redis_setup.sh",
         "safe_fs.py",
         "step_guard.sh",
     }
