@@ -25,4 +25,4 @@ def test_credentials_without_services_postgres_is_a_usage_error(tmp_path: Path) 
 def test_credentials_help_warns_that_it_shows_the_password() -> None:
     result = CliRunner().invoke(main, ["services", "credentials", "--help"])
     assert result.exit_code == 0
-    assert "password included" in result.output and "--service [postgres]" in result.output
+    assert "password included" in result.output and "--service [postgres|redis]" in result.output
