@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from deploy.config.model import Config
 from deploy.layout import job_unit
@@ -44,11 +45,12 @@ def jobs_on(config: Config, host: str) -> list[str]:
 
 
 def show_jobs(config: Config, jobs: Sequence[str]) -> Command:
-    """One `systemctl show` of every job's timer and service on a host, timestamps as @epoch."""
+    """One `systemctl show` of every job's timer and service on a host, times in UTC (TZ=UTC: the
+    next elapse is printed in the local zone whatever --timestamp says)."""
     units = [f"{job_unit(config, name)}.{kind}" for name in jobs for kind in ("timer", "service")]
     properties = ",".join(dict.fromkeys((*TIMER_PROPERTIES, *SERVICE_PROPERTIES)))
     return Command(
-        ("systemctl", "show", "--timestamp=unix", f"--property={properties}", "--", *units),
+        ("env", "TZ=UTC", "systemctl", "show", f"--property={properties}", "--", *units),
         f"read the state of {len(jobs)} job(s)",
         check=False,
     )
@@ -122,14 +124,12 @@ class JobState:
 
 
 def _stamp(value: str | None) -> float | None:
-    """systemctl's --timestamp=unix value ('@1796515200' or '@1796515200.123456'; empty: never)."""
-    if not value or not value.startswith("@"):
-        return None
+    """A time systemctl printed under TZ=UTC ('Sun 2026-12-06 22:45:00 UTC'; empty or 'n/a': none)."""
     try:
-        stamp = float(value[1:])
+        when = datetime.strptime(value or "", "%a %Y-%m-%d %H:%M:%S UTC")
     except ValueError:
         return None
-    return stamp or None
+    return when.replace(tzinfo=UTC).timestamp()
 
 
 def parse_show(text: str) -> dict[str, dict[str, str]]:
