@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from deploy.config.loader import load_text
+from deploy.remote.facts import PROBE, parse_state, probe_command
 from deploy.remote.jobs import (
     RUN_PROGRAM,
     disable_timers,
@@ -169,3 +175,30 @@ def test_parse_run_outcomes() -> None:
     assert not lost.ok and "no outcome" in lost.why
     timeout = parse_run("deploy-job-outcome rc=1 Result=timeout ExecMainStatus=15 ConditionResult=yes\n")
     assert (timeout.ok, timeout.why) == (False, "failed (timeout)")
+
+
+def test_the_probe_reads_the_job_units_their_timers_and_every_installed_job_unit() -> None:
+    request = json.loads(probe_command(CONFIG).argv[-1])
+    assert "/etc/systemd/system/flaskr-job-slow.service" in request["files"]
+    assert "/etc/systemd/system/flaskr-job-slow.timer" in request["files"]
+    assert "flaskr-job-nope.timer" in request["units"]
+    assert request["globs"] == ["/etc/systemd/system/flaskr-job-*"]
+
+
+def test_the_probe_lists_what_a_glob_matches(tmp_path: Path) -> None:
+    (tmp_path / "shop-job-a.timer").write_text("")
+    (tmp_path / "shop-job-a.service").write_text("")
+    (tmp_path / "other.timer").write_text("")
+    request = json.loads(probe_command(CONFIG).argv[-1])
+    request.update(globs=[f"{tmp_path}/shop-job-*"], units=[], packages=[], releases=str(tmp_path / "none"))
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(request)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    state = parse_state("h", out.stdout)
+    assert state.globs == {
+        f"{tmp_path}/shop-job-*": [f"{tmp_path}/shop-job-a.service", f"{tmp_path}/shop-job-a.timer"]
+    }
