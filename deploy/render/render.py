@@ -158,6 +158,8 @@ JOB_PROGRAM = (
 def job_outputs(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
     """(key in render()'s output, template, the values the template adds) of every job's service and timer."""
     out: list[tuple[str, str, dict[str, Any]]] = []
+    # The app unit's hardening, less the chown Gunicorn needs for its socket (a job binds none).
+    hardening = [line for line in systemd_hardening(config) if line != ("SystemCallFilter", "@chown")]
     for name, job in sorted(config.jobs.items()):
         unit = job_unit(config, name)
         argv = (JOB_PROGRAM, unit, job.command)
@@ -167,6 +169,7 @@ def job_outputs(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
             "job_unit": unit,
             "job_exec": "/bin/sh -c " + " ".join(systemd_quote(arg, command=True) for arg in argv),
             "job_on_calendar": schedule.on_calendar(job.schedule),
+            "systemd_hardening": hardening,
         }
         (_, service_key), (_, timer_key) = job_files(config, name)
         out += [(service_key, "job.service.j2", values), (timer_key, "job.timer.j2", values)]
