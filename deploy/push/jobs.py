@@ -27,7 +27,10 @@ def job_steps(config: Config, state: HostState, rendered: Mapping[str, str]) -> 
         for path, key in job_files(config, name):
             if state.files.get(path) == rendered[key]:
                 continue
-            uploads.append(Upload(path, rendered[key].encode(), 0o644, "root", "root", description=key))
+            kind = "timer" if key.endswith(".timer") else "service"
+            uploads.append(
+                Upload(path, rendered[key].encode(), 0o644, "root", "root", description=f"job {name}: {kind}")
+            )
             if key.endswith(".timer") and state.files.get(path) is not None:
                 new_schedule.append(name)
     keep = {path for name in wanted for path, _ in job_files(config, name)}
