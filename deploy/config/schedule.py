@@ -21,6 +21,8 @@ WORDS = {
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBER = re.compile(r"[0-9]{1,4}")
+#: The most days each month has (a leap year's February).
+_DAYS_IN = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 EXPECTED = (
     "expected minutely, hourly, daily, weekly, monthly, or a calendar expression such as "
@@ -79,6 +81,8 @@ def _date(text: str) -> None:
         raise ScheduleError(f"the year {year!r} is not '*' or a year such as 2027")
     _component(month, 1, 12, "the month")
     _component(day, 1, 31, "the day")
+    if month.isdigit() and day.isdigit() and int(day) > _DAYS_IN[int(month) - 1]:
+        raise ScheduleError(f"month {int(month)} has no day {int(day)}: the job would never run")
 
 
 def _time(text: str) -> None:

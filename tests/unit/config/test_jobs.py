@@ -63,6 +63,8 @@ def test_a_schedule_systemd_would_refuse_names_line_key_and_the_expected_forms()
         ("10:61", "the minute: 61 is outside 0..59"),
         ("5..1:00", "the range '5..1' runs backwards"),
         ("*:0/0", "needs a step above 0"),
+        ("*-02-30 00:00", "month 2 has no day 30: the job would never run"),
+        ("*-04-31", "month 4 has no day 31"),
         ("Funday", "is not a weekday, a date or a time"),
         ("", "expected minutely"),
         ("UTC", "expected minutely"),
@@ -119,6 +121,7 @@ ACCEPTED = [
     "Monday 12:00",
     "Sun *-*-01..07 04:00",
     "Mon..Fri *-*-* 02:30:00",
+    "*-02-29 12:00",
 ]
 
 
