@@ -428,8 +428,9 @@ def nginx_test(ctx: Context) -> Iterator[Finding]:
     why="""systemd ignores a line it cannot parse (a misspelt key, a bad value) with only a log message, so
     a hardening directive can silently not apply, and a unit whose command is missing fails to start
     on every host. `systemd-analyze verify` reports both before a host sees the unit.""",
-    fix="""Fix the line systemd names in your templates/app.service.j2 override or in
-    `systemd.overrides`; a command outside the app's folders must exist on the hosts (and here).""",
+    fix="""Fix the line systemd names in your templates/app.service.j2 (or job.service.j2, job.timer.j2)
+    override or in `systemd.overrides`; a command outside the app's folders must exist on the hosts
+    (and here).""",
     layers=("rendered", "tools"),
     references=(
         "https://www.freedesktop.org/software/systemd/man/latest/systemd-analyze.html#systemd-analyze%20verify%20FILE...",
@@ -441,9 +442,14 @@ def systemd_verify(ctx: Context) -> Iterator[Finding]:
     assert not isinstance(rendered, str)
     # What lies under the app's folder exists once push has run (the release, its virtualenv).
     base = (ctx.config.base_dir,)
-    for path, text in sorted((p, t) for p, t in rendered.items() if p.endswith(".service")):
+    units = sorted((p, t) for p, t in rendered.items() if p.endswith((".service", ".timer")))
+    for path, text in units:
+        # A timer (a scheduled job's) is verified beside the service it starts.
+        service = path.removesuffix(".timer") + ".service"
+        timer = path.endswith(".timer") and service in rendered
+        beside = {PurePosixPath(service).name: rendered[service]} if timer else {}
         try:
-            rejections = linters.systemd_verify(PurePosixPath(path).name, text, base)
+            rejections = linters.systemd_verify(PurePosixPath(path).name, text, base, beside)
         except linters.LinterUnavailable as exc:
             raise Skip(str(exc)) from None
         for rejection in rejections:

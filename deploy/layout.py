@@ -307,3 +307,20 @@ def redis_users(config: Config) -> str:
 def redis_tls_dir(config: Config) -> str:
     """Redis's server certificate and key for the app's services (root:redis 0750)."""
     return f"{services_dir(config)}/redis-tls"
+
+
+def job_unit(config: Config, job: str) -> str:
+    """The name (without .service/.timer) of a scheduled job's pair of units: `<app>-job-<job>`."""
+    return f"{config.app.name}-job-{job}"
+
+
+def job_unit_glob(config: Config) -> str:
+    """The pattern that matches every job unit file of this app on a host (installed or stale)."""
+    return f"{layout_for(config).unit_dir}/{config.app.name}-job-*"
+
+
+def job_files(config: Config, job: str) -> list[tuple[str, str]]:
+    """(path on the host, key in render()'s output) of a job's service, then its timer."""
+    unit = job_unit(config, job)
+    unit_dir = layout_for(config).unit_dir
+    return [(f"{unit_dir}/{unit}.{kind}", f"systemd/{unit}.{kind}") for kind in ("service", "timer")]

@@ -77,12 +77,14 @@ def _default(field: FieldInfo) -> str:
 
 def _sections(model: type[BaseModel], prefix: str) -> list[tuple[str, type[BaseModel]]]:
     """(dotted name, model) of this model and every section below it, depth first; the items of a
-    list of sections are named with `[]` (`server.hosts[]`)."""
+    list of sections are named with `[]` (`server.hosts[]`), the values of a mapping of sections
+    with `.NAME` (`jobs.NAME`)."""
     found = [(prefix, model)]
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
+        named = get_origin(field.annotation) is dict
         for arg, in_list in _models(field.annotation):
-            found += _sections(arg, f"{key}[]" if in_list else key)
+            found += _sections(arg, f"{key}[]" if in_list else f"{key}.NAME" if named else key)
     return found
 
 

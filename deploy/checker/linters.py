@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -248,12 +249,15 @@ _UNIT_LINE = re.compile(r"^(\S+?):(\d+): (.*)$")
 _EXEC = re.compile(r"^Exec[A-Za-z]*=[-@:+!|]*(/\S+)", re.MULTILINE)
 
 
-def systemd_verify(unit_name: str, text: str, stub_under: tuple[str, ...] = ()) -> list[Rejection]:
+def systemd_verify(
+    unit_name: str, text: str, stub_under: tuple[str, ...] = (), beside: Mapping[str, str] | None = None
+) -> list[Rejection]:
     """`systemd-analyze verify` on a rendered unit (a template is verified as its instance `check`).
 
     The unit is verified in a temporary root: the commands it runs that lie under `stub_under` (the
     app's folders, made by push) are stand-in executables there, any other command must exist on
-    this machine. Messages name `unit_name` and the unit's line. [] when systemd accepts it.
+    this machine. Messages name `unit_name` and the unit's line. [] when systemd accepts it. `beside`
+    holds units (name: text) installed next to it, such as the service a timer starts.
     """
     tool = _tool("systemd-analyze")
     instance = unit_name.replace("@.service", "@check.service")
@@ -262,7 +266,9 @@ def systemd_verify(unit_name: str, text: str, stub_under: tuple[str, ...] = ()) 
         unit = root / "etc" / "systemd" / "system" / instance
         unit.parent.mkdir(parents=True)
         unit.write_text(text, encoding="utf-8")
-        for command in _EXEC.findall(text):
+        for name, other in (beside or {}).items():
+            (unit.parent / name).write_text(other, encoding="utf-8")
+        for command in _EXEC.findall("\n".join([text, *(beside or {}).values()])):
             command = command.replace("%i", "check").replace("%I", "check")
             if ".." in PurePosixPath(command).parts:
                 continue

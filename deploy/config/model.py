@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --- value types -------------------------------------------------------------------------------
-from deploy.config import csp, folders
+from deploy.config import csp, folders, schedule
 from deploy.config.flask_version import declared_flask, flask_has_app_option
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
@@ -1085,6 +1085,49 @@ class Services(Model):
         return {} if value is None else value
 
 
+# --- jobs --------------------------------------------------------------------------------------
+
+#: A job's (or process's) name: it names systemd units (`<app>-job-<name>.timer`).
+_UNIT_PART = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+JobName = Annotated[
+    str,
+    AfterValidator(
+        _matches(_UNIT_PART, "a name of lower-case letters, digits and hyphens, starting with a letter")
+    ),
+]
+
+
+def _schedule(value: str) -> str:
+    return schedule.check(value)
+
+
+class Job(Model):
+    """A scheduled job: a command a systemd timer runs in the current release, never overlapping itself."""
+
+    command: Annotated[str, Field(min_length=1)] = Field(
+        description="The shell command, run as the app user in the current release (its venv on PATH, "
+        "the app's env and secrets, working directory the release).",
+    )
+    schedule: Annotated[str, AfterValidator(_schedule)] = Field(
+        description="When it runs: `minutely`, `hourly`, `daily`, `weekly`, `monthly`, or a systemd "
+        "calendar expression such as `*-*-* 03:30:00`, `Mon..Fri 09:00` or `*:0/15` (host time; add "
+        "`UTC` for UTC).",
+    )
+    hosts: Literal["first", "all"] = Field(
+        "first",
+        description="Where it runs: `first` (the first of server.hosts: once per period) or `all` "
+        "(every host).",
+    )
+    timeout: Annotated[int, Field(ge=1, le=604800)] = Field(
+        3600,
+        description="Seconds a run may take before it is stopped (and counted as failed).",
+    )
+    catch_up: bool = Field(
+        False,
+        description="Run a period missed while the host was down once it is back (systemd `Persistent=`).",
+    )
+
+
 class Config(Model):
     """The whole of deploy.yaml, after the chosen environment has been overlaid."""
 
@@ -1105,6 +1148,10 @@ class Config(Model):
     services: Services = Field(
         default_factory=Services,
         description="Services beside the app on your hosts (Postgres, Redis), set up by `deploy setup`.",
+    )
+    jobs: dict[JobName, Job] = Field(
+        default_factory=dict,
+        description="Scheduled jobs by name: systemd timers that run a command in the current release.",
     )
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],

@@ -19,6 +19,7 @@ from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, s
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
+from deploy.push.jobs import job_steps
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
@@ -236,6 +237,7 @@ def setup_steps(
     if file_actions:
         steps.append(Step("shared files", host, tuple(file_actions)))
     steps += config_steps(config, state, rendered, secrets, project_id)
+    steps += job_steps(config, state, rendered)
     return tuple(steps)
 
 
@@ -651,12 +653,14 @@ def host_push(
         [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files)],
     )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
+    # After the switch (finish): job units run what `current` points at, once the push succeeded.
+    job_changes = job_steps(config, state, rendered)
     old_slot = state.live_slot
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
     current_info = next((r.info for r in state.releases if r.id == previous), None) or {}
     live_ok = old_slot is not None and state.services.get(layout.unit(old_slot)) == "active"
-    if current_info.get("fingerprint") == fingerprint and live_ok and not settings:
+    if current_info.get("fingerprint") == fingerprint and live_ok and not settings and not job_changes:
         return HostPush(host, previous or release, previous, old_slot, old_slot or new_slot, unchanged=True)
 
     target = layout.release(release)
@@ -808,7 +812,7 @@ def host_push(
         prepare=(*settings, Step("upload", host, tuple(prepare))),
         start=_start_steps(config, layout, host, new_slot, release, python_root),
         switch=(_switch_step(layout, host, new_slot, release, _served_marker(layout, release, previous)),),
-        finish=_finish_steps(config, layout, after, old_slot, release),
+        finish=(*job_changes, *_finish_steps(config, layout, after, old_slot, release)),
         abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
         revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),

@@ -6,7 +6,15 @@ import json
 from dataclasses import dataclass, field
 
 from deploy.config.model import Config
-from deploy.layout import layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import (
+    job_files,
+    job_unit,
+    job_unit_glob,
+    layout_for,
+    managed_files,
+    shared_file_dirs,
+    shared_files,
+)
 from deploy.plan import Command
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, SLOTS
 from deploy.remote.scripts import script
@@ -92,6 +100,8 @@ class HostState:
     links: dict[str, str | None] = field(default_factory=dict)
     owners: dict[str, dict[str, object] | None] = field(default_factory=dict)
     files: dict[str, str | None] = field(default_factory=dict)
+    #: The paths each glob pattern of the probe matched (job units installed on the host).
+    globs: dict[str, list[str]] = field(default_factory=dict)
     secret_files: dict[str, str | None] = field(default_factory=dict)
     releases: tuple[ReleaseInfo, ...] = ()
     venvs: tuple[str, ...] = ()
@@ -162,6 +172,7 @@ def probe_request(
     certificate: str | None,
     nginx_test: bool = False,
     base: str | None = None,
+    globs: list[str] | None = None,
 ) -> str:
     """The JSON argument of `PROBE`: what to look at on the host."""
     return json.dumps(
@@ -182,6 +193,7 @@ def probe_request(
             "nginx_test": nginx_test,
             "work_file": work_file,
             "base": base,
+            "globs": globs or [],
         },
         sort_keys=True,
     )
@@ -215,6 +227,7 @@ def parse_state(host: str, text: str) -> HostState:
         links=dict(data.get("links") or {}),
         owners=dict(data.get("owners") or {}),
         files=dict(data.get("files") or {}),
+        globs={k: list(v) for k, v in (data.get("globs") or {}).items()},
         secret_files=dict(data.get("secret_files") or {}),
         releases=tuple(
             ReleaseInfo(
@@ -275,17 +288,21 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     dirs += [path for path, _ in shared_files(config)]
     files = [path for path, _ in managed_files(config)]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
+    jobs = [path for name in config.jobs for path, _ in job_files(config, name)]
     certificate = paths.tls_certificate  # None when tls is false
     request = probe_request(
         user=config.server.user,
         links=links,
         owners=[*dirs, paths.env_file],
-        files=files,
+        files=[*files, *jobs],
         secret_files=[paths.env_file],
         releases=paths.releases,
         venvs=layout.venvs,
         wheels=layout.wheels,
-        units=[layout.unit(slot) for slot in SLOTS],
+        units=[
+            *(layout.unit(slot) for slot in SLOTS),
+            *(f"{job_unit(config, n)}.timer" for n in config.jobs),
+        ],
         lock_file=layout.lock_file,
         lock_info=layout.lock_info,
         work_file=layout.work_file,
@@ -294,5 +311,6 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         certificate=certificate,
         nginx_test=nginx_test,
         base=paths.base,
+        globs=[job_unit_glob(config)],
     )
     return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)

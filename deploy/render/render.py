@@ -13,10 +13,10 @@ from typing import Any
 
 import jinja2
 
-from deploy.config import secretfiles
+from deploy.config import schedule, secretfiles
 from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
-from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, job_files, job_unit, paths_for
 from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
 
@@ -140,6 +140,40 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "docker_secret_names": secretfiles.PATTERNS,
         "docker_not_secrets": secretfiles.NOT_SECRETS,
     }
+
+
+#: A job's ExecStart program (sh -c; the command arrives as "$1"): it runs in the release systemd
+#: resolved `current` to when the run started (the working directory), with that release's venv on
+#: PATH, DEPLOY_RELEASE set, and PYTHONPATH for a src/ layout (release.json's python_root).
+JOB_PROGRAM = (
+    'r=$(pwd -P) && cd -- "$r" || exit 1; '
+    'export DEPLOY_RELEASE="${r##*/}" VIRTUAL_ENV="$r/.venv" '
+    'PATH="$r/.venv/bin:/usr/local/bin:/usr/bin:/bin"; '
+    r"""p=$(sed -n 's#^ *"python_root": "\([A-Za-z0-9._/-]*\)",\{0,1\}$#\1#p' .deploy/release.json); """
+    'if [ -n "$p" ]; then export PYTHONPATH="$r/$p"; fi; '
+    'exec /bin/sh -c "$1"'
+)
+
+
+def job_outputs(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
+    """(key in render()'s output, template, the values the template adds) of every job's service and timer."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    # The app unit's hardening, less the chown Gunicorn needs for its socket (a job binds none).
+    hardening = [line for line in systemd_hardening(config) if line != ("SystemCallFilter", "@chown")]
+    for name, job in sorted(config.jobs.items()):
+        unit = job_unit(config, name)
+        argv = (JOB_PROGRAM, unit, job.command)
+        values = {
+            "job_name": name,
+            "job": job,
+            "job_unit": unit,
+            "job_exec": "/bin/sh -c " + " ".join(systemd_quote(arg, command=True) for arg in argv),
+            "job_on_calendar": schedule.on_calendar(job.schedule),
+            "systemd_hardening": hardening,
+        }
+        (_, service_key), (_, timer_key) = job_files(config, name)
+        out += [(service_key, "job.service.j2", values), (timer_key, "job.timer.j2", values)]
+    return out
 
 
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):
@@ -316,9 +350,10 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     if not ctx["serve_https"]:
         del templates[CATCH_ALL_TLS]
     files: dict[str, str] = {}
-    for path, template in templates.items():
+    jobs = [(path, template, {**ctx, **values}) for path, template, values in job_outputs(config)]
+    for path, template, values in [*((p, t, ctx) for p, t in templates.items()), *jobs]:
         try:
-            files[path] = env.get_template(template).render(ctx)
+            files[path] = env.get_template(template).render(values)
         except Exception as exc:
             own = _own_templates(project_dir)
             problem = _own_template_error(exc, own) if own is not None else None

@@ -196,3 +196,16 @@ def test_rnd009_a_template_that_does_not_render_is_a_finding(tmp_path: Path) -> 
     (message,) = found(check(root, ["RND009"], config=CONFIG))["RND009"]
     assert message.startswith("templates/nginx-site.conf.j2:2 "), message
     assert "nmae" in message
+
+
+JOBS = CONFIG + "jobs:\n  cleanup: {command: flask purge, schedule: hourly, catch_up: true}\n"
+
+
+def test_rnd008_verifies_the_job_units_and_names_a_timer_line_it_rejects(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    report = check(project(tmp_path), ["RND008"], config=JOBS)
+    assert report.skipped == [] and found(report) == {}
+    broken = _override("job.timer.j2", "AccuracySec=1s", "AccuracySec=soon")
+    root = project(tmp_path / "broken", {"templates/job.timer.j2": broken})
+    messages = found(check(root, ["RND008"], config=JOBS))["RND008"]
+    assert any(m.startswith("systemd/demo-job-cleanup.timer:") and "soon" in m for m in messages), messages
