@@ -89,8 +89,8 @@ def test_persistence_and_network_are_closed_choices() -> None:
 
 def test_the_variable_must_not_be_one_the_app_sets() -> None:
     assert problems("{env: SECRET_KEY}") == [
-        "deploy.yaml:9: services.redis.env: SECRET_KEY is also set by app.env or app.secrets; deploy sets it "
-        "to Redis's URL: remove it there, or give services.redis.env another name"
+        "deploy.yaml:9: services.redis.env: SECRET_KEY is also in app.env or app.secrets; deploy writes "
+        "SECRET_KEY itself: remove it there, or name another variable here"
     ]
 
 
