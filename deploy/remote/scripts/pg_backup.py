@@ -106,14 +106,16 @@ def dump_command(database):
     return ["pg_dump", "--format=custom", "--dbname", database]
 
 
-def verify_restore_command(scratch, dump):
-    return ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "--dbname", scratch, dump]
+def verify_restore_command(scratch):
+    """pg_restore reads the dump from its stdin: root opens the file (0600) for the postgres user."""
+    return ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "--dbname", scratch]
 
 
-def restore_command(database, dump):
+def restore_command(database):
+    """One transaction: a restore that fails half-way leaves the database as it was."""
     return [
         "pg_restore", "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
-        "--dbname", database, dump,
+        "--dbname", database,
     ]  # fmt: skip
 
 
@@ -220,7 +222,8 @@ def verify(folder, database, stamp, expect_sha256=None):
             raise RuntimeError("the dump changed since it was written (its sha256 differs)")
         postgres(["dropdb", "--if-exists", scratch])
         postgres(["createdb", scratch])
-        postgres(verify_restore_command(scratch, dump))
+        with open(dump, "rb") as fh:
+            postgres(verify_restore_command(scratch), stdin=fh)
         record["tables"] = table_facts(scratch)
         record["status"] = "verified"
     except (RuntimeError, OSError) as exc:
@@ -366,7 +369,8 @@ def restore(args):
             print(json.dumps(result, sort_keys=True))
             return 4
         env = dict(os.environ, PGOPTIONS="-c lock_timeout=30s")
-        done = postgres(restore_command(args.database, record["path"]), env=env, check=False)
+        with open(record["path"], "rb") as fh:
+            done = postgres(restore_command(args.database), stdin=fh, env=env, check=False)
         if done.returncode != 0:
             why = f"pg_restore failed; the database is as it was: {tail(done.stderr)}"
             result.update(status="failed", reason=why)
