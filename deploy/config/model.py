@@ -945,6 +945,73 @@ class Push(Model):
     )
 
 
+# --- services (issue #18) ---------------------------------------------------------------------
+
+#: A systemd calendar expression (OnCalendar=): the shorthands, or dates, times, ranges and steps.
+_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,80}$")
+
+
+class Backups(Model):
+    """Scheduled backups of the app's Postgres database, each proven to restore."""
+
+    schedule: Annotated[
+        str, AfterValidator(_matches(_CALENDAR, "a systemd calendar expression such as daily or *-*-* 03:00"))
+    ] = Field(
+        "daily",
+        description="When a backup runs: a systemd `OnCalendar=` expression (`hourly`, `daily`, `weekly`, "
+        "`*-*-* 03:00`); missed runs (host down) run at the next boot.",
+    )
+    keep_daily: Annotated[int, Field(ge=0, le=366)] = Field(
+        7, description="Keep the newest verified backup of each of this many most recent days."
+    )
+    keep_weekly: Annotated[int, Field(ge=0, le=520)] = Field(
+        4, description="Keep the newest verified backup of each of this many most recent weeks."
+    )
+    copy_to: AbsPath | None = Field(
+        None,
+        description="An absolute folder on the service host (another disk, a mount) that receives a copy "
+        "of each verified backup, under `<folder>/<app>/postgres/`, with the same retention.",
+    )
+    verify: bool = Field(
+        True,
+        description="Restore each backup into a scratch database and record its tables, row counts and "
+        "checksums; a dump that does not restore is marked failed. Restore uses only verified backups.",
+    )
+
+
+class Postgres(Model):
+    """A Postgres database beside the app (Debian's package), on one of server.hosts."""
+
+    host: SafeText | None = Field(None, description="The host it runs on (default: the first host).")
+    database: (
+        Annotated[
+            str,
+            AfterValidator(
+                _matches(
+                    re.compile(r"^[a-z_][a-z0-9_]{0,62}$"),
+                    "a database name: lower-case letters, digits and _",
+                )
+            ),
+        ]
+        | None
+    ) = Field(
+        None, description="The database name (default: app.name with `_` for `-`)."
+    )
+    backups: Backups | None = Field(
+        None,
+        description="Scheduled, verified backups (absent: none are scheduled; `deploy services backup` "
+        "still makes one).",
+    )
+
+
+class Services(Model):
+    """Services deploy runs beside the app on the user's own hosts."""
+
+    postgres: Postgres | None = Field(
+        None, description="A Postgres database (`postgres: {}` takes the defaults)."
+    )
+
+
 class Config(Model):
     """The whole of deploy.yaml, after the chosen environment has been overlaid."""
 
@@ -962,6 +1029,7 @@ class Config(Model):
         "and DEPLOY_HOSTS in their environment.",
     )
     push: Push = Field(default_factory=Push, description="How releases are rolled out.")
+    services: Services = Field(default_factory=Services, description="Databases beside the app.")
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
         dict[str, Any],
@@ -993,6 +1061,23 @@ class Config(Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _postgres_on_a_host(self) -> Config:
+        """services.postgres.host names one of server.hosts."""
+        postgres = self.services.postgres
+        addresses = [h.address for h in self.server.hosts]
+        if postgres is not None and addresses and postgres.host not in (None, *addresses):
+            raise invalid(
+                "Config",
+                [
+                    (
+                        ("services", "postgres", "host"),
+                        f"{postgres.host!r} is none of server.hosts ({', '.join(addresses)})",
+                    )
+                ],
+            )
+        return self
+
     @property
     def base_dir(self) -> str:
         """Where releases, shared data and the `current` link live on each host."""
@@ -1002,6 +1087,14 @@ class Config(Model):
     def service(self) -> str:
         """The systemd unit name (without .service)."""
         return self.app.name
+
+    @property
+    def database(self) -> str:
+        """The app's Postgres database name (services.postgres.database, default the app's name)."""
+        postgres = self.services.postgres
+        return (postgres.database if postgres and postgres.database else None) or self.app.name.replace(
+            "-", "_"
+        )
 
     @property
     def primary_domain(self) -> str:
