@@ -227,3 +227,45 @@ def shared_file_dirs(config: Config) -> list[tuple[str, str, str, int]]:
         {str(parent) for name in config.app.shared_files for parent in PurePosixPath(name).parents}
     )
     return [(store if p == "." else f"{store}/{p}", user, user, 0o750) for p in below]
+
+
+# --- Postgres backups (issue #18) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupPaths:
+    """Where the app's Postgres backups and their timer live on the service host."""
+
+    #: The backups: <stamp>.dump and <stamp>.json, in a root 0700 folder.
+    folder: str
+    #: The host program the timer runs (deploy/remote/scripts/pg_backup.py), root 0644.
+    program: str
+    service: str
+    timer: str
+
+    @property
+    def service_unit(self) -> str:
+        return self.service.rsplit("/", 1)[1]
+
+    @property
+    def timer_unit(self) -> str:
+        return self.timer.rsplit("/", 1)[1]
+
+
+def backup_paths(config: Config) -> BackupPaths:
+    """The Postgres backups' paths of `config`'s app."""
+    name = config.app.name
+    return BackupPaths(
+        folder=f"/var/backups/deploy/{name}/postgres",
+        program=f"/usr/local/lib/deploy/{name}/pg_backup.py",
+        service=f"/etc/systemd/system/{name}-pg-backup.service",
+        timer=f"/etc/systemd/system/{name}-pg-backup.timer",
+    )
+
+
+def backup_copy_folder(config: Config) -> str | None:
+    """Where services.postgres.backups.copy_to receives copies: <copy_to>/<app>/postgres (None: no copy)."""
+    postgres = config.services.postgres
+    if postgres is None or postgres.backups is None or postgres.backups.copy_to is None:
+        return None
+    return f"{postgres.backups.copy_to.rstrip('/')}/{config.app.name}/postgres"

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from deploy.config.model import Config
-from deploy.layout import layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import backup_paths, layout_for, managed_files, shared_file_dirs, shared_files
 from deploy.plan import Command
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, SLOTS
 from deploy.remote.scripts import script
@@ -275,6 +275,8 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     dirs += [path for path, _ in shared_files(config)]
     files = [path for path, _ in managed_files(config)]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
+    backups = backup_paths(config)
+    files += [backups.program, backups.service, backups.timer]
     certificate = paths.tls_certificate  # None when tls is false
     request = probe_request(
         user=config.server.user,

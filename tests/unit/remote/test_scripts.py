@@ -24,6 +24,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "live_probe.py",
         "lock_holder.sh",
         "nginx_apply.py",
+        "pg_backup.py",
         "probe.py",
         "safe_fs.py",
         "step_guard.sh",
