@@ -142,6 +142,8 @@ class StopSignals:
 _STOPPED = {
     "push": "no host was changed (the deploy lock is released)",
     "setup": "the setup steps that ran stay (setup is idempotent: run it again)",
+    "restore": "a restore still running on the host finishes there in its one transaction, or leaves the "
+    "database as it was (see 'deploy services backups' and 'deploy status')",
 }
 
 
