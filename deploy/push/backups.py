@@ -151,8 +151,7 @@ def service_unit(config: Config) -> str:
         "ExecStart=" + " ".join(systemd_quote(a, command=True) for a in argv),
         "Nice=10",
         "IOSchedulingClass=idle",
-        # The folders are made before the mount namespace (ReadWritePaths needs them to exist).
-        *(f"ExecStartPre=+/usr/bin/install -d -m 0700 -o root -g root {systemd_quote(w)}" for w in writable),
+        # deploy setup makes the folders (root 0700); they must exist for the mount namespace.
         "ReadWritePaths=" + " ".join(systemd_quote(w) for w in writable),
         *(f"{key}={value}" for key, value in _HARDENING),
         "",
@@ -177,6 +176,16 @@ def timer_unit(config: Config) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+#: How the backups' folders are owned (a fact of the probe's `owners`).
+ROOT_ONLY = {"owner": "root", "group": "root", "mode": 0o700, "kind": "dir"}
+
+
+def backup_folders(config: Config) -> list[str]:
+    """The folders that hold backups on the service host: the app's, and copy_to's."""
+    copy = backup_copy_folder(config)
+    return [backup_paths(config).folder, *([copy] if copy else [])]
 
 
 def backup_files(config: Config) -> dict[str, str]:
@@ -213,9 +222,11 @@ def backup_steps(config: Config, state: HostState) -> tuple[Step, ...]:
             ),
         )
     changed = [path for path, text in wanted.items() if state.files.get(path) != text]
-    if not changed:
+    folders = [f for f in backup_folders(config) if state.owners.get(f) != ROOT_ONLY]
+    if not changed and not folders:
         return ()
     actions: list[Command | Upload] = [
+        *(cmd.make_dir(folder, "root", "root", 0o700, f"backups folder {folder}") for folder in folders),
         cmd.make_dir(paths.program.rsplit("/", 1)[0], "root", "root", 0o755),
         *(Upload(path, wanted[path].encode(), 0o644, "root", "root", description=path) for path in changed),
         cmd.daemon_reload(),

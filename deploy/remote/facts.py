@@ -6,7 +6,14 @@ import json
 from dataclasses import dataclass, field
 
 from deploy.config.model import Config
-from deploy.layout import backup_paths, layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import (
+    backup_copy_folder,
+    backup_paths,
+    layout_for,
+    managed_files,
+    shared_file_dirs,
+    shared_files,
+)
 from deploy.plan import Command
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, SLOTS
 from deploy.remote.scripts import script
@@ -281,7 +288,12 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     request = probe_request(
         user=config.server.user,
         links=links,
-        owners=[*dirs, paths.env_file],
+        owners=[
+            *dirs,
+            paths.env_file,
+            backups.folder,
+            *([copy] if (copy := backup_copy_folder(config)) else []),
+        ],
         files=files,
         secret_files=[paths.env_file],
         releases=paths.releases,

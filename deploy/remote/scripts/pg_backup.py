@@ -56,9 +56,10 @@ def kept(stamps, keep_daily, keep_weekly):
 
 
 def to_remove(records, keep_daily, keep_weekly):
-    """The stamps to delete: verified backups retention does not keep, and failed or unverified
-    ones older than the newest verified backup (newer failures stay, so they are seen)."""
-    verified = [r["stamp"] for r in records if r.get("status") == "verified"]
+    """The stamps to delete: verified backups retention does not keep, failed or unverified ones
+    older than the newest verified backup (newer failures stay, so they are seen), and safety backups
+    (taken before a restore) older than every backup retention keeps."""
+    verified = [r["stamp"] for r in records if r.get("status") == "verified" and r.get("label") != "safety"]
     if not verified:
         return []
     keep = kept(verified, keep_daily, keep_weekly)
@@ -66,10 +67,14 @@ def to_remove(records, keep_daily, keep_weekly):
     out = []
     for record in records:
         stamp = record["stamp"]
-        if record.get("status") == "verified":
+        if record.get("label") == "safety":
+            # Taken before a restore: kept as long as the oldest backup retention keeps.
+            if stamp < min(keep):
+                out.append(stamp)
+        elif record.get("status") == "verified":
             if stamp not in keep:
                 out.append(stamp)
-        elif stamp < newest and record.get("label") != "safety":
+        elif stamp < newest:
             out.append(stamp)
     return sorted(out)
 
