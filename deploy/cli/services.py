@@ -380,7 +380,8 @@ def console(
     """Open psql on the app's database through SSH; after --, psql's arguments run without a terminal:
     deploy services console -- -c 'select count(*) from users'."""
     config, host = _postgres(config_path, environment)
-    psql = ("runuser", "-u", "postgres", "--", "psql", "-X", "-d", config.database, *argv)
+    # env -C /: psql as postgres cannot enter the login user's home folder.
+    psql = ("env", "-C", "/", "runuser", "-u", "postgres", "--", "psql", "-X", "-d", config.database, *argv)
     if argv:
         # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.plan import Command

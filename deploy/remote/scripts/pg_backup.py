@@ -215,27 +215,43 @@ def drop_scratch(database):
 
 
 def verify(folder, database, stamp, expect_sha256=None):
-    """Restore the dump into a scratch database and record what it holds; the json says why not."""
+    """Restore the dump into a scratch database and record what it holds; the json says why not.
+
+    Verified again (`expect_sha256` given), the dump must also be the file that was written, holding
+    the rows it held then."""
     dump = os.path.join(folder, f"{stamp}.dump")
     record = read_json(os.path.join(folder, f"{stamp}.json")) or {}
-    record.update({"stamp": stamp, "database": database, "dump_sha256": file_sha256(dump)})
+    before = record.pop("tables", None) if expect_sha256 else None
+    found = file_sha256(dump)
+    # The sha256 of the file as written stays the record's: a damaged file never becomes the reference.
+    record.update({"stamp": stamp, "database": database, "dump_sha256": expect_sha256 or found})
     record.pop("reason", None)
+    problems = []
+    if found != record["dump_sha256"]:
+        problems.append(f"the dump changed since it was written (its sha256 is now {found[:12]})")
     started = time.monotonic()
     scratch = f"{database}_verify_{stamp.lower()}"
     try:
-        if expect_sha256 and record["dump_sha256"] != expect_sha256:
-            raise RuntimeError("the dump changed since it was written (its sha256 differs)")
         postgres(["dropdb", "--if-exists", scratch])
         postgres(["createdb", scratch])
         with open(dump, "rb") as fh:
             postgres(verify_restore_command(scratch), stdin=fh)
         record["tables"] = table_facts(scratch)
-        record["status"] = "verified"
     except (RuntimeError, OSError) as exc:
-        record["status"] = "failed"
-        record["reason"] = f"the dump does not restore: {exc}"
+        problems.insert(0, f"the dump does not restore: {exc}")
     finally:
         postgres(["dropdb", "--if-exists", scratch], check=False)
+    if before is not None and "tables" in record:
+        differ = sorted(
+            name
+            for name in set(before) | set(record["tables"])
+            if (before.get(name) or {}).get("sha256") != (record["tables"].get(name) or {}).get("sha256")
+        )
+        if differ:
+            problems.append(f"its rows differ from when it was verified: {', '.join(differ)}")
+    record["status"] = "failed" if problems else "verified"
+    if problems:
+        record["reason"] = "; ".join(problems)
     record["verified_at"] = now_text()
     record["verify_seconds"] = round(time.monotonic() - started, 2)
     write_json(os.path.join(folder, f"{stamp}.json"), record)
