@@ -8,9 +8,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,9 +21,18 @@ if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.remote.executor import SSHExecutor
 
-_accept = click.option(
-    "--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet."
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _on_hosts(func: F) -> F:
+    """The options of every command here (-c, -e, --accept-new-host-keys) and the error and secret
+    boundaries: a bad deploy.yaml exits 2 with file, line and key; output is redacted."""
+    func = redacts_secrets(func)
+    func = handles_config_errors(func)
+    func = click.option(
+        "--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet."
+    )(func)
+    return config_option(env_option(func))
 
 
 @click.group(name="services")
@@ -103,12 +112,8 @@ def table_lines(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 @services_group.command(name="backups")
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.option("--json", "as_json", is_flag=True, help="Print the backups' records as JSON.")
-@handles_config_errors
-@redacts_secrets
 def backups(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """List the Postgres backups: each one's stamp, age, size and verification (tables, rows)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -148,12 +153,8 @@ def _report(record: Mapping[str, Any], what: str) -> None:
 
 
 @services_group.command(name="backup")
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.option("--json", "as_json", is_flag=True, help="Print the backup's record as JSON.")
-@handles_config_errors
-@redacts_secrets
 def backup(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
     """Make a Postgres backup now, wait for it and print its verification (exit 1 if it failed)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -174,12 +175,8 @@ def backup(config_path: str, environment: str | None, accept_new_host_keys: bool
 
 
 @services_group.command(name="verify")
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
-@handles_config_errors
-@redacts_secrets
 def verify(
     config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
 ) -> None:
@@ -224,12 +221,8 @@ def _systemctl(executor: SSHExecutor, units: Mapping[str, str], action: str) -> 
 
 
 @services_group.command(name="restore")
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
-@handles_config_errors
-@redacts_secrets
 def restore(
     config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
 ) -> None:
@@ -289,9 +282,7 @@ def _restored(host: str, code: int, result: Mapping[str, Any]) -> None:
 
 
 @services_group.command(name="pull")
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
 @click.option(
     "-o",
@@ -301,8 +292,6 @@ def _restored(host: str, code: int, result: Mapping[str, Any]) -> None:
     metavar="FILE",
     help="Where to write it (default ./<stamp>.dump).",
 )
-@handles_config_errors
-@redacts_secrets
 def pull(
     config_path: str,
     environment: str | None,
@@ -368,12 +357,8 @@ def _download(executor: SSHExecutor, host: str, path: str, target: Path) -> None
 
 
 @services_group.command(name="console", context_settings={"ignore_unknown_options": True})
-@config_option
-@env_option
-@_accept
+@_on_hosts
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
-@handles_config_errors
-@redacts_secrets
 def console(
     config_path: str, environment: str | None, accept_new_host_keys: bool, argv: tuple[str, ...]
 ) -> None:
