@@ -233,12 +233,20 @@ def restore(
     the backup's record.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.push.backups import restore_command
+    from deploy.push.backups import list_command, restore_command
 
     config, host = _postgres(config_path, environment)
     printer = Printer(False)
     with _stoppable(printer, "restore"), _connected(config, accept_new_host_keys, printer) as executor:
-        _take_locks(executor, config, printer, "restore", backup_name or "latest")
+        # Refused before anything stops: a backup that is not (or no longer) verified.
+        record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
+        if record.get("status") != "verified":
+            fail(
+                f"nothing was changed: backup {record['stamp']} is {record.get('status')} "
+                f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
+                1,
+            )
+        _take_locks(executor, config, printer, "restore", record["stamp"])
         units = _web_units(executor, config)
         if units:
             printer.say("stopping the app: " + ", ".join(f"{h} {u}" for h, u in units.items()))
@@ -247,7 +255,7 @@ def restore(
                 _systemctl(executor, units, "start")
                 fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
         try:
-            command = restore_command(config, backup_name or "latest")
+            command = restore_command(config, record["stamp"])
             code, result = _program(executor, host, command, max(3600, config.push.step_timeout))
         finally:
             if units:
