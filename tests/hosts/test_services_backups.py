@@ -32,7 +32,8 @@ TABLES = (
     "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);"
     "INSERT INTO users (name) SELECT 'user ' || i FROM generate_series(1, 500) i;"
     "CREATE TABLE posts (id int PRIMARY KEY, author int REFERENCES users, body text);"
-    "INSERT INTO posts SELECT i, 1 + i % 500, repeat(chr(65 + i % 26), i % 50) FROM generate_series(1, 1000) i;"
+    "INSERT INTO posts SELECT i, 1 + i % 500, repeat(chr(65 + i % 26), i % 50) "
+    "FROM generate_series(1, 1000) i;"
     "ALTER TABLE users OWNER TO flaskr; ALTER TABLE posts OWNER TO flaskr;"
 )
 
@@ -68,13 +69,13 @@ def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
     as_postgres(box, "CREATE ROLE flaskr LOGIN", database="postgres")
     as_postgres(box, "CREATE DATABASE flaskr OWNER flaskr", database="postgres")
     as_postgres(box, TABLES)
-    project.deploy("setup", "-e", "sandbox", check=True)
-    project.deploy("push", "-e", "sandbox", check=True, timeout=300)
+    project.deploy("setup", check=True)
+    project.deploy("push", check=True, timeout=300)
     return project
 
 
 def records(project: Project) -> list[dict[str, object]]:
-    result = project.deploy("services", "backups", "-e", "sandbox", "--json")
+    result = project.deploy("services", "backups", "--json")
     assert result.returncode == 0
     return list(json.loads(result.stdout))
 
@@ -86,7 +87,7 @@ def on_host(box: Sandbox, command: str, timeout: float = 60) -> str:
 def test_setup_installs_a_timer_whose_backup_is_verified_and_copied(project: Project, box: Sandbox) -> None:
     assert on_host(box, "systemctl is-enabled flaskr-pg-backup.timer") == "enabled"
     assert on_host(box, "stat -c '%U %a' " + FOLDER) == "root 700"
-    again = project.deploy("setup", "-e", "sandbox", check=True)
+    again = project.deploy("setup", check=True)
     assert "already set up; nothing changed" in again.stdout
     result = box.run(box.hosts()[0], ["systemctl", "start", "flaskr-pg-backup.service"], timeout=300)
     assert result.returncode == 0, result.stderr + on_host(
@@ -105,12 +106,12 @@ def test_setup_installs_a_timer_whose_backup_is_verified_and_copied(project: Pro
 
 
 def test_a_dropped_table_comes_back_with_every_row(project: Project, box: Sandbox, tmp_path: Path) -> None:
-    made = project.deploy("services", "backup", "-e", "sandbox", check=True, timeout=300)
+    made = project.deploy("services", "backup", check=True, timeout=300)
     assert "verified" in made.stdout and "2 tables, 1500 rows" in made.stdout
     before = counts(box)
     as_postgres(box, "DROP TABLE posts; DELETE FROM users WHERE id > 10")
     assert as_postgres(box, "SELECT count(*) FROM users") == "10"
-    restored = project.deploy("services", "restore", "-e", "sandbox", check=True, timeout=600)
+    restored = project.deploy("services", "restore", check=True, timeout=600)
     assert (
         "safety backup" in restored.stdout
         and "every table's rows as the backup recorded them" in restored.stdout
@@ -131,14 +132,12 @@ def test_a_dropped_table_comes_back_with_every_row(project: Project, box: Sandbo
     # The app runs again, and the lock is free.
     status, _body = get(box.hosts()[0].address)
     assert status == 200
-    assert "free" in project.deploy("lock", "status", "-e", "sandbox").stdout
+    assert "free" in project.deploy("lock", "status").stdout
     # The console and pull reach the same database and files.
-    console = project.deploy(
-        "services", "console", "-e", "sandbox", "--", "-At", "-c", "SELECT count(*) FROM posts"
-    )
+    console = project.deploy("services", "console", "--", "-At", "-c", "SELECT count(*) FROM posts")
     assert console.stdout.strip().splitlines()[-1] == "1000"
     target = tmp_path / "latest.dump"
-    project.deploy("services", "pull", "-e", "sandbox", "-o", str(target), check=True)
+    project.deploy("services", "pull", "-o", str(target), check=True)
     assert hashlib.sha256(target.read_bytes()).hexdigest() == latest["dump_sha256"]
 
 
@@ -146,7 +145,7 @@ def test_a_dropped_table_comes_back_with_every_row(project: Project, box: Sandbo
 def test_a_damaged_dump_is_flagged_failed_by_the_verification(
     project: Project, box: Sandbox, damage: str
 ) -> None:
-    project.deploy("services", "backup", "-e", "sandbox", check=True, timeout=300)
+    project.deploy("services", "backup", check=True, timeout=300)
     stamp = str(records(project)[-1]["stamp"])
     path = f"{FOLDER}/{stamp}.dump"
     if damage == "flip":
@@ -155,18 +154,18 @@ def test_a_damaged_dump_is_flagged_failed_by_the_verification(
                 f"dd of={path} bs=1 seek=$((size / 2)) conv=notrunc status=none")  # fmt: skip
     else:
         on_host(box, f"{damage} {path}")
-    result = project.deploy("services", "verify", "-e", "sandbox", stamp, timeout=300)
+    result = project.deploy("services", "verify", stamp, timeout=300)
     assert result.returncode == 1
     assert "FAILED: the dump does not restore" in result.stdout
     (record,) = [r for r in records(project) if r["stamp"] == stamp]
     assert record["status"] == "failed" and "sha256" in str(record["reason"])
-    listing = project.deploy("services", "backups", "-e", "sandbox").stdout
+    listing = project.deploy("services", "backups").stdout
     assert f"{stamp}" in listing and "failed" in listing
     # A restore never takes it: naming it is refused, and the database is left alone.
-    refused = project.deploy("services", "restore", "-e", "sandbox", stamp, timeout=300)
+    refused = project.deploy("services", "restore", stamp, timeout=300)
     assert refused.returncode == 1 and "restore only a verified backup" in refused.stdout + refused.stderr
     assert counts(box) == {"users": 500, "posts": 1000}
-    assert "free" in project.deploy("lock", "status", "-e", "sandbox").stdout
+    assert "free" in project.deploy("lock", "status").stdout
 
 
 def _big_table(box: Sandbox) -> None:
@@ -192,7 +191,7 @@ def _wait_for(box: Sandbox, command: str, timeout: float = 300) -> str:
 def test_a_backup_killed_midway_leaves_no_good_looking_dump(project: Project, box: Sandbox) -> None:
     _big_table(box)
     before = {str(r["stamp"]) for r in records(project)}
-    running = project.popen("services", "backup", "-e", "sandbox")
+    running = project.popen("services", "backup")
     try:
         _wait_for(box, f"ls {FOLDER} | grep 'dump.partial$'")
         dump = _wait_for(box, "pgrep -x pg_dump")
@@ -209,7 +208,7 @@ def test_a_backup_killed_midway_leaves_no_good_looking_dump(project: Project, bo
     assert counts(box) == {"users": 500, "posts": 1000}
     assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
     # The next backup clears the half file and is verified.
-    project.deploy("services", "backup", "-e", "sandbox", check=True, timeout=600)
+    project.deploy("services", "backup", check=True, timeout=600)
     assert on_host(box, f"ls {FOLDER} | grep -c 'partial$'") == "0"
     assert records(project)[-1]["status"] == "verified"
 
@@ -221,7 +220,7 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
         [r for r in records(project) if r["status"] == "verified" and r.get("label") != "safety"][-1]["stamp"]
     )
     as_postgres(box, "DELETE FROM events WHERE id > 1000; DELETE FROM posts; DELETE FROM users WHERE id > 3")
-    running = project.popen("services", "restore", "-e", "sandbox", stamp)
+    running = project.popen("services", "restore", stamp)
     try:
         _wait_for(box, "pgrep -f -- '--single-transaction'", timeout=600)
         running.send_signal(signal.SIGKILL)
@@ -237,10 +236,10 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
         {"users": 500, "posts": 1000, "events": 1500000},
     )
     # The lock of the killed deploy frees itself; the next restore takes it over and starts the app.
-    again = project.deploy("services", "restore", "-e", "sandbox", stamp, timeout=900)
+    again = project.deploy("services", "restore", stamp, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert counts(box) == {"users": 500, "posts": 1000}
     assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
     status, _body = get(box.hosts()[0].address)
     assert status == 200
-    assert "free" in project.deploy("lock", "status", "-e", "sandbox").stdout
+    assert "free" in project.deploy("lock", "status").stdout

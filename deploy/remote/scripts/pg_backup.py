@@ -37,10 +37,11 @@ def parse_stamp(stamp):
 
 
 def kept(stamps, keep_daily, keep_weekly):
-    """The stamps retention keeps: the newest, the newest of each of the last `keep_daily` days that
-    have one, and the newest of each of the last `keep_weekly` ISO weeks that have one."""
+    """The stamps retention keeps: the two newest (a damaged newest one always has a fallback), the
+    newest of each of the last `keep_daily` days that have one, and the newest of each of the last
+    `keep_weekly` ISO weeks that have one."""
     ordered = sorted(stamps, reverse=True)
-    keep = set(ordered[:1])
+    keep = set(ordered[:2])
     days: list[datetime.date] = []
     weeks: list[tuple[int, int]] = []
     for stamp in ordered:
@@ -58,18 +59,19 @@ def kept(stamps, keep_daily, keep_weekly):
 def to_remove(records, keep_daily, keep_weekly):
     """The stamps to delete: verified backups retention does not keep, failed or unverified ones
     older than the newest verified backup (newer failures stay, so they are seen), and safety backups
-    (taken before a restore) older than every backup retention keeps."""
+    (taken before a restore) more than keep_daily days (at least one) older than the newest backup."""
     verified = [r["stamp"] for r in records if r.get("status") == "verified" and r.get("label") != "safety"]
     if not verified:
         return []
     keep = kept(verified, keep_daily, keep_weekly)
     newest = max(verified)
+    days = datetime.timedelta(days=max(1, keep_daily))
     out = []
     for record in records:
         stamp = record["stamp"]
         if record.get("label") == "safety":
-            # Taken before a restore: kept as long as the oldest backup retention keeps.
-            if stamp < min(keep):
+            # Taken before a restore: kept for keep_daily days (at least one).
+            if parse_stamp(stamp) < parse_stamp(newest) - days:
                 out.append(stamp)
         elif record.get("status") == "verified":
             if stamp not in keep:

@@ -62,8 +62,9 @@ def test_retention_keeps_the_newest_of_each_recent_day_and_week() -> None:
         "20261124T030000Z",
         "20261117T030000Z",
     }
-    # Nothing kept by the rules: the newest stays anyway.
-    assert pg_backup.kept(stamps, 0, 0) == {"20261207T030000Z"}
+    # Nothing kept by the rules: the two newest stay anyway (a fallback if the newest is damaged).
+    assert pg_backup.kept(stamps, 0, 0) == {"20261207T030000Z", "20261206T030000Z"}
+    assert pg_backup.kept(["20261207T030000Z"], 0, 0) == {"20261207T030000Z"}
     assert pg_backup.kept([], 7, 4) == set()
 
 
@@ -79,14 +80,23 @@ def test_only_verified_backups_count_and_failures_newer_than_them_stay() -> None
     ]
     # keep 2 days: 05 and 03; 01 goes, the failure of the 2nd and the unverified 4th are older than
     # the newest verified backup; the failure of the 6th is newer: it stays to be seen. The safety
-    # backup is newer than the oldest kept one (03T03): it stays.
+    # backup is less than 2 days older than the newest backup: it stays.
     assert pg_backup.to_remove(records, 2, 0) == ["20261201T030000Z", "20261202T030000Z", "20261204T030000Z"]
+    # keep 1 day: the 3rd stays all the same (the two newest verified always do); the safety backup
+    # is more than a day older than the newest: it goes.
     assert pg_backup.to_remove(records, 1, 0) == [
+        "20261201T030000Z",
+        "20261202T030000Z",
+        "20261203T100000Z",
+        "20261204T030000Z",
+    ]
+    assert pg_backup.to_remove([*records, {"stamp": "20261207T030000Z", "status": "verified"}], 0, 0) == [
         "20261201T030000Z",
         "20261202T030000Z",
         "20261203T030000Z",
         "20261203T100000Z",
         "20261204T030000Z",
+        "20261206T030000Z",
     ]
     # No verified backup: nothing is removed, whatever the numbers.
     assert pg_backup.to_remove([{"stamp": "20261206T030000Z", "status": "failed"}], 0, 0) == []
@@ -108,8 +118,10 @@ def test_records_list_dumps_only_and_a_dump_without_its_json_is_unverified(tmp_p
     assert pg_backup.prune(str(tmp_path), 1, 0) == []
     (tmp_path / "20261208T030000Z.dump").write_bytes(b"w")
     (tmp_path / "20261208T030000Z.json").write_text(json.dumps({"status": "verified"}))
-    assert pg_backup.prune(str(tmp_path), 1, 0) == ["20261205T030000Z", "20261206T030000Z"]
+    assert pg_backup.prune(str(tmp_path), 1, 0) == ["20261206T030000Z"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20261205T030000Z.dump",
+        "20261205T030000Z.json",
         "20261207T030000Z.dump.partial",
         "20261207T030000Z.json",
         "20261208T030000Z.dump",
