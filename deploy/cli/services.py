@@ -328,7 +328,8 @@ def pull(
 
 def _pick(records: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
     if not wanted or wanted == "latest":
-        verified = [r for r in records if r.get("status") == "verified"]
+        # A safety backup holds the database as it was before a restore: it is taken only by name.
+        verified = [r for r in records if r.get("status") == "verified" and r.get("label") != "safety"]
         if not verified:
             fail("there is no verified backup; see 'deploy services backups'", 1)
         return verified[-1]

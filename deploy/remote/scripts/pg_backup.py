@@ -357,10 +357,11 @@ def backup(args):
 
 
 def find(folder, wanted):
-    """The record `wanted` names (a stamp, or 'latest': the newest verified backup)."""
+    """The record `wanted` names (a stamp, or 'latest': the newest verified backup that is not a
+    safety backup, which holds the database as it was before a restore: restoring it undoes one)."""
     all_records = records(folder)
     if wanted in (None, "", "latest"):
-        verified = [r for r in all_records if r.get("status") == "verified"]
+        verified = [r for r in all_records if r.get("status") == "verified" and r.get("label") != "safety"]
         if not verified:
             raise SystemExit(f"no verified backup in {folder}")
         return verified[-1]
