@@ -422,7 +422,13 @@ def _take_locks(
             printer.say(
                 f"note: {host}: an earlier push did not finish: {_lock_record(result.record)} was "
                 "interrupted (its process ended without releasing the lock, which freed itself); "
-                "taking the lock over. The host kept serving its live release."
+                "taking the lock over. "
+                + (
+                    "The restore was one transaction (the database is whole); the app it stopped stays "
+                    "stopped until a restore or push starts it."
+                    if '"action": "restore"' in result.record
+                    else "The host kept serving its live release."
+                )
             )
     if problems:
         for host, result in results.items():

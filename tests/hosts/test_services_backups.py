@@ -244,6 +244,7 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
     # The lock of the killed deploy frees itself; the next restore takes it over and starts the app.
     again = project.deploy("services", "restore", stamp, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert "the database is whole" in again.stdout
     assert counts(box) == {"users": 500, "posts": 1000}
     assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
     status, _body = get(box.hosts()[0].address)
