@@ -193,29 +193,45 @@ def _wait_for(box: Sandbox, command: str, timeout: float = 300) -> str:
     raise AssertionError(f"never true on the host: {command}")
 
 
-def test_a_backup_killed_midway_leaves_no_good_looking_dump(project: Project, box: Sandbox) -> None:
-    _big_table(box)
-    before = {str(r["stamp"]) for r in records(project)}
+def _kill_backup(project: Project, box: Sandbox, client: str) -> str:
+    """Start `deploy services backup`, then kill its host program and `client` (pg_dump or the
+    verification's pg_restore) with SIGKILL once `client` runs; return deploy's output."""
     running = project.popen("services", "backup")
     try:
-        _wait_for(box, f"ls {FOLDER} | grep 'dump.partial$'")
-        dump = _wait_for(box, "pgrep -x pg_dump")
-        parent = on_host(box, f"ps -o ppid= -p {dump.split()[0]}")
-        on_host(box, f"kill -KILL {parent} {dump.split()[0]}")
+        pid = _wait_for(box, f"pgrep -x {client}").split()[0]
+        parent = on_host(box, f"ps -o ppid= -p {pid}")
+        on_host(box, f"kill -KILL {parent} {pid}")
         output, _ = running.communicate(timeout=120)
     finally:
         if running.poll() is None:
             running.kill()
     assert running.returncode == 1, output
-    after = records(project)
-    assert {str(r["stamp"]) for r in after} == before, "a killed backup must not list"
+    return output
+
+
+def test_a_backup_killed_midway_leaves_no_good_looking_dump(project: Project, box: Sandbox) -> None:
+    _big_table(box)
+    before = {str(r["stamp"]) for r in records(project)}
+    # Killed while it dumps: only a .partial file, which never lists.
+    _kill_backup(project, box, "pg_dump")
+    assert {str(r["stamp"]) for r in records(project)} == before, "a killed backup must not list"
     assert on_host(box, f"ls {FOLDER} | grep -c 'partial$'") == "1"
     assert counts(box) == {"users": 500, "posts": 1000}
     assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
-    # The next backup clears the half file and is verified.
-    project.deploy("services", "backup", check=True, timeout=600)
+    # Killed while it verifies: the dump lists as unverified, with why; its scratch database stays.
+    _kill_backup(project, box, "pg_restore")
+    (new,) = [r for r in records(project) if str(r["stamp"]) not in before]
+    assert new["status"] == "unverified" and "did not finish" in str(new["reason"])
+    scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'flaskr_verify_%'"
+    assert as_postgres(box, scratch, database="postgres") == "1"
+    # The next backup clears the half file and the scratch database, and is verified.
+    project.deploy("services", "backup", check=True, timeout=900)
     assert on_host(box, f"ls {FOLDER} | grep -c 'partial$'") == "0"
-    assert records(project)[-1]["status"] == "verified"
+    assert as_postgres(box, scratch, database="postgres") == "0"
+    latest = records(project)
+    assert latest[-1]["status"] == "verified"
+    # The unverified one is older than the newest verified backup: retention removed it.
+    assert new["stamp"] not in {r["stamp"] for r in latest}
 
 
 def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_recoverable(

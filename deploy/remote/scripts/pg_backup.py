@@ -342,6 +342,11 @@ def backup(args):
     with folder_lock(args.dir):
         drop_scratch(args.database)
         stamp, record = dump(args.dir, args.database, args.label)
+        record["reason"] = (
+            "its verification did not finish (it was interrupted, or it is running now)"
+            if args.verify
+            else "not verified: services.postgres.backups.verify is false"
+        )
         write_json(os.path.join(args.dir, f"{stamp}.json"), record)
         if args.verify:
             record = verify(args.dir, args.database, stamp)
