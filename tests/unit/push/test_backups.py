@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from deploy.cli import main  # noqa: F401  (registers the commands before cli.services is imported)
+from deploy.cli import main
 from deploy.cli.services import _ssh_argv, backup_lines
 from deploy.config.loader import ConfigError, load_text
 from deploy.layout import backup_paths
@@ -371,3 +372,12 @@ def test_the_backups_table_shows_newest_first_with_the_verification() -> None:
         "  bad",
         "20261206T030000Z      1d   17.7 KiB  scheduled verified          2      1500",
     ]
+
+
+def test_services_commands_need_services_postgres(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.yaml"
+    config.write_text(YAML.split("services:")[0], encoding="utf-8")
+    for command in (["backups"], ["backup"], ["restore"], ["pull"], ["console", "--", "-c", "select 1"]):
+        result = CliRunner().invoke(main, ["services", command[0], "-c", str(config), *command[1:]])
+        assert result.exit_code == 2, result.output
+        assert "services.postgres is not set" in result.output
