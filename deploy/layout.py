@@ -324,3 +324,45 @@ def job_files(config: Config, job: str) -> list[tuple[str, str]]:
     unit = job_unit(config, job)
     unit_dir = layout_for(config).unit_dir
     return [(f"{unit_dir}/{unit}.{kind}", f"systemd/{unit}.{kind}") for kind in ("service", "timer")]
+
+
+# --- Postgres backups (issue #18) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupPaths:
+    """Where the app's Postgres backups and their timer live on the service host."""
+
+    #: The backups: <stamp>.dump and <stamp>.json, in a root 0700 folder.
+    folder: str
+    #: The host program the timer runs (deploy/remote/scripts/pg_backup.py), root 0644.
+    program: str
+    service: str
+    timer: str
+
+    @property
+    def service_unit(self) -> str:
+        return self.service.rsplit("/", 1)[1]
+
+    @property
+    def timer_unit(self) -> str:
+        return self.timer.rsplit("/", 1)[1]
+
+
+def backup_paths(config: Config) -> BackupPaths:
+    """The Postgres backups' paths of `config`'s app."""
+    name = config.app.name
+    return BackupPaths(
+        folder=f"/var/backups/deploy/{name}/postgres",
+        program=f"/usr/local/lib/deploy/{name}/pg_backup.py",
+        service=f"/etc/systemd/system/{name}-pg-backup.service",
+        timer=f"/etc/systemd/system/{name}-pg-backup.timer",
+    )
+
+
+def backup_copy_folder(config: Config) -> str | None:
+    """Where services.postgres.backups.copy_to receives copies: <copy_to>/<app>/postgres (None: no copy)."""
+    postgres = config.services.postgres
+    if postgres is None or postgres.backups is None or postgres.backups.copy_to is None:
+        return None
+    return f"{postgres.backups.copy_to.rstrip('/')}/{config.app.name}/postgres"

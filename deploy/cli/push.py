@@ -142,6 +142,8 @@ class StopSignals:
 _STOPPED = {
     "push": "no host was changed (the deploy lock is released)",
     "setup": "the setup steps that ran stay (setup is idempotent: run it again)",
+    "restore": "a restore still running on the host finishes there in its one transaction, or leaves the "
+    "database as it was (see 'deploy services backups' and 'deploy status')",
 }
 
 
@@ -466,7 +468,13 @@ def _take_locks(
             printer.say(
                 f"note: {host}: an earlier push did not finish: {_lock_record(result.record)} was "
                 "interrupted (its process ended without releasing the lock, which freed itself); "
-                "taking the lock over. The host kept serving its live release."
+                "taking the lock over. "
+                + (
+                    "The restore was one transaction (the database is whole); the app it stopped stays "
+                    "stopped until a restore or push starts it."
+                    if '"action": "restore"' in result.record
+                    else "The host kept serving its live release."
+                )
             )
     if problems:
         for host, result in results.items():

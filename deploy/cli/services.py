@@ -1,18 +1,422 @@
-"""Commands of the `deploy` CLI for the services beside the app: `deploy services credentials`."""
+"""`deploy services`: the services beside the app: credentials; Postgres backups (list, make, verify, pull),
+restore, console."""
 
 from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from deploy.cli.common import config_option, env_option, fail, handles_config_errors
+from deploy.cli.push import Printer, _connected, _gather, _load, _stoppable, _take_locks, redacts_secrets
+
+if TYPE_CHECKING:
+    from deploy.config.model import Config
+    from deploy.remote.executor import SSHExecutor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _on_hosts(func: F) -> F:
+    """The options of every command here (-c, -e, --accept-new-host-keys) and the error and secret
+    boundaries: a bad deploy.yaml exits 2 with file, line and key; output is redacted."""
+    func = redacts_secrets(func)
+    func = handles_config_errors(func)
+    func = click.option(
+        "--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet."
+    )(func)
+    return config_option(env_option(func))
+
+
+@click.group(name="services")
+def services_group() -> None:
+    """The services beside the app (services: in deploy.yaml): Postgres and Redis credentials; Postgres
+    backups, restore, console."""
+
+
+def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
+    """The config and the Postgres host; exit 2 when deploy.yaml has no services.postgres."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import service_host
+
+    config, _project = _load(config_path, environment)
+    if config.services.postgres is None:
+        fail(f"{config_path}: services.postgres is not set: there is no database to back up", 2)
+    return config, service_host(config)
+
+
+def _program(executor: SSHExecutor, host: str, command: Any, timeout: float) -> tuple[int, Any]:
+    """Run the backup program on `host`: its exit code and the JSON it printed."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import parse_json
+
+    code, output = executor.run(host, command, timeout=timeout)
+    try:
+        return code, parse_json(output)
+    except ValueError:
+        fail(f"{host}: {command.description} failed (exit {code}): {output.strip()[-600:]}", 1)
+        raise  # unreachable: fail exits
+
+
+def _size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _age(stamp: str, now: float) -> str:
+    seconds = max(0.0, now - calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ")))
+    for span, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= span:
+            return f"{seconds // span:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _rows(record: Mapping[str, Any]) -> tuple[int, int]:
+    tables = record.get("tables") or {}
+    return len(tables), sum(int(t.get("rows", 0)) for t in tables.values())
+
+
+def backup_lines(records: list[dict[str, Any]], now: float) -> list[str]:
+    """The table `deploy services backups` prints, newest first."""
+    lines = [
+        f"{'BACKUP':<18} {'AGE':>5} {'SIZE':>10}  {'LABEL':<9} {'VERIFICATION':<12} {'TABLES':>6} {'ROWS':>9}"
+    ]
+    for record in reversed(records):
+        tables, rows = _rows(record)
+        status = record.get("status", "?")
+        lines.append(
+            f"{record['stamp']:<18} {_age(record['stamp'], now):>5} {_size(record.get('size', 0)):>10}  "
+            f"{record.get('label', '-'):<9} {status:<12} {tables if status == 'verified' else '-':>6} "
+            f"{rows if status == 'verified' else '-':>9}"
+        )
+        if status != "verified" and record.get("reason"):
+            lines.append(f"  {record['reason']}")
+    return lines
+
+
+def table_lines(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return [
+        f"  {name:<40} {t.get('rows', 0):>9} rows  {_size(t.get('bytes', 0)):>10}  "
+        f"sha256 {t.get('sha256', '')[:12]}"
+        for name, t in sorted(tables.items())
+    ]
+
+
+@services_group.command(name="backups")
+@_on_hosts
+@click.option("--json", "as_json", is_flag=True, help="Print the backups' records as JSON.")
+def backups(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
+    """List the Postgres backups: each one's stamp, age, size and verification (tables, rows)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import backup_paths
+    from deploy.push.backups import list_command
+
+    config, host = _postgres(config_path, environment)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        _code, records = _program(executor, host, list_command(config), 120)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    click.echo(f"{host}: {backup_paths(config).folder}")
+    if not records:
+        click.echo("  no backups yet: make one with 'deploy services backup'")
+        return
+    for line in backup_lines(records, time.time()):
+        click.echo(line)
+
+
+def _report(record: Mapping[str, Any], what: str) -> None:
+    tables, rows = _rows(record)
+    status = record.get("status")
+    if status == "verified":
+        click.echo(
+            f"{what} {record['stamp']}: verified (restored into a scratch database in "
+            f"{record.get('verify_seconds', '?')}s): {tables} tables, {rows} rows"
+        )
+        for line in table_lines(record.get("tables") or {}):
+            click.echo(line)
+    elif status == "unverified":
+        click.echo(
+            f"{what} {record['stamp']}: written, not verified (services.postgres.backups.verify is off)"
+        )
+    else:
+        click.echo(f"{what} {record['stamp']}: FAILED: {record.get('reason', '?')}")
+
+
+@services_group.command(name="backup")
+@_on_hosts
+@click.option("--json", "as_json", is_flag=True, help="Print the backup's record as JSON.")
+def backup(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
+    """Make a Postgres backup now, wait for it and print its verification (exit 1 if it failed)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import backup_command
+
+    config, host = _postgres(config_path, environment)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        code, record = _program(executor, host, backup_command(config), max(3600, config.push.step_timeout))
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        _report(record, f"{host}: backup")
+        for stamp in record.get("removed", []):
+            click.echo(f"  retention removed {stamp}")
+        if record.get("copied_to"):
+            click.echo(f"  copied to {record['copied_to']}")
+    sys.exit(0 if code == 0 else 1)
+
+
+@services_group.command(name="verify")
+@_on_hosts
+@click.argument("backup_name", metavar="[BACKUP]", required=False)
+def verify(
+    config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
+) -> None:
+    """Prove a stored backup still restores (default: the latest verified); exit 1 if it does not."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import verify_command
+
+    config, host = _postgres(config_path, environment)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        command = verify_command(config, backup_name or "latest")
+        code, record = _program(executor, host, command, max(3600, config.push.step_timeout))
+    _report(record, f"{host}: backup")
+    sys.exit(0 if code == 0 else 1)
+
+
+def _web_units(executor: SSHExecutor, config: Config) -> dict[str, str]:
+    """{host: the live slot's unit} of every host serving the app."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.layout import layout_for
+
+    layout = layout_for(config)
+    return {host: layout.unit(s.live_slot) for host, s in _gather(executor, config).items() if s.live_slot}
+
+
+def _systemctl(executor: SSHExecutor, units: Mapping[str, str], action: str) -> list[str]:
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.remote import commands as cmd
+    from deploy.remote.executor import each
+
+    command = cmd.systemctl(action, description=f"{action} the app")
+    results = each(
+        list(units),
+        lambda h: executor.run(h, cmd.systemctl(action, units[h], description=command.description)),
+    )
+    problems = []
+    for host, result in results.items():
+        if isinstance(result, BaseException):
+            problems.append(f"{host}: systemctl {action} {units[host]}: {result}")
+        elif result[0] != 0:
+            problems.append(f"{host}: systemctl {action} {units[host]}: {result[1].strip()[-300:]}")
+    return problems
+
+
+@services_group.command(name="restore")
+@_on_hosts
+@click.argument("backup_name", metavar="[BACKUP]", required=False)
+def restore(
+    config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
+) -> None:
+    """Restore a verified backup (default: the latest) under the deploy lock, with the app stopped.
+
+    A safety backup of the database as it is comes first; the restore runs in one transaction (one that
+    fails leaves the database as it was); the app starts again; every table's rows are compared with
+    the backup's record.
+    """
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import list_command, restore_command
+
+    config, host = _postgres(config_path, environment)
+    printer = Printer(False)
+    with _stoppable(printer, "restore"), _connected(config, accept_new_host_keys, printer) as executor:
+        # Refused before anything stops: a backup that is not (or no longer) verified.
+        record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
+        if record.get("status") != "verified":
+            fail(
+                f"nothing was changed: backup {record['stamp']} is {record.get('status')} "
+                f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
+                1,
+            )
+        _take_locks(executor, config, printer, "restore", record["stamp"])
+        units = _web_units(executor, config)
+        if units:
+            printer.say("stopping the app: " + ", ".join(f"{h} {u}" for h, u in units.items()))
+            problems = _systemctl(executor, units, "stop")
+            if problems:
+                _systemctl(executor, units, "start")
+                fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
+        try:
+            command = restore_command(config, record["stamp"])
+            code, result = _program(executor, host, command, max(3600, config.push.step_timeout))
+        finally:
+            if units:
+                problems = _systemctl(executor, units, "start")
+                printer.say(
+                    "started the app again"
+                    if not problems
+                    else "the app did not start:\n  " + "\n  ".join(problems)
+                )
+    _restored(host, code, result)
+
+
+def _restored(host: str, code: int, result: Mapping[str, Any]) -> None:
+    if result.get("safety_backup"):
+        click.echo(f"{host}: safety backup {result['safety_backup']} of the database as it was")
+    status = result.get("status")
+    if status == "restored":
+        tables = result.get("tables") or {}
+        rows = sum(int(t.get("rows", 0)) for t in tables.values())
+        click.echo(
+            f"{host}: restored backup {result['backup']}: {len(tables)} tables, {rows} rows, every table's "
+            "rows as the backup recorded them"
+        )
+        for line in table_lines(tables):
+            click.echo(line)
+        return
+    if status == "mismatch":
+        for name, numbers in sorted((result.get("differ") or {}).items()):
+            click.echo(f"  {name}: the backup recorded {numbers['expected']} rows, found {numbers['found']}")
+        fail(f"{host}: restored backup {result['backup']}, but its rows differ from the backup's record", 1)
+    fail(f"{host}: nothing was restored: {result.get('reason', status)}", 1)
+
+
+@services_group.command(name="pull")
+@_on_hosts
+@click.argument("backup_name", metavar="[BACKUP]", required=False)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default=None,
+    metavar="FILE",
+    help="Where to write it (default ./<stamp>.dump).",
+)
+def pull(
+    config_path: str,
+    environment: str | None,
+    accept_new_host_keys: bool,
+    backup_name: str | None,
+    output: str | None,
+) -> None:
+    """Download a backup's dump (default: the latest verified); its sha256 is checked against the record."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import list_command
+
+    config, host = _postgres(config_path, environment)
+    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        _code, records = _program(executor, host, list_command(config), 120)
+        record = _pick(records, backup_name)
+        target = Path(output or f"{record['stamp']}.dump")
+        _download(executor, host, record["path"], target)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if record.get("dump_sha256") and digest != record["dump_sha256"]:
+        fail(f"{target}: its sha256 differs from the backup's record: the download is damaged", 1)
+    click.echo(
+        f"{target}: backup {record['stamp']} ({_size(target.stat().st_size)}, {record.get('status')}); "
+        "restore it elsewhere with: pg_restore --no-owner --dbname NAME " + str(target)
+    )
+
+
+def _pick(records: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
+    if not wanted or wanted == "latest":
+        # A safety backup holds the database as it was before a restore: it is taken only by name.
+        verified = [r for r in records if r.get("status") == "verified" and r.get("label") != "safety"]
+        if not verified:
+            fail("there is no verified backup; see 'deploy services backups'", 1)
+        return verified[-1]
+    stem = Path(wanted).name.removesuffix(".dump")
+    for record in records:
+        if record["stamp"] == stem:
+            return record
+    fail(f"there is no backup {wanted}; see 'deploy services backups'", 1)
+    raise AssertionError  # unreachable: fail exits
+
+
+def _download(executor: SSHExecutor, host: str, path: str, target: Path) -> None:
+    """Copy the root-only dump through SFTP (a login user other than root gets a copy made for it)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.plan import Command
+
+    connection = executor.connection(host)
+    user = executor.hosts[host].user or executor.config.server.ssh.user
+    if user == "root" and not executor.sudo:
+        connection.get(path, str(target))
+        os.chmod(target, 0o600)
+        return
+    copy = f"/tmp/deploy-pull-{os.getpid()}.dump"  # noqa: S108 (made 0600, the login user's, then removed)
+    code, out = executor.run(
+        host, Command(("install", "-m", "0600", "-o", user, path, copy), "copy", sudo=True)
+    )
+    if code != 0:
+        fail(f"{host}: cannot copy {path}: {out.strip()[-300:]}", 1)
+    try:
+        connection.get(copy, str(target))
+        os.chmod(target, 0o600)
+    finally:
+        executor.run(host, Command(("rm", "-f", "--", copy), "remove the copy", sudo=True))
+
+
+@services_group.command(name="console", context_settings={"ignore_unknown_options": True})
+@_on_hosts
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+def console(
+    config_path: str, environment: str | None, accept_new_host_keys: bool, argv: tuple[str, ...]
+) -> None:
+    """Open psql on the app's database through SSH; after --, psql's arguments run without a terminal:
+    deploy services console -- -c 'select count(*) from users'."""
+    config, host = _postgres(config_path, environment)
+    # env -C /: psql as postgres cannot enter the login user's home folder.
+    psql = ("env", "-C", "/", "runuser", "-u", "postgres", "--", "psql", "-X", "-d", config.database, *argv)
+    if argv:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+        from deploy.plan import Command
+
+        with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+            code = executor.stream(host, Command(psql, "psql", sudo=True), lambda t: click.echo(t, nl=False))
+        sys.exit(code)
+    os.execvp("ssh", _ssh_argv(config, host, psql))  # noqa: S606 (an interactive terminal: the user's ssh)
+
+
+def _ssh_argv(config: Config, host: str, remote: tuple[str, ...]) -> list[str]:
+    """`ssh -t` to `host` with deploy.yaml's key, known_hosts, user, port and jump host."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    import shlex
+
+    from deploy.remote.executor import host_name, known_hosts_file
+
+    ssh = config.server.ssh
+    entry = next(h for h in config.server.hosts if host_name(h) == host)
+    user = entry.user or ssh.user
+    argv = [
+        "ssh",
+        "-t",
+        "-o",
+        f"UserKnownHostsFile={known_hosts_file(config)}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    argv += ["-p", str(entry.port or ssh.port)]
+    if ssh.key:
+        argv += ["-i", os.path.expanduser(ssh.key)]
+    if ssh.proxy_jump:
+        argv += ["-J", ssh.proxy_jump]
+    remote = remote if user == "root" and not ssh.sudo else ("sudo", *remote)
+    return [*argv, f"{user}@{entry.address}", shlex.join(remote)]
+
 
 #: What each service's password opens, for the warning before it is printed.
 _OPENS = {"postgres": "the database", "redis": "Redis"}
-
-
-@click.group("services")
-def services_group() -> None:
-    """The services deploy runs beside the app (services: in deploy.yaml): Postgres, Redis."""
 
 
 @services_group.command()

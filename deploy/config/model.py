@@ -988,6 +988,36 @@ def _sql_name(value: str) -> str:
 SqlName = Annotated[str, AfterValidator(_sql_name)]
 
 
+def _schedule(value: str) -> str:
+    return schedule.check(value)
+
+
+class Backups(Model):
+    """Scheduled backups of the app's Postgres database, each proven to restore."""
+
+    schedule: Annotated[str, AfterValidator(_schedule)] = Field(
+        "daily",
+        description="When a backup runs: a systemd `OnCalendar=` expression (`hourly`, `daily`, `weekly`, "
+        "`*-*-* 03:00`); missed runs (host down) run at the next boot.",
+    )
+    keep_daily: Annotated[int, Field(ge=0, le=366)] = Field(
+        7, description="Keep the newest verified backup of each of this many most recent days."
+    )
+    keep_weekly: Annotated[int, Field(ge=0, le=520)] = Field(
+        4, description="Keep the newest verified backup of each of this many most recent weeks."
+    )
+    copy_to: AbsPath | None = Field(
+        None,
+        description="An absolute folder on the service host (another disk, a mount) that receives a copy "
+        "of each verified backup, under `<folder>/<app>/postgres/`, with the same retention.",
+    )
+    verify: bool = Field(
+        True,
+        description="Restore each backup into a scratch database and record its tables, row counts and "
+        "checksums; a dump that does not restore is marked failed. Restore uses only verified backups.",
+    )
+
+
 class Postgres(Model):
     """PostgreSQL (Debian's package) on one of the hosts: deploy creates the database, the role and its
     password (on the host, readable by root only), and hands the app a URL in its env file."""
@@ -1018,6 +1048,11 @@ class Postgres(Model):
     env: EnvName = Field(
         "DATABASE_URL",
         description="The environment variable the app reads the URL from.",
+    )
+    backups: Backups | None = Field(
+        None,
+        description="Scheduled backups (`pg_dump`, custom format) on a systemd timer on the service host, "
+        "each restored into a scratch database and checked; `deploy services backups` lists them.",
     )
 
 
@@ -1095,10 +1130,6 @@ JobName = Annotated[
         _matches(_UNIT_PART, "a name of lower-case letters, digits and hyphens, starting with a letter")
     ),
 ]
-
-
-def _schedule(value: str) -> str:
-    return schedule.check(value)
 
 
 class Job(Model):
@@ -1232,6 +1263,12 @@ class Config(Model):
     def service(self) -> str:
         """The systemd unit name (without .service)."""
         return self.app.name
+
+    @property
+    def database(self) -> str:
+        """The app's Postgres database name (services.postgres.database, default the app's name)."""
+        postgres = self.services.postgres
+        return (postgres.database if postgres and postgres.database else None) or sql_name(self)
 
     @property
     def primary_domain(self) -> str:

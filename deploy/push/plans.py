@@ -19,6 +19,7 @@ from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, s
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
+from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
@@ -285,6 +286,7 @@ def setup_plan(
     steps: list[Step] = []
     for host, state in states.items():
         steps += setup_steps(config, state, rendered[host], secrets, project_id)
+        steps += backup_steps(config, state)
     return Plan(tuple(steps))
 
 

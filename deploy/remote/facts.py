@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from deploy.config.model import Config
 from deploy.layout import (
+    backup_copy_folder,
+    backup_paths,
     job_files,
     job_unit,
     job_unit_glob,
@@ -289,11 +291,18 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     files = [path for path, _ in managed_files(config)]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     jobs = [path for name in config.jobs for path, _ in job_files(config, name)]
+    backups = backup_paths(config)
+    files += [backups.program, backups.service, backups.timer]
     certificate = paths.tls_certificate  # None when tls is false
     request = probe_request(
         user=config.server.user,
         links=links,
-        owners=[*dirs, paths.env_file],
+        owners=[
+            *dirs,
+            paths.env_file,
+            backups.folder,
+            *([copy] if (copy := backup_copy_folder(config)) else []),
+        ],
         files=[*files, *jobs],
         secret_files=[paths.env_file],
         releases=paths.releases,

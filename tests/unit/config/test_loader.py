@@ -231,6 +231,8 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "jobs.{key}": ("cleanup", {"value": {"command": "flask purge", "schedule": "hourly"}}),
     "jobs.{value}.command": ("flask purge", {"outer": "cleanup", "siblings": {"schedule": "hourly"}}),
     "jobs.{value}.schedule": ("Mon..Fri 09:00", {"outer": "cleanup", "siblings": {"command": "x"}}),
+    "services.postgres.backups.schedule": ("daily", {}),
+    "services.postgres.backups.copy_to": ("/mnt/offsite", {}),
     "environments.{key}": ("staging", {"value": {}}),
     "environments.{value}.{key}": ("server", {"outer": "staging", "value": {}}),
     "environment": ("staging", {}),

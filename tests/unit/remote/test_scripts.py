@@ -26,6 +26,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "nginx_apply.py",
         "postgres_apply.sh",
         "postgres_probe.sh",
+        "pg_backup.py",
         "probe.py",
         "redis_setup.sh",
         "safe_fs.py",

@@ -1,0 +1,268 @@
+"""Postgres backups on a real sandbox host: every backup proven by a restore, a restore that brings
+every row back, a damaged dump flagged, and a killed backup or a killed restore that harms nothing.
+
+Postgres is set up here by hand (Debian's package on the sandbox: the role and database SCHEMA.md
+gives as defaults, flaskr/flaskr, and some tables); the services.postgres setup of the `pg` work can
+take its place. The tests share one host and run in file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.sandbox.machines import Sandbox
+from tests.hosts.pushkit import Project, get, make_project, private_sandbox
+
+pytestmark = pytest.mark.hosts
+
+FOLDER = "/var/backups/deploy/flaskr/postgres"
+SERVICES = """\
+services:
+  postgres:
+    backups: {schedule: daily, keep_daily: 7, keep_weekly: 4, copy_to: /var/backups/offsite}
+"""
+TABLES = (
+    "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);"
+    "INSERT INTO users (name) SELECT 'user ' || i FROM generate_series(1, 500) i;"
+    "CREATE TABLE posts (id int PRIMARY KEY, author int REFERENCES users, body text);"
+    "INSERT INTO posts SELECT i, 1 + i % 500, repeat(chr(65 + i % 26), i % 50) "
+    "FROM generate_series(1, 1000) i;"
+    "ALTER TABLE users OWNER TO flaskr; ALTER TABLE posts OWNER TO flaskr;"
+)
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with private_sandbox(tmp_path_factory, "backups-sandbox", 1) as sandbox:
+        yield sandbox
+
+
+def as_postgres(box: Sandbox, sql: str, database: str = "flaskr", timeout: float = 300) -> str:
+    result = box.run(
+        box.hosts()[0],
+        ["env", "-C", "/", "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-At", "-v",
+         "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+        timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def counts(box: Sandbox) -> dict[str, int]:
+    return {t: int(as_postgres(box, f"SELECT count(*) FROM {t}")) for t in ("users", "posts")}
+
+
+@pytest.fixture(scope="module")
+def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = make_project(tmp_path_factory.mktemp("backups-project"), box.hosts())
+    project.write_config(extra=SERVICES)
+    project.commit("services.postgres with backups")
+    host = box.hosts()[0]
+    box.run(host, ["systemctl", "start", "postgresql"], check=True, timeout=120)
+    as_postgres(box, "CREATE ROLE flaskr LOGIN", database="postgres")
+    as_postgres(box, "CREATE DATABASE flaskr OWNER flaskr", database="postgres")
+    as_postgres(box, TABLES)
+    project.deploy("setup", check=True)
+    project.deploy("push", check=True, timeout=300)
+    return project
+
+
+def records(project: Project) -> list[dict[str, object]]:
+    result = project.deploy("services", "backups", "--json")
+    assert result.returncode == 0
+    return list(json.loads(result.stdout))
+
+
+def on_host(box: Sandbox, command: str, timeout: float = 60) -> str:
+    return box.run(box.hosts()[0], ["sh", "-c", command], timeout=timeout).stdout.strip()
+
+
+def test_setup_installs_a_timer_whose_backup_is_verified_and_copied(project: Project, box: Sandbox) -> None:
+    assert on_host(box, "systemctl is-enabled flaskr-pg-backup.timer") == "enabled"
+    assert on_host(box, "stat -c '%U %a' " + FOLDER) == "root 700"
+    again = project.deploy("setup", check=True)
+    assert "already set up; nothing changed" in again.stdout
+    result = box.run(box.hosts()[0], ["systemctl", "start", "flaskr-pg-backup.service"], timeout=300)
+    assert result.returncode == 0, result.stderr + on_host(
+        box, "journalctl -u flaskr-pg-backup -n 20 --no-pager"
+    )
+    (record,) = records(project)
+    assert record["status"] == "verified" and record["label"] == "scheduled"
+    tables = record["tables"]
+    assert isinstance(tables, dict)
+    assert {k: v["rows"] for k, v in tables.items()} == {"public.users": 500, "public.posts": 1000}
+    stamp = record["stamp"]
+    assert on_host(box, f"stat -c '%U %a' {FOLDER}/{stamp}.dump") == "root 600"
+    copy = f"/var/backups/offsite/flaskr/postgres/{stamp}"
+    assert on_host(box, f"sha256sum < {copy}.dump") == f"{record['dump_sha256']}  -"
+    assert json.loads(on_host(box, f"cat {copy}.json"))["status"] == "verified"
+
+
+def test_a_dropped_table_comes_back_with_every_row(project: Project, box: Sandbox, tmp_path: Path) -> None:
+    made = project.deploy("services", "backup", check=True, timeout=300)
+    assert "verified" in made.stdout and "2 tables, 1500 rows" in made.stdout
+    before = counts(box)
+    as_postgres(box, "DROP TABLE posts; DELETE FROM users WHERE id > 10")
+    assert as_postgres(box, "SELECT count(*) FROM users") == "10"
+    restored = project.deploy("services", "restore", check=True, timeout=600)
+    assert (
+        "safety backup" in restored.stdout
+        and "every table's rows as the backup recorded them" in restored.stdout
+    )
+    assert counts(box) == before == {"users": 500, "posts": 1000}
+    # The rows themselves, not only how many: the same checksums as the backup's record.
+    (latest,) = [r for r in records(project) if r.get("label") == "manual"][-1:]
+    assert (
+        as_postgres(box, "SELECT md5(string_agg(name, ',' ORDER BY id)) FROM users")
+        == hashlib.md5(",".join(f"user {i}" for i in range(1, 501)).encode()).hexdigest()
+    )
+    assert latest["status"] == "verified"
+    # The safety backup holds the database as it was before the restore: 10 users, no posts.
+    safety = [r for r in records(project) if r.get("label") == "safety"][-1]
+    tables = safety["tables"]
+    assert isinstance(tables, dict)
+    assert {k: v["rows"] for k, v in tables.items()} == {"public.users": 10}
+    # The app runs again, and the lock is free.
+    status, _body = get(box.hosts()[0].address)
+    assert status == 200
+    assert "free" in project.deploy("lock", "status").stdout
+    # The console and pull reach the same database and files.
+    console = project.deploy("services", "console", "--", "-At", "-c", "SELECT count(*) FROM posts")
+    assert console.stdout.strip().splitlines()[-1] == "1000"
+    target = tmp_path / "latest.dump"
+    project.deploy("services", "pull", "-o", str(target), check=True)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == latest["dump_sha256"]
+
+
+@pytest.mark.parametrize("damage", ["truncate -s 3000", "flip"])
+def test_a_damaged_dump_is_flagged_failed_by_the_verification(
+    project: Project, box: Sandbox, damage: str
+) -> None:
+    project.deploy("services", "backup", check=True, timeout=300)
+    stamp = str(records(project)[-1]["stamp"])
+    path = f"{FOLDER}/{stamp}.dump"
+    if damage == "flip":
+        # 256 bytes in the middle of the dump turned over: the compressed table data no longer inflates.
+        on_host(box, f"size=$(stat -c %s {path}); printf '%0256d' 0 | tr 0 '\\377' | "
+                f"dd of={path} bs=1 seek=$((size / 2)) conv=notrunc status=none")  # fmt: skip
+    else:
+        on_host(box, f"{damage} {path}")
+    result = project.deploy("services", "verify", stamp, timeout=300)
+    assert result.returncode == 1
+    assert "FAILED: the dump does not restore" in result.stdout
+    (record,) = [r for r in records(project) if r["stamp"] == stamp]
+    assert record["status"] == "failed" and "sha256" in str(record["reason"])
+    listing = project.deploy("services", "backups").stdout
+    assert f"{stamp}" in listing and "failed" in listing
+    # A restore never takes it: naming it is refused, and the database is left alone.
+    refused = project.deploy("services", "restore", stamp, timeout=300)
+    assert refused.returncode == 1 and "restore only a verified backup" in refused.stdout + refused.stderr
+    assert counts(box) == {"users": 500, "posts": 1000}
+    assert "free" in project.deploy("lock", "status").stdout
+
+
+def _big_table(box: Sandbox) -> None:
+    """1.5 million rows (about 60 MB of dump): slow enough to kill a backup or a restore midway."""
+    if as_postgres(box, "SELECT to_regclass('public.events') IS NOT NULL") == "t":
+        return
+    as_postgres(
+        box,
+        "CREATE TABLE events (id bigint, payload text);"
+        "INSERT INTO events SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 1500000) i;"
+        "ALTER TABLE events OWNER TO flaskr",
+        timeout=600,
+    )
+
+
+def _wait_for(box: Sandbox, command: str, timeout: float = 300) -> str:
+    """The output of `command` once it prints something. A pgrep -f pattern is written as 'wor[d]',
+    or it finds the shell that runs it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = on_host(box, command)
+        if out:
+            return out
+        time.sleep(0.2)
+    raise AssertionError(f"never true on the host: {command}")
+
+
+def _kill_backup(project: Project, box: Sandbox, client: str) -> str:
+    """Start `deploy services backup`, then kill its host program and `client` (pg_dump or the
+    verification's pg_restore) with SIGKILL once `client` runs; return deploy's output."""
+    running = project.popen("services", "backup")
+    try:
+        pid = _wait_for(box, f"pgrep -x {client}").split()[0]
+        parent = on_host(box, f"ps -o ppid= -p {pid}")
+        on_host(box, f"kill -KILL {parent} {pid}")
+        output, _ = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 1, output
+    return output
+
+
+def test_a_backup_killed_midway_leaves_no_good_looking_dump(project: Project, box: Sandbox) -> None:
+    _big_table(box)
+    before = {str(r["stamp"]) for r in records(project)}
+    # Killed while it dumps: only a .partial file, which never lists.
+    _kill_backup(project, box, "pg_dump")
+    assert {str(r["stamp"]) for r in records(project)} == before, "a killed backup must not list"
+    assert on_host(box, f"ls {FOLDER} | grep -c 'partial$'") == "1"
+    assert counts(box) == {"users": 500, "posts": 1000}
+    assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
+    # Killed while it verifies: the dump lists as unverified, with why; its scratch database stays.
+    _kill_backup(project, box, "pg_restore")
+    (new,) = [r for r in records(project) if str(r["stamp"]) not in before]
+    assert new["status"] == "unverified" and "did not finish" in str(new["reason"])
+    scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'flaskr_verify_%'"
+    assert as_postgres(box, scratch, database="postgres") == "1"
+    # The next backup clears the half file and the scratch database, and is verified.
+    project.deploy("services", "backup", check=True, timeout=900)
+    assert on_host(box, f"ls {FOLDER} | grep -c 'partial$'") == "0"
+    assert as_postgres(box, scratch, database="postgres") == "0"
+    latest = records(project)
+    assert latest[-1]["status"] == "verified"
+    # The unverified one is older than the newest verified backup: retention removed it.
+    assert new["stamp"] not in {r["stamp"] for r in latest}
+
+
+def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_recoverable(
+    project: Project, box: Sandbox
+) -> None:
+    _big_table(box)
+    made = project.deploy("services", "backup", check=True, timeout=900)
+    assert "verified" in made.stdout
+    stamp = str(records(project)[-1]["stamp"])
+    as_postgres(box, "DELETE FROM events WHERE id > 1000; DELETE FROM posts; DELETE FROM users WHERE id > 3")
+    running = project.popen("services", "restore", stamp)
+    try:
+        _wait_for(box, "pgrep -f -- '--single-transactio[n]'", timeout=600)
+        running.send_signal(signal.SIGKILL)
+        running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    # The restore on the host either completes or rolls back: never half of it.
+    _wait_for(box, "pgrep -f -- '--single-transactio[n]' >/dev/null || echo gone", timeout=600)
+    state = counts(box) | {"events": int(as_postgres(box, "SELECT count(*) FROM events"))}
+    assert state in (
+        {"users": 3, "posts": 0, "events": 1000},
+        {"users": 500, "posts": 1000, "events": 1500000},
+    )
+    # The lock of the killed deploy frees itself; the next restore takes it over and starts the app.
+    again = project.deploy("services", "restore", stamp, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "the database is whole" in again.stdout
+    assert counts(box) == {"users": 500, "posts": 1000}
+    assert as_postgres(box, "SELECT count(*) FROM events") == "1500000"
+    status, _body = get(box.hosts()[0].address)
+    assert status == 200
+    assert "free" in project.deploy("lock", "status").stdout
