@@ -29,11 +29,11 @@ app:
   wsgi: "shop:create_app()"
 server:
   domains: [shop.example.com]
-  hosts: [web1, web2]
+  hosts: [10.0.0.1, 10.0.0.2]
   tls: false
 services:
   postgres:
-    host: web2
+    host: 10.0.0.2
     backups: {schedule: "*-*-* 03:00", keep_daily: 3, keep_weekly: 2, copy_to: /mnt/offsite}
 """
 CONFIG = load_text(YAML)
@@ -162,7 +162,7 @@ def test_the_client_command_lines() -> None:
 
 def test_backup_arguments_follow_the_config() -> None:
     assert CONFIG.database == "shop_app"
-    assert backups.service_host(CONFIG) == "web2"
+    assert backups.service_host(CONFIG) == "10.0.0.2"
     assert backups.backup_args(CONFIG, "scheduled") == (
         "backup",
         "--dir",
@@ -179,9 +179,9 @@ def test_backup_arguments_follow_the_config() -> None:
         "/mnt/offsite/shop-app/postgres",
     )
     bare = load_text(
-        YAML.replace("    host: web2\n", "").replace(", copy_to: /mnt/offsite", ", verify: false")
+        YAML.replace("    host: 10.0.0.2\n", "").replace(", copy_to: /mnt/offsite", ", verify: false")
     )
-    assert backups.service_host(bare) == "web1"
+    assert backups.service_host(bare) == "10.0.0.1"
     assert backups.backup_args(bare, "manual")[-1] == "--no-verify"
     command = backups.restore_command(CONFIG, "latest")
     assert command.sudo and command.argv[:3] == ("python3", "-I", "-c")
@@ -209,7 +209,7 @@ def test_console_reaches_the_postgres_host_with_the_configs_ssh_settings() -> No
             "  tls: false\n  ssh: {user: admin, key: /k, known_hosts: /kh, port: 2222}\n",
         )
     )
-    assert _ssh_argv(config, "web2", ("psql",)) == [
+    assert _ssh_argv(config, "10.0.0.2", ("psql",)) == [
         "ssh",
         "-t",
         "-o",
@@ -220,7 +220,7 @@ def test_console_reaches_the_postgres_host_with_the_configs_ssh_settings() -> No
         "2222",
         "-i",
         "/k",
-        "admin@web2",
+        "admin@10.0.0.2",
         "sudo psql",
     ]
 
@@ -277,8 +277,8 @@ def _host(host: str, **files: str | None) -> HostState:
 
 
 def test_setup_installs_the_timer_on_the_postgres_host_only_and_only_what_differs() -> None:
-    assert backups.backup_steps(CONFIG, _host("web1")) == ()
-    (step,) = backups.backup_steps(CONFIG, _host("web2"))
+    assert backups.backup_steps(CONFIG, _host("10.0.0.1")) == ()
+    (step,) = backups.backup_steps(CONFIG, _host("10.0.0.2"))
     uploads = [a for a in step.actions if isinstance(a, Upload)]
     assert [u.remote_path for u in uploads] == [
         "/usr/local/lib/deploy/shop-app/pg_backup.py",
@@ -290,7 +290,7 @@ def test_setup_installs_the_timer_on_the_postgres_host_only_and_only_what_differ
     assert ("systemctl", "enable", "--now", "shop-app-pg-backup.timer") in commands
     files = backups.backup_files(CONFIG)
     done = _host(
-        "web2",
+        "10.0.0.2",
         program=files["/usr/local/lib/deploy/shop-app/pg_backup.py"],
         service=files["/etc/systemd/system/shop-app-pg-backup.service"],
         timer=files["/etc/systemd/system/shop-app-pg-backup.timer"],
@@ -311,7 +311,7 @@ def test_setup_installs_the_timer_on_the_postgres_host_only_and_only_what_differ
 
 
 def test_setup_makes_the_backup_folders_root_only() -> None:
-    state = HostState("web2", owners={})
+    state = HostState("10.0.0.2", owners={})
     (step,) = backups.backup_steps(CONFIG, state)
     made = [a.argv[-4:] for a in step.actions if isinstance(a, Command) and "dir" in a.argv]
     assert ("/var/backups/deploy/shop-app/postgres", "root", "root", "0700") in made
@@ -330,14 +330,14 @@ def test_the_probe_reads_the_timers_files() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("host: web2", "host: db9"), "services.postgres.host: 'db9' is none of server.hosts (web1, web2)"),
+        (("host: 10.0.0.2", "host: 10.0.0.9"), "services.postgres.host: '10.0.0.9' is none of server.hosts (10.0.0.1, 10.0.0.2)"),
         (
             ("copy_to: /mnt/offsite", "copy_to: offsite"),
             "services.postgres.backups.copy_to: expected an absolute path",
         ),
         (
             ('"*-*-* 03:00"', '"daily; reboot"'),
-            "services.postgres.backups.schedule: expected a systemd calendar",
+            "services.postgres.backups.schedule: 'daily;' is not a weekday, a date or a time; expected minutely",
         ),
         (("keep_daily: 3", "keep_daily: -1"), "services.postgres.backups.keep_daily"),
         (("keep_daily: 3", "keep_dialy: 3"), "services.postgres.backups.keep_dialy"),
