@@ -1,0 +1,192 @@
+"""The Gunicorn worker against the app it serves: ASGI apps, Flask async views, Flask-SocketIO."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from deploy.checker import Context, Finding, check
+from deploy.config.workers import WORKERS, is_asgi, worker
+from deploy.project.frameworks import asgi_app, detect
+from deploy.project.scan import Project
+
+from ._helpers import config_file, in_served_code
+
+_ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
+_FLASK_ASYNC_EXTRA = re.compile(r"^\s*flask\s*\[[^\]]*\basync\b", re.I | re.M)
+
+
+def _async_flask_views(project: Project) -> Iterator[tuple[str, int, str]]:
+    """(file, line, name) of `async def` views in modules that import Flask (not Quart)."""
+    for module in project.python:
+        if module.tree is None or "flask" not in module.text or "quart" in module.text:
+            continue
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.AsyncFunctionDef) and any(
+                isinstance(d, ast.Call)
+                and isinstance(d.func, ast.Attribute)
+                and d.func.attr in _ROUTE_DECORATORS
+                for d in node.decorator_list
+            ):
+                yield module.path, node.lineno, node.name
+
+
+def _has_asgiref(project: Project) -> bool:
+    if project.depends_on("asgiref"):
+        return True
+    return any(
+        _FLASK_ASYNC_EXTRA.search(text) for path, text in project.files.items() if "requirements" in path
+    )
+
+
+@check(
+    "XL020",
+    area="deployment",
+    severity="high",
+    title="An app behind the wrong kind of worker",
+    why="""Gunicorn's sync, gthread, gevent and eventlet workers call a WSGI app; Quart, FastAPI and
+    Starlette apps are ASGI apps and fail on the first request behind them (`__call__() missing 1
+    required positional argument: 'send'`). The other way round, an ASGI worker cannot call a Flask
+    app. Flask runs an `async def` view only with `asgiref` installed (`flask[async]`); without it
+    every request to the view is an error.""",
+    fix="""Serve an ASGI app with `gunicorn.worker_class: asgi` (Gunicorn 24+) or
+    `uvicorn_worker.UvicornWorker` (add uvicorn-worker to the requirements); a Flask app with a WSGI
+    worker (sync, gthread, gevent). For Flask `async def` views, require `flask[async]` (it installs
+    asgiref).""",
+    layers=("source", "config", "project"),
+    details="""The ASGI app is recognised by a module-level `Quart(...)`, `FastAPI(...)` or
+    `Starlette(...)` in code that imports that framework (or, without one, by the framework among the
+    imports). `deploy init` writes the ASGI worker for such a project.""",
+    references=(
+        "https://docs.gunicorn.org/en/stable/asgi.html",
+        "https://github.com/Kludex/uvicorn-worker",
+        "https://flask.palletsprojects.com/en/stable/async-await/",
+    ),
+)
+@in_served_code
+def wrong_worker(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is None:
+        return
+    worker_class = ctx.config.gunicorn.worker_class
+    found = asgi_app(ctx.project)
+    if found is not None and not is_asgi(worker_class):
+        framework, _entry, file, line = found
+        yield Finding(
+            f"{framework} is an ASGI app, but gunicorn.worker_class {worker_class} is a WSGI worker",
+            file or config_file(ctx),
+            line or None,
+        )
+    elif found is None and is_asgi(worker_class) and ctx.project.apps:
+        app = ctx.project.apps[0]
+        yield Finding(f"a Flask (WSGI) app behind the ASGI worker {worker_class}", app.file, app.line)
+    if found is None and not _has_asgiref(ctx.project):
+        for file, line, name in _async_flask_views(ctx.project):
+            yield Finding(
+                f"async view {name}() without asgiref (flask[async]) in the requirements", file, line
+            )
+
+
+@check(
+    "XL021",
+    area="deployment",
+    severity="high",
+    title="Flask-SocketIO in several processes",
+    why="""Flask-SocketIO keeps each client's session in the process that accepted it. Gunicorn spreads
+    requests over its workers with no stickiness, so with more than one worker a client's next request
+    lands in a process that never saw its session and the connection fails ("Invalid session"). On
+    several hosts, an event emitted on one host never reaches clients connected to another, unless the
+    processes share a message queue.""",
+    fix="""Run one worker per slot with Flask-SocketIO's async worker: `gunicorn: {workers: 1,
+    worker_class: geventwebsocket.gunicorn.workers.GeventWebSocketWorker}` (or gevent; or gthread with
+    `threads: 100`); on several hosts, pass `message_queue="redis://..."` to SocketIO() and keep each
+    client on one host at the load balancer.""",
+    layers=("source", "config"),
+    references=(
+        "https://flask-socketio.readthedocs.io/en/latest/deployment.html",
+        "https://docs.gunicorn.org/en/stable/design.html",
+    ),
+)
+def socketio_processes(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is None:
+        return
+    stack = detect(ctx.project)
+    if not stack.socketio:
+        return
+    file, line = stack.where or (config_file(ctx), None)
+    workers = ctx.config.gunicorn.workers
+    if workers != 1:
+        count = "2 x cores + 1 (auto)" if workers == "auto" else str(workers)
+        yield Finding(f"Flask-SocketIO with {count} Gunicorn workers per slot (it needs 1)", file, line)
+    if len(ctx.config.server.hosts) > 1 and not stack.socketio_queue:
+        yield Finding(
+            f"Flask-SocketIO on {len(ctx.config.server.hosts)} hosts without a message_queue", file, line
+        )
+
+
+#: Gunicorn versions to test a requirement's specifier against (what pip could install).
+_GUNICORN_VERSIONS = [Version(f"{m}.{n}.{p}") for m in range(19, 36) for n in range(4) for p in range(4)]
+
+
+def _gunicorn_installed(project: Project) -> tuple[Version, str, str, int] | None:
+    """The newest Gunicorn the requirements allow (what pip installs), the specifier, and where."""
+    for r in project.requirements:
+        if r.name.lower() == "gunicorn":
+            try:
+                spec = SpecifierSet(r.spec.split(";")[0].strip())
+            except InvalidSpecifier:
+                return None
+            allowed = list(spec.filter(_GUNICORN_VERSIONS))
+            return (max(allowed), str(spec) or "any", r.file, r.line) if allowed else None
+    return None
+
+
+@check(
+    "DEP020",
+    area="deployment",
+    severity="high",
+    title="The Gunicorn worker is not installed",
+    why="""Gunicorn loads its worker class from the release's virtualenv, which has only what the
+    requirements list: a worker whose package is missing (uvicorn-worker, gevent, eventlet,
+    gevent-websocket) stops every slot at start, and the push fails its health gate. Gunicorn's own
+    ASGI worker exists from Gunicorn 24; its eventlet worker was removed in Gunicorn 26.""",
+    fix="""Add the worker's package, pinned, to the requirements (`uvicorn-worker`, `gevent`,
+    `gevent-websocket`), or pin a Gunicorn that has the worker (`gunicorn>=24` for `asgi`, below 26
+    for `eventlet`), or choose another `gunicorn.worker_class`.""",
+    layers=("config", "project"),
+    references=(
+        "https://docs.gunicorn.org/en/stable/settings.html#worker-class",
+        "https://github.com/Kludex/uvicorn-worker",
+    ),
+)
+def worker_not_installed(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is None or not (ctx.project.requirements or ctx.project.dependencies):
+        return
+    name = ctx.config.gunicorn.worker_class
+    w = worker(name)
+    if name not in WORKERS:
+        return
+    if w.package is not None and not ctx.project.depends_on(w.package):
+        yield Finding(
+            f"gunicorn.worker_class {name} needs {w.package}, which is not among the requirements",
+            config_file(ctx),
+        )
+    installed = _gunicorn_installed(ctx.project)
+    if installed is None:
+        return
+    version, spec, file, line = installed
+    if w.gunicorn_since is not None and version < Version(".".join(map(str, w.gunicorn_since))):
+        since = ".".join(map(str, w.gunicorn_since))
+        yield Finding(
+            f"worker_class {name} needs gunicorn>={since}; the requirements allow {spec}", file, line
+        )
+    if w.gunicorn_until is not None and version.major > w.gunicorn_until:
+        yield Finding(
+            f"worker_class {name} was removed in gunicorn {w.gunicorn_until + 1}; the requirements allow "
+            f"{spec} (pin gunicorn<{w.gunicorn_until + 1}, or use gevent)",
+            file,
+            line,
+        )

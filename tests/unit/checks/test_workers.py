@@ -1,0 +1,130 @@
+"""XL020, XL021, DEP020: the Gunicorn worker against the app it serves and the requirements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.checks.support import check, found, project
+
+pytestmark = pytest.mark.unit
+
+CONFIG = """\
+app: {name: demo, wsgi: "app:app"}
+server: {domains: [demo.example.com], tls: {email: ops@example.com}, hosts: [HOSTS]}
+gunicorn: GUNICORN
+"""
+
+FLASK = "from flask import Flask\n\napp = Flask(__name__)\n"
+QUART = "from quart import Quart\n\napp = Quart(__name__)\n"
+ASYNC_VIEW = FLASK + '\n\n@app.route("/slow")\nasync def slow():\n    return "ok"\n'
+SOCKETIO = FLASK + "from flask_socketio import SocketIO\n\nsocketio = SocketIO(app{queue})\n"
+
+
+def run(
+    tmp_path: Path, files: dict[str, str], gunicorn: str, ids: list[str], hosts: str = "10.0.0.1"
+) -> list[str]:
+    root = project(tmp_path, dict(files), base=False)
+    config = CONFIG.replace("GUNICORN", gunicorn).replace("HOSTS", hosts)
+    return [m for messages in found(check(root, ids, config=config)).values() for m in messages]
+
+
+@pytest.mark.parametrize(
+    ("files", "gunicorn", "expected"),
+    [
+        (
+            {"app.py": QUART},
+            "{worker_class: gthread}",
+            "app.py:3 Quart is an ASGI app, but gunicorn.worker_class gthread",
+        ),
+        ({"app.py": QUART}, "{worker_class: asgi}", None),
+        (
+            {"app.py": FLASK},
+            "{worker_class: uvicorn_worker.UvicornWorker}",
+            "app.py:3 a Flask (WSGI) app behind the ASGI",
+        ),
+        ({"app.py": FLASK}, "{worker_class: gevent}", None),
+        (
+            {"app.py": ASYNC_VIEW, "requirements.txt": "flask==3.1\n"},
+            "{}",
+            "app.py:7 async view slow() without asgiref",
+        ),
+        ({"app.py": ASYNC_VIEW, "requirements.txt": "flask[async]==3.1\n"}, "{}", None),
+    ],
+)
+def test_xl020_an_app_behind_the_wrong_worker(
+    tmp_path: Path, files: dict[str, str], gunicorn: str, expected: str | None
+) -> None:
+    messages = run(tmp_path, files, gunicorn, ["XL020"])
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and messages[0].startswith(expected), messages
+
+
+@pytest.mark.parametrize(
+    ("queue", "gunicorn", "hosts", "expected"),
+    [
+        (
+            "",
+            "{workers: auto, worker_class: gevent}",
+            "10.0.0.1",
+            ["with 2 x cores + 1 (auto) Gunicorn workers"],
+        ),
+        ("", "{workers: 1, worker_class: gevent}", "10.0.0.1", []),
+        (
+            "",
+            "{workers: 1, worker_class: gevent}",
+            "10.0.0.1, 10.0.0.2",
+            ["on 2 hosts without a message_queue"],
+        ),
+        (
+            ', message_queue="redis://10.0.0.9"',
+            "{workers: 1, worker_class: gevent}",
+            "10.0.0.1, 10.0.0.2",
+            [],
+        ),
+    ],
+)
+def test_xl021_flask_socketio_in_several_processes(
+    tmp_path: Path, queue: str, gunicorn: str, hosts: str, expected: list[str]
+) -> None:
+    messages = run(tmp_path, {"app.py": SOCKETIO.format(queue=queue)}, gunicorn, ["XL021"], hosts)
+    assert len(messages) == len(expected)
+    for message, part in zip(messages, expected, strict=True):
+        assert message.startswith("app.py:6 ") and part in message
+
+
+@pytest.mark.parametrize(
+    ("requirements", "gunicorn", "expected"),
+    [
+        ("gunicorn==27.0.1\n", "{worker_class: asgi}", None),
+        (
+            "gunicorn==23.0.0\n",
+            "{worker_class: asgi}",
+            "requirements.txt:1 worker_class asgi needs gunicorn>=24.0",
+        ),
+        (
+            "gunicorn>=22\neventlet==0.36\n",
+            "{worker_class: eventlet}",
+            "requirements.txt:1 worker_class eventlet was removed in gunicorn 26",
+        ),
+        ("gunicorn<26\neventlet==0.36\n", "{worker_class: eventlet}", None),
+        (
+            "gunicorn\n",
+            "{worker_class: gevent}",
+            "deploy.yaml:None gunicorn.worker_class gevent needs gevent",
+        ),
+        ("gunicorn\ngevent\n", "{worker_class: gevent}", None),
+        ("gunicorn\n", "{worker_class: sync}", None),
+    ],
+)
+def test_dep020_the_worker_must_be_installable(
+    tmp_path: Path, requirements: str, gunicorn: str, expected: str | None
+) -> None:
+    messages = run(tmp_path, {"app.py": FLASK, "requirements.txt": requirements}, gunicorn, ["DEP020"])
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and messages[0].startswith(expected), messages
