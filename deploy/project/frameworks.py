@@ -118,11 +118,16 @@ def _modules_importing(project: Project, package: str) -> list[PythonFile]:
     return [m for m in project.python if package in _top(_imports(m))]
 
 
-def _celery(project: Project) -> list[Process]:
+def _celery(project: Project, notes: list[str]) -> list[Process]:
     apps = [m for m in _modules_importing(project, "celery") if _app_assignments(m, {"Celery"})]
     if not apps:
         return []
     target = _dotted(apps[0].path)
+    if not any(word in apps[0].text for word in ("broker", "config_from_object", "conf.update")):
+        notes.append(
+            f"the Celery app in {apps[0].path} is configured elsewhere (the Flask app's factory?): "
+            f"`celery -A {target}` must find it configured; point -A at a module that builds the app"
+        )
     return [
         Process(
             "worker",
@@ -140,8 +145,23 @@ def _celery(project: Project) -> list[Process]:
     ]
 
 
+#: Calls that put a job on an RQ queue (a project that only reads queues, a dashboard, runs no worker).
+_ENQUEUE = {"enqueue", "enqueue_call", "enqueue_in", "enqueue_at", "enqueue_many"}
+
+
+def _enqueues(project: Project) -> bool:
+    """Whether the project puts jobs on RQ queues (`queue.enqueue(...)`, rq's `@job` decorator)."""
+    for module in project.python:
+        for node in ast.walk(module.tree) if module.tree is not None else []:
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in _ENQUEUE:
+                return True
+            if isinstance(node, ast.ImportFrom) and node.module == "rq.decorators":
+                return True
+    return False
+
+
 def _rq(project: Project) -> list[Process]:
-    if not (project.uses("rq") or project.depends_on("rq")):
+    if not (project.uses("rq") or project.depends_on("rq")) or not _enqueues(project):
         return []
     out = [
         Process(
@@ -197,7 +217,7 @@ def detect(project: Project) -> Stack:
         stack.where = where
     names: set[str] = set()
     scheduler, notes = _apscheduler(project)
-    for process in [*_celery(project), *_rq(project), *scheduler]:
+    for process in [*_celery(project, notes), *_rq(project), *scheduler]:
         name = process.name if process.name not in names else f"{process.name}-2"
         names.add(name)
         stack.processes.append(replace(process, name=name))
@@ -231,11 +251,14 @@ def gunicorn_settings(stack: Stack, project: Project) -> tuple[str, str] | None:
     return None
 
 
-def process_rows(stack: Stack) -> list[tuple[str, str]]:
-    """The `processes:` section (SCHEMA.md) as (text, comment) rows; none when nothing runs beside web."""
+def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
+    """The `processes:` section (SCHEMA.md) as (text, comment) rows; none when nothing runs beside web.
+
+    Not `live` (this deploy's deploy.yaml has no processes yet): the same rows, commented out.
+    """
     if not stack.processes:
         return []
-    rows: list[tuple[str, str]] = [("", ""), ("processes:", "run beside web, released with it")]
+    rows: list[tuple[str, str]] = [("processes:", "run beside web, released with it")]
     for p in stack.processes:
         rows.append((f"  {p.name}:", p.why))
         rows.append((f"    command: {json.dumps(p.command)}", "in the release's virtualenv and folder"))
@@ -245,7 +268,11 @@ def process_rows(stack: Stack) -> list[tuple[str, str]]:
             rows.append((f"    stop_timeout: {p.stop_timeout}", "seconds to finish the job in hand"))
         if p.ready is not None:
             rows.append((f"    ready: {{kind: {p.ready}}}", "ready-made probe"))
-    return rows
+    if not live:
+        rows = [("# processes beside web: this deploy cannot run them yet", "")] + [
+            (f"# {text}", comment) for text, comment in rows
+        ]
+    return [("", ""), *rows]
 
 
 def worker_needs(worker_class: str) -> str | None:

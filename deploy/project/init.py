@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.config import folders
 from deploy.config.flask_version import flask_command
+from deploy.config.model import Config
 from deploy.project import frameworks
 from deploy.project.candidates import (
     HEALTH_PATHS,
@@ -518,7 +519,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += _server_rows(project, domain, hosts)
-    rows += frameworks.process_rows(project.stack)
+    rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [

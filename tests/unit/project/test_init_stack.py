@@ -25,7 +25,14 @@ def written(root: Path, files: dict[str, str]) -> tuple[str, dict[str, object]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
     text = write_deploy_yaml(inspect_project(root), hosts=["10.0.0.5"])
-    return text, yaml.safe_load(text)
+    if HAS_PROCESSES:
+        return text, yaml.safe_load(text)
+    # Before the processes model is merged, init writes the section commented out (and the file loads).
+    loads(text)
+    head, _, section = text.partition("# processes beside web: this deploy cannot run them yet\n")
+    assert "\nprocesses:" not in head
+    uncommented = "\n".join(line.removeprefix("# ") for line in section.splitlines())
+    return text, yaml.safe_load(head + uncommented)
 
 
 def loads(text: str) -> Config:
@@ -102,6 +109,21 @@ def test_flask_socketio_gets_its_async_worker_and_one_worker_per_slot(
     assert loads(text).gunicorn.workers == 1
 
 
+RQ_APP = """\
+from flask import Flask
+from redis import Redis
+from rq import Queue
+
+app = Flask(__name__)
+queue = Queue(connection=Redis())
+
+
+@app.post("/reports")
+def report():
+    queue.enqueue("reports.build")
+    return "", 202
+"""
+
 CELERY = """\
     from celery import Celery
 
@@ -129,9 +151,8 @@ def test_celery_gets_a_worker_and_beat_as_a_singleton(tmp_path: Path) -> None:
 
 
 def test_rq_gets_a_worker_and_rqscheduler_as_a_singleton(tmp_path: Path) -> None:
-    app = "from flask import Flask\nfrom rq import Queue\n\napp = Flask(__name__)\n"
     text, data = written(
-        tmp_path, {"app.py": app, "requirements.txt": "flask\nrq==1.16\nrq-scheduler==0.13\n"}
+        tmp_path, {"app.py": RQ_APP, "requirements.txt": "flask\nrq==1.16\nrq-scheduler==0.13\n"}
     )
     processes = data["processes"]
     assert isinstance(processes, dict)
@@ -146,9 +167,15 @@ def test_rq_gets_a_worker_and_rqscheduler_as_a_singleton(tmp_path: Path) -> None
 
 
 def test_rq_without_rq_scheduler_has_no_scheduler(tmp_path: Path) -> None:
-    app = "from flask import Flask\nfrom rq import Queue\n\napp = Flask(__name__)\n"
-    _text, data = written(tmp_path, {"app.py": app, "requirements.txt": "flask\nrq==1.16\n"})
+    _text, data = written(tmp_path, {"app.py": RQ_APP, "requirements.txt": "flask\nrq==1.16\n"})
     assert list(data["processes"]) == ["worker"]  # type: ignore[call-overload]
+
+
+def test_a_project_that_only_reads_rq_queues_runs_no_worker(tmp_path: Path) -> None:
+    """A dashboard lists queues and jobs; it enqueues nothing, so nothing would feed a worker of its own."""
+    app = "from flask import Flask\nfrom rq import Queue\n\napp = Flask(__name__)\nqueues = Queue.all()\n"
+    _text, data = written(tmp_path, {"app.py": app, "requirements.txt": "flask\nrq==1.16\n"})
+    assert "processes" not in data
 
 
 def test_apscheduler_in_a_script_is_a_singleton_process(tmp_path: Path) -> None:
