@@ -12,7 +12,7 @@ from packaging.version import Version
 from deploy.checker import Context, Finding, check
 from deploy.config.workers import WORKERS, is_asgi, worker
 from deploy.project.frameworks import asgi_app, detect
-from deploy.project.scan import Project
+from deploy.project.scan import Project, Value
 
 from ._helpers import config_file, in_served_code
 
@@ -190,3 +190,109 @@ def worker_not_installed(ctx: Context) -> Iterator[Finding]:
             file,
             line,
         )
+
+
+#: Config keys and keyword arguments that name a Celery broker or result backend, or RQ's Redis.
+_BROKER_KEYS = (
+    "CELERY_BROKER_URL",
+    "BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "RQ_REDIS_URL",
+    "REDIS_URL",
+    "broker_url",
+    "result_backend",
+)
+_LOCAL_URL = re.compile(r"^[a-z+]+://(?:[^@/]*@)?(?:localhost|127\.\d+\.\d+\.\d+|\[::1\])(?:[:/]|$)", re.I)
+
+
+def _local(value: Value, given: set[str]) -> str | None:
+    """The local URL a value is in production, if it is one (not a fallback deploy.yaml's env overrides)."""
+    if value.kind == "literal" and isinstance(value.literal, str) and _LOCAL_URL.match(value.literal):
+        return value.literal
+    if (
+        value.kind == "env"
+        and value.has_default
+        and value.env_name not in given
+        and isinstance(value.default, str)
+        and _LOCAL_URL.match(value.default)
+    ):
+        return value.default
+    return None
+
+
+@check(
+    "XL022",
+    area="deployment",
+    severity="high",
+    title="A job queue on localhost with several hosts",
+    why="""A Celery broker or an RQ Redis at `localhost` is a different server on every host: jobs the web
+    process enqueues on one host are run only by that host's workers (or by none, where no worker runs),
+    a scheduler singleton feeds only its own host, and results stored on one host are missing on the
+    others.""",
+    fix="""Point every host at one broker by a name or address they all reach (`services: {redis: {}}`
+    gives them one, in `REDIS_URL`), read from the environment: `broker_url =
+    os.environ["CELERY_BROKER_URL"]`, `Redis.from_url(os.environ["REDIS_URL"])`.""",
+    layers=("source", "config"),
+    details="""What counts: a `Celery(broker=..., backend=...)` argument, a config key naming a broker or
+    RQ's Redis (`CELERY_BROKER_URL`, `broker_url`, `result_backend`, `RQ_REDIS_URL`, `REDIS_URL`), a
+    `Redis(host=...)` or `Redis.from_url(...)` call, and the same names in deploy.yaml `app.env`, when
+    the value, or the fallback of an environment variable deploy.yaml does not set, is a URL at
+    localhost, 127.0.0.0/8 or ::1; only when deploy.yaml has two hosts or more.""",
+    references=(
+        "https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url",
+        "https://python-rq.org/docs/connections/",
+    ),
+)
+@in_served_code
+def local_queue(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is None or len(ctx.config.server.hosts) < 2:
+        return
+    hosts = len(ctx.config.server.hosts)
+    app = ctx.config.app
+    given = set(app.env) | set(app.secrets)
+    for key, text in sorted(app.env.items()):
+        if key in _BROKER_KEYS and _LOCAL_URL.match(text):
+            yield Finding(
+                f"app.env {key} is {text}, a different server on each of the {hosts} hosts", config_file(ctx)
+            )
+    project = ctx.project
+    for s in [s for key in _BROKER_KEYS for s in project.setting(key)]:
+        url = _local(s.value, given)
+        if url is not None:
+            yield Finding(
+                f"{s.key} is {url}, a different server on each of the {hosts} hosts", s.file, s.line
+            )
+    for call in project.calls_named(
+        "Celery",
+        "celery.Celery",
+        "Redis",
+        "StrictRedis",
+        "redis.Redis",
+        "Redis.from_url",
+        "redis.Redis.from_url",
+        "from_url",
+    ):
+        if call.leaf in ("Redis", "StrictRedis") and not call.args and not call.keywords:
+            yield Finding(
+                f"{call.name}() connects to localhost, a different server on each of the {hosts} hosts",
+                call.file,
+                call.line,
+            )
+            continue
+        values = [call.keywords.get(k) for k in ("broker", "backend", "host", "url")]
+        if call.leaf == "from_url" and call.args:
+            values.append(call.args[0])
+        for value in values:
+            url = _local(value, given) if value is not None else None
+            if (
+                value is not None
+                and call.leaf == "Redis"
+                and value.literal in ("localhost", "127.0.0.1", "::1")
+            ):
+                url = f"host {value.literal}"
+            if url is not None:
+                yield Finding(
+                    f"{call.name}() at {url}, a different server on each of the {hosts} hosts",
+                    call.file,
+                    call.line,
+                )

@@ -128,3 +128,61 @@ def test_dep020_the_worker_must_be_installable(
         assert messages == []
     else:
         assert len(messages) == 1 and messages[0].startswith(expected), messages
+
+
+@pytest.mark.parametrize(
+    ("code", "hosts", "expected"),
+    [
+        (
+            'from celery import Celery\n\ncelery_app = Celery("shop", broker="redis://localhost:6379/0")\n',
+            "10.0.0.1, 10.0.0.2",
+            "app.py:3 Celery() at redis://localhost:6379/0",
+        ),
+        (
+            'from celery import Celery\n\ncelery_app = Celery("shop", broker="redis://localhost:6379/0")\n',
+            "10.0.0.1",
+            None,
+        ),
+        (
+            "from redis import Redis\nfrom rq import Queue\n\nqueue = Queue(connection=Redis())\n",
+            "10.0.0.1, 10.0.0.2",
+            "app.py:4 Redis() connects to localhost",
+        ),
+        (
+            'import os\nfrom redis import Redis\n\nr = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1"))\n',
+            "10.0.0.1, 10.0.0.2",
+            "app.py:4 Redis.from_url() at redis://127.0.0.1",
+        ),
+        (
+            'from flask import Flask\n\napp = Flask(__name__)\napp.config["CELERY_BROKER_URL"] = "amqp://guest@localhost//"\n',
+            "10.0.0.1, 10.0.0.2",
+            "app.py:4 CELERY_BROKER_URL is amqp://guest@localhost//",
+        ),
+        (
+            'from celery import Celery\n\ncelery_app = Celery("shop", broker="redis://10.0.0.1:6379/0")\n',
+            "10.0.0.1, 10.0.0.2",
+            None,
+        ),
+    ],
+)
+def test_xl022_a_job_queue_on_localhost_with_several_hosts(
+    tmp_path: Path, code: str, hosts: str, expected: str | None
+) -> None:
+    messages = run(tmp_path, {"app.py": code}, "{}", ["XL022"], hosts)
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and messages[0].startswith(expected), messages
+
+
+def test_xl022_the_fallback_of_a_variable_deploy_yaml_sets_never_applies(tmp_path: Path) -> None:
+    code = 'import os\nfrom redis import Redis\n\nr = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1"))\n'
+    root = project(tmp_path, {"app.py": code}, base=False)
+    config = CONFIG.replace("GUNICORN", "{}").replace("HOSTS", "10.0.0.1, 10.0.0.2")
+    given = config.replace('wsgi: "app:app"}', 'wsgi: "app:app", env: {REDIS_URL: "redis://10.0.0.1"}}')
+    assert found(check(root, ["XL022"], config=given)) == {}
+    local = config.replace('wsgi: "app:app"}', 'wsgi: "app:app", env: {REDIS_URL: "redis://localhost"}}')
+    (message,) = found(check(root, ["XL022"], config=local))["XL022"]
+    assert message == (
+        "deploy.yaml:None app.env REDIS_URL is redis://localhost, a different server on each of the 2 hosts"
+    )
