@@ -279,3 +279,22 @@ def test_a_push_under_http_and_websocket_load_fails_nothing(project: Project) ->
     assert websocket_echo(address, "after") == "v2 after"
     # Both releases answered during the push: the load ran across the switch.
     assert set(ws_load.versions) == {"v1", "v2"} and set(http_load.versions) == {"v1", "v2"}
+
+
+def test_a_worker_whose_package_is_not_installed_stops_the_push_before_any_change(project: Project) -> None:
+    (project.path / "requirements.txt").write_text(
+        REQUIREMENTS.replace("uvicorn-worker==0.4.0\n", ""), encoding="utf-8"
+    )
+    write_config(project, "uvicorn_worker.UvicornWorker")
+    git(project.path, "add", "-A")
+    git(project.path, "commit", "-q", "-m", "uvicorn-worker forgotten")
+    result = project.deploy("push", timeout=600)
+    assert result.returncode == 1
+    assert (
+        "nothing was changed: gunicorn.worker_class uvicorn_worker.UvicornWorker needs uvicorn-worker, "
+        "which requirements.txt does not install" in result.stderr + result.stdout
+    )
+    assert "Traceback" not in result.stderr
+    address = project.hosts[0].address
+    assert served_version(address) == "v2"
+    assert websocket_echo(address, "still") == "v2 still"
