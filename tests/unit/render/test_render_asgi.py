@@ -81,3 +81,35 @@ def test_websocket_upgrades_follow_the_worker_or_the_setting(extra: str, upgrade
     the_map = "map $http_upgrade $chat_room_connection_upgrade {\n    default upgrade;\n    \"\" \"\";\n}"
     assert (the_map in site) is upgrades
     assert "proxy_http_version 1.1;" in proxy
+
+
+def _forwarded_allow_ips(conf: str, argv: list[str], environ: dict[str, str]) -> object:
+    """What the rendered gunicorn.conf.py sets forwarded_allow_ips to, run with this argv and environment."""
+    import os
+    import sys
+    from unittest import mock
+
+    import gunicorn.util  # type: ignore[import-untyped]
+
+    namespace: dict[str, object] = {}
+    with (
+        mock.patch.object(sys, "argv", argv),
+        mock.patch.dict(os.environ, environ, clear=True),
+        # The config wraps Gunicorn's import_app when it runs: put Gunicorn's own back afterwards.
+        mock.patch.object(gunicorn.util, "import_app", gunicorn.util.import_app),
+    ):
+        exec(compile(conf, "gunicorn.conf.py", "exec"), namespace)
+    return namespace["forwarded_allow_ips"]
+
+
+def test_uvicorn_workers_trust_nginx_on_the_unix_socket_only() -> None:
+    pytest.importorskip("gunicorn")
+    conf = files("gunicorn: {worker_class: uvicorn_worker.UvicornWorker}\n")["gunicorn.conf.py"]
+    unix = ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "unix:/run/chat/blue.sock", "chat:app"]
+    tcp = ["gunicorn", "--config", "/app/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "chat:app"]
+    assert _forwarded_allow_ips(conf, unix, {}) == "*"
+    assert _forwarded_allow_ips(conf, tcp, {}) == ""
+    assert _forwarded_allow_ips(conf, tcp, {"FORWARDED_ALLOW_IPS": "172.18.0.2"}) == "172.18.0.2"
+    # Gunicorn's own workers trust unix-socket peers themselves: nothing added for them.
+    sync = files()["gunicorn.conf.py"]
+    assert _forwarded_allow_ips(sync, unix, {}) == ""
