@@ -30,7 +30,7 @@ DOMAIN = "chat.test"
 MAIN = """\
 import os
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 
 VERSION = "{version}"
 app = FastAPI()
@@ -44,6 +44,11 @@ async def health():
 @app.get("/")
 async def index():
     return {{"hello": "world"}}
+
+
+@app.get("/scheme")
+async def scheme(request: Request):
+    return {{"scheme": request.url.scheme}}
 
 
 @app.websocket("/ws")
@@ -244,6 +249,16 @@ def test_an_asgi_app_serves_http_and_websocket_through_nginx(box: Sandbox, proje
     # Through Nginx, with the headers the rendered site sets: Upgrade passed, Connection mapped.
     site = box.run(project.hosts[0], ["cat", "/etc/nginx/sites-enabled/chat.conf"], check=True).stdout
     assert "map $http_upgrade $chat_connection_upgrade" in site
+    # Nginx's X-Forwarded-Proto reaches the app through uvicorn on the unix socket (an HTTPS site's
+    # requests must not look like plain HTTP to it); asked over the socket as Nginx would.
+    assert get_chat(address, "/scheme") == (200, '{"scheme":"http"}')
+    script = (
+        "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/srv/chat/live.sock'); "
+        "s.sendall(b'GET /scheme HTTP/1.1\\r\\nHost: chat.test\\r\\nX-Forwarded-Proto: https\\r\\n"
+        "Connection: close\\r\\n\\r\\n'); print(s.makefile('rb').read().decode())"
+    )
+    answer = box.run(project.hosts[0], ["python3", "-c", script], check=True).stdout
+    assert answer.startswith("HTTP/1.1 200") and answer.endswith('{"scheme":"https"}\n'), answer
     # A plain request still works on a keep-alive connection: two requests, one connection.
     import http.client
 
