@@ -14,7 +14,7 @@ from deploy.config.workers import WORKERS, is_asgi, worker
 from deploy.project.frameworks import asgi_app, detect
 from deploy.project.scan import Project, Value
 
-from ._helpers import config_file, in_served_code
+from ._helpers import config_file, in_served_code, loads_config_from_environment
 
 _ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
 _FLASK_ASYNC_EXTRA = re.compile(r"^\s*flask\s*\[[^\]]*\basync\b", re.I | re.M)
@@ -237,7 +237,9 @@ def _local(value: Value, given: set[str]) -> str | None:
     RQ's Redis (`CELERY_BROKER_URL`, `broker_url`, `result_backend`, `RQ_REDIS_URL`, `REDIS_URL`), a
     `Redis(host=...)` or `Redis.from_url(...)` call, and the same names in deploy.yaml `app.env`, when
     the value, or the fallback of an environment variable deploy.yaml does not set, is a URL at
-    localhost, 127.0.0.0/8 or ::1; only when deploy.yaml has two hosts or more.""",
+    localhost, 127.0.0.0/8 or ::1; only when deploy.yaml has two hosts or more. Config keys are left
+    alone when the app also loads its config from the environment or a file (`from_envvar`,
+    `from_prefixed_env`): production is expected to replace such defaults there.""",
     references=(
         "https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url",
         "https://python-rq.org/docs/connections/",
@@ -256,7 +258,10 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
                 f"app.env {key} is {text}, a different server on each of the {hosts} hosts", config_file(ctx)
             )
     project = ctx.project
-    for s in [s for key in _BROKER_KEYS for s in project.setting(key)]:
+    # A config value is a default when the app reads its config from the environment or a file too
+    # (`from_envvar`, `from_prefixed_env`): production replaces it there, and app.env was seen above.
+    settings = [] if loads_config_from_environment(ctx) else _BROKER_KEYS
+    for s in [s for key in settings for s in project.setting(key)]:
         url = _local(s.value, given)
         if url is not None:
             yield Finding(

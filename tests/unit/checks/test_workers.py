@@ -186,3 +186,11 @@ def test_xl022_the_fallback_of_a_variable_deploy_yaml_sets_never_applies(tmp_pat
     assert message == (
         "deploy.yaml:None app.env REDIS_URL is redis://localhost, a different server on each of the 2 hosts"
     )
+
+
+def test_xl022_leaves_config_defaults_alone_when_the_environment_replaces_them(tmp_path: Path) -> None:
+    code = (
+        'from flask import Flask\n\napp = Flask(__name__)\napp.config["CELERY_BROKER_URL"] = "redis://localhost"\n'
+        'app.config.from_envvar("SHOP_SETTINGS")\n'
+    )
+    assert run(tmp_path, {"app.py": code}, "{}", ["XL022"], "10.0.0.1, 10.0.0.2") == []
