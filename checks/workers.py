@@ -15,6 +15,7 @@ from deploy.project.frameworks import asgi_app, detect
 from deploy.project.scan import Project, Value
 
 from ._helpers import config_file, in_served_code, loads_config_from_environment
+from .crosslayer import _host_counts
 
 _ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
 _FLASK_ASYNC_EXTRA = re.compile(r"^\s*flask\s*\[[^\]]*\basync\b", re.I | re.M)
@@ -90,6 +91,17 @@ def wrong_worker(ctx: Context) -> Iterator[Finding]:
             )
 
 
+def _several_hosts(ctx: Context) -> str | None:
+    """'N hosts (where)' for the most hosts deploy.yaml or one of its environments has, if above one."""
+    if ctx.config is None:
+        return None
+    several = [(where, n) for where, n in _host_counts(ctx) if n > 1]
+    if not several:
+        return None
+    where, count = max(several, key=lambda item: item[1])
+    return f"{count} hosts ({where})"
+
+
 @check(
     "XL021",
     area="deployment",
@@ -121,10 +133,9 @@ def socketio_processes(ctx: Context) -> Iterator[Finding]:
     if workers != 1:
         count = "2 x cores + 1 (auto)" if workers == "auto" else str(workers)
         yield Finding(f"Flask-SocketIO with {count} Gunicorn workers per slot (it needs 1)", file, line)
-    if len(ctx.config.server.hosts) > 1 and not stack.socketio_queue:
-        yield Finding(
-            f"Flask-SocketIO on {len(ctx.config.server.hosts)} hosts without a message_queue", file, line
-        )
+    several = _several_hosts(ctx)
+    if several is not None and not stack.socketio_queue:
+        yield Finding(f"Flask-SocketIO on {several} without a message_queue", file, line)
 
 
 #: Gunicorn versions to test a requirement's specifier against (what pip could install).
@@ -237,7 +248,8 @@ def _local(value: Value, given: set[str]) -> str | None:
     RQ's Redis (`CELERY_BROKER_URL`, `broker_url`, `result_backend`, `RQ_REDIS_URL`, `REDIS_URL`), a
     `Redis(host=...)` or `Redis.from_url(...)` call, and the same names in deploy.yaml `app.env`, when
     the value, or the fallback of an environment variable deploy.yaml does not set, is a URL at
-    localhost, 127.0.0.0/8 or ::1; only when deploy.yaml has two hosts or more. Config keys are left
+    localhost, 127.0.0.0/8 or ::1; only when deploy.yaml (with `-e ENV` overlaid) or one of its
+    `environments:` has two hosts or more. Config keys are left
     alone when the app also loads its config from the environment or a file (`from_envvar`,
     `from_prefixed_env`): production is expected to replace such defaults there.""",
     references=(
@@ -247,15 +259,16 @@ def _local(value: Value, given: set[str]) -> str | None:
 )
 @in_served_code
 def local_queue(ctx: Context) -> Iterator[Finding]:
-    if ctx.config is None or len(ctx.config.server.hosts) < 2:
+    several = _several_hosts(ctx)
+    if ctx.config is None or several is None:
         return
-    hosts = len(ctx.config.server.hosts)
+    hosts = several
     app = ctx.config.app
     given = set(app.env) | set(app.secrets)
     for key, text in sorted(app.env.items()):
         if key in _BROKER_KEYS and _LOCAL_URL.match(text):
             yield Finding(
-                f"app.env {key} is {text}, a different server on each of the {hosts} hosts", config_file(ctx)
+                f"app.env {key} is {text}, a different server on each of {hosts}", config_file(ctx)
             )
     project = ctx.project
     # A config value is a default when the app reads its config from the environment or a file too
@@ -265,7 +278,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
         url = _local(s.value, given)
         if url is not None:
             yield Finding(
-                f"{s.key} is {url}, a different server on each of the {hosts} hosts", s.file, s.line
+                f"{s.key} is {url}, a different server on each of {hosts}", s.file, s.line
             )
     for call in project.calls_named(
         "Celery",
@@ -279,7 +292,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
     ):
         if call.leaf in ("Redis", "StrictRedis") and not call.args and not call.keywords:
             yield Finding(
-                f"{call.name}() connects to localhost, a different server on each of the {hosts} hosts",
+                f"{call.name}() connects to localhost, a different server on each of {hosts}",
                 call.file,
                 call.line,
             )
@@ -297,7 +310,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
                 url = f"host {value.literal}"
             if url is not None:
                 yield Finding(
-                    f"{call.name}() at {url}, a different server on each of the {hosts} hosts",
+                    f"{call.name}() at {url}, a different server on each of {hosts}",
                     call.file,
                     call.line,
                 )

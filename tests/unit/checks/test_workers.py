@@ -77,7 +77,7 @@ def test_xl020_an_app_behind_the_wrong_worker(
             "",
             "{workers: 1, worker_class: gevent}",
             "10.0.0.1, 10.0.0.2",
-            ["on 2 hosts without a message_queue"],
+            ["on 2 hosts (deploy.yaml) without a message_queue"],
         ),
         (
             ', message_queue="redis://10.0.0.9"',
@@ -184,7 +184,8 @@ def test_xl022_the_fallback_of_a_variable_deploy_yaml_sets_never_applies(tmp_pat
     local = config.replace('wsgi: "app:app"}', 'wsgi: "app:app", env: {REDIS_URL: "redis://localhost"}}')
     (message,) = found(check(root, ["XL022"], config=local))["XL022"]
     assert message == (
-        "deploy.yaml:None app.env REDIS_URL is redis://localhost, a different server on each of the 2 hosts"
+        "deploy.yaml:None app.env REDIS_URL is redis://localhost, "
+        "a different server on each of 2 hosts (deploy.yaml)"
     )
 
 
