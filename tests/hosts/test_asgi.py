@@ -7,21 +7,15 @@ one echoes a message): none of them may fail.
 
 from __future__ import annotations
 
-import base64
-import os
-import socket
-import struct
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deploy.sandbox.machines import Sandbox
 from tests.hosts.pushkit import ROOT_COMMIT_DATE, Project, git, private_sandbox
+from tests.hosts.wskit import Loop, websocket_frames
 
 pytestmark = pytest.mark.hosts
 
@@ -86,37 +80,10 @@ push: {{health_timeout: 30}}
 """
 
 
-def websocket_echo(address: str, message: str, timeout: float = 10) -> str:
-    """Open a WebSocket to ws://DOMAIN/ws through `address`, send one text message, return the reply."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection((address, 80), timeout=timeout) as sock:
-        sock.sendall(
-            (
-                f"GET /ws HTTP/1.1\r\nHost: {DOMAIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        reader = sock.makefile("rb")
-        status = reader.readline().decode("latin-1").strip()
-        if " 101 " not in f"{status} ":
-            raise OSError(f"handshake answered {status!r}")
-        while reader.readline() not in (b"\r\n", b""):
-            pass
-        payload = message.encode()
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-        head = reader.read(2)
-        if len(head) < 2:
-            raise OSError("the connection closed before the echo")
-        opcode, length = head[0] & 0x0F, head[1] & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", reader.read(2))
-        reply = reader.read(length)
-        if opcode != 1:
-            raise OSError(f"frame opcode {opcode} instead of text: {reply!r}")
-        sock.sendall(bytes([0x88, 0x80]) + os.urandom(4))  # close (masked, empty)
-        return reply.decode()
+def websocket_echo(address: str, message: str) -> str:
+    """Send one message to the app's /ws echo endpoint; return the reply."""
+    (reply,) = websocket_frames(address, DOMAIN, "/ws", [message])
+    return reply
 
 
 def _websocket_round(address: str, n: int) -> tuple[str, str]:
@@ -131,57 +98,6 @@ def _http_round(address: str, n: int) -> tuple[str, str]:
     status, body = get_chat(address, path)
     version = str(json.loads(body).get("version", "")) if status == 200 and path == "/health" else ""
     return ("ok" if status == 200 else f"http {status}"), version
-
-
-@dataclass
-class Loop:
-    """One kind of request (`round(address, n)` -> (outcome, version)) in a loop from a few threads."""
-
-    address: str
-    round: Callable[[str, int], tuple[str, str]]
-    threads: int = 2
-    counts: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-    versions: Counter[str] = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _workers: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:
-                key, version = self.round(self.address, n)
-            except OSError as exc:
-                key, version = "error", ""
-                with self._lock:
-                    if len(self.errors) < 20:
-                        self.errors.append(str(exc))
-            with self._lock:
-                self.counts[key] += 1
-                if version:
-                    self.versions[version] += 1
-
-    def __enter__(self) -> Loop:
-        for _ in range(self.threads):
-            thread = threading.Thread(target=self._run, daemon=True)
-            thread.start()
-            self._workers.append(thread)
-        deadline = time.monotonic() + 30
-        while sum(self.counts.values()) < self.threads:
-            assert time.monotonic() < deadline, "no request finished in 30 s"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._workers:
-            thread.join(timeout=15)
-
-    @property
-    def failed(self) -> int:
-        return sum(n for key, n in self.counts.items() if key != "ok")
 
 
 @pytest.fixture(scope="module")
