@@ -10,7 +10,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from deploy.checker import Context, Finding, check
-from deploy.config.workers import WORKERS, is_asgi, worker
+from deploy.config.workers import EXTRA_PACKAGES, WORKERS, is_asgi, worker
 from deploy.project.frameworks import asgi_app, detect
 from deploy.project.scan import Project, Value
 
@@ -155,6 +155,12 @@ def _gunicorn_installed(project: Project) -> tuple[Version, str, str, int] | Non
     return None
 
 
+def _gunicorn_extra(project: Project, extra: str) -> bool:
+    """Whether a requirements file asks for `gunicorn[extra]` (the parsed requirements drop extras)."""
+    wanted = re.compile(rf"^\s*gunicorn\s*\[[^\]]*\b{re.escape(extra)}\b", re.I | re.M)
+    return any(wanted.search(text) for path, text in project.files.items() if "requirements" in path)
+
+
 @check(
     "DEP020",
     area="deployment",
@@ -163,10 +169,12 @@ def _gunicorn_installed(project: Project) -> tuple[Version, str, str, int] | Non
     why="""Gunicorn loads its worker class from the release's virtualenv, which has only what the
     requirements list: a worker whose package is missing (uvicorn-worker, gevent, eventlet,
     gevent-websocket) stops every slot at start, and the push fails its health gate. Gunicorn's own
-    ASGI worker exists from Gunicorn 24; its eventlet worker was removed in Gunicorn 26.""",
+    ASGI worker exists from Gunicorn 24; its eventlet worker was removed in Gunicorn 26; its gevent
+    worker imports `packaging`, which Gunicorn 26.1 and later install only with `gunicorn[gevent]`.""",
     fix="""Add the worker's package, pinned, to the requirements (`uvicorn-worker`, `gevent`,
-    `gevent-websocket`), or pin a Gunicorn that has the worker (`gunicorn>=24` for `asgi`, below 26
-    for `eventlet`), or choose another `gunicorn.worker_class`.""",
+    `gevent-websocket`; `gunicorn[gevent]` for the gevent workers), or pin a Gunicorn that has the
+    worker (`gunicorn>=24` for `asgi`, below 26 for `eventlet`), or choose another
+    `gunicorn.worker_class`.""",
     layers=("config", "project"),
     references=(
         "https://docs.gunicorn.org/en/stable/settings.html#worker-class",
@@ -180,7 +188,12 @@ def worker_not_installed(ctx: Context) -> Iterator[Finding]:
     w = worker(name)
     if name not in WORKERS:
         return
-    if w.package is not None and not ctx.project.depends_on(w.package):
+    extra = w.extra is not None and _gunicorn_extra(ctx.project, w.extra)
+    if (
+        w.package is not None
+        and not ctx.project.depends_on(w.package)
+        and not (extra and w.package in EXTRA_PACKAGES.get(w.extra or "", ()))
+    ):
         yield Finding(
             f"gunicorn.worker_class {name} needs {w.package}, which is not among the requirements",
             config_file(ctx),
@@ -194,6 +207,15 @@ def worker_not_installed(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             f"worker_class {name} needs gunicorn>={since}; the requirements allow {spec}", file, line
         )
+    if w.extra is not None and version >= Version("26.1") and not extra:
+        for package in EXTRA_PACKAGES.get(w.extra, ()):
+            if package != w.package and not ctx.project.depends_on(package):
+                yield Finding(
+                    f"worker_class {name} imports {package}, which gunicorn ({spec}) installs only with its "
+                    f"{w.extra} extra: require gunicorn[{w.extra}]",
+                    file,
+                    line,
+                )
     if w.gunicorn_until is not None and version.major > w.gunicorn_until:
         yield Finding(
             f"worker_class {name} was removed in gunicorn {w.gunicorn_until + 1}; the requirements allow "
@@ -267,9 +289,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
     given = set(app.env) | set(app.secrets)
     for key, text in sorted(app.env.items()):
         if key in _BROKER_KEYS and _LOCAL_URL.match(text):
-            yield Finding(
-                f"app.env {key} is {text}, a different server on each of {hosts}", config_file(ctx)
-            )
+            yield Finding(f"app.env {key} is {text}, a different server on each of {hosts}", config_file(ctx))
     project = ctx.project
     # A config value is a default when the app reads its config from the environment or a file too
     # (`from_envvar`, `from_prefixed_env`): production replaces it there, and app.env was seen above.
@@ -277,9 +297,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
     for s in [s for key in settings for s in project.setting(key)]:
         url = _local(s.value, given)
         if url is not None:
-            yield Finding(
-                f"{s.key} is {url}, a different server on each of {hosts}", s.file, s.line
-            )
+            yield Finding(f"{s.key} is {url}, a different server on each of {hosts}", s.file, s.line)
     for call in project.calls_named(
         "Celery",
         "celery.Celery",

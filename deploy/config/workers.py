@@ -29,6 +29,9 @@ class Worker:
     gunicorn_since: tuple[int, int] | None = None
     #: The highest Gunicorn major version that still has it.
     gunicorn_until: int | None = None
+    #: Gunicorn's extra whose packages the worker imports (`gunicorn[gevent]`: gevent and packaging;
+    #: packaging came with Gunicorn itself until 26.0, and is in the extra since 26.1).
+    extra: str | None = None
 
 
 WORKERS: dict[str, Worker] = {
@@ -36,7 +39,7 @@ WORKERS: dict[str, Worker] = {
     for w in (
         Worker("sync", "wsgi", None, concurrent=False),
         Worker("gthread", "wsgi", None, concurrent=False),
-        Worker("gevent", "wsgi", "gevent", concurrent=True, patches=True),
+        Worker("gevent", "wsgi", "gevent", concurrent=True, patches=True, extra="gevent"),
         # Removed from Gunicorn in 26.0 (deprecated before): Flask-SocketIO's eventlet setups.
         Worker("eventlet", "wsgi", "eventlet", concurrent=True, patches=True, gunicorn_until=25),
         # Flask-SocketIO's documented gevent worker with WebSocket support (gevent-websocket).
@@ -46,6 +49,7 @@ WORKERS: dict[str, Worker] = {
             "gevent-websocket",
             concurrent=True,
             patches=True,
+            extra="gevent",
         ),
         # Gunicorn's own ASGI worker (gunicorn/workers/gasgi.py, registered as "asgi"; beta in 24.0).
         Worker("asgi", "asgi", None, concurrent=True, gunicorn_since=(24, 0)),
@@ -63,6 +67,10 @@ DEPRECATED: dict[str, str] = {
     "uvicorn.workers.UvicornH11Worker": "uvicorn.workers is deprecated and will be removed from uvicorn: "
     "use worker_class: uvicorn_worker.UvicornH11Worker (add uvicorn-worker to the requirements)",
 }
+
+
+#: What each of Gunicorn's extras installs that its workers import.
+EXTRA_PACKAGES = {"gevent": ("gevent", "packaging")}
 
 
 def worker(name: str) -> Worker:

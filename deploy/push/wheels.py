@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from deploy.config.workers import worker
+from deploy.config.workers import EXTRA_PACKAGES, worker
 
 
 class WheelMetadataError(Exception):
@@ -216,6 +216,12 @@ def worker_problem(worker_class: str, wheel_files: Iterable[str], requirements: 
     gunicorn = installed.get("gunicorn")
     if gunicorn is None:
         return None
+    for package in EXTRA_PACKAGES.get(w.extra or "", ()):
+        if package not in installed:
+            return (
+                f"{what} imports {package}, which {requirements} does not install (Gunicorn {gunicorn} "
+                f"brings it with its {w.extra} extra): require gunicorn[{w.extra}]=={gunicorn}"
+            )
     if w.gunicorn_since is not None and gunicorn.release[:2] < w.gunicorn_since:
         since = ".".join(map(str, w.gunicorn_since))
         return f"{what} needs gunicorn>={since}; {requirements} installs {gunicorn}"

@@ -44,7 +44,7 @@ Flask==3.1.3
 Flask-SocketIO==5.7.0
 gevent==26.9.0
 gevent-websocket==0.10.1
-gunicorn==27.0.1
+gunicorn[gevent]==27.0.1
 """
 
 DEPLOY_YAML = """\
@@ -112,6 +112,20 @@ def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def test_flask_socketio_serves_polling_and_websocket_through_nginx(project: Project) -> None:
     project.deploy("setup", check=True, timeout=300)
+    # Gunicorn 27's gevent worker imports packaging, which only gunicorn[gevent] installs: without the
+    # extra the push stops before any host changes (the slot would die importing the worker).
+    (project.path / "requirements.txt").write_text(
+        REQUIREMENTS.replace("gunicorn[gevent]==", "gunicorn=="), encoding="utf-8"
+    )
+    git(project.path, "commit", "-q", "-am", "without gunicorn's gevent extra")
+    refused = project.deploy("push", timeout=600)
+    assert refused.returncode == 1
+    assert (
+        "nothing was changed: gunicorn.worker_class geventwebsocket.gunicorn.workers.GeventWebSocketWorker "
+        "imports packaging, which requirements.txt does not install" in refused.stderr
+    )
+    (project.path / "requirements.txt").write_text(REQUIREMENTS, encoding="utf-8")
+    git(project.path, "commit", "-q", "-am", "gunicorn[gevent]")
     project.deploy("push", check=True, timeout=600)
     address = project.hosts[0].address
     status, body = request(address, "/health")

@@ -112,11 +112,19 @@ def test_xl021_flask_socketio_in_several_processes(
         ),
         ("gunicorn<26\neventlet==0.36\n", "{worker_class: eventlet}", None),
         (
-            "gunicorn\n",
+            "gunicorn<26\n",
             "{worker_class: gevent}",
             "deploy.yaml:None gunicorn.worker_class gevent needs gevent",
         ),
-        ("gunicorn\ngevent\n", "{worker_class: gevent}", None),
+        ("gunicorn[gevent]\n", "{worker_class: gevent}", None),
+        ("gunicorn==23.0.0\ngevent\n", "{worker_class: gevent}", None),
+        (
+            "gunicorn==27.0.1\ngevent\n",
+            "{worker_class: gevent}",
+            "requirements.txt:1 worker_class gevent imports packaging, which gunicorn (==27.0.1) installs",
+        ),
+        ("gunicorn[gevent]==27.0.1\ngevent\n", "{worker_class: gevent}", None),
+        ("gunicorn==27.0.1\ngevent\npackaging\n", "{worker_class: gevent}", None),
         ("gunicorn\n", "{worker_class: sync}", None),
     ],
 )

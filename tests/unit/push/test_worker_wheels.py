@@ -30,6 +30,14 @@ BASE = [
         ("gevent", ["gevent-25.9.1-cp311-cp311-manylinux_2_28_x86_64.whl"], None),
         ("gevent", [], "gunicorn.worker_class gevent needs gevent, which requirements.txt does not install"),
         (
+            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+            [
+                "gevent_websocket-0.10.1-py3-none-any.whl",
+                "gevent-26.9.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+            ],
+            None,
+        ),
+        (
             "eventlet",
             ["eventlet-0.41.3-py3-none-any.whl"],
             "gunicorn.worker_class eventlet was removed in gunicorn 26; requirements.txt installs 27.0.1",
@@ -52,3 +60,14 @@ def test_gunicorns_asgi_worker_needs_gunicorn_24() -> None:
         "gunicorn.worker_class asgi needs gunicorn>=24.0; requirements.txt installs 23.0.0"
     )
     assert worker_problem("asgi", ["gunicorn-24.0.0-py3-none-any.whl"], "requirements.txt") is None
+
+
+def test_gevent_workers_need_gunicorns_gevent_extra() -> None:
+    """Gunicorn 27's gevent worker imports packaging, which only gunicorn[gevent] installs (a real push
+    of Flask-SocketIO failed on it: tests/hosts/test_socketio.py)."""
+    wheels = ["gunicorn-27.0.1-py3-none-any.whl", "gevent-26.9.0-cp311-cp311-manylinux_2_28_x86_64.whl"]
+    assert worker_problem("gevent", wheels, "requirements.txt") == (
+        "gunicorn.worker_class gevent imports packaging, which requirements.txt does not install (Gunicorn "
+        "27.0.1 brings it with its gevent extra): require gunicorn[gevent]==27.0.1"
+    )
+    assert worker_problem("gevent", [*wheels, "packaging-26.3-py3-none-any.whl"], "requirements.txt") is None
