@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass, field, replace
 
 from deploy.config.workers import worker
@@ -242,6 +243,14 @@ def gunicorn_settings(stack: Stack, project: Project) -> tuple[str, str] | None:
             ("eventlet", "eventlet"),
         ):
             if project.depends_on(dist):
+                extra = re.compile(r"^\s*gunicorn\s*\[[^\]]*\bgevent\b", re.I | re.M)
+                if dist != "eventlet" and not any(
+                    extra.search(text) for path, text in project.files.items() if "requirements" in path
+                ):
+                    stack.notes.append(
+                        f"the {cls} worker imports packaging, which Gunicorn 26.1+ installs only with its "
+                        "gevent extra: require gunicorn[gevent] in the requirements"
+                    )
                 return f"{{workers: 1, worker_class: {cls}, timeout: 30}}", (
                     "Flask-SocketIO: one worker per slot (its sessions live in that process)"
                 )

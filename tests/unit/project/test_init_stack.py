@@ -107,6 +107,8 @@ def test_flask_socketio_gets_its_async_worker_and_one_worker_per_slot(
     )
     assert data["gunicorn"] == {"workers": 1, "worker_class": worker_class, "timeout": 30, **extra}
     assert loads(text).gunicorn.workers == 1
+    notes = "\n".join(inspect_project(tmp_path).notes)
+    assert ("require gunicorn[gevent]" in notes) is worker_class.startswith("geventwebsocket")
 
 
 RQ_APP = """\
@@ -205,3 +207,11 @@ def test_apscheduler_inside_the_app_is_a_note_not_a_process(tmp_path: Path) -> N
     _text, data = written(tmp_path, {"app.py": app, "requirements.txt": "apscheduler\n"})
     assert "processes" not in data
     assert "APScheduler starts inside the app" in "\n".join(inspect_project(tmp_path).notes)
+
+
+def test_no_gevent_extra_note_when_the_requirements_have_it(tmp_path: Path) -> None:
+    app = "from flask import Flask\nfrom flask_socketio import SocketIO\n\napp = Flask(__name__)\n"
+    app += "socketio = SocketIO(app)\n"
+    requirements = "flask-socketio==5.7.0\ngevent-websocket==0.10.1\ngunicorn[gevent]==27.0.1\n"
+    written(tmp_path, {"app.py": app, "requirements.txt": requirements})
+    assert "gunicorn[gevent]" not in "\n".join(inspect_project(tmp_path).notes)
