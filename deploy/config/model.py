@@ -27,7 +27,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --- value types -------------------------------------------------------------------------------
-from deploy.config import csp, folders, workers
+from deploy.config import csp, folders
+from deploy.config import workers as worker_classes
 from deploy.config.flask_version import declared_flask, flask_has_app_option
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
@@ -732,15 +733,15 @@ class Gunicorn(Model):
     @field_validator("worker_class", mode="before")
     @classmethod
     def _not_deprecated(cls, value: Any) -> Any:
-        if isinstance(value, str) and value in workers.DEPRECATED:
-            raise ValueError(workers.DEPRECATED[value])
+        if isinstance(value, str) and value in worker_classes.DEPRECATED:
+            raise ValueError(worker_classes.DEPRECATED[value])
         return value
 
     @property
     def preload(self) -> bool:
         """Whether the app is imported before the workers are forked (preload_app resolved)."""
         if self.preload_app == "auto":
-            return not workers.worker(self.worker_class).patches
+            return not worker_classes.worker(self.worker_class).patches
         return self.preload_app
 
 
