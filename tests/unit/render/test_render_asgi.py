@@ -78,7 +78,7 @@ def test_websocket_upgrades_follow_the_worker_or_the_setting(extra: str, upgrade
     assert ('proxy_set_header Connection "";' in proxy) is not upgrades
     # The map: an upgrade request sends "Connection: upgrade", any other request an empty header,
     # which keeps upstream keep-alive as it is without WebSockets. Its variable is this app's own.
-    the_map = "map $http_upgrade $chat_room_connection_upgrade {\n    default upgrade;\n    \"\" \"\";\n}"
+    the_map = 'map $http_upgrade $chat_room_connection_upgrade {\n    default upgrade;\n    "" "";\n}'
     assert (the_map in site) is upgrades
     assert "proxy_http_version 1.1;" in proxy
 
