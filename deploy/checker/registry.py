@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "deployment",
     "pitfalls",
     "crosslayer",
+    "workers",
     "effective",
     "rendered",
     "live",

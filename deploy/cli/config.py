@@ -23,9 +23,11 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     """Inspect a Flask project and write a commented deploy.yaml for it.
 
     Finds the app (`app = Flask(...)` or a `create_app` factory), the requirements file, the
-    static folder and the secrets the code reads from the environment. Exit 2, writing nothing,
-    when the app has no importable entry (only the project's own CLI registers its routes): the
-    message names that code, and you write a wsgi.py that builds the app.
+    static folder and the secrets the code reads from the environment. An ASGI app (Quart, FastAPI,
+    Starlette) gets an ASGI worker, Flask-SocketIO its async worker (one per slot); Celery, RQ,
+    rq-scheduler and an APScheduler script become processes (the scheduler a singleton). Exit 2,
+    writing nothing, when the app has no importable entry (only the project's own CLI registers its
+    routes): the message names that code, and you write a wsgi.py that builds the app.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.config.loader import load_text

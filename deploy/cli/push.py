@@ -719,6 +719,7 @@ def _wheels_for(
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, Platform, default_cache, requirements_hash, wheelhouse
     from deploy.push.plans import platform_tag
+    from deploy.push.wheels import worker_problem
 
     out: dict[str, dict[str, bytes]] = {}
     # One wheelhouse per Python version and platform: markers may depend on the full version.
@@ -736,6 +737,9 @@ def _wheels_for(
                 files = wheelhouse(requirements, platform, default_cache(), printer.say)
             except ArtifactError as exc:
                 fail(f"{host}: {exc}", 1)
+            problem = worker_problem(config.gunicorn.worker_class, files, config.app.requirements)
+            if problem is not None:
+                fail(f"nothing was changed: {problem}", 1)
             cache[platform] = {name: path.read_bytes() for name, path in files.items()}
             printer.say(f"  wheels for {tag}: {len(files)} ({time.monotonic() - started:.2f}s)")
         out[host] = cache[platform]

@@ -28,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --- value types -------------------------------------------------------------------------------
 from deploy.config import csp, folders, schedule
+from deploy.config import workers as worker_classes
 from deploy.config.flask_version import declared_flask, flask_has_app_option
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
@@ -695,9 +696,21 @@ class Gunicorn(Model):
         "auto",
         description="`auto` (2 x the host's cores + 1) or a number.",
     )
-    worker_class: Literal["sync", "gthread", "gevent", "eventlet", "uvicorn.workers.UvicornWorker"] = Field(
+    worker_class: Literal[
         "sync",
-        description="The worker type: sync, gthread, gevent, eventlet or uvicorn.workers.UvicornWorker.",
+        "gthread",
+        "gevent",
+        "eventlet",
+        "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+        "asgi",
+        "uvicorn_worker.UvicornWorker",
+        "uvicorn_worker.UvicornH11Worker",
+    ] = Field(
+        "sync",
+        description="The worker type. WSGI apps: sync, gthread, gevent, eventlet (Gunicorn before 26) or "
+        "geventwebsocket.gunicorn.workers.GeventWebSocketWorker (Flask-SocketIO); ASGI apps (Quart, "
+        "FastAPI, Starlette): asgi (Gunicorn 24+'s own worker) or uvicorn_worker.UvicornWorker (the "
+        "uvicorn-worker package). The worker's package must be in the requirements.",
     )
     threads: Annotated[int, Field(ge=1, le=256)] = Field(1, description="Threads per worker (for gthread).")
     timeout: Annotated[int, Field(ge=1, le=3600)] = Field(
@@ -739,11 +752,18 @@ class Gunicorn(Model):
         "eventlet).",
     )
 
+    @field_validator("worker_class", mode="before")
+    @classmethod
+    def _not_deprecated(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in worker_classes.DEPRECATED:
+            raise ValueError(worker_classes.DEPRECATED[value])
+        return value
+
     @property
     def preload(self) -> bool:
         """Whether the app is imported before the workers are forked (preload_app resolved)."""
         if self.preload_app == "auto":
-            return self.worker_class not in ("gevent", "eventlet")
+            return not worker_classes.worker(self.worker_class).patches
         return self.preload_app
 
 
@@ -770,6 +790,12 @@ class Nginx(Model):
     hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = Field(
         63072000,
         description="Strict-Transport-Security max-age in seconds; 0 turns HSTS off.",
+    )
+    websockets: Literal["auto"] | bool = Field(
+        "auto",
+        description="Pass WebSocket upgrades to the app (`auto`: when the worker class holds many "
+        "connections per process: asgi, uvicorn, gevent, eventlet; never to sync or gthread workers, "
+        "where each open socket would take a whole worker).",
     )
     proxy_read_timeout: Annotated[int, Field(ge=1, le=3600)] | None = Field(
         None,

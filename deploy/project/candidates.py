@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
+from deploy.project.frameworks import Stack
 from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS, is_main_guard
 
 #: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
@@ -63,6 +64,10 @@ class Project:
     no_entry: str | None = None
     #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
     migrations_dir: str = "migrations"
+    #: How the app is served and what runs beside it (ASGI, Flask-SocketIO, Celery, RQ, APScheduler).
+    stack: Stack = field(default_factory=Stack)
+    #: The `gunicorn:` line the stack needs (text, comment), or None for the default.
+    gunicorn: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from deploy.config import folders
 from deploy.config.flask_version import flask_command
+from deploy.config.model import Config
+from deploy.project import frameworks
 from deploy.project.candidates import (
     HEALTH_PATHS,
     NOT_PRODUCTION,
@@ -37,6 +39,7 @@ from deploy.project.entry import (
     rank_entry_points,
 )
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
+from deploy.project.scan import Project as ScannedProject
 
 
 def _choose_entry(
@@ -300,7 +303,9 @@ def inspect_project(root: Path) -> Project:
             "no /health route found: add one that returns 200, deploy's health gate probes it"
         )
     _choose_instance(root, project)
-    writes = scan(root).writes
+    scanned = scan(root)
+    writes = scanned.writes
+    _choose_stack(project, scanned)
     _choose_runtime_folders(root, project, writes)
     project.shared_files = _root_files_written(root, writes)
     _choose_settings(project, env_names, required_names, prefixes, signing)
@@ -392,6 +397,15 @@ def _choose_static(root: Path, project: Project, chosen: _Candidate, calls: list
             )
 
 
+def _choose_stack(project: Project, scanned: ScannedProject) -> None:
+    """ASGI or Flask-SocketIO workers, and the processes beside web (Celery, RQ, APScheduler)."""
+    project.stack = frameworks.detect(scanned)
+    project.gunicorn = frameworks.gunicorn_settings(project.stack, scanned)
+    if project.wsgi is None and project.stack.asgi_entry is not None:
+        project.wsgi, project.no_entry = project.stack.asgi_entry, None
+    project.notes += project.stack.notes
+
+
 def _find_requirements(root: Path, project: Project) -> None:
     for candidate in (
         "requirements.txt",
@@ -417,6 +431,9 @@ def _quoted(values: list[str]) -> str:
     return ", ".join(json.dumps(v) for v in values)
 
 
+_AUTO_WORKERS = "auto = 2 x the host's cores + 1"
+
+
 def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) -> list[tuple[str, str]]:
     """The server, gunicorn, nginx and environments sections of the written deploy.yaml."""
     return [
@@ -430,7 +447,11 @@ def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) 
         (f"  user: {project.name}", "the app runs as this system user, never root"),
         ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false"),
         ("", ""),
-        ("gunicorn: {workers: auto, worker_class: sync, timeout: 30}", "auto = 2 x the host's cores + 1"),
+        (
+            ("gunicorn: " + project.gunicorn[0], project.gunicorn[1])
+            if project.gunicorn
+            else ("gunicorn: {workers: auto, worker_class: sync, timeout: 30}", _AUTO_WORKERS)
+        ),
         ("nginx: {client_max_body_size: 16m}", "keep >= the app's MAX_CONTENT_LENGTH"),
         ("", ""),
         ("environments:", "overlays: deploy push -e staging"),
@@ -498,6 +519,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += _server_rows(project, domain, hosts)
+    rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [

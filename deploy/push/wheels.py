@@ -23,6 +23,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from deploy.config.workers import EXTRA_PACKAGES, worker
+
 
 class WheelMetadataError(Exception):
     """A downloaded wheel has no readable METADATA."""
@@ -185,3 +187,47 @@ def unmet(wheels: Iterable[Wheel], roots: Iterable[Root], env: Mapping[str, str]
                 when = f" when {dependency.marker}" if dependency.marker is not None else ""
                 queue.append((dependency, who + when, None))
     return [need for name, need in needs.items() if _pick(by_name.get(name, []), need.specifier) is None]
+
+
+def _wheel_name_version(filename: str) -> tuple[str, Version | None]:
+    """A wheel file name's distribution (canonical) and version."""
+    parts = filename.split("-")
+    try:
+        version = Version(parts[1]) if len(parts) > 1 else None
+    except InvalidVersion:
+        version = None
+    return canonicalize_name(parts[0]), version
+
+
+def worker_problem(worker_class: str, wheel_files: Iterable[str], requirements: str) -> str | None:
+    """Why Gunicorn could not load `worker_class` from a virtualenv of these wheels, or None.
+
+    The wheels are everything the requirements install (dependencies included), so a worker package
+    some other dependency brings in counts too.
+    """
+    w = worker(worker_class)
+    installed = dict(_wheel_name_version(f) for f in wheel_files if f.endswith(".whl"))
+    what = f"gunicorn.worker_class {worker_class}"
+    if w.package is not None and canonicalize_name(w.package) not in installed:
+        return (
+            f"{what} needs {w.package}, which {requirements} does not install: add it there, or choose "
+            "another gunicorn.worker_class"
+        )
+    gunicorn = installed.get("gunicorn")
+    if gunicorn is None:
+        return None
+    for package in EXTRA_PACKAGES.get(w.extra or "", ()):
+        if package not in installed:
+            return (
+                f"{what} imports {package}, which {requirements} does not install (Gunicorn {gunicorn} "
+                f"brings it with its {w.extra} extra): require gunicorn[{w.extra}]=={gunicorn}"
+            )
+    if w.gunicorn_since is not None and gunicorn.release[:2] < w.gunicorn_since:
+        since = ".".join(map(str, w.gunicorn_since))
+        return f"{what} needs gunicorn>={since}; {requirements} installs {gunicorn}"
+    if w.gunicorn_until is not None and gunicorn.major > w.gunicorn_until:
+        return (
+            f"{what} was removed in gunicorn {w.gunicorn_until + 1}; "
+            f"{requirements} installs {gunicorn}: pin gunicorn<{w.gunicorn_until + 1} or use gevent"
+        )
+    return None

@@ -16,6 +16,7 @@ import jinja2
 from deploy.config import schedule, secretfiles
 from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
+from deploy.config.workers import worker
 from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, job_files, job_unit, paths_for
 from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
@@ -105,6 +106,13 @@ def systemd_hardening(config: Config) -> list[tuple[str, str]]:
     return out
 
 
+def websockets(config: Config) -> bool:
+    """Whether Nginx passes WebSocket upgrades to the app (nginx.websockets resolved)."""
+    if config.nginx.websockets == "auto":
+        return worker(config.gunicorn.worker_class).concurrent
+    return config.nginx.websockets
+
+
 def context(config: Config, facts: HostFacts) -> dict[str, Any]:
     """Everything a template may use: the config, the layout, and values derived in Python."""
     nginx_version = facts.nginx_version or config.nginx.version or DEFAULT_NGINX_VERSION
@@ -127,6 +135,10 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         "serve_https": config.server.tls is not False and facts.has_certificate is not False,
         # Nginx waits a little longer than Gunicorn, so a hung request ends in Gunicorn's timeout.
         "proxy_read_timeout": config.nginx.proxy_read_timeout or config.gunicorn.timeout + 5,
+        # WebSocket upgrades reach the app only through workers that hold many connections each.
+        "websockets": websockets(config),
+        # An Nginx variable of this app's own (map blocks are shared by every site on the host).
+        "connection_upgrade": "$" + config.app.name.replace("-", "_") + "_connection_upgrade",
         "static_location": config.app.static.url.rstrip("/") + "/" if config.app.static else None,
         "systemd_hardening": systemd_hardening(config),
         "systemd_environment": [systemd_quote(f"{k}={v}") for k, v in sorted(config.app.env.items())],

@@ -215,3 +215,28 @@ def test_two_apps_share_one_nginx(tmp_path: Path) -> None:
     assert headers(answers["notes"]).keys() >= SECURITY_HEADERS
     assert answers["other_http"]["error"] == "RemoteDisconnected"
     assert answers["other_https"]["error"] == "SSLError"
+
+
+def test_two_apps_with_websockets_share_one_nginx(tmp_path: Path) -> None:
+    """Each app passing WebSocket upgrades has a map variable of its own (Nginx takes the same map
+    twice silently: a project's own template changing its map would change the other app's): two such
+    apps on one Nginx pass nginx -t and gixy, and a plain request still reaches the app."""
+    # The example app itself (WSGI) runs here: upgrades on by the setting, its Gunicorn unchanged.
+    flaskr_ws = flaskr().model_copy(update={"nginx": flaskr().nginx.model_copy(update={"websockets": True})})
+    chat = load_text(
+        "app: {name: chat-room, wsgi: 'chat:app'}\nserver: {domains: [chat.example.org], tls: false}\n"
+        "gunicorn: {worker_class: uvicorn_worker.UvicornWorker}\n",
+        "deploy.yaml",
+        None,
+    )
+    requests = {
+        "flaskr": {"port": 443, "path": "/", "host": "flaskr.example.com", "tls": True},
+        # chat-room's Gunicorn is not running here: a 502 from its site shows the name reached it.
+        "chat": {"port": 80, "path": "/", "host": "chat.example.org", "tls": False},
+    }
+    result = jail(tmp_path, flaskr_ws, HostFacts(), live=True, requests=requests, others=[chat])
+    assert_checks_pass(result)
+    assert result["requests"]["flaskr"]["status"] == 200
+    assert result["requests"]["chat"]["status"] == 502
+    assert "$chat_room_connection_upgrade" in render(chat)["nginx/chat-room.conf"]
+    assert "$flaskr_connection_upgrade" in render(flaskr_ws)["nginx/flaskr.conf"]

@@ -413,6 +413,39 @@ CASES: dict[str, Case] = {
         },
         good={},
     ),
+    "XL020": Case(
+        bad={"api.py": "from fastapi import FastAPI\n\napi = FastAPI()\n"},
+        good={"api.py": "from fastapi import FastAPI\n\napi = FastAPI()\n"},
+        good_config=CONFIG + "gunicorn: {worker_class: asgi}\n",
+        says="FastAPI is an ASGI app, but gunicorn.worker_class sync is a WSGI worker",
+    ),
+    "XL021": Case(
+        bad={"chat.py": "from flask_socketio import SocketIO\n\nsocketio = SocketIO()\n"},
+        good={"chat.py": "from flask_socketio import SocketIO\n\nsocketio = SocketIO()\n"},
+        good_config=CONFIG + "gunicorn: {workers: 1, worker_class: gevent}\n",
+        says="Flask-SocketIO with 2 x cores + 1 (auto) Gunicorn workers per slot",
+    ),
+    "XL022": Case(
+        bad={
+            "tasks.py": 'from celery import Celery\n\ncelery_app = Celery("t", broker="redis://localhost:6379/0")\n'
+        },
+        good={
+            "tasks.py": 'from celery import Celery\n\ncelery_app = Celery("t", broker="redis://localhost:6379/0")\n'
+        },
+        config=CONFIG
+        + "environments:\n  production:\n    server: {hosts: [web1.example.com, web2.example.com]}\n",
+        good_config=CONFIG + "environments:\n  production:\n    server: {hosts: [web1.example.com]}\n",
+        says="a different server on each of 2 hosts (environment production)",
+    ),
+    "DEP020": Case(
+        bad={},
+        good={
+            "requirements.txt": "Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-Caching==2.3.1\nsentry-sdk==2.19.0\n"
+            "gevent==25.9.1\n"
+        },
+        config=CONFIG + "gunicorn: {worker_class: gevent}\n",
+        says="gunicorn.worker_class gevent needs gevent, which is not among the requirements",
+    ),
 }
 
 TOOL_CASES = {"RND004", "RND005", "RND006", "RND007", "RND008", "DEP007"}

@@ -109,9 +109,14 @@ def test_rnd006_runs_gixy_on_the_rendered_site(tmp_path: Path) -> None:
     assert {"add_header_redefinition", "alias_traversal"} <= plugins
 
 
-def test_rnd006_passes_on_the_shipped_site(tmp_path: Path) -> None:
+#: The shipped site with WebSocket upgrades passed (an ASGI worker): the map and the Upgrade headers.
+WEBSOCKET_CONFIG = CONFIG + "gunicorn: {worker_class: asgi}\n"
+
+
+@pytest.mark.parametrize("config", [CONFIG, WEBSOCKET_CONFIG], ids=["wsgi", "websockets"])
+def test_rnd006_passes_on_the_shipped_site(tmp_path: Path, config: str) -> None:
     needs("gixy")
-    report = check(project(tmp_path), ["RND006"], config=CONFIG)
+    report = check(project(tmp_path), ["RND006"], config=config)
     assert report.skipped == []
     assert found(report) == {}
 
@@ -144,10 +149,13 @@ def _override(name: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-def test_rnd007_and_rnd008_pass_on_the_shipped_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [CONFIG, WEBSOCKET_CONFIG], ids=["wsgi", "websockets"])
+def test_rnd007_and_rnd008_pass_on_the_shipped_files(tmp_path: Path, config: str) -> None:
     needs("nginx")
     needs("systemd-analyze")
-    report = check(project(tmp_path), ["RND007", "RND008", "RND009"], config=CONFIG)
+    rendered = render(load_text(config, "deploy.yaml"))
+    assert ("map $http_upgrade" in rendered["nginx/demo.conf"]) is (config == WEBSOCKET_CONFIG)
+    report = check(project(tmp_path), ["RND007", "RND008", "RND009"], config=config)
     assert report.skipped == []
     assert found(report) == {}
 

@@ -1,0 +1,289 @@
+"""The frameworks around a project's web app that decide how it is served and what else runs beside it.
+
+ASGI frameworks (Quart, FastAPI, Starlette) need an ASGI worker; Flask-SocketIO needs a worker that
+holds many connections, one per slot; Celery, RQ, rq-scheduler and APScheduler need processes of their
+own (a worker, and exactly one scheduler). Read from the imports and the declared requirements; used
+by `deploy init` (the config it writes) and by the checks (an app behind the wrong worker).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field, replace
+
+from deploy.config.workers import worker
+from deploy.project.scan import Project
+from deploy.project.source import PythonFile
+
+#: ASGI frameworks: the import that marks each, the distribution, and the class that builds an app.
+ASGI_FRAMEWORKS = (
+    ("quart", "quart", "Quart"),
+    ("fastapi", "fastapi", "FastAPI"),
+    ("starlette", "starlette", "Starlette"),
+)
+
+
+@dataclass(frozen=True)
+class Process:
+    """One `processes:` entry `deploy init` writes (SCHEMA: command, singleton, stop and ready)."""
+
+    name: str
+    command: str
+    why: str
+    singleton: bool = False
+    stop_timeout: int | None = None
+    ready: str | None = None
+
+
+@dataclass
+class Stack:
+    """What runs the app and beside it."""
+
+    #: The ASGI framework of the app ("FastAPI"), or None for a WSGI app.
+    asgi: str | None = None
+    #: `module:name` of a module-level ASGI app, when there is one.
+    asgi_entry: str | None = None
+    #: Flask-SocketIO is used; and whether a message queue connects its processes.
+    socketio: bool = False
+    socketio_queue: bool = False
+    #: Where (file, line) the evidence for `asgi` / `socketio` is.
+    where: tuple[str, int] | None = None
+    processes: list[Process] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _imports(module: PythonFile) -> set[str]:
+    out: set[str] = set()
+    if module.tree is None:
+        return out
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+    return out
+
+
+def _top(imports: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in imports}
+
+
+def _dotted(path: str) -> str:
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
+def _app_assignments(module: PythonFile, classes: set[str]) -> list[tuple[str, int]]:
+    """Module-level `name = Class(...)` assignments of one of `classes`: (name, line)."""
+    out: list[tuple[str, int]] = []
+    for node in module.tree.body if module.tree is not None else []:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+        ):
+            func = node.value.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in classes:
+                out.append((node.targets[0].id, node.lineno))
+    return out
+
+
+def asgi_app(project: Project) -> tuple[str, str | None, str, int] | None:
+    """(framework, `module:name` or None, file, line) of the project's ASGI app, if it builds one."""
+    for package, _dist, cls in ASGI_FRAMEWORKS:
+        for module in project.python:
+            if package in _top(_imports(module)):
+                found = _app_assignments(module, {cls})
+                if found:
+                    name, line = found[0]
+                    return cls, f"{_dotted(module.path)}:{name}", module.path, line
+    for package, dist, cls in ASGI_FRAMEWORKS:
+        if project.uses(package) or (package != "starlette" and project.depends_on(dist)):
+            return cls, None, "", 0
+    return None
+
+
+def _socketio(project: Project) -> tuple[bool, bool, tuple[str, int] | None]:
+    calls = project.calls_named("SocketIO", "flask_socketio.SocketIO")
+    if not calls and not project.uses("flask_socketio"):
+        return False, False, None
+    queue = any("message_queue" in c.keywords for c in calls)
+    where = (calls[0].file, calls[0].line) if calls else None
+    return True, queue, where
+
+
+def _modules_importing(project: Project, package: str) -> list[PythonFile]:
+    return [m for m in project.python if package in _top(_imports(m))]
+
+
+def _celery(project: Project, notes: list[str]) -> list[Process]:
+    apps = [m for m in _modules_importing(project, "celery") if _app_assignments(m, {"Celery"})]
+    if not apps:
+        return []
+    target = _dotted(apps[0].path)
+    if not any(word in apps[0].text for word in ("broker", "config_from_object", "conf.update")):
+        notes.append(
+            f"the Celery app in {apps[0].path} is configured elsewhere (the Flask app's factory?): "
+            f"`celery -A {target}` must find it configured; point -A at a module that builds the app"
+        )
+    return [
+        Process(
+            "worker",
+            f"celery -A {target} worker --loglevel=INFO",
+            "Celery worker; SIGTERM is its warm shutdown",
+            stop_timeout=600,
+            ready="celery",
+        ),
+        Process(
+            "beat",
+            f"celery -A {target} beat --loglevel=INFO",
+            "Celery beat: exactly one, or every task is sent twice",
+            singleton=True,
+        ),
+    ]
+
+
+#: Calls that put a job on an RQ queue (a project that only reads queues, a dashboard, runs no worker).
+_ENQUEUE = {"enqueue", "enqueue_call", "enqueue_in", "enqueue_at", "enqueue_many"}
+
+
+def _enqueues(project: Project) -> bool:
+    """Whether the project puts jobs on RQ queues (`queue.enqueue(...)`, rq's `@job` decorator)."""
+    for module in project.python:
+        for node in ast.walk(module.tree) if module.tree is not None else []:
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in _ENQUEUE:
+                return True
+            if isinstance(node, ast.ImportFrom) and node.module == "rq.decorators":
+                return True
+    return False
+
+
+def _rq(project: Project) -> list[Process]:
+    if not (project.uses("rq") or project.depends_on("rq")) or not _enqueues(project):
+        return []
+    out = [
+        Process(
+            "worker",
+            "rq worker --url $REDIS_URL default",
+            "RQ worker; SIGTERM is its warm shutdown",
+            stop_timeout=600,
+            ready="rq",
+        )
+    ]
+    if project.uses("rq_scheduler") or project.depends_on("rq-scheduler"):
+        out.append(
+            Process(
+                "rqscheduler",
+                "rqscheduler --url $REDIS_URL",
+                "rq-scheduler: exactly one, or jobs are enqueued twice",
+                singleton=True,
+            )
+        )
+    return out
+
+
+def _apscheduler(project: Project) -> tuple[list[Process], list[str]]:
+    """A script that runs APScheduler on its own (a BlockingScheduler started under a main guard)."""
+    starts = {(c.file, c.main_guarded) for c in project.calls_named("BlockingScheduler", "start")}
+    for module in _modules_importing(project, "apscheduler"):
+        if (module.path, True) in starts or "BlockingScheduler" in module.text:
+            return [
+                Process(
+                    "scheduler",
+                    f"python {module.path}",
+                    "APScheduler in its own script: exactly one, or each job runs once per copy",
+                    singleton=True,
+                )
+            ], []
+    if _modules_importing(project, "apscheduler"):
+        return [], [
+            "APScheduler starts inside the app: every Gunicorn worker on every host runs each job; move "
+            "it to a script of its own (a singleton process) or to jobs: timers"
+        ]
+    return [], []
+
+
+def detect(project: Project) -> Stack:
+    """The stack of a scanned project."""
+    stack = Stack()
+    found = asgi_app(project)
+    if found is not None:
+        stack.asgi, stack.asgi_entry = found[0], found[1]
+        stack.where = (found[2], found[3]) if found[2] else None
+    stack.socketio, stack.socketio_queue, where = _socketio(project)
+    if stack.socketio and stack.where is None:
+        stack.where = where
+    names: set[str] = set()
+    scheduler, notes = _apscheduler(project)
+    for process in [*_celery(project, notes), *_rq(project), *scheduler]:
+        name = process.name if process.name not in names else f"{process.name}-2"
+        names.add(name)
+        stack.processes.append(replace(process, name=name))
+    stack.notes += notes
+    return stack
+
+
+def gunicorn_settings(stack: Stack, project: Project) -> tuple[str, str] | None:
+    """The `gunicorn:` line (and its comment) for an ASGI or Flask-SocketIO app, else None."""
+    if stack.asgi is not None:
+        if project.depends_on("uvicorn-worker"):
+            return "{workers: auto, worker_class: uvicorn_worker.UvicornWorker, timeout: 30}", (
+                f"{stack.asgi} is ASGI: the uvicorn-worker package's worker"
+            )
+        return "{workers: auto, worker_class: asgi, timeout: 30}", (
+            f"{stack.asgi} is ASGI: Gunicorn 24+'s own worker (pin gunicorn>=24)"
+        )
+    if stack.socketio:
+        for dist, cls in (
+            ("gevent-websocket", "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"),
+            ("gevent", "gevent"),
+            ("eventlet", "eventlet"),
+        ):
+            if project.depends_on(dist):
+                extra = re.compile(r"^\s*gunicorn\s*\[[^\]]*\bgevent\b", re.I | re.M)
+                if dist != "eventlet" and not any(
+                    extra.search(text) for path, text in project.files.items() if "requirements" in path
+                ):
+                    stack.notes.append(
+                        f"the {cls} worker imports packaging, which Gunicorn 26.1+ installs only with its "
+                        "gevent extra: require gunicorn[gevent] in the requirements"
+                    )
+                return f"{{workers: 1, worker_class: {cls}, timeout: 30}}", (
+                    "Flask-SocketIO: one worker per slot (its sessions live in that process)"
+                )
+        return "{workers: 1, worker_class: gthread, threads: 100, timeout: 30}", (
+            "Flask-SocketIO: one worker per slot, threads for the open sockets"
+        )
+    return None
+
+
+def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
+    """The `processes:` section (SCHEMA.md) as (text, comment) rows; none when nothing runs beside web.
+
+    Not `live` (this deploy's deploy.yaml has no processes yet): the same rows, commented out.
+    """
+    if not stack.processes:
+        return []
+    rows: list[tuple[str, str]] = [("processes:", "run beside web, released with it")]
+    for p in stack.processes:
+        rows.append((f"  {p.name}:", p.why))
+        rows.append((f"    command: {json.dumps(p.command)}", "in the release's virtualenv and folder"))
+        if p.singleton:
+            rows.append(("    singleton: true", "one instance on one host, never two at once"))
+        if p.stop_timeout is not None:
+            rows.append((f"    stop_timeout: {p.stop_timeout}", "seconds to finish the job in hand"))
+        if p.ready is not None:
+            rows.append((f"    ready: {{kind: {p.ready}}}", "ready-made probe"))
+    if not live:
+        rows = [("# processes beside web: this deploy cannot run them yet", "")] + [
+            (f"# {text}", comment) for text, comment in rows
+        ]
+    return [("", ""), *rows]
+
+
+def worker_needs(worker_class: str) -> str | None:
+    """The distribution a worker class needs in the requirements (None: Gunicorn alone)."""
+    return worker(worker_class).package
