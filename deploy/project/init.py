@@ -445,7 +445,11 @@ def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) 
         ),
         (f"  hosts: [{_quoted(hosts or ['web1.example.com'])}]", "'host', 'user@host' or 'user@host:port'"),
         (f"  user: {project.name}", "the app runs as this system user, never root"),
-        ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false"),
+        (
+            ("  tls: {cert: certs/site.pem, key: certs/site.key}", "a wildcard needs your own certificate")
+            if domain and domain.startswith("*.")
+            else ("  tls: {email: ops@example.com}", "Let's Encrypt; or {cert: ..., key: ...}, or false")
+        ),
         ("", ""),
         (
             ("gunicorn: " + project.gunicorn[0], project.gunicorn[1])

@@ -112,7 +112,10 @@ def test_bad_domain_or_host_is_refused_before_writing(
 def test_wildcard_domain_is_written_quoted(tmp_path: Path) -> None:
     project = _flask_project(tmp_path)
     assert run_init(project, "--domain", "*.example.com").returncode == 0
-    assert load(project / "deploy.yaml").server.domains == ["*.example.com"]
+    config = load(project / "deploy.yaml")
+    assert config.server.domains == ["*.example.com"]
+    # ACME issues a wildcard only through DNS-01: init proposes an own certificate instead.
+    assert config.server.tls and config.server.tls.cert and not config.server.tls.email
 
 
 def test_procfile_names_the_entry_point(tmp_path: Path) -> None:
