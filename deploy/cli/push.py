@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.plan import Command, Step
     from deploy.project.requirements import RequirementSet
+    from deploy.push.artifact import Artifact
     from deploy.push.plans import PushPlan
     from deploy.push.rollout import Interrupted
     from deploy.remote.executor import Event, SSHExecutor
@@ -615,6 +616,18 @@ def _wheels_for(
     return out
 
 
+def _with_own_distribution(config: Config, artifact: Artifact, printer: Printer) -> Artifact:
+    """The artifact with the project's own distribution metadata beside its code (deploy.push.owndist)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.project.requirements import src_root
+    from deploy.push.artifact import default_cache
+    from deploy.push.owndist import own_distribution
+
+    python_root = src_root(frozenset(artifact.files), config.app.wsgi)
+    extra = own_distribution(artifact.files, python_root, default_cache(), printer.say)
+    return replace(artifact, files={**artifact.files, **extra}) if extra else artifact
+
+
 @dataclass(frozen=True)
 class RolloutRun:
     """How `_finish` runs a push or rollback: its options, and what it keeps out of output."""
@@ -884,6 +897,7 @@ def push(
             from deploy.config.secretfiles import withheld_warning
 
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
+        artifact = _with_own_distribution(config, artifact, printer)
         release = _release_id(artifact.short)
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)

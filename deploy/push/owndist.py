@@ -1,0 +1,174 @@
+"""The project's own distribution: its metadata shipped beside its code, so exactly one copy runs.
+
+An app that reads its version with `importlib.metadata.version("myapp")` (or `pkg_resources`), or
+finds plugins and commands through its entry points, needs its own distribution installed. Installing
+its wheel into the virtualenv would put a second copy of the code in site-packages, and the venv is
+shared by every release with the same requirements: a code-only push would then run (or report the
+version of) an older copy. Instead the wheel is built here from the shipped files, and its
+`.dist-info` folder (METADATA, entry_points.txt, RECORD, ...) is shipped as files of the release, in
+the folder the app's code is imported from (the release, or its `src/`). Python finds a distribution's
+metadata on `sys.path` beside the code, so the version, the entry points and the code all come from
+the release that runs, and a rollback brings back its own. Files the build generates into the app's
+packages (a `_version.py` written by the build backend) are shipped too, where the release has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from deploy.push.artifact import FileEntry
+
+#: Files that make the project a distribution pip can build (at the top of the shipped files).
+BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+@dataclass(frozen=True)
+class OwnDistribution:
+    """What the build gave: the distribution's name and version and the files to ship for it."""
+
+    name: str
+    version: str
+    files: dict[str, FileEntry]
+
+
+class OwnDistributionError(Exception):
+    """The project's own wheel could not be built (the push goes on without its metadata)."""
+
+
+def buildable(files: Mapping[str, FileEntry]) -> bool:
+    """Whether the shipped files describe a distribution: a pyproject.toml with a [project] table
+    (or a build backend of its own), or a setup.py / setup.cfg."""
+    if "setup.py" in files or "setup.cfg" in files:
+        return True
+    entry = files.get("pyproject.toml")
+    if entry is None or entry.link is not None:
+        return False
+    try:
+        data = tomllib.loads(entry.data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    project = data.get("project")
+    return isinstance(project, dict) and isinstance(project.get("name"), str)
+
+
+def _export(files: Mapping[str, FileEntry], folder: Path) -> None:
+    for path, entry in files.items():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.link is not None:
+            os.symlink(entry.link, target)
+        else:
+            target.write_bytes(entry.data)
+
+
+def build_wheel(files: Mapping[str, FileEntry], cache: Path) -> Path:
+    """The project's wheel, built by pip from the shipped files (kept in `cache` by their digest)."""
+    digest = hashlib.sha256()
+    for path, entry in sorted(files.items()):
+        digest.update(path.encode() + b"\0" + entry.digest.encode() + b"\0")
+    folder = cache / "own" / digest.hexdigest()[:16]
+    done = sorted(folder.glob("*.whl"))
+    if len(done) == 1:
+        return done[0]
+    with tempfile.TemporaryDirectory(prefix="deploy-own-") as scratch:
+        source, out = Path(scratch) / "project", Path(scratch) / "wheel"
+        _export(files, source)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--wheel-dir",
+                str(out),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wheels = sorted(out.glob("*.whl"))
+        if result.returncode != 0 or len(wheels) != 1:
+            lines = (result.stdout + result.stderr).replace(str(source), ".").strip().splitlines()[-6:]
+            raise OwnDistributionError("pip wheel failed:\n    " + "\n    ".join(lines))
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = folder / wheels[0].name
+        os.replace(wheels[0], kept)
+        return kept
+
+
+def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: str | None) -> OwnDistribution:
+    """The files a release gets from the project's wheel: its `.dist-info` folder, and what the build
+    generated inside the app's own packages that the release does not ship (never a second copy)."""
+    prefix = f"{python_root}/" if python_root else ""
+    packages = {
+        PurePosixPath(p[len(prefix) :]).parts[0]
+        for p in shipped
+        if p.startswith(prefix) and "/" in p[len(prefix) :]
+    }
+    out: dict[str, FileEntry] = {}
+    name = version = ""
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            if member.endswith("/"):
+                continue
+            top = member.split("/", 1)[0]
+            if top.endswith(".dist-info") and member.count("/") == 1:
+                data = archive.read(member)
+                if member.endswith("/METADATA"):
+                    name, version = _name_version(data)
+                out[prefix + member] = FileEntry(data)
+            elif top.endswith(".data"):
+                continue  # scripts and data files: not imported from the release
+            elif "/" in member and top in packages and prefix + member not in shipped:
+                out[prefix + member] = FileEntry(archive.read(member))
+    info = next((p for p in out if p.endswith(".dist-info/METADATA")), None)
+    if info is None or not name:
+        raise OwnDistributionError(f"{wheel.name} has no readable .dist-info/METADATA")
+    # pip records who installed a distribution; so does deploy.
+    out[info.rsplit("/", 1)[0] + "/INSTALLER"] = FileEntry(b"deploy\n")
+    return OwnDistribution(name, version, out)
+
+
+def _name_version(metadata: bytes) -> tuple[str, str]:
+    from email.parser import BytesHeaderParser
+
+    headers = BytesHeaderParser().parsebytes(metadata)
+    return str(headers.get("Name") or "").strip(), str(headers.get("Version") or "").strip()
+
+
+def own_distribution(
+    files: Mapping[str, FileEntry], python_root: str | None, cache: Path, say: Callable[[str], None]
+) -> dict[str, FileEntry]:
+    """The files to add to a release for the project's own distribution ({} when it has none).
+
+    A project that cannot be built is shipped as before, without its metadata, and `say` tells why.
+    """
+    if not buildable(files):
+        return {}
+    try:
+        built = release_files(build_wheel(files, cache), files, python_root)
+    except (OwnDistributionError, OSError, zipfile.BadZipFile) as exc:
+        say(
+            "  ! the project's own distribution could not be built, so importlib.metadata and entry "
+            f"points will not find it on the hosts: {exc}"
+        )
+        return {}
+    where = f"{python_root}/" if python_root else "the release's top folder"
+    say(
+        f"  own distribution: {built.name} {built.version} (its metadata beside the release's code, "
+        f"in {where}: importlib.metadata and entry points find it)"
+    )
+    return built.files
