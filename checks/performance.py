@@ -10,7 +10,7 @@ from deploy.checker import Context, Finding, Severity, check
 from deploy.project.scan import CallSite
 from deploy.project.source import Route
 
-from ._helpers import config_file
+from ._helpers import config_file, in_served_code
 
 GUNICORN_DESIGN = "https://docs.gunicorn.org/en/stable/design.html#how-many-workers"
 
@@ -288,6 +288,7 @@ _THREADS_FOR_STREAMS = 100
     reports them while workers × threads is below 100 (Flask-SocketIO's documented threaded setup
     runs 100 threads); generator responses are quiet there.""",
 )
+@in_served_code
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import streams
 
