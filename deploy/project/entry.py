@@ -139,6 +139,16 @@ def _completed_elsewhere(
         for node in tree.body
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
     }
+    # Helpers a factory calls (given the app or not) are part of building it, not of completing it.
+    factory_names = {name for name in factories}
+    called_by_factories = {
+        _call_name(node)[1]
+        for _path, tree in modules
+        for _owner, fn in _functions(tree)
+        if fn.name in factory_names
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+    }
     found: dict[str, str] = {}
     for path, tree in modules:
         module = _module_name(root, path)
@@ -148,10 +158,12 @@ def _completed_elsewhere(
             if isinstance(node, ast.ImportFrom) and node.level == 0
             for alias in node.names
         }
-        for fn in tree.body:
-            if not isinstance(fn, ast.FunctionDef) or f"{module}:{fn.name}" in wsgis:
-                continue
-            if fn.name in called_on_import:
+        for owner, fn in _functions(tree):
+            if (
+                f"{module}:{fn.name}" in wsgis
+                or fn.name in called_on_import
+                or fn.name in called_by_factories
+            ):
                 continue
             args = fn.args
             params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
@@ -177,20 +189,64 @@ def _completed_elsewhere(
                 if target is None and name not in params:
                     target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
                 if target is not None and target not in found:
-                    found[target] = f"{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+                    where = f"{owner}{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+                    server = _own_server(fn)
+                    found[target] = where + (
+                        f", which serves it with {server} (not a WSGI server)"
+                        if server
+                        else ", which the project's own CLI runs"
+                    )
     # A factory that returns its module's app object (`def create_app(): ...; return app`): that
     # object is the same incomplete app.
     for path, tree in modules:
         module = _module_name(root, path)
-        for fn in tree.body:
-            where = found.get(f"{module}:{fn.name}()") if isinstance(fn, ast.FunctionDef) else None
-            if where is None:
+        for top in tree.body:
+            done = found.get(f"{module}:{top.name}()") if isinstance(top, ast.FunctionDef) else None
+            if done is None:
                 continue
-            for node in ast.walk(fn):
+            for node in ast.walk(top):
                 returned = node.value if isinstance(node, ast.Return) else None
                 if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
-                    found.setdefault(f"{module}:{returned.id}", where)
+                    found.setdefault(f"{module}:{returned.id}", done)
     return found
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
+    """The module's functions and its classes' methods, as ('' or 'Class.', function)."""
+    out: list[tuple[str, ast.FunctionDef]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            out.append(("", node))
+        elif isinstance(node, ast.ClassDef):
+            out += [(f"{node.name}.", fn) for fn in node.body if isinstance(fn, ast.FunctionDef)]
+    return out
+
+
+#: What serves an app without a WSGI server: Tornado's WSGIContainer/IOLoop, an event loop run forever,
+#: a server of the standard library or of gevent/eventlet started by the function itself.
+_SERVER_MODULES = {"tornado": "Tornado", "twisted": "Twisted", "aiohttp": "aiohttp", "gevent": "gevent"}
+_SERVER_CALLS = {
+    "IOLoop": "Tornado",
+    "WSGIContainer": "Tornado",
+    "serve_forever": "its own server loop",
+    "run_forever": "its own event loop",
+    "make_server": "its own server loop",
+}
+
+
+def _own_server(fn: ast.FunctionDef) -> str | None:
+    """Which server the function starts itself (the app is then not served through WSGI), or None."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for name in names:
+                label = _SERVER_MODULES.get(name.split(".")[0])
+                if label:
+                    return label
+        leaf = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+        if leaf in _SERVER_CALLS:
+            return _SERVER_CALLS[leaf]
+    return None
 
 
 def _no_entry(
@@ -201,7 +257,7 @@ def _no_entry(
         return None
     if completed:
         wsgi, where = sorted(completed.items())[0]
-        return f"{wsgi} gets its routes only from {where}, which the project's own CLI runs"
+        return f"{wsgi} gets its routes only from {where}"
     if calls:
         call = min(calls, key=lambda c: (c.depth, str(c.path)))
         where = f"{call.path.relative_to(root).as_posix()}:{call.line}"
