@@ -70,6 +70,39 @@ def _export(files: Mapping[str, FileEntry], folder: Path) -> None:
             target.write_bytes(entry.data)
 
 
+def _build_requires(files: Mapping[str, FileEntry]) -> list[str]:
+    """[build-system].requires (setuptools when the project names no backend, as pip assumes)."""
+    entry = files.get("pyproject.toml")
+    default = ["setuptools>=40.8.0"]
+    if entry is None or entry.link is not None:
+        return default
+    try:
+        system = tomllib.loads(entry.data.decode("utf-8")).get("build-system")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return default
+    requires = system.get("requires") if isinstance(system, dict) else None
+    return [str(r) for r in requires] if isinstance(requires, list) else default
+
+
+def _backend_here(requires: list[str]) -> bool:
+    """Whether this Python has every build requirement already: then pip builds without an isolated
+    environment (no download of the backend on every push)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for line in requires:
+        try:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate():
+                continue
+            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
+                return False
+        except (InvalidRequirement, PackageNotFoundError):
+            return False
+    return True
+
+
 def build_wheel(files: Mapping[str, FileEntry], cache: Path) -> Path:
     """The project's wheel, built by pip from the shipped files (kept in `cache` by their digest)."""
     digest = hashlib.sha256()
@@ -79,34 +112,40 @@ def build_wheel(files: Mapping[str, FileEntry], cache: Path) -> Path:
     done = sorted(folder.glob("*.whl"))
     if len(done) == 1:
         return done[0]
+    # Without an isolated environment first when this Python has the backend (no download on every
+    # push); the backend may want more than it declares (setuptools < 70: wheel), so isolated next.
+    isolation = [["--no-build-isolation"], []] if _backend_here(_build_requires(files)) else [[]]
     with tempfile.TemporaryDirectory(prefix="deploy-own-") as scratch:
         source, out = Path(scratch) / "project", Path(scratch) / "wheel"
         _export(files, source)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--wheel-dir",
-                str(out),
-                str(source),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        wheels = sorted(out.glob("*.whl"))
-        if result.returncode != 0 or len(wheels) != 1:
-            lines = (result.stdout + result.stderr).replace(str(source), ".").strip().splitlines()[-6:]
-            raise OwnDistributionError("pip wheel failed:\n    " + "\n    ".join(lines))
-        folder.mkdir(parents=True, exist_ok=True)
-        kept = folder / wheels[0].name
-        os.replace(wheels[0], kept)
-        return kept
+        for options in isolation:
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    *options,
+                    "--wheel-dir",
+                    str(out),
+                    str(source),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            wheels = sorted(out.glob("*.whl"))
+            if result.returncode == 0 and len(wheels) == 1:
+                folder.mkdir(parents=True, exist_ok=True)
+                kept = folder / wheels[0].name
+                os.replace(wheels[0], kept)
+                return kept
+        output = (result.stdout + result.stderr).replace(str(source), ".").strip().splitlines()
+        errors = [line.strip() for line in output if "error" in line.lower() and line.strip()] or output[-6:]
+        raise OwnDistributionError("pip wheel failed:\n    " + "\n    ".join(errors[-6:]))
 
 
 def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: str | None) -> OwnDistribution:

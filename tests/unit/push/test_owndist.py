@@ -134,3 +134,14 @@ def test_generated_files_of_the_apps_packages_ship_but_never_a_second_copy(tmp_p
         "tinyapp-2.0.dist-info/RECORD",
         "tinyapp/_version.py",
     ]
+
+
+def test_a_backend_this_python_has_builds_without_an_isolated_environment() -> None:
+    from deploy.push.owndist import _backend_here, _build_requires
+
+    assert _build_requires({"pyproject.toml": FileEntry(PYPROJECT)}) == ["setuptools>=61"]
+    assert _build_requires({"setup.py": FileEntry(b"")}) == ["setuptools>=40.8.0"]
+    assert _backend_here(["setuptools>=40"])
+    assert not _backend_here(["setuptools>=9999"])
+    assert not _backend_here(["no-such-backend-here"])
+    assert _backend_here(['no-such-backend-here; python_version < "3"'])
