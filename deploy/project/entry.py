@@ -133,22 +133,7 @@ def _completed_elsewhere(
     objects = {c.wsgi for c in candidates if not c.wsgi.endswith(")")}
     factories = {c.wsgi.split(":")[1].split("(")[0]: c.wsgi for c in candidates if c.wsgi.endswith(")")}
     wsgis = {c.wsgi.split("(")[0] for c in candidates}
-    called_on_import = {
-        _call_name(node.value)[1]
-        for _path, tree in modules
-        for node in tree.body
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-    }
-    # Helpers a factory calls (given the app or not) are part of building it, not of completing it.
-    factory_names = {name for name in factories}
-    called_by_factories = {
-        _call_name(node)[1]
-        for _path, tree in modules
-        for _owner, fn in _functions(tree)
-        if fn.name in factory_names
-        for node in ast.walk(fn)
-        if isinstance(node, ast.Call)
-    }
+    not_completing = _building_calls(modules, set(factories))
     found: dict[str, str] = {}
     for path, tree in modules:
         module = _module_name(root, path)
@@ -159,11 +144,7 @@ def _completed_elsewhere(
             for alias in node.names
         }
         for owner, fn in _functions(tree):
-            if (
-                f"{module}:{fn.name}" in wsgis
-                or fn.name in called_on_import
-                or fn.name in called_by_factories
-            ):
+            if f"{module}:{fn.name}" in wsgis or fn.name in not_completing:
                 continue
             args = fn.args
             params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
@@ -209,6 +190,26 @@ def _completed_elsewhere(
                 if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
                     found.setdefault(f"{module}:{returned.id}", done)
     return found
+
+
+def _building_calls(modules: list[tuple[Path, ast.Module]], factories: set[str]) -> set[str]:
+    """Names of functions called at the top of a module (routes registered on import), or by a factory
+    (given the app or not, they are part of building it): they do not complete an app elsewhere."""
+    on_import = {
+        _call_name(node.value)[1]
+        for _path, tree in modules
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    }
+    by_factories = {
+        _call_name(node)[1]
+        for _path, tree in modules
+        for _owner, fn in _functions(tree)
+        if fn.name in factories
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+    }
+    return on_import | by_factories
 
 
 def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef]]:

@@ -23,7 +23,12 @@ import tomllib
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path, PurePosixPath
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.push.artifact import FileEntry
 
@@ -87,16 +92,12 @@ def _build_requires(files: Mapping[str, FileEntry]) -> list[str]:
 def _backend_here(requires: list[str]) -> bool:
     """Whether this Python has every build requirement already: then pip builds without an isolated
     environment (no download of the backend on every push)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
     for line in requires:
         try:
             requirement = Requirement(line)
             if requirement.marker is not None and not requirement.marker.evaluate():
                 continue
-            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
+            if not requirement.specifier.contains(installed_version(requirement.name), prereleases=True):
                 return False
         except (InvalidRequirement, PackageNotFoundError):
             return False
@@ -182,8 +183,6 @@ def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: st
 
 
 def _name_version(metadata: bytes) -> tuple[str, str]:
-    from email.parser import BytesHeaderParser
-
     headers = BytesHeaderParser().parsebytes(metadata)
     return str(headers.get("Name") or "").strip(), str(headers.get("Version") or "").strip()
 
