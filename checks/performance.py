@@ -286,7 +286,9 @@ _THREADS_FOR_STREAMS = 100
     gevent, eventlet or uvicorn. With gthread workers (or sync workers given `threads` above 1, which
     Gunicorn runs as gthread) event streams and Socket.IO still hold a thread per open page: the check
     reports them while workers × threads is below 100 (Flask-SocketIO's documented threaded setup
-    runs 100 threads); generator responses are quiet there.""",
+    runs 100 threads); generator responses are quiet there. Only code the served entry point imports
+    counts: a stream in a module it never imports (a Tornado side server, a vendored socket library) is
+    not reported.""",
 )
 @in_served_code
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
