@@ -616,15 +616,17 @@ def _wheels_for(
     return out
 
 
-def _with_own_distribution(config: Config, artifact: Artifact, printer: Printer) -> Artifact:
+def _with_own_distribution(config: Config, project: Path, artifact: Artifact, printer: Printer) -> Artifact:
     """The artifact with the project's own distribution metadata beside its code (deploy.push.owndist)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.project.requirements import src_root
     from deploy.push.artifact import default_cache
-    from deploy.push.owndist import own_distribution
+    from deploy.push.owndist import checkout_of, own_distribution
 
     python_root = src_root(frozenset(artifact.files), config.app.wsgi)
-    extra = own_distribution(artifact.files, python_root, default_cache(), printer.say)
+    # The committed project, unless the working tree is shipped (--allow-dirty): its files then.
+    checkout = None if artifact.dirty else checkout_of(project, artifact.commit)
+    extra = own_distribution(artifact.files, python_root, default_cache(), printer.say, checkout)
     return replace(artifact, files={**artifact.files, **extra}) if extra else artifact
 
 
@@ -897,7 +899,7 @@ def push(
             from deploy.config.secretfiles import withheld_warning
 
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
-        artifact = _with_own_distribution(config, artifact, printer)
+        artifact = _with_own_distribution(config, project, artifact, printer)
         release = _release_id(artifact.short)
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from deploy.config.secretfiles import is_secret
 from deploy.push.artifact import FileEntry
 
 #: Files that make the project a distribution pip can build (at the top of the shipped files).
@@ -104,9 +105,50 @@ def _backend_here(requires: list[str]) -> bool:
     return True
 
 
-def build_wheel(files: Mapping[str, FileEntry], cache: Path) -> Path:
-    """The project's wheel, built by pip from the shipped files (kept in `cache` by their digest)."""
-    digest = hashlib.sha256()
+def _source(files: Mapping[str, FileEntry], scratch: Path, checkout: Checkout | None) -> Path:
+    """The project's files to build from: a clone of its repository at the commit when there is one
+    (a version taken from git, by setuptools-scm, hatch-vcs or versioneer, is then the right one),
+    else the shipped files."""
+    if checkout is not None:
+        repo = scratch / "repo"
+        steps = (
+            ["git", "clone", "--quiet", "--shared", "--no-checkout", str(checkout.top), str(repo)],
+            ["git", "-C", str(repo), "checkout", "--quiet", "--detach", checkout.commit],
+        )
+        if all(subprocess.run(step, capture_output=True, check=False).returncode == 0 for step in steps):
+            return repo / checkout.prefix if checkout.prefix else repo
+    source = scratch / "project"
+    _export(files, source)
+    return source
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """The committed project in its git repository: the top folder, the project's folder in it, the commit."""
+
+    top: Path
+    prefix: str
+    commit: str
+
+
+def checkout_of(project: Path, commit: str) -> Checkout | None:
+    """Where the project's commit is (None outside git)."""
+    done = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "--show-toplevel", "--show-prefix"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = done.stdout.split("\n")
+    if done.returncode != 0 or len(lines) < 2 or not commit:
+        return None
+    return Checkout(Path(lines[0]), lines[1].strip().rstrip("/"), commit)
+
+
+def build_wheel(files: Mapping[str, FileEntry], cache: Path, checkout: Checkout | None = None) -> Path:
+    """The project's wheel, built by pip from the committed project (or the shipped files), kept in
+    `cache` by the files' digest and the commit."""
+    digest = hashlib.sha256(checkout.commit.encode() if checkout is not None else b"")
     for path, entry in sorted(files.items()):
         digest.update(path.encode() + b"\0" + entry.digest.encode() + b"\0")
     folder = cache / "own" / digest.hexdigest()[:16]
@@ -117,8 +159,7 @@ def build_wheel(files: Mapping[str, FileEntry], cache: Path) -> Path:
     # push); the backend may want more than it declares (setuptools < 70: wheel), so isolated next.
     isolation = [["--no-build-isolation"], []] if _backend_here(_build_requires(files)) else [[]]
     with tempfile.TemporaryDirectory(prefix="deploy-own-") as scratch:
-        source, out = Path(scratch) / "project", Path(scratch) / "wheel"
-        _export(files, source)
+        source, out = _source(files, Path(scratch), checkout), Path(scratch) / "wheel"
         for options in isolation:
             result = subprocess.run(
                 [
@@ -172,7 +213,7 @@ def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: st
                 out[prefix + member] = FileEntry(data)
             elif top.endswith(".data"):
                 continue  # scripts and data files: not imported from the release
-            elif "/" in member and top in packages and prefix + member not in shipped:
+            elif _generated_module(prefix + member, top in packages, shipped):
                 out[prefix + member] = FileEntry(archive.read(member))
     info = next((p for p in out if p.endswith(".dist-info/METADATA")), None)
     if info is None or not name:
@@ -182,22 +223,33 @@ def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: st
     return OwnDistribution(name, version, out)
 
 
+def _generated_module(path: str, in_own_package: bool, shipped: Mapping[str, FileEntry]) -> bool:
+    """A Python module the build wrote into one of the app's packages (a `_version.py`): not shipped,
+    and no file the push leaves out on purpose (a secret, a shared path: those are no modules)."""
+    return in_own_package and path.endswith(".py") and path not in shipped and not is_secret(path)
+
+
 def _name_version(metadata: bytes) -> tuple[str, str]:
     headers = BytesHeaderParser().parsebytes(metadata)
     return str(headers.get("Name") or "").strip(), str(headers.get("Version") or "").strip()
 
 
 def own_distribution(
-    files: Mapping[str, FileEntry], python_root: str | None, cache: Path, say: Callable[[str], None]
+    files: Mapping[str, FileEntry],
+    python_root: str | None,
+    cache: Path,
+    say: Callable[[str], None],
+    checkout: Checkout | None = None,
 ) -> dict[str, FileEntry]:
-    """The files to add to a release for the project's own distribution ({} when it has none).
+    """The files to add to a release for the project's own distribution ({} when it has none), built
+    from `checkout` (the committed project) when given, else from the shipped `files`.
 
     A project that cannot be built is shipped as before, without its metadata, and `say` tells why.
     """
     if not buildable(files):
         return {}
     try:
-        built = release_files(build_wheel(files, cache), files, python_root)
+        built = release_files(build_wheel(files, cache, checkout), files, python_root)
     except (OwnDistributionError, OSError, zipfile.BadZipFile) as exc:
         say(
             "  ! the project's own distribution could not be built, so importlib.metadata and entry "

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from deploy.push.artifact import FileEntry
-from deploy.push.owndist import buildable, own_distribution, release_files
+from deploy.push.owndist import buildable, release_files
 
 pytestmark = pytest.mark.unit
 
@@ -63,48 +61,6 @@ def test_buildable_needs_a_project_table_or_setup_files() -> None:
     assert not buildable({"pyproject.toml": FileEntry(b"[tool.ruff]\nline-length = 100\n")})
     assert not buildable({"pyproject.toml": FileEntry(b"not toml [")})
     assert not buildable({"app.py": FileEntry(b"")})
-
-
-def test_the_release_finds_its_version_and_entry_points_and_imports_its_own_code(tmp_path: Path) -> None:
-    """Built with pip from the shipped files; the release gets the .dist-info, not a second copy of the
-    code; Python run in the release finds the version and entry points, and the code it imports is the
-    release's own file."""
-    files = _files()
-    said: list[str] = []
-    extra = own_distribution(files, None, tmp_path / "cache", said.append)
-    assert any("own distribution: tinyapp 1.4.2" in line for line in said), said
-    assert all(".dist-info/" in path for path in extra), sorted(extra)
-    assert "tinyapp-1.4.2.dist-info/METADATA" in extra
-    assert "tinyapp-1.4.2.dist-info/entry_points.txt" in extra
-    assert extra["tinyapp-1.4.2.dist-info/INSTALLER"].data == b"deploy\n"
-    release = tmp_path / "release"
-    _materialise({**files, **extra}, release)
-    shown = subprocess.run(
-        [sys.executable, "-c", "import tinyapp; print(tinyapp.VERSION, tinyapp.PLUGINS, tinyapp.__file__)"],
-        cwd=release,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"},
-    ).stdout.split()
-    assert shown == ["1.4.2", "['hello']", str(release / "tinyapp" / "__init__.py")]
-
-
-def test_a_src_layout_gets_the_metadata_in_src(tmp_path: Path) -> None:
-    files = _files("src")
-    files["pyproject.toml"] = FileEntry(
-        PYPROJECT.replace(b'packages = ["tinyapp"]', b'package-dir = {"" = "src"}')
-    )
-    extra = own_distribution(files, "src", tmp_path / "cache", lambda _: None)
-    assert "src/tinyapp-1.4.2.dist-info/METADATA" in extra
-    assert not any(path.startswith("tinyapp-") for path in extra)
-
-
-def test_a_build_that_fails_is_said_and_ships_nothing(tmp_path: Path) -> None:
-    files = {"setup.py": FileEntry(b"raise SystemExit('no build here')\n"), "app.py": FileEntry(b"")}
-    said: list[str] = []
-    assert own_distribution(files, None, tmp_path / "cache", said.append) == {}
-    assert any("could not be built" in line and "importlib.metadata" in line for line in said), said
 
 
 def _wheel(path: Path, members: dict[str, bytes]) -> Path:
