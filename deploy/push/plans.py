@@ -18,7 +18,15 @@ from deploy.config.model import Config
 from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, shared_files
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
-from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
+from deploy.push.artifact import (
+    Artifact,
+    FileEntry,
+    Platform,
+    changes,
+    emptied_folders,
+    requirements_hash,
+    tarball,
+)
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
@@ -670,7 +678,10 @@ def host_push(
     if remote_manifest is not None:
         # First of all, the previous release's links (into shared/ and to its venv) go: until they are
         # gone, a path below one of them is the persistent data or the venv, not this release's file.
-        stale = sorted(set(delete) | {".deploy", ".venv", *shared, *config.app.shared_files})
+        keep = [*shared, *config.app.shared_files]
+        stale = sorted(
+            set(delete) | emptied_folders(delete, list(artifact.files), keep) | {".deploy", ".venv", *keep}
+        )
         prepare.append(
             cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s), old links and metadata")
         )

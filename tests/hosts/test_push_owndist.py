@@ -80,7 +80,11 @@ def test_one_copy_of_the_app_on_the_host(box: Sandbox, project: Project) -> None
         check=True,
     ).stdout.strip()
     assert found == ""
-    infos = box.run(
-        host, ["sh", "-c", "ls -d /srv/flaskr/current/flaskr-*.dist-info"], check=True
+    # Every release has exactly its own metadata: the one a version bump replaced is gone, folder and
+    # all (an empty .dist-info left behind is a distribution without a version to importlib.metadata).
+    listing = box.run(
+        host, ["sh", "-c", "cd /srv/flaskr/releases && ls -d */flaskr-*.dist-info"], check=True
     ).stdout.split()
-    assert infos == ["/srv/flaskr/current/flaskr-1.0.0.dist-info"]
+    releases = [line.split("/")[0] for line in listing]
+    assert len(releases) == len(set(releases)) == 4, listing
+    assert sum(line.endswith("/flaskr-1.1.0.dist-info") for line in listing) == 1, listing
