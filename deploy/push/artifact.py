@@ -319,22 +319,6 @@ def changes(artifact: Artifact, remote: dict[str, list[object]] | None) -> tuple
     return send, delete
 
 
-def emptied_folders(deleted: list[str], kept: list[str], keep: list[str]) -> set[str]:
-    """The folders that `deleted` files leave without any file of the new release (`kept`) or a path
-    it keeps (`keep`: shared links), outermost only. A release starts as a copy of the previous one, so
-    without this an emptied folder stays: an old `.dist-info` folder, empty, that importlib.metadata
-    would still find as a distribution without a version."""
-
-    def parents(path: str) -> list[str]:
-        parts = path.strip("/").split("/")
-        return ["/".join(parts[:n]) for n in range(1, len(parts))]
-
-    live = {p for path in kept for p in parents(path)}
-    live |= {p for path in keep for p in [*parents(path), path.strip("/")]}
-    gone = {p for path in deleted for p in parents(path) if p not in live}
-    return {p for p in gone if not any(q in gone for q in parents(p))}
-
-
 def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0, group: str = "root") -> bytes:
     """A tar of the named files, byte-stable (one fixed time, owner root, group `group` by name: the
     host's tar, run as root, gives them that group)."""

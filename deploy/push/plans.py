@@ -18,15 +18,7 @@ from deploy.config.model import Config
 from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, shared_files
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
-from deploy.push.artifact import (
-    Artifact,
-    FileEntry,
-    Platform,
-    changes,
-    emptied_folders,
-    requirements_hash,
-    tarball,
-)
+from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
@@ -678,13 +670,13 @@ def host_push(
     if remote_manifest is not None:
         # First of all, the previous release's links (into shared/ and to its venv) go: until they are
         # gone, a path below one of them is the persistent data or the venv, not this release's file.
-        keep = [*shared, *config.app.shared_files]
-        stale = sorted(
-            set(delete) | emptied_folders(delete, list(artifact.files), keep) | {".deploy", ".venv", *keep}
-        )
+        stale = sorted(set(delete) | {".deploy", ".venv", *shared, *config.app.shared_files})
         prepare.append(
             cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s), old links and metadata")
         )
+        # And the folders they leave empty (an old .dist-info after a version bump, empty, would be a
+        # distribution without a version to importlib.metadata).
+        prepare.append(cmd.prune_empty_dirs(target))
     if send:
         archive = f"{target}/.deploy-files.tar"
         prepare.append(

@@ -239,16 +239,3 @@ def test_names_git_would_quote_are_read_as_they_are(repo: Path) -> None:
     git(repo, "mv", "app/__init__.py", "app/main.py")
     with pytest.raises(ArtifactError, match=r"uncommitted changes \(app/main.py, app/__init__.py, café/new"):
         pack(repo, "requirements.txt", exclude=("instance",))
-
-
-def test_folders_emptied_by_deleted_files_go_with_them() -> None:
-    """A release starts as a copy of the previous one: a folder whose files are all deleted (an old
-    .dist-info after a version bump) is removed too, outermost only; never a folder that still holds a
-    file of the release or a shared path."""
-    from deploy.push.artifact import emptied_folders
-
-    deleted = ["app-1.0.dist-info/METADATA", "app-1.0.dist-info/RECORD", "old/a/b.py", "pkg/gone.py"]
-    kept = ["app-1.1.dist-info/METADATA", "pkg/__init__.py"]
-    assert emptied_folders(deleted, kept, []) == {"app-1.0.dist-info", "old"}
-    assert emptied_folders(deleted, kept, ["old/a/uploads"]) == {"app-1.0.dist-info"}
-    assert emptied_folders(["top.py"], [], []) == set()
