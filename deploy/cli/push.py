@@ -857,7 +857,9 @@ def push(
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
 
     Each host starts the new release beside the live one, probes app.health, and switches Nginx to
-    it atomically; if any host fails, every host goes back to its previous release.
+    it atomically; if any host fails, every host goes back to its previous release. A project with
+    a pyproject.toml [project], setup.py or setup.cfg gets its own distribution's metadata shipped
+    beside its code (importlib.metadata.version and entry points work; the code is not installed).
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, pack
