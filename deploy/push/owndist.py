@@ -155,6 +155,10 @@ def build_wheel(files: Mapping[str, FileEntry], cache: Path, checkout: Checkout 
     done = sorted(folder.glob("*.whl"))
     if len(done) == 1:
         return done[0]
+    failed = folder / "failed.txt"
+    if failed.is_file():
+        # The same files failed before: said again, not built again on every push.
+        raise OwnDistributionError(failed.read_text(encoding="utf-8"))
     # Without an isolated environment first when this Python has the backend (no download on every
     # push); the backend may want more than it declares (setuptools < 70: wheel), so isolated next.
     isolation = [["--no-build-isolation"], []] if _backend_here(_build_requires(files)) else [[]]
@@ -187,7 +191,10 @@ def build_wheel(files: Mapping[str, FileEntry], cache: Path, checkout: Checkout 
                 return kept
         output = (result.stdout + result.stderr).replace(str(source), ".").strip().splitlines()
         errors = [line.strip() for line in output if "error" in line.lower() and line.strip()] or output[-6:]
-        raise OwnDistributionError("pip wheel failed:\n    " + "\n    ".join(errors[-6:]))
+        message = "pip wheel failed:\n    " + "\n    ".join(errors[-6:])
+        folder.mkdir(parents=True, exist_ok=True)
+        failed.write_text(message, encoding="utf-8")
+        raise OwnDistributionError(message)
 
 
 def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: str | None) -> OwnDistribution:

@@ -105,11 +105,22 @@ def test_a_src_layout_gets_the_metadata_in_src(tmp_path: Path) -> None:
     assert not any(path.startswith("tinyapp-") for path in extra)
 
 
-def test_a_build_that_fails_is_said_and_ships_nothing(tmp_path: Path) -> None:
+def test_a_build_that_fails_is_said_and_ships_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files = {"setup.py": FileEntry(b"raise SystemExit('no build here')\n"), "app.py": FileEntry(b"")}
     said: list[str] = []
     assert own_distribution(files, None, tmp_path / "cache", said.append) == {}
     assert any("could not be built" in line and "importlib.metadata" in line for line in said), said
+
+    # The same files are not built again on the next push: the failure is said again from the cache.
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"built again: {args}")
+
+    monkeypatch.setattr("deploy.push.owndist.subprocess.run", no_build)
+    again: list[str] = []
+    assert own_distribution(files, None, tmp_path / "cache", again.append) == {}
+    assert again == said
 
 
 #: A version taken from git tags at build time (as setuptools-scm, hatch-vcs and versioneer do), written
