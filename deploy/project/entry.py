@@ -134,6 +134,7 @@ def _completed_elsewhere(
     factories = {c.wsgi.split(":")[1].split("(")[0]: c.wsgi for c in candidates if c.wsgi.endswith(")")}
     wsgis = {c.wsgi.split("(")[0] for c in candidates}
     not_completing = _building_calls(modules, set(factories))
+    views, on_import = _view_modules(root, modules, objects)
     found: dict[str, str] = {}
     for path, tree in modules:
         module = _module_name(root, path)
@@ -143,33 +144,20 @@ def _completed_elsewhere(
             if isinstance(node, ast.ImportFrom) and node.level == 0
             for alias in node.names
         }
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         for owner, fn in _functions(tree):
             if f"{module}:{fn.name}" in wsgis or fn.name in not_completing:
                 continue
-            args = fn.args
-            params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
-            built = {
-                node.targets[0].id: factories[_call_name(node.value)[1]]
-                for node in ast.walk(fn)
-                if isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Call)
-                and _call_name(node.value)[1] in factories
-            }
-            for node in ast.walk(fn):
-                if not (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "register_blueprint"
-                    and isinstance(node.func.value, ast.Name)
-                ):
-                    continue
-                name = node.func.value.id
-                target = built.get(name)
-                if target is None and name not in params:
-                    target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
-                if target is not None and target not in found:
+            targets = [
+                *_blueprint_targets(fn, module, imported, factories, objects),
+                *(
+                    views[name]
+                    for name in _local_imports(fn, package)
+                    if name in views and name not in on_import
+                ),
+            ]
+            for target in targets:
+                if target not in found:
                     where = f"{owner}{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
                     server = _own_server(fn)
                     found[target] = where + (
@@ -190,6 +178,95 @@ def _completed_elsewhere(
                 if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
                     found.setdefault(f"{module}:{returned.id}", done)
     return found
+
+
+def _blueprint_targets(
+    fn: ast.FunctionDef, module: str, imported: dict[str, str], factories: dict[str, str], objects: set[str]
+) -> list[str]:
+    """The candidates `fn` registers blueprints on: an app it builds with a candidate factory, or a
+    candidate object of its module or imported by it (never an app it is given as a parameter)."""
+    args = fn.args
+    params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    built = {
+        node.targets[0].id: factories[_call_name(node.value)[1]]
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Call)
+        and _call_name(node.value)[1] in factories
+    }
+    out: list[str] = []
+    for node in ast.walk(fn):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "register_blueprint"
+            and isinstance(node.func.value, ast.Name)
+        ):
+            continue
+        name = node.func.value.id
+        target = built.get(name)
+        if target is None and name not in params:
+            target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
+        if target is not None:
+            out.append(target)
+    return out
+
+
+def _absolute(node: ast.ImportFrom, package: str) -> str:
+    """The module an `from ... import` names, relative imports resolved against `package`."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".") if package else []
+    up = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+    return ".".join([*up, *([node.module] if node.module else [])])
+
+
+def _local_imports(fn: ast.FunctionDef, package: str) -> list[str]:
+    """Modules `fn` imports in its body (`from . import views`: the package's `views` too)."""
+    out: list[str] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Import):
+            out += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, package)
+            out += [base, *(f"{base}.{alias.name}" if base else alias.name for alias in node.names)]
+    return out
+
+
+_ROUTE_METHODS = {"route", "add_url_rule", "get", "post", "put", "patch", "delete"}
+
+
+def _view_modules(
+    root: Path, modules: list[tuple[Path, ast.Module]], objects: set[str]
+) -> tuple[dict[str, str], set[str]]:
+    """({module: candidate}: modules that add routes to a candidate object imported from elsewhere,
+    {modules some module imports at its top}): a views module imported only inside a function adds
+    its routes only when that function runs."""
+    views: dict[str, str] = {}
+    on_import: set[str] = set()
+    for path, tree in modules:
+        module = _module_name(root, path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names: dict[str, str] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                on_import |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(node, package)
+                on_import |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+                names |= {alias.asname or alias.name: f"{base}:{alias.name}" for alias in node.names}
+        for call in ast.walk(tree):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr in _ROUTE_METHODS
+                and isinstance(call.func.value, ast.Name)
+                and names.get(call.func.value.id) in objects
+            ):
+                views.setdefault(module, names[call.func.value.id])
+    return views, on_import
 
 
 def _building_calls(modules: list[tuple[Path, ast.Module]], factories: set[str]) -> set[str]:

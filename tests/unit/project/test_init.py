@@ -686,3 +686,28 @@ def test_a_method_the_factory_calls_to_add_blueprints_keeps_the_factory(tmp_path
     )
     found = inspect_project(tmp_path)
     assert found.no_entry is None and found.wsgi is not None
+
+
+def test_views_imported_only_inside_the_method_that_serves_the_app_are_no_entry(tmp_path: Path) -> None:
+    """The same shape with its views module (routes on the module-level app) imported only inside
+    Server.run(): importing the module gives an app without those routes."""
+    files = dict(SELF_SERVED)
+    files["printhub/server/__init__.py"] = files["printhub/server/__init__.py"].replace(
+        '        app.register_blueprint(api, url_prefix="/api")\n',
+        "        from . import views  # noqa: F401\n",
+    )
+    files["printhub/server/views.py"] = (
+        "from printhub.server import app\n\n\n@app.route('/')\ndef index():\n    return 'printhub'\n"
+    )
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = inspect_project(tmp_path)
+    assert found.wsgi is None
+    assert found.no_entry is not None and found.no_entry.startswith(
+        "printhub.server:app gets its routes only from Server.run() in printhub/server/__init__.py:11"
+    )
+    # Imported at the top of the module (routes registered on import): the app is complete.
+    text = files["printhub/server/__init__.py"] + "\nfrom . import views  # noqa: E402,F401\n"
+    (tmp_path / "printhub/server/__init__.py").write_text(text)
+    assert inspect_project(tmp_path).wsgi == "printhub.server:app"
