@@ -10,7 +10,7 @@ from deploy.checker import Context, Finding, Severity, check
 from deploy.project.scan import CallSite
 from deploy.project.source import Route
 
-from ._helpers import config_file
+from ._helpers import config_file, in_served_code
 
 GUNICORN_DESIGN = "https://docs.gunicorn.org/en/stable/design.html#how-many-workers"
 
@@ -286,8 +286,11 @@ _THREADS_FOR_STREAMS = 100
     gevent, eventlet or uvicorn. With gthread workers (or sync workers given `threads` above 1, which
     Gunicorn runs as gthread) event streams and Socket.IO still hold a thread per open page: the check
     reports them while workers × threads is below 100 (Flask-SocketIO's documented threaded setup
-    runs 100 threads); generator responses are quiet there.""",
+    runs 100 threads); generator responses are quiet there. Only code the served entry point imports
+    counts: a stream in a module it never imports (a Tornado side server, a vendored socket library) is
+    not reported.""",
 )
+@in_served_code
 def streaming_on_sync_workers(ctx: Context) -> Iterator[Finding]:
     from deploy.project.scan import streams
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.plan import Command, Step
     from deploy.project.requirements import RequirementSet
+    from deploy.push.artifact import Artifact
     from deploy.push.plans import PushPlan
     from deploy.push.rollout import Interrupted
     from deploy.remote.executor import Event, SSHExecutor
@@ -746,6 +747,20 @@ def _wheels_for(
     return out
 
 
+def _with_own_distribution(config: Config, project: Path, artifact: Artifact, printer: Printer) -> Artifact:
+    """The artifact with the project's own distribution metadata beside its code (deploy.push.owndist)."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.project.requirements import src_root
+    from deploy.push.artifact import default_cache
+    from deploy.push.owndist import checkout_of, own_distribution
+
+    python_root = src_root(frozenset(artifact.files), config.app.wsgi)
+    # The committed project, unless the working tree is shipped (--allow-dirty): its files then.
+    checkout = None if artifact.dirty else checkout_of(project, artifact.commit)
+    extra = own_distribution(artifact.files, python_root, default_cache(), printer.say, checkout)
+    return replace(artifact, files={**artifact.files, **extra}) if extra else artifact
+
+
 @dataclass(frozen=True)
 class RolloutRun:
     """How `_finish` runs a push or rollback: its options, and what it keeps out of output."""
@@ -973,7 +988,9 @@ def push(
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
 
     Each host starts the new release beside the live one, probes app.health, and switches Nginx to
-    it atomically; if any host fails, every host goes back to its previous release.
+    it atomically; if any host fails, every host goes back to its previous release. A project with
+    a pyproject.toml [project], setup.py or setup.cfg gets its own distribution's metadata shipped
+    beside its code (importlib.metadata.version and entry points work; the code is not installed).
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, pack
@@ -1019,6 +1036,7 @@ def push(
             from deploy.config.secretfiles import withheld_warning
 
             printer.say(withheld_warning(artifact.withheld), withheld=list(artifact.withheld))
+        artifact = _with_own_distribution(config, project, artifact, printer)
         release = _release_id(artifact.short)
         if not dry_run:
             _take_locks(executor, config, printer, "push", release)

@@ -133,12 +133,8 @@ def _completed_elsewhere(
     objects = {c.wsgi for c in candidates if not c.wsgi.endswith(")")}
     factories = {c.wsgi.split(":")[1].split("(")[0]: c.wsgi for c in candidates if c.wsgi.endswith(")")}
     wsgis = {c.wsgi.split("(")[0] for c in candidates}
-    called_on_import = {
-        _call_name(node.value)[1]
-        for _path, tree in modules
-        for node in tree.body
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-    }
+    not_completing = _building_calls(modules, set(factories))
+    views, on_import = _view_modules(root, modules, objects)
     found: dict[str, str] = {}
     for path, tree in modules:
         module = _module_name(root, path)
@@ -148,49 +144,187 @@ def _completed_elsewhere(
             if isinstance(node, ast.ImportFrom) and node.level == 0
             for alias in node.names
         }
-        for fn in tree.body:
-            if not isinstance(fn, ast.FunctionDef) or f"{module}:{fn.name}" in wsgis:
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for owner, fn in _functions(tree):
+            if f"{module}:{fn.name}" in wsgis or fn.name in not_completing:
                 continue
-            if fn.name in called_on_import:
-                continue
-            args = fn.args
-            params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
-            built = {
-                node.targets[0].id: factories[_call_name(node.value)[1]]
-                for node in ast.walk(fn)
-                if isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Call)
-                and _call_name(node.value)[1] in factories
-            }
-            for node in ast.walk(fn):
-                if not (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "register_blueprint"
-                    and isinstance(node.func.value, ast.Name)
-                ):
-                    continue
-                name = node.func.value.id
-                target = built.get(name)
-                if target is None and name not in params:
-                    target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
-                if target is not None and target not in found:
-                    found[target] = f"{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+            targets = [
+                *_blueprint_targets(fn, module, imported, factories, objects),
+                *(
+                    views[name]
+                    for name in _local_imports(fn, package)
+                    if name in views and name not in on_import
+                ),
+            ]
+            for target in targets:
+                if target not in found:
+                    where = f"{owner}{fn.name}() in {path.relative_to(root).as_posix()}:{fn.lineno}"
+                    server = _own_server(fn)
+                    found[target] = where + (
+                        f", which serves it with {server} (not a WSGI server)"
+                        if server
+                        else ", which the project's own CLI runs"
+                    )
     # A factory that returns its module's app object (`def create_app(): ...; return app`): that
     # object is the same incomplete app.
     for path, tree in modules:
         module = _module_name(root, path)
-        for fn in tree.body:
-            where = found.get(f"{module}:{fn.name}()") if isinstance(fn, ast.FunctionDef) else None
-            if where is None:
+        for top in tree.body:
+            done = found.get(f"{module}:{top.name}()") if isinstance(top, ast.FunctionDef) else None
+            if done is None:
                 continue
-            for node in ast.walk(fn):
+            for node in ast.walk(top):
                 returned = node.value if isinstance(node, ast.Return) else None
                 if isinstance(returned, ast.Name) and f"{module}:{returned.id}" in objects:
-                    found.setdefault(f"{module}:{returned.id}", where)
+                    found.setdefault(f"{module}:{returned.id}", done)
     return found
+
+
+def _blueprint_targets(
+    fn: ast.FunctionDef, module: str, imported: dict[str, str], factories: dict[str, str], objects: set[str]
+) -> list[str]:
+    """The candidates `fn` registers blueprints on: an app it builds with a candidate factory, or a
+    candidate object of its module or imported by it (never an app it is given as a parameter)."""
+    args = fn.args
+    params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    built = {
+        node.targets[0].id: factories[_call_name(node.value)[1]]
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Call)
+        and _call_name(node.value)[1] in factories
+    }
+    out: list[str] = []
+    for node in ast.walk(fn):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "register_blueprint"
+            and isinstance(node.func.value, ast.Name)
+        ):
+            continue
+        name = node.func.value.id
+        target = built.get(name)
+        if target is None and name not in params:
+            target = next((t for t in (f"{module}:{name}", imported.get(name)) if t in objects), None)
+        if target is not None:
+            out.append(target)
+    return out
+
+
+def _absolute(node: ast.ImportFrom, package: str) -> str:
+    """The module an `from ... import` names, relative imports resolved against `package`."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".") if package else []
+    up = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+    return ".".join([*up, *([node.module] if node.module else [])])
+
+
+def _local_imports(fn: ast.FunctionDef, package: str) -> list[str]:
+    """Modules `fn` imports in its body (`from . import views`: the package's `views` too)."""
+    out: list[str] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Import):
+            out += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, package)
+            out += [base, *(f"{base}.{alias.name}" if base else alias.name for alias in node.names)]
+    return out
+
+
+_ROUTE_METHODS = {"route", "add_url_rule", "get", "post", "put", "patch", "delete"}
+
+
+def _view_modules(
+    root: Path, modules: list[tuple[Path, ast.Module]], objects: set[str]
+) -> tuple[dict[str, str], set[str]]:
+    """({module: candidate}: modules that add routes to a candidate object imported from elsewhere,
+    {modules some module imports at its top}): a views module imported only inside a function adds
+    its routes only when that function runs."""
+    views: dict[str, str] = {}
+    on_import: set[str] = set()
+    for path, tree in modules:
+        module = _module_name(root, path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names: dict[str, str] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                on_import |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(node, package)
+                on_import |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+                names |= {alias.asname or alias.name: f"{base}:{alias.name}" for alias in node.names}
+        for call in ast.walk(tree):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr in _ROUTE_METHODS
+                and isinstance(call.func.value, ast.Name)
+                and names.get(call.func.value.id) in objects
+            ):
+                views.setdefault(module, names[call.func.value.id])
+    return views, on_import
+
+
+def _building_calls(modules: list[tuple[Path, ast.Module]], factories: set[str]) -> set[str]:
+    """Names of functions called at the top of a module (routes registered on import), or by a factory
+    (given the app or not, they are part of building it): they do not complete an app elsewhere."""
+    on_import = {
+        _call_name(node.value)[1]
+        for _path, tree in modules
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    }
+    by_factories = {
+        _call_name(node)[1]
+        for _path, tree in modules
+        for _owner, fn in _functions(tree)
+        if fn.name in factories
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+    }
+    return on_import | by_factories
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
+    """The module's functions and its classes' methods, as ('' or 'Class.', function)."""
+    out: list[tuple[str, ast.FunctionDef]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            out.append(("", node))
+        elif isinstance(node, ast.ClassDef):
+            out += [(f"{node.name}.", fn) for fn in node.body if isinstance(fn, ast.FunctionDef)]
+    return out
+
+
+#: What serves an app without a WSGI server: Tornado's WSGIContainer/IOLoop, an event loop run forever,
+#: a server of the standard library or of gevent/eventlet started by the function itself.
+_SERVER_MODULES = {"tornado": "Tornado", "twisted": "Twisted", "aiohttp": "aiohttp", "gevent": "gevent"}
+_SERVER_CALLS = {
+    "IOLoop": "Tornado",
+    "WSGIContainer": "Tornado",
+    "serve_forever": "its own server loop",
+    "run_forever": "its own event loop",
+    "make_server": "its own server loop",
+}
+
+
+def _own_server(fn: ast.FunctionDef) -> str | None:
+    """Which server the function starts itself (the app is then not served through WSGI), or None."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for name in names:
+                label = _SERVER_MODULES.get(name.split(".")[0])
+                if label:
+                    return label
+        leaf = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+        if leaf in _SERVER_CALLS:
+            return _SERVER_CALLS[leaf]
+    return None
 
 
 def _no_entry(
@@ -201,7 +335,7 @@ def _no_entry(
         return None
     if completed:
         wsgi, where = sorted(completed.items())[0]
-        return f"{wsgi} gets its routes only from {where}, which the project's own CLI runs"
+        return f"{wsgi} gets its routes only from {where}"
     if calls:
         call = min(calls, key=lambda c: (c.depth, str(c.path)))
         where = f"{call.path.relative_to(root).as_posix()}:{call.line}"

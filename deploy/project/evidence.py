@@ -55,9 +55,15 @@ class _Index:
     def __init__(self, project: Project) -> None:
         self.modules = {m.path: m for m in project.python if m.tree is not None}
         self.by_name: dict[str, list[str]] = {}
+        packages = {m.path.rpartition("/")[0] for m in project.python if m.path.endswith("/__init__.py")}
         for path in self.modules:
             parts = module_name(path).split(".")
+            folders = path.split("/")[:-1]
             for start in range(len(parts)):
+                # A name may start below a wrapper folder (src/), never inside a package: `auth` is not
+                # `pkg/cli/auth.py` when pkg/ and pkg/cli/ are packages (only `pkg.cli.auth` is).
+                if start and "/".join(folders[:start]) in packages:
+                    continue
                 self.by_name.setdefault(".".join(parts[start:]), []).append(path)
 
     def resolve(self, name: str) -> list[str]:

@@ -69,8 +69,9 @@ def _choose_entry(
     if _import_root(root, chosen.path) != root:
         project.instance_dir = "src/instance"
         project.notes.append(
-            "src/ layout: the hosts run the app from the release with src/ on PYTHONPATH (it is not "
-            "installed), and Flask keeps its instance folder in src/instance"
+            "src/ layout: the hosts run the app from the release with src/ on PYTHONPATH (its own "
+            "distribution's metadata is shipped beside it in src/, not installed), and Flask keeps its "
+            "instance folder in src/instance"
         )
 
 

@@ -38,9 +38,27 @@ NEVER_SHIPPED = frozenset(
 #: Other environments and tool folders: push ships them only if git tracks them; the import's copy
 #: and the scan leave them out.
 TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})
-#: Folders never scanned (deploy check, deploy init): the above, plus tests and generated files.
+#: Vendored and third-party copies: other people's code kept inside the project (a `vendor/` of copied
+#: libraries, pip's `_vendor`, `third_party`, node_modules, an installed environment). What it does is
+#: not the app's doing, and the app's own checks and entry points are never there.
+VENDORED_DIRS = frozenset(
+    {
+        "vendor",
+        "vendored",
+        "_vendor",
+        "third_party",
+        "thirdparty",
+        "third-party",
+        "node_modules",
+        "bower_components",
+        "site-packages",
+        "dist-packages",
+    }
+)
+#: The one list of folders never scanned (deploy check, deploy init, served-module reachability): the
+#: above, plus tests and generated files.
 SKIP_DIRS = (
-    NEVER_SHIPPED | TOOL_DIRS | {".env", "build", "dist", "site-packages", "tests", "test", "deploy_checks"}
+    NEVER_SHIPPED | TOOL_DIRS | VENDORED_DIRS | {".env", "build", "dist", "tests", "test", "deploy_checks"}
 )
 #: The names an app factory goes by: `deploy init` and `deploy check` (without deploy.yaml) look for them.
 FACTORY_NAMES = ("create_app", "make_app", "app_factory", "get_app")
@@ -144,7 +162,6 @@ def label_value(name: str, text: str) -> bool:
 _NON_PRODUCTION_SCOPE = re.compile(r"(?i)(dev|test|local|debug)")
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.I)
 _POST_METHOD = re.compile(r"""method\s*=\s*["']?post""", re.I)
-
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -1186,10 +1203,6 @@ def names_sqlite(key: str, node: ast.AST, depth: int = 0) -> bool:
     return False
 
 
-
-
-
-
 def _called_leaves(node: ast.AST) -> set[str]:
     return {_dotted(c.func).rsplit(".", 1)[-1] for c in ast.walk(node) if isinstance(c, ast.Call)}
 
@@ -1210,8 +1223,6 @@ def _constant_text(node: ast.AST) -> str:
     return " ".join(
         n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
     )
-
-
 
 
 def sqlite_engines(modules: list[PythonFile]) -> list[tuple[str, int]]:
@@ -2095,8 +2106,6 @@ def streams(modules: list[PythonFile]) -> list[Stream]:
     return sorted(out.values(), key=lambda s: (s.file, s.line))
 
 
-
-
 #: Helpers whose name says they check what they are given (`validate_email(...)`, `check_password`).
 _CHECKING_HELPER = re.compile(r"^_?(validate|check|clean|sanitize|sanitise|verify|parse|is_valid|ensure)")
 
@@ -2227,8 +2236,6 @@ def _validates_by_hand(view: ast.FunctionDef | ast.AsyncFunctionDef, seed: set[s
             if _CHECKING_HELPER.match(leaf) and any(carries(a) for a in child.args):
                 return True
     return False
-
-
 
 
 # --- templates written in the source ------------------------------------------------------------

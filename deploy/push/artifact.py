@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from deploy.config.secretfiles import is_secret
 from deploy.project.requirements import RequirementsError, RequirementSet, environment, resolve, top_level
 from deploy.project.scan import NEVER_SHIPPED
+from deploy.push import newest
 from deploy.push import wheels as hostmarkers
 
 #: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
@@ -449,7 +450,7 @@ def wheelhouse(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 shown[str(target)] = path
-        built = folder / ".built"
+        built, checked = folder / ".built", False
         while True:
             result = subprocess.run(
                 download_command(
@@ -466,6 +467,13 @@ def wheelhouse(
             # A requirement published only as a source archive: a pure-Python one is built into a
             # wheel here (it fits every host), then the download runs again and finds it.
             missing = _NO_DISTRIBUTION.findall(result.stdout + result.stderr)
+            if result.returncode == 0 and not checked:
+                # The version pip install would get, when it is newer than the newest wheel.
+                checked = True
+                if newest.prefer_newest(
+                    source / requirements.install_file, folder, built, _build_pure_wheels, say
+                ):
+                    continue
             if result.returncode == 0 or not missing or not _build_pure_wheels(missing, built, say):
                 break
         if result.returncode != 0:

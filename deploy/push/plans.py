@@ -680,6 +680,9 @@ def host_push(
         prepare.append(
             cmd.remove_paths(target, stale, f"drop {len(delete)} deleted file(s), old links and metadata")
         )
+        # And the folders they leave empty (an old .dist-info after a version bump, empty, would be a
+        # distribution without a version to importlib.metadata).
+        prepare.append(cmd.prune_empty_dirs(target))
     if send:
         archive = f"{target}/.deploy-files.tar"
         prepare.append(

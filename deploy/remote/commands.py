@@ -125,6 +125,13 @@ def remove_paths(root: str, relative: list[str], description: str) -> Command:
     return Command(("python3", "-I", "-S", "-c", SAFE_FS, "rm", root, *relative), description, sudo=True)
 
 
+def prune_empty_dirs(root: str) -> Command:
+    """Remove the folders under `root` that are empty (bottom-up, never through a link)."""
+    return Command(
+        ("python3", "-I", "-S", "-c", SAFE_FS, "prune", root), "drop folders left empty", sudo=True
+    )
+
+
 def extract_tar(archive: str, directory: str, description: str) -> Command:
     """Unpack a tar into `directory`, unlinking each file first (hard-linked files are never changed).
 

@@ -100,6 +100,19 @@ def main(op):
             else:
                 os.unlink(parts[-1], dir_fd=fd)
             os.close(fd)
+    elif op == "prune":
+        # Folders left empty under root (bottom-up), never through a link: a release is a copy of the
+        # previous one, and git ships no empty folder, so an empty one is what deleted files left.
+        try:
+            root, _ = walk(sys.argv[2])
+        except FileNotFoundError:
+            sys.exit(0)
+        for _top, dirs, _files, fd in os.fwalk(".", topdown=False, dir_fd=root, follow_symlinks=False):
+            for name in dirs:
+                try:
+                    os.rmdir(name, dir_fd=fd)
+                except OSError:
+                    continue  # not empty, or a link to a folder (rmdir refuses it)
     elif op == "check":
         parent = os.path.dirname(sys.argv[2].rstrip("/")) or "/"
         try:

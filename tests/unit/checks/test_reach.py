@@ -123,3 +123,39 @@ def test_writable_sqlite_connection_is_reported(tmp_path: Path) -> None:
     project(tmp_path, imported_by_app({"bookmarks.py": writable}))
     out = found(check(tmp_path, ["PIT005"], config=CONFIG + "gunicorn: {workers: 3}\n"))
     assert any(f.startswith("bookmarks.py:5") for f in out.get("PIT005", [])), out
+
+
+#: An event stream, as vendored copies of socket libraries (sockjs-tornado) have one.
+STREAM = """\
+from flask import Response
+
+
+def events(gen):
+    return Response(gen, mimetype="text/event-stream")
+"""
+
+
+@pytest.mark.parametrize(
+    "folder", ["pkg/vendor/sockjs", "pkg/_vendor/lib", "third_party/lib", "node_modules/x", "vendored"]
+)
+def test_vendored_copies_are_never_scanned_even_when_the_app_imports_them(
+    tmp_path: Path, folder: str
+) -> None:
+    """Other people's code kept inside the project is not the app's: no source check reports it, even
+    when the served app imports it (the served-module reachability never reaches it either)."""
+    files = imported_by_app({f"{folder}/stream.py": STREAM, f"{folder}/__init__.py": ""})
+    project(tmp_path, files)
+    out = found(check(tmp_path, ["PERF005", *SQL_IN], config=CONFIG))
+    assert not [f for fs in out.values() for f in fs if f.startswith(folder)], out
+
+
+def test_the_same_code_of_the_apps_own_is_reported(tmp_path: Path) -> None:
+    project(tmp_path, imported_by_app({"pkg/live/stream.py": STREAM, "pkg/live/__init__.py": ""}))
+    out = found(check(tmp_path, ["PERF005"], config=CONFIG))
+    assert any(f.startswith("pkg/live/stream.py:") for f in out.get("PERF005", [])), out
+
+
+def test_streams_of_another_server_the_entry_never_imports_are_quiet(tmp_path: Path) -> None:
+    """PERF005 keeps to served code: a Tornado side server's module that the WSGI entry never imports."""
+    project(tmp_path, {"pkg/tornado_side.py": STREAM})
+    assert "PERF005" not in found(check(tmp_path, ["PERF005"], config=CONFIG))

@@ -205,3 +205,28 @@ def test_an_app_that_uses_the_session_still_gets_them(tmp_path: Path, uses: dict
     extra = {path: text + api if path == "app.py" else text for path, text in uses.items()}
     result = _run(tmp_path, "session_api", COOKIE_CHECKS, extra)
     assert set(result) == set(COOKIE_CHECKS), result
+
+
+def test_a_dotted_string_or_import_never_resolves_inside_a_package(tmp_path: Path) -> None:
+    """opentaxii trial: the served middleware names the error code 'auth.header_invalid'; that is not
+    `pkg/cli/auth.py` (inside the packages pkg and pkg.cli, only `pkg.cli.auth` imports it), so the CLI
+    that sets DEBUG stays out of the served code. Below a wrapper folder (src/) names still resolve."""
+    from deploy.project.evidence import served_modules
+    from deploy.project.scan import scan
+
+    files: dict[str, str | None] = {
+        "pkg/__init__.py": "",
+        "pkg/http.py": "from pkg.middleware import create_app\napp = create_app()\n",
+        "pkg/middleware.py": "from flask import Flask\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n    app.config['E'] = 'auth.header_invalid'\n    return app\n",
+        "pkg/cli/__init__.py": "from pkg.middleware import create_app\n"
+        "app = create_app()\napp.debug = True\n",
+        "pkg/cli/auth.py": "from pkg.cli import app\n",
+        "src/lib/__init__.py": "",
+        "src/lib/settings.py": "X = 1\n",
+        "pkg/settings_user.py": "SETTINGS = 'lib.settings'\n",
+    }
+    write(tmp_path, files)
+    project = scan(tmp_path)
+    assert served_modules(project, ["pkg.http"]) == {"pkg/__init__.py", "pkg/http.py", "pkg/middleware.py"}
+    assert "src/lib/settings.py" in served_modules(project, ["pkg.settings_user"])

@@ -607,3 +607,110 @@ def test_a_database_file_named_by_the_environment_goes_into_a_shared_folder(tmp_
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "seed.csv").write_text("a\n")
     assert inspect_project(tmp_path).shared_dirs == []
+
+
+#: The shape of an app served by its own Tornado server (OctoPrint): a module-level Flask object
+#: whose blueprints and views are added only when a server class's run() method starts Tornado.
+SELF_SERVED = {
+    "printhub/__init__.py": "",
+    "printhub/server/__init__.py": """\
+from flask import Flask
+
+app = Flask("printhub")
+
+
+class Server:
+    def __init__(self, host="0.0.0.0", port=5000):
+        self._host = host
+        self._port = port
+
+    def run(self):
+        from tornado.ioloop import IOLoop
+        from tornado.web import Application, FallbackHandler
+        from tornado.wsgi import WSGIContainer
+
+        from printhub.server.api import api
+
+        app.register_blueprint(api, url_prefix="/api")
+        container = WSGIContainer(app)
+        web = Application([(r".*", FallbackHandler, {"fallback": container})])
+        web.listen(self._port, address=self._host)
+        IOLoop.current().start()
+""",
+    "printhub/server/api.py": """\
+from flask import Blueprint
+
+api = Blueprint("api", __name__)
+
+
+@api.route("/version")
+def version():
+    return {"version": "1"}
+""",
+    "printhub/__main__.py": """\
+from printhub.server import Server
+
+
+def main():
+    Server().run()
+
+
+if __name__ == "__main__":
+    main()
+""",
+}
+
+
+def test_an_app_that_gets_its_routes_in_a_method_starting_its_own_server_is_no_entry(tmp_path: Path) -> None:
+    """OctoPrint trial: the module-level app has no routes until Server.run() registers them and serves
+    it with Tornado; init says there is no importable WSGI entry and why, instead of proposing it."""
+    for rel, text in SELF_SERVED.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = inspect_project(tmp_path)
+    assert found.wsgi is None
+    assert found.no_entry == (
+        "printhub.server:app gets its routes only from Server.run() in printhub/server/__init__.py:11, "
+        "which serves it with Tornado (not a WSGI server)"
+    )
+    out = run_init(tmp_path)
+    assert out.returncode == 2 and "no importable WSGI entry: printhub.server:app" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "deploy.yaml").exists()
+
+
+def test_a_method_the_factory_calls_to_add_blueprints_keeps_the_factory(tmp_path: Path) -> None:
+    """A builder class whose method registers the blueprints, called by the factory, is part of building
+    the app: the project keeps an importable entry."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "from flask import Flask, Blueprint\n\napp = Flask(__name__)\nweb = Blueprint('web', __name__)\n\n\n"
+        "class Builder:\n    def install(self):\n        app.register_blueprint(web)\n\n\n"
+        "def create_app():\n    Builder().install()\n    return app\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.no_entry is None and found.wsgi is not None
+
+
+def test_views_imported_only_inside_the_method_that_serves_the_app_are_no_entry(tmp_path: Path) -> None:
+    """The same shape with its views module (routes on the module-level app) imported only inside
+    Server.run(): importing the module gives an app without those routes."""
+    files = dict(SELF_SERVED)
+    files["printhub/server/__init__.py"] = files["printhub/server/__init__.py"].replace(
+        '        app.register_blueprint(api, url_prefix="/api")\n',
+        "        from . import views  # noqa: F401\n",
+    )
+    files["printhub/server/views.py"] = (
+        "from printhub.server import app\n\n\n@app.route('/')\ndef index():\n    return 'printhub'\n"
+    )
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = inspect_project(tmp_path)
+    assert found.wsgi is None
+    assert found.no_entry is not None and found.no_entry.startswith(
+        "printhub.server:app gets its routes only from Server.run() in printhub/server/__init__.py:11"
+    )
+    # Imported at the top of the module (routes registered on import): the app is complete.
+    text = files["printhub/server/__init__.py"] + "\nfrom . import views  # noqa: E402,F401\n"
+    (tmp_path / "printhub/server/__init__.py").write_text(text)
+    assert inspect_project(tmp_path).wsgi == "printhub.server:app"

@@ -51,3 +51,30 @@ def test_shellcheck_finds_nothing_in_the_shell_host_programs() -> None:
     files = sorted(str(p) for p in SCRIPTS.glob("*.sh"))
     out = subprocess.run([shellcheck, *files], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.unit
+def test_prune_removes_empty_folders_bottom_up_and_never_follows_a_link(tmp_path: Path) -> None:
+    """A new release starts as a copy of the previous one: the folders its deleted files left empty (an
+    old .dist-info) go; a folder with a file stays; a link to a folder, and what it points to, stay."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("safe_fs only follows links that root made, and walks from / as root does")
+    release, outside = tmp_path / "release", tmp_path / "outside"
+    for folder in ("a/b", "app-1.0.dist-info", "c"):
+        (release / folder).mkdir(parents=True)
+    (release / "c" / "kept.py").write_text("")
+    (outside / "empty").mkdir(parents=True)
+    (release / "shared-link").symlink_to(outside)
+    command = cmd.prune_empty_dirs(str(release))
+    subprocess.run(command.argv, check=True, capture_output=True, timeout=30)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == [
+        "outside",
+        "outside/empty",
+        "release",
+        "release/c",
+        "release/c/kept.py",
+        "release/shared-link",
+    ]
