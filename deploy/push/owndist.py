@@ -145,13 +145,38 @@ def checkout_of(project: Path, commit: str) -> Checkout | None:
     return Checkout(Path(lines[0]), lines[1].strip().rstrip("/"), commit)
 
 
+def static_metadata(files: Mapping[str, FileEntry]) -> bool:
+    """Whether the distribution's metadata is written out in pyproject.toml alone: a [project] table
+    with its `version` and nothing `dynamic`, and no setup.py (code that could compute anything).
+    Then the metadata cannot change unless pyproject.toml or setup.cfg does."""
+    entry = files.get("pyproject.toml")
+    if "setup.py" in files or entry is None or entry.link is not None:
+        return False
+    try:
+        project = tomllib.loads(entry.data.decode("utf-8")).get("project")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    if not isinstance(project, dict):
+        return False
+    return isinstance(project.get("version"), str) and not project.get("dynamic")
+
+
+def cache_key(files: Mapping[str, FileEntry], checkout: Checkout | None = None) -> str:
+    """What the built wheel's metadata depends on, as a digest: pyproject.toml and setup.cfg when the
+    metadata is static (a code-only push reuses the wheel built before: no build on every push), else
+    every shipped file and the commit (a version from a git tag, or computed by setup.py)."""
+    static = static_metadata(files)
+    digest = hashlib.sha256(b"static\0" if static else (checkout.commit.encode() if checkout else b""))
+    for path, entry in sorted(files.items()):
+        if not static or path in BUILD_FILES:
+            digest.update(path.encode() + b"\0" + entry.digest.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def build_wheel(files: Mapping[str, FileEntry], cache: Path, checkout: Checkout | None = None) -> Path:
     """The project's wheel, built by pip from the committed project (or the shipped files), kept in
-    `cache` by the files' digest and the commit."""
-    digest = hashlib.sha256(checkout.commit.encode() if checkout is not None else b"")
-    for path, entry in sorted(files.items()):
-        digest.update(path.encode() + b"\0" + entry.digest.encode() + b"\0")
-    folder = cache / "own" / digest.hexdigest()[:16]
+    `cache` by what its metadata depends on (`cache_key`)."""
+    folder = cache / "own" / cache_key(files, checkout)
     done = sorted(folder.glob("*.whl"))
     if len(done) == 1:
         return done[0]
@@ -208,6 +233,9 @@ def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: st
     }
     out: dict[str, FileEntry] = {}
     name = version = ""
+    # A wheel kept for static metadata may be older than this release's code (cache_key): only its
+    # .dist-info ships, never a module of it that this release may have deleted.
+    generated = not static_metadata(shipped)
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.namelist():
             if member.endswith("/"):
@@ -220,7 +248,7 @@ def release_files(wheel: Path, shipped: Mapping[str, FileEntry], python_root: st
                 out[prefix + member] = FileEntry(data)
             elif top.endswith(".data"):
                 continue  # scripts and data files: not imported from the release
-            elif _generated_module(prefix + member, top in packages, shipped):
+            elif generated and _generated_module(prefix + member, top in packages, shipped):
                 out[prefix + member] = FileEntry(archive.read(member))
     info = next((p for p in out if p.endswith(".dist-info/METADATA")), None)
     if info is None or not name:

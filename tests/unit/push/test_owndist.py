@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploy.push.artifact import FileEntry
-from deploy.push.owndist import buildable, release_files
+from deploy.push.owndist import buildable, cache_key, release_files
 
 pytestmark = pytest.mark.unit
 
@@ -82,7 +82,8 @@ def test_generated_files_of_the_apps_packages_ship_but_never_a_second_copy(tmp_p
             "tinyapp-2.0.dist-info/RECORD": b"",
         },
     )
-    built = release_files(wheel, _files(), None)
+    dynamic = {**_files(), "pyproject.toml": FileEntry(DYNAMIC_PYPROJECT)}
+    built = release_files(wheel, dynamic, None)
     assert (built.name, built.version) == ("tinyapp", "2.0")
     assert sorted(built.files) == [
         "tinyapp-2.0.dist-info/INSTALLER",
@@ -90,6 +91,32 @@ def test_generated_files_of_the_apps_packages_ship_but_never_a_second_copy(tmp_p
         "tinyapp-2.0.dist-info/RECORD",
         "tinyapp/_version.py",
     ]
+    # With the version written in pyproject.toml the wheel may be one built for older code: its
+    # metadata ships, none of its modules (a module this release deleted would come back).
+    static = release_files(wheel, _files(), None)
+    assert sorted(static.files) == [
+        "tinyapp-2.0.dist-info/INSTALLER",
+        "tinyapp-2.0.dist-info/METADATA",
+        "tinyapp-2.0.dist-info/RECORD",
+    ]
+
+
+DYNAMIC_PYPROJECT = PYPROJECT.replace(b'version = "1.4.2"', b'dynamic = ["version"]')
+
+
+def test_a_code_only_change_reuses_the_wheel_when_the_metadata_is_static() -> None:
+    files = _files()
+    changed = {**files, "tinyapp/plugins.py": FileEntry(b"def hello():\n    return 'hello'\n")}
+    assert cache_key(files) == cache_key(changed)
+    bumped = {**files, "pyproject.toml": FileEntry(PYPROJECT.replace(b"1.4.2", b"1.4.3"))}
+    assert cache_key(bumped) != cache_key(files)
+
+
+def test_a_dynamic_version_or_a_setup_py_rebuilds_for_every_change_of_code() -> None:
+    for extra in ({"pyproject.toml": FileEntry(DYNAMIC_PYPROJECT)}, {"setup.py": FileEntry(b"setup()\n")}):
+        files = {**_files(), **extra}
+        changed = {**files, "tinyapp/plugins.py": FileEntry(b"x = 1\n")}
+        assert cache_key(files) != cache_key(changed), extra
 
 
 def test_a_backend_this_python_has_builds_without_an_isolated_environment() -> None:
