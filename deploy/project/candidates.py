@@ -63,6 +63,8 @@ class Project:
     no_entry: str | None = None
     #: The folder Flask-Migrate reads (Migrate(directory=...), default migrations/), relative to the root.
     migrations_dir: str = "migrations"
+    #: Processes besides web (name -> command), from the project's Procfile.
+    processes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
