@@ -312,11 +312,12 @@ def inspect_project(root: Path) -> Project:
 
 
 def _read_procfile(root: Path, project: Project) -> None:
-    """A Procfile's web line names the WSGI app (when Gunicorn serves it); its other lines are processes."""
+    """A Procfile's lines besides web are processes (its web line is evidence for the entry point
+    ranking, which weighs it against what each module does when imported)."""
     procfile = read_procfile(root)
     if procfile is None:
         return
-    if procfile.wsgi and procfile.wsgi != project.wsgi:
+    if project.wsgi is None and procfile.wsgi:
         project.notes.append(f"app.wsgi from the Procfile's web line: {procfile.wsgi}")
         project.wsgi = procfile.wsgi
     project.processes.update(procfile.processes)
