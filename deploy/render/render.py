@@ -16,7 +16,7 @@ import jinja2
 from deploy.config import secretfiles
 from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
-from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, paths_for, process_template
 from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
 
@@ -139,6 +139,29 @@ def context(config: Config, facts: HostFacts) -> dict[str, Any]:
         # stops the build if one is in it anyway (a .dockerignore Docker did not read).
         "docker_secret_names": secretfiles.PATTERNS,
         "docker_not_secrets": secretfiles.NOT_SECRETS,
+    }
+
+
+def process_script(config: Config, command: str) -> str:
+    """The shell program a process instance runs: its slot's environment and release, then `command`."""
+    slots = paths_for(config).slots
+    return (
+        'slot="${DEPLOY_INSTANCE%-*}"; '
+        f'set -a; . "{slots}/$slot.env" || exit 1; set +a; '
+        f'cd -P "{slots}/$slot" || exit 1; '
+        'PATH="$PWD/.venv/bin:$PATH"; VIRTUAL_ENV="$PWD/.venv"; export PATH VIRTUAL_ENV; '
+        f"exec {command}"
+    )
+
+
+def process_context(config: Config, name: str) -> dict[str, Any]:
+    """What process.service.j2 adds to the context: the process, its unit's name, its ExecStart word."""
+    process = config.processes[name]
+    return {
+        "process": process,
+        "process_name": name,
+        "unit_template": process_template(config, name),
+        "process_exec": systemd_quote(process_script(config, process.command), command=True),
     }
 
 
@@ -315,10 +338,15 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     templates = output_files(config)
     if not ctx["serve_https"]:
         del templates[CATCH_ALL_TLS]
+    contexts = {path: ctx for path in templates}
+    for name in config.processes:
+        unit = process_template(config, name)
+        templates[f"systemd/{unit}"] = "process.service.j2"
+        contexts[f"systemd/{unit}"] = {**ctx, **process_context(config, name)}
     files: dict[str, str] = {}
     for path, template in templates.items():
         try:
-            files[path] = env.get_template(template).render(ctx)
+            files[path] = env.get_template(template).render(contexts[path])
         except Exception as exc:
             own = _own_templates(project_dir)
             problem = _own_template_error(exc, own) if own is not None else None
