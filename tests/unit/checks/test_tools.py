@@ -10,6 +10,7 @@ import pytest
 from deploy.config.loader import load_text
 from deploy.render.render import render
 from tests.unit.checks.support import CONFIG, check, found, project
+from tests.unit.render.test_process_units import PROCESSES
 
 pytestmark = pytest.mark.tools
 
@@ -150,18 +151,6 @@ def test_rnd007_and_rnd008_pass_on_the_shipped_files(tmp_path: Path) -> None:
     report = check(project(tmp_path), ["RND007", "RND008", "RND009"], config=CONFIG)
     assert report.skipped == []
     assert found(report) == {}
-
-
-PROCESSES = """\
-processes:
-  worker:
-    command: rq worker --url "$REDIS_URL" default
-    instances: 2
-    stop_timeout: 600
-    memory_max: 512M
-    cpu_quota: 50%
-  beat: {command: celery -A tasks beat, singleton: true, ready: notify, stop_signal: SIGINT}
-"""
 
 
 def test_rnd004_and_rnd008_pass_on_the_shipped_process_units(tmp_path: Path) -> None:

@@ -13,9 +13,8 @@ from deploy.render.render import process_script, render
 
 pytestmark = pytest.mark.unit
 
-CONFIG = """\
-app: {name: shop, wsgi: "shop:app", secrets: [SECRET_KEY], env: {LOG_LEVEL: info}}
-server: {domains: [shop.example.com], hosts: [10.0.0.1]}
+#: Processes of every kind of unit line (tests/unit/checks/test_tools.py verifies them with systemd).
+PROCESSES = """\
 processes:
   worker:
     command: rq worker --url "$REDIS_URL" default
@@ -25,6 +24,13 @@ processes:
     cpu_quota: 50%
   beat: {command: celery -A tasks beat, singleton: true, ready: notify, stop_signal: SIGINT}
 """
+CONFIG = (
+    """\
+app: {name: shop, wsgi: "shop:app", secrets: [SECRET_KEY], env: {LOG_LEVEL: info}}
+server: {domains: [shop.example.com], hosts: [10.0.0.1]}
+"""
+    + PROCESSES
+)
 
 
 def _lines(text: str) -> set[str]:
