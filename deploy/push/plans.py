@@ -15,9 +15,17 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from deploy.config.model import Config
-from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import (
+    Layout,
+    layout_for,
+    managed_files,
+    process_unit_files,
+    shared_file_dirs,
+    shared_files,
+)
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
+from deploy.push import processes
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
@@ -99,19 +107,18 @@ def config_steps(
                 ),
             )
         )
-    unit_path, unit_key = managed_files(config)[0]
-    unit = rendered[unit_key].encode()
-    if state.files.get(unit_path) != rendered[unit_key]:
-        steps.append(
-            Step(
-                "systemd unit",
-                host,
-                (
-                    Upload(unit_path, unit, 0o644, "root", "root", description="systemd unit template"),
-                    cmd.daemon_reload(),
-                ),
-            )
-        )
+    units = [
+        Upload(path, rendered[key].encode(), 0o644, "root", "root", description=what)
+        for (path, key), what in [
+            (managed_files(config)[0], "systemd unit template"),
+            *((unit, f"unit template of process {name}") for unit, name in zip(
+                process_unit_files(config), config.processes, strict=True
+            )),
+        ]
+        if state.files.get(path) != rendered[key]
+    ]
+    if units:
+        steps.append(Step("systemd unit", host, (*units, cmd.daemon_reload())))
     files = [
         (path, rendered[key].encode(), key)
         for path, key in managed_files(config)[1:]
@@ -539,7 +546,11 @@ def _served_marker(layout: Layout, release: str, replaced: str | None) -> Upload
     )
 
 
-def _switch_step(layout: Layout, host: str, slot: str, release: str, marker: Action) -> Step:
+def _switch_step(
+    layout: Layout, host: str, slot: str, release: str, marker: Action, boot: tuple[Command, ...] = ()
+) -> Step:
+    """live.sock, then current, to the new slot and release; the new slot (`boot`: its process
+    instances too) starts at boot."""
     return Step(
         "switch",
         host,
@@ -552,11 +563,35 @@ def _switch_step(layout: Layout, host: str, slot: str, release: str, marker: Act
             cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
             marker,
             *cmd.start_at_boot(layout, slot),
+            *boot,
         ),
     )
 
 
 def _revert_steps(
+    config: Config,
+    layout: Layout,
+    state: HostState,
+    old_slot: str | None,
+    previous: str | None,
+    new_slot: str,
+) -> tuple[Step, ...]:
+    web = _revert_web(config, layout, state.host, old_slot, previous, new_slot)
+    old = old_slot if previous else None
+    back = processes.back(config, layout, state.host, old, new_slot, state.services)
+    return (*web[:-1], replace(web[-1], actions=(*web[-1].actions, *back)))
+
+
+def _abort_steps(
+    config: Config, layout: Layout, state: HostState, old_slot: str | None, new_slot: str
+) -> tuple[Step, ...]:
+    """A host that failed before its switch: its new slot (web and processes) stops."""
+    stop = cmd.systemctl("stop", layout.unit(new_slot), check=False)
+    back = processes.back(config, layout, state.host, old_slot, new_slot, state.services)
+    return (Step("abort", state.host, (stop, *back)),)
+
+
+def _revert_web(
     config: Config, layout: Layout, host: str, old_slot: str | None, previous: str | None, new_slot: str
 ) -> tuple[Step, ...]:
     if old_slot is None or previous is None:
@@ -610,6 +645,7 @@ def _finish_steps(
     actions: list[Action] = []
     if old_slot is not None:
         actions.append(cmd.stop_after_drain(layout, old_slot, DRAIN_SECONDS))
+        actions += processes.stop_old(config, layout, old_slot)
     doomed = prune_list(config, state, new)
     if doomed:
         actions.append(cmd.prune(layout, doomed))
@@ -806,11 +842,23 @@ def host_push(
         old_slot=old_slot,
         new_slot=new_slot,
         prepare=(*settings, Step("upload", host, tuple(prepare))),
-        start=_start_steps(config, layout, host, new_slot, release, python_root),
-        switch=(_switch_step(layout, host, new_slot, release, _served_marker(layout, release, previous)),),
+        start=(
+            *_start_steps(config, layout, host, new_slot, release, python_root),
+            *processes.start_step(config, layout, host, old_slot, new_slot, release),
+        ),
+        switch=(
+            _switch_step(
+                layout,
+                host,
+                new_slot,
+                release,
+                _served_marker(layout, release, previous),
+                processes.at_boot(config, layout, host, new_slot),
+            ),
+        ),
         finish=_finish_steps(config, layout, after, old_slot, release),
-        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
-        revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
+        abort=_abort_steps(config, layout, state, old_slot, new_slot),
+        revert=_revert_steps(config, layout, state, old_slot, previous, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
         files_sent=len(send),
         files_deleted=len(delete),
@@ -913,13 +961,20 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         previous=current,
         old_slot=old_slot,
         new_slot=new_slot,
-        start=_start_steps(
-            config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
+        start=(
+            *_start_steps(
+                config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
+            ),
+            *processes.start_step(config, layout, host, old_slot, new_slot, wanted),
         ),
-        switch=(_switch_step(layout, host, new_slot, wanted, marker),),
+        switch=(
+            _switch_step(
+                layout, host, new_slot, wanted, marker, processes.at_boot(config, layout, host, new_slot)
+            ),
+        ),
         finish=_finish_steps(config, layout, state, old_slot, None),
-        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
-        revert=_revert_steps(config, layout, host, old_slot, current, new_slot),
+        abort=_abort_steps(config, layout, state, old_slot, new_slot),
+        revert=_revert_steps(config, layout, state, old_slot, current, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
     )
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from deploy.config.model import Config
-from deploy.layout import layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import layout_for, managed_files, process_unit_files, shared_file_dirs, shared_files
 from deploy.plan import Command
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, SLOTS
 from deploy.remote.scripts import script
@@ -249,6 +249,17 @@ NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-ext
 # --- what the probe should look at -------------------------------------------------------------
 
 
+def process_units(config: Config) -> list[str]:
+    """Every instance of every process in both slots (their states are facts: status, rollback)."""
+    layout = layout_for(config)
+    return [
+        layout.process_unit(name, slot, index)
+        for name, process in config.processes.items()
+        for slot in SLOTS
+        for index in range(1, process.instances + 1)
+    ]
+
+
 def probe_command(config: Config, nginx_test: bool = False) -> Command:
     """The one command that gathers every fact a setup, push, rollback or status needs."""
     layout = layout_for(config)
@@ -273,7 +284,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
     dirs += [path for path, *_ in shared_file_dirs(config)]
     dirs += [path for path, _ in shared_files(config)]
-    files = [path for path, _ in managed_files(config)]
+    files = [path for path, _ in [*managed_files(config), *process_unit_files(config)]]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     certificate = paths.tls_certificate  # None when tls is false
     request = probe_request(
@@ -285,7 +296,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         releases=paths.releases,
         venvs=layout.venvs,
         wheels=layout.wheels,
-        units=[layout.unit(slot) for slot in SLOTS],
+        units=[layout.unit(slot) for slot in SLOTS] + process_units(config),
         lock_file=layout.lock_file,
         lock_info=layout.lock_info,
         work_file=layout.work_file,

@@ -25,6 +25,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "lock_holder.sh",
         "nginx_apply.py",
         "probe.py",
+        "process_ready.py",
         "safe_fs.py",
         "step_guard.sh",
     }

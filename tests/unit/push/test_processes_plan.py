@@ -1,0 +1,161 @@
+"""Processes beside web in push and rollback plans, as data: the exact steps, without hosts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from deploy.config.loader import load_text
+from deploy.plan import Command, Upload
+from deploy.push.plans import push_plan, rollback_plan
+from deploy.push.processes import PROCESS_READY, probe_command
+from deploy.remote.facts import HostState
+from deploy.remote.facts import probe_command as facts_probe
+from deploy.render.render import render
+from tests.unit.push.test_plans import SECRETS, build, lines, served_state
+from tests.unit.push.test_plans import YAML as PLANS_YAML
+
+pytestmark = pytest.mark.unit
+
+YAML = PLANS_YAML.replace("hosts: [web1, web2, web3]", "hosts: [web1, {address: web2, roles: [web, worker]}]")
+YAML += """\
+processes:
+  worker:
+    command: rq worker --url "$REDIS_URL" default
+    instances: 2
+    hosts: worker
+    stop_timeout: 600
+    ready: rq
+  beat:
+    command: celery -A tasks beat
+    singleton: true
+    stop_signal: SIGINT
+"""
+CONFIG = load_text(YAML)
+
+
+def hosts(**changes: object) -> dict[str, HostState]:
+    """web1 and web2 serving r2 from the blue slot (r1 before it); beat's blue instance runs on web1."""
+    web1 = served_state()["web1"]
+    units = {"shop@blue.service": "active", "shop-beat@blue-1.service": "active"}
+    out = {"web1": replace(web1, services=units), "web2": replace(web1, host="web2")}
+    return {h: replace(s, **changes) for h, s in out.items()}  # type: ignore[arg-type]
+
+
+def plan_for(action: str = "push"):  # type: ignore[no-untyped-def]
+    states = hosts()
+    if action == "rollback":
+        return rollback_plan(CONFIG, states, None)
+    rendered = {h: render(CONFIG, s.facts) for h, s in states.items()}
+    return push_plan(CONFIG, states, rendered, SECRETS, build(code=b"print('v2')\n"))
+
+
+def ready_plan(command: Command) -> dict[str, object]:
+    assert command.argv[:3] == ("python3", "-c", PROCESS_READY) and command.sudo
+    return json.loads(command.argv[3])  # type: ignore[no-any-return]
+
+
+def test_the_unit_templates_are_installed_then_systemd_reloads() -> None:
+    (web1, _web2) = plan_for().hosts
+    (unit_step,) = [s for s in web1.prepare if s.name == "systemd unit"]
+    written = [a.remote_path for a in unit_step.actions if isinstance(a, Upload)]
+    assert written == [
+        "/etc/systemd/system/shop-worker@.service",
+        "/etc/systemd/system/shop-beat@.service",
+    ]  # the web unit is already the host's
+    assert lines([unit_step])[-1].endswith("systemctl daemon-reload")
+
+
+def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
+    web1, web2 = plan_for().hosts
+    assert [s.name for s in web1.start] == ["start", "health", "processes"]
+    one, two = ready_plan(web1.start[2].actions[0]), ready_plan(web2.start[2].actions[0])
+    # The singleton beat runs on web1 only: its blue instance stops before its green one starts.
+    assert one["singletons"] == [["shop-beat@blue-1.service", "shop-beat@green-1.service"]]
+    assert [c["unit"] for c in one["checks"]] == ["shop-beat@green-1.service"]  # type: ignore[index]
+    assert one["stale"] == ["shop-beat@green-*.service"]
+    # The worker runs on the hosts with the role worker: web2, two instances, ready by rq's probe.
+    assert two["singletons"] == []
+    checks = two["checks"]
+    assert [c["unit"] for c in checks] == ["shop-worker@green-1.service", "shop-worker@green-2.service"]  # type: ignore[index]
+    probe = checks[0]["probe"]  # type: ignore[index]
+    assert probe[:3] == ["systemd-run", "--quiet", "--wait"]
+    assert (
+        "WorkingDirectory=/srv/shop/slots/green" in probe
+        and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
+    )
+    assert probe[-3:] == ["/bin/sh", "-c", "rq info --only-workers --url '$REDIS_URL'"]
+    assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)
+
+
+def test_the_switch_boots_the_new_instances_and_finish_stops_the_old_with_their_signal() -> None:
+    web1, web2 = plan_for().hosts
+    assert lines(web2.switch)[-1].endswith(
+        "systemctl enable --quiet --no-reload shop-worker@green-1.service shop-worker@green-2.service"
+    )
+    finish = lines(web2.finish)
+    assert finish[1].endswith(
+        "systemctl stop --no-block 'shop-worker@blue-*.service' 'shop-beat@blue-*.service'"
+    )
+    assert "multi-user.target.wants" in finish[2] and "'shop-worker@blue-*.service'" in finish[2]
+    assert "enable" not in " ".join(lines(web1.switch)[-1:]) or "shop-beat@green-1" in lines(web1.switch)[-1]
+
+
+def test_a_failed_push_stops_the_new_processes_and_brings_the_old_singleton_back() -> None:
+    web1, web2 = plan_for().hosts
+    # abort (before the switch) and revert (after it): new instances stop first, then the singleton
+    # that ran before the push starts again; web2 never ran it.
+    for step in (web1.abort[-1], web1.revert[-1]):
+        tail = lines([step])[-2:]
+        assert tail[0].endswith("systemctl stop 'shop-beat@green-*.service'")
+        assert tail[1].endswith("systemctl start shop-beat@blue-1.service")
+    assert lines([web2.abort[-1]])[-1].endswith("systemctl stop 'shop-worker@green-*.service'")
+
+
+def test_a_rollback_moves_the_processes_the_same_way() -> None:
+    web1, web2 = plan_for("rollback").hosts
+    assert web1.release == "20240102-000000-r1"
+    assert [s.name for s in web1.start] == ["start", "health", "processes"]
+    assert ready_plan(web1.start[2].actions[0])["singletons"] == [
+        ["shop-beat@blue-1.service", "shop-beat@green-1.service"]
+    ]
+    assert "systemctl stop --no-block" in lines(web2.finish)[1]
+
+
+def test_no_processes_no_process_steps() -> None:
+    states = served_state()
+    plain = load_text(YAML.split("processes:")[0])
+    plan = push_plan(plain, states, {h: render(plain, s.facts) for h, s in states.items()}, SECRETS, build())
+    (web1,) = plan.hosts
+    assert [s.name for s in web1.start] == ["start", "health"]
+    assert not any("shop-" in line and "@blue-" in line for line in lines(web1.finish))
+
+
+def test_the_facts_read_every_instance_state_and_unit_template() -> None:
+    request = json.loads(facts_probe(CONFIG).argv[3])
+    assert (
+        "shop-worker@green-2.service" in request["units"] and "shop-beat@blue-1.service" in request["units"]
+    )
+    assert "/etc/systemd/system/shop-beat@.service" in request["files"]
+
+
+@pytest.mark.parametrize(
+    ("command", "ready", "probe"),
+    [
+        ("rq worker -u redis://r:6379/1 high", "rq", "rq info --only-workers -u redis://r:6379/1"),
+        ("rq worker high", "rq", "rq info --only-workers"),
+        ("celery -A proj worker -l info", "celery", "celery -A proj inspect ping --timeout 5"),
+        ("celery --app=proj.app worker", "celery", "celery --app=proj.app inspect ping --timeout 5"),
+        ("flask loop", "{command: flask ready}", "flask ready"),
+        ("flask loop", "settle", None),
+    ],
+)
+def test_ready_made_probes_copy_the_broker_and_app_options(
+    command: str, ready: str, probe: str | None
+) -> None:
+    config = load_text(
+        YAML.split("processes:")[0] + f"processes:\n  w: {{command: {command!r}, ready: {ready}}}\n"
+    )
+    assert probe_command(config.processes["w"]) == probe
