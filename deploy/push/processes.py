@@ -210,3 +210,33 @@ def back(
         if old:
             out.append(cmd.systemctl("start", *old, description=f"start {', '.join(old)} again"))
     return tuple(out)
+
+
+def instance_states(
+    config: Config, layout: Layout, host: str, services: Mapping[str, str], live: str | None
+) -> list[dict[str, str]]:
+    """For `deploy status`: each instance `host` runs in the live slot, and any other instance of the
+    app's processes that is not stopped (an old one in its warm shutdown, one left by a failed push)."""
+    out: list[dict[str, str]] = []
+    for name, process in config.processes.items():
+        for slot in cmd.SLOTS:
+            for index in range(1, process.instances + 1):
+                unit = layout.process_unit(name, slot, index)
+                state = services.get(unit, "unknown")
+                expected = slot == live and host in config.process_hosts(name)
+                if expected or state not in ("inactive", "unknown"):
+                    out.append({"process": name, "unit": unit, "state": state})
+    return out
+
+
+def journal_argv(layout: Layout, process: str, lines: int, follow: bool) -> tuple[str, ...]:
+    """`deploy logs --process NAME`: the journal of every instance of one process, both slots."""
+    return (
+        "journalctl",
+        "--no-pager",
+        "-n",
+        str(lines),
+        "-u",
+        f"{layout.app}-{process}@*.service",
+        *(("-f",) if follow else ()),
+    )

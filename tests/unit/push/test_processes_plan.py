@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +162,37 @@ def test_ready_made_probes_copy_the_broker_and_app_options(
         YAML.split("processes:")[0] + f"processes:\n  w: {{command: {command!r}, ready: {ready}}}\n"
     )
     assert probe_command(config.processes["w"]) == probe
+
+
+def test_status_lists_the_live_slots_instances_and_any_other_still_running() -> None:
+    from deploy.layout import layout_for
+    from deploy.push.processes import instance_states
+
+    services = {
+        "shop-worker@green-1.service": "active",
+        "shop-worker@green-2.service": "failed",
+        "shop-worker@blue-1.service": "deactivating",  # an old one finishing its job
+        "shop-beat@green-1.service": "inactive",
+    }
+    got = instance_states(CONFIG, layout_for(CONFIG), "web2", services, "green")
+    assert [(i["unit"], i["state"]) for i in got] == [
+        ("shop-worker@blue-1.service", "deactivating"),
+        ("shop-worker@green-1.service", "active"),
+        ("shop-worker@green-2.service", "failed"),
+    ]  # beat runs on web1 only
+    # web1 runs beat, not the worker: a worker instance is listed there only while it is not stopped.
+    stopped = {unit: "inactive" for unit in services}
+    web1 = instance_states(CONFIG, layout_for(CONFIG), "web1", stopped, "green")
+    assert [(i["unit"], i["state"]) for i in web1] == [("shop-beat@green-1.service", "inactive")]
+
+
+def test_logs_of_an_unknown_process_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text(YAML, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy", "logs", "--process", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--process 'nope' is not one of the processes (worker, beat)" in out.stderr
