@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from deploy.config.model import Config, Process
 from deploy.layout import Layout
-from deploy.plan import Command, Step
+from deploy.plan import Command, Step, Upload
 from deploy.remote import commands as cmd
 from deploy.remote.scripts import script
 
@@ -38,16 +38,24 @@ def _copied_options(command: str, options: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _shell_word(word: str) -> str:
+    """One word for sh: quoted, but a `$VARIABLE` in it still expands (as in the process's command)."""
+    if "$" not in word:
+        return shlex.quote(word)
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
+
+
 def probe_command(process: Process) -> str | None:
     """The shell command that says a new instance is ready (exit 0); None for settle, notify, heartbeat."""
     kind = process.ready.kind
     if kind == "command":
         return process.ready.command
     if kind == "rq":
-        return shlex.join(["rq", "info", "--only-workers", *_copied_options(process.command, _RQ_OPTIONS)])
+        words = ["rq", "info", "--only-workers", *_copied_options(process.command, _RQ_OPTIONS)]
+        return " ".join(map(_shell_word, words))
     if kind == "celery":
         options = _copied_options(process.command, _CELERY_OPTIONS)
-        return shlex.join(["celery", *options, "inspect", "ping", "--timeout", "5"])
+        return " ".join(map(_shell_word, ["celery", *options, "inspect", "ping", "--timeout", "5"]))
     return None
 
 
@@ -124,13 +132,23 @@ def start_step(
         "stop_budget": stop_budget,
     }
     shown = ", ".join(f"{n} x{config.processes[n].instances}" for n in names)
+    # The plan travels as a file (root's, in the state folder): the failure line stays readable.
+    plan_file = f"{layout.state}/processes-{new_slot}.json"
     return (
         Step(
             "processes",
             host,
             (
+                Upload(
+                    plan_file,
+                    (json.dumps(plan, sort_keys=True, indent=1) + "\n").encode(),
+                    0o600,
+                    "root",
+                    "root",
+                    description=f"what the new {shown} must do to count as ready",
+                ),
                 Command(
-                    ("python3", "-c", PROCESS_READY, json.dumps(plan, sort_keys=True)),
+                    ("python3", "-c", PROCESS_READY, plan_file),
                     f"start {shown} in slot {new_slot} (release {release}) and wait until ready",
                     sudo=True,
                 ),

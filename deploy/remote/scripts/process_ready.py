@@ -7,7 +7,8 @@ import time
 # Starts a release's process instances and waits until each is ready, or says why not (run as root).
 # A singleton's old instance is stopped (its warm shutdown) before its new one starts: the gap between
 # the two is printed. Exit 3: an instance stopped or restarted; 4: not ready in time.
-plan = json.loads(sys.argv[1])
+with open(sys.argv[1], encoding="utf-8") as file:
+    plan = json.load(file)
 deadline = time.monotonic() + float(plan["timeout"])
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config.loader import load_text
-from deploy.plan import Command, Upload
+from deploy.plan import Command, Step, Upload
 from deploy.push.plans import push_plan, rollback_plan
 from deploy.push.processes import PROCESS_READY, probe_command
 from deploy.remote.facts import HostState
@@ -55,9 +55,14 @@ def plan_for(action: str = "push"):  # type: ignore[no-untyped-def]
     return push_plan(CONFIG, states, rendered, SECRETS, build(code=b"print('v2')\n"))
 
 
-def ready_plan(command: Command) -> dict[str, object]:
-    assert command.argv[:3] == ("python3", "-c", PROCESS_READY) and command.sudo
-    return json.loads(command.argv[3])  # type: ignore[no-any-return]
+def ready_plan(step: Step) -> dict[str, object]:
+    """The plan the processes step uploads (root's, 0600) and hands to the host program."""
+    upload, command = step.actions
+    assert isinstance(upload, Upload) and isinstance(command, Command)
+    assert (upload.mode, upload.owner) == (0o600, "root")
+    assert upload.remote_path == "/srv/shop/.deploy/processes-green.json"  # the new slot
+    assert command.argv == ("python3", "-c", PROCESS_READY, upload.remote_path) and command.sudo
+    return json.loads(upload.content)  # type: ignore[no-any-return]
 
 
 def test_the_unit_templates_are_installed_then_systemd_reloads() -> None:
@@ -74,7 +79,7 @@ def test_the_unit_templates_are_installed_then_systemd_reloads() -> None:
 def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
     web1, web2 = plan_for().hosts
     assert [s.name for s in web1.start] == ["start", "health", "processes"]
-    one, two = ready_plan(web1.start[2].actions[0]), ready_plan(web2.start[2].actions[0])
+    one, two = ready_plan(web1.start[2]), ready_plan(web2.start[2])
     # The singleton beat runs on web1 only: its blue instance stops before its green one starts.
     assert one["singletons"] == [["shop-beat@blue-1.service", "shop-beat@green-1.service"]]
     assert [c["unit"] for c in one["checks"]] == ["shop-beat@green-1.service"]  # type: ignore[index]
@@ -89,7 +94,7 @@ def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
         "WorkingDirectory=/srv/shop/slots/green" in probe
         and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
     )
-    assert probe[-3:] == ["/bin/sh", "-c", "rq info --only-workers --url '$REDIS_URL'"]
+    assert probe[-3:] == ["/bin/sh", "-c", 'rq info --only-workers --url "$REDIS_URL"']
     assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)
 
 
@@ -121,7 +126,7 @@ def test_a_rollback_moves_the_processes_the_same_way() -> None:
     web1, web2 = plan_for("rollback").hosts
     assert web1.release == "20240102-000000-r1"
     assert [s.name for s in web1.start] == ["start", "health", "processes"]
-    assert ready_plan(web1.start[2].actions[0])["singletons"] == [
+    assert ready_plan(web1.start[2])["singletons"] == [
         ["shop-beat@blue-1.service", "shop-beat@green-1.service"]
     ]
     assert "systemctl stop --no-block" in lines(web2.finish)[1]
