@@ -14,6 +14,8 @@ from deploy.config.loader import load_text
 from deploy.plan import Command, Step, Upload
 from deploy.push.plans import push_plan, rollback_plan
 from deploy.push.processes import PROCESS_READY, probe_command
+from deploy.push.rollout import Rollout
+from deploy.remote.executor import Recorder, StepResult
 from deploy.remote.facts import HostState
 from deploy.remote.facts import probe_command as facts_probe
 from deploy.render.render import render
@@ -201,3 +203,41 @@ def test_logs_of_an_unknown_process_is_a_clear_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "--process 'nope' is not one of the processes (worker, beat)" in out.stderr
+
+
+GAP = "singleton: shop-beat@blue-1.service stopped in 0.4s, shop-beat@green-1.service started: a gap of 0.1s"
+
+
+class FailingRecorder(Recorder):
+    """Records steps; the processes step prints what the host program prints, or fails on `failing`."""
+
+    def __init__(self, failing: str | None = None):
+        super().__init__()
+        self.failing = failing
+
+    def run_step(self, host: str, step: Step) -> StepResult:
+        result = super().run_step(host, step)
+        if step.name != "processes":
+            return result
+        if host == self.failing:
+            crashed = "shop-worker@green-1.service restarted"
+            return StepResult(host, "processes", False, 1.0, crashed, "ready", 3)
+        return replace(result, output=f"{GAP}\nready: shop-beat@green-1.service (settle)")
+
+
+def test_a_rollout_says_the_singletons_gap_and_a_crashing_worker_sends_every_host_back() -> None:
+    from deploy.layout import layout_for
+
+    said: list[str] = []
+    plan = plan_for()
+    ok = Rollout(FailingRecorder(), plan, layout_for(CONFIG), say=said.append, parallel=False).run()
+    assert ok.ok and said == [f"web1: {GAP}", f"web2: {GAP}"]
+    recorder = FailingRecorder(failing="web2")
+    failed = Rollout(recorder, plan_for(), layout_for(CONFIG), parallel=False).run()
+    assert not failed.ok and [f.host for f in failed.failures] == ["web2"]
+    ran = [(host, step) for host, step, _line in recorder.log]
+    # Neither host switched; both stop their new processes (web1 brings its old beat back).
+    assert ("web1", "switch") not in ran and ("web2", "switch") not in ran
+    assert ("web1", "abort") in ran and ("web2", "abort") in ran
+    web1_abort = [line for host, step, line in recorder.log if (host, step) == ("web1", "abort")]
+    assert web1_abort[-1].endswith("systemctl start shop-beat@blue-1.service")
