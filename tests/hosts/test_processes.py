@@ -56,8 +56,39 @@ for number in range(int(sys.argv[2])):
     time.sleep(float(sys.argv[3]))
 '''
 
+BEAT = '''\
+"""A scheduler: a singleton. Each tick records how many beats run at that moment."""
+
+import os
+import signal
+import socket
+import sys
+import time
+
+from redis import Redis
+
+redis = Redis.from_url(os.environ["REDIS_URL"])
+me = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stop(*_args):
+    redis.srem("beat:running", me)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, stop)
+redis.sadd("beat:running", me)
+while True:
+    redis.rpush("beat:seen", redis.scard("beat:running"))
+    time.sleep(0.2)
+'''
+
 PROCESSES = """\
 processes:
+  beat:
+    command: python beat.py
+    singleton: true
+    settle: 2
   worker:
     command: rq worker --url "$REDIS_URL" -w workers.AppWorker default
     instances: 2
@@ -91,6 +122,7 @@ def project(box: Sandbox, redis_url: str, tmp_path_factory: pytest.TempPathFacto
     (project.path / "flaskr" / "jobs.py").write_text(JOBS, encoding="utf-8")
     (project.path / "workers.py").write_text(WORKERS, encoding="utf-8")
     (project.path / "enqueue.py").write_text(ENQUEUE, encoding="utf-8")
+    (project.path / "beat.py").write_text(BEAT, encoding="utf-8")
     requirements = project.path / "requirements.txt"
     requirements.write_text(requirements.read_text(encoding="utf-8") + "rq==3.0.0\n", encoding="utf-8")
     project.write_config(extra=PROCESSES)
@@ -144,13 +176,22 @@ def test_a_push_starts_the_workers_on_every_host(box: Sandbox, project: Project)
     enqueue = f"cd {release} && .venv/bin/python enqueue.py redis://127.0.0.1:6379/0 3 0"
     box.run(box.hosts()[0], ["sh", "-c", enqueue], check=True, timeout=60)
     wait_for("3 jobs done", lambda: redis(box, "LLEN", "done") == "3", 60)
+    # deploy status lists each host's instances: the singleton beat on the first host only.
+    status = project.deploy("status", check=True).stdout
+    first, second = status.split(f"{box.hosts()[1].address}:")
+    assert f"  process  flaskr-beat@{slot}-1 active" in first and "flaskr-beat" not in second
+    for part in (first, second):
+        assert f"  process  flaskr-worker@{slot}-1 active" in part
+        assert f"  process  flaskr-worker@{slot}-2 active" in part
+    logs = project.deploy("logs", "--process", "worker", "-n", "20", check=True).stdout
+    assert "Listening on default" in logs or "default" in logs
 
 
 def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     box: Sandbox, project: Project
 ) -> None:
     first = box.hosts()[0]
-    redis(box, "DEL", "done")
+    redis(box, "DEL", "done", "beat:seen")
     release = box.run(first, ["readlink", "/srv/flaskr/current"], check=True).stdout.strip()
     count = 400
     enqueue = (
@@ -163,9 +204,11 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     pushed = project.deploy("push", check=True, timeout=600).stdout
     assert versions(project) == ["v2", "v2"]
     assert live_slot(box) == other(before)
-    assert "ready: flaskr-worker@" in pushed or "is live on" in pushed
+    # The singleton's old instance stopped before its new one started; the push says for how long.
+    assert f"{first.address}: singleton: flaskr-beat@{before}-1.service stopped in " in pushed
     rolled = project.deploy("rollback", check=True, timeout=600).stdout
-    assert "v1" in str(versions(project)) and live_slot(box) == before, rolled
+    assert versions(project) == ["v1", "v1"] and live_slot(box) == before, rolled
+    assert f"{first.address}: singleton: flaskr-beat@{other(before)}-1.service stopped in " in rolled
     done = int(redis(box, "LLEN", "done"))
     assert 0 < done < count, f"the enqueuer ended before the push and rollback ({done} done)"
     wait_for(f"{count} jobs done", lambda: int(redis(box, "LLEN", "done")) >= count, 180)
@@ -173,6 +216,9 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     numbers = [int(n) for n in redis(box, "LRANGE", "done", "0", "-1").split()]
     assert sorted(numbers) == list(range(count)), "jobs lost or done twice"
     assert redis(box, "ZCARD", "rq:registry:failed:default") == "0"
+    # Never two schedulers at once, through a push and a rollback.
+    seen = [int(n) for n in redis(box, "LRANGE", "beat:seen", "0", "-1").split()]
+    assert len(seen) > 50 and max(seen) == 1, f"beats at once: {sorted(set(seen))}"
     # The old slot's workers got their warm shutdown; the live slot's run on both hosts.
     wait_for("the old workers stopped", lambda: units(box, other(before)) == [["inactive"] * 2] * 2, 60)
     assert units(box, before) == [["active", "active"]] * 2
@@ -195,6 +241,9 @@ def test_a_worker_that_crashes_in_the_new_release_sends_every_host_and_process_b
     assert units(box, other(before)) == [["inactive", "inactive"]] * 2 or all(
         state in ("inactive", "failed") for host in units(box, other(before)) for state in host
     )
+    # The singleton stopped for the new release's one is back (the new one stopped first).
+    beat = box.run(box.hosts()[0], ["systemctl", "is-active", f"flaskr-beat@{before}-1.service"], timeout=30)
+    assert beat.stdout.strip() == "active"
     # The old workers still take jobs.
     redis(box, "DEL", "done")
     release = box.run(box.hosts()[0], ["readlink", "/srv/flaskr/current"], check=True).stdout.strip()

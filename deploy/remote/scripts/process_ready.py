@@ -20,9 +20,14 @@ def props(unit):
 
 
 def journal(unit):
-    cmd = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-n", "5", "-u", unit]
+    """The unit's last lines of its own output since this start (systemd's Starting/Started left out)."""
+    time.sleep(0.5)  # the last lines of a crash reach the journal a little after the process is gone
+    cmd = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-n", "40", "-u", unit]
     cmd += ["--since", f"@{int(started_at) - 1}"]
-    return subprocess.run(cmd, capture_output=True, text=True).stdout.rstrip()
+    lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    own = [line for line in lines if not line.startswith(("Starting ", "Started ", "Stopping ", "Stopped "))]
+    own = [line for line in own if not line.startswith(unit)]
+    return "\n".join(own[-4:])
 
 
 def fail(code, unit, why):
