@@ -128,7 +128,8 @@ def start_step(
         "singletons": singletons,
         "checks": checks,
         "settle": max(config.processes[name].settle for name in names),
-        "timeout": max(config.processes[name].settle for name in names) + config.push.health_timeout,
+        # A worker's broker may answer later than a web app's import: at least 30 s after settling.
+        "timeout": max(config.processes[name].settle for name in names) + max(30, config.push.health_timeout),
         "stop_budget": stop_budget,
     }
     shown = ", ".join(f"{n} x{config.processes[n].instances}" for n in names)

@@ -63,6 +63,8 @@ for old, new in plan["singletons"]:
     )
     if begun is None or begun.returncode != 0:
         fail(3, new, "did not start")
+# The time to become ready counts from here: stopping the old singletons and stale instances has its own.
+deadline = time.monotonic() + float(plan["timeout"])
 units = [check["unit"] for check in plan["checks"]]
 others = [u for u in units if u not in {new for _old, new in plan["singletons"]}]
 if others:

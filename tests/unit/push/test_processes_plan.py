@@ -97,7 +97,7 @@ def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
         and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
     )
     assert probe[-3:] == ["/bin/sh", "-c", 'rq info --only-workers --url "$REDIS_URL"']
-    assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)
+    assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)  # settle + max(30, health_timeout)
 
 
 def test_the_switch_boots_the_new_instances_and_finish_stops_the_old_with_their_signal() -> None:
