@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,12 +23,16 @@ def props(unit):
 def journal(unit):
     """The unit's last lines of its own output since this start (systemd's Starting/Started left out)."""
     time.sleep(0.5)  # the last lines of a crash reach the journal a little after the process is gone
-    cmd = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-n", "40", "-u", unit]
+    subprocess.run(["journalctl", "--sync"], capture_output=True)
+    cmd = ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-n", "60", "-u", unit]
     cmd += ["--since", f"@{int(started_at) - 1}"]
     lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
     own = [line for line in lines if not line.startswith(("Starting ", "Started ", "Stopping ", "Stopped "))]
     own = [line for line in own if not line.startswith(unit)]
-    return "\n".join(own[-4:])
+    # The first crash's exception line (a restart repeats the traceback), then what came last.
+    errors = [line for line in own if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    last = own[-3:]
+    return "\n".join(([errors[0]] if errors and errors[0] not in last else []) + last)
 
 
 def fail(code, unit, why):
@@ -83,7 +88,9 @@ while pending:
     now = time.monotonic()
     for unit, check in list(pending.items()):
         state = props(unit)
-        if state.get("ActiveState") != "active" or state.get("SubState") == "auto-restart":
+        if state.get("SubState") == "auto-restart":
+            fail(3, unit, "exited and systemd is restarting it: it crashes")
+        if state.get("ActiveState") != "active":
             fail(3, unit, f"is {state.get('ActiveState')} ({state.get('SubState')}): it stopped")
         if state.get("NRestarts", "0") != baseline[unit]:
             fail(3, unit, f"restarted {state.get('NRestarts')} time(s) since it started: it crashes")
