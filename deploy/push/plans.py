@@ -684,7 +684,7 @@ def host_push(
         artifact,
         req_hash,
         gunicorn_conf,
-        [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files)],
+        [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files), *processes.fingerprint(config)],
     )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
     old_slot = state.live_slot

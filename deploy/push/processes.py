@@ -59,6 +59,15 @@ def probe_command(process: Process) -> str | None:
     return None
 
 
+def fingerprint(config: Config) -> list[str]:
+    """What a release's fingerprint adds for the processes (none: nothing, as before they existed): a
+    change of instances or hosts, which no unit file shows, is a change to push."""
+    return [
+        "process:" + json.dumps([name, process.model_dump(mode="json"), config.process_hosts(name)])
+        for name, process in config.processes.items()
+    ]
+
+
 def on_host(config: Config, host: str) -> list[str]:
     """The processes that run on `host`, in deploy.yaml's order."""
     return [name for name in config.processes if host in config.process_hosts(name)]

@@ -241,3 +241,18 @@ def test_a_rollout_says_the_singletons_gap_and_a_crashing_worker_sends_every_hos
     assert ("web1", "abort") in ran and ("web2", "abort") in ran
     web1_abort = [line for host, step, line in recorder.log if (host, step) == ("web1", "abort")]
     assert web1_abort[-1].endswith("systemctl start shop-beat@blue-1.service")
+
+
+def _fingerprint(config: object) -> str:
+    states = hosts()
+    rendered = {h: render(CONFIG, s.facts) for h, s in states.items()}
+    plan = push_plan(config, states, rendered, SECRETS, build(code=b"print('v2')\n"))  # type: ignore[arg-type]
+    actions = plan.hosts[0].prepare[-1].actions
+    release = next(a for a in actions if isinstance(a, Upload) and a.remote_path.endswith("release.json"))
+    return str(json.loads(release.content)["fingerprint"])
+
+
+def test_a_change_of_instances_alone_is_a_change_to_push() -> None:
+    """The unit files do not show how many instances run where: the release's fingerprint does."""
+    more = load_text(YAML.replace("instances: 2", "instances: 3"))
+    assert _fingerprint(CONFIG) == _fingerprint(CONFIG) != _fingerprint(more)
