@@ -193,10 +193,10 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     first = box.hosts()[0]
     redis(box, "DEL", "done", "beat:seen")
     release = box.run(first, ["readlink", "/srv/flaskr/current"], check=True).stdout.strip()
-    count = 400
+    count = 300
     enqueue = (
         f"systemd-run --quiet --collect --unit=procs-enqueue --working-directory={release} "
-        f"{release}/.venv/bin/python enqueue.py redis://127.0.0.1:6379/0 {count} 0.1"
+        f"{release}/.venv/bin/python enqueue.py redis://127.0.0.1:6379/0 {count} 0.15"
     )
     box.run(first, ["sh", "-c", enqueue], check=True, timeout=30)
     before = live_slot(box)
@@ -211,11 +211,29 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     assert f"{first.address}: singleton: flaskr-beat@{other(before)}-1.service stopped in " in rolled
     done = int(redis(box, "LLEN", "done"))
     assert 0 < done < count, f"the enqueuer ended before the push and rollback ({done} done)"
-    wait_for(f"{count} jobs done", lambda: int(redis(box, "LLEN", "done")) >= count, 180)
+    # Four workers take about three jobs a second (each job is a fork): the backlog drains after the
+    # enqueuer ends. Waiting ends when all are done, or when none has been done for a minute.
+    progress = {"done": -1, "at": time.monotonic()}
+
+    def drained() -> bool:
+        now = int(redis(box, "LLEN", "done"))
+        if now != progress["done"]:
+            progress.update(done=now, at=time.monotonic())
+        stalled = time.monotonic() - progress["at"] > 60
+        return now >= count or stalled
+
+    wait_for(f"{count} jobs done", drained, 600)
+    state = {
+        "queued": redis(box, "LLEN", "rq:queue:default"),
+        "started": redis(box, "ZCARD", "rq:wip:default"),
+        "failed": redis(box, "ZCARD", "rq:failed:default"),
+    }
     time.sleep(2)  # a job done twice would come in now
     numbers = [int(n) for n in redis(box, "LRANGE", "done", "0", "-1").split()]
-    assert sorted(numbers) == list(range(count)), "jobs lost or done twice"
-    assert redis(box, "ZCARD", "rq:registry:failed:default") == "0"
+    missing = sorted(set(range(count)) - set(numbers))
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    assert (missing, twice) == ([], []), f"jobs lost {missing[:20]} or done twice {twice[:20]}; {state}"
+    assert redis(box, "ZCARD", "rq:failed:default") == "0"
     # Never two schedulers at once, through a push and a rollback.
     seen = [int(n) for n in redis(box, "LRANGE", "beat:seen", "0", "-1").split()]
     assert len(seen) > 50 and max(seen) == 1, f"beats at once: {sorted(set(seen))}"
