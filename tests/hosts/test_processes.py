@@ -238,7 +238,16 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     seen = [int(n) for n in redis(box, "LRANGE", "beat:seen", "0", "-1").split()]
     assert len(seen) > 50 and max(seen) == 1, f"beats at once: {sorted(set(seen))}"
     # The old slot's workers got their warm shutdown; the live slot's run on both hosts.
-    wait_for("the old workers stopped", lambda: units(box, other(before)) == [["inactive"] * 2] * 2, 60)
+    try:
+        wait_for("the old workers stopped", lambda: units(box, other(before)) == [["inactive"] * 2] * 2, 60)
+    except AssertionError:
+        shown = [
+            box.run(
+                host, ["systemctl", "status", "--no-pager", "-n", "15", f"flaskr-worker@{other(before)}-*"]
+            ).stdout
+            for host in box.hosts()
+        ]
+        raise AssertionError(f"{units(box, other(before))}\n" + "\n".join(shown)) from None
     assert units(box, before) == [["active", "active"]] * 2
 
 
