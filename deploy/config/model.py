@@ -539,6 +539,11 @@ class Host(Model):
     def _unique_roles(cls, roles: list[str]) -> list[str]:
         return _unique(roles)
 
+    @property
+    def name(self) -> str:
+        """How the host is named in plans and output: its address, with the port when not the default."""
+        return self.address if self.port is None else f"{self.address}:{self.port}"
+
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, data: Any) -> Any:
@@ -1150,13 +1155,13 @@ class Config(Model):
         return self
 
     def process_hosts(self, name: str) -> list[str]:
-        """The addresses of the hosts process `name` runs on (a singleton: the first of them only)."""
+        """The hosts process `name` runs on, by `Host.name` (a singleton: the first of them only)."""
         process = self.processes[name]
-        hosts = [h.address for h in self.server.hosts]
+        hosts = [h.name for h in self.server.hosts]
         if process.hosts == "first":
             hosts = hosts[:1]
         elif process.hosts != "all":
-            hosts = [h.address for h in self.server.hosts if process.hosts in h.roles]
+            hosts = [h.name for h in self.server.hosts if process.hosts in h.roles]
         return hosts[:1] if process.singleton else hosts
 
     @property

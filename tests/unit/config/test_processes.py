@@ -123,3 +123,12 @@ def test_the_cli_refuses_a_singleton_with_two_instances_with_exit_2(tmp_path: Pa
     assert out.returncode == 2, out
     assert "deploy.yaml:16" in out.stderr and "processes.beat.instances" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_hosts_are_named_as_plans_name_them_with_a_port_when_not_the_default() -> None:
+    config = load_text(
+        BASE.replace("    - 10.0.0.1\n", "    - deploy@10.0.0.1:2222\n")
+        + "processes:\n  beat: {command: celery beat, singleton: true}\n",
+        "deploy.yaml",
+    )
+    assert config.process_hosts("beat") == ["10.0.0.1:2222"]
