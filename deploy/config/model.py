@@ -1154,6 +1154,11 @@ class Config(Model):
             raise invalid("Config", problems)
         return self
 
+    def runs_web(self, host: str) -> bool:
+        """Whether the web process runs on `host` (a `Host.name`): its roles hold `web`, the default."""
+        found = next((h for h in self.server.hosts if h.name == host), None)
+        return found is None or "web" in found.roles
+
     def process_hosts(self, name: str) -> list[str]:
         """The hosts process `name` runs on, by `Host.name` (a singleton: the first of them only)."""
         process = self.processes[name]

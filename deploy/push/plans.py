@@ -111,9 +111,10 @@ def config_steps(
         Upload(path, rendered[key].encode(), 0o644, "root", "root", description=what)
         for (path, key), what in [
             (managed_files(config)[0], "systemd unit template"),
-            *((unit, f"unit template of process {name}") for unit, name in zip(
-                process_unit_files(config), config.processes, strict=True
-            )),
+            *(
+                (unit, f"unit template of process {name}")
+                for unit, name in zip(process_unit_files(config), config.processes, strict=True)
+            ),
         ]
         if state.files.get(path) != rendered[key]
     ]
@@ -691,7 +692,8 @@ def host_push(
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
     current_info = next((r.info for r in state.releases if r.id == previous), None) or {}
-    live_ok = old_slot is not None and state.services.get(layout.unit(old_slot)) == "active"
+    web = config.runs_web(host)
+    live_ok = old_slot is not None and (not web or state.services.get(layout.unit(old_slot)) == "active")
     if current_info.get("fingerprint") == fingerprint and live_ok and not settings:
         return HostPush(host, previous or release, previous, old_slot, old_slot or new_slot, unchanged=True)
 
@@ -835,7 +837,7 @@ def host_push(
     )
 
     after = _with_new(state, release, new_slot)
-    return HostPush(
+    push = HostPush(
         host=host,
         release=release,
         previous=previous,
@@ -864,6 +866,31 @@ def host_push(
         files_deleted=len(delete),
         wheels_sent=wheels_sent,
         venv_reused=reuse,
+    )
+    return _for_roles(config, layout, push)
+
+
+def _for_roles(config: Config, layout: Layout, push: HostPush) -> HostPush:
+    """A host whose roles leave out `web` runs no web slot: its push keeps the slot link, env file,
+    live.sock and current (the processes and the next push read them) without starting, probing or
+    booting Gunicorn."""
+    if config.runs_web(push.host):
+        return push
+    web_units = {layout.unit(slot) for slot in cmd.SLOTS}
+
+    def web_only(action: Action) -> bool:
+        if not isinstance(action, Command):
+            return False
+        argv = action.argv
+        starts = argv[:1] == ("systemctl",) and argv[1:2] in (("restart",), ("start",), ("enable",))
+        return (starts and bool(web_units & set(argv))) or cmd.HEALTH_PROBE in argv
+
+    def keep(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        kept = (replace(step, actions=tuple(a for a in step.actions if not web_only(a))) for step in steps)
+        return tuple(step for step in kept if step.actions)
+
+    return replace(
+        push, start=keep(push.start), switch=keep(push.switch), revert=keep(push.revert), diagnose=None
     )
 
 
@@ -955,7 +982,7 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         if found.served
         else _served_marker(layout, wanted, current)
     )
-    return HostPush(
+    push = HostPush(
         host=host,
         release=wanted,
         previous=current,
@@ -977,6 +1004,7 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         revert=_revert_steps(config, layout, state, old_slot, current, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
     )
+    return _for_roles(config, layout, push)
 
 
 def rollback_plan(config: Config, states: Mapping[str, HostState], target: str | None) -> PushPlan:

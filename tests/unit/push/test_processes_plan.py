@@ -256,3 +256,35 @@ def test_a_change_of_instances_alone_is_a_change_to_push() -> None:
     """The unit files do not show how many instances run where: the release's fingerprint does."""
     more = load_text(YAML.replace("instances: 2", "instances: 3"))
     assert _fingerprint(CONFIG) == _fingerprint(CONFIG) != _fingerprint(more)
+
+
+def test_a_host_without_the_web_role_runs_its_processes_but_no_web_slot() -> None:
+    only_workers = load_text(YAML.replace("roles: [web, worker]", "roles: [worker]"))
+    states = hosts()
+    rendered = {h: render(only_workers, s.facts) for h, s in states.items()}
+    plan = push_plan(only_workers, states, rendered, SECRETS, build(code=b"print('v2')\n"))
+    web1, web2 = plan.hosts
+    assert [s.name for s in web1.start] == ["start", "health", "processes"]
+    # web2: the slot link and env file for its processes, never Gunicorn started, probed or booted.
+    assert [s.name for s in web2.start] == ["start", "processes"]
+    start = lines(web2.start[:1])
+    assert any("slot green -> release" in a.description for a in web2.start[0].actions)
+    assert not any("shop@" in line for line in start)
+    switch = lines(web2.switch)
+    assert any("live.sock" in line or "/srv/shop/current" in line for line in switch)
+    assert not any("shop@green.service" in line and "enable" in line for line in switch)
+    assert switch[-1].endswith(
+        "enable --quiet --no-reload shop-worker@green-1.service shop-worker@green-2.service"
+    )
+    revert = lines(web2.revert)
+    assert not any("python3 -c" in line or "systemctl start shop@" in line for line in revert)
+    assert revert[-1].endswith("systemctl stop 'shop-worker@green-*.service'")
+    assert web2.diagnose is None
+    rollback = rollback_plan(only_workers, states, None).hosts[1]
+    assert [s.name for s in rollback.start] == ["start", "processes"]
+
+
+def test_the_web_process_runs_on_hosts_with_the_web_role() -> None:
+    only_workers = load_text(YAML.replace("roles: [web, worker]", "roles: [worker]"))
+    assert only_workers.runs_web("web1") and not only_workers.runs_web("web2")
+    assert only_workers.runs_web("elsewhere")  # a host the config does not list: the default role
