@@ -291,3 +291,37 @@ def test_a_worker_that_crashes_in_the_new_release_sends_every_host_and_process_b
     enqueue = f"cd {release} && .venv/bin/python enqueue.py redis://127.0.0.1:6379/0 3 0"
     box.run(box.hosts()[0], ["sh", "-c", enqueue], check=True, timeout=60)
     wait_for("3 jobs done", lambda: redis(box, "LLEN", "done") == "3", 60)
+
+
+def test_a_host_without_the_web_role_runs_its_processes_and_no_web_slot(
+    box: Sandbox, project: Project
+) -> None:
+    first, second = box.hosts()
+    (project.path / "workers.py").write_text(WORKERS, encoding="utf-8")
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    hosts = f"hosts: [{first.address}, {second.address}]"
+    assert hosts in text
+    config.write_text(
+        text.replace(hosts, f"hosts: [{first.address}, {{address: {second.address}, roles: [worker]}}]"),
+        encoding="utf-8",
+    )
+    project.set_version("v4")
+    project.deploy("push", check=True, timeout=600)
+    slot = live_slot(box)
+    assert units(box, slot) == [["active", "active"]] * 2
+    wait_for(
+        "the second host's web slots stopped",
+        lambda: (
+            box.run(second, ["systemctl", "is-active", "flaskr@blue", "flaskr@green"]).stdout.split()
+            == ["inactive", "inactive"]
+        ),
+        30,
+    )
+    on_first = box.run(first, ["systemctl", "is-active", f"flaskr@{slot}"], timeout=30).stdout.strip()
+    assert on_first == "active"
+    # The next push moves its workers as before.
+    project.set_version("v5")
+    project.deploy("push", check=True, timeout=600)
+    assert live_slot(box) == other(slot)
+    assert units(box, other(slot)) == [["active", "active"]] * 2
