@@ -1011,6 +1011,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
             slot = states[host].live_slot
             if slot is None:
                 return "no release"
+            if not config.runs_web(host):
+                return "no web process here (its roles leave out web)"
             probe = cmd.health_probe(layout, slot, config.primary_domain, config.app.health, 3, "")
             code, output = executor.run(host, probe, timeout=20)
             return (
@@ -1029,7 +1031,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
         }
         for host, state in states.items():
             slot = state.live_slot
-            service = state.services.get(layout.unit(slot), "unknown") if slot else "-"
+            web = slot if slot and config.runs_web(host) else None
+            service = state.services.get(layout.unit(web), "unknown") if web else "-"
             lock = state.lock
             holder = (
                 ("held by " + _lock_record(lock.record))

@@ -326,6 +326,9 @@ def test_a_host_without_the_web_role_runs_its_processes_and_no_web_slot(
     )
     on_first = box.run(first, ["systemctl", "is-active", f"flaskr@{slot}"], timeout=30).stdout.strip()
     assert on_first == "active"
+    status = project.deploy("status", check=True).stdout.split(f"{second.address}:")[1]
+    assert "  service  -\n  health   no web process here (its roles leave out web)" in status
+    assert f"  process  flaskr-worker@{slot}-1 active" in status
     # The next push moves its workers as before.
     project.set_version("v5")
     project.deploy("push", check=True, timeout=600)
