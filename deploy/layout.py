@@ -119,6 +119,14 @@ class Layout:
         """The transient unit of a push's `index`-th release command (named, so it can be waited for)."""
         return f"{self.app}-release-{release_id}-{index}.service"
 
+    def process_unit(self, process: str, slot: str, index: int) -> str:
+        """One instance of a process beside web: `<app>-<process>@<slot>-<n>.service` (n from 1)."""
+        return f"{self.app}-{process}@{slot}-{index}.service"
+
+    def process_units(self, process: str, slot: str) -> str:
+        """The pattern that matches every instance of `process` in `slot` (systemctl takes globs)."""
+        return f"{self.app}-{process}@{slot}-*.service"
+
     @property
     def release_units(self) -> str:
         """The pattern that matches every release command's unit of this app."""
@@ -206,6 +214,19 @@ def managed_files(config: Config) -> list[tuple[str, str]]:
         (f"{paths.nginx_snippets}/{proxy}", f"nginx/snippets/{proxy}"),
         (paths.nginx_catch_all, CATCH_ALL),
         (paths.nginx_catch_all_tls, CATCH_ALL_TLS),
+    ]
+
+
+def process_template(config: Config, process: str) -> str:
+    """The unit template of a process beside web (its instances are `<slot>-<n>`)."""
+    return f"{config.app.name}-{process}@.service"
+
+
+def process_unit_files(config: Config) -> list[tuple[str, str]]:
+    """(path on the host, key in render()'s output) of each process's unit template."""
+    return [
+        (f"/etc/systemd/system/{process_template(config, name)}", f"systemd/{process_template(config, name)}")
+        for name in config.processes
     ]
 
 

@@ -135,8 +135,8 @@ def render(
     nginx_version: str | None,
     to_stdout: bool,
 ) -> None:
-    """Render gunicorn.conf.py, the Nginx site, the systemd units (the app's, and a service and a timer
-    per scheduled job), Dockerfile, .dockerignore and compose.yaml.
+    """Render gunicorn.conf.py, the Nginx site, the systemd units (web, each process, and a service and a
+    timer per scheduled job), the Dockerfile, .dockerignore and compose.yaml.
 
     The same deploy.yaml always renders byte-identical files. To change one template, print it with
     'deploy templates NAME', save it under the same name in a templates/ folder beside deploy.yaml,

@@ -1148,9 +1148,11 @@ def rollback(
 @handles_config_errors
 @redacts_secrets
 def status(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
-    """Per host: the current release, its service state, health, and the deploy lock's holder."""
+    """Per host: the current release, its service state, health, each process instance's state, and the
+    deploy lock's holder."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
+    from deploy.push.processes import instance_states
     from deploy.remote import commands as cmd
     from deploy.remote.executor import each
 
@@ -1164,6 +1166,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
             slot = states[host].live_slot
             if slot is None:
                 return "no release"
+            if not config.runs_web(host):
+                return "no web process here (its roles leave out web)"
             probe = cmd.health_probe(layout, slot, config.primary_domain, config.app.health, 3, "")
             code, output = executor.run(host, probe, timeout=20)
             return (
@@ -1176,9 +1180,14 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 
         healths = each(list(states), health)
         rows = []
+        instances = {
+            host: instance_states(config, layout, host, state.services, state.live_slot)
+            for host, state in states.items()
+        }
         for host, state in states.items():
             slot = state.live_slot
-            service = state.services.get(layout.unit(slot), "unknown") if slot else "-"
+            web = slot if slot and config.runs_web(host) else None
+            service = state.services.get(layout.unit(web), "unknown") if web else "-"
             lock = state.lock
             holder = (
                 ("held by " + _lock_record(lock.record))
@@ -1202,7 +1211,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
                 }
             )
         if as_json:
-            click.echo(json.dumps(rows, indent=2))
+            shown = [{**row, "processes": instances[h]} for h, row in zip(states, rows, strict=True)]
+            click.echo(json.dumps(shown, indent=2))
             return
         for row in rows:
             click.echo(
@@ -1210,6 +1220,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
                 f"  service  {row['service']}\n  health   {row['health']}\n  lock     {row['lock']}\n"
                 f"  releases {', '.join(row['releases'] or []) or '(none)'}"
             )
+            for instance in instances[str(row["host"])]:
+                click.echo(f"  process  {instance['unit'].removesuffix('.service')} {instance['state']}")
 
 
 @click.command()
@@ -1217,7 +1229,8 @@ def status(config_path: str, environment: str | None, accept_new_host_keys: bool
 @env_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many recent lines.")
-@click.option("--host", "only", default=None, help="Only this host (default: the first).")
+@click.option("--host", "only", default=None, help="Only this host (default: the first that runs it).")
+@click.option("--process", default=None, metavar="NAME", help="One of deploy.yaml's processes, not web.")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust hosts whose key is not in known_hosts yet.")
 @handles_config_errors
 @redacts_secrets
@@ -1227,18 +1240,26 @@ def logs(
     follow: bool,
     lines: int,
     only: str | None,
+    process: str | None,
     accept_new_host_keys: bool,
 ) -> None:
-    """The app's journal (both slots) on a host."""
+    """The app's journal (both slots) on a host; with --process NAME, every instance of that process."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import layout_for
     from deploy.plan import Command
+    from deploy.push.processes import journal_argv
     from deploy.remote.commands import SLOTS
 
     config, _project = _load(config_path, environment)
     layout = layout_for(config)
-    host = _one_host(config, only, config_path)
+    if process is not None and process not in config.processes:
+        known = ", ".join(config.processes) or "none in deploy.yaml"
+        fail(f"--process {process!r} is not one of the processes ({known})", 2)
+    runs_on = config.process_hosts(process) if process is not None else []
+    host = _one_host(config, only if only or not runs_on else runs_on[0], config_path)
     argv = ["journalctl", "--no-pager", "-n", str(lines), *(a for s in SLOTS for a in ("-u", layout.unit(s)))]
+    if process is not None:
+        argv = list(journal_argv(layout, process, lines, False))
     if follow:
         argv.append("-f")
     with _connected(config, accept_new_host_keys, Printer(False)) as executor:

@@ -47,6 +47,9 @@ _WSGI = re.compile(
 )
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_MEMORY = re.compile(r"^[0-9]{1,12}[KMGT]?$|^[0-9]{1,2}%$|^100%$|^infinity$")
+_CPU_QUOTA = re.compile(r"^[1-9][0-9]{0,4}%$")
 
 
 def _matches(pattern: re.Pattern[str], what: str) -> Any:
@@ -245,6 +248,14 @@ Size = Annotated[str, AfterValidator(_matches(_SIZE, "an Nginx size such as 16m,
 #: Free text (commands, env values, paths on this machine): one line, like every string (see Model).
 SafeText = str
 Version = Annotated[str, AfterValidator(_matches(_VERSION, "a version such as 1.22 or 1.25.1"))]
+ProcessName = Annotated[
+    str,
+    AfterValidator(
+        _matches(
+            _PROCESS_NAME, "a short lower-case name: letters, digits and hyphens, starting with a letter"
+        )
+    ),
+]
 
 
 def _header_value(value: str) -> str:
@@ -518,6 +529,21 @@ class Host(Model):
         None,
         description="The SSH port for this host (default `server.ssh.port`).",
     )
+    roles: Annotated[list[ProcessName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["web"],
+        description="The groups this host belongs to (default `[web]`): the web process runs on hosts "
+        "with the role `web`; a process's `hosts:` may name any role.",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[str]) -> list[str]:
+        return _unique(roles)
+
+    @property
+    def name(self) -> str:
+        """How the host is named in plans and output: its address, with the port when not the default."""
+        return self.address if self.port is None else f"{self.address}:{self.port}"
 
     @model_validator(mode="before")
     @classmethod
@@ -682,6 +708,109 @@ class Server(Model):
                     )
                     for loc, name in wild
                 ],
+            )
+        return self
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+class Ready(Model):
+    """When a new process instance counts as ready (a push waits for it before the old ones stop)."""
+
+    kind: Literal["settle", "notify", "heartbeat", "command", "rq", "celery"] = Field(
+        "settle",
+        description="`settle`: alive without a restart for `settle` seconds; `notify`: the process "
+        "reports ready through systemd (sd_notify READY=1); `heartbeat`: a file it touches; `command`: a "
+        "probe command that exits 0; `rq` / `celery`: the framework's own probe (`rq info` on the "
+        "worker's queues, `celery inspect ping`). Written `ready: rq`, `ready: {heartbeat: PATH}` or "
+        "`ready: {command: CMD}`.",
+    )
+    heartbeat: AbsPath | None = Field(
+        None, description="The file the process touches while it is alive (kind `heartbeat`)."
+    )
+    command: SafeText | None = Field(
+        None,
+        description="The probe (kind `command`), run like the process: in the release, its venv first "
+        "on PATH, the app's environment; ready once it exits 0.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        """`ready: rq`, `ready: {heartbeat: PATH}`, `ready: {command: CMD}`."""
+        if isinstance(data, str):
+            return {"kind": data}
+        if isinstance(data, dict) and "kind" not in data and len(data) == 1:
+            (key,) = data
+            if key in ("heartbeat", "command"):
+                return {"kind": key, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> Ready:
+        for kind in ("heartbeat", "command"):
+            if self.kind == kind and not getattr(self, kind):
+                raise invalid("Ready", [((kind,), f"ready kind {kind!r} needs `{kind}:`")])
+            if self.kind != kind and getattr(self, kind):
+                raise invalid(
+                    "Ready", [((kind,), f"only for ready kind {kind!r} (this one is {self.kind!r})")]
+                )
+        return self
+
+
+class Process(Model):
+    """A process besides web (a worker, a scheduler), released with the app under its own systemd unit."""
+
+    command: Annotated[SafeText, Field(min_length=1)] = Field(
+        description="What it runs, as a shell command line: in the release's folder, with the release's "
+        "venv first on PATH and the app's environment (`$REDIS_URL` works).",
+    )
+    instances: Annotated[int, Field(ge=1, le=64)] = Field(1, description="How many run on each host.")
+    hosts: ProcessName = Field(
+        "all",
+        description="Where it runs: `all` hosts, the `first` host, or the hosts of a role (see "
+        "`server.hosts[].roles`).",
+    )
+    singleton: bool = Field(
+        False,
+        description="Exactly one instance on exactly one host (the first of `hosts`), never two at once: "
+        "a push stops the old one before it starts the new one (a scheduler).",
+    )
+    stop_signal: Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"] = Field(
+        "SIGTERM",
+        description="The signal that asks it to stop: SIGTERM is RQ's and Celery's warm shutdown (finish "
+        "the job in hand, take no new one).",
+    )
+    stop_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(
+        60, description="Seconds a graceful stop may take before it is killed (systemd TimeoutStopSec)."
+    )
+    ready: Ready = Field(default_factory=Ready, description="When a new instance counts as ready.")
+    settle: Annotated[int, Field(ge=0, le=3600)] = Field(
+        5,
+        description="Seconds a new instance must stay alive without a restart to count as healthy.",
+    )
+    memory_max: (
+        Annotated[
+            str,
+            AfterValidator(_matches(_MEMORY, "a size such as 512M or 2G, a share such as 50%, or infinity")),
+        ]
+        | None
+    ) = Field(None, description="The most memory its unit may use (systemd MemoryMax).")
+    cpu_quota: (
+        Annotated[str, AfterValidator(_matches(_CPU_QUOTA, "a share of one core such as 50% or 200%"))] | None
+    ) = Field(None, description="The CPU time its unit may use, 100% = one core (systemd CPUQuota).")
+    job_timeout: Annotated[int, Field(ge=1, le=604800)] | None = Field(
+        None,
+        description="The longest job it runs, in seconds (a check compares it with `stop_timeout`).",
+    )
+
+    @model_validator(mode="after")
+    def _one_singleton(self) -> Process:
+        if self.singleton and self.instances != 1:
+            raise invalid(
+                "Process",
+                [(("instances",), f"a singleton runs exactly one instance; got instances: {self.instances}")],
             )
         return self
 
@@ -1210,6 +1339,11 @@ class Config(Model):
         default_factory=dict,
         description="Scheduled jobs by name: systemd timers that run a command in the current release.",
     )
+    processes: dict[ProcessName, Process] = Field(
+        default_factory=dict,
+        description="Processes besides web (workers, a scheduler), by name; each runs under its own "
+        "systemd unit in the release's environment and moves to a new release with each push.",
+    )
     environments: dict[
         Annotated[str, AfterValidator(_matches(re.compile(r"^[a-z][a-z0-9_-]*$"), "an environment name"))],
         dict[str, Any],
@@ -1279,6 +1413,48 @@ class Config(Model):
         if problems:
             raise invalid("Config", problems)
         return self
+
+    @model_validator(mode="after")
+    def _process_hosts_exist(self) -> Config:
+        """A process's `hosts:` names `all`, `first` or a role some host has; `web` is the WSGI app's."""
+        roles = {role for host in self.server.hosts for role in host.roles}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name, process in self.processes.items():
+            if name == "web":
+                problems.append(
+                    (
+                        ("processes", name),
+                        "`web` is the app itself (app.wsgi); give this process another name",
+                    )
+                )
+            where = process.hosts
+            if where not in ("all", "first") and self.server.hosts and where not in roles:
+                known = ", ".join(sorted(roles)) or "none"
+                problems.append(
+                    (
+                        ("processes", name, "hosts"),
+                        f"no host has the role {where!r} (roles of server.hosts: {known}); expected all, "
+                        "first or one of those roles",
+                    )
+                )
+        if problems:
+            raise invalid("Config", problems)
+        return self
+
+    def runs_web(self, host: str) -> bool:
+        """Whether the web process runs on `host` (a `Host.name`): its roles hold `web`, the default."""
+        found = next((h for h in self.server.hosts if h.name == host), None)
+        return found is None or "web" in found.roles
+
+    def process_hosts(self, name: str) -> list[str]:
+        """The hosts process `name` runs on, by `Host.name` (a singleton: the first of them only)."""
+        process = self.processes[name]
+        hosts = [h.name for h in self.server.hosts]
+        if process.hosts == "first":
+            hosts = hosts[:1]
+        elif process.hosts != "all":
+            hosts = [h.name for h in self.server.hosts if process.hosts in h.roles]
+        return hosts[:1] if process.singleton else hosts
 
     @property
     def base_dir(self) -> str:

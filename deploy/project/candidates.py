@@ -68,6 +68,8 @@ class Project:
     stack: Stack = field(default_factory=Stack)
     #: The `gunicorn:` line the stack needs (text, comment), or None for the default.
     gunicorn: tuple[str, str] | None = None
+    #: Processes besides web (name -> command), from the project's Procfile.
+    processes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 

@@ -38,6 +38,7 @@ from deploy.project.entry import (
     _no_entry,
     rank_entry_points,
 )
+from deploy.project.procfile import read_procfile
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 from deploy.project.scan import Project as ScannedProject
 
@@ -312,7 +313,21 @@ def inspect_project(root: Path) -> Project:
     _choose_settings(project, env_names, required_names, prefixes, signing)
     _choose_db_file(root, project)
     _choose_release(root, project)
+    _read_procfile(root, project)
     return project
+
+
+def _read_procfile(root: Path, project: Project) -> None:
+    """A Procfile's lines besides web are processes (its web line is evidence for the entry point
+    ranking, which weighs it against what each module does when imported)."""
+    procfile = read_procfile(root)
+    if procfile is None:
+        return
+    if project.wsgi is None and procfile.wsgi:
+        project.notes.append(f"app.wsgi from the Procfile's web line: {procfile.wsgi}")
+        project.wsgi = procfile.wsgi
+    project.processes.update(procfile.processes)
+    project.notes += procfile.notes
 
 
 def _choose_runtime_folders(root: Path, project: Project, writes: list[WritePath]) -> None:
@@ -524,7 +539,12 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
     rows += _server_rows(project, domain, hosts)
-    rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
+    if project.processes:
+        # The project's own Procfile says what runs beside web: it wins over what init recognises.
+        rows += [("", ""), ("processes:", "besides web, from the Procfile; each moves with every push")]
+        rows += [(f"  {name}: {{command: {json.dumps(cmd)}}}", "") for name, cmd in project.processes.items()]
+    else:
+        rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [

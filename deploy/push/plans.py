@@ -15,9 +15,17 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from deploy.config.model import Config
-from deploy.layout import Layout, layout_for, managed_files, shared_file_dirs, shared_files
+from deploy.layout import (
+    Layout,
+    layout_for,
+    managed_files,
+    process_unit_files,
+    shared_file_dirs,
+    shared_files,
+)
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
+from deploy.push import processes
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
@@ -101,19 +109,19 @@ def config_steps(
                 ),
             )
         )
-    unit_path, unit_key = managed_files(config)[0]
-    unit = rendered[unit_key].encode()
-    if state.files.get(unit_path) != rendered[unit_key]:
-        steps.append(
-            Step(
-                "systemd unit",
-                host,
-                (
-                    Upload(unit_path, unit, 0o644, "root", "root", description="systemd unit template"),
-                    cmd.daemon_reload(),
-                ),
-            )
-        )
+    units = [
+        Upload(path, rendered[key].encode(), 0o644, "root", "root", description=what)
+        for (path, key), what in [
+            (managed_files(config)[0], "systemd unit template"),
+            *(
+                (unit, f"unit template of process {name}")
+                for unit, name in zip(process_unit_files(config), config.processes, strict=True)
+            ),
+        ]
+        if state.files.get(path) != rendered[key]
+    ]
+    if units:
+        steps.append(Step("systemd unit", host, (*units, cmd.daemon_reload())))
     files = [
         (path, rendered[key].encode(), key)
         for path, key in managed_files(config)[1:]
@@ -543,7 +551,11 @@ def _served_marker(layout: Layout, release: str, replaced: str | None) -> Upload
     )
 
 
-def _switch_step(layout: Layout, host: str, slot: str, release: str, marker: Action) -> Step:
+def _switch_step(
+    layout: Layout, host: str, slot: str, release: str, marker: Action, boot: tuple[Command, ...] = ()
+) -> Step:
+    """live.sock, then current, to the new slot and release; the new slot (`boot`: its process
+    instances too) starts at boot."""
     return Step(
         "switch",
         host,
@@ -556,11 +568,35 @@ def _switch_step(layout: Layout, host: str, slot: str, release: str, marker: Act
             cmd.symlink(layout.release(release), layout.paths.current, f"current -> {release}"),
             marker,
             *cmd.start_at_boot(layout, slot),
+            *boot,
         ),
     )
 
 
 def _revert_steps(
+    config: Config,
+    layout: Layout,
+    state: HostState,
+    old_slot: str | None,
+    previous: str | None,
+    new_slot: str,
+) -> tuple[Step, ...]:
+    web = _revert_web(config, layout, state.host, old_slot, previous, new_slot)
+    old = old_slot if previous else None
+    back = processes.back(config, layout, state.host, old, new_slot, state.services)
+    return (*web[:-1], replace(web[-1], actions=(*web[-1].actions, *back)))
+
+
+def _abort_steps(
+    config: Config, layout: Layout, state: HostState, old_slot: str | None, new_slot: str
+) -> tuple[Step, ...]:
+    """A host that failed before its switch: its new slot (web and processes) stops."""
+    stop = cmd.systemctl("stop", layout.unit(new_slot), check=False)
+    back = processes.back(config, layout, state.host, old_slot, new_slot, state.services)
+    return (Step("abort", state.host, (stop, *back)),)
+
+
+def _revert_web(
     config: Config, layout: Layout, host: str, old_slot: str | None, previous: str | None, new_slot: str
 ) -> tuple[Step, ...]:
     if old_slot is None or previous is None:
@@ -614,6 +650,7 @@ def _finish_steps(
     actions: list[Action] = []
     if old_slot is not None:
         actions.append(cmd.stop_after_drain(layout, old_slot, DRAIN_SECONDS))
+        actions += processes.stop_old(config, layout, old_slot)
     doomed = prune_list(config, state, new)
     if doomed:
         actions.append(cmd.prune(layout, doomed))
@@ -652,7 +689,7 @@ def host_push(
         artifact,
         req_hash,
         gunicorn_conf,
-        [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files)],
+        [*config.app.shared, *(f"file:{f}" for f in config.app.shared_files), *processes.fingerprint(config)],
     )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
     # After the switch (finish): job units run what `current` points at, once the push succeeded.
@@ -661,7 +698,8 @@ def host_push(
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
     current_info = next((r.info for r in state.releases if r.id == previous), None) or {}
-    live_ok = old_slot is not None and state.services.get(layout.unit(old_slot)) == "active"
+    web = config.runs_web(host)
+    live_ok = old_slot is not None and (not web or state.services.get(layout.unit(old_slot)) == "active")
     if current_info.get("fingerprint") == fingerprint and live_ok and not settings and not job_changes:
         return HostPush(host, previous or release, previous, old_slot, old_slot or new_slot, unchanged=True)
 
@@ -808,23 +846,60 @@ def host_push(
     )
 
     after = _with_new(state, release, new_slot)
-    return HostPush(
+    push = HostPush(
         host=host,
         release=release,
         previous=previous,
         old_slot=old_slot,
         new_slot=new_slot,
         prepare=(*settings, Step("upload", host, tuple(prepare))),
-        start=_start_steps(config, layout, host, new_slot, release, python_root),
-        switch=(_switch_step(layout, host, new_slot, release, _served_marker(layout, release, previous)),),
+        start=(
+            *_start_steps(config, layout, host, new_slot, release, python_root),
+            *processes.start_step(config, layout, host, old_slot, new_slot, release),
+        ),
+        switch=(
+            _switch_step(
+                layout,
+                host,
+                new_slot,
+                release,
+                _served_marker(layout, release, previous),
+                processes.at_boot(config, layout, host, new_slot),
+            ),
+        ),
         finish=(*job_changes, *_finish_steps(config, layout, after, old_slot, release)),
-        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
-        revert=_revert_steps(config, layout, host, old_slot, previous, new_slot),
+        abort=_abort_steps(config, layout, state, old_slot, new_slot),
+        revert=_revert_steps(config, layout, state, old_slot, previous, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
         files_sent=len(send),
         files_deleted=len(delete),
         wheels_sent=wheels_sent,
         venv_reused=reuse,
+    )
+    return _for_roles(config, layout, push)
+
+
+def _for_roles(config: Config, layout: Layout, push: HostPush) -> HostPush:
+    """A host whose roles leave out `web` runs no web slot: its push keeps the slot link, env file,
+    live.sock and current (the processes and the next push read them) without starting, probing or
+    booting Gunicorn."""
+    if config.runs_web(push.host):
+        return push
+    web_units = {layout.unit(slot) for slot in cmd.SLOTS}
+
+    def web_only(action: Action) -> bool:
+        if not isinstance(action, Command):
+            return False
+        argv = action.argv
+        starts = argv[:1] == ("systemctl",) and argv[1:2] in (("restart",), ("start",), ("enable",))
+        return (starts and bool(web_units & set(argv))) or cmd.HEALTH_PROBE in argv
+
+    def keep(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        kept = (replace(step, actions=tuple(a for a in step.actions if not web_only(a))) for step in steps)
+        return tuple(step for step in kept if step.actions)
+
+    return replace(
+        push, start=keep(push.start), switch=keep(push.switch), revert=keep(push.revert), diagnose=None
     )
 
 
@@ -916,21 +991,29 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
         if found.served
         else _served_marker(layout, wanted, current)
     )
-    return HostPush(
+    push = HostPush(
         host=host,
         release=wanted,
         previous=current,
         old_slot=old_slot,
         new_slot=new_slot,
-        start=_start_steps(
-            config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
+        start=(
+            *_start_steps(
+                config, layout, host, new_slot, wanted, python_root if isinstance(python_root, str) else None
+            ),
+            *processes.start_step(config, layout, host, old_slot, new_slot, wanted),
         ),
-        switch=(_switch_step(layout, host, new_slot, wanted, marker),),
+        switch=(
+            _switch_step(
+                layout, host, new_slot, wanted, marker, processes.at_boot(config, layout, host, new_slot)
+            ),
+        ),
         finish=_finish_steps(config, layout, state, old_slot, None),
-        abort=(Step("abort", host, (cmd.systemctl("stop", layout.unit(new_slot), check=False),)),),
-        revert=_revert_steps(config, layout, host, old_slot, current, new_slot),
+        abort=_abort_steps(config, layout, state, old_slot, new_slot),
+        revert=_revert_steps(config, layout, state, old_slot, current, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
     )
+    return _for_roles(config, layout, push)
 
 
 def rollback_plan(config: Config, states: Mapping[str, HostState], target: str | None) -> PushPlan:

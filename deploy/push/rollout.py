@@ -142,6 +142,9 @@ class Rollout:
             result = self.executor.run_step(host, step)
             if not result.ok:
                 return result
+            for line in result.output.splitlines():
+                if line.startswith("singleton: "):  # how long no instance of a singleton ran
+                    self.say(f"{host}: {line}")
         return None
 
     def _phase(self, hosts: list[str], pick: Callable[[HostPush], tuple[Step, ...]]) -> dict[str, Failure]:

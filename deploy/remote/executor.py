@@ -134,7 +134,7 @@ class Executor(Protocol):
 
 def host_name(host: Host) -> str:
     """How a host is named in plans and output: its address, with the port when not the default."""
-    return host.address if host.port is None else f"{host.address}:{host.port}"
+    return host.name
 
 
 class SignalGate:

@@ -14,6 +14,7 @@ from deploy.layout import (
     job_unit_glob,
     layout_for,
     managed_files,
+    process_unit_files,
     shared_file_dirs,
     shared_files,
 )
@@ -264,6 +265,17 @@ NGINX_PACKAGES = ("nginx", "nginx-light", "nginx-core", "nginx-full", "nginx-ext
 # --- what the probe should look at -------------------------------------------------------------
 
 
+def process_units(config: Config) -> list[str]:
+    """Every instance of every process in both slots (their states are facts: status, rollback)."""
+    layout = layout_for(config)
+    return [
+        layout.process_unit(name, slot, index)
+        for name, process in config.processes.items()
+        for slot in SLOTS
+        for index in range(1, process.instances + 1)
+    ]
+
+
 def probe_command(config: Config, nginx_test: bool = False) -> Command:
     """The one command that gathers every fact a setup, push, rollback or status needs."""
     layout = layout_for(config)
@@ -288,7 +300,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     dirs += [f"{paths.shared}/{shared}" for shared in config.app.shared]
     dirs += [path for path, *_ in shared_file_dirs(config)]
     dirs += [path for path, _ in shared_files(config)]
-    files = [path for path, _ in managed_files(config)]
+    files = [path for path, _ in [*managed_files(config), *process_unit_files(config)]]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     jobs = [path for name in config.jobs for path, _ in job_files(config, name)]
     backups = backup_paths(config)
@@ -311,6 +323,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         units=[
             *(layout.unit(slot) for slot in SLOTS),
             *(f"{job_unit(config, n)}.timer" for n in config.jobs),
+            *process_units(config),
         ],
         lock_file=layout.lock_file,
         lock_info=layout.lock_info,

@@ -17,7 +17,7 @@ from deploy.config import schedule, secretfiles
 from deploy.config.loader import ConfigError, Problem, read_bytes, read_text
 from deploy.config.model import Config
 from deploy.config.workers import worker
-from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, job_files, job_unit, paths_for
+from deploy.layout import CATCH_ALL, CATCH_ALL_TLS, job_files, job_unit, paths_for, process_template
 from deploy.project.requirements import files_to_copy
 from deploy.remote.facts import HostFacts
 
@@ -186,6 +186,29 @@ def job_outputs(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
         (_, service_key), (_, timer_key) = job_files(config, name)
         out += [(service_key, "job.service.j2", values), (timer_key, "job.timer.j2", values)]
     return out
+
+
+def process_script(config: Config, command: str) -> str:
+    """The shell program a process instance runs: its slot's environment and release, then `command`."""
+    slots = paths_for(config).slots
+    return (
+        'slot="${DEPLOY_INSTANCE%-*}"; '
+        f'set -a; . "{slots}/$slot.env" || exit 1; set +a; '
+        f'cd -P "{slots}/$slot" || exit 1; '
+        'PATH="$PWD/.venv/bin:$PATH"; VIRTUAL_ENV="$PWD/.venv"; export PATH VIRTUAL_ENV; '
+        f"exec {command}"
+    )
+
+
+def process_context(config: Config, name: str) -> dict[str, Any]:
+    """What process.service.j2 adds to the context: the process, its unit's name, its ExecStart word."""
+    process = config.processes[name]
+    return {
+        "process": process,
+        "process_name": name,
+        "unit_template": process_template(config, name),
+        "process_exec": systemd_quote(process_script(config, process.command), command=True),
+    }
 
 
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):
@@ -361,9 +384,14 @@ def render(config: Config, facts: HostFacts | None = None, project_dir: Path | N
     templates = output_files(config)
     if not ctx["serve_https"]:
         del templates[CATCH_ALL_TLS]
+    contexts = {path: ctx for path in templates}
+    for name in config.processes:
+        unit = process_template(config, name)
+        templates[f"systemd/{unit}"] = "process.service.j2"
+        contexts[f"systemd/{unit}"] = {**ctx, **process_context(config, name)}
     files: dict[str, str] = {}
     jobs = [(path, template, {**ctx, **values}) for path, template, values in job_outputs(config)]
-    for path, template, values in [*((p, t, ctx) for p, t in templates.items()), *jobs]:
+    for path, template, values in [*((p, t, contexts[p]) for p, t in templates.items()), *jobs]:
         try:
             files[path] = env.get_template(template).render(values)
         except Exception as exc:

@@ -10,6 +10,7 @@ import pytest
 from deploy.config.loader import load_text
 from deploy.render.render import render
 from tests.unit.checks.support import CONFIG, check, found, project
+from tests.unit.render.test_process_units import PROCESSES
 
 pytestmark = pytest.mark.tools
 
@@ -158,6 +159,26 @@ def test_rnd007_and_rnd008_pass_on_the_shipped_files(tmp_path: Path, config: str
     report = check(project(tmp_path), ["RND007", "RND008", "RND009"], config=config)
     assert report.skipped == []
     assert found(report) == {}
+
+
+def test_rnd004_and_rnd008_pass_on_the_shipped_process_units(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts each process's unit, and its hardening scores like the web one."""
+    needs("systemd-analyze")
+    config = CONFIG + PROCESSES
+    rendered = render(load_text(config, "deploy.yaml"), None, project(tmp_path))
+    assert {"systemd/demo-worker@.service", "systemd/demo-beat@.service"} <= set(rendered)
+    report = check(project(tmp_path), ["RND004", "RND008"], config=config)
+    assert report.skipped == []
+    assert found(report) == {}
+
+
+def test_rnd008_names_a_process_unit_line_systemd_analyze_verify_rejects(tmp_path: Path) -> None:
+    needs("systemd-analyze")
+    broken = _override("process.service.j2", "KillMode=mixed\n", "KillMode=gently\n")
+    root = project(tmp_path, {"templates/process.service.j2": broken})
+    messages = found(check(root, ["RND008"], config=CONFIG + PROCESSES))["RND008"]
+    assert any(m.startswith("systemd/demo-worker@.service:") and "gently" in m for m in messages), messages
+    assert any(m.startswith("systemd/demo-beat@.service:") and "gently" in m for m in messages), messages
 
 
 def test_rnd007_names_the_file_and_line_nginx_t_rejects(tmp_path: Path) -> None:

@@ -233,6 +233,20 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "jobs.{value}.schedule": ("Mon..Fri 09:00", {"outer": "cleanup", "siblings": {"command": "x"}}),
     "services.postgres.backups.schedule": ("daily", {}),
     "services.postgres.backups.copy_to": ("/mnt/offsite", {}),
+    "server.hosts.0.roles.0": ("worker", {"up": {"address": "web1.example.com"}}),
+    "processes.{key}": ("worker", {"value": {"command": "rq worker"}}),
+    "processes.{value}.command": ("rq worker --url $REDIS_URL", {"outer": "worker"}),
+    "processes.{value}.hosts": ("first", {"outer": "worker", "siblings": {"command": "rq worker"}}),
+    "processes.{value}.memory_max": ("512M", {"outer": "worker", "siblings": {"command": "rq worker"}}),
+    "processes.{value}.cpu_quota": ("50%", {"outer": "worker", "siblings": {"command": "rq worker"}}),
+    "processes.{value}.ready.command": (
+        "rq info --url $REDIS_URL",
+        {"outer": "worker", "siblings": {"kind": "command"}, "up": {"command": "rq worker"}},
+    ),
+    "processes.{value}.ready.heartbeat": (
+        "/tmp/alive",
+        {"outer": "worker", "siblings": {"kind": "heartbeat"}, "up": {"command": "rq worker"}},
+    ),
     "environments.{key}": ("staging", {"value": {}}),
     "environments.{value}.{key}": ("server", {"outer": "staging", "value": {}}),
     "environment": ("staging", {}),
@@ -252,6 +266,7 @@ def place(slot: Slot, value: str) -> tuple[dict[str, Any], KeyPath]:
     data = copy.deepcopy(BASE)
     node: Any = data
     path: KeyPath = ()
+    up: Any = data
     for i, part in enumerate(slot[:-1]):
         nxt = slot[i + 1]
         if part is Value:
@@ -261,6 +276,7 @@ def place(slot: Slot, value: str) -> tuple[dict[str, Any], KeyPath]:
             continue
         assert isinstance(part, str | int)
         empty: Any = [{}] if nxt == 0 and slot[i + 2 :] else [None] if nxt == 0 else {}
+        up = node
         if isinstance(part, int):
             node = node[part]
         else:
@@ -277,10 +293,13 @@ def place(slot: Slot, value: str) -> tuple[dict[str, Any], KeyPath]:
         node[extra["key"]] = value
         path = (*path, extra["key"])
     elif isinstance(last, int):
+        up.update(extra.get("up", {}))  # the item's siblings in the mapping that holds the list
         node[last] = value
         path = (*path, last)
     else:
         assert isinstance(last, str)
+        if "up" in extra:
+            up.update(extra["up"])  # siblings in the mapping one level up
         node.update(extra.get("siblings", {}))
         node[last] = value
         path = (*path, last)

@@ -29,6 +29,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "pg_backup.py",
         "probe.py",
         "redis_setup.sh",
+        "process_ready.py",
         "safe_fs.py",
         "step_guard.sh",
     }

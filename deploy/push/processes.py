@@ -1,0 +1,270 @@
+"""The processes beside web in a push or rollback: start the new slot's instances, wait until they are
+ready, stop the old slot's with their warm shutdown; a singleton's old instance stops before its new
+one starts. Pure: builds steps, runs nothing."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+
+from deploy.config.model import Config, Process
+from deploy.layout import Layout
+from deploy.plan import Command, Step, Upload
+from deploy.remote import commands as cmd
+from deploy.remote.scripts import script
+
+#: Runs on the host (python3, as root): stops a singleton's old instance, starts the new instances and
+#: waits until each is ready (see the file).
+PROCESS_READY = script("process_ready.py")
+
+#: The framework probes: the words of the process's command they copy (its broker and its app).
+_RQ_OPTIONS = ("--url", "-u", "--config", "-c")
+_CELERY_OPTIONS = ("-A", "--app", "-b", "--broker")
+
+
+def _copied_options(command: str, options: tuple[str, ...]) -> list[str]:
+    """The options of `command` (with their values) that name its broker or app."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if word in options and i + 1 < len(words):
+            out += [word, words[i + 1]]
+        elif word.startswith(tuple(f"{o}=" for o in options if o.startswith("--"))):
+            out.append(word)
+    return out
+
+
+def _shell_word(word: str) -> str:
+    """One word for sh: quoted, but a `$VARIABLE` in it still expands (as in the process's command)."""
+    if "$" not in word:
+        return shlex.quote(word)
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
+
+
+def probe_command(process: Process) -> str | None:
+    """The shell command that says a new instance is ready (exit 0); None for settle, notify, heartbeat."""
+    kind = process.ready.kind
+    if kind == "command":
+        return process.ready.command
+    if kind == "rq":
+        words = ["rq", "info", "--only-workers", *_copied_options(process.command, _RQ_OPTIONS)]
+        return " ".join(map(_shell_word, words))
+    if kind == "celery":
+        options = _copied_options(process.command, _CELERY_OPTIONS)
+        return " ".join(map(_shell_word, ["celery", *options, "inspect", "ping", "--timeout", "5"]))
+    return None
+
+
+def fingerprint(config: Config) -> list[str]:
+    """What a release's fingerprint adds for the processes (none: nothing, as before they existed): a
+    change of instances or hosts, which no unit file shows, is a change to push."""
+    return [
+        "process:" + json.dumps([name, process.model_dump(mode="json"), config.process_hosts(name)])
+        for name, process in config.processes.items()
+    ]
+
+
+def on_host(config: Config, host: str) -> list[str]:
+    """The processes that run on `host`, in deploy.yaml's order."""
+    return [name for name in config.processes if host in config.process_hosts(name)]
+
+
+def units(config: Config, layout: Layout, host: str, slot: str) -> list[str]:
+    """Every instance of every process `host` runs in `slot`."""
+    return [
+        layout.process_unit(name, slot, index)
+        for name in on_host(config, host)
+        for index in range(1, config.processes[name].instances + 1)
+    ]
+
+
+def _singletons(config: Config, host: str) -> list[str]:
+    return [name for name in on_host(config, host) if config.processes[name].singleton]
+
+
+def start_step(
+    config: Config,
+    layout: Layout,
+    host: str,
+    old_slot: str | None,
+    new_slot: str,
+    release: str,
+) -> tuple[Step, ...]:
+    """Start the new slot's instances on `host` and wait until they are ready (after the web health)."""
+    names = on_host(config, host)
+    if not names:
+        return ()
+    checks = []
+    for name in names:
+        process = config.processes[name]
+        probe = probe_command(process)
+        argv = (
+            cmd.run_in_release(
+                layout,
+                layout.slot(new_slot),
+                probe,
+                release,
+                config.environment or "default",
+                dict(config.app.env),
+                f"probe {name}",
+                slot_env=layout.slot_env(new_slot),
+            ).argv
+            if probe
+            else None
+        )
+        checks += [
+            {
+                "unit": layout.process_unit(name, new_slot, index),
+                "kind": process.ready.kind,
+                "settle": process.settle,
+                "probe": argv,
+                "heartbeat": process.ready.heartbeat,
+            }
+            for index in range(1, process.instances + 1)
+        ]
+    singletons = [
+        [layout.process_unit(name, old_slot, 1), layout.process_unit(name, new_slot, 1)]
+        for name in _singletons(config, host)
+        if old_slot is not None
+    ]
+    stop_budget = max(config.processes[name].stop_timeout for name in names) + 10
+    plan = {
+        "stale": [layout.process_units(name, new_slot) for name in names],
+        "singletons": singletons,
+        "checks": checks,
+        "settle": max(config.processes[name].settle for name in names),
+        # A worker's broker may answer later than a web app's import: at least 30 s after settling.
+        "timeout": max(config.processes[name].settle for name in names) + max(30, config.push.health_timeout),
+        "stop_budget": stop_budget,
+    }
+    shown = ", ".join(f"{n} x{config.processes[n].instances}" for n in names)
+    # The plan travels as a file (root's, in the state folder): the failure line stays readable.
+    plan_file = f"{layout.state}/processes-{new_slot}.json"
+    return (
+        Step(
+            "processes",
+            host,
+            (
+                Upload(
+                    plan_file,
+                    (json.dumps(plan, sort_keys=True, indent=1) + "\n").encode(),
+                    0o600,
+                    "root",
+                    "root",
+                    description=f"what the new {shown} must do to count as ready",
+                ),
+                Command(
+                    ("python3", "-c", PROCESS_READY, plan_file),
+                    f"start {shown} in slot {new_slot} (release {release}) and wait until ready",
+                    sudo=True,
+                ),
+            ),
+        ),
+    )
+
+
+def at_boot(config: Config, layout: Layout, host: str, new_slot: str) -> tuple[Command, ...]:
+    """The switch: the new slot's instances start at boot (the old slot's stop doing so at finish)."""
+    new = units(config, layout, host, new_slot)
+    if not new:
+        return ()
+    return (
+        cmd.systemctl(
+            "enable",
+            "--quiet",
+            "--no-reload",
+            *new,
+            description=f"start {len(new)} process instance(s) of slot {new_slot} at boot",
+        ),
+    )
+
+
+def stop_old(config: Config, layout: Layout, old_slot: str | None) -> tuple[Command, ...]:
+    """Finish: every process's instances in the old slot get their stop signal (systemd waits up to
+    their stop timeout, then kills what is left) and no longer start at boot. On every host, for every
+    process: one that moved to other hosts stops here as well."""
+    if old_slot is None or not config.processes:
+        return ()
+    patterns = [layout.process_units(name, old_slot) for name in config.processes]
+    wants = f"{layout.unit_dir}/multi-user.target.wants"
+    return (
+        cmd.systemctl(
+            "stop",
+            "--no-block",
+            *patterns,
+            description=f"stop the processes of slot {old_slot}: their warm shutdown (up to "
+            f"{max(p.stop_timeout for p in config.processes.values())}s), carried out by systemd",
+        ),
+        Command(
+            ("sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", wants, *patterns),
+            f"the processes of slot {old_slot} do not start at boot",
+            sudo=True,
+        ),
+    )
+
+
+def back(
+    config: Config,
+    layout: Layout,
+    host: str,
+    old_slot: str | None,
+    new_slot: str,
+    services: Mapping[str, str],
+) -> tuple[Command, ...]:
+    """After a failure (abort before the switch, revert after it): stop the new slot's instances, then
+    start again the old slot's singletons that ran before the push (`services`: the units' states
+    then); their new instance is stopped first: never two at once."""
+    names = on_host(config, host)
+    if not names:
+        return ()
+    out: list[Command] = [
+        cmd.systemctl(
+            "stop",
+            *[layout.process_units(name, new_slot) for name in names],
+            description=f"stop the processes of slot {new_slot}",
+            check=False,
+        )
+    ]
+    if old_slot is not None:
+        old = [
+            unit
+            for unit in (layout.process_unit(name, old_slot, 1) for name in _singletons(config, host))
+            if services.get(unit) == "active"
+        ]
+        if old:
+            out.append(cmd.systemctl("start", *old, description=f"start {', '.join(old)} again"))
+    return tuple(out)
+
+
+def instance_states(
+    config: Config, layout: Layout, host: str, services: Mapping[str, str], live: str | None
+) -> list[dict[str, str]]:
+    """For `deploy status`: each instance `host` runs in the live slot, and any other instance of the
+    app's processes that is not stopped (an old one in its warm shutdown, one left by a failed push)."""
+    out: list[dict[str, str]] = []
+    for name, process in config.processes.items():
+        for slot in cmd.SLOTS:
+            for index in range(1, process.instances + 1):
+                unit = layout.process_unit(name, slot, index)
+                state = services.get(unit, "unknown")
+                expected = slot == live and host in config.process_hosts(name)
+                if expected or state not in ("inactive", "unknown"):
+                    out.append({"process": name, "unit": unit, "state": state})
+    return out
+
+
+def journal_argv(layout: Layout, process: str, lines: int, follow: bool) -> tuple[str, ...]:
+    """`deploy logs --process NAME`: the journal of every instance of one process, both slots."""
+    return (
+        "journalctl",
+        "--no-pager",
+        "-n",
+        str(lines),
+        "-u",
+        f"{layout.app}-{process}@*.service",
+        *(("-f",) if follow else ()),
+    )
