@@ -352,11 +352,15 @@ def run_one(data: bytes, folder: Path, accepted: Accepted) -> None:
     files = {
         p.relative_to(out).as_posix(): p.read_text(encoding="utf-8") for p in out.rglob("*") if p.is_file()
     }
-    [unit_path] = [path for path in files if path.startswith("systemd/")]
-    name = unit_path.removeprefix("systemd/").removesuffix("@.service")
-    site = {"app": name, "files": {k: v for k, v in files.items() if k.startswith("nginx/")}}
+    # Template units: the app's slots (Gunicorn) and one per process; job units are checked by RND008.
+    templates = [path for path in files if path.startswith("systemd/") and path.endswith("@.service")]
+    [app_unit] = [path for path in templates if "Gunicorn)" in files[path]]
+    app = app_unit.removeprefix("systemd/").removesuffix("@.service")
+    site = {"app": app, "files": {k: v for k, v in files.items() if k.startswith("nginx/")}}
     accepted.sites.setdefault(_digest(site), site)
-    accepted.units.setdefault(_digest([name, files[unit_path]]), (name, files[unit_path], data[:2000]))
+    for unit_path in templates:
+        name = unit_path.removeprefix("systemd/").removesuffix("@.service")
+        accepted.units.setdefault(_digest([name, files[unit_path]]), (name, files[unit_path], data[:2000]))
 
 
 def _digest(value: Any) -> str:
