@@ -8,23 +8,36 @@ argument changed anywhere in `deploy.push.plans` makes it fail. The commands the
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from deploy.config.model import Config
 from deploy.plan import Command, Step, Upload
+from deploy.push.artifact import FileEntry, requirements_hash, tarball
 from deploy.push.plans import (
     HostPush,
     PlanError,
     _finish_steps,
     _revert_steps,
+    host_push,
     host_rollback,
     rollback_plan,
 )
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState, ReleaseInfo
-from tests.unit.push.test_plans import CONFIG, LAYOUT, served_state
+from tests.unit.push.test_plans import (
+    CONFIG,
+    LAYOUT,
+    SECRETS,
+    artifact,
+    build,
+    json_fingerprint,
+    rendered_map,
+    served_state,
+    states,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -309,3 +322,228 @@ def test_nothing_to_stop_and_nothing_to_prune_is_no_clean_up_step() -> None:
     assert _finish_steps(CONFIG, LAYOUT, host, "green", None) == (
         Step("finish", "web1", (cmd.stop_after_drain(LAYOUT, "green", 1.0),)),
     )
+
+
+# --- push -----------------------------------------------------------------------------------------
+
+NEW = "20250101-000000-aaaaaaa"
+TARGET = f"/srv/shop/releases/{NEW}"
+WHEEL = "flask-3.1.3-py3-none-any.whl"
+
+
+def _req_hash() -> str:
+    return requirements_hash(artifact().requirements, "3.11.2", "cp311-glibc2.36-x86_64")
+
+
+def _release_json(upload: Command | Upload, fingerprint_of: HostPush) -> None:
+    """release.json names what was pushed, by whom, with which venv (its fingerprint: see below)."""
+    assert isinstance(upload, Upload)
+    info = json.loads(upload.content)
+    assert info == {
+        "python_root": None,
+        "id": NEW,
+        "commit": "a" * 40,
+        "dirty": False,
+        "requirements": _req_hash(),
+        "fingerprint": json_fingerprint(fingerprint_of),
+        "by": "ann@laptop",
+        "environment": "production",
+    }
+    assert upload.content == (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _tail(venv_actions: list[Command | Upload], reused: bool) -> list[Command | Upload]:
+    """From the shared folder's link to release.json (release.json itself checked apart)."""
+    venv = f"/srv/shop/venvs/{_req_hash()}"
+    manifest = (json.dumps(artifact().manifest, sort_keys=True) + "\n").encode()
+    return [
+        cmd.remove_paths(TARGET, ["instance"], "no copy of the shared folders of its own"),
+        cmd.make_dir("/srv/shop/shared/instance", "shop", "shop", 0o750),
+        cmd.symlink(
+            "/srv/shop/shared/instance",
+            f"{TARGET}/instance",
+            "instance -> shared/instance (kept across releases)",
+        ),
+        *venv_actions,
+        cmd.symlink(
+            venv, f"{TARGET}/.venv", f".venv -> venvs/{_req_hash()}" + (" (reused)" if reused else " (new)")
+        ),
+        cmd.make_dir(f"{TARGET}/.deploy", "root", "shop", 0o750),
+        Upload(
+            f"{TARGET}/.deploy/manifest.json", manifest, 0o640, "root", "shop", description="file manifest"
+        ),
+    ]
+
+
+def _gunicorn(rendered: dict[str, str]) -> Upload:
+    conf = rendered["gunicorn.conf.py"].encode()
+    return Upload(f"{TARGET}/gunicorn.conf.py", conf, 0o640, "root", "shop", description="gunicorn.conf.py")
+
+
+def _served_upload(replaced: str | None) -> Upload:
+    return Upload(
+        f"{TARGET}/.deploy/served",
+        f"{replaced}\n".encode() if replaced else b"",
+        0o644,
+        "root",
+        "root",
+        description=f"mark the release as served (after {replaced or 'no release'})",
+    )
+
+
+def test_a_first_push_is_every_step_of_a_new_release_its_venv_and_a_switch_to_blue() -> None:
+    hosts = states()
+    rendered = rendered_map(hosts)["web1"]
+    got = host_push(CONFIG, hosts["web1"], rendered, SECRETS, build())
+    a = artifact()
+    venv = f"/srv/shop/venvs/{_req_hash()}"
+    incoming = f"/srv/shop/wheels/.incoming-{NEW}.tar"
+    wheels = tarball({WHEEL: FileEntry(b"wheel")}, [WHEEL])
+    names = ["requirements.txt", "shop/__init__.py"]
+    expected = [
+        cmd.make_dir(TARGET, "root", "root", 0o755),
+        Upload(
+            f"{TARGET}/.deploy-files.tar",
+            tarball(a.files, names, a.timestamp, group="shop"),
+            0o600,
+            "root",
+            "root",
+            description="2 changed file(s)",
+        ),
+        cmd.extract_tar(f"{TARGET}/.deploy-files.tar", TARGET, "unpack 2 file(s)"),
+        _gunicorn(rendered),
+        *_tail(
+            [
+                Upload(incoming, wheels, 0o600, "root", "root", description="1 wheel(s)"),
+                cmd.extract_tar(incoming, "/srv/shop/wheels", "unpack 1 wheel(s)"),
+                cmd.new_venv(venv),
+                cmd.pip_install(
+                    venv, hosts["web1"].pip_wheel or "", "/srv/shop/wheels", f"{TARGET}/requirements.txt"
+                ),
+                cmd.mark_complete(venv),
+            ],
+            reused=False,
+        ),
+    ]
+    (upload,) = got.prepare
+    assert (upload.name, upload.host, list(upload.actions[:-1])) == ("upload", "web1", expected)
+    _release_json(upload.actions[-1], got)
+    assert replace(got, prepare=()) == HostPush(
+        host="web1",
+        release=NEW,
+        previous=None,
+        old_slot=None,
+        new_slot="blue",
+        start=_start("blue", NEW),
+        switch=(_switch("blue", NEW, _served_upload(None)),),
+        finish=(),  # nothing to stop, nothing to prune
+        abort=_abort("blue"),
+        revert=_revert_steps(CONFIG, LAYOUT, "web1", None, None, "blue"),
+        diagnose=cmd.slot_log(LAYOUT, "blue"),
+        files_sent=2,
+        files_deleted=0,
+        wheels_sent=1,
+        venv_reused=False,
+    )
+    # A host that has the wheel already gets none; the venv is built all the same.
+    has_wheel = host_push(CONFIG, replace(hosts["web1"], wheels=(WHEEL,)), rendered, SECRETS, build())
+    upload_actions = has_wheel.prepare[0].actions
+    assert has_wheel.wheels_sent == 0 and cmd.new_venv(venv) in upload_actions
+    assert not any(isinstance(x, Upload) and x.remote_path == incoming for x in upload_actions)
+
+
+def test_a_code_push_links_the_previous_release_sends_the_change_and_reuses_the_venv() -> None:
+    hosts = served_state()
+    rendered = rendered_map(hosts)["web1"]
+    new = artifact(b"print('v2')\n")
+    got = host_push(CONFIG, hosts["web1"], rendered, SECRETS, build(code=b"print('v2')\n"))
+    expected = [
+        cmd.make_dir(TARGET, "root", "root", 0o755),
+        cmd.link_release_files(f"/srv/shop/releases/{R2}", TARGET),
+        cmd.remove_paths(
+            TARGET, [".deploy", ".venv", "instance"], "drop 0 deleted file(s), old links and metadata"
+        ),
+        Upload(
+            f"{TARGET}/.deploy-files.tar",
+            tarball(new.files, ["shop/__init__.py"], new.timestamp, group="shop"),
+            0o600,
+            "root",
+            "root",
+            description="1 changed file(s)",
+        ),
+        cmd.extract_tar(f"{TARGET}/.deploy-files.tar", TARGET, "unpack 1 file(s)"),
+        _gunicorn(rendered),
+        *_tail([], reused=True),
+    ]
+    expected[-1] = replace(  # type: ignore[arg-type]
+        expected[-1], content=(json.dumps(new.manifest, sort_keys=True) + "\n").encode()
+    )
+    (upload,) = got.prepare
+    assert list(upload.actions[:-1]) == expected
+    assert replace(got, prepare=()) == HostPush(
+        host="web1",
+        release=NEW,
+        previous=R2,
+        old_slot="blue",
+        new_slot="green",
+        start=_start("green", NEW),
+        switch=(_switch("green", NEW, _served_upload(R2)),),
+        finish=(
+            Step("finish", "web1", (cmd.stop_after_drain(LAYOUT, "blue", 1.0), cmd.prune(LAYOUT, [R0]))),
+        ),
+        abort=_abort("green"),
+        revert=_revert("blue", "green", R2),
+        diagnose=cmd.slot_log(LAYOUT, "green"),
+        files_sent=1,
+        files_deleted=0,
+        wheels_sent=0,
+        venv_reused=True,
+    )
+
+
+def test_a_file_deleted_since_the_previous_release_is_dropped_with_the_old_links() -> None:
+    hosts = served_state()
+    old = {**artifact().manifest, "shop/old.py": ["0" * 64, "644"]}
+    host = replace(hosts["web1"], manifest=old)
+    got = host_push(CONFIG, host, rendered_map(hosts)["web1"], SECRETS, build())
+    assert got.prepare[0].actions[2] == cmd.remove_paths(
+        TARGET,
+        [".deploy", ".venv", "instance", "shop/old.py"],
+        "drop 1 deleted file(s), old links and metadata",
+    )
+    assert (got.files_sent, got.files_deleted) == (0, 1)
+    assert not any(
+        isinstance(x, Upload) and x.remote_path.endswith(".deploy-files.tar") for x in got.prepare[0].actions
+    )
+
+
+def test_a_release_id_that_exists_is_refused() -> None:
+    hosts = served_state()
+    with pytest.raises(PlanError) as raised:
+        host_push(CONFIG, hosts["web1"], rendered_map(hosts)["web1"], SECRETS, build(release=R1))
+    assert str(raised.value) == f"web1: a release named {R1} already exists; push again in a second"
+
+
+def test_the_fingerprint_changes_with_the_code_the_venv_the_gunicorn_conf_and_the_shared_paths() -> None:
+    hosts = served_state()
+    rendered = rendered_map(hosts)["web1"]
+
+    def fingerprint(
+        config: Config = CONFIG, code: bytes = b"x", conf: str | None = None, python: str = "3.11.2"
+    ) -> str:
+        host = replace(hosts["web1"], python_version=python)
+        mine = {**rendered, "gunicorn.conf.py": conf} if conf else rendered
+        return json_fingerprint(host_push(config, host, mine, SECRETS, build(code=code)))
+
+    base = fingerprint()
+    shared_file = CONFIG.model_copy(
+        update={"app": CONFIG.app.model_copy(update={"shared_files": ["db.sqlite"]})}
+    )
+    others = [
+        fingerprint(code=b"y"),
+        fingerprint(conf="bind = 'x'\n"),
+        fingerprint(python="3.11.3"),
+        fingerprint(CONFIG.model_copy(update={"app": CONFIG.app.model_copy(update={"shared": ["data"]})})),
+        fingerprint(shared_file),
+    ]
+    assert len({base, *others}) == 6 and all(len(f) == 16 for f in others)
