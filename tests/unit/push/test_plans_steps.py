@@ -475,9 +475,9 @@ def test_a_code_push_links_the_previous_release_sends_the_change_and_reuses_the_
         _gunicorn(rendered),
         *_tail([], reused=True),
     ]
-    expected[-1] = replace(  # type: ignore[arg-type]
-        expected[-1], content=(json.dumps(new.manifest, sort_keys=True) + "\n").encode()
-    )
+    manifest = expected[-1]
+    assert isinstance(manifest, Upload)
+    expected[-1] = replace(manifest, content=(json.dumps(new.manifest, sort_keys=True) + "\n").encode())
     (upload,) = got.prepare
     assert list(upload.actions[:-1]) == expected
     assert replace(got, prepare=()) == HostPush(
@@ -503,7 +503,7 @@ def test_a_code_push_links_the_previous_release_sends_the_change_and_reuses_the_
 
 def test_a_file_deleted_since_the_previous_release_is_dropped_with_the_old_links() -> None:
     hosts = served_state()
-    old = {**artifact().manifest, "shop/old.py": ["0" * 64, "644"]}
+    old: dict[str, list[object]] = {**artifact().manifest, "shop/old.py": ["0" * 64, "644"]}
     host = replace(hosts["web1"], manifest=old)
     got = host_push(CONFIG, host, rendered_map(hosts)["web1"], SECRETS, build())
     assert got.prepare[0].actions[2] == cmd.remove_paths(
