@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from deploy.config.model import Config
+from deploy.layout import shared_file_dirs, shared_files
 from deploy.plan import Command, Step, Upload
 from deploy.push.artifact import FileEntry, requirements_hash, tarball
 from deploy.push.plans import (
@@ -21,9 +22,12 @@ from deploy.push.plans import (
     PlanError,
     _finish_steps,
     _revert_steps,
+    config_steps,
+    env_file_content,
     host_push,
     host_rollback,
     rollback_plan,
+    setup_steps,
 )
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState, ReleaseInfo
@@ -36,6 +40,7 @@ from tests.unit.push.test_plans import (
     json_fingerprint,
     rendered_map,
     served_state,
+    set_up,
     states,
 )
 
@@ -547,3 +552,214 @@ def test_the_fingerprint_changes_with_the_code_the_venv_the_gunicorn_conf_and_th
         fingerprint(shared_file),
     ]
     assert len({base, *others}) == 6 and all(len(f) == 16 for f in others)
+
+
+# --- setup ----------------------------------------------------------------------------------------
+
+DIRS = [
+    ("/srv/shop", "root", "root", 0o755),
+    ("/srv/shop/releases", "root", "root", 0o755),
+    ("/srv/shop/slots", "root", "root", 0o755),
+    ("/srv/shop/venvs", "root", "root", 0o755),
+    ("/srv/shop/wheels", "root", "root", 0o755),
+    ("/srv/shop/.deploy", "root", "root", 0o700),
+    ("/srv/shop/shared", "root", "shop", 0o750),
+    ("/etc/shop", "root", "root", 0o755),
+    ("/srv/shop/shared/instance", "shop", "shop", 0o750),
+]
+NGINX_FILES = [
+    ("/etc/nginx/sites-available/shop.conf", "nginx/shop.conf"),
+    ("/etc/nginx/snippets/shop-security-headers.conf", "nginx/snippets/shop-security-headers.conf"),
+    ("/etc/nginx/snippets/shop-proxy.conf", "nginx/snippets/shop-proxy.conf"),
+    ("/etc/nginx/conf.d/deploy-catch-all.conf", "nginx/conf.d/deploy-catch-all.conf"),
+]
+SITE_LINK = ("/etc/nginx/sites-available/shop.conf", "/etc/nginx/sites-enabled/shop.conf")
+
+
+def _env_step(secrets: dict[str, str] = SECRETS) -> Step:
+    env = env_file_content(secrets)
+    upload = Upload(
+        "/etc/shop/env",
+        env,
+        0o600,
+        "root",
+        "root",
+        sensitive=True,
+        description=f"secrets ({len(secrets)} keys)",
+    )
+    return Step("env file", "web1", (upload,))
+
+
+def _unit_step(rendered: dict[str, str]) -> Step:
+    unit = rendered["systemd/shop@.service"].encode()
+    upload = Upload(
+        "/etc/systemd/system/shop@.service", unit, 0o644, "root", "root", description="systemd unit template"
+    )
+    return Step("systemd unit", "web1", (upload, cmd.daemon_reload()))
+
+
+def test_setup_of_a_bare_host_is_every_step_in_order() -> None:
+    rendered = rendered_map(states())["web1"]
+    bare = HostState("web1")
+    # Without a certificate on the host, the HTTPS catch-all is not rendered, and not written.
+    assert "nginx/conf.d/deploy-catch-all-tls.conf" not in rendered
+    assert setup_steps(CONFIG, bare, rendered, SECRETS, "c0ffee") == (
+        Step("packages", "web1", (cmd.apt_install(["python3", "python3-venv", "nginx-light"]),)),
+        Step(
+            "user",
+            "web1",
+            (
+                cmd.create_system_user("shop", "/srv/shop"),
+                Command(
+                    ("usermod", "-a", "-G", "shop", "www-data"),
+                    "let Nginx (www-data) reach the app's sockets",
+                    sudo=True,
+                ),
+            ),
+        ),
+        Step("directories", "web1", tuple(cmd.make_dir(*d) for d in DIRS)),
+        Step(
+            "project",
+            "web1",
+            (Upload("/srv/shop/.deploy/project", b"c0ffee\n", 0o644, "root", "root", description="project"),),
+        ),
+        _env_step(),
+        _unit_step(rendered),
+        Step(
+            "nginx",
+            "web1",
+            cmd.nginx_change(
+                [(path, rendered[key].encode(), key) for path, key in NGINX_FILES], [SITE_LINK], []
+            ),
+        ),
+    )
+
+
+def test_setup_of_a_prepared_host_is_nothing_and_each_difference_is_its_own_step() -> None:
+    host = set_up(states())["web1"]
+    rendered = rendered_map(states())["web1"]
+    assert setup_steps(CONFIG, host, rendered, SECRETS) == ()
+    # Debian's nginx (not -light), or an nginx found without a package: nothing to install.
+    assert (
+        setup_steps(
+            CONFIG,
+            replace(host, packages={"python3": True, "python3-venv": True, "nginx": True}),
+            rendered,
+            SECRETS,
+        )
+        == ()
+    )
+    no_package = replace(host, packages={"python3": True, "python3-venv": True})
+    assert setup_steps(CONFIG, no_package, rendered, SECRETS) == ()
+    unknown = replace(no_package, nginx_version=None)
+    assert setup_steps(CONFIG, unknown, rendered, SECRETS) == (
+        Step("packages", "web1", (cmd.apt_install(["nginx-light"]),)),
+    )
+    no_venv = replace(host, packages={"python3": True, "nginx-light": True})
+    assert setup_steps(CONFIG, no_venv, rendered, SECRETS)[0].actions == (cmd.apt_install(["python3-venv"]),)
+    # One directory with the wrong mode: only it is made again.
+    owners = {
+        **host.owners,
+        "/srv/shop/slots": {"owner": "root", "group": "root", "mode": 0o775, "kind": "dir"},
+    }
+    assert setup_steps(CONFIG, replace(host, owners=owners), rendered, SECRETS) == (
+        Step("directories", "web1", (cmd.make_dir("/srv/shop/slots", "root", "root", 0o755),)),
+    )
+    # The Debian default site is removed, and an Nginx that fails its test is repaired, in one change.
+    default = replace(host, links={**host.links, "debian_default": "/etc/nginx/sites-available/default"})
+    assert setup_steps(CONFIG, default, rendered, SECRETS) == (
+        Step("nginx", "web1", cmd.nginx_change([], [], ["/etc/nginx/sites-enabled/default"])),
+    )
+    assert setup_steps(CONFIG, replace(host, nginx_ok=False), rendered, SECRETS) == (
+        Step("nginx", "web1", cmd.nginx_change([], [], [])),
+    )
+    assert setup_steps(CONFIG, replace(host, nginx_ok=True), rendered, SECRETS) == ()
+
+
+def test_shared_files_are_made_empty_for_the_app_user_only_where_they_differ() -> None:
+    config = CONFIG.model_copy(
+        update={"app": CONFIG.app.model_copy(update={"shared_files": ["db/app.sqlite"]})}
+    )
+    host = set_up(states())["web1"]
+    rendered = rendered_map(states())["web1"]
+    made = [cmd.make_dir(*d) for d in shared_file_dirs(config)]
+    path = "/srv/shop/shared/.files/db/app.sqlite"
+    assert [p for p, _ in shared_files(config)] == [path]
+    steps = setup_steps(config, host, rendered, SECRETS)
+    assert steps == (
+        Step("directories", "web1", tuple(made)),
+        Step(
+            "shared files",
+            "web1",
+            (cmd.make_file(path, "shop", "shop", 0o600, f"shared file {path} (empty if new)"),),
+        ),
+    )
+    owners = {
+        p: {"owner": o, "group": g, "mode": m, "kind": "dir"} for p, o, g, m in shared_file_dirs(config)
+    }
+    owners[path] = {"owner": "shop", "group": "shop", "mode": 0o600, "kind": "file"}
+    assert setup_steps(config, replace(host, owners={**host.owners, **owners}), rendered, SECRETS) == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"owner": "shop", "group": "root", "mode": 0o600},
+        {"owner": "root", "group": "shop", "mode": 0o600},
+        {"owner": "root", "group": "root", "mode": 0o640},
+        None,
+    ],
+)
+def test_an_env_file_not_root_root_0600_is_written_again(env: dict[str, object] | None) -> None:
+    host = set_up(states())["web1"]
+    owners = {k: v for k, v in host.owners.items() if k != "/etc/shop/env"}
+    if env is not None:
+        owners["/etc/shop/env"] = {**env, "kind": "file"}
+    rendered = rendered_map(states())["web1"]
+    assert config_steps(CONFIG, replace(host, owners=owners), rendered, SECRETS) == (_env_step(),)
+
+
+def test_changed_secrets_a_changed_unit_and_a_changed_site_are_each_written() -> None:
+    host = set_up(states())["web1"]
+    rendered = rendered_map(states())["web1"]
+    assert config_steps(CONFIG, host, rendered, {"SECRET_KEY": "new"}) == (_env_step({"SECRET_KEY": "new"}),)
+    files = {**host.files, "/etc/systemd/system/shop@.service": "old"}
+    assert config_steps(CONFIG, replace(host, files=files), rendered, SECRETS) == (_unit_step(rendered),)
+    site = "/etc/nginx/snippets/shop-proxy.conf"
+    files = {**host.files, site: "old"}
+    assert config_steps(CONFIG, replace(host, files=files), rendered, SECRETS) == (
+        Step(
+            "nginx",
+            "web1",
+            cmd.nginx_change(
+                [
+                    (
+                        site,
+                        rendered["nginx/snippets/shop-proxy.conf"].encode(),
+                        "nginx/snippets/shop-proxy.conf",
+                    )
+                ]
+            ),
+        ),
+    )
+    # The site not enabled: only the link.
+    links = {**host.links, "enabled": None}
+    assert config_steps(CONFIG, replace(host, links=links), rendered, SECRETS) == (
+        Step("nginx", "web1", cmd.nginx_change([], [SITE_LINK], [])),
+    )
+
+
+def test_the_project_is_recorded_once() -> None:
+    host = set_up(states())["web1"]
+    rendered = rendered_map(states())["web1"]
+    record = Step(
+        "project",
+        "web1",
+        (Upload("/srv/shop/.deploy/project", b"abc\n", 0o644, "root", "root", description="project"),),
+    )
+    assert config_steps(CONFIG, host, rendered, SECRETS, "abc") == (record,)
+    blank = replace(host, files={**host.files, "/srv/shop/.deploy/project": " \n"})
+    assert config_steps(CONFIG, blank, rendered, SECRETS, "abc") == (record,)
+    recorded = replace(host, files={**host.files, "/srv/shop/.deploy/project": "abc\n"})
+    assert config_steps(CONFIG, recorded, rendered, SECRETS, "abc") == ()
+    assert config_steps(CONFIG, host, rendered, SECRETS, None) == ()
