@@ -8,6 +8,7 @@ loader's messages, which mutants of the loader and the model's helpers change.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploy.cli import main
+from deploy.config import csp
 from deploy.config.loader import ConfigError, load_text
 
 pytestmark = pytest.mark.unit
@@ -77,3 +79,78 @@ def test_the_cli_names_file_line_and_key_on_one_line_and_exits_2(
     assert result.stdout == ""
     assert result.stderr.startswith(expected), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# --- the model's helpers: exact limits and messages -----------------------------------------------
+
+
+def _hosts(address: str) -> str:
+    """The address in the mapping form (the string form's user@host:port parsing comes first)."""
+    return BASE.replace("[web1.example.com]", f"[{{address: {json.dumps(address)}}}]")
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.255", "255.255.255.0", "0.0.0.0", "[::1]", "[FE80::A:b]", "[::ffff:10.0.0.1]"]
+)
+def test_an_ipv4_address_up_to_255_and_a_bracketed_ipv6_address_are_hosts(address: str) -> None:
+    assert load_text(_hosts(address)).server.hosts[0].address == address
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("10.0.0.256", "expected an IPv4 address or a host name, got '10.0.0.256'"),
+        ("256.0.0.1", "expected an IPv4 address or a host name, got '256.0.0.1'"),
+    ],
+)
+def test_an_ipv4_part_above_255_is_refused_with_its_message(address: str, message: str) -> None:
+    assert problems(_hosts(address)) == [f"deploy.yaml:7: server.hosts[0].address: {message}"]
+
+
+@pytest.mark.parametrize("address", ["[g::1]", "[::1", "::1]", "a1:2b", "[]", "[::1]x"])
+def test_anything_else_with_brackets_or_colons_is_judged_as_a_host_name_and_refused(address: str) -> None:
+    (problem,) = problems(_hosts(address))
+    assert problem.startswith("deploy.yaml:7: server.hosts[0].address: expected a domain name ("), problem
+
+
+@pytest.mark.parametrize("value", ['say "hi"', "C:\\temp", "$host", "a$", "\\"])
+def test_a_header_value_with_a_quote_a_backslash_or_a_dollar_is_refused(value: str) -> None:
+    text = BASE + f"nginx:\n  extra_headers: {{X-Note: {json.dumps(value)}}}\n"
+    assert problems(text) == [
+        "deploy.yaml:9: nginx.extra_headers.X-Note: a header value must not contain double quotes, "
+        'backslashes or "$"'
+    ]
+
+
+def test_a_plain_header_value_is_kept() -> None:
+    config = load_text(BASE + "nginx:\n  extra_headers: {X-Note: 'max-age=5, private'}\n")
+    assert config.nginx.extra_headers == {"X-Note": "max-age=5, private"}
+
+
+def test_an_unknown_csp_directive_lists_the_known_ones() -> None:
+    (problem,) = problems(BASE + "nginx:\n  csp_sources: {scripts-src: [cdn.example.com]}\n")
+    assert problem == (
+        "deploy.yaml:9: nginx.csp_sources.scripts-src: expected a CSP directive "
+        f"({', '.join(csp.FALLBACK)}), got 'scripts-src'"
+    )
+
+
+def test_a_csp_source_is_refused_with_what_is_wrong_with_it() -> None:
+    (bad,) = problems(BASE + "nginx:\n  csp_sources: {script-src: ['https://']}\n")
+    assert bad == (
+        "deploy.yaml:9: nginx.csp_sources.script-src[0]: expected a CSP source such as 'self', "
+        "'sha256-<base64>', https:, cdn.example.com or https://*.example.com, got 'https://'"
+    )
+    (nonce,) = problems(BASE + "nginx:\n  csp_sources: {script-src: [\"'nonce-abc'\"]}\n")
+    assert nonce == (
+        "deploy.yaml:9: nginx.csp_sources.script-src[0]: a nonce written into deploy.yaml is the same on "
+        "every response, so it protects nothing; list the inline script's hash ('sha256-...') instead "
+        "(deploy check SEC021 prints it)"
+    )
+
+
+def test_a_fixed_worker_count_is_used_whatever_the_cores() -> None:
+    config = load_text(BASE + "gunicorn: {workers: 3}\n")
+    assert (config.workers_for(8), config.workers_for(None)) == (3, 3)
+    auto = load_text(BASE.replace("  hosts:", "  cores: 4\n  hosts:"))
+    assert (auto.workers_for(None), auto.workers_for(1)) == (9, 3)
