@@ -310,6 +310,9 @@ def refresh(target: Target, work: Path) -> None:
             for dest in (work / test, work / "mutants" / test):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / test, dest)
+    # mutmut keeps which tests cover which function from its first run; without this, the tests of a
+    # new test file are never run against the survivors (it would learn of them only on a new copy).
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     meta = work / "mutants" / (target.module + ".meta")
     if meta.exists():
         data = json.loads(meta.read_text())
