@@ -277,14 +277,21 @@ def scratch_copy(target: Target, into: Path) -> None:
         "[tool.mutmut]",
         'source_paths = ["deploy"]',
         f"only_mutate = [{json.dumps(target.module)}]",
-        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '-x', *target.pytest_args])}",
+        *_test_options(target, tests),
         "use_git_change_detection = false",
         f"also_copy = {json.dumps(beside)}",
         "",
     ]
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n".join(conf))
+
+
+def _test_options(target: Target, tests: list[str]) -> list[str]:
+    """The [tool.mutmut] lines that say which tests run, and how."""
+    return [
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '-x', *target.pytest_args])}",
+    ]
 
 
 _SITECUSTOMIZE = """\
@@ -310,9 +317,19 @@ def refresh(target: Target, work: Path) -> None:
             for dest in (work / test, work / "mutants" / test):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / test, dest)
-    # mutmut keeps which tests cover which function from its first run; without this, the tests of a
-    # new test file are never run against the survivors (it would learn of them only on a new copy).
+    # mutmut keeps which tests cover which function from its first run, and reads the test files to
+    # run from the copy's pyproject.toml: both as the target says now, or the tests of a new test file
+    # would never run against the survivors.
     (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    tests = [t for t in target.tests if (work / t).exists()]
+    pyproject = work / "pyproject.toml"
+    kept = [
+        line
+        for line in pyproject.read_text().splitlines()
+        if not line.startswith(("pytest_add_cli_args_test_selection = ", "pytest_add_cli_args = "))
+    ]
+    at = kept.index("[tool.mutmut]") + 1
+    pyproject.write_text("\n".join([*kept[:at], *_test_options(target, tests), *kept[at:]]) + "\n")
     meta = work / "mutants" / (target.module + ".meta")
     if meta.exists():
         data = json.loads(meta.read_text())
