@@ -26,7 +26,9 @@ from deploy.push.plans import (
     env_file_content,
     host_push,
     host_rollback,
+    prune_list,
     rollback_plan,
+    rollback_target,
     setup_steps,
 )
 from deploy.remote import commands as cmd
@@ -47,6 +49,7 @@ from tests.unit.push.test_plans import (
 pytestmark = pytest.mark.unit
 
 R0, R1, R2 = "20240101-000000-r0", "20240102-000000-r1", "20240103-000000-r2"
+INFO: dict[str, object] = {"id": "r"}
 HEALTH = (CONFIG.primary_domain, CONFIG.app.health, CONFIG.push.health_timeout)
 
 
@@ -763,3 +766,28 @@ def test_the_project_is_recorded_once() -> None:
     recorded = replace(host, files={**host.files, "/srv/shop/.deploy/project": "abc\n"})
     assert config_steps(CONFIG, recorded, rendered, SECRETS, "abc") == ()
     assert config_steps(CONFIG, host, rendered, SECRETS, None) == ()
+
+
+# --- rollback target and pruning: the cases the first mutation run found untested ------------------
+
+
+def test_with_two_kept_the_newest_complete_releases_stay_even_when_they_never_served() -> None:
+    """After a rollback to r3, r4 and r5 (the newest) are kept with keep_releases: 2, though neither
+    is current, the rollback target or in a slot."""
+    releases = tuple(ReleaseInfo(f"2024010{i}-000000-r{i}", {"id": i}, i <= 3) for i in range(1, 6))
+    host = _web1(releases=releases, links={"current": "/srv/shop/releases/20240103-000000-r3"})
+    assert prune_list(_config(2), host, None) == ["20240101-000000-r1"]
+
+
+def test_a_replaced_release_that_is_unfinished_is_followed_to_what_it_replaced() -> None:
+    """r5 replaced r4, which never finished and had replaced r2: the target is r2, not r3 (the newest
+    earlier release that served)."""
+    releases = (
+        ReleaseInfo("r1", INFO, served=True),
+        ReleaseInfo("r2", INFO, served=True),
+        ReleaseInfo("r3", INFO, served=True),
+        ReleaseInfo("r4", None, served=True, before="r2"),
+        ReleaseInfo("r5", INFO, served=True, before="r4"),
+    )
+    host = _web1(releases=releases, links={"current": "/srv/shop/releases/r5"})
+    assert rollback_target(host) == "r2"
