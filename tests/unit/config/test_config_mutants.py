@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from deploy.cli import main
 from deploy.config import csp
 from deploy.config.loader import ConfigError, load_text
+from deploy.config.model import _alternatives, _strings
 
 pytestmark = pytest.mark.unit
 
@@ -154,3 +156,48 @@ def test_a_fixed_worker_count_is_used_whatever_the_cores() -> None:
     assert (config.workers_for(8), config.workers_for(None)) == (3, 3)
     auto = load_text(BASE.replace("  hosts:", "  cores: 4\n  hosts:"))
     assert (auto.workers_for(None), auto.workers_for(1)) == (9, 3)
+
+
+def test_a_control_character_is_named_by_its_unicode_name_lower_case_or_as_a_control_character() -> None:
+    overlay = BASE + 'environments:\n  prod: {app: {env: {X: "a\\x1bb"}}}\n'
+    assert problems(overlay) == [
+        "deploy.yaml:9: environments.prod.app.env.X: must be one line of plain text; found U+001B "
+        "(a control character) at character 2"
+    ]
+    separator = BASE + 'systemd:\n  overrides: {"Nice\\u2028": "1"}\n'
+    assert problems(separator) == [
+        "deploy.yaml:9: systemd.overrides.'Nice\\u2028': must be one line of plain text; found U+2028 "
+        "(line separator) at character 5"
+    ]
+
+
+def test_the_types_an_annotation_allows() -> None:
+    assert _alternatives(Annotated[int, "meta"]) == [int]
+    assert _alternatives(int | None) == [int]
+    assert _alternatives(Annotated[str, "meta"] | list[int] | None) == [str, list[int]]
+    assert _alternatives(type(None)) == []
+    assert _alternatives(list[str]) == [list[str]]
+
+
+def test_every_string_of_a_value_is_found_with_its_place_but_not_below_any() -> None:
+    assert list(_strings(["a", "b"], list[str] | None, ("x",))) == [(("x", 0), "a"), (("x", 1), "b")]
+    assert list(_strings(["a"], Annotated[list[Any], "meta"], ("x",))) == []
+    assert list(_strings({"k": "v"}, dict[str, Any], ("x",))) == [(("x", "k"), "k")]
+    assert list(_strings({"k": ["v"]}, object, ())) == [(("k",), "k"), (("k", 0), "v")]
+    assert list(_strings({"k": "v"}, Any, ())) == []
+
+
+@pytest.mark.parametrize(
+    "domain", ["*.example.com", "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61]
+)
+def test_a_wildcard_over_a_name_and_a_name_of_253_characters_are_domains(domain: str) -> None:
+    assert load_text(BASE.replace("[shop.example.com]", f"['{domain}']")).server.domains == [domain]
+
+
+@pytest.mark.parametrize("domain", ["*.com", "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 62])
+def test_a_wildcard_over_a_top_level_domain_and_a_longer_name_are_refused(domain: str) -> None:
+    assert problems(BASE.replace("[shop.example.com]", f"['{domain}']")) == [
+        "deploy.yaml:6: server.domains[0]: expected a domain name (letters, digits, hyphens and dots, "
+        "such as app.example.com; a wildcard only as the first label of a name with two more), "
+        f"got {domain!r}"
+    ]
