@@ -19,8 +19,28 @@ from click.testing import CliRunner
 
 from deploy.cli import main
 from deploy.config import csp
-from deploy.config.loader import ConfigError, load_text
-from deploy.config.model import _alternatives, _strings
+from deploy.config.loader import (
+    MAX_BYTES,
+    ConfigError,
+    Document,
+    _model_keys,
+    _sandbox_acme,
+    _show,
+    _submodel,
+    find_secret,
+    known_secrets,
+    line_of,
+    load,
+    load_text,
+    parse_dotenv,
+    read_bytes,
+    read_secrets,
+    read_text,
+    sandbox_environment_file,
+    secret_status,
+)
+from deploy.config.model import Config, _alternatives, _strings
+from deploy.config.redact import MIN_SECRET_LENGTH
 
 pytestmark = pytest.mark.unit
 
@@ -201,3 +221,259 @@ def test_a_wildcard_over_a_top_level_domain_and_a_longer_name_are_refused(domain
         "such as app.example.com; a wildcard only as the first label of a name with two more), "
         f"got {domain!r}"
     ]
+
+
+# --- the loader: files, the sandbox overlay, hints, secrets ---------------------------------------
+
+
+def _one(error: pytest.ExceptionInfo[ConfigError]) -> str:
+    (problem,) = error.value.problems
+    return str(problem)
+
+
+def test_a_file_that_is_missing_a_folder_or_too_large_is_named_with_why(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        read_bytes(tmp_path / "nope")
+    assert _one(missing) == f"{tmp_path / 'nope'}: no such file"
+    with pytest.raises(ConfigError) as folder:
+        read_bytes(tmp_path)
+    assert _one(folder) == f"{tmp_path}: cannot read this file: Is a directory"
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_BYTES + 1))
+    with pytest.raises(ConfigError) as large:
+        read_text(big)
+    assert _one(large) == f"{big}: this file is larger than 1 MiB; refusing to read it"
+    big.write_bytes(b"#" * MAX_BYTES)
+    assert read_bytes(big) == b"#" * MAX_BYTES
+
+
+def test_load_reads_deploy_yaml_of_the_current_folder_by_default(project: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load()
+    assert _one(missing) == (
+        "deploy.yaml: no such file; run 'deploy init' to write one, or name another with -c FILE"
+    )
+    (project / "deploy.yaml").write_text(BASE + "environments:\n  staging: {gunicorn: {workers: 3}}\n")
+    assert load().gunicorn.workers == "auto"
+    staging = load(project / "deploy.yaml", "staging")
+    assert (staging.gunicorn.workers, staging.environment) == (3, "staging")
+
+
+def test_load_judges_the_project_files_unless_told_not_to(project: Path) -> None:
+    (project / "public").mkdir()
+    (project / "public" / "settings.py").write_text("SECRET = 1\n")
+    (project / "deploy.yaml").write_text(BASE.replace("  secrets:", "  static: {dir: public}\n  secrets:"))
+    with pytest.raises(ConfigError):
+        load("deploy.yaml")
+    assert load("deploy.yaml", project_files=False).app.static is not None
+
+
+def test_the_sandbox_overlay_is_found_in_the_sandbox_dir_then_xdg_state_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(tmp_path / "box"))
+    assert sandbox_environment_file() == tmp_path / "box" / "environment.yaml"
+    monkeypatch.delenv("DEPLOY_SANDBOX_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert sandbox_environment_file() == tmp_path / "state" / "deploy/sandbox/environment.yaml"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert sandbox_environment_file() == tmp_path / "home" / ".local/state/deploy/sandbox/environment.yaml"
+
+
+ACME = BASE.replace("  hosts:", "  tls: {email: ops@example.com}\n  hosts:")
+PEBBLE = "acme:\n  server: https://10.87.0.1:14000/dir\n  ca_bundle: /tmp/pebble.pem\n"
+
+
+def _sandboxed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, overlay: str) -> Any:
+    monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(tmp_path))
+    (tmp_path / "environment.yaml").write_text("server:\n  hosts: [10.87.1.2]\n" + overlay)
+    return load_text(text, environment="sandbox").server.tls
+
+
+def test_the_sandbox_points_an_acme_tls_at_its_pebble(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tls = _sandboxed(monkeypatch, tmp_path, ACME, PEBBLE)
+    assert (tls.email, tls.acme_server, tls.ca_bundle) == (
+        "ops@example.com",
+        "https://10.87.0.1:14000/dir",
+        "/tmp/pebble.pem",
+    )
+    # Without an ACME server in the sandbox, no host can reach Let's Encrypt: no HTTPS there.
+    assert _sandboxed(monkeypatch, tmp_path, ACME, "acme: false\n") is False
+    # No acme section: the tls as written.
+    assert _sandboxed(monkeypatch, tmp_path, ACME, "").acme_server is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BASE,  # tls: false (the default)
+        BASE.replace("  hosts:", "  tls: {cert: c.pem, key: k.pem}\n  hosts:"),
+        BASE.replace("  hosts:", "  tls: false\n  hosts:"),
+    ],
+)
+def test_the_sandbox_leaves_a_tls_without_acme_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str
+) -> None:
+    expected = load_text(text).server.tls
+    assert _sandboxed(monkeypatch, tmp_path, text, PEBBLE) == expected
+    assert _sandboxed(monkeypatch, tmp_path, text, "acme: false\n") == expected
+
+
+def test_acme_tls_with_an_own_certificate_is_not_touched_by_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(tmp_path))
+    (tmp_path / "environment.yaml").write_text(PEBBLE)
+    data = {"server": {"tls": {"email": "a@b.c", "cert": "c"}}}
+    assert _sandbox_acme(data, {"server": "s", "ca_bundle": "c"}, Document("e", {})) == data
+    data = {"server": {"tls": {"email": "a@b.c", "key": "k"}}}
+    assert _sandbox_acme(data, False, Document("e", {})) == data
+    assert _sandbox_acme({"server": "x"}, False, Document("e", {})) == {"server": "x"}
+    assert _sandbox_acme({}, False, Document("e", {})) == {}
+
+
+@pytest.mark.parametrize(
+    "acme",
+    [
+        "acme: true\n",
+        "acme: {server: https://x}\n",
+        "acme: {server: https://x, ca_bundle: /c, extra: 1}\n",
+        "acme: {server: https://x, ca_bundle: ''}\n",
+        "acme: {server: 1, ca_bundle: /c}\n",
+        "acme: [server, ca_bundle]\n",
+    ],
+)
+def test_a_sandbox_acme_section_that_deploy_did_not_write_is_refused_with_its_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, acme: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        _sandboxed(monkeypatch, tmp_path, ACME, acme)
+    assert _one(error) == (
+        f"{tmp_path / 'environment.yaml'}:3: acme: expected false or a mapping with server and ca_bundle; "
+        "run 'deploy sandbox up' again to rewrite this file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (True, "true"),
+        (False, "false"),
+        ({"a": 1}, "a mapping"),
+        ([1], "a list"),
+        (None, "nothing (null)"),
+        ("x" * 78, repr("x" * 78)),
+        ("x" * 79, f"'{'x' * 59}... (81 characters)"),
+        (7, "7"),
+    ],
+)
+def test_a_value_is_shown_as_yaml_writes_it_and_long_ones_are_cut(value: Any, shown: str) -> None:
+    assert _show(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "  tls: {emial: ops@example.com}\n",
+            "deploy.yaml:7: server.tls.emial: unknown key 'emial'; did you mean 'email'?",
+        ),
+        (
+            "  hosts: [{address: 10.0.0.1, prot: 22}]\n",
+            "deploy.yaml:7: server.hosts[0].prot: unknown key 'prot'; did you mean 'port'?",
+        ),
+    ],
+)
+def test_an_unknown_key_deep_in_a_section_gets_a_hint_from_that_section(extra: str, expected: str) -> None:
+    text = BASE.replace("  hosts: [web1.example.com]\n", "") + extra
+    if "hosts" not in extra:
+        text += "  hosts: [web1.example.com]\n"
+    assert problems(text) == [expected]
+
+
+def test_model_keys_are_those_of_the_section_at_the_path() -> None:
+    assert _model_keys(Config, ("server", "tls")) == ["email", "cert", "key", "acme_server", "ca_bundle"]
+    assert _model_keys(Config, ("server", "hosts", 0))[:1] == ["address"]
+    assert _model_keys(Config, ("server", "nope")) == []
+    assert _model_keys(Config, ("app", "name")) == []
+    assert _submodel(int | None) is None
+    assert _submodel(list[Annotated[str, "m"]] | None) is None
+
+
+def test_line_of_finds_a_key_in_the_overlay_first(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(BASE + "environments:\n  prod:\n    app: {secrets: [A]}\n")
+    assert line_of(path, None, ("app", "secrets")) == (4, ("app", "secrets"))
+    assert line_of(path, "prod", ("app", "secrets")) == (10, ("environments", "prod", "app", "secrets"))
+    assert line_of(path, "other", ("app", "secrets")) == (4, ("app", "secrets"))
+    assert line_of(path, "prod", ("app", "name")) == (2, ("app", "name"))
+    assert line_of(tmp_path / "gone.yaml", None, ("app",)) == (None, ("app",))
+
+
+def test_secrets_that_are_too_short_are_named_with_their_length(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "deploy.yaml").write_text(BASE.replace("[SECRET_KEY]", "[SECRET_KEY, TOKEN]"))
+    config = load(tmp_path / "deploy.yaml")
+    monkeypatch.setenv("SECRET_KEY", "abc")
+    monkeypatch.delenv("TOKEN", raising=False)
+    with pytest.raises(ConfigError) as error:
+        read_secrets(config, tmp_path, str(tmp_path / "deploy.yaml"))
+    assert [str(p) for p in error.value.problems] == [
+        f"{tmp_path / 'deploy.yaml'}:4: app.secrets: no value for TOKEN: set it in the environment or in "
+        ".env (never in deploy.yaml)",
+        f"{tmp_path / 'deploy.yaml'}:4: app.secrets: SECRET_KEY has 3 characters: too short to keep out of "
+        f"deploy's output (a secret needs at least {MIN_SECRET_LENGTH} characters; shorter ones would be in "
+        "ordinary words)",
+    ]
+    monkeypatch.setenv("TOKEN", "t" * MIN_SECRET_LENGTH)
+    monkeypatch.setenv("SECRET_KEY", "s" * MIN_SECRET_LENGTH)
+    assert read_secrets(config, tmp_path) == {
+        "SECRET_KEY": "s" * MIN_SECRET_LENGTH,
+        "TOKEN": "t" * MIN_SECRET_LENGTH,
+    }
+
+
+def test_where_each_secret_comes_from_never_its_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = load_text(BASE.replace("[SECRET_KEY]", "[SECRET_KEY, TOKEN, OTHER]"))
+    (tmp_path / ".env").write_text("TOKEN=" + "q7Z!" * 10 + "\nOTHER=\n")
+    monkeypatch.setenv("SECRET_KEY", "changeme")
+    monkeypatch.delenv("TOKEN", raising=False)
+    monkeypatch.delenv("OTHER", raising=False)
+    status = secret_status(config, tmp_path)
+    assert status["TOKEN"] == "(set in .env)"
+    assert status["OTHER"] == "(missing)"
+    assert (
+        status["SECRET_KEY"].startswith("(set in the environment; weak: it ")
+        and "changeme" not in status["SECRET_KEY"]
+    )
+    assert known_secrets(config, tmp_path) == {"SECRET_KEY": "changeme", "TOKEN": "q7Z!" * 10}
+    assert find_secret("TOKEN", {"TOKEN": "x"}) == ("x", ".env")
+    assert find_secret("SECRET_KEY", {"SECRET_KEY": "x"}) == ("changeme", "the environment")
+    assert find_secret("NONE", {"NONE": ""}) is None
+
+
+def test_a_dotenv_file_is_read_as_shells_and_docker_write_it(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "# comment\n\nexport A=1\nB = 'two words'\nC=\"x\"\nD='\nE=\"mixed'\n"
+        'F=a=b\nnot a pair\n  G=  spaced  \nH=""\n'
+    )
+    assert parse_dotenv(env) == {
+        "A": "1",
+        "B": "two words",
+        "C": "x",
+        "D": "'",
+        "E": "\"mixed'",
+        "F": "a=b",
+        "G": "spaced",
+        "H": "",
+    }
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError):
+        parse_dotenv(tmp_path / "link")  # a dangling link is a file that cannot be read, not no file
