@@ -16,7 +16,7 @@ import pytest
 from deploy.config.model import Config
 from deploy.layout import shared_file_dirs, shared_files
 from deploy.plan import Command, Step, Upload
-from deploy.push.artifact import FileEntry, requirements_hash, tarball
+from deploy.push.artifact import Artifact, FileEntry, requirements_hash, tarball
 from deploy.push.plans import (
     HostPush,
     PlanError,
@@ -26,6 +26,7 @@ from deploy.push.plans import (
     env_file_content,
     host_push,
     host_rollback,
+    platform_tag,
     prune_list,
     rollback_plan,
     rollback_target,
@@ -791,3 +792,129 @@ def test_a_replaced_release_that_is_unfinished_is_followed_to_what_it_replaced()
     )
     host = _web1(releases=releases, links={"current": "/srv/shop/releases/r5"})
     assert rollback_target(host) == "r2"
+
+
+# --- push: the cases the second mutation run found untested -----------------------------------------
+
+
+def test_a_push_with_shared_files_links_each_into_the_release_after_removing_its_copy() -> None:
+    config = CONFIG.model_copy(
+        update={"app": CONFIG.app.model_copy(update={"shared_files": ["db/app.sqlite", "key.pem"]})}
+    )
+    hosts = states()
+    rendered = rendered_map(hosts)["web1"]
+    actions = list(host_push(config, hosts["web1"], rendered, SECRETS, build()).prepare[0].actions)
+    start = actions.index(cmd.make_dir("/srv/shop/shared/instance", "shop", "shop", 0o750)) + 2
+    db = "/srv/shop/shared/.files/db/app.sqlite"
+    key = "/srv/shop/shared/.files/key.pem"
+    expected = [
+        cmd.remove_paths(TARGET, ["db/app.sqlite", "key.pem"], "no copy of the shared files of its own"),
+        *(cmd.make_dir(*d) for d in shared_file_dirs(config)),
+        cmd.make_dir(f"{TARGET}/db", "root", "root", 0o755),
+        cmd.make_file(db, "shop", "shop", 0o600, f"shared file {db}"),
+        cmd.symlink(
+            db,
+            f"{TARGET}/db/app.sqlite",
+            "db/app.sqlite -> shared/.files/db/app.sqlite (kept across releases)",
+        ),
+        cmd.make_file(key, "shop", "shop", 0o600, f"shared file {key}"),
+        cmd.symlink(key, f"{TARGET}/key.pem", "key.pem -> shared/.files/key.pem (kept across releases)"),
+    ]
+    assert actions[start : start + len(expected)] == expected
+    assert [path for path, *_ in shared_file_dirs(config)] == [
+        "/srv/shop/shared/.files",
+        "/srv/shop/shared/.files/db",
+    ]
+
+
+def test_a_pyproject_venv_installs_the_dependency_list_kept_in_the_venv() -> None:
+    hosts = states()
+    rendered = rendered_map(hosts)["web1"]
+    files = {
+        "shop/__init__.py": FileEntry(b"x"),
+        "pyproject.toml": FileEntry(
+            b'[project]\nname = "shop"\nversion = "1"\ndependencies = ["flask==3.1.3"]\n'
+        ),
+    }
+    a = Artifact("a" * 40, False, files, "pyproject.toml", 1700000000)
+    pushed = host_push(CONFIG, hosts["web1"], rendered, SECRETS, replace(build(), artifact=a))
+    venv = f"/srv/shop/venvs/{requirements_hash(a.requirements, '3.11.2', 'cp311-glibc2.36-x86_64')}"
+    actions = list(pushed.prepare[0].actions)
+    at = actions.index(cmd.new_venv(venv))
+    assert actions[at : at + 4] == [
+        cmd.new_venv(venv),
+        Upload(
+            f"{venv}/requirements.txt",
+            b"flask==3.1.3\n",
+            0o644,
+            "root",
+            "root",
+            description="the dependencies listed in pyproject.toml",
+        ),
+        cmd.pip_install(venv, hosts["web1"].pip_wheel or "", "/srv/shop/wheels", f"{venv}/requirements.txt"),
+        cmd.mark_complete(venv),
+    ]
+
+
+def test_a_host_that_serves_this_build_from_a_running_slot_is_unchanged_and_says_what_it_serves() -> None:
+    hosts = served_state()
+    rendered = rendered_map(hosts)["web1"]
+    fingerprint = json_fingerprint(host_push(CONFIG, hosts["web1"], rendered, SECRETS, build()))
+    releases = tuple(
+        replace(r, info={**(r.info or {}), "fingerprint": fingerprint}) for r in hosts["web1"].releases
+    )
+    same = replace(hosts["web1"], releases=releases)
+    assert host_push(CONFIG, same, rendered, SECRETS, build()) == HostPush(
+        "web1", R2, R2, "blue", "blue", unchanged=True
+    )
+    # The slot that serves it is not running: the push starts it again, as a new release.
+    stopped = replace(same, services={"shop@blue.service": "failed"})
+    assert not host_push(CONFIG, stopped, rendered, SECRETS, build()).unchanged
+    # Its config differs (a project to record): not unchanged either.
+    with_id = replace(build(), project_id="c0ffee")
+    assert host_push(CONFIG, same, rendered, SECRETS, with_id).prepare[0] == Step(
+        "project",
+        "web1",
+        (Upload("/srv/shop/.deploy/project", b"c0ffee\n", 0o644, "root", "root", description="project"),),
+    )
+
+
+def test_a_first_push_ignores_a_manifest_without_a_current_release() -> None:
+    hosts = states()
+    host = replace(hosts["web1"], manifest=artifact().manifest)
+    pushed = host_push(CONFIG, host, rendered_map(hosts)["web1"], SECRETS, build())
+    assert (pushed.files_sent, pushed.files_deleted) == (2, 0)
+
+
+def test_a_host_python_that_is_unknown_keys_its_venv_on_an_empty_version() -> None:
+    hosts = states()
+    host = replace(hosts["web1"], python_version=None, machine=None)
+    pushed = host_push(CONFIG, host, rendered_map(hosts)["web1"], SECRETS, build())
+    tag = platform_tag(host)
+    assert (
+        cmd.new_venv(f"/srv/shop/venvs/{requirements_hash(artifact().requirements, '', tag)}")
+        in pushed.prepare[0].actions
+    )
+
+
+def test_a_host_without_wheels_in_the_build_gets_none() -> None:
+    hosts = states()
+    host = replace(hosts["web1"], host="web2")
+    pushed = host_push(CONFIG, host, rendered_map(hosts)["web1"], SECRETS, build())
+    assert pushed.wheels_sent == 0 and not pushed.venv_reused
+
+
+def test_nginx_from_any_package_needs_no_install_even_when_its_version_is_unknown() -> None:
+    host = replace(
+        set_up(states())["web1"],
+        packages={"python3": True, "python3-venv": True, "nginx-full": True},
+        nginx_version=None,
+    )
+    assert setup_steps(CONFIG, host, rendered_map(states())["web1"], SECRETS) == ()
+
+
+def test_no_earlier_release_lists_every_complete_release_there() -> None:
+    releases = (ReleaseInfo(R1, {"id": "r1"}, False), ReleaseInfo(R2, {"id": "r2"}, True))
+    with pytest.raises(PlanError) as raised:
+        host_rollback(CONFIG, _web1(releases=releases), None)
+    assert str(raised.value) == f"web1: no earlier release to roll back to (releases: {R1}, {R2})"
