@@ -129,7 +129,7 @@ def test_an_ipv4_part_above_255_is_refused_with_its_message(address: str, messag
     assert problems(_hosts(address)) == [f"deploy.yaml:7: server.hosts[0].address: {message}"]
 
 
-@pytest.mark.parametrize("address", ["[g::1]", "[::1", "::1]", "a1:2b", "[]", "[::1]x"])
+@pytest.mark.parametrize("address", ["[g::1]", "[::1g]", "[::1", "::1]", "a1:2b", "[]", "[::1]x"])
 def test_anything_else_with_brackets_or_colons_is_judged_as_a_host_name_and_refused(address: str) -> None:
     (problem,) = problems(_hosts(address))
     assert problem.startswith("deploy.yaml:7: server.hosts[0].address: expected a domain name ("), problem
