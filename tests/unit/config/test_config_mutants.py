@@ -205,6 +205,7 @@ def test_every_string_of_a_value_is_found_with_its_place_but_not_below_any() -> 
     assert list(_strings({"k": "v"}, dict[str, Any], ("x",))) == [(("x", "k"), "k")]
     assert list(_strings({"k": ["v"]}, object, ())) == [(("k",), "k"), (("k", 0), "v")]
     assert list(_strings({"k": "v"}, Any, ())) == []
+    assert list(_strings({"k": "v"}, dict[Any, str], ())) == [(("k",), "v")]
 
 
 @pytest.mark.parametrize(
