@@ -23,7 +23,10 @@ from deploy.config.loader import (
     MAX_BYTES,
     ConfigError,
     Document,
+    _expected,
+    _merge,
     _model_keys,
+    _overlay_lines,
     _sandbox_acme,
     _show,
     _submodel,
@@ -33,6 +36,7 @@ from deploy.config.loader import (
     load,
     load_text,
     parse_dotenv,
+    parse_yaml,
     read_bytes,
     read_secrets,
     read_text,
@@ -478,3 +482,139 @@ def test_a_dotenv_file_is_read_as_shells_and_docker_write_it(tmp_path: Path) -> 
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     with pytest.raises(ConfigError):
         parse_dotenv(tmp_path / "link")  # a dangling link is a file that cannot be read, not no file
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"type": "missing", "msg": "Field required"}, "this key is required"),
+        ({"type": "value_error", "msg": "Value error, it is wrong"}, "it is wrong"),
+        ({"type": "string_type", "msg": "", "input": 5}, 'expected a string, got 5; quote it: "5"'),
+        ({"type": "string_type", "msg": "", "input": True}, 'expected a string, got true; quote it: "true"'),
+        ({"type": "string_type", "msg": "", "input": 1.5}, 'expected a string, got 1.5; quote it: "1.5"'),
+        ({"type": "string_type", "msg": "", "input": [1]}, "expected a string, got a list"),
+        ({"type": "int_type", "msg": "", "input": "x"}, "expected a whole number, got 'x'"),
+        ({"type": "int_parsing", "msg": "", "input": "y"}, "expected a whole number, got 'y'"),
+        ({"type": "bool_type", "msg": "", "input": 3}, "expected true or false, got 3"),
+        ({"type": "bool_parsing", "msg": "", "input": "m"}, "expected true or false, got 'm'"),
+        ({"type": "dict_type", "msg": "", "input": [1]}, "expected a mapping of keys to values, got a list"),
+        ({"type": "model_type", "msg": "", "input": 1}, "expected a mapping of keys to values, got 1"),
+        (
+            {"type": "model_attributes_type", "msg": "", "input": "s"},
+            "expected a mapping of keys to values, got 's'",
+        ),
+        ({"type": "list_type", "msg": "", "input": {}}, "expected a list, got a mapping"),
+        (
+            {"type": "literal_error", "msg": "Input should be 'a' or 'b'", "input": "c"},
+            "expected 'a' or 'b', got 'c'",
+        ),
+        (
+            {"type": "greater_than_equal", "msg": "Input should be greater than or equal to 1", "input": 0},
+            "expected a value greater than or equal to 1, got 0",
+        ),
+        (
+            {"type": "less_than_equal", "msg": "Input should be less than or equal to 9", "input": 10},
+            "expected a value less than or equal to 9, got 10",
+        ),
+        (
+            {"type": "greater_than", "msg": "Input should be greater than 0", "input": 0},
+            "expected a value greater than 0, got 0",
+        ),
+        (
+            {"type": "less_than", "msg": "Input should be less than 5", "input": 5},
+            "expected a value less than 5, got 5",
+        ),
+        ({"type": "too_short", "msg": "List should have at least 1 item"}, "expected at least one item"),
+        ({"type": "something_else", "msg": "as pydantic says it"}, "as pydantic says it"),
+    ],
+)
+def test_each_kind_of_pydantic_error_is_said_as_deploy_yaml_is_written(
+    error: dict[str, Any], expected: str
+) -> None:
+    assert _expected(error) == expected
+
+
+def test_a_problem_about_a_whole_file_has_no_key_path(tmp_path: Path) -> None:
+    for call in (lambda: read_text(tmp_path / "nope"), lambda: read_bytes(tmp_path)):
+        with pytest.raises(ConfigError) as error:
+            call()
+        assert [p.path for p in error.value.problems] == [()]
+    with pytest.raises(ConfigError) as missing:
+        read_text(tmp_path / "nope")
+    assert str(missing.value) == f"{tmp_path / 'nope'}: no such file"
+    big = tmp_path / "big"
+    big.write_bytes(b"#" * (MAX_BYTES + 1))
+    (tmp_path / "latin1").write_bytes(b"caf\xe9")
+    for path in (big, tmp_path / "latin1"):
+        with pytest.raises(ConfigError) as error:
+            read_text(path)
+        assert [p.path for p in error.value.problems] == [()]
+
+
+def test_an_overlay_is_merged_key_by_key_and_anything_else_replaces() -> None:
+    assert _merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 9}, "e": 4}) == {
+        "a": {"b": 9, "c": 2},
+        "d": 3,
+        "e": 4,
+    }
+    assert _merge("x", {"a": 1}) == {"a": 1}
+    assert _merge({"a": 1}, 5) == 5
+    assert _merge({"a": 1}, [1]) == [1]
+
+
+def test_an_overlays_own_lines_are_those_below_its_name() -> None:
+    doc = parse_yaml(
+        BASE + "environments:\n  prod:\n    app:\n      name: x\n  other: {app: {name: y}}\n", "d"
+    )
+    assert _overlay_lines(doc, "prod") == {("app",): 10, ("app", "name"): 11}
+    assert _model_keys(Config, ("server", "hosts", 0, "address")) == []
+
+
+def test_every_other_environment_is_judged_with_the_projects_files_and_each_is_reported(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "settings.py").write_text("SECRET = 1\n")
+    text = BASE + "environments:\n  prod: {app: {static: {dir: public}}}\n  qa: {gunicorn: {workers: 0}}\n"
+    (tmp_path / "deploy.yaml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path / "deploy.yaml")
+    keys = [p.key for p in error.value.problems]
+    assert (
+        keys[0].startswith("environments.prod.app.static") and keys[1] == "environments.qa.gunicorn.workers"
+    ), keys
+    assert len(keys) == 2
+
+
+def test_secrets_are_read_from_the_current_folder_by_default(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("SECRET_KEY", "A_MISSING", "B_MISSING", "TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    (project / "deploy.yaml").write_text(
+        BASE.replace("[SECRET_KEY]", "[A_MISSING, SECRET_KEY, B_MISSING, TOKEN]")
+    )
+    (project / ".env").write_text(
+        "# SECRET_KEY=commented\nSECRET_KEY="
+        + "Zq8vN3xR5tL0wB7mK2pY9cH4jD6fG1sA"
+        + "\nTOKEN=XabcX"
+        + "t" * 30
+        + "X\n"
+    )
+    config = load()
+    with pytest.raises(ConfigError) as error:
+        read_secrets(config)
+    assert str(error.value.problems[0]) == (
+        "deploy.yaml:4: app.secrets: no value for A_MISSING, B_MISSING: set it in the environment or in .env "
+        "(never in deploy.yaml)"
+    )
+    assert known_secrets(config) == {
+        "SECRET_KEY": "Zq8vN3xR5tL0wB7mK2pY9cH4jD6fG1sA",
+        "TOKEN": "XabcX" + "t" * 30 + "X",
+    }
+    assert secret_status(config) == {
+        "A_MISSING": "(missing)",
+        "SECRET_KEY": "(set in .env)",
+        "B_MISSING": "(missing)",
+        "TOKEN": "(set in .env)",
+    }
