@@ -323,6 +323,8 @@ def mutation(data: dict[str, Any]) -> list[str]:
     for module, row in sorted(data.get("modules", {}).items()):
         scope = "only " + ", ".join(f"`{g.split('.x_')[-1].split('__mutmut')[0]}`" for g in row["functions"]) if row["functions"] else "every function"
         score = "-" if row["score"] is None else f"**{row['score']}%**"
+        if row.get("not_checked"):
+            score += f" of those checked ({row['not_checked']} not checked: the run was stopped)"
         out.append(
             f"| `{module}` | {scope} | {row['killed']} | {row['survived']} | {row['no_tests']} | {row['timeout']} | "
             f"{score} | {row['date']} | {row['commit']} | `{row['command']}` |"
