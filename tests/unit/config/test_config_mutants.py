@@ -618,3 +618,61 @@ def test_secrets_are_read_from_the_current_folder_by_default(
         "B_MISSING": "(missing)",
         "TOKEN": "(set in .env)",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "deploy.yaml: this file is empty; expected the sections app: and server:"),
+        ("# only a comment\n", "deploy.yaml: this file is empty; expected the sections app: and server:"),
+        ("- a\n- b\n", "deploy.yaml:1: expected a mapping with the sections app: and server:"),
+        ("a: &x [*x]\n", "deploy.yaml:1: a[0]: a YAML alias refers to a value that contains it"),
+        (
+            "base: &b {x: 1}\nother:\n  <<: *b\n",
+            "deploy.yaml:3: other: YAML merge keys (<<) are not supported",
+        ),
+        ("? [a, b]\n: 1\n", "deploy.yaml:1: a key must be a plain string"),
+        ("app: {}\nserver: {}\napp: {}\n", "deploy.yaml:3: app: this key is given twice"),
+        (
+            "a: 2024-02-30\n",
+            "deploy.yaml:1: a: '2024-02-30' is not a valid YAML timestamp: day is out of range for month",
+        ),
+        (
+            "a: !!int x\n",
+            "deploy.yaml:1: a: 'x' is not a valid YAML int: invalid literal for int() with base 10: 'x'",
+        ),
+        ("a: " + "9" * 4001 + "\n", "deploy.yaml:1: a: expected a number of at most 4000 digits"),
+        ("a: 0x" + "f" * 3400 + "\n", "deploy.yaml:1: a: expected a number of at most 4000 digits"),
+        (
+            "a: [\n",
+            "deploy.yaml:2: this is not valid YAML: expected the node content, but found '<stream end>'",
+        ),
+        ("a: \x07\n", "deploy.yaml:1: this is not valid YAML: it contains the control character U+0007"),
+        (
+            "a: " + "[" * 60 + "]" * 60 + "\n",
+            "deploy.yaml:1: this is not valid YAML: values are nested more than 50 levels deep",
+        ),
+    ],
+)
+def test_yaml_that_is_no_deploy_yaml_is_one_problem_with_its_line(text: str, expected: str) -> None:
+    assert problems(text) == [expected]
+
+
+def test_an_overlay_and_an_environment_that_are_wrong_are_named_where_they_are_written() -> None:
+    assert problems(BASE + "environments:\n  prod: [a]\n", "prod") == [
+        "deploy.yaml:9: environments.prod: expected a mapping that overlays deploy.yaml's keys"
+    ]
+    assert problems(BASE + "environments:\n  prod: {}\n  qa: {}\n", "zz") == [
+        "deploy.yaml:8: environments: no environment 'zz' in environments:; defined: prod, qa"
+    ]
+    assert problems(BASE + "environments:\n  prod: {}\n", "prd") == [
+        "deploy.yaml:8: environments: no environment 'prd' in environments:; did you mean 'prod'?"
+    ]
+    assert problems(BASE, "prod") == ["deploy.yaml: environments: no environment 'prod' in environments:"]
+    assert problems(BASE + "environments: [a]\n", "prod")[0].startswith(
+        "deploy.yaml:8: environments: no environment"
+    )
+    # A key of the base file stays named as in the base file under an overlay.
+    assert problems(BASE.replace("name: shop", "name: Shop") + "environments:\n  prod: {}\n", "prod")[
+        0
+    ].startswith("deploy.yaml:2: app.name: expected a short lower-case name")
