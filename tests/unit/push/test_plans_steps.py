@@ -918,3 +918,39 @@ def test_no_earlier_release_lists_every_complete_release_there() -> None:
     with pytest.raises(PlanError) as raised:
         host_rollback(CONFIG, _web1(releases=releases), None)
     assert str(raised.value) == f"web1: no earlier release to roll back to (releases: {R1}, {R2})"
+
+
+def test_release_json_is_written_last_root_owned_readable_by_the_app_group() -> None:
+    hosts = states()
+    pushed = host_push(CONFIG, hosts["web1"], rendered_map(hosts)["web1"], SECRETS, build())
+    last = pushed.prepare[0].actions[-1]
+    assert isinstance(last, Upload)
+    assert replace(last, content=b"") == Upload(
+        f"{TARGET}/.deploy/release.json",
+        b"",
+        0o640,
+        "root",
+        "shop",
+        description="release.json (marks the release complete)",
+    )
+
+
+def test_a_src_layout_push_records_its_python_root_and_starts_with_it_on_pythonpath() -> None:
+    hosts = states()
+    files = {"src/shop/__init__.py": FileEntry(b"x"), "requirements.txt": FileEntry(b"flask==3.1.3\n")}
+    a = Artifact("a" * 40, False, files, "requirements.txt", 1700000000)
+    pushed = host_push(
+        CONFIG, hosts["web1"], rendered_map(hosts)["web1"], SECRETS, replace(build(), artifact=a)
+    )
+    last = pushed.prepare[0].actions[-1]
+    assert isinstance(last, Upload) and json.loads(last.content)["python_root"] == "src"
+    assert pushed.start == _start("blue", NEW, f"{TARGET}/src")
+
+
+def test_a_current_release_without_a_manifest_is_not_linked_from() -> None:
+    host = replace(served_state()["web1"], manifest=None)
+    pushed = host_push(CONFIG, host, rendered_map(served_state())["web1"], SECRETS, build())
+    assert not any(
+        a == cmd.link_release_files(f"/srv/shop/releases/{R2}", TARGET) for a in pushed.prepare[0].actions
+    )
+    assert pushed.files_sent == 2
