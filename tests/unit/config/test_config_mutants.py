@@ -24,6 +24,7 @@ from deploy.config.loader import (
     ConfigError,
     Document,
     _expected,
+    _join_alternatives,
     _merge,
     _model_keys,
     _overlay_lines,
@@ -676,3 +677,14 @@ def test_an_overlay_and_an_environment_that_are_wrong_are_named_where_they_are_w
     assert problems(BASE.replace("name: shop", "name: Shop") + "environments:\n  prod: {}\n", "prod")[
         0
     ].startswith("deploy.yaml:2: app.name: expected a short lower-case name")
+
+
+def test_a_unions_branch_errors_are_joined_into_one_expectation() -> None:
+    assert _join_alternatives(["expected 'auto', got 'x'", "expected a whole number, got 'x'"]) == (
+        "expected 'auto' or a whole number, got 'x'"
+    )
+    assert _join_alternatives(["expected a list, got 5"]) == "expected a list, got 5"
+    assert (
+        _join_alternatives(["expected a list, got 5", "it is wrong"]) == "expected a list, got 5; it is wrong"
+    )
+    assert _join_alternatives(["expected a, got 1", "expected b"]) == "expected a, got 1; expected b"
