@@ -45,6 +45,9 @@ class Target:
     tests: tuple[str, ...]
     #: Mutant-name globs (mutmut's `deploy.x.x_function__mutmut_*`) to restrict the run to; empty = all.
     functions: tuple[str, ...] = field(default=())
+    #: More pytest arguments for every run of this target's tests (e.g. `-k` to leave out slow tests
+    #: that start a process: mutmut runs the tests that cover a function once per mutant of it).
+    pytest_args: tuple[str, ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -59,16 +62,33 @@ _PUSH_TESTS = (
     "tests/unit/push/test_rollout.py",
 )
 
+#: Left out of the config targets' runs: a process started per test, a whole project checked, or a
+#: property test of every string field (seconds per mutant of any validator helper).
+_SLOW_CONFIG_TESTS = (
+    "not test_the_cli_refuses_with_one_line_and_exit_2"
+    " and not test_deploy_check_reports_it_as_a_critical_security_finding"
+    " and not test_a_control_character_in_any_string_field_is_refused"
+    " and not test_any_markup_is_judged_without_an_exception"
+    " and not test_the_check_reads_templates_and_css_but_not_email_templates"
+    " and not test_the_example_app_loses_nothing_under_the_default_policy"
+)
+
 #: The modules that decide what happens on hosts, each with the unit tests that cover it.
 TARGETS: tuple[Target, ...] = (
     # What a push and a rollback decide per host: setup preconditions, rollback target, pruning, and
     # the switch, revert and clean-up steps (plan assembly around them is covered by the same tests).
     Target(
         "deploy/push/plans.py",
-        (*_PUSH_TESTS, "tests/unit/push/test_plans_mutants.py"),
+        (*_PUSH_TESTS, "tests/unit/push/test_plans_mutants.py", "tests/unit/push/test_plans_steps.py"),
         functions=tuple(
             f"deploy.push.plans.x_{name}__mutmut_*"
             for name in (
+                "config_steps",
+                "setup_steps",
+                "host_push",
+                "_start_steps",
+                "_served_marker",
+                "slot_env_content",
                 "require_setup",
                 "refuse_hosts",
                 "rollback_target",
@@ -105,21 +125,29 @@ TARGETS: tuple[Target, ...] = (
             for name in ("lock_holder", "guarded", "lock_release_forced")
         ),
     ),
+    # Validation of deploy.yaml. mutmut leaves decorated functions alone (the pydantic validators), so
+    # what is mutated is the helpers they call and the loader's parsing and error reporting. The tests
+    # that start `python -m deploy` or run a check over a project (seconds each, and they cover most
+    # functions) are left out of the mutation run: everything they assert about the loader and the
+    # model is asserted in process by the tests kept (tests/unit/config/test_config_mutants.py).
     Target(
         "deploy/config/model.py",
         (
             "tests/unit/config/test_model.py",
             "tests/unit/config/test_loader.py",
-            "tests/unit/render/test_render.py",
-            "tests/unit/tls/test_steps.py",
+            "tests/unit/config/test_csp.py",
+            "tests/unit/config/test_config_mutants.py",
         ),
+        pytest_args=("-k", _SLOW_CONFIG_TESTS),
     ),
     Target(
         "deploy/config/loader.py",
         (
             "tests/unit/config/test_model.py",
             "tests/unit/config/test_loader.py",
+            "tests/unit/config/test_config_mutants.py",
         ),
+        pytest_args=("-k", _SLOW_CONFIG_TESTS),
     ),
     Target(
         "deploy/config/redact.py",
@@ -249,14 +277,21 @@ def scratch_copy(target: Target, into: Path) -> None:
         "[tool.mutmut]",
         'source_paths = ["deploy"]',
         f"only_mutate = [{json.dumps(target.module)}]",
-        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+        *_test_options(target, tests),
         "use_git_change_detection = false",
         f"also_copy = {json.dumps(beside)}",
         "",
     ]
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n".join(conf))
+
+
+def _test_options(target: Target, tests: list[str]) -> list[str]:
+    """The [tool.mutmut] lines that say which tests run, and how."""
+    return [
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '-x', *target.pytest_args])}",
+    ]
 
 
 _SITECUSTOMIZE = """\
@@ -282,6 +317,19 @@ def refresh(target: Target, work: Path) -> None:
             for dest in (work / test, work / "mutants" / test):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / test, dest)
+    # mutmut keeps which tests cover which function from its first run, and reads the test files to
+    # run from the copy's pyproject.toml: both as the target says now, or the tests of a new test file
+    # would never run against the survivors.
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    tests = [t for t in target.tests if (work / t).exists()]
+    pyproject = work / "pyproject.toml"
+    kept = [
+        line
+        for line in pyproject.read_text().splitlines()
+        if not line.startswith(("pytest_add_cli_args_test_selection = ", "pytest_add_cli_args = "))
+    ]
+    at = kept.index("[tool.mutmut]") + 1
+    pyproject.write_text("\n".join([*kept[:at], *_test_options(target, tests), *kept[at:]]) + "\n")
     meta = work / "mutants" / (target.module + ".meta")
     if meta.exists():
         data = json.loads(meta.read_text())
@@ -349,7 +397,9 @@ def commit() -> str:
     ).stdout.strip()
     status = subprocess.run(
         ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results", ":!benchmarks/RESULTS.md"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return head + ("+changes" if status else "")
 

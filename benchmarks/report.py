@@ -323,6 +323,8 @@ def mutation(data: dict[str, Any]) -> list[str]:
     for module, row in sorted(data.get("modules", {}).items()):
         scope = "only " + ", ".join(f"`{g.split('.x_')[-1].split('__mutmut')[0]}`" for g in row["functions"]) if row["functions"] else "every function"
         score = "-" if row["score"] is None else f"**{row['score']}%**"
+        if row.get("not_checked"):
+            score += f" of those checked ({row['not_checked']} not checked: the run was stopped)"
         out.append(
             f"| `{module}` | {scope} | {row['killed']} | {row['survived']} | {row['no_tests']} | {row['timeout']} | "
             f"{score} | {row['date']} | {row['commit']} | `{row['command']}` |"
@@ -335,8 +337,10 @@ def mutation(data: dict[str, Any]) -> list[str]:
         missing = sorted(set(data.get("modules", {})) - set(first))
         out += [
             "",
-            "Before the tests that kill survivors (`tests/unit/test_mutation_*.py`), with the unit tests the "
-            "module had (0 of 14 for `secretstrength.py`: no listed unit test called it)"
+            "Before the tests that kill survivors (`tests/unit/*/test_*_mutants.py`, "
+            "`tests/unit/push/test_plans_steps.py`), with the unit tests the module had (0 of 14 for "
+            "`secretstrength.py`: no listed unit test called it; `push/plans.py`: the ten functions mutated "
+            "then; `config/loader.py`: that run stopped after 743 of its 1185 mutants)"
             + (f"; not measured before them: {', '.join(f'`{m}`' for m in missing)}" if missing else "")
             + ":",
             "",

@@ -300,10 +300,11 @@ _TAG = re.compile(
 
 
 def _clean_path(loc: tuple[Any, ...], doc: Document) -> KeyPath:
-    """Drop pydantic's union branch names (such as 'constrained-int' or 'literal[False]')."""
+    """Drop pydantic's union branch names (such as 'constrained-int' or 'literal[False]'), and the
+    '[key]' it adds after a mapping's key when the key itself is wrong (the key is named already)."""
     path: KeyPath = ()
     for part in loc:
-        if isinstance(part, str) and (*path, part) not in doc.lines and _TAG.match(part):
+        if isinstance(part, str) and (*path, part) not in doc.lines and (part == "[key]" or _TAG.match(part)):
             continue
         path = (*path, part)
     return path

@@ -103,7 +103,7 @@ def test_csp_sources_added_to_an_own_policy_keep_what_it_allowed() -> None:
 @pytest.mark.parametrize(
     ("sources", "says"),
     [
-        ("{script-srcx: [\"'self'\"]}", "nginx.csp_sources.script-srcx.[key]: expected a CSP directive"),
+        ("{script-srcx: [\"'self'\"]}", "nginx.csp_sources.script-srcx: expected a CSP directive"),
         ("{script-src: [\"'nonce-abc'\"]}", "the same on every response"),
         ('{script-src: ["cdn.example.com; script-src *"]}', "expected a CSP source"),
         ('{script-src: ["cdn.example.com\\n"]}', "expected a CSP source"),
