@@ -92,7 +92,7 @@ def test_job_names_hosts_and_timeouts_are_checked() -> None:
         """
     )
     joined = "\n".join(out)
-    assert "deploy.yaml:8: jobs.Clean_Up.[key]: expected a name of lower-case letters" in joined
+    assert "deploy.yaml:8: jobs.Clean_Up: expected a name of lower-case letters" in joined
     assert "jobs.ok.command:" in joined
     assert "jobs.ok.hosts:" in joined and "'first' or 'all'" in joined
     assert "jobs.ok.timeout:" in joined

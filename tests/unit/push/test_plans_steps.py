@@ -275,12 +275,13 @@ def test_a_rollback_plan_names_the_first_hosts_target() -> None:
 
 
 def test_a_revert_with_an_earlier_release_starts_and_probes_the_old_slot_then_switches_back() -> None:
-    assert _revert_steps(CONFIG, LAYOUT, "web1", "blue", R1, "green") == _revert("blue", "green", R1)
+    steps = _revert_steps(CONFIG, LAYOUT, HostState("web1"), "blue", R1, "green")
+    assert steps == _revert("blue", "green", R1)
 
 
 @pytest.mark.parametrize(("old_slot", "previous"), [(None, None), (None, R1), ("blue", None)])
 def test_a_revert_of_a_first_release_stops_serving_it(old_slot: str | None, previous: str | None) -> None:
-    assert _revert_steps(CONFIG, LAYOUT, "web1", old_slot, previous, "green") == (
+    assert _revert_steps(CONFIG, LAYOUT, HostState("web1"), old_slot, previous, "green") == (
         Step(
             "revert",
             "web1",
@@ -447,7 +448,7 @@ def test_a_first_push_is_every_step_of_a_new_release_its_venv_and_a_switch_to_bl
         switch=(_switch("blue", NEW, _served_upload(None)),),
         finish=(),  # nothing to stop, nothing to prune
         abort=_abort("blue"),
-        revert=_revert_steps(CONFIG, LAYOUT, "web1", None, None, "blue"),
+        revert=_revert_steps(CONFIG, LAYOUT, HostState("web1"), None, None, "blue"),
         diagnose=cmd.slot_log(LAYOUT, "blue"),
         files_sent=2,
         files_deleted=0,
@@ -472,6 +473,7 @@ def test_a_code_push_links_the_previous_release_sends_the_change_and_reuses_the_
         cmd.remove_paths(
             TARGET, [".deploy", ".venv", "instance"], "drop 0 deleted file(s), old links and metadata"
         ),
+        cmd.prune_empty_dirs(TARGET),
         Upload(
             f"{TARGET}/.deploy-files.tar",
             tarball(new.files, ["shop/__init__.py"], new.timestamp, group="shop"),
