@@ -22,7 +22,7 @@ from deploy.config.errors import KeyPath as KeyPath
 from deploy.config.errors import Problem as Problem
 from deploy.config.errors import format_path as format_path
 from deploy.config.errors import one_line as one_line
-from deploy.config.model import Config
+from deploy.config.model import Config, Host
 from deploy.config.redact import MIN_SECRET_LENGTH
 from deploy.config.secrets import key_weakness
 
@@ -395,6 +395,52 @@ def _sandbox_acme(data: dict[str, Any], acme: Any, sandbox: Document) -> dict[st
     return {**data, "server": {**server, "tls": new_tls}}
 
 
+def _host_address(entry: Any) -> str | None:
+    """The address of one entry of server.hosts as written (`host`, `user@host:port`, a mapping)."""
+    try:
+        return Host.model_validate(entry).address
+    except ValidationError:
+        return None
+
+
+def _sandbox_hosts(data: dict[str, Any], merged: dict[str, Any]) -> dict[str, Any]:
+    """Stand the sandbox's hosts in for deploy.yaml's, in order, so a rehearsal runs as production would:
+    the i-th sandbox host takes the i-th host's roles (the last one also those of hosts the sandbox has
+    no room for), and a service placed on a host (`services.*.host`) moves to the host standing in."""
+    server, sandbox_server = data.get("server"), merged.get("server")
+    if not isinstance(server, dict) or not isinstance(sandbox_server, dict):
+        return merged
+    own, stand_ins = server.get("hosts"), sandbox_server.get("hosts")
+    if not isinstance(own, list) or not own or not isinstance(stand_ins, list) or not stand_ins:
+        return merged
+    place = {i: min(i, len(stand_ins) - 1) for i in range(len(own))}
+    roles: dict[int, list[str]] = {}
+    for i, entry in enumerate(own):
+        theirs = entry.get("roles") if isinstance(entry, dict) else None
+        for role in theirs if isinstance(theirs, list) else ["web"]:
+            if role not in roles.setdefault(place[i], []):
+                roles[place[i]].append(role)
+    if any(isinstance(entry, dict) and "roles" in entry for entry in own):
+        sandbox_server = {
+            **sandbox_server,
+            "hosts": [
+                {"address": address, "roles": roles.get(j, ["web"])} if isinstance(address, str) else address
+                for j, address in enumerate(stand_ins)
+            ],
+        }
+    moved = {_host_address(entry): stand_ins[place[i]] for i, entry in enumerate(own)}
+    services = merged.get("services")
+    if isinstance(services, dict):
+        services = {
+            name: {**service, "host": moved.get(service["host"], service["host"])}
+            if isinstance(service, dict) and isinstance(service.get("host"), str)
+            else service
+            for name, service in services.items()
+        }
+        return {**merged, "server": sandbox_server, "services": services}
+    return {**merged, "server": sandbox_server}
+
+
 def load(
     path: str | os.PathLike[str] = "deploy.yaml", environment: str | None = None, project_files: bool = True
 ) -> Config:
@@ -443,7 +489,7 @@ def load_text(
             sandbox = parse_yaml(read_text(sandbox_file), str(sandbox_file))
             overlay = dict(sandbox.data) if isinstance(sandbox.data, dict) else {}
             acme = overlay.pop("acme", None)
-            data = _sandbox_acme(_merge(data, overlay), acme, sandbox)
+            data = _sandbox_hosts(data, _sandbox_acme(_merge(data, overlay), acme, sandbox))
         else:
             known = sorted(envs)
             hint = difflib.get_close_matches(environment, known, n=1)

@@ -4,6 +4,7 @@ with one clear problem naming the key, before any file is rendered or any comman
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -736,3 +737,51 @@ def test_a_wildcard_name_with_an_own_certificate_or_without_tls_is_accepted() ->
     assert accepted(data).server.domains == domains
     own = with_value(("server", "tls"), {"cert": "certs/site.pem", "key": "certs/site.key"}, data)
     assert accepted(own).server.domains == domains
+
+
+# --- -e sandbox stands its hosts in for deploy.yaml's, roles and service hosts included --------------
+
+PRODUCTION = """\
+app: {name: shop, wsgi: "shop:app"}
+server:
+  domains: [shop.example.com]
+  hosts:
+    - {address: 192.0.2.10, roles: [web]}
+    - {address: 192.0.2.11, roles: [web, worker]}
+    - {address: 192.0.2.12, roles: [db]}
+processes:
+  worker: {command: rq worker, hosts: worker}
+  sweeper: {command: python sweep.py, hosts: db, singleton: true}
+services:
+  postgres: {host: 192.0.2.12}
+"""
+
+
+def _rehearsed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, addresses: list[str]) -> Config:
+    monkeypatch.setenv("DEPLOY_SANDBOX_DIR", str(tmp_path))
+    (tmp_path / "environment.yaml").write_text(f"server:\n  hosts: {json.dumps(addresses)}\n")
+    return load_text(PRODUCTION, "deploy.yaml", "sandbox")
+
+
+def test_sandbox_hosts_take_the_roles_and_services_of_the_hosts_they_stand_in_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _rehearsed(monkeypatch, tmp_path, ["10.87.1.2", "10.87.2.2", "10.87.3.2"])
+    assert [(h.address, h.roles) for h in config.server.hosts] == [
+        ("10.87.1.2", ["web"]),
+        ("10.87.2.2", ["web", "worker"]),
+        ("10.87.3.2", ["db"]),
+    ]
+    assert config.services.postgres is not None and config.services.postgres.host == "10.87.3.2"
+    assert config.process_hosts("sweeper") == ["10.87.3.2"]
+
+
+def test_a_smaller_sandbox_gives_its_last_host_the_roles_of_the_hosts_it_has_no_room_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _rehearsed(monkeypatch, tmp_path, ["10.87.1.2", "10.87.2.2"])
+    assert [(h.address, h.roles) for h in config.server.hosts] == [
+        ("10.87.1.2", ["web"]),
+        ("10.87.2.2", ["web", "worker", "db"]),
+    ]
+    assert config.services.postgres is not None and config.services.postgres.host == "10.87.2.2"
