@@ -1491,6 +1491,13 @@ def service_host(config: Config, service: Postgres | RedisService) -> str | None
     return config.server.hosts[0].address if config.server.hosts else None
 
 
+def service_host_name(config: Config, service: Postgres | RedisService) -> str | None:
+    """The host a service runs on as plans and output name it (`Host.name`), or None when server.hosts
+    has no such host."""
+    address = service_host(config, service)
+    return next((host.name for host in config.server.hosts if host.address == address), None)
+
+
 def service_network(config: Config, service: Postgres | RedisService) -> Literal["local", "tls", "private"]:
     """How the app reaches a service: `local` (the app's one host is the service's host), else the
     service's `network`, by default `tls`."""

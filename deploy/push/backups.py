@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploy.config.model import Backups, Config
+from deploy.config.model import Backups, Config, service_host_name
 from deploy.layout import backup_copy_folder, backup_paths
 from deploy.plan import Command, Step, Upload
 from deploy.remote import commands as cmd
-from deploy.remote.executor import host_name
 from deploy.remote.facts import HostState
 from deploy.remote.scripts import script
 from deploy.render.render import systemd_quote
@@ -25,11 +24,8 @@ FAILED, REFUSED, MISMATCH = 3, 4, 5
 def service_host(config: Config) -> str:
     """The host Postgres runs on: services.postgres.host, or the first of server.hosts."""
     postgres = config.services.postgres
-    if postgres is not None and postgres.host is not None:
-        for host in config.server.hosts:
-            if host.address == postgres.host:
-                return host_name(host)
-    return host_name(config.server.hosts[0])
+    named = service_host_name(config, postgres) if postgres is not None else None
+    return named or config.server.hosts[0].name
 
 
 def _settings(config: Config) -> Backups:

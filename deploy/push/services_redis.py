@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from deploy import layout
-from deploy.config.model import Config, RedisService
+from deploy.config.model import Config, RedisService, service_host_name
 from deploy.plan import Command, Step, Upload
 from deploy.remote import commands as cmd
-from deploy.remote.executor import Executor, host_name
+from deploy.remote.executor import Executor
 from deploy.remote.scripts import script
 
 REDIS_SETUP = script("redis_setup.sh")
@@ -51,10 +51,10 @@ def service_host(config: Config) -> str:
     """The host Redis runs on (as plans name hosts): services.redis.host, or the first host."""
     redis = config.services.redis
     assert redis is not None
-    for host in config.server.hosts:
-        if redis.host is None or host.address == redis.host:
-            return host_name(host)
-    raise RedisError(f"services.redis.host {redis.host} is none of server.hosts")
+    named = service_host_name(config, redis)
+    if named is None:
+        raise RedisError(f"services.redis.host {redis.host} is none of server.hosts")
+    return named
 
 
 def address(config: Config) -> str:
