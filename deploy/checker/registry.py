@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "deployment",
     "pitfalls",
     "crosslayer",
+    "database",
     "workers",
     "effective",
     "rendered",
