@@ -969,9 +969,29 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _expand_contract(
+    artifact: Artifact, states: Mapping[str, HostState], printer: Printer, allowed: bool
+) -> None:
+    """Warn about the migrations of this push that drop or rename; refuse one the pushed code contradicts."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.contract import contract
+
+    found = contract(artifact, states)
+    for line in found.warnings():
+        printer.say(line)
+    refusal = found.refusal()
+    if refusal and not allowed:
+        fail(f"nothing was changed: {refusal}", 1)
+
+
 @click.command()
 @_rollout_options
 @click.option("--allow-dirty", is_flag=True, help="Ship the working tree even if it has uncommitted changes.")
+@click.option(
+    "--allow-breaking-migrations",
+    is_flag=True,
+    help="Push even when a new migration drops or renames a column or table the pushed code still uses.",
+)
 @handles_config_errors
 @redacts_secrets
 def push(
@@ -984,6 +1004,7 @@ def push(
     as_json: bool,
     verbose: bool,
     allow_dirty: bool,
+    allow_breaking_migrations: bool,
 ) -> None:
     """Ship the committed HEAD to every host with zero downtime, behind a health gate.
 
@@ -991,6 +1012,10 @@ def push(
     it atomically; if any host fails, every host goes back to its previous release. A project with
     a pyproject.toml [project], setup.py or setup.cfg gets its own distribution's metadata shipped
     beside its code (importlib.metadata.version and entry points work; the code is not installed).
+
+    Alembic migrations new in the push that drop or rename a column or table are warned about (the
+    running release still uses the old schema: expand/contract); one whose table or column the pushed
+    code still maps is refused unless --allow-breaking-migrations.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.artifact import ArtifactError, pack
@@ -1042,6 +1067,7 @@ def push(
             _take_locks(executor, config, printer, "push", release)
         secrets = {**secrets, **_service_env(executor, config, hide)}
         states = _gather(executor, config)
+        _expand_contract(artifact, states, printer, allow_breaking_migrations)
         secrets = {**secrets, **_services_env(config, executor, list(states), printer, hide, "push")[0]}
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))

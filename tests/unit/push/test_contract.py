@@ -1,0 +1,105 @@
+"""Expand/contract at push time: the migrations new in a push that drop or rename, against the running
+release (a warning) and the pushed code (a refusal)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.push.artifact import Artifact, FileEntry
+from deploy.push.contract import ALLOW_FLAG, contract
+from deploy.remote.facts import HostState
+
+pytestmark = pytest.mark.unit
+
+MODELS = """\
+from app import db
+
+
+class User(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    email = db.Column(db.String(200))
+    nickname = db.Column(db.String(80))
+"""
+INIT = 'revision = "a1"\ndown_revision = None\n\n\ndef upgrade():\n    op.create_table("user")\n'
+DROP = (
+    'from alembic import op\n\nrevision = "b2"\ndown_revision = "a1"\n\n\ndef upgrade():\n'
+    '    op.drop_column("user", "nickname")\n'
+)
+
+
+def artifact(files: dict[str, str]) -> Artifact:
+    return Artifact("c0ffee", False, {p: FileEntry(t.encode()) for p, t in files.items()}, "requirements.txt")
+
+
+def host(files: list[str] | None) -> dict[str, HostState]:
+    """One host whose running release has `files` (None: no release yet)."""
+    if files is None:
+        return {"web1": HostState("web1")}
+    links: dict[str, str | None] = {"current": "/srv/shop/releases/20261201-aaaa"}
+    return {"web1": HostState("web1", links=links, manifest={f: ["x", "640"] for f in files})}
+
+
+OLD = ["app.py", "models.py", "migrations/env.py", "migrations/versions/a1_init.py"]
+
+
+def test_a_new_migration_that_drops_what_the_new_code_maps_is_refused() -> None:
+    files = {
+        "models.py": MODELS,
+        "migrations/env.py": "",
+        "migrations/versions/a1_init.py": INIT,
+        "migrations/versions/b2_drop.py": DROP,
+    }
+    found = contract(artifact(files), host(OLD))
+    [warning, advice] = found.warnings()
+    assert warning.startswith(
+        "warning: migrations/versions/b2_drop.py:8: op.drop_column drops column user.nickname, a migration "
+        "new in this push; the running release (20261201-aaaa on web1)"
+    )
+    assert advice.startswith("expand/contract: ship the code that stops using")
+    refusal = found.refusal()
+    assert refusal is not None
+    assert (
+        "b2_drop.py:8: op.drop_column drops column user.nickname, but the new code still uses it: " in refusal
+    )
+    assert "User.nickname (models.py:7)" in refusal and ALLOW_FLAG in refusal
+
+
+def test_a_contract_after_the_code_stopped_using_it_is_a_warning_only() -> None:
+    files = {
+        "models.py": MODELS.replace("    nickname = db.Column(db.String(80))\n", ""),
+        "migrations/versions/a1_init.py": INIT,
+        "migrations/versions/b2_drop.py": DROP,
+    }
+    found = contract(artifact(files), host(OLD))
+    assert len(found.warnings()) == 2 and found.refusal() is None
+
+
+def test_migrations_already_on_the_hosts_and_first_pushes_say_nothing() -> None:
+    files = {
+        "models.py": MODELS,
+        "migrations/versions/a1_init.py": INIT,
+        "migrations/versions/b2_drop.py": DROP,
+    }
+    shipped = contract(artifact(files), host([*OLD, "migrations/versions/b2_drop.py"]))
+    assert shipped.warnings() == [] and shipped.refusal() is None
+    first = contract(artifact(files), host(None))
+    assert first.warnings() == [] and first.refusal() is None
+
+
+def test_push_refuses_before_any_host_changes_unless_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.cli.push import Printer, _expand_contract
+
+    files = {
+        "models.py": MODELS,
+        "migrations/versions/a1_init.py": INIT,
+        "migrations/versions/b2_drop.py": DROP,
+    }
+    with pytest.raises(SystemExit) as stopped:
+        _expand_contract(artifact(files), host(OLD), Printer(False), allowed=False)
+    assert stopped.value.code == 1
+    out, err = capsys.readouterr()
+    assert "warning: migrations/versions/b2_drop.py:8" in out
+    assert "nothing was changed: a migration of this push takes away what the pushed code still uses" in err
+    _expand_contract(artifact(files), host(OLD), Printer(False), allowed=True)
+    out, err = capsys.readouterr()
+    assert "expand/contract" in out and err == ""
