@@ -641,6 +641,7 @@ def setup(
             _take_locks(executor, config, printer, "setup", "-", create=True)
         secrets = {**secrets, **_services(executor, config, printer, dry_run, hide)}
         states = _gather(executor, config, nginx_test=True)
+        _connection_budget(config, project, states, printer)
         services, service_steps = _services_env(
             config, executor, list(states), printer, hide, "dry-run" if dry_run else "setup"
         )
@@ -967,6 +968,25 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ):
         func = option(func)
     return func
+
+
+def _connection_budget(
+    config: Config, project: Path, states: Mapping[str, HostState], printer: Printer
+) -> None:
+    """Warn when the app's processes can open more Postgres connections than max_connections (XL030)."""
+    if config.services.postgres is None:
+        return
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.project.pools import budget
+    from deploy.project.scan import scan
+
+    cores = max((s.cores for s in states.values() if s.cores), default=None)
+    found = budget(config, scan(project).python, cores)
+    if found is not None and found.over:
+        printer.say(
+            f"warning: Postgres connections: {found.message()}; raise services.postgres.max_connections "
+            "or lower the workers, threads or pool (deploy explain XL030)"
+        )
 
 
 def _expand_contract(

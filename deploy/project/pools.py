@@ -159,15 +159,16 @@ def _process_connections(command: str, cores: int | None) -> int:
     return 1
 
 
-def budget(config: Config, modules: Iterable[PythonFile]) -> Budget | None:
-    """The connection budget of services.postgres (None: deploy runs no Postgres for the app)."""
+def budget(config: Config, modules: Iterable[PythonFile], cores: int | None = None) -> Budget | None:
+    """The connection budget of services.postgres (None: deploy runs no Postgres for the app); `cores`:
+    the web hosts' cores when known (setup asks them), else server.cores."""
     postgres = config.services.postgres
     if postgres is None:
         return None
     found = pool(modules)
     out = Budget(postgres.max_connections)
     web_hosts = sum(1 for h in config.server.hosts if "web" in h.roles)
-    workers = config.workers_for(None)
+    workers = config.workers_for(cores)
     if workers is None:
         workers, out.at_least = 3, True
     concurrency, how = _concurrency(config)
@@ -186,7 +187,7 @@ def budget(config: Config, modules: Iterable[PythonFile]) -> Budget | None:
     )
     for name, process in sorted(config.processes.items()):
         hosts = len(config.process_hosts(name))
-        each = _process_connections(process.command, config.server.cores)
+        each = _process_connections(process.command, cores or config.server.cores)
         out.terms.append(
             (f"{name}: {hosts} host(s) × {process.instances} × {each}", hosts * process.instances * each)
         )

@@ -339,3 +339,21 @@ def test_xl030_names_the_numbers_at_max_connections(tmp_path: Path) -> None:
     assert "> services.postgres.max_connections 100 − 3 reserved for superusers = 97" in message
     fits = yaml.replace("threads: 4", "threads: 2")
     assert "XL030" not in found(check(root, ["XL030"], config=fits))
+
+
+def test_setup_warns_with_the_hosts_own_cores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.cli.push import Printer, _connection_budget
+    from deploy.remote.facts import HostState
+
+    root = project(tmp_path, {"app.py": APP}, base=False)
+    text = CONFIG.replace("GUNICORN", "{worker_class: gthread, threads: 4}").replace(", cores: CORES", "")
+    auto = load_text(text.replace("POSTGRES", "{max_connections: 60}"), "deploy.yaml")
+    # 2 cores: 5 workers x 4 threads x 2 hosts x 2 releases = 80 (+ the release command) > 57.
+    states = {h: HostState(h, cores=2) for h in ("10.0.0.1", "10.0.0.2")}
+    _connection_budget(auto, root, states, Printer(False))
+    out = capsys.readouterr().out
+    assert "warning: Postgres connections: 81 connections at the peak of a push" in out
+    assert "deploy explain XL030" in out
+    # 1 core: 3 workers: 48 + 1 fits in 57.
+    _connection_budget(auto, root, {h: HostState(h, cores=1) for h in states}, Printer(False))
+    assert capsys.readouterr().out == ""
