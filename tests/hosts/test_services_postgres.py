@@ -220,3 +220,62 @@ def test_network_private_is_a_reload_and_a_url_without_tls(world: World) -> None
     assert world.rows() == ["ada", "grace"]
     code, out = world.psql_as_app(world.hosts[2], "SELECT 1", url=url, user="nobody")
     assert code != 0 and "pg_hba.conf rejects connection" in out
+
+
+USERS_MODEL = """\
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.Text)
+"""
+
+
+def revision(rev: str, down: str | None, body: str) -> str:
+    return (
+        "from alembic import op\nimport sqlalchemy as sa\n\n"
+        f"revision = {rev!r}\ndown_revision = {down!r}\n\n\ndef upgrade():\n    {body}\n"
+    )
+
+
+def test_a_push_whose_new_migration_drops_what_the_code_uses_is_refused(world: World) -> None:
+    """Expand/contract: the migration new in a push that drops users.name is refused while the pushed
+    model still maps it (no host changes, the lock is free again), and only warned about once the model
+    stopped using it; the running release is named in the warning."""
+    world.deploy("setup")  # idempotent: the test also runs alone
+    path = world.project.path
+    (path / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
+    (path / "migrations" / "env.py").write_text("", encoding="utf-8")
+    (path / "flaskr" / "models.py").write_text(USERS_MODEL, encoding="utf-8")
+    (path / "migrations" / "versions" / "a1_users.py").write_text(
+        revision("a1", None, "op.create_table('users', sa.Column('id', sa.Integer))"), encoding="utf-8"
+    )
+    world.project.commit("models and a first migration")
+    world.deploy("push")
+    _, live = world.sh(world.hosts[1], "readlink /srv/flaskr/current")
+    (path / "migrations" / "versions" / "b2_drop_name.py").write_text(
+        revision("b2", "a1", "op.drop_column('users', 'name')"), encoding="utf-8"
+    )
+    world.project.commit("drop users.name")
+    result = world.project.deploy("push")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    release = live.strip().rsplit("/", 1)[-1]
+    assert (
+        "warning: migrations/versions/b2_drop_name.py:9: op.drop_column drops column users.name, a migration "
+        f"new in this push; the running release ({release} on " in out
+    )
+    assert "nothing was changed: a migration of this push takes away what the pushed code still uses" in out
+    assert "but the new code still uses it: User.name (flaskr/models.py:9)" in out
+    assert world.sh(world.hosts[1], "readlink /srv/flaskr/current")[1] == live
+    (path / "flaskr" / "models.py").write_text(USERS_MODEL.replace("    name = db.Column(db.Text)\n", ""))
+    world.project.commit("the model stops using users.name")
+    out = world.deploy("push")
+    assert "warning: migrations/versions/b2_drop_name.py:9: op.drop_column drops column users.name" in out
+    assert "expand/contract: ship the code that stops using" in out
+    assert world.sh(world.hosts[1], "readlink /srv/flaskr/current")[1] != live
+    assert world.rows() == ["ada", "grace"]
