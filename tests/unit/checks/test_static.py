@@ -45,6 +45,26 @@ def health():
 #: An inline script, sha256 5KYv+PUb... (SEC021 fires until deploy.yaml lists that hash).
 NOTES_WITH_SCRIPT = '<form method="post">{{ form.hidden_tag() }}<script>go()</script></form>\n'
 
+USER_MODEL = """\
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+
+class User(db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    nickname = db.Column(db.String(80))
+"""
+DROP_NICKNAME = """\
+from alembic import op
+
+revision = "b2"
+down_revision = "a1"
+
+
+def upgrade():
+    op.drop_column("user", "nickname")
+"""
+
 CASES: dict[str, Case] = {
     "SEC001": Case(
         bad=app_with("SESSION_COOKIE_SECURE=True,", "SESSION_COOKIE_SECURE=True, DEBUG=True,"),
@@ -436,6 +456,23 @@ CASES: dict[str, Case] = {
         + "environments:\n  production:\n    server: {hosts: [web1.example.com, web2.example.com]}\n",
         good_config=CONFIG + "environments:\n  production:\n    server: {hosts: [web1.example.com]}\n",
         says="a different server on each of 2 hosts (environment production)",
+    ),
+    "PIT010": Case(
+        bad={"models.py": USER_MODEL, "migrations/versions/b2_drop.py": DROP_NICKNAME},
+        good={
+            "models.py": USER_MODEL.replace("    nickname = db.Column(db.String(80))\n", ""),
+            "migrations/versions/b2_drop.py": DROP_NICKNAME,
+        },
+        says="drops column user.nickname, which the code still uses: User.nickname (models.py:7)",
+    ),
+    "XL030": Case(
+        bad={},
+        config=CONFIG
+        + "  hosts: [10.0.0.1]\ngunicorn: {workers: 9, worker_class: gthread, threads: 4}\n"
+        + "services: {postgres: {max_connections: 20}}\n",
+        good_config=CONFIG
+        + "  hosts: [10.0.0.1]\ngunicorn: {workers: 2}\nservices: {postgres: {max_connections: 20}}\n",
+        says="72 connections at the peak of a push",
     ),
     "DEP020": Case(
         bad={},
