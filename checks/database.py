@@ -98,7 +98,7 @@ def migration_drops_what_the_code_uses(ctx: Context) -> Iterator[Finding]:
     the source: a dict or call naming `pool_size`, `max_overflow` or `poolclass`
     (`SQLALCHEMY_ENGINE_OPTIONS`, `create_engine()`, `SQLAlchemy(engine_options=...)`), else SQLAlchemy's
     defaults 5 + 10. With `gunicorn.workers: auto` and no `server.cores`, a 1-core host (3 workers) is
-    assumed and the count is a lower bound. `deploy setup` prints the same warning.""",
+    assumed and the count is a lower bound. `deploy setup` and `deploy push` print the same warning.""",
     references=(
         "https://www.postgresql.org/docs/15/runtime-config-connection.html#GUC-MAX-CONNECTIONS",
         "https://docs.sqlalchemy.org/en/20/core/pooling.html",

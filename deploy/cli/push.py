@@ -1088,6 +1088,7 @@ def push(
         secrets = {**secrets, **_service_env(executor, config, hide)}
         states = _gather(executor, config)
         _expand_contract(artifact, states, printer, allow_breaking_migrations)
+        _connection_budget(config, project, states, printer)
         secrets = {**secrets, **_services_env(config, executor, list(states), printer, hide, "push")[0]}
         wheels = _wheels_for(config, states, artifact.requirement_set, printer)
         build = Build(artifact, release, wheels, _who(), env_name, _project_identity(project))
