@@ -357,3 +357,18 @@ def test_setup_warns_with_the_hosts_own_cores(tmp_path: Path, capsys: pytest.Cap
     # 1 core: 3 workers: 48 + 1 fits in 57.
     _connection_budget(auto, root, {h: HostState(h, cores=1) for h in states}, Printer(False))
     assert capsys.readouterr().out == ""
+
+
+def test_read_migrations_finds_the_revision_folders_and_skips_virtualenvs(tmp_path: Path) -> None:
+    from deploy.project.migrations import read_migrations
+
+    files = {
+        "app/migrations/versions/a1.py": "revision = 'a1'\n",
+        "app/migrations/versions/README": "not a revision\n",
+        "db/env.py": "",
+        "db/versions/b2.py": "revision = 'b2'\n",
+        ".venv/lib/alembic/versions/c3.py": "revision = 'c3'\n",
+        "lib/versions/d4.py": "revision = 'd4'\n",  # a versions folder of no Alembic project
+    }
+    project(tmp_path, dict(files), base=False)
+    assert sorted(read_migrations(tmp_path)) == ["app/migrations/versions/a1.py", "db/versions/b2.py"]
