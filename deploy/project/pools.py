@@ -125,7 +125,10 @@ class Budget:
         parts = " + ".join(f"{what} = {n}" if "×" in what else f"{what} {n}" for what, n in self.terms)
         sign = ">" if self.total > self.available else "≤"
         least = "at least " if self.at_least else ""
-        return f"{least}{self.total} connections at the peak of a push ({parts}) {sign} {limit}"
+        text = f"{least}{self.total} connections at the peak of a push ({parts}) {sign} {limit}"
+        if self.total > self.available:
+            text += f" (max_connections: {self.total + SUPERUSER_RESERVED} would fit)"
+        return text
 
 
 def _concurrency(config: Config) -> tuple[int, str]:

@@ -372,3 +372,10 @@ def test_read_migrations_finds_the_revision_folders_and_skips_virtualenvs(tmp_pa
     }
     project(tmp_path, dict(files), base=False)
     assert sorted(read_migrations(tmp_path)) == ["app/migrations/versions/a1.py", "db/versions/b2.py"]
+
+
+def test_the_message_says_what_max_connections_would_fit() -> None:
+    found = budget(config("{workers: 5, worker_class: gthread, threads: 32}"), modules())
+    assert found is not None and found.message().endswith("(max_connections: 304 would fit)")
+    fits = budget(config(), modules())
+    assert fits is not None and "would fit" not in fits.message()
