@@ -989,6 +989,23 @@ def _connection_budget(
         )
 
 
+def _rollback_contract(
+    project: Path, plan: PushPlan, states: Mapping[str, HostState], printer: Printer
+) -> None:
+    """Warn when the release rolled back to maps what a migration of the live release dropped."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.contract import rollback_warnings
+
+    for host in plan.changed_hosts:
+        infos = {r.id: r.info or {} for r in states[host.host].releases}
+        live, target = host.previous, host.release
+        commits = (infos.get(live or "", {}).get("commit"), infos.get(target, {}).get("commit"))
+        if live and isinstance(commits[0], str) and isinstance(commits[1], str):
+            for line in rollback_warnings(project, (live, commits[0]), (target, commits[1])):
+                printer.say(line)
+            return
+
+
 def _expand_contract(
     artifact: Artifact, states: Mapping[str, HostState], printer: Printer, allowed: bool
 ) -> None:
@@ -1167,6 +1184,7 @@ def rollback(
             plan = rollback_plan(config, states, release)
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
+        _rollback_contract(project, plan, states, printer)
         if dry_run:
             _show_plan(
                 list(plan.as_plan().steps),

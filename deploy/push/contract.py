@@ -3,10 +3,14 @@ running release's manifest) that drop or rename a column or table. The running r
 the schema before them, so each is a warning; one whose table or column the new code still maps is
 refused unless the user allows it (`deploy push --allow-breaking-migrations`). Pure: the artifact and
 the hosts' states in, findings out.
+
+A rollback runs no downgrade: going back to a release whose models map what a migration of the live
+release dropped breaks it; `rollback_warnings` says so, from the two commits in the local repository.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,4 +110,57 @@ def contract(artifact: Artifact, states: Mapping[str, HostState]) -> Contract:
         code = {path: text for path, text in texts.items() if not in_versions(path, dirs)}
         found = uses(from_files(Path("."), code).python)
         out.contradicted = [(r, used) for r in removals if (used := still_used(r, found))]
+    return out
+
+
+# --- rollback ---------------------------------------------------------------------------------------
+
+
+def _git(project: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], cwd=project, capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
+
+
+def _tree(project: Path, commit: str) -> dict[str, str] | None:
+    """{path: text} of the commit's Python files and alembic.ini (paths relative to the project)."""
+    listing = _git(project, "ls-tree", "-r", "--name-only", commit)
+    if listing is None:
+        return None
+    out = {}
+    for path in listing.splitlines():
+        if path.endswith(".py") or path.rsplit("/", 1)[-1] == "alembic.ini":
+            text = _git(project, "show", f"{commit}:./{path}")
+            if text is not None:
+                out[path] = text
+    return out
+
+
+def rollback_warnings(project: Path, live: tuple[str, str], target: tuple[str, str]) -> list[str]:
+    """Warnings for a rollback from `live` to `target` ((release, commit) each): the target's models
+    map what a migration of the live release (not in the target) drops or renames. Nothing when the
+    local repository lacks either commit."""
+    (live_release, live_commit), (target_release, target_commit) = live, target
+    if live_commit == target_commit:
+        return []
+    now, then = _tree(project, live_commit), _tree(project, target_commit)
+    if now is None or then is None:
+        return []
+    inis = {path: text for path, text in now.items() if path.endswith("alembic.ini")}
+    dirs = version_dirs(now, inis) | version_dirs(then, inis)
+    newer = {path: text for path, text in now.items() if in_versions(path, dirs) and path not in then}
+    found = uses(from_files(Path("."), {p: t for p, t in then.items() if not in_versions(p, dirs)}).python)
+    out = []
+    for migration in parse_migrations(newer):
+        for r in migration.removals:
+            used = still_used(r, found)
+            if used:
+                out.append(
+                    f"warning: {target_release}'s code maps {r.what} ({used[0].where}, {used[0].file}:"
+                    f"{used[0].line}), but {r.file}:{r.line} ({r.op}, a migration of {live_release}) "
+                    f"{r.verb.split(' ', 1)[0]} it, and a rollback runs no downgrade: its requests that "
+                    "use it will fail; roll forward with a fix instead, or downgrade the database first"
+                )
     return out

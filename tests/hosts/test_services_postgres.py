@@ -245,7 +245,8 @@ def revision(rev: str, down: str | None, body: str) -> str:
 def test_a_push_whose_new_migration_drops_what_the_code_uses_is_refused(world: World) -> None:
     """Expand/contract: the migration new in a push that drops users.name is refused while the pushed
     model still maps it (no host changes, the lock is free again), and only warned about once the model
-    stopped using it; the running release is named in the warning."""
+    stopped using it; the running release is named in the warning. A rollback to the release whose model
+    maps it is warned about (it runs no downgrade)."""
     world.deploy("setup")  # idempotent: the test also runs alone
     path = world.project.path
     (path / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
@@ -278,3 +279,10 @@ def test_a_push_whose_new_migration_drops_what_the_code_uses_is_refused(world: W
     assert "warning: migrations/versions/b2_drop_name.py:9: op.drop_column drops column users.name" in out
     assert "expand/contract: ship the code that stops using" in out
     assert world.sh(world.hosts[1], "readlink /srv/flaskr/current")[1] != live
+    # Back to the release whose model maps users.name: a rollback runs no downgrade, so it says so.
+    out = world.deploy("rollback")
+    assert (
+        f"warning: {release}'s code maps column users.name (User.name, flaskr/models.py:9), but "
+        "migrations/versions/b2_drop_name.py:9 (op.drop_column, a migration of " in out
+    )
+    assert world.sh(world.hosts[1], "readlink /srv/flaskr/current")[1] == live

@@ -3,10 +3,13 @@ release (a warning) and the pushed code (a refusal)."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from deploy.push.artifact import Artifact, FileEntry
-from deploy.push.contract import ALLOW_FLAG, contract
+from deploy.push.contract import ALLOW_FLAG, contract, rollback_warnings
 from deploy.remote.facts import HostState
 
 pytestmark = pytest.mark.unit
@@ -103,3 +106,43 @@ def test_push_refuses_before_any_host_changes_unless_allowed(capsys: pytest.Capt
     _expand_contract(artifact(files), host(OLD), Printer(False), allowed=True)
     out, err = capsys.readouterr()
     assert "expand/contract" in out and err == ""
+
+
+def test_a_rollback_to_code_that_maps_what_a_newer_migration_dropped_is_warned_about(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@e",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@e",
+        }
+        done = subprocess.run(
+            ["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True, env=env
+        )
+        return done.stdout.strip()
+
+    def commit(files: dict[str, str]) -> str:
+        for rel, text in files.items():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_text(text, encoding="utf-8")
+        git("add", "-A")
+        git("commit", "-q", "-m", "x")
+        return git("rev-parse", "HEAD")
+
+    git("init", "-q")
+    old = commit({"models.py": MODELS, "migrations/env.py": "", "migrations/versions/a1_init.py": INIT})
+    new = commit(
+        {
+            "models.py": MODELS.replace("    nickname = db.Column(db.String(80))\n", ""),
+            "migrations/versions/b2_drop.py": DROP,
+        }
+    )
+    [warning] = rollback_warnings(tmp_path, ("rel-new", new), ("rel-old", old))
+    assert warning == (
+        "warning: rel-old's code maps column user.nickname (User.nickname, models.py:7), but "
+        "migrations/versions/b2_drop.py:8 (op.drop_column, a migration of rel-new) drops it, and a rollback "
+        "runs no downgrade: its requests that use it will fail; roll forward with a fix instead, or "
+        "downgrade the database first"
+    )
+    assert rollback_warnings(tmp_path, ("rel-old", old), ("rel-new", new)) == []  # forward: nothing
+    assert rollback_warnings(tmp_path, ("rel-new", new), ("gone", "0" * 40)) == []  # unknown commit
