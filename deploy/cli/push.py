@@ -1161,7 +1161,8 @@ def rollback(
 
     The previous release is the one that served before the current one, from the host's history
     (each release records the one it replaced): after push A, push B, rollback, push C, a rollback
-    goes to A, never to B that was rolled away from.
+    goes to A, never to B that was rolled away from. A rollback runs no downgrade migration: it warns
+    when the release it goes back to maps a column or table a migration of the live release dropped.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.plans import PlanError, rollback_plan
