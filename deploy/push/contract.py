@@ -124,17 +124,17 @@ def _git(project: Path, *args: str) -> str | None:
     return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
 
 
-def _tree(project: Path, commit: str) -> dict[str, str] | None:
-    """{path: text} of the commit's Python files and alembic.ini (paths relative to the project)."""
+def _files(project: Path, commit: str) -> list[str] | None:
     listing = _git(project, "ls-tree", "-r", "--name-only", commit)
-    if listing is None:
-        return None
+    return None if listing is None else listing.splitlines()
+
+
+def _read(project: Path, commit: str, paths: list[str]) -> dict[str, str]:
     out = {}
-    for path in listing.splitlines():
-        if path.endswith(".py") or path.rsplit("/", 1)[-1] == "alembic.ini":
-            text = _git(project, "show", f"{commit}:./{path}")
-            if text is not None:
-                out[path] = text
+    for path in paths:
+        text = _git(project, "show", f"{commit}:./{path}")
+        if text is not None:
+            out[path] = text
     return out
 
 
@@ -143,24 +143,30 @@ def rollback_warnings(project: Path, live: tuple[str, str], target: tuple[str, s
     map what a migration of the live release (not in the target) drops or renames. Nothing when the
     local repository lacks either commit."""
     (live_release, live_commit), (target_release, target_commit) = live, target
-    if live_commit == target_commit:
+    now, then = _files(project, live_commit), _files(project, target_commit)
+    if live_commit == target_commit or now is None or then is None:
         return []
-    now, then = _tree(project, live_commit), _tree(project, target_commit)
-    if now is None or then is None:
+    inis = _read(project, live_commit, [p for p in now if p.rsplit("/", 1)[-1] == "alembic.ini"])
+    dirs = version_dirs(now, inis)
+    older = set(then)
+    removals = [
+        r
+        for m in parse_migrations(_read(project, live_commit, [p for p in now if in_versions(p, dirs)]))
+        for r in m.removals
+        if m.file not in older
+    ]
+    if not removals:
         return []
-    inis = {path: text for path, text in now.items() if path.endswith("alembic.ini")}
-    dirs = version_dirs(now, inis) | version_dirs(then, inis)
-    newer = {path: text for path, text in now.items() if in_versions(path, dirs) and path not in then}
-    found = uses(from_files(Path("."), {p: t for p, t in then.items() if not in_versions(p, dirs)}).python)
+    code = _read(project, target_commit, [p for p in then if p.endswith(".py") and not in_versions(p, dirs)])
+    found = uses(from_files(Path("."), code).python)
     out = []
-    for migration in parse_migrations(newer):
-        for r in migration.removals:
-            used = still_used(r, found)
-            if used:
-                out.append(
-                    f"warning: {target_release}'s code maps {r.what} ({used[0].where}, {used[0].file}:"
-                    f"{used[0].line}), but {r.file}:{r.line} ({r.op}, a migration of {live_release}) "
-                    f"{r.verb.split(' ', 1)[0]} it, and a rollback runs no downgrade: its requests that "
-                    "use it will fail; roll forward with a fix instead, or downgrade the database first"
-                )
+    for r in removals:
+        used = still_used(r, found)
+        if used:
+            out.append(
+                f"warning: {target_release}'s code maps {r.what} ({used[0].where}, {used[0].file}:"
+                f"{used[0].line}), but {r.file}:{r.line} ({r.op}, a migration of {live_release}) "
+                f"{r.verb.split(' ', 1)[0]} it, and a rollback runs no downgrade: its requests that "
+                "use it will fail; roll forward with a fix instead, or downgrade the database first"
+            )
     return out
