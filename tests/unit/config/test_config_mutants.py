@@ -44,7 +44,8 @@ from deploy.config.loader import (
     sandbox_environment_file,
     secret_status,
 )
-from deploy.config.model import Config, _alternatives, _strings
+from deploy.config.model import Config
+from deploy.config.model.base import _alternatives, _strings
 from deploy.config.redact import MIN_SECRET_LENGTH
 
 pytestmark = pytest.mark.unit
