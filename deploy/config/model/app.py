@@ -6,13 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from deploy.config import folders
 from deploy.config.flask_version import declared_flask, flask_has_app_option
@@ -29,8 +23,6 @@ from deploy.config.model.base import (
     _unique,
     invalid,
 )
-
-# --- app ---------------------------------------------------------------------------------------
 
 
 class Static(Model):

@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    field_validator,
-)
+from pydantic import AfterValidator, Field, field_validator
 
 from deploy.config.model.base import Model, SafeText, _matches
 

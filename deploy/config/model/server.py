@@ -5,12 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from deploy.config.model.base import (
     AbsPath,
@@ -25,8 +20,6 @@ from deploy.config.model.base import (
     _unique,
     invalid,
 )
-
-# --- server ------------------------------------------------------------------------------------
 
 
 class Host(Model):

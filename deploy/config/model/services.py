@@ -5,17 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from deploy.config import schedule
 from deploy.config.model.base import AbsPath, EnvName, Model, _host_address, _matches, invalid
-
-# --- services beside the app (Postgres, Redis) -----------------------------------------------------
 
 _SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Names Postgres keeps for itself: a database or role of these names is the cluster's own.

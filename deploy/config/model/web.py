@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    field_validator,
-)
+from pydantic import AfterValidator, Field, field_validator
 
 from deploy.config import csp
 from deploy.config import workers as worker_classes
@@ -24,8 +20,6 @@ from deploy.config.model.base import (
     Version,
     _matches,
 )
-
-# --- services ----------------------------------------------------------------------------------
 
 
 class Gunicorn(Model):
