@@ -94,8 +94,6 @@ MAX_FUNCTION_LINES = 80
 #: Modules and functions still over the limits: this list may only get shorter. Split along the phases
 #: (issue #15: project._Visitor, the Sandbox class, the config model and loader), then remove the entry.
 OVER_THE_LIMIT = {
-    "deploy/config/loader.py",  # 604 lines on 2026-12-06
-    "deploy/config/model.py",  # 783 lines on 2026-12-06
     "deploy/project/scan.py",  # 1246 lines on 2026-12-06
     "deploy/push/artifact.py",  # 639 lines on 2026-12-06
     "deploy/remote/executor.py",  # 779 lines on 2026-12-06
