@@ -143,6 +143,7 @@ TARGETS: tuple[Target, ...] = (
                 "tests/unit/config/test_loader.py",
                 "tests/unit/config/test_csp.py",
                 "tests/unit/config/test_config_mutants.py",
+                "tests/unit/config/test_jobs.py",
             ),
             pytest_args=("-k", _SLOW_CONFIG_TESTS),
         )

@@ -690,3 +690,31 @@ def test_a_unions_branch_errors_are_joined_into_one_expectation() -> None:
         _join_alternatives(["expected a list, got 5", "it is wrong"]) == "expected a list, got 5; it is wrong"
     )
     assert _join_alternatives(["expected a, got 1", "expected b"]) == "expected a, got 1; expected b"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "Shop",
+            "expected a plain SQL name (lower-case letters, digits and underscores, starting with a letter"
+            " or underscore, at most 63 characters, not pg_...), got 'Shop'",
+        ),
+        ("pg_shop", "not pg_...), got 'pg_shop'"),
+        ("a" * 64, f"at most 63 characters, not pg_...), got '{'a' * 64}'"),
+        ("template0", "'template0' is Postgres's own; choose another name (such as the app's name)"),
+        ("postgres", "'postgres' is Postgres's own; choose another name (such as the app's name)"),
+    ],
+)
+def test_a_database_not_a_plain_sql_name_or_postgress_own_is_refused(name: str, message: str) -> None:
+    found = problems(BASE + f"services:\n  postgres:\n    database: {name}\n")
+    assert len(found) == 1
+    assert found[0].startswith("deploy.yaml:10: services.postgres.database: ")
+    assert found[0].endswith(message)
+
+
+def test_a_plain_sql_name_of_63_characters_is_a_database_name() -> None:
+    name = "_" + "a" * 62
+    config = load_text(BASE + f"services:\n  postgres:\n    database: {name}\n    user: pg\n")
+    assert config.services.postgres is not None
+    assert (config.services.postgres.database, config.services.postgres.user) == (name, "pg")
