@@ -342,7 +342,8 @@ def test_xl030_names_the_numbers_at_max_connections(tmp_path: Path) -> None:
 
 
 def test_setup_warns_with_the_hosts_own_cores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from deploy.cli.push import Printer, _connection_budget
+    from deploy.cli.common import Printer
+    from deploy.cli.push import _connection_budget
     from deploy.remote.facts import HostState
 
     root = project(tmp_path, {"app.py": APP}, base=False)

@@ -90,7 +90,8 @@ def test_migrations_already_on_the_hosts_and_first_pushes_say_nothing() -> None:
 
 
 def test_push_refuses_before_any_host_changes_unless_allowed(capsys: pytest.CaptureFixture[str]) -> None:
-    from deploy.cli.push import Printer, _expand_contract
+    from deploy.cli.common import Printer
+    from deploy.cli.push import _expand_contract
 
     files = {
         "models.py": MODELS,
