@@ -66,9 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-#: Session fixtures of hosts set up at some cost (tests/faults/conftest.py's live app): the modules
-#: using one form a single xdist group, so one worker sets the fixture up once.
-SHARED_FIXTURES = {"fault_box": "faults-live-app"}
+#: Session fixtures of hosts set up at some cost (tests/faults/conftest.py's live app, the HTTPS site of
+#: tests/hosts/https_site.py): the modules using one form a single xdist group, so one worker sets it up once.
+SHARED_FIXTURES = {"fault_box": "faults-live-app", "site": "https-site"}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -40,7 +40,13 @@ def _groups(*paths: str) -> dict[str, set[str]]:
 
 @pytest.mark.unit
 def test_each_module_is_one_group_and_the_fault_modules_on_the_live_app_share_one() -> None:
-    groups = _groups("tests/faults", "tests/hosts/test_push.py", "tests/hosts/test_jobs.py")
+    groups = _groups(
+        "tests/faults",
+        "tests/hosts/test_push.py",
+        "tests/hosts/test_jobs.py",
+        "tests/hosts/test_https.py",
+        "tests/hosts/test_check_live.py",
+    )
     assert groups, "nothing collected"
     for module, marks in groups.items():
         assert len(marks) == 1, f"{module}: its tests are in several groups {marks}"
@@ -51,6 +57,8 @@ def test_each_module_is_one_group_and_the_fault_modules_on_the_live_app_share_on
     # The modules whose tests use `fault_box` (and `live_project` on it) share one worker and one app.
     for module in ("test_hooks", "test_host_faults", "test_kill", "test_lock_release", "test_switch_faults"):
         assert one[f"tests/faults/{module}.py"] == "faults-live-app", module
+    # The HTTPS site (two hosts, pebble certificates, the app pushed) is one, for both of its modules.
+    assert one["tests/hosts/test_https.py"] == one["tests/hosts/test_check_live.py"] == "https-site"
     # Modules with their own sandbox are groups of their own.
     assert one["tests/faults/test_signals.py"] == "tests/faults/test_signals.py"
     assert one["tests/faults/test_config_fuzz.py"] == "tests/faults/test_config_fuzz.py"
