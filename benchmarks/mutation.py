@@ -291,7 +291,7 @@ def _test_options(target: Target, tests: list[str]) -> list[str]:
     args = target.pytest_args
     return [
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-        # -n 0: mutmut runs pytest in its own process; pyproject's addopts would start xdist workers.
+        # -n 0: mutmut runs pytest in its own process, whatever PYTEST_ADDOPTS says (xdist workers).
         f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-n', '0', '-q', '-x', *args])}",
     ]
 

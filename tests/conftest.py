@@ -73,7 +73,7 @@ SHARED_FIXTURES = {"fault_box": "faults-live-app", "site": "https-site"}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup` (pyproject's addopts) a test module is one unit of work: its module
+    """Under `-n 2 --dist loadgroup` (pytest-xdist) a test module is one unit of work: its module
     fixtures (a private sandbox, a pushed app) are set up once, on one worker. Modules that use a
     fixture of SHARED_FIXTURES are one unit together. A test's own `xdist_group` mark wins."""
     groups: dict[str, str] = {}

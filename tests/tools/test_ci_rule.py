@@ -27,7 +27,7 @@ def test_a_ci_run_of_the_nginx_tests_without_nginx_fails_instead_of_skipping(tmp
         "pytest",
         "-p",
         "no:cacheprovider",
-        "-n",  # in this process: under xdist (pyproject's addopts) -x ends the run with exit 2, not 1
+        "-n",  # in this process, whatever PYTEST_ADDOPTS says: under xdist -x ends a run with exit 2
         "0",
         "-q",
         "-x",

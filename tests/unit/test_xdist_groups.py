@@ -1,4 +1,4 @@
-"""The suite runs on pytest-xdist workers (pyproject's addopts): a test module is one unit of work, so its
+"""On pytest-xdist workers (`-n 2 --dist loadgroup`) a test module is one unit of work, so its
 module fixtures (a private sandbox, an app set up and pushed) are made once, on one worker; the fault
 modules sharing tests/faults/conftest.py's live app are one unit together (tests/conftest.py)."""
 
