@@ -307,9 +307,11 @@ def scratch_copy(target: Target, into: Path) -> None:
 
 def _test_options(target: Target, tests: list[str]) -> list[str]:
     """The [tool.mutmut] lines that say which tests run, and how."""
+    args = target.pytest_args
     return [
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
-        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '-x', *target.pytest_args])}",
+        # -n 0: mutmut runs pytest in its own process, whatever PYTEST_ADDOPTS says (xdist workers).
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-n', '0', '-q', '-x', *args])}",
     ]
 
 

@@ -66,6 +66,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: Session fixtures of hosts set up at some cost (tests/faults/conftest.py's live app, the HTTPS site of
+#: tests/hosts/https_site.py): the modules using one form a single xdist group, so one worker sets it up once.
+SHARED_FIXTURES = {"fault_box": "faults-live-app", "site": "https-site"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n 2 --dist loadgroup` (pytest-xdist) a test module is one unit of work: its module
+    fixtures (a private sandbox, a pushed app) are set up once, on one worker. Modules that use a
+    fixture of SHARED_FIXTURES are one unit together. A test's own `xdist_group` mark wins."""
+    groups: dict[str, str] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        for fixture, shared in SHARED_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                groups[module] = shared
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.nodeid.split("::", 1)[0]
+            item.add_marker(pytest.mark.xdist_group(groups.get(module, module)))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("real_tools"):
         require_tools(*mark.args, root=bool(mark.kwargs.get("root", False)))

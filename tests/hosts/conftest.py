@@ -8,6 +8,8 @@ Fixtures:
   is installed (`sandbox.acme()`), so `tls: {email: ...}` gets real certificates under -e sandbox.
 - `sandbox_hosts` (session): its hosts, a list of `SandboxHost` (name, address, user, port, key,
   known_hosts, environment_file, ssh_argv(cmd)). Use `sandbox.run(host, [...])` to run a command.
+- `site`, `issued`, `app_deployed` (session): the HTTPS site of tests/hosts/https_site.py (two hosts,
+  pebble certificates, the example app), shared by test_https.py and test_check_live.py.
 - `make_sandbox` (function): `make_sandbox(n)` boots a separate sandbox of n hosts that only this
   test uses (for tests that break hosts); it is torn down when the test ends.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from deploy.sandbox.machines import Sandbox, SandboxError, SandboxHost, check_prerequisites
+from tests.hosts.https_site import app_deployed, issued, site  # noqa: F401 - session fixtures, shared
 
 #: How many hosts the shared sandbox has.
 SANDBOX_HOSTS = int(os.environ.get("DEPLOY_TEST_SANDBOX_HOSTS", "3"))

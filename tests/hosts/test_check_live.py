@@ -3,7 +3,8 @@
 One private host over HTTP: set it up, push the example app, check it (clean), then break it each way a
 live check looks for (a hand edit, a readable secrets file, a stopped service, a worker fewer, a config
 nginx -t rejects, a nearly full disk, headers removed, the debugger and a flagless cookie in the app),
-check, and repair it. Then two hosts with certificates from pebble (the fixtures of test_https.py):
+check, and repair it. Then two hosts with certificates from pebble (the session's HTTPS site of
+https_site.py, shared with test_https.py):
 clean, the renewal timer stopped, plain HTTP without the redirect, weakened TLS; and there the renewal
 hook deploy installed meets a real Nginx with a broken config. Every run asserts
 which checks found something, which were skipped and that all the others ran and passed; every test
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 import pytest
 
 from deploy.sandbox.machines import Sandbox, SandboxHost
+from tests.hosts.https_site import Site
 from tests.hosts.pushkit import Project, make_project, private_sandbox
-from tests.hosts.test_https import Site, app_deployed, issued, site  # noqa: F401 - shared HTTPS fixtures
 
 pytestmark = pytest.mark.hosts
 
@@ -274,16 +275,16 @@ def test_live011_and_live013_find_a_flagless_cookie_and_the_debugger_console(pro
 # --- HTTPS: two hosts with certificates from a real ACME server (pebble), as in test_https.py -------
 
 
-def live_https(site: Site) -> Live:  # noqa: F811
+def live_https(site: Site) -> Live:
     out = site.deploy("check", "--live", "--select", "LIVE", "--format", "json", check=False)
     return parse_live(out, with_host=True)
 
 
-def test_https_site_passes_every_live_check(site: Site, app_deployed: None) -> None:  # noqa: F811
+def test_https_site_passes_every_live_check(site: Site, app_deployed: None) -> None:
     live_https(site).assert_ran(set())
 
 
-def test_live005_finds_the_renewal_timer_stopped(site: Site, app_deployed: None) -> None:  # noqa: F811
+def test_live005_finds_the_renewal_timer_stopped(site: Site, app_deployed: None) -> None:
     host = site.hosts[0]
     site.ssh(host, "systemctl stop certbot.timer")
     try:
@@ -294,7 +295,7 @@ def test_live005_finds_the_renewal_timer_stopped(site: Site, app_deployed: None)
     result.assert_ran({"LIVE005"})
 
 
-def test_live008_finds_plain_http_served_without_a_redirect(site: Site, app_deployed: None) -> None:  # noqa: F811
+def test_live008_finds_plain_http_served_without_a_redirect(site: Site, app_deployed: None) -> None:
     host = site.hosts[0]
     with edited(lambda script: site.ssh(host, script), SITE_FILE):
         site.ssh(
@@ -310,7 +311,7 @@ def test_live008_finds_plain_http_served_without_a_redirect(site: Site, app_depl
     result.assert_ran({"LIVE004", "LIVE008"})
 
 
-def test_weakened_tls_and_headers_are_found_on_the_live_site(site: Site, app_deployed: None) -> None:  # noqa: F811
+def test_weakened_tls_and_headers_are_found_on_the_live_site(site: Site, app_deployed: None) -> None:
     host = site.hosts[0]
     tls_catch_all = "/etc/nginx/conf.d/deploy-catch-all-tls.conf"
     with edited(lambda script: site.ssh(host, script), SITE_FILE, tls_catch_all, HEADERS_FILE):
@@ -341,11 +342,11 @@ MARKER = "/etc/nginx/conf.d/zz-test-marker.conf"
 BROKEN = "/etc/nginx/conf.d/zz-test-broken.conf"
 
 
-def nginx_workers(site: Site, host: SandboxHost) -> str:  # noqa: F811
+def nginx_workers(site: Site, host: SandboxHost) -> str:
     return site.ssh(host, "cat /run/nginx.pid; pgrep -P $(cat /run/nginx.pid) | sort").stdout
 
 
-def marker(site: Site, host: SandboxHost) -> str:  # noqa: F811
+def marker(site: Site, host: SandboxHost) -> str:
     """What the marker server answers, asked on the host itself (nothing but the site is opened to us)."""
     fetch = (
         "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8091/', timeout=5).read().decode())"
@@ -353,20 +354,20 @@ def marker(site: Site, host: SandboxHost) -> str:  # noqa: F811
     return site.ssh(host, f'python3 -c "{fetch}"', check=False).stdout.strip()
 
 
-def reloads(site: Site, host: SandboxHost) -> int:  # noqa: F811
+def reloads(site: Site, host: SandboxHost) -> int:
     """How often systemd has started reloading nginx.service (its journal's "Reloading ..." lines)."""
     out = site.ssh(host, "journalctl -u nginx.service --no-pager -o cat | grep -c '^Reloading' || true")
     return int(out.stdout.strip() or 0)
 
 
-def run_hook(site: Site, host: SandboxHost) -> subprocess.CompletedProcess[str]:  # noqa: F811
+def run_hook(site: Site, host: SandboxHost) -> subprocess.CompletedProcess[str]:
     # As certbot runs a deploy hook after it renewed this certificate.
     return site.ssh(host, f"RENEWED_LINEAGE=/etc/letsencrypt/live/flaskr.test {HOOK} 2>&1", check=False)
 
 
 def test_renewal_hook_never_reloads_a_broken_config_then_reloads_the_fixed_one(
-    site: Site,  # noqa: F811
-    issued: str,  # noqa: F811
+    site: Site,
+    issued: str,
 ) -> None:
     host = site.hosts[0]
     serve = "server {{ listen 8091; default_type text/plain; return 200 '{}'; }}"
