@@ -427,7 +427,7 @@ def test_a_push_starts_both_apps_processes_on_every_host(box: Sandbox, apps: dic
     slot = celery.live_slot()
     for host in ("sandbox-1", "sandbox-2"):
         for n in (1, 2):
-            assert f"-> worker-{slot}-{n}@{host}: OK" in nodes, nodes
+            assert f"-> worker-{slot}-{n}@{host}: OK" in " ".join(nodes.split()), nodes
     logs = rq.project.deploy("logs", "--process", "worker", "-n", "20", check=True).stdout
     assert "default" in logs
     # Both schedulers tick (each tick is a job its workers ran).
