@@ -110,7 +110,8 @@ raise RuntimeError("this release's worker cannot start")
 """
 
 RQ_ENQUEUE = '''\
-"""Enqueue `count` jobs, one every `pause` seconds (run on a host, in a release, with the app's env)."""
+"""Enqueue `count` jobs (0: until enqueue:stop is set), one every `pause` seconds; `enqueued` counts
+them (run on a host, in a release, with the app's env)."""
 
 import sys
 import time
@@ -119,9 +120,13 @@ from rq import Queue
 
 from flaskr.record import redis
 
-queue = Queue("default", connection=redis())
-for number in range(int(sys.argv[1])):
+connection = redis()
+queue = Queue("default", connection=connection)
+connection.delete("enqueue:stop", "enqueued")
+number = 0
+while number < int(sys.argv[1]) or (sys.argv[1] == "0" and not connection.exists("enqueue:stop")):
     queue.enqueue("flaskr.jobs.record", number)
+    number = connection.incr("enqueued")
     time.sleep(float(sys.argv[2]))
 '''
 
@@ -173,15 +178,21 @@ def ready(sender=None, **kwargs):
 '''
 
 CELERY_ENQUEUE = '''\
-"""Send `count` tasks, one every `pause` seconds (run on a host, in a release, with the app's env)."""
+"""Send `count` tasks (0: until enqueue:stop is set), one every `pause` seconds; `enqueued` counts
+them (run on a host, in a release, with the app's env)."""
 
 import sys
 import time
 
 from flaskr.celery_app import record
+from flaskr.record import redis
 
-for number in range(int(sys.argv[1])):
+connection = redis()
+connection.delete("enqueue:stop", "enqueued")
+number = 0
+while number < int(sys.argv[1]) or (sys.argv[1] == "0" and not connection.exists("enqueue:stop")):
     record.delay(number)
+    number = connection.incr("enqueued")
     time.sleep(float(sys.argv[2]))
 '''
 
@@ -445,8 +456,7 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     app = apps[kind]
     first = box.hosts()[0]
     app.redis("DEL", "done")
-    count = 400
-    app.enqueue("enqueue.py", count, 0.15, unit=f"{app.name}-enqueue")
+    app.enqueue("enqueue.py", 0, 0.3, unit=f"{app.name}-enqueue")
     before = app.live_slot()
     set_version(app, "v2")
     pushed = app.project.deploy("push", check=True, timeout=600).stdout
@@ -461,6 +471,14 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(
     assert f"{first.address}: singleton: {scheduler}@{other(before)}-1.service stopped in " in rolled
     running = box.run(first, ["systemctl", "is-active", f"{app.name}-enqueue"], timeout=30).stdout.strip()
     assert running == "active", "the enqueuer ended before the push and the rollback did"
+    app.redis("SET", "enqueue:stop", "1")
+    wait_for(
+        "the enqueuer ended",
+        lambda: box.run(first, ["systemctl", "is-active", f"{app.name}-enqueue"]).stdout.strip() != "active",
+        30,
+    )
+    count = int(app.redis("GET", "enqueued"))
+    assert count > 100, count  # about 3 a second through the push and the rollback
     # The backlog drains after the enqueuer ends. Waiting ends when all are done, or when none has
     # been done for a minute.
     progress = {"done": -1, "at": time.monotonic()}
