@@ -97,6 +97,12 @@ def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
         and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
     )
     assert probe[-3:] == ["/bin/sh", "-c", 'rq info --only-workers --url "$REDIS_URL"']
+    # Each instance's probe has the instance's own DEPLOY_PROCESS and DEPLOY_INSTANCE, as its unit.
+    assert "--setenv=DEPLOY_PROCESS=worker" in probe
+    assert [
+        next(word for word in c["probe"] if word.startswith("--setenv=DEPLOY_INSTANCE="))  # type: ignore[index]
+        for c in checks  # type: ignore[attr-defined]
+    ] == ["--setenv=DEPLOY_INSTANCE=green-1", "--setenv=DEPLOY_INSTANCE=green-2"]
     assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)  # settle + max(30, health_timeout)
 
 
