@@ -106,10 +106,6 @@ WORKERS = '''\
 from rq import Worker as AppWorker  # noqa: F401
 '''
 
-CRASHING = """\
-raise RuntimeError("this release's worker cannot start")
-"""
-
 RQ_ENQUEUE = '''\
 """Enqueue `count` jobs (0: until enqueue:stop is set), one every `pause` seconds; `enqueued` counts
 them (run on a host, in a release, with the app's env)."""
@@ -482,7 +478,7 @@ def all_done_once(app: App, kind: str, before: str) -> None:
         30,
     )
     count = int(app.redis("GET", "enqueued"))
-    assert count > 100, count  # about 3 a second through the push and the rollback
+    assert count > 100, count  # 2.5 a second through the push and the rollback
     # The backlog drains after the enqueuer ends. Waiting ends when all are done, or when none has
     # been done for a minute.
     progress = {"done": -1, "at": time.monotonic()}
@@ -531,7 +527,7 @@ def test_jobs_enqueued_during_a_push_and_a_rollback_complete_exactly_once(apps: 
     a push and a rollback each, then every job counted."""
     for app in apps.values():
         app.redis("DEL", "done")
-        app.enqueue("enqueue.py", 0, 0.3, unit=f"{app.name}-enqueue")
+        app.enqueue("enqueue.py", 0, 0.4, unit=f"{app.name}-enqueue")
     with ThreadPoolExecutor(len(apps)) as pool:
         slots = dict(zip(apps, pool.map(push_and_roll_back, apps.values()), strict=True))
     for kind, app in apps.items():
@@ -574,7 +570,8 @@ def test_the_timer_ran_once_per_period_across_both_hosts(
     print(f"{kind} timer runs: {runs}")
     assert len(periods) >= 5, runs
     assert {host for _period, host in runs} == {"sandbox-1"}
-    twice = [p for p in periods if app.redis("GET", f"timer:{p}") != "1"]
+    counts = app.redis("MGET", *(f"timer:{p}" for p in periods)).split()
+    twice = [p for p, n in zip(periods, counts, strict=True) if n != "1"]
     assert twice == [], f"periods run more than once: {twice}"
     # No period was skipped between the first and the last run (a push or a rollback in between).
     assert periods == list(range(periods[0], periods[-1] + 1)), periods
@@ -605,33 +602,6 @@ def test_a_celery_worker_that_crashes_in_the_new_release_sends_every_host_and_pr
     wait_for("3 jobs done", lambda: sorted(app.done()) == [0, 1, 2], 60)
     config.write_text(text, encoding="utf-8")
     app.project.commit("no crash")
-
-
-def test_an_rq_worker_that_crashes_in_the_new_release_sends_every_host_and_process_back(
-    box: Sandbox, apps: dict[str, App]
-) -> None:
-    app = apps["rq"]
-    before = app.live_slot()
-    serving = app.versions()
-    (app.project.path / "workers.py").write_text(CRASHING, encoding="utf-8")
-    set_version(app, "v3-crashing")
-    result = app.project.deploy("push", timeout=600)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert "flaskr-worker@" in out and "it crashes" in out, out
-    assert "RuntimeError: this release's worker cannot start" in out, out  # its own last words
-    assert app.versions() == serving
-    assert app.live_slot() == before
-    assert app.units(before) == [["active", "active"]] * 2
-    assert all(s in ("inactive", "failed") for host in app.units(other(before)) for s in host)
-    # The singleton stopped for the new release's one is back (the new one stopped first).
-    cron = box.run(
-        box.hosts()[0], ["systemctl", "is-active", f"flaskr-scheduler@{before}-1.service"], timeout=30
-    )
-    assert cron.stdout.strip() == "active"
-    app.redis("DEL", "done")
-    app.enqueue("enqueue.py", 3, 0)
-    wait_for("3 jobs done", lambda: sorted(app.done()) == [0, 1, 2], 60)
 
 
 def test_a_host_without_the_web_role_runs_its_processes_and_no_web_slot(
