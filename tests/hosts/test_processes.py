@@ -281,7 +281,7 @@ def all_done_once(app: App, kind: str, before: str) -> None:
         30,
     )
     count = int(app.redis("GET", "enqueued"))
-    assert count > 100, count  # 2.5 a second through the push and the rollback
+    assert count > 20, count  # 2.5 a second, from before the push until after the rollback
     # The backlog drains after the enqueuer ends. Waiting ends when all are done, or when none has
     # been done for a minute.
     progress = {"done": -1, "at": time.monotonic()}
