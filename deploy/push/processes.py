@@ -5,6 +5,7 @@ one starts. Pure: builds steps, runs nothing."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping
 
@@ -21,6 +22,14 @@ PROCESS_READY = script("process_ready.py")
 #: The framework probes: the words of the process's command they copy (its broker and its app).
 _RQ_OPTIONS = ("--url", "-u", "--config", "-c")
 _CELERY_OPTIONS = ("-A", "--app", "-b", "--broker")
+#: Celery's node name option (`-n worker-$DEPLOY_INSTANCE@%h`) and the words it expands (celery's
+#: `host_format`: the host's full name, the name before its first dot, the domain after it).
+_CELERY_NODE = ("-n", "--hostname")
+_CELERY_EXPANDS = {
+    "%h": "$(hostname)",
+    "%n": "$(hostname | cut -d . -f 1)",
+    "%d": "$(hostname | cut -s -d . -f 2-)",
+}
 
 
 def _copied_options(command: str, options: tuple[str, ...]) -> list[str]:
@@ -36,6 +45,28 @@ def _copied_options(command: str, options: tuple[str, ...]) -> list[str]:
         elif word.startswith(tuple(f"{o}=" for o in options if o.startswith("--"))):
             out.append(word)
     return out
+
+
+def celery_node(command: str) -> str:
+    """The node name a Celery worker started by `command` answers to, as a shell word: its `-n`
+    (its %h, %n, %d expanded on the host, its $VARIABLEs by the shell), or Celery's default
+    `celery@<host name>`. A name without `@` is `<name>@<host name>`, as in Celery."""
+    given = _copied_options(command, _CELERY_NODE)
+    name = given[-1].split("=", 1)[-1] if given and given[-1].startswith("--hostname=") else None
+    if name is None and len(given) >= 2:
+        name = given[-1]
+    name = name or "celery@%h"
+    if "@" not in name:
+        name = f"{name}@%h"
+    parts: list[str] = []
+    for piece in re.split(r"(%%|%[hnd])", name):
+        if piece == "%%":
+            parts.append("%")
+        elif piece in _CELERY_EXPANDS:
+            parts.append(_CELERY_EXPANDS[piece])
+        else:
+            parts.append(piece.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`"))
+    return '"' + "".join(parts) + '"'
 
 
 def _shell_word(word: str) -> str:
@@ -54,8 +85,10 @@ def probe_command(process: Process) -> str | None:
         words = ["rq", "info", "--only-workers", *_copied_options(process.command, _RQ_OPTIONS)]
         return " ".join(map(_shell_word, words))
     if kind == "celery":
+        # This instance's node only (not any worker of the app: the old slot's answer too).
         options = _copied_options(process.command, _CELERY_OPTIONS)
-        return " ".join(map(_shell_word, ["celery", *options, "inspect", "ping", "--timeout", "5"]))
+        ping = " ".join(map(_shell_word, ["celery", *options, "inspect", "ping", "--timeout", "5"]))
+        return f"{ping} --destination {celery_node(process.command)}"
     return None
 
 
@@ -86,6 +119,24 @@ def _singletons(config: Config, host: str) -> list[str]:
     return [name for name in on_host(config, host) if config.processes[name].singleton]
 
 
+def _probe_argv(
+    config: Config, layout: Layout, name: str, probe: str, slot: str, index: int, release: str
+) -> tuple[str, ...]:
+    """The probe of one instance, run as the app in the slot's release with the instance's own
+    DEPLOY_PROCESS and DEPLOY_INSTANCE (as its unit has them: its Celery node name may use them)."""
+    env = {**config.app.env, "DEPLOY_PROCESS": name, "DEPLOY_INSTANCE": f"{slot}-{index}"}
+    return cmd.run_in_release(
+        layout,
+        layout.slot(slot),
+        probe,
+        release,
+        config.environment or "default",
+        env,
+        f"probe {name}",
+        slot_env=layout.slot_env(slot),
+    ).argv
+
+
 def start_step(
     config: Config,
     layout: Layout,
@@ -102,26 +153,12 @@ def start_step(
     for name in names:
         process = config.processes[name]
         probe = probe_command(process)
-        argv = (
-            cmd.run_in_release(
-                layout,
-                layout.slot(new_slot),
-                probe,
-                release,
-                config.environment or "default",
-                dict(config.app.env),
-                f"probe {name}",
-                slot_env=layout.slot_env(new_slot),
-            ).argv
-            if probe
-            else None
-        )
         checks += [
             {
                 "unit": layout.process_unit(name, new_slot, index),
                 "kind": process.ready.kind,
                 "settle": process.settle,
-                "probe": argv,
+                "probe": probe and _probe_argv(config, layout, name, probe, new_slot, index, release),
                 "heartbeat": process.ready.heartbeat,
             }
             for index in range(1, process.instances + 1)

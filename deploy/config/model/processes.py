@@ -30,7 +30,8 @@ class Ready(Model):
         description="`settle`: alive without a restart for `settle` seconds; `notify`: the process "
         "reports ready through systemd (sd_notify READY=1); `heartbeat`: a file it touches; `command`: a "
         "probe command that exits 0; `rq` / `celery`: the framework's own probe (`rq info` on the "
-        "worker's queues, `celery inspect ping`). Written `ready: rq`, `ready: {heartbeat: PATH}` or "
+        "worker's queues, `celery inspect ping` to the instance's own node: its `-n` name, default "
+        "`celery@<host>`). Written `ready: rq`, `ready: {heartbeat: PATH}` or "
         "`ready: {command: CMD}`.",
     )
     heartbeat: AbsPath | None = Field(

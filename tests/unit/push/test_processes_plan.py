@@ -98,6 +98,12 @@ def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
         and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
     )
     assert probe[-3:] == ["/bin/sh", "-c", 'rq info --only-workers --url "$REDIS_URL"']
+    # Each instance's probe has the instance's own DEPLOY_PROCESS and DEPLOY_INSTANCE, as its unit.
+    assert "--setenv=DEPLOY_PROCESS=worker" in probe
+    assert [
+        next(word for word in c["probe"] if word.startswith("--setenv=DEPLOY_INSTANCE="))  # type: ignore[index]
+        for c in checks  # type: ignore[attr-defined]
+    ] == ["--setenv=DEPLOY_INSTANCE=green-1", "--setenv=DEPLOY_INSTANCE=green-2"]
     assert (two["timeout"], two["stop_budget"]) == (5 + 30, 610)  # settle + max(30, health_timeout)
 
 
@@ -157,8 +163,16 @@ def test_the_facts_read_every_instance_state_and_unit_template() -> None:
     [
         ("rq worker -u redis://r:6379/1 high", "rq", "rq info --only-workers -u redis://r:6379/1"),
         ("rq worker high", "rq", "rq info --only-workers"),
-        ("celery -A proj worker -l info", "celery", "celery -A proj inspect ping --timeout 5"),
-        ("celery --app=proj.app worker", "celery", "celery --app=proj.app inspect ping --timeout 5"),
+        (
+            "celery -A proj worker -l info",
+            "celery",
+            'celery -A proj inspect ping --timeout 5 --destination "celery@$(hostname)"',
+        ),
+        (
+            'celery --app=proj.app worker -n "w-$DEPLOY_INSTANCE@%h"',
+            "celery",
+            'celery --app=proj.app inspect ping --timeout 5 --destination "w-$DEPLOY_INSTANCE@$(hostname)"',
+        ),
         ("flask loop", "{command: flask ready}", "flask ready"),
         ("flask loop", "settle", None),
     ],
@@ -170,6 +184,26 @@ def test_ready_made_probes_copy_the_broker_and_app_options(
         YAML.split("processes:")[0] + f"processes:\n  w: {{command: {command!r}, ready: {ready}}}\n"
     )
     assert probe_command(config.processes["w"]) == probe
+
+
+@pytest.mark.parametrize(
+    ("command", "node"),
+    [
+        ("celery -A p worker", "celery@web-1.example.org"),
+        ("celery -A p worker -n w1", "w1@web-1.example.org"),
+        ('celery -A p worker -n "w-$DEPLOY_INSTANCE@%h"', "w-green-2@web-1.example.org"),
+        ("celery -A p worker --hostname=w-%n.%d@x%%", "w-web-1.example.org@x%"),
+        ("celery -A p worker -n 'a\"`b@%n'", 'a"`b@web-1'),
+    ],
+)
+def test_the_celery_probe_pings_the_node_name_of_its_own_instance(command: str, node: str) -> None:
+    """On the host, the shell word is the name Celery gives the instance's node (host_format)."""
+    from deploy.push.processes import celery_node
+
+    word = celery_node(command)
+    script = f"hostname() {{ echo web-1.example.org; }}; DEPLOY_INSTANCE=green-2; printf %s {word}"
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out == node
 
 
 def test_status_lists_the_live_slots_instances_and_any_other_still_running() -> None:
