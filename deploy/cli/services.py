@@ -4,12 +4,13 @@ restore, console."""
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +21,7 @@ from deploy.cli.push import Printer, _connected, _gather, _load, _stoppable, _ta
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
+    from deploy.push.quiesce import HostUnits
     from deploy.remote.executor import SSHExecutor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,32 +196,56 @@ def verify(
     sys.exit(0 if code == 0 else 1)
 
 
-def _web_units(executor: SSHExecutor, config: Config) -> dict[str, str]:
-    """{host: the live slot's unit} of every host serving the app."""
+def _app_units(executor: SSHExecutor, config: Config) -> dict[str, HostUnits]:
+    """{host: its units} of every host that runs something of the app: the live web slot, the
+    processes' instances, the job timers (see deploy/push/quiesce.py)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.layout import layout_for
+    from deploy.push.quiesce import app_units
 
-    layout = layout_for(config)
-    return {host: layout.unit(s.live_slot) for host, s in _gather(executor, config).items() if s.live_slot}
+    return app_units(config, _gather(executor, config))
 
 
-def _systemctl(executor: SSHExecutor, units: Mapping[str, str], action: str) -> list[str]:
+def _systemctl(executor: SSHExecutor, units: Mapping[str, list[str]], action: str) -> list[str]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote import commands as cmd
     from deploy.remote.executor import each
 
-    command = cmd.systemctl(action, description=f"{action} the app")
+    wanted = {host: names for host, names in units.items() if names}
     results = each(
-        list(units),
-        lambda h: executor.run(h, cmd.systemctl(action, units[h], description=command.description)),
+        list(wanted),
+        lambda h: executor.run(h, cmd.systemctl(action, *wanted[h], description=f"{action} the app")),
     )
     problems = []
     for host, result in results.items():
+        what = f"{host}: systemctl {action} {' '.join(wanted[host])}"
         if isinstance(result, BaseException):
-            problems.append(f"{host}: systemctl {action} {units[host]}: {result}")
+            problems.append(f"{what}: {result}")
         elif result[0] != 0:
-            problems.append(f"{host}: systemctl {action} {units[host]}: {result[1].strip()[-300:]}")
+            problems.append(f"{what}: {result[1].strip()[-300:]}")
     return problems
+
+
+@contextlib.contextmanager
+def app_stopped(executor: SSHExecutor, config: Config, printer: Printer) -> Iterator[None]:
+    """The app stopped on every host (web, processes, job timers) for the block, and started again
+    after it, whatever happens in it; exit 1 (nothing done) if it does not stop."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.quiesce import describe
+
+    units = _app_units(executor, config)
+    if units:
+        printer.say(f"stopping the app: {describe(units)}")
+        problems = _systemctl(executor, {h: u.stop for h, u in units.items()}, "stop")
+        if problems:
+            _systemctl(executor, {h: u.start for h, u in units.items()}, "start")
+            fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
+    try:
+        yield
+    finally:
+        if units:
+            problems = _systemctl(executor, {h: u.start for h, u in units.items()}, "start")
+            said = "\n  ".join(problems)
+            printer.say("started the app again" if not problems else f"the app did not start:\n  {said}")
 
 
 @services_group.command(name="restore")
@@ -249,24 +275,9 @@ def restore(
                 1,
             )
         _take_locks(executor, config, printer, "restore", record["stamp"])
-        units = _web_units(executor, config)
-        if units:
-            printer.say("stopping the app: " + ", ".join(f"{h} {u}" for h, u in units.items()))
-            problems = _systemctl(executor, units, "stop")
-            if problems:
-                _systemctl(executor, units, "start")
-                fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
-        try:
+        with app_stopped(executor, config, printer):
             command = restore_command(config, record["stamp"])
             code, result = _program(executor, host, command, max(3600, config.push.step_timeout))
-        finally:
-            if units:
-                problems = _systemctl(executor, units, "start")
-                printer.say(
-                    "started the app again"
-                    if not problems
-                    else "the app did not start:\n  " + "\n  ".join(problems)
-                )
     _restored(host, code, result)
 
 
