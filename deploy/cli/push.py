@@ -298,12 +298,18 @@ def _services_env(
     if config.services.redis is None:
         return {}, []
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.cli.service_changes import Downtime
     from deploy.config.redact import redacting_output
     from deploy.push.services_redis import RedisError, prepare_redis, redactions, require_credentials
     from deploy.remote.executor import ConnectError
 
+    notes = Downtime(printer.say)
+
     def run(step: Step) -> str:
+        persistence = config.services.redis.persistence if config.services.redis else None
+        notes.say_before(step, persistence)
         result = executor.run_step(step.host, step)
+        notes.say_after(result.output)
         if not result.ok:
             fail(
                 f"setup failed: {step.host}: {step.name}: {result.failed} (exit {result.exit_code})\n    "
@@ -615,6 +621,7 @@ def setup(
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.cli.service_changes import ServiceChanges
     from deploy.push.plans import PlanError, refuse_hosts, setup_plan
     from deploy.remote.executor import each
 
@@ -645,6 +652,8 @@ def setup(
             config, executor, list(states), printer, hide, "dry-run" if dry_run else "setup"
         )
         secrets = {**secrets, **services}
+        changes = ServiceChanges.learn(executor, config, list(states))
+        changes.say_removed(config, printer.say)
         try:
             plan = setup_plan(
                 config, states, _render(config, states, project), secrets, _project_identity(project)
@@ -670,6 +679,7 @@ def setup(
                     lambda facts: render(config, facts, project),
                 )
                 _show_plan(steps, states, printer, "then HTTPS (certificates), in this order:")
+            changes.restart(executor, config, lambda: states, secrets, printer.say, dry_run=True)
             return
         started = time.monotonic()
 
@@ -694,6 +704,7 @@ def setup(
                 f"{host}: "
                 + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
             )
+        changes.restart(executor, config, lambda: _gather(executor, config), secrets, printer.say)
         if tls_files is not None:
             from deploy.tls.certs import CertsError, https_on_hosts
 
