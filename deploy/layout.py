@@ -387,3 +387,14 @@ def backup_copy_folder(config: Config) -> str | None:
     if postgres is None or postgres.backups is None or postgres.backups.copy_to is None:
         return None
     return f"{postgres.backups.copy_to.rstrip('/')}/{config.app.name}/postgres"
+
+
+def redis_backup_paths(config: Config) -> BackupPaths:
+    """The Redis backups' paths of `config`'s app (services.redis.durable), on Redis's host."""
+    name = config.app.name
+    return BackupPaths(
+        folder=f"/var/backups/deploy/{name}/redis",
+        program=f"/usr/local/lib/deploy/{name}/redis_backup.py",
+        service=f"/etc/systemd/system/{name}-redis-backup.service",
+        timer=f"/etc/systemd/system/{name}-redis-backup.timer",
+    )

@@ -25,7 +25,7 @@ from deploy.layout import (
 )
 from deploy.plan import Action, Command, Plan, Step, Upload
 from deploy.project.requirements import src_root
-from deploy.push import processes
+from deploy.push import processes, redis_backups
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
@@ -295,6 +295,7 @@ def setup_plan(
     for host, state in states.items():
         steps += setup_steps(config, state, rendered[host], secrets, project_id)
         steps += backup_steps(config, state)
+        steps += redis_backups.backup_steps(config, state)
     return Plan(tuple(steps))
 
 

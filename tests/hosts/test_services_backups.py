@@ -266,3 +266,86 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
     status, _body = get(box.hosts()[0].address)
     assert status == 200
     assert "free" in project.deploy("lock", "status").stdout
+
+
+# --- Redis with durable: true, and a change of the services (issue #18's rest) ------------------
+
+REDIS_CLI = (
+    "REDISCLI_AUTH=$(sed -n 's/^REDIS_ADMIN_PASSWORD=//p' /etc/deploy/flaskr/services/redis.env) "
+    "redis-cli --no-auth-warning --user deploy-admin -s /run/redis/redis-server.sock"
+)
+JOB = "jobs:\n  cleanup: {command: 'true', schedule: hourly}\n"
+
+
+def redis_cli(box: Sandbox, *args: str) -> str:
+    return on_host(box, f"{REDIS_CLI} {' '.join(args)}")
+
+
+def test_a_durable_redis_is_backed_up_checked_listed_and_restored_with_the_app_stopped(
+    project: Project, box: Sandbox
+) -> None:
+    project.write_config(extra=SERVICES + "  redis: {durable: true, persistence: aof}\n" + JOB)
+    project.commit("services.redis durable, a job")
+    setup = project.deploy("setup", timeout=600)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    # REDIS_URL is new in the env file: the running app started again (the other slot, then the switch).
+    assert "the service URLs in the app's env file changed on" in setup.stdout
+    assert "the app runs with the new service URLs" in setup.stdout
+    assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer") == "enabled"
+    for i in range(200):
+        redis_cli(box, "set", f"user:{i}", f"name-{i}")
+    made = project.deploy("services", "backup", "--service", "redis", timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "checked by redis-check-rdb: 200 keys" in made.stdout
+    listing = project.deploy("services", "backups", check=True).stdout
+    assert "/var/backups/deploy/flaskr/postgres" in listing
+    assert "/var/backups/deploy/flaskr/redis (Redis)" in listing
+    (record,) = [r for r in records(project) if r.get("service") == "redis"]
+    assert record["status"] == "verified" and record["keys"] == 200
+    rdb = f"/var/backups/deploy/flaskr/redis/{record['stamp']}.rdb"
+    assert on_host(box, f"stat -c '%U %a' {rdb}") == "root 600"
+    redis_cli(box, "flushall")
+    redis_cli(box, "set", "after", "backup")
+    restored = project.deploy("services", "restore", "--service", "redis", timeout=600)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    # The whole app stopped: its web slot and its job's timer, and started again after.
+    assert "stopping the app:" in restored.stdout and "flaskr-job-cleanup.timer" in restored.stdout
+    assert "restored Redis backup" in restored.stdout and "200 keys" in restored.stdout
+    assert redis_cli(box, "get", "user:7") == "name-7"
+    assert redis_cli(box, "exists", "after") == "0"
+    # With persistence aof, Redis wrote its AOF again from the restored data: a restart keeps it.
+    assert redis_cli(box, "config", "get", "appendonly").splitlines()[-1] == "yes"
+    on_host(box, "systemctl restart redis-server && sleep 1")
+    assert redis_cli(box, "dbsize") == "200"
+    assert on_host(box, "systemctl is-active flaskr-job-cleanup.timer") == "active"
+    status, _body = get(box.hosts()[0].address)
+    assert status == 200
+    safety = [r for r in records(project) if r.get("service") == "redis" and r.get("label") == "safety"]
+    assert safety and safety[-1]["keys"] == 1
+    assert "free" in project.deploy("lock", "status").stdout
+
+
+def test_a_service_change_says_its_downtime_and_a_removed_one_keeps_its_data(
+    project: Project, box: Sandbox
+) -> None:
+    project.write_config(extra=SERVICES + "  redis: {durable: true, persistence: rdb}\n" + JOB)
+    project.commit("redis: rdb")
+    changed = project.deploy("setup", timeout=600)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "redis-server restarts (Redis has no reload)" in changed.stdout
+    assert "its data is kept (persistence: rdb" in changed.stdout
+    assert "Redis was restarted: the app could not use it for at most" in changed.stdout
+    assert redis_cli(box, "dbsize") == "200"
+    # Removed from deploy.yaml: REDIS_URL leaves the env file, the app starts again, Redis keeps running.
+    project.write_config(extra=SERVICES + JOB)
+    project.commit("no redis")
+    removed = project.deploy("setup", timeout=600)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "services.redis is no longer in deploy.yaml" in removed.stdout
+    assert "still runs on" in removed.stdout and "never deletes data" in removed.stdout
+    assert "the app runs with the new service URLs" in removed.stdout
+    assert on_host(box, "grep -c '^REDIS_URL=' /etc/flaskr/env || true") == "0"
+    assert redis_cli(box, "dbsize") == "200"
+    assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer || true") != "enabled"
+    again = project.deploy("setup", timeout=600)
+    assert "the app runs with the new service URLs" not in again.stdout
