@@ -309,7 +309,6 @@ def _services_env(
         persistence = config.services.redis.persistence if config.services.redis else None
         notes.say_before(step, persistence)
         result = executor.run_step(step.host, step)
-        notes.say_after(result.output)
         if not result.ok:
             fail(
                 f"setup failed: {step.host}: {step.name}: {result.failed} (exit {result.exit_code})\n    "
@@ -318,6 +317,7 @@ def _services_env(
             )
         said = [line for line in result.output.splitlines() if line.startswith("redis-server ")]
         printer.say(f"{step.host}: {step.name}" + (f": {'; '.join(said)}" if said else ""))
+        notes.say_after(result.output)
         return result.output
 
     steps: list[Step] = []

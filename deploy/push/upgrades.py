@@ -147,7 +147,7 @@ def removal_notes(config: Config, left: Mapping[str, Iterable[str]]) -> list[str
                     f"sudo rm -r {services_dir(config)}/postgres*"
                 )
             else:
-                data = "its data (/var/lib/redis)"
+                data = f"its data (/var/lib/redis) and its backups (/var/backups/deploy/{app}/redis)"
                 how = (
                     f"on {host}: sudo rm {services_dir(config)}/redis*; remove the 'include "
                     f"{services_dir(config)}/redis.conf' line from /etc/redis/redis.conf; sudo systemctl "
