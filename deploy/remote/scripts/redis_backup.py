@@ -198,6 +198,7 @@ def take(folder, redis, label):
         "created_at": now_text(),
         "seconds": round(time.monotonic() - started, 2),
         "rdb_sha256": file_sha256(final),
+        "size": os.path.getsize(final),
         "keys": keys,
         "keys_live": redis.keys(),
         "check": said,
