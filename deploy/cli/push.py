@@ -576,6 +576,9 @@ def _services(
         elif ca:
             services.run(executor, ca, printer.say)
             printer.say("postgres: deploy's CA certificate on " + ", ".join(s.host for s in ca))
+        copies = services.copy_plan(config, executor, printer.say, apply=not dry_run)
+        if dry_run and copies:
+            _show_plan(copies, {}, printer, "then the two ends of the backup copies:")
         return env
     except services.ServiceError as exc:
         fail(f"setup stopped: {exc}", 1)

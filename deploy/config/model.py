@@ -329,8 +329,7 @@ class Static(Model):
 
     url: UrlPath = Field(
         "/static",
-        description="The URL prefix Nginx serves the static files under (not `/`, not under "
-        "`/.well-known`).",
+        description="The URL prefix Nginx serves the static files under (not `/`, not under `/.well-known`).",
     )
     dir: RelPath = Field(
         "static",
@@ -877,8 +876,7 @@ class Gunicorn(Model):
     #: gevent/eventlet workers (they must patch the standard library before the app is imported).
     preload_app: Literal["auto"] | bool = Field(
         "auto",
-        description="Import the app once, then fork the workers (`auto`: yes, unless gevent or "
-        "eventlet).",
+        description="Import the app once, then fork the workers (`auto`: yes, unless gevent or eventlet).",
     )
 
     @field_validator("worker_class", mode="before")
@@ -1086,8 +1084,7 @@ class Push(Model):
 
     keep_releases: Annotated[int, Field(ge=2, le=100)] = Field(
         5,
-        description="Releases kept on each host; never removes the current release or the rollback "
-        "target.",
+        description="Releases kept on each host; never removes the current release or the rollback target.",
     )
     batch: (
         Annotated[
@@ -1117,8 +1114,7 @@ class Push(Model):
     #: runs on a host, before it gives up and says so.
     lock_wait: Annotated[int, Field(ge=0, le=86400)] = Field(
         120,
-        description="Seconds a push waits for the last step of an interrupted push still running on a "
-        "host.",
+        description="Seconds a push waits for the last step of an interrupted push still running on a host.",
     )
 
 
@@ -1147,6 +1143,14 @@ def _schedule(value: str) -> str:
     return schedule.check(value)
 
 
+def _folder_or_host(value: str) -> str:
+    """An absolute folder, or a host's address (one of server.hosts: checked with the hosts)."""
+    if value.startswith("/"):
+        checked: str = _matches(_ABS_PATH, "an absolute path (no '..', no spaces or quotes)")(value)
+        return checked
+    return _host_address(value)
+
+
 class Backups(Model):
     """Scheduled backups of the app's Postgres database, each proven to restore."""
 
@@ -1161,10 +1165,13 @@ class Backups(Model):
     keep_weekly: Annotated[int, Field(ge=0, le=520)] = Field(
         4, description="Keep the newest verified backup of each of this many most recent weeks."
     )
-    copy_to: AbsPath | None = Field(
+    copy_to: Annotated[str, AfterValidator(_folder_or_host)] | None = Field(
         None,
-        description="An absolute folder on the service host (another disk, a mount) that receives a copy "
-        "of each verified backup, under `<folder>/<app>/postgres/`, with the same retention.",
+        description="Where each verified backup is also copied, with the same retention: an absolute folder "
+        "on the service host (another disk, a mount), under `<folder>/<app>/postgres/`; or the address of "
+        "another of server.hosts, which receives it over SSH from the service host (a key made there, "
+        "allowed only to write backups into one folder; the host key pinned) in "
+        "`/var/backups/deploy/<app>/postgres-copies/`, checksums compared.",
     )
     verify: bool = Field(
         True,
@@ -1231,9 +1238,10 @@ class RedisService(Model):
         False,
         description="Its data matters: the backups include Redis's persistence files. Needs `rdb` or `aof`.",
     )
-    maxmemory: Annotated[
-        str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))
-    ] | None = Field(
+    maxmemory: (
+        Annotated[str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))]
+        | None
+    ) = Field(
         None,
         description="The most memory Redis uses for data (`256mb`, `1gb`); at the limit, writes fail "
         "(Redis's `noeviction`). Default: no limit.",
@@ -1400,6 +1408,17 @@ class Config(Model):
                         "there, or name another variable here",
                     )
                 )
+            copy_to = getattr(getattr(service, "backups", None), "copy_to", None) or "/"
+            if not copy_to.startswith("/") and (
+                copy_to not in addresses or copy_to == service_host(self, service)
+            ):
+                problems.append(
+                    (
+                        (*where, "backups", "copy_to"),
+                        f"{copy_to!r} is not another of server.hosts ({', '.join(addresses)}): deploy sets "
+                        "up the host that receives the copies, so it must be one of them, not the service's",
+                    )
+                )
             if service_network(self, service) != "local":
                 names = [a for a in addresses if not _IPV4.fullmatch(a)]
                 if names:
@@ -1510,4 +1529,3 @@ def service_network(config: Config, service: Postgres | RedisService) -> Literal
 def sql_name(config: Config) -> str:
     """The app's name as an SQL name (the default database and role): `-` becomes `_`."""
     return config.app.name.replace("-", "_")
-

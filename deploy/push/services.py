@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from deploy.config.model import Config
 from deploy.layout import postgres_paths
 from deploy.plan import Command, Step
-from deploy.push import postgres, upgrades
+from deploy.push import backup_copy, postgres, upgrades
 from deploy.remote.executor import Executor
 
 
@@ -100,3 +100,15 @@ def ca_plan(config: Config, executor: Executor) -> list[Step]:
     read = Command(("sh", "-c", 'cat -- "$1" 2>/dev/null || true', "read", path), "the CA certificate")
     current = {host: executor.gather(pg.names[host], read) for host in pg.app_hosts}
     return postgres.ca_steps(config, pg, creds, current)
+
+
+def copy_plan(config: Config, executor: Executor, say: Callable[[str], None], apply: bool) -> list[Step]:
+    """services.postgres.backups.copy_to naming a host: both ends prepared (see deploy/push/backup_copy.py),
+    or, without `apply`, planned."""
+    try:
+        steps = backup_copy.prepare(config, executor, lambda s: run(executor, s, say), apply)
+    except backup_copy.CopyError as exc:
+        raise ServiceError(str(exc)) from None
+    for step in steps if apply else []:
+        say(f"{step.host}: {step.name}: ready")
+    return steps

@@ -40,7 +40,9 @@ TABLES = (
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with private_sandbox(tmp_path_factory, "backups-sandbox", 1) as sandbox:
+    # The second host receives the copies of the last test (copy_to naming a host); until then, the
+    # app runs on the first one only.
+    with private_sandbox(tmp_path_factory, "backups-sandbox", 2) as sandbox:
         yield sandbox
 
 
@@ -61,7 +63,7 @@ def counts(box: Sandbox) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    project = make_project(tmp_path_factory.mktemp("backups-project"), box.hosts())
+    project = make_project(tmp_path_factory.mktemp("backups-project"), box.hosts()[:1])
     project.write_config(extra=SERVICES)
     project.commit("services.postgres with backups")
     host = box.hosts()[0]
@@ -349,3 +351,60 @@ def test_a_service_change_says_its_downtime_and_a_removed_one_keeps_its_data(
     assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer || true") != "enabled"
     again = project.deploy("setup", timeout=600)
     assert "the app runs with the new service URLs" not in again.stdout
+
+
+def on_second(box: Sandbox, command: str, timeout: float = 60) -> str:
+    return box.run(box.hosts()[1], ["sh", "-c", command], timeout=timeout).stdout.strip()
+
+
+def test_copies_to_another_host_go_through_a_key_that_can_only_write_backups(
+    project: Project, box: Sandbox
+) -> None:
+    first, second = box.hosts()[0].address, box.hosts()[1].address
+    project.hosts = box.hosts()
+    services = SERVICES.replace("copy_to: /var/backups/offsite", f"copy_to: {second}")
+    project.write_config(extra=services)
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(f", {second}]", f", {{address: {second}, roles: [backup]}}]"), encoding="utf-8"
+    )
+    project.commit("backups copied to the second host")
+    setup = project.deploy("setup", timeout=900)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "backup copy key: ready" in setup.stdout and "backup copy target: ready" in setup.stdout
+    # The timer's own run, without deploy: a verified backup, then its copy on the second host.
+    result = box.run(box.hosts()[0], ["systemctl", "start", "flaskr-pg-backup.service"], timeout=600)
+    assert result.returncode == 0, result.stderr + on_host(
+        box, "journalctl -u flaskr-pg-backup -n 30 --no-pager"
+    )
+    record = [r for r in records(project) if r.get("label") == "scheduled"][-1]
+    assert record["status"] == "verified"
+    assert record["copied_to"] == f"flaskr-backups@{second}"
+    target = f"/var/backups/deploy/flaskr/postgres-copies/{record['stamp']}"
+    assert on_second(box, f"sha256sum < {target}.dump") == f"{record['dump_sha256']}  -"
+    assert on_second(box, f"stat -c '%U %a' {target}.dump") == "flaskr-backups 600"
+    assert json.loads(on_second(box, f"cat {target}.json"))["status"] == "verified"
+    # The key lives on the service host only, root's; the target's host key is pinned there.
+    key = "/etc/deploy/flaskr/services/backup-copy/id_ed25519"
+    assert on_host(box, f"stat -c '%U %a' {key}") == "root 600"
+    assert on_second(box, f"test -e {key} && echo there || echo absent") == "absent"
+    ssh = (
+        f"ssh -F /dev/null -i {key} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile=/etc/deploy/flaskr/services/backup-copy/known_hosts flaskr-backups@{second}"
+    )
+    # The key runs nothing but the receiver: no shell, no reading a file back.
+    assert "refused: only 'put" in on_host(box, f"{ssh} cat {target}.dump 2>&1")
+    assert "refused: only 'put" in on_host(box, f"{ssh} 2>&1 < /dev/null")
+    # What arrives damaged is dropped.
+    damaged = on_host(box, f"printf abc | {ssh} put 20260101T000000Z.dump 3 {'0' * 64} 2>&1")
+    assert "arrived damaged" in damaged
+    assert on_second(box, "ls /var/backups/deploy/flaskr/postgres-copies | grep -c 20260101 || true") == "0"
+    # Another host key under the target's address is refused (the pinned one only).
+    assert "Host key verification failed" in on_host(
+        box,
+        f"{ssh.replace('/etc/deploy/flaskr/services/backup-copy/known_hosts', '/dev/null')} put x 1 y 2>&1",
+    )
+    assert first != second
+    again = project.deploy("setup", timeout=600)
+    assert "backup copy" not in again.stdout
