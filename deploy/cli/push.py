@@ -546,6 +546,7 @@ def _services(
     """Set the services up (or, in a dry run, show what would change) before the app; the values the
     app's env file gets from them (DATABASE_URL), redacted from all output from here on."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.cli.service_changes import Downtime
     from deploy.config.redact import redacting_output
     from deploy.push import services
 
@@ -557,6 +558,7 @@ def _services(
         if dry_run:
             if planned.steps:
                 _show_plan(list(planned.steps), {}, printer, "dry run: nothing is changed. Services would:")
+                Downtime(printer.say).say_planned(planned.steps)
             else:
                 printer.say(f"dry run: {host}: postgres is already set up; nothing would change")
         else:
@@ -624,7 +626,7 @@ def setup(
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.cli.service_changes import ServiceChanges
+    from deploy.cli.service_changes import Downtime, ServiceChanges
     from deploy.push.plans import PlanError, refuse_hosts, setup_plan
     from deploy.remote.executor import each
 
@@ -666,6 +668,8 @@ def setup(
         if dry_run:
             if service_steps:
                 _show_plan(service_steps, states, printer, "dry run: nothing is changed. Services would:")
+                redis = config.services.redis
+                Downtime(printer.say).say_planned(service_steps, redis.persistence if redis else None)
             if not plan.steps:
                 printer.say("dry run: every host is already set up; nothing would change")
             else:

@@ -5,7 +5,7 @@ and the services deploy.yaml no longer has (still running, with their data). See
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,16 @@ class Downtime:
         note = before(step, persistence)
         if note:
             self.say(note)
+
+    def say_planned(self, steps: Iterable[Step], persistence: str | None = None) -> None:
+        """A dry run: what each planned service step would cost the app."""
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+        from deploy.push.upgrades import before
+
+        for step in steps:
+            note = before(step, persistence)
+            if note:
+                self.say(f"dry run: {note}")
 
     def say_after(self, output: str) -> None:
         # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
