@@ -197,6 +197,8 @@ def backup(
                     click.echo(f"  retention removed {stamp}")
                 if record.get("copied_to"):
                     click.echo(f"  copied to {record['copied_to']}")
+                if record.get("copy_failed"):
+                    click.echo(f"  the copy FAILED: {record['copy_failed']}")
         if with_redis:
             codes.append(redis.backup(config, lambda h, c, t: _program(executor, h, c, t), timeout))
     sys.exit(0 if not any(codes) else 1)

@@ -1236,7 +1236,9 @@ class RedisService(Model):
     )
     durable: bool = Field(
         False,
-        description="Its data matters: the backups include Redis's persistence files. Needs `rdb` or `aof`.",
+        description="Its data matters: a BGSAVE snapshot, checked by `redis-check-rdb`, is backed up on "
+        "Redis's host on the schedule of `services.postgres.backups` (daily without it), listed by `deploy "
+        "services backups` and restored by `deploy services restore --service redis`. Needs `rdb` or `aof`.",
     )
     maxmemory: (
         Annotated[str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))]
