@@ -423,6 +423,11 @@ def backup(args):
                     record["copied_to"] = copy_to_host(args.dir, stamp, args)
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     record["copy_failed"] = str(exc)
+                # The record here says where its copy went (the copy's own record was sent before).
+                kept_record = read_json(os.path.join(args.dir, f"{stamp}.json")) or {}
+                kept_record.pop("copy_failed", None)
+                kept_record.update({k: record[k] for k in ("copied_to", "copy_failed") if k in record})
+                write_json(os.path.join(args.dir, f"{stamp}.json"), kept_record)
     print(json.dumps(record, sort_keys=True))
     if record.get("copy_failed"):
         return 6
