@@ -42,8 +42,8 @@ def _on_hosts(func: F) -> F:
 
 @click.group(name="services")
 def services_group() -> None:
-    """The services beside the app (services: in deploy.yaml): Postgres and Redis credentials; Postgres
-    backups, restore, console."""
+    """The services beside the app (services: in deploy.yaml): Postgres and Redis credentials; backups
+    (Postgres, and Redis with durable: true), restore, console."""
 
 
 def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
