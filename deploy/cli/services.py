@@ -16,8 +16,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from deploy.cli import services_redis as redis
-from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.cli.push import Printer, _connected, _gather, _load, _stoppable, _take_locks, redacts_secrets
+from deploy.cli.common import (
+    Printer,
+    config_option,
+    connected,
+    env_option,
+    fail,
+    gather,
+    handles_config_errors,
+    load_config,
+    redacts_secrets,
+    stoppable,
+)
 from deploy.cli.services_redis import age_text as _age
 from deploy.cli.services_redis import size_text as _size
 
@@ -51,7 +61,7 @@ def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.backups import service_host
 
-    config, _project = _load(config_path, environment)
+    config, _project = load_config(config_path, environment)
     if config.services.postgres is None:
         fail(f"{config_path}: services.postgres is not set: there is no database to back up", 2)
     return config, service_host(config)
@@ -59,7 +69,7 @@ def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
 
 def _backed_up(config_path: str, environment: str | None) -> Config:
     """The config; exit 2 when deploy.yaml has neither services.postgres nor a durable services.redis."""
-    config, _project = _load(config_path, environment)
+    config, _project = load_config(config_path, environment)
     if config.services.postgres is None and redis.durable(config) is None:
         fail(
             f"{config_path}: services.postgres is not set and services.redis is not durable: there is "
@@ -125,7 +135,7 @@ def backups(config_path: str, environment: str | None, accept_new_host_keys: boo
 
     config = _backed_up(config_path, environment)
     records: list[dict[str, Any]] = []
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         if config.services.postgres is not None:
             records = _program(executor, service_host(config), list_command(config), 120)[1]
         kept = redis.list_backups(config, lambda h, c, t: _program(executor, h, c, t))
@@ -184,7 +194,7 @@ def backup(
         fail(f"{config_path}: services.{service} has no backups (see services: in deploy.yaml)", 2)
     codes = []
     timeout = max(3600, config.push.step_timeout)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         if postgres:
             host = service_host(config)
             code, record = _program(executor, host, backup_command(config), timeout)
@@ -215,7 +225,7 @@ def verify(
     from deploy.push.backups import verify_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         command = verify_command(config, backup_name or "latest")
         code, record = _program(executor, host, command, max(3600, config.push.step_timeout))
     _report(record, f"{host}: backup")
@@ -228,7 +238,7 @@ def _app_units(executor: SSHExecutor, config: Config) -> dict[str, HostUnits]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.quiesce import app_units
 
-    return app_units(config, _gather(executor, config))
+    return app_units(config, gather(executor, config))
 
 
 def _systemctl(executor: SSHExecutor, units: Mapping[str, list[str]], action: str) -> list[str]:
@@ -301,6 +311,7 @@ def restore(
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push import redis_backups
     from deploy.push.backups import list_command, restore_command, service_host
+    from deploy.push.lock import take_locks
 
     config = _backed_up(config_path, environment)
     service = service or ("postgres" if config.services.postgres is not None else "redis")
@@ -311,7 +322,7 @@ def restore(
         fail(f"{config_path}: services.redis is not durable: it has no backups to restore", 2)
         return
     printer = Printer(False)
-    with _stoppable(printer, "restore"), _connected(config, accept_new_host_keys, printer) as executor:
+    with stoppable(printer, "restore"), connected(config, accept_new_host_keys, printer) as executor:
         # Refused before anything stops: a backup that is not (or no longer) verified.
         if service == "postgres":
             record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
@@ -325,7 +336,7 @@ def restore(
                 f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
                 1,
             )
-        _take_locks(executor, config, printer, "restore", record["stamp"])
+        take_locks(executor, config, printer, "restore", record["stamp"])
         with app_stopped(executor, config, printer):
             if service == "postgres":
                 command = restore_command(config, record["stamp"])
@@ -382,7 +393,7 @@ def pull(
     from deploy.push.backups import list_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         _code, records = _program(executor, host, list_command(config), 120)
         record = _pick(records, backup_name)
         target = Path(output or f"{record['stamp']}.dump")
@@ -450,7 +461,7 @@ def console(
         # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.plan import Command
 
-        with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        with connected(config, accept_new_host_keys, Printer(False)) as executor:
             code = executor.stream(host, Command(psql, "psql", sudo=True), lambda t: click.echo(t, nl=False))
         sys.exit(code)
     os.execvp("ssh", _ssh_argv(config, host, psql))  # noqa: S606 (an interactive terminal: the user's ssh)

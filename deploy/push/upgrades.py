@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from deploy.config.model import Config, sql_name
 from deploy.layout import layout_for, services_dir
 from deploy.plan import Command, Step
-from deploy.push.plans import PushPlan, env_file_content, host_rollback
+from deploy.push.plan_rollback import host_rollback
+from deploy.push.plan_setup import env_file_content
+from deploy.push.plan_types import PushPlan
 from deploy.remote.facts import HostState
 
 #: The variables services hand the app (whatever services.*.env names, these too: a URL of a

@@ -12,7 +12,8 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.plan import Command, Step, Upload
-from deploy.push.plans import push_plan, rollback_plan
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
 from deploy.push.processes import PROCESS_READY, probe_command
 from deploy.push.rollout import Rollout
 from deploy.remote.executor import Recorder, StepResult

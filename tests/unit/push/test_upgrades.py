@@ -11,7 +11,7 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.plan import Command, Step
-from deploy.push.plans import env_file_content
+from deploy.push.plan_setup import env_file_content
 from deploy.push.upgrades import (
     after,
     before,

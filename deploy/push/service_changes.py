@@ -9,12 +9,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from deploy.cli.common import fail
+from deploy.layout import layout_for
+from deploy.push.rollout import Rollout
+from deploy.push.upgrades import (
+    after,
+    before,
+    digest_command,
+    leftovers,
+    leftovers_command,
+    removal_notes,
+    restart_plan,
+    urls_changed,
+)
+from deploy.remote.executor import each
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.plan import Step
-    from deploy.remote.executor import SSHExecutor
+    from deploy.push.console import Console
+    from deploy.remote.executor import Executor
     from deploy.remote.facts import HostState
 
 
@@ -27,8 +40,6 @@ class Downtime:
         self.started = 0.0
 
     def say_before(self, step: Step, persistence: str | None = None) -> None:
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.push.upgrades import before
 
         self.step, self.started = step, time.monotonic()
         note = before(step, persistence)
@@ -37,8 +48,6 @@ class Downtime:
 
     def say_planned(self, steps: Iterable[Step], persistence: str | None = None) -> None:
         """A dry run: what each planned service step would cost the app."""
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.push.upgrades import before
 
         for step in steps:
             note = before(step, persistence)
@@ -46,8 +55,6 @@ class Downtime:
                 self.say(f"dry run: {note}")
 
     def say_after(self, output: str) -> None:
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.push.upgrades import after
 
         if self.step is None:
             return
@@ -65,10 +72,7 @@ class ServiceChanges:
     left: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def learn(cls, executor: SSHExecutor, config: Config, hosts: list[str]) -> ServiceChanges:
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.push.upgrades import digest_command, leftovers, leftovers_command
-        from deploy.remote.executor import each
+    def learn(cls, executor: Executor, config: Config, hosts: list[str]) -> ServiceChanges:
 
         digests = each(hosts, lambda h: executor.gather(h, digest_command(config)))
         listings = each(hosts, lambda h: executor.gather(h, leftovers_command(config)))
@@ -78,28 +82,23 @@ class ServiceChanges:
         )
 
     def say_removed(self, config: Config, say: Callable[[str], None]) -> None:
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.push.upgrades import removal_notes
 
         for line in removal_notes(config, self.left):
             say(line)
 
     def restart(
         self,
-        executor: SSHExecutor,
+        executor: Executor,
         config: Config,
         gather: Callable[[], Mapping[str, HostState]],
         secrets: Mapping[str, str],
-        say: Callable[[str], None],
+        printer: Console,
         dry_run: bool = False,
     ) -> None:
         """Start the app again where the service URLs of its env file changed (a running app read the
         old ones when it started): the other slot, health-gated, then the switch, in batches."""
-        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-        from deploy.layout import layout_for
-        from deploy.push.rollout import Rollout
-        from deploy.push.upgrades import restart_plan, urls_changed
 
+        say = printer.say
         if not urls_changed(config, secrets, self.digests):
             return
         # The hosts as setup left them (a host that serves nothing yet has nothing to start again).
@@ -129,9 +128,9 @@ class ServiceChanges:
         outcome = rollout.run()
         if not outcome.ok:
             reasons = "\n  ".join(f"{f.host}: {f.step} failed: {f.reason}" for f in outcome.failures)
-            fail(
+            printer.fail(
                 "setup is done, but the app did not start again with the new service URLs (it still runs "
-                f"with the old ones):\n  {reasons}\nrun 'deploy setup' again, or 'deploy push'",
+                f"with the old ones):\n  {reasons}\n'deploy push' starts it with them",
                 1,
             )
         say(f"the app runs with the new service URLs on {', '.join(outcome.switched)}")
