@@ -76,6 +76,11 @@ def setup(
     With services.redis in deploy.yaml, Redis first (its ACL user and password made on its host,
     persistence, TLS; a changed setting restarts redis-server), and REDIS_URL into the env file.
 
+    Each service change says what it costs the app before and after it runs (a Postgres reload or
+    restart, a Redis restart). When the service URLs in the app's env file change, the app starts again
+    as a rollback switches (the other slot, health-gated: no downtime). A service removed from
+    deploy.yaml keeps running with its data: setup says where, and how to remove it.
+
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
