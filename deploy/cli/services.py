@@ -336,7 +336,8 @@ def restore(
                 f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
                 1,
             )
-        take_locks(executor, config, printer, "restore", record["stamp"])
+        action = "restore" if service == "postgres" else "redis restore"
+        take_locks(executor, config, printer, action, record["stamp"])
         with app_stopped(executor, config, printer):
             if service == "postgres":
                 command = restore_command(config, record["stamp"])
