@@ -384,6 +384,56 @@ def backup_paths(config: Config) -> BackupPaths:
 def backup_copy_folder(config: Config) -> str | None:
     """Where services.postgres.backups.copy_to receives copies: <copy_to>/<app>/postgres (None: no copy)."""
     postgres = config.services.postgres
-    if postgres is None or postgres.backups is None or postgres.backups.copy_to is None:
+    copy_to = postgres.backups.copy_to if postgres and postgres.backups else None
+    if copy_to is None or not copy_to.startswith("/"):
         return None
-    return f"{postgres.backups.copy_to.rstrip('/')}/{config.app.name}/postgres"
+    return f"{copy_to.rstrip('/')}/{config.app.name}/postgres"
+
+
+def backup_copy_host(config: Config) -> str | None:
+    """The address services.postgres.backups.copy_to names when it names another host (else None)."""
+    postgres = config.services.postgres
+    copy_to = postgres.backups.copy_to if postgres and postgres.backups else None
+    return copy_to if copy_to is not None and not copy_to.startswith("/") else None
+
+
+def redis_backup_paths(config: Config) -> BackupPaths:
+    """The Redis backups' paths of `config`'s app (services.redis.durable), on Redis's host."""
+    name = config.app.name
+    return BackupPaths(
+        folder=f"/var/backups/deploy/{name}/redis",
+        program=f"/usr/local/lib/deploy/{name}/redis_backup.py",
+        service=f"/etc/systemd/system/{name}-redis-backup.service",
+        timer=f"/etc/systemd/system/{name}-redis-backup.timer",
+    )
+
+
+@dataclass(frozen=True)
+class CopyPaths:
+    """services.postgres.backups.copy_to naming another host: the service host's key and pinned host
+    key for it, and the restricted account and folder that receive the copies on that host."""
+
+    #: On the service host (root 0700 folder): the private key (0600), its .pub, the pinned known_hosts.
+    folder: str
+    key: str
+    known_hosts: str
+    #: On the target host: the account the key logs in as (forced command), its folder (0700).
+    user: str
+    home: str
+    authorized_keys: str
+    target: str
+
+
+def backup_copy_paths(config: Config) -> CopyPaths:
+    name = config.app.name
+    folder = f"/etc/deploy/{name}/services/backup-copy"
+    home = f"/var/lib/deploy-backups/{name}"
+    return CopyPaths(
+        folder=folder,
+        key=f"{folder}/id_ed25519",
+        known_hosts=f"{folder}/known_hosts",
+        user=f"{name}-backups"[:32],
+        home=home,
+        authorized_keys=f"{home}/.ssh/authorized_keys",
+        target=f"/var/backups/deploy/{name}/postgres-copies",
+    )

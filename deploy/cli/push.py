@@ -77,12 +77,18 @@ def setup(
     With services.redis in deploy.yaml, Redis first (its ACL user and password made on its host,
     persistence, TLS; a changed setting restarts redis-server), and REDIS_URL into the env file.
 
+    Each service change says what it costs the app before and after it runs (a Postgres reload or
+    restart, a Redis restart). When the service URLs in the app's env file change, the app starts again
+    as a rollback switches (the other slot, health-gated: no downtime). A service removed from
+    deploy.yaml keeps running with its data: setup says where, and how to remove it.
+
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.lock import take_locks
     from deploy.push.plan_setup import refuse_hosts, setup_plan
     from deploy.push.plan_types import PlanError
+    from deploy.push.service_changes import ServiceChanges
     from deploy.push.service_env import service_env
 
     config, project = load_config(config_path, environment)
@@ -112,6 +118,8 @@ def setup(
         }
         states = gather(executor, config, nginx_test=True)
         _connection_budget(config, project, states, printer)
+        changes = ServiceChanges.learn(executor, config, list(states))
+        changes.say_removed(config, printer.say)
         try:
             plan = setup_plan(
                 config, states, _render(config, states, project), secrets, _project_identity(project)
@@ -125,8 +133,13 @@ def setup(
                 show_plan(list(plan.steps), states, printer, "dry run: nothing is changed. Setup would:")
             if tls_files is not None:
                 _show_https(config, states, tls_files, project, printer)
+            changes.restart(executor, config, lambda: states, secrets, printer, dry_run=True)
             return
-        _run_setup(config, executor, plan.for_host, states, tls_files, project, printer)
+
+        def restart() -> None:
+            changes.restart(executor, config, lambda: gather(executor, config), secrets, printer)
+
+        _run_setup(config, executor, plan.for_host, states, tls_files, project, printer, restart)
 
 
 def _show_https(
@@ -155,8 +168,10 @@ def _run_setup(
     tls_files: TLSFiles | None,
     project: Path,
     printer: Printer,
+    restart: Callable[[], None],
 ) -> None:
-    """Run each host's setup steps (hosts at once), report what changed, then HTTPS."""
+    """Run each host's setup steps (hosts at once), report what changed, start the app again where its
+    service URLs changed (`restart`), then HTTPS."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote.executor import each
 
@@ -182,6 +197,7 @@ def _run_setup(
             {"host": host, "changed": changed},
             f"{host}: " + (f"changed {', '.join(changed)}" if changed else "already set up; nothing changed"),
         )
+    restart()
     if tls_files is not None:
         from deploy.tls.certs import CertsError, https_on_hosts
 

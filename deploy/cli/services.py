@@ -3,18 +3,19 @@ restore, console."""
 
 from __future__ import annotations
 
-import calendar
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from deploy.cli import services_redis as redis
 from deploy.cli.common import (
     Printer,
     config_option,
@@ -27,9 +28,12 @@ from deploy.cli.common import (
     redacts_secrets,
     stoppable,
 )
+from deploy.cli.services_redis import age_text as _age
+from deploy.cli.services_redis import size_text as _size
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
+    from deploy.push.quiesce import HostUnits
     from deploy.remote.executor import SSHExecutor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,8 +52,8 @@ def _on_hosts(func: F) -> F:
 
 @click.group(name="services")
 def services_group() -> None:
-    """The services beside the app (services: in deploy.yaml): Postgres and Redis credentials; Postgres
-    backups, restore, console."""
+    """The services beside the app (services: in deploy.yaml): Postgres and Redis credentials; backups
+    (Postgres, and Redis with durable: true), restore, console."""
 
 
 def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
@@ -63,6 +67,18 @@ def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
     return config, service_host(config)
 
 
+def _backed_up(config_path: str, environment: str | None) -> Config:
+    """The config; exit 2 when deploy.yaml has neither services.postgres nor a durable services.redis."""
+    config, _project = load_config(config_path, environment)
+    if config.services.postgres is None and redis.durable(config) is None:
+        fail(
+            f"{config_path}: services.postgres is not set and services.redis is not durable: there is "
+            "nothing to back up",
+            2,
+        )
+    return config
+
+
 def _program(executor: SSHExecutor, host: str, command: Any, timeout: float) -> tuple[int, Any]:
     """Run the backup program on `host`: its exit code and the JSON it printed."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -74,22 +90,6 @@ def _program(executor: SSHExecutor, host: str, command: Any, timeout: float) -> 
     except ValueError:
         fail(f"{host}: {command.description} failed (exit {code}): {output.strip()[-600:]}", 1)
         raise  # unreachable: fail exits
-
-
-def _size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def _age(stamp: str, now: float) -> str:
-    seconds = max(0.0, now - calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ")))
-    for span, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= span:
-            return f"{seconds // span:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _rows(record: Mapping[str, Any]) -> tuple[int, int]:
@@ -127,23 +127,29 @@ def table_lines(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
 @_on_hosts
 @click.option("--json", "as_json", is_flag=True, help="Print the backups' records as JSON.")
 def backups(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
-    """List the Postgres backups: each one's stamp, age, size and verification (tables, rows)."""
+    """List the backups: each one's stamp, age, size and verification (Postgres: tables, rows; Redis
+    with durable: true: the keys redis-check-rdb read)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.layout import backup_paths
-    from deploy.push.backups import list_command
+    from deploy.push.backups import list_command, service_host
 
-    config, host = _postgres(config_path, environment)
+    config = _backed_up(config_path, environment)
+    records: list[dict[str, Any]] = []
     with connected(config, accept_new_host_keys, Printer(False)) as executor:
-        _code, records = _program(executor, host, list_command(config), 120)
+        if config.services.postgres is not None:
+            records = _program(executor, service_host(config), list_command(config), 120)[1]
+        kept = redis.list_backups(config, lambda h, c, t: _program(executor, h, c, t))
     if as_json:
-        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        click.echo(json.dumps([*records, *kept], indent=2, sort_keys=True))
         return
-    click.echo(f"{host}: {backup_paths(config).folder}")
-    if not records:
-        click.echo("  no backups yet: make one with 'deploy services backup'")
-        return
-    for line in backup_lines(records, time.time()):
-        click.echo(line)
+    if config.services.postgres is not None:
+        click.echo(f"{service_host(config)}: {backup_paths(config).folder}")
+        if not records:
+            click.echo("  no backups yet: make one with 'deploy services backup'")
+        for line in backup_lines(records, time.time()) if records else []:
+            click.echo(line)
+    if redis.durable(config):
+        redis.show(config, kept)
 
 
 def _report(record: Mapping[str, Any], what: str) -> None:
@@ -167,23 +173,45 @@ def _report(record: Mapping[str, Any], what: str) -> None:
 @services_group.command(name="backup")
 @_on_hosts
 @click.option("--json", "as_json", is_flag=True, help="Print the backup's record as JSON.")
-def backup(config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool) -> None:
-    """Make a Postgres backup now, wait for it and print its verification (exit 1 if it failed)."""
+@click.option(
+    "--service",
+    type=click.Choice(["postgres", "redis"]),
+    default=None,
+    help="Back up only this service (default: Postgres, and Redis when durable).",
+)
+def backup(
+    config_path: str, environment: str | None, accept_new_host_keys: bool, as_json: bool, service: str | None
+) -> None:
+    """Make a backup now (Postgres, and Redis when durable), wait for it and print its verification
+    (exit 1 if one failed)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.push.backups import backup_command
+    from deploy.push.backups import backup_command, service_host
 
-    config, host = _postgres(config_path, environment)
+    config = _backed_up(config_path, environment)
+    postgres = config.services.postgres is not None and service in (None, "postgres")
+    with_redis = redis.durable(config) is not None and service in (None, "redis")
+    if not postgres and not with_redis:
+        fail(f"{config_path}: services.{service} has no backups (see services: in deploy.yaml)", 2)
+    codes = []
+    timeout = max(3600, config.push.step_timeout)
     with connected(config, accept_new_host_keys, Printer(False)) as executor:
-        code, record = _program(executor, host, backup_command(config), max(3600, config.push.step_timeout))
-    if as_json:
-        click.echo(json.dumps(record, indent=2, sort_keys=True))
-    else:
-        _report(record, f"{host}: backup")
-        for stamp in record.get("removed", []):
-            click.echo(f"  retention removed {stamp}")
-        if record.get("copied_to"):
-            click.echo(f"  copied to {record['copied_to']}")
-    sys.exit(0 if code == 0 else 1)
+        if postgres:
+            host = service_host(config)
+            code, record = _program(executor, host, backup_command(config), timeout)
+            codes.append(code)
+            if as_json:
+                click.echo(json.dumps(record, indent=2, sort_keys=True))
+            else:
+                _report(record, f"{host}: backup")
+                for stamp in record.get("removed", []):
+                    click.echo(f"  retention removed {stamp}")
+                if record.get("copied_to"):
+                    click.echo(f"  copied to {record['copied_to']}")
+                if record.get("copy_failed"):
+                    click.echo(f"  the copy FAILED: {record['copy_failed']}")
+        if with_redis:
+            codes.append(redis.backup(config, lambda h, c, t: _program(executor, h, c, t), timeout))
+    sys.exit(0 if not any(codes) else 1)
 
 
 @services_group.command(name="verify")
@@ -204,80 +232,121 @@ def verify(
     sys.exit(0 if code == 0 else 1)
 
 
-def _web_units(executor: SSHExecutor, config: Config) -> dict[str, str]:
-    """{host: the live slot's unit} of every host serving the app."""
+def _app_units(executor: SSHExecutor, config: Config) -> dict[str, HostUnits]:
+    """{host: its units} of every host that runs something of the app: the live web slot, the
+    processes' instances, the job timers (see deploy/push/quiesce.py)."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.layout import layout_for
+    from deploy.push.quiesce import app_units
 
-    layout = layout_for(config)
-    return {host: layout.unit(s.live_slot) for host, s in gather(executor, config).items() if s.live_slot}
+    return app_units(config, gather(executor, config))
 
 
-def _systemctl(executor: SSHExecutor, units: Mapping[str, str], action: str) -> list[str]:
+def _systemctl(executor: SSHExecutor, units: Mapping[str, list[str]], action: str) -> list[str]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.remote import commands as cmd
     from deploy.remote.executor import each
 
-    command = cmd.systemctl(action, description=f"{action} the app")
+    wanted = {host: names for host, names in units.items() if names}
     results = each(
-        list(units),
-        lambda h: executor.run(h, cmd.systemctl(action, units[h], description=command.description)),
+        list(wanted),
+        lambda h: executor.run(h, cmd.systemctl(action, *wanted[h], description=f"{action} the app")),
     )
     problems = []
     for host, result in results.items():
+        what = f"{host}: systemctl {action} {' '.join(wanted[host])}"
         if isinstance(result, BaseException):
-            problems.append(f"{host}: systemctl {action} {units[host]}: {result}")
+            problems.append(f"{what}: {result}")
         elif result[0] != 0:
-            problems.append(f"{host}: systemctl {action} {units[host]}: {result[1].strip()[-300:]}")
+            problems.append(f"{what}: {result[1].strip()[-300:]}")
     return problems
+
+
+@contextlib.contextmanager
+def app_stopped(executor: SSHExecutor, config: Config, printer: Printer) -> Iterator[None]:
+    """The app stopped on every host (web, processes, job timers) for the block, and started again
+    after it, whatever happens in it; exit 1 (nothing done) if it does not stop."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.quiesce import describe
+
+    units = _app_units(executor, config)
+    if units:
+        printer.say(f"stopping the app: {describe(units)}")
+        problems = _systemctl(executor, {h: u.stop for h, u in units.items()}, "stop")
+        if problems:
+            _systemctl(executor, {h: u.start for h, u in units.items()}, "start")
+            fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
+    try:
+        yield
+    finally:
+        if units:
+            problems = _systemctl(executor, {h: u.start for h, u in units.items()}, "start")
+            said = "\n  ".join(problems)
+            printer.say("started the app again" if not problems else f"the app did not start:\n  {said}")
 
 
 @services_group.command(name="restore")
 @_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
+@click.option(
+    "--service",
+    type=click.Choice(["postgres", "redis"]),
+    default=None,
+    help="Whose backup (default: postgres when deploy.yaml has it, else redis).",
+)
 def restore(
-    config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
+    config_path: str,
+    environment: str | None,
+    accept_new_host_keys: bool,
+    backup_name: str | None,
+    service: str | None,
 ) -> None:
-    """Restore a verified backup (default: the latest) under the deploy lock, with the app stopped.
+    """Restore a verified backup (default: the latest) under the deploy lock, with the app stopped:
+    its web slots, its processes' instances and its job timers, started again afterwards.
 
-    A safety backup of the database as it is comes first; the restore runs in one transaction (one that
-    fails leaves the database as it was); the app starts again; every table's rows are compared with
-    the backup's record.
+    A safety backup of the data as it is comes first. Postgres: the restore runs in one transaction
+    (one that fails leaves the database as it was), and every table's rows are compared with the
+    backup's record. Redis (--service redis): redis-server stops, the backup's RDB takes the place of
+    its data, it starts again, and its keys are counted against the backup's.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.push.backups import list_command, restore_command
+    from deploy.push import redis_backups
+    from deploy.push.backups import list_command, restore_command, service_host
     from deploy.push.lock import take_locks
 
-    config, host = _postgres(config_path, environment)
+    config = _backed_up(config_path, environment)
+    service = service or ("postgres" if config.services.postgres is not None else "redis")
+    if service == "postgres" and config.services.postgres is None:
+        fail(f"{config_path}: services.postgres is not set: there is no database to restore", 2)
+    host = service_host(config) if service == "postgres" else redis.durable(config)
+    if host is None:
+        fail(f"{config_path}: services.redis is not durable: it has no backups to restore", 2)
+        return
     printer = Printer(False)
     with stoppable(printer, "restore"), connected(config, accept_new_host_keys, printer) as executor:
         # Refused before anything stops: a backup that is not (or no longer) verified.
-        record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
+        if service == "postgres":
+            record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
+        else:
+            record = redis.pick(
+                redis.list_backups(config, lambda h, c, t: _program(executor, h, c, t)), backup_name
+            )
         if record.get("status") != "verified":
             fail(
                 f"nothing was changed: backup {record['stamp']} is {record.get('status')} "
                 f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
                 1,
             )
-        take_locks(executor, config, printer, "restore", record["stamp"])
-        units = _web_units(executor, config)
-        if units:
-            printer.say("stopping the app: " + ", ".join(f"{h} {u}" for h, u in units.items()))
-            problems = _systemctl(executor, units, "stop")
-            if problems:
-                _systemctl(executor, units, "start")
-                fail("nothing was restored: the app did not stop:\n  " + "\n  ".join(problems), 1)
-        try:
-            command = restore_command(config, record["stamp"])
+        action = "restore" if service == "postgres" else "redis restore"
+        take_locks(executor, config, printer, action, record["stamp"])
+        with app_stopped(executor, config, printer):
+            if service == "postgres":
+                command = restore_command(config, record["stamp"])
+            else:
+                command = redis_backups.restore_command(config, record["stamp"])
             code, result = _program(executor, host, command, max(3600, config.push.step_timeout))
-        finally:
-            if units:
-                problems = _systemctl(executor, units, "start")
-                printer.say(
-                    "started the app again"
-                    if not problems
-                    else "the app did not start:\n  " + "\n  ".join(problems)
-                )
+    if service == "redis":
+        redis.restored(host, result)
+        return
     _restored(host, code, result)
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from deploy.config.model import Backups, Config, service_host_name
-from deploy.layout import backup_copy_folder, backup_paths
+from deploy.layout import backup_copy_folder, backup_copy_host, backup_copy_paths, backup_paths
 from deploy.plan import Command, Step, Upload
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
@@ -52,9 +52,31 @@ def backup_args(config: Config, label: str) -> tuple[str, ...]:
     copy = backup_copy_folder(config)
     if copy is not None:
         args += ["--copy-to", copy]
+    args += copy_host_args(config)
     if not settings.verify:
         args.append("--no-verify")
     return tuple(args)
+
+
+def copy_host_args(config: Config) -> list[str]:
+    """The backup program's arguments that send each verified backup to copy_to's host (none: no host)."""
+    address = backup_copy_host(config)
+    if address is None:
+        return []
+    entry = next(h for h in config.server.hosts if h.address == address)
+    paths = backup_copy_paths(config)
+    return [
+        "--copy-host",
+        address.strip("[]"),
+        "--copy-port",
+        str(entry.port or config.server.ssh.port),
+        "--copy-user",
+        paths.user,
+        "--copy-key",
+        paths.key,
+        "--copy-known-hosts",
+        paths.known_hosts,
+    ]
 
 
 def _program(args: tuple[str, ...], description: str) -> Command:
@@ -127,6 +149,14 @@ _HARDENING = (
 )
 
 
+def _hardening(network: bool) -> tuple[tuple[str, str], ...]:
+    """The unit's sandbox; with a copy to another host, ssh reaches the network (nothing else does)."""
+    if not network:
+        return _HARDENING
+    opened = {"PrivateNetwork": "no", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6"}
+    return tuple((key, opened.get(key, value)) for key, value in _HARDENING)
+
+
 def service_unit(config: Config) -> str:
     """The oneshot service the timer starts: one verified backup, as root, hardened."""
     paths = backup_paths(config)
@@ -149,7 +179,7 @@ def service_unit(config: Config) -> str:
         "IOSchedulingClass=idle",
         # deploy setup makes the folders (root 0700); they must exist for the mount namespace.
         "ReadWritePaths=" + " ".join(systemd_quote(w) for w in writable),
-        *(f"{key}={value}" for key, value in _HARDENING),
+        *(f"{key}={value}" for key, value in _hardening(network=backup_copy_host(config) is not None)),
         "",
     ]
     return "\n".join(lines)

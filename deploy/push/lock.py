@@ -117,7 +117,10 @@ def take_locks(
                 "interrupted (its process ended without releasing the lock, which freed itself); "
                 "taking the lock over. "
                 + (
-                    "The restore was one transaction (the database is whole); the app it stopped stays "
+                    "The Redis restore on the host ran on to its end (Redis started again); the app it "
+                    "stopped stays stopped until a restore or push starts it."
+                    if '"action": "redis restore"' in result.record
+                    else "The restore was one transaction (the database is whole); the app it stopped stays "
                     "stopped until a restore or push starts it."
                     if '"action": "restore"' in result.record
                     else "The host kept serving its live release."

@@ -27,8 +27,9 @@ from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
 
 
-def host_rollback(config: Config, state: HostState, target: str | None) -> HostPush:
-    """One host back to `target` (default: the release before the current one), blue/green as a push."""
+def host_rollback(config: Config, state: HostState, target: str | None, restart: bool = False) -> HostPush:
+    """One host back to `target` (default: the release before the current one), blue/green as a push.
+    `restart`: the current release again, in the other slot (a new env file read, no downtime)."""
     require_setup(config, state)
     layout = layout_for(config)
     host = state.host
@@ -45,7 +46,7 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
             f"{', '.join(state.complete_releases) or 'none'}"
         )
     old_slot = state.live_slot
-    if wanted == current:
+    if wanted == current and not restart:
         return HostPush(host, wanted, current, old_slot, old_slot or "blue", unchanged=True)
     new_slot = cmd.other_slot(old_slot)
     found = next(r for r in state.releases if r.id == wanted)

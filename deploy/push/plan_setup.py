@@ -16,6 +16,7 @@ from deploy.layout import (
     shared_files,
 )
 from deploy.plan import Command, Plan, Step, Upload
+from deploy.push import redis_backups
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
 from deploy.push.plan_types import PlanError
@@ -269,6 +270,7 @@ def setup_plan(
     for host, state in states.items():
         steps += setup_steps(config, state, rendered[host], secrets, project_id)
         steps += backup_steps(config, state)
+        steps += redis_backups.backup_steps(config, state)
     return Plan(tuple(steps))
 
 

@@ -15,6 +15,7 @@ from deploy.config.redact import redacting_output
 from deploy.plan import Step
 from deploy.push import services, services_redis
 from deploy.push.console import Console
+from deploy.push.service_changes import Downtime
 from deploy.remote.executor import ConnectError, Executor, host_name
 
 #: setup: set the services up; dry-run: show what setup would change; push: they must be set up.
@@ -62,6 +63,7 @@ def _postgres(config: Config, executor: Executor, printer: Console, mode: Mode) 
     if dry_run:
         if planned.steps:
             printer.show(list(planned.steps), "dry run: nothing is changed. Services would:")
+            Downtime(printer.say).say_planned(planned.steps)
         else:
             printer.say(f"dry run: {host}: postgres is already set up; nothing would change")
     else:
@@ -80,6 +82,9 @@ def _postgres(config: Config, executor: Executor, printer: Console, mode: Mode) 
     elif ca:
         services.run(executor, ca, printer.say)
         printer.say("postgres: deploy's CA certificate on " + ", ".join(s.host for s in ca))
+    copies = services.copy_plan(config, executor, printer.say, apply=not dry_run)
+    if dry_run and copies:
+        printer.show(copies, "then the two ends of the backup copies:")
     return found
 
 
@@ -89,7 +94,12 @@ def _redis(config: Config, executor: Executor, printer: Console, mode: Mode) -> 
         env = services_redis.require_credentials(config, executor)
         return env, services_redis.redactions(env)
 
+    redis = config.services.redis
+    persistence = redis.persistence if redis else None
+    notes = Downtime(printer.say)
+
     def run(step: Step) -> str:
+        notes.say_before(step, persistence)
         result = executor.run_step(step.host, step)
         if not result.ok:
             printer.fail(
@@ -99,6 +109,7 @@ def _redis(config: Config, executor: Executor, printer: Console, mode: Mode) -> 
             )
         said = [line for line in result.output.splitlines() if line.startswith("redis-server ")]
         printer.say(f"{step.host}: {step.name}" + (f": {'; '.join(said)}" if said else ""))
+        notes.say_after(result.output)
         return result.output
 
     hosts = [host_name(h) for h in config.server.hosts]
@@ -107,6 +118,7 @@ def _redis(config: Config, executor: Executor, printer: Console, mode: Mode) -> 
         printer.say("Redis: already set up; nothing changed")
     if mode == "dry-run" and prepared.steps:
         printer.show(prepared.steps, "dry run: nothing is changed. Services would:")
+        notes.say_planned(prepared.steps, persistence)
     return prepared.env, services_redis.redactions(prepared.env)
 
 

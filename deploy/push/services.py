@@ -4,13 +4,14 @@ redacts them from everything printed, and writes them only into the app's env fi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from deploy.config.model import Config
 from deploy.layout import postgres_paths
 from deploy.plan import Command, Step
-from deploy.push import postgres
+from deploy.push import backup_copy, postgres, upgrades
 from deploy.remote.executor import Executor
 
 
@@ -39,8 +40,13 @@ def plan(config: Config, executor: Executor) -> ServicesPlan:
 
 
 def run(executor: Executor, steps: tuple[Step, ...] | list[Step], say: Callable[[str], None]) -> None:
-    """Run `steps` in order; say each change the host reports; ServiceError at the first failure."""
+    """Run `steps` in order; say each change the host reports, and the app's downtime a step costs
+    (before and after it); ServiceError at the first failure."""
     for step in steps:
+        note = upgrades.before(step)
+        if note:
+            say(note)
+        started = time.monotonic()
         result = executor.run_step(step.host, step)
         if not result.ok:
             tail = "\n    ".join(result.output.strip().splitlines()[-10:])
@@ -50,6 +56,9 @@ def run(executor: Executor, steps: tuple[Step, ...] | list[Step], say: Callable[
         for line in result.output.splitlines():
             if line.startswith(("changed: ", "restarted ", "reloaded ")):
                 say(f"{step.host}: {step.name}: {line.removeprefix('changed: ')}")
+        note = upgrades.after(step, time.monotonic() - started, result.output)
+        if note:
+            say(note)
 
 
 def credentials(config: Config, executor: Executor) -> postgres.Credentials | None:
@@ -91,3 +100,15 @@ def ca_plan(config: Config, executor: Executor) -> list[Step]:
     read = Command(("sh", "-c", 'cat -- "$1" 2>/dev/null || true', "read", path), "the CA certificate")
     current = {host: executor.gather(pg.names[host], read) for host in pg.app_hosts}
     return postgres.ca_steps(config, pg, creds, current)
+
+
+def copy_plan(config: Config, executor: Executor, say: Callable[[str], None], apply: bool) -> list[Step]:
+    """services.postgres.backups.copy_to naming a host: both ends prepared (see deploy/push/backup_copy.py),
+    or, without `apply`, planned."""
+    try:
+        steps = backup_copy.prepare(config, executor, lambda s: run(executor, s, say), apply)
+    except backup_copy.CopyError as exc:
+        raise ServiceError(str(exc)) from None
+    for step in steps if apply else []:
+        say(f"{step.host}: {step.name}: ready")
+    return steps

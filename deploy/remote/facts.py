@@ -15,6 +15,7 @@ from deploy.layout import (
     layout_for,
     managed_files,
     process_unit_files,
+    redis_backup_paths,
     shared_file_dirs,
     shared_files,
 )
@@ -303,8 +304,9 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
     files = [path for path, _ in [*managed_files(config), *process_unit_files(config)]]
     files += [f"{paths.current}/gunicorn.conf.py", layout.project_file]
     jobs = [path for name in config.jobs for path, _ in job_files(config, name)]
-    backups = backup_paths(config)
+    backups, redis_backups = backup_paths(config), redis_backup_paths(config)
     files += [backups.program, backups.service, backups.timer]
+    files += [redis_backups.program, redis_backups.service, redis_backups.timer]
     certificate = paths.tls_certificate  # None when tls is false
     request = probe_request(
         user=config.server.user,
@@ -313,6 +315,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
             *dirs,
             paths.env_file,
             backups.folder,
+            redis_backups.folder,
             *([copy] if (copy := backup_copy_folder(config)) else []),
         ],
         files=[*files, *jobs],

@@ -40,7 +40,9 @@ TABLES = (
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with private_sandbox(tmp_path_factory, "backups-sandbox", 1) as sandbox:
+    # The second host receives the copies of the last test (copy_to naming a host); until then, the
+    # app runs on the first one only.
+    with private_sandbox(tmp_path_factory, "backups-sandbox", 2) as sandbox:
         yield sandbox
 
 
@@ -61,7 +63,7 @@ def counts(box: Sandbox) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    project = make_project(tmp_path_factory.mktemp("backups-project"), box.hosts())
+    project = make_project(tmp_path_factory.mktemp("backups-project"), box.hosts()[:1])
     project.write_config(extra=SERVICES)
     project.commit("services.postgres with backups")
     host = box.hosts()[0]
@@ -266,3 +268,143 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
     status, _body = get(box.hosts()[0].address)
     assert status == 200
     assert "free" in project.deploy("lock", "status").stdout
+
+
+# --- Redis with durable: true, and a change of the services (issue #18's rest) ------------------
+
+REDIS_CLI = (
+    "REDISCLI_AUTH=$(sed -n 's/^REDIS_ADMIN_PASSWORD=//p' /etc/deploy/flaskr/services/redis.env) "
+    "redis-cli --no-auth-warning --user deploy-admin -s /run/redis/redis-server.sock"
+)
+JOB = "jobs:\n  cleanup: {command: 'true', schedule: hourly}\n"
+
+
+def redis_cli(box: Sandbox, *args: str) -> str:
+    return on_host(box, f"{REDIS_CLI} {' '.join(args)}")
+
+
+def test_a_durable_redis_is_backed_up_checked_listed_and_restored_with_the_app_stopped(
+    project: Project, box: Sandbox
+) -> None:
+    project.write_config(extra=SERVICES + "  redis: {durable: true, persistence: aof}\n" + JOB)
+    project.commit("services.redis durable, a job")
+    setup = project.deploy("setup", timeout=600)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    # REDIS_URL is new in the env file: the running app started again (the other slot, then the switch).
+    assert "the service URLs in the app's env file changed on" in setup.stdout
+    assert "the app runs with the new service URLs" in setup.stdout
+    assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer") == "enabled"
+    for i in range(200):
+        redis_cli(box, "set", f"user:{i}", f"name-{i}")
+    made = project.deploy("services", "backup", "--service", "redis", timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "checked by redis-check-rdb: 200 keys" in made.stdout
+    listing = project.deploy("services", "backups", check=True).stdout
+    assert "/var/backups/deploy/flaskr/postgres" in listing
+    assert "/var/backups/deploy/flaskr/redis (Redis)" in listing
+    (record,) = [r for r in records(project) if r.get("service") == "redis"]
+    assert record["status"] == "verified" and record["keys"] == 200
+    rdb = f"/var/backups/deploy/flaskr/redis/{record['stamp']}.rdb"
+    assert on_host(box, f"stat -c '%U %a' {rdb}") == "root 600"
+    redis_cli(box, "flushall")
+    redis_cli(box, "set", "after", "backup")
+    restored = project.deploy("services", "restore", "--service", "redis", timeout=600)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    # The whole app stopped: its web slot and its job's timer, and started again after.
+    assert "stopping the app:" in restored.stdout and "flaskr-job-cleanup.timer" in restored.stdout
+    assert "restored Redis backup" in restored.stdout and "200 keys" in restored.stdout
+    assert redis_cli(box, "get", "user:7") == "name-7"
+    assert redis_cli(box, "exists", "after") == "0"
+    # With persistence aof, Redis wrote its AOF again from the restored data: a restart keeps it.
+    assert redis_cli(box, "config", "get", "appendonly").splitlines()[-1] == "yes"
+    on_host(box, "systemctl restart redis-server && sleep 1")
+    assert redis_cli(box, "dbsize") == "200"
+    assert on_host(box, "systemctl is-active flaskr-job-cleanup.timer") == "active"
+    status, _body = get(box.hosts()[0].address)
+    assert status == 200
+    safety = [r for r in records(project) if r.get("service") == "redis" and r.get("label") == "safety"]
+    assert safety and safety[-1]["keys"] == 1
+    assert "free" in project.deploy("lock", "status").stdout
+
+
+def test_a_service_change_says_its_downtime_and_a_removed_one_keeps_its_data(
+    project: Project, box: Sandbox
+) -> None:
+    project.write_config(extra=SERVICES + "  redis: {durable: true, persistence: rdb}\n" + JOB)
+    project.commit("redis: rdb")
+    changed = project.deploy("setup", timeout=600)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "redis-server restarts (Redis has no reload)" in changed.stdout
+    assert "its data is kept (persistence: rdb" in changed.stdout
+    assert "Redis was restarted: the app could not use it for at most" in changed.stdout
+    assert redis_cli(box, "dbsize") == "200"
+    # Removed from deploy.yaml: REDIS_URL leaves the env file, the app starts again, Redis keeps running.
+    project.write_config(extra=SERVICES + JOB)
+    project.commit("no redis")
+    removed = project.deploy("setup", timeout=600)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "services.redis is no longer in deploy.yaml" in removed.stdout
+    assert "still runs on" in removed.stdout and "never deletes data" in removed.stdout
+    assert "the app runs with the new service URLs" in removed.stdout
+    assert on_host(box, "grep -c '^REDIS_URL=' /etc/flaskr/env || true") == "0"
+    assert redis_cli(box, "dbsize") == "200"
+    assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer || true") != "enabled"
+    again = project.deploy("setup", timeout=600)
+    assert "the app runs with the new service URLs" not in again.stdout
+
+
+def on_second(box: Sandbox, command: str, timeout: float = 60) -> str:
+    return box.run(box.hosts()[1], ["sh", "-c", command], timeout=timeout).stdout.strip()
+
+
+def test_copies_to_another_host_go_through_a_key_that_can_only_write_backups(
+    project: Project, box: Sandbox
+) -> None:
+    first, second = box.hosts()[0].address, box.hosts()[1].address
+    project.hosts = box.hosts()
+    services = SERVICES.replace("copy_to: /var/backups/offsite", f"copy_to: {second}")
+    project.write_config(extra=services)
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(f", {second}]", f", {{address: {second}, roles: [backup]}}]"), encoding="utf-8"
+    )
+    project.commit("backups copied to the second host")
+    setup = project.deploy("setup", timeout=900)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "backup copy key: ready" in setup.stdout and "backup copy target: ready" in setup.stdout
+    # The timer's own run, without deploy: a verified backup, then its copy on the second host.
+    result = box.run(box.hosts()[0], ["systemctl", "start", "flaskr-pg-backup.service"], timeout=600)
+    assert result.returncode == 0, result.stderr + on_host(
+        box, "journalctl -u flaskr-pg-backup -n 30 --no-pager"
+    )
+    record = [r for r in records(project) if r.get("label") == "scheduled"][-1]
+    assert record["status"] == "verified"
+    assert record["copied_to"] == f"flaskr-backups@{second}"
+    target = f"/var/backups/deploy/flaskr/postgres-copies/{record['stamp']}"
+    assert on_second(box, f"sha256sum < {target}.dump") == f"{record['dump_sha256']}  -"
+    assert on_second(box, f"stat -c '%U %a' {target}.dump") == "flaskr-backups 600"
+    assert json.loads(on_second(box, f"cat {target}.json"))["status"] == "verified"
+    # The key lives on the service host only, root's; the target's host key is pinned there.
+    key = "/etc/deploy/flaskr/services/backup-copy/id_ed25519"
+    assert on_host(box, f"stat -c '%U %a' {key}") == "root 600"
+    assert on_second(box, f"test -e {key} && echo there || echo absent") == "absent"
+    ssh = (
+        f"ssh -F /dev/null -i {key} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile=/etc/deploy/flaskr/services/backup-copy/known_hosts flaskr-backups@{second}"
+    )
+    # The key runs nothing but the receiver: no shell, no reading a file back.
+    assert "refused: only 'put" in on_host(box, f"{ssh} cat {target}.dump 2>&1")
+    assert "refused: only 'put" in on_host(box, f"{ssh} 2>&1 < /dev/null")
+    # What arrives damaged is dropped.
+    damaged = on_host(box, f"printf abc | {ssh} put 20260101T000000Z.dump 3 {'0' * 64} 2>&1")
+    assert "arrived damaged" in damaged
+    assert on_second(box, "ls /var/backups/deploy/flaskr/postgres-copies | grep -c 20260101 || true") == "0"
+    # Another host key under the target's address is refused (the pinned one only).
+    assert "Host key verification failed" in on_host(
+        box,
+        f"{ssh.replace('/etc/deploy/flaskr/services/backup-copy/known_hosts', '/dev/null')} put x 1 y 2>&1",
+    )
+    assert first != second
+    again = project.deploy("setup", timeout=600)
+    assert "backup copy" not in again.stdout

@@ -104,6 +104,16 @@ class Config(Model):
                         "there, or name another variable here",
                     )
                 )
+            copy_to = getattr(getattr(service, "backups", None), "copy_to", None) or "/"
+            elsewhere = copy_to in addresses and copy_to != service_host(self, service)
+            if not copy_to.startswith("/") and not elsewhere:
+                problems.append(
+                    (
+                        (*where, "backups", "copy_to"),
+                        f"{copy_to!r} is not another of server.hosts ({', '.join(addresses)}): deploy sets "
+                        "up the host that receives the copies, so it must be one of them, not the service's",
+                    )
+                )
             if service_network(self, service) != "local":
                 names = [a for a in addresses if not _IPV4.fullmatch(a)]
                 if names:

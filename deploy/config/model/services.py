@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from deploy.config import schedule
-from deploy.config.model.base import AbsPath, EnvName, Model, _host_address, _matches, invalid
+from deploy.config.model.base import _ABS_PATH, EnvName, Model, _host_address, _matches, invalid
 
 _SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Names Postgres keeps for itself: a database or role of these names is the cluster's own.
@@ -33,6 +33,14 @@ def _schedule(value: str) -> str:
     return schedule.check(value)
 
 
+def _folder_or_host(value: str) -> str:
+    """An absolute folder, or a host's address (one of server.hosts: checked with the hosts)."""
+    if value.startswith("/"):
+        checked: str = _matches(_ABS_PATH, "an absolute path (no '..', no spaces or quotes)")(value)
+        return checked
+    return _host_address(value)
+
+
 class Backups(Model):
     """Scheduled backups of the app's Postgres database, each proven to restore."""
 
@@ -47,10 +55,13 @@ class Backups(Model):
     keep_weekly: Annotated[int, Field(ge=0, le=520)] = Field(
         4, description="Keep the newest verified backup of each of this many most recent weeks."
     )
-    copy_to: AbsPath | None = Field(
+    copy_to: Annotated[str, AfterValidator(_folder_or_host)] | None = Field(
         None,
-        description="An absolute folder on the service host (another disk, a mount) that receives a copy "
-        "of each verified backup, under `<folder>/<app>/postgres/`, with the same retention.",
+        description="Where each verified backup is also copied, with the same retention: an absolute folder "
+        "on the service host (another disk, a mount), under `<folder>/<app>/postgres/`; or the address of "
+        "another of server.hosts, which receives it over SSH from the service host (a key made there, "
+        "allowed only to write backups into one folder; the host key pinned) in "
+        "`/var/backups/deploy/<app>/postgres-copies/`, checksums compared.",
     )
     verify: bool = Field(
         True,
@@ -115,7 +126,9 @@ class RedisService(Model):
     )
     durable: bool = Field(
         False,
-        description="Its data matters: the backups include Redis's persistence files. Needs `rdb` or `aof`.",
+        description="Its data matters: a BGSAVE snapshot, checked by `redis-check-rdb`, is backed up on "
+        "Redis's host on the schedule of `services.postgres.backups` (daily without it), listed by `deploy "
+        "services backups` and restored by `deploy services restore --service redis`. Needs `rdb` or `aof`.",
     )
     maxmemory: (
         Annotated[str, AfterValidator(_matches(_REDIS_MEMORY, "a Redis memory size such as 256mb or 1gb"))]

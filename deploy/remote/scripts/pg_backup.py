@@ -338,6 +338,67 @@ def copy_out(folder, stamp, target, keep_daily, keep_weekly):
     return prune(target, keep_daily, keep_weekly)
 
 
+def copy_to_host(folder, stamp, args):
+    """Send a verified backup to the other host over SSH as the restricted account (its forced command
+    runs `receive`), the key made for it and the host key pinned; the json goes last. The receiver
+    answers with the sha256 of what it wrote: it must be the sender's."""
+    for ext in (".dump", ".json"):
+        path = os.path.join(folder, stamp + ext)
+        digest, size = file_sha256(path), os.path.getsize(path)
+        ssh = [
+            "ssh", "-F", "/dev/null", "-i", args.copy_key, "-p", str(args.copy_port),
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={args.copy_known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=30", f"{args.copy_user}@{args.copy_host}",
+            "put", f"{stamp}{ext}", str(size), digest,
+        ]  # fmt: skip
+        with open(path, "rb") as fh:
+            done = subprocess.run(ssh, stdin=fh, capture_output=True, check=False, timeout=3600)
+        answer = done.stdout.decode("utf-8", "replace").strip()
+        if done.returncode != 0 or answer != f"ok {digest}":
+            raise RuntimeError(f"the copy to {args.copy_host} failed: {answer or tail(done.stderr)}")
+    return f"{args.copy_user}@{args.copy_host}"
+
+
+NAME = re.compile(r"^(\d{8}T\d{6}Z)\.(dump|json)$")
+
+
+def receive(args):
+    """The forced command of the receiving account: `put NAME SIZE SHA256` (from SSH_ORIGINAL_COMMAND)
+    writes exactly SIZE bytes of stdin to DIR/NAME, through a partial file, and only when their sha256
+    is SHA256; then retention. It never prints a file: the key can write backups, not read them."""
+    words = os.environ.get("SSH_ORIGINAL_COMMAND", "").split()
+    if len(words) != 4 or words[0] != "put" or not NAME.match(words[1]) or not words[2].isdigit():
+        print("refused: only 'put STAMP.dump|STAMP.json SIZE SHA256' is allowed")
+        return 4
+    name, size, expected = words[1], int(words[2]), words[3]
+    final = os.path.join(args.dir, name)
+    tmp = os.path.join(args.dir, f".{name}.partial")
+    digest, left = hashlib.sha256(), size
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+        while left > 0:
+            block = sys.stdin.buffer.read(min(left, 1 << 20))
+            if not block:
+                break
+            fh.write(block)
+            digest.update(block)
+            left -= len(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if left or digest.hexdigest() != expected:
+        os.unlink(tmp)
+        got = f"{size - left} of {size} bytes, sha256 {digest.hexdigest()[:12]}"
+        print(f"refused: {name} arrived damaged ({got})")
+        return 3
+    os.replace(tmp, final)
+    if name.endswith(".json"):
+        prune(args.dir, args.keep_daily, args.keep_weekly)
+    print(f"ok {digest.hexdigest()}")
+    return 0
+
+
 def backup(args):
     with folder_lock(args.dir):
         drop_scratch(args.database)
@@ -357,7 +418,19 @@ def backup(args):
                 record["removed_there"] = copy_out(
                     args.dir, stamp, args.copy_to, args.keep_daily, args.keep_weekly
                 )
+            if args.copy_host:
+                try:
+                    record["copied_to"] = copy_to_host(args.dir, stamp, args)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    record["copy_failed"] = str(exc)
+                # The record here says where its copy went (the copy's own record was sent before).
+                kept_record = read_json(os.path.join(args.dir, f"{stamp}.json")) or {}
+                kept_record.pop("copy_failed", None)
+                kept_record.update({k: record[k] for k in ("copied_to", "copy_failed") if k in record})
+                write_json(os.path.join(args.dir, f"{stamp}.json"), kept_record)
     print(json.dumps(record, sort_keys=True))
+    if record.get("copy_failed"):
+        return 6
     return 0 if record["status"] in ("verified", "unverified") else 3
 
 
@@ -419,7 +492,7 @@ def restore(args):
 
 def main(argv):
     parser = argparse.ArgumentParser(prog="pg_backup")
-    parser.add_argument("action", choices=["backup", "verify", "list", "restore"])
+    parser.add_argument("action", choices=["backup", "verify", "list", "restore", "receive"])
     parser.add_argument("backup", nargs="?")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--database", default="")
@@ -428,7 +501,12 @@ def main(argv):
     parser.add_argument("--keep-daily", type=int, default=7)
     parser.add_argument("--keep-weekly", type=int, default=4)
     parser.add_argument("--copy-to", default="")
+    for name in ("host", "user", "key", "known-hosts"):
+        parser.add_argument(f"--copy-{name}", default="")
+    parser.add_argument("--copy-port", type=int, default=22)
     args = parser.parse_args(argv)
+    if args.action == "receive":
+        return receive(args)
     if args.database and not DATABASE.match(args.database):
         raise SystemExit(f"not a database name deploy makes: {args.database!r}")
     if args.action == "list":

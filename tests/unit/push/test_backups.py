@@ -336,6 +336,15 @@ def test_the_probe_reads_the_timers_files() -> None:
         ),
         (
             ("copy_to: /mnt/offsite", "copy_to: offsite"),
+            "copy_to: 'offsite' is not another of server.hosts (10.0.0.1, 10.0.0.2)",
+        ),
+        (
+            # The service's own host is no other host.
+            ("copy_to: /mnt/offsite", "copy_to: 10.0.0.2"),
+            "services.postgres.backups.copy_to: '10.0.0.2' is not another of server.hosts",
+        ),
+        (
+            ("copy_to: /mnt/offsite", "copy_to: /mnt/../etc"),
             "services.postgres.backups.copy_to: expected an absolute path",
         ),
         (

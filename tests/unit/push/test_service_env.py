@@ -86,4 +86,10 @@ def test_a_dry_run_shows_the_steps_and_changes_nothing() -> None:
     with ExitStack() as hide:
         env = service_env(config(), fake("change=new credentials\n", READ), console, hide, "dry-run")
     assert list(env) == ["REDIS_URL"]
-    assert console.said == ["dry run: nothing is changed. Services would:"]
+    assert console.said == [
+        "dry run: nothing is changed. Services would:",
+        # Redis runs: any change restarts it (it has no reload), which the dry run says too.
+        "dry run: 10.0.0.1: redis-server restarts (Redis has no reload): the app cannot reach Redis until "
+        "it is back (about a second, longer with much data to load); its data is kept (persistence: rdb, "
+        "written at the shutdown)",
+    ]

@@ -28,6 +28,7 @@ def test_every_host_program_is_a_file_of_the_package() -> None:
         "postgres_probe.sh",
         "pg_backup.py",
         "probe.py",
+        "redis_backup.py",
         "redis_setup.sh",
         "process_ready.py",
         "safe_fs.py",
