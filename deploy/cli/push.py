@@ -259,7 +259,7 @@ def push(
     beside its code (importlib.metadata.version and entry points work; the code is not installed).
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.push.build import release_id, wheels_for, with_own_distribution
+    from deploy.push.build import release_id, wheels_for, with_own_distribution, with_uv
     from deploy.push.finish import RolloutRun, finish
     from deploy.push.lock import take_locks, who
     from deploy.push.plan_push import push_plan
@@ -292,7 +292,10 @@ def push(
         secrets = {**secrets, **service_env(config, executor, printer, hide, "push")}
         states = gather(executor, config)
         wheels = wheels_for(config, states, artifact.requirement_set, printer)
-        build = Build(artifact, release, wheels, who(), env_name, _project_identity(project))
+        uv = with_uv(config, states, wheels, printer)
+        build = Build(
+            artifact, release, wheels, who(), env_name, _project_identity(project), config.push.installer, uv
+        )
         try:
             plan = push_plan(config, states, _render(config, states, project), secrets, build)
         except PlanError as exc:
