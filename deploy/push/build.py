@@ -41,7 +41,8 @@ def wheels_for(
     cache: dict[Platform, dict[str, bytes]] = {}
     for host, state in states.items():
         tag = platform_tag(state)
-        if requirements_hash(requirements.key, state.python_version or "", tag) in state.venvs:
+        key = requirements_hash(requirements.key, state.python_version or "", tag, config.push.installer)
+        if key in state.venvs:
             continue
         platform = _platform(state)
         if platform not in cache:

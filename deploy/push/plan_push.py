@@ -71,7 +71,7 @@ def host_push(
     if any(r.id == release for r in state.releases):
         raise PlanError(f"{host}: a release named {release} already exists; push again in a second")
     tag = platform_tag(state)
-    req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag)
+    req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag, build.installer)
     gunicorn_conf = rendered["gunicorn.conf.py"]
     fingerprint = _fingerprint(
         artifact,

@@ -18,6 +18,7 @@ from deploy.config.loader import load_text
 from deploy.layout import layout_for
 from deploy.plan import Command
 from deploy.push import uvtool
+from deploy.push.artifact import requirements_hash
 from deploy.push.pipwheels import Platform
 from deploy.push.plan_push import push_plan
 from deploy.remote.uv_commands import unpack_uv, uv_program
@@ -112,3 +113,13 @@ def test_the_host_unpacks_uv_only_from_a_wheel_with_the_pinned_sha256(tmp_path: 
     # Once there, it is kept: even a changed wheel file is not read again.
     Path(layout.wheels, "uv.whl").write_bytes(b"changed")
     assert _run(unpack_uv(layout, "0.13.9", "uv.whl", good, "uv-0.13.9.data/scripts/uv")).returncode == 0
+
+
+def test_a_uv_venv_has_its_own_key_and_pip_keys_stay_as_they_were() -> None:
+    pip_key = requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64")
+    assert requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64", "pip") == pip_key
+    uv_key = requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64", "uv")
+    assert uv_key != pip_key
+    pip_venv = [line for line in _prepare(YAML, {}) if "venv" in line]
+    uv_venv = [line for line in _prepare(UV_YAML, {"web1": WHEEL}) if "venv" in line]
+    assert f"/srv/shop/venvs/{pip_key}" in pip_venv[0] and f"/srv/shop/venvs/{uv_key}" in uv_venv[0]
