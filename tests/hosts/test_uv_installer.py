@@ -16,12 +16,13 @@ from tests.hosts.pushkit import Project, make_project, private_sandbox, versions
 pytestmark = pytest.mark.hosts
 
 #: Run by the venv's Python on the host: each distribution's name, version and RECORD (path -> hash),
-#: without what differs by installer only (bytecode caches, the console scripts each installer writes
-#: for its venv's Python, INSTALLER/RECORD/REQUESTED/direct_url.json) and with that list shown apart.
+#: without what differs by installer only: bytecode caches, the console scripts each installer writes
+#: for its venv's Python, and the installer's own dist-info files (INSTALLER, RECORD, REQUESTED,
+#: direct_url.json, and uv's uv_cache.json); INSTALLER is kept apart, to show who installed it.
 DISTS = r"""
 import json, importlib.metadata as md
 out = {}
-skip_names = {"INSTALLER", "RECORD", "REQUESTED", "direct_url.json"}
+skip_names = {"INSTALLER", "RECORD", "REQUESTED", "direct_url.json", "uv_cache.json"}
 for dist in md.distributions():
     files = {}
     for f in dist.files or []:
