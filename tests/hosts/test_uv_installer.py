@@ -87,8 +87,15 @@ def test_uv_installs_the_same_distributions_as_pip_for_the_example_app(
     pip = _dists(box)
     assert "flask" in pip and "gunicorn" in pip
 
-    second = _push(project, "uv", "uv-1")
-    assert "uv 0.13.9" in second  # the plan's steps name it
+    project.write_config(push="installer: uv")
+    project.set_version("uv-1")
+    dry = project.deploy("push", "--dry-run", check=True)
+    # The plan shows uv shipped (its wheel among the wheels), checked and unpacked, then used.
+    plan = dry.stdout + dry.stderr
+    assert "unpack-uv /srv/flaskr/tools/uv-0.13.9/uv /srv/flaskr/wheels/uv-0.13.9-py3-none-" in plan, plan
+    assert "/srv/flaskr/tools/uv-0.13.9/uv pip install --quiet --no-config --offline --no-index" in plan, plan
+    assert " -m venv " not in plan and "pip install --quiet --disable-pip-version-check" not in plan
+    _push(project, "uv", "uv-1")
     uv = _dists(box)
     _same_distributions(pip, uv)
     host = box.hosts()[0]
