@@ -366,6 +366,7 @@ def installer(data: dict[str, Any]) -> list[str]:
         "pip": "pip (python3 -m venv + pip install --no-index)",
         "uv_cold": "uv, cache empty (uv venv + uv pip install --offline)",
         "uv_warm": "uv, cache filled by a previous venv (hard links)",
+        "uv_warm_no_bytecode": "uv warm without --compile-bytecode (not run by a push: the floor)",
     }
     out = [
         "## 2b. The venv step on a host: pip vs uv (#19)",
