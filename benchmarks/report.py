@@ -321,7 +321,11 @@ def mutation(data: dict[str, Any]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for module, row in sorted(data.get("modules", {}).items()):
-        scope = "only " + ", ".join(f"`{g.split('.x_')[-1].split('__mutmut')[0]}`" for g in row["functions"]) if row["functions"] else "every function"
+        scope = (
+            "only " + ", ".join(f"`{g.split('.x_')[-1].split('__mutmut')[0]}`" for g in row["functions"])
+            if row["functions"]
+            else "every function"
+        )
         score = "-" if row["score"] is None else f"**{row['score']}%**"
         if row.get("not_checked"):
             score += f" of those checked ({row['not_checked']} not checked: the run was stopped)"
@@ -355,6 +359,36 @@ def mutation(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def installer(data: dict[str, Any]) -> list[str]:
+    """Issue #19's first lever: the venv step on one host, pip vs uv (benchmarks/bench_installer.py)."""
+    runs = data["runs"]
+    label = {
+        "pip": "pip (python3 -m venv + pip install --no-index)",
+        "uv_cold": "uv, cache empty (uv venv + uv pip install --offline)",
+        "uv_warm": "uv, cache filled by a previous venv (hard links)",
+        "uv_warm_no_bytecode": "uv warm without --compile-bytecode (not run by a push: the floor)",
+    }
+    out = [
+        "## 2b. The venv step on a host: pip vs uv (#19)",
+        "",
+        f"Machine: {data['machine']['name']}, {data['machine']['cores']} cores, started "
+        f"{data['machine']['started']}; uv {data['uv']}.",
+        "",
+        "Method: `python benchmarks/bench_installer.py --runs N` boots one sandbox host, pushes "
+        f"{data['requirements']} once with each `push.installer` (the host then has the wheels and uv), "
+        "and times on the host the very commands a push runs to make and fill a new venv of those "
+        "requirements (both compile bytecode). The machine is shared: the load average (1 min) at the start "
+        "of each run is given beside it, and the runs of one round follow each other.",
+        "",
+        "| installer | median, seconds | runs (load average) |",
+        "|---|---:|---|",
+    ]
+    for kind, rows in runs.items():
+        shown = ", ".join(f"{r['seconds']:.2f} s ({r['load']:.1f})" for r in rows)
+        out.append(f"| {label.get(kind, kind)} | {data['median'][kind]:.2f} | {shown} |")
+    return out
+
+
 def replace_section(text: str, section: list[str]) -> str:
     """`text` (RESULTS.md) with the section that starts with `section[0]` replaced, or appended."""
     heading = section[0]
@@ -380,7 +414,13 @@ def main() -> None:
     findings = HERE / "findings.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
-    sections = (("serving", serving), ("push_compare", push), ("push", push_targets), ("zero_downtime", zero))
+    sections = (
+        ("serving", serving),
+        ("push_compare", push),
+        ("push", push_targets),
+        ("installer", installer),
+        ("zero_downtime", zero),
+    )
     for name, render in sections:
         data = load(name)
         if data:

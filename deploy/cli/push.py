@@ -338,7 +338,7 @@ def push(
     code still maps is refused unless --allow-breaking-migrations.
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.push.build import release_id, wheels_for, with_own_distribution
+    from deploy.push.build import release_id, wheels_for, with_own_distribution, with_uv
     from deploy.push.finish import RolloutRun, finish
     from deploy.push.lock import take_locks, who
     from deploy.push.plan_push import push_plan
@@ -373,7 +373,10 @@ def push(
         _expand_contract(artifact, states, printer, allow_breaking_migrations)
         _connection_budget(config, project, states, printer)
         wheels = wheels_for(config, states, artifact.requirement_set, printer)
-        build = Build(artifact, release, wheels, who(), env_name, _project_identity(project))
+        uv = with_uv(config, states, wheels, printer)
+        build = Build(
+            artifact, release, wheels, who(), env_name, _project_identity(project), config.push.installer, uv
+        )
         try:
             plan = push_plan(config, states, _render(config, states, project), secrets, build)
         except PlanError as exc:

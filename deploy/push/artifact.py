@@ -112,15 +112,20 @@ class Artifact:
         return self.commit[:7] + ("-dirty" if self.dirty else "")
 
 
-def requirements_hash(requirements: bytes, python_version: str, platform_tag: str) -> str:
+def requirements_hash(
+    requirements: bytes, python_version: str, platform_tag: str, installer: str = "pip"
+) -> str:
     """The key of a virtualenv: the same requirements on the same Python and platform share one.
 
     The full Python version counts (3.11.2, not 3.11): markers such as `python_full_version <=
-    "3.11.2"` make the set of wheels depend on it.
+    "3.11.2"` make the set of wheels depend on it. A venv uv made has its own key (pip's keys stay
+    as they were): switching push.installer builds a new venv with the chosen installer.
     """
     digest = hashlib.sha256()
     for part in (VENV_RECIPE.encode(), python_version.encode(), platform_tag.encode(), requirements):
         digest.update(part + b"\0")
+    if installer != "pip":
+        digest.update(installer.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 

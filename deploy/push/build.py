@@ -21,6 +21,7 @@ from deploy.push.artifact import (
 from deploy.push.console import Console
 from deploy.push.owndist import checkout_of, own_distribution
 from deploy.push.plan_types import platform_tag
+from deploy.push.uvtool import UvError, uv_wheel
 from deploy.push.wheels import worker_problem
 from deploy.remote.facts import HostState
 
@@ -40,11 +41,10 @@ def wheels_for(
     cache: dict[Platform, dict[str, bytes]] = {}
     for host, state in states.items():
         tag = platform_tag(state)
-        if requirements_hash(requirements.key, state.python_version or "", tag) in state.venvs:
+        key = requirements_hash(requirements.key, state.python_version or "", tag, config.push.installer)
+        if key in state.venvs:
             continue
-        platform = Platform(
-            state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
-        )
+        platform = _platform(state)
         if platform not in cache:
             started = time.monotonic()
             try:
@@ -57,6 +57,30 @@ def wheels_for(
             cache[platform] = {name: path.read_bytes() for name, path in files.items()}
             printer.say(f"  wheels for {tag}: {len(files)} ({time.monotonic() - started:.2f}s)")
         out[host] = cache[platform]
+    return out
+
+
+def _platform(state: HostState) -> Platform:
+    return Platform(
+        state.python_version or "", state.machine or "", state.libc or "", state.libc_version or ""
+    )
+
+
+def with_uv(
+    config: Config, states: Mapping[str, HostState], wheels: dict[str, dict[str, bytes]], printer: Console
+) -> dict[str, tuple[str, str, str]]:
+    """With push.installer uv: the uv wheel added to the wheels of every host that gets a new venv,
+    and per such host the wheel's name, sha256 and the uv program's path in it (for the plan)."""
+    if config.push.installer != "uv":
+        return {}
+    out: dict[str, tuple[str, str, str]] = {}
+    for host, files in wheels.items():
+        try:
+            uv = uv_wheel(_platform(states[host]), default_cache(), printer.say)
+        except UvError as exc:
+            printer.fail(f"{host}: {exc}", 1)
+        wheels[host] = {**files, uv.name: uv.data}
+        out[host] = (uv.name, uv.sha256, uv.entry)
     return out
 
 

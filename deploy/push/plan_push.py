@@ -34,7 +34,9 @@ from deploy.push.plan_switch import (
     _with_new,
 )
 from deploy.push.plan_types import Build, HostPush, PlanError, PushPlan, platform_tag
+from deploy.push.uvtool import UV_VERSION
 from deploy.remote import commands as cmd
+from deploy.remote import uv_commands as uvcmd
 from deploy.remote.facts import HostState
 
 
@@ -69,7 +71,7 @@ def host_push(
     if any(r.id == release for r in state.releases):
         raise PlanError(f"{host}: a release named {release} already exists; push again in a second")
     tag = platform_tag(state)
-    req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag)
+    req_hash = requirements_hash(artifact.requirements, state.python_version or "", tag, build.installer)
     gunicorn_conf = rendered["gunicorn.conf.py"]
     fingerprint = _fingerprint(
         artifact,
@@ -266,7 +268,11 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             )
             prepare.append(cmd.extract_tar(archive, layout.wheels, f"unpack {len(missing)} wheel(s)"))
         requirements = artifact.requirement_set
-        prepare.append(cmd.new_venv(venv))
+        uv = build.uv.get(host) if build.installer == "uv" else None
+        if uv is not None:
+            prepare += [uvcmd.unpack_uv(layout, UV_VERSION, *uv), uvcmd.uv_venv(layout, UV_VERSION, venv)]
+        else:
+            prepare.append(cmd.new_venv(venv))
         if requirements.generated is not None:
             # pyproject.toml: its dependency list, kept in the venv it built.
             install_from = f"{venv}/requirements.txt"
@@ -284,7 +290,9 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             # pip follows -r/-c includes relative to this file, inside the release.
             install_from = f"{target}/{requirements.entry}"
         prepare += [
-            cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from),
+            uvcmd.uv_install(layout, UV_VERSION, venv, install_from)
+            if uv is not None
+            else cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from),
             cmd.mark_complete(venv),
         ]
     prepare.append(

@@ -13,7 +13,7 @@ before.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deploy.plan import Command, Plan, Step
 from deploy.push.artifact import Artifact, Platform
@@ -96,6 +96,11 @@ class Build:
     environment: str
     #: The project's identity (its git root commits, see `project_identity`); None: not checked.
     project_id: str | None = None
+    #: What fills new venvs on the hosts (push.installer).
+    installer: str = "pip"
+    #: With installer uv: per host, the uv wheel's file name (shipped among the wheels), its sha256
+    #: and the uv program's path inside it.
+    uv: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def platform_tag(state: HostState) -> str:

@@ -262,9 +262,12 @@ def lock_status_until(project: Project, text: str, timeout: float = 30) -> str:
         time.sleep(0.5)
 
 
-def configure(project: Project, release: str = '["flask --app flaskr init-db"]', hooks: str = "{}") -> None:
-    """pushkit's deploy.yaml with two Gunicorn workers (two hosts share two cores), committed."""
-    project.write_config(release=release, hooks=hooks)
+def configure(
+    project: Project, release: str = '["flask --app flaskr init-db"]', hooks: str = "{}", push: str = ""
+) -> None:
+    """pushkit's deploy.yaml with two Gunicorn workers (two hosts share two cores), committed;
+    `push` adds keys inside push: (such as `installer: uv`)."""
+    project.write_config(release=release, hooks=hooks, push=push)
     with (project.path / "deploy.yaml").open("a", encoding="utf-8") as handle:
         handle.write("gunicorn: {workers: 2}\n")
     project.commit("deploy.yaml for the fault tests")

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.faults
 
 #: pip of the step script, as pgrep and pkill find it on the host.
 PIP = "pip [i]nstall"
+#: uv's install (push.installer: uv), as pgrep and pkill find it on the host.
+UV = "uv [p]ip install"
 
 
 def test_kill_with_half_the_upload_script_sent(fault_box: Sandbox, live_project: Project) -> None:
@@ -63,7 +65,9 @@ def test_kill_while_pip_installs_a_new_virtualenv(fault_box: Sandbox, live_proje
         fault_box.run(host, ["pkill", "-CONT", "-f", PIP])
 
 
-def _pip_outlives_its_push(fault_box: Sandbox, live_project: Project, before: str, new: str) -> None:
+def _pip_outlives_its_push(
+    fault_box: Sandbox, live_project: Project, before: str, new: str, installer: str = PIP
+) -> None:
     host = live_project.hosts[0]
     # The killed push's pip still runs: the lock stays held and says why, naming the step.
     status = lock_status_until(live_project, "is still finishing")
@@ -76,7 +80,7 @@ def _pip_outlives_its_push(fault_box: Sandbox, live_project: Project, before: st
     assert waiting["status"] == "waiting" and '"draining": "upload"' in waiting["detail"], waiting
     assert not any('"event": "step"' in line for line in second.lines), second.output
     assert_serves(fault_box, live_project, before)
-    fault_box.run(host, ["pkill", "-CONT", "-f", PIP], check=True)
+    fault_box.run(host, ["pkill", "-CONT", "-f", installer], check=True)
     assert second.finish() == 0, second.output
     assert "an earlier push did not finish" in second.output
     # The orphaned pip completed the virtualenv before the next push looked: it was reused, not raced.
@@ -177,3 +181,24 @@ def test_kill_after_the_switch_before_the_old_slot_stops(fault_box: Sandbox, liv
         state = serving(fault_box, host)
         assert state.active[idle_slot(state)] == "active", state  # it served until the switch
     recover(fault_box, live_project, new)
+
+
+def test_kill_while_uv_installs_a_new_virtualenv(fault_box: Sandbox, live_project: Project) -> None:
+    """As for pip, with push.installer: uv: the orphaned uv finishes the venv, the next push reuses it."""
+    before = served(live_project)
+    configure(live_project, push="installer: uv")
+    requirements = live_project.path / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "# new virtualenv (faults, uv)\n")
+    new = fresh()
+    live_project.set_version(new)
+    push = Push(live_project)
+    push.wait_for(is_step("upload", "start"))
+    host = live_project.hosts[0]
+    try:
+        wait_on_host(fault_box, host, f"pgrep -f '{UV}' >/dev/null")
+        fault_box.run(host, ["pkill", "-STOP", "-f", UV], check=True)
+        push.kill()
+        _pip_outlives_its_push(fault_box, live_project, before, new, UV)
+    finally:
+        fault_box.run(host, ["pkill", "-CONT", "-f", UV])
+        configure(live_project)

@@ -76,3 +76,10 @@ class Push(Model):
         120,
         description="Seconds a push waits for the last step of an interrupted push still running on a host.",
     )
+    installer: Literal["pip", "uv"] = Field(
+        "pip",
+        description="What fills a new venv on the hosts from the shipped wheels: `pip` (the host's own), or "
+        "`uv` (deploy ships a pinned, checksum-verified uv to each host once; its cache on the host "
+        "hard-links packages into later venvs). Both install the same distributions; no host needs a "
+        "package index.",
+    )
