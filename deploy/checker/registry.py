@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "pitfalls",
     "crosslayer",
     "workers",
+    "processes",
     "effective",
     "rendered",
     "live",
