@@ -664,9 +664,9 @@ def setup(
 
                 steps = planned_steps(
                     config,
-                    list(states),
+                    [h for h in states if config.runs_web(h)],
                     tls_files,
-                    {h: s.facts for h, s in states.items()},
+                    {h: s.facts for h, s in states.items() if config.runs_web(h)},
                     lambda facts: render(config, facts, project),
                 )
                 _show_plan(steps, states, printer, "then HTTPS (certificates), in this order:")
@@ -699,9 +699,9 @@ def setup(
 
             printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
             try:
-                https_on_hosts(
-                    config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
-                )
+                # Only where Nginx serves the site: a worker-only host has neither.
+                web = {h: s.facts for h, s in states.items() if config.runs_web(h)}
+                https_on_hosts(config, executor, web, tls_files, project, printer.say)
             except CertsError as exc:
                 fail(str(exc))
         printer.say(f"setup done in {time.monotonic() - started:.2f}s")

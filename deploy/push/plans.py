@@ -122,6 +122,9 @@ def config_steps(
     ]
     if units:
         steps.append(Step("systemd unit", host, (*units, cmd.daemon_reload())))
+    if not config.runs_web(host):
+        # No web process here: no Nginx site (nor Nginx: see setup_steps).
+        return tuple(steps)
     files = [
         (path, rendered[key].encode(), key)
         for path, key in managed_files(config)[1:]
@@ -209,8 +212,9 @@ def setup_steps(
     host = state.host
     layout = layout_for(config)
     steps: list[Step] = []
+    web = config.runs_web(host)
     missing = [p for p in REQUIRED_PACKAGES if p != "nginx-light" and not state.packages.get(p)]
-    if not any(state.packages.get(p) for p in NGINX_PACKAGES) and state.nginx_version is None:
+    if web and not any(state.packages.get(p) for p in NGINX_PACKAGES) and state.nginx_version is None:
         missing.append("nginx-light")
     if missing:
         steps.append(Step("packages", host, (cmd.apt_install(missing),)))
@@ -222,10 +226,16 @@ def setup_steps(
                 (
                     cmd.create_system_user(layout.user, layout.paths.base),
                     # Nginx reaches the slot sockets through the app's group.
-                    Command(
-                        ("usermod", "-a", "-G", layout.user, "www-data"),
-                        "let Nginx (www-data) reach the app's sockets",
-                        sudo=True,
+                    *(
+                        (
+                            Command(
+                                ("usermod", "-a", "-G", layout.user, "www-data"),
+                                "let Nginx (www-data) reach the app's sockets",
+                                sudo=True,
+                            ),
+                        )
+                        if web
+                        else ()
                     ),
                 ),
             )
