@@ -29,6 +29,7 @@ from deploy.push import processes
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
+from deploy.push.removals import removal_steps
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
@@ -257,6 +258,7 @@ def setup_steps(
         steps.append(Step("shared files", host, tuple(file_actions)))
     steps += config_steps(config, state, rendered, secrets, project_id)
     steps += job_steps(config, state, rendered)
+    steps += removal_steps(config, state, instances=True)
     return tuple(steps)
 
 
@@ -703,7 +705,7 @@ def host_push(
     )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
     # After the switch (finish): job units run what `current` points at, once the push succeeded.
-    job_changes = job_steps(config, state, rendered)
+    job_changes = (*job_steps(config, state, rendered), *removal_steps(config, state, instances=False))
     old_slot = state.live_slot
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
@@ -1018,7 +1020,12 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
                 layout, host, new_slot, wanted, marker, processes.at_boot(config, layout, host, new_slot)
             ),
         ),
-        finish=_finish_steps(config, layout, state, old_slot, None),
+        # deploy.yaml's processes, whatever the release ran: one it no longer has is removed, never
+        # brought back (deploy.push.removals).
+        finish=(
+            *removal_steps(config, state, instances=False),
+            *_finish_steps(config, layout, state, old_slot, None),
+        ),
         abort=_abort_steps(config, layout, state, old_slot, new_slot),
         revert=_revert_steps(config, layout, state, old_slot, current, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
