@@ -1120,6 +1120,8 @@ def rollback(
             plan = rollback_plan(config, states, release)
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
+        for note in plan.notes:
+            printer.say(f"note: {note}")
         if dry_run:
             _show_plan(
                 list(plan.as_plan().steps),

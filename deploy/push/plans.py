@@ -29,7 +29,7 @@ from deploy.push import processes
 from deploy.push.artifact import Artifact, FileEntry, Platform, changes, requirements_hash, tarball
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
-from deploy.push.removals import removal_steps
+from deploy.push.removals import not_brought_back, removal_steps
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState, ReleaseInfo
@@ -404,6 +404,8 @@ class PushPlan:
     release: str
     hosts: tuple[HostPush, ...]
     release_steps: tuple[Step, ...] = ()
+    #: What the plan does not do that the user may expect (printed before it runs, and by --dry-run).
+    notes: tuple[str, ...] = ()
 
     @property
     def changed_hosts(self) -> tuple[HostPush, ...]:
@@ -669,8 +671,12 @@ def _finish_steps(
     return (Step("finish", state.host, tuple(actions)),) if actions else ()
 
 
-def _release_json(build: Build, req_hash: str, fingerprint: str, python_root: str | None) -> bytes:
+def _release_json(
+    build: Build, req_hash: str, fingerprint: str, python_root: str | None, processes: list[str]
+) -> bytes:
     info = {
+        # The processes it ran (what a rollback to it says it does not bring back: deploy.push.removals).
+        "processes": processes,
         "python_root": python_root,
         "id": build.release,
         "commit": build.artifact.commit,
@@ -849,7 +855,7 @@ def host_push(
     prepare.append(
         Upload(
             f"{target}/.deploy/release.json",
-            _release_json(build, req_hash, fingerprint, python_root),
+            _release_json(build, req_hash, fingerprint, python_root, sorted(config.processes)),
             0o640,
             "root",
             layout.user,
@@ -1036,4 +1042,11 @@ def host_rollback(config: Config, state: HostState, target: str | None) -> HostP
 def rollback_plan(config: Config, states: Mapping[str, HostState], target: str | None) -> PushPlan:
     hosts = tuple(host_rollback(config, state, target) for state in states.values())
     release = target or (hosts[0].release if hosts else "")
-    return PushPlan("rollback", release, hosts)
+    notes = dict.fromkeys(
+        note
+        for host in hosts
+        if not host.unchanged
+        for note in [not_brought_back(config, states[host.host], host.release)]
+        if note
+    )
+    return PushPlan("rollback", release, hosts, notes=tuple(notes))

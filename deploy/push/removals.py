@@ -103,3 +103,18 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
             _unboot(layout, extra, shown),
         ]
     return (Step("processes removed", state.host, tuple(actions)),)
+
+
+def not_brought_back(config: Config, state: HostState, release: str) -> str | None:
+    """What a rollback to `release` says when that release ran processes deploy.yaml no longer has: a
+    rollback runs deploy.yaml's processes (their units are configuration, like the jobs'), so it does
+    not start them again."""
+    info = next((r.info for r in state.releases if r.id == release), None) or {}
+    ran = info.get("processes")
+    gone = sorted(set(ran) - set(config.processes)) if isinstance(ran, list) else []
+    if not gone:
+        return None
+    return (
+        f"release {release} ran {', '.join(gone)}, which deploy.yaml no longer has: the rollback does not "
+        "start it again (put it back in deploy.yaml to run it)"
+    )

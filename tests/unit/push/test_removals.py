@@ -126,3 +126,35 @@ def test_the_probe_reads_the_process_templates_a_glob_matches(tmp_path: Path) ->
     state = run_probe(tmp_path, CONFIG, read_globs=[f"{tmp_path}/shop-*@.service"])
     assert state.globs[f"{tmp_path}/shop-*@.service"] == [f"{tmp_path}/shop-beat@.service"]
     assert state.files[f"{tmp_path}/shop-beat@.service"].startswith("# shop-beat@.service, rendered")
+
+
+def test_a_rollback_says_it_does_not_bring_back_a_process_the_release_ran() -> None:
+    r1 = "20240102-000000-r1"
+    ran = {
+        h: replace(
+            s,
+            releases=tuple(
+                replace(r, info={**(r.info or {}), "processes": ["beat", "worker"]}) if r.id == r1 else r
+                for r in s.releases
+            ),
+        )
+        for h, s in installed().items()
+    }
+    plan = rollback_plan(WITHOUT_BEAT, ran, None)
+    assert plan.release == r1
+    assert plan.notes == (
+        f"release {r1} ran beat, which deploy.yaml no longer has: the rollback does not start it again "
+        "(put it back in deploy.yaml to run it)",
+    )
+    assert rollback_plan(CONFIG, ran, None).notes == ()
+
+
+def test_a_release_records_the_processes_it_runs() -> None:
+    plan = push(CONFIG, installed())
+    uploads = [
+        a
+        for s in plan.hosts[0].prepare
+        for a in s.actions
+        if getattr(a, "remote_path", "").endswith("release.json")
+    ]
+    assert json.loads(uploads[0].content)["processes"] == ["beat", "worker"]  # type: ignore[attr-defined]
