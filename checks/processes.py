@@ -59,6 +59,11 @@ def _line(ctx: Context, *path: str | int) -> int | None:
     return line
 
 
+#: Stop signals that end an RQ or Celery worker without its warm shutdown (RQ and Celery finish the job
+#: in hand on SIGTERM and SIGINT; Celery's SIGQUIT is its cold shutdown, and RQ handles neither).
+_NOT_WARM = ("SIGQUIT", "SIGHUP")
+
+
 def job_timeout(process: Process) -> tuple[int, str] | None:
     """The longest a job of this worker may run, and where that comes from: deploy.yaml's `job_timeout`,
     else Celery's `--time-limit` in the command, else RQ's default (180 s)."""
@@ -84,10 +89,13 @@ def job_timeout(process: Process) -> tuple[int, str] | None:
     job in hand and takes no new one. systemd waits `stop_timeout` seconds for that, then kills the
     worker: a job longer than that dies half done (RQ moves it to its failed or abandoned jobs, Celery
     loses it unless `acks_late` is set), on every push. RQ gives each job up to 180 seconds unless the
-    job or its queue says otherwise; deploy's default stop timeout is 60 seconds.""",
+    job or its queue says otherwise; deploy's default stop timeout is 60 seconds. The stop signal must
+    be the warm shutdown too: SIGTERM or SIGINT for both; SIGQUIT is Celery's cold shutdown and RQ
+    handles neither SIGQUIT nor SIGHUP.""",
     fix="""Set the process's `stop_timeout` to at least its longest job: `job_timeout` in deploy.yaml if
     you declared it, else Celery's `--time-limit`, else RQ's 180 s (or give RQ jobs a shorter
-    `job_timeout=` and declare it as the process's `job_timeout`).""",
+    `job_timeout=` and declare it as the process's `job_timeout`). Keep `stop_signal: SIGTERM` (the
+    default) for RQ and Celery workers.""",
     layers=("config",),
     details="""The longest job is, in this order: the process's `job_timeout`; the `--time-limit` of a
     `celery ... worker` command; 180 s for an `rq worker` (or `rqworker`) command, RQ's default job
@@ -97,6 +105,7 @@ def job_timeout(process: Process) -> tuple[int, str] | None:
         "https://python-rq.org/docs/jobs/#job-timeout",
         "https://docs.celeryq.dev/en/stable/userguide/workers.html#time-limits",
         "https://docs.celeryq.dev/en/stable/userguide/workers.html#stopping-the-worker",
+        "https://python-rq.org/docs/workers/#taking-down-workers",
         "https://www.freedesktop.org/software/systemd/man/latest/systemd.service.html#TimeoutStopSec=",
     ),
 )
@@ -104,6 +113,14 @@ def stop_before_job_ends(ctx: Context) -> Iterator[Finding]:
     if ctx.config is None:
         return
     for name, process in ctx.config.processes.items():
+        program = _program(_words(process.command))
+        if program in (("rq", "worker"), ("celery", "worker")) and process.stop_signal in _NOT_WARM:
+            yield Finding(
+                f"processes.{name}: stop_signal {process.stop_signal} is no warm shutdown for "
+                f"{program[0]}: the job in hand is lost on every push",
+                config_file(ctx),
+                _line(ctx, "processes", name, "stop_signal") or _line(ctx, "processes", name),
+            )
         found = job_timeout(process)
         if found is None or process.stop_timeout >= found[0]:
             continue

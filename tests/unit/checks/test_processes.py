@@ -47,6 +47,13 @@ def run(
         ("{command: 'celery -A app.celery worker --time-limit 30'}", None),
         ("{command: celery -A app.celery worker}", None),
         ("{command: python loop.py, job_timeout: 120}", "(120 s, its job_timeout)"),
+        (
+            "{command: celery -A app.celery worker, stop_signal: SIGQUIT}",
+            "stop_signal SIGQUIT is no warm shutdown for celery",
+        ),
+        ("{command: rq worker, stop_signal: SIGHUP, stop_timeout: 200}", "SIGHUP is no warm shutdown for rq"),
+        ("{command: rq worker, stop_signal: SIGINT, stop_timeout: 200}", None),
+        ("{command: python loop.py, stop_signal: SIGQUIT}", None),
     ],
 )
 def test_xl030_stop_timeout_against_the_longest_job(
