@@ -14,7 +14,8 @@ from pathlib import PurePosixPath
 
 from deploy.config.model import Config
 from deploy.layout import Layout, layout_for, process_boot_glob, process_template_glob
-from deploy.plan import Action, Command, Step
+from deploy.plan import Action, Step
+from deploy.push.processes import unboot
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
 
@@ -53,15 +54,6 @@ def extra_instances(config: Config, layout: Layout, state: HostState) -> list[st
     return [unit for unit in _booted(config, state) if unit.startswith(ours) and unit not in wanted]
 
 
-def _unboot(layout: Layout, patterns: list[str], what: str) -> Command:
-    wants = f"{layout.unit_dir}/multi-user.target.wants"
-    return Command(
-        ("sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", wants, *patterns),
-        f"{what} no longer start(s) at boot",
-        sudo=True,
-    )
-
-
 def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple[Step, ...]:
     """Stop (their warm shutdown: systemd waits up to each one's stop timeout), take out of the boot and
     remove the units of the processes deploy.yaml no longer has; with `instances` (setup), also stop the
@@ -83,7 +75,7 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
                 "up to its stop timeout",
                 check=False,
             ),
-            _unboot(layout, patterns, shown),
+            unboot(layout, patterns, f"{shown}: no instance starts at boot"),
             cmd.remove_paths(
                 layout.unit_dir,
                 [f"{config.app.name}-{name}@.service" for name in gone],
@@ -100,7 +92,7 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
                 description=f"stop {shown} (this host no longer runs it): its warm shutdown",
                 check=False,
             ),
-            _unboot(layout, extra, shown),
+            unboot(layout, extra, f"{shown}: no longer started at boot"),
         ]
     return (Step("processes removed", state.host, tuple(actions)),)
 

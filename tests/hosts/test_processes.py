@@ -334,3 +334,43 @@ def test_a_host_without_the_web_role_runs_its_processes_and_no_web_slot(
     project.deploy("push", check=True, timeout=600)
     assert live_slot(box) == other(slot)
     assert units(box, other(slot)) == [["active", "active"]] * 2
+
+
+def test_a_process_taken_out_of_deploy_yaml_is_removed_and_a_rollback_does_not_bring_it_back(
+    box: Sandbox, project: Project
+) -> None:
+    first = box.hosts()[0]
+    template = "/etc/systemd/system/flaskr-beat@.service"
+    assert box.run(first, ["test", "-f", template], timeout=30).returncode == 0
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    beat = "  beat:\n    command: python beat.py\n    singleton: true\n    settle: 2\n"
+    assert beat in text
+    config.write_text(text.replace(beat, ""), encoding="utf-8")
+    project.set_version("v6")
+    out = project.deploy("push", check=True, timeout=600).stdout
+    assert "processes removed" in out, out
+    beats = ["flaskr-beat@blue-1.service", "flaskr-beat@green-1.service"]
+    for host in box.hosts():
+        assert (
+            box.run(host, ["systemctl", "is-active", *beats], timeout=30).stdout.split() == ["inactive"] * 2
+        )
+        assert box.run(host, ["test", "-e", template], timeout=30).returncode == 1
+        wants = box.run(host, ["sh", "-c", "ls /etc/systemd/system/multi-user.target.wants/"], timeout=30)
+        assert "flaskr-beat@" not in wants.stdout and "flaskr-worker@" in wants.stdout
+    slot = live_slot(box)
+    assert units(box, slot)[0] == ["active", "active"]
+    # The release before ran beat: the rollback says it does not start it again, and does not.
+    result = project.deploy("rollback", timeout=600)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert "ran beat, which deploy.yaml no longer has: the rollback does not start it again" in said, said
+    assert box.run(first, ["systemctl", "is-active", *beats], timeout=30).stdout.split() == ["inactive"] * 2
+    assert units(box, other(slot))[0] == ["active", "active"]
+    # Fewer instances: setup (which switches no slot) stops the one the host no longer runs.
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("instances: 2", "instances: 1"), encoding="utf-8"
+    )
+    out = project.deploy("setup", check=True, timeout=600).stdout
+    assert "processes removed" in out, out
+    assert units(box, other(slot))[0] == ["active", "inactive"]

@@ -4,13 +4,16 @@ out of the boot and remove their units) or no longer this host's in its live slo
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from deploy.config.loader import load_text
+from deploy.layout import layout_for
 from deploy.push.plans import push_plan, rollback_plan, setup_plan
+from deploy.push.processes import unboot
 from deploy.push.removals import removed
 from deploy.remote.facts import HostState
 from deploy.remote.facts import probe_command as facts_probe
@@ -74,8 +77,8 @@ def test_a_push_without_a_process_stops_and_removes_its_units_after_the_switch()
         step = host.finish[names.index("processes removed")]
         assert lines([step]) == [
             "systemctl stop 'shop-beat@*.service'",
-            'sh -c \'cd "$1" && shift && rm -f -- "$@"\' sh /etc/systemd/system/multi-user.target.wants '
-            "'shop-beat@*.service'",
+            "sh -c 'cd \"$1\" && shift && for pattern; do rm -f -- $pattern; done' sh "
+            "/etc/systemd/system/multi-user.target.wants 'shop-beat@*.service'",
             f"python3 -I -S -c '<program: 133 lines>' rm {UNIT_DIR} shop-beat@.service",
             "systemctl daemon-reload",
         ]
@@ -158,3 +161,18 @@ def test_a_release_records_the_processes_it_runs() -> None:
         if getattr(a, "remote_path", "").endswith("release.json")
     ]
     assert json.loads(uploads[0].content)["processes"] == ["beat", "worker"]  # type: ignore[attr-defined]
+
+
+def test_unboot_removes_the_links_each_pattern_matches_in_its_folder_only(tmp_path: Path) -> None:
+    """The patterns are expanded by the shell in the wants folder (quoted, they would match nothing)."""
+    wants = tmp_path / "multi-user.target.wants"
+    wants.mkdir()
+    for name in ("shop-worker@blue-1.service", "shop-worker@blue-2.service", "shop-worker@green-1.service"):
+        (wants / name).symlink_to("/nonexistent")
+    (tmp_path / "shop-worker@blue-9.service").write_text("")  # outside the folder: kept
+    command = unboot(
+        replace(layout_for(CONFIG), unit_dir=str(tmp_path)), ["shop-worker@blue-*.service", "shop-x@*"], "t"
+    )
+    subprocess.run(command.argv, check=True, timeout=30)
+    assert sorted(p.name for p in wants.iterdir()) == ["shop-worker@green-1.service"]
+    assert (tmp_path / "shop-worker@blue-9.service").exists()
