@@ -94,7 +94,7 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
             ),
             unboot(layout, extra, f"{shown}: no longer started at boot"),
         ]
-    return (Step("process removal", state.host, tuple(actions)),)
+    return (Step("drop processes", state.host, tuple(actions)),)
 
 
 def not_brought_back(config: Config, state: HostState, release: str) -> str | None:

@@ -349,7 +349,7 @@ def test_a_process_taken_out_of_deploy_yaml_is_removed_and_a_rollback_does_not_b
     config.write_text(text.replace(beat, ""), encoding="utf-8")
     project.set_version("v6")
     out = project.deploy("push", check=True, timeout=600).stdout
-    assert "process removal" in out, out
+    assert "drop processes" in out, out
     beats = ["flaskr-beat@blue-1.service", "flaskr-beat@green-1.service"]
     for host in box.hosts():
         assert (
@@ -372,5 +372,5 @@ def test_a_process_taken_out_of_deploy_yaml_is_removed_and_a_rollback_does_not_b
         config.read_text(encoding="utf-8").replace("instances: 2", "instances: 1"), encoding="utf-8"
     )
     out = project.deploy("setup", check=True, timeout=600).stdout
-    assert "process removal" in out, out
+    assert "drop processes" in out, out
     assert units(box, other(slot))[0] == ["active", "inactive"]

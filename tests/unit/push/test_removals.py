@@ -73,8 +73,8 @@ def test_a_push_without_a_process_stops_and_removes_its_units_after_the_switch()
     for host in plan.hosts:
         assert not host.unchanged
         names = [s.name for s in host.finish]
-        assert "process removal" in names
-        step = host.finish[names.index("process removal")]
+        assert "drop processes" in names
+        step = host.finish[names.index("drop processes")]
         assert lines([step]) == [
             "systemctl stop 'shop-beat@*.service'",
             "sh -c 'cd \"$1\" && shift && for pattern; do rm -f -- $pattern; done' sh "
@@ -86,13 +86,13 @@ def test_a_push_without_a_process_stops_and_removes_its_units_after_the_switch()
         assert not any("shop-beat@*" in line for line in lines((*host.prepare, *host.start, *host.switch)))
         assert not any("shop-beat@*" in line for line in lines((*host.abort, *host.revert)))
     # With beat in deploy.yaml: no removal.
-    assert all("process removal" not in [s.name for s in h.finish] for h in push(CONFIG, installed()).hosts)
+    assert all("drop processes" not in [s.name for s in h.finish] for h in push(CONFIG, installed()).hosts)
 
 
 def test_a_rollback_does_not_bring_back_a_process_deploy_yaml_no_longer_has() -> None:
     plan = rollback_plan(WITHOUT_BEAT, installed(), None)
     for host in plan.hosts:
-        assert "process removal" in [s.name for s in host.finish]
+        assert "drop processes" in [s.name for s in host.finish]
         assert not any("shop-beat@" in line for line in lines(host.start))
 
 
@@ -101,8 +101,8 @@ def test_setup_stops_instances_the_host_no_longer_runs_and_removed_processes() -
     boot = ("shop-worker@blue-1.service", "shop-worker@blue-2.service", "shop-beat@blue-1.service")
     states = installed(boot=boot)
     plan = setup_plan(fewer, states, {h: render(fewer, s.facts) for h, s in states.items()}, SECRETS)
-    web1 = [s for s in plan.for_host("web1") if s.name == "process removal"]
-    web2 = [s for s in plan.for_host("web2") if s.name == "process removal"]
+    web1 = [s for s in plan.for_host("web1") if s.name == "drop processes"]
+    web2 = [s for s in plan.for_host("web2") if s.name == "drop processes"]
     # web1 has no worker role: every worker instance goes; beat (a singleton on web1) stays.
     assert "stop shop-worker@blue-1.service, shop-worker@blue-2.service" in web1[0].actions[0].description
     # web2 runs one worker now: the second goes; beat runs on web1 only.
@@ -115,7 +115,7 @@ def test_setup_stops_instances_the_host_no_longer_runs_and_removed_processes() -
     assert not [
         s
         for s in setup_plan(CONFIG, same, rendered, SECRETS).for_host("web2")
-        if s.name == "process removal"
+        if s.name == "drop processes"
     ]
 
 
