@@ -1,7 +1,7 @@
 """Mutation testing of the modules that decide what happens on hosts (mutmut 3).
 
 Run from anywhere:  python benchmarks/mutation.py [MODULE...] [--json] [--functions GLOB...] [--save]
-  MODULE is a target's name (`pushplan`, `rollout`, ...; see TARGETS) or its path; none = every target.
+  MODULE is a target's name (`plan_push`, `rollout`, ...; see TARGETS) or its path; none = every target.
 
 Each target runs in its own scratch copy of the repository (mutmut 3 writes its mutants to ./mutants,
 so two targets, or a target and your work tree, must never share a folder), with only the unit tests
@@ -77,30 +77,32 @@ _SLOW_CONFIG_TESTS = (
 TARGETS: tuple[Target, ...] = (
     # What a push and a rollback decide per host: setup preconditions, rollback target, pruning, and
     # the switch, revert and clean-up steps (plan assembly around them is covered by the same tests).
-    Target(
-        "deploy/push/plans.py",
-        (*_PUSH_TESTS, "tests/unit/push/test_plans_mutants.py", "tests/unit/push/test_plans_steps.py"),
-        functions=tuple(
-            f"deploy.push.plans.x_{name}__mutmut_*"
-            for name in (
-                "config_steps",
-                "setup_steps",
-                "host_push",
-                "_start_steps",
-                "_served_marker",
-                "slot_env_content",
-                "require_setup",
-                "refuse_hosts",
-                "rollback_target",
-                "_keep",
-                "prune_list",
-                "_switch_step",
-                "_revert_steps",
-                "_finish_steps",
-                "host_rollback",
-                "rollback_plan",
-            )
-        ),
+    # The plans are split along their phases (deploy/push/plan_*.py): one target each, same tests.
+    *(
+        Target(
+            f"deploy/push/{module}.py",
+            (*_PUSH_TESTS, "tests/unit/push/test_plans_mutants.py", "tests/unit/push/test_plans_steps.py"),
+            functions=tuple(f"deploy.push.{module}.x_{name}__mutmut_*" for name in names),
+        )
+        for module, names in (
+            ("plan_setup", ("config_steps", "setup_steps", "require_setup", "refuse_hosts")),
+            ("plan_push", ("host_push", "_release_files", "_shared", "_venv", "_metadata")),
+            (
+                "plan_switch",
+                (
+                    "_start_steps",
+                    "_served_marker",
+                    "slot_env_content",
+                    "rollback_target",
+                    "_keep",
+                    "prune_list",
+                    "_switch_step",
+                    "_revert_steps",
+                    "_finish_steps",
+                ),
+            ),
+            ("plan_rollback", ("host_rollback", "rollback_plan")),
+        )
     ),
     Target(
         "deploy/push/rollout.py",
@@ -130,24 +132,41 @@ TARGETS: tuple[Target, ...] = (
     # that start `python -m deploy` or run a check over a project (seconds each, and they cover most
     # functions) are left out of the mutation run: everything they assert about the loader and the
     # model is asserted in process by the tests kept (tests/unit/config/test_config_mutants.py).
-    Target(
-        "deploy/config/model.py",
-        (
-            "tests/unit/config/test_model.py",
-            "tests/unit/config/test_loader.py",
-            "tests/unit/config/test_csp.py",
-            "tests/unit/config/test_config_mutants.py",
-        ),
-        pytest_args=("-k", _SLOW_CONFIG_TESTS),
+    # deploy/config/model/ is one module per section; only three hold functions mutmut mutates (the
+    # other sections are classes with decorated validators only): the value types' helpers (base),
+    # Config's own methods and the service helpers (root), and the services' name checks (services).
+    *(
+        Target(
+            f"deploy/config/model/{name}.py",
+            (
+                "tests/unit/config/test_model.py",
+                "tests/unit/config/test_loader.py",
+                "tests/unit/config/test_csp.py",
+                "tests/unit/config/test_config_mutants.py",
+                "tests/unit/config/test_jobs.py",
+            ),
+            pytest_args=("-k", _SLOW_CONFIG_TESTS),
+        )
+        for name in ("base", "root", "services")
     ),
-    Target(
-        "deploy/config/loader.py",
-        (
-            "tests/unit/config/test_model.py",
-            "tests/unit/config/test_loader.py",
-            "tests/unit/config/test_config_mutants.py",
-        ),
-        pytest_args=("-k", _SLOW_CONFIG_TESTS),
+    # The loader was split (2026-12-07): reading and parsing YAML is config/document.py, the sandbox's
+    # overlay config/sandbox_overlay.py; the same tests cover the three.
+    *(
+        Target(
+            module,
+            (
+                "tests/unit/config/test_model.py",
+                "tests/unit/config/test_loader.py",
+                "tests/unit/config/test_config_mutants.py",
+                "tests/unit/config/test_overlays.py",
+            ),
+            pytest_args=("-k", _SLOW_CONFIG_TESTS),
+        )
+        for module in (
+            "deploy/config/loader.py",
+            "deploy/config/document.py",
+            "deploy/config/sandbox_overlay.py",
+        )
     ),
     Target(
         "deploy/config/redact.py",

@@ -170,13 +170,7 @@ def nginx_test(files: dict[str, str], snippets_dir: str = "/etc/nginx/snippets/"
         root = Path(tmp)
         for folder in ("sites", "conf.d", "snippets", "logs", "temp"):
             (root / folder).mkdir()
-        cert, key = root / "cert.pem", root / "key.pem"
-        made = _run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-days", "2", "-subj", "/CN=deploy-check", "-keyout", str(key), "-out", str(cert)]
-        )  # fmt: skip
-        if made.returncode != 0:
-            raise LinterUnavailable(f"openssl could not make a test certificate: {made.stderr.strip()[:200]}")
+        cert, key = _test_certificate(openssl, root)
         stand_in = {
             "ssl_certificate": cert,
             "ssl_certificate_key": key,
@@ -231,6 +225,25 @@ def nginx_test(files: dict[str, str], snippets_dir: str = "/etc/nginx/snippets/"
         proc = _run(argv)
     if proc.returncode == 0:
         return []
+    return _nginx_rejections(proc, written, ports)
+
+
+def _test_certificate(openssl: str, root: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate and key in `root`, for the sites' TLS directives."""
+    cert, key = root / "cert.pem", root / "key.pem"
+    made = _run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", "/CN=deploy-check", "-keyout", str(key), "-out", str(cert)]
+    )  # fmt: skip
+    if made.returncode != 0:
+        raise LinterUnavailable(f"openssl could not make a test certificate: {made.stderr.strip()[:200]}")
+    return cert, key
+
+
+def _nginx_rejections(
+    proc: subprocess.CompletedProcess[str], written: dict[str, str], ports: dict[int, int]
+) -> list[Rejection]:
+    """What `nginx -t` rejected, named by rendered file, line and the ports of the rendered files."""
     out: list[Rejection] = []
     for line in (proc.stderr + proc.stdout).splitlines():
         match = _NGINX_ERROR.match(line.strip())

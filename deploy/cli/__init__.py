@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from deploy import __version__
-from deploy.cli import check, config, jobs, push, sandbox, services, tls
+from deploy.cli import check, config, jobs, lock, push, sandbox, services, status, tls
 from deploy.cli.common import Main
 
 
@@ -22,6 +22,6 @@ def main() -> None:
     """
 
 
-for _module in (config, check, sandbox, push, services, jobs, tls):
+for _module in (config, check, sandbox, push, status, lock, services, jobs, tls):
     for _command in _module.COMMANDS:
         main.add_command(_command)

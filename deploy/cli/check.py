@@ -13,6 +13,7 @@ from deploy.cli.common import config_option, env_option, fail, handles_config_er
 
 if TYPE_CHECKING:
     from deploy.checker.registry import Check
+    from deploy.config.model import Config
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -129,7 +130,6 @@ def check(
     from deploy.checker.registry import RegistryError, load_checks
     from deploy.checker.registry import select as select_checks
     from deploy.checker.runner import run
-    from deploy.config.loader import load
 
     try:
         threshold = Severity.parse(fail_on)
@@ -137,24 +137,13 @@ def check(
         fail(f"--fail-on: {exc}", EXIT_USAGE)
         return
     explicit = click_ctx.get_parameter_source("config_path") is not click.core.ParameterSource.DEFAULT
-    path_given = click_ctx.get_parameter_source("path") is not click.core.ParameterSource.DEFAULT
-    if explicit and not path_given and Path(config_path).absolute().parent.is_dir():
-        # `-c ../p/deploy.yaml` alone checks the project of that deploy.yaml, as every other command does.
-        path = Path(config_path).absolute().parent
-    root = path.resolve()
+    root = _project_root(click_ctx, path, config_path, explicit)
     try:
         checks = load_checks(root, plugins=not no_plugins)
     except RegistryError as exc:
         fail(str(exc), EXIT_USAGE)
         return
-    for option, values in (("--select", select), ("--ignore", ignore)):
-        unknown = _unknown_ids(checks, _split(values))
-        if unknown:
-            fail(f"{option}: {unknown}", EXIT_USAGE)
-    if (app_spec or python) and not import_app:
-        fail(f"{'--app' if app_spec else '--python'} is only used with --import", EXIT_USAGE)
-    if python and not Path(python).is_file():
-        fail(f"--python {python}: no such file", EXIT_USAGE)
+    _refuse_bad_options(checks, select, ignore, import_app, app_spec, python)
     checks = select_checks(checks, _split(select), _split(ignore))
     if list_checks:
         _emit(checkfmt.listing(checks, "json" if fmt == "json" else "text"), output)
@@ -163,18 +152,7 @@ def check(
         fail("--live needs -e ENV: the environment whose hosts and site to visit", EXIT_USAGE)
     # An explicit -c is a path from the current folder, as in every command; the default is the project's.
     config_file = Path(config_path).absolute() if explicit else root / config_path
-    config = None
-    if config_file.is_file() or explicit:
-        # What app.static.dir holds is reported by SEC022 (with its line), not refused at load.
-        config = load(config_file, environment, project_files=False)
-    elif environment:
-        fail(f"-e {environment}: there is no {config_file} to take the environment from", EXIT_USAGE)
-    if live and config is not None:
-        from deploy.checker.live_probe import placeholder_hosts, placeholder_message
-
-        placeholders = placeholder_hosts(config)
-        if placeholders:
-            fail(f"--live: {placeholder_message(placeholders, environment)}", EXIT_USAGE)
+    config = _config(config_file, explicit, environment, live)
     resolved = config_file.resolve()
     shown = resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(config_file)
     ctx = Context(
@@ -196,6 +174,54 @@ def check(
     colour = fmt == "text" and output is None and sys.stdout.isatty()
     _emit(checkfmt.render(report, fmt, threshold, colour=colour, verbose=verbose), output)
     sys.exit(EXIT_FINDINGS if report.failing(threshold) else EXIT_CLEAN)
+
+
+def _refuse_bad_options(
+    checks: list[Check],
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    import_app: bool,
+    app_spec: str | None,
+    python: str | None,
+) -> None:
+    """Exit 2 on a --select/--ignore that names no check, or --app/--python without a usable --import."""
+    for option, values in (("--select", select), ("--ignore", ignore)):
+        unknown = _unknown_ids(checks, _split(values))
+        if unknown:
+            fail(f"{option}: {unknown}", EXIT_USAGE)
+    if (app_spec or python) and not import_app:
+        fail(f"{'--app' if app_spec else '--python'} is only used with --import", EXIT_USAGE)
+    if python and not Path(python).is_file():
+        fail(f"--python {python}: no such file", EXIT_USAGE)
+
+
+def _project_root(click_ctx: click.Context, path: Path, config_path: str, explicit: bool) -> Path:
+    """The project checked: PATH, or the folder of -c FILE when only that is given."""
+    path_given = click_ctx.get_parameter_source("path") is not click.core.ParameterSource.DEFAULT
+    if explicit and not path_given and Path(config_path).absolute().parent.is_dir():
+        # `-c ../p/deploy.yaml` alone checks the project of that deploy.yaml, as every other command does.
+        path = Path(config_path).absolute().parent
+    return path.resolve()
+
+
+def _config(config_file: Path, explicit: bool, environment: str | None, live: bool) -> Config | None:
+    """The deploy.yaml checked, if there is one (an explicit -c must exist); --live refuses placeholders."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.loader import load
+
+    config = None
+    if config_file.is_file() or explicit:
+        # What app.static.dir holds is reported by SEC022 (with its line), not refused at load.
+        config = load(config_file, environment, project_files=False)
+    elif environment:
+        fail(f"-e {environment}: there is no {config_file} to take the environment from", EXIT_USAGE)
+    if live and config is not None:
+        from deploy.checker.live_probe import placeholder_hosts, placeholder_message
+
+        placeholders = placeholder_hosts(config)
+        if placeholders:
+            fail(f"--live: {placeholder_message(placeholders, environment)}", EXIT_USAGE)
+    return config
 
 
 def _unknown_ids(checks: list[Check], patterns: list[str]) -> str | None:

@@ -10,8 +10,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.cli.push import Printer, _connected, _host_names, _load, redacts_secrets
+from deploy.cli.common import (
+    Printer,
+    config_option,
+    connected,
+    env_option,
+    fail,
+    handles_config_errors,
+    host_names,
+    load_config,
+    redacts_secrets,
+)
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
@@ -80,15 +89,15 @@ def jobs_group(
     from deploy.remote.executor import each
     from deploy.remote.jobs import job_states, jobs_on, show_jobs
 
-    config, _project = _load(config_path, environment)
+    config, _project = load_config(config_path, environment)
     if not config.jobs:
         if as_json:
             click.echo("[]")
         else:
             click.echo(f"{config_path} has no jobs: (see 'Scheduled jobs' in the docs)")
         return
-    hosts = [h for h in _host_names(config) if jobs_on(config, h)]
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    hosts = [h for h in host_names(config) if jobs_on(config, h)]
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         results = each(hosts, lambda h: executor.run(h, show_jobs(config, jobs_on(config, h)), timeout=30))
     rows: list[dict[str, object]] = []
     for host in hosts:
@@ -128,12 +137,12 @@ def run_command(
     from deploy.config.loader import ConfigError, Problem, line_of
     from deploy.remote.jobs import parse_run, run_job, runs_on
 
-    config, _project = _load(config_path, environment)
+    config, _project = load_config(config_path, environment)
     if name not in config.jobs:
         line, path = line_of(config_path, config.environment, ("jobs",))
         known = ", ".join(sorted(config.jobs)) or "none"
         raise ConfigError([Problem(config_path, line, path, f"no job {name!r} (jobs: {known})")])
-    hosts = [h for h in _host_names(config) if runs_on(config, name, h)]
+    hosts = [h for h in host_names(config) if runs_on(config, name, h)]
     if only is not None and only not in hosts:
         line, path = line_of(config_path, config.environment, ("jobs", name))
         raise ConfigError(
@@ -148,7 +157,7 @@ def run_command(
         )
     host = only or hosts[0]
     started = time.monotonic()
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         _code, output = executor.run(
             host, run_job(config, name, lines), timeout=config.jobs[name].timeout + 60
         )

@@ -15,8 +15,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from deploy.cli.common import config_option, env_option, fail, handles_config_errors
-from deploy.cli.push import Printer, _connected, _gather, _load, _stoppable, _take_locks, redacts_secrets
+from deploy.cli.common import (
+    Printer,
+    config_option,
+    connected,
+    env_option,
+    fail,
+    gather,
+    handles_config_errors,
+    load_config,
+    redacts_secrets,
+    stoppable,
+)
 
 if TYPE_CHECKING:
     from deploy.config.model import Config
@@ -47,7 +57,7 @@ def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.backups import service_host
 
-    config, _project = _load(config_path, environment)
+    config, _project = load_config(config_path, environment)
     if config.services.postgres is None:
         fail(f"{config_path}: services.postgres is not set: there is no database to back up", 2)
     return config, service_host(config)
@@ -123,7 +133,7 @@ def backups(config_path: str, environment: str | None, accept_new_host_keys: boo
     from deploy.push.backups import list_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         _code, records = _program(executor, host, list_command(config), 120)
     if as_json:
         click.echo(json.dumps(records, indent=2, sort_keys=True))
@@ -163,7 +173,7 @@ def backup(config_path: str, environment: str | None, accept_new_host_keys: bool
     from deploy.push.backups import backup_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         code, record = _program(executor, host, backup_command(config), max(3600, config.push.step_timeout))
     if as_json:
         click.echo(json.dumps(record, indent=2, sort_keys=True))
@@ -187,7 +197,7 @@ def verify(
     from deploy.push.backups import verify_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         command = verify_command(config, backup_name or "latest")
         code, record = _program(executor, host, command, max(3600, config.push.step_timeout))
     _report(record, f"{host}: backup")
@@ -200,7 +210,7 @@ def _web_units(executor: SSHExecutor, config: Config) -> dict[str, str]:
     from deploy.layout import layout_for
 
     layout = layout_for(config)
-    return {host: layout.unit(s.live_slot) for host, s in _gather(executor, config).items() if s.live_slot}
+    return {host: layout.unit(s.live_slot) for host, s in gather(executor, config).items() if s.live_slot}
 
 
 def _systemctl(executor: SSHExecutor, units: Mapping[str, str], action: str) -> list[str]:
@@ -236,10 +246,11 @@ def restore(
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.backups import list_command, restore_command
+    from deploy.push.lock import take_locks
 
     config, host = _postgres(config_path, environment)
     printer = Printer(False)
-    with _stoppable(printer, "restore"), _connected(config, accept_new_host_keys, printer) as executor:
+    with stoppable(printer, "restore"), connected(config, accept_new_host_keys, printer) as executor:
         # Refused before anything stops: a backup that is not (or no longer) verified.
         record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
         if record.get("status") != "verified":
@@ -248,7 +259,7 @@ def restore(
                 f"({record.get('reason', 'no reason recorded')}); restore only a verified backup",
                 1,
             )
-        _take_locks(executor, config, printer, "restore", record["stamp"])
+        take_locks(executor, config, printer, "restore", record["stamp"])
         units = _web_units(executor, config)
         if units:
             printer.say("stopping the app: " + ", ".join(f"{h} {u}" for h, u in units.items()))
@@ -314,7 +325,7 @@ def pull(
     from deploy.push.backups import list_command
 
     config, host = _postgres(config_path, environment)
-    with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+    with connected(config, accept_new_host_keys, Printer(False)) as executor:
         _code, records = _program(executor, host, list_command(config), 120)
         record = _pick(records, backup_name)
         target = Path(output or f"{record['stamp']}.dump")
@@ -382,7 +393,7 @@ def console(
         # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
         from deploy.plan import Command
 
-        with _connected(config, accept_new_host_keys, Printer(False)) as executor:
+        with connected(config, accept_new_host_keys, Printer(False)) as executor:
             code = executor.stream(host, Command(psql, "psql", sudo=True), lambda t: click.echo(t, nl=False))
         sys.exit(code)
     os.execvp("ssh", _ssh_argv(config, host, psql))  # noqa: S606 (an interactive terminal: the user's ssh)

@@ -2,7 +2,8 @@
 
 Files come from `git archive` (or, with --allow-dirty, from the working tree as git sees it). Every
 file gets a SHA-256, so a host is sent only the files that differ from its current release. Wheels
-are downloaded on this machine for each host's Python version and platform, so hosts need no index.
+are downloaded on this machine for each host's Python version and platform, so hosts need no index
+(the pip command lines and the wheel cache: deploy.push.pipwheels).
 """
 
 from __future__ import annotations
@@ -12,24 +13,25 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
-
 from deploy.config.secretfiles import is_secret
-from deploy.project.requirements import RequirementsError, RequirementSet, environment, resolve, top_level
+from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
 from deploy.project.scan import NEVER_SHIPPED
 from deploy.push import newest
 from deploy.push import wheels as hostmarkers
+
+# Platform, default_cache and download_command live in deploy.push.pipwheels; push and its tests
+# import them from here.
+from deploy.push.pipwheels import Platform as Platform
+from deploy.push.pipwheels import build_pure_wheels, no_wheels
+from deploy.push.pipwheels import default_cache as default_cache
+from deploy.push.pipwheels import download_command as download_command
 
 #: Bump when the way a virtualenv is built changes: every host then builds a fresh one.
 VENV_RECIPE = "1"
@@ -341,85 +343,6 @@ def tarball(files: dict[str, FileEntry], names: list[str], mtime: int = 0, group
     return buffer.getvalue()
 
 
-# --- wheels -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Platform:
-    """A host's Python and platform, as the fact probe reports them."""
-
-    python_version: str
-    machine: str
-    libc: str
-    libc_version: str
-
-    @property
-    def tag(self) -> str:
-        minor = "".join(self.python_version.split(".")[:2])
-        return f"cp{minor}-{self.libc or 'unknown'}{self.libc_version}-{self.machine}"
-
-    def pip_platforms(self) -> list[str]:
-        """Every platform tag a wheel for this host may carry, newest first."""
-        tags: list[str] = []
-        if self.libc == "glibc" and self.libc_version:
-            major, _, minor = self.libc_version.partition(".")
-            if major == "2" and minor.isdigit():
-                tags += [f"manylinux_2_{m}_{self.machine}" for m in range(int(minor), 4, -1)]
-                legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-                tags += [f"{name}_{self.machine}" for m, name in legacy.items() if int(minor) >= m]
-        tags.append(f"linux_{self.machine}")
-        return tags
-
-    def marker_environment(self) -> dict[str, str]:
-        """What environment markers of requirements are evaluated against on this host."""
-        return environment(self.python_version, self.machine)
-
-    def describe(self) -> str:
-        return f"Python {self.python_version} on {self.machine} ({self.libc} {self.libc_version})"
-
-
-def download_command(
-    platform: Platform,
-    requirements: Path,
-    dest: Path,
-    no_deps: bool = False,
-    find_links: Path | None = None,
-) -> list[str]:
-    """`pip download` of binary wheels for another interpreter and platform than this one.
-
-    The full Python version (3.11.2) makes pip check `Requires-Python` as the host will; pip still
-    evaluates environment markers for the Python that runs it (see `wheelhouse`).
-    """
-    minor = "".join(platform.python_version.split(".")[:2])
-    full = platform.python_version
-    version = full if full.replace(".", "").isdigit() and full.count(".") == 2 else minor
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--only-binary=:all:",
-        *(["--no-deps"] if no_deps else []),
-        "--python-version",
-        version,
-        "--implementation",
-        "cp",
-        "--abi",
-        f"cp{minor}",
-        "--abi",
-        "abi3",
-        "--abi",
-        "none",
-    ]
-    for tag in platform.pip_platforms():
-        command += ["--platform", tag]
-    if find_links is not None:
-        command += ["--find-links", str(find_links)]
-    return [*command, "--dest", str(dest), "-r", str(requirements)]
-
-
 def wheelhouse(
     requirements: RequirementSet,
     platform: Platform,
@@ -471,10 +394,10 @@ def wheelhouse(
                 # The version pip install would get, when it is newer than the newest wheel.
                 checked = True
                 if newest.prefer_newest(
-                    source / requirements.install_file, folder, built, _build_pure_wheels, say
+                    source / requirements.install_file, folder, built, build_pure_wheels, say
                 ):
                     continue
-            if result.returncode == 0 or not missing or not _build_pure_wheels(missing, built, say):
+            if result.returncode == 0 or not missing or not build_pure_wheels(missing, built, say):
                 break
         if result.returncode != 0:
             output = result.stdout + result.stderr
@@ -489,69 +412,13 @@ def wheelhouse(
                     + ":\n  "
                     + "\n  ".join(lines)
                 )
-            raise ArtifactError(_no_wheels(platform, lines))
+            raise ArtifactError(no_wheels(platform, lines))
         _close_over_markers(requirements, platform, folder, source, say)
         marker.write_text(key)
     return {path.name: path for path in sorted(folder.glob("*.whl"))}
 
 
 _NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
-
-
-def _build_pure_wheels(requirements: list[str], built: Path, say: Callable[[str], None] | None) -> bool:
-    """Build each requirement from its source archive into `built`, if the result is pure Python
-    (`py3-none-any`: it installs on any host); True if a new wheel was added."""
-    added = False
-    built.mkdir(parents=True, exist_ok=True)
-    for line in requirements:
-        try:
-            name = Requirement(line).name
-        except InvalidRequirement:
-            continue
-        if any(parse_wheel_filename(w.name)[0] == canonicalize_name(name) for w in built.glob("*.whl")):
-            continue  # built already: the download failed for another reason
-        with tempfile.TemporaryDirectory() as scratch:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "--no-binary",
-                    name,
-                    "--wheel-dir",
-                    scratch,
-                    line,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wheels = list(Path(scratch).glob("*.whl"))
-            if done.returncode != 0 or len(wheels) != 1:
-                continue
-            tags = parse_wheel_filename(wheels[0].name)[3]
-            if not all(
-                t.abi == "none" and t.platform == "any" and t.interpreter.startswith("py") for t in tags
-            ):
-                continue  # compiled code: it must be built for the host's platform, not here
-            shutil.move(str(wheels[0]), built / wheels[0].name)
-            added = True
-            if say is not None:
-                say(f"  + {wheels[0].name}: built from the source archive of {line} (pure Python)")
-    return added
-
-
-def _no_wheels(platform: Platform, lines: list[str], what: str = "") -> str:
-    return (
-        f"could not get wheels for {platform.describe()}{what}; hosts have no package index, so every "
-        "requirement needs a wheel. A pure-Python source archive is built into one here; for one with "
-        "compiled code, build the wheel on a machine like the host ('pip wheel') and name its folder in "
-        "PIP_FIND_LINKS when you push:\n  " + "\n  ".join(lines)
-    )
 
 
 #: Rounds of downloads for the host's markers before giving up (each follows one more level).
@@ -600,7 +467,7 @@ def _close_over_markers(
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr).replace(str(listing), "the host's markers")
-            raise ArtifactError(_no_wheels(platform, output.strip().splitlines()[-8:], what))
+            raise ArtifactError(no_wheels(platform, output.strip().splitlines()[-8:], what))
         new = sorted(set(folder.glob("*.whl")) - set(present))
         if not new:
             raise ArtifactError(
@@ -618,15 +485,6 @@ def _close_over_markers(
         f"the wheels for {platform.describe()} did not settle after {MARKER_ROUNDS} rounds of the host's "
         "environment markers"
     )
-
-
-def default_cache() -> Path:
-    """Where wheels are kept between pushes: $DEPLOY_WHEEL_CACHE or ~/.cache/deploy/wheels."""
-    configured = os.environ.get("DEPLOY_WHEEL_CACHE")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "deploy" / "wheels"
 
 
 def wheel_tarball(wheels: dict[str, Path], names: list[str]) -> bytes:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import tempfile
 import tomllib
 import zipfile
@@ -32,6 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.config.secretfiles import is_secret
 from deploy.push.artifact import FileEntry
+from deploy.push.pipwheels import pip_wheel_command
 
 #: Files that make the project a distribution pip can build (at the top of the shipped files).
 BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -191,19 +191,7 @@ def build_wheel(files: Mapping[str, FileEntry], cache: Path, checkout: Checkout 
         source, out = _source(files, Path(scratch), checkout), Path(scratch) / "wheel"
         for options in isolation:
             result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    *options,
-                    "--wheel-dir",
-                    str(out),
-                    str(source),
-                ],
+                pip_wheel_command(source, out, *options),
                 capture_output=True,
                 text=True,
                 check=False,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from deploy.layout import Layout
 from deploy.plan import Command, Step
 from deploy.push.applog import excerpt
-from deploy.push.plans import HostPush, PushPlan
+from deploy.push.plan_types import HostPush, PushPlan
 from deploy.remote import commands as cmd
 from deploy.remote.executor import Executor, StepResult, each
 

@@ -4,17 +4,17 @@ One SSH connection per host serves a whole push: facts, the deploy lock (a long-
 step and every upload. A step's consecutive commands travel as one shell script on standard input
 (one round trip), each command line quoted by `Command.line` and guarded so the first failure stops
 the step and is named. Uploads stream their bytes on standard input (never on a command line), so
-secrets never appear in a process list. `Recorder` runs nothing and records what would run.
+secrets never appear in a process list. The step script is built in deploy.remote.stepscript, host keys
+and jump hosts are set up in deploy.remote.ssh; `Recorder` (deploy.remote.recorder) runs nothing and
+records what would run.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import logging
 import os
-import re
 import shlex
 import socket
 import subprocess
@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import paramiko
 from fabric import Config as FabricConfig  # type: ignore[import-untyped]
@@ -34,107 +33,25 @@ from deploy.config.model import Config, Host
 from deploy.plan import Command, Step, Upload
 from deploy.remote.commands import write_stdin_argv
 
+# The executor's public face: the rest of deploy imports these from here (they live in the modules
+# named; deploy.remote.protocol and deploy.remote.recorder load no SSH library).
+from deploy.remote.protocol import ConnectError as ConnectError
+from deploy.remote.protocol import Event as Event
+from deploy.remote.protocol import EventSink as EventSink
+from deploy.remote.protocol import Executor as Executor
+from deploy.remote.protocol import LockResult as LockResult
+from deploy.remote.protocol import StepGuard as StepGuard
+from deploy.remote.protocol import StepResult as StepResult
+from deploy.remote.protocol import host_name as host_name
+from deploy.remote.recorder import Recorder as Recorder
+from deploy.remote.ssh import _policies
+from deploy.remote.ssh import known_hosts_file as known_hosts_file
+from deploy.remote.ssh import parse_jump as parse_jump
+from deploy.remote.stepscript import _FAILED_LINE, _groups, send_all
+from deploy.remote.stepscript import display_line as display_line
+from deploy.remote.stepscript import step_script as step_script
+
 T = TypeVar("T")
-
-#: Marks the failing command in a step script's output: "@@deploy-failed <index> <exit code>".
-_FAILED = "@@deploy-failed"
-_FAILED_LINE = re.compile(rf"^{_FAILED} (\d+) (\d+)$", re.M)
-#: Ends the here-document of an inline upload (base64 never contains '@').
-_EOF = "@@DEPLOY_EOF@@"
-
-
-class ConnectError(Exception):
-    """A host cannot be reached or authenticated, or its host key is unknown or changed."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """The outcome of one step on one host."""
-
-    host: str
-    step: str
-    ok: bool
-    seconds: float
-    output: str = ""
-    #: The command that failed (its description and quoted line), if any.
-    failed: str | None = None
-    exit_code: int = 0
-
-
-@dataclass(frozen=True)
-class Event:
-    """A progress event: a step started or ended on a host (the --json output is these, one a line)."""
-
-    event: str
-    host: str
-    step: str
-    status: str
-    seconds: float | None = None
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "event": self.event,
-            "host": self.host,
-            "step": self.step,
-            "status": self.status,
-        }
-        if self.seconds is not None:
-            out["seconds"] = round(self.seconds, 3)
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-@dataclass(frozen=True)
-class LockResult:
-    """The answer of a host to "take the deploy lock"."""
-
-    host: str
-    acquired: bool
-    #: The record of the push that holds it (when not acquired), or of an interrupted push that left
-    #: it behind (when acquired over a stale record).
-    record: str | None = None
-    #: Not acquired because a step of an earlier push still runs on the host (its holder was ended
-    #: by `deploy lock release`): the step's name.
-    still_running: str | None = None
-
-
-EventSink = Callable[[Event], None]
-
-
-class StepGuard(Protocol):
-    """Wraps each command of a host that holds the deploy lock so it runs only while the lock is held
-    (deploy.push.lock.StepGuard); the executor knows nothing of the lock's protocol beyond this."""
-
-    @property
-    def lost_code(self) -> int:
-        """The exit code of a command the guard refused to run (the lock was lost)."""
-
-    def __call__(self, holder_pid: int, step: str, argv: tuple[str, ...]) -> tuple[str, ...]: ...
-
-
-class Executor(Protocol):
-    """What plans need from hosts; `SSHExecutor` does it over SSH, `Recorder` only records."""
-
-    def gather(self, host: str, command: Command) -> str: ...
-
-    def run_step(self, host: str, step: Step) -> StepResult: ...
-
-    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]: ...
-
-    def acquire_lock(self, host: str, command: Command) -> LockResult: ...
-
-    def release_lock(self, host: str) -> None: ...
-
-    def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int: ...
-
-    def close(self) -> None: ...
-
-
-def host_name(host: Host) -> str:
-    """How a host is named in plans and output: its address, with the port when not the default."""
-    return host.name
 
 
 class SignalGate:
@@ -199,125 +116,6 @@ def each(
     if pending is not None:
         raise pending  # (an exception already on its way out of the block wins over it)
     return {name: results[name] for name in names}
-
-
-def display_line(command: Command) -> str:
-    """The command line as shown to people: embedded programs are abbreviated."""
-    return shlex.join(
-        f"<program: {a.count(chr(10))} lines>" if "\n" in a and len(a) > 120 else a for a in command.argv
-    )
-
-
-#: How much of an upload is handed to paramiko at a time (see `send_all`).
-SEND_CHUNK = 64 * 1024
-
-
-def send_all(channel: Any, data: bytes) -> None:
-    """Send all of `data` on a paramiko channel, in pieces.
-
-    paramiko's own `sendall` copies the rest of the data after every packet it sends (`s = s[sent:]`),
-    so its cost grows with the square of the size: 100 MB of wheels went at 1.3 MB/s. Handing it
-    64 KiB at a time keeps the copying linear.
-    """
-    for start in range(0, len(data), SEND_CHUNK):
-        channel.sendall(data[start : start + SEND_CHUNK])
-
-
-def step_script(commands: list[Command | Upload]) -> str:
-    """One POSIX shell script that runs `commands` in order and stops at the first failure, naming it.
-
-    An upload travels inside the script as base64 in a here-document (the script arrives on standard
-    input, so file contents never appear on a command line), decoded into place atomically.
-    """
-    lines = ["exec 2>&1"]
-    for index, command in enumerate(commands):
-        if isinstance(command, Upload):
-            argv = write_stdin_argv(
-                command.remote_path,
-                command.mode,
-                command.owner or "root",
-                command.group or "root",
-                hashlib.sha256(command.content).hexdigest(),
-                decode=True,
-            )
-            data = base64.encodebytes(command.content).decode()
-            lines.append(
-                f"{Command(argv).line()} <<'{_EOF}' "
-                f'|| {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}'
-            )
-            lines.append(data.rstrip("\n"))
-            lines.append(_EOF)
-        elif command.check:
-            lines.append(
-                f'{command.line()} </dev/null || {{ rc=$?; echo "{_FAILED} {index} $rc"; exit "$rc"; }}'
-            )
-        else:
-            lines.append(f"{command.line()} </dev/null || true")
-    return "\n".join(lines) + "\n"
-
-
-#: Uploads up to this size travel inside the step's script; larger ones stream on their own channel.
-INLINE_UPLOAD_BYTES = 8 * 1024 * 1024
-
-
-def _groups(step: Step) -> list[Upload | list[Command | Upload]]:
-    """Consecutive actions grouped into one script each; only very large uploads go on their own."""
-    out: list[Upload | list[Command | Upload]] = []
-    for action in step.actions:
-        if isinstance(action, Upload) and len(action.content) > INLINE_UPLOAD_BYTES:
-            out.append(action)
-        elif out and isinstance(out[-1], list):
-            out[-1].append(action)
-        else:
-            out.append([action])
-    return out
-
-
-# --- host keys -------------------------------------------------------------------------------------
-
-
-def known_hosts_file(config: Config) -> Path:
-    return Path(os.path.expanduser(config.server.ssh.known_hosts or "~/.ssh/known_hosts"))
-
-
-def _policies(known_hosts: Path, accept_new: bool) -> paramiko.MissingHostKeyPolicy:
-    class Reject(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            raise ConnectError(
-                f"{hostname}: its host key ({key.get_name()} {key.fingerprint}) is not in {known_hosts}. "
-                "Check the key with the host's administrator, then add it to that file "
-                "(or pass --accept-new-host-keys to trust a host seen for the first time)"
-            )
-
-    class AcceptNew(paramiko.MissingHostKeyPolicy):
-        lock = threading.Lock()
-
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            with self.lock:
-                known_hosts.parent.mkdir(parents=True, exist_ok=True)
-                with known_hosts.open("a", encoding="utf-8") as handle:
-                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-            client.get_host_keys().add(hostname, key.get_name(), key)
-
-    return AcceptNew() if accept_new else Reject()
-
-
-# --- SSH -----------------------------------------------------------------------------------------
-
-
-def parse_jump(text: str) -> tuple[str, str, int]:
-    """`[user@]host[:port]` (an IPv6 address in brackets) -> (user or "", address, port)."""
-    user, _, rest = text.strip().rpartition("@")
-    if rest.startswith("["):
-        address, _, tail = rest[1:].partition("]")
-        port = tail.removeprefix(":")
-    else:
-        address, _, port = rest.partition(":")
-    if not address or (port and not port.isdigit()) or not 0 < int(port or 22) < 65536:
-        raise ConnectError(
-            f"server.ssh.proxy_jump {text!r}: expected [user@]host[:port], e.g. deploy@bastion.example.com:22"
-        )
-    return user, address, int(port or 22)
 
 
 @dataclass
@@ -713,71 +511,6 @@ class SSHExecutor:
         for connection in connections:
             with contextlib.suppress(OSError, EOFError):
                 connection.close()
-
-
-# --- recording ------------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Runs nothing: records every step, command and upload, and answers facts from fixtures.
-
-    Used by --dry-run (with facts gathered by a real executor) and by tests.
-    """
-
-    def __init__(
-        self,
-        facts: Mapping[str, str] | None = None,
-        fail: Mapping[tuple[str, str], str] | None = None,
-        on_event: EventSink | None = None,
-    ):
-        self.facts = dict(facts or {})
-        #: (host, step name) -> output of a failure to simulate.
-        self.fail = dict(fail or {})
-        self.log: list[tuple[str, str, str]] = []
-        self.locks: dict[str, bool] = {}
-        self.on_event = on_event or (lambda _event: None)
-
-    def gather(self, host: str, command: Command) -> str:
-        return self.facts[host]
-
-    def run(self, host: str, command: Command, timeout: float | None = None) -> tuple[int, str]:
-        self.log.append((host, "run", command.line()))
-        return 0, ""
-
-    def stream(self, host: str, command: Command, sink: Callable[[str], None]) -> int:
-        self.log.append((host, "stream", command.line()))
-        return 0
-
-    def run_step(self, host: str, step: Step) -> StepResult:
-        self.on_event(Event("step", host, step.name, "start"))
-        for action in step.actions:
-            if isinstance(action, Command):
-                self.log.append((host, step.name, action.line()))
-            else:
-                shown = "(secret)" if action.sensitive else f"{len(action.content)} bytes"
-                self.log.append((host, step.name, f"write {action.remote_path} {action.mode:04o} {shown}"))
-        failure = self.fail.get((host, step.name))
-        ok = failure is None
-        self.on_event(Event("step", host, step.name, "ok" if ok else "failed", 0.0))
-        return StepResult(host, step.name, ok, 0.0, failure or "", None if ok else step.name, 0 if ok else 1)
-
-    def acquire_lock(self, host: str, command: Command) -> LockResult:
-        self.log.append((host, "lock", "take"))
-        if self.locks.get(host):
-            return LockResult(host, False, '{"by": "someone"}')
-        self.locks[host] = True
-        return LockResult(host, True)
-
-    def release_lock(self, host: str) -> None:
-        if self.locks.pop(host, None):
-            self.log.append((host, "lock", "release"))
-
-    def close(self) -> None:
-        for host in list(self.locks):
-            self.release_lock(host)
-
-    def lines(self, host: str | None = None) -> list[str]:
-        return [line for h, _step, line in self.log if host is None or h == host]
 
 
 def run_local(command: str, env: Mapping[str, str]) -> tuple[int, str]:

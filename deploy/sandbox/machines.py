@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from deploy.config.loader import sandbox_environment_file
+from deploy.config.sandbox_overlay import sandbox_environment_file
 from deploy.sandbox import acme as sandbox_acme
 from deploy.sandbox.boot import console_tail, host_key, prepare_machine, start, write_host_identity
 from deploy.sandbox.hosts import SandboxHost, check_prerequisites, environment_text

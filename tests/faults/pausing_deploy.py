@@ -25,8 +25,8 @@ from typing import Any
 
 import paramiko
 
-from deploy import cli  # cli first: it registers the commands of cli_push
-from deploy.cli import push as cli_push
+from deploy import cli  # cli first: it registers the commands
+from deploy.cli import common as cli_common
 from deploy.remote.executor import SSHExecutor
 
 MODE, _, STEP = os.environ.get("DEPLOY_TEST_PAUSE_AT", "").rpartition(":")
@@ -44,10 +44,10 @@ def pause(host: str, step: str) -> None:
         time.sleep(0.05)
 
 
-_event = cli_push.Printer.event
+_event = cli_common.Printer.event
 
 
-def event(self: cli_push.Printer, ev: Any) -> None:
+def event(self: cli_common.Printer, ev: Any) -> None:
     with _print:  # hosts' threads print events at the same time: one whole line each
         _event(self, ev)
     if ev.status == "start" and ev.step == STEP and MODE == "" and HOST in ("", ev.host):
@@ -78,7 +78,7 @@ def sendall(self: paramiko.Channel, data: bytes) -> None:
     _sendall(self, data)
 
 
-cli_push.Printer.event = event  # type: ignore[method-assign,assignment]
+cli_common.Printer.event = event  # type: ignore[method-assign,assignment]
 SSHExecutor.run_step = run_step  # type: ignore[method-assign]
 paramiko.Channel.sendall = sendall  # type: ignore[method-assign,assignment]
 

@@ -14,9 +14,14 @@ from dataclasses import replace
 import pytest
 
 from deploy import cli  # noqa: F401  (first: it registers the commands of cli_push)
-from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
+from deploy.cli.common import Printer, StopSignals
 from deploy.plan import Command, Upload
-from deploy.push.plans import PlanError, PushPlan, push_plan, require_setup, rollback_plan, rollback_target
+from deploy.push.finish import RolloutRun, finish
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
+from deploy.push.plan_setup import require_setup
+from deploy.push.plan_switch import rollback_target
+from deploy.push.plan_types import PlanError, PushPlan
 from deploy.push.rollout import Outcome, Rollout, history_commands
 from deploy.remote.executor import Recorder
 from deploy.remote.facts import HostState, ReleaseInfo, parse_state
@@ -37,10 +42,10 @@ pytestmark = pytest.mark.unit
 HOSTS = ["web1", "web2", "web3"]
 
 
-
 def rollout_run() -> RolloutRun:
     """The options of a push to production, all hosts at once, no failure allowed."""
     return RolloutRun("production", time.monotonic(), None, 0, SECRETS, StopSignals(lambda _: None))
+
 
 def push_of_v2() -> PushPlan:
     hosts = three_hosts()
@@ -96,7 +101,7 @@ def test_a_failed_switch_is_reported_by_host_and_every_host_is_said_to_serve_the
     plan = push_of_v2()
     recorder = Recorder(fail={("web2", "switch"): "mv: cannot move 'live.sock': Read-only file system"})
     with pytest.raises(SystemExit) as exit_:
-        _finish(CONFIG, recorder, plan, Printer(False), rollout_run())  # type: ignore[arg-type]
+        finish(CONFIG, recorder, plan, Printer(False), rollout_run())  # type: ignore[arg-type]
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "web2: switch failed: switch (exit 1):\nmv: cannot move 'live.sock': Read-only file system" in err
@@ -135,7 +140,7 @@ def test_a_failed_revert_is_never_reported_as_back_on_the_previous_release(
         fail={("web2", "switch"): "switch broke", ("web2", "revert"): "GET /health timed out"}
     )
     with pytest.raises(SystemExit):
-        _finish(CONFIG, recorder, plan, Printer(False), rollout_run())  # type: ignore[arg-type]
+        finish(CONFIG, recorder, plan, Printer(False), rollout_run())  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert "web2: revert failed: could not go back to" in err
     assert re.search(r"nothing switched for good: web1, web3 serve\(s\) the previous release", err), err

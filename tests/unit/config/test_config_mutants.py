@@ -19,17 +19,21 @@ from click.testing import CliRunner
 
 from deploy.cli import main
 from deploy.config import csp
-from deploy.config.loader import (
+from deploy.config.document import (
     MAX_BYTES,
-    ConfigError,
     Document,
+    merge,
+    parse_yaml,
+    read_bytes,
+    read_text,
+    show,
+)
+from deploy.config.loader import (
+    ConfigError,
     _expected,
     _join_alternatives,
-    _merge,
     _model_keys,
     _overlay_lines,
-    _sandbox_acme,
-    _show,
     _submodel,
     find_secret,
     known_secrets,
@@ -37,15 +41,13 @@ from deploy.config.loader import (
     load,
     load_text,
     parse_dotenv,
-    parse_yaml,
-    read_bytes,
     read_secrets,
-    read_text,
-    sandbox_environment_file,
     secret_status,
 )
-from deploy.config.model import Config, _alternatives, _strings
+from deploy.config.model import Config
+from deploy.config.model.base import _alternatives, _strings
 from deploy.config.redact import MIN_SECRET_LENGTH
+from deploy.config.sandbox_overlay import _sandbox_acme, sandbox_environment_file
 
 pytestmark = pytest.mark.unit
 
@@ -377,7 +379,7 @@ def test_a_sandbox_acme_section_that_deploy_did_not_write_is_refused_with_its_li
     ],
 )
 def test_a_value_is_shown_as_yaml_writes_it_and_long_ones_are_cut(value: Any, shown: str) -> None:
-    assert _show(value) == shown
+    assert show(value) == shown
 
 
 @pytest.mark.parametrize(
@@ -553,14 +555,14 @@ def test_a_problem_about_a_whole_file_has_no_key_path(tmp_path: Path) -> None:
 
 
 def test_an_overlay_is_merged_key_by_key_and_anything_else_replaces() -> None:
-    assert _merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 9}, "e": 4}) == {
+    assert merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 9}, "e": 4}) == {
         "a": {"b": 9, "c": 2},
         "d": 3,
         "e": 4,
     }
-    assert _merge("x", {"a": 1}) == {"a": 1}
-    assert _merge({"a": 1}, 5) == 5
-    assert _merge({"a": 1}, [1]) == [1]
+    assert merge("x", {"a": 1}) == {"a": 1}
+    assert merge({"a": 1}, 5) == 5
+    assert merge({"a": 1}, [1]) == [1]
 
 
 def test_an_overlays_own_lines_are_those_below_its_name() -> None:
@@ -688,3 +690,31 @@ def test_a_unions_branch_errors_are_joined_into_one_expectation() -> None:
         _join_alternatives(["expected a list, got 5", "it is wrong"]) == "expected a list, got 5; it is wrong"
     )
     assert _join_alternatives(["expected a, got 1", "expected b"]) == "expected a, got 1; expected b"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "Shop",
+            "expected a plain SQL name (lower-case letters, digits and underscores, starting with a letter"
+            " or underscore, at most 63 characters, not pg_...), got 'Shop'",
+        ),
+        ("pg_shop", "not pg_...), got 'pg_shop'"),
+        ("a" * 64, f"at most 63 characters, not pg_...), got '{'a' * 64}'"),
+        ("template0", "'template0' is Postgres's own; choose another name (such as the app's name)"),
+        ("postgres", "'postgres' is Postgres's own; choose another name (such as the app's name)"),
+    ],
+)
+def test_a_database_not_a_plain_sql_name_or_postgress_own_is_refused(name: str, message: str) -> None:
+    found = problems(BASE + f"services:\n  postgres:\n    database: {name}\n")
+    assert len(found) == 1
+    assert found[0].startswith("deploy.yaml:10: services.postgres.database: ")
+    assert found[0].endswith(message)
+
+
+def test_a_plain_sql_name_of_63_characters_is_a_database_name() -> None:
+    name = "_" + "a" * 62
+    config = load_text(BASE + f"services:\n  postgres:\n    database: {name}\n    user: pg\n")
+    assert config.services.postgres is not None
+    assert (config.services.postgres.database, config.services.postgres.user) == (name, "pg")

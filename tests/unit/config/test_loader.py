@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from deploy.config.loader import ConfigError, KeyPath, load, load_text
-from deploy.config.model import Config, _alternatives
+from deploy.config.model import Config
+from deploy.config.model.base import _alternatives
 
 pytestmark = pytest.mark.unit
 

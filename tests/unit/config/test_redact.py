@@ -15,12 +15,12 @@ import click
 import pytest
 
 from deploy.cli import main  # noqa: F401  (main registers the commands before cli_push is imported)
-from deploy.cli.common import fail
-from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
+from deploy.cli.common import Printer, StopSignals, fail
 from deploy.config.loader import ConfigError, load_text, read_secrets
 from deploy.config.redact import MIN_SECRET_LENGTH, RedactingStream, Redactor, redacting_output
 from deploy.plan import Step
-from deploy.push.plans import push_plan
+from deploy.push.finish import RolloutRun, finish
+from deploy.push.plan_push import push_plan
 from deploy.remote.executor import Event, Recorder, StepResult
 from tests.unit.push.test_plans import CONFIG, SECRETS, YAML, build, rendered_map, three_hosts
 
@@ -136,7 +136,7 @@ def test_failure_reasons_and_the_audit_record_are_redacted_in_every_encoding(
     recorder = FailingRecorder("web2", "health", failed, output)
     printer = Printer(False)
     with StopSignals(printer.say) as stops, pytest.raises(SystemExit):
-        _finish(CONFIG, recorder, plan, printer, RolloutRun("production", 0.0, None, 0, SECRETS, stops))  # type: ignore[arg-type]
+        finish(CONFIG, recorder, plan, printer, RolloutRun("production", 0.0, None, 0, SECRETS, stops))  # type: ignore[arg-type]
     text = "".join(capsys.readouterr())
     history = [line for _h, _s, line in recorder.log if "history.jsonl" in line]
     assert len(history) == 3 and "<SECRET_KEY>" in history[1], history
@@ -177,10 +177,10 @@ def test_a_secret_streamed_in_pieces_with_flushes_in_between_never_shows(
 
 
 def test_every_command_that_talks_to_hosts_prints_through_the_layer() -> None:
-    from deploy.cli import push as cli_push
+    from deploy.cli import lock, push, status
 
     commands: list[click.Command] = []
-    for command in cli_push.COMMANDS:
+    for command in push.COMMANDS + status.COMMANDS + lock.COMMANDS:
         commands += list(command.commands.values()) if isinstance(command, click.Group) else [command]
     names = sorted(c.name or "" for c in commands)
     assert names == ["exec", "history", "logs", "push", "release", "rollback", "setup", "status", "status"]

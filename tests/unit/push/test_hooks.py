@@ -1,4 +1,4 @@
-"""Hooks around a push or rollback, run through `_finish` with the recorder: a failing post hook is
+"""Hooks around a push or rollback, run through `finish` with the recorder: a failing post hook is
 reported (which hook, on which host, its output with secrets redacted) and the command exits 1 while
 the release stays; -v shows a hook's output when it succeeds."""
 
@@ -12,11 +12,13 @@ from urllib.parse import quote
 import pytest
 
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli.push import Printer, RolloutRun, StopSignals, _finish
+from deploy.cli.common import Printer, StopSignals
 from deploy.config.loader import load_text
 from deploy.config.redact import redacting_output
 from deploy.plan import Command
-from deploy.push.plans import push_plan, rollback_plan
+from deploy.push.finish import RolloutRun, finish
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
 from deploy.remote.executor import Recorder
 from tests.unit.push.test_plans import SECRETS, YAML, build, rendered_map, served_state
 
@@ -55,13 +57,13 @@ def _run(
     code = 0
     with StopSignals(printer.say) as stops:
         try:
-            _finish(
+            finish(
                 config,
                 recorder,
                 plan,
                 printer,
                 RolloutRun("production", 0.0, None, 0, SECRETS, stops, verbose),
-            )  # type: ignore[arg-type]
+            )
         except SystemExit as exc:
             code = int(exc.code or 0)
     return code, "", recorder

@@ -11,7 +11,8 @@ from deploy.config.loader import load_text
 from deploy.layout import job_unit_glob, managed_files
 from deploy.plan import Command, Upload
 from deploy.push.jobs import job_steps
-from deploy.push.plans import push_plan, setup_plan
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_setup import setup_plan
 from deploy.remote.executor import display_line
 from deploy.remote.facts import HostState, ReleaseInfo
 from deploy.render.render import render

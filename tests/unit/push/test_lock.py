@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-from deploy.cli.push import _lock_record, _released
+from deploy.cli.lock import released
 from deploy.config.loader import ConfigError, load_text
 from deploy.layout import Layout, layout_for
 from deploy.plan import Upload
-from deploy.push.plans import push_plan
+from deploy.push.lock import lock_record
+from deploy.push.plan_push import push_plan
 from deploy.remote import commands as cmd
 from deploy.remote.executor import ConnectError, SSHExecutor, step_script
 from deploy.remote.facts import parse_state
@@ -142,7 +143,7 @@ def test_a_missing_key_file_names_server_ssh_key(tmp_path: Path) -> None:
 def test_lock_status_words_for_a_draining_holder_and_leftover_work() -> None:
     record = '{"draining": "upload", "remote_pid": 9, "by": "ann@laptop", "pid": 7, "action": "push", '
     record += '"release": "r2", "since": "2026-01-01T00:00:00Z"}'
-    assert _lock_record(record) == (
+    assert lock_record(record) == (
         "ann@laptop (pid 7, push of release r2, since 2026-01-01T00:00:00Z), which was interrupted: "
         "its last step (upload) is still finishing on the host, and the lock frees itself when it ends"
     )
@@ -295,11 +296,11 @@ def test_a_forced_release_never_signals_a_process_that_is_not_the_lock_s_holder(
 
 def test_lock_release_says_whether_it_ended_the_holder_or_found_it_gone() -> None:
     record = '{"by": "ann@laptop", "pid": 7, "action": "push", "release": "r2", "since": "S"}'
-    assert _released(True, record, "ENDED 42\n") == (
+    assert released(True, record, "ENDED 42\n") == (
         "released (was held by ann@laptop (pid 7, push of release r2, since S); ended its process on the "
         "host, pid 42)"
     )
-    gone = _released(False, record, "GONE 42\n")
+    gone = released(False, record, "GONE 42\n")
     assert gone.startswith("released; its holder, ann@laptop (pid 7, push of release r2, since S), no longer")
     assert "pid 42 is not the process that took the lock" in gone and "nothing was signalled" in gone
-    assert _released(False, None, "") == "was free"
+    assert released(False, None, "") == "was free"

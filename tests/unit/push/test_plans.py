@@ -12,18 +12,11 @@ from deploy.config.loader import load_text
 from deploy.layout import layout_for, managed_files
 from deploy.plan import Command, Upload
 from deploy.push.artifact import Artifact, FileEntry
-from deploy.push.plans import (
-    Build,
-    HostPush,
-    PlanError,
-    env_file_content,
-    prune_list,
-    push_plan,
-    rollback_plan,
-    rollback_target,
-    setup_plan,
-    shared_roots,
-)
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
+from deploy.push.plan_setup import env_file_content, setup_plan, shared_roots
+from deploy.push.plan_switch import prune_list, rollback_target
+from deploy.push.plan_types import Build, HostPush, PlanError
 from deploy.push.rollout import Rollout, batches
 from deploy.remote import commands as cmd
 from deploy.remote.executor import Recorder, display_line, step_script
@@ -316,7 +309,7 @@ def test_prune_keeps_the_newest_current_and_rollback_target() -> None:
 
 def set_up(host_states: dict[str, HostState]) -> dict[str, HostState]:
     """The hosts with every directory `deploy setup` makes, as setup makes it."""
-    from deploy.push.plans import _dirs
+    from deploy.push.plan_setup import _dirs
 
     owners = {path: {"owner": o, "group": g, "mode": m, "kind": "dir"} for path, o, g, m in _dirs(CONFIG)}
     return {h: replace(state, owners={**state.owners, **owners}) for h, state in host_states.items()}
@@ -567,7 +560,7 @@ def test_dry_run_diffs_a_staged_nginx_file_against_the_file_it_replaces(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
-    from deploy.cli.push import Printer, _show_step
+    from deploy.cli.common import Printer, show_step
 
     hosts = served_state()
     site = "/etc/nginx/sites-available/shop.conf"
@@ -577,7 +570,7 @@ def test_dry_run_diffs_a_staged_nginx_file_against_the_file_it_replaces(
     }
     plan = setup_plan(CONFIG, edited, rendered_map(edited), SECRETS)
     (nginx,) = [s for s in plan.steps if s.name == "nginx"]
-    _show_step(nginx, edited["web1"], Printer(False))
+    show_step(nginx, edited["web1"], Printer(False))
     out = capsys.readouterr().out
     assert f"write {site}.deploy-new (0644 root:root" in out
     assert f"--- {site} (on host)" in out and f"+++ {site} (new)" in out

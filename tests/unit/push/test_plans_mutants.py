@@ -10,7 +10,9 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.config.model import Config
-from deploy.push.plans import PlanError, _keep, prune_list, refuse_hosts, require_setup, rollback_target
+from deploy.push.plan_setup import refuse_hosts, require_setup
+from deploy.push.plan_switch import _keep, prune_list, rollback_target
+from deploy.push.plan_types import PlanError
 from deploy.remote.facts import HostState, ReleaseInfo
 from tests.unit.push.test_plans import CONFIG, LAYOUT, UNIT, YAML
 
@@ -47,8 +49,12 @@ def test_a_replaced_release_that_is_incomplete_or_pruned_is_skipped_for_what_it_
 
 def test_without_a_record_the_newest_earlier_served_complete_release_is_the_target() -> None:
     state = _host(
-        "r4", _served("r1"), ReleaseInfo("r2", INFO, served=False), ReleaseInfo("r3", None, served=True),
-        _served("r4"), _served("r5"),
+        "r4",
+        _served("r1"),
+        ReleaseInfo("r2", INFO, served=False),
+        ReleaseInfo("r3", None, served=True),
+        _served("r4"),
+        _served("r5"),
     )
     assert rollback_target(state) == "r1"
 
@@ -158,7 +164,7 @@ def test_a_base_dir_deploy_does_not_own_is_refused_per_host() -> None:
 
 def test_the_switch_points_live_sock_then_current_at_the_new_release_then_fixes_boot() -> None:
     from deploy.plan import Command, Step
-    from deploy.push.plans import _switch_step
+    from deploy.push.plan_switch import _switch_step
     from deploy.remote import commands as cmd
 
     marker = Command(("true", "served"), "mark served")

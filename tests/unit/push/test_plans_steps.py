@@ -2,7 +2,7 @@
 
 Each test writes down every action a host gets (command, arguments, description, sudo/check flags,
 upload content, mode and owner) in order, and compares the plan with it as a whole, so that an
-argument changed anywhere in `deploy.push.plans` makes it fail. The commands themselves are built by
+argument changed anywhere in `deploy.push.plan_*` makes it fail. The commands themselves are built by
 `deploy.remote.commands` (tested apart, and run on sandbox hosts by tests/hosts).
 """
 
@@ -17,21 +17,11 @@ from deploy.config.model import Config
 from deploy.layout import shared_file_dirs, shared_files
 from deploy.plan import Command, Step, Upload
 from deploy.push.artifact import Artifact, FileEntry, requirements_hash, tarball
-from deploy.push.plans import (
-    HostPush,
-    PlanError,
-    _finish_steps,
-    _revert_steps,
-    config_steps,
-    env_file_content,
-    host_push,
-    host_rollback,
-    platform_tag,
-    prune_list,
-    rollback_plan,
-    rollback_target,
-    setup_steps,
-)
+from deploy.push.plan_push import host_push
+from deploy.push.plan_rollback import host_rollback, rollback_plan
+from deploy.push.plan_setup import config_steps, env_file_content, setup_steps
+from deploy.push.plan_switch import _finish_steps, _revert_steps, prune_list, rollback_target
+from deploy.push.plan_types import HostPush, PlanError, platform_tag
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState, ReleaseInfo
 from tests.unit.push.test_plans import (
@@ -350,6 +340,7 @@ def _release_json(upload: Command | Upload, fingerprint_of: HostPush) -> None:
     assert isinstance(upload, Upload)
     info = json.loads(upload.content)
     assert info == {
+        "processes": [],
         "python_root": None,
         "id": NEW,
         "commit": "a" * 40,

@@ -12,7 +12,8 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.plan import Command, Step, Upload
-from deploy.push.plans import push_plan, rollback_plan
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
 from deploy.push.processes import PROCESS_READY, probe_command
 from deploy.push.rollout import Rollout
 from deploy.remote.executor import Recorder, StepResult
@@ -291,7 +292,7 @@ def test_the_web_process_runs_on_hosts_with_the_web_role() -> None:
 
 
 def test_setup_installs_no_nginx_and_no_site_on_a_host_without_the_web_role() -> None:
-    from deploy.push.plans import setup_plan
+    from deploy.push.plan_setup import setup_plan
 
     only_workers = load_text(YAML.replace("roles: [web, worker]", "roles: [worker]"))
     # Two bare hosts: no Nginx, no user, no files yet.

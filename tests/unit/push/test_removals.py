@@ -12,7 +12,9 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.layout import layout_for
-from deploy.push.plans import push_plan, rollback_plan, setup_plan
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_rollback import rollback_plan
+from deploy.push.plan_setup import setup_plan
 from deploy.push.processes import unboot
 from deploy.push.removals import removed
 from deploy.remote.facts import HostState

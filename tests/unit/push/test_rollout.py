@@ -13,7 +13,7 @@ import pytest
 
 from deploy.cli import main  # noqa: F401  (registers the commands before cli_push is imported)
 from deploy.plan import Step
-from deploy.push.plans import push_plan
+from deploy.push.plan_push import push_plan
 from deploy.push.rollout import Interrupted, Rollout
 from deploy.remote.executor import Recorder, StepResult
 from tests.unit.push.test_plans import CONFIG, LAYOUT, SECRETS, build, rendered_map, three_hosts
@@ -88,7 +88,7 @@ def test_a_signal_after_every_host_switched_keeps_the_new_release() -> None:
     ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
 )
 def test_sigterm_and_sighup_stop_a_push_like_ctrl_c_and_later_signals_wait(signum: int, code: int) -> None:
-    from deploy.cli.push import StopSignals
+    from deploy.cli.common import StopSignals
 
     notes: list[str] = []
     with StopSignals(notes.append) as stops:
@@ -115,9 +115,9 @@ def test_sigterm_and_sighup_stop_a_push_like_ctrl_c_and_later_signals_wait(signu
 def test_a_signal_before_the_rollout_or_during_setup_exits_143_and_says_what_changed(
     capsys: pytest.CaptureFixture[str], what: str, said: str
 ) -> None:
-    from deploy.cli.push import Printer, _stoppable
+    from deploy.cli.common import Printer, stoppable
 
-    with pytest.raises(SystemExit) as exited, _stoppable(Printer(False), what):
+    with pytest.raises(SystemExit) as exited, stoppable(Printer(False), what):
         os.kill(os.getpid(), signal.SIGTERM)
     assert exited.value.code == 143
     assert capsys.readouterr().err == f"error: {said}\n"
@@ -138,7 +138,7 @@ class SlowSwitchRecorder(Recorder):
 
 @pytest.mark.parametrize("batch", ["1", None])
 def test_a_real_signal_lets_the_step_in_flight_end_before_anything_is_undone(batch: str | None) -> None:
-    from deploy.cli.push import StopSignals
+    from deploy.cli.common import StopSignals
 
     recorder = SlowSwitchRecorder()
     hosts = three_hosts()

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from deploy.plan import Command, Step
-from deploy.push.plans import HostPush, PushPlan
+from deploy.push.plan_types import HostPush, PushPlan
 from deploy.push.rollout import (
     BatchError,
     Failure,

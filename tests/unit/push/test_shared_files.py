@@ -16,7 +16,8 @@ import pytest
 
 from deploy.config.loader import ConfigError, load_text
 from deploy.plan import Command
-from deploy.push.plans import push_plan, setup_plan
+from deploy.push.plan_push import push_plan
+from deploy.push.plan_setup import setup_plan
 from deploy.remote import commands as cmd
 from deploy.remote.executor import display_line
 from deploy.render.render import render

@@ -8,7 +8,8 @@ import paramiko
 import pytest
 
 from deploy.config.loader import load_text
-from deploy.remote.executor import ConnectError, SSHExecutor, _policies, parse_jump
+from deploy.remote.executor import ConnectError, SSHExecutor, parse_jump
+from deploy.remote.ssh import _policies
 
 pytestmark = pytest.mark.unit
 
