@@ -248,7 +248,9 @@ def _web_copies(ctx: Context) -> str | None:
     layers=("source", "config"),
     details="""Reported at the scheduler's creation in code the served app imports, when the project
     calls `.start()` somewhere and the web app runs in more than one process (Gunicorn workers other
-    than 1, or more than one web host in deploy.yaml or one of its environments).""",
+    than 1, or more than one web host in deploy.yaml or one of its environments). A scheduler created
+    in a function that also takes a lock (binds a socket to a fixed port, `fcntl.flock`/`lockf`) is
+    left alone: the app chose how many run.""",
     references=(
         "https://apscheduler.readthedocs.io/en/3.x/faq.html#how-do-i-use-apscheduler-in-a-web-application",
         "https://apscheduler.readthedocs.io/en/3.x/faq.html#how-do-i-share-a-single-job-store-among-one-or-more-worker-processes",
@@ -267,7 +269,11 @@ def scheduler_in_web(ctx: Context) -> Iterator[Finding]:
     copies = _web_copies(ctx)
     if copies is None:
         return
+    # A start guarded by a lock (a socket bound to a fixed port, flock) is the app's own answer: left alone.
+    locked = {(c.file, c.function) for c in project.calls_named("bind", "flock", "lockf")}
     for call in project.calls_named(*_IN_PROCESS_SCHEDULERS):
+        if (call.file, call.function) in locked:
+            continue
         yield Finding(
             f"{call.leaf}() in the web app runs its jobs once per process ({copies})", call.file, call.line
         )

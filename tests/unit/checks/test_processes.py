@@ -122,6 +122,19 @@ def test_xl032_apscheduler_in_the_web_app(
         assert len(messages) == 1 and expected in messages[0], messages
 
 
+def test_xl032_a_scheduler_started_under_a_lock_is_left_alone(tmp_path: Path) -> None:
+    """Puppetboard's way: a socket bound to a fixed port lets one process per host start it."""
+    code = FLASK + (
+        "import socket\nfrom flask_apscheduler import APScheduler\n\n\ndef get_scheduler():\n"
+        "    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+        "    sock.bind(('127.0.0.1', 47200))\n"
+        "    scheduler = APScheduler()\n    scheduler.start()\n    return scheduler\n"
+    )
+    assert run(tmp_path, ["XL032"], "", {"app.py": code}, workers="3") == []
+    unlocked = code.replace("    sock.bind(('127.0.0.1', 47200))\n", "")
+    assert run(tmp_path / "b", ["XL032"], "", {"app.py": unlocked}, workers="3")
+
+
 def test_xl032_flask_apscheduler_counts(tmp_path: Path) -> None:
     code = (
         FLASK + "from flask_apscheduler import APScheduler\n\nscheduler = APScheduler()\nscheduler.start()\n"
