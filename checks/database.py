@@ -75,7 +75,7 @@ def migration_drops_what_the_code_uses(ctx: Context) -> Iterator[Finding]:
 
 
 @check(
-    "XL030",
+    "XL034",
     area="performance",
     severity="medium",
     title="More database connections than Postgres allows",

@@ -35,6 +35,11 @@ def _live_slot(host: HostLive) -> str | None:
     return match.group(1) if match else None
 
 
+def _web(ctx: Context, host: HostLive) -> bool:
+    """Whether the host runs the web process (its roles hold web): else no Gunicorn, Nginx or certificate."""
+    return ctx.config is None or ctx.config.runs_web(host.host)
+
+
 def _unit(ctx: Context, slot: str) -> str:
     assert ctx.config is not None
     return f"{ctx.config.app.name}@{slot}.service"
@@ -67,6 +72,8 @@ def service_active(ctx: Context) -> Iterator[Finding]:
         if slot is None:
             yield Finding("no release is live (the live socket link is missing)", host=host.host)
             continue
+        if not _web(ctx, host):
+            continue
         status = host.state.services.get(_unit(ctx, slot)) if host.state else None
         if status != "active":
             yield Finding(f"{_unit(ctx, slot)} is {status or 'unknown'}", host=host.host)
@@ -88,7 +95,7 @@ def live_workers(ctx: Context) -> Iterator[Finding]:
     assert ctx.config is not None
     for host in _hosts(ctx):
         slot = _live_slot(host)
-        if slot is None or host.state is None:
+        if slot is None or host.state is None or not _web(ctx, host):
             continue
         running = host.workers.get(_unit(ctx, slot))
         expected = ctx.config.workers_for(host.state.cores)
@@ -155,7 +162,7 @@ def certbot_timer(ctx: Context) -> Iterator[Finding]:
     if tls is False or not tls.acme:
         raise Skip("no ACME certificates (server.tls is off or uses your own certificate)")
     for host in _hosts(ctx):
-        if host.certbot_timer != "active":
+        if host.certbot_timer != "active" and _web(ctx, host):
             yield Finding(f"certbot.timer is {host.certbot_timer or 'missing'}", host=host.host)
 
 

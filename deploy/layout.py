@@ -222,6 +222,17 @@ def process_template(config: Config, process: str) -> str:
     return f"{config.app.name}-{process}@.service"
 
 
+def process_template_glob(config: Config) -> str:
+    """The pattern of every process unit template of this app on a host (it may also match another app
+    whose name starts with this one's and a hyphen: their text tells them apart)."""
+    return f"{layout_for(config).unit_dir}/{config.app.name}-*@.service"
+
+
+def process_boot_glob(config: Config) -> str:
+    """The pattern of the process instances that start at boot (their links in multi-user.target.wants)."""
+    return f"{layout_for(config).unit_dir}/multi-user.target.wants/{config.app.name}-*@*.service"
+
+
 def process_unit_files(config: Config) -> list[tuple[str, str]]:
     """(path on the host, key in render()'s output) of each process's unit template."""
     return [

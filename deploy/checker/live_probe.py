@@ -124,14 +124,16 @@ def extra_command(config: Config) -> Command:
 def probe_hosts(config: Config, root: Path) -> tuple[HostLive, ...]:
     """Gather facts from every host over one SSH connection each (host keys verified)."""
     executor = SSHExecutor(config, config.server.hosts)
-    state_command = probe_command(config, nginx_test=True)
     extra = extra_command(config)
 
     def one(host: str) -> HostLive:
-        state = parse_state(host, executor.gather(host, state_command))
+        # A host whose roles leave out web has no Nginx (nor its site): neither is tested there.
+        web = config.runs_web(host)
+        state = parse_state(host, executor.gather(host, probe_command(config, nginx_test=web)))
         data = json.loads(executor.gather(host, extra).strip().splitlines()[-1])
         rendered = render(config, state.facts, root)
-        files = {key: (path, rendered[key]) for path, key in managed_files(config) if key in rendered}
+        installed = managed_files(config) if web else managed_files(config)[:1]
+        files = {key: (path, rendered[key]) for path, key in installed if key in rendered}
         disk = data.get("disk", {})
         return HostLive(
             host,

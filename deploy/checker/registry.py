@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "crosslayer",
     "database",
     "workers",
+    "processes",
     "effective",
     "rendered",
     "live",

@@ -152,9 +152,9 @@ def _show_https(
 
     steps = planned_steps(
         config,
-        list(states),
+        [h for h in states if config.runs_web(h)],
         tls_files,
-        {h: s.facts for h, s in states.items()},
+        {h: s.facts for h, s in states.items() if config.runs_web(h)},
         lambda facts: render(config, facts, project),
     )
     show_plan(steps, states, printer, "then HTTPS (certificates), in this order:")
@@ -203,9 +203,9 @@ def _run_setup(
 
         printer.say("HTTPS: certificates (the HTTP site serves the ACME challenge first)")
         try:
-            https_on_hosts(
-                config, executor, {h: s.facts for h, s in states.items()}, tls_files, project, printer.say
-            )
+            # Only where Nginx serves the site: a worker-only host has neither.
+            web = {h: s.facts for h, s in states.items() if config.runs_web(h)}
+            https_on_hosts(config, executor, web, tls_files, project, printer.say)
         except CertsError as exc:
             fail(str(exc))
     printer.say(f"setup done in {time.monotonic() - started:.2f}s")
@@ -256,7 +256,7 @@ def _rollout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _connection_budget(
     config: Config, project: Path, states: Mapping[str, HostState], printer: Printer
 ) -> None:
-    """Warn when the app's processes can open more Postgres connections than max_connections (XL030)."""
+    """Warn when the app's processes can open more Postgres connections than max_connections (XL034)."""
     if config.services.postgres is None:
         return
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -268,7 +268,7 @@ def _connection_budget(
     if found is not None and found.over:
         printer.say(
             f"warning: Postgres connections: {found.message()}; raise services.postgres.max_connections "
-            "or lower the workers, threads or pool (deploy explain XL030)"
+            "or lower the workers, threads or pool (deploy explain XL034)"
         )
 
 
@@ -496,6 +496,8 @@ def rollback(
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         _rollback_contract(project, plan, states, printer)
+        for note in plan.notes:
+            printer.say(f"note: {note}")
         if dry_run:
             show_plan(
                 list(plan.as_plan().steps),

@@ -65,7 +65,7 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
             fail(str(exc))
             return
         try:
-            facts = {h: s.facts for h, s in states.items()}
+            facts = {h: s.facts for h, s in states.items() if config.runs_web(h)}  # where Nginx serves
             https_on_hosts(config, executor, facts, files, project, click.echo)
         except CertsError as exc:
             fail(str(exc))

@@ -35,6 +35,7 @@ from deploy.push.plan_switch import (
 )
 from deploy.push.plan_types import Build, HostPush, PlanError, PushPlan, platform_tag
 from deploy.push.uvtool import UV_VERSION
+from deploy.push.removals import removal_steps
 from deploy.remote import commands as cmd
 from deploy.remote import uv_commands as uvcmd
 from deploy.remote.facts import HostState
@@ -45,8 +46,12 @@ def _fingerprint(artifact: Artifact, req_hash: str, gunicorn_conf: str, shared: 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _release_json(build: Build, req_hash: str, fingerprint: str, python_root: str | None) -> bytes:
+def _release_json(
+    build: Build, req_hash: str, fingerprint: str, python_root: str | None, processes: list[str]
+) -> bytes:
     info = {
+        # The processes it ran (what a rollback to it says it does not bring back: deploy.push.removals).
+        "processes": processes,
         "python_root": python_root,
         "id": build.release,
         "commit": build.artifact.commit,
@@ -81,7 +86,7 @@ def host_push(
     )
     settings = config_steps(config, state, rendered, secrets, build.project_id)
     # After the switch (finish): job units run what `current` points at, once the push succeeded.
-    job_changes = job_steps(config, state, rendered)
+    job_changes = (*job_steps(config, state, rendered), *removal_steps(config, state, instances=False))
     old_slot = state.live_slot
     new_slot = cmd.other_slot(old_slot)
     previous = state.current
@@ -98,7 +103,7 @@ def host_push(
         *files.actions,
         *_shared(config, layout, layout.release(release)),
         *venv.actions,
-        *_metadata(layout, build, req_hash, fingerprint, python_root),
+        *_metadata(layout, build, req_hash, fingerprint, python_root, sorted(config.processes)),
     ]
     after = _with_new(state, release, new_slot)
     push = HostPush(
@@ -304,7 +309,12 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
 
 
 def _metadata(
-    layout: Layout, build: Build, req_hash: str, fingerprint: str, python_root: str | None
+    layout: Layout,
+    build: Build,
+    req_hash: str,
+    fingerprint: str,
+    python_root: str | None,
+    processes: list[str],
 ) -> list[Action]:
     """The release's .deploy folder: its file manifest, and release.json last (it marks it complete)."""
     target = layout.release(build.release)
@@ -321,7 +331,7 @@ def _metadata(
         # Written last: a release without release.json is unfinished, and pruning removes it.
         Upload(
             f"{target}/.deploy/release.json",
-            _release_json(build, req_hash, fingerprint, python_root),
+            _release_json(build, req_hash, fingerprint, python_root, processes),
             0o640,
             "root",
             layout.user,

@@ -23,6 +23,7 @@ from deploy.push.plan_switch import (
     rollback_target,
 )
 from deploy.push.plan_types import HostPush, PlanError, PushPlan
+from deploy.push.removals import not_brought_back, removal_steps
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
 
@@ -76,7 +77,12 @@ def host_rollback(config: Config, state: HostState, target: str | None, restart:
                 layout, host, new_slot, wanted, marker, processes.at_boot(config, layout, host, new_slot)
             ),
         ),
-        finish=_finish_steps(config, layout, state, old_slot, None),
+        # deploy.yaml's processes, whatever the release ran: one it no longer has is removed, never
+        # brought back (deploy.push.removals).
+        finish=(
+            *removal_steps(config, state, instances=False),
+            *_finish_steps(config, layout, state, old_slot, None),
+        ),
         abort=_abort_steps(config, layout, state, old_slot, new_slot),
         revert=_revert_steps(config, layout, state, old_slot, current, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
@@ -87,4 +93,11 @@ def host_rollback(config: Config, state: HostState, target: str | None, restart:
 def rollback_plan(config: Config, states: Mapping[str, HostState], target: str | None) -> PushPlan:
     hosts = tuple(host_rollback(config, state, target) for state in states.values())
     release = target or (hosts[0].release if hosts else "")
-    return PushPlan("rollback", release, hosts)
+    notes = dict.fromkeys(
+        note
+        for host in hosts
+        if not host.unchanged
+        for note in [not_brought_back(config, states[host.host], host.release)]
+        if note
+    )
+    return PushPlan("rollback", release, hosts, notes=tuple(notes))

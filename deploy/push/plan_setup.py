@@ -20,6 +20,7 @@ from deploy.push import redis_backups
 from deploy.push.backups import backup_steps
 from deploy.push.jobs import job_steps
 from deploy.push.plan_types import PlanError
+from deploy.push.removals import removal_steps
 from deploy.remote import commands as cmd
 from deploy.remote.commands import DEBIAN_DEFAULT_SITE, nginx_link
 from deploy.remote.facts import NGINX_PACKAGES, REQUIRED_PACKAGES, HostState
@@ -100,6 +101,9 @@ def config_steps(
     ]
     if units:
         steps.append(Step("systemd unit", host, (*units, cmd.daemon_reload())))
+    if not config.runs_web(host):
+        # No web process here: no Nginx site (nor Nginx: see setup_steps).
+        return tuple(steps)
     files = [
         (path, rendered[key].encode(), key)
         for path, key in managed_files(config)[1:]
@@ -184,8 +188,9 @@ def setup_steps(
     host = state.host
     layout = layout_for(config)
     steps: list[Step] = []
+    web = config.runs_web(host)
     missing = [p for p in REQUIRED_PACKAGES if p != "nginx-light" and not state.packages.get(p)]
-    if not any(state.packages.get(p) for p in NGINX_PACKAGES) and state.nginx_version is None:
+    if web and not any(state.packages.get(p) for p in NGINX_PACKAGES) and state.nginx_version is None:
         missing.append("nginx-light")
     if missing:
         steps.append(Step("packages", host, (cmd.apt_install(missing),)))
@@ -197,10 +202,16 @@ def setup_steps(
                 (
                     cmd.create_system_user(layout.user, layout.paths.base),
                     # Nginx reaches the slot sockets through the app's group.
-                    Command(
-                        ("usermod", "-a", "-G", layout.user, "www-data"),
-                        "let Nginx (www-data) reach the app's sockets",
-                        sudo=True,
+                    *(
+                        (
+                            Command(
+                                ("usermod", "-a", "-G", layout.user, "www-data"),
+                                "let Nginx (www-data) reach the app's sockets",
+                                sudo=True,
+                            ),
+                        )
+                        if web
+                        else ()
                     ),
                 ),
             )
@@ -222,6 +233,7 @@ def setup_steps(
         steps.append(Step("shared files", host, tuple(file_actions)))
     steps += config_steps(config, state, rendered, secrets, project_id)
     steps += job_steps(config, state, rendered)
+    steps += removal_steps(config, state, instances=True)
     return tuple(steps)
 
 

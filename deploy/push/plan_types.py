@@ -67,6 +67,8 @@ class PushPlan:
     release: str
     hosts: tuple[HostPush, ...]
     release_steps: tuple[Step, ...] = ()
+    #: What the plan does not do that the user may expect (printed before it runs, and by --dry-run).
+    notes: tuple[str, ...] = ()
 
     @property
     def changed_hosts(self) -> tuple[HostPush, ...]:

@@ -227,7 +227,6 @@ def stop_old(config: Config, layout: Layout, old_slot: str | None) -> tuple[Comm
     if old_slot is None or not config.processes:
         return ()
     patterns = [layout.process_units(name, old_slot) for name in config.processes]
-    wants = f"{layout.unit_dir}/multi-user.target.wants"
     return (
         cmd.systemctl(
             "stop",
@@ -236,12 +235,20 @@ def stop_old(config: Config, layout: Layout, old_slot: str | None) -> tuple[Comm
             description=f"stop the processes of slot {old_slot}: their warm shutdown (up to "
             f"{max(p.stop_timeout for p in config.processes.values())}s), carried out by systemd",
         ),
-        Command(
-            ("sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", wants, *patterns),
-            f"the processes of slot {old_slot} do not start at boot",
-            sudo=True,
-        ),
+        unboot(layout, patterns, f"the processes of slot {old_slot} do not start at boot"),
     )
+
+
+#: Removes the links in the folder "$1" that match each pattern after it (a pattern is expanded by the
+#: shell, in that folder only; one that matches nothing removes nothing).
+_UNBOOT = 'cd "$1" && shift && for pattern; do rm -f -- $pattern; done'
+
+
+def unboot(layout: Layout, patterns: list[str], description: str) -> Command:
+    """The instances matching `patterns` (`<app>-<process>@<slot>-*.service`) no longer start at boot:
+    their links in multi-user.target.wants go (systemctl disable takes no pattern)."""
+    wants = f"{layout.unit_dir}/multi-user.target.wants"
+    return Command(("sh", "-c", _UNBOOT, "sh", wants, *patterns), description, sudo=True)
 
 
 def back(

@@ -14,6 +14,8 @@ from deploy.layout import (
     job_unit_glob,
     layout_for,
     managed_files,
+    process_boot_glob,
+    process_template_glob,
     process_unit_files,
     redis_backup_paths,
     shared_file_dirs,
@@ -177,6 +179,7 @@ def probe_request(
     nginx_test: bool = False,
     base: str | None = None,
     globs: list[str] | None = None,
+    read_globs: list[str] | None = None,
 ) -> str:
     """The JSON argument of `PROBE`: what to look at on the host."""
     return json.dumps(
@@ -198,6 +201,8 @@ def probe_request(
             "work_file": work_file,
             "base": base,
             "globs": globs or [],
+            # Matched and read (their text lands in `files`).
+            "read_globs": read_globs or [],
         },
         sort_keys=True,
     )
@@ -336,6 +341,7 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         certificate=certificate,
         nginx_test=nginx_test,
         base=paths.base,
-        globs=[job_unit_glob(config)],
+        globs=[job_unit_glob(config), process_boot_glob(config)],
+        read_globs=[process_template_glob(config)],
     )
     return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)

@@ -30,13 +30,9 @@ SERVICE_PROPERTIES = (
 
 
 def runs_on(config: Config, job: str, host: str) -> bool:
-    """Whether `job` runs on `host` (named as in plans): every host, or only the first of server.hosts."""
-    first = config.server.hosts[0] if config.server.hosts else None
-    # Named as deploy.remote.executor.host_name names hosts (not imported: it loads Fabric).
-    first_name = (
-        None if first is None else first.address if first.port is None else f"{first.address}:{first.port}"
-    )
-    return config.jobs[job].hosts == "all" or host == first_name
+    """Whether `job` runs on `host` (named as in plans): the first of server.hosts, every host, or the
+    hosts of a role."""
+    return host in config.job_hosts(job)
 
 
 def jobs_on(config: Config, host: str) -> list[str]:

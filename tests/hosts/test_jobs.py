@@ -213,3 +213,23 @@ def test_a_removed_job_is_disabled_and_its_units_removed(box: Sandbox, project: 
     assert "flaskr-job-slow" not in timers and "flaskr-job-tick.timer" in timers
     rows = [line.split()[0] for line in project.deploy("jobs", check=True).stdout.splitlines()[1:]]
     assert rows == ["broken", "tick"]
+
+
+def test_a_job_on_a_role_runs_on_the_hosts_of_that_role(box: Sandbox, project: Project) -> None:
+    first, second = box.hosts()
+    nightly = "  nightly:\n    command: 'echo on the cron role'\n    schedule: daily\n    hosts: cron\n"
+    project.write_config(extra=JOBS.format(mark="v4").split("  slow:")[0] + nightly)
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    hosts = f"hosts: [{first.address}, {second.address}]"
+    assert hosts in text
+    roles = f"hosts: [{first.address}, {{address: {second.address}, roles: [web, cron]}}]"
+    config.write_text(text.replace(hosts, roles), encoding="utf-8")
+    project.commit("a job on the cron role")
+    project.deploy("push", check=True, timeout=300)
+    assert job_units(box, first) == ["flaskr-job-tick.service", "flaskr-job-tick.timer"]
+    assert job_units(box, second) == ["flaskr-job-nightly.service", "flaskr-job-nightly.timer"]
+    rows = [line.split()[:2] for line in project.deploy("jobs", check=True).stdout.splitlines()[1:]]
+    assert rows == [["nightly", second.address], ["tick", first.address]]
+    ran = project.deploy("jobs", "run", "nightly", check=True, timeout=120).stdout
+    assert f"nightly on {second.address}: success" in ran and "on the cron role" in ran

@@ -444,3 +444,45 @@ def test_a_host_without_the_web_role_runs_its_processes_and_no_web_slot(
     project.deploy("push", check=True, timeout=600)
     assert app.live_slot() == other(slot)
     assert app.units(other(slot)) == [["active", "active"]] * 2
+
+
+def test_a_process_taken_out_of_deploy_yaml_is_removed_and_a_rollback_does_not_bring_it_back(
+    box: Sandbox, apps: dict[str, App]
+) -> None:
+    app = apps["rq"]
+    project = app.project
+    first = box.hosts()[0]
+    template = "/etc/systemd/system/flaskr-scheduler@.service"
+    assert box.run(first, ["test", "-f", template], timeout=30).returncode == 0
+    config = project.path / "deploy.yaml"
+    text = config.read_text(encoding="utf-8")
+    beat = RQ_PROCESSES.split("  worker:")[0].removeprefix("processes:\n")
+    assert beat in text
+    config.write_text(text.replace(beat, ""), encoding="utf-8")
+    set_version(app, "v6")
+    out = project.deploy("push", check=True, timeout=600).stdout
+    assert "drop processes" in out, out
+    beats = ["flaskr-scheduler@blue-1.service", "flaskr-scheduler@green-1.service"]
+    for host in box.hosts():
+        assert (
+            box.run(host, ["systemctl", "is-active", *beats], timeout=30).stdout.split() == ["inactive"] * 2
+        )
+        assert box.run(host, ["test", "-e", template], timeout=30).returncode == 1
+        wants = box.run(host, ["sh", "-c", "ls /etc/systemd/system/multi-user.target.wants/"], timeout=30)
+        assert "flaskr-scheduler@" not in wants.stdout and "flaskr-worker@" in wants.stdout
+    slot = app.live_slot()
+    assert app.units(slot)[0] == ["active", "active"]
+    # The release before ran beat: the rollback says it does not start it again, and does not.
+    result = project.deploy("rollback", timeout=600)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert "ran scheduler, which deploy.yaml no longer has: the rollback does not start it again" in said, said
+    assert box.run(first, ["systemctl", "is-active", *beats], timeout=30).stdout.split() == ["inactive"] * 2
+    assert app.units(other(slot))[0] == ["active", "active"]
+    # Fewer instances: setup (which switches no slot) stops the one the host no longer runs.
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("instances: 2", "instances: 1"), encoding="utf-8"
+    )
+    out = project.deploy("setup", check=True, timeout=600).stdout
+    assert "drop processes" in out, out
+    assert app.units(other(slot))[0] == ["active", "inactive"]

@@ -147,10 +147,10 @@ class Job(Model):
         "calendar expression such as `*-*-* 03:30:00`, `Mon..Fri 09:00` or `*:0/15` (host time; add "
         "`UTC` for UTC).",
     )
-    hosts: Literal["first", "all"] = Field(
+    hosts: ProcessName = Field(
         "first",
-        description="Where it runs: `first` (the first of server.hosts: once per period) or `all` "
-        "(every host).",
+        description="Where it runs: `first` (the first of server.hosts: once per period), `all` (every "
+        "host), or every host of a role (see `server.hosts[].roles`).",
     )
     timeout: Annotated[int, Field(ge=1, le=604800)] = Field(
         3600,

@@ -133,7 +133,7 @@ class Config(Model):
         """A process's `hosts:` names `all`, `first` or a role some host has; `web` is the WSGI app's."""
         roles = {role for host in self.server.hosts for role in host.roles}
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        for name, process in self.processes.items():
+        for name in self.processes:
             if name == "web":
                 problems.append(
                     (
@@ -141,12 +141,14 @@ class Config(Model):
                         "`web` is the app itself (app.wsgi); give this process another name",
                     )
                 )
-            where = process.hosts
+        places = [("processes", n, p.hosts) for n, p in self.processes.items()]
+        places += [("jobs", n, j.hosts) for n, j in self.jobs.items()]
+        for section, name, where in places:
             if where not in ("all", "first") and self.server.hosts and where not in roles:
                 known = ", ".join(sorted(roles)) or "none"
                 problems.append(
                     (
-                        ("processes", name, "hosts"),
+                        (section, name, "hosts"),
                         f"no host has the role {where!r} (roles of server.hosts: {known}); expected all, "
                         "first or one of those roles",
                     )
@@ -160,15 +162,24 @@ class Config(Model):
         found = next((h for h in self.server.hosts if h.name == host), None)
         return found is None or "web" in found.roles
 
+    def hosts_of(self, where: str) -> list[str]:
+        """The hosts `where` (`all`, `first` or a role) names, by `Host.name`, in server.hosts' order."""
+        hosts = [h.name for h in self.server.hosts]
+        if where == "first":
+            return hosts[:1]
+        if where != "all":
+            return [h.name for h in self.server.hosts if where in h.roles]
+        return hosts
+
     def process_hosts(self, name: str) -> list[str]:
         """The hosts process `name` runs on, by `Host.name` (a singleton: the first of them only)."""
         process = self.processes[name]
-        hosts = [h.name for h in self.server.hosts]
-        if process.hosts == "first":
-            hosts = hosts[:1]
-        elif process.hosts != "all":
-            hosts = [h.name for h in self.server.hosts if process.hosts in h.roles]
+        hosts = self.hosts_of(process.hosts)
         return hosts[:1] if process.singleton else hosts
+
+    def job_hosts(self, name: str) -> list[str]:
+        """The hosts job `name` runs on, by `Host.name`."""
+        return self.hosts_of(self.jobs[name].hosts)
 
     @property
     def base_dir(self) -> str:

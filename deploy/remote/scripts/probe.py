@@ -88,6 +88,9 @@ out["links"] = {name: link(path) for name, path in want.get("links", {}).items()
 out["owners"] = {path: owner(path) for path in want.get("owners", [])}
 out["files"] = {path: read(path) for path in want.get("files", [])}
 out["globs"] = {pattern: sorted(glob.glob(pattern)) for pattern in want.get("globs", [])}
+for pattern in want.get("read_globs", []):
+    out["globs"][pattern] = sorted(glob.glob(pattern))
+    out["files"].update({path: read(path) for path in out["globs"][pattern]})
 out["secret_files"] = {}
 for path in want.get("secret_files", []):
     data = read(path)

@@ -1,4 +1,4 @@
-"""PIT010 (the newest migration drops or renames what the models use) and XL030 (the connection budget),
+"""PIT010 (the newest migration drops or renames what the models use) and XL034 (the connection budget),
 on Flask-SQLAlchemy + Flask-Migrate fixture projects; and the Alembic operations they are read from."""
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def test_pit010_passes_when_the_code_stopped_using_it_or_an_older_migration_drop
     )
 
 
-# --- XL030 ---------------------------------------------------------------------------------------
+# --- XL034 ---------------------------------------------------------------------------------------
 
 CONFIG = """\
 app: {name: shop, wsgi: "app:app", release: ["flask db upgrade"]}
@@ -332,13 +332,13 @@ def test_xl030_names_the_numbers_at_max_connections(tmp_path: Path) -> None:
         "services: {postgres: POSTGRES}", "services:\n  postgres:\n    max_connections: 100\n"
     )
     (root / "deploy.yaml").write_text(yaml)
-    [message] = found(check(root, ["XL030"], config=yaml))["XL030"]
+    [message] = found(check(root, ["XL034"], config=yaml))["XL034"]
     assert message.startswith(
         "deploy.yaml:7 145 connections at the peak of a push (2 web host(s) × 9 workers"
     )
     assert "> services.postgres.max_connections 100 − 3 reserved for superusers = 97" in message
     fits = yaml.replace("threads: 4", "threads: 2")
-    assert "XL030" not in found(check(root, ["XL030"], config=fits))
+    assert "XL034" not in found(check(root, ["XL034"], config=fits))
 
 
 def test_setup_warns_with_the_hosts_own_cores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -354,7 +354,7 @@ def test_setup_warns_with_the_hosts_own_cores(tmp_path: Path, capsys: pytest.Cap
     _connection_budget(auto, root, states, Printer(False))
     out = capsys.readouterr().out
     assert "warning: Postgres connections: 81 connections at the peak of a push" in out
-    assert "deploy explain XL030" in out
+    assert "deploy explain XL034" in out
     # 1 core: 3 workers: 48 + 1 fits in 57.
     _connection_budget(auto, root, {h: HostState(h, cores=1) for h in states}, Printer(False))
     assert capsys.readouterr().out == ""

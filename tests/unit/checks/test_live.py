@@ -197,3 +197,15 @@ def test_live006_flags_an_env_file_the_app_user_owns(tmp_path: Path) -> None:
     assert [r.finding.message for r in report.active] == [
         f"{ENV_FILE} belongs to demo, who can rewrite what systemd reads as root"
     ]
+
+
+def test_a_worker_only_host_is_not_expected_to_run_gunicorn_nginx_or_certbot(tmp_path: Path) -> None:
+    """A host whose roles leave out web: no web unit, no worker count, no certbot timer expected."""
+    config = LIVE_CONFIG.replace("  hosts: [10.0.0.1]\n", "  hosts: [{address: 10.0.0.1, roles: [worker]}]\n")
+    host = state(good_host(), services={UNIT: "inactive"})
+    host = replace(host, workers={UNIT: None}, certbot_timer=None)
+    ids = ["LIVE001", "LIVE002", "LIVE005"]
+    assert live_run(project(tmp_path), ids, host, good_site(), config).active == []
+    # The same host with the web role: each is a finding.
+    found = live_run(project(tmp_path), ids, replace(host, workers={UNIT: 3}), good_site())
+    assert sorted(r.check.id for r in found.active) == ids

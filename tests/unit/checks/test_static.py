@@ -465,7 +465,7 @@ CASES: dict[str, Case] = {
         },
         says="drops column user.nickname, which the code still uses: User.nickname (models.py:7)",
     ),
-    "XL030": Case(
+    "XL034": Case(
         bad={},
         config=CONFIG
         + "  hosts: [10.0.0.1]\ngunicorn: {workers: 9, worker_class: gthread, threads: 4}\n"
@@ -473,6 +473,36 @@ CASES: dict[str, Case] = {
         good_config=CONFIG
         + "  hosts: [10.0.0.1]\ngunicorn: {workers: 2}\nservices: {postgres: {max_connections: 20}}\n",
         says="72 connections at the peak of a push",
+    ),
+    "XL030": Case(
+        bad={},
+        config=CONFIG + "processes:\n  worker: {command: rq worker default}\n",
+        good_config=CONFIG + "processes:\n  worker: {command: rq worker default, stop_timeout: 180}\n",
+        says="stop_timeout 60 s is shorter than its jobs may run (180 s, RQ's default job timeout",
+    ),
+    "XL031": Case(
+        bad={},
+        config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat}\n",
+        good_config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat, singleton: true}\n",
+        says="runs celery beat without singleton: true",
+    ),
+    "XL032": Case(
+        bad={
+            "sched.py": "from apscheduler.schedulers.background import BackgroundScheduler\n\n"
+            "scheduler = BackgroundScheduler()\nscheduler.start()\n"
+        },
+        good={
+            "sched.py": "from apscheduler.schedulers.background import BackgroundScheduler\n\n"
+            "scheduler = BackgroundScheduler()\nscheduler.start()\n"
+        },
+        good_config=CONFIG + "gunicorn: {workers: 1}\n",
+        says="BackgroundScheduler() in the web app runs its jobs once per process",
+    ),
+    "XL033": Case(
+        bad={},
+        config=CONFIG + "jobs:\n  sync: {command: flask sync, schedule: minutely}\n",
+        good_config=CONFIG + "jobs:\n  sync: {command: flask sync, schedule: minutely, timeout: 50}\n",
+        says="jobs.sync runs every 60 s (minutely) but a run may take 3600 s (the default timeout)",
     ),
     "DEP020": Case(
         bad={},

@@ -86,7 +86,7 @@ def test_job_names_hosts_and_timeouts_are_checked() -> None:
         ok:
           command: ''
           schedule: daily
-          hosts: some
+          hosts: Some
           timeout: 0
           at: 3
         """
@@ -94,9 +94,33 @@ def test_job_names_hosts_and_timeouts_are_checked() -> None:
     joined = "\n".join(out)
     assert "deploy.yaml:8: jobs.Clean_Up: expected a name of lower-case letters" in joined
     assert "jobs.ok.command:" in joined
-    assert "jobs.ok.hosts:" in joined and "'first' or 'all'" in joined
+    assert "jobs.ok.hosts:" in joined and "expected a name of lower-case letters" in joined
     assert "jobs.ok.timeout:" in joined
     assert "jobs.ok.at: unknown key 'at'" in joined
+
+
+def test_a_job_runs_on_the_first_host_every_host_or_the_hosts_of_a_role() -> None:
+    hosts = (
+        "  hosts: [10.0.0.1, {address: 10.0.0.2, roles: [worker]}, {address: 10.0.0.3, roles: [web, worker]}]"
+    )
+    text = BASE.replace("  hosts: [10.0.0.1, 10.0.0.2]", hosts) + "".join(
+        f"  {where}:\n    command: x\n    schedule: daily\n    hosts: {where}\n"
+        for where in ("first", "all", "worker", "web")
+    )
+    config = load_text(text)
+    assert [config.job_hosts(n) for n in ("first", "all", "worker", "web")] == [
+        ["10.0.0.1"],
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+        ["10.0.0.2", "10.0.0.3"],
+        ["10.0.0.1", "10.0.0.3"],
+    ]
+
+
+def test_a_job_on_a_role_no_host_has_is_refused_with_its_line() -> None:
+    out = problems("cleanup:\n  command: x\n  schedule: daily\n  hosts: wrker\n")
+    assert any(
+        p.startswith("deploy.yaml:11: jobs.cleanup.hosts: no host has the role 'wrker'") for p in out
+    ), out
 
 
 ACCEPTED = [

@@ -233,6 +233,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "jobs.{key}": ("cleanup", {"value": {"command": "flask purge", "schedule": "hourly"}}),
     "jobs.{value}.command": ("flask purge", {"outer": "cleanup", "siblings": {"schedule": "hourly"}}),
     "jobs.{value}.schedule": ("Mon..Fri 09:00", {"outer": "cleanup", "siblings": {"command": "x"}}),
+    "jobs.{value}.hosts": ("all", {"outer": "cleanup", "siblings": {"command": "x", "schedule": "daily"}}),
     "services.postgres.backups.schedule": ("daily", {}),
     "services.postgres.backups.copy_to": ("/mnt/offsite", {}),
     "server.hosts.0.roles.0": ("worker", {"up": {"address": "web1.example.com"}}),

@@ -340,6 +340,7 @@ def _release_json(upload: Command | Upload, fingerprint_of: HostPush) -> None:
     assert isinstance(upload, Upload)
     info = json.loads(upload.content)
     assert info == {
+        "processes": [],
         "python_root": None,
         "id": NEW,
         "commit": "a" * 40,

@@ -323,3 +323,23 @@ def test_the_web_process_runs_on_hosts_with_the_web_role() -> None:
     only_workers = load_text(YAML.replace("roles: [web, worker]", "roles: [worker]"))
     assert only_workers.runs_web("web1") and not only_workers.runs_web("web2")
     assert only_workers.runs_web("elsewhere")  # a host the config does not list: the default role
+
+
+def test_setup_installs_no_nginx_and_no_site_on_a_host_without_the_web_role() -> None:
+    from deploy.push.plan_setup import setup_plan
+
+    only_workers = load_text(YAML.replace("roles: [web, worker]", "roles: [worker]"))
+    # Two bare hosts: no Nginx, no user, no files yet.
+    bare = {
+        h: replace(s, packages={"python3": True, "python3-venv": True}, nginx_version=None, user_exists=False)
+        for h, s in hosts(files={}, links={}, nginx_ok=False).items()
+    }
+    rendered = {h: render(only_workers, s.facts) for h, s in bare.items()}
+    plan = setup_plan(only_workers, bare, rendered, SECRETS)
+    web1, web2 = (lines(plan.for_host(h)) for h in ("web1", "web2"))
+    assert any("apt-get" in line and "nginx-light" in line for line in web1)
+    assert any("www-data" in line for line in web1) and any("nginx" in line for line in web1[-3:])
+    # web2 runs only the worker: the app user, its folders, env file and units, never Nginx.
+    assert not any("nginx" in line or "www-data" in line for line in web2), web2
+    assert {s.name for s in plan.for_host("web2")} >= {"user", "directories", "systemd unit"}
+    assert any("shop-worker@.service" in line for line in web2)

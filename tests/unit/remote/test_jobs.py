@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from deploy.config.loader import load_text
-from deploy.remote.facts import PROBE, parse_state, probe_command
+from deploy.config.model import Config
+from deploy.remote.facts import PROBE, HostState, parse_state, probe_command
 from deploy.remote.jobs import (
     RUN_PROGRAM,
     disable_timers,
@@ -182,23 +183,28 @@ def test_the_probe_reads_the_job_units_their_timers_and_every_installed_job_unit
     assert "/etc/systemd/system/flaskr-job-slow.service" in request["files"]
     assert "/etc/systemd/system/flaskr-job-slow.timer" in request["files"]
     assert "flaskr-job-nope.timer" in request["units"]
-    assert request["globs"] == ["/etc/systemd/system/flaskr-job-*"]
+    assert request["globs"][0] == "/etc/systemd/system/flaskr-job-*"
+
+
+def run_probe(tmp_path: Path, config: Config, **request: object) -> HostState:
+    """The fact probe run here (not on a host): what `request` changes, no units, packages or releases."""
+    asked = json.loads(probe_command(config).argv[-1])
+    asked.update(units=[], packages=[], releases=str(tmp_path / "none"), **request)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(asked)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return parse_state("h", out.stdout)
 
 
 def test_the_probe_lists_what_a_glob_matches(tmp_path: Path) -> None:
     (tmp_path / "shop-job-a.timer").write_text("")
     (tmp_path / "shop-job-a.service").write_text("")
     (tmp_path / "other.timer").write_text("")
-    request = json.loads(probe_command(CONFIG).argv[-1])
-    request.update(globs=[f"{tmp_path}/shop-job-*"], units=[], packages=[], releases=str(tmp_path / "none"))
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(request)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    state = parse_state("h", out.stdout)
+    state = run_probe(tmp_path, CONFIG, globs=[f"{tmp_path}/shop-job-*"], read_globs=[])
     assert state.globs == {
         f"{tmp_path}/shop-job-*": [f"{tmp_path}/shop-job-a.service", f"{tmp_path}/shop-job-a.timer"]
     }
