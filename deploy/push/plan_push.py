@@ -34,8 +34,8 @@ from deploy.push.plan_switch import (
     _with_new,
 )
 from deploy.push.plan_types import Build, HostPush, PlanError, PushPlan, platform_tag
-from deploy.push.uvtool import UV_VERSION
 from deploy.push.removals import removal_steps
+from deploy.push.uvtool import UV_VERSION
 from deploy.remote import commands as cmd
 from deploy.remote import uv_commands as uvcmd
 from deploy.remote.facts import HostState
