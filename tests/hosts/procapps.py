@@ -165,12 +165,16 @@ while number < int(sys.argv[1]) or (sys.argv[1] == "0" and not connection.exists
 
 #: The timer: every 20 s, on the first host; it records the period it ran for and where.
 STAMP = """\
-import socket
 import time
 
-from flaskr.record import redis
+# The timer fires on the period's first second; the period is read first and rounded down, so a start
+# delayed by imports on a busy host still counts for its own period.
+period = int(time.time() // 20)
 
-period = round(time.time() / 20)
+import socket  # noqa: E402
+
+from flaskr.record import redis  # noqa: E402
+
 connection = redis()
 connection.incr(f"timer:{period}")
 connection.rpush("timer", f"{period} {socket.gethostname()}")
