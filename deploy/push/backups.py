@@ -223,6 +223,19 @@ def backup_files(config: Config) -> dict[str, str]:
     return {paths.program: PG_BACKUP, paths.service: service_unit(config), paths.timer: timer_unit(config)}
 
 
+def timer_removal(title: str, host: str, timer_unit: str, files: tuple[str, str], why: str) -> Step:
+    """The step that stops a backup timer and removes its two units (the backups themselves stay)."""
+    return Step(
+        title,
+        host,
+        (
+            cmd.systemctl("disable", "--now", timer_unit, check=False),
+            Command(("rm", "-f", "--", *files), why, sudo=True),
+            cmd.daemon_reload(),
+        ),
+    )
+
+
 def backup_steps(config: Config, state: HostState) -> tuple[Step, ...]:
     """Install (or remove) the backup timer on the service host where it differs from the host's."""
     if state.host != service_host(config):
@@ -232,20 +245,9 @@ def backup_steps(config: Config, state: HostState) -> tuple[Step, ...]:
     if not wanted:
         if state.files.get(paths.timer) is None:
             return ()
+        why = "remove the backup timer (services.postgres.backups is gone; backups are kept)"
         return (
-            Step(
-                "backup timer",
-                state.host,
-                (
-                    cmd.systemctl("disable", "--now", paths.timer_unit, check=False),
-                    Command(
-                        ("rm", "-f", "--", paths.service, paths.timer),
-                        "remove the backup timer (services.postgres.backups is gone; backups are kept)",
-                        sudo=True,
-                    ),
-                    cmd.daemon_reload(),
-                ),
-            ),
+            timer_removal("backup timer", state.host, paths.timer_unit, (paths.service, paths.timer), why),
         )
     changed = [path for path, text in wanted.items() if state.files.get(path) != text]
     folders = [f for f in backup_folders(config) if state.owners.get(f) != ROOT_ONLY]

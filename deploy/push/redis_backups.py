@@ -8,7 +8,7 @@ from __future__ import annotations
 from deploy.config.model import Backups, Config
 from deploy.layout import redis_backup_paths, redis_dropin
 from deploy.plan import Command, Step, Upload
-from deploy.push.backups import ROOT_ONLY
+from deploy.push.backups import ROOT_ONLY, timer_removal
 from deploy.push.services_redis import service_host
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
@@ -129,21 +129,9 @@ def backup_steps(config: Config, state: HostState) -> tuple[Step, ...]:
     if not wanted or not mine:
         if state.files.get(paths.timer) is None:
             return ()
-        return (
-            Step(
-                "redis backup timer",
-                state.host,
-                (
-                    cmd.systemctl("disable", "--now", paths.timer_unit, check=False),
-                    Command(
-                        ("rm", "-f", "--", paths.service, paths.timer),
-                        "remove the Redis backup timer (services.redis.durable is off; backups are kept)",
-                        sudo=True,
-                    ),
-                    cmd.daemon_reload(),
-                ),
-            ),
-        )
+        why = "remove the Redis backup timer (services.redis.durable is off; backups are kept)"
+        files = (paths.service, paths.timer)
+        return (timer_removal("redis backup timer", state.host, paths.timer_unit, files, why),)
     changed = [path for path, text in wanted.items() if state.files.get(path) != text]
     folder = state.owners.get(paths.folder) != ROOT_ONLY
     if not changed and not folder:
