@@ -21,6 +21,16 @@ PROCESS_READY = script("process_ready.py")
 
 #: The framework probes: the words of the process's command they copy (its broker and its app).
 _RQ_OPTIONS = ("--url", "-u", "--config", "-c")
+#: The `rq` probe, after `out=$(rq info --only-workers --raw ...)`: ready once a worker registered by
+#: this host and the instance's main process is listed. RQ names a worker with a random uuid unless told
+#: otherwise, so the instance is found by what RQ records with the name: `NAME (HOST PID)`, or
+#: `NAME (HOST IP PID)` since RQ 1.16. DEPLOY_MAIN_PID is the unit's main process, which process_ready.py
+#: sets for each probe (the unit execs the command: `rq worker` is that process).
+_RQ_OWN = (
+    ' || { printf "%s\\n" "$out"; exit 1; }; host=$(hostname); '
+    'printf "%s\\n" "$out" | grep -Eq "^worker [^ ]+ \\($host( [^ ]+)? $DEPLOY_MAIN_PID\\) " && exit 0; '
+    'echo "no RQ worker of this instance (host $host, pid $DEPLOY_MAIN_PID) is registered yet"; exit 1'
+)
 _CELERY_OPTIONS = ("-A", "--app", "-b", "--broker")
 #: Celery's node name option (`-n worker-$DEPLOY_INSTANCE@%h`) and the words it expands (celery's
 #: `host_format`: the host's full name, the name before its first dot, the domain after it).
@@ -82,8 +92,8 @@ def probe_command(process: Process) -> str | None:
     if kind == "command":
         return process.ready.command
     if kind == "rq":
-        words = ["rq", "info", "--only-workers", *_copied_options(process.command, _RQ_OPTIONS)]
-        return " ".join(map(_shell_word, words))
+        words = ["rq", "info", "--only-workers", "--raw", *_copied_options(process.command, _RQ_OPTIONS)]
+        return ': "${DEPLOY_MAIN_PID:?}"; out=$(' + " ".join(map(_shell_word, words)) + ")" + _RQ_OWN
     if kind == "celery":
         # This instance's node only (not any worker of the app: the old slot's answer too).
         options = _copied_options(process.command, _CELERY_OPTIONS)

@@ -15,7 +15,7 @@ deadline = time.monotonic() + float(plan["timeout"])
 
 def props(unit):
     show = ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts"]
-    show += ["-p", "ExecMainStartTimestampMonotonic", unit]
+    show += ["-p", "ExecMainStartTimestampMonotonic", "-p", "MainPID", unit]
     out = subprocess.run(show, capture_output=True, text=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
@@ -105,7 +105,10 @@ while pending:
             if beat < started_at:
                 continue
         elif check.get("probe"):
-            probe = subprocess.run(check["probe"], capture_output=True, text=True)
+            # The probe (systemd-run ...) knows the instance's main process: the `rq` probe looks for it.
+            main_pid = f"--setenv=DEPLOY_MAIN_PID={state.get('MainPID', '')}"
+            argv = [check["probe"][0], main_pid, *check["probe"][1:]]
+            probe = subprocess.run(argv, capture_output=True, text=True)
             if probe.returncode != 0:
                 check["last"] = (probe.stdout + probe.stderr).strip()[-300:]
                 continue

@@ -97,7 +97,10 @@ def test_a_push_starts_each_hosts_processes_after_the_web_health_gate() -> None:
         "WorkingDirectory=/srv/shop/slots/green" in probe
         and "EnvironmentFile=-/srv/shop/slots/green.env" in probe
     )
-    assert probe[-3:] == ["/bin/sh", "-c", 'rq info --only-workers --url "$REDIS_URL"']
+    assert probe[-3:-1] == ["/bin/sh", "-c"]
+    assert probe[-1].startswith(
+        ': "${DEPLOY_MAIN_PID:?}"; out=$(rq info --only-workers --raw --url "$REDIS_URL")'
+    )
     # Each instance's probe has the instance's own DEPLOY_PROCESS and DEPLOY_INSTANCE, as its unit.
     assert "--setenv=DEPLOY_PROCESS=worker" in probe
     assert [
@@ -161,8 +164,8 @@ def test_the_facts_read_every_instance_state_and_unit_template() -> None:
 @pytest.mark.parametrize(
     ("command", "ready", "probe"),
     [
-        ("rq worker -u redis://r:6379/1 high", "rq", "rq info --only-workers -u redis://r:6379/1"),
-        ("rq worker high", "rq", "rq info --only-workers"),
+        ("rq worker -u redis://r:6379/1 high", "rq", "rq info --only-workers --raw -u redis://r:6379/1"),
+        ("rq worker high", "rq", "rq info --only-workers --raw"),
         (
             "celery -A proj worker -l info",
             "celery",
@@ -183,7 +186,64 @@ def test_ready_made_probes_copy_the_broker_and_app_options(
     config = load_text(
         YAML.split("processes:")[0] + f"processes:\n  w: {{command: {command!r}, ready: {ready}}}\n"
     )
-    assert probe_command(config.processes["w"]) == probe
+    got = probe_command(config.processes["w"])
+    if ready == "rq":  # the broker's options, then the search for the instance's own worker
+        assert got is not None and f"out=$({probe})" in got
+    else:
+        assert got == probe
+
+
+#: `rq info --only-workers --raw` as RQ 1.x (`NAME (HOST PID)`) and 2.x (`NAME (HOST IP PID)`) print it.
+RQ_INFO = {
+    "1.x": "worker 6124ab3c (web-1 4101) idle default\nworker 77aa01 (web-1 4102) busy default",
+    "2.x": "worker 6124ab3c (web-1 10.0.0.5:4711 4101) idle default. jobs: 0 finished, 0 failed",
+}
+
+
+@pytest.mark.parametrize("version", sorted(RQ_INFO))
+@pytest.mark.parametrize(
+    ("host", "main_pid", "ready"),
+    [
+        ("web-1", "4101", True),  # this instance's worker
+        ("web-1", "410", False),  # another process's number that is a prefix of it
+        ("web-1", "999", False),  # another worker of the app (the old slot's) is registered, not this one
+        ("web-2", "4101", False),  # the same process number on another host
+    ],
+)
+def test_the_rq_probe_is_ready_only_once_the_instances_own_worker_is_registered(
+    tmp_path: Path, version: str, host: str, main_pid: str, ready: bool
+) -> None:
+    """RQ names a worker with a random uuid: the probe finds the instance's by its host and the unit's
+    main process, which RQ records with the worker; some worker of the app being there is not enough."""
+    config = load_text(YAML)
+    probe = probe_command(config.processes["worker"])
+    assert probe is not None
+    (tmp_path / "rq").write_text(f"#!/bin/sh\nprintf '{RQ_INFO[version]}\\n'\n", encoding="utf-8")
+    (tmp_path / "hostname").write_text(f"#!/bin/sh\necho {host}\n", encoding="utf-8")
+    for tool in ("rq", "hostname"):
+        (tmp_path / tool).chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "DEPLOY_MAIN_PID": main_pid, "REDIS_URL": "redis://r"}
+    out = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, env=env, timeout=30)
+    assert (out.returncode == 0) is ready, out.stdout + out.stderr
+    if not ready:
+        assert f"no RQ worker of this instance (host {host}, pid {main_pid}) is registered yet" in out.stdout
+
+
+def test_the_rq_probe_fails_with_rqs_own_words_when_the_broker_does_not_answer(tmp_path: Path) -> None:
+    config = load_text(YAML)
+    probe = probe_command(config.processes["worker"])
+    assert probe is not None
+    (tmp_path / "rq").write_text(
+        "#!/bin/sh\necho 'Error 111 connecting to r:6379'\nexit 1\n", encoding="utf-8"
+    )
+    (tmp_path / "rq").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "DEPLOY_MAIN_PID": "1", "REDIS_URL": "redis://r"}
+    out = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 1 and out.stdout == "Error 111 connecting to r:6379\n"
+    # Without the main process's number (not run by process_ready.py) it refuses, rather than guess.
+    del env["DEPLOY_MAIN_PID"]
+    out = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode != 0 and "DEPLOY_MAIN_PID" in out.stderr
 
 
 @pytest.mark.parametrize(
