@@ -3,6 +3,7 @@ that outlive their period."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from collections.abc import Iterator
@@ -375,4 +376,97 @@ def job_outlives_period(ctx: Context) -> Iterator[Finding]:
             f"({'its timeout' if given else 'the default timeout'}): a slow run skips the runs after it",
             config_file(ctx),
             _line(ctx, "jobs", name, "timeout" if given else "schedule") or _line(ctx, "jobs", name),
+        )
+
+
+#: Where Celery beat keeps its schedule: beat's `-s`/`--schedule`, an embedding worker's
+#: `-s`/`--schedule-filename`; Celery's default is `celerybeat-schedule` in the working directory.
+_SCHEDULE_OPTIONS = ("-s", "--schedule", "--schedule-filename")
+_DEFAULT_SCHEDULERS = ("celery.beat:PersistentScheduler", "celery.beat.PersistentScheduler")
+#: The app's own config may name the file instead (Celery's setting, new and old name).
+_SCHEDULE_SETTINGS = ("beat_schedule_filename", "CELERYBEAT_SCHEDULE_FILENAME", "schedule_filename")
+
+
+def _writable_roots(config: Config) -> list[str] | None:
+    """The folders the process unit may write (ProtectSystem=strict: ReadWritePaths, and the private
+    /tmp); None when systemd.overrides changes ProtectSystem (then the check cannot tell)."""
+    from deploy.layout import paths_for
+
+    overrides = config.systemd.overrides
+    if overrides.get("ProtectSystem", "strict") != "strict":
+        return None
+    given = overrides.get("ReadWritePaths")
+    roots = [p.lstrip("-+") for p in given.split()] if given is not None else [paths_for(config).shared]
+    private = ["/tmp", "/var/tmp"]  # noqa: S108 (folders compared with, not files made: PrivateTmp's)
+    return [r.rstrip("/") for r in roots if r.startswith("/")] + private
+
+
+def _unwritable_schedule(config: Config, command: str) -> str | None:
+    """Where a Celery beat (or a worker with -B) started by `command` keeps its schedule, when the unit
+    cannot write there; None when it can, when it is no such command, or when deploy cannot tell."""
+    words = _words(command)
+    if _scheduler(command) is None:
+        return None
+    scheduler = _option(words, "-S", "--scheduler")
+    if scheduler is not None and scheduler not in _DEFAULT_SCHEDULERS:
+        return None  # django-celery-beat, RedBeat, ...: no schedule file
+    path = _option(words, *_SCHEDULE_OPTIONS)
+    if path is None:
+        return "celerybeat-schedule, Celery's default in the working directory: the release"
+    if "$" in path or path.startswith("~"):
+        return None
+    folder = posixpath.dirname(posixpath.normpath(path))
+    if not path.startswith("/"):
+        # The working directory is the release; an app.shared folder in it is a link to the shared one.
+        if any(folder == s or folder.startswith(f"{s}/") for s in config.app.shared):
+            return None
+        return f"{path}, in the release (no app.shared folder)"
+    roots = _writable_roots(config)
+    if roots is None or any(folder == r or folder.startswith(f"{r}/") for r in roots):
+        return None
+    return f"{path}, outside the folders the unit may write ({', '.join(roots)})"
+
+
+@check(
+    "XL035",
+    area="deployment",
+    severity="high",
+    title="Celery beat without a writable schedule file",
+    why="""Celery beat records when each periodic task last ran in its schedule file, and opens it for
+    writing at start. By default that is `celerybeat-schedule` in the working directory: for a process
+    deploy runs, the release, which is read-only to the app (`ProtectSystem=strict`; only the app's
+    shared folder is writable). Beat then fails at start with a read-only file system error, systemd
+    restarts it, and every push fails its processes step; a path elsewhere outside the shared folder
+    fails the same way.""",
+    fix="""Give beat a schedule file under the app's shared folder: `celery -A app.celery beat -s
+    /srv/<app>/shared/celerybeat-schedule` (or a relative path inside an `app.shared` folder, such as
+    `-s instance/celerybeat-schedule`). It then also outlives the release.""",
+    layers=("config",),
+    details="""Read from a `celery ... beat` command, or a `celery ... worker -B`, among the processes:
+    its `-s`/`--schedule` (a worker's `-s`/`--schedule-filename`), else Celery's default. Writable are
+    the shared folder (`/srv/<app>/shared`, or the `ReadWritePaths` of `systemd.overrides`), the unit's
+    private `/tmp` and `/var/tmp`, and relative paths inside an `app.shared` folder. Left alone: a
+    scheduler other than Celery's default (`-S django_celery_beat...`, RedBeat: no file), a path with a
+    `$VARIABLE` or `~`, a project whose code sets `beat_schedule_filename`, and units whose
+    `ProtectSystem` is overridden.""",
+    references=(
+        "https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#starting-the-scheduler",
+        "https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-schedule-filename",
+        "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#ProtectSystem=",
+    ),
+)
+def beat_schedule_unwritable(ctx: Context) -> Iterator[Finding]:
+    if ctx.config is None:
+        return
+    if any(s in module.text for module in ctx.project.python for s in _SCHEDULE_SETTINGS):
+        return
+    for name, process in ctx.config.processes.items():
+        where = _unwritable_schedule(ctx.config, process.command)
+        if where is None:
+            continue
+        yield Finding(
+            f"processes.{name}: celery beat keeps its schedule in {where}, which the unit cannot write: "
+            "beat fails at start",
+            config_file(ctx),
+            _line(ctx, "processes", name, "command") or _line(ctx, "processes", name),
         )

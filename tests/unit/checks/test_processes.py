@@ -1,4 +1,4 @@
-"""XL030-XL033: processes and jobs against their timeouts, schedulers that run twice."""
+"""XL030-XL035: processes and jobs against their timeouts, schedulers that run twice, beat's schedule file."""
 
 from __future__ import annotations
 
@@ -178,3 +178,61 @@ def test_xl033_a_job_longer_than_its_period(tmp_path: Path, job: str, expected: 
         assert messages == []
     else:
         assert len(messages) == 1 and expected in messages[0], messages
+
+
+BEAT = "celery -A app.celery beat"
+
+
+@pytest.mark.parametrize(
+    ("process", "extra", "expected"),
+    [
+        (f"{BEAT}", "", "celerybeat-schedule, Celery's default in the working directory: the release"),
+        (f"{BEAT} -s celerybeat-schedule", "", "celerybeat-schedule, in the release (no app.shared folder)"),
+        (f"{BEAT} --schedule=var/beat", "", "var/beat, in the release"),
+        (f"{BEAT} -s /srv/demo/current/beat", "", "outside the folders the unit may write (/srv/demo/shared"),
+        (f"{BEAT} -s /var/lib/celery/beat", "", "/var/lib/celery/beat, outside the folders"),
+        ("celery -A app.celery worker -B", "", "Celery's default in the working directory"),
+        ("celery -A app.celery worker -B --schedule-filename /srv/x/beat", "", "/srv/x/beat, outside"),
+        (f"{BEAT} -s /srv/demo/shared/celerybeat-schedule", "", None),
+        (f"{BEAT} -s /srv/demo/shared/instance/beat", "", None),
+        (f"{BEAT} -s /tmp/beat", "", None),
+        (
+            f"{BEAT} -s /var/lib/celery/beat",
+            "systemd: {overrides: {ReadWritePaths: /var/lib/celery}}\n",
+            None,
+        ),
+        (f"{BEAT} -s /var/lib/celery/beat", "systemd: {overrides: {ProtectSystem: full}}\n", None),
+        (f"{BEAT} -s $STATE_DIRECTORY/beat", "", None),
+        (f"{BEAT} -S django_celery_beat.schedulers:DatabaseScheduler", "", None),
+        (f"{BEAT} -S celery.beat:PersistentScheduler", "", "Celery's default in the working directory"),
+        ("celery -A app.celery worker", "", None),
+        ("rq worker --with-scheduler", "", None),
+    ],
+)
+def test_xl035_beat_without_a_writable_schedule_file(
+    tmp_path: Path, process: str, extra: str, expected: str | None
+) -> None:
+    config = f"processes:\n  beat: {{command: {process!r}, singleton: true}}\n"
+    messages = run(tmp_path, ["XL035"], config + extra)
+    if expected is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and expected in messages[0], messages
+        assert "processes.beat: celery beat keeps its schedule in " in messages[0]
+
+
+def test_xl035_a_relative_path_inside_an_app_shared_folder_is_writable(tmp_path: Path) -> None:
+    """The release's `instance` is a link to the shared folder when `app.shared` names it."""
+    extra = "processes:\n  beat: {command: 'celery -A app.celery beat -s instance/beat', singleton: true}\n"
+    root = project(tmp_path, {"app.py": FLASK, "instance/.keep": ""}, base=False)
+    config = CONFIG.replace("HOSTS", "10.0.0.1").replace("WORKERS", "1") + extra
+    assert found(check(root, ["XL035"], config=config)).get("XL035")
+    shared = config.replace('wsgi: "app:app"}', 'wsgi: "app:app", shared: [instance]}')
+    assert "XL035" not in found(check(root, ["XL035"], config=shared))
+
+
+def test_xl035_leaves_alone_an_app_whose_code_names_its_schedule_file(tmp_path: Path) -> None:
+    extra = f"processes:\n  beat: {{command: {BEAT}, singleton: true}}\n"
+    assert run(tmp_path, ["XL035"], extra) != []
+    code = FLASK + 'celery_config = {"beat_schedule_filename": "/srv/demo/shared/beat"}\n'
+    assert run(tmp_path / "named", ["XL035"], extra, {"app.py": code}) == []

@@ -486,6 +486,13 @@ CASES: dict[str, Case] = {
         good_config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat, singleton: true}\n",
         says="runs celery beat without singleton: true",
     ),
+    "XL035": Case(
+        bad={},
+        config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat, singleton: true}\n",
+        good_config=CONFIG + "processes:\n  beat: {command: 'celery -A app.celery beat -s "
+        "/srv/demo/shared/beat', singleton: true}\n",
+        says="celery beat keeps its schedule in celerybeat-schedule, Celery's default",
+    ),
     "XL032": Case(
         bad={
             "sched.py": "from apscheduler.schedulers.background import BackgroundScheduler\n\n"
