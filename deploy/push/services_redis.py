@@ -124,6 +124,28 @@ def changes(output: str) -> list[str]:
     return [line.removeprefix("change=") for line in output.splitlines() if line.startswith("change=")]
 
 
+def other_apps(output: str) -> list[str]:
+    """The other apps whose Redis settings the host's redis.conf includes (a check run lists them)."""
+    return [line.removeprefix("other=") for line in output.splitlines() if line.startswith("other=")]
+
+
+def refuse_shared(config: Config, host: str, others: list[str]) -> None:
+    """One redis-server per host: another app's settings there and this app's would replace each other's
+    (its bind address, TLS certificate and CA, admin user). RedisError naming both apps, and the ways out."""
+    if not others:
+        return
+    app = config.app.name
+    other = others[0]
+    raise RedisError(
+        f"services.redis: redis-server on {host} already serves the app {other} (its settings "
+        f"/etc/deploy/{other}/services/redis.conf are included by {layout.REDIS_CONF}); {app}'s would "
+        f"replace {other}'s (bind address, TLS certificate and CA, admin user) and break it. Give {app} "
+        f"its Redis on another host (services.redis.host), or leave services.redis out of {app}'s "
+        f"deploy.yaml and set its REDIS_URL to a database of {other}'s Redis yourself. If {other} no "
+        f"longer uses Redis, remove its 'include' line from {layout.REDIS_CONF} on {host} first"
+    )
+
+
 def setup_step(config: Config, found: list[str]) -> Step | None:
     """The step that sets Redis up on its host, for the `found` changes (None: nothing differs)."""
     if not found:
@@ -238,7 +260,9 @@ def prepare_redis(
     redis = config.services.redis
     assert redis is not None
     host = service_host(config)
-    step = setup_step(config, changes(executor.gather(host, setup_command(config, "check"))))
+    checked = executor.gather(host, setup_command(config, "check"))
+    refuse_shared(config, host, other_apps(checked))
+    step = setup_step(config, changes(checked))
     steps = [step] if step else []
     if apply and step:
         run(step)

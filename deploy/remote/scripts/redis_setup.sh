@@ -25,6 +25,17 @@ change() {
 
 sha() { sha256sum "$1" 2>/dev/null | cut -d ' ' -f 1; }
 
+# One redis-server per host, and redis.conf records each app whose settings it includes: another app's
+# and this one's would replace each other's (bind, port, TLS certificate, admin user). Refused, naming it.
+others=$(sed -n 's|^include /etc/deploy/\([^/]*\)/services/redis\.conf$|\1|p' "$conf" 2>/dev/null |
+  grep -vxF "$app" || true)
+if [ -n "$others" ]; then
+  for other in $others; do echo "other=$other"; done
+  [ "$mode" = check ] && exit 0
+  echo "redis-server here already has the settings of another app ($others): nothing was changed"
+  exit 1
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   if change "install redis-server"; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null

@@ -311,3 +311,53 @@ def test_services_credentials_without_redis_in_deploy_yaml_exits_2(tmp_path: Pat
     assert out.returncode == 2, out.stderr
     assert "services.redis is not in deploy.yaml: there is nothing to show" in out.stderr
     assert out.stdout == ""
+
+
+# --- one redis-server per host --------------------------------------------------------------------
+
+REDIS_CONF = """\
+bind 127.0.0.1 -::1
+# deploy: the settings of the app celapp
+include /etc/deploy/celapp/services/redis.conf
+"""
+
+
+@pytest.mark.parametrize(
+    ("conf", "others"),
+    [
+        (REDIS_CONF, ["celapp"]),
+        (REDIS_CONF.replace("celapp", "shop"), []),  # its own settings: set up again as before
+        ("bind 127.0.0.1\n", []),
+        (REDIS_CONF + "include /etc/deploy/shop/services/redis.conf\n", ["celapp"]),
+        ("# include /etc/deploy/celapp/services/redis.conf\n", []),  # a comment names no app
+    ],
+)
+def test_the_host_script_names_the_other_apps_whose_settings_redis_conf_includes(
+    tmp_path: Path, conf: str, others: list[str]
+) -> None:
+    """The check run lists them from what the host records (redis.conf's include lines), and the
+    apply run refuses before it changes anything."""
+    (tmp_path / "redis.conf").write_text(conf, encoding="utf-8")
+    script = redis.REDIS_SETUP.replace("conf=/etc/redis/redis.conf", f"conf={tmp_path}/redis.conf")
+    assert script != redis.REDIS_SETUP
+    argv = [*redis.setup_command(config(), "check").argv]
+    argv[2] = script
+    # A check run reads and changes nothing: it runs here whole when no other app is found.
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and redis.other_apps(out.stdout) == others, out.stdout + out.stderr
+    if not others:
+        assert "change=" in out.stdout  # it went on to what differs for shop
+        return
+    argv[4] = "apply"
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "already has the settings of another app (celapp)" in out.stdout
+    assert (tmp_path / "redis.conf").read_text(encoding="utf-8") == conf
+
+
+def test_setup_refuses_a_redis_server_that_serves_another_app_naming_both() -> None:
+    with pytest.raises(redis.RedisError) as info:
+        redis.prepare_redis(config(), fake("other=celapp\nchange=configuration\n", READ), HOSTS, True, _never)
+    message = str(info.value)
+    assert message.startswith("services.redis: redis-server on 10.0.0.1 already serves the app celapp")
+    assert "shop's would replace celapp's" in message and "services.redis.host" in message
+    assert "/etc/deploy/celapp/services/redis.conf" in message
