@@ -79,6 +79,32 @@ def _backed_up(config_path: str, environment: str | None) -> Config:
     return config
 
 
+def _service_option(func: F) -> F:
+    return click.option(
+        "--service",
+        type=click.Choice(["postgres", "redis"]),
+        default=None,
+        help="Whose backup (default: postgres when deploy.yaml has it, else redis).",
+    )(func)
+
+
+def _chosen(config_path: str, environment: str | None, service: str | None) -> tuple[Config, str, str]:
+    """The config, the service whose backups a command works on (--service, else Postgres when deploy.yaml
+    has it, else Redis) and its host; exit 2 when that service has no backups."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push.backups import service_host
+
+    config = _backed_up(config_path, environment)
+    service = service or ("postgres" if config.services.postgres is not None else "redis")
+    if service == "postgres" and config.services.postgres is None:
+        fail(f"{config_path}: services.postgres is not set: there is no database backup", 2)
+    host = service_host(config) if service == "postgres" else redis.durable(config)
+    if host is None:
+        fail(f"{config_path}: services.redis is not durable: it has no backups", 2)
+        raise AssertionError  # unreachable: fail exits
+    return config, service, host
+
+
 def _program(executor: SSHExecutor, host: str, command: Any, timeout: float) -> tuple[int, Any]:
     """Run the backup program on `host`: its exit code and the JSON it printed."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
@@ -217,18 +243,32 @@ def backup(
 @services_group.command(name="verify")
 @_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
+@_service_option
 def verify(
-    config_path: str, environment: str | None, accept_new_host_keys: bool, backup_name: str | None
+    config_path: str,
+    environment: str | None,
+    accept_new_host_keys: bool,
+    backup_name: str | None,
+    service: str | None,
 ) -> None:
-    """Prove a stored backup still restores (default: the latest verified); exit 1 if it does not."""
+    """Prove a stored backup still restores (default: the latest verified); exit 1 if it does not.
+
+    Postgres: restored into a scratch database, each table compared with the backup's record. Redis
+    (--service redis): its sha256 and redis-check-rdb again, then a scratch redis-server (the redis
+    user's, on a unix socket only) loads it and its keys are counted against the record."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.push import redis_backups
     from deploy.push.backups import verify_command
 
-    config, host = _postgres(config_path, environment)
+    config, service, host = _chosen(config_path, environment, service)
+    make = redis_backups.verify_command if service == "redis" else verify_command
     with connected(config, accept_new_host_keys, Printer(False)) as executor:
-        command = verify_command(config, backup_name or "latest")
+        command = make(config, backup_name or "latest")
         code, record = _program(executor, host, command, max(3600, config.push.step_timeout))
-    _report(record, f"{host}: backup")
+    if service == "redis":
+        redis.verified(record, host)
+    else:
+        _report(record, f"{host}: backup")
     sys.exit(0 if code == 0 else 1)
 
 
@@ -287,12 +327,7 @@ def app_stopped(executor: SSHExecutor, config: Config, printer: Printer) -> Iter
 @services_group.command(name="restore")
 @_on_hosts
 @click.argument("backup_name", metavar="[BACKUP]", required=False)
-@click.option(
-    "--service",
-    type=click.Choice(["postgres", "redis"]),
-    default=None,
-    help="Whose backup (default: postgres when deploy.yaml has it, else redis).",
-)
+@_service_option
 def restore(
     config_path: str,
     environment: str | None,
@@ -310,17 +345,10 @@ def restore(
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push import redis_backups
-    from deploy.push.backups import list_command, restore_command, service_host
+    from deploy.push.backups import list_command, restore_command
     from deploy.push.lock import take_locks
 
-    config = _backed_up(config_path, environment)
-    service = service or ("postgres" if config.services.postgres is not None else "redis")
-    if service == "postgres" and config.services.postgres is None:
-        fail(f"{config_path}: services.postgres is not set: there is no database to restore", 2)
-    host = service_host(config) if service == "postgres" else redis.durable(config)
-    if host is None:
-        fail(f"{config_path}: services.redis is not durable: it has no backups to restore", 2)
-        return
+    config, service, host = _chosen(config_path, environment, service)
     printer = Printer(False)
     with stoppable(printer, "restore"), connected(config, accept_new_host_keys, printer) as executor:
         # Refused before anything stops: a backup that is not (or no longer) verified.
@@ -380,31 +408,44 @@ def _restored(host: str, code: int, result: Mapping[str, Any]) -> None:
     "output",
     default=None,
     metavar="FILE",
-    help="Where to write it (default ./<stamp>.dump).",
+    help="Where to write it (default ./<stamp>.dump, or ./<stamp>.rdb for Redis).",
 )
+@_service_option
 def pull(
     config_path: str,
     environment: str | None,
     accept_new_host_keys: bool,
     backup_name: str | None,
     output: str | None,
+    service: str | None,
 ) -> None:
-    """Download a backup's dump (default: the latest verified); its sha256 is checked against the record."""
+    """Download a backup (default: the latest verified): Postgres's dump, or Redis's RDB (--service redis);
+    its sha256 is checked against the record."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.cli.services_download import download
     from deploy.push.backups import list_command
 
-    config, host = _postgres(config_path, environment)
+    config, service, host = _chosen(config_path, environment, service)
     with connected(config, accept_new_host_keys, Printer(False)) as executor:
-        _code, records = _program(executor, host, list_command(config), 120)
-        record = _pick(records, backup_name)
-        target = Path(output or f"{record['stamp']}.dump")
-        _download(executor, host, record["path"], target)
+        if service == "redis":
+            record = redis.pick(
+                redis.list_backups(config, lambda h, c, t: _program(executor, h, c, t)), backup_name
+            )
+        else:
+            record = _pick(_program(executor, host, list_command(config), 120)[1], backup_name)
+        suffix, recorded = (".rdb", "rdb_sha256") if service == "redis" else (".dump", "dump_sha256")
+        target = Path(output or f"{record['stamp']}{suffix}")
+        download(executor, host, record["path"], target)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
-    if record.get("dump_sha256") and digest != record["dump_sha256"]:
+    if record.get(recorded) and digest != record[recorded]:
         fail(f"{target}: its sha256 differs from the backup's record: the download is damaged", 1)
+    how = (
+        f"load it elsewhere with: redis-server --dir . --dbfilename {target.name} --appendonly no"
+        if service == "redis"
+        else f"restore it elsewhere with: pg_restore --no-owner --dbname NAME {target}"
+    )
     click.echo(
-        f"{target}: backup {record['stamp']} ({_size(target.stat().st_size)}, {record.get('status')}); "
-        "restore it elsewhere with: pg_restore --no-owner --dbname NAME " + str(target)
+        f"{target}: backup {record['stamp']} ({_size(target.stat().st_size)}, {record.get('status')}); {how}"
     )
 
 
@@ -421,30 +462,6 @@ def _pick(records: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
             return record
     fail(f"there is no backup {wanted}; see 'deploy services backups'", 1)
     raise AssertionError  # unreachable: fail exits
-
-
-def _download(executor: SSHExecutor, host: str, path: str, target: Path) -> None:
-    """Copy the root-only dump through SFTP (a login user other than root gets a copy made for it)."""
-    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
-    from deploy.plan import Command
-
-    connection = executor.connection(host)
-    user = executor.hosts[host].user or executor.config.server.ssh.user
-    if user == "root" and not executor.sudo:
-        connection.get(path, str(target))
-        os.chmod(target, 0o600)
-        return
-    copy = f"/tmp/deploy-pull-{os.getpid()}.dump"  # noqa: S108 (made 0600, the login user's, then removed)
-    code, out = executor.run(
-        host, Command(("install", "-m", "0600", "-o", user, path, copy), "copy", sudo=True)
-    )
-    if code != 0:
-        fail(f"{host}: cannot copy {path}: {out.strip()[-300:]}", 1)
-    try:
-        connection.get(copy, str(target))
-        os.chmod(target, 0o600)
-    finally:
-        executor.run(host, Command(("rm", "-f", "--", copy), "remove the copy", sudo=True))
 
 
 @services_group.command(name="console", context_settings={"ignore_unknown_options": True})

@@ -92,6 +92,18 @@ def report(record: Mapping[str, Any], host: str) -> None:
         click.echo(f"  retention removed {stamp}")
 
 
+def verified(record: Mapping[str, Any], host: str) -> None:
+    """What `deploy services verify --service redis` says of the backup it verified."""
+    if record.get("status") == "verified":
+        click.echo(
+            f"{host}: Redis backup {record['stamp']}: verified (redis-check-rdb, then loaded by a scratch "
+            f"redis-server in {record.get('verify_seconds', '?')}s): {record.get('loaded_keys')} keys, as "
+            "the backup recorded"
+        )
+    else:
+        click.echo(f"{host}: Redis backup {record.get('stamp', '?')}: FAILED: {record.get('reason', '?')}")
+
+
 def backup(config: Config, program: Program, timeout: float) -> int:
     """One Redis backup now; its exit code."""
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).

@@ -11,11 +11,11 @@ from deploy.layout import backup_copy_folder, backup_copy_host, backup_copy_path
 from deploy.plan import Command, Step, Upload
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
-from deploy.remote.scripts import script
+from deploy.remote.scripts import host_program
 from deploy.render.render import systemd_quote
 
 #: The host program (run as root with python3 -I): see deploy/remote/scripts/pg_backup.py.
-PG_BACKUP = script("pg_backup.py")
+PG_BACKUP = host_program("pg_backup.py")
 
 #: Exit codes of the host program: a dump that does not restore, a refused restore, rows that differ.
 FAILED, REFUSED, MISMATCH = 3, 4, 5

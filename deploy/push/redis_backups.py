@@ -12,11 +12,11 @@ from deploy.push.backups import ROOT_ONLY, timer_removal
 from deploy.push.services_redis import service_host
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
-from deploy.remote.scripts import script
+from deploy.remote.scripts import host_program
 from deploy.render.render import systemd_quote
 
 #: The host program (run as root with python3 -I): see deploy/remote/scripts/redis_backup.py.
-REDIS_BACKUP = script("redis_backup.py")
+REDIS_BACKUP = host_program("redis_backup.py")
 
 
 def durable(config: Config) -> bool:
@@ -53,6 +53,13 @@ def _program(args: tuple[str, ...], description: str) -> Command:
 
 def backup_command(config: Config, label: str = "manual") -> Command:
     return _program(backup_args(config, label), "a Redis backup (BGSAVE), checked by redis-check-rdb")
+
+
+def verify_command(config: Config, backup: str) -> Command:
+    return _program(
+        ("verify", backup, *_where(config)),
+        f"verify Redis backup {backup} (redis-check-rdb, then loaded by a scratch redis-server)",
+    )
 
 
 def list_command(config: Config) -> Command:

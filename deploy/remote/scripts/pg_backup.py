@@ -7,8 +7,6 @@ verification found (every table, its rows, size and sha256), or why the dump doe
 
 import argparse
 import contextlib
-import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -19,9 +17,20 @@ import subprocess
 import sys
 import time
 
-STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+from .backup_store import (  # shipped inline: deploy.remote.scripts.host_program
+    backup_records,
+    file_sha256,
+    find_backup,
+    folder_lock,
+    make_folder,
+    new_backup_stamp,
+    now_text,
+    prune_backups,
+    read_json,
+    write_json,
+)
+
 DATABASE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 TABLES_SQL = (
     "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), pg_total_relation_size(c.oid) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -29,56 +38,6 @@ TABLES_SQL = (
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
     "ORDER BY 1"
 )
-
-
-def parse_stamp(stamp):
-    """The UTC time of a backup's stamp (20261206T224500Z)."""
-    return datetime.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=datetime.UTC)
-
-
-def kept(stamps, keep_daily, keep_weekly):
-    """The stamps retention keeps: the two newest (a damaged newest one always has a fallback), the
-    newest of each of the last `keep_daily` days that have one, and the newest of each of the last
-    `keep_weekly` ISO weeks that have one."""
-    ordered = sorted(stamps, reverse=True)
-    keep = set(ordered[:2])
-    days: list[datetime.date] = []
-    weeks: list[tuple[int, int]] = []
-    for stamp in ordered:
-        when = parse_stamp(stamp)
-        day, week = when.date(), when.isocalendar()[:2]
-        if day not in days and len(days) < keep_daily:
-            days.append(day)
-            keep.add(stamp)
-        if week not in weeks and len(weeks) < keep_weekly:
-            weeks.append(week)
-            keep.add(stamp)
-    return keep
-
-
-def to_remove(records, keep_daily, keep_weekly):
-    """The stamps to delete: verified backups retention does not keep, failed or unverified ones
-    older than the newest verified backup (newer failures stay, so they are seen), and safety backups
-    (taken before a restore) more than keep_daily days (at least one) older than the newest backup."""
-    verified = [r["stamp"] for r in records if r.get("status") == "verified" and r.get("label") != "safety"]
-    if not verified:
-        return []
-    keep = kept(verified, keep_daily, keep_weekly)
-    newest = max(verified)
-    days = datetime.timedelta(days=max(1, keep_daily))
-    out = []
-    for record in records:
-        stamp = record["stamp"]
-        if record.get("label") == "safety":
-            # Taken before a restore: kept for keep_daily days (at least one).
-            if parse_stamp(stamp) < parse_stamp(newest) - days:
-                out.append(stamp)
-        elif record.get("status") == "verified":
-            if stamp not in keep:
-                out.append(stamp)
-        elif stamp < newest:
-            out.append(stamp)
-    return sorted(out)
 
 
 def postgres(argv, stdout=None, stdin=None, env=None, check=True):
@@ -126,14 +85,6 @@ def restore_command(database):
     ]  # fmt: skip
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def table_facts(database):
     """Every table of `database`: its rows, size on disk and a sha256 of its rows (in any order)."""
     listing = postgres(
@@ -166,45 +117,10 @@ def table_facts(database):
     return tables
 
 
-def write_json(path, data):
-    tmp = f"{path}.partial"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def records(folder):
     """Every backup of `folder`, oldest first: its json, or status 'unverified' for a dump without one."""
-    out: list[dict[str, object]] = []
-    if not os.path.isdir(folder):
-        return out
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext != ".dump" or not STAMP.match(stem):
-            continue
-        path = os.path.join(folder, name)
-        data = read_json(os.path.join(folder, stem + ".json")) or {
-            "stamp": stem,
-            "status": "unverified",
-            "reason": "no verification record (the backup was interrupted while it was verified)",
-        }
-        data["stamp"] = stem
-        data["path"] = path
-        data["size"] = os.path.getsize(path)
-        out.append(data)
-    return out
+    missing = "no verification record (the backup was interrupted while it was verified)"
+    return backup_records(folder, ".dump", missing)
 
 
 def drop_scratch(database):
@@ -260,39 +176,12 @@ def verify(folder, database, stamp, expect_sha256=None):
     return record
 
 
-def now_text():
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def new_stamp(folder):
-    while True:
-        stamp = datetime.datetime.now(datetime.UTC).strftime(STAMP_FORMAT)
-        if not os.path.exists(os.path.join(folder, f"{stamp}.dump")):
-            return stamp
-        time.sleep(1)
-
-
-def make_folder(folder):
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    os.chown(folder, 0, 0)
-    os.chmod(folder, 0o700)
-
-
-@contextlib.contextmanager
-def folder_lock(folder):
-    """One backup or restore of this app at a time on this host."""
-    make_folder(folder)
-    with open(os.path.join(folder, ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def dump(folder, database, label):
     """pg_dump into a temporary file, renamed to <stamp>.dump only once complete and on disk."""
     for name in os.listdir(folder):
         if name.endswith(".partial"):
             os.unlink(os.path.join(folder, name))
-    stamp = new_stamp(folder)
+    stamp = new_backup_stamp(folder, ".dump")
     final = os.path.join(folder, f"{stamp}.dump")
     tmp = f"{final}.partial"
     started = time.monotonic()
@@ -319,12 +208,7 @@ def dump(folder, database, label):
 
 
 def prune(folder, keep_daily, keep_weekly):
-    removed = to_remove(records(folder), keep_daily, keep_weekly)
-    for stamp in removed:
-        for ext in (".dump", ".json"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, stamp + ext))
-    return removed
+    return prune_backups(folder, ".dump", keep_daily, keep_weekly)
 
 
 def copy_out(folder, stamp, target, keep_daily, keep_weekly):
@@ -435,19 +319,7 @@ def backup(args):
 
 
 def find(folder, wanted):
-    """The record `wanted` names (a stamp, or 'latest': the newest verified backup that is not a
-    safety backup, which holds the database as it was before a restore: restoring it undoes one)."""
-    all_records = records(folder)
-    if wanted in (None, "", "latest"):
-        verified = [r for r in all_records if r.get("status") == "verified" and r.get("label") != "safety"]
-        if not verified:
-            raise SystemExit(f"no verified backup in {folder}")
-        return verified[-1]
-    stem = os.path.splitext(os.path.basename(wanted))[0]
-    for record in all_records:
-        if record["stamp"] == stem:
-            return record
-    raise SystemExit(f"no backup {wanted} in {folder}")
+    return find_backup(folder, ".dump", wanted)
 
 
 def restore(args):

@@ -1,6 +1,7 @@
-"""Redis backups on its host (run as root), for services.redis.durable: snapshot, check, list, restore.
+"""Redis backups on its host (run as root), for services.redis.durable: snapshot, check, verify, list,
+restore.
 
-`python3 redis_backup.py backup|list|restore [BACKUP] --dir DIR --app APP ...`; run by the timer and by
+`python3 redis_backup.py backup|verify|list|restore [BACKUP] --dir DIR --app APP ...`; run by the timer and by
 `deploy services`. A backup is DIR/<stamp>.rdb (0600, in a root 0700 folder): the RDB file a BGSAVE
 wrote once it completed (with persistence aof too: an RDB holds the same data, and loads faster), and
 DIR/<stamp>.json beside it: its sha256, size, and what `redis-check-rdb` found (keys), or why it failed.
@@ -10,9 +11,6 @@ file, in the environment of redis-cli only).
 
 import argparse
 import contextlib
-import datetime
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -20,20 +18,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
-STAMP = re.compile(r"^\d{8}T\d{6}Z$")
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+from .backup_store import (  # shipped inline: deploy.remote.scripts.host_program
+    backup_records,
+    file_sha256,
+    find_backup,
+    folder_lock,
+    new_backup_stamp,
+    now_text,
+    prune_backups,
+    read_json,
+    write_json,
+)
+
 SOCKET = "/run/redis/redis-server.sock"
 KEYS_READ = re.compile(r"(\d+) keys read")
-
-
-def now_text():
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_stamp(stamp):
-    return datetime.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=datetime.UTC)
 
 
 def credentials(app):
@@ -46,14 +47,20 @@ def credentials(app):
 
 
 class Redis:
-    """redis-cli as deploy's admin user through the unix socket."""
+    """redis-cli as deploy's admin user through the unix socket (app None: a scratch server's socket,
+    whose default user needs no password)."""
 
-    def __init__(self, app):
-        self.user, password = credentials(app)
-        self.env = dict(os.environ, REDISCLI_AUTH=password)
+    def __init__(self, app, socket=SOCKET):
+        self.socket = socket
+        self.login = []
+        self.env = dict(os.environ)
+        if app is not None:
+            user, password = credentials(app)
+            self.login = ["--user", user]
+            self.env["REDISCLI_AUTH"] = password
 
     def __call__(self, *args, check=True):
-        argv = ["redis-cli", "--no-auth-warning", "--user", self.user, "-s", SOCKET, *args]
+        argv = ["redis-cli", "--no-auth-warning", *self.login, "-s", self.socket, *args]
         result = subprocess.run(argv, env=self.env, capture_output=True, text=True, check=False)
         out = result.stdout.strip()
         if check and (result.returncode != 0 or out.startswith(("ERR", "NOAUTH", "WRONGPASS", "NOPERM"))):
@@ -101,14 +108,6 @@ def snapshot(redis, timeout=3600):
     return os.path.join(redis.config("dir"), redis.config("dbfilename"))
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_rdb(path):
     """redis-check-rdb's verdict: (ok, keys it read, its last lines)."""
     result = subprocess.run(["redis-check-rdb", path], capture_output=True, text=True, check=False)
@@ -118,58 +117,76 @@ def check_rdb(path):
     return ok, int(found.group(1)) if found else None, " | ".join(text.strip().splitlines()[-3:])
 
 
-def write_json(path, data):
-    tmp = f"{path}.partial"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path):
+def scratch_keys(path, timeout=300):
+    """Load the RDB at `path` into a throwaway redis-server (the redis user's, on a unix socket only, saving
+    nothing) and count its keys; the server is shut down and its folder removed after."""
+    folder = tempfile.mkdtemp(prefix="deploy-redis-verify-")
+    server = None
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        shutil.chown(folder, "redis", "redis")
+        shutil.copyfile(path, os.path.join(folder, "dump.rdb"))
+        shutil.chown(os.path.join(folder, "dump.rdb"), "redis", "redis")
+        socket = os.path.join(folder, "redis.sock")
+        argv = ["redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm", "700"]
+        argv += ["--dir", folder, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"]
+        server = subprocess.Popen(
+            argv, user="redis", group="redis", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        redis = Redis(None, socket)
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                output = server.stdout.read() if server.stdout else ""
+                said = " | ".join(output.strip().splitlines()[-3:])
+                raise RuntimeError(f"the scratch redis-server did not load it: {said}")
+            with contextlib.suppress(RuntimeError, ValueError):
+                if os.path.exists(socket) and redis.info("persistence").get("loading") == "0":
+                    return redis.keys()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the scratch redis-server did not load it in {timeout}s")
+            time.sleep(0.1)
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def verify(folder, wanted):
+    """Prove a stored backup restores: its sha256 as recorded, redis-check-rdb again, and a throwaway
+    redis-server that loads it holds the keys the backup recorded. The record says so (or why not)."""
+    record = find(folder, wanted)
+    started = time.monotonic()
+    problems = []
+    if file_sha256(record["path"]) != record.get("rdb_sha256"):
+        problems.append("the RDB changed since it was checked (its sha256 differs from the record)")
+    ok, keys, said = check_rdb(record["path"])
+    if not ok:
+        problems.append(f"redis-check-rdb rejects it: {said}")
+    elif keys != record.get("keys"):
+        problems.append(f"redis-check-rdb read {keys} keys where the backup recorded {record.get('keys')}")
+    try:
+        loaded = scratch_keys(record["path"])
+    except RuntimeError as exc:
+        problems.append(str(exc))
+        loaded = None
+    if loaded is not None and loaded != record.get("keys"):
+        expected = record.get("keys")
+        problems.append(f"a scratch redis-server loaded {loaded} keys where the backup recorded {expected}")
+    stored = read_json(os.path.join(folder, f"{record['stamp']}.json")) or {}
+    stored.update(status="failed" if problems else "verified", verified_at=now_text())
+    stored.update(verify_seconds=round(time.monotonic() - started, 2), loaded_keys=loaded)
+    if problems:
+        stored["reason"] = "; ".join(problems)
+    else:
+        stored.pop("reason", None)
+    write_json(os.path.join(folder, f"{record['stamp']}.json"), stored)
+    return {**record, **stored}
 
 
 def records(folder):
-    out: list[dict[str, object]] = []
-    if not os.path.isdir(folder):
-        return out
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext != ".rdb" or not STAMP.match(stem):
-            continue
-        path = os.path.join(folder, name)
-        data = read_json(os.path.join(folder, stem + ".json")) or {
-            "status": "unverified",
-            "reason": "no record (the backup was interrupted while it was checked)",
-        }
-        data.update(stamp=stem, path=path, size=os.path.getsize(path), service="redis")
-        out.append(data)
-    return out
-
-
-@contextlib.contextmanager
-def folder_lock(folder):
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    with open(os.path.join(folder, ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def new_stamp(folder):
-    while True:
-        stamp = datetime.datetime.now(datetime.UTC).strftime(STAMP_FORMAT)
-        if not os.path.exists(os.path.join(folder, f"{stamp}.rdb")):
-            return stamp
-        time.sleep(1)
+    missing = "no record (the backup was interrupted while it was checked)"
+    return backup_records(folder, ".rdb", missing, service="redis")
 
 
 def take(folder, redis, label):
@@ -179,7 +196,7 @@ def take(folder, redis, label):
             os.unlink(os.path.join(folder, name))
     started = time.monotonic()
     source = snapshot(redis)
-    stamp = new_stamp(folder)
+    stamp = new_backup_stamp(folder, ".rdb")
     final = os.path.join(folder, f"{stamp}.rdb")
     # Redis replaces its RDB by a rename: the file opened here stays the snapshot it was.
     with (
@@ -210,68 +227,14 @@ def take(folder, redis, label):
     return record
 
 
-def is_base(record):
-    """A verified backup that is not a safety backup (which holds the data as before a restore)."""
-    return record.get("status") == "verified" and record.get("label") != "safety"
-
-
-def kept(stamps, keep_daily, keep_weekly):
-    ordered = sorted(stamps, reverse=True)
-    keep = set(ordered[:2])
-    days: list[datetime.date] = []
-    weeks: list[tuple[int, int]] = []
-    for stamp in ordered:
-        when = parse_stamp(stamp)
-        day, week = when.date(), when.isocalendar()[:2]
-        if day not in days and len(days) < keep_daily:
-            days.append(day)
-            keep.add(stamp)
-        if week not in weeks and len(weeks) < keep_weekly:
-            weeks.append(week)
-            keep.add(stamp)
-    return keep
-
-
 def prune(folder, keep_daily, keep_weekly):
     """Retention as for Postgres: the newest two, one a day, one a week; failed ones older than the
     newest verified one; safety backups after keep_daily days."""
-    all_records = records(folder)
-    verified = [
-        r["stamp"] for r in all_records if r.get("status") == "verified" and r.get("label") != "safety"
-    ]
-    if not verified:
-        return []
-    keep, newest = kept(verified, keep_daily, keep_weekly), max(verified)
-    limit = parse_stamp(newest) - datetime.timedelta(days=max(1, keep_daily))
-    out = []
-    for record in all_records:
-        stamp = record["stamp"]
-        if record.get("label") == "safety":
-            gone = parse_stamp(stamp) < limit
-        elif record.get("status") == "verified":
-            gone = stamp not in keep
-        else:
-            gone = stamp < newest
-        if gone:
-            out.append(stamp)
-            for ext in (".rdb", ".json"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, stamp + ext))
-    return out
+    return prune_backups(folder, ".rdb", keep_daily, keep_weekly)
 
 
 def find(folder, wanted):
-    all_records = records(folder)
-    if wanted in (None, "", "latest"):
-        verified = [r for r in all_records if is_base(r)]
-        if not verified:
-            raise SystemExit(f"no verified Redis backup in {folder}")
-        return verified[-1]
-    stem = os.path.splitext(os.path.basename(wanted))[0]
-    for record in all_records:
-        if record["stamp"] == stem:
-            return record
-    raise SystemExit(f"no Redis backup {wanted} in {folder}")
+    return find_backup(folder, ".rdb", wanted, "Redis backup")
 
 
 def systemctl(*args):
@@ -376,7 +339,7 @@ def restore(args, redis):
 
 def main(argv):
     parser = argparse.ArgumentParser(prog="redis_backup")
-    parser.add_argument("action", choices=["backup", "list", "restore"])
+    parser.add_argument("action", choices=["backup", "verify", "list", "restore"])
     parser.add_argument("backup", nargs="?")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--app", default="")
@@ -388,6 +351,11 @@ def main(argv):
     if args.action == "list":
         print(json.dumps(records(args.dir), sort_keys=True))
         return 0
+    if args.action == "verify":
+        with folder_lock(args.dir):
+            record = verify(args.dir, args.backup)
+        print(json.dumps(record, sort_keys=True))
+        return 0 if record["status"] == "verified" else 3
     redis = Redis(args.app)
     if args.action == "restore":
         return restore(args, redis)

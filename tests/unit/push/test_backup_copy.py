@@ -17,7 +17,7 @@ from deploy.config.loader import load_text
 from deploy.plan import Command, Upload
 from deploy.push import backup_copy, backups
 from deploy.remote.executor import Recorder
-from deploy.remote.scripts import script
+from deploy.remote.scripts import host_program
 from tests.unit.push.test_backups import YAML
 
 pytestmark = pytest.mark.unit
@@ -47,7 +47,7 @@ def test_the_timer_sends_each_backup_to_the_other_host_and_may_reach_the_network
     )  # fmt: skip
     unit = backups.service_unit(cfg)  # type: ignore[arg-type]
     assert "PrivateNetwork=no" in unit and "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in unit
-    assert "ReadWritePaths=\"/var/backups/deploy/shop-app/postgres\"\n" in unit
+    assert 'ReadWritePaths="/var/backups/deploy/shop-app/postgres"\n' in unit
     folder = backups.service_unit(load_text(YAML))
     assert "PrivateNetwork=yes" in folder and "RestrictAddressFamilies=AF_UNIX\n" in folder
 
@@ -96,7 +96,7 @@ def test_an_unknown_target_host_key_is_refused_never_trusted(tmp_path: Path) -> 
 
 def receive(folder: Path, command: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, SSH_ORIGINAL_COMMAND=command)
-    argv = [sys.executable, "-I", "-c", script("pg_backup.py"), "receive", "--dir", str(folder)]
+    argv = [sys.executable, "-I", "-c", host_program("pg_backup.py"), "receive", "--dir", str(folder)]
     return subprocess.run(argv, input=data, env=env, capture_output=True, check=False)
 
 

@@ -19,7 +19,7 @@ from deploy.layout import backup_paths
 from deploy.plan import Command, Upload
 from deploy.push import backups
 from deploy.remote.facts import HostState, probe_command
-from deploy.remote.scripts import pg_backup
+from deploy.remote.scripts import backup_store, pg_backup
 
 pytestmark = pytest.mark.unit
 
@@ -54,19 +54,19 @@ def test_retention_keeps_the_newest_of_each_recent_day_and_week() -> None:
         "20261124T030000Z",  # week 48
         "20261117T030000Z",  # week 47
     ]
-    assert pg_backup.kept(stamps, 3, 0) == {"20261207T030000Z", "20261206T030000Z", "20261205T150000Z"}
+    assert backup_store.kept(stamps, 3, 0) == {"20261207T030000Z", "20261206T030000Z", "20261205T150000Z"}
     # Weeks: the newest of week 50, 49, 48.
-    assert pg_backup.kept(stamps, 0, 3) == {"20261207T030000Z", "20261206T030000Z", "20261124T030000Z"}
-    assert pg_backup.kept(stamps, 2, 4) == {
+    assert backup_store.kept(stamps, 0, 3) == {"20261207T030000Z", "20261206T030000Z", "20261124T030000Z"}
+    assert backup_store.kept(stamps, 2, 4) == {
         "20261207T030000Z",
         "20261206T030000Z",
         "20261124T030000Z",
         "20261117T030000Z",
     }
     # Nothing kept by the rules: the two newest stay anyway (a fallback if the newest is damaged).
-    assert pg_backup.kept(stamps, 0, 0) == {"20261207T030000Z", "20261206T030000Z"}
-    assert pg_backup.kept(["20261207T030000Z"], 0, 0) == {"20261207T030000Z"}
-    assert pg_backup.kept([], 7, 4) == set()
+    assert backup_store.kept(stamps, 0, 0) == {"20261207T030000Z", "20261206T030000Z"}
+    assert backup_store.kept(["20261207T030000Z"], 0, 0) == {"20261207T030000Z"}
+    assert backup_store.kept([], 7, 4) == set()
 
 
 def test_only_verified_backups_count_and_failures_newer_than_them_stay() -> None:
@@ -82,16 +82,20 @@ def test_only_verified_backups_count_and_failures_newer_than_them_stay() -> None
     # keep 2 days: 05 and 03; 01 goes, the failure of the 2nd and the unverified 4th are older than
     # the newest verified backup; the failure of the 6th is newer: it stays to be seen. The safety
     # backup is less than 2 days older than the newest backup: it stays.
-    assert pg_backup.to_remove(records, 2, 0) == ["20261201T030000Z", "20261202T030000Z", "20261204T030000Z"]
+    assert backup_store.to_remove(records, 2, 0) == [
+        "20261201T030000Z",
+        "20261202T030000Z",
+        "20261204T030000Z",
+    ]
     # keep 1 day: the 3rd stays all the same (the two newest verified always do); the safety backup
     # is more than a day older than the newest: it goes.
-    assert pg_backup.to_remove(records, 1, 0) == [
+    assert backup_store.to_remove(records, 1, 0) == [
         "20261201T030000Z",
         "20261202T030000Z",
         "20261203T100000Z",
         "20261204T030000Z",
     ]
-    assert pg_backup.to_remove([*records, {"stamp": "20261207T030000Z", "status": "verified"}], 0, 0) == [
+    assert backup_store.to_remove([*records, {"stamp": "20261207T030000Z", "status": "verified"}], 0, 0) == [
         "20261201T030000Z",
         "20261202T030000Z",
         "20261203T030000Z",
@@ -100,7 +104,7 @@ def test_only_verified_backups_count_and_failures_newer_than_them_stay() -> None
         "20261206T030000Z",
     ]
     # No verified backup: nothing is removed, whatever the numbers.
-    assert pg_backup.to_remove([{"stamp": "20261206T030000Z", "status": "failed"}], 0, 0) == []
+    assert backup_store.to_remove([{"stamp": "20261206T030000Z", "status": "failed"}], 0, 0) == []
 
 
 def test_records_list_dumps_only_and_a_dump_without_its_json_is_unverified(tmp_path: Path) -> None:

@@ -89,3 +89,66 @@ def test_the_table_shows_keys_and_why_one_failed() -> None:
         "  bad",
         "20261206T030000Z      1d    3.6 KiB  scheduled verified           200",
     ]
+
+
+def test_the_verify_command_names_the_backup_and_the_folder() -> None:
+    command = redis_backups.verify_command(DURABLE, "latest")
+    assert command.sudo and command.argv[:3] == ("python3", "-I", "-c")
+    assert command.argv[4:] == (
+        "verify",
+        "latest",
+        "--dir",
+        "/var/backups/deploy/shop-app/redis",
+        "--app",
+        "shop-app",
+    )
+
+
+@pytest.mark.parametrize(
+    ("services", "args", "said"),
+    [
+        # Redis only, durable: verify and pull take its backups without --service.
+        (
+            "  redis: {persistence: rdb, durable: true}\n",
+            ["verify", "--service", "postgres"],
+            "services.postgres is not set",
+        ),
+        ("  redis: {persistence: rdb}\n", ["verify", "--service", "redis"], "there is nothing to back up"),
+        ("  redis: {persistence: rdb}\n", ["pull"], "there is nothing to back up"),
+    ],
+)
+def test_verify_and_pull_refuse_a_service_without_backups_with_exit_2(
+    tmp_path: Path, services: str, args: list[str], said: str
+) -> None:
+    from click.testing import CliRunner
+
+    from deploy.cli import main
+
+    config = tmp_path / "deploy.yaml"
+    config.write_text(YAML.split("services:")[0] + "services:\n" + services, encoding="utf-8")
+    result = CliRunner().invoke(main, ["services", args[0], "-c", str(config), *args[1:]])
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_verify_and_pull_take_service_redis() -> None:
+    from click.testing import CliRunner
+
+    from deploy.cli import main
+
+    for command in ("verify", "pull", "restore"):
+        shown = CliRunner().invoke(main, ["services", command, "--help"]).output
+        assert "--service [postgres|redis]" in shown, shown
+
+
+def test_what_verify_says_of_a_redis_backup(capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy.cli.services_redis import verified
+
+    verified(
+        {"stamp": "20261207T030000Z", "status": "verified", "verify_seconds": 0.4, "loaded_keys": 7}, "h"
+    )
+    verified({"stamp": "20261207T040000Z", "status": "failed", "reason": "redis-check-rdb rejects it"}, "h")
+    assert capsys.readouterr().out.splitlines() == [
+        "h: Redis backup 20261207T030000Z: verified (redis-check-rdb, then loaded by a scratch redis-server "
+        "in 0.4s): 7 keys, as the backup recorded",
+        "h: Redis backup 20261207T040000Z: FAILED: redis-check-rdb rejects it",
+    ]
