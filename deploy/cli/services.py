@@ -1,5 +1,5 @@
-"""`deploy services`: the services beside the app: credentials; Postgres backups (list, make, verify, pull),
-restore, console."""
+"""`deploy services`: the services beside the app: credentials; Postgres and Redis backups (list, make,
+verify, pull), restore, console."""
 
 from __future__ import annotations
 
