@@ -163,28 +163,29 @@ while number < int(sys.argv[1]) or (sys.argv[1] == "0" and not connection.exists
     time.sleep(float(sys.argv[2]))
 '''
 
-#: The timer: every 20 s, on the first host; it records the period it ran for and where.
-STAMP = """\
+#: The timer: every TIMER_PERIOD seconds, on the first host; it records the period it ran for and where.
+TIMER_PERIOD = 20
+STAMP = f"""\
 import time
 
 # The timer fires on the period's first second; the period is read first and rounded down, so a start
 # delayed by imports on a busy host still counts for its own period.
-period = int(time.time() // 20)
+period = int(time.time() // {TIMER_PERIOD})
 
 import socket  # noqa: E402
 
 from flaskr.record import redis  # noqa: E402
 
 connection = redis()
-connection.incr(f"timer:{period}")
-connection.rpush("timer", f"{period} {socket.gethostname()}")
+connection.incr(f"timer:{{period}}")
+connection.rpush("timer", f"{{period}} {{socket.gethostname()}}")
 """
 
-TIMER = """\
+TIMER = f"""\
 jobs:
   stamp:
     command: python stamp.py
-    schedule: '*:*:0/20'
+    schedule: '*:*:0/{TIMER_PERIOD}'
     timeout: 60
 """
 

@@ -191,6 +191,14 @@ def private_sandbox(
         sandbox.down()
 
 
+def wait_for(what: str, ready: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll `ready` every second until it holds (a test waits for an event, not for the worst case)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"not {what} after {timeout:g}s"
+        time.sleep(1)
+
+
 def addresses(project: Project) -> list[str]:
     return [h.address for h in project.hosts]
 

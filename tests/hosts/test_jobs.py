@@ -16,20 +16,20 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.sandbox.machines import Sandbox, SandboxHost
-from tests.hosts.pushkit import Project, make_project, private_sandbox
+from tests.hosts.pushkit import Project, make_project, private_sandbox, wait_for
 
 pytestmark = pytest.mark.hosts
 
 UNITS = "/etc/systemd/system"
 LOGS = "/srv/flaskr/shared/instance"
 
-#: tick: every 20 s, on the first host; slow: every 10 s but runs 40 s (it must never overlap itself);
+#: tick: every 10 s, on the first host; slow: every 10 s but runs 40 s (it must never overlap itself);
 #: everywhere: on every host; broken: fails.
 JOBS = """\
 jobs:
   tick:
     command: 'echo "$(hostname) $DEPLOY_RELEASE $(date +%s) {mark}" >> instance/ticks.log'
-    schedule: '*:*:0/20'
+    schedule: '*:*:0/10'
   slow:
     command: >-
       echo "start $DEPLOY_RELEASE $(date +%s.%N)" >> instance/slow.log; sleep 40;
@@ -90,14 +90,18 @@ def test_setup_and_push_install_each_hosts_timers(box: Sandbox, project: Project
     assert enabled.strip() == "enabled"
 
 
+def ticks(box: Sandbox, host: SandboxHost) -> list[str]:
+    return sh(box, host, f"cat {LOGS}/ticks.log 2>/dev/null || true").splitlines()
+
+
 def test_a_timer_runs_once_per_period_on_the_first_host_only(box: Sandbox, project: Project) -> None:
     first, second = box.hosts()
-    time.sleep(65)
-    lines = sh(box, first, f"cat {LOGS}/ticks.log").splitlines()
+    wait_for("three ticks", lambda: len(ticks(box, first)) >= 3)
+    lines = ticks(box, first)
     stamps = [int(line.split()[2]) for line in lines]
     assert len(stamps) >= 3, lines
-    periods = [stamp // 20 for stamp in stamps]
-    assert len(periods) == len(set(periods)), f"two runs in one 20 s period: {lines}"
+    periods = [stamp // 10 for stamp in stamps]
+    assert len(periods) == len(set(periods)), f"two runs in one 10 s period: {lines}"
     assert all(line.split()[0] == "sandbox-1" for line in lines)
     assert sh(box, second, f"test -e {LOGS}/ticks.log && echo exists || echo none").strip() == "none"
 
@@ -115,7 +119,7 @@ def test_deploy_jobs_lists_each_job_per_host(box: Sandbox, project: Project) -> 
         ["tick", first],
     ]
     tick = next(line for line in out if line.startswith("tick "))
-    assert " success " in tick and "*:*:0/20" in tick
+    assert " success " in tick and "*:*:0/10" in tick
     data = json.loads(project.deploy("jobs", "--json", check=True).stdout)
     by_key = {(row["job"], row["host"]): row for row in data}
     assert by_key[("tick", first)]["result"] == "success"
@@ -151,6 +155,7 @@ def runs(box: Sandbox, host: SandboxHost) -> list[tuple[str, str, float]]:
 
 def test_a_job_never_overlaps_itself(box: Sandbox) -> None:
     first = box.hosts()[0]
+    wait_for("two runs of slow", lambda: [what for what, _, _ in runs(box, first)].count("start") >= 2)
     log = runs(box, first)
     kinds = [what for what, _, _ in log]
     # Started every 10 s by its timer, running 40 s: without the guarantee, runs would pile up.
@@ -174,7 +179,11 @@ def test_a_push_updates_the_command_and_a_running_job_finishes_in_its_release(
         time.sleep(0.5)
     new_release = release_of(project.deploy("push", check=True, timeout=300).stdout)
     switched = float(sh(box, first, "stat -c %Y /srv/flaskr/current"))
-    time.sleep(55)
+    # Until the timer started slow in the new release (after the run across the switch ended).
+    wait_for(
+        "a run of slow in the new release",
+        lambda: any(what == "start" and release == new_release for what, release, _ in runs(box, first)),
+    )
     log = runs(box, first)
     # Every run ends in the release it started in; one ran across the switch and finished in the old one.
     pairs = list(zip(log[0::2], log[1::2], strict=False))
@@ -184,8 +193,8 @@ def test_a_push_updates_the_command_and_a_running_job_finishes_in_its_release(
     assert any(what == "start" and release == new_release for what, release, _ in log), log
     ran = project.deploy("jobs", "run", "tick", check=True)
     assert f"tick on {first.address}: success" in ran.stdout
-    last = sh(box, first, f"tail -n 1 {LOGS}/ticks.log").split()
-    assert (last[1], last[3]) == (new_release, "v2")
+    line = sh(box, first, f"tail -n 1 {LOGS}/ticks.log").split()
+    assert (line[1], line[3]) == (new_release, "v2")
 
 
 def test_a_rollback_leaves_the_jobs_on_the_served_release(box: Sandbox, project: Project) -> None:

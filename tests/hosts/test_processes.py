@@ -20,9 +20,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -38,9 +38,10 @@ from tests.hosts.procapps import (
     RQ_PROCESSES,
     STAMP,
     TIMER,
+    TIMER_PERIOD,
     WORKERS,
 )
-from tests.hosts.pushkit import Project, make_project, private_sandbox
+from tests.hosts.pushkit import Project, make_project, private_sandbox, wait_for
 
 pytestmark = pytest.mark.hosts
 
@@ -57,6 +58,8 @@ class App:
     box: Sandbox
     worker: str = "worker"
     scheduler: str = "scheduler"
+    #: When its push of v2 began and its rollback ended (time.time()), once the test that does them ran.
+    window: list[float] = field(default_factory=list)
 
     @property
     def domain(self) -> str:
@@ -186,13 +189,6 @@ def other(slot: str) -> str:
     return "green" if slot == "blue" else "blue"
 
 
-def wait_for(what: str, ready: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"not {what} after {timeout:g}s"
-        time.sleep(1)
-
-
 def set_version(app: App, version: str) -> None:
     app.project.set_version(version)
 
@@ -254,6 +250,7 @@ def push_and_roll_back(app: App) -> str:
     first = app.box.hosts()[0]
     before = app.live_slot()
     set_version(app, "v2")
+    began = time.time()
     pushed = app.project.deploy("push", check=True, timeout=600).stdout
     assert app.versions() == ["v2", "v2"]
     assert app.live_slot() == other(before)
@@ -264,6 +261,7 @@ def push_and_roll_back(app: App) -> str:
     rolled = app.project.deploy("rollback", check=True, timeout=600).stdout
     assert app.versions() == ["v1", "v1"] and app.live_slot() == before, rolled
     assert f"{first.address}: singleton: {scheduler}@{other(before)}-1.service stopped in " in rolled
+    app.window[:] = [began, time.time()]
     return before
 
 
@@ -372,13 +370,25 @@ def test_the_timer_ran_once_per_period_across_both_hosts(
     def recorded() -> list[list[str]]:
         return [line.split() for line in app.redis("LRANGE", "timer", "0", "-1").splitlines()]
 
-    # The timer has run since the first push; on a fast machine the tests before may take fewer than five
-    # periods: wait for them (the window still spans the push and the rollback).
-    wait_for("five timer periods", lambda: len({period for period, _host in recorded()}) >= 5, 150)
+    # The timer has run since the first push. The runs must span the push of v2 and the rollback: from
+    # the period the push began in (its first run may come one period later when the tests between took
+    # less than a period) to a period after the one the rollback ended in. Without the test that does
+    # them (run alone), five periods.
+    def last() -> int:
+        return max((int(period) for period, _host in recorded()), default=-1)
+
+    if app.window:
+        began, ended = (int(at // TIMER_PERIOD) for at in app.window)
+        wait_for("a timer period after the rollback", lambda: last() > ended, 3 * TIMER_PERIOD + 30)
+    else:
+        wait_for("five timer periods", lambda: len({period for period, _host in recorded()}) >= 5, 150)
     runs = recorded()
     periods = sorted({int(period) for period, _host in runs})
-    print(f"{kind} timer runs: {runs}")
-    assert len(periods) >= 5, runs
+    print(f"{kind} timer runs: {runs}, push and rollback {app.window}")
+    if app.window:
+        assert periods[0] <= began + 1 and periods[-1] > ended, (runs, app.window)
+    else:
+        assert len(periods) >= 5, runs
     assert {host for _period, host in runs} == {"sandbox-1"}
     counts = app.redis("MGET", *(f"timer:{p}" for p in periods)).split()
     twice = [p for p, n in zip(periods, counts, strict=True) if n != "1"]

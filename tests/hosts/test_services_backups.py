@@ -240,9 +240,15 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
     project: Project, box: Sandbox
 ) -> None:
     _big_table(box)
-    made = project.deploy("services", "backup", check=True, timeout=900)
-    assert "verified" in made.stdout
-    stamp = str(records(project)[-1]["stamp"])
+    # The backup the test before made last (verified, with every row of the big table) is the one to
+    # restore; run alone, this test makes it.
+    latest = records(project)[-1:]
+    if not latest or latest[0]["status"] != "verified" or _rows(latest[0], "public.events") != 1500000:
+        made = project.deploy("services", "backup", check=True, timeout=900)
+        assert "verified" in made.stdout
+        latest = records(project)[-1:]
+    stamp = str(latest[0]["stamp"])
+    assert latest[0]["status"] == "verified" and _rows(latest[0], "public.events") == 1500000
     as_postgres(box, "DELETE FROM events WHERE id > 1000; DELETE FROM posts; DELETE FROM users WHERE id > 3")
     running = project.popen("services", "restore", stamp)
     try:
@@ -259,7 +265,10 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
         {"users": 3, "posts": 0, "events": 1000},
         {"users": 500, "posts": 1000, "events": 1500000},
     )
-    # The lock of the killed deploy frees itself; the next restore takes it over and starts the app.
+    # The lock of the killed deploy frees itself; the next restore takes it over and starts the app. The
+    # rows go again first: whichever way the killed one ended, this restore must bring them back (and its
+    # own safety backup stays small).
+    as_postgres(box, "DELETE FROM events WHERE id > 1000; DELETE FROM posts; DELETE FROM users WHERE id > 3")
     again = project.deploy("services", "restore", stamp, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "the database is whole" in again.stdout
@@ -268,6 +277,13 @@ def test_deploy_killed_during_a_restore_leaves_the_database_whole_and_the_lock_r
     status, _body = get(box.hosts()[0].address)
     assert status == 200
     assert "free" in project.deploy("lock", "status").stdout
+    # The tests after need no big table: without it their backups are as small as when run alone.
+    as_postgres(box, "DROP TABLE events")
+
+
+def _rows(record: dict[str, object], table: str) -> object:
+    tables = record.get("tables")
+    return tables.get(table, {}).get("rows") if isinstance(tables, dict) else None
 
 
 # --- Redis with durable: true, and a change of the services (issue #18's rest) ------------------
@@ -294,8 +310,9 @@ def test_a_durable_redis_is_backed_up_checked_listed_and_restored_with_the_app_s
     assert "the service URLs in the app's env file changed on" in setup.stdout
     assert "the app runs with the new service URLs" in setup.stdout
     assert on_host(box, "systemctl is-enabled flaskr-redis-backup.timer") == "enabled"
-    for i in range(200):
-        redis_cli(box, "set", f"user:{i}", f"name-{i}")
+    # 200 keys in one redis-cli session (its commands from stdin), not 200 SSH round trips.
+    stored = on_host(box, f"seq 0 199 | sed 's/.*/SET user:& name-&/' | {REDIS_CLI}")
+    assert stored.split() == ["OK"] * 200, stored
     made = project.deploy("services", "backup", "--service", "redis", timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
     assert "checked by redis-check-rdb: 200 keys" in made.stdout
