@@ -155,7 +155,9 @@ def uv_compile(
         str(lock),
         str(requirements),
     ]
-    env = {**os.environ, **settings.env, "UV_NO_CONFIG": "1"}
+    # Only pip's settings choose the files (uv's own configuration and UV_* variables are left out).
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
+    env = {**kept, **settings.env, "UV_NO_CONFIG": "1"}
     return subprocess.run(
         command, capture_output=True, text=True, check=False, cwd=requirements.parent, env=env
     )
