@@ -14,6 +14,7 @@ refuses, a machine deploy has no uv for), `build` returns the reason and pip bui
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import platform as here
@@ -209,7 +210,7 @@ def fetch(file: File, store: Path, settings: UvSettings) -> Path:
                 while chunk := response.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             os.unlink(out.name)
             raise Fallback(f"downloading {file.name} failed: {exc}") from None
     if file.sha256 is not None and digest.hexdigest() != file.sha256:
