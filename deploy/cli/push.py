@@ -336,6 +336,10 @@ def push(
     Alembic migrations new in the push that drop or rename a column or table are warned about (the
     running release still uses the old schema: expand/contract); one whose table or column the pushed
     code still maps is refused unless --allow-breaking-migrations.
+
+    The wheels a host needs are built here, once per Python version and platform: uv resolves them
+    for the host and they download in parallel (DEPLOY_WHEELHOUSE=pip: pip download instead); they
+    are kept in $DEPLOY_WHEEL_CACHE (default ~/.cache/deploy/wheels).
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.build import release_id, wheels_for, with_own_distribution, with_uv

@@ -114,6 +114,11 @@ def pip_wheel_command(source: str | Path, wheel_dir: str | Path, *options: str) 
     ]
 
 
+#: The time inside the wheels built here (the zip format's earliest): the same source archive gives
+#: the same bytes on every build, whichever way the wheelhouse is built.
+BUILD_EPOCH = "315532800"
+
+
 def build_pure_wheels(requirements: list[str], built: Path, say: Callable[[str], None] | None) -> bool:
     """Build each requirement from its source archive into `built`, if the result is pure Python
     (`py3-none-any`: it installs on any host); True if a new wheel was added."""
@@ -132,6 +137,7 @@ def build_pure_wheels(requirements: list[str], built: Path, say: Callable[[str],
                 capture_output=True,
                 text=True,
                 check=False,
+                env={**os.environ, "SOURCE_DATE_EPOCH": BUILD_EPOCH},
             )
             wheels = list(Path(scratch).glob("*.whl"))
             if done.returncode != 0 or len(wheels) != 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def test_a_pure_python_source_archive_is_built_into_a_wheel_for_every_host(tmp_p
     )
     assert "flask_mail-0.9.1-py3-none-any.whl" in wheels
     assert {"flask", "blinker"} <= {name.split("-")[0] for name in wheels}
-    built = "  + flask_mail-0.9.1-py3-none-any.whl: built from the source archive of Flask-Mail==0.9.1"
-    assert said == [built + " (pure Python)"]
+    built = "  + flask_mail-0.9.1-py3-none-any.whl: built from the source archive of flask-mail==0.9.1"
+    # pip names the requirement as written, uv by its normalized name.
+    assert [line.lower() for line in said] == [built + " (pure python)"]
 
 
 def test_a_source_archive_with_compiled_code_is_still_refused(tmp_path: Path) -> None:
@@ -56,3 +58,27 @@ def test_a_source_archive_with_compiled_code_is_still_refused(tmp_path: Path) ->
         wheelhouse(_requirements(tmp_path, "PyYAML==5.3.1\n"), DEBIAN_12, tmp_path / "cache")
     assert "could not get wheels for Python 3.11.2" in str(error.value)
     assert not list((tmp_path / "cache").rglob("*.whl"))
+
+
+def _sums(wheels: dict[str, Path]) -> dict[str, str]:
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in wheels.items()}
+
+
+def test_uv_and_pip_give_the_same_wheel_files_from_pypi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source-only package (built here, the same bytes both ways), a dependency only the host's Python
+    needs (redis 5.0.1 wants async-timeout up to 3.11.2), and packages with several wheels for the host
+    (charset-normalizer: cp311, abi3 and pure Python; pip picks cp311)."""
+    requirements = _requirements(
+        tmp_path, "Flask-Mail==0.9.1\nredis==5.0.1\ncharset-normalizer==3.3.2\nMarkupSafe==2.1.5\n"
+    )
+    said: list[str] = []
+    monkeypatch.setenv("DEPLOY_WHEELHOUSE", "uv")
+    by_uv = wheelhouse(requirements, DEBIAN_12, tmp_path / "uv", said.append)
+    assert not [line for line in said if "wheels with pip download" in line], said
+    monkeypatch.setenv("DEPLOY_WHEELHOUSE", "pip")
+    by_pip = wheelhouse(requirements, DEBIAN_12, tmp_path / "pip")
+    assert _sums(by_uv) == _sums(by_pip)
+    assert "async_timeout-5.0.1-py3-none-any.whl" in by_uv
+    assert "charset_normalizer-3.3.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl" in by_uv
