@@ -44,16 +44,31 @@ SETTLE_SECONDS = 2.0
 HEALTH_TIMEOUT = 60
 
 
-def host_cpu(box: Sandbox, hosts: list[SandboxHost]) -> tuple[float, float]:
-    """(CPU seconds of the hosts so far, of the app's slot units so far), summed over `hosts`."""
-    total = slots = 0.0
+def host_cpu(box: Sandbox, hosts: list[SandboxHost]) -> dict[tuple[str, str], float]:
+    """CPU seconds so far of each host (unit "host") and of each of its units."""
+    cpu: dict[tuple[str, str], float] = {}
     for host in hosts:
         cost = box.usage(host)
         if cost is None:
             raise RuntimeError(f"{host.name} is not running")
-        total += cost.cpu_seconds
-        slots += sum(cpu for unit, cpu in cost.units.items() if unit.startswith("flaskr@"))
-    return total, slots
+        cpu[host.name, "host"] = cost.cpu_seconds
+        cpu.update({(host.name, unit): seconds for unit, seconds in cost.units.items()})
+    return cpu
+
+
+def spent(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+    """CPU seconds each unit used between the two readings, summed over the hosts.
+
+    A unit's cgroup goes when it stops and comes back empty when it starts again: a unit that
+    counts less than before was restarted (its whole count is new), one that is gone is left out
+    (the host's own count keeps what it used). The app's slots count as one, "slots": a push boots one.
+    """
+    totals: dict[str, float] = {}
+    for (host, unit), now in after.items():
+        was = before.get((host, unit), 0.0)
+        name = "slots" if unit.startswith("flaskr@") else unit
+        totals[name] = totals.get(name, 0.0) + (now - was if now >= was else now)
+    return totals
 
 
 def phases(output: str) -> dict[str, float]:
@@ -88,7 +103,7 @@ def one_push(box: Sandbox, project: Project, tag: str) -> dict[str, Any]:
     project.set_version(tag)
     time.sleep(SETTLE_SECONDS)
     hosts = project.hosts
-    cpu_before, slots_before = host_cpu(box, hosts)
+    cpu_before = host_cpu(box, hosts)
     sent_before = sum(veth_bytes(h)[0] for h in hosts)
     load = os.getloadavg()[0]
     started = time.monotonic()
@@ -106,15 +121,17 @@ def one_push(box: Sandbox, project: Project, tag: str) -> dict[str, Any]:
         output = out.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"deploy push to {len(hosts)} host(s) failed:\n{output[-3000:]}")
-    cpu_after, slots_after = host_cpu(box, hosts)
+    used = {unit: cpu / len(hosts) for unit, cpu in spent(cpu_before, host_cpu(box, hosts)).items()}
     return {
         "wall": round(wall, 3),
         "load": round(load, 2),
         "phases": phases(output),
         "deploy_cpu": round(rusage.ru_utime + rusage.ru_stime, 3),
         "deploy_peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
-        "host_cpu_per_host": round((cpu_after - cpu_before) / len(hosts), 3),
-        "slot_cpu_per_host": round((slots_after - slots_before) / len(hosts), 3),
+        "host_cpu_per_host": round(used["host"], 3),
+        "slot_cpu_per_host": round(used.get("slots", 0.0), 3),
+        # Where the rest goes: each unit's CPU per host (ssh.service runs the push's commands).
+        "units_per_host": {k: round(v, 3) for k, v in sorted(used.items()) if k != "host" and v >= 0.005},
         "bytes_sent": sum(veth_bytes(h)[0] for h in hosts) - sent_before,
     }
 
@@ -124,9 +141,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return round(float(statistics.median(r[key] for r in runs)), 3)
 
     names = sorted({name for r in runs for name in r["phases"]})
+    units = sorted({name for r in runs for name in r["units_per_host"]})
     return {
-        **{key: median(key) for key in runs[0] if key not in ("phases", "load")},
+        **{key: median(key) for key in runs[0] if key not in ("phases", "load", "units_per_host")},
         "phases": {n: round(statistics.median(r["phases"].get(n, 0.0) for r in runs), 3) for n in names},
+        "units_per_host": {
+            u: round(statistics.median(r["units_per_host"].get(u, 0.0) for r in runs), 3) for u in units
+        },
     }
 
 
@@ -160,7 +181,24 @@ def table(results: dict[str, Any]) -> str:
             f"{row['deploy_peak_rss_mb']:.1f} MB | {row['host_cpu_per_host']:.3f} s | "
             f"{row['slot_cpu_per_host']:.3f} s | {floor:.2f} s | {int(row['bytes_sent']):,} |"
         )
-    return "\n".join(rows)
+    return (
+        "\n".join(rows)
+        + "\n\n"
+        + breakdown(curve, "phases", "s")
+        + "\n\n"
+        + breakdown(curve, "units_per_host", "s")
+    )
+
+
+def breakdown(curve: dict[str, Any], key: str, unit: str) -> str:
+    """One row per host count, one column per phase (or per unit): their medians."""
+    names = sorted({name for row in curve.values() for name in row[key]})
+    lines = [f"| hosts | {' | '.join(names)} |", "|---:|" + "---:|" * len(names)]
+    for n, row in curve.items():
+        lines.append(
+            f"| {n} | " + " | ".join(f"{row[key].get(name, 0.0):.3f} {unit}" for name in names) + " |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

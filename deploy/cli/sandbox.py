@@ -40,7 +40,12 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("up")
 @click.option(
-    "--hosts", "count", type=click.IntRange(1, 50), default=1, show_default=True, help="How many hosts."
+    "--hosts",
+    "count",
+    type=click.IntRange(1, 50),
+    default=1,
+    show_default=True,
+    help="How many hosts, booted at once (each about 14 MiB and 0.3 s of CPU to boot).",
 )
 @click.option(
     "--timeout",
