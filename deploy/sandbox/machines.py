@@ -55,6 +55,7 @@ from deploy.sandbox.rootfs import (
     locked,
 )
 from deploy.sandbox.state import Names, State, read_state, write_state
+from deploy.sandbox.usage import HostUsage, host_cgroup, usage
 
 __all__ = [
     "PACKAGES",
@@ -228,6 +229,11 @@ class Sandbox:
                 return host
         known = ", ".join(h.name for h in hosts) or "none: run 'deploy sandbox up' first"
         raise SandboxError(f"no sandbox host {name!r}; hosts: {known}", code=2)
+
+    def usage(self, host: SandboxHost) -> HostUsage | None:
+        """What the host costs this machine now (CPU seconds since boot, memory), or None if it is down."""
+        group = host_cgroup(self._cgroup_name, host.name)
+        return usage(group) if group is not None and self.is_running(host) else None
 
     def is_running(self, host: SandboxHost) -> bool:
         """Whether the host's systemd-nspawn process is still there."""
