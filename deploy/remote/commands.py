@@ -211,6 +211,8 @@ def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Co
             "--quiet",
             "--disable-pip-version-check",
             "--no-cache-dir",
+            # Compiled after the switch instead: deploy.remote.bytecode.
+            "--no-compile",
             "--no-index",
             "--find-links",
             wheels,

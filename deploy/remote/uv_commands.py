@@ -77,8 +77,6 @@ def uv_install(layout: Layout, version: str, venv: str, requirements: str) -> Co
             uv_cache(layout),
             "--link-mode",
             "hardlink",
-            # As pip does: the release starts from compiled bytecode either way.
-            "--compile-bytecode",
             "--python",
             f"{venv}/bin/python",
             "-r",

@@ -81,5 +81,5 @@ class Push(Model):
         description="What fills a new venv on the hosts from the shipped wheels: `pip` (the host's own), or "
         "`uv` (deploy ships a pinned, checksum-verified uv to each host once; its cache on the host "
         "hard-links packages into later venvs). Both install the same distributions; no host needs a "
-        "package index.",
+        "package index. Either way the venv's bytecode is compiled in the background after the switch.",
     )

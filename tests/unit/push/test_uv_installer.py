@@ -43,6 +43,7 @@ def test_pip_is_the_default_installer() -> None:
     venv = _prepare(YAML, {})
     assert not any("uv" in line for line in venv)
     assert any("pip install" in line and "--no-index --find-links /srv/shop/wheels" in line for line in venv)
+    assert any("pip install" in line and " --no-compile " in line for line in venv)
 
 
 def test_the_uv_installer_unpacks_the_checked_uv_then_makes_and_fills_the_venv_offline() -> None:
@@ -53,7 +54,8 @@ def test_the_uv_installer_unpacks_the_checked_uv_then_makes_and_fills_the_venv_o
     assert make.endswith("/srv/shop/.uv-cache python3")
     assert fill.startswith("/srv/shop/tools/uv-0.13.9/uv pip install --quiet --no-config --offline")
     assert "--find-links /srv/shop/wheels --cache-dir /srv/shop/.uv-cache --link-mode hardlink" in fill
-    assert "--compile-bytecode --python /srv/shop/venvs/" in fill
+    # No bytecode at install time (deploy.remote.bytecode compiles it after the switch).
+    assert "--link-mode hardlink --python /srv/shop/venvs/" in fill and "compile" not in fill
     assert not any(" -m venv " in line or " install --quiet --disable-pip" in line for line in venv)
 
 
