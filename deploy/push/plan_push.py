@@ -99,7 +99,7 @@ def host_push(
 
     python_root = src_root(frozenset(artifact.files), config.app.wsgi)
     files = _release_files(config, layout, state, artifact, release, gunicorn_conf)
-    venv = _venv(layout, state, build, req_hash)
+    venv = _venv(layout, state, build, req_hash, config.push.bytecode == "install")
     prepare = [
         *files.actions,
         *_shared(config, layout, layout.release(release)),
@@ -246,9 +246,10 @@ class _Venv:
     after_switch: tuple[Step, ...] = ()
 
 
-def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Venv:
+def _venv(layout: Layout, state: HostState, build: Build, req_hash: str, compile_now: bool) -> _Venv:
     """The venv of these requirements: reused when the host has it, else built from the wheels sent
-    (only those the host lacks); linked as the release's .venv."""
+    (only those the host lacks); linked as the release's .venv. A new venv's bytecode is compiled by
+    the installer when `compile_now` (push.bytecode: install), else after the switch."""
     artifact = build.artifact
     release = build.release
     target = layout.release(release)
@@ -298,9 +299,9 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             # pip follows -r/-c includes relative to this file, inside the release.
             install_from = f"{target}/{requirements.entry}"
         prepare += [
-            uvcmd.uv_install(layout, UV_VERSION, venv, install_from)
+            uvcmd.uv_install(layout, UV_VERSION, venv, install_from, compile_now)
             if uv is not None
-            else cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from),
+            else cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from, compile_now),
             cmd.mark_complete(venv),
         ]
     prepare.append(
@@ -308,7 +309,7 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             venv, f"{target}/.venv", f".venv -> venvs/{req_hash}" + (" (reused)" if reuse else " (new)")
         )
     )
-    if reuse:
+    if reuse or compile_now:
         return _Venv(tuple(prepare), wheels_sent, reuse)
     cache = uvcmd.uv_cache(layout) if uv is not None else ""
     later = Step("bytecode", host, (bytecode.compile_later(layout, req_hash, cache),))

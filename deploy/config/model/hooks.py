@@ -81,5 +81,11 @@ class Push(Model):
         description="What fills a new venv on the hosts from the shipped wheels: `pip` (the host's own), or "
         "`uv` (deploy ships a pinned, checksum-verified uv to each host once; its cache on the host "
         "hard-links packages into later venvs). Both install the same distributions; no host needs a "
-        "package index. Either way the venv's bytecode is compiled in the background after the switch.",
+        "package index.",
+    )
+    bytecode: Literal["after_switch", "install"] = Field(
+        "after_switch",
+        description="When a new venv's bytecode is compiled: `after_switch` (in the background on the host, "
+        "at idle priority, once the new release serves: the push does not wait, and the release's first "
+        "start imports from source), or `install` (by the installer, before the release starts).",
     )

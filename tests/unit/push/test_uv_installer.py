@@ -59,6 +59,23 @@ def test_the_uv_installer_unpacks_the_checked_uv_then_makes_and_fills_the_venv_o
     assert not any(" -m venv " in line or " install --quiet --disable-pip" in line for line in venv)
 
 
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_bytecode_is_compiled_after_the_switch_unless_push_bytecode_is_install(installer: str) -> None:
+    for setting, at_install, later in (("", False, True), ("  bytecode: install\n", True, False)):
+        config = load_text(f"{YAML}push:\n  installer: {installer}\n{setting}")
+        assert config.push.bytecode == ("install" if at_install else "after_switch")
+        hosts = states()
+        push = replace(build(), installer=installer, uv={"web1": WHEEL} if installer == "uv" else {})
+        (web1,) = push_plan(config, hosts, rendered_map(hosts), {"SECRET_KEY": "x"}, push).hosts
+        (fill,) = [line for line in lines(web1.prepare) if " install --quiet" in line]
+        flag = "--compile-bytecode" if installer == "uv" else " --compile "
+        assert (flag in fill) == at_install and ("--no-compile" in fill) == (installer == "pip" and later)
+        after = [line for line in lines(web1.finish) if "bytecode" in line]
+        assert bool(after) == later
+        cache = " /srv/shop/.uv-cache " if installer == "uv" else " '' "
+        assert all(cache in line for line in after), after
+
+
 def test_an_unknown_installer_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
         load_text(YAML + "push:\n  installer: poetry\n")
