@@ -192,22 +192,49 @@ def _compiled(box: Sandbox, venv: str) -> bool:
     return box.run(box.hosts()[0], ["test", "-e", f"{venv}/{bytecode.COMPILED}"]).returncode == 0
 
 
+def _wait_compiled(box: Sandbox, venv: str) -> None:
+    deadline = time.monotonic() + 900
+    while not _compiled(box, venv):
+        assert time.monotonic() < deadline, f"the bytecode of {venv} was never compiled"
+        time.sleep(1)
+
+
+def _heavy(project: Project, comment: str) -> None:
+    """The heavy requirements, with `comment` (a new venv of the same wheels)."""
+    requirements = project.path / "requirements.txt"
+    base = requirements.read_text(encoding="utf-8").split(HEAVY)[0]
+    requirements.write_text(f"{base}{HEAVY}# {comment}\n", encoding="utf-8")
+
+
 def test_bytecode_is_compiled_after_the_switch_and_pushes_and_rollbacks_meanwhile_are_safe(
     box: Sandbox, project: Project
 ) -> None:
     host = box.hosts()[0]
-    requirements = project.path / "requirements.txt"
-    if HEAVY not in requirements.read_text(encoding="utf-8"):
-        requirements.write_text(requirements.read_text(encoding="utf-8") + HEAVY, encoding="utf-8")
-    requirements.write_text(requirements.read_text(encoding="utf-8") + "# bytecode\n", encoding="utf-8")
     # The app imports the heavy packages at start: it starts from source while nothing is compiled.
+    start = "    import sklearn.linear_model  # noqa\n"
+    # uv: once a venv's compile is done, uv's cache holds the .pyc, and the next venv has them at once.
+    _heavy(project, "uv one")
     _config(project, "uv")
-    project.set_version("bc-1", "    import sklearn.linear_model  # noqa\n")
-    out = project.deploy("push", check=True, timeout=600)
+    project.set_version("bc-0", start)
+    out = project.deploy("push", check=True, timeout=900)
     assert "bytecode" in out.stdout, out.stdout  # its step, after the switch
+    _wait_compiled(box, _venv_path(box))
+    _heavy(project, "uv two")
+    project.set_version("bc-1", start)
+    project.deploy("push", check=True, timeout=900)
     venv = _venv_path(box)
-    assert not _compiled(box, venv)  # the push did not wait for it
-    assert versions(project) == ["bc-1"]
+    sklearn = box.run(host, [f"{venv}/bin/python", "-c", "import sklearn; print(sklearn.__cached__)"])
+    links = box.run(host, ["stat", "-c", "%h", sklearn.stdout.strip()], check=True)
+    assert int(links.stdout) >= 2, sklearn.stdout  # hard-linked from uv's cache at install time
+
+    # pip: a new venv without bytecode; the push does not wait for its compile.
+    _heavy(project, "pip")
+    _config(project, "pip")
+    project.set_version("bc-2", start)
+    project.deploy("push", check=True, timeout=900)
+    venv = _venv_path(box)
+    assert not _compiled(box, venv)
+    assert versions(project) == ["bc-2"]
     # The app user cannot write bytecode into the venv itself.
     site = box.run(
         host, [f"{venv}/bin/python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
@@ -223,19 +250,16 @@ def test_bytecode_is_compiled_after_the_switch_and_pushes_and_rollbacks_meanwhil
         time.sleep(0.2)
     box.run(host, ["systemctl", "kill", "--signal=SIGSTOP", unit], check=True)
     with Load(addresses(project)) as load:
-        project.set_version("bc-2", "    import sklearn.linear_model  # noqa\n")
-        project.deploy("push", check=True, timeout=600)
-        assert _venv_path(box) == venv and versions(project) == ["bc-2"]
-        project.deploy("rollback", check=True, timeout=600)
-        assert versions(project) == ["bc-1"]
+        project.set_version("bc-3", start)
+        project.deploy("push", check=True, timeout=900)
+        assert _venv_path(box) == venv and versions(project) == ["bc-3"]
+        project.deploy("rollback", check=True, timeout=900)
+        assert versions(project) == ["bc-2"]
     assert not _compiled(box, venv)
     box.run(host, ["systemctl", "kill", "--signal=SIGCONT", unit], check=True)
     assert load.failed == 0, load.errors
     assert load.counts["ok"] > 0
-    deadline = time.monotonic() + 600
-    while not _compiled(box, venv):
-        assert time.monotonic() < deadline, "the venv's bytecode was never compiled"
-        time.sleep(1)
+    _wait_compiled(box, venv)
     done = box.run(host, [f"{venv}/bin/python", "-c", PYC_CHECK, f"{venv}/lib"], timeout=300, check=True)
     sources, whole, missing, _names = done.stdout.split(" ", 3)
     assert int(missing) == 0, done.stdout
