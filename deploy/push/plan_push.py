@@ -309,7 +309,8 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str, compile
             venv, f"{target}/.venv", f".venv -> venvs/{req_hash}" + (" (reused)" if reuse else " (new)")
         )
     )
-    if reuse or compile_now:
+    # A reused venv is compiled too if it never was (the push that built it failed before its switch).
+    if compile_now or req_hash in state.compiled_venvs:
         return _Venv(tuple(prepare), wheels_sent, reuse)
     cache = uvcmd.uv_cache(layout) if uv is not None else ""
     later = Step("bytecode", host, (bytecode.compile_later(layout, req_hash, cache),))

@@ -22,7 +22,7 @@ from deploy.push.artifact import requirements_hash
 from deploy.push.pipwheels import Platform
 from deploy.push.plan_push import push_plan
 from deploy.remote.uv_commands import unpack_uv, uv_program
-from tests.unit.push.test_plans import YAML, build, lines, rendered_map, states
+from tests.unit.push.test_plans import YAML, build, lines, rendered_map, served_state, states
 
 pytestmark = pytest.mark.unit
 
@@ -74,6 +74,15 @@ def test_bytecode_is_compiled_after_the_switch_unless_push_bytecode_is_install(i
         assert bool(after) == later
         cache = " /srv/shop/.uv-cache " if installer == "uv" else " '' "
         assert all(cache in line for line in after), after
+
+
+def test_a_reused_venv_is_compiled_after_the_switch_only_if_it_never_was() -> None:
+    config = load_text(YAML)
+    for compiled, later in ((True, False), (False, True)):
+        hosts = {n: replace(s, compiled_venvs=s.venvs if compiled else ()) for n, s in served_state().items()}
+        (web1,) = push_plan(config, hosts, rendered_map(hosts), {"SECRET_KEY": "x"}, build()).hosts
+        assert web1.venv_reused
+        assert any("bytecode" in line for line in lines(web1.finish)) == later
 
 
 def test_an_unknown_installer_is_a_config_error_naming_the_key() -> None:

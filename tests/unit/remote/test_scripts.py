@@ -19,6 +19,7 @@ SCRIPTS = Path(cmd.__file__).with_name("scripts")
 @pytest.mark.unit
 def test_every_host_program_is_a_file_of_the_package() -> None:
     assert {p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh") and p.stem != "__init__"} == {
+        "bytecode.py",
         "health_probe.py",
         "holder_check.sh",
         "live_probe.py",
