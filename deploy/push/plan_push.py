@@ -36,6 +36,7 @@ from deploy.push.plan_switch import (
 from deploy.push.plan_types import Build, HostPush, PlanError, PushPlan, platform_tag
 from deploy.push.removals import removal_steps
 from deploy.push.uvtool import UV_VERSION
+from deploy.remote import bytecode
 from deploy.remote import commands as cmd
 from deploy.remote import uv_commands as uvcmd
 from deploy.remote.facts import HostState
@@ -98,7 +99,7 @@ def host_push(
 
     python_root = src_root(frozenset(artifact.files), config.app.wsgi)
     files = _release_files(config, layout, state, artifact, release, gunicorn_conf)
-    venv = _venv(layout, state, build, req_hash)
+    venv = _venv(layout, state, build, req_hash, config.push.bytecode == "install")
     prepare = [
         *files.actions,
         *_shared(config, layout, layout.release(release)),
@@ -127,7 +128,7 @@ def host_push(
                 processes.at_boot(config, layout, host, new_slot),
             ),
         ),
-        finish=(*job_changes, *_finish_steps(config, layout, after, old_slot, release)),
+        finish=(*job_changes, *_finish_steps(config, layout, after, old_slot, release), *venv.after_switch),
         abort=_abort_steps(config, layout, state, old_slot, new_slot),
         revert=_revert_steps(config, layout, state, old_slot, previous, new_slot),
         diagnose=cmd.slot_log(layout, new_slot),
@@ -241,11 +242,14 @@ class _Venv:
     actions: tuple[Action, ...]
     wheels_sent: int
     reused: bool
+    #: A new venv's bytecode, compiled in the background once the release serves.
+    after_switch: tuple[Step, ...] = ()
 
 
-def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Venv:
+def _venv(layout: Layout, state: HostState, build: Build, req_hash: str, compile_now: bool) -> _Venv:
     """The venv of these requirements: reused when the host has it, else built from the wheels sent
-    (only those the host lacks); linked as the release's .venv."""
+    (only those the host lacks); linked as the release's .venv. A new venv's bytecode is compiled by
+    the installer when `compile_now` (push.bytecode: install), else after the switch."""
     artifact = build.artifact
     release = build.release
     target = layout.release(release)
@@ -254,6 +258,7 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
     venv = layout.venv(req_hash)
     wheels_sent = 0
     reuse = req_hash in state.venvs
+    uv = build.uv.get(host) if build.installer == "uv" else None
     if not reuse:
         wheels = build.wheels.get(host, {})
         missing = sorted(name for name in wheels if name not in state.wheels)
@@ -273,7 +278,6 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             )
             prepare.append(cmd.extract_tar(archive, layout.wheels, f"unpack {len(missing)} wheel(s)"))
         requirements = artifact.requirement_set
-        uv = build.uv.get(host) if build.installer == "uv" else None
         if uv is not None:
             prepare += [uvcmd.unpack_uv(layout, UV_VERSION, *uv), uvcmd.uv_venv(layout, UV_VERSION, venv)]
         else:
@@ -295,9 +299,9 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             # pip follows -r/-c includes relative to this file, inside the release.
             install_from = f"{target}/{requirements.entry}"
         prepare += [
-            uvcmd.uv_install(layout, UV_VERSION, venv, install_from)
+            uvcmd.uv_install(layout, UV_VERSION, venv, install_from, compile_now)
             if uv is not None
-            else cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from),
+            else cmd.pip_install(venv, state.pip_wheel or "", layout.wheels, install_from, compile_now),
             cmd.mark_complete(venv),
         ]
     prepare.append(
@@ -305,7 +309,12 @@ def _venv(layout: Layout, state: HostState, build: Build, req_hash: str) -> _Ven
             venv, f"{target}/.venv", f".venv -> venvs/{req_hash}" + (" (reused)" if reuse else " (new)")
         )
     )
-    return _Venv(tuple(prepare), wheels_sent, reuse)
+    # A reused venv is compiled too if it never was (the push that built it failed before its switch).
+    if compile_now or req_hash in state.compiled_venvs:
+        return _Venv(tuple(prepare), wheels_sent, reuse)
+    cache = uvcmd.uv_cache(layout) if uv is not None else ""
+    later = Step("bytecode", host, (bytecode.compile_later(layout, req_hash, cache),))
+    return _Venv(tuple(prepare), wheels_sent, reuse, (later,))
 
 
 def _metadata(

@@ -202,7 +202,11 @@ def create_system_user(user: str, home: str) -> Command:
 # --- python environments --------------------------------------------------------------------------
 
 
-def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Command:
+def pip_install(
+    venv: str, pip_wheel: str, wheels: str, requirements: str, compile_bytecode: bool = False
+) -> Command:
+    """Fill `venv` from the shipped wheels; its bytecode compiled later (deploy.remote.bytecode) unless
+    `compile_bytecode` (push.bytecode: install)."""
     return Command(
         (
             f"{venv}/bin/python",
@@ -211,6 +215,7 @@ def pip_install(venv: str, pip_wheel: str, wheels: str, requirements: str) -> Co
             "--quiet",
             "--disable-pip-version-check",
             "--no-cache-dir",
+            "--compile" if compile_bytecode else "--no-compile",
             "--no-index",
             "--find-links",
             wheels,

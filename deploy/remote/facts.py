@@ -111,6 +111,8 @@ class HostState:
     secret_files: dict[str, str | None] = field(default_factory=dict)
     releases: tuple[ReleaseInfo, ...] = ()
     venvs: tuple[str, ...] = ()
+    #: The venvs whose bytecode is compiled (deploy.remote.bytecode).
+    compiled_venvs: tuple[str, ...] = ()
     wheels: tuple[str, ...] = ()
     manifest: dict[str, list[object]] | None = None
     services: dict[str, str] = field(default_factory=dict)
@@ -248,6 +250,7 @@ def parse_state(host: str, text: str) -> HostState:
             for r in data.get("releases") or []
         ),
         venvs=tuple(data.get("venvs") or ()),
+        compiled_venvs=tuple(data.get("compiled_venvs") or ()),
         wheels=tuple(data.get("wheels") or ()),
         manifest=data.get("manifest"),
         services=dict(data.get("services") or {}),

@@ -61,7 +61,11 @@ def uv_venv(layout: Layout, version: str, venv: str, python: str = "python3") ->
     )
 
 
-def uv_install(layout: Layout, version: str, venv: str, requirements: str) -> Command:
+def uv_install(
+    layout: Layout, version: str, venv: str, requirements: str, compile_bytecode: bool = False
+) -> Command:
+    """Fill `venv` from the shipped wheels offline; its bytecode compiled later (deploy.remote.bytecode)
+    unless `compile_bytecode` (push.bytecode: install)."""
     return Command(
         (
             uv_program(layout, version),
@@ -77,8 +81,7 @@ def uv_install(layout: Layout, version: str, venv: str, requirements: str) -> Co
             uv_cache(layout),
             "--link-mode",
             "hardlink",
-            # As pip does: the release starts from compiled bytecode either way.
-            "--compile-bytecode",
+            *(("--compile-bytecode",) if compile_bytecode else ()),
             "--python",
             f"{venv}/bin/python",
             "-r",

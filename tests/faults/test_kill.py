@@ -186,7 +186,9 @@ def test_kill_after_the_switch_before_the_old_slot_stops(fault_box: Sandbox, liv
 def test_kill_while_uv_installs_a_new_virtualenv(fault_box: Sandbox, live_project: Project) -> None:
     """As for pip, with push.installer: uv: the orphaned uv finishes the venv, the next push reuses it."""
     before = served(live_project)
-    configure(live_project, push="installer: uv")
+    # Compiling at install time keeps uv running long enough to be caught (without it, uv fills the
+    # example app's venv from its cache in well under the time a poll takes).
+    configure(live_project, push="installer: uv, bytecode: install")
     requirements = live_project.path / "requirements.txt"
     requirements.write_text(requirements.read_text() + "# new virtualenv (faults, uv)\n")
     new = fresh()

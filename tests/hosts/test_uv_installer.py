@@ -6,12 +6,14 @@ app serves from the uv venv."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from deploy.remote import bytecode
 from deploy.sandbox.machines import Sandbox
-from tests.hosts.pushkit import Project, make_project, private_sandbox, versions
+from tests.hosts.pushkit import Load, Project, addresses, make_project, private_sandbox, versions
 
 pytestmark = pytest.mark.hosts
 
@@ -54,8 +56,16 @@ def project(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Project:
     return made
 
 
-def _push(project: Project, installer: str, version: str) -> str:
+def _config(project: Project, installer: str) -> None:
+    """push.installer; a new venv starts without bytecode (compiled after the switch): on a busy
+    machine its first start takes more than the 8 s the other host tests give."""
     project.write_config(push=f"installer: {installer}")
+    config = project.path / "deploy.yaml"
+    config.write_text(config.read_text().replace("health_timeout: 8", "health_timeout: 120"))
+
+
+def _push(project: Project, installer: str, version: str) -> str:
+    _config(project, installer)
     project.set_version(version)
     result = project.deploy("push", check=True, timeout=600)
     assert versions(project) == [version]
@@ -87,7 +97,7 @@ def test_uv_installs_the_same_distributions_as_pip_for_the_example_app(
     pip = _dists(box)
     assert "flask" in pip and "gunicorn" in pip
 
-    project.write_config(push="installer: uv")
+    _config(project, "uv")
     project.set_version("uv-1")
     dry = project.deploy("push", "--dry-run", check=True)
     # The plan shows uv shipped (its wheel among the wheels), checked and unpacked, then used.
@@ -138,3 +148,119 @@ def test_uv_installs_the_same_distributions_as_pip_for_a_data_science_app(
         timeout=120,
     )
     assert probe.stdout.strip() == "1.6.1", probe.stderr
+
+
+#: Run by the venv's Python: every module of the venv compiled by the background unit, each .pyc whole
+#: (its header matches the source it was compiled from and the code object loads): compileall renames
+#: finished files into place, so no reader ever meets half of one.
+PYC_CHECK = r"""
+import importlib.util, marshal, os, sys
+lib = sys.argv[1]
+sources = whole = 0
+missing = []
+for folder, _dirs, files in os.walk(lib):
+    for name in files:
+        if not name.endswith(".py"):
+            continue
+        source = os.path.join(folder, name)
+        sources += 1
+        pyc = importlib.util.cache_from_source(source)
+        if not os.path.exists(pyc):
+            try:
+                compile(open(source, "rb").read(), source, "exec")
+            except (SyntaxError, ValueError):
+                continue  # pip's install-time compile skips these too
+            missing.append(source)
+            continue
+        data = open(pyc, "rb").read()
+        stat = os.stat(source)
+        assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(data[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF, pyc
+        assert int.from_bytes(data[12:16], "little") == stat.st_size & 0xFFFFFFFF, pyc
+        marshal.loads(data[16:])
+        whole += 1
+print(sources, whole, len(missing), missing[:5])
+"""
+
+
+def _venv_path(box: Sandbox) -> str:
+    done = box.run(box.hosts()[0], ["readlink", "-f", "/srv/flaskr/current/.venv"], check=True)
+    return done.stdout.strip()
+
+
+def _compiled(box: Sandbox, venv: str) -> bool:
+    return box.run(box.hosts()[0], ["test", "-e", f"{venv}/{bytecode.COMPILED}"]).returncode == 0
+
+
+def _wait_compiled(box: Sandbox, venv: str) -> None:
+    deadline = time.monotonic() + 900
+    while not _compiled(box, venv):
+        assert time.monotonic() < deadline, f"the bytecode of {venv} was never compiled"
+        time.sleep(1)
+
+
+def _heavy(project: Project, comment: str) -> None:
+    """The heavy requirements, with `comment` (a new venv of the same wheels)."""
+    requirements = project.path / "requirements.txt"
+    base = requirements.read_text(encoding="utf-8").split(HEAVY)[0]
+    requirements.write_text(f"{base}{HEAVY}# {comment}\n", encoding="utf-8")
+
+
+def test_bytecode_is_compiled_after_the_switch_and_pushes_and_rollbacks_meanwhile_are_safe(
+    box: Sandbox, project: Project
+) -> None:
+    host = box.hosts()[0]
+    # The app imports the heavy packages at start: it starts from source while nothing is compiled.
+    start = "    import sklearn.linear_model  # noqa\n"
+    # uv: once a venv's compile is done, uv's cache holds the .pyc, and the next venv has them at once.
+    _heavy(project, "uv one")
+    _config(project, "uv")
+    project.set_version("bc-0", start)
+    out = project.deploy("push", check=True, timeout=900)
+    assert "bytecode" in out.stdout, out.stdout  # its step, after the switch
+    _wait_compiled(box, _venv_path(box))
+    _heavy(project, "uv two")
+    project.set_version("bc-1", start)
+    project.deploy("push", check=True, timeout=900)
+    venv = _venv_path(box)
+    sklearn = box.run(host, [f"{venv}/bin/python", "-c", "import sklearn; print(sklearn.__cached__)"])
+    links = box.run(host, ["stat", "-c", "%h", sklearn.stdout.strip()], check=True)
+    assert int(links.stdout) >= 2, sklearn.stdout  # hard-linked from uv's cache at install time
+
+    # pip: a new venv without bytecode; the push does not wait for its compile.
+    _heavy(project, "pip")
+    _config(project, "pip")
+    project.set_version("bc-2", start)
+    project.deploy("push", check=True, timeout=900)
+    venv = _venv_path(box)
+    assert not _compiled(box, venv)
+    assert versions(project) == ["bc-2"]
+    # The app user cannot write bytecode into the venv itself.
+    site = box.run(
+        host, [f"{venv}/bin/python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    )
+    writable = box.run(host, ["runuser", "-u", "flaskr", "--", "test", "-w", site.stdout.strip()])
+    assert writable.returncode != 0
+    # Caught mid-compile (some .pyc written, others not) and held there while a push reuses the venv
+    # and a rollback returns to the release before.
+    unit = f"flaskr-bytecode-{venv.rsplit('/', 1)[1]}.service"
+    deadline = time.monotonic() + 60
+    while box.run(host, ["systemctl", "is-active", "--quiet", unit]).returncode != 0:
+        assert time.monotonic() < deadline, f"{unit} never started"
+        time.sleep(0.2)
+    box.run(host, ["systemctl", "kill", "--signal=SIGSTOP", unit], check=True)
+    with Load(addresses(project)) as load:
+        project.set_version("bc-3", start)
+        project.deploy("push", check=True, timeout=900)
+        assert _venv_path(box) == venv and versions(project) == ["bc-3"]
+        project.deploy("rollback", check=True, timeout=900)
+        assert versions(project) == ["bc-2"]
+    assert not _compiled(box, venv)
+    box.run(host, ["systemctl", "kill", "--signal=SIGCONT", unit], check=True)
+    assert load.failed == 0, load.errors
+    assert load.counts["ok"] > 0
+    _wait_compiled(box, venv)
+    done = box.run(host, [f"{venv}/bin/python", "-c", PYC_CHECK, f"{venv}/lib"], timeout=300, check=True)
+    sources, whole, missing, _names = done.stdout.split(" ", 3)
+    assert int(missing) == 0, done.stdout
+    assert int(whole) > 1000 and int(whole) <= int(sources), done.stdout

@@ -83,3 +83,9 @@ class Push(Model):
         "hard-links packages into later venvs). Both install the same distributions; no host needs a "
         "package index.",
     )
+    bytecode: Literal["after_switch", "install"] = Field(
+        "after_switch",
+        description="When a new venv's bytecode is compiled: `after_switch` (in the background on the host, "
+        "at idle priority, once the new release serves: the push does not wait, and the release's first "
+        "start imports from source), or `install` (by the installer, before the release starts).",
+    )

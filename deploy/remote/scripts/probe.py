@@ -111,6 +111,9 @@ out["releases"] = releases
 venvs = want["venvs"]
 out["venvs"] = sorted(n for n in (os.listdir(venvs) if os.path.isdir(venvs) else [])
                       if os.path.exists(os.path.join(venvs, n, ".deploy-complete")))
+# Those whose bytecode the background unit compiled (deploy.remote.bytecode.COMPILED).
+out["compiled_venvs"] = [n for n in out["venvs"]
+                         if os.path.exists(os.path.join(venvs, n, ".deploy-compiled"))]
 out["wheels"] = sorted(os.listdir(want["wheels"])) if os.path.isdir(want["wheels"]) else []
 current = link(want["links"]["current"]) if "current" in want.get("links", {}) else None
 manifest_path = os.path.join(base, os.path.basename(current or "-"), ".deploy", "manifest.json")

@@ -178,6 +178,7 @@ def served_state(**changes: object) -> dict[str, HostState]:
             releases=releases,
             links=links,
             venvs=(req,),
+            compiled_venvs=(req,),
             manifest=a.manifest,
             services={"shop@blue.service": "active"},
             **changes,

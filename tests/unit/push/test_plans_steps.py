@@ -22,6 +22,7 @@ from deploy.push.plan_rollback import host_rollback, rollback_plan
 from deploy.push.plan_setup import config_steps, env_file_content, setup_steps
 from deploy.push.plan_switch import _finish_steps, _revert_steps, prune_list, rollback_target
 from deploy.push.plan_types import HostPush, PlanError, platform_tag
+from deploy.remote import bytecode
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState, ReleaseInfo
 from tests.unit.push.test_plans import (
@@ -437,7 +438,8 @@ def test_a_first_push_is_every_step_of_a_new_release_its_venv_and_a_switch_to_bl
         new_slot="blue",
         start=_start("blue", NEW),
         switch=(_switch("blue", NEW, _served_upload(None)),),
-        finish=(),  # nothing to stop, nothing to prune
+        # nothing to stop, nothing to prune; the new venv's bytecode compiled in the background
+        finish=(Step("bytecode", "web1", (bytecode.compile_later(LAYOUT, _req_hash()),)),),
         abort=_abort("blue"),
         revert=_revert_steps(CONFIG, LAYOUT, HostState("web1"), None, None, "blue"),
         diagnose=cmd.slot_log(LAYOUT, "blue"),

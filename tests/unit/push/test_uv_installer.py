@@ -22,7 +22,7 @@ from deploy.push.artifact import requirements_hash
 from deploy.push.pipwheels import Platform
 from deploy.push.plan_push import push_plan
 from deploy.remote.uv_commands import unpack_uv, uv_program
-from tests.unit.push.test_plans import YAML, build, lines, rendered_map, states
+from tests.unit.push.test_plans import YAML, build, lines, rendered_map, served_state, states
 
 pytestmark = pytest.mark.unit
 
@@ -43,6 +43,7 @@ def test_pip_is_the_default_installer() -> None:
     venv = _prepare(YAML, {})
     assert not any("uv" in line for line in venv)
     assert any("pip install" in line and "--no-index --find-links /srv/shop/wheels" in line for line in venv)
+    assert any("pip install" in line and " --no-compile " in line for line in venv)
 
 
 def test_the_uv_installer_unpacks_the_checked_uv_then_makes_and_fills_the_venv_offline() -> None:
@@ -53,8 +54,35 @@ def test_the_uv_installer_unpacks_the_checked_uv_then_makes_and_fills_the_venv_o
     assert make.endswith("/srv/shop/.uv-cache python3")
     assert fill.startswith("/srv/shop/tools/uv-0.13.9/uv pip install --quiet --no-config --offline")
     assert "--find-links /srv/shop/wheels --cache-dir /srv/shop/.uv-cache --link-mode hardlink" in fill
-    assert "--compile-bytecode --python /srv/shop/venvs/" in fill
+    # No bytecode at install time (deploy.remote.bytecode compiles it after the switch).
+    assert "--link-mode hardlink --python /srv/shop/venvs/" in fill and "compile" not in fill
     assert not any(" -m venv " in line or " install --quiet --disable-pip" in line for line in venv)
+
+
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_bytecode_is_compiled_after_the_switch_unless_push_bytecode_is_install(installer: str) -> None:
+    for setting, at_install, later in (("", False, True), ("  bytecode: install\n", True, False)):
+        config = load_text(f"{YAML}push:\n  installer: {installer}\n{setting}")
+        assert config.push.bytecode == ("install" if at_install else "after_switch")
+        hosts = states()
+        push = replace(build(), installer=installer, uv={"web1": WHEEL} if installer == "uv" else {})
+        (web1,) = push_plan(config, hosts, rendered_map(hosts), {"SECRET_KEY": "x"}, push).hosts
+        (fill,) = [line for line in lines(web1.prepare) if " install --quiet" in line]
+        flag = "--compile-bytecode" if installer == "uv" else " --compile "
+        assert (flag in fill) == at_install and ("--no-compile" in fill) == (installer == "pip" and later)
+        after = [line for line in lines(web1.finish) if "bytecode" in line]
+        assert bool(after) == later
+        cache = " /srv/shop/.uv-cache " if installer == "uv" else " '' "
+        assert all(cache in line for line in after), after
+
+
+def test_a_reused_venv_is_compiled_after_the_switch_only_if_it_never_was() -> None:
+    config = load_text(YAML)
+    for compiled, later in ((True, False), (False, True)):
+        hosts = {n: replace(s, compiled_venvs=s.venvs if compiled else ()) for n, s in served_state().items()}
+        (web1,) = push_plan(config, hosts, rendered_map(hosts), {"SECRET_KEY": "x"}, build()).hosts
+        assert web1.venv_reused
+        assert any("bytecode" in line for line in lines(web1.finish)) == later
 
 
 def test_an_unknown_installer_is_a_config_error_naming_the_key() -> None:

@@ -20,6 +20,7 @@ SCRIPTS = Path(cmd.__file__).with_name("scripts")
 def test_every_host_program_is_a_file_of_the_package() -> None:
     assert {p.name for p in SCRIPTS.iterdir() if p.suffix in (".py", ".sh") and p.stem != "__init__"} == {
         "backup_store.py",
+        "bytecode.py",
         "health_probe.py",
         "holder_check.sh",
         "live_probe.py",
