@@ -23,8 +23,8 @@ from functools import cached_property
 from pathlib import Path
 
 from deploy.config.secretfiles import is_secret
+from deploy.project.files import NEVER_SHIPPED
 from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
-from deploy.project.scan import NEVER_SHIPPED
 from deploy.push import gittree, newest
 from deploy.push import wheels as hostmarkers
 
