@@ -24,7 +24,7 @@ from deploy.project.migrations import (
     uses,
     version_dirs,
 )
-from deploy.project.source import PythonFile
+from deploy.project.scan import from_files
 from deploy.push.artifact import Artifact
 from deploy.remote.facts import HostState
 
@@ -108,7 +108,7 @@ def contract(artifact: Artifact, states: Mapping[str, HostState]) -> Contract:
     out = Contract((host, release), removals)
     if removals:
         code = {path: text for path, text in texts.items() if not in_versions(path, dirs)}
-        found = uses(_python(code))
+        found = uses(from_files(Path("."), code).python)
         out.contradicted = [(r, used) for r in removals if (used := still_used(r, found))]
     return out
 
@@ -158,7 +158,7 @@ def rollback_warnings(project: Path, live: tuple[str, str], target: tuple[str, s
     if not removals:
         return []
     code = _read(project, target_commit, [p for p in then if p.endswith(".py") and not in_versions(p, dirs)])
-    found = uses(_python(code))
+    found = uses(from_files(Path("."), code).python)
     out = []
     for r in removals:
         used = still_used(r, found)
@@ -170,11 +170,3 @@ def rollback_warnings(project: Path, live: tuple[str, str], target: tuple[str, s
                 "use it will fail; roll forward with a fix instead, or downgrade the database first"
             )
     return out
-
-
-def _python(code: dict[str, str]) -> list[PythonFile]:
-    """The parsed files of `code`. The scan is imported here, not at the top: every push imports this
-    module, and only a migration that removes something needs the scan (#19, start time)."""
-    from deploy.project.scan import from_files
-
-    return from_files(Path("."), code).python
