@@ -9,7 +9,9 @@ secret), case-sensitively, as Docker and `find -name` match them.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import re
+from fnmatch import translate
+from functools import lru_cache
 
 #: Files and folders that hold secrets.
 PATTERNS: tuple[str, ...] = (
@@ -61,9 +63,14 @@ PATTERNS: tuple[str, ...] = (
 NOT_SECRETS: tuple[str, ...] = (".env.example", ".env.sample", ".env.template", ".env.dist")
 
 
+#: Every pattern in one expression (fnmatch.fnmatchcase per pattern cost a push of a 1,600-file app 0.5 s).
+_SECRET = re.compile("|".join(f"(?:{translate(pattern)})" for pattern in PATTERNS))
+
+
+@lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Whether one path component names a secret file or folder."""
-    return name not in NOT_SECRETS and any(fnmatchcase(name, pattern) for pattern in PATTERNS)
+    return name not in NOT_SECRETS and _SECRET.match(name) is not None
 
 
 def is_secret(path: str) -> bool:

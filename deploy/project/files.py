@@ -7,6 +7,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The one list of folders that are not the project's own files: version control, virtual environments,
+#: caches and deploy's state. Push never ships these (deploy.push.artifact), the import never copies them.
+#: Here, not in deploy.project.scan: a push imports this list, not the whole scan (#19, start time).
+NEVER_SHIPPED = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+)
+
 _FORM_TAG = re.compile(r"<form\b[^>]*>", re.I)
 _POST_METHOD = re.compile(r"""method\s*=\s*["']?post""", re.I)
 

@@ -30,6 +30,7 @@ from deploy.project.facts import (
 from deploy.project.files import (
     _FORM_TAG,
     _POST_METHOD,
+    NEVER_SHIPPED,
     EnvLine,
     HtmlForm,
     Instruction,
@@ -118,11 +119,6 @@ __all__ = [
     "written_folder",
 ]
 
-#: The one list of folders that are not the project's own files: version control, virtual environments,
-#: caches and deploy's state. Push never ships these (deploy.push.artifact), the import never copies them.
-NEVER_SHIPPED = frozenset(
-    {".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-)
 #: Other environments and tool folders: push ships them only if git tracks them; the import's copy
 #: and the scan leave them out.
 TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})

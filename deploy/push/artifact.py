@@ -8,6 +8,7 @@ are downloaded on this machine for each host's Python version and platform, so h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -18,12 +19,13 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from deploy.config.secretfiles import is_secret
+from deploy.project.files import NEVER_SHIPPED
 from deploy.project.requirements import RequirementsError, RequirementSet, resolve, top_level
-from deploy.project.scan import NEVER_SHIPPED
-from deploy.push import newest, uvwheelhouse
+from deploy.push import gittree, newest, uvwheelhouse
 from deploy.push import wheels as hostmarkers
 
 # Platform, default_cache and download_command live in deploy.push.pipwheels; push and its tests
@@ -47,22 +49,64 @@ PRIVATE_MODES = (0o640, 0o750)
 PUBLIC_MODES = (0o644, 0o755)
 
 
-@dataclass(frozen=True)
 class FileEntry:
-    """One file of the artifact: its bytes and mode, or the target of a symbolic link."""
+    """One file of the artifact: its bytes and mode, or the target of a symbolic link.
 
-    data: bytes
-    mode: int = 0o640
-    link: str | None = None
+    The bytes may be read only when first needed (`load`) and the SHA-256 be known without them
+    (`sha256`, from deploy.push.gittree's cache): a push reads only the files it sends.
+    """
+
+    __slots__ = ("_data", "_digest", "_load", "link", "mode")
+
+    def __init__(
+        self,
+        data: bytes = b"",
+        mode: int = 0o640,
+        link: str | None = None,
+        *,
+        load: Callable[[], bytes] | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        self._data: bytes | None = None if load is not None else data
+        self._load = load
+        self._digest = sha256
+        self.mode = mode
+        self.link = link
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._load is not None
+            self._data = self._load()
+            self._load = None
+        return self._data
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the bytes were read (a file whose SHA-256 came from the cache and was never sent: no)."""
+        return self._data is not None
 
     @property
     def digest(self) -> str:
-        payload = b"link:" + self.link.encode() if self.link is not None else self.data
-        return hashlib.sha256(payload).hexdigest()
+        if self._digest is None:
+            payload = b"link:" + self.link.encode() if self.link is not None else self.data
+            self._digest = hashlib.sha256(payload).hexdigest()
+        return self._digest
 
     @property
     def manifest_entry(self) -> list[object]:
         return [self.digest, "link" if self.link is not None else f"{self.mode:o}"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileEntry):
+            return NotImplemented
+        return (self.digest, self.mode, self.link) == (other.digest, other.mode, other.link)
+
+    def __hash__(self) -> int:
+        return hash((self.digest, self.mode, self.link))
+
+    def __repr__(self) -> str:
+        return f"FileEntry(sha256={self.digest[:12]}, mode={self.mode:o}, link={self.link!r})"
 
 
 @dataclass(frozen=True)
@@ -78,11 +122,11 @@ class Artifact:
     #: Secret files (deploy.config.secretfiles) that git tracks: left out of the artifact, to be warned about.
     withheld: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def manifest(self) -> dict[str, list[object]]:
         return {path: entry.manifest_entry for path, entry in sorted(self.files.items())}
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()
 
@@ -189,9 +233,19 @@ def pack(
     files Nginx serves) are readable by everyone.
     """
     try:
-        # One git process for all three (each process costs time on every push).
-        top_line, prefix, commit = (
-            _git(project, "rev-parse", "--show-toplevel", "--show-prefix", "HEAD").decode().split("\n")[:3]
+        # One git process for all four (each process costs time on every push).
+        top_line, prefix, commit, attributes = (
+            _git(
+                project,
+                "rev-parse",
+                "--show-toplevel",
+                "--show-prefix",
+                "HEAD",
+                "--git-path",
+                "info/attributes",
+            )
+            .decode()
+            .split("\n")[:4]
         )
         top = Path(top_line)
     except (ArtifactError, ValueError):
@@ -204,6 +258,7 @@ def pack(
             raise ArtifactError(
                 f"{project}: the git repository has no commit yet; commit the project first"
             ) from None
+        attributes = _git(project, "rev-parse", "--git-path", "info/attributes").decode().strip()
     changed = [path for path in _status(project) if not _excluded(path, exclude)]
     dirty = bool(changed)
     if dirty and not allow_dirty:
@@ -213,7 +268,9 @@ def pack(
             "commit them, or pass --allow-dirty to ship the working tree as it is"
         )
     files, withheld = (
-        _working_tree(project, exclude, public) if dirty else _archive(top, prefix, exclude, public)
+        _working_tree(project, exclude, public)
+        if dirty
+        else _committed(top, prefix, project / attributes, exclude, public)
     )
     if requirements_path not in files:
         raise ArtifactError(
@@ -252,6 +309,43 @@ def _status(project: Path) -> list[str]:
             paths.append(entries[index])  # the path it was renamed or copied from
             index += 1
     return paths
+
+
+def _committed(
+    top: Path, prefix: str, attributes: Path, exclude: tuple[str, ...], public: tuple[str, ...]
+) -> tuple[dict[str, FileEntry], list[str]]:
+    """The files of HEAD from git's tree and the hash cache (deploy.push.gittree), each file's bytes
+    read when needed; from `git archive` when attributes or core.autocrlf could change them."""
+    entries, attribute_blobs = gittree.ls_tree(
+        _git(top, "ls-tree", "-r", "-z", "--full-tree", "HEAD"), prefix
+    )
+    blobs = gittree.Blobs(top)
+    if any(gittree.changes_bytes(blobs.read(b)) for b in attribute_blobs) or gittree.configured(
+        top, attributes
+    ):
+        return _archive(top, prefix, exclude, public)
+    cache = gittree.hash_cache()
+    known, new = gittree.load_cache(cache), dict[str, str]()
+    files: dict[str, FileEntry] = {}
+    withheld: list[str] = []
+    for raw, mode, blob in entries:
+        name = _utf8_name(top, raw)
+        if _excluded(name, exclude):
+            if is_secret(name) and not _under(name, exclude):
+                withheld.append(name)
+        elif mode == gittree.LINK:
+            files[name] = FileEntry(b"", 0o777, link=blobs.read(blob).decode("utf-8", "surrogateescape"))
+        elif mode in (gittree.FILE, gittree.EXECUTABLE):
+            digest, data = gittree.sha256_of(blobs, blob, known, new)
+            file_mode = _mode(name, mode == gittree.EXECUTABLE, public)
+            if data is not None:
+                files[name] = FileEntry(data, file_mode, sha256=digest)
+            else:
+                files[name] = FileEntry(
+                    mode=file_mode, load=functools.partial(blobs.read, blob), sha256=digest
+                )
+    gittree.save_cache(cache, known, new, {blob for _, _, blob in entries})
+    return files, withheld
 
 
 def _archive(
