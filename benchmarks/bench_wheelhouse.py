@@ -43,7 +43,8 @@ CHILD = """
 import hashlib, json, sys, time
 from pathlib import Path
 from deploy.project.requirements import resolve
-from deploy.push.artifact import Platform, wheelhouse
+from deploy.push.artifact import Platform
+from deploy.push.wheelhouse import wheelhouse
 project, cache = Path(sys.argv[1]), Path(sys.argv[2])
 found = resolve("requirements.txt", lambda p: (project / p).read_bytes() if (project / p).exists() else None)
 said = []

@@ -16,12 +16,12 @@ from deploy.push.artifact import (
     Platform,
     default_cache,
     requirements_hash,
-    wheelhouse,
 )
 from deploy.push.console import Console
 from deploy.push.owndist import checkout_of, own_distribution
 from deploy.push.plan_types import platform_tag
 from deploy.push.uvtool import UvError, uv_wheel
+from deploy.push.wheelhouse import wheelhouse
 from deploy.push.wheels import worker_problem
 from deploy.remote.facts import HostState
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from deploy.project.requirements import resolve
-from deploy.push.artifact import ArtifactError, Platform, wheelhouse
+from deploy.push.artifact import ArtifactError, Platform
+from deploy.push.wheelhouse import wheelhouse
 from tests.conftest import in_ci, unavailable
 
 pytestmark = pytest.mark.tools

@@ -16,8 +16,8 @@ from deploy.push.artifact import (
     Platform,
     pack,
     requirements_hash,
-    wheelhouse,
 )
+from deploy.push.wheelhouse import wheelhouse
 from deploy.render.render import render
 
 pytestmark = pytest.mark.unit

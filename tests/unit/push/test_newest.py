@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from deploy.project.requirements import resolve
-from deploy.push.artifact import Platform, wheelhouse
+from deploy.push.artifact import Platform
 from deploy.push.newest import skipped_sources
+from deploy.push.wheelhouse import wheelhouse
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from pip._internal.utils.compatibility_tags import get_supported
 
-from deploy.push.artifact import Platform, wheelhouse
+from deploy.push.artifact import Platform
 from deploy.push.pipconfig import uv_options
 from deploy.push.pipwheels import default_cache
 from deploy.push.uvwheelhouse import Fallback, local_uv, pick_wheel, read_lock, supported_tags
+from deploy.push.wheelhouse import wheelhouse
 from tests.conftest import unavailable
 from tests.unit.push.test_wheels import OLD, files, make_wheel
 

@@ -17,7 +17,8 @@ import pytest
 
 from deploy.project.requirements import RequirementSet, environment, resolve, top_level
 from deploy.push import wheels as hostmarkers
-from deploy.push.artifact import ArtifactError, Platform, requirements_hash, wheelhouse
+from deploy.push.artifact import ArtifactError, Platform, requirements_hash
+from deploy.push.wheelhouse import wheelhouse
 
 pytestmark = pytest.mark.unit
 
