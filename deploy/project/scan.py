@@ -102,6 +102,7 @@ __all__ = [
     "from_files",
     "inline_templates",
     "is_main_guard",
+    "is_skipped_dir",
     "key_file_helpers",
     "key_generations",
     "label_value",
@@ -148,6 +149,16 @@ VENDORED_DIRS = frozenset(
 SKIP_DIRS = (
     NEVER_SHIPPED | TOOL_DIRS | VENDORED_DIRS | {".env", "build", "dist", "tests", "test", "deploy_checks"}
 )
+#: A test suite's folder by its name's parts (`browser-test`, `integration_tests`, `e2e`): test code, seed
+#: scripts and fixtures, never what production runs.
+_TEST_DIR = re.compile(r"(?i)^(tests?|testing|e2e)$|^(tests?|e2e)[-_]|[-_](tests?|testing|e2e)$")
+
+
+def is_skipped_dir(name: str) -> bool:
+    """A folder `deploy init` and `deploy check` never read: SKIP_DIRS, or a test suite's by its name."""
+    return name in SKIP_DIRS or _TEST_DIR.search(name) is not None
+
+
 #: The names an app factory goes by: `deploy init` and `deploy check` (without deploy.yaml) look for them.
 FACTORY_NAMES = ("create_app", "make_app", "app_factory", "get_app")
 MAX_FILE_BYTES = 1_000_000
@@ -230,8 +241,9 @@ class Project:
 
     @property
     def apps(self) -> list[CallSite]:
-        """Where `Flask(...)` is called."""
-        return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask")]
+        """Where `Flask(...)` (or a project subclass of it: `CTFdFlask(__name__)`) is called."""
+        own = self._facts.flask_classes
+        return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask") or c.leaf in own]
 
     @property
     def pool_classes(self) -> list[tuple[str, str, int]]:
@@ -410,7 +422,7 @@ def walk(root: Path) -> Iterator[Path]:
             if entry.is_symlink():
                 continue
             if entry.is_dir():
-                if entry.name in SKIP_DIRS or (entry / "pyvenv.cfg").exists():
+                if is_skipped_dir(entry.name) or (entry / "pyvenv.cfg").exists():
                     continue
                 if entry.name.startswith(".") and entry.name not in (".github",):
                     continue
