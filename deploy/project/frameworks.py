@@ -306,6 +306,18 @@ def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
     return [("", ""), *rows]
 
 
+def service_rows(stack: Stack, secrets: list[str]) -> list[tuple[str, str]]:
+    """`services: redis` when a process written reads the URL only that service gives it (an RQ worker's
+    `--url $REDIS_URL`): without it the variable is empty and the worker fails at every start."""
+    if "REDIS_URL" in secrets or not any("$REDIS_URL" in p.command for p in stack.processes):
+        return []
+    return [
+        ("", ""),
+        ("services:", ""),
+        ("  redis: {}", "on the first host; deploy setup sets REDIS_URL for web and processes"),
+    ]
+
+
 def worker_needs(worker_class: str) -> str | None:
     """The distribution a worker class needs in the requirements (None: Gunicorn alone)."""
     return worker(worker_class).package

@@ -557,6 +557,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows += [(f"  {name}: {{command: {json.dumps(cmd)}}}", "") for name, cmd in project.processes.items()]
     else:
         rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
+        rows += frameworks.service_rows(project.stack, project.secrets)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [

@@ -124,9 +124,9 @@ __all__ = [
 NEVER_SHIPPED = frozenset(
     {".git", ".venv", "venv", "__pycache__", ".deploy", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 )
-#: Other environments and tool folders: push ships them only if git tracks them; the import's copy
-#: and the scan leave them out.
-TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})
+#: Other environments, tool folders and deploy's own rendered files (deploy-out): push ships them only if
+#: git tracks them; the import's copy and the scan leave them out.
+TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules", "deploy-out"})
 #: Vendored and third-party copies: other people's code kept inside the project (a `vendor/` of copied
 #: libraries, pip's `_vendor`, `third_party`, node_modules, an installed environment). What it does is
 #: not the app's doing, and the app's own checks and entry points are never there.

@@ -274,18 +274,7 @@ class _Visitor(ast.NodeVisitor):
                 if (
                     _CONFIG_KEY.match(target.id)
                     and not self.function
-                    and (
-                        self.self_config
-                        or self.path.rsplit("/", 1)[-1]
-                        in (
-                            "config.py",
-                            "settings.py",
-                            "default_settings.py",
-                            "production.py",
-                            "prod.py",
-                            "constants.py",
-                        )
-                    )
+                    and (self.self_config or _CONFIG_MODULE.match(self.path.rsplit("/", 1)[-1]) is not None)
                 ):
                     self._setting(target.id, value, line)
                 else:
@@ -442,6 +431,11 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     # routes
+
+
+#: Modules whose upper-case names are config settings: config.py, settings.py and their prefixed kin
+#: (default_config.py, base_settings.py), production.py, prod.py, constants.py.
+_CONFIG_MODULE = re.compile(r"^(\w+_)?(config|settings)\.py$|^(production|prod|constants)\.py$")
 
 
 def _class_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:

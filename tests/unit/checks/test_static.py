@@ -814,3 +814,19 @@ def test_perf002_reads_the_static_folder_of_a_flask_subclass_and_a_relative_one(
     assert reported == [
         "deploy.yaml:None app.static.dir is 'shop/server' but the static folder is 'shop/client/static'"
     ]
+
+
+@pytest.mark.parametrize("module", ["default_config.py", "base_settings.py", "config.py"])
+def test_a_prefixed_config_module_is_read_for_settings(tmp_path: Path, module: str) -> None:
+    """`app.config.from_object("shop.default_config")` loads a module no import reaches: its upper-case
+    names are settings like config.py's (a literal SECRET_KEY there is SEC002, its SameSite is set)."""
+    files = {
+        "shop/__init__.py": "from flask import Flask, session\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n"
+        f'    app.config.from_object("shop.{module[:-3]}")\n    return app\n',
+        f"shop/{module}": 'SECRET_KEY = "e951e5a1f4b94151b360f47edf596dd2"\n'
+        'SESSION_COOKIE_SAMESITE = "Lax"\n',
+    }
+    root = project(tmp_path, files, base=False)
+    reported = found(check(root, ["SEC002", "SEC012"]))
+    assert reported == {"SEC002": [f"shop/{module}:1 SECRET_KEY is a string literal in the source"]}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.project.init import inspect_project
+from deploy.config.loader import load_text
+from deploy.project.init import inspect_project, write_deploy_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +87,30 @@ def test_wsgi_environ_and_test_suite_scripts_are_not_settings(tmp_path: Path) ->
     found = inspect_project(tmp_path)
     assert found.secrets == []
     assert sorted(found.env) == ["MAIL_SERVER", "NOPE_DB", "USE_REDIS_CACHE"]
+
+
+def test_deploys_own_rendered_files_are_not_the_apps_code(tmp_path: Path) -> None:
+    """`deploy render` writes deploy-out/gunicorn.conf.py into the project; init run again after it must
+    not read that file's environment reads as the app's settings."""
+    _board(tmp_path)
+    (tmp_path / "deploy-out").mkdir()
+    (tmp_path / "deploy-out" / "gunicorn.conf.py").write_text(
+        'import os\nforwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")\n'
+    )
+    assert "FORWARDED_ALLOW_IPS" not in inspect_project(tmp_path).env
+
+
+def test_an_rq_worker_gets_the_redis_service_that_sets_its_url(tmp_path: Path) -> None:
+    """The RQ worker init writes reads $REDIS_URL: init adds services: redis, which sets it; a project
+    already reading REDIS_URL as a secret keeps its own Redis."""
+    (tmp_path / "app.py").write_text(
+        "import redis\nfrom flask import Flask\nfrom rq import Queue\n\napp = Flask(__name__)\n\n\n"
+        "@app.post('/tasks')\ndef tasks():\n    Queue(connection=redis.Redis()).enqueue(print, 1)\n"
+        "    return ''\n"
+    )
+    (tmp_path / "requirements.txt").write_text("flask==3.1.3\nrq==2.1.0\n")
+    text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
+    assert load_text(text, "deploy.yaml", None).services.redis is not None
+    (tmp_path / "settings.py").write_text('import os\nREDIS_URL = os.environ["REDIS_URL"]\n')
+    text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
+    assert "\nservices:" not in text
