@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import posixpath
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -103,7 +104,7 @@ def _app_static_folders(ctx: Context) -> list[str] | None:
     not the app's.
     """
     out: set[str] = set()
-    apps = [c for c in ctx.project.calls if c.leaf == "Flask"]
+    apps = ctx.project.apps
     if not apps:
         return None
     for call in apps:
@@ -117,8 +118,8 @@ def _app_static_folders(ctx: Context) -> list[str] | None:
         else:
             return None
         parent = PurePosixPath(call.file).parent
-        folder = str(parent / name) if str(parent) != "." else name
-        if folder.startswith("/"):
+        folder = posixpath.normpath(str(parent / name))  # static_folder="../client/static"
+        if folder.startswith(("/", "..")):
             return None
         if folder + "/" in ctx.project.files or (ctx.project.root / folder).is_dir():
             out.add(folder)

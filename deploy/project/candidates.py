@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploy.config.loader import ConfigError, read_text
 from deploy.project.frameworks import Stack
-from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS, is_main_guard
+from deploy.project.scan import FACTORY_NAMES, SKIP_DIRS, is_main_guard, is_skipped_dir
 
 #: Folders init never reads: the scan's (deploy.project.scan.SKIP_DIRS), and database migrations.
 _SKIP_DIRS = SKIP_DIRS | {"migrations"}
@@ -22,7 +22,16 @@ SECRET_NAME = re.compile(
 #: Names only read outside production (flasky's DEV_DATABASE_URL) are not production secrets.
 NOT_PRODUCTION = re.compile(r"^(DEV|DEVELOPMENT|TEST|TESTING|LOCAL)_", re.I)
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-HEALTH_PATHS = ("/health", "/healthz", "/_health", "/health/")
+#: Health routes init proposes as app.health, in order (as served: a blueprint's url_prefix joined).
+HEALTH_PATHS = (
+    "/health",
+    "/healthz",
+    "/_health",
+    "/health/",
+    "/healthcheck",
+    "/health-check",
+    "/_healthcheck",
+)
 WSGI_TARGET = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_][\w.]*(\(.*\))?)$")
 
 
@@ -102,7 +111,7 @@ def _python_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).parts
-        if any(p in _SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
+        if any(p in _SKIP_DIRS or is_skipped_dir(p) or p.startswith(".") for p in parts[:-1]):
             continue
         if (
             parts[0] in ("tests", "test", "docs")
@@ -159,14 +168,22 @@ def _constant(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _process_environ(node: ast.AST) -> bool:
+    """`os.environ` (or an alias of it), not a request's WSGI environ (`request.environ["HTTP_X_..."]`)."""
+    if not (isinstance(node, ast.Attribute) and node.attr == "environ"):
+        return False
+    owner = node.value
+    leaf = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+    return leaf not in ("request", "req", "flask_request", "_request")
+
+
 def _subscript_env_names(tree: ast.AST) -> set[str]:
     """Names read as os.environ["NAME"]: the app fails without them."""
     return {
         name
         for node in ast.walk(tree)
         if isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "environ"
+        and _process_environ(node.value)
         and (name := _constant(node.slice))
     }
 
@@ -177,22 +194,14 @@ def _env_names(tree: ast.AST) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
         key: ast.AST | None = None
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Attribute)
-            and node.value.attr == "environ"
-        ):
+        if isinstance(node, ast.Subscript) and _process_environ(node.value):
             key = node.slice
         elif isinstance(node, ast.Call) and node.args:
             func = node.func
             if isinstance(func, ast.Attribute):
                 receiver = func.value
                 if (
-                    (
-                        isinstance(receiver, ast.Attribute)
-                        and receiver.attr == "environ"
-                        and func.attr in ("get", "setdefault", "pop")
-                    )
+                    (_process_environ(receiver) and func.attr in ("get", "setdefault", "pop"))
                     or func.attr == "getenv"
                     or (isinstance(receiver, ast.Name) and receiver.id == "env")
                 ):

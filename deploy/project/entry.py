@@ -83,9 +83,12 @@ def rank_entry_points(root: Path, candidates: list[_Candidate]) -> list[tuple[_C
 
     def evidence(c: _Candidate) -> tuple[int, str | None]:
         name = c.wsgi.split("(")[0]
-        for strength, target, where in targets:
-            if target.split("(")[0] == name:
-                return strength, f"entry point from {where}: {target}"
+        # The strongest evidence; among equals, one naming the call init writes (create_app()) before
+        # one passing other arguments (create_app(config='config.py')) that it does not write.
+        matching = [t for t in targets if t[1].split("(")[0] == name]
+        best = min(matching, key=lambda t: (t[0], t[1] != c.wsgi), default=None)
+        if best is not None:
+            return best[0], f"entry point from {best[2]}: {best[1]}"
         last = c.wsgi.split(":")[0].rsplit(".", 1)[-1]
         return (2, None) if last in ("wsgi", "asgi") else (3, None)
 

@@ -175,6 +175,8 @@ class _Facts:
     secrets: list[Literal_] = field(default_factory=list)
     imports: set[str] = field(default_factory=set)
     form_classes: set[str] = field(default_factory=set)
+    #: The project's subclasses of Flask (`class CTFdFlask(Flask)`): calling one builds the app.
+    flask_classes: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
     headers: list[tuple[str, str, int]] = field(default_factory=list)
     pool_classes: list[tuple[str, str, int]] = field(default_factory=list)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from deploy.config.workers import worker
-from deploy.project.scan import Project
+from deploy.project.scan import Project, streams
 from deploy.project.source import PythonFile
 
 #: ASGI frameworks: the import that marks each, the distribution, and the class that builds an app.
@@ -237,26 +237,48 @@ def gunicorn_settings(stack: Stack, project: Project) -> tuple[str, str] | None:
             f"{stack.asgi} is ASGI: Gunicorn 24+'s own worker (pin gunicorn>=24)"
         )
     if stack.socketio:
-        for dist, cls in (
-            ("gevent-websocket", "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"),
-            ("gevent", "gevent"),
-            ("eventlet", "eventlet"),
-        ):
-            if project.depends_on(dist):
-                extra = re.compile(r"^\s*gunicorn\s*\[[^\]]*\bgevent\b", re.I | re.M)
-                if dist != "eventlet" and not any(
-                    extra.search(text) for path, text in project.files.items() if "requirements" in path
-                ):
-                    stack.notes.append(
-                        f"the {cls} worker imports packaging, which Gunicorn 26.1+ installs only with its "
-                        "gevent extra: require gunicorn[gevent] in the requirements"
-                    )
-                return f"{{workers: 1, worker_class: {cls}, timeout: 30}}", (
-                    "Flask-SocketIO: one worker per slot (its sessions live in that process)"
-                )
+        cls = _async_worker(stack, project, ("gevent-websocket", "gevent", "eventlet"))
+        if cls is not None:
+            return f"{{workers: 1, worker_class: {cls}, timeout: 30}}", (
+                "Flask-SocketIO: one worker per slot (its sessions live in that process)"
+            )
         return "{workers: 1, worker_class: gthread, threads: 100, timeout: 30}", (
             "Flask-SocketIO: one worker per slot, threads for the open sockets"
         )
+    sse = next((s for s in streams(project.python) if s.kind == "sse"), None)
+    if sse is not None:
+        # Each open page holds a sync worker for as long as it is open (check PERF005).
+        cls = _async_worker(stack, project, ("gevent", "eventlet"))
+        if cls is not None:
+            # One worker holds many open pages; async workers are not preloaded, so each would run the
+            # app factory at once (a migration or a key file written at start races): one to begin with.
+            return f"{{workers: 1, worker_class: {cls}, timeout: 30}}", (
+                f"{sse.how} ({sse.file}:{sse.line}): one {cls} worker holds many open pages"
+            )
+    return None
+
+
+_WORKERS = {
+    "gevent-websocket": "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+    "gevent": "gevent",
+    "eventlet": "eventlet",
+}
+
+
+def _async_worker(stack: Stack, project: Project, dists: tuple[str, ...]) -> str | None:
+    """The worker class of the first of `dists` the project requires (noting gunicorn[gevent]), or None."""
+    for dist in dists:
+        if project.depends_on(dist):
+            cls = _WORKERS[dist]
+            extra = re.compile(r"^\s*gunicorn\s*\[[^\]]*\bgevent\b", re.I | re.M)
+            if dist != "eventlet" and not any(
+                extra.search(text) for path, text in project.files.items() if "requirements" in path
+            ):
+                stack.notes.append(
+                    f"the {cls} worker imports packaging, which Gunicorn 26.1+ installs only with its "
+                    "gevent extra: require gunicorn[gevent] in the requirements"
+                )
+            return cls
     return None
 
 
@@ -282,6 +304,18 @@ def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
             (f"# {text}", comment) for text, comment in rows
         ]
     return [("", ""), *rows]
+
+
+def service_rows(stack: Stack, secrets: list[str]) -> list[tuple[str, str]]:
+    """`services: redis` when a process written reads the URL only that service gives it (an RQ worker's
+    `--url $REDIS_URL`): without it the variable is empty and the worker fails at every start."""
+    if "REDIS_URL" in secrets or not any("$REDIS_URL" in p.command for p in stack.processes):
+        return []
+    return [
+        ("", ""),
+        ("services:", ""),
+        ("  redis: {}", "on the first host; deploy setup sets REDIS_URL for web and processes"),
+    ]
 
 
 def worker_needs(worker_class: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import posixpath
 import re
 import shlex
 import subprocess
@@ -299,17 +300,21 @@ def inspect_project(root: Path) -> Project:
     if ranked:
         _choose_entry(root, project, ranked, factory_notes, flask_calls)
     _find_requirements(root, project)
-    project.health = next((p for p in HEALTH_PATHS if p in routes), None)
+    _choose_instance(root, project)
+    scanned = scan(root)
+    # The rules as served (a blueprint's url_prefix joined: its `/health` may be `/api/v1/health`).
+    served = {r.rule for r in scanned.routes} or routes
+    project.health = next((p for p in HEALTH_PATHS if p in served), None)
     if project.health is None:
         project.notes.append(
             "no /health route found: add one that returns 200, deploy's health gate probes it"
         )
-    _choose_instance(root, project)
-    scanned = scan(root)
     writes = scanned.writes
     _choose_stack(project, scanned)
-    _choose_runtime_folders(root, project, writes)
     project.shared_files = _root_files_written(root, writes)
+    _choose_runtime_folders(
+        root, project, [w for w in writes if folders.normalized(w.path) not in project.shared_files]
+    )
     _choose_settings(project, env_names, required_names, prefixes, signing)
     _choose_db_file(root, project)
     _choose_release(root, project)
@@ -346,19 +351,21 @@ def _choose_runtime_folders(root: Path, project: Project, writes: list[WritePath
                 project.instance = True
             continue
         found.add(folder)
-    # The outermost folder covers what lies in it.
-    outer = sorted(f for f in found if not any(folders.contains(o, f) for o in found if o != f))
+    # The outermost folder covers what lies in it; one holding committed files cannot be shared, but the
+    # folders written inside it can (a package writing its database beside its code and logs/ below it).
+    committed = {f: next(iter(committed_files(root, f)), None) for f in found}
+    free = {f for f in found if committed[f] is None}
+    for folder in sorted(
+        f for f in found - free if not any(folders.contains(o, f) for o in found - free - {f})
+    ):
+        project.notes.append(
+            f"the app writes into {folder}/, which holds committed files ({committed[folder]}): not shared "
+            "(a shared folder would hide them); write the runtime files to a folder of their own"
+        )
+    outer = sorted(f for f in free if not any(folders.contains(o, f) for o in free if o != f))
     refused = {i for i, _ in folders.shared_by_name(outer, project.wsgi or "app:app")}
     refused |= {i for i, _ in folders.shared_by_contents(outer, root)}
-    for index, folder in enumerate(outer):
-        committed = next(iter(committed_files(root, folder)), None)
-        if committed is not None:
-            project.notes.append(
-                f"the app writes into {folder}/, which holds committed files ({committed}): not shared "
-                "(a shared folder would hide them); write the runtime files to a folder of their own"
-            )
-        elif index not in refused:
-            project.shared_dirs.append(folder)
+    project.shared_dirs += [folder for index, folder in enumerate(outer) if index not in refused]
     if project.shared_dirs:
         project.notes.append(
             f"the app writes {', '.join(project.shared_dirs)} at runtime: shared, so they survive a push"
@@ -367,13 +374,18 @@ def _choose_runtime_folders(root: Path, project: Project, writes: list[WritePath
 
 def _root_files_written(root: Path, writes: list[WritePath]) -> list[str]:
     """SQLite files the production code writes at the project root (`sqlite3.connect('app.db')`,
-    `sqlite:///app.db` from the working folder or from a root module's folder): lost on every push
-    unless shared. Never a file committed in git (a shared copy would replace it)."""
+    `sqlite:///app.db` from the working folder or from a root module's folder) or beside committed files
+    (`sqlite:///{dirname(__file__)}/app.db` in a package): lost on every push unless shared, and a
+    folder holding committed files cannot be. Never a file committed in git (a shared copy would
+    replace it)."""
     found: list[str] = []
     for w in writes:
-        at_root = w.base == "relative" or (w.base == "project" and "/" not in w.file)
+        in_release = w.base == "relative" or (w.base == "project" and "/" not in w.file)
         path = folders.normalized(w.path)
-        if w.production and w.what in DATABASE_WRITERS and at_root and "/" not in path and path != ".":
+        if not (w.production and w.what in DATABASE_WRITERS and in_release) or path == ".":
+            continue
+        parent = posixpath.dirname(path)
+        if not parent or (w.base == "relative" and next(iter(committed_files(root, parent)), None)):
             found.append(path)
     found = sorted(set(found))
     refused = {index for index, _why in folders.shared_files_by_contents(found, root)}
@@ -545,6 +557,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows += [(f"  {name}: {{command: {json.dumps(cmd)}}}", "") for name, cmd in project.processes.items()]
     else:
         rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
+        rows += frameworks.service_rows(project.stack, project.secrets)
     # Comment-only rows (no comment column of their own) do not push the column out.
     width = max(len(text) for text, comment in rows if comment) + 2
     lines = [

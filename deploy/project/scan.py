@@ -103,6 +103,7 @@ __all__ = [
     "from_files",
     "inline_templates",
     "is_main_guard",
+    "is_skipped_dir",
     "key_file_helpers",
     "key_generations",
     "label_value",
@@ -119,9 +120,9 @@ __all__ = [
     "written_folder",
 ]
 
-#: Other environments and tool folders: push ships them only if git tracks them; the import's copy
-#: and the scan leave them out.
-TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules"})
+#: Other environments, tool folders and deploy's own rendered files (deploy-out): push ships them only if
+#: git tracks them; the import's copy and the scan leave them out.
+TOOL_DIRS = frozenset({".hg", "env", ".tox", ".nox", "node_modules", "deploy-out"})
 #: Vendored and third-party copies: other people's code kept inside the project (a `vendor/` of copied
 #: libraries, pip's `_vendor`, `third_party`, node_modules, an installed environment). What it does is
 #: not the app's doing, and the app's own checks and entry points are never there.
@@ -144,6 +145,16 @@ VENDORED_DIRS = frozenset(
 SKIP_DIRS = (
     NEVER_SHIPPED | TOOL_DIRS | VENDORED_DIRS | {".env", "build", "dist", "tests", "test", "deploy_checks"}
 )
+#: A test suite's folder by its name's parts (`browser-test`, `integration_tests`, `e2e`): test code, seed
+#: scripts and fixtures, never what production runs.
+_TEST_DIR = re.compile(r"(?i)^(tests?|testing|e2e)$|^(tests?|e2e)[-_]|[-_](tests?|testing|e2e)$")
+
+
+def is_skipped_dir(name: str) -> bool:
+    """A folder `deploy init` and `deploy check` never read: SKIP_DIRS, or a test suite's by its name."""
+    return name in SKIP_DIRS or _TEST_DIR.search(name) is not None
+
+
 #: The names an app factory goes by: `deploy init` and `deploy check` (without deploy.yaml) look for them.
 FACTORY_NAMES = ("create_app", "make_app", "app_factory", "get_app")
 MAX_FILE_BYTES = 1_000_000
@@ -226,8 +237,9 @@ class Project:
 
     @property
     def apps(self) -> list[CallSite]:
-        """Where `Flask(...)` is called."""
-        return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask")]
+        """Where `Flask(...)` (or a project subclass of it: `CTFdFlask(__name__)`) is called."""
+        own = self._facts.flask_classes
+        return [c for c in self.calls if c.name in ("Flask", "flask.Flask", "APIFlask") or c.leaf in own]
 
     @property
     def pool_classes(self) -> list[tuple[str, str, int]]:
@@ -406,7 +418,7 @@ def walk(root: Path) -> Iterator[Path]:
             if entry.is_symlink():
                 continue
             if entry.is_dir():
-                if entry.name in SKIP_DIRS or (entry / "pyvenv.cfg").exists():
+                if is_skipped_dir(entry.name) or (entry / "pyvenv.cfg").exists():
                     continue
                 if entry.name.startswith(".") and entry.name not in (".github",):
                     continue

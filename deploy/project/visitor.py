@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 
 from deploy.project.facts import CallSite, Literal_, Setting, SqlBuild, TemplateBuild, WritePath, _Facts
 from deploy.project.injection import (
@@ -139,10 +140,12 @@ class _Visitor(ast.NodeVisitor):
         bases = {_dotted(b).rsplit(".", 1)[-1] for b in node.bases}
         if bases & {"FlaskForm", "Form"} or node.name in self.facts.form_classes:
             self.facts.form_classes.add(node.name)
+        if bases & ({"Flask", "APIFlask"} | self.facts.flask_classes):
+            self.facts.flask_classes.add(node.name)
         if bases & {"BaseModel", "Schema"}:
             self.facts.checking.add(node.name)  # pydantic / marshmallow: `Item(**data)` validates
         self.scope.append(node.name)
-        for stmt in node.body:
+        for stmt in _class_statements(node.body):
             if isinstance(stmt, ast.Assign | ast.AnnAssign):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 for target in targets:
@@ -271,18 +274,7 @@ class _Visitor(ast.NodeVisitor):
                 if (
                     _CONFIG_KEY.match(target.id)
                     and not self.function
-                    and (
-                        self.self_config
-                        or self.path.rsplit("/", 1)[-1]
-                        in (
-                            "config.py",
-                            "settings.py",
-                            "default_settings.py",
-                            "production.py",
-                            "prod.py",
-                            "constants.py",
-                        )
-                    )
+                    and (self.self_config or _CONFIG_MODULE.match(self.path.rsplit("/", 1)[-1]) is not None)
                 ):
                     self._setting(target.id, value, line)
                 else:
@@ -439,3 +431,21 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     # routes
+
+
+#: Modules whose upper-case names are config settings: config.py, settings.py and their prefixed kin
+#: (default_config.py, base_settings.py), production.py, prod.py, constants.py.
+_CONFIG_MODULE = re.compile(r"^(\w+_)?(config|settings)\.py$|^(production|prod|constants)\.py$")
+
+
+def _class_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """A class body's statements, with those under its `if`/`else` and `try` blocks (a config class that
+    picks a setting by another one: `if REDIS_URL: ... else: CACHE_DIR = ...`), not those of its methods."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, ast.If):
+            yield from _class_statements([*stmt.body, *stmt.orelse])
+        elif isinstance(stmt, ast.Try):
+            yield from _class_statements([*stmt.body, *stmt.orelse, *stmt.finalbody])
+            for handler in stmt.handlers:
+                yield from _class_statements(handler.body)

@@ -54,6 +54,9 @@ def _path_of(node: ast.AST, depth: int = 0) -> tuple[str, str] | None:
         and _dotted(node.func) in ("os.path.join", "path.join", "join")
         and node.args
     ):
+        resolved = _resolved_folder(node)  # `join(dirname(__file__), os.pardir, ".data")`
+        if resolved is not None:
+            return resolved
         tail = [a.value for a in node.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if len(tail) != len(node.args) - 1:
             # `join(basedir, "whoosh_index", version)`: the path lies in the folder its constant parts name.
@@ -209,6 +212,15 @@ def folder_resolver(module: PythonFile, root_path: str | None) -> Callable[[ast.
     return resolve
 
 
+def _resolved_folder(node: ast.AST) -> tuple[str, str] | None:
+    """(folder, "relative") of an expression the module's folder resolver places inside the project."""
+    folder_of = _FOLDER_OF.get()
+    folder = folder_of(node) if folder_of is not None else None
+    if folder is None or folder == TEMP_FOLDER or folder == "":
+        return None
+    return folder, "relative"
+
+
 def _based(head: ast.AST, tail: str) -> tuple[str, str] | None:
     """`tail` joined to a folder given by an expression (`basedir`, `app.instance_path`)."""
     name = _dotted(head) or ast.unparse(head)
@@ -290,6 +302,16 @@ def _sqlite_path(node: ast.AST) -> tuple[str, str] | None:
         if isinstance(first, ast.Constant) and str(first.value).lower().startswith("sqlite"):
             tail = node.values[-1]
             if isinstance(tail, ast.Constant) and isinstance(tail.value, str) and len(node.values) > 1:
+                middle = node.values[1]
+                if (
+                    len(node.values) == 3
+                    and isinstance(middle, ast.FormattedValue)
+                    and str(first.value).lower().endswith(":///")
+                ):
+                    # f"sqlite:///{os.path.dirname(__file__)}/app.db": the file in that folder
+                    folder = _resolved_folder(middle.value)
+                    if folder is not None:
+                        return posixpath.join(folder[0], tail.value.strip("/")), "relative"
                 return tail.value.strip("/"), "project"
     return None
 

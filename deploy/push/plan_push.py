@@ -208,6 +208,8 @@ def _shared(config: Config, layout: Layout, target: str) -> list[Action]:
         prepare.append(cmd.remove_paths(target, shared, "no copy of the shared folders of its own"))
     for name in shared:
         prepare.append(cmd.make_dir(f"{layout.paths.shared}/{name}", layout.user, layout.user, 0o750))
+        if (parent := str(PurePosixPath(name).parent)) != ".":  # .data/cache: .data need not be shipped
+            prepare.append(cmd.make_dir(f"{target}/{parent}", "root", "root", 0o755))
         prepare.append(
             cmd.symlink(
                 f"{layout.paths.shared}/{name}",

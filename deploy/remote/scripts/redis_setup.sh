@@ -64,7 +64,8 @@ users_text() {
   admin=$(known REDIS_ADMIN_PASSWORD | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
   printf '# Written by deploy: the ACL users of the app %s. Passwords: %s (root only).\n' "$app" "$env_file"
   printf 'user default reset off\n'
-  printf 'user %s reset on #%s ~* &* +@all -@admin\n' "$user" "$hash"
+  # CLIENT LIST is @admin, but RQ's workers list the clients at start (and read only connection facts).
+  printf 'user %s reset on #%s ~* &* +@all -@admin +client|list\n' "$user" "$hash"
   printf 'user deploy-admin reset on #%s ~* &* +@all\n' "$admin"
 }
 if [ ! -f "$env_file" ] || ! users_text | cmp -s - "$users"; then

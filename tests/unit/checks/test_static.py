@@ -795,3 +795,45 @@ def test_obs002_sees_views_registered_by_a_helper_looping_over_its_rules(tmp_pat
     root = project(tmp_path, files, base=False)
     assert "OBS002" not in found(check(root, ["OBS002"], _health_config("/index")))
     assert "OBS002" in found(check(root, ["OBS002"], _health_config("/other")))
+
+
+def test_perf002_reads_the_static_folder_of_a_flask_subclass_and_a_relative_one(tmp_path: Path) -> None:
+    """An app built by the project's own subclass of Flask (`class ShopFlask(Flask)`) has its static
+    folder where Flask's would be: no `static/` beside it means none, not the first folder named static
+    anywhere (a plugin's HTML). A `static_folder="../client/static"` is that folder, normalised."""
+    files = {
+        "shop/__init__.py": "from flask import Flask\n\n\nclass ShopFlask(Flask):\n    pass\n\n\n"
+        "def create_app():\n    return ShopFlask(__name__)\n",
+        "shop/plugins/flags/static/edit.html": "<p></p>\n",
+    }
+    root = project(tmp_path / "sub", files, base=False)
+    assert "PERF002" not in found(
+        check(root, ["PERF002"], CONFIG.replace("  static: {url: /static, dir: static}\n", ""))
+    )
+    files = {
+        "shop/server/__init__.py": "from flask import Flask\n\n\ndef create_app():\n"
+        '    return Flask(__name__, static_folder="../client/static")\n',
+        "shop/client/static/app.css": "body {}\n",
+    }
+    root = project(tmp_path / "rel", files, base=False)
+    assert "PERF002" not in found(check(root, ["PERF002"], _static_config("shop/client/static")))
+    reported = found(check(root, ["PERF002"], _static_config("shop/server")))["PERF002"]
+    assert reported == [
+        "deploy.yaml:None app.static.dir is 'shop/server' but the static folder is 'shop/client/static'"
+    ]
+
+
+@pytest.mark.parametrize("module", ["default_config.py", "base_settings.py", "config.py"])
+def test_a_prefixed_config_module_is_read_for_settings(tmp_path: Path, module: str) -> None:
+    """`app.config.from_object("shop.default_config")` loads a module no import reaches: its upper-case
+    names are settings like config.py's (a literal SECRET_KEY there is SEC002, its SameSite is set)."""
+    files = {
+        "shop/__init__.py": "from flask import Flask, session\n\n\ndef create_app():\n"
+        "    app = Flask(__name__)\n"
+        f'    app.config.from_object("shop.{module[:-3]}")\n    return app\n',
+        f"shop/{module}": 'SECRET_KEY = "e951e5a1f4b94151b360f47edf596dd2"\n'
+        'SESSION_COOKIE_SAMESITE = "Lax"\n',
+    }
+    root = project(tmp_path, files, base=False)
+    reported = found(check(root, ["SEC002", "SEC012"]))
+    assert reported == {"SEC002": [f"shop/{module}:1 SECRET_KEY is a string literal in the source"]}

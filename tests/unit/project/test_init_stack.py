@@ -215,3 +215,23 @@ def test_no_gevent_extra_note_when_the_requirements_have_it(tmp_path: Path) -> N
     requirements = "flask-socketio==5.7.0\ngevent-websocket==0.10.1\ngunicorn[gevent]==27.0.1\n"
     written(tmp_path, {"app.py": app, "requirements.txt": requirements})
     assert "gunicorn[gevent]" not in "\n".join(inspect_project(tmp_path).notes)
+
+
+@pytest.mark.parametrize("gevent", [True, False])
+def test_server_sent_events_get_one_gevent_worker_when_the_project_has_gevent(
+    tmp_path: Path, gevent: bool
+) -> None:
+    """A text/event-stream view holds a sync worker per open page (check PERF005): with gevent in the
+    requirements, init writes one gevent worker (not preloaded, so several would each run the factory
+    at once); without it, the sync default stays and the check keeps saying why."""
+    app = (
+        "from flask import Flask, Response\n\napp = Flask(__name__)\n\n\n@app.get('/events')\n"
+        "def events():\n    return Response(iter(()), mimetype='text/event-stream')\n"
+    )
+    requirements = "flask==3.1.0\n" + ("gevent==25.5.1\n" if gevent else "")
+    text, data = written(tmp_path, {"app.py": app, "requirements.txt": requirements})
+    expected = (
+        {"workers": 1, "worker_class": "gevent"} if gevent else {"workers": "auto", "worker_class": "sync"}
+    )
+    assert data["gunicorn"] == {**expected, "timeout": 30}
+    assert loads(text).gunicorn.worker_class == expected["worker_class"]

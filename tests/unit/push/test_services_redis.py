@@ -197,7 +197,7 @@ def test_the_host_script_makes_the_password_from_urandom_and_keeps_only_its_hash
     text = redis.REDIS_SETUP
     assert "/dev/urandom" in text
     assert "user default reset off" in text
-    assert "user %s reset on #%s ~* &* +@all -@admin" in text
+    assert "user %s reset on #%s ~* &* +@all -@admin +client|list" in text
     assert "config set appendonly yes" in text
     assert "systemctl restart redis-server" in text
 
