@@ -1,6 +1,7 @@
 import compileall
 import importlib.util
 import os
+import re
 import sys
 
 # Compiles a new venv's bytecode once its release serves (deploy.remote.bytecode; run as root by the
@@ -10,6 +11,8 @@ import sys
 # that cache gets them at install time. Then whatever is left in the venv is compiled. Every .pyc is
 # written to a temporary name and renamed into place (compileall does the same), so a release that
 # imports meanwhile reads a whole file or none. The marker is written only when this ran to its end.
+# A wheel's `<name>.data/` folder (scripts, headers, data) is left alone in the cache: uv refuses a
+# wheel whose scripts folder holds a directory, so a `__pycache__` there would break every later venv.
 venv, cache, marker = sys.argv[1], sys.argv[2], sys.argv[3]
 if os.path.exists(marker):
     sys.exit(0)
@@ -48,7 +51,8 @@ def link_from(archives):
 if cache:
     archives = os.path.join(cache, "archive-v0")
     if os.path.isdir(archives):
-        compileall.compile_dir(archives, quiet=2, workers=0)
+        wheel_data = re.compile(re.escape(archives) + r"/[^/]+/[^/]+\.data/")
+        compileall.compile_dir(archives, quiet=2, workers=0, rx=wheel_data)
         link_from(archives)
 compileall.compile_dir(lib, quiet=2, workers=0)
 with open(marker, "w"):

@@ -89,3 +89,18 @@ def test_the_unit_is_named_after_the_venv_and_runs_at_idle_priority_unchecked() 
     )
     assert command.argv[command.argv.index("-c") - 2] == "/srv/shop/venvs/abc/bin/python"
     assert command.sudo and not command.check
+
+
+def test_a_wheels_data_folder_in_the_cache_is_not_compiled(tmp_path: Path) -> None:
+    # uv refuses to install a wheel whose `.data/scripts` holds a directory (a __pycache__): found when
+    # a warm uv push of dtale's requirements failed on xlrd-2.0.2's scripts after the cache's compile.
+    venv, _package = _venv(tmp_path)
+    entry = tmp_path / "cache" / "archive-v0" / "id2"
+    scripts = entry / "xlrd-2.0.2.data" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "runxlrd.py").write_text("print(1)\n")
+    (entry / "xlrd").mkdir()
+    (entry / "xlrd" / "book.py").write_text("B = 1\n")
+    assert _run(venv, str(tmp_path / "cache")).returncode == 0
+    assert not (scripts / "__pycache__").exists()
+    assert _pycs(entry) == ["book"]
