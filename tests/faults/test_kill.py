@@ -48,6 +48,8 @@ def test_kill_with_half_the_upload_script_sent(fault_box: Sandbox, live_project:
 
 def test_kill_while_pip_installs_a_new_virtualenv(fault_box: Sandbox, live_project: Project) -> None:
     before = served(live_project)
+    # pip fills the venv here (uv is the default installer: its own test is below).
+    configure(live_project, push="installer: pip")
     requirements = live_project.path / "requirements.txt"
     requirements.write_text(requirements.read_text() + "# new virtualenv (faults)\n")
     new = fresh()
@@ -193,12 +195,17 @@ def test_kill_while_uv_installs_a_new_virtualenv(fault_box: Sandbox, live_projec
     requirements.write_text(requirements.read_text() + "# new virtualenv (faults, uv)\n")
     new = fresh()
     live_project.set_version(new)
+    host = live_project.hosts[0]
+    # An empty uv cache (as on a host's first uv venv) keeps uv busy unpacking: with the cache the
+    # earlier pushes filled (uv is the default installer), it is done in a fraction of a second.
+    fault_box.run(host, ["rm", "-rf", "--", "/srv/flaskr/.uv-cache"], check=True)
     push = Push(live_project)
     push.wait_for(is_step("upload", "start"))
-    host = live_project.hosts[0]
     try:
-        wait_on_host(fault_box, host, f"pgrep -f '{UV}' >/dev/null")
-        fault_box.run(host, ["pkill", "-STOP", "-f", UV], check=True)
+        # Caught and held still on the host itself, in one loop (a pgrep then a pkill over two SSH
+        # round trips raced a fast uv: it was gone by the pkill).
+        catch = f"timeout 15 sh -c 'until pkill -STOP -f \"{UV}\"; do sleep 0.01; done'"
+        wait_on_host(fault_box, host, catch)
         push.kill()
         _pip_outlives_its_push(fault_box, live_project, before, new, UV)
     finally:

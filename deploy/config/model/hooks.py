@@ -77,11 +77,11 @@ class Push(Model):
         description="Seconds a push waits for the last step of an interrupted push still running on a host.",
     )
     installer: Literal["pip", "uv"] = Field(
-        "pip",
-        description="What fills a new venv on the hosts from the shipped wheels: `pip` (the host's own), or "
-        "`uv` (deploy ships a pinned, checksum-verified uv to each host once; its cache on the host "
-        "hard-links packages into later venvs). Both install the same distributions; no host needs a "
-        "package index.",
+        "uv",
+        description="What fills a new venv on the hosts from the shipped wheels: `uv` (the default: deploy "
+        "ships a pinned, checksum-verified uv to each host once; its cache on the host hard-links "
+        "packages into later venvs), or `pip` (the host's own). Both install the same distributions; no "
+        "host needs a package index.",
     )
     bytecode: Literal["after_switch", "install"] = Field(
         "after_switch",

@@ -27,6 +27,7 @@ from tests.unit.push.test_plans import YAML, build, lines, rendered_map, served_
 pytestmark = pytest.mark.unit
 
 UV_YAML = YAML + "push:\n  installer: uv\n"
+PIP_YAML = YAML + "push:\n  installer: pip\n"
 WHEEL = ("uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl", "ab" * 32, "uv-0.13.9.data/scripts/uv")
 
 
@@ -38,9 +39,9 @@ def _prepare(yaml: str, uv: dict[str, tuple[str, str, str]]) -> list[str]:
     return [line for line in lines(web1.prepare) if "/venvs/" in line or "uv" in line]
 
 
-def test_pip_is_the_default_installer() -> None:
-    assert load_text(YAML).push.installer == "pip"
-    venv = _prepare(YAML, {})
+def test_uv_is_the_default_installer_and_pip_is_one_key_away() -> None:
+    assert load_text(YAML).push.installer == "uv"
+    venv = _prepare(PIP_YAML, {})
     assert not any("uv" in line for line in venv)
     assert any("pip install" in line and "--no-index --find-links /srv/shop/wheels" in line for line in venv)
     assert any("pip install" in line and " --no-compile " in line for line in venv)
@@ -148,6 +149,6 @@ def test_a_uv_venv_has_its_own_key_and_pip_keys_stay_as_they_were() -> None:
     assert requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64", "pip") == pip_key
     uv_key = requirements_hash(b"flask==3.1.3\n", "3.11.2", "cp311-glibc2.36-x86_64", "uv")
     assert uv_key != pip_key
-    pip_venv = [line for line in _prepare(YAML, {}) if "venv" in line]
+    pip_venv = [line for line in _prepare(PIP_YAML, {}) if "venv" in line]
     uv_venv = [line for line in _prepare(UV_YAML, {"web1": WHEEL}) if "venv" in line]
     assert f"/srv/shop/venvs/{pip_key}" in pip_venv[0] and f"/srv/shop/venvs/{uv_key}" in uv_venv[0]
