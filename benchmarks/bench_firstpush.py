@@ -36,23 +36,15 @@ from benchkit import RESULTS, ROOT, Project, Sandbox, loadavg, machine, make_pro
 from deploy.remote.bytecode import COMPILED
 
 HEAVY = "numpy==2.2.6\nscipy==1.15.3\nscikit-learn==1.6.1\n"
-#: dtale==3.22.0 resolved by pip for CPython 3.11 manylinux x86_64 (2026-12-07), without the
-#: distributions the example app pins already (its pins kept: packaging, certifi).
-DTALE = """Flask-Compress==1.25 annotated-types==0.8.0 backports.zstd==1.8.1 beautifulsoup4==4.15.0
-brotli==1.2.1 charset-normalizer==3.5.3 choreographer==1.4.0 cloudpickle==3.1.3 comm==0.2.3
-contourpy==1.3.2 cycler==0.12.1 dash-bootstrap-components==2.0.4 dash==4.4.1 dtale==3.22.0
-et_xmlfile==2.0.0 fonttools==4.69.1 future==1.0.0 idna==3.21 importlib_metadata==10.2.0 janus==2.0.0
-joblib==1.6.0 kaleido==1.5.2 kiwisolver==1.5.1 lazy-importer==0.1.0 logistro==2.0.1 lz4==4.4.5
-matplotlib==3.11.2 missingno==0.5.2 narwhals==2.29.0 nest-asyncio==1.6.0 networkx==3.6.1 numpy==2.2.6
-openpyxl==3.1.5 pandas==2.3.2 patsy==1.0.3 pillow==12.2.0 pkginfo==2.0 platformdirs==4.14.9
-plotly==7.1.0 pydantic==2.14.4 pydantic_core==2.50.5 pyparsing==3.3.3 python-dateutil==4.0.0
-pytz==2026.6 requests==2.34.2 retrying==1.4.2 scikit-learn==1.7.2 scipy==1.16.3 seaborn==0.13.2
-setuptools==84.2.1 simplejson==4.3.0 six==1.17.0 soupsieve==2.10 squarify==0.4.5 statsmodels==0.14.6
-strsimpy==0.2.1 threadpoolctl==3.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
-tzdata==2026.6 xarray==2026.9.0 xlrd==2.0.2 zipp==4.1.2"""
+#: dtale==3.22.0 resolved by pip for CPython 3.11 (tests/hosts/dtale-requirements.txt, shared).
+DTALE = (ROOT / "tests" / "hosts" / "dtale-requirements.txt").read_text(encoding="utf-8")
+
 APPS = {
     "datascience": (HEAVY, "    import numpy, scipy.stats, sklearn.linear_model  # noqa\n"),
-    "dtale": ("\n".join(DTALE.split()) + "\n", "    import pandas, dash  # noqa\n"),
+    "dtale": (
+        "".join(f"{line}\n" for line in DTALE.splitlines() if not line.startswith("#")),
+        "    import pandas, dash  # noqa\n",
+    ),
 }
 INSTALLERS = ("pip", "uv")
 WIPE = (

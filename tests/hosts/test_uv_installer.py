@@ -1,6 +1,7 @@
 """push.installer: uv on a real host: the venv uv fills from the shipped wheels holds exactly the
 distributions pip installs (names, versions, and every installed file's RECORD hash), for the example
-app and for a heavy data-science app (numpy, scipy, scikit-learn); uv itself is shipped once and the
+app, for a heavy data-science app (numpy, scipy, scikit-learn) and for the 77 distributions of a
+70-dependency web app (dtale 3.22.0's, pinned); uv itself is shipped once and the
 app serves from the uv venv."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -264,3 +266,28 @@ def test_bytecode_is_compiled_after_the_switch_and_pushes_and_rollbacks_meanwhil
     sources, whole, missing, _names = done.stdout.split(" ", 3)
     assert int(missing) == 0, done.stdout
     assert int(whole) > 1000 and int(whole) <= int(sources), done.stdout
+
+
+def test_uv_installs_the_same_distributions_as_pip_for_a_70_dependency_app(
+    box: Sandbox, project: Project
+) -> None:
+    """dtale 3.22.0's pinned requirements (pandas, matplotlib, dash, statsmodels, xlrd...), the issue's
+    70-dependency app: a wheel with a scripts folder (xlrd) once made a uv venv fail after the
+    background compile had touched uv's cache; a warm uv venv is pushed after the cold one for that."""
+    requirements = project.path / "requirements.txt"
+    base = requirements.read_text(encoding="utf-8").split(HEAVY)[0]
+    pinned = (Path(__file__).parent / "dtale-requirements.txt").read_text(encoding="utf-8")
+    requirements.write_text(base + pinned, encoding="utf-8")
+    _push(project, "uv", "uv-dtale")
+    _wait_compiled(box, _venv_path(box))
+    requirements.write_text(
+        base + pinned + "# a second uv venv, from uv's compiled cache\n", encoding="utf-8"
+    )
+    _push(project, "uv", "uv-dtale-warm")
+    uv = _dists(box)
+    assert {"dtale", "pandas", "dash", "statsmodels", "xlrd"} <= set(uv)
+    assert len(uv) >= 75, sorted(uv)
+
+    _push(project, "pip", "pip-dtale")
+    pip = _dists(box)
+    _same_distributions(pip, uv)
