@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 from deploy.config.model import Config
 from deploy.layout import Layout, layout_for, process_boot_glob, process_template_glob
-from deploy.plan import Action, Step
+from deploy.plan import Action, Command, Step
 from deploy.push.processes import unboot
 from deploy.remote import commands as cmd
 from deploy.remote.facts import HostState
@@ -75,6 +75,7 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
                 "up to its stop timeout",
                 check=False,
             ),
+            _forget_failures(patterns, shown),
             unboot(layout, patterns, f"{shown}: no instance starts at boot"),
             cmd.remove_paths(
                 layout.unit_dir,
@@ -92,9 +93,18 @@ def removal_steps(config: Config, state: HostState, *, instances: bool) -> tuple
                 description=f"stop {shown} (this host no longer runs it): its warm shutdown",
                 check=False,
             ),
+            _forget_failures(extra, shown),
             unboot(layout, extra, f"{shown}: no longer started at boot"),
         ]
     return (Step("drop processes", state.host, tuple(actions)),)
+
+
+def _forget_failures(units: list[str], shown: str) -> Command:
+    """An instance deploy stopped on purpose is not a failed unit, whatever its exit code (a worker
+    that exits non-zero on its warm shutdown): `systemctl --failed` stays about real failures."""
+    return cmd.systemctl(
+        "reset-failed", *units, description=f"{shown}: stopped on purpose, not failed", check=False
+    )
 
 
 def not_brought_back(config: Config, state: HostState, release: str) -> str | None:

@@ -68,37 +68,53 @@ def forward_rule(tag: str) -> list[str]:
     return ["FORWARD", "-i", links, "-o", links, "-j", "ACCEPT"]
 
 
+def isolation_rule(tag: str) -> list[str]:
+    """The firewall rule that keeps one sandbox's hosts from reaching another sandbox's hosts. Without
+    it, that depends on the FORWARD policy, which is ACCEPT unless something (Docker) made it DROP."""
+    return ["FORWARD", "-i", f"dsb{tag}-+", "-o", "dsb+", "-j", "DROP"]
+
+
 def join_hosts(tag: str, say: Callable[[str], None]) -> None:
     """Let the hosts reach each other as servers on one private network do: forwarding on this
     machine, and a rule accepting traffic between this sandbox's links (Docker, for one, drops
-    forwarded traffic by default). Hosts of other sandboxes stay out."""
+    forwarded traffic by default). Hosts of other sandboxes stay out: a rule below that one drops what
+    this sandbox's links send to any other sandbox's links."""
     forward = Path("/proc/sys/net/ipv4/ip_forward")
     if forward.read_text(encoding="ascii").strip() != "1":
         forward.write_text("1\n", encoding="ascii")
         say("this machine: IPv4 forwarding turned on (sandbox hosts reach each other through it)")
     if shutil.which("iptables") is None:
         return
-    rule = forward_rule(tag)
-    if subprocess.run(["iptables", "-C", *rule], capture_output=True, check=False).returncode != 0:
-        run(["iptables", "-I", *rule])
+    # Both inserted at the top, the accept last so that it comes first; removed first so that a
+    # second `up` keeps that order.
+    _delete_rules(tag)
+    run(["iptables", "-I", *isolation_rule(tag)])
+    run(["iptables", "-I", *forward_rule(tag)])
+
+
+def _delete_rules(tag: str) -> None:
+    for rule in (forward_rule(tag), isolation_rule(tag)):
+        for _ in range(100):
+            if subprocess.run(["iptables", "-D", *rule], capture_output=True, check=False).returncode:
+                break
 
 
 def unjoin_hosts(tag: str) -> None:
-    """Remove the sandbox's forward rule (every copy of it)."""
+    """Remove the sandbox's forward and isolation rules (every copy of them)."""
     if shutil.which("iptables") is None:
         return
-    for _ in range(100):
-        deleted = subprocess.run(["iptables", "-D", *forward_rule(tag)], capture_output=True, check=False)
-        if deleted.returncode:
-            break
+    _delete_rules(tag)
 
 
 def firewall_rules(tag: str) -> list[str]:
-    """The sandbox's forward rule, described, if this machine has it."""
+    """The sandbox's forward and isolation rules, described, those this machine has."""
     if shutil.which("iptables") is None:
         return []
-    present = subprocess.run(["iptables", "-C", *forward_rule(tag)], capture_output=True, check=False)
-    return [" ".join(forward_rule(tag))] if present.returncode == 0 else []
+    return [
+        " ".join(rule)
+        for rule in (forward_rule(tag), isolation_rule(tag))
+        if subprocess.run(["iptables", "-C", *rule], capture_output=True, check=False).returncode == 0
+    ]
 
 
 def namespaces(tag: str) -> list[str]:

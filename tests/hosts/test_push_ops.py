@@ -373,11 +373,14 @@ def test_setup_takes_the_lock_and_its_dry_run_lists_the_https_steps(box: Sandbox
     project.commit("http again")
 
 
+@pytest.mark.parametrize("wheelhouse", ["uv", "pip"])
 def test_a_requirement_only_the_hosts_python_needs_is_shipped_and_installed(
-    box: Sandbox, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    box: Sandbox, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wheelhouse: str
 ) -> None:
     """pip evaluates markers for the Python that runs it (this machine's): deploy adds what the
-    host's markers require. markerdemo needs markerdemo_old only on the host's exact Python."""
+    host's markers require. markerdemo needs markerdemo_old only on the host's exact Python. uv (the
+    default wheelhouse) resolves for the host's Python itself; pip's path is the fallback."""
+    monkeypatch.setenv("DEPLOY_WHEELHOUSE", wheelhouse)
     from tests.unit.push.test_wheels import make_wheel
 
     host_python = box.run(
@@ -398,12 +401,13 @@ def test_a_requirement_only_the_hosts_python_needs_is_shipped_and_installed(
     # An empty wheel cache: a cache kept from an earlier run would skip the download and its message.
     monkeypatch.setenv("DEPLOY_WHEEL_CACHE", str(tmp_path / "wheel-cache"))
     pinned = (EXAMPLE / "requirements.txt").read_text()
-    (project.path / "host-requirements.txt").write_text(pinned + "markerdemo==1.0\n")
+    # A comment per case: each gets a new venv.
+    (project.path / "host-requirements.txt").write_text(f"{pinned}markerdemo==1.0\n# {wheelhouse}\n")
     project.write_config(app_extra="requirements: host-requirements.txt")
     project.commit("a requirement with a marker on the host's Python")
     result = project.deploy("push", check=True)
     assert "venv new" in result.stdout
-    if platform.python_version() != host_python:  # this machine's pip skipped it: deploy said so
+    if wheelhouse == "pip" and platform.python_version() != host_python:  # pip skipped it: deploy said so
         assert (
             f"  + markerdemo_old-1.0-py3-none-any.whl for Python {host_python}: markerdemo-old (required by "
             f'markerdemo 1.0 when python_full_version == "{host_python}")'
