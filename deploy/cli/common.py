@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from deploy.config.model import Config
     from deploy.plan import Step
     from deploy.push.rollout import Interrupted
-    from deploy.remote.executor import Event, SSHExecutor
+    from deploy.remote.executor import Event, LockResult, SSHExecutor
     from deploy.remote.facts import HostState
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -358,6 +358,52 @@ def gather(executor: SSHExecutor, config: Config, nginx_test: bool = False) -> d
     if errors:
         fail("cannot reach every host; nothing was changed:\n  " + "\n  ".join(errors), 1)
     return {h: r for h, r in results.items() if not isinstance(r, BaseException)}
+
+
+class LockedFacts:
+    """The hosts' facts, gathered while the deploy lock is taken rather than after it (one round trip
+    less per push): a passive probe (`probe_command(passive=True)`) runs beside the lock's holder, and
+    its facts are kept only where they are the state under the lock: no holder and no step of a push
+    was on the host when the probe began, and the work file the holder emptied still had the stamp the
+    probe read (every holder empties it and every step adds a line: nothing ran in between), the holder
+    having neither waited nor found an interrupted push's record. Anywhere else they are gathered again."""
+
+    def __init__(self, executor: SSHExecutor, config: Config) -> None:
+        # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+        from deploy.remote.executor import each
+        from deploy.remote.facts import parse_state, probe_command
+
+        self.executor, self.config = executor, config
+        command = probe_command(config, passive=True)
+        self.found: dict[str, HostState | BaseException] = {}
+
+        def probe() -> None:
+            self.found = each(host_names(config), lambda h: parse_state(h, executor.gather(h, command)))
+
+        self.thread = threading.Thread(target=probe, name="locked-facts", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        """Wait for the probe (before the command may exit: a thread inside paramiko must not be killed)."""
+        self.thread.join()
+
+    def states(self, locks: Mapping[str, LockResult]) -> dict[str, HostState]:
+        """Each host's state under the lock just taken (`locks`: every host's)."""
+        self.join()
+        kept: dict[str, HostState] = {}
+        for host, found in self.found.items():
+            lock = locks.get(host)
+            if isinstance(found, BaseException) or lock is None or not lock.acquired:
+                break
+            if not found.lock.quiet or found.lock.stamp is None or lock.stamp != found.lock.stamp:
+                break
+            if lock.waited or lock.record:
+                break
+            kept[host] = found
+        else:
+            if set(kept) == set(host_names(self.config)):
+                return kept
+        return gather(self.executor, self.config)
 
 
 def show_step(step: Step, state: HostState | None, printer: Printer) -> None:

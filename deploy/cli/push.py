@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deploy.cli.common import (
+    LockedFacts,
     Printer,
     config_option,
     connected,
@@ -370,10 +371,15 @@ def push(
             config, project, _pack(config, project, executor, allow_dirty, printer), printer
         )
         release = release_id(artifact.short)
-        if not dry_run:
-            take_locks(executor, config, printer, "push", release)
+        if dry_run:
+            states = gather(executor, config)
+        else:
+            facts = LockedFacts(executor, config)
+            try:
+                states = facts.states(take_locks(executor, config, printer, "push", release))
+            finally:
+                facts.join()
         secrets = {**secrets, **service_env(config, executor, printer, hide, "push")}
-        states = gather(executor, config)
         _expand_contract(artifact, states, printer, allow_breaking_migrations)
         _connection_budget(config, project, states, printer)
         wheels = wheels_for(config, states, artifact.requirement_set, printer)

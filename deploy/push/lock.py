@@ -15,7 +15,7 @@ from deploy.layout import Layout, layout_for
 from deploy.push.console import Console
 from deploy.push.plan_types import LOCK_LEASE_SECONDS
 from deploy.remote.commands import LOST_LOCK, guarded, lock_holder
-from deploy.remote.executor import Executor, each, host_name
+from deploy.remote.executor import Executor, LockResult, each, host_name
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,9 @@ def take_locks(
     action: str,
     release: str,
     create: bool = False,
-) -> None:
+) -> dict[str, LockResult]:
     """Take the deploy lock on every host (the first host first, alone), or release those taken and
-    end the command saying who holds it."""
+    end the command saying who holds it. Returns each host's answer."""
     layout = layout_for(config)
     record: dict[str, object] = {
         "by": who(),
@@ -131,3 +131,4 @@ def take_locks(
             if not isinstance(result, BaseException) and result.acquired:
                 executor.release_lock(host)
         printer.fail("\n  ".join(["nothing was changed:", *problems]), 1)
+    return {h: r for h, r in results.items() if isinstance(r, LockResult)}

@@ -38,6 +38,10 @@ def other_slot(slot: str | None) -> str:
 #:   rm ROOT REL...              remove ROOT/REL, only the release's own copy: nothing is removed
 #:                               through a link (a link itself is removed, never what it points at)
 #:   check PATH                  refuse unless every folder on the way to PATH only root can change
+#:   write PATH MODE OWNER GROUP SHA256 [base64]
+#:                               (after check) standard input to PATH under a temporary name, renamed
+#:                               over PATH once its bytes have SHA256 (exit 74 and nothing replaced if not)
+#:   link TARGET PATH            (after check) PATH becomes a link to TARGET, renamed over the old one
 #: It prints "deploy: refused: ..." and exits 73 when a path is not safe to touch.
 SAFE_FS = script("safe_fs.py")
 
@@ -79,12 +83,10 @@ def root_writes(path: str, argv: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def symlink(target: str, link: str, description: str = "") -> Command:
-    """Point `link` at `target` atomically: a new link under a temporary name, renamed over the old."""
+    """Point `link` at `target` atomically: a new link under a temporary name, renamed over the old
+    (in a folder only root can change, as `root_writes`)."""
     return Command(
-        root_writes(
-            link,
-            ("sh", "-c", 'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"', "symlink", target, link, TMP),
-        ),
+        ("python3", "-I", "-S", "-c", SAFE_FS, "link", target, link),
         description or f"{link} -> {target}",
         sudo=True,
     )
@@ -97,18 +99,14 @@ def write_stdin_argv(
 
     The bytes written must have the SHA-256 `sha256` (which also pins their length) before the
     temporary file is renamed into place: input cut short (a connection lost while a script or an
-    upload was sent) never replaces a file, and the partial file is removed. Nothing is written in
-    a folder a user other than root can change (`SAFE_FS check`), and the ownership change never
-    follows a link (`chown -h`).
+    upload was sent) never replaces a file, and the partial file is removed (exit 74). Nothing is
+    written in a folder a user other than root can change (exit 73), and the temporary file is made
+    anew (never through a link) and given its owner and mode before the rename. One program on the
+    host does all of it (`SAFE_FS write`).
     """
-    reader = "base64 -d" if decode else "cat"
-    script = (
-        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
-        f'umask 077 && if ! {{ {reader} > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }}; then '
-        'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
-        'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"'
-    )
-    return ("sh", "-c", script, "write", path, f"{mode:04o}", owner, group, TMP, sha256, SAFE_FS)
+    encoding = ("base64",) if decode else ()
+    mode_text = f"{mode:04o}"
+    return ("python3", "-I", "-S", "-c", SAFE_FS, "write", path, mode_text, owner, group, sha256, *encoding)
 
 
 def link_release_files(previous: str, release: str) -> Command:
@@ -504,7 +502,9 @@ def prune(layout: Layout, releases: list[str]) -> Command:
 #:
 #: It answers on its output: "WAITING <record>" (waiting for a draining holder), "BUSY" + the record
 #: (held), "WORKING <step>" (an earlier push's step still runs), "STILLWORKING <step>" (it still ran
-#: after the wait: nothing taken), "STALE <record>" (taken over from an interrupted push), "LOCKED <pid>".
+#: after the wait: nothing taken), "STALE <record>" (taken over from an interrupted push), "LOCKED <pid>
+#: <stamp>" (the work file's inode, size, mtime and ctime before the holder emptied it: facts gathered
+#: while the lock was taken still hold if the file had that stamp when they were read).
 LOCK_HOLDER = script("lock_holder.sh")
 
 

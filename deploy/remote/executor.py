@@ -437,6 +437,8 @@ class SSHExecutor:
         channel.exec_command(self._wrap(command.argv, command.sudo))
         reader = channel.makefile("r")
         stale: str | None = None
+        stamp: str | None = None
+        waited = False
         said: list[str] = []
         pid = 0
         while True:
@@ -454,6 +456,7 @@ class SSHExecutor:
             if line.startswith("STALE "):
                 stale = line[len("STALE ") :]
             elif line.startswith(("WAITING ", "WORKING ")):
+                waited = True
                 # An interrupted push's last step still runs there: the holder waits for it (bounded).
                 kind, _, detail = line.partition(" ")
                 self.on_event(Event("lock", host, "lock", kind.lower(), detail=detail))
@@ -462,7 +465,8 @@ class SSHExecutor:
                 channel.close()
                 return LockResult(host, False, None, still_running=line.partition(" ")[2])
             elif line.startswith("LOCKED"):
-                word = line.partition(" ")[2].strip()
+                # LOCKED <holder pid> [<the work file's stamp>]
+                _, word, stamp = [*line.split(maxsplit=2), "", ""][:3]
                 pid = int(word) if word.isdigit() else 0
                 break
             elif line == "BUSY":
@@ -483,7 +487,7 @@ class SSHExecutor:
         held.thread.start()
         with self._guard:
             self._locks[host] = held
-        return LockResult(host, True, stale)
+        return LockResult(host, True, stale, stamp=stamp or None, waited=waited)
 
     def release_lock(self, host: str) -> None:
         with self._guard:

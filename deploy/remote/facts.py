@@ -77,6 +77,10 @@ class LockState:
     heartbeat_age: float | None = None
     #: A step of a push still runs on the host (it holds the work lock): the step's name.
     working: str | None = None
+    #: Gathered passively (`probe_command(passive=True)`, while this push takes the lock): the work
+    #: file's stamp when the probe began, and whether no holder and no step were there then.
+    stamp: str | None = None
+    quiet: bool = False
 
     def holder(self) -> dict[str, object] | None:
         if not self.record:
@@ -182,6 +186,7 @@ def probe_request(
     base: str | None = None,
     globs: list[str] | None = None,
     read_globs: list[str] | None = None,
+    passive: bool = False,
 ) -> str:
     """The JSON argument of `PROBE`: what to look at on the host."""
     return json.dumps(
@@ -205,6 +210,7 @@ def probe_request(
             "globs": globs or [],
             # Matched and read (their text lands in `files`).
             "read_globs": read_globs or [],
+            "passive": passive,
         },
         sort_keys=True,
     )
@@ -255,7 +261,12 @@ def parse_state(host: str, text: str) -> HostState:
         manifest=data.get("manifest"),
         services=dict(data.get("services") or {}),
         lock=LockState(
-            bool(lock.get("held")), lock.get("record"), lock.get("heartbeat_age"), lock.get("working")
+            bool(lock.get("held")),
+            lock.get("record"),
+            lock.get("heartbeat_age"),
+            lock.get("working"),
+            lock.get("stamp") if isinstance(lock.get("stamp"), str) else None,
+            lock.get("quiet") is True,
         ),
         has_certificate=data.get("has_certificate"),
         nginx_ok=data.get("nginx_ok"),
@@ -285,8 +296,9 @@ def process_units(config: Config) -> list[str]:
     ]
 
 
-def probe_command(config: Config, nginx_test: bool = False) -> Command:
-    """The one command that gathers every fact a setup, push, rollback or status needs."""
+def probe_command(config: Config, nginx_test: bool = False, passive: bool = False) -> Command:
+    """The one command that gathers every fact a setup, push, rollback or status needs; `passive`: while
+    this command takes the deploy lock (no lock is tried; the lock's stamp is read instead)."""
     layout = layout_for(config)
     paths = layout.paths
     links = {
@@ -346,5 +358,6 @@ def probe_command(config: Config, nginx_test: bool = False) -> Command:
         base=paths.base,
         globs=[job_unit_glob(config), process_boot_glob(config)],
         read_globs=[process_template_glob(config)],
+        passive=passive,
     )
     return Command(("python3", "-c", PROBE, request), "gather facts", sudo=True)

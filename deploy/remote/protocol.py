@@ -66,6 +66,10 @@ class LockResult:
     #: Not acquired because a step of an earlier push still runs on the host (its holder was ended
     #: by `deploy lock release`): the step's name.
     still_running: str | None = None
+    #: The work file's stamp just before the holder emptied it (lock_holder.sh), to tell whether facts
+    #: gathered meanwhile still hold; and whether the holder first waited (for a holder or a step).
+    stamp: str | None = None
+    waited: bool = False
 
 
 EventSink = Callable[[Event], None]

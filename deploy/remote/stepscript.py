@@ -10,7 +10,7 @@ import shlex
 from typing import Any
 
 from deploy.plan import Command, Step, Upload
-from deploy.remote.commands import write_stdin_argv
+from deploy.remote.commands import SAFE_FS, write_stdin_argv
 
 #: Marks the failing command in a step script's output: "@@deploy-failed <index> <exit code>".
 _FAILED = "@@deploy-failed"
@@ -41,14 +41,67 @@ def send_all(channel: Any, data: bytes) -> None:
         channel.sendall(data[start : start + SEND_CHUNK])
 
 
+#: How every `SAFE_FS` operation is run (deploy.remote.commands).
+_SAFE_FS_ARGV = ("python3", "-I", "-S", "-c", SAFE_FS)
+#: The operations one `SAFE_FS batch` program may run in a row (`check` guards another program).
+_BATCHED = frozenset({"dir", "file", "rm", "prune", "link"})
+
+
+def _batchable(command: Command | Upload) -> bool:
+    if isinstance(command, Upload):
+        return True
+    return command.check and command.argv[:5] == _SAFE_FS_ARGV and command.argv[5] in _BATCHED
+
+
+def _runs(commands: list[Command | Upload]) -> list[list[tuple[int, Command | Upload]]]:
+    """The commands with their index, consecutive `SAFE_FS` operations and uploads in one run each."""
+    out: list[list[tuple[int, Command | Upload]]] = []
+    for index, command in enumerate(commands):
+        if out and _batchable(command) and _batchable(out[-1][-1][1]):
+            out[-1].append((index, command))
+        else:
+            out.append([(index, command)])
+    return out
+
+
+def _batch(run: list[tuple[int, Command | Upload]]) -> list[str]:
+    """One `SAFE_FS batch` program for `run`: each operation's arguments in hex (no quoting to get
+    wrong) and each upload's bytes in base64, as `safe_fs.batch` reads them; it prints the failure
+    line of the first operation that fails."""
+    lines = [
+        f"{shlex.join((*_SAFE_FS_ARGV, 'batch'))} <<'{_EOF}' "
+        f'|| {{ rc=$?; echo "{_FAILED} {run[0][0]} $rc"; exit "$rc"; }}',
+        str(len(run)),
+    ]
+    for index, command in run:
+        if isinstance(command, Upload):
+            digest = hashlib.sha256(command.content).hexdigest()
+            mode = f"{command.mode:04o}"
+            fields: tuple[str, ...] = ("write", command.remote_path, mode, command.owner or "root")
+            fields += (command.group or "root", digest, "base64")
+        else:
+            fields = command.argv[5:]
+        lines.append(" ".join([str(index), *("x" + field.encode().hex() for field in fields), ";"]))
+        if isinstance(command, Upload):
+            lines.append(base64.encodebytes(command.content).decode().rstrip("\n"))
+            lines.append("@@")
+    lines.append(_EOF)
+    return lines
+
+
 def step_script(commands: list[Command | Upload]) -> str:
     """One POSIX shell script that runs `commands` in order and stops at the first failure, naming it.
 
     An upload travels inside the script as base64 in a here-document (the script arrives on standard
     input, so file contents never appear on a command line), decoded into place atomically.
+    Consecutive uploads and `SAFE_FS` operations run in one program (`_batch`).
     """
     lines = ["exec 2>&1"]
-    for index, command in enumerate(commands):
+    for run in _runs(commands):
+        if len(run) > 1:
+            lines.extend(_batch(run))
+            continue
+        index, command = run[0]
         if isinstance(command, Upload):
             argv = write_stdin_argv(
                 command.remote_path,

@@ -43,11 +43,14 @@ if ! flock -x -n 8 || units; then
     sleep 1; waited=$((waited + 1))
   done
 fi
+# The work file's stamp before this holder empties it (told after LOCKED): facts gathered meanwhile (a
+# passive probe) are this host's state under the lock only if no holder or step touched it since.
+STAMP=$(stat -c '%i %s %.9Y %.9Z' -- "$6" 2>/dev/null)
 : > "$6"
 exec 8>&-
 if [ -s "$2" ]; then echo "STALE $(tr -d '\n' < "$2")"; fi
 record ""
-echo LOCKED $$
+echo "LOCKED $$ $STAMP"
 # shellcheck disable=SC3045  # the hosts' sh is dash, whose read has -t
 while IFS= read -r -t "$4" line; do
   case "$line" in

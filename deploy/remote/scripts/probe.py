@@ -46,6 +46,21 @@ def owner(path):
         group = str(st.st_gid)
     kind = "link" if os.path.islink(path) else "dir" if os.path.isdir(path) else "file"
     return {"owner": user, "group": group, "mode": st.st_mode & 0o7777, "kind": kind}
+# Passive: gathered while this very push takes the lock, so no lock is tried here (a try would make the
+# holder find the lock taken). Read first, before any state: the work file's stamp (see lock_holder.sh),
+# and whether no holder and no step of a push was there then (quiet).
+passive = bool(want.get("passive"))
+quiet = stamp = None
+if passive and want.get("work_file"):
+    try:
+        st = os.stat(want["work_file"])
+        stamp = f"{st.st_ino} {st.st_size} {st.st_mtime_ns // 10**9}.{st.st_mtime_ns % 10**9:09d}"
+        stamp += f" {st.st_ctime_ns // 10**9}.{st.st_ctime_ns % 10**9:09d}"
+        pids = [line.split(" ", 1)[0] for line in (read(want["work_file"]) or "").splitlines()]
+        running = any(p.isdigit() and os.path.exists(f"/proc/{p}") for p in pids)
+        quiet = not read(want["lock_info"]) and not running
+    except OSError:
+        stamp = None
 out["cores"] = os.cpu_count()
 libc = platform.libc_ver()
 out["python"] = {"version": platform.python_version(), "machine": platform.machine(),
@@ -127,7 +142,7 @@ states = run("systemctl", "is-active", *units)[1].splitlines() if units else []
 out["services"] = {u: (states[i] if i < len(states) else "") or "unknown" for i, u in enumerate(units)}
 lock_info = read(want["lock_info"])
 held = None
-if os.path.exists(want["lock_file"]):
+if os.path.exists(want["lock_file"]) and not passive:
     try:
         with open(want["lock_file"], "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,7 +157,7 @@ except OSError:
 
 beat = None if age is None else time.time() - age
 working = None
-if want.get("work_file") and os.path.exists(want["work_file"]):
+if want.get("work_file") and os.path.exists(want["work_file"]) and not passive:
     with open(want["work_file"], "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -152,7 +167,8 @@ if want.get("work_file") and os.path.exists(want["work_file"]):
             alive = [name for pid, name in steps if pid.isdigit() and os.path.exists(f"/proc/{pid}")]
             name = alive[0] if alive else steps[-1][1] if steps else "unknown"
             working = "".join(c for c in name if c.isalnum() or c in " _.:-")[:80] or "unknown"
-out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat, "working": working}
+out["lock"] = {"held": bool(held), "record": lock_info, "heartbeat_age": beat, "working": working,
+               "stamp": stamp, "quiet": bool(quiet)}
 out["has_certificate"] = os.path.exists(want["certificate"]) if want.get("certificate") else None
 # The user deploy logged in as: the probe runs as root through it (sudo), or it is root.
 out["login_user"] = os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name

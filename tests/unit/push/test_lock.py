@@ -36,27 +36,22 @@ def test_layout_names_the_work_file_and_the_release_units() -> None:
     assert LAYOUT.release_units == "shop-release-*"
 
 
-def test_uploads_are_checked_against_their_sha256_before_the_rename() -> None:
-    digest = hashlib.sha256(b"x").hexdigest()
-    argv = cmd.write_stdin_argv("/etc/shop/env", 0o600, "shop", "shop", digest)
-    assert argv == (
-        "sh",
-        "-c",
-        'python3 -I -S -c "$7" check "$1" || exit 73; rm -f -- "$1$5" && '
-        'umask 077 && if ! { cat > "$1$5" && [ "$(sha256sum < "$1$5")" = "$6  -" ]; }; then '
-        'rm -f -- "$1$5"; echo "$1: incomplete upload (the bytes written do not match their SHA-256)"; '
-        'exit 74; fi && chown -h -- "$3:$4" "$1$5" && chmod -- "$2" "$1$5" && mv -fT -- "$1$5" "$1"',
-        "write",
-        "/etc/shop/env",
-        "0600",
-        "shop",
-        "shop",
-        ".deploy-tmp",
-        digest,
-        cmd.SAFE_FS,
-    )
+def test_uploads_are_checked_against_their_sha256_before_the_rename(tmp_path: Path) -> None:
+    target = tmp_path / "env"
+    target.write_text("old\n")
+    digest = hashlib.sha256(b"new\n").hexdigest()
+    argv = cmd.write_stdin_argv(str(target), 0o640, "root", "root", digest)
+    assert argv[:7] == ("python3", "-I", "-S", "-c", cmd.SAFE_FS, "write", str(target))
+    # Other bytes than the digest names (here one more line): nothing replaced, no temporary file left.
+    wrong = subprocess.run(argv, input=b"new\nmore\n", capture_output=True, check=False)
+    assert wrong.returncode == 74 and b"incomplete upload" in wrong.stdout
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["env"]
+    right = subprocess.run(argv, input=b"new\n", capture_output=True, check=False)
+    assert right.returncode == 0, right.stdout
+    assert target.read_text() == "new\n" and oct(target.stat().st_mode & 0o777) == "0o640"
+    assert [p.name for p in tmp_path.iterdir()] == ["env"]
     script = step_script([Upload("/srv/shop/x", b"x", 0o644, "root", "root")])
-    assert "base64 -d" in script and " <<'@@DEPLOY_EOF@@'" in script and digest in script
+    assert " base64 <<'@@DEPLOY_EOF@@'" in script and hashlib.sha256(b"x").hexdigest() in script
 
 
 def test_a_truncated_upload_never_replaces_the_file(tmp_path: Path) -> None:
@@ -154,13 +149,18 @@ def test_lock_status_words_for_a_draining_holder_and_leftover_work() -> None:
 # --- the scripts themselves, run by bash in a temporary directory ---------------------------------
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> Layout:
+def lock_layout(tmp_path: Path) -> Layout:
+    """The layout with its lock, lock record and work files under tmp_path."""
     state = tmp_path / ".deploy"
     state.mkdir()
     return replace(
         LAYOUT, lock_file=f"{state}/lock", lock_info=f"{state}/lock.json", work_file=f"{state}/work"
     )
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return lock_layout(tmp_path)
 
 
 def _holder(layout: Layout, by: str, wait: int = 10) -> subprocess.Popen[str]:

@@ -145,10 +145,7 @@ def test_first_push_ships_every_file_builds_a_venv_and_switches_blue() -> None:
     assert lines(web1.start)[4].endswith(
         "/run/shop/blue.sock shop.example.com /health 30 shop@blue.service 20250101-000000-aaaaaaa"
     )
-    assert lines(web1.switch)[0].endswith(
-        'sh -c \'ln -sfn -- "$1" "$2$3" && mv -fT -- "$2$3" "$2"\' symlink /run/shop/blue.sock '
-        "/srv/shop/live.sock .deploy-tmp"
-    )
+    assert lines(web1.switch)[0].endswith(" link /run/shop/blue.sock /srv/shop/live.sock")
     assert lines(plan.release_steps)[0].startswith("systemd-run --quiet --wait --pipe --collect")
     assert lines(plan.release_steps)[0].endswith("-- /bin/sh -c 'flask --app shop init-db'")
 
@@ -221,7 +218,7 @@ def test_a_push_removes_the_links_it_copied_before_anything_else_touches_the_rel
     link = next(
         i
         for i, line in enumerate(shown)
-        if line.endswith(f"/srv/shop/shared/instance {target}/instance .deploy-tmp")
+        if line.endswith(f" link /srv/shop/shared/instance {target}/instance")
     )
     assert shown[link - 2].endswith(f" rm {target} instance")
 

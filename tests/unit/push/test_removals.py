@@ -17,12 +17,15 @@ from deploy.push.plan_rollback import rollback_plan
 from deploy.push.plan_setup import setup_plan
 from deploy.push.processes import unboot
 from deploy.push.removals import removed
+from deploy.remote.commands import SAFE_FS
 from deploy.remote.facts import HostState
 from deploy.remote.facts import probe_command as facts_probe
 from deploy.render.render import render
 from tests.unit.push.test_plans import SECRETS, build, lines
 from tests.unit.push.test_processes_plan import YAML, hosts
 from tests.unit.remote.test_jobs import run_probe
+
+SAFE_FS_LINES = SAFE_FS.count(chr(10))
 
 pytestmark = pytest.mark.unit
 
@@ -83,7 +86,7 @@ def test_a_push_without_a_process_stops_and_removes_its_units_after_the_switch()
             "systemctl reset-failed 'shop-beat@*.service'",
             "sh -c 'cd \"$1\" && shift && for pattern; do rm -f -- $pattern; done' sh "
             "/etc/systemd/system/multi-user.target.wants 'shop-beat@*.service'",
-            f"python3 -I -S -c '<program: 133 lines>' rm {UNIT_DIR} shop-beat@.service",
+            f"python3 -I -S -c '<program: {SAFE_FS_LINES} lines>' rm {UNIT_DIR} shop-beat@.service",
             "systemctl daemon-reload",
         ]
         # Nothing of it before the switch: a failed push leaves it running.

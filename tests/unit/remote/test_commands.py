@@ -233,3 +233,19 @@ def test_a_configuration_nginx_rejects_is_put_back_byte_for_byte(
     assert not new_snippet.exists() and not new_catch_all.exists()
     leftovers = [p.name for p in conf.rglob("*") if p.name.endswith((cmd.STAGED, cmd.TMP, ".deploy-restore"))]
     assert leftovers == []
+
+
+def test_a_stale_temporary_name_is_replaced_never_followed(tree: dict[str, Path]) -> None:
+    # A write or a link killed between its temporary file and its rename leaves that name behind.
+    target = tree["base"] / "site.conf"
+    Path(f"{target}{cmd.TMP}").symlink_to(tree["canary"])
+    content = b"server {}\n"
+    argv = cmd.write_stdin_argv(str(target), 0o644, "root", "root", hashlib.sha256(content).hexdigest())
+    assert run(Command(argv), content).returncode == 0
+    assert target.read_bytes() == content and not target.is_symlink()
+    assert tree["canary"].read_text() == "root's\n" and owner_mode(tree["canary"]) == (0, 0, 0o600)
+    link = tree["base"] / "current"
+    Path(f"{link}{cmd.TMP}").symlink_to(tree["canary_dir"])
+    assert run(cmd.symlink("/srv/one", str(link))).returncode == 0
+    assert run(cmd.symlink("/srv/two", str(link))).returncode == 0
+    assert os.readlink(link) == "/srv/two" and not Path(f"{link}{cmd.TMP}").is_symlink()
