@@ -406,6 +406,17 @@ class LockedFacts:
         return gather(self.executor, self.config)
 
 
+def locked_states(
+    executor: SSHExecutor, config: Config, take: Callable[[], Mapping[str, LockResult]]
+) -> dict[str, HostState]:
+    """Take the deploy lock (`take`) and gather the hosts' facts meanwhile (`LockedFacts`)."""
+    facts = LockedFacts(executor, config)
+    try:
+        return facts.states(take())
+    finally:
+        facts.join()
+
+
 def show_step(step: Step, state: HostState | None, printer: Printer) -> None:
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.plan import Command

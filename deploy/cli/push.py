@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deploy.cli.common import (
-    LockedFacts,
     Printer,
     config_option,
     connected,
@@ -23,6 +22,7 @@ from deploy.cli.common import (
     handles_config_errors,
     host_names,
     load_config,
+    locked_states,
     redacts_secrets,
     show_plan,
     stoppable,
@@ -374,11 +374,9 @@ def push(
         if dry_run:
             states = gather(executor, config)
         else:
-            facts = LockedFacts(executor, config)
-            try:
-                states = facts.states(take_locks(executor, config, printer, "push", release))
-            finally:
-                facts.join()
+            states = locked_states(
+                executor, config, lambda: take_locks(executor, config, printer, "push", release)
+            )
         secrets = {**secrets, **service_env(config, executor, printer, hide, "push")}
         _expand_contract(artifact, states, printer, allow_breaking_migrations)
         _connection_budget(config, project, states, printer)
@@ -498,9 +496,14 @@ def rollback(
     # A rollback needs no secret; those it can read are still kept out of what it prints.
     secrets = known_secrets(config, project)
     with stoppable(printer) as stops, connected(config, accept_new_host_keys, printer) as executor:
-        if not dry_run:
-            take_locks(executor, config, printer, "rollback", release or "(previous)")
-        states = gather(executor, config)
+        if dry_run:
+            states = gather(executor, config)
+        else:
+            states = locked_states(
+                executor,
+                config,
+                lambda: take_locks(executor, config, printer, "rollback", release or "(previous)"),
+            )
         try:
             plan = rollback_plan(config, states, release)
         except PlanError as exc:
