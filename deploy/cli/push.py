@@ -340,7 +340,8 @@ def push(
 
     The wheels a host needs are built here, once per Python version and platform: uv resolves them
     for the host and they download in parallel (DEPLOY_WHEELHOUSE=pip: pip download instead); they
-    are kept in $DEPLOY_WHEEL_CACHE (default ~/.cache/deploy/wheels).
+    are kept in $DEPLOY_WHEEL_CACHE (default ~/.cache/deploy/wheels). A new venv on a host is filled
+    from them by uv, shipped with them (push.installer: uv, the default; pip one key away).
     """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.push.build import release_id, wheels_for, with_own_distribution, with_uv
