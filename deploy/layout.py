@@ -99,6 +99,12 @@ class Layout:
         """Which project deploys this app here: its git root commits, written by its first setup or push."""
         return f"{self.state}/project"
 
+    @property
+    def restart_pending(self) -> str:
+        """Written by setup before it changes the service URLs of the env file, removed once the app
+        started again with them: a setup interrupted in between leaves it, and the next one restarts."""
+        return f"{self.state}/restart-pending"
+
     def release(self, release_id: str) -> str:
         return f"{self.paths.releases}/{release_id}"
 

@@ -301,8 +301,19 @@ def load_config(config_path: str, environment: str | None) -> tuple[Config, Path
 
     config = load(config_path, environment)
     if not config.server.hosts:
-        fail(f"{config_path}: server.hosts is empty: name at least one host (or use -e sandbox)", 2)
+        config_fail(
+            config_path, environment, ("server", "hosts"), "expected at least one host (or use -e sandbox)"
+        )
     return config, Path(config_path).resolve().parent
+
+
+def config_fail(config_path: str, environment: str | None, path: tuple[str, ...], message: str) -> NoReturn:
+    """Exit 2 with one line naming deploy.yaml, the line and the key `path` (or its closest parent
+    written in the file), and `message`: what was expected."""
+    # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
+    from deploy.config.loader import problem_at
+
+    raise problem_at(config_path, environment, path, message)
 
 
 @contextmanager

@@ -80,7 +80,8 @@ def setup(
 
     Each service change says what it costs the app before and after it runs (a Postgres reload or
     restart, a Redis restart). When the service URLs in the app's env file change, the app starts again
-    as a rollback switches (the other slot, health-gated: no downtime). A service removed from
+    as a rollback switches (the other slot, health-gated: no downtime); a setup interrupted before
+    that start leaves a marker on the host, and the next setup does it. A service removed from
     deploy.yaml keeps running with its data: setup says where, and how to remove it.
 
     Idempotent: only what differs from the host is changed, and a second run changes nothing.
@@ -122,9 +123,9 @@ def setup(
         changes = ServiceChanges.learn(executor, config, list(states))
         changes.say_removed(config, printer.say)
         try:
-            plan = setup_plan(
-                config, states, _render(config, states, project), secrets, _project_identity(project)
-            )
+            rendered = _render(config, states, project)
+            owed = changes.owed(config, secrets, states)
+            plan = setup_plan(config, states, rendered, secrets, _project_identity(project), owed)
         except PlanError as exc:
             fail(f"nothing was changed: {exc}", 1)
         if dry_run:

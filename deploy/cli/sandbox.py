@@ -201,7 +201,10 @@ def ssh_command(name: str, command: tuple[str, ...]) -> None:
     help="Seconds a host gets to halt before it is killed.",
 )
 def down_command(timeout: float) -> None:
-    """Stop every host and remove its processes, namespaces, links, mounts and files (also after a crash)."""
+    """Stop every host and remove its processes, namespaces, links, mounts and files (also after a crash).
+
+    Also removes the empty cgroups that sandboxes ended without a down left on this machine.
+    """
     # Imported here, not at the top: `deploy --help` stays fast (tests/unit/test_startup.py).
     from deploy.sandbox.machines import SandboxError
 

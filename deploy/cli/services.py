@@ -18,6 +18,7 @@ import click
 from deploy.cli import services_redis as redis
 from deploy.cli.common import (
     Printer,
+    config_fail,
     config_option,
     connected,
     env_option,
@@ -63,7 +64,9 @@ def _postgres(config_path: str, environment: str | None) -> tuple[Config, str]:
 
     config, _project = load_config(config_path, environment)
     if config.services.postgres is None:
-        fail(f"{config_path}: services.postgres is not set: there is no database to back up", 2)
+        config_fail(
+            config_path, environment, ("services", "postgres"), "not set: there is no database to back up"
+        )
     return config, service_host(config)
 
 
@@ -71,10 +74,11 @@ def _backed_up(config_path: str, environment: str | None) -> Config:
     """The config; exit 2 when deploy.yaml has neither services.postgres nor a durable services.redis."""
     config, _project = load_config(config_path, environment)
     if config.services.postgres is None and redis.durable(config) is None:
-        fail(
-            f"{config_path}: services.postgres is not set and services.redis is not durable: there is "
-            "nothing to back up",
-            2,
+        config_fail(
+            config_path,
+            environment,
+            ("services",),
+            "expected postgres, or redis with durable: true: there is nothing to back up",
         )
     return config
 
@@ -97,11 +101,14 @@ def _chosen(config_path: str, environment: str | None, service: str | None) -> t
     config = _backed_up(config_path, environment)
     service = service or ("postgres" if config.services.postgres is not None else "redis")
     if service == "postgres" and config.services.postgres is None:
-        fail(f"{config_path}: services.postgres is not set: there is no database backup", 2)
+        config_fail(
+            config_path, environment, ("services", "postgres"), "not set: there is no database backup"
+        )
     host = service_host(config) if service == "postgres" else redis.durable(config)
     if host is None:
-        fail(f"{config_path}: services.redis is not durable: it has no backups", 2)
-        raise AssertionError  # unreachable: fail exits
+        config_fail(
+            config_path, environment, ("services", "redis", "durable"), "not true: Redis has no backups"
+        )
     return config, service, host
 
 
@@ -217,7 +224,7 @@ def backup(
     postgres = config.services.postgres is not None and service in (None, "postgres")
     with_redis = redis.durable(config) is not None and service in (None, "redis")
     if not postgres and not with_redis:
-        fail(f"{config_path}: services.{service} has no backups (see services: in deploy.yaml)", 2)
+        config_fail(config_path, environment, ("services", service or "redis"), "has no backups")
     codes = []
     timeout = max(3600, config.push.step_timeout)
     with connected(config, accept_new_host_keys, Printer(False)) as executor:
@@ -547,13 +554,14 @@ def credentials(
     wanted = [service] if service else configured
     missing = [n for n in wanted if n not in configured]
     if not wanted or missing:
-        fail(
-            f"{config_path}: services.{(missing or ['postgres'])[0]} is not in deploy.yaml: "
-            "there is nothing to show",
-            2,
+        name = (missing or ["postgres"])[0]
+        config_fail(
+            config_path, environment, ("services", name), "not in deploy.yaml: there is nothing to show"
         )
     if not config.server.hosts:
-        fail(f"{config_path}: server.hosts is empty: name the hosts (or use -e sandbox)", 2)
+        config_fail(
+            config_path, environment, ("server", "hosts"), "expected at least one host (or use -e sandbox)"
+        )
     executor = SSHExecutor(config, config.server.hosts, accept_new_host_keys=accept_new_host_keys)
     found: list[tuple[str, dict[str, str]]] = []
     try:

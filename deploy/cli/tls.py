@@ -24,8 +24,9 @@ def certs(config_path: str, environment: str | None, accept_new_host_keys: bool)
     With tls.email: certbot certonly --webroot against the ACME server (Let's Encrypt unless
     tls.acme_server says otherwise) on each host, the HTTP site with the challenge path first, the
     HTTPS site once the certificate exists, renewal by certbot's systemd timer with a hook that
-    reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600). Safe to run again: a
-    certificate far from expiry is kept.
+    reloads Nginx. With tls.cert and tls.key: uploads them (key mode 0600) and puts them in place with
+    the HTTPS site, in one Nginx change (one that nginx -t rejects puts the previous pair back). Safe
+    to run again: a certificate far from expiry is kept.
     """
     # Imported here, not at the top: `deploy --help` stays fast.
     from deploy.config.loader import load

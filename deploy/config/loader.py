@@ -127,11 +127,14 @@ def _problems(exc: ValidationError, doc: Document) -> list[Problem]:
 
 
 def _join_alternatives(texts: list[str]) -> str:
-    """Merge the errors of a union's branches: "expected A, got X" + "expected B, got X"."""
+    """Merge the errors of a union's branches: "expected A, got X" + "expected B, got X". What is
+    expected is deploy's own words; what was got is the user's value, which may hold ", got " itself:
+    the first ", got " ends the expectation. Branches that got different things stay apart."""
     if len(texts) > 1 and all(t.startswith("expected ") and ", got " in t for t in texts):
-        got = texts[0].rsplit(", got ", 1)[1]
-        wanted = [t.removeprefix("expected ").rsplit(", got ", 1)[0] for t in texts]
-        return f"expected {' or '.join(wanted)}, got {got}"
+        parts = [t.removeprefix("expected ").split(", got ", 1) for t in texts]
+        got = {part[1] for part in parts}
+        if len(got) == 1:
+            return f"expected {' or '.join(part[0] for part in parts)}, got {got.pop()}"
     return "; ".join(texts)
 
 
@@ -246,6 +249,19 @@ def line_of(
         if overlay in doc.lines:
             return doc.lines[overlay], overlay
     return doc.lines.get(path), path
+
+
+def problem_at(
+    config_file: str | os.PathLike[str], environment: str | None, path: KeyPath, message: str
+) -> ConfigError:
+    """One problem with the key `path` of a deploy.yaml that loaded (a ConfigError: exit 2), at the
+    line where the key is written (in the environment's overlay if it is there), else at the line of
+    its closest parent that is; the file alone when none of them is written."""
+    for n in range(len(path), 0, -1):
+        line, written = line_of(config_file, environment, path[:n])
+        if line is not None:
+            return ConfigError([Problem(str(config_file), line, (*written, *path[n:]), message)])
+    return ConfigError([Problem(str(config_file), None, path, message)])
 
 
 def _other_environments(doc: Document, selected: str | None, context: dict[str, Any]) -> list[Problem]:

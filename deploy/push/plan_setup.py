@@ -5,7 +5,7 @@ a folder deploy may not take, another project's app of the same name, a host not
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from deploy.config.model import Config
 from deploy.layout import (
@@ -50,9 +50,12 @@ def config_steps(
     rendered: Mapping[str, str],
     secrets: Mapping[str, str],
     project_id: str | None = None,
+    restart: bool = False,
 ) -> tuple[Step, ...]:
     """Install the env file, the systemd unit and the Nginx site where they differ from the host's
-    (and, once, which project deploys the app here)."""
+    (and, once, which project deploys the app here). `restart`: setup starts the app again after it
+    (the env file's service URLs change): the host first records that it owes that restart, so that
+    an interrupted setup's next run still does it (`Layout.restart_pending`)."""
     layout = layout_for(config)
     host = state.host
     steps: list[Step] = []
@@ -71,11 +74,13 @@ def config_steps(
         env_owner.get("mode"),
     ) == ("root", "root", 0o600)
     if not env_ok:
+        owed = (cmd.make_file(layout.restart_pending, "root", "root", 0o600, "the app must start again"),)
         steps.append(
             Step(
                 "env file",
                 host,
                 (
+                    *(owed if restart else ()),
                     Upload(
                         layout.paths.env_file,
                         env,
@@ -183,8 +188,10 @@ def setup_steps(
     rendered: Mapping[str, str],
     secrets: Mapping[str, str],
     project_id: str | None = None,
+    restart: bool = False,
 ) -> tuple[Step, ...]:
-    """Only what differs from the host: packages, the app user, directories, env file, unit, site."""
+    """Only what differs from the host: packages, the app user, directories, env file, unit, site
+    (`restart`: as for `config_steps`)."""
     host = state.host
     layout = layout_for(config)
     steps: list[Step] = []
@@ -231,7 +238,7 @@ def setup_steps(
     ]
     if file_actions:
         steps.append(Step("shared files", host, tuple(file_actions)))
-    steps += config_steps(config, state, rendered, secrets, project_id)
+    steps += config_steps(config, state, rendered, secrets, project_id, restart)
     steps += job_steps(config, state, rendered)
     steps += removal_steps(config, state, instances=True)
     return tuple(steps)
@@ -267,8 +274,10 @@ def setup_plan(
     rendered: Mapping[str, Mapping[str, str]],
     secrets: Mapping[str, str],
     project_id: str | None = None,
+    restart: Collection[str] = (),
 ) -> Plan:
-    """Prepare every host; an empty plan means every host is already set up."""
+    """Prepare every host; an empty plan means every host is already set up. `restart`: the hosts
+    where setup starts the app again after it (their env file's service URLs change)."""
     project_identity_clashes(config, states, project_id)
     refuse_hosts(config, states)
     clashes = [clash for state in states.values() for clash in domain_clashes(config, state)]
@@ -280,7 +289,7 @@ def setup_plan(
         )
     steps: list[Step] = []
     for host, state in states.items():
-        steps += setup_steps(config, state, rendered[host], secrets, project_id)
+        steps += setup_steps(config, state, rendered[host], secrets, project_id, host in restart)
         steps += backup_steps(config, state)
         steps += redis_backups.backup_steps(config, state)
     return Plan(tuple(steps))

@@ -21,6 +21,7 @@ from deploy.push.upgrades import (
     restart_plan,
     urls_changed,
 )
+from deploy.remote.commands import remove_tree
 from deploy.remote.executor import each
 
 if TYPE_CHECKING:
@@ -86,6 +87,24 @@ class ServiceChanges:
         for line in removal_notes(config, self.left):
             say(line)
 
+    def owed(self, config: Config, secrets: Mapping[str, str], states: Mapping[str, HostState]) -> list[str]:
+        """The hosts whose app must start again after setup: their env file holds (or held, before an
+        earlier setup was interrupted) other service URLs, and they serve the app."""
+
+        return [h for h in urls_changed(config, secrets, self.digests) if h in states and states[h].live_slot]
+
+    @staticmethod
+    def _restarted(
+        executor: Executor, config: Config, hosts: Iterable[str], say: Callable[[str], None]
+    ) -> None:
+        """The app runs with the env file's URLs on `hosts`: setup no longer owes them a restart."""
+
+        marker = layout_for(config).restart_pending
+        done = each(list(hosts), lambda h: executor.run(h, remove_tree(marker, "the restart is done")))
+        for host, result in done.items():
+            if not isinstance(result, tuple) or result[0] != 0:
+                say(f"{host}: could not remove {marker}: the next setup starts the app again once more")
+
     def restart(
         self,
         executor: Executor,
@@ -103,7 +122,7 @@ class ServiceChanges:
             return
         # The hosts as setup left them (a host that serves nothing yet has nothing to start again).
         states = gather()
-        hosts = [h for h in urls_changed(config, secrets, self.digests) if states[h].live_slot]
+        hosts = self.owed(config, secrets, states)
         if not hosts:
             return
         if dry_run:
@@ -126,6 +145,7 @@ class ServiceChanges:
             say=say,
         )
         outcome = rollout.run()
+        self._restarted(executor, config, outcome.switched, say)
         if not outcome.ok:
             reasons = "\n  ".join(f"{f.host}: {f.step} failed: {f.reason}" for f in outcome.failures)
             printer.fail(

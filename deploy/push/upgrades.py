@@ -31,17 +31,27 @@ def variables(config: Config) -> list[str]:
     return sorted(names)
 
 
+#: What `digest_command` prints on a host where an earlier setup changed the service URLs and did not
+#: start the app again with them (it was interrupted): never a digest, so the URLs count as changed.
+PENDING = "restart-pending"
+
+
 def digest_command(config: Config) -> Command:
-    """The sha256 of the env file's service lines on a host (never the values themselves)."""
+    """The sha256 of the env file's service lines on a host (never the values themselves), or PENDING
+    where the app still has to start again with them."""
     pattern = "^(" + "|".join(variables(config)) + ")="
+    layout = layout_for(config)
     return Command(
         (
             "sh",
             "-c",
+            'if [ -e "$3" ]; then echo "$4"; exit; fi; '
             'grep -E -- "$2" "$1" 2>/dev/null | LC_ALL=C sort | sha256sum | cut -d" " -f1',
             "digest",
-            layout_for(config).paths.env_file,
+            layout.paths.env_file,
             pattern,
+            layout.restart_pending,
+            PENDING,
         ),
         "the sha256 of the service URLs in the env file",
         sudo=True,

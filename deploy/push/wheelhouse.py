@@ -17,7 +17,7 @@ from pathlib import Path
 from deploy.project.requirements import RequirementSet, top_level
 from deploy.push import newest, uvwheelhouse
 from deploy.push import wheels as hostmarkers
-from deploy.push.artifact import ArtifactError, FileEntry, requirements_hash, tarball
+from deploy.push.artifact import ArtifactError, requirements_hash
 from deploy.push.pipwheels import Platform, build_pure_wheels, download_command, no_wheels
 
 
@@ -197,9 +197,3 @@ def _close_over_markers(
         f"the wheels for {platform.describe()} did not settle after {MARKER_ROUNDS} rounds of the host's "
         "environment markers"
     )
-
-
-def wheel_tarball(wheels: dict[str, Path], names: list[str]) -> bytes:
-    """A tar of the named wheel files (flat)."""
-    files = {name: FileEntry(wheels[name].read_bytes()) for name in names}
-    return tarball(files, names)

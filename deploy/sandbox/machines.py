@@ -43,8 +43,10 @@ from deploy.sandbox.processes import (
     cgroups,
     mounts,
     nspawn_processes,
+    remove_cgroups,
     run,
     send,
+    stale_cgroups,
     wait_gone,
 )
 from deploy.sandbox.rootfs import (
@@ -468,6 +470,7 @@ class Sandbox:
         """Stop every host and remove every process, namespace, link, mount and file `up` made."""
         check_prerequisites(("ip", "umount"))
         if not self.state_dir.exists() and not self.leftovers():
+            self._remove_stale_cgroups()
             self.say("sandbox: nothing to remove")
             return
         self._claim()
@@ -477,11 +480,18 @@ class Sandbox:
             if left:
                 raise SandboxError("could not remove: " + "; ".join(left))
             self._remove_files()
+        self._remove_stale_cgroups()
         with contextlib.suppress(OSError):
             (self.state_dir / ".lock").unlink()
             (self.state_dir / MARKER).unlink()
             self.state_dir.rmdir()
         self.say("sandbox down: nothing left behind")
+
+    def _remove_stale_cgroups(self) -> None:
+        """The empty cgroups of sandboxes gone without a down: nothing else would ever find them."""
+        for group in stale_cgroups():
+            if not remove_cgroups([group], timeout=0):
+                self.say(f"removed the empty cgroup {group}, left by a sandbox gone without 'down'")
 
     def _remove_files(self) -> None:
         for path in self._files():
@@ -517,14 +527,7 @@ class Sandbox:
         for pid in stray_pids:
             send(pid, signal.SIGKILL)
         wait_gone(set(stray_pids), 10)
-        for group in self._cgroups():
-            for path in sorted(
-                (p for p in group.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-            ):
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-            with contextlib.suppress(OSError):
-                group.rmdir()
+        remove_cgroups(self._cgroups())
         for netns in sorted({h.netns for h in known} | set(namespaces(self.tag))):
             if not Path("/run/netns", netns).exists():
                 continue

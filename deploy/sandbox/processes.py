@@ -115,6 +115,47 @@ def cgroup_processes(groups: Iterable[Path]) -> list[int]:
     return sorted(found)
 
 
+#: The cgroups of every sandbox on this machine are named so (`Sandbox._cgroup_name`).
+CGROUP_PREFIX = "deploy-sandbox-"
+
+
+def remove_cgroups(groups: Iterable[Path], timeout: float = 5.0) -> list[Path]:
+    """Remove each of `groups` and the cgroups below it, deepest first; the ones that stay. A cgroup
+    with a process in it stays; one whose processes were just killed can stay busy for a moment
+    (the kernel keeps an ended process in its cgroup until its parent has reaped it): tried again
+    for up to `timeout` seconds while no process is left in it."""
+    left = list(groups)
+    deadline = time.monotonic() + timeout
+    while left:
+        for group in left:
+            below = sorted(
+                (p for p in group.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            )
+            for path in [*below, group]:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        left = [group for group in left if group.exists()]
+        if not left or cgroup_processes(left) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return left
+
+
+def stale_cgroups(min_age: float = 60.0) -> list[Path]:
+    """Sandbox cgroups on this machine that hold no process and have not changed for `min_age`
+    seconds: left by sandboxes that ended without 'deploy sandbox down' (their hosts killed, their
+    state folder removed), which no down of their own can find any more. A sandbox being booted
+    has just made its cgroup; one whose hosts are only halted makes it again when a host restarts."""
+    now = time.time()
+    found = []
+    for root in cgroup_roots():
+        for group in sorted(root.glob(f"{CGROUP_PREFIX}*")):
+            with contextlib.suppress(OSError):
+                if group.is_dir() and now - group.stat().st_mtime > min_age and not cgroup_processes([group]):
+                    found.append(group)
+    return found
+
+
 def mounts(machines_dir: Path, netns_prefix: str) -> list[str]:
     """Mount points under `machines_dir` (or it) and on /run/netns entries starting with `netns_prefix`."""
     prefixes = (f"{machines_dir}/", f"/run/netns/{netns_prefix}")

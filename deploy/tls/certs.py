@@ -5,7 +5,8 @@ come from `deploy.tls.steps`. For ACME: each host without a certificate first se
 challenge path is live), certbot's webroot, renewal hook and timer are prepared everywhere, the ACME
 account is registered on the first host and shared with the others together with the stateless
 challenge answer, each host obtains its own certificate, and only then is the HTTPS site installed.
-With the user's own certificate: upload it, then the HTTPS site. No manual step in between.
+With the user's own certificate: upload it beside its place, then the HTTPS site, which puts it in place in
+the same Nginx change (a change Nginx rejects puts the previous pair back). No manual step in between.
 """
 
 from __future__ import annotations
@@ -55,6 +56,29 @@ def _reason(step: str, output: str, failed: str | None, code: int) -> str:
     return f"{step}: {failed or 'failed'} (exit {code})" + (f"\n{tail}" if tail else "")
 
 
+def _run_on(
+    executor: Executor,
+    outcome: CertsOutcome,
+    step_for: Callable[[str], Step],
+    on: Sequence[str],
+    parallel: bool,
+) -> None:
+    """Run `step_for(host)` on every host of `on`; CertsError naming each host whose step failed."""
+
+    def one(host: str) -> None:
+        step = step_for(host)
+        result = executor.run_step(host, step)
+        if not result.ok:
+            raise CertsError(f"{host}: " + _reason(step.name, result.output, result.failed, result.exit_code))
+
+    results = each(list(on), one, parallel)
+    errors = {host: error for host, error in results.items() if isinstance(error, BaseException)}
+    for host, error in errors.items():
+        outcome.results[host] = str(error)
+    if errors:
+        raise CertsError("\n".join(str(e) for e in errors.values()))
+
+
 def install_certificates(
     config: Config,
     executor: Executor,
@@ -79,20 +103,7 @@ def install_certificates(
         raise CertsError("server.hosts is empty: no host to set up")
 
     def run(step_for: Callable[[str], Step], on: Sequence[str]) -> None:
-        def one(host: str) -> None:
-            step = step_for(host)
-            result = executor.run_step(host, step)
-            if not result.ok:
-                raise CertsError(
-                    f"{host}: " + _reason(step.name, result.output, result.failed, result.exit_code)
-                )
-
-        results = each(list(on), one, parallel)
-        errors = {host: error for host, error in results.items() if isinstance(error, BaseException)}
-        for host, error in errors.items():
-            outcome.results[host] = str(error)
-        if errors:
-            raise CertsError("\n".join(str(e) for e in errors.values()))
+        _run_on(executor, outcome, step_for, on, parallel)
 
     def with_certificate(host: str, present: bool) -> HostFacts:
         return dataclasses.replace(facts.get(host, HostFacts()), has_certificate=present)
@@ -129,8 +140,10 @@ def install_certificates(
     else:
         report("uploading your certificate and key (key mode 0600)")
         run(lambda h: tls.own_certificate_step(config, h, files), hosts)
-    report("HTTPS site")
-    run(lambda h: tls.site_step(config, h, render(with_certificate(h, True)), "tls: HTTPS site"), hosts)
+    # An own pair goes in place with the site, in one change: one Nginx rejects puts the previous pair back.
+    report("HTTPS site" if settings.acme else "HTTPS site, with that certificate and key")
+    site = "tls: HTTPS site"
+    run(lambda h: tls.site_step(config, h, render(with_certificate(h, True)), site, not settings.acme), hosts)
     for host in hosts:
         outcome.results[host] = None
     return outcome
@@ -182,7 +195,10 @@ def planned_steps(
         steps += [tls.obtain_step(config, h, settings, None) for h in hosts]
     else:
         steps += [tls.own_certificate_step(config, h, files) for h in hosts]
-    steps += [tls.site_step(config, h, render(with_certificate(h, True)), "tls: HTTPS site") for h in hosts]
+    own = not settings.acme
+    steps += [
+        tls.site_step(config, h, render(with_certificate(h, True)), "tls: HTTPS site", own) for h in hosts
+    ]
     return steps
 
 

@@ -21,6 +21,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -39,7 +40,14 @@ from deploy.layout import (
     tls_dir,
 )
 from deploy.plan import Action, Command, Step, Upload
-from deploy.remote.commands import DEBIAN_DEFAULT_SITE, make_dir, nginx_change, nginx_link
+from deploy.remote.commands import (
+    DEBIAN_DEFAULT_SITE,
+    NGINX_APPLY,
+    STAGED,
+    make_dir,
+    nginx_change,
+    nginx_link,
+)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -394,7 +402,8 @@ def obtain_step(config: Config, host: str, tls: TLS, account: AcmeAccount | None
 
 
 def own_certificate_step(config: Config, host: str, files: TLSFiles) -> Step:
-    """Upload the user's own certificate chain (0644) and key (0600, secret) where Nginx reads them."""
+    """Upload the user's own certificate chain (0644) and key (0600, secret) beside the places Nginx
+    reads them (`STAGED`): the HTTPS site's step puts them in place (`site_step`, `own`)."""
     if files.cert is None or files.key is None:
         raise TLSError("tls.cert and tls.key were not read")
     cert, key = certificate_files(config)
@@ -403,18 +412,33 @@ def own_certificate_step(config: Config, host: str, files: TLSFiles) -> Step:
         host,
         (
             make_dir(tls_dir(config), "root", "root", 0o755, "the app's TLS folder"),
-            Upload(cert, files.cert, mode=0o644, owner="root", group="root", description="certificate chain"),
             Upload(
-                key,
+                f"{cert}{STAGED}", files.cert, 0o644, "root", "root", description="certificate chain (staged)"
+            ),
+            Upload(
+                f"{key}{STAGED}",
                 files.key,
-                mode=0o600,
-                owner="root",
-                group="root",
+                0o600,
+                "root",
+                "root",
                 sensitive=True,
-                description="private key (0600)",
+                description="private key (0600, staged)",
             ),
         ),
     )
+
+
+def _with_own_certificate(config: Config, change: tuple[Action, ...]) -> tuple[Action, ...]:
+    """`change` (an `nginx_change`) that also puts the staged certificate and key in place, in the same
+    NGINX_APPLY as the site: `nginx -t` tests them with it, and a rejected change puts the previous
+    pair back with the previous site (a pair written on its own, before the test, stayed for the next
+    Nginx restart to meet)."""
+    *uploads, apply = change
+    head = ("python3", "-c", NGINX_APPLY)
+    if not isinstance(apply, Command) or apply.argv[:3] != head:
+        raise TLSError("not an Nginx change: its last action is not NGINX_APPLY")
+    cert, key = certificate_files(config)
+    return (*uploads, dataclass_replace(apply, argv=(*head, "file", cert, "file", key, *apply.argv[3:])))
 
 
 def reload_step(host: str, name: str = "tls: reload Nginx") -> Step:
@@ -495,15 +519,16 @@ def site_files(config: Config, rendered: Mapping[str, str]) -> list[tuple[str, s
     return [(path, rendered[key]) for path, key in managed_files(config)[1:] if key in rendered]
 
 
-def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str) -> Step:
-    """Install the rendered Nginx site (HTTP-only or HTTPS, as rendered), enable it, test and reload."""
+def site_step(config: Config, host: str, rendered: Mapping[str, str], name: str, own: bool = False) -> Step:
+    """Install the rendered Nginx site (HTTP-only or HTTPS, as rendered), enable it, test and reload;
+    `own`: with the certificate and key `own_certificate_step` staged, in the same change."""
     # Debian's own default site claims default_server on port 80, as deploy's catch-all does.
     actions = nginx_change(
         [(path, text.encode(), path) for path, text in site_files(config, rendered)],
         [nginx_link(config)],
         [DEBIAN_DEFAULT_SITE],
     )
-    return Step(name, host, tuple(actions))
+    return Step(name, host, _with_own_certificate(config, actions) if own else actions)
 
 
 def read_certificate_command(config: Config) -> Command:

@@ -37,11 +37,18 @@ def env() -> dict[str, str]:
 
 
 class Push:
-    """`deploy push --json` in a subprocess (through pausing_deploy.py), its output read as it comes."""
+    """`deploy push --json` (or `command`, such as setup) in a subprocess (through pausing_deploy.py),
+    its output read as it comes."""
 
     def __init__(
-        self, project: Project, *args: str, pause_at: str | None = None, pause_host: str | None = None
+        self,
+        project: Project,
+        *args: str,
+        pause_at: str | None = None,
+        pause_host: str | None = None,
+        command: str = "push",
     ):
+        self.command = command
         self.resume_file = Path("/tmp") / f"deploy-faults-resume-{uuid.uuid4().hex}"
         run_env = env()
         if pause_at:
@@ -50,7 +57,7 @@ class Push:
             if pause_host:
                 run_env["DEPLOY_TEST_PAUSE_HOST"] = pause_host
         self.process = subprocess.Popen(
-            [sys.executable, str(WRAPPER), "push", "--json", *args],
+            [sys.executable, str(WRAPPER), command, "--json", *args],
             cwd=project.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -128,7 +135,7 @@ class Push:
             raise AssertionError(f"the push did not end within {timeout:g}s:\n{self.output}") from None
         self._reader.join(timeout=10)
         self.resume_file.unlink(missing_ok=True)
-        print(f"$ deploy push --json  (exit {code})\n{self.output}")
+        print(f"$ deploy {self.command} --json  (exit {code})\n{self.output}")
         return code
 
 

@@ -486,13 +486,19 @@ def test_fuzzed_configs_exit_0_or_2_and_accepted_ones_pass_nginx_and_systemd(tmp
 @given(mutated(hostile=True) | attacked())
 def test_loader_rejects_clearly_or_accepts_and_renders(text: str) -> None:
     """The loader's own answer (no CLI): a Config that renders, or problems that each name the file
-    and fit on one line."""
+    and fit on one line, and the line of their key wherever the file has that key."""
     try:
         config = load_text(text, "deploy.yaml")
     except ConfigError as error:
         assert error.problems
+        try:
+            lines = parse_yaml(text, "deploy.yaml").lines
+        except ConfigError:
+            lines = {}  # not YAML: the problem is where the parser stopped
         for problem in error.problems:
             assert problem.file == "deploy.yaml" and problem.message.strip(), problem
             assert "\n" not in str(problem), problem
+            if problem.path and problem.path in lines:
+                assert str(problem).startswith(f"deploy.yaml:{lines[problem.path]}: "), (problem, text)
         return
     render(config)

@@ -211,3 +211,51 @@ def test_kill_while_uv_installs_a_new_virtualenv(fault_box: Sandbox, live_projec
     finally:
         fault_box.run(host, ["pkill", "-CONT", "-f", UV])
         configure(live_project)
+
+
+#: The app's environment as its live Gunicorn master started with it: is `line` in it?
+_STARTED_WITH = (
+    'pid=$(systemctl show -p MainPID --value "flaskr@$(basename "$(readlink /srv/flaskr/live.sock)" .sock)")'
+    ' && tr "\\0" "\\n" < "/proc/$pid/environ" | grep -qxF -- "$1"'
+)
+#: What setup leaves on a host whose app it still has to start again (deploy/layout.py).
+PENDING = "/srv/flaskr/.deploy/restart-pending"
+
+
+def test_kill_of_setup_between_env_file_and_restart(fault_box: Sandbox, live_project: Project) -> None:
+    """setup writes a new service URL into the env file, then dies before the app starts again with it:
+    the next setup still starts it again (the marker setup wrote before the env file says it is owed),
+    and the one after that has nothing to do."""
+    before = served(live_project)
+    url = "postgresql://flaskr:faults-0123456789abcdef@db.faults.test/flaskr"
+    with (live_project.path / ".gitignore").open("a", encoding="utf-8") as handle:
+        handle.write(".env\n")
+    (live_project.path / ".env").write_text(f"DATABASE_URL={url}\n", encoding="utf-8")
+    deploy_yaml = live_project.path / "deploy.yaml"
+    deploy_yaml.write_text(deploy_yaml.read_text().replace("[SECRET_KEY]", "[SECRET_KEY, DATABASE_URL]"))
+    live_project.commit("DATABASE_URL: a service URL the app reads at start")
+    try:
+        setup = Push(live_project, pause_at="start", command="setup")
+        setup.wait_paused([h.address for h in live_project.hosts])
+        setup.kill()
+        for host in live_project.hosts:
+            env_file = fault_box.run(host, ["cat", "/etc/flaskr/env"], check=True).stdout
+            assert f'DATABASE_URL="{url}"' in env_file
+            assert fault_box.run(host, ["test", "-e", PENDING]).returncode == 0
+            started = fault_box.run(host, ["sh", "-c", _STARTED_WITH, "env", f"DATABASE_URL={url}"])
+            assert started.returncode == 1, "the app started with the new URL before the kill"
+        assert_serves(fault_box, live_project, before)
+        again = live_project.deploy("setup", timeout=180)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "the service URLs in the app's env file changed on" in again.stdout, again.stdout
+        for host in live_project.hosts:
+            started = fault_box.run(host, ["sh", "-c", _STARTED_WITH, "env", f"DATABASE_URL={url}"])
+            assert started.returncode == 0, f"{host.name}: the app still runs without the new URL"
+            assert fault_box.run(host, ["test", "-e", PENDING]).returncode == 1
+        assert_serves(fault_box, live_project, before)
+        third = live_project.deploy("setup", timeout=180)
+        assert third.returncode == 0 and "starting the app again" not in third.stdout, third.stdout
+    finally:
+        configure(live_project)
+        (live_project.path / ".env").unlink(missing_ok=True)
+        live_project.deploy("setup", check=True)

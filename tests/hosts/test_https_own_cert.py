@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +111,71 @@ def test_own_certificate_is_uploaded_with_a_0600_key_and_served(box: Sandbox, tm
         assert response.getheader("Location") == f"https://{NAME}/anything"
     finally:
         connection.close()
+
+
+def test_a_rejected_change_puts_the_previous_certificate_and_key_back(box: Sandbox, tmp_path: Path) -> None:
+    """A new pair uploaded with a site Nginx rejects: the site, the certificate and the key all come back
+    as they were, so the next Nginx restart serves what was served before; a good change then goes in."""
+    host = box.hosts()[0]
+    (tmp_path / "deploy.yaml").write_text(
+        "app: {name: own, wsgi: 'own:app'}\n"
+        f"server:\n  domains: [{NAME}]\n  user: own\n"
+        "  tls: {cert: old/fullchain.pem, key: old/privkey.pem}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old_cert, old_key = self_signed(tmp_path / "old")
+    new_cert, _ = self_signed(tmp_path / "new")
+    env = {**os.environ, "DEPLOY_SANDBOX_DIR": str(box.state_dir), "PYTHONPATH": str(REPO)}
+
+    def certs() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "deploy", "certs", "-e", "sandbox"]
+        return subprocess.run(
+            argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env, check=False
+        )
+
+    def on_host() -> list[str]:
+        files = ["/etc/own/tls/fullchain.pem", "/etc/own/tls/privkey.pem"]
+        argv = host.ssh_argv(["sh", "-c", 'sha256sum "$@" && stat -c "%a %U %G" "$@"', "sums", *files])
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split("\n")
+
+    def digests(*files: Path) -> list[str]:
+        return [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+
+    assert certs().returncode == 0
+    before = on_host()
+    assert [line.split()[0] for line in before[:2]] == digests(old_cert, old_key)
+    # The new pair, and a site Nginx rejects (an override of one of its templates).
+    config = tmp_path / "deploy.yaml"
+    config.write_text(config.read_text().replace("old/", "new/"), encoding="utf-8")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "nginx-security-headers.conf.j2").write_text("not_a_directive on;\n")
+    failed = certs()
+    assert failed.returncode != 0, failed.stdout + failed.stderr
+    assert "the previous Nginx files are back in place" in failed.stdout + failed.stderr
+    assert on_host() == before
+    listing = box.run(host, ["ls", "-A", "/etc/own/tls"], check=True).stdout.split()
+    assert listing == ["fullchain.pem", "privkey.pem"]  # nothing staged is left behind
+    box.run(host, ["systemctl", "restart", "nginx"], check=True)
+    assert graders.served_certificate(NAME, host.address, old_cert) == ssl.PEM_cert_to_DER_cert(
+        old_cert.read_text()
+    )
+    (tmp_path / "templates" / "nginx-security-headers.conf.j2").unlink()
+    assert certs().returncode == 0
+    # A reload returns before Nginx's old workers are gone: they may still answer for a moment.
+    wanted, deadline = ssl.PEM_cert_to_DER_cert(new_cert.read_text()), time.monotonic() + 15
+    while not _serves(host.address, new_cert, wanted) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _serves(host.address, new_cert, wanted)
+    assert on_host()[2:4] == ["644 root root", "600 root root"]
+
+
+def _serves(address: str, cert: Path, wanted: bytes) -> bool:
+    try:
+        return graders.served_certificate(NAME, address, cert) == wanted
+    except ssl.SSLError:
+        return False
 
 
 def test_tls_false_gets_no_certificate(box: Sandbox, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from deploy.config.loader import load
 from deploy.sandbox.machines import Sandbox, SandboxError, SandboxHost
+from deploy.sandbox.processes import CGROUP_PREFIX, cgroup_roots, remove_cgroups
 from tests.conftest import require_tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -387,6 +388,37 @@ def test_down_cleans_up_after_hosts_crashed(tmp_path: Path) -> None:
         assert traces(state) == []
     finally:
         box.down()
+
+
+@pytest.mark.hosts
+def test_down_removes_the_empty_cgroups_of_sandboxes_gone_without_a_down(tmp_path: Path) -> None:
+    """What a sandbox whose hosts were killed and whose state folder is gone leaves: its cgroups, empty.
+    Any down removes them; a cgroup with a process in it, or one made a moment ago, stays."""
+    roots = cgroup_roots()
+    name = f"{CGROUP_PREFIX}test{os.getpid()}"
+    stale, busy, young = (f"{name}-stale", f"{name}-busy", f"{name}-young")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        for root in roots:
+            for group in (stale, busy, young):
+                (root / group / "sandbox-2" / "payload" / "init.scope").mkdir(parents=True)
+            (root / busy / "sandbox-2" / "payload" / "init.scope" / "cgroup.procs").write_text(
+                str(sleeper.pid)
+            )
+            for group in (stale, busy):
+                os.utime(root / group, (time.time() - 3600, time.time() - 3600))
+        result = deploy_cli("sandbox", "down", env={"DEPLOY_SANDBOX_DIR": str(tmp_path / "none")})
+        assert result.returncode == 0, result.stderr
+        said = result.stdout + result.stderr  # progress lines go to stderr
+        for root in roots:
+            assert f"removed the empty cgroup {root / stale}, left by a sandbox gone without 'down'" in said
+            assert not (root / stale).exists()
+            assert (root / busy / "sandbox-2" / "payload" / "init.scope").is_dir()
+            assert (root / young / "sandbox-2" / "payload" / "init.scope").is_dir()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        assert remove_cgroups([root / group for root in roots for group in (stale, busy, young)]) == []
 
 
 # --- Clear errors without prerequisites --------------------------------------------------------------

@@ -41,6 +41,7 @@ from deploy.config.loader import (
     load,
     load_text,
     parse_dotenv,
+    problem_at,
     read_secrets,
     secret_status,
 )
@@ -690,6 +691,19 @@ def test_a_unions_branch_errors_are_joined_into_one_expectation() -> None:
         _join_alternatives(["expected a list, got 5", "it is wrong"]) == "expected a list, got 5; it is wrong"
     )
     assert _join_alternatives(["expected a, got 1", "expected b"]) == "expected a, got 1; expected b"
+    # The value itself holds ", got ": it is kept whole (it was cut at its last ", got ").
+    value = "'x, got y'"
+    assert _join_alternatives([f"expected 'auto', got {value}", f"expected a whole number, got {value}"]) == (
+        f"expected 'auto' or a whole number, got {value}"
+    )
+    assert problems(BASE + 'gunicorn: {workers: "x, got y"}\n') == [
+        "deploy.yaml:8: gunicorn.workers: expected 'auto' or a whole number, got 'x, got y'"
+    ]
+    # Branches that got different things are not merged into one "got".
+    assert (
+        _join_alternatives(["expected a, got 1", "expected b, got 2"])
+        == "expected a, got 1; expected b, got 2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -718,3 +732,19 @@ def test_a_plain_sql_name_of_63_characters_is_a_database_name() -> None:
     config = load_text(BASE + f"services:\n  postgres:\n    database: {name}\n    user: pg\n")
     assert config.services.postgres is not None
     assert (config.services.postgres.database, config.services.postgres.user) == (name, "pg")
+
+
+def test_a_problem_after_loading_names_the_line_of_its_key_or_its_closest_parent(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.yaml"
+    config.write_text(
+        BASE.replace("[web1.example.com]", "[]") + "environments:\n  prod:\n    server: {hosts: []}\n"
+    )
+    hosts = ("server", "hosts")
+    assert str(problem_at(config, None, hosts, "expected at least one host")) == (
+        f"{config}:7: server.hosts: expected at least one host"
+    )
+    # Written in the environment's overlay: named as written there.
+    assert str(problem_at(config, "prod", hosts, "x")) == f"{config}:10: environments.prod.server.hosts: x"
+    # Not written: the line of the closest parent that is; none written: the file alone.
+    assert str(problem_at(config, None, ("server", "ssh", "key"), "x")) == f"{config}:5: server.ssh.key: x"
+    assert str(problem_at(config, None, ("services", "postgres"), "x")) == f"{config}: services.postgres: x"

@@ -111,7 +111,7 @@ def test_the_verify_command_names_the_backup_and_the_folder() -> None:
         (
             "  redis: {persistence: rdb, durable: true}\n",
             ["verify", "--service", "postgres"],
-            "services.postgres is not set",
+            "deploy.yaml:8: services.postgres: not set: there is no database backup",
         ),
         ("  redis: {persistence: rdb}\n", ["verify", "--service", "redis"], "there is nothing to back up"),
         ("  redis: {persistence: rdb}\n", ["pull"], "there is nothing to back up"),

@@ -309,7 +309,7 @@ def test_services_credentials_without_redis_in_deploy_yaml_exits_2(tmp_path: Pat
         check=False,
     )
     assert out.returncode == 2, out.stderr
-    assert "services.redis is not in deploy.yaml: there is nothing to show" in out.stderr
+    assert "services.redis: not in deploy.yaml: there is nothing to show" in out.stderr
     assert out.stdout == ""
 
 

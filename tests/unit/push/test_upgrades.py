@@ -11,8 +11,10 @@ import pytest
 
 from deploy.config.loader import load_text
 from deploy.plan import Command, Step
-from deploy.push.plan_setup import env_file_content
+from deploy.push.plan_setup import env_file_content, setup_plan
+from deploy.push.service_changes import ServiceChanges
 from deploy.push.upgrades import (
+    PENDING,
     after,
     before,
     digest_command,
@@ -24,7 +26,7 @@ from deploy.push.upgrades import (
     urls_changed,
     variables,
 )
-from tests.unit.push.test_plans import CONFIG, YAML, lines, served_state
+from tests.unit.push.test_plans import CONFIG, YAML, lines, rendered_map, served_state
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +67,35 @@ def test_the_host_digest_matches_what_setup_writes_and_changes_with_any_service_
     without = {k: v for k, v in SECRETS.items() if k != "CACHE_URL"}
     assert urls_changed(WITH_SERVICES, without, {"web1": same}) == ["web1"]
     assert expected_digest(WITH_SERVICES, without) == host_digest(tmp_path, without)
+
+
+def test_a_restart_an_interrupted_setup_still_owes_is_done_by_the_next_setup(tmp_path: Path) -> None:
+    """Setup records on the host that the app must start again before it writes the new URLs; while
+    that record is there, the host's URLs count as changed, whatever its env file holds."""
+    command = digest_command(WITH_SERVICES)
+    assert command.argv[6] == "/srv/shop/.deploy/restart-pending"
+    env, marker = tmp_path / "env", tmp_path / "restart-pending"
+    env.write_bytes(env_file_content(SECRETS))
+    marker.touch()
+    argv = [*command.argv[:4], str(env), command.argv[5], str(marker), *command.argv[7:]]
+    printed = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    assert printed == PENDING
+    assert urls_changed(WITH_SERVICES, SECRETS, {"web1": printed}) == ["web1"]
+    marker.unlink()
+    assert host_digest(tmp_path, SECRETS) == expected_digest(WITH_SERVICES, SECRETS)
+    # Owed only where the app runs (a host that serves nothing starts with the new env file anyway).
+    served, bare = served_state()["web1"], served_state()["web1"].__class__("web2")
+    changes = ServiceChanges({"web1": PENDING, "web2": PENDING})
+    assert changes.owed(CONFIG, {}, {"web1": served, "web2": bare}) == ["web1"]
+    # The plan writes the record in the env file's step, before the env file itself.
+    new_url = {"SECRET_KEY": "s3cret-value", "DATABASE_URL": "postgresql://shop:pw@10.0.0.2/shop"}
+    hosts = {"web1": served}
+    for owed, expected in (((), []), (("web1",), ["restart-pending"])):
+        plan = setup_plan(CONFIG, hosts, rendered_map(hosts), new_url, None, owed)
+        (env_step,) = [s for s in plan.steps if s.name == "env file"]
+        written = lines((env_step,))
+        assert written[-1] == "write /etc/shop/env"
+        assert [w.rsplit("/", 1)[1].split()[0] for w in written[:-1]] == expected, written
 
 
 def test_a_restart_is_the_current_release_again_in_the_other_slot_health_gated_then_switched() -> None:

@@ -362,10 +362,35 @@ def test_own_certificate_key_is_0600_and_secret() -> None:
     cfg = config("{cert: certs/fullchain.pem, key: certs/privkey.pem}")
     step = tls.own_certificate_step(cfg, "10.0.0.1", tls.TLSFiles(cert=b"CERT", key=b"KEY"))
     uploads = {a.remote_path: a for a in step.actions if isinstance(a, Upload)}
-    assert uploads["/etc/flaskr/tls/privkey.pem"].mode == 0o600
-    assert uploads["/etc/flaskr/tls/privkey.pem"].sensitive
-    assert uploads["/etc/flaskr/tls/fullchain.pem"].mode == 0o644
-    assert not uploads["/etc/flaskr/tls/fullchain.pem"].sensitive
+    # Staged beside their places: the HTTPS site's step puts them there.
+    assert uploads["/etc/flaskr/tls/privkey.pem.deploy-new"].mode == 0o600
+    assert uploads["/etc/flaskr/tls/privkey.pem.deploy-new"].sensitive
+    assert uploads["/etc/flaskr/tls/fullchain.pem.deploy-new"].mode == 0o644
+    assert not uploads["/etc/flaskr/tls/fullchain.pem.deploy-new"].sensitive
+
+
+def test_an_own_certificate_goes_in_place_with_the_site_in_one_nginx_change() -> None:
+    """NGINX_APPLY puts the staged pair in place with the site's files and tests them together: a
+    change Nginx rejects puts the previous pair back with the previous site."""
+    cfg = config("{cert: certs/fullchain.pem, key: certs/privkey.pem}")
+    rendered = render(cfg, HostFacts(has_certificate=True))
+    plain = tls.site_step(cfg, "h", rendered, "tls: HTTPS site")
+    own = tls.site_step(cfg, "h", rendered, "tls: HTTPS site", own=True)
+    assert own.actions[:-1] == plain.actions[:-1]
+    applied, before = own.actions[-1], plain.actions[-1]
+    assert isinstance(applied, Command) and isinstance(before, Command)
+    assert applied.argv == (
+        *before.argv[:3],
+        "file",
+        "/etc/flaskr/tls/fullchain.pem",
+        "file",
+        "/etc/flaskr/tls/privkey.pem",
+        *before.argv[3:],
+    )
+    # Nothing secret in the site's step: Nginx's own words stay visible when it fails.
+    assert not any(isinstance(a, Upload) and a.sensitive for a in own.actions)
+    with pytest.raises(tls.TLSError, match="not an Nginx change"):
+        tls._with_own_certificate(cfg, (Command(("true",)),))
 
 
 # --- the order over hosts ---------------------------------------------------------------------------
@@ -514,7 +539,9 @@ def test_own_certificate_order_needs_no_certbot() -> None:
     steps = list(dict.fromkeys(s for _, s, _ in executor.log if s != "run"))
     assert steps == ["tls: own certificate", "tls: HTTPS site"]
     assert not any("certbot" in line for _, _, line in executor.log)
-    assert any(line == "write /etc/flaskr/tls/privkey.pem 0600 (secret)" for _, _, line in executor.log)
+    assert any(
+        line == "write /etc/flaskr/tls/privkey.pem.deploy-new 0600 (secret)" for _, _, line in executor.log
+    )
 
 
 def test_a_failing_host_stops_before_the_https_site() -> None:

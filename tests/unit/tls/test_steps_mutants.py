@@ -156,7 +156,10 @@ def test_failures_on_several_hosts_are_one_error_a_line_each() -> None:
 
 def test_own_certificate_setup_says_so() -> None:
     outcome, said = _install(Hosts(), "{cert: certs/fullchain.pem, key: certs/privkey.pem}")
-    assert said == ["uploading your certificate and key (key mode 0600)", "HTTPS site"]
+    assert said == [
+        "uploading your certificate and key (key mode 0600)",
+        "HTTPS site, with that certificate and key",
+    ]
     assert outcome.ok and outcome.had_certificate == []
 
 
@@ -485,7 +488,10 @@ def test_an_own_certificate_is_uploaded_chain_public_key_0600_and_secret() -> No
         for a in step.actions[1:]
         if isinstance(a, Upload)
     ]
-    assert uploads == [(cert, b"C", 0o644, "root", False), (key, b"K", 0o600, "root", True)]
+    assert uploads == [
+        (f"{cert}.deploy-new", b"C", 0o644, "root", False),
+        (f"{key}.deploy-new", b"K", 0o600, "root", True),
+    ]
     with pytest.raises(tls.TLSError, match=r"^tls\.cert and tls\.key were not read$"):
         tls.own_certificate_step(cfg, "h", tls.TLSFiles(cert=b"C"))
     with pytest.raises(tls.TLSError, match=r"^tls is false: this app serves no certificate$"):
@@ -519,10 +525,13 @@ def test_an_own_certificate_step_is_exactly_a_root_folder_then_the_two_files() -
         "h",
         (
             make_dir("/etc/flaskr/tls", "root", "root", 0o755, "the app's TLS folder"),
-            Upload(cert, b"C", mode=0o644, owner="root", group="root", description="certificate chain"),
             Upload(
-                key, b"K", mode=0o600, owner="root", group="root", sensitive=True,
-                description="private key (0600)",
+                f"{cert}.deploy-new", b"C", mode=0o644, owner="root", group="root",
+                description="certificate chain (staged)",
+            ),
+            Upload(
+                f"{key}.deploy-new", b"K", mode=0o600, owner="root", group="root", sensitive=True,
+                description="private key (0600, staged)",
             ),
         ),
     )
