@@ -31,6 +31,7 @@ from fabric import Connection
 
 from deploy.config.model import Config, Host
 from deploy.plan import Command, Step, Upload
+from deploy.remote.channels import SpareChannels, start
 from deploy.remote.commands import write_stdin_argv
 
 # The executor's public face: the rest of deploy imports these from here (they live in the modules
@@ -150,6 +151,7 @@ class SSHExecutor:
         self._connections: dict[str, Connection] = {}
         self._locks: dict[str, _Lock] = {}
         self._guard = threading.Lock()
+        self._channels = SpareChannels()
         self.sudo = config.server.ssh.user != "root" or config.server.ssh.sudo
         #: A step that has not finished after this many seconds fails (push.step_timeout).
         self.step_timeout: float = config.push.step_timeout
@@ -258,13 +260,13 @@ class SSHExecutor:
         transport = self.connection(host).client.get_transport()
         if transport is None:
             raise ConnectError(f"{host}: the SSH connection closed")
-        channel = transport.open_session(timeout=30)
+        channel = self._channels.take(host, transport)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             channel.set_combine_stderr(True)
             if timeout is not None:
                 channel.settimeout(timeout)
-            channel.exec_command(line)
+            start(channel, line)
             if stdin:
                 try:
                     send_all(channel, stdin)
@@ -432,9 +434,9 @@ class SSHExecutor:
         transport = self.connection(host).client.get_transport()
         if transport is None:
             raise ConnectError(f"{host}: the SSH connection closed")
-        channel = transport.open_session(timeout=30)
+        channel = self._channels.take(host, transport)
         channel.set_combine_stderr(True)
-        channel.exec_command(self._wrap(command.argv, command.sudo))
+        start(channel, self._wrap(command.argv, command.sudo))
         reader = channel.makefile("r")
         stale: str | None = None
         stamp: str | None = None
@@ -509,6 +511,7 @@ class SSHExecutor:
     def close(self) -> None:
         for host in list(self._locks):
             self.release_lock(host)
+        self._channels.close()
         with self._guard:
             connections = list(self._connections.values())
             self._connections.clear()
