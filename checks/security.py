@@ -112,6 +112,8 @@ def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
     every restart: users are logged out at random.""",
     fix="""Set `SECRET_KEY=os.environ["SECRET_KEY"]` (or call `app.config.from_prefixed_env()` and set
     FLASK_SECRET_KEY), and give the value through deploy.yaml `app.secrets`.""",
+    details="""A key that is never set is reported only for an app that uses the session (`session`,
+    `flash()`, Flask-Login, Flask-WTF, ...): an API or a model server that signs no cookie needs none.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", FLASK_CONFIG + "#flask.Config.from_prefixed_env"),
 )
 def secret_key_from_environment(ctx: Context) -> Iterator[Finding]:
@@ -133,6 +135,7 @@ def secret_key_from_environment(ctx: Context) -> Iterator[Finding]:
                 )
     if (
         not settings
+        and uses_session(ctx.project)  # an API or a model server that never signs a cookie needs no key
         and not loads_config_from_environment(ctx)
         and not ctx.project.calls_named("from_pyfile", "from_object", "from_file")
     ):

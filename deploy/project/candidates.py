@@ -314,6 +314,12 @@ SETUP_CALLS = {
 }
 
 
+#: Top-level reads of a model or data file into a name (`model = pickle.load(open("model.pkl", "rb"))`,
+#: `joblib.load`, `torch.load`, `keras.models.load_model`, `pd.read_csv`): loading once at import is
+#: what a preloaded app is for, not a side effect.
+LOAD_CALLS = {"load", "loads", "load_model", "load_learner", "from_pretrained", "read_csv", "read_parquet"}
+
+
 def _call_name(call: ast.Call) -> tuple[str, str]:
     """(root name, called name) of a call: `db.init_app(app)` -> ('db', 'init_app')."""
     func: ast.AST = call.func
@@ -347,15 +353,19 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
         built |= _own_imports(tree, package)
 
     def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
+        arguments: set[int] = set()  # calls in a setup call's arguments: sentry_sdk.init(integrations=[X()])
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
             root_name, name = _call_name(call)
             if name == "run" or name == "serve":
                 return call
             if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
+                arguments.update(id(n) for a in (*call.args, *call.keywords) for n in ast.walk(a))
                 continue
+            if constructing and name in LOAD_CALLS:
+                continue  # the value of an assignment: a model or data file loaded into a name
             if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
                 continue
-            if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
+            if (constructing or id(call) in arguments) and name[:1].isupper():  # SQLAlchemy(), Config()
                 continue
             if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
                 continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`

@@ -276,6 +276,37 @@ def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
     assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
 
 
+MODEL_SERVER = """\
+import pickle
+
+from flask import Flask, jsonify, render_template, request
+
+app = Flask(__name__)
+model = pickle.load(open("model.pkl", "rb"))
+
+
+@app.get("/")
+def home():
+    return render_template("index.html")
+
+
+@app.post("/predict_api")
+def predict_api():
+    return jsonify(model.predict([list(request.get_json(force=True).values())])[0])
+"""
+
+
+def test_sec003_needs_a_key_only_where_the_app_uses_the_session(tmp_path: Path) -> None:
+    """A model server that never signs a cookie needs no SECRET_KEY; the same app flashing a message does."""
+    assert _findings(tmp_path / "api", "SEC003", {"app.py": MODEL_SERVER}, CONFIG) == []
+    flashing = MODEL_SERVER.replace("jsonify,", "flash, jsonify,").replace(
+        "    return render_template", '    flash("hi")\n    return render_template'
+    )
+    assert _findings(tmp_path / "flash", "SEC003", {"app.py": flashing}, CONFIG) == [
+        "app.py:5 SECRET_KEY is never set"
+    ]
+
+
 # --- PERF005: streaming responses on sync workers ---------------------------------------------------
 
 SSE_APP = """\
