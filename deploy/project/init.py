@@ -268,6 +268,38 @@ def _flask_group_script(root: Path) -> str | None:
     return None
 
 
+#: The last part of a health route served elsewhere than HEALTH_PATHS (`/api/health/heartbeat`).
+HEALTH_WORDS = ("health", "healthz", "healthcheck", "health-check", "heartbeat", "ping", "livez", "readyz")
+
+
+def _choose_health(project: Project, scanned: ScannedProject, routes: set[str]) -> None:
+    """app.health: a route at one of HEALTH_PATHS, else the shortest GET route named like a health check
+    (a router's `/heartbeat` under `/api/health`), else the home page `/`, as served (a blueprint's or
+    router's prefix joined: a blueprint's `/health` may be `/api/v1/health`)."""
+    served = {r.rule for r in scanned.routes} or routes
+    project.health = next((p for p in HEALTH_PATHS if p in served), None)
+    if project.health is not None:
+        return
+    gets = sorted(
+        (r.rule for r in scanned.routes if "GET" in r.methods and "<" not in r.rule and "{" not in r.rule),
+        key=lambda rule: (len(rule), rule),
+    )
+    named = [r for r in gets if r.rstrip("/").rsplit("/", 1)[-1].strip("_").lower() in HEALTH_WORDS]
+    if named:
+        project.health = named[0]
+        project.notes.append(f"health route: {named[0]} (app.health), the app's own health check")
+    elif "/" in gets:
+        project.health = "/"
+        project.notes.append(
+            "no /health route found: app.health is the home page /; a /health route that answers 200 "
+            "without touching the database or the model is a better probe for deploy's health gate"
+        )
+    else:
+        project.notes.append(
+            "no /health route found: add one that returns 200, deploy's health gate probes it"
+        )
+
+
 def inspect_project(root: Path) -> Project:
     """Find the WSGI entry point, requirements, static folder, health route and secrets."""
     root = root.resolve()
@@ -302,13 +334,7 @@ def inspect_project(root: Path) -> Project:
     _find_requirements(root, project)
     _choose_instance(root, project)
     scanned = scan(root)
-    # The rules as served (a blueprint's url_prefix joined: its `/health` may be `/api/v1/health`).
-    served = {r.rule for r in scanned.routes} or routes
-    project.health = next((p for p in HEALTH_PATHS if p in served), None)
-    if project.health is None:
-        project.notes.append(
-            "no /health route found: add one that returns 200, deploy's health gate probes it"
-        )
+    _choose_health(project, scanned, routes)
     writes = scanned.writes
     _choose_stack(project, scanned)
     project.shared_files = _root_files_written(root, writes)

@@ -114,3 +114,81 @@ def test_an_rq_worker_gets_the_redis_service_that_sets_its_url(tmp_path: Path) -
     (tmp_path / "settings.py").write_text('import os\nREDIS_URL = os.environ["REDIS_URL"]\n')
     text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
     assert "\nservices:" not in text
+
+
+#: fastapi-ml-skeleton's shape: a router of routers, each include_router adding a prefix (one from a
+#: settings constant), the app built by a function; its health check is `/heartbeat` three levels down.
+ROUTERS = {
+    "svc/__init__.py": "",
+    "svc/config.py": 'API_PREFIX = "/api"\n',
+    "svc/heartbeat.py": "from fastapi import APIRouter\n\nrouter = APIRouter()\n\n\n"
+    '@router.get("/heartbeat")\ndef beat():\n    return {"alive": True}\n',
+    "svc/prediction.py": "from fastapi import APIRouter\n\nrouter = APIRouter()\n\n\n"
+    '@router.post("/predict")\ndef predict():\n    return {}\n',
+    "svc/router.py": "from fastapi import APIRouter\n\nfrom svc import heartbeat, prediction\n\n"
+    "api_router = APIRouter()\n"
+    'api_router.include_router(heartbeat.router, prefix="/health")\n'
+    'api_router.include_router(prediction.router, prefix="/model")\n',
+    "svc/main.py": "from fastapi import FastAPI\n\nfrom svc.config import API_PREFIX\n"
+    "from svc.router import api_router\n\n\ndef get_app():\n    fast_app = FastAPI()\n"
+    "    fast_app.include_router(api_router, prefix=API_PREFIX)\n    return fast_app\n\n\n"
+    "app = get_app()\n",
+    "requirements.txt": "fastapi==0.115.0\nuvicorn-worker==0.3.0\n",
+}
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def test_routes_under_nested_routers_are_served_with_every_prefix_and_a_heartbeat_is_the_health(
+    tmp_path: Path,
+) -> None:
+    from deploy.project.scan import scan
+
+    _write(tmp_path, ROUTERS)
+    assert {r.rule for r in scan(tmp_path).routes} == {"/api/health/heartbeat", "/api/model/predict"}
+    found = inspect_project(tmp_path)
+    assert found.health == "/api/health/heartbeat"
+    # A router's own prefix, and a Flask blueprint registered inside another, count the same way.
+    _write(
+        tmp_path,
+        {"svc/heartbeat.py": ROUTERS["svc/heartbeat.py"].replace("APIRouter()", 'APIRouter(prefix="/v2")')},
+    )
+    (tmp_path / "svc/router.py").write_text(
+        ROUTERS["svc/router.py"].replace('heartbeat.router, prefix="/health"', "heartbeat.router")
+    )
+    assert inspect_project(tmp_path).health == "/api/v2/heartbeat"
+    _write(
+        tmp_path / "bp",
+        {
+            "shop.py": "from flask import Blueprint, Flask\n\nparent = Blueprint('p', __name__, "
+            "url_prefix='/ops')\nchild = Blueprint('c', __name__)\n\n\n@child.get('/ping')\ndef ping():\n"
+            "    return 'ok'\n\n\nparent.register_blueprint(child, url_prefix='/status')\n"
+            "app = Flask(__name__)\napp.register_blueprint(parent)\n"
+        },
+    )
+    assert inspect_project(tmp_path / "bp").health == "/ops/status/ping"
+
+
+def test_without_a_health_route_the_home_page_is_probed_and_never_a_path_that_is_not_served(
+    tmp_path: Path,
+) -> None:
+    """krishnaik06/Deployment-flask: the model server's only GET page is `/`; init used to write
+    `/health`, which the health gate then waited 30 s for and failed on (404)."""
+    app = (
+        "import pickle\n\nfrom flask import Flask, render_template, request\n\napp = Flask(__name__)\n"
+        "model = pickle.load(open('model.pkl', 'rb'))\n\n\n@app.route('/')\ndef home():\n"
+        "    return render_template('index.html')\n\n\n@app.route('/predict', methods=['POST'])\n"
+        "def predict():\n    return str(model.predict([[1, 2, 3]]))\n"
+    )
+    _write(tmp_path / "home", {"app.py": app})
+    found = inspect_project(tmp_path / "home")
+    assert found.health == "/" and found.wsgi == "app:app"
+    assert any("app.health is the home page /" in n for n in found.notes)
+    assert not any("runs code when imported" in n for n in found.notes)
+    _write(tmp_path / "post", {"app.py": app.replace("@app.route('/')", "@app.route('/', methods=['POST'])")})
+    found = inspect_project(tmp_path / "post")
+    assert found.health is None and any("no /health route found: add one" in n for n in found.notes)
