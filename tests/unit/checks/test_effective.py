@@ -55,6 +55,18 @@ def test_clean_app_passes_every_effective_check(tmp_path: Path, monkeypatch: pyt
     assert run(tmp_path, monkeypatch, env={"SECRET_KEY": STRONG}) == {}
 
 
+def test_an_empty_secret_key_matters_only_to_an_app_that_uses_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model server that never signs a cookie runs fine without SECRET_KEY; one that flashes does not."""
+    api = APP.replace('SECRET_KEY=os.environ["SECRET_KEY"],', "")
+    assert "SEC016" not in run(tmp_path / "api", monkeypatch, app=api)
+    flashing = api.replace("from flask import Flask", "from flask import Flask, flash")
+    assert run(tmp_path / "flash", monkeypatch, app=flashing)["SEC016"] == [
+        "app.py:6 SECRET_KEY is empty in the effective configuration"
+    ]
+
+
 def test_weak_secret_key_fires_sec016_and_never_prints_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
