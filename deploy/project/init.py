@@ -17,28 +17,25 @@ from deploy.config.flask_version import flask_command
 from deploy.config.model import Config
 from deploy.project import frameworks
 from deploy.project.candidates import (
-    HEALTH_PATHS,
     NOT_PRODUCTION,
     SECRET_NAME,
     Project,
     _Candidate,
-    _env_names,
-    _env_prefixes,
     _FlaskCall,
     _import_root,
     _module_file,
     _python_files,
     _routes,
     _scan_module,
-    _signing_keys,
     _slug,
-    _subscript_env_names,
 )
 from deploy.project.entry import (
     _importable,
     _no_entry,
     rank_entry_points,
 )
+from deploy.project.envreads import _env_names, _env_prefixes, _signing_keys, _subscript_env_names
+from deploy.project.init_choices import choose_example_values, choose_health
 from deploy.project.procfile import read_procfile
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 from deploy.project.scan import Project as ScannedProject
@@ -268,38 +265,6 @@ def _flask_group_script(root: Path) -> str | None:
     return None
 
 
-#: The last part of a health route served elsewhere than HEALTH_PATHS (`/api/health/heartbeat`).
-HEALTH_WORDS = ("health", "healthz", "healthcheck", "health-check", "heartbeat", "ping", "livez", "readyz")
-
-
-def _choose_health(project: Project, scanned: ScannedProject, routes: set[str]) -> None:
-    """app.health: a route at one of HEALTH_PATHS, else the shortest GET route named like a health check
-    (a router's `/heartbeat` under `/api/health`), else the home page `/`, as served (a blueprint's or
-    router's prefix joined: a blueprint's `/health` may be `/api/v1/health`)."""
-    served = {r.rule for r in scanned.routes} or routes
-    project.health = next((p for p in HEALTH_PATHS if p in served), None)
-    if project.health is not None:
-        return
-    gets = sorted(
-        (r.rule for r in scanned.routes if "GET" in r.methods and "<" not in r.rule and "{" not in r.rule),
-        key=lambda rule: (len(rule), rule),
-    )
-    named = [r for r in gets if r.rstrip("/").rsplit("/", 1)[-1].strip("_").lower() in HEALTH_WORDS]
-    if named:
-        project.health = named[0]
-        project.notes.append(f"health route: {named[0]} (app.health), the app's own health check")
-    elif "/" in gets:
-        project.health = "/"
-        project.notes.append(
-            "no /health route found: app.health is the home page /; a /health route that answers 200 "
-            "without touching the database or the model is a better probe for deploy's health gate"
-        )
-    else:
-        project.notes.append(
-            "no /health route found: add one that returns 200, deploy's health gate probes it"
-        )
-
-
 def inspect_project(root: Path) -> Project:
     """Find the WSGI entry point, requirements, static folder, health route and secrets."""
     root = root.resolve()
@@ -334,7 +299,7 @@ def inspect_project(root: Path) -> Project:
     _find_requirements(root, project)
     _choose_instance(root, project)
     scanned = scan(root)
-    _choose_health(project, scanned, routes)
+    choose_health(project, scanned, routes)
     writes = scanned.writes
     _choose_stack(project, scanned)
     project.shared_files = _root_files_written(root, writes)
@@ -342,6 +307,7 @@ def inspect_project(root: Path) -> Project:
         root, project, [w for w in writes if folders.normalized(w.path) not in project.shared_files]
     )
     _choose_settings(project, env_names, required_names, prefixes, signing)
+    choose_example_values(root, project, required_names)
     _choose_db_file(root, project)
     _choose_release(root, project)
     _read_procfile(root, project)
@@ -522,6 +488,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
     secrets = ", ".join(project.secrets)
+    env = {**project.db_file_env, **project.example_env}
     rows: list[tuple[str, str]] = [
         ("app:", ""),
         (f"  name: {project.name}", "names the service, the user's folders and the unit"),
@@ -538,9 +505,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         (f"  health: {project.health or '/health'}", "must answer 200 before a release takes traffic"),
         (
             "  env: {"
-            + ", ".join(
-                ["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in project.db_file_env.items())]
-            )
+            + ", ".join(["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in env.items())])
             + "}",
             "plain settings; never secrets here",
         ),

@@ -215,11 +215,12 @@ def test_secret_detection(tmp_path: Path) -> None:
         "env = Env()\napp = Flask(__name__)\n"
         "STRIPE = os.environ['STRIPE_KEY']\nTR = os.environ.get('MS_TRANSLATOR_KEY')\n"
         "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\n"
-        "SENTRY = config('SENTRY_DSN')\n"
+        "SENTRY = config('SENTRY_DSN', default='')\nBUGS = config('BUGSNAG_DSN')\n"
         "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
     )
     found = inspect_project(tmp_path)
-    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
+    # python-decouple's config() with no default raises when the variable is unset: BUGSNAG_DSN is required.
+    assert found.secrets == ["BUGSNAG_DSN", "DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
     assert found.optional_secrets == ["SENTRY_DSN"]
     assert found.env == ["FLASK_CONFIG", "SEND_FILE_MAX_AGE_DEFAULT"]
 

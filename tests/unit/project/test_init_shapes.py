@@ -192,3 +192,34 @@ def test_without_a_health_route_the_home_page_is_probed_and_never_a_path_that_is
     _write(tmp_path / "post", {"app.py": app.replace("@app.route('/')", "@app.route('/', methods=['POST'])")})
     found = inspect_project(tmp_path / "post")
     assert found.health is None and any("no /health route found: add one" in n for n in found.notes)
+
+
+def test_a_setting_read_without_a_default_gets_the_example_files_value(tmp_path: Path) -> None:
+    """fastapi-ml-skeleton: Starlette's `config("DEFAULT_MODEL_PATH")` has no default, so the app cannot
+    start without it; .env.example gives the model's path. A setting read with a default stays a comment,
+    and a secret's example value is never copied."""
+    _write(
+        tmp_path,
+        {
+            "svc/__init__.py": "",
+            "svc/settings.py": "from starlette.config import Config\nfrom starlette.datastructures import "
+            "Secret\n\nconfig = Config('.env')\nAPI_KEY = config('API_KEY', cast=Secret)\n"
+            "IS_DEBUG = config('IS_DEBUG', cast=bool, default=False)\n"
+            "MODEL_PATH = config('DEFAULT_MODEL_PATH')\n",
+            "svc/main.py": "from fastapi import FastAPI\n\nfrom svc.settings import MODEL_PATH\n\n"
+            "app = FastAPI()\n\n\n@app.get('/health')\ndef health():\n    return {}\n",
+            ".env.example": "IS_DEBUG=False\nAPI_KEY=sample_api_key\nDEFAULT_MODEL_PATH=./model/m.joblib\n",
+        },
+    )
+    found = inspect_project(tmp_path)
+    assert found.example_env == {"DEFAULT_MODEL_PATH": "./model/m.joblib"}
+    assert found.env == ["IS_DEBUG"] and found.secrets == ["API_KEY"]
+    assert any(n.startswith("settings the app cannot start without, from .env.example") for n in found.notes)
+    assert "settings read from the environment: IS_DEBUG (add them to app.env)" in found.notes
+    text = write_deploy_yaml(found, "api.example.com", ["10.0.0.5"])
+    config = load_text(text, "deploy.yaml")
+    assert config.app.env["DEFAULT_MODEL_PATH"] == "./model/m.joblib"
+    assert "API_KEY" not in config.app.env and "sample_api_key" not in text
+    # Without an example file the setting stays a comment for the user to fill in.
+    (tmp_path / ".env.example").unlink()
+    assert inspect_project(tmp_path).example_env == {}
