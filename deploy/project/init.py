@@ -37,6 +37,7 @@ from deploy.project.entry import (
 from deploy.project.envreads import _env_names, _env_prefixes, _signing_keys, _subscript_env_names
 from deploy.project.init_choices import choose_example_values, choose_health
 from deploy.project.procfile import read_procfile
+from deploy.project.requirements import RequirementsError, pyproject_dependencies
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 from deploy.project.scan import Project as ScannedProject
 
@@ -441,8 +442,21 @@ def _find_requirements(root: Path, project: Project) -> None:
             "no requirements.txt found: add one with pinned versions (pip freeze > requirements.txt)"
         )
     elif project.requirements == "pyproject.toml":
+        lock = root / "poetry.lock"
+        try:
+            pyproject_dependencies(
+                "pyproject.toml",
+                (root / "pyproject.toml").read_bytes(),
+                lock.read_bytes() if lock.is_file() else None,
+            )
+        except (OSError, RequirementsError) as exc:  # push would stop on it: say so now
+            project.requirements = None
+            project.notes.append(f"no requirements file deploy can install: {exc}")
+            return
         project.notes.append(
-            "dependencies come from pyproject.toml; pinned requirements.txt deploys more reproducibly"
+            "dependencies come from pyproject.toml"
+            + ("'s [tool.poetry.dependencies], pinned to poetry.lock" if lock.is_file() else "")
+            + "; a pinned requirements.txt of every package deploys more reproducibly"
         )
 
 

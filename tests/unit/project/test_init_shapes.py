@@ -223,3 +223,28 @@ def test_a_setting_read_without_a_default_gets_the_example_files_value(tmp_path:
     # Without an example file the setting stays a comment for the user to fill in.
     (tmp_path / ".env.example").unlink()
     assert inspect_project(tmp_path).example_env == {}
+
+
+def test_pyproject_is_app_requirements_only_when_deploy_can_install_from_it(tmp_path: Path) -> None:
+    """A Poetry project's pyproject.toml is (its dependencies, pinned to poetry.lock); one that only
+    configures tools is not: push would stop on 'has no [project] table', so init says it now."""
+    app = "from flask import Flask\napp = Flask(__name__)\n"
+    _write(
+        tmp_path / "poetry",
+        {
+            "app.py": app,
+            "pyproject.toml": '[tool.poetry]\nname = "x"\n\n[tool.poetry.dependencies]\npython = "^3.11"\n'
+            'flask = "^3.1"\n',
+            "poetry.lock": '[[package]]\nname = "flask"\nversion = "3.1.3"\n',
+        },
+    )
+    found = inspect_project(tmp_path / "poetry")
+    assert found.requirements == "pyproject.toml"
+    assert any("[tool.poetry.dependencies], pinned to poetry.lock" in n for n in found.notes)
+    _write(tmp_path / "tools", {"app.py": app, "pyproject.toml": "[tool.black]\nline-length = 88\n"})
+    found = inspect_project(tmp_path / "tools")
+    assert found.requirements is None
+    assert any(
+        n.startswith("no requirements file deploy can install: pyproject.toml: has no [project]")
+        for n in found.notes
+    )
