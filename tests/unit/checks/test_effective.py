@@ -146,6 +146,35 @@ def test_app_that_crashes_fires_dep006_and_skips_the_rest(
     assert {c.id for c, _ in report.skipped} == {"SEC016", "SEC017", "SEC018", "OBS005"}
 
 
+ASGI_APP = """\
+class Api:
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+app = Api()
+"""
+
+
+def test_an_asgi_app_that_imports_passes_dep006_and_skips_the_flask_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fastapi-ml-skeleton imported fine, yet DEP006 said 'importing ... failed: TypeError: ... is a
+    FastAPI, not a Flask app'. An object that is not callable still fails the import."""
+    config = CONFIG.replace('"app:create_app()"', '"app:app"')
+    root = project(tmp_path / "asgi", {"app.py": ASGI_APP}, base=False)
+    report = check(root, IDS, config=config, import_app=True)
+    assert found(report) == {}
+    skipped = {c.id: why for c, why in report.skipped}
+    assert set(skipped) == {"SEC016", "SEC017", "SEC018", "OBS005"}
+    assert skipped["OBS005"] == "the app imported; it is a Api, not Flask: no Flask config to read"
+    root = project(tmp_path / "none", {"app.py": "app = 42\n"}, base=False)
+    report = check(root, IDS, config=config, import_app=True)
+    assert [m.split(" ", 1)[1] for m in found(report)["DEP006"]] == [
+        "importing app:app failed: TypeError: app:app is a int, not a WSGI or ASGI app"
+    ]
+
+
 def test_without_import_the_effective_checks_are_skipped_not_passed(tmp_path: Path) -> None:
     root = project(tmp_path, {"app.py": CLEAN_APP})
     report = check(root, IDS, config=CONFIG)
