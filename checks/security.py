@@ -389,10 +389,11 @@ def _data_generators(ctx: Context) -> set[str]:
     fix="""Read them from the environment (`os.environ["DATABASE_URL"]`), list them in deploy.yaml
     `app.secrets`, and rotate the ones that were committed. Names and labels are not reported: a value
     that spells the name or the part after its credential word (`ACCESS_TOKEN_SCOPE_SYNC = "sync"`), a
-    header name (`x-api-token`), lower-case words under a name that says it holds a name (`..._HEADER`,
-    `..._SCOPE_...`, `..._STATUS_...`), a placeholder (`changeme`, `<token>`, `${TOKEN}`), an environment
-    variable's name, and lower-case words on a line marked `# nosec`. `# nosec` does not hide a value
-    with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
+    header name (`x-api-token`), an HTTP(S) address with no credential or token-like part (an OAuth
+    `token_endpoint`), lower-case words under a name that says it holds a name (`..._HEADER`,
+    `..._SCOPE_...`, `..._STATUS_...`, `..._METHOD`), a placeholder (`changeme`, `<token>`, `${TOKEN}`),
+    an environment variable's name, and lower-case words on a line marked `# nosec`. `# nosec` does not
+    hide a value with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
     references=("https://cwe.mitre.org/data/definitions/798.html", "https://12factor.net/config"),
 )
 @in_served_code

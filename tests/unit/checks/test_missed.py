@@ -276,6 +276,26 @@ def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
     assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
 
 
+OAUTH = """\
+def exchange(config):
+    if config["GITHUB_URL"] == "https://github.com":
+        token_endpoint = "https://github.com/login/oauth/access_token"
+    preferred_token_auth_method = "client_secret_post"
+    slack_token = "https://hooks.slack.com/services/T0000000/B0000000/XXXXyyyyZZZZwwww11112222"
+    api_token = "s3cr3t-Tok3n"
+    return token_endpoint, preferred_token_auth_method, slack_token, api_token
+"""
+
+
+def test_sec008_an_endpoint_address_and_a_method_name_are_no_credentials(tmp_path: Path) -> None:
+    """alerta: an OAuth token endpoint's URL and the token auth method's name were two high SEC008s; a
+    webhook URL carrying a token and a password-like value still are."""
+    assert _findings(tmp_path, "SEC008", {"auth.py": OAUTH}, CONFIG) == [
+        "auth.py:5 slack_token is given a literal credential value",
+        "auth.py:6 api_token is given a literal credential value",
+    ]
+
+
 MODEL_SERVER = """\
 import pickle
 
