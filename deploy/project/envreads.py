@@ -106,3 +106,49 @@ def _signing_keys(tree: ast.AST) -> set[str]:
         elif (value := _constant(node)) and SIGNING_KEY.match(value):
             names.add(value)
     return names
+
+
+def _reads_parameter(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether `func` reads the environment variable its first parameter names (`os.environ[key]`,
+    `os.environ.get(key)`, `os.getenv(key)`, `key in os.environ`)."""
+    params = func.args.posonlyargs + func.args.args
+    if not params:
+        return False
+    name = params[0].arg
+
+    def is_param(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Name) and node.id == name
+
+    for node in ast.walk(func):
+        if isinstance(node, ast.Subscript) and _process_environ(node.value) and is_param(node.slice):
+            return True
+        if isinstance(node, ast.Compare) and is_param(node.left) and _process_environ(node.comparators[0]):
+            return True
+        if isinstance(node, ast.Call) and node.args and is_param(node.args[0]):
+            func_node = node.func
+            if isinstance(func_node, ast.Attribute) and (
+                (_process_environ(func_node.value) and func_node.attr in ("get", "setdefault"))
+                or func_node.attr == "getenv"
+            ):
+                return True
+    return False
+
+
+def helper_env_names(trees: list[ast.Module]) -> set[str]:
+    """Names read through the project's own reader, a module-level function that reads the variable its
+    first parameter names (alerta's `get_config("SECRET_KEY", default="", type=str, config=config)`),
+    from its calls with a literal first argument anywhere in the project."""
+    helpers = {
+        node.name
+        for tree in trees
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _reads_parameter(node)
+    }
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args and _call_name(node)[1] in helpers:
+                name = _constant(node.args[0])
+                if name and ENV_NAME.match(name):
+                    names.add(name)
+    return names

@@ -34,7 +34,13 @@ from deploy.project.entry import (
     _no_entry,
     rank_entry_points,
 )
-from deploy.project.envreads import _env_names, _env_prefixes, _signing_keys, _subscript_env_names
+from deploy.project.envreads import (
+    _env_names,
+    _env_prefixes,
+    _signing_keys,
+    _subscript_env_names,
+    helper_env_names,
+)
 from deploy.project.init_choices import choose_example_values, choose_health
 from deploy.project.procfile import read_procfile
 from deploy.project.requirements import RequirementsError, pyproject_dependencies
@@ -307,6 +313,7 @@ def inspect_project(root: Path) -> Project:
     _choose_runtime_folders(
         root, project, [w for w in writes if folders.normalized(w.path) not in project.shared_files]
     )
+    env_names |= helper_env_names([tree for _, tree in modules])
     _choose_settings(project, env_names, required_names, prefixes, signing)
     choose_example_values(root, project, required_names)
     _choose_db_file(root, project)

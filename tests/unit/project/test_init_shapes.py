@@ -248,3 +248,27 @@ def test_pyproject_is_app_requirements_only_when_deploy_can_install_from_it(tmp_
         n.startswith("no requirements file deploy can install: pyproject.toml: has no [project]")
         for n in found.notes
     )
+
+
+def test_variables_read_through_the_projects_own_reader_are_secrets_and_settings(tmp_path: Path) -> None:
+    """alerta reads every setting through `get_config(key, default=..., type=..., config=...)`, which
+    looks the key up in os.environ: init missed SECRET_KEY and DATABASE_URL, so push would have shipped
+    neither and the app would have signed with the literal in its settings."""
+    _write(
+        tmp_path,
+        {
+            "srv/__init__.py": "from flask import Flask\n\nfrom srv.config import load\n\n\n"
+            "def create_app():\n"
+            "    app = Flask(__name__)\n    app.config.update(load())\n    return app\n",
+            "srv/config.py": "import os\n\n\ndef load():\n    return {\n"
+            "        'SECRET_KEY': get_config('SECRET_KEY', default=''),\n"
+            "        'DATABASE_URL': get_config('DATABASE_URL', default=None),\n"
+            "        'SIGNUP_ENABLED': get_config('SIGNUP_ENABLED', default=True, type=bool),\n    }\n\n\n"
+            "def get_config(key, default=None, type=None):\n    if key in os.environ:\n"
+            "        return os.environ[key]\n    return default\n\n\n"
+            "def describe(key):\n    return key.lower()\n\n\nLABEL = describe('NOT_AN_ENV_READ')\n",
+        },
+    )
+    found = inspect_project(tmp_path)
+    assert found.secrets == ["DATABASE_URL", "SECRET_KEY"]
+    assert found.env == ["SIGNUP_ENABLED"]
