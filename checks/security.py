@@ -680,6 +680,8 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
 
 #: Templates under these folders are e-mails, which no browser renders under the site's policy.
 _MAIL_FOLDERS = {"email", "emails", "mail", "mails", "mailer", "mailers"}
+#: Top-level folders of examples and documentation: their pages are not the app's.
+_NOT_SERVED_FOLDERS = {"examples", "example", "samples", "docs", "doc"}
 
 
 def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
@@ -690,6 +692,8 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
             continue
         if path.endswith(".j2") and "templates" not in parts[:-1]:
             continue  # a .j2 outside templates/ is usually a config file, not a page
+        if parts[0] in _NOT_SERVED_FOLDERS and not {"templates", "static"} & set(parts[:-1]):
+            continue  # alerta's examples/oembed.html: a page to copy elsewhere, not one the app serves
         yield path, text
 
 
@@ -712,7 +716,9 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     What is read: every HTML or Jinja template (`.html`, `.htm`, `.jinja`, `.jinja2`, and `.j2` under a
     `templates/` folder) and every `.css` file of the project, judged against the policy the Nginx site
     sends (`nginx.content_security_policy` with `nginx.csp_sources` added). Templates under an `email/` or
-    `mail/` folder are left out (no browser shows them under the site's policy). Found and reported with
+    `mail/` folder are left out (no browser shows them under the site's policy), and so are pages in a
+    top-level `examples/`, `example/`, `samples/`, `docs/` or `doc/` folder outside any `templates/` or
+    `static/` folder (examples and documentation, not pages the app serves). Found and reported with
     file and line:
 
     - an inline `<script>` (also `type="module"` and `importmap`) whose hash the policy does not list:

@@ -296,6 +296,21 @@ def test_sec008_an_endpoint_address_and_a_method_name_are_no_credentials(tmp_pat
     ]
 
 
+def test_sec021_leaves_out_example_and_documentation_pages(tmp_path: Path) -> None:
+    """alerta: eight high SEC021s on examples/oembed*.html, pages for the user to copy into another site."""
+    page = '<html><head><script src="http://ajax.googleapis.com/jquery.js"></script></head></html>\n'
+    files: dict[str, str | None] = {
+        "examples/oembed.html": page,
+        "docs/api.html": page,
+        "docs/templates/page.html": page,
+        "app/templates/index.html": page,
+    }
+    assert [f.split(" ")[0] for f in _findings(tmp_path, "SEC021", files, CONFIG)] == [
+        "app/templates/index.html:1",
+        "docs/templates/page.html:1",
+    ]
+
+
 MODEL_SERVER = """\
 import pickle
 
