@@ -14,6 +14,7 @@ from deploy.project.scan import KEY_GENERATORS, Project
 from ._helpers import (
     app_site,
     config_file,
+    fastapi_docs_blocked,
     in_served_code,
     last_setting,
     loads_config_from_environment,
@@ -743,7 +744,9 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     given to `render_template_string()`, `stream_template_string()` or `from_string()`, reported at its line
     in the Python file. Which policy: deploy.yaml's (`nginx.content_security_policy` with
     `nginx.csp_sources`); without deploy.yaml, the strict default policy deploy renders, so what breaks is
-    known before the first `deploy init`.""",
+    known before the first `deploy init`. FastAPI's own `/docs` (Swagger UI, started by an inline script) and
+    `/redoc` pages load their code from `https://cdn.jsdelivr.net`: reported at the `FastAPI()` call
+    unless `docs_url=None` / `redoc_url=None` turns the page off or `script-src` allows what it needs.""",
     references=(
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
@@ -765,6 +768,7 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     for template in inline_templates(ctx.project.python):
         for blocked in csp.blocked(template.text, policy, domains):
             yield Finding(blocked.message, template.file, template.line + blocked.line - 1)
+    yield from fastapi_docs_blocked(ctx, policy)  # pages FastAPI itself writes
 
 
 @check(

@@ -615,3 +615,20 @@ def test_pit006_asks_git_which_files_are_committed(tmp_path: Path) -> None:
     report = check(root, ["PIT006"], config=CONFIG)
     (finding,) = found(report)["PIT006"]
     assert "add 'ml/cache' to deploy.yaml app.shared" in finding
+
+
+def test_sec021_fastapi_docs_pages_under_the_policy(tmp_path: Path) -> None:
+    """fastapi-ml-skeleton's README says to open /docs and authorize there; behind deploy's Nginx the
+    page was blank (Swagger UI from cdn.jsdelivr.net, started by an inline script)."""
+    app = "from fastapi import FastAPI\n\napp = FastAPI(title='House prices', redoc_url=None)\n"
+    assert _findings(tmp_path / "on", "SEC021", {"app.py": app}, CONFIG) == [
+        "app.py:3 FastAPI serves /docs (Swagger UI) with scripts from https://cdn.jsdelivr.net started by "
+        "an inline <script>, which script-src blocks: the page stays blank; pass docs_url=None in "
+        "production, or allow it in nginx.csp_sources.script-src"
+    ]
+    off = app.replace("redoc_url=None", "docs_url=None, redoc_url=None")
+    assert _findings(tmp_path / "off", "SEC021", {"app.py": off}, CONFIG) == []
+    allowed = (
+        CONFIG + 'nginx:\n  csp_sources:\n    script-src: ["https://cdn.jsdelivr.net", "\'unsafe-inline\'"]\n'
+    )
+    assert _findings(tmp_path / "allowed", "SEC021", {"app.py": app}, allowed) == []
