@@ -41,7 +41,7 @@ from deploy.project.envreads import (
     _subscript_env_names,
     helper_env_names,
 )
-from deploy.project.init_choices import choose_example_values, choose_health
+from deploy.project.init_choices import choose_example_values, choose_health, note_postgres
 from deploy.project.procfile import read_procfile
 from deploy.project.requirements import RequirementsError, pyproject_dependencies
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
@@ -316,6 +316,7 @@ def inspect_project(root: Path) -> Project:
     env_names |= helper_env_names([tree for _, tree in modules])
     _choose_settings(project, env_names, required_names, prefixes, signing)
     choose_example_values(root, project, required_names)
+    note_postgres(project, scanned)
     _choose_db_file(root, project)
     _choose_release(root, project)
     _read_procfile(root, project)

@@ -62,3 +62,17 @@ def choose_example_values(root: Path, project: Project, required: set[str]) -> N
                 f"settings the app cannot start without, from {name}: {', '.join(values)} (in app.env)"
             )
             return
+
+
+#: Postgres drivers: with one of them in the requirements, DATABASE_URL names a Postgres database.
+_POSTGRES_DRIVERS = ("psycopg2", "psycopg2-binary", "psycopg", "psycopg-binary", "asyncpg", "pg8000")
+
+
+def note_postgres(project: Project, scanned: ScannedProject) -> None:
+    """A DATABASE_URL secret beside a Postgres driver: say that `services: postgres` can provide both."""
+    if "DATABASE_URL" in project.secrets and scanned.depends_on(*_POSTGRES_DRIVERS):
+        project.notes.append(
+            "DATABASE_URL with a Postgres driver in the requirements: 'services: {postgres: {}}' in "
+            "deploy.yaml runs Postgres on your host and sets DATABASE_URL itself (then drop it from "
+            "app.secrets); keep it a secret for a database of your own"
+        )

@@ -272,3 +272,15 @@ def test_variables_read_through_the_projects_own_reader_are_secrets_and_settings
     found = inspect_project(tmp_path)
     assert found.secrets == ["DATABASE_URL", "SECRET_KEY"]
     assert found.env == ["SIGNUP_ENABLED"]
+
+
+def test_a_database_url_beside_a_postgres_driver_points_at_services_postgres(tmp_path: Path) -> None:
+    """alerta reads DATABASE_URL and requires psycopg2: `services: postgres` gives both (it ran that way
+    on a sandbox host); init says so without writing it (the database may be the user's own)."""
+    app = "import os\nfrom flask import Flask\n\napp = Flask(__name__)\nDB = os.environ.get('DATABASE_URL')\n"
+    _write(tmp_path / "pg", {"app.py": app, "requirements.txt": "Flask==3.1.3\npsycopg2==2.9.11\n"})
+    assert any(
+        n.startswith("DATABASE_URL with a Postgres driver") for n in inspect_project(tmp_path / "pg").notes
+    )
+    _write(tmp_path / "sqlite", {"app.py": app, "requirements.txt": "Flask==3.1.3\n"})
+    assert not any("Postgres driver" in n for n in inspect_project(tmp_path / "sqlite").notes)
