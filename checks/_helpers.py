@@ -173,3 +173,37 @@ def in_served_code(func: Callable[[Context], Iterable[Finding]]) -> Callable[[Co
     filtered.__doc__ = func.__doc__
     filtered.__module__ = func.__module__
     return filtered
+
+
+#: FastAPI's documentation pages: their default path, name, and what they load (both from a CDN).
+_FASTAPI_DOCS = {
+    "docs_url": (
+        "/docs",
+        "Swagger UI",
+        "scripts from https://cdn.jsdelivr.net started by an inline <script>",
+    ),
+    "redoc_url": ("/redoc", "ReDoc", "its script from https://cdn.jsdelivr.net"),
+}
+
+
+def fastapi_docs_blocked(ctx: Context, policy: str) -> Iterator[Finding]:
+    """FastAPI's /docs loads Swagger UI from https://cdn.jsdelivr.net and starts it with an inline
+    <script>, /redoc loads ReDoc from there: under a policy whose script-src allows neither, the page
+    stays blank."""
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.split()}
+    sources = directives.get("script-src", directives.get("default-src", []))
+    cdn = any(s in ("*", "https:", "https://cdn.jsdelivr.net", "cdn.jsdelivr.net") for s in sources)
+    for call in ctx.project.calls_named("FastAPI"):
+        for keyword, (default, page, loads) in _FASTAPI_DOCS.items():
+            value = call.keywords.get(keyword)
+            if value is not None and value.kind == "literal" and value.literal is None:
+                continue  # docs_url=None: the page is off
+            if cdn and (keyword == "redoc_url" or "'unsafe-inline'" in sources):
+                continue
+            path = value.literal if value is not None and isinstance(value.literal, str) else default
+            yield Finding(
+                f"FastAPI serves {path} ({page}) with {loads}, which script-src blocks: the page stays "
+                f"blank; pass {keyword}=None in production, or allow it in nginx.csp_sources.script-src",
+                call.file,
+                call.line,
+            )

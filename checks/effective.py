@@ -41,6 +41,8 @@ def app_imports(ctx: Context) -> Iterator[Finding]:
     session cookie, and then every session can be forged.""",
     fix="""Use at least 32 random bytes: `python -c 'import secrets; print(secrets.token_hex(32))'`, stored in
     the environment (deploy.yaml `app.secrets`).""",
+    details="""An empty key is reported only for an app that uses the session (`session`, `flash()`,
+    Flask-Login, Flask-WTF, ...): an API or a model server that signs no cookie needs none.""",
     layers=("effective",),
     references=(
         FLASK_CONFIG + "#SECRET_KEY",
@@ -51,7 +53,8 @@ def secret_key_strength(ctx: Context) -> Iterator[Finding]:
     facts = ctx.effective.secret_key
     file, line = app_site(ctx)
     if not facts.get("set"):
-        yield Finding("SECRET_KEY is empty in the effective configuration", file, line)
+        if uses_session(ctx.project):  # an API or a model server that signs no cookie needs no key
+            yield Finding("SECRET_KEY is empty in the effective configuration", file, line)
         return
     if facts.get("placeholder"):
         ctx.notes.append("SEC016: SECRET_KEY was not in the environment; its strength was not checked")

@@ -14,6 +14,7 @@ from deploy.project.scan import KEY_GENERATORS, Project
 from ._helpers import (
     app_site,
     config_file,
+    fastapi_docs_blocked,
     in_served_code,
     last_setting,
     loads_config_from_environment,
@@ -112,6 +113,8 @@ def secret_key_hardcoded(ctx: Context) -> Iterator[Finding]:
     every restart: users are logged out at random.""",
     fix="""Set `SECRET_KEY=os.environ["SECRET_KEY"]` (or call `app.config.from_prefixed_env()` and set
     FLASK_SECRET_KEY), and give the value through deploy.yaml `app.secrets`.""",
+    details="""A key that is never set is reported only for an app that uses the session (`session`,
+    `flash()`, Flask-Login, Flask-WTF, ...): an API or a model server that signs no cookie needs none.""",
     references=(FLASK_CONFIG + "#SECRET_KEY", FLASK_CONFIG + "#flask.Config.from_prefixed_env"),
 )
 def secret_key_from_environment(ctx: Context) -> Iterator[Finding]:
@@ -133,6 +136,7 @@ def secret_key_from_environment(ctx: Context) -> Iterator[Finding]:
                 )
     if (
         not settings
+        and uses_session(ctx.project)  # an API or a model server that never signs a cookie needs no key
         and not loads_config_from_environment(ctx)
         and not ctx.project.calls_named("from_pyfile", "from_object", "from_file")
     ):
@@ -386,10 +390,11 @@ def _data_generators(ctx: Context) -> set[str]:
     fix="""Read them from the environment (`os.environ["DATABASE_URL"]`), list them in deploy.yaml
     `app.secrets`, and rotate the ones that were committed. Names and labels are not reported: a value
     that spells the name or the part after its credential word (`ACCESS_TOKEN_SCOPE_SYNC = "sync"`), a
-    header name (`x-api-token`), lower-case words under a name that says it holds a name (`..._HEADER`,
-    `..._SCOPE_...`, `..._STATUS_...`), a placeholder (`changeme`, `<token>`, `${TOKEN}`), an environment
-    variable's name, and lower-case words on a line marked `# nosec`. `# nosec` does not hide a value
-    with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
+    header name (`x-api-token`), an HTTP(S) address with no credential or token-like part (an OAuth
+    `token_endpoint`), lower-case words under a name that says it holds a name (`..._HEADER`,
+    `..._SCOPE_...`, `..._STATUS_...`, `..._METHOD`), a placeholder (`changeme`, `<token>`, `${TOKEN}`),
+    an environment variable's name, and lower-case words on a line marked `# nosec`. `# nosec` does not
+    hide a value with digits, capitals or symbols (`"admin123"`): that still looks chosen as a password.""",
     references=("https://cwe.mitre.org/data/definitions/798.html", "https://12factor.net/config"),
 )
 @in_served_code
@@ -676,6 +681,8 @@ def shipped_secret_strength(ctx: Context) -> Iterator[Finding]:
 
 #: Templates under these folders are e-mails, which no browser renders under the site's policy.
 _MAIL_FOLDERS = {"email", "emails", "mail", "mails", "mailer", "mailers"}
+#: Top-level folders of examples and documentation: their pages are not the app's.
+_NOT_SERVED_FOLDERS = {"examples", "example", "samples", "docs", "doc"}
 
 
 def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
@@ -686,6 +693,8 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
             continue
         if path.endswith(".j2") and "templates" not in parts[:-1]:
             continue  # a .j2 outside templates/ is usually a config file, not a page
+        if parts[0] in _NOT_SERVED_FOLDERS and not {"templates", "static"} & set(parts[:-1]):
+            continue  # alerta's examples/oembed.html: a page to copy elsewhere, not one the app serves
         yield path, text
 
 
@@ -708,7 +717,9 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     What is read: every HTML or Jinja template (`.html`, `.htm`, `.jinja`, `.jinja2`, and `.j2` under a
     `templates/` folder) and every `.css` file of the project, judged against the policy the Nginx site
     sends (`nginx.content_security_policy` with `nginx.csp_sources` added). Templates under an `email/` or
-    `mail/` folder are left out (no browser shows them under the site's policy). Found and reported with
+    `mail/` folder are left out (no browser shows them under the site's policy), and so are pages in a
+    top-level `examples/`, `example/`, `samples/`, `docs/` or `doc/` folder outside any `templates/` or
+    `static/` folder (examples and documentation, not pages the app serves). Found and reported with
     file and line:
 
     - an inline `<script>` (also `type="module"` and `importmap`) whose hash the policy does not list:
@@ -733,7 +744,9 @@ def _served_pages(ctx: Context) -> Iterator[tuple[str, str]]:
     given to `render_template_string()`, `stream_template_string()` or `from_string()`, reported at its line
     in the Python file. Which policy: deploy.yaml's (`nginx.content_security_policy` with
     `nginx.csp_sources`); without deploy.yaml, the strict default policy deploy renders, so what breaks is
-    known before the first `deploy init`.""",
+    known before the first `deploy init`. FastAPI's own `/docs` (Swagger UI, started by an inline script) and
+    `/redoc` pages load their code from `https://cdn.jsdelivr.net`: reported at the `FastAPI()` call
+    unless `docs_url=None` / `redoc_url=None` turns the page off or `script-src` allows what it needs.""",
     references=(
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CSP",
         "https://developer.mozilla.org/en-US/docs/Web/HTTP/Reference/Headers/Content-Security-Policy/script-src",
@@ -755,6 +768,7 @@ def csp_breaks_pages(ctx: Context) -> Iterator[Finding]:
     for template in inline_templates(ctx.project.python):
         for blocked in csp.blocked(template.text, policy, domains):
             yield Finding(blocked.message, template.file, template.line + blocked.line - 1)
+    yield from fastapi_docs_blocked(ctx, policy)  # pages FastAPI itself writes
 
 
 @check(

@@ -16,6 +16,7 @@ from deploy.project.scan import Project, Value
 
 from ._helpers import config_file, in_served_code, loads_config_from_environment
 from .crosslayer import _host_counts
+from .pitfalls import _SERVERS
 
 _ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
 _FLASK_ASYNC_EXTRA = re.compile(r"^\s*flask\s*\[[^\]]*\basync\b", re.I | re.M)
@@ -171,7 +172,8 @@ def _gunicorn_extra(project: Project, extra: str) -> bool:
     gevent-websocket) stops every slot at start, and the push fails its health gate. Gunicorn's own
     ASGI worker exists from Gunicorn 24; its eventlet worker was removed in Gunicorn 26; its gevent
     worker imports `packaging`, which Gunicorn 26.1 and later install only with `gunicorn[gevent]`.""",
-    fix="""Add the worker's package, pinned, to the requirements (`uvicorn-worker`, `gevent`,
+    fix="""Add gunicorn itself when the requirements lack it (uvicorn alone does not run under deploy's
+    unit), and the worker's package, pinned, to the requirements (`uvicorn-worker`, `gevent`,
     `gevent-websocket`; `gunicorn[gevent]` for the gevent workers), or pin a Gunicorn that has the
     worker (`gunicorn>=24` for `asgi`, below 26 for `eventlet`), or choose another
     `gunicorn.worker_class`.""",
@@ -186,6 +188,17 @@ def worker_not_installed(ctx: Context) -> Iterator[Finding]:
         return
     name = ctx.config.gunicorn.worker_class
     w = worker(name)
+    # Without any server PIT001 says it for a Flask app; uvicorn alone (a FastAPI project's) is not one
+    # deploy runs: the unit starts the release's gunicorn.
+    if not ctx.project.depends_on("gunicorn") and not (
+        ctx.project.apps and not ctx.project.depends_on(*_SERVERS)
+    ):
+        since = ">=" + ".".join(map(str, w.gunicorn_since)) if w.gunicorn_since else ""
+        yield Finding(
+            f"gunicorn is not among the requirements: the systemd unit deploy renders runs gunicorn{since} "
+            f"(worker_class {name}) from the release's virtualenv",
+            config_file(ctx),
+        )
     if name not in WORKERS:
         return
     extra = w.extra is not None and _gunicorn_extra(ctx.project, w.extra)

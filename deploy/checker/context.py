@@ -164,6 +164,8 @@ class Context:
                 return "needs --import (runs the app factory in a subprocess)"
             effective = self.effective
             error = effective.error
+            if effective.other:
+                return f"the app imported; it is a {effective.other}, not Flask: no Flask config to read"
             if not error:
                 return None
             hint = f"; hint: {effective.hint}" if effective.hint else ""

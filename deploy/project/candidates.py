@@ -1,5 +1,5 @@
-"""What `deploy init` reads in a project's modules: Flask apps and factories (the candidates), the
-environment names and signing keys the code reads, its routes and its Procfile target."""
+"""What `deploy init` reads in a project's modules: Flask apps and factories (the candidates), its
+routes and its Procfile target (the environment names and signing keys it reads: deploy.project.envreads)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ SECRET_NAME = re.compile(
 )
 #: Names only read outside production (flasky's DEV_DATABASE_URL) are not production secrets.
 NOT_PRODUCTION = re.compile(r"^(DEV|DEVELOPMENT|TEST|TESTING|LOCAL)_", re.I)
-ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: Health routes init proposes as app.health, in order (as served: a blueprint's url_prefix joined).
 HEALTH_PATHS = (
     "/health",
@@ -61,6 +60,8 @@ class Project:
     shared_dirs: list[str] = field(default_factory=list)
     #: Environment variables naming the app's database file, pointed into the shared data/ folder.
     db_file_env: dict[str, str] = field(default_factory=dict)
+    #: Settings the app cannot start without, with the value the project's .env.example gives them.
+    example_env: dict[str, str] = field(default_factory=dict)
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
@@ -168,86 +169,6 @@ def _constant(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
-def _process_environ(node: ast.AST) -> bool:
-    """`os.environ` (or an alias of it), not a request's WSGI environ (`request.environ["HTTP_X_..."]`)."""
-    if not (isinstance(node, ast.Attribute) and node.attr == "environ"):
-        return False
-    owner = node.value
-    leaf = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
-    return leaf not in ("request", "req", "flask_request", "_request")
-
-
-def _subscript_env_names(tree: ast.AST) -> set[str]:
-    """Names read as os.environ["NAME"]: the app fails without them."""
-    return {
-        name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Subscript)
-        and _process_environ(node.value)
-        and (name := _constant(node.slice))
-    }
-
-
-def _env_names(tree: ast.AST) -> set[str]:
-    """Names the code reads from the environment: os.environ, os.getenv, environs' env.str(...),
-    python-decouple's config(...)."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        key: ast.AST | None = None
-        if isinstance(node, ast.Subscript) and _process_environ(node.value):
-            key = node.slice
-        elif isinstance(node, ast.Call) and node.args:
-            func = node.func
-            if isinstance(func, ast.Attribute):
-                receiver = func.value
-                if (
-                    (_process_environ(receiver) and func.attr in ("get", "setdefault", "pop"))
-                    or func.attr == "getenv"
-                    or (isinstance(receiver, ast.Name) and receiver.id == "env")
-                ):
-                    key = node.args[0]
-            elif isinstance(func, ast.Name) and func.id in ("getenv", "env", "config"):
-                key = node.args[0]
-        name = _constant(key)
-        if name and ENV_NAME.match(name):
-            names.add(name)
-    return names
-
-
-def _env_prefixes(tree: ast.AST) -> set[str]:
-    """Prefixes of environment variables the app loads into its config wholesale:
-    `app.config.from_prefixed_env(prefix="GRAMPSWEB")` (Flask's, default FLASK, joined with '_'), or a
-    project's own loader called with a prefix (`app_config_from_env(app, prefix="FLASKBB_")`)."""
-    prefixes: set[str] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = _call_name(node)[1]
-        given = next((_constant(k.value) for k in node.keywords if k.arg == "prefix"), None)
-        if name == "from_prefixed_env":
-            prefix = given or (_constant(node.args[0]) if node.args else None) or "FLASK"
-            prefixes.add(prefix.rstrip("_") + "_")
-        elif given and "env" in name.lower() and ENV_NAME.match(given.rstrip("_") or "-"):
-            prefixes.add(given)
-    return prefixes
-
-
-#: A config key Flask or an extension signs with (SECRET_KEY, WTF_CSRF_SECRET_KEY).
-SIGNING_KEY = re.compile(r"^(?:[A-Z][A-Z0-9_]*_)?SECRET_KEY$")
-
-
-def _signing_keys(tree: ast.AST) -> set[str]:
-    """Signing-key config names the code sets or reads (`WTF_CSRF_SECRET_KEY = ...` in a config class,
-    `app.config["SECRET_KEY"]`, a list of required options)."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and SIGNING_KEY.match(node.id):
-            names.add(node.id)
-        elif (value := _constant(node)) and SIGNING_KEY.match(value):
-            names.add(value)
-    return names
-
-
 def _routes(tree: ast.AST) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(tree):
@@ -314,6 +235,12 @@ SETUP_CALLS = {
 }
 
 
+#: Top-level reads of a model or data file into a name (`model = pickle.load(open("model.pkl", "rb"))`,
+#: `joblib.load`, `torch.load`, `keras.models.load_model`, `pd.read_csv`): loading once at import is
+#: what a preloaded app is for, not a side effect.
+LOAD_CALLS = {"load", "loads", "load_model", "load_learner", "from_pretrained", "read_csv", "read_parquet"}
+
+
 def _call_name(call: ast.Call) -> tuple[str, str]:
     """(root name, called name) of a call: `db.init_app(app)` -> ('db', 'init_app')."""
     func: ast.AST = call.func
@@ -334,6 +261,33 @@ def _own_imports(tree: ast.Module, package: str) -> set[str]:
     return names
 
 
+def _unbuilding_call(node: ast.AST, constructing: bool, built: set[str]) -> ast.Call | None:
+    """The first call in `node` that does more than build or set up the module (None: none does);
+    `constructing`: `node` is the value of an assignment."""
+    # Built to be handed to a built object or a setup call: `manager.add_command("shell", Shell())`,
+    # `sentry_sdk.init(integrations=[FlaskIntegration()])`.
+    handed: set[int] = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        root_name, name = _call_name(call)
+        if name == "run" or name == "serve":
+            return call
+        if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
+            handed.update(id(n) for a in (*call.args, *call.keywords) for n in ast.walk(a))
+            continue
+        if constructing and name in LOAD_CALLS:
+            continue  # the value of an assignment: a model or data file loaded into a name
+        if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
+            continue
+        if (constructing or id(call) in handed) and name[:1].isupper():  # SQLAlchemy(), Config()
+            continue
+        if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
+            continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
+        if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
+            continue  # dict(...), int(...), str(...)
+        return call
+    return None
+
+
 def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     """Why importing this module does more than define things and build the app: the first top-level
     call that is not the app's construction or setup (`run_export()`, `app.run()`, a loop), as
@@ -345,24 +299,6 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     built: set[str] = set()  # names bound to objects the module constructs (app, db, csrf, ...)
     if package:
         built |= _own_imports(tree, package)
-
-    def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
-        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-            root_name, name = _call_name(call)
-            if name == "run" or name == "serve":
-                return call
-            if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
-                continue
-            if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
-                continue
-            if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
-                continue
-            if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
-                continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
-            if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
-                continue  # dict(...), int(...), str(...)
-            return call
-        return None
 
     def visit(body: list[ast.stmt]) -> str | None:
         for node in body:
@@ -386,7 +322,7 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
                 continue
             if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 value = node.value
-                bad = calls_ok(value, constructing=True) if value is not None else None
+                bad = _unbuilding_call(value, True, built) if value is not None else None
                 if bad is not None:
                     return f"line {node.lineno}: {ast.unparse(bad)[:60]}"
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -395,13 +331,13 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
             if isinstance(node, ast.Expr):
                 if _constant(node.value) is not None or isinstance(node.value, ast.Constant):
                     continue  # a docstring
-                bad = calls_ok(node.value, constructing=False)
+                bad = _unbuilding_call(node.value, False, built)
                 if bad is None and isinstance(node.value, ast.Call):
                     continue
                 shown = ast.unparse(bad if bad is not None else node.value)[:60]
                 return f"line {node.lineno}: {shown}"
             if isinstance(node, ast.With) and all(
-                calls_ok(i.context_expr, False) is None for i in node.items
+                _unbuilding_call(i.context_expr, False, built) is None for i in node.items
             ):
                 found = visit(node.body)  # `with app.app_context(): db.create_all()`
                 if found:

@@ -17,29 +17,33 @@ from deploy.config.flask_version import flask_command
 from deploy.config.model import Config
 from deploy.project import frameworks
 from deploy.project.candidates import (
-    HEALTH_PATHS,
     NOT_PRODUCTION,
     SECRET_NAME,
     Project,
     _Candidate,
-    _env_names,
-    _env_prefixes,
     _FlaskCall,
     _import_root,
     _module_file,
     _python_files,
     _routes,
     _scan_module,
-    _signing_keys,
     _slug,
-    _subscript_env_names,
 )
 from deploy.project.entry import (
     _importable,
     _no_entry,
     rank_entry_points,
 )
+from deploy.project.envreads import (
+    _env_names,
+    _env_prefixes,
+    _signing_keys,
+    _subscript_env_names,
+    helper_env_names,
+)
+from deploy.project.init_choices import choose_example_values, choose_health, note_postgres
 from deploy.project.procfile import read_procfile
+from deploy.project.requirements import RequirementsError, pyproject_dependencies
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 from deploy.project.scan import Project as ScannedProject
 
@@ -302,20 +306,17 @@ def inspect_project(root: Path) -> Project:
     _find_requirements(root, project)
     _choose_instance(root, project)
     scanned = scan(root)
-    # The rules as served (a blueprint's url_prefix joined: its `/health` may be `/api/v1/health`).
-    served = {r.rule for r in scanned.routes} or routes
-    project.health = next((p for p in HEALTH_PATHS if p in served), None)
-    if project.health is None:
-        project.notes.append(
-            "no /health route found: add one that returns 200, deploy's health gate probes it"
-        )
+    choose_health(project, scanned, routes)
     writes = scanned.writes
     _choose_stack(project, scanned)
     project.shared_files = _root_files_written(root, writes)
     _choose_runtime_folders(
         root, project, [w for w in writes if folders.normalized(w.path) not in project.shared_files]
     )
+    env_names |= helper_env_names([tree for _, tree in modules])
     _choose_settings(project, env_names, required_names, prefixes, signing)
+    choose_example_values(root, project, required_names)
+    note_postgres(project, scanned)
     _choose_db_file(root, project)
     _choose_release(root, project)
     _read_procfile(root, project)
@@ -449,8 +450,21 @@ def _find_requirements(root: Path, project: Project) -> None:
             "no requirements.txt found: add one with pinned versions (pip freeze > requirements.txt)"
         )
     elif project.requirements == "pyproject.toml":
+        lock = root / "poetry.lock"
+        try:
+            pyproject_dependencies(
+                "pyproject.toml",
+                (root / "pyproject.toml").read_bytes(),
+                lock.read_bytes() if lock.is_file() else None,
+            )
+        except (OSError, RequirementsError) as exc:  # push would stop on it: say so now
+            project.requirements = None
+            project.notes.append(f"no requirements file deploy can install: {exc}")
+            return
         project.notes.append(
-            "dependencies come from pyproject.toml; pinned requirements.txt deploys more reproducibly"
+            "dependencies come from pyproject.toml"
+            + ("'s [tool.poetry.dependencies], pinned to poetry.lock" if lock.is_file() else "")
+            + "; a pinned requirements.txt of every package deploys more reproducibly"
         )
 
 
@@ -496,6 +510,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
     secrets = ", ".join(project.secrets)
+    env = {**project.db_file_env, **project.example_env}
     rows: list[tuple[str, str]] = [
         ("app:", ""),
         (f"  name: {project.name}", "names the service, the user's folders and the unit"),
@@ -512,9 +527,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         (f"  health: {project.health or '/health'}", "must answer 200 before a release takes traffic"),
         (
             "  env: {"
-            + ", ".join(
-                ["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in project.db_file_env.items())]
-            )
+            + ", ".join(["LOG_LEVEL: info", *(f"{k}: {json.dumps(v)}" for k, v in env.items())])
             + "}",
             "plain settings; never secrets here",
         ),

@@ -54,6 +54,8 @@ class Effective:
     sources: dict[str, str] = field(default_factory=dict)
     #: What to try when the import failed.
     hint: str | None = None
+    #: The class of an app that imported but is not Flask (FastAPI, Starlette): no config to read.
+    other: str | None = None
 
 
 def placeholder(name: str) -> str:
@@ -227,6 +229,7 @@ def inspect(root: Path, spec: str, config: Config | None, python: str | None = N
             hint=_hint(error, str(data.get("error_type", "")), placeholders, python),
         )
     return Effective(
+        other=data.get("other"),
         config=data.get("config", {}),
         secret_key=data.get("secret_key", {}),
         routes=data.get("routes", []),

@@ -102,7 +102,10 @@ def inspect(spec: str, health: str, host: str) -> dict[str, Any]:
     out: dict[str, Any] = {"python": sys.version.split()[0]}
     app = load(spec)
     if not hasattr(app, "config") or not hasattr(app, "url_map"):
-        raise TypeError(spec + " is a " + type(app).__name__ + ", not a Flask app")
+        if not callable(app):
+            raise TypeError(spec + " is a " + type(app).__name__ + ", not a WSGI or ASGI app")
+        out["other"] = type(app).__name__  # an ASGI app (FastAPI, Starlette): it imports, no Flask config
+        return out
     config = app.config
     out["config"] = {k: safe(config.get(k)) for k in SAFE_KEYS if k in config}
     uri = config.get("SQLALCHEMY_DATABASE_URI")

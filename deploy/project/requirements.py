@@ -3,7 +3,9 @@
 Pure functions over a reader of project files (relative path -> bytes, or None when absent), so the
 same rules serve the artifact (files from the commit) and rendering (files on disk). Includes
 (`-r`, `-c` and their long forms) are read relative to the including file, as pip reads them. A
-pyproject.toml contributes its static `[project].dependencies` list, turned into a requirements file.
+pyproject.toml contributes its static `[project].dependencies` list (or a Poetry project's
+`[tool.poetry.dependencies]`, pinned to its poetry.lock: deploy.project.poetry), turned into a
+requirements file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from deploy.project.poetry import poetry_dependencies
 
 Reader = Callable[[str], bytes | None]
 
@@ -131,13 +135,21 @@ def includes(path: str, text: str) -> list[Include]:
     return out
 
 
-def pyproject_dependencies(path: str, data: bytes) -> list[str]:
-    """`[project].dependencies` of a pyproject.toml, or a RequirementsError saying why not."""
+def pyproject_dependencies(path: str, data: bytes, lock: bytes | None = None) -> list[str]:
+    """`[project].dependencies` of a pyproject.toml, else a Poetry project's dependencies (pinned to
+    `lock`, its poetry.lock, when given), or a RequirementsError saying why not."""
     try:
         document = tomllib.loads(_text(path, data))
     except tomllib.TOMLDecodeError as exc:
         raise RequirementsError(f"{path}: not valid TOML: {exc}") from None
     project = document.get("project")
+    if not isinstance(project, dict) or "dependencies" not in project:
+        try:
+            poetry = poetry_dependencies(path, document, lock)
+        except ValueError as exc:
+            raise RequirementsError(str(exc)) from None
+        if poetry is not None:
+            return poetry
     if not isinstance(project, dict):
         raise RequirementsError(
             f"{path}: has no [project] table: list the app's dependencies in [project].dependencies, "
@@ -162,7 +174,9 @@ def resolve(entry: str, read: Reader) -> RequirementSet:
     if data is None:
         raise RequirementsError(f"{entry} (app.requirements) does not exist")
     if is_pyproject(entry):
-        dependencies = pyproject_dependencies(entry, data)
+        dependencies = pyproject_dependencies(
+            entry, data, read(posixpath.join(posixpath.dirname(entry), "poetry.lock"))
+        )
         generated = "".join(f"{d}\n" for d in dependencies).encode()
         return RequirementSet(entry, {entry: data}, generated)
     files: dict[str, bytes] = {}

@@ -7,7 +7,9 @@ Decorators (`@bp.get("/x")`) are found by the project scan. This adds what a dec
 - a project helper that passes one of its parameters as the rule to either
   (`def register(resource, url): bp.add_url_rule(url, view_func=resource)` then `register(R, "/x")`);
 - the blueprint's `url_prefix` (from `Blueprint(..., url_prefix=...)`, overridden by
-  `register_blueprint(bp, url_prefix=...)`), resolved when it is a literal or a module-level string constant.
+  `register_blueprint(bp, url_prefix=...)`), resolved when it is a literal or a module-level string constant;
+  FastAPI's `APIRouter(prefix=...)` and `include_router(router, prefix=...)` the same way, and the prefix of
+  the blueprint or router that registers another one (nested blueprints, a router of routers) before it.
 
 Names are matched by their last part (`self.bp` is `bp`); a prefix that is ambiguous or computed is left out.
 """
@@ -67,6 +69,8 @@ class _Scan:
     #: "bp" or "auth.bp" -> the url_prefix values given to register_blueprint(...)
     registered: dict[str, set[str | None]] = dataclasses.field(default_factory=dict)
     #: (file, Api variable) -> (the app or blueprint it wraps, its own prefix)
+    #: "bp" or "auth.bp" -> (the variable that registers it, the file it does so in)
+    parents: dict[str, set[tuple[str, str]]] = dataclasses.field(default_factory=dict)
     apis: dict[tuple[str, str], tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
@@ -95,27 +99,35 @@ def _scan(modules: Iterable[PythonFile]) -> _Scan:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and len(node.targets) == 1:
                 var, call = _leaf(node.targets[0]), node.value
                 kind = _leaf(call.func)
-                if kind == "Blueprint":
-                    prefix = _keyword(call, "url_prefix")
+                if kind in ("Blueprint", "APIRouter"):
+                    prefix = _keyword(call, "url_prefix" if kind == "Blueprint" else "prefix")
                     value = _string(prefix, scan.constants) if prefix is not None else ""
                     scan.declared[(module.path, var)] = value
                 elif kind == "Api" and call.args:
                     prefix = _keyword(call, "prefix")
                     own = _string(prefix, scan.constants) if prefix is not None else ""
                     scan.apis[(module.path, var)] = (_leaf(call.args[0]), own or "")
-            if isinstance(node, ast.Call) and _leaf(node.func) == "register_blueprint" and node.args:
-                prefix = _keyword(node, "url_prefix")
+            registers = _leaf(node.func) if isinstance(node, ast.Call) else ""
+            if (
+                isinstance(node, ast.Call)
+                and registers in ("register_blueprint", "include_router")
+                and node.args
+            ):
+                prefix = _keyword(node, "url_prefix" if registers == "register_blueprint" else "prefix")
+                target = node.args[0]
+                if _leaf(target) == "blueprint" and isinstance(target, ast.Attribute):
+                    target = target.value  # Api(...).blueprint
+                name = ".".join(_dotted(target).split(".")[-2:])
                 if prefix is not None:
-                    target = node.args[0]
-                    if _leaf(target) == "blueprint" and isinstance(target, ast.Attribute):
-                        target = target.value  # Api(...).blueprint
-                    name = ".".join(_dotted(target).split(".")[-2:])
                     scan.registered.setdefault(name, set()).add(_string(prefix, scan.constants))
+                if isinstance(node.func, ast.Attribute):
+                    scan.parents.setdefault(name, set()).add((_leaf(node.func.value), module.path))
     return scan
 
 
-def _prefix(owner: str, file: str, scan: _Scan) -> str:
-    """The URL prefix of the rules registered on `owner` in `file` ("" when none or not known)."""
+def _prefix(owner: str, file: str, scan: _Scan, depth: int = 0) -> str:
+    """The URL prefix of the rules registered on `owner` in `file` ("" when none or not known), the prefix
+    of the blueprint or router that registers it joined before its own."""
     own = ""
     if (file, owner) in scan.apis:
         owner, own = scan.apis[(file, owner)]
@@ -124,13 +136,18 @@ def _prefix(owner: str, file: str, scan: _Scan) -> str:
         file = declared_in[0]  # imported from the one module that declares a blueprint of that name
     stem = PurePosixPath(file).stem
     module = PurePosixPath(file).parent.name if stem == "__init__" else stem
-    registered = scan.registered.get(f"{module}.{owner}")
-    if registered is None and declared_in == [file]:
-        registered = scan.registered.get(owner)  # the only blueprint of that name
+    key = f"{module}.{owner}"
+    if key not in scan.registered and key not in scan.parents and declared_in == [file]:
+        key = owner  # the only blueprint of that name
+    registered = scan.registered.get(key)
     if registered is not None:
         value = next(iter(registered)) if len(registered) == 1 else None
     else:
         value = scan.declared.get((file, owner), "")
+    parents = scan.parents.get(key, set())
+    if len(parents) == 1 and value is not None and depth < 8:
+        (parent, parent_file), *_ = parents
+        value = _join(_prefix(parent, parent_file, scan, depth + 1), value)
     return _join(value or "", own) if own else value or ""
 
 

@@ -49,6 +49,8 @@ _LABEL_NAME_WORDS = frozenset(
         "route",
         "url",
         "path",
+        "method",
+        "methods",
     }
 )
 #: Values that stand in for a real one (`changeme`, `<your-token>`, `${TOKEN}`, `xxxx`).
@@ -82,8 +84,9 @@ def label_value(name: str, text: str) -> bool:
     """Whether the string bound to a credential-looking `name` is a name, label or placeholder, not a secret.
 
     Labels: the value spells (part of) the name (`ACCESS_TOKEN_SCOPE_SYNC = "sync"`), a header name
-    (`x-kobo-synctoken`, `Authorization`), or lower-case words under a name that says it holds a name
-    (`..._HEADER`, `..._SCOPE_...`, `..._STATUS_...`). Placeholders: `changeme`, `<token>`, `${TOKEN}`.
+    (`x-kobo-synctoken`, `Authorization`), an HTTP(S) address with no credential or token-like part in it,
+    or lower-case words under a name that says it holds a name (`..._HEADER`, `..._SCOPE_...`,
+    `..._METHOD`). Placeholders: `changeme`, `<token>`, `${TOKEN}`.
     Values with digits, mixed case or symbols (`admin123`, `SparkleAndShine`) stay secrets.
     """
     value = text.strip()
@@ -97,6 +100,8 @@ def label_value(name: str, text: str) -> bool:
         return True  # "invalid_credentials" in AUTH_STATUS_INVALID_CREDENTIALS
     if re.fullmatch(r"(?i)x-[a-z]+(-[a-z]+)*|authorization|proxy-authorization|cookie|set-cookie", value):
         return True  # an HTTP header name
+    if re.fullmatch(r"(?i)https?://[^\s@?#]+", value) and not re.search(r"[\w-]{20,}", value.split("://")[1]):
+        return True  # an endpoint's address (`https://github.com/login/oauth/access_token`): no token in it
     return bool(_WORDS_ONLY.fullmatch(value) and _LABEL_NAME_WORDS & set(words))
 
 

@@ -214,8 +214,8 @@ def worker_problem(worker_class: str, wheel_files: Iterable[str], requirements: 
             "another gunicorn.worker_class"
         )
     gunicorn = installed.get("gunicorn")
-    if gunicorn is None:
-        return None
+    if gunicorn is None:  # every slot runs the virtualenv's gunicorn: the start would fail on every host
+        return f"gunicorn is not among what {requirements} installs: add gunicorn (pinned) there"
     for package in EXTRA_PACKAGES.get(w.extra or "", ()):
         if package not in installed:
             return (

@@ -55,6 +55,18 @@ def test_clean_app_passes_every_effective_check(tmp_path: Path, monkeypatch: pyt
     assert run(tmp_path, monkeypatch, env={"SECRET_KEY": STRONG}) == {}
 
 
+def test_an_empty_secret_key_matters_only_to_an_app_that_uses_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model server that never signs a cookie runs fine without SECRET_KEY; one that flashes does not."""
+    api = APP.replace('SECRET_KEY=os.environ["SECRET_KEY"],', "")
+    assert "SEC016" not in run(tmp_path / "api", monkeypatch, app=api)
+    flashing = api.replace("from flask import Flask", "from flask import Flask, flash")
+    assert run(tmp_path / "flash", monkeypatch, app=flashing)["SEC016"] == [
+        "app.py:6 SECRET_KEY is empty in the effective configuration"
+    ]
+
+
 def test_weak_secret_key_fires_sec016_and_never_prints_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +144,35 @@ def test_app_that_crashes_fires_dep006_and_skips_the_rest(
     assert set(found(report)) == {"DEP006"}
     assert "KeyError" in found(report)["DEP006"][0]
     assert {c.id for c, _ in report.skipped} == {"SEC016", "SEC017", "SEC018", "OBS005"}
+
+
+ASGI_APP = """\
+class Api:
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+app = Api()
+"""
+
+
+def test_an_asgi_app_that_imports_passes_dep006_and_skips_the_flask_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fastapi-ml-skeleton imported fine, yet DEP006 said 'importing ... failed: TypeError: ... is a
+    FastAPI, not a Flask app'. An object that is not callable still fails the import."""
+    config = CONFIG.replace('"app:create_app()"', '"app:app"')
+    root = project(tmp_path / "asgi", {"app.py": ASGI_APP}, base=False)
+    report = check(root, IDS, config=config, import_app=True)
+    assert found(report) == {}
+    skipped = {c.id: why for c, why in report.skipped}
+    assert set(skipped) == {"SEC016", "SEC017", "SEC018", "OBS005"}
+    assert skipped["OBS005"] == "the app imported; it is a Api, not Flask: no Flask config to read"
+    root = project(tmp_path / "none", {"app.py": "app = 42\n"}, base=False)
+    report = check(root, IDS, config=config, import_app=True)
+    assert [m.split(" ", 1)[1] for m in found(report)["DEP006"]] == [
+        "importing app:app failed: TypeError: app:app is a int, not a WSGI or ASGI app"
+    ]
 
 
 def test_without_import_the_effective_checks_are_skipped_not_passed(tmp_path: Path) -> None:

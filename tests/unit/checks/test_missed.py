@@ -276,6 +276,72 @@ def test_sec003_leaves_generated_fallbacks_to_sec023(tmp_path: Path) -> None:
     assert _findings(tmp_path, "SEC003", {"app.py": FALLBACK_APP}, CONFIG) == []
 
 
+OAUTH = """\
+def exchange(config):
+    if config["GITHUB_URL"] == "https://github.com":
+        token_endpoint = "https://github.com/login/oauth/access_token"
+    preferred_token_auth_method = "client_secret_post"
+    slack_token = "https://hooks.slack.com/services/T0000000/B0000000/XXXXyyyyZZZZwwww11112222"
+    api_token = "s3cr3t-Tok3n"
+    return token_endpoint, preferred_token_auth_method, slack_token, api_token
+"""
+
+
+def test_sec008_an_endpoint_address_and_a_method_name_are_no_credentials(tmp_path: Path) -> None:
+    """alerta: an OAuth token endpoint's URL and the token auth method's name were two high SEC008s; a
+    webhook URL carrying a token and a password-like value still are."""
+    assert _findings(tmp_path, "SEC008", {"auth.py": OAUTH}, CONFIG) == [
+        "auth.py:5 slack_token is given a literal credential value",
+        "auth.py:6 api_token is given a literal credential value",
+    ]
+
+
+def test_sec021_leaves_out_example_and_documentation_pages(tmp_path: Path) -> None:
+    """alerta: eight high SEC021s on examples/oembed*.html, pages for the user to copy into another site."""
+    page = '<html><head><script src="http://ajax.googleapis.com/jquery.js"></script></head></html>\n'
+    files: dict[str, str | None] = {
+        "examples/oembed.html": page,
+        "docs/api.html": page,
+        "docs/templates/page.html": page,
+        "app/templates/index.html": page,
+    }
+    assert [f.split(" ")[0] for f in _findings(tmp_path, "SEC021", files, CONFIG)] == [
+        "app/templates/index.html:1",
+        "docs/templates/page.html:1",
+    ]
+
+
+MODEL_SERVER = """\
+import pickle
+
+from flask import Flask, jsonify, render_template, request
+
+app = Flask(__name__)
+model = pickle.load(open("model.pkl", "rb"))
+
+
+@app.get("/")
+def home():
+    return render_template("index.html")
+
+
+@app.post("/predict_api")
+def predict_api():
+    return jsonify(model.predict([list(request.get_json(force=True).values())])[0])
+"""
+
+
+def test_sec003_needs_a_key_only_where_the_app_uses_the_session(tmp_path: Path) -> None:
+    """A model server that never signs a cookie needs no SECRET_KEY; the same app flashing a message does."""
+    assert _findings(tmp_path / "api", "SEC003", {"app.py": MODEL_SERVER}, CONFIG) == []
+    flashing = MODEL_SERVER.replace("jsonify,", "flash, jsonify,").replace(
+        "    return render_template", '    flash("hi")\n    return render_template'
+    )
+    assert _findings(tmp_path / "flash", "SEC003", {"app.py": flashing}, CONFIG) == [
+        "app.py:5 SECRET_KEY is never set"
+    ]
+
+
 # --- PERF005: streaming responses on sync workers ---------------------------------------------------
 
 SSE_APP = """\
@@ -549,3 +615,20 @@ def test_pit006_asks_git_which_files_are_committed(tmp_path: Path) -> None:
     report = check(root, ["PIT006"], config=CONFIG)
     (finding,) = found(report)["PIT006"]
     assert "add 'ml/cache' to deploy.yaml app.shared" in finding
+
+
+def test_sec021_fastapi_docs_pages_under_the_policy(tmp_path: Path) -> None:
+    """fastapi-ml-skeleton's README says to open /docs and authorize there; behind deploy's Nginx the
+    page was blank (Swagger UI from cdn.jsdelivr.net, started by an inline script)."""
+    app = "from fastapi import FastAPI\n\napp = FastAPI(title='House prices', redoc_url=None)\n"
+    assert _findings(tmp_path / "on", "SEC021", {"app.py": app}, CONFIG) == [
+        "app.py:3 FastAPI serves /docs (Swagger UI) with scripts from https://cdn.jsdelivr.net started by "
+        "an inline <script>, which script-src blocks: the page stays blank; pass docs_url=None in "
+        "production, or allow it in nginx.csp_sources.script-src"
+    ]
+    off = app.replace("redoc_url=None", "docs_url=None, redoc_url=None")
+    assert _findings(tmp_path / "off", "SEC021", {"app.py": off}, CONFIG) == []
+    allowed = (
+        CONFIG + 'nginx:\n  csp_sources:\n    script-src: ["https://cdn.jsdelivr.net", "\'unsafe-inline\'"]\n'
+    )
+    assert _findings(tmp_path / "allowed", "SEC021", {"app.py": app}, allowed) == []

@@ -515,7 +515,7 @@ CASES: dict[str, Case] = {
         bad={},
         good={
             "requirements.txt": "Flask==3.1.3\nFlask-WTF==1.3.0\nFlask-Caching==2.3.1\nsentry-sdk==2.19.0\n"
-            "gevent==25.9.1\n"
+            "gevent==25.9.1\ngunicorn[gevent]==27.0.1\n"
         },
         config=CONFIG + "gunicorn: {worker_class: gevent}\n",
         says="gunicorn.worker_class gevent needs gevent, which is not among the requirements",

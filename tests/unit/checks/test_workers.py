@@ -203,3 +203,28 @@ def test_xl022_leaves_config_defaults_alone_when_the_environment_replaces_them(t
         'app.config.from_envvar("SHOP_SETTINGS")\n'
     )
     assert run(tmp_path, {"app.py": code}, "{}", ["XL022"], "10.0.0.1, 10.0.0.2") == []
+
+
+FASTAPI = "from fastapi import FastAPI\n\napp = FastAPI()\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # fastapi-ml-skeleton: its Poetry dependencies name uvicorn, not gunicorn; the push uploaded the
+        # release and then failed: 'Failed to locate executable .../.venv/bin/gunicorn'.
+        (
+            {"app.py": FASTAPI, "requirements.txt": "fastapi==0.109.1\nuvicorn==0.25.0\n"},
+            "deploy.yaml:None gunicorn is not among the requirements: the systemd unit deploy renders runs "
+            "gunicorn>=24.0 (worker_class asgi) from the release's virtualenv",
+        ),
+        ({"app.py": FASTAPI, "requirements.txt": "fastapi==0.109.1\ngunicorn==27.0.1\n"}, None),
+        # A Flask app with no server at all: PIT001 says it, DEP020 does not repeat it.
+        ({"app.py": FLASK, "requirements.txt": "Flask==3.1.3\n"}, None),
+    ],
+)
+def test_dep020_gunicorn_itself_must_be_installed(
+    tmp_path: Path, files: dict[str, str], expected: str | None
+) -> None:
+    messages = run(tmp_path, files, "{worker_class: asgi}", ["DEP020"])
+    assert messages == ([expected] if expected else []), messages

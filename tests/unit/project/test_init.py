@@ -215,11 +215,12 @@ def test_secret_detection(tmp_path: Path) -> None:
         "env = Env()\napp = Flask(__name__)\n"
         "STRIPE = os.environ['STRIPE_KEY']\nTR = os.environ.get('MS_TRANSLATOR_KEY')\n"
         "DB = env.str('DATABASE_URL')\nAGE = env.int('SEND_FILE_MAX_AGE_DEFAULT')\n"
-        "SENTRY = config('SENTRY_DSN')\n"
+        "SENTRY = config('SENTRY_DSN', default='')\nBUGS = config('BUGSNAG_DSN')\n"
         "DEV = os.getenv('DEV_DATABASE_URL')\nCONF = os.getenv('FLASK_CONFIG')\n"
     )
     found = inspect_project(tmp_path)
-    assert found.secrets == ["DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
+    # python-decouple's config() with no default raises when the variable is unset: BUGSNAG_DSN is required.
+    assert found.secrets == ["BUGSNAG_DSN", "DATABASE_URL", "MS_TRANSLATOR_KEY", "STRIPE_KEY"]
     assert found.optional_secrets == ["SENTRY_DSN"]
     assert found.env == ["FLASK_CONFIG", "SEND_FILE_MAX_AGE_DEFAULT"]
 
@@ -302,13 +303,21 @@ def test_factories_named_create_app_or_make_app_come_first(tmp_path: Path) -> No
     assert inspect_project(tmp_path).wsgi == "zzz:make_app()"
 
 
-def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
-    """Definitions, imports, the app's construction and setup, and anything under the main guard are
-    clean; other top-level calls, app.run() and loops are side effects."""
+def _assert_clean_then_side_effects(clean: str, tails: tuple[tuple[str, str], ...]) -> None:
+    """`clean` imports without side effects; each tail added to it is one, named in the answer."""
     import ast
 
     from deploy.project.candidates import side_effect
 
+    assert side_effect(ast.parse(clean)) is None
+    for tail, expected in tails:
+        found = side_effect(ast.parse(clean + tail))
+        assert found is not None and expected in found, (tail, found)
+
+
+def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
+    """Definitions, imports, the app's construction and setup, and anything under the main guard are
+    clean; other top-level calls, app.run() and loops are side effects."""
     clean = (
         '"""doc"""\nimport os, logging\nfrom dotenv import load_dotenv\nfrom flask import Flask\n'
         "from flask_sqlalchemy import SQLAlchemy\nload_dotenv()\nlogging.basicConfig(level=logging.INFO)\n"
@@ -318,15 +327,37 @@ def test_what_a_module_may_do_when_imported(tmp_path: Path) -> None:
         "class Config:\n    X = 1\n\n@app.get('/')\ndef index():\n    return 'x'\n"
         "if __name__ == '__main__':\n    app.run(debug=True)\n"
     )
-    assert side_effect(ast.parse(clean)) is None
-    for tail, expected in (
-        ("app.run()\n", "app.run()"),
-        ("rows = fetch_everything()\n", "fetch_everything()"),
-        ("for x in range(3):\n    print(x)\n", "a top-level for block"),
-        ("print('exporting')\n", "print('exporting')"),
-    ):
-        found = side_effect(ast.parse(clean + tail))
-        assert found is not None and expected in found, (tail, found)
+    _assert_clean_then_side_effects(
+        clean,
+        (
+            ("app.run()\n", "app.run()"),
+            ("rows = fetch_everything()\n", "fetch_everything()"),
+            ("for x in range(3):\n    print(x)\n", "a top-level for block"),
+            ("print('exporting')\n", "print('exporting')"),
+        ),
+    )
+
+
+def test_loading_a_model_at_import_and_a_setup_call_building_its_arguments_are_not_side_effects() -> None:
+    """A model-serving app loads its model into a name at import (what a preloaded app is for), and
+    `sentry_sdk.init(integrations=[FlaskIntegration()])` sets the module up; training or dumping a model
+    at import, or a load whose result is thrown away, still runs code."""
+    clean = (
+        "import pickle, joblib\nimport numpy as np\nimport pandas as pd\nimport sentry_sdk\n"
+        "from sentry_sdk.integrations.flask import FlaskIntegration\nfrom flask import Flask\n"
+        "sentry_sdk.init(integrations=[FlaskIntegration()], release='1')\n"
+        "app = Flask(__name__)\nmodel = pickle.load(open('model.pkl', 'rb'))\n"
+        "columns = joblib.load('columns.pkl')\nprices = pd.read_csv('prices.csv')\n"
+    )
+    _assert_clean_then_side_effects(
+        clean,
+        (
+            ("train(prices)\n", "train(prices)"),
+            ("pickle.dump(model, open('model.pkl', 'wb'))\n", "pickle.dump"),
+            ("joblib.load('other.pkl')\n", "joblib.load"),
+            ("sentry_sdk.capture_message('up')\n", "capture_message"),
+        ),
+    )
 
 
 def test_check_import_without_deploy_yaml_takes_inits_entry_point_and_never_a_script_with_side_effects(

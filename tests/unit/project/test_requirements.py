@@ -98,6 +98,53 @@ def test_pyproject_dependencies_become_the_requirement_list() -> None:
     assert resolve("pyproject.toml", reader({"pyproject.toml": bumped})).key == found.key
 
 
+POETRY = b"""\
+[tool.poetry]
+name = "fastapi-skeleton"
+
+[tool.poetry.dependencies]
+python = "^3.11"
+fastapi = "^0.109.1"
+numpy = "~1.26"
+uvicorn = {version = "^0.25.0", extras = ["standard"]}
+colorama = {version = "*", markers = "sys_platform == 'win32'"}
+psycopg2 = {version = "^2.9", optional = true}
+
+[tool.poetry.group.dev.dependencies]
+pytest = "^7.4.3"
+"""
+POETRY_LOCK = b"""\
+[[package]]
+name = "fastapi"
+version = "0.109.1"
+
+[[package]]
+name = "numpy"
+version = "1.26.2"
+
+[[package]]
+name = "pytest"
+version = "7.4.3"
+"""
+
+
+def test_a_poetry_project_installs_its_main_dependencies_pinned_to_its_lock() -> None:
+    """fastapi-ml-skeleton: no [project] table, its dependencies in [tool.poetry.dependencies] and a
+    poetry.lock; push stopped with 'has no [project] table' where init had written app.requirements:
+    pyproject.toml. Locked versions pin, Poetry's ^ and ~ become ranges, dev groups, `python` and optional
+    dependencies stay out, extras and markers stay in."""
+    files = {"pyproject.toml": POETRY, "poetry.lock": POETRY_LOCK}
+    assert resolve("pyproject.toml", reader(files)).generated == (
+        b"fastapi==0.109.1\nnumpy==1.26.2\nuvicorn[standard]>=0.25.0,<0.26.0\n"
+        b"colorama; sys_platform == 'win32'\n"
+    )
+    unlocked = resolve("pyproject.toml", reader({"pyproject.toml": POETRY})).generated
+    assert unlocked is not None and unlocked.startswith(b"fastapi>=0.109.1,<0.110.0\nnumpy>=1.26,<1.27\n")
+    git = POETRY + b'\n[tool.poetry.dependencies.mylib]\ngit = "https://example.com/mylib.git"\n'
+    with pytest.raises(RequirementsError, match=r"mylib is a git dependency, which deploy does not install"):
+        resolve("pyproject.toml", reader({"pyproject.toml": git}))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

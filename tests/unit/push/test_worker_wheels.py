@@ -71,3 +71,13 @@ def test_gevent_workers_need_gunicorns_gevent_extra() -> None:
         "27.0.1 brings it with its gevent extra): require gunicorn[gevent]==27.0.1"
     )
     assert worker_problem("gevent", [*wheels, "packaging-26.3-py3-none-any.whl"], "requirements.txt") is None
+
+
+def test_gunicorn_itself_must_come_with_the_wheels() -> None:
+    """fastapi-ml-skeleton's Poetry dependencies name uvicorn, not gunicorn: the push uploaded the release
+    and every slot then failed with 'Failed to locate executable .../.venv/bin/gunicorn'."""
+    wheels = ["fastapi-0.109.1-py3-none-any.whl", "uvicorn-0.25.0-py3-none-any.whl"]
+    assert worker_problem("asgi", wheels, "pyproject.toml") == (
+        "gunicorn is not among what pyproject.toml installs: add gunicorn (pinned) there"
+    )
+    assert worker_problem("sync", wheels, "pyproject.toml") is not None
