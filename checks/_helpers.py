@@ -173,3 +173,11 @@ def in_served_code(func: Callable[[Context], Iterable[Finding]]) -> Callable[[Co
     filtered.__doc__ = func.__doc__
     filtered.__module__ = func.__module__
     return filtered
+
+
+def services_env(ctx: Context) -> set[str]:
+    """The variables `services:` sets for the app (`DATABASE_URL`, `REDIS_URL`, or the `env:` each names)."""
+    if ctx.config is None:
+        return set()
+    services = ctx.config.services
+    return {s.env for s in (services.postgres, services.redis) if s is not None}

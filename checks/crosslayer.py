@@ -113,7 +113,8 @@ def body_limits(ctx: Context) -> Iterator[Finding]:
     module-level dict, list or set that a view changes at runtime, directly or through a function of
     the same module it calls (`datasets[name] = ...`, `sessions.pop(key)`): each worker has its own copy,
     so what one request stored is missing in the next. Containers filled only at import or start
-    (registries), UPPER_CASE constants and names a function binds locally do not count.""",
+    (registries), UPPER_CASE constants and names a function binds locally do not count, nor an SQLite
+    fallback of a variable deploy.yaml gives (app.env, app.secrets, `services: postgres`).""",
     references=(
         "https://flask-caching.readthedocs.io/en/latest/#simplecache",
         "https://www.sqlite.org/lockingv3.html",
@@ -130,7 +131,10 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("CACHE_TYPE"):
         if s.value.kind == "literal" and str(s.value.literal).lower() in _IN_PROCESS_CACHES:
             yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
+    given = given_env(ctx)
     for key, s in sqlite_settings(ctx.project, ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL")):
+        if s.value.kind == "env" and s.value.env_name in given:
+            continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
     for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)

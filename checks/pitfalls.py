@@ -19,7 +19,16 @@ from deploy.project.scan import (
     written_folder,
 )
 
-from ._helpers import app_site, commands, config_file, in_served_code, script_modules, served, unguarded
+from ._helpers import (
+    app_site,
+    commands,
+    config_file,
+    in_served_code,
+    script_modules,
+    served,
+    services_env,
+    unguarded,
+)
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -204,12 +213,13 @@ def _read_only(project: Project, call: CallSite) -> bool:
 
 
 def given_env(ctx: Context) -> set[str]:
-    """Environment variables deploy.yaml gives the app (app.env and app.secrets) with a value that is
-    not an SQLite URL: a fallback in the code for one of them never applies."""
+    """Environment variables deploy.yaml gives the app (app.env, app.secrets and the URLs of `services:`)
+    with a value that is not an SQLite URL: a fallback in the code for one of them never applies."""
     if ctx.config is None:
         return set()
     app = ctx.config.app
-    return {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+    given = {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+    return given | services_env(ctx)
 
 
 @check(
@@ -229,8 +239,10 @@ def given_env(ctx: Context) -> set[str]:
     low` gates on it; its findings are still shown.
 
     When deploy.yaml gives the variable an SQLite fallback belongs to
-    (`os.environ.get("DATABASE_URL", "sqlite:///app.db")` with `DATABASE_URL` in `app.secrets` or `app.env`),
-    the fallback never applies and is not reported (here, in PIT006 and in XL006).""",
+    (`os.environ.get("DATABASE_URL", "sqlite:///app.db")` with `DATABASE_URL` in `app.secrets` or `app.env`,
+    or set by `services: postgres`), the fallback never applies and is not reported (here, in PIT006, XL003
+    and XL006), also when the code reshapes the variable first
+    (`os.environ.get("DATABASE_URL", "").replace("postgres://", "postgresql://") or "sqlite:///" + path`).""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 @in_served_code
