@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 
 from deploy.config.workers import worker
@@ -161,13 +162,54 @@ def _enqueues(project: Project) -> bool:
     return False
 
 
+#: A queue name as a shell word needs no quoting.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def _queue_name(call: ast.Call) -> str | None:
+    """The name an RQ `Queue(...)` call (or rq's `@job(...)`) gives its queue: the first argument or
+    `name=`/`queue=`, `default` without one; None when it is not a literal."""
+    given = (
+        call.args[0]
+        if call.args
+        else next((k.value for k in call.keywords if k.arg in ("name", "queue")), None)
+    )
+    if given is None:
+        return "default"
+    if (
+        isinstance(given, ast.Constant)
+        and isinstance(given.value, str)
+        and _QUEUE_NAME.fullmatch(given.value)
+    ):
+        return given.value
+    return None
+
+
+def rq_queues(project: Project) -> list[str]:
+    """The queues the project's RQ code names (`Queue("mail", connection=...)`, `@job("mail")`), in the
+    order they appear; `default` when it names none: a worker listens to these or its jobs wait forever."""
+    names: list[str] = []
+    for module in project.python:
+        if module.tree is None or "rq" not in _top(_imports(module)):
+            continue
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            named = func == "Queue" or (func == "job" and "rq.decorators" in module.text)
+            name = _queue_name(node) if named else None
+            if name is not None and name not in names:
+                names.append(name)
+    return names or ["default"]
+
+
 def _rq(project: Project) -> list[Process]:
     if not (project.uses("rq") or project.depends_on("rq")) or not _enqueues(project):
         return []
     out = [
         Process(
             "worker",
-            "rq worker --url $REDIS_URL default",
+            "rq worker --url $REDIS_URL " + " ".join(rq_queues(project)),
             "RQ worker; SIGTERM is its warm shutdown",
             stop_timeout=600,
             ready="rq",
@@ -282,14 +324,37 @@ def _async_worker(stack: Stack, project: Project, dists: tuple[str, ...]) -> str
     return None
 
 
-def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
+def procfile_process(name: str, command: str) -> Process:
+    """A Procfile line as a process, with what init knows of its kind: an RQ or Celery worker gets the
+    time its warm shutdown may take and its ready-made probe, a scheduler runs as a singleton."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    base = words[0].rsplit("/", 1)[-1] if words else ""
+    beat = base == "celery" and any(w in ("beat", "-B", "--beat") for w in words)
+    if base == "rq" and words[1:2] == ["worker"]:
+        return Process(name, command, "RQ worker; SIGTERM is its warm shutdown", stop_timeout=600, ready="rq")
+    if base == "celery" and "worker" in words:
+        why = "Celery worker; SIGTERM is its warm shutdown"
+        if beat:
+            why = "Celery worker with beat (-B): exactly one, or every task is sent twice"
+        return Process(name, command, why, singleton=beat, stop_timeout=600, ready="celery")
+    if beat or base in ("rqscheduler", "rq-scheduler"):
+        return Process(name, command, "a scheduler: exactly one, or each job is sent twice", singleton=True)
+    return Process(name, command, "")
+
+
+def process_rows(
+    stack: Stack, live: bool = True, header: str = "run beside web, released with it"
+) -> list[tuple[str, str]]:
     """The `processes:` section (SCHEMA.md) as (text, comment) rows; none when nothing runs beside web.
 
     Not `live` (this deploy's deploy.yaml has no processes yet): the same rows, commented out.
     """
     if not stack.processes:
         return []
-    rows: list[tuple[str, str]] = [("processes:", "run beside web, released with it")]
+    rows: list[tuple[str, str]] = [("processes:", header)]
     for p in stack.processes:
         rows.append((f"  {p.name}:", p.why))
         rows.append((f"    command: {json.dumps(p.command)}", "in the release's virtualenv and folder"))

@@ -553,8 +553,12 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     rows += _server_rows(project, domain, hosts)
     if project.processes:
         # The project's own Procfile says what runs beside web: it wins over what init recognises.
-        rows += [("", ""), ("processes:", "besides web, from the Procfile; each moves with every push")]
-        rows += [(f"  {name}: {{command: {json.dumps(cmd)}}}", "") for name, cmd in project.processes.items()]
+        procfile = frameworks.Stack(
+            processes=[frameworks.procfile_process(name, cmd) for name, cmd in project.processes.items()]
+        )
+        rows += frameworks.process_rows(
+            procfile, header="besides web, from the Procfile; each moves with every push"
+        )
     else:
         rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
         rows += frameworks.service_rows(project.stack, project.secrets)

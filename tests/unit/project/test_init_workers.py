@@ -1,0 +1,119 @@
+"""`deploy init`'s workers listen where the app's jobs go, and a Procfile's worker lines get what init
+knows of their kind (the warm shutdown's time, the ready-made probe, a scheduler as a singleton)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.config.loader import load_text
+from deploy.project.frameworks import procfile_process
+from deploy.project.init import inspect_project, write_deploy_yaml
+
+pytestmark = pytest.mark.unit
+
+#: Jobs go to a named queue through a queue the app factory keeps on the app.
+NAMED_QUEUE = """\
+import rq
+from flask import Flask
+from redis import Redis
+
+
+def create_app():
+    app = Flask(__name__)
+    app.task_queue = rq.Queue("shop-tasks", connection=Redis.from_url("redis://"))
+    return app
+"""
+
+TASKS = """\
+from flask import current_app
+
+
+def launch(name):
+    return current_app.task_queue.enqueue("shop.tasks." + name)
+"""
+
+DECORATED = """\
+from redis import Redis
+from rq.decorators import job
+
+
+@job("mail", connection=Redis())
+def send(to):
+    return to
+"""
+
+
+def _written(root: Path, files: dict[str, str]) -> dict[str, object]:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    text = write_deploy_yaml(inspect_project(root), hosts=["10.0.0.5"])
+    load_text(text, "deploy.yaml", None)
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("files", "queues"),
+    [
+        ({"shop/__init__.py": NAMED_QUEUE, "shop/tasks.py": TASKS}, "shop-tasks"),
+        (
+            {"shop/__init__.py": NAMED_QUEUE, "shop/mail.py": DECORATED, "shop/tasks.py": TASKS},
+            "shop-tasks mail",
+        ),
+        ({"shop/__init__.py": NAMED_QUEUE.replace('"shop-tasks", ', ""), "shop/tasks.py": TASKS}, "default"),
+    ],
+    ids=["named", "named-and-decorated", "unnamed"],
+)
+def test_the_rq_worker_listens_to_the_queues_the_code_names(
+    tmp_path: Path, files: dict[str, str], queues: str
+) -> None:
+    data = _written(tmp_path, {**files, "requirements.txt": "flask==3.1.3\nrq==2.6.1\n"})
+    processes = data["processes"]
+    assert isinstance(processes, dict)
+    assert processes["worker"]["command"] == f"rq worker --url $REDIS_URL {queues}"
+
+
+def test_a_procfile_worker_gets_its_warm_shutdown_and_probe(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text(
+        "web: gunicorn shop:app\n"
+        "worker: rq worker shop-tasks\n"
+        "celery: celery -A shop.celery worker -l info\n"
+        "beat: celery -A shop.celery beat\n"
+        "clock: python clock.py\n"
+    )
+    data = _written(
+        tmp_path,
+        {
+            "shop.py": "from flask import Flask\n\napp = Flask(__name__)\n",
+            "requirements.txt": "flask==3.1.3\n",
+        },
+    )
+    assert data["processes"] == {
+        "worker": {"command": "rq worker shop-tasks", "stop_timeout": 600, "ready": {"kind": "rq"}},
+        "celery": {
+            "command": "celery -A shop.celery worker -l info",
+            "stop_timeout": 600,
+            "ready": {"kind": "celery"},
+        },
+        "beat": {"command": "celery -A shop.celery beat", "singleton": True},
+        "clock": {"command": "python clock.py"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "singleton", "ready"),
+    [
+        ("celery -A tasks worker -B", True, "celery"),
+        (".venv/bin/rqscheduler --url $REDIS_URL", True, None),
+        ("rq info", False, None),
+        ("celery -A 'unbalanced worker", False, None),
+    ],
+)
+def test_the_kind_of_a_procfile_line(command: str, singleton: bool, ready: str | None) -> None:
+    process = procfile_process("p", command)
+    assert (process.command, process.singleton, process.ready) == (command, singleton, ready)
