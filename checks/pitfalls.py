@@ -24,7 +24,7 @@ from ._helpers import (
     commands,
     config_file,
     in_served_code,
-    script_modules,
+    script_runs,
     served,
     services_env,
     unguarded,
@@ -47,7 +47,11 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     details="""Also reported when the project declares its dependencies (requirements files,
     pyproject.toml, or `install_requires` in setup.py) and none of them is a production WSGI server
     (gunicorn, uWSGI, Waitress, ...): the release's virtualenv, built from them, has nothing but the
-    development server to serve the app with.""",
+    development server to serve the app with.
+
+    A Flask-Script `manage.py` (`manager = Manager(app)`, `manager.run()`) is a command line: `python
+    manage.py run_worker` runs that command, and only its server commands (`runserver`, and each
+    `manager.add_command(NAME, Server(...))`) start the development server.""",
     references=(
         "https://flask.palletsprojects.com/en/stable/deploying/",
         "https://werkzeug.palletsprojects.com/en/stable/serving/",
@@ -69,6 +73,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
                 call.file,
                 call.line,
             )
+    scripts = {(path, command) for path, _module, command in script_runs(ctx)}
     for path, line, command in commands(ctx):
         try:
             words = shlex.split(command)
@@ -76,7 +81,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
             words = command.split()
         if "flask" in [w.rsplit("/", 1)[-1] for w in words] and "run" in words:
             yield Finding(f"`{command}` starts the development server", path, line)
-        elif command in script_modules(ctx).get(path, {}).values():
+        elif (path, command) in scripts:
             yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
     if (
         project.apps
