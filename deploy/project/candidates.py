@@ -312,6 +312,8 @@ SETUP_CALLS = {
     "makedirs",
     "which",
 }
+#: A translated string (Flask-Babel, gettext) is setup too: `login.login_message = _l("Please log in")`.
+SETUP_CALLS |= {"_", "_l", "gettext", "lazy_gettext", "ngettext", "lazy_ngettext"}
 
 
 def _call_name(call: ast.Call) -> tuple[str, str]:
@@ -347,15 +349,19 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
         built |= _own_imports(tree, package)
 
     def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
+        handed: set[int] = set()  # built to be handed to a built object: `manager.add_command("sh", Shell())`
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
             root_name, name = _call_name(call)
             if name == "run" or name == "serve":
                 return call
             if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
+                handed.update(
+                    id(a) for a in (*call.args, *(k.value for k in call.keywords)) if root_name in built
+                )
                 continue
             if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
                 continue
-            if constructing and name[:1].isupper():  # SQLAlchemy(), CSRFProtect(), Config()
+            if (constructing or id(call) in handed) and name[:1].isupper():  # SQLAlchemy(), Config()
                 continue
             if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
                 continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`

@@ -117,3 +117,50 @@ def test_a_procfile_worker_gets_its_warm_shutdown_and_probe(tmp_path: Path) -> N
 def test_the_kind_of_a_procfile_line(command: str, singleton: bool, ready: str | None) -> None:
     process = procfile_process("p", command)
     assert (process.command, process.singleton, process.ready) == (command, singleton, ready)
+
+
+#: A Flask-Script manage.py: the app, its manager, commands registered on the manager (objects built to
+#: be handed to it), a translated message; the manager runs only under the main guard.
+MANAGE = """\
+from flask import Flask
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager
+from flask_script import Manager, Server, Shell
+
+app = Flask(__name__)
+login = LoginManager(app)
+login.login_message = _l("Please log in to access this page.")
+manager = Manager(app)
+manager.add_command("shell", Shell(make_context=lambda: {"app": app}))
+manager.add_command("runserver", Server(host="0.0.0.0"))
+
+if __name__ == "__main__":
+    manager.run()
+"""
+
+
+def test_registering_built_objects_and_translated_strings_are_no_side_effects() -> None:
+    import ast
+
+    from deploy.project.candidates import side_effect
+
+    assert side_effect(ast.parse(MANAGE)) is None
+    for tail, expected in (
+        ('manager.add_command("export", run_export())\n', "run_export()"),
+        ('unknown.add_command("shell", Shell())\n', "Shell()"),
+        ("manager.run()\n", "manager.run()"),
+    ):
+        found = side_effect(ast.parse(MANAGE + tail))
+        assert found is not None and expected in found, (tail, found)
+
+
+def test_the_procfile_web_line_serving_a_manage_py_is_the_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "Procfile").write_text("web: gunicorn manage:app\nworker: python -u manage.py run_worker\n")
+    (tmp_path / "manage.py").write_text(MANAGE)
+    (tmp_path / "shop").mkdir()  # an app factory too: a clean module that would win over a "dirty" one
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "from flask import Flask\n\n\ndef create_app():\n    return Flask(__name__)\n"
+    )
+    found = inspect_project(tmp_path)
+    assert found.wsgi == "manage:app"
+    assert not any("not an entry point" in n for n in found.notes), found.notes
