@@ -1,6 +1,7 @@
-"""PIT001 and SEC001 on a Flask-Script `manage.py`: `manager.run()` is a command line, and only its server
-commands (`runserver`, an `add_command(NAME, Server())`) start the development server; a worker or a
-maintenance command run through it does not."""
+"""A Flask-Script project (flask-base's shape). PIT001: `manager.run()` in `manage.py` is a command line,
+and only its server commands (`runserver`, an `add_command(NAME, Server())`) start the development
+server; a worker or a maintenance command run through it does not. DEP005: Flask-Migrate set up with no
+migration scripts."""
 
 from __future__ import annotations
 
@@ -64,3 +65,26 @@ def test_a_manager_module_that_runs_the_app_itself_is_reported_for_any_command(t
     root = project(tmp_path, {"manage.py": both, "Procfile": "worker: python manage.py run_worker\n"})
     result = found(check(root, ["PIT001"])).get("PIT001", [])
     assert [f.split(" ", 1)[0] for f in result] == ["Procfile:1"], result
+
+
+MIGRATE = """\
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from app import create_app
+
+db = SQLAlchemy()
+app = create_app()
+migrate = Migrate(app, db)
+"""
+
+
+def test_dep005_flask_migrate_without_migration_scripts(tmp_path: Path) -> None:
+    """Flask-Migrate set up, but no migrations/ folder in the repository: nothing to upgrade to, so it is
+    not "migrations exist but the release does not run them"."""
+    root = project(tmp_path, {"manage.py": MIGRATE})
+    result = found(check(root, ["DEP005"])).get("DEP005", [])
+    assert len(result) == 1 and result[0].startswith("manage.py:8 ") and "no migration scripts" in result[0]
+    (root / "migrations").mkdir()
+    (root / "migrations" / "env.py").write_text("# alembic env\n")
+    assert found(check(root, ["DEP005"])).get("DEP005", []) == []
