@@ -224,3 +224,26 @@ def services_env(ctx: Context) -> set[str]:
         return set()
     services = ctx.config.services
     return {s.env for s in (services.postgres, services.redis) if s is not None}
+
+
+def _is_debug_flag(test: ast.expr) -> bool:
+    """`app.debug`, `settings.DEBUG`, `DEBUG`, `app.config["DEBUG"]`, `app.config.get("DEBUG")`."""
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "get":
+        test = ast.Subscript(value=test.func.value, slice=test.args[0]) if test.args else test
+    if isinstance(test, ast.Subscript):
+        return isinstance(test.slice, ast.Constant) and test.slice.value == "DEBUG"
+    return _leaf(test) in ("debug", "DEBUG")
+
+
+def debug_only(ctx: Context, path: str, line: int) -> bool:
+    """Whether line `line` of `path` runs only in debug mode, inside `if app.debug:` (or another debug
+    flag): what SEC001 says about the flag itself covers it."""
+    module = next((m for m in ctx.project.python if m.path == path), None)
+    for node in ast.walk(module.tree) if module is not None and module.tree is not None else []:
+        if (
+            isinstance(node, ast.If)
+            and _is_debug_flag(node.test)
+            and node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno)
+        ):
+            return True
+    return False
