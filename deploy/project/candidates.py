@@ -31,6 +31,8 @@ HEALTH_PATHS = (
     "/healthcheck",
     "/health-check",
     "/_healthcheck",
+    "/up",  # Rails' and Kamal's convention
+    "/up/",
 )
 WSGI_TARGET = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_][\w.]*(\(.*\))?)$")
 

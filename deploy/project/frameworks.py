@@ -120,14 +120,46 @@ def _modules_importing(project: Project, package: str) -> list[PythonFile]:
     return [m for m in project.python if package in _top(_imports(m))]
 
 
-def _celery(project: Project, notes: list[str]) -> list[Process]:
-    apps = [m for m in _modules_importing(project, "celery") if _app_assignments(m, {"Celery"})]
-    if not apps:
+def _celery_factories(module: PythonFile) -> set[str]:
+    """The module's functions that build a Celery app (`def create_celery_app(app): ... Celery(...)`)."""
+    return {
+        node.name
+        for node in (module.tree.body if module.tree is not None else [])
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(n, ast.Call)
+            and (getattr(n.func, "id", None) or getattr(n.func, "attr", None)) == "Celery"
+            for n in ast.walk(node)
+        )
+    }
+
+
+def _celery_app(project: Project) -> tuple[PythonFile, str] | None:
+    """The module that builds the Celery app at its top, and the `-A` that finds it: `celery_app =
+    Celery(...)`; else `celery_app = create_celery_app()` with a function of that module that builds it
+    (named then, `-A pkg.module.celery_app`: Celery finds only `app`, `celery` or an instance itself)."""
+    modules = _modules_importing(project, "celery")
+    for module in modules:
+        if _app_assignments(module, {"Celery"}):
+            return module, _dotted(module.path)
+    for module in modules:
+        built = _app_assignments(module, _celery_factories(module))
+        if built:
+            name = built[0][0]
+            return module, _dotted(module.path) + ("" if name in ("app", "celery") else f".{name}")
+    return None
+
+
+def _celery(project: Project, notes: list[str], app: str) -> list[Process]:
+    """A worker and beat; beat keeps its schedule in the app's shared folder (the release is read-only:
+    XL035), as deploy's default `server.base_dir` puts it."""
+    found = _celery_app(project)
+    if found is None:
         return []
-    target = _dotted(apps[0].path)
-    if not any(word in apps[0].text for word in ("broker", "config_from_object", "conf.update")):
+    module, target = found
+    if not any(word in module.text for word in ("broker", "config_from_object", "conf.update")):
         notes.append(
-            f"the Celery app in {apps[0].path} is configured elsewhere (the Flask app's factory?): "
+            f"the Celery app in {module.path} is configured elsewhere (the Flask app's factory?): "
             f"`celery -A {target}` must find it configured; point -A at a module that builds the app"
         )
     return [
@@ -140,7 +172,7 @@ def _celery(project: Project, notes: list[str]) -> list[Process]:
         ),
         Process(
             "beat",
-            f"celery -A {target} beat --loglevel=INFO",
+            f"celery -A {target} beat --loglevel=INFO -s /srv/{app}/shared/celerybeat-schedule",
             "Celery beat: exactly one, or every task is sent twice",
             singleton=True,
         ),
@@ -248,8 +280,8 @@ def _apscheduler(project: Project) -> tuple[list[Process], list[str]]:
     return [], []
 
 
-def detect(project: Project) -> Stack:
-    """The stack of a scanned project."""
+def detect(project: Project, app: str = "app") -> Stack:
+    """The stack of a scanned project (`app`: deploy.yaml's app.name, which names its folders)."""
     stack = Stack()
     found = asgi_app(project)
     if found is not None:
@@ -260,7 +292,7 @@ def detect(project: Project) -> Stack:
         stack.where = where
     names: set[str] = set()
     scheduler, notes = _apscheduler(project)
-    for process in [*_celery(project, notes), *_rq(project), *scheduler]:
+    for process in [*_celery(project, notes, app), *_rq(project), *scheduler]:
         name = process.name if process.name not in names else f"{process.name}-2"
         names.add(name)
         stack.processes.append(replace(process, name=name))

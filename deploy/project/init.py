@@ -427,7 +427,7 @@ def _choose_static(root: Path, project: Project, chosen: _Candidate, calls: list
 
 def _choose_stack(project: Project, scanned: ScannedProject) -> None:
     """ASGI or Flask-SocketIO workers, and the processes beside web (Celery, RQ, APScheduler)."""
-    project.stack = frameworks.detect(scanned)
+    project.stack = frameworks.detect(scanned, project.name)
     project.gunicorn = frameworks.gunicorn_settings(project.stack, scanned)
     if project.wsgi is None and project.stack.asgi_entry is not None:
         project.wsgi, project.no_entry = project.stack.asgi_entry, None

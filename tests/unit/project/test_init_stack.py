@@ -145,7 +145,11 @@ def test_celery_gets_a_worker_and_beat_as_a_singleton(tmp_path: Path) -> None:
             "stop_timeout": 600,
             "ready": {"kind": "celery"},
         },
-        "beat": {"command": "celery -A shop.tasks beat --loglevel=INFO", "singleton": True},
+        "beat": {
+            "command": "celery -A shop.tasks beat --loglevel=INFO -s "
+            f"/srv/{data['app']['name']}/shared/celerybeat-schedule",  # type: ignore[index]
+            "singleton": True,
+        },
     }
     assert "Celery beat: exactly one" in text
     if HAS_PROCESSES:

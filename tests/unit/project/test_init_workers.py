@@ -164,3 +164,55 @@ def test_the_procfile_web_line_serving_a_manage_py_is_the_entry_point(tmp_path: 
     found = inspect_project(tmp_path)
     assert found.wsgi == "manage:app"
     assert not any("not an entry point" in n for n in found.notes), found.notes
+
+
+#: The Celery app built by a function of the module that builds the Flask app, and a health blueprint
+#: at /up (Rails' and Kamal's path).
+FACTORY_CELERY = """\
+from celery import Celery, Task
+from flask import Blueprint, Flask
+
+up = Blueprint("up", __name__, url_prefix="/up")
+
+
+@up.get("/")
+def index():
+    return ""
+
+
+def create_celery_app(app=None):
+    app = app or create_app()
+    celery = Celery(app.import_name)
+    celery.conf.update(app.config.get("CELERY_CONFIG", {}))
+    return celery
+
+
+def create_app():
+    app = Flask(__name__)
+    app.register_blueprint(up)
+    return app
+
+
+celery_app = create_celery_app()
+"""
+
+
+def test_a_celery_app_a_function_builds_is_named_and_beat_writes_to_the_shared_folder(tmp_path: Path) -> None:
+    from tests.unit.checks.support import check, found
+
+    data = _written(
+        tmp_path, {"hello/__init__.py": "", "hello/app.py": FACTORY_CELERY, "requirements.txt": "celery\n"}
+    )
+    app = data["app"]
+    assert isinstance(app, dict) and app["health"] == "/up/"
+    processes = data["processes"]
+    assert isinstance(processes, dict)
+    assert processes["worker"]["command"] == "celery -A hello.app.celery_app worker --loglevel=INFO"
+    schedule = f"/srv/{app['name']}/shared/celerybeat-schedule"
+    assert (
+        processes["beat"]["command"] == f"celery -A hello.app.celery_app beat --loglevel=INFO -s {schedule}"
+    )
+    # init's own processes pass the process checks (XL035 failed on Celery's default schedule file).
+    text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
+    (tmp_path / "deploy.yaml").write_text(text)
+    assert found(check(tmp_path, ["XL030", "XL031", "XL035"], config=text)) == {}
