@@ -338,6 +338,29 @@ def _own_imports(tree: ast.Module, package: str) -> set[str]:
     return names
 
 
+def _bad_call(node: ast.AST, constructing: bool, built: set[str]) -> ast.Call | None:
+    """The first call in `node` that is not building the module (`built`: the names it bound so far)."""
+    handed: set[int] = set()  # built to be handed to a built object: `manager.add_command("sh", Shell())`
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        root_name, name = _call_name(call)
+        if name == "run" or name == "serve":
+            return call
+        if root_name in built:
+            handed.update(id(a) for a in (*call.args, *(k.value for k in call.keywords)))
+        if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
+            continue
+        if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
+            continue
+        if (constructing or id(call) in handed) and name[:1].isupper():  # SQLAlchemy(), Config()
+            continue
+        if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
+            continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
+        if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
+            continue  # dict(...), int(...), str(...)
+        return call
+    return None
+
+
 def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     """Why importing this module does more than define things and build the app: the first top-level
     call that is not the app's construction or setup (`run_export()`, `app.run()`, a loop), as
@@ -349,28 +372,6 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
     built: set[str] = set()  # names bound to objects the module constructs (app, db, csrf, ...)
     if package:
         built |= _own_imports(tree, package)
-
-    def calls_ok(node: ast.AST, constructing: bool) -> ast.Call | None:
-        handed: set[int] = set()  # built to be handed to a built object: `manager.add_command("sh", Shell())`
-        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-            root_name, name = _call_name(call)
-            if name == "run" or name == "serve":
-                return call
-            if _is_flask_call(call) or _is_factory_call(call) or name in SETUP_CALLS or root_name in built:
-                handed.update(
-                    id(a) for a in (*call.args, *(k.value for k in call.keywords)) if root_name in built
-                )
-                continue
-            if root_name in ("os", "sys", "logging", "warnings", "pathlib", "dotenv", "environ"):
-                continue
-            if (constructing or id(call) in handed) and name[:1].isupper():  # SQLAlchemy(), Config()
-                continue
-            if name[:1].isupper() and any(isinstance(a, ast.Name) and a.id in built for a in call.args):
-                continue  # an extension wrapping the app: `Compress(app)`, `CORS(app)`
-            if constructing and isinstance(call.func, ast.Name) and hasattr(builtins, call.func.id):
-                continue  # dict(...), int(...), str(...)
-            return call
-        return None
 
     def visit(body: list[ast.stmt]) -> str | None:
         for node in body:
@@ -394,7 +395,7 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
                 continue
             if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 value = node.value
-                bad = calls_ok(value, constructing=True) if value is not None else None
+                bad = _bad_call(value, True, built) if value is not None else None
                 if bad is not None:
                     return f"line {node.lineno}: {ast.unparse(bad)[:60]}"
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -403,13 +404,13 @@ def side_effect(tree: ast.Module, package: str | None = None) -> str | None:
             if isinstance(node, ast.Expr):
                 if _constant(node.value) is not None or isinstance(node.value, ast.Constant):
                     continue  # a docstring
-                bad = calls_ok(node.value, constructing=False)
+                bad = _bad_call(node.value, False, built)
                 if bad is None and isinstance(node.value, ast.Call):
                     continue
                 shown = ast.unparse(bad if bad is not None else node.value)[:60]
                 return f"line {node.lineno}: {shown}"
             if isinstance(node, ast.With) and all(
-                calls_ok(i.context_expr, False) is None for i in node.items
+                _bad_call(i.context_expr, False, built) is None for i in node.items
             ):
                 found = visit(node.body)  # `with app.app_context(): db.create_all()`
                 if found:
