@@ -53,6 +53,7 @@ class Project:
     #: Secret-like names the app reads with a default (an error tracker's DSN): not required to push.
     optional_secrets: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
+    required_env: list[str] = field(default_factory=list)  # of env: read with no default (os.environ["X"])
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"

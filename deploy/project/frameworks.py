@@ -52,6 +52,8 @@ class Stack:
     #: Where (file, line) the evidence for `asgi` / `socketio` is.
     where: tuple[str, int] | None = None
     processes: list[Process] = field(default_factory=list)
+    #: app.shared folders the processes write (beat's schedule).
+    shared: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -150,9 +152,13 @@ def _celery_app(project: Project) -> tuple[PythonFile, str] | None:
     return None
 
 
-def _celery(project: Project, notes: list[str], app: str) -> list[Process]:
-    """A worker and beat; beat keeps its schedule in the app's shared folder (the release is read-only:
-    XL035), as deploy's default `server.base_dir` puts it."""
+#: The app.shared folder beat keeps its schedule in (the release is read-only to the app, and so is
+#: the shared folder's root: only its app.shared folders are the app's own; check XL035).
+BEAT_FOLDER = "celerybeat"
+
+
+def _celery(project: Project, notes: list[str]) -> list[Process]:
+    """A worker and beat, beat's schedule in the shared folder BEAT_FOLDER."""
     found = _celery_app(project)
     if found is None:
         return []
@@ -172,7 +178,7 @@ def _celery(project: Project, notes: list[str], app: str) -> list[Process]:
         ),
         Process(
             "beat",
-            f"celery -A {target} beat --loglevel=INFO -s /srv/{app}/shared/celerybeat-schedule",
+            f"celery -A {target} beat --loglevel=INFO -s {BEAT_FOLDER}/celerybeat-schedule",
             "Celery beat: exactly one, or every task is sent twice",
             singleton=True,
         ),
@@ -280,8 +286,8 @@ def _apscheduler(project: Project) -> tuple[list[Process], list[str]]:
     return [], []
 
 
-def detect(project: Project, app: str = "app") -> Stack:
-    """The stack of a scanned project (`app`: deploy.yaml's app.name, which names its folders)."""
+def detect(project: Project) -> Stack:
+    """The stack of a scanned project."""
     stack = Stack()
     found = asgi_app(project)
     if found is not None:
@@ -292,10 +298,15 @@ def detect(project: Project, app: str = "app") -> Stack:
         stack.where = where
     names: set[str] = set()
     scheduler, notes = _apscheduler(project)
-    for process in [*_celery(project, notes, app), *_rq(project), *scheduler]:
+    for process in [*_celery(project, notes), *_rq(project), *scheduler]:
         name = process.name if process.name not in names else f"{process.name}-2"
         names.add(name)
         stack.processes.append(replace(process, name=name))
+        if f" {BEAT_FOLDER}/" in process.command and BEAT_FOLDER not in stack.shared:
+            stack.shared.append(BEAT_FOLDER)
+            notes.append(
+                f"Celery beat keeps its schedule in {BEAT_FOLDER}/, shared: the release is read-only"
+            )
     stack.notes += notes
     return stack
 

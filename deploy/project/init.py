@@ -119,9 +119,15 @@ def _choose_settings(
         project.notes.append(
             f"optional secrets (read with a default): {names}; add them to app.secrets to ship them"
         )
+    project.required_env = [n for n in project.env if n in required_names]
     if project.env:
         project.notes.append(
             f"settings read from the environment: {', '.join(project.env)} (add them to app.env)"
+        )
+    if project.required_env:
+        project.notes.append(
+            f"read with no default (os.environ[...]): {', '.join(project.required_env)}: the app fails "
+            "where it reads them unless app.env sets them"
         )
 
 
@@ -319,6 +325,8 @@ def inspect_project(root: Path) -> Project:
     _choose_db_file(root, project)
     _choose_release(root, project)
     _read_procfile(root, project)
+    if not project.processes:  # the processes init writes (a Procfile's win), and the folders they write
+        project.shared_dirs += [d for d in project.stack.shared if d not in project.shared_dirs]
     return project
 
 
@@ -427,7 +435,7 @@ def _choose_static(root: Path, project: Project, chosen: _Candidate, calls: list
 
 def _choose_stack(project: Project, scanned: ScannedProject) -> None:
     """ASGI or Flask-SocketIO workers, and the processes beside web (Celery, RQ, APScheduler)."""
-    project.stack = frameworks.detect(scanned, project.name)
+    project.stack = frameworks.detect(scanned)
     project.gunicorn = frameworks.gunicorn_settings(project.stack, scanned)
     if project.wsgi is None and project.stack.asgi_entry is not None:
         project.wsgi, project.no_entry = project.stack.asgi_entry, None
@@ -533,6 +541,10 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
     if project.env:
         rows.append(
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")
+        )
+    if project.required_env:
+        rows.append(
+            (f"  # with no default, so the app fails without them: {', '.join(project.required_env)}", "")
         )
     shared = ([project.instance_dir] if project.instance else []) + project.shared_dirs
     if shared:

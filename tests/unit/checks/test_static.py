@@ -501,8 +501,10 @@ CASES: dict[str, Case] = {
     "XL035": Case(
         bad={},
         config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat, singleton: true}\n",
-        good_config=CONFIG + "processes:\n  beat: {command: 'celery -A app.celery beat -s "
-        "/srv/demo/shared/beat', singleton: true}\n",
+        good_config=CONFIG.replace(
+            "  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  shared: [celerybeat]\n"
+        )
+        + "processes:\n  beat: {command: 'celery -A app.celery beat -s celerybeat/beat', singleton: true}\n",
         says="celery beat keeps its schedule in celerybeat-schedule, Celery's default",
     ),
     "XL032": Case(

@@ -103,6 +103,7 @@ def test_a_procfile_worker_gets_its_warm_shutdown_and_probe(tmp_path: Path) -> N
         "beat": {"command": "celery -A shop.celery beat", "singleton": True},
         "clock": {"command": "python clock.py"},
     }
+    assert "shared" not in data["app"]  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
@@ -208,7 +209,8 @@ def test_a_celery_app_a_function_builds_is_named_and_beat_writes_to_the_shared_f
     processes = data["processes"]
     assert isinstance(processes, dict)
     assert processes["worker"]["command"] == "celery -A hello.app.celery_app worker --loglevel=INFO"
-    schedule = f"/srv/{app['name']}/shared/celerybeat-schedule"
+    schedule = "celerybeat/celerybeat-schedule"  # an app.shared folder: the shared folder's root is root's
+    assert app["shared"] == ["celerybeat"]
     assert (
         processes["beat"]["command"] == f"celery -A hello.app.celery_app beat --loglevel=INFO -s {schedule}"
     )
@@ -216,3 +218,19 @@ def test_a_celery_app_a_function_builds_is_named_and_beat_writes_to_the_shared_f
     text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
     (tmp_path / "deploy.yaml").write_text(text)
     assert found(check(tmp_path, ["XL030", "XL031", "XL035"], config=text)) == {}
+
+
+def test_settings_read_with_no_default_are_said_apart(tmp_path: Path) -> None:
+    """A view reading os.environ["PYTHON_VERSION"] (set by Docker's python image) fails wherever the
+    variable is missing: init says so apart from the settings read with a default."""
+    app = (
+        "import os\n\nfrom flask import Flask\n\napp = Flask(__name__)\n"
+        'app.config["TITLE"] = os.getenv("APP_TITLE", "Shop")\n\n\n@app.get("/")\n'
+        'def home():\n    return os.environ["PYTHON_VERSION"]\n'
+    )
+    (tmp_path / "app.py").write_text(app)
+    found = inspect_project(tmp_path)
+    assert (found.env, found.required_env) == (["APP_TITLE", "PYTHON_VERSION"], ["PYTHON_VERSION"])
+    text = write_deploy_yaml(found, hosts=["10.0.0.5"])
+    assert "  # with no default, so the app fails without them: PYTHON_VERSION\n" in text
+    assert any(n.startswith("read with no default (os.environ[...]): PYTHON_VERSION:") for n in found.notes)
