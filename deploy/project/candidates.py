@@ -67,6 +67,7 @@ class Project:
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    plain_alembic: bool = False  # alembic.ini at the root, no Flask-Migrate: `python -m alembic upgrade head`
     #: The migrations are Flask-Alembic's (no env.py in the folder), not Flask-Migrate's.
     alembic: bool = False
     #: The project's own console script when it is a FlaskGroup (`flaskbb = flaskbb.cli:flaskbb`): the

@@ -39,6 +39,7 @@ from deploy.project.entry import (
     _no_entry,
     rank_entry_points,
 )
+from deploy.project.migrations import plain_alembic
 from deploy.project.procfile import read_procfile
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
 from deploy.project.scan import Project as ScannedProject
@@ -164,6 +165,12 @@ def _choose_release(root: Path, project: Project) -> None:
             f"Flask-Migrate found, but no {project.migrations_dir}/ folder with an env.py at the project "
             "root (where 'flask db upgrade' looks): no release command proposed; if the app migrates "
             "elsewhere, add app.release with 'db upgrade --directory <folder>'"
+        )
+    if not project.migrations and plain_alembic(root):
+        project.plain_alembic = True
+        project.notes.append(
+            "Alembic found (alembic.ini): 'python -m alembic upgrade head' runs once per push, before the "
+            "switch (python -m puts the release on sys.path, where an env.py importing the app finds it)"
         )
     if project.migrations:
         project.cli_script = _flask_group_script(root)
@@ -562,6 +569,8 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
             else flask_command(project.root, module, upgrade)
         )
         rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
+    elif project.plain_alembic:
+        rows.append(('  release: ["python -m alembic upgrade head"]', "once per push, before the switch"))
     rows += _server_rows(project, domain, hosts)
     if project.processes:
         # The project's own Procfile says what runs beside web: it wins over what init recognises.

@@ -234,3 +234,21 @@ def test_settings_read_with_no_default_are_said_apart(tmp_path: Path) -> None:
     text = write_deploy_yaml(found, hosts=["10.0.0.5"])
     assert "  # with no default, so the app fails without them: PYTHON_VERSION\n" in text
     assert any(n.startswith("read with no default (os.environ[...]): PYTHON_VERSION:") for n in found.notes)
+
+
+@pytest.mark.parametrize(
+    ("location", "env_py", "release"),
+    [("db/", "db/env.py", True), ("%(here)s/alembic", "alembic/env.py", True), ("db", None, False)],
+)
+def test_plain_alembic_gets_its_upgrade_as_the_release_command(
+    tmp_path: Path, location: str, env_py: str | None, release: bool
+) -> None:
+    """alembic.ini at the root, no Flask-Migrate: `python -m alembic upgrade head` (python -m: an env.py
+    importing the app finds it, as the alembic script alone would not)."""
+    (tmp_path / "app.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {location}\n")
+    if env_py is not None:
+        (tmp_path / env_py).parent.mkdir(parents=True)
+        (tmp_path / env_py).write_text("from app import app\n")
+    text = write_deploy_yaml(inspect_project(tmp_path), hosts=["10.0.0.5"])
+    assert ('  release: ["python -m alembic upgrade head"]' in text) is release
