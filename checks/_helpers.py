@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
@@ -62,20 +63,62 @@ def commands(ctx: Context) -> Iterator[tuple[str, int, str]]:
                 yield path, number, line.split("=", 1)[1].lstrip("-@+!")
 
 
-def script_modules(ctx: Context) -> dict[str, dict[str, str]]:
-    """{file that starts it: {module run as a script: command}} for `python app.py` style commands."""
-    modules = {c.file for c in ctx.project.calls_named("run") if c.name.count(".") == 1}
-    out: dict[str, dict[str, str]] = {}
+def script_runs(ctx: Context) -> list[tuple[str, str, str]]:
+    """(file that starts it, module run as a script, command) for `python app.py` style commands that
+    start the development server (a Flask-Script `manage.py` only with one of its server commands)."""
+    runs: dict[str, set[str]] = {}
+    for c in ctx.project.calls_named("run"):
+        if c.name.count(".") == 1:
+            runs.setdefault(c.file, set()).add(c.name.split(".")[0])
+    out: list[tuple[str, str, str]] = []
     for path, _line, command in commands(ctx):
         try:
             words = shlex.split(command)
         except ValueError:
             words = command.split()
         if words and words[0].rsplit("/", 1)[-1].startswith("python"):
-            for word in words[1:]:
-                if word in modules:
-                    out.setdefault(path, {})[word] = command
+            for at, word in enumerate(words[1:], start=1):
+                servers = _manager_servers(ctx, word, runs.get(word, set()))
+                rest = [w for w in words[at + 1 :] if not w.startswith("-")]
+                if word in runs and (servers is None or (rest[:1] or ["runserver"])[0] in servers):
+                    out.append((path, word, command))
     return out
+
+
+def script_modules(ctx: Context) -> dict[str, dict[str, str]]:
+    """{file that starts it: {module run as a script: command}} of `script_runs`."""
+    out: dict[str, dict[str, str]] = {}
+    for path, module, command in script_runs(ctx):
+        out.setdefault(path, {})[module] = command
+    return out
+
+
+def _manager_servers(ctx: Context, path: str, receivers: set[str]) -> set[str] | None:
+    """The server commands of a Flask-Script `manage.py` (`manager = Manager(app)` ... `manager.run()`:
+    a command line whose subcommands are other code, `runserver` and each `add_command(NAME, Server())`
+    the development server); None when a `.run()` of the module is not such a manager's."""
+    module = next((m for m in ctx.project.python if m.path == path), None)
+    if module is None or module.tree is None or not receivers:
+        return None
+    managers: set[str] = set()
+    servers = {"runserver"}
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            if _leaf(node.value.func) == "Manager":
+                managers.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Call) and _leaf(node.func) == "add_command" and len(node.args) == 2:
+            name, command = node.args
+            if (
+                isinstance(name, ast.Constant)
+                and isinstance(command, ast.Call)
+                and _leaf(command.func) == "Server"
+            ):
+                servers.add(str(name.value))
+    return servers if receivers <= managers else None
+
+
+def _leaf(node: ast.expr) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
 
 
 def wsgi_site(ctx: Context) -> tuple[str | None, int | None]:
@@ -207,3 +250,34 @@ def fastapi_docs_blocked(ctx: Context, policy: str) -> Iterator[Finding]:
                 call.file,
                 call.line,
             )
+
+
+def services_env(ctx: Context) -> set[str]:
+    """The variables `services:` sets for the app (`DATABASE_URL`, `REDIS_URL`, or the `env:` each names)."""
+    if ctx.config is None:
+        return set()
+    services = ctx.config.services
+    return {s.env for s in (services.postgres, services.redis) if s is not None}
+
+
+def _is_debug_flag(test: ast.expr) -> bool:
+    """`app.debug`, `settings.DEBUG`, `DEBUG`, `app.config["DEBUG"]`, `app.config.get("DEBUG")`."""
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr == "get":
+        test = ast.Subscript(value=test.func.value, slice=test.args[0]) if test.args else test
+    if isinstance(test, ast.Subscript):
+        return isinstance(test.slice, ast.Constant) and test.slice.value == "DEBUG"
+    return _leaf(test) in ("debug", "DEBUG")
+
+
+def debug_only(ctx: Context, path: str, line: int) -> bool:
+    """Whether line `line` of `path` runs only in debug mode, inside `if app.debug:` (or another debug
+    flag): what SEC001 says about the flag itself covers it."""
+    module = next((m for m in ctx.project.python if m.path == path), None)
+    for node in ast.walk(module.tree) if module is not None and module.tree is not None else []:
+        if (
+            isinstance(node, ast.If)
+            and _is_debug_flag(node.test)
+            and node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno)
+        ):
+            return True
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -113,7 +114,8 @@ def body_limits(ctx: Context) -> Iterator[Finding]:
     module-level dict, list or set that a view changes at runtime, directly or through a function of
     the same module it calls (`datasets[name] = ...`, `sessions.pop(key)`): each worker has its own copy,
     so what one request stored is missing in the next. Containers filled only at import or start
-    (registries), UPPER_CASE constants and names a function binds locally do not count.""",
+    (registries), UPPER_CASE constants and names a function binds locally do not count, nor an SQLite
+    fallback of a variable deploy.yaml gives (app.env, app.secrets, `services: postgres`).""",
     references=(
         "https://flask-caching.readthedocs.io/en/latest/#simplecache",
         "https://www.sqlite.org/lockingv3.html",
@@ -130,7 +132,10 @@ def per_process_state(ctx: Context) -> Iterator[Finding]:
     for s in ctx.project.setting("CACHE_TYPE"):
         if s.value.kind == "literal" and str(s.value.literal).lower() in _IN_PROCESS_CACHES:
             yield Finding(f"CACHE_TYPE={s.value.literal!r} is per process, with {count}", s.file, s.line)
+    given = given_env(ctx)
     for key, s in sqlite_settings(ctx.project, ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL")):
+        if s.value.kind == "env" and s.value.env_name in given:
+            continue  # deploy.yaml gives the variable: the SQLite fallback never applies
         yield Finding(f"SQLite ({key}) with {count} writing to it", s.file, s.line)
     for call in sqlite_connects(ctx.project):
         yield Finding(f"SQLite with {count} writing to it", call.file, call.line)
@@ -216,8 +221,20 @@ def sqlite_on_several_hosts(ctx: Context) -> Iterator[Finding]:
 _DEBUG_VARS = {"FLASK_DEBUG", "DEBUG", "FLASK_ENV"}
 
 
-def _debug_value(key: str, value: str) -> bool:
-    value = value.strip().strip("\"'").lower()
+#: A reference to a variable, `$NAME`, `${NAME}` or with a default: `${NAME:-false}`, `${NAME-false}`.
+_REFERENCE = re.compile(r"^\$(?:(\w+)|\{(\w+)(?::?-([^}]*))?\})$")
+
+
+def _debug_value(key: str, value: str, defaults: dict[str, str] | None = None) -> bool:
+    """Whether `value` turns debug mode on; a variable reference by its default (its `${X:-default}`,
+    or the Dockerfile's `ARG X=default`), and not at all without one: what is passed in decides."""
+    value = value.strip().strip("\"'")
+    reference = _REFERENCE.match(value)
+    if reference is not None:
+        name = reference.group(1) or reference.group(2)
+        default = reference.group(3) if reference.group(3) is not None else (defaults or {}).get(name)
+        return default is not None and _debug_value(key, default)
+    value = value.lower()
     if key == "FLASK_ENV":
         return value == "development"
     return value not in ("", "0", "false", "no", "off")
@@ -232,18 +249,27 @@ def _debug_value(key: str, value: str) -> bool:
     compose file turns on the interactive debugger in production even when the code is clean.""",
     fix="""Remove FLASK_DEBUG / FLASK_ENV from every file that reaches production; use `flask run --debug`
     locally.""",
+    details="""A value passed through from a variable counts by its default: `${FLASK_DEBUG:-false}` in a
+    compose file, `ENV FLASK_DEBUG="${FLASK_DEBUG}"` after `ARG FLASK_DEBUG="false"` in a Dockerfile
+    are off; `${FLASK_DEBUG}` with no default anywhere is decided by what is passed in, and not reported.""",
     layers=("project",),
     references=("https://flask.palletsprojects.com/en/stable/config/#DEBUG",),
 )
 def debug_in_environment(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
     for path, instructions in project.dockerfiles.items():
+        defaults: dict[str, str] = {}  # ARG NAME=default, for ENV NAME=${NAME}
         for ins in instructions:
+            if ins.keyword == "ARG":
+                for word in shlex.split(ins.args) if ins.args.count('"') % 2 == 0 else ins.args.split():
+                    name, equals, default = word.partition("=")
+                    if equals:
+                        defaults[name] = default
             if ins.keyword == "ENV":
                 from deploy.project.scan import dockerfile_env
 
                 for key, value in dockerfile_env(ins):
-                    if key in _DEBUG_VARS and _debug_value(key, value):
+                    if key in _DEBUG_VARS and _debug_value(key, value, defaults):
                         yield Finding(f"{key}={value} in the image", path, ins.line)
             if ins.keyword in ("CMD", "ENTRYPOINT") and "--debug" in ins.args:
                 yield Finding("the command passes --debug", path, ins.line)

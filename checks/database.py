@@ -116,3 +116,60 @@ def connection_budget(ctx: Context) -> Iterator[Finding]:
     if line is None:
         line, _ = line_of(ctx.root / file, ctx.environment, ("services", "postgres"))
     yield Finding(found.message(), file, line)
+
+
+#: Drivers SQLAlchemy opens a plain `postgresql://` URL without: (distribution, the scheme naming it).
+_OTHER_DRIVERS = (
+    ("psycopg", "postgresql+psycopg"),
+    ("psycopg-binary", "postgresql+psycopg"),
+    ("pg8000", "postgresql+pg8000"),
+    ("asyncpg", "postgresql+asyncpg"),
+)
+
+
+@check(
+    "XL036",
+    area="deployment",
+    severity="high",
+    title="The database URL deploy gives names a driver the app does not have",
+    why="""`services: postgres` hands the app `DATABASE_URL` as `postgresql://...`, and SQLAlchemy opens a
+    URL without a driver with psycopg2. An app that requires psycopg 3 (or pg8000, asyncpg) and not
+    psycopg2 fails at start, on every host: `ModuleNotFoundError: No module named 'psycopg2'`, and the
+    push fails its health gate.""",
+    fix="""Name the driver where the app reads the URL:
+    `os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)`; or require
+    psycopg2-binary.""",
+    layers=("source", "config"),
+    details="""Reported at the database setting (`SQLALCHEMY_DATABASE_URI`, `DATABASE_URL`) that reads
+    the variable `services.postgres.env` names, when the statement names no driver itself
+    (`postgresql+...`), the project requires SQLAlchemy, one of psycopg (3), pg8000 or asyncpg, and
+    neither psycopg2 nor psycopg2-binary.""",
+    references=(
+        "https://docs.sqlalchemy.org/en/20/dialects/postgresql.html#dialect-postgresql-psycopg-connect",
+        "https://docs.sqlalchemy.org/en/20/core/engines.html#postgresql",
+    ),
+)
+def service_url_driver(ctx: Context) -> Iterator[Finding]:
+    postgres = ctx.config.services.postgres if ctx.config is not None else None
+    project = ctx.project
+    if postgres is None or project.depends_on("psycopg2", "psycopg2-binary"):
+        return
+    driver = next(((d, scheme) for d, scheme in _OTHER_DRIVERS if project.depends_on(d)), None)
+    if driver is None or not (
+        project.depends_on("sqlalchemy", "flask-sqlalchemy") or project.uses("sqlalchemy")
+    ):
+        return
+    texts = {m.path: m.text.splitlines() for m in project.python}
+    for key in ("SQLALCHEMY_DATABASE_URI", "DATABASE_URL"):
+        for s in project.setting(key):
+            lines = texts.get(s.file, [])
+            statement = " ".join(lines[s.line - 1 : s.line + 2])
+            if s.value.kind != "env" or s.value.env_name != postgres.env or "postgresql+" in statement:
+                continue
+            yield Finding(
+                f"{key} reads {postgres.env}, which services.postgres gives as postgresql://..., a URL "
+                f"SQLAlchemy opens with psycopg2; the requirements have {driver[0]}, not psycopg2: the app "
+                f"fails at start (read it as {driver[1]}://)",
+                s.file,
+                s.line,
+            )

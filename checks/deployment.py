@@ -251,7 +251,11 @@ _MIGRATION_COMMANDS = re.compile(
     details="""Reported at low severity, below the default gate (`--fail-on medium`): on the real-app corpus
     (12 open-source Flask apps, `tests/corpus/`, 2026-12-06) 0 of its 3 findings at medium severity
     were right (0%), under the 90% a gate needs to be trusted (issue #16). `deploy check --fail-on
-    low` gates on it; its findings are still shown.""",
+    low` gates on it; its findings are still shown.
+
+    Flask-Migrate (or Alembic) imported with no migration scripts in the project (no `migrations` or
+    `alembic` folder, no `alembic.ini`) is reported at its `Migrate(...)`: `flask db upgrade` has
+    nothing to apply, and the tables come from `db.create_all()` or from nowhere.""",
 )
 def migrations(ctx: Context) -> Iterator[Finding]:
     project = ctx.project
@@ -265,9 +269,16 @@ def migrations(ctx: Context) -> Iterator[Finding]:
         for p in project.files
         if p.endswith("/")
     )
-    has_migrations = (
-        has_migrations or project.uses("flask_migrate", "alembic") or "alembic.ini" in project.files
-    )
+    has_migrations = has_migrations or "alembic.ini" in project.files
+    if not has_migrations and project.uses("flask_migrate", "alembic"):
+        migrate = project.calls_named("Migrate")
+        where = (migrate[0].file, migrate[0].line) if migrate else (None, None)
+        yield Finding(
+            "Flask-Migrate (or Alembic) is set up but the project has no migration scripts (no migrations/ "
+            "folder, no alembic.ini): `flask db init` and `flask db migrate`, then commit them",
+            *where,
+        )
+        return
     if not has_migrations:
         create_all = project.calls_named("create_all")
         where = (create_all[0].file, create_all[0].line) if create_all else (None, None)

@@ -19,7 +19,16 @@ from deploy.project.scan import (
     written_folder,
 )
 
-from ._helpers import app_site, commands, config_file, in_served_code, script_modules, served, unguarded
+from ._helpers import (
+    app_site,
+    commands,
+    config_file,
+    in_served_code,
+    script_runs,
+    served,
+    services_env,
+    unguarded,
+)
 
 _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi", "bjoern", "meinheld")
 
@@ -38,7 +47,11 @@ _SERVERS = ("gunicorn", "uwsgi", "waitress", "uvicorn", "hypercorn", "mod-wsgi",
     details="""Also reported when the project declares its dependencies (requirements files,
     pyproject.toml, or `install_requires` in setup.py) and none of them is a production WSGI server
     (gunicorn, uWSGI, Waitress, ...): the release's virtualenv, built from them, has nothing but the
-    development server to serve the app with.""",
+    development server to serve the app with.
+
+    A Flask-Script `manage.py` (`manager = Manager(app)`, `manager.run()`) is a command line: `python
+    manage.py run_worker` runs that command, and only its server commands (`runserver`, and each
+    `manager.add_command(NAME, Server(...))`) start the development server.""",
     references=(
         "https://flask.palletsprojects.com/en/stable/deploying/",
         "https://werkzeug.palletsprojects.com/en/stable/serving/",
@@ -60,6 +73,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
                 call.file,
                 call.line,
             )
+    scripts = {(path, command) for path, _module, command in script_runs(ctx)}
     for path, line, command in commands(ctx):
         try:
             words = shlex.split(command)
@@ -67,7 +81,7 @@ def development_server(ctx: Context) -> Iterator[Finding]:
             words = command.split()
         if "flask" in [w.rsplit("/", 1)[-1] for w in words] and "run" in words:
             yield Finding(f"`{command}` starts the development server", path, line)
-        elif command in script_modules(ctx).get(path, {}).values():
+        elif (path, command) in scripts:
             yield Finding(f"`{command}` runs the module that calls app.run()", path, line)
     if (
         project.apps
@@ -204,12 +218,13 @@ def _read_only(project: Project, call: CallSite) -> bool:
 
 
 def given_env(ctx: Context) -> set[str]:
-    """Environment variables deploy.yaml gives the app (app.env and app.secrets) with a value that is
-    not an SQLite URL: a fallback in the code for one of them never applies."""
+    """Environment variables deploy.yaml gives the app (app.env, app.secrets and the URLs of `services:`)
+    with a value that is not an SQLite URL: a fallback in the code for one of them never applies."""
     if ctx.config is None:
         return set()
     app = ctx.config.app
-    return {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+    given = {k for k, v in app.env.items() if not _SQLITE.match(v.strip())} | set(app.secrets)
+    return given | services_env(ctx)
 
 
 @check(
@@ -229,8 +244,10 @@ def given_env(ctx: Context) -> set[str]:
     low` gates on it; its findings are still shown.
 
     When deploy.yaml gives the variable an SQLite fallback belongs to
-    (`os.environ.get("DATABASE_URL", "sqlite:///app.db")` with `DATABASE_URL` in `app.secrets` or `app.env`),
-    the fallback never applies and is not reported (here, in PIT006 and in XL006).""",
+    (`os.environ.get("DATABASE_URL", "sqlite:///app.db")` with `DATABASE_URL` in `app.secrets` or `app.env`,
+    or set by `services: postgres`), the fallback never applies and is not reported (here, in PIT006, XL003
+    and XL006), also when the code reshapes the variable first
+    (`os.environ.get("DATABASE_URL", "").replace("postgres://", "postgresql://") or "sqlite:///" + path`).""",
     references=("https://www.sqlite.org/whentouse.html",),
 )
 @in_served_code

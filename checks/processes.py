@@ -388,15 +388,21 @@ _SCHEDULE_SETTINGS = ("beat_schedule_filename", "CELERYBEAT_SCHEDULE_FILENAME", 
 
 
 def _writable_roots(config: Config) -> list[str] | None:
-    """The folders the process unit may write (ProtectSystem=strict: ReadWritePaths, and the private
-    /tmp); None when systemd.overrides changes ProtectSystem (then the check cannot tell)."""
+    """The folders the process unit may write (ProtectSystem=strict: ReadWritePaths, else the app.shared
+    folders, the app's own: the shared folder itself is root's; and the private /tmp); None when
+    systemd.overrides changes ProtectSystem (then the check cannot tell)."""
     from deploy.layout import paths_for
 
     overrides = config.systemd.overrides
     if overrides.get("ProtectSystem", "strict") != "strict":
         return None
     given = overrides.get("ReadWritePaths")
-    roots = [p.lstrip("-+") for p in given.split()] if given is not None else [paths_for(config).shared]
+    shared = paths_for(config).shared
+    roots = (
+        [p.lstrip("-+") for p in given.split()]
+        if given is not None
+        else [f"{shared}/{folder}" for folder in config.app.shared]
+    )
     private = ["/tmp", "/var/tmp"]  # noqa: S108 (folders compared with, not files made: PrivateTmp's)
     return [r.rstrip("/") for r in roots if r.startswith("/")] + private
 
@@ -436,16 +442,18 @@ def _unwritable_schedule(config: Config, command: str) -> str | None:
     writing at start. By default that is `celerybeat-schedule` in the working directory: for a process
     deploy runs, the release, which is read-only to the app (`ProtectSystem=strict`; only the app's
     shared folder is writable). Beat then fails at start with a read-only file system error, systemd
-    restarts it, and every push fails its processes step; a path elsewhere outside the shared folder
-    fails the same way.""",
-    fix="""Give beat a schedule file under the app's shared folder: `celery -A app.celery beat -s
-    /srv/<app>/shared/celerybeat-schedule` (or a relative path inside an `app.shared` folder, such as
-    `-s instance/celerybeat-schedule`). It then also outlives the release.""",
+    restarts it, and every push fails its processes step; a path elsewhere outside the app's shared
+    folders fails the same way (the shared folder itself, `/srv/<app>/shared`, is root's: only the
+    `app.shared` folders in it are the app's).""",
+    fix="""Give beat a schedule file in an `app.shared` folder: `app.shared: [celerybeat]` and `celery -A
+    app.celery beat -s celerybeat/celerybeat-schedule` (the release links each shared folder), or
+    `-s /srv/<app>/shared/celerybeat/celerybeat-schedule`. It then also outlives the release.""",
     layers=("config",),
     details="""Read from a `celery ... beat` command, or a `celery ... worker -B`, among the processes:
     its `-s`/`--schedule` (a worker's `-s`/`--schedule-filename`), else Celery's default. Writable are
-    the shared folder (`/srv/<app>/shared`, or the `ReadWritePaths` of `systemd.overrides`), the unit's
-    private `/tmp` and `/var/tmp`, and relative paths inside an `app.shared` folder. Left alone: a
+    the `app.shared` folders (`/srv/<app>/shared/<folder>`, or relative `<folder>/...`; the
+    `ReadWritePaths` of `systemd.overrides` instead when it sets them), and the unit's private `/tmp`
+    and `/var/tmp`. Left alone: a
     scheduler other than Celery's default (`-S django_celery_beat...`, RedBeat: no file), a path with a
     `$VARIABLE` or `~`, a project whose code sets `beat_schedule_filename`, and units whose
     `ProtectSystem` is overridden.""",

@@ -15,6 +15,7 @@ from ._helpers import (
     app_site,
     config_file,
     fastapi_docs_blocked,
+    debug_only,
     in_served_code,
     last_setting,
     loads_config_from_environment,
@@ -36,7 +37,9 @@ OWASP_HEADERS = "https://owasp.org/www-project-secure-headers/"
     why="""The Werkzeug debugger runs arbitrary Python from the browser; anyone who can trigger an error
     gets a shell on the server. Debug mode also leaks source and configuration in tracebacks. Only code
     production runs counts: the module the WSGI target imports and what it imports in turn, not a
-    developer script, `manage.py` or an example that the served app never imports or calls.""",
+    developer script, `manage.py` or an example that the served app never imports or calls. Wrapping
+    the app in `DebuggedApplication` under `if app.debug:` (or another debug flag) counts only as the
+    flag does: reported where the flag is set on.""",
     fix="""Remove `debug=True`, `app.debug = True` and `DEBUG = True` from production code and config classes;
     turn debugging on only locally with `flask run --debug`.""",
     references=(
@@ -70,7 +73,7 @@ def debug_on(ctx: Context) -> Iterator[Finding]:
                 f"app.run(debug=True) runs in production: {path} starts `{command}`", call.file, call.line
             )
     for call in ctx.project.calls_named("DebuggedApplication"):
-        if runs_in_production(ctx.project, call, production):
+        if runs_in_production(ctx.project, call, production) and not debug_only(ctx, call.file, call.line):
             yield Finding("the app is wrapped in Werkzeug's DebuggedApplication", call.file, call.line)
 
 

@@ -14,7 +14,7 @@ from deploy.config.workers import EXTRA_PACKAGES, WORKERS, is_asgi, worker
 from deploy.project.frameworks import asgi_app, detect
 from deploy.project.scan import Project, Value
 
-from ._helpers import config_file, in_served_code, loads_config_from_environment
+from ._helpers import config_file, in_served_code, loads_config_from_environment, services_env
 from .crosslayer import _host_counts
 from .pitfalls import _SERVERS
 
@@ -299,7 +299,7 @@ def local_queue(ctx: Context) -> Iterator[Finding]:
         return
     hosts = several
     app = ctx.config.app
-    given = set(app.env) | set(app.secrets)
+    given = set(app.env) | set(app.secrets) | services_env(ctx)
     for key, text in sorted(app.env.items()):
         if key in _BROKER_KEYS and _LOCAL_URL.match(text):
             yield Finding(f"app.env {key} is {text}, a different server on each of {hosts}", config_file(ctx))

@@ -25,7 +25,8 @@ def init(directory: Path, force: bool, domain: str | None, hosts: tuple[str, ...
     Finds the app (`app = Flask(...)` or a `create_app` factory), the requirements file, the
     static folder and the secrets the code reads from the environment. An ASGI app (Quart, FastAPI,
     Starlette) gets an ASGI worker, Flask-SocketIO its async worker (one per slot); Celery, RQ,
-    rq-scheduler and an APScheduler script become processes (the scheduler a singleton). Exit 2,
+    rq-scheduler and an APScheduler script become processes (the scheduler a singleton; an RQ worker
+    listens to the queues the code names), and so do a Procfile's lines besides web. Exit 2,
     writing nothing, when the app has no importable entry (only the project's own CLI registers its
     routes): the message names that code, and you write a wsgi.py that builds the app.
     """

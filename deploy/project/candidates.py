@@ -30,6 +30,8 @@ HEALTH_PATHS = (
     "/healthcheck",
     "/health-check",
     "/_healthcheck",
+    "/up",  # Rails' and Kamal's convention
+    "/up/",
 )
 WSGI_TARGET = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_][\w.]*(\(.*\))?)$")
 
@@ -50,6 +52,7 @@ class Project:
     #: Secret-like names the app reads with a default (an error tracker's DSN): not required to push.
     optional_secrets: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
+    required_env: list[str] = field(default_factory=list)  # of env: read with no default (os.environ["X"])
     instance: bool = False
     #: Where Flask puts the instance folder: beside the package's folder (src/instance in a src layout).
     instance_dir: str = "instance"
@@ -65,6 +68,7 @@ class Project:
     #: Files the app writes at the project root (an SQLite database): app.shared_files.
     shared_files: list[str] = field(default_factory=list)
     migrations: bool = False
+    plain_alembic: bool = False  # alembic.ini at the root, no Flask-Migrate: `python -m alembic upgrade head`
     #: The migrations are Flask-Alembic's (no env.py in the folder), not Flask-Migrate's.
     alembic: bool = False
     #: The project's own console script when it is a FlaskGroup (`flaskbb = flaskbb.cli:flaskbb`): the
@@ -233,6 +237,8 @@ SETUP_CALLS = {
     "makedirs",
     "which",
 }
+#: A translated string (Flask-Babel, gettext) is setup too: `login.login_message = _l("Please log in")`.
+SETUP_CALLS |= {"_", "_l", "gettext", "lazy_gettext", "ngettext", "lazy_ngettext"}
 
 
 #: Top-level reads of a model or data file into a name (`model = pickle.load(open("model.pkl", "rb"))`,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 
 from deploy.config.workers import worker
@@ -51,6 +52,8 @@ class Stack:
     #: Where (file, line) the evidence for `asgi` / `socketio` is.
     where: tuple[str, int] | None = None
     processes: list[Process] = field(default_factory=list)
+    #: app.shared folders the processes write (beat's schedule).
+    shared: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -119,14 +122,50 @@ def _modules_importing(project: Project, package: str) -> list[PythonFile]:
     return [m for m in project.python if package in _top(_imports(m))]
 
 
+def _celery_factories(module: PythonFile) -> set[str]:
+    """The module's functions that build a Celery app (`def create_celery_app(app): ... Celery(...)`)."""
+    return {
+        node.name
+        for node in (module.tree.body if module.tree is not None else [])
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(n, ast.Call)
+            and (getattr(n.func, "id", None) or getattr(n.func, "attr", None)) == "Celery"
+            for n in ast.walk(node)
+        )
+    }
+
+
+def _celery_app(project: Project) -> tuple[PythonFile, str] | None:
+    """The module that builds the Celery app at its top, and the `-A` that finds it: `celery_app =
+    Celery(...)`; else `celery_app = create_celery_app()` with a function of that module that builds it
+    (named then, `-A pkg.module.celery_app`: Celery finds only `app`, `celery` or an instance itself)."""
+    modules = _modules_importing(project, "celery")
+    for module in modules:
+        if _app_assignments(module, {"Celery"}):
+            return module, _dotted(module.path)
+    for module in modules:
+        built = _app_assignments(module, _celery_factories(module))
+        if built:
+            name = built[0][0]
+            return module, _dotted(module.path) + ("" if name in ("app", "celery") else f".{name}")
+    return None
+
+
+#: The app.shared folder beat keeps its schedule in (the release is read-only to the app, and so is
+#: the shared folder's root: only its app.shared folders are the app's own; check XL035).
+BEAT_FOLDER = "celerybeat"
+
+
 def _celery(project: Project, notes: list[str]) -> list[Process]:
-    apps = [m for m in _modules_importing(project, "celery") if _app_assignments(m, {"Celery"})]
-    if not apps:
+    """A worker and beat, beat's schedule in the shared folder BEAT_FOLDER."""
+    found = _celery_app(project)
+    if found is None:
         return []
-    target = _dotted(apps[0].path)
-    if not any(word in apps[0].text for word in ("broker", "config_from_object", "conf.update")):
+    module, target = found
+    if not any(word in module.text for word in ("broker", "config_from_object", "conf.update")):
         notes.append(
-            f"the Celery app in {apps[0].path} is configured elsewhere (the Flask app's factory?): "
+            f"the Celery app in {module.path} is configured elsewhere (the Flask app's factory?): "
             f"`celery -A {target}` must find it configured; point -A at a module that builds the app"
         )
     return [
@@ -139,7 +178,7 @@ def _celery(project: Project, notes: list[str]) -> list[Process]:
         ),
         Process(
             "beat",
-            f"celery -A {target} beat --loglevel=INFO",
+            f"celery -A {target} beat --loglevel=INFO -s {BEAT_FOLDER}/celerybeat-schedule",
             "Celery beat: exactly one, or every task is sent twice",
             singleton=True,
         ),
@@ -161,13 +200,54 @@ def _enqueues(project: Project) -> bool:
     return False
 
 
+#: A queue name as a shell word needs no quoting.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def _queue_name(call: ast.Call) -> str | None:
+    """The name an RQ `Queue(...)` call (or rq's `@job(...)`) gives its queue: the first argument or
+    `name=`/`queue=`, `default` without one; None when it is not a literal."""
+    given = (
+        call.args[0]
+        if call.args
+        else next((k.value for k in call.keywords if k.arg in ("name", "queue")), None)
+    )
+    if given is None:
+        return "default"
+    if (
+        isinstance(given, ast.Constant)
+        and isinstance(given.value, str)
+        and _QUEUE_NAME.fullmatch(given.value)
+    ):
+        return given.value
+    return None
+
+
+def rq_queues(project: Project) -> list[str]:
+    """The queues the project's RQ code names (`Queue("mail", connection=...)`, `@job("mail")`), in the
+    order they appear; `default` when it names none: a worker listens to these or its jobs wait forever."""
+    names: list[str] = []
+    for module in project.python:
+        if module.tree is None or "rq" not in _top(_imports(module)):
+            continue
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            named = func == "Queue" or (func == "job" and "rq.decorators" in module.text)
+            name = _queue_name(node) if named else None
+            if name is not None and name not in names:
+                names.append(name)
+    return names or ["default"]
+
+
 def _rq(project: Project) -> list[Process]:
     if not (project.uses("rq") or project.depends_on("rq")) or not _enqueues(project):
         return []
     out = [
         Process(
             "worker",
-            "rq worker --url $REDIS_URL default",
+            "rq worker --url $REDIS_URL " + " ".join(rq_queues(project)),
             "RQ worker; SIGTERM is its warm shutdown",
             stop_timeout=600,
             ready="rq",
@@ -222,6 +302,11 @@ def detect(project: Project) -> Stack:
         name = process.name if process.name not in names else f"{process.name}-2"
         names.add(name)
         stack.processes.append(replace(process, name=name))
+        if f" {BEAT_FOLDER}/" in process.command and BEAT_FOLDER not in stack.shared:
+            stack.shared.append(BEAT_FOLDER)
+            notes.append(
+                f"Celery beat keeps its schedule in {BEAT_FOLDER}/, shared: the release is read-only"
+            )
     stack.notes += notes
     return stack
 
@@ -282,14 +367,37 @@ def _async_worker(stack: Stack, project: Project, dists: tuple[str, ...]) -> str
     return None
 
 
-def process_rows(stack: Stack, live: bool = True) -> list[tuple[str, str]]:
+def procfile_process(name: str, command: str) -> Process:
+    """A Procfile line as a process, with what init knows of its kind: an RQ or Celery worker gets the
+    time its warm shutdown may take and its ready-made probe, a scheduler runs as a singleton."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    base = words[0].rsplit("/", 1)[-1] if words else ""
+    beat = base == "celery" and any(w in ("beat", "-B", "--beat") for w in words)
+    if base == "rq" and words[1:2] == ["worker"]:
+        return Process(name, command, "RQ worker; SIGTERM is its warm shutdown", stop_timeout=600, ready="rq")
+    if base == "celery" and "worker" in words:
+        why = "Celery worker; SIGTERM is its warm shutdown"
+        if beat:
+            why = "Celery worker with beat (-B): exactly one, or every task is sent twice"
+        return Process(name, command, why, singleton=beat, stop_timeout=600, ready="celery")
+    if beat or base in ("rqscheduler", "rq-scheduler"):
+        return Process(name, command, "a scheduler: exactly one, or each job is sent twice", singleton=True)
+    return Process(name, command, "")
+
+
+def process_rows(
+    stack: Stack, live: bool = True, header: str = "run beside web, released with it"
+) -> list[tuple[str, str]]:
     """The `processes:` section (SCHEMA.md) as (text, comment) rows; none when nothing runs beside web.
 
     Not `live` (this deploy's deploy.yaml has no processes yet): the same rows, commented out.
     """
     if not stack.processes:
         return []
-    rows: list[tuple[str, str]] = [("processes:", "run beside web, released with it")]
+    rows: list[tuple[str, str]] = [("processes:", header)]
     for p in stack.processes:
         rows.append((f"  {p.name}:", p.why))
         rows.append((f"    command: {json.dumps(p.command)}", "in the release's virtualenv and folder"))

@@ -42,6 +42,7 @@ from deploy.project.envreads import (
     helper_env_names,
 )
 from deploy.project.init_choices import choose_example_values, choose_health, note_postgres
+from deploy.project.migrations import plain_alembic
 from deploy.project.procfile import read_procfile
 from deploy.project.requirements import RequirementsError, pyproject_dependencies
 from deploy.project.scan import DATABASE_WRITERS, WritePath, committed_files, scan, written_folder
@@ -123,9 +124,15 @@ def _choose_settings(
         project.notes.append(
             f"optional secrets (read with a default): {names}; add them to app.secrets to ship them"
         )
+    project.required_env = [n for n in project.env if n in required_names]
     if project.env:
         project.notes.append(
             f"settings read from the environment: {', '.join(project.env)} (add them to app.env)"
+        )
+    if project.required_env:
+        project.notes.append(
+            f"read with no default (os.environ[...]): {', '.join(project.required_env)}: the app fails "
+            "where it reads them unless app.env sets them"
         )
 
 
@@ -162,6 +169,12 @@ def _choose_release(root: Path, project: Project) -> None:
             f"Flask-Migrate found, but no {project.migrations_dir}/ folder with an env.py at the project "
             "root (where 'flask db upgrade' looks): no release command proposed; if the app migrates "
             "elsewhere, add app.release with 'db upgrade --directory <folder>'"
+        )
+    if not project.migrations and plain_alembic(root):
+        project.plain_alembic = True
+        project.notes.append(
+            "Alembic found (alembic.ini): 'python -m alembic upgrade head' runs once per push, before the "
+            "switch (python -m puts the release on sys.path, where an env.py importing the app finds it)"
         )
     if project.migrations:
         project.cli_script = _flask_group_script(root)
@@ -320,6 +333,8 @@ def inspect_project(root: Path) -> Project:
     _choose_db_file(root, project)
     _choose_release(root, project)
     _read_procfile(root, project)
+    if not project.processes:  # the processes init writes (a Procfile's win), and the folders they write
+        project.shared_dirs += [d for d in project.stack.shared if d not in project.shared_dirs]
     return project
 
 
@@ -506,6 +521,24 @@ def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) 
     ]
 
 
+def _release_rows(project: Project, module: str) -> list[tuple[str, str]]:
+    """`app.release`: the migrations' upgrade (Flask-Migrate, Flask-Alembic, plain Alembic), if any."""
+    if project.migrations:
+        directory = project.migrations_dir.strip("/")
+        upgrade = "db upgrade"
+        if directory != "migrations":
+            upgrade += f" --directory {shlex.quote(directory)}"
+        release = (
+            f"{project.cli_script} {upgrade}"
+            if project.cli_script
+            else flask_command(project.root, module, upgrade)
+        )
+        return [(f'  release: ["{release}"]', "once per push, before the switch")]
+    if project.plain_alembic:
+        return [('  release: ["python -m alembic upgrade head"]', "once per push, before the switch")]
+    return []
+
+
 def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[str] | None = None) -> str:
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
@@ -547,27 +580,25 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append(
             (f"  # the code also reads {', '.join(project.env)}: add what production needs to env:", "")
         )
+    if project.required_env:
+        rows.append(
+            (f"  # with no default, so the app fails without them: {', '.join(project.required_env)}", "")
+        )
     shared = ([project.instance_dir] if project.instance else []) + project.shared_dirs
     if shared:
         rows.append((f"  shared: [{_quoted(shared)}]", "kept across releases and rollbacks"))
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
-    if project.migrations:
-        directory = project.migrations_dir.strip("/")
-        upgrade = "db upgrade"
-        if directory != "migrations":
-            upgrade += f" --directory {shlex.quote(directory)}"
-        release = (
-            f"{project.cli_script} {upgrade}"
-            if project.cli_script
-            else flask_command(project.root, module, upgrade)
-        )
-        rows.append((f'  release: ["{release}"]', "once per push, before the switch"))
+    rows += _release_rows(project, module)
     rows += _server_rows(project, domain, hosts)
     if project.processes:
         # The project's own Procfile says what runs beside web: it wins over what init recognises.
-        rows += [("", ""), ("processes:", "besides web, from the Procfile; each moves with every push")]
-        rows += [(f"  {name}: {{command: {json.dumps(cmd)}}}", "") for name, cmd in project.processes.items()]
+        procfile = frameworks.Stack(
+            processes=[frameworks.procfile_process(name, cmd) for name, cmd in project.processes.items()]
+        )
+        rows += frameworks.process_rows(
+            procfile, header="besides web, from the Procfile; each moves with every push"
+        )
     else:
         rows += frameworks.process_rows(project.stack, live="processes" in Config.model_fields)
         rows += frameworks.service_rows(project.stack, project.secrets)

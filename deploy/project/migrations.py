@@ -454,3 +454,14 @@ def still_used(removal: Removal, found: list[Use]) -> list[Use]:
     if removal.kind == "table":
         return [u for u in found if u.table == removal.table and u.column is None]
     return [u for u in found if u.table == removal.table and u.column == removal.column]
+
+
+def plain_alembic(root: Path) -> bool:
+    """An alembic.ini at the project root whose script_location holds an env.py."""
+    try:
+        text = (root / "alembic.ini").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    found = re.search(r"(?m)^\s*script_location\s*=\s*(\S+)\s*$", text)
+    location = found.group(1).replace("%(here)s", ".") if found else ""
+    return bool(location) and ":" not in location and (root / location / "env.py").is_file()

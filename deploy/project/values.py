@@ -130,8 +130,18 @@ class Value:
         return self.kind == "literal" and self.literal is False
 
 
+#: String methods that leave an environment read the variable's value, reshaped
+#: (`os.environ.get("DATABASE_URL", "").replace("postgres://", "postgresql://")`).
+_STR_METHODS = {"replace", "strip", "lstrip", "rstrip", "lower", "upper", "removeprefix", "removesuffix"}
+
+
 def _env_read(node: ast.AST) -> tuple[str, bool, object] | None:
-    """(name, has_default, default) if `node` reads an environment variable."""
+    """(name, has_default, default) if `node` reads an environment variable (maybe through string
+    methods that reshape its value)."""
+    while (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _STR_METHODS
+    ):
+        node = node.func.value
     if isinstance(node, ast.Subscript) and _dotted(node.value) in ("os.environ", "environ"):
         index = node.slice
         if isinstance(index, ast.Constant) and isinstance(index.value, str):
@@ -161,6 +171,9 @@ def evaluate(node: ast.AST) -> Value:
         right = node.values[1]
         if left is not None and isinstance(right, ast.Constant):
             return Value("env", env_name=left[0], has_default=right.value is not None, default=right.value)
+        if left is not None:
+            # `os.environ.get("X") or "sqlite:///" + path`: a fallback built at run time, value unknown.
+            return Value("env", env_name=left[0], has_default=True)
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         # `os.environ.get("X", "true") == "true"` is a flag read from the environment.
         env = _env_read(node.left)

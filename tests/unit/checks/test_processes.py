@@ -189,12 +189,17 @@ BEAT = "celery -A app.celery beat"
         (f"{BEAT}", "", "celerybeat-schedule, Celery's default in the working directory: the release"),
         (f"{BEAT} -s celerybeat-schedule", "", "celerybeat-schedule, in the release (no app.shared folder)"),
         (f"{BEAT} --schedule=var/beat", "", "var/beat, in the release"),
-        (f"{BEAT} -s /srv/demo/current/beat", "", "outside the folders the unit may write (/srv/demo/shared"),
+        (f"{BEAT} -s /srv/demo/current/beat", "", "outside the folders the unit may write (/tmp, /var/tmp)"),
         (f"{BEAT} -s /var/lib/celery/beat", "", "/var/lib/celery/beat, outside the folders"),
         ("celery -A app.celery worker -B", "", "Celery's default in the working directory"),
         ("celery -A app.celery worker -B --schedule-filename /srv/x/beat", "", "/srv/x/beat, outside"),
-        (f"{BEAT} -s /srv/demo/shared/celerybeat-schedule", "", None),
-        (f"{BEAT} -s /srv/demo/shared/instance/beat", "", None),
+        # The shared folder itself is root's (0750): only its app.shared folders are the app's.
+        (
+            f"{BEAT} -s /srv/demo/shared/celerybeat-schedule",
+            "",
+            "/srv/demo/shared/celerybeat-schedule, outside",
+        ),
+        (f"{BEAT} -s /srv/demo/shared/instance/beat", "", "/srv/demo/shared/instance/beat, outside"),
         (f"{BEAT} -s /tmp/beat", "", None),
         (
             f"{BEAT} -s /var/lib/celery/beat",
@@ -229,6 +234,8 @@ def test_xl035_a_relative_path_inside_an_app_shared_folder_is_writable(tmp_path:
     assert found(check(root, ["XL035"], config=config)).get("XL035")
     shared = config.replace('wsgi: "app:app"}', 'wsgi: "app:app", shared: [instance]}')
     assert "XL035" not in found(check(root, ["XL035"], config=shared))
+    absolute = shared.replace("-s instance/beat", "-s /srv/demo/shared/instance/beat")
+    assert "XL035" not in found(check(root, ["XL035"], config=absolute))
 
 
 def test_xl035_leaves_alone_an_app_whose_code_names_its_schedule_file(tmp_path: Path) -> None:

@@ -474,6 +474,18 @@ CASES: dict[str, Case] = {
         + "  hosts: [10.0.0.1]\ngunicorn: {workers: 2}\nservices: {postgres: {max_connections: 20}}\n",
         says="72 connections at the peak of a push",
     ),
+    "XL036": Case(
+        bad={
+            "requirements.txt": "flask==3.1.3\nflask-sqlalchemy==3.1.1\npsycopg[binary]==3.2.9\n",
+            "settings.py": "import os\n\nSQLALCHEMY_DATABASE_URI = os.environ['DATABASE_URL']\n",
+        },
+        good={
+            "requirements.txt": "flask==3.1.3\nflask-sqlalchemy==3.1.1\npsycopg2-binary==2.9.10\n",
+            "settings.py": "import os\n\nSQLALCHEMY_DATABASE_URI = os.environ['DATABASE_URL']\n",
+        },
+        config=CONFIG + "  hosts: [10.0.0.1]\nservices: {postgres: {}}\n",
+        says="the requirements have psycopg, not psycopg2",
+    ),
     "XL030": Case(
         bad={},
         config=CONFIG + "processes:\n  worker: {command: rq worker default}\n",
@@ -489,8 +501,10 @@ CASES: dict[str, Case] = {
     "XL035": Case(
         bad={},
         config=CONFIG + "processes:\n  beat: {command: celery -A app.celery beat, singleton: true}\n",
-        good_config=CONFIG + "processes:\n  beat: {command: 'celery -A app.celery beat -s "
-        "/srv/demo/shared/beat', singleton: true}\n",
+        good_config=CONFIG.replace(
+            "  secrets: [SECRET_KEY]\n", "  secrets: [SECRET_KEY]\n  shared: [celerybeat]\n"
+        )
+        + "processes:\n  beat: {command: 'celery -A app.celery beat -s celerybeat/beat', singleton: true}\n",
         says="celery beat keeps its schedule in celerybeat-schedule, Celery's default",
     ),
     "XL032": Case(

@@ -145,9 +145,13 @@ def test_celery_gets_a_worker_and_beat_as_a_singleton(tmp_path: Path) -> None:
             "stop_timeout": 600,
             "ready": {"kind": "celery"},
         },
-        "beat": {"command": "celery -A shop.tasks beat --loglevel=INFO", "singleton": True},
+        "beat": {
+            "command": "celery -A shop.tasks beat --loglevel=INFO -s celerybeat/celerybeat-schedule",
+            "singleton": True,
+        },
     }
     assert "Celery beat: exactly one" in text
+    assert data["app"]["shared"] == ["celerybeat"]  # type: ignore[index]
     if HAS_PROCESSES:
         loads(text)
 

@@ -85,7 +85,7 @@ def test_a_syntax_error_is_kept_not_raised() -> None:
 
 def test_dockerfile_continuations_and_comments() -> None:
     text = (
-        'FROM python:3.11\n# a comment\nRUN apt-get update \\\n'
+        "FROM python:3.11\n# a comment\nRUN apt-get update \\\n"
         '    && apt-get install -y curl\nCMD ["gunicorn"]\n'
     )
     assert [(i.keyword, i.line) for i in parse_dockerfile(text)] == [("FROM", 1), ("RUN", 3), ("CMD", 5)]
