@@ -8,6 +8,8 @@ from deploy.checker import Context, Finding, check
 from deploy.project.pins import BREAKAGES, declared, from_requirements
 from deploy.project.requirements import RequirementsError, constraint_lines, resolve, top_level
 
+from .deployment import _host_environments
+
 _TABLE = "\n".join(f"    - {b.package}{b.old} with {b.companion}>={b.since}: `{b.error}`" for b in BREAKAGES)
 
 
@@ -34,7 +36,8 @@ _TABLE = "\n".join(f"    - {b.package}{b.old} with {b.companion}>={b.since}: `{b
 
     A package is held old when every version its lines admit (`==`, `<`, `<=`, `~=`, `==X.*`, across
     the requirements file, its `-r` includes and `-c` constraints) is below the breaking bound; a
-    companion is bounded when its lines admit nothing from the breaking release on. `deploy push`
+    companion is bounded when its lines admit nothing from the breaking release on. Lines whose
+    environment marker is false on the hosts (as DEP002 evaluates them) count for neither. `deploy push`
     checks the resolved wheels the same way and stops before any host is touched.""",
 )
 def companions_unbounded(ctx: Context) -> Iterator[Finding]:
@@ -47,6 +50,7 @@ def companions_unbounded(ctx: Context) -> Iterator[Finding]:
     except RequirementsError:
         return  # deploy push names the problem
     top = top_level(requirements)
-    for problem in from_requirements(declared([*top.lines, *constraint_lines(requirements, top)])):
+    lines = [*top.lines, *constraint_lines(requirements, top)]
+    for problem in from_requirements(declared(lines, _host_environments(ctx))):
         file, _, line = (problem.where or entry).rpartition(":")
         yield Finding(problem.message(), file or entry, int(line) if line.isdigit() else None)

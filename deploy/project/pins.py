@@ -9,9 +9,10 @@ reads the versions a wheelhouse holds (`deploy push`, before any host is touched
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import Specifier, SpecifierSet
 from packaging.utils import canonicalize_name
@@ -181,15 +182,26 @@ def _old_limit(breakage: Breakage) -> str:
     return breakage.old.removeprefix("<")
 
 
-def declared(lines: Iterable[tuple[str, str]]) -> list[Declared]:
-    """The requirement lines that name a package by name ((where, line) as TopLevel gives them)."""
+def _installed(requirement: Requirement, envs: Sequence[Mapping[str, str]]) -> bool:
+    """Whether the line's marker holds on one of the hosts (always, without envs or a marker)."""
+    if requirement.marker is None or not envs:
+        return True
+    try:
+        return any(requirement.marker.evaluate({**env, "extra": ""}) for env in envs)
+    except (UndefinedComparison, UndefinedEnvironmentName):
+        return True
+
+
+def declared(lines: Iterable[tuple[str, str]], envs: Sequence[Mapping[str, str]] = ()) -> list[Declared]:
+    """The requirement lines that name a package by name ((where, line) as TopLevel gives them); with
+    `envs` (the hosts' marker environments), only those whose marker holds on a host."""
     out: list[Declared] = []
     for where, line in lines:
         try:
             parsed = Requirement(_requirement_text(line))
         except InvalidRequirement:
             continue
-        if parsed.url is None:
+        if parsed.url is None and _installed(parsed, envs):
             out.append(Declared(canonicalize_name(parsed.name), parsed.specifier, where, line))
     return out
 

@@ -126,3 +126,16 @@ def test_the_check_points_at_the_pin_and_reads_includes_and_constraints(tmp_path
         "requirements/base.txt:3 Flask-Login==0.6.2",
     ]
     assert all(m.endswith("add `Werkzeug<3` to requirements/base.txt") for m in messages)
+
+
+def test_lines_never_installed_on_the_hosts_count_for_neither_side(tmp_path: Path) -> None:
+    """dtale 3.22.0 (the corpus) pins `Flask<=1.1.4; python_version < '3.7'`: not on a 3.11 host."""
+    requirements = (
+        "Flask<=1.1.4; python_version < '3.7'\n"
+        "Flask==2.2.3; python_version >= '3.8'\n"
+        "Werkzeug<3; python_version < '3.8'\n"
+    )
+    root = project(tmp_path, {"requirements.txt": requirements})
+    messages = found(check(root, ["DEP008"]))["DEP008"]
+    assert len(messages) == 1 and messages[0].startswith("requirements.txt:2 Flask==2.2.3"), messages
+    assert "nothing bounds Werkzeug: add `Werkzeug<3`" in messages[0]
