@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "effective",
     "rendered",
     "live",
+    "pins",
 )
 AREAS = ("security", "performance", "observability", "deployment", "pitfalls")
 

@@ -236,6 +236,16 @@ def top_level(requirements: RequirementSet) -> TopLevel:
     return TopLevel(lines, constraints)
 
 
+def constraint_lines(requirements: RequirementSet, top: TopLevel) -> list[tuple[str, str]]:
+    """The requirement lines of the constraints files (`-c`) that apply, as (where, line) like `top.lines`."""
+    out: list[tuple[str, str]] = []
+    for path in top.constraints:
+        if path in requirements.files:
+            text = _text(path, requirements.files[path])
+            out.extend((f"{path}:{n}", line) for n, line in _logical_lines(text) if not line.startswith("-"))
+    return out
+
+
 def src_root(files: set[str] | frozenset[str], wsgi: str) -> str | None:
     """'src' when the WSGI module lives under src/ (a src layout) and not at the top; else None."""
     module = wsgi.split(":", 1)[0].strip().split(".", 1)[0]

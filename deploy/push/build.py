@@ -22,7 +22,7 @@ from deploy.push.owndist import checkout_of, own_distribution
 from deploy.push.plan_types import platform_tag
 from deploy.push.uvtool import UvError, uv_wheel
 from deploy.push.wheelhouse import wheelhouse
-from deploy.push.wheels import worker_problem
+from deploy.push.wheels import pins_problem, worker_problem
 from deploy.remote.facts import HostState
 
 
@@ -52,6 +52,7 @@ def wheels_for(
             except ArtifactError as exc:
                 printer.fail(f"{host}: {exc}", 1)
             problem = worker_problem(config.gunicorn.worker_class, files, config.app.requirements)
+            problem = problem or pins_problem(files, config.app.requirements)
             if problem is not None:
                 printer.fail(f"nothing was changed: {problem}", 1)
             cache[platform] = {name: path.read_bytes() for name, path in files.items()}

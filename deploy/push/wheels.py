@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from deploy.config.workers import EXTRA_PACKAGES, worker
+from deploy.project.pins import from_versions
 
 
 class WheelMetadataError(Exception):
@@ -231,3 +232,10 @@ def worker_problem(worker_class: str, wheel_files: Iterable[str], requirements: 
             f"{requirements} installs {gunicorn}: pin gunicorn<{w.gunicorn_until + 1} or use gevent"
         )
     return None
+
+
+def pins_problem(wheel_files: Iterable[str], requirements: str) -> str | None:
+    """Why the app could not be imported from a virtualenv of these wheels (deploy.project.pins), or None."""
+    installed = dict(_wheel_name_version(f) for f in wheel_files if f.endswith(".whl"))
+    found = from_versions({n: v for n, v in installed.items() if v is not None}, requirements)
+    return "; ".join(p.message() for p in found) or None

@@ -291,6 +291,12 @@ CASES: dict[str, Case] = {
         config=None,
         says="no migrations",
     ),
+    "DEP008": Case(
+        bad={"requirements.txt": "Flask==2.2.3\ngunicorn==23.0.0\n"},
+        good={"requirements.txt": "Flask==2.2.3\nWerkzeug<3\ngunicorn==23.0.0\n"},
+        config=None,
+        says="add `Werkzeug<3` to requirements.txt",
+    ),
     "PIT001": Case(
         bad={"Dockerfile": "FROM python:3.11.9-slim\nCOPY . .\nCMD flask --app app run --host 0.0.0.0\n"},
         good={},
