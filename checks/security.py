@@ -14,8 +14,8 @@ from deploy.project.scan import KEY_GENERATORS, Project
 from ._helpers import (
     app_site,
     config_file,
-    fastapi_docs_blocked,
     debug_only,
+    fastapi_docs_blocked,
     in_served_code,
     last_setting,
     loads_config_from_environment,

@@ -7,13 +7,11 @@ import configparser
 import json
 import posixpath
 import re
-import shlex
 import subprocess
 import tomllib
 from pathlib import Path
 
 from deploy.config import folders
-from deploy.config.flask_version import flask_command
 from deploy.config.model import Config
 from deploy.project import frameworks
 from deploy.project.candidates import (
@@ -41,7 +39,7 @@ from deploy.project.envreads import (
     _subscript_env_names,
     helper_env_names,
 )
-from deploy.project.init_choices import choose_example_values, choose_health, note_postgres
+from deploy.project.init_choices import choose_example_values, choose_health, note_postgres, release_rows
 from deploy.project.migrations import plain_alembic
 from deploy.project.procfile import read_procfile
 from deploy.project.requirements import RequirementsError, pyproject_dependencies
@@ -521,24 +519,6 @@ def _server_rows(project: Project, domain: str | None, hosts: list[str] | None) 
     ]
 
 
-def _release_rows(project: Project, module: str) -> list[tuple[str, str]]:
-    """`app.release`: the migrations' upgrade (Flask-Migrate, Flask-Alembic, plain Alembic), if any."""
-    if project.migrations:
-        directory = project.migrations_dir.strip("/")
-        upgrade = "db upgrade"
-        if directory != "migrations":
-            upgrade += f" --directory {shlex.quote(directory)}"
-        release = (
-            f"{project.cli_script} {upgrade}"
-            if project.cli_script
-            else flask_command(project.root, module, upgrade)
-        )
-        return [(f'  release: ["{release}"]', "once per push, before the switch")]
-    if project.plain_alembic:
-        return [('  release: ["python -m alembic upgrade head"]', "once per push, before the switch")]
-    return []
-
-
 def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[str] | None = None) -> str:
     """A commented deploy.yaml for `project` (validated by the caller's next load)."""
     module = (project.wsgi or "app:app").split(":")[0]
@@ -589,7 +569,7 @@ def write_deploy_yaml(project: Project, domain: str | None = None, hosts: list[s
         rows.append((f"  shared: [{_quoted(shared)}]", "kept across releases and rollbacks"))
     if project.shared_files:
         rows.append((f"  shared_files: [{_quoted(project.shared_files)}]", "files the app writes, kept too"))
-    rows += _release_rows(project, module)
+    rows += release_rows(project, module)
     rows += _server_rows(project, domain, hosts)
     if project.processes:
         # The project's own Procfile says what runs beside web: it wins over what init recognises.

@@ -3,8 +3,10 @@ it cannot start without from the project's example environment file."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
+from deploy.config.flask_version import flask_command
 from deploy.config.loader import ConfigError, parse_dotenv
 from deploy.config.secretfiles import NOT_SECRETS
 from deploy.project.candidates import HEALTH_PATHS, Project
@@ -76,3 +78,21 @@ def note_postgres(project: Project, scanned: ScannedProject) -> None:
             "deploy.yaml runs Postgres on your host and sets DATABASE_URL itself (then drop it from "
             "app.secrets); keep it a secret for a database of your own"
         )
+
+
+def release_rows(project: Project, module: str) -> list[tuple[str, str]]:
+    """`app.release`: the migrations' upgrade (Flask-Migrate, Flask-Alembic, plain Alembic), if any."""
+    if project.migrations:
+        directory = project.migrations_dir.strip("/")
+        upgrade = "db upgrade"
+        if directory != "migrations":
+            upgrade += f" --directory {shlex.quote(directory)}"
+        release = (
+            f"{project.cli_script} {upgrade}"
+            if project.cli_script
+            else flask_command(project.root, module, upgrade)
+        )
+        return [(f'  release: ["{release}"]', "once per push, before the switch")]
+    if project.plain_alembic:
+        return [('  release: ["python -m alembic upgrade head"]', "once per push, before the switch")]
+    return []
