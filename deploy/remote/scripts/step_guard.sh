@@ -8,7 +8,11 @@ case "$(cat -- "$2" 2>/dev/null)" in
   *"\"remote_pid\": $3,"*) ok=yes ;;
   *) ok=no ;;
 esac
-if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null; then
+# A holder that has just exited stays a zombie until it is reaped, and kill -0 still finds it: a step
+# woken by its exit (the shared flock above) would run with no holder left. Its state (field 3) says so.
+# shellcheck disable=SC2086  # split on purpose (globbing off), in a subshell: "$@" stays the guard's
+state=$(stat=$(cat "/proc/$3/stat" 2>/dev/null) && set -f && set -- ${stat##*") "} && echo "$1")
+if [ "$ok" != yes ] || ! kill -0 "$3" 2>/dev/null || [ "${state:-Z}" = Z ]; then
   echo "deploy: this push no longer holds the deploy lock (it was released with 'deploy lock release'," \
     "or the lease ran out); nothing of '$4' ran"
   exit 75

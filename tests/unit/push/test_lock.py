@@ -304,3 +304,23 @@ def test_lock_release_says_whether_it_ended_the_holder_or_found_it_gone() -> Non
     assert gone.startswith("released; its holder, ann@laptop (pid 7, push of release r2, since S), no longer")
     assert "pid 42 is not the process that took the lock" in gone and "nothing was signalled" in gone
     assert released(False, None, "") == "was free"
+
+
+def test_a_step_woken_by_its_holder_s_exit_does_not_run(layout: Layout) -> None:
+    # The holder has exited but is not reaped yet (a zombie, as it is for an instant after its exit
+    # freed the work lock the step was waiting for): kill -0 still finds its pid, the guard must not.
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    Path(layout.lock_info).write_text(f'{{"remote_pid": {zombie.pid}, "by": "gone"}}\n')
+    ran = subprocess.run(
+        cmd.guarded(layout, zombie.pid, "health", ("echo", "the step ran")),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    zombie.wait()
+    assert ran.returncode == cmd.LOST_LOCK and "the step ran" not in ran.stdout, ran.stdout
+    assert "no longer holds the deploy lock" in ran.stdout
