@@ -401,20 +401,18 @@ class LockedFacts:
     def states(self, locks: Mapping[str, LockResult]) -> dict[str, HostState]:
         """Each host's state under the lock just taken (`locks`: every host's)."""
         self.join()
-        kept: dict[str, HostState] = {}
-        for host, found in self.found.items():
-            lock = locks.get(host)
-            if isinstance(found, BaseException) or lock is None or not lock.acquired:
-                break
-            if not found.lock.quiet or found.lock.stamp is None or lock.stamp != found.lock.stamp:
-                break
-            if lock.waited or lock.record:
-                break
-            kept[host] = found
-        else:
-            if set(kept) == set(host_names(self.config)):
-                return kept
+        found = {h: f for h, f in self.found.items() if not isinstance(f, BaseException)}
+        kept = {h: f for h, f in found.items() if _under(f, locks.get(h))}
+        if set(kept) == set(host_names(self.config)):
+            return kept
         return gather(self.executor, self.config)
+
+
+def _under(found: HostState, lock: LockResult | None) -> bool:
+    """Whether facts read passively are the host's state under `lock`, the lock its holder just took."""
+    if lock is None or not lock.acquired or lock.waited or lock.record:
+        return False
+    return found.lock.quiet and found.lock.stamp is not None and lock.stamp == found.lock.stamp
 
 
 def locked_states(

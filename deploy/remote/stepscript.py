@@ -53,6 +53,13 @@ def _batchable(command: Command | Upload) -> bool:
     return command.check and command.argv[:5] == _SAFE_FS_ARGV and command.argv[5] in _BATCHED
 
 
+def _upload_argv(upload: Upload) -> tuple[str, ...]:
+    """The `SAFE_FS write` command of an inline upload (its bytes follow in base64)."""
+    owner, group = upload.owner or "root", upload.group or "root"
+    digest = hashlib.sha256(upload.content).hexdigest()
+    return write_stdin_argv(upload.remote_path, upload.mode, owner, group, digest, decode=True)
+
+
 def _runs(commands: list[Command | Upload]) -> list[list[tuple[int, Command | Upload]]]:
     """The commands with their index, consecutive `SAFE_FS` operations and uploads in one run each."""
     out: list[list[tuple[int, Command | Upload]]] = []
@@ -74,13 +81,8 @@ def _batch(run: list[tuple[int, Command | Upload]]) -> list[str]:
         str(len(run)),
     ]
     for index, command in run:
-        if isinstance(command, Upload):
-            digest = hashlib.sha256(command.content).hexdigest()
-            mode = f"{command.mode:04o}"
-            fields: tuple[str, ...] = ("write", command.remote_path, mode, command.owner or "root")
-            fields += (command.group or "root", digest, "base64")
-        else:
-            fields = command.argv[5:]
+        # The operation's own arguments, as the one-program form passes them to SAFE_FS.
+        fields = (_upload_argv(command) if isinstance(command, Upload) else command.argv)[5:]
         lines.append(" ".join([str(index), *("x" + field.encode().hex() for field in fields), ";"]))
         if isinstance(command, Upload):
             lines.append(base64.encodebytes(command.content).decode().rstrip("\n"))
@@ -103,14 +105,7 @@ def step_script(commands: list[Command | Upload]) -> str:
             continue
         index, command = run[0]
         if isinstance(command, Upload):
-            argv = write_stdin_argv(
-                command.remote_path,
-                command.mode,
-                command.owner or "root",
-                command.group or "root",
-                hashlib.sha256(command.content).hexdigest(),
-                decode=True,
-            )
+            argv = _upload_argv(command)
             data = base64.encodebytes(command.content).decode()
             lines.append(
                 f"{Command(argv).line()} <<'{_EOF}' "
